@@ -1,0 +1,124 @@
+//! `spoc.v1.CatalogService`.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{self, MAX_IMPORT_OBJECTS, required};
+use super::pb::{self, catalog_service_server::CatalogService};
+use super::validate as check;
+use crate::engine::Engine;
+use crate::error::Error;
+
+/// Serves the catalog over the engine.
+pub struct CatalogApi {
+    engine: Arc<Engine>,
+}
+
+impl CatalogApi {
+    /// Wraps a shared engine.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+}
+
+#[tonic::async_trait]
+impl CatalogService for CatalogApi {
+    async fn upsert_skill(
+        &self,
+        request: Request<pb::UpsertSkillRequest>,
+    ) -> Result<Response<pb::Skill>, Status> {
+        let skill = convert::skill("skill", required("skill", request.into_inner().skill)?)?;
+        Ok(Response::new(self.engine.upsert_skill(skill)?.into()))
+    }
+
+    async fn get_skill(
+        &self,
+        request: Request<pb::GetSkillRequest>,
+    ) -> Result<Response<pb::Skill>, Status> {
+        let id = check::id("skill_id", &request.into_inner().skill_id)?;
+        Ok(Response::new(self.engine.skill(&id)?.into()))
+    }
+
+    async fn list_skills(
+        &self,
+        request: Request<pb::ListSkillsRequest>,
+    ) -> Result<Response<pb::ListSkillsResponse>, Status> {
+        let pb::ListSkillsRequest {
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let limit = check::page_size("page_size", page_size)?;
+        let after = check::page_token("page_token", &page_token)?;
+        let (skills, next) = self.engine.list_skills(after.as_deref(), limit)?;
+        Ok(Response::new(pb::ListSkillsResponse {
+            skills: skills.into_iter().map(Into::into).collect(),
+            next_page_token: check::next_page_token(next),
+        }))
+    }
+
+    async fn upsert_module(
+        &self,
+        request: Request<pb::UpsertModuleRequest>,
+    ) -> Result<Response<pb::Module>, Status> {
+        let module = convert::module("module", required("module", request.into_inner().module)?)?;
+        Ok(Response::new(self.engine.upsert_module(module)?.into()))
+    }
+
+    async fn get_module(
+        &self,
+        request: Request<pb::GetModuleRequest>,
+    ) -> Result<Response<pb::Module>, Status> {
+        let id = check::id("module_id", &request.into_inner().module_id)?;
+        Ok(Response::new(self.engine.module(&id)?.into()))
+    }
+
+    async fn list_modules(
+        &self,
+        request: Request<pb::ListModulesRequest>,
+    ) -> Result<Response<pb::ListModulesResponse>, Status> {
+        let pb::ListModulesRequest {
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let limit = check::page_size("page_size", page_size)?;
+        let after = check::page_token("page_token", &page_token)?;
+        let (modules, next) = self.engine.list_modules(after.as_deref(), limit)?;
+        Ok(Response::new(pb::ListModulesResponse {
+            modules: modules.into_iter().map(Into::into).collect(),
+            next_page_token: check::next_page_token(next),
+        }))
+    }
+
+    async fn import_catalog(
+        &self,
+        request: Request<pb::ImportCatalogRequest>,
+    ) -> Result<Response<pb::ImportCatalogResponse>, Status> {
+        let pb::ImportCatalogRequest { skills, modules } = request.into_inner();
+        for (field, len) in [("skills", skills.len()), ("modules", modules.len())] {
+            if len > MAX_IMPORT_OBJECTS {
+                return Err(Error::invalid(
+                    field,
+                    format!("must hold at most {MAX_IMPORT_OBJECTS} entries, got {len}"),
+                )
+                .into());
+            }
+        }
+        let skills = skills
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| convert::skill(&format!("skills[{i}]"), s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let modules = modules
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| convert::module(&format!("modules[{i}]"), m))
+            .collect::<Result<Vec<_>, _>>()?;
+        let counts = pb::ImportCatalogResponse {
+            skills_upserted: skills.len() as i32,
+            modules_upserted: modules.len() as i32,
+        };
+        self.engine.import_catalog(skills, modules)?;
+        Ok(Response::new(counts))
+    }
+}

@@ -1,0 +1,340 @@
+//! Conversions between protobuf messages and domain types.
+//!
+//! Inbound conversions validate as they go and name the offending field
+//! with its full path (`attempts[2].score`); they destructure every field so
+//! that a field added to the proto breaks the build until someone decides
+//! what it means. Outbound conversions are plain `From` impls.
+
+use super::pb;
+use super::validate as check;
+use crate::domain::catalog::{Format, Module, Skill};
+use crate::domain::learner::{CohortRules, Enrolment, Learner, Micros, Program};
+use crate::domain::mastery::Attempt;
+use crate::engine::mastery::SkillMastery;
+use crate::error::{Error, Result};
+
+/// Largest number of attempts in one `RecordAttempts` call.
+pub const MAX_ATTEMPTS_PER_CALL: usize = 1000;
+/// Largest number of skills or modules in one `ImportCatalog` call.
+pub const MAX_IMPORT_OBJECTS: usize = 10_000;
+/// Longest module, in minutes (a week).
+pub const MAX_MODULE_MINUTES: u32 = 7 * 24 * 60;
+/// Longest time spent on one quiz item, in milliseconds (a day).
+pub const MAX_TIME_SPENT_MS: u64 = 24 * 3_600_000;
+
+/// Unwraps a required sub-message.
+pub fn required<T>(field: &str, value: Option<T>) -> Result<T> {
+    value.ok_or_else(|| Error::invalid(field, "is required"))
+}
+
+/// Checks a skill; `at` is its path in the request.
+pub fn skill(at: &str, value: pb::Skill) -> Result<Skill> {
+    let pb::Skill {
+        id,
+        name,
+        prerequisite_ids,
+    } = value;
+    Ok(Skill {
+        id: check::id(&format!("{at}.id"), &id)?,
+        name: check::text(&format!("{at}.name"), &name)?,
+        prerequisite_ids: check::id_set(&format!("{at}.prerequisite_ids"), &prerequisite_ids)?,
+    })
+}
+
+/// Checks a module; `at` is its path in the request.
+pub fn module(at: &str, value: pb::Module) -> Result<Module> {
+    let pb::Module {
+        id,
+        title,
+        skill_ids,
+        format,
+        duration_minutes,
+        language,
+    } = value;
+    let skill_ids = check::id_set(&format!("{at}.skill_ids"), &skill_ids)?;
+    if skill_ids.is_empty() {
+        return Err(Error::invalid(
+            format!("{at}.skill_ids"),
+            "must name at least one skill",
+        ));
+    }
+    if !(1..=MAX_MODULE_MINUTES).contains(&duration_minutes) {
+        return Err(Error::invalid(
+            format!("{at}.duration_minutes"),
+            format!("must be in 1..={MAX_MODULE_MINUTES}, got {duration_minutes}"),
+        ));
+    }
+    Ok(Module {
+        id: check::id(&format!("{at}.id"), &id)?,
+        title: check::text(&format!("{at}.title"), &title)?,
+        skill_ids,
+        format: format_from_pb(&format!("{at}.format"), format)?,
+        duration_minutes,
+        language: check::language(&format!("{at}.language"), &language, true)?,
+    })
+}
+
+fn format_from_pb(field: &str, value: i32) -> Result<Format> {
+    use pb::ModuleFormat as F;
+    match F::try_from(value) {
+        Ok(F::Video) => Ok(Format::Video),
+        Ok(F::Document) => Ok(Format::Document),
+        Ok(F::Quiz) => Ok(Format::Quiz),
+        Ok(F::Exercise) => Ok(Format::Exercise),
+        Ok(F::SeriousGame) => Ok(Format::SeriousGame),
+        Ok(F::Workshop) => Ok(Format::Workshop),
+        Ok(F::LiveSession) => Ok(Format::LiveSession),
+        Ok(F::Podcast) => Ok(Format::Podcast),
+        Ok(F::Unspecified) => Err(Error::invalid(field, "must be set")),
+        Err(_) => Err(Error::invalid(field, format!("unknown format {value}"))),
+    }
+}
+
+impl From<Format> for pb::ModuleFormat {
+    fn from(format: Format) -> Self {
+        match format {
+            Format::Video => Self::Video,
+            Format::Document => Self::Document,
+            Format::Quiz => Self::Quiz,
+            Format::Exercise => Self::Exercise,
+            Format::SeriousGame => Self::SeriousGame,
+            Format::Workshop => Self::Workshop,
+            Format::LiveSession => Self::LiveSession,
+            Format::Podcast => Self::Podcast,
+        }
+    }
+}
+
+impl From<Skill> for pb::Skill {
+    fn from(skill: Skill) -> Self {
+        Self {
+            id: skill.id,
+            name: skill.name,
+            prerequisite_ids: skill.prerequisite_ids,
+        }
+    }
+}
+
+impl From<Module> for pb::Module {
+    fn from(module: Module) -> Self {
+        Self {
+            id: module.id,
+            title: module.title,
+            skill_ids: module.skill_ids,
+            format: pb::ModuleFormat::from(module.format) as i32,
+            duration_minutes: module.duration_minutes,
+            language: module.language,
+        }
+    }
+}
+
+/// Checks a learner.
+pub fn learner(at: &str, value: pb::Learner) -> Result<Learner> {
+    let pb::Learner {
+        id,
+        company_id,
+        language,
+        time_zone,
+        display_name,
+    } = value;
+    Ok(Learner {
+        id: check::id(&format!("{at}.id"), &id)?,
+        company_id: check::id(&format!("{at}.company_id"), &company_id)?,
+        language: check::language(&format!("{at}.language"), &language, false)?,
+        time_zone: check::time_zone(&format!("{at}.time_zone"), &time_zone)?,
+        display_name: check::text(&format!("{at}.display_name"), &display_name)?,
+    })
+}
+
+impl From<Learner> for pb::Learner {
+    fn from(learner: Learner) -> Self {
+        Self {
+            id: learner.id,
+            company_id: learner.company_id,
+            language: learner.language,
+            time_zone: learner.time_zone,
+            display_name: learner.display_name,
+        }
+    }
+}
+
+/// Checks a program and fills unset cohort rules with their defaults.
+pub fn program(at: &str, value: pb::Program) -> Result<Program> {
+    let pb::Program {
+        id,
+        name,
+        skill_ids,
+        cohort_rules,
+    } = value;
+    let skill_ids = check::id_set(&format!("{at}.skill_ids"), &skill_ids)?;
+    if skill_ids.is_empty() {
+        return Err(Error::invalid(
+            format!("{at}.skill_ids"),
+            "must name at least one skill",
+        ));
+    }
+    Ok(Program {
+        id: check::id(&format!("{at}.id"), &id)?,
+        name: check::text(&format!("{at}.name"), &name)?,
+        skill_ids,
+        cohort_rules: rules(
+            &format!("{at}.cohort_rules"),
+            cohort_rules.unwrap_or_default(),
+        )?,
+    })
+}
+
+fn rules(at: &str, value: pb::CohortRules) -> Result<CohortRules> {
+    let pb::CohortRules {
+        min_size,
+        max_size,
+        max_company_share,
+        single_language,
+        max_timezone_spread_hours,
+        target_cohort_count,
+    } = value;
+    let defaults = CohortRules::default();
+    let min_size = min_size.unwrap_or(defaults.min_size);
+    let max_size = max_size.unwrap_or(defaults.max_size);
+    if !(15..=50).contains(&min_size) {
+        return Err(Error::invalid(
+            format!("{at}.min_size"),
+            format!("must be in 15..=50, got {min_size}"),
+        ));
+    }
+    if !(min_size..=50).contains(&max_size) {
+        return Err(Error::invalid(
+            format!("{at}.max_size"),
+            format!("must be in min_size..=50 ({min_size}..=50), got {max_size}"),
+        ));
+    }
+    let share = max_company_share.unwrap_or(defaults.max_company_share);
+    if !share.is_finite() || share <= 0.0 || share > 1.0 {
+        return Err(Error::invalid(
+            format!("{at}.max_company_share"),
+            format!("must be in (0, 1], got {share}"),
+        ));
+    }
+    let spread = max_timezone_spread_hours.unwrap_or(defaults.max_timezone_spread_hours);
+    if !spread.is_finite() || !(0.0..=26.0).contains(&spread) {
+        return Err(Error::invalid(
+            format!("{at}.max_timezone_spread_hours"),
+            format!("must be in [0, 26], got {spread}"),
+        ));
+    }
+    Ok(CohortRules {
+        min_size,
+        max_size,
+        max_company_share: share,
+        single_language: single_language.unwrap_or(defaults.single_language),
+        max_timezone_spread_hours: spread,
+        target_cohort_count: target_cohort_count.filter(|n| *n > 0),
+    })
+}
+
+impl From<Program> for pb::Program {
+    fn from(program: Program) -> Self {
+        let r = program.cohort_rules;
+        Self {
+            id: program.id,
+            name: program.name,
+            skill_ids: program.skill_ids,
+            cohort_rules: Some(pb::CohortRules {
+                min_size: Some(r.min_size),
+                max_size: Some(r.max_size),
+                max_company_share: Some(r.max_company_share),
+                single_language: Some(r.single_language),
+                max_timezone_spread_hours: Some(r.max_timezone_spread_hours),
+                target_cohort_count: r.target_cohort_count,
+            }),
+        }
+    }
+}
+
+impl From<Enrolment> for pb::Enrolment {
+    fn from(e: Enrolment) -> Self {
+        Self {
+            learner_id: e.learner_id,
+            program_id: e.program_id,
+            enrolled_at: Some(timestamp(e.enrolled_at)),
+        }
+    }
+}
+
+/// Checks a batch of attempts, all of it, before anything is stored.
+pub fn attempts(values: Vec<pb::Attempt>, now: Micros) -> Result<Vec<Attempt>> {
+    if values.is_empty() {
+        return Err(Error::invalid("attempts", "must hold at least one attempt"));
+    }
+    if values.len() > MAX_ATTEMPTS_PER_CALL {
+        return Err(Error::invalid(
+            "attempts",
+            format!(
+                "must hold at most {MAX_ATTEMPTS_PER_CALL} attempts, got {}",
+                values.len()
+            ),
+        ));
+    }
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| attempt(&format!("attempts[{i}]"), value, now))
+        .collect()
+}
+
+fn attempt(at: &str, value: pb::Attempt, now: Micros) -> Result<Attempt> {
+    let pb::Attempt {
+        attempt_id,
+        learner_id,
+        item_id,
+        skill_ids,
+        correct,
+        score,
+        occurred_at,
+        time_spent,
+    } = value;
+    let skill_ids = check::id_set(&format!("{at}.skill_ids"), &skill_ids)?;
+    if skill_ids.is_empty() {
+        return Err(Error::invalid(
+            format!("{at}.skill_ids"),
+            "must name at least one skill",
+        ));
+    }
+    Ok(Attempt {
+        attempt_id: check::id(&format!("{at}.attempt_id"), &attempt_id)?,
+        learner_id: check::id(&format!("{at}.learner_id"), &learner_id)?,
+        item_id: check::id(&format!("{at}.item_id"), &item_id)?,
+        skill_ids,
+        correct,
+        score: score
+            .map(|s| check::probability(&format!("{at}.score"), s))
+            .transpose()?,
+        occurred_at: check::event_time(&format!("{at}.occurred_at"), occurred_at.as_ref(), now)?,
+        time_spent_ms: check::duration_ms(
+            &format!("{at}.time_spent"),
+            time_spent.as_ref(),
+            MAX_TIME_SPENT_MS,
+        )?,
+    })
+}
+
+impl From<SkillMastery> for pb::SkillMastery {
+    fn from(m: SkillMastery) -> Self {
+        Self {
+            learner_id: m.learner_id,
+            skill_id: m.skill_id,
+            p_mastered: m.p_mastered,
+            attempt_count: m.attempt_count as i32,
+            mastered: m.mastered,
+            updated_at: m.updated_at.map(timestamp),
+        }
+    }
+}
+
+/// A domain time as a protobuf timestamp.
+pub fn timestamp(micros: Micros) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
+    }
+}

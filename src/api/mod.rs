@@ -1,0 +1,24 @@
+//! The gRPC edge: generated code, validation, conversions, services.
+//!
+//! Only this module knows protobuf types. Each handler validates and
+//! converts its request into domain values (`convert`, `validate`), calls the
+//! engine, and converts the answer back; every error becomes a `Status` in
+//! one place (`status`).
+
+pub mod catalog;
+pub mod convert;
+pub mod learners;
+pub mod mastery;
+pub mod programs;
+pub mod status;
+pub mod validate;
+
+/// Code generated from `proto/spoc/v1/*.proto`.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("spoc.v1");
+
+    /// The descriptor set of our protos, served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("spoc_v1_descriptor");
+}

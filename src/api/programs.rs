@@ -1,0 +1,61 @@
+//! `spoc.v1.ProgramService`.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{self, required};
+use super::pb::{self, program_service_server::ProgramService};
+use super::validate as check;
+use crate::engine::Engine;
+
+/// Serves programs over the engine.
+pub struct ProgramApi {
+    engine: Arc<Engine>,
+}
+
+impl ProgramApi {
+    /// Wraps a shared engine.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+}
+
+#[tonic::async_trait]
+impl ProgramService for ProgramApi {
+    async fn upsert_program(
+        &self,
+        request: Request<pb::UpsertProgramRequest>,
+    ) -> Result<Response<pb::Program>, Status> {
+        let program = convert::program(
+            "program",
+            required("program", request.into_inner().program)?,
+        )?;
+        Ok(Response::new(self.engine.upsert_program(program)?.into()))
+    }
+
+    async fn get_program(
+        &self,
+        request: Request<pb::GetProgramRequest>,
+    ) -> Result<Response<pb::Program>, Status> {
+        let id = check::id("program_id", &request.into_inner().program_id)?;
+        Ok(Response::new(self.engine.program(&id)?.into()))
+    }
+
+    async fn list_programs(
+        &self,
+        request: Request<pb::ListProgramsRequest>,
+    ) -> Result<Response<pb::ListProgramsResponse>, Status> {
+        let pb::ListProgramsRequest {
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let limit = check::page_size("page_size", page_size)?;
+        let after = check::page_token("page_token", &page_token)?;
+        let (programs, next) = self.engine.list_programs(after.as_deref(), limit)?;
+        Ok(Response::new(pb::ListProgramsResponse {
+            programs: programs.into_iter().map(Into::into).collect(),
+            next_page_token: check::next_page_token(next),
+        }))
+    }
+}

@@ -1,0 +1,39 @@
+//! The one mapping from [`Error`] to `tonic::Status`.
+//!
+//! Field errors carry a `google.rpc.BadRequest` detail naming the field, so
+//! that a client library can point at it; missing objects carry a
+//! `google.rpc.ResourceInfo`.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::error::Error;
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        let message = err.to_string();
+        match err {
+            Error::InvalidArgument { field, reason } => Status::with_error_details(
+                Code::InvalidArgument,
+                message,
+                ErrorDetails::with_bad_request_violation(field, reason),
+            ),
+            Error::NotFound { kind, id } => Status::with_error_details(
+                Code::NotFound,
+                message,
+                ErrorDetails::with_resource_info(kind, id, "", "not found"),
+            ),
+            Error::AlreadyExists { .. } => Status::already_exists(message),
+            Error::FailedPrecondition(_) => Status::failed_precondition(message),
+            Error::Corrupt { .. } => {
+                tracing::error!(%message, "corrupt stored value");
+                Status::data_loss(message)
+            }
+            Error::Storage(_) => {
+                tracing::error!(%message, "storage failure");
+                Status::internal(message)
+            }
+            Error::Unavailable(_) => Status::unavailable(message),
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Field checks shared by every request conversion.
+//!
+//! Each function takes the field's path in the request (for the error) and
+//! its raw value, and returns the checked domain value or an
+//! [`Error::InvalidArgument`] naming the field.
+
+use crate::domain::learner::Micros;
+use crate::error::{Error, Result};
+
+/// Longest id accepted, in bytes: ids become sled keys.
+pub const MAX_ID_BYTES: usize = 256;
+/// Longest name or title accepted, in bytes.
+pub const MAX_TEXT_BYTES: usize = 512;
+/// Page size used when the caller sends 0.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+/// Largest page returned; larger requests are coerced (AIP-158).
+pub const MAX_PAGE_SIZE: usize = 1000;
+/// How far in the future an event time may lie (clock skew allowance).
+pub const MAX_FUTURE_MICROS: Micros = 3_600_000_000;
+
+/// A required id: 1 to [`MAX_ID_BYTES`] bytes, no control characters (NUL
+/// separates key parts in the store).
+pub fn id(field: &str, value: &str) -> Result<String> {
+    if value.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    optional_id(field, value)
+}
+
+/// An id that may be empty (an unset filter).
+pub fn optional_id(field: &str, value: &str) -> Result<String> {
+    if value.len() > MAX_ID_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_ID_BYTES} bytes, got {}", value.len()),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(value.to_string())
+}
+
+/// A list of ids: each checked, duplicates removed, sorted.
+pub fn id_set(field: &str, values: &[String]) -> Result<Vec<String>> {
+    let mut out = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| id(&format!("{field}[{i}]"), v))
+        .collect::<Result<Vec<_>>>()?;
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Free text of at most [`MAX_TEXT_BYTES`] bytes.
+pub fn text(field: &str, value: &str) -> Result<String> {
+    if value.len() > MAX_TEXT_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "must be at most {MAX_TEXT_BYTES} bytes, got {}",
+                value.len()
+            ),
+        ));
+    }
+    Ok(value.to_string())
+}
+
+/// A BCP 47 language tag (shape only: `xx`, `xx-YY`, `zh-Hant-TW`...), or
+/// empty when `required` is false.
+pub fn language(field: &str, value: &str, required: bool) -> Result<String> {
+    if value.is_empty() {
+        return if required {
+            Err(Error::invalid(field, "must not be empty"))
+        } else {
+            Ok(String::new())
+        };
+    }
+    let mut parts = value.split('-');
+    let primary = parts.next().unwrap_or("");
+    let primary_ok =
+        (2..=8).contains(&primary.len()) && primary.chars().all(|c| c.is_ascii_alphabetic());
+    let rest_ok =
+        parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+    if primary_ok && rest_ok {
+        Ok(value.to_string())
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("'{value}' is not a BCP 47 language tag such as 'fr' or 'en-GB'"),
+        ))
+    }
+}
+
+/// An IANA time zone name known to the bundled tz database, or empty.
+pub fn time_zone(field: &str, value: &str) -> Result<String> {
+    if value.is_empty() {
+        return Ok(String::new());
+    }
+    jiff::tz::TimeZone::get(value)
+        .map(|_| value.to_string())
+        .map_err(|_| {
+            Error::invalid(
+                field,
+                format!("'{value}' is not an IANA time zone name such as 'Europe/Paris'"),
+            )
+        })
+}
+
+/// A required event time: valid, not before 1970, at most
+/// [`MAX_FUTURE_MICROS`] ahead of `now`.
+pub fn event_time(
+    field: &str,
+    value: Option<&prost_types::Timestamp>,
+    now: Micros,
+) -> Result<Micros> {
+    let ts = value.ok_or_else(|| Error::invalid(field, "is required"))?;
+    if !(0..1_000_000_000).contains(&ts.nanos) {
+        return Err(Error::invalid(field, "nanos must be in [0, 1e9)"));
+    }
+    if ts.seconds < 0 {
+        return Err(Error::invalid(field, "must not be before 1970-01-01"));
+    }
+    let micros = ts
+        .seconds
+        .checked_mul(1_000_000)
+        .and_then(|s| s.checked_add(i64::from(ts.nanos / 1000)))
+        .ok_or_else(|| Error::invalid(field, "is out of range"))?;
+    if micros > now + MAX_FUTURE_MICROS {
+        return Err(Error::invalid(field, "is more than one hour in the future"));
+    }
+    Ok(micros)
+}
+
+/// An optional duration of at most `max_ms`, in milliseconds.
+pub fn duration_ms(field: &str, value: Option<&prost_types::Duration>, max_ms: u64) -> Result<u64> {
+    let Some(d) = value else { return Ok(0) };
+    if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 {
+        return Err(Error::invalid(field, "must be a non-negative duration"));
+    }
+    let ms = (d.seconds as u64)
+        .saturating_mul(1000)
+        .saturating_add(d.nanos as u64 / 1_000_000);
+    if ms > max_ms {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {max_ms} ms"),
+        ));
+    }
+    Ok(ms)
+}
+
+/// A probability in `[0, 1]`, finite.
+pub fn probability(field: &str, value: f64) -> Result<f64> {
+    if value.is_finite() && (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("must be in [0, 1], got {value}"),
+        ))
+    }
+}
+
+/// AIP-158 page size: negative is an error, 0 the default, large coerced.
+pub fn page_size(field: &str, value: i32) -> Result<usize> {
+    match value {
+        v if v < 0 => Err(Error::invalid(field, "must not be negative")),
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        v => Ok((v as usize).min(MAX_PAGE_SIZE)),
+    }
+}
+
+/// Decodes an opaque page token (hex of the last key returned).
+pub fn page_token(field: &str, value: &str) -> Result<Option<Vec<u8>>> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let bad = || Error::invalid(field, "is not a token returned by a previous call");
+    if value.len() % 2 != 0 || value.len() > 4 * MAX_ID_BYTES {
+        return Err(bad());
+    }
+    (0..value.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(value.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
+        .collect::<Result<Vec<u8>>>()
+        .map(Some)
+}
+
+/// Encodes the key to continue after as an opaque token.
+pub fn next_page_token(next: Option<Vec<u8>>) -> String {
+    next.map(|key| key.iter().map(|b| format!("{b:02x}")).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(id("f", "").unwrap_err().to_string().contains("invalid f"));
+        assert!(id("f", &"x".repeat(257)).is_err());
+        assert!(id("f", "a\0b").is_err());
+        assert_eq!(id("f", "learner-1").unwrap(), "learner-1");
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_garbage_is_refused() {
+        let token = next_page_token(Some(b"abc\0d".to_vec()));
+        assert_eq!(page_token("t", &token).unwrap().unwrap(), b"abc\0d");
+        assert!(page_token("t", "zz").is_err());
+        assert!(page_token("t", "abc").is_err());
+        assert_eq!(page_size("p", 5000).unwrap(), MAX_PAGE_SIZE);
+        assert!(page_size("p", -1).is_err());
+    }
+
+    #[test]
+    fn languages_and_time_zones() {
+        assert!(language("l", "fr", true).is_ok());
+        assert!(language("l", "en-GB", true).is_ok());
+        assert!(language("l", "français", true).is_err());
+        assert!(language("l", "", true).is_err());
+        assert!(time_zone("z", "Europe/Paris").is_ok());
+        assert!(time_zone("z", "Mars/Olympus").is_err());
+    }
+
+    #[test]
+    fn event_times() {
+        let now = 1_700_000_000_000_000;
+        let ts = |seconds| prost_types::Timestamp { seconds, nanos: 0 };
+        assert!(event_time("t", None, now).is_err());
+        assert!(event_time("t", Some(&ts(-1)), now).is_err());
+        assert!(event_time("t", Some(&ts(1_700_000_000 + 7200)), now).is_err());
+        assert_eq!(
+            event_time("t", Some(&ts(1_600_000_000)), now).unwrap(),
+            1_600_000_000_000_000
+        );
+    }
+}

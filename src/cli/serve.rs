@@ -1,0 +1,83 @@
+//! `spoc serve`: run the service until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+
+use crate::engine::params::ParamSet;
+use crate::engine::{DEFAULT_MASTERY_THRESHOLD, Engine, EngineConfig};
+use crate::store::Store;
+
+/// Options of `spoc serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on for gRPC.
+    #[arg(long, env = "SPOC_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Folder holding the sled store (created if missing).
+    #[arg(long, env = "SPOC_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// P(mastered) at or above which a skill counts as mastered.
+    #[arg(long, env = "SPOC_MASTERY_THRESHOLD", default_value_t = DEFAULT_MASTERY_THRESHOLD)]
+    pub mastery_threshold: f64,
+    /// BKT parameter file; defaults to the shipped models/bkt-defaults.json.
+    #[arg(long, env = "SPOC_BKT_PARAMS")]
+    pub bkt_params: Option<PathBuf>,
+}
+
+/// Opens the store and serves until a shutdown signal.
+pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    if !(args.mastery_threshold > 0.0 && args.mastery_threshold <= 1.0) {
+        return Err(format!(
+            "--mastery-threshold must be in (0, 1], got {}",
+            args.mastery_threshold
+        )
+        .into());
+    }
+    let params = ParamSet::load(args.bkt_params.as_deref())?;
+    let store = Store::open(&args.data_dir)?;
+    let engine = Arc::new(Engine::new(
+        store,
+        EngineConfig {
+            mastery_threshold: args.mastery_threshold,
+            params,
+        },
+    ));
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        tracing::info!(
+            address = %listener.local_addr()?,
+            data_dir = %args.data_dir.display(),
+            "spoc-engine serving gRPC"
+        );
+        crate::server::serve(engine, listener, shutdown_signal()).await?;
+        tracing::info!("stopped; store flushed");
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight calls");
+}

@@ -1,0 +1,163 @@
+//! Quiz attempts and the mastery they imply, kept in `occurred_at` order.
+//!
+//! Attempts can reach the engine out of order (LMS retries, offline
+//! clients). Mastery must nevertheless be what BKT gives for the learner's
+//! attempts sorted by time, so each state remembers the position of the last
+//! attempt folded into it: a newer attempt is folded in incrementally, an
+//! older one forces a replay of the whole sequence ([`fold`]).
+
+use serde::{Deserialize, Serialize};
+
+use super::bkt::{BktParams, Observation};
+use super::learner::Micros;
+
+/// One answer of one learner to one quiz item, as stored forever (the raw
+/// attempts are the training data of model fitting).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Caller-chosen idempotency key, unique across the deployment.
+    pub attempt_id: String,
+    /// The learner who answered.
+    pub learner_id: String,
+    /// The quiz item answered.
+    pub item_id: String,
+    /// The skills the item tests, sorted and deduplicated.
+    pub skill_ids: Vec<String>,
+    /// Whether the answer was right.
+    pub correct: bool,
+    /// Optional partial credit in `[0, 1]`.
+    pub score: Option<f64>,
+    /// When the learner answered.
+    pub occurred_at: Micros,
+    /// Time spent on the item, in milliseconds.
+    pub time_spent_ms: u64,
+}
+
+impl Attempt {
+    /// The evidence BKT takes from this attempt.
+    pub fn observation(&self) -> Observation {
+        Observation {
+            correct: self.correct,
+            score: self.score,
+        }
+    }
+
+    /// Where the attempt sits in its learner's timeline: by time, then id so
+    /// that simultaneous attempts still have one order.
+    pub fn position(&self) -> Position {
+        Position {
+            occurred_at: self.occurred_at,
+            attempt_id: self.attempt_id.clone(),
+        }
+    }
+}
+
+/// A point in a learner's timeline; ordered by time, then attempt id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Position {
+    /// When the attempt occurred.
+    pub occurred_at: Micros,
+    /// Tie-breaker between attempts at the same instant.
+    pub attempt_id: String,
+}
+
+/// One learner's mastery of one skill, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MasteryState {
+    /// P(mastered) after the last attempt, in `[0, 1]`.
+    pub p_mastered: f64,
+    /// Number of attempts folded in.
+    pub attempt_count: u32,
+    /// Position of the latest attempt folded in.
+    pub last: Position,
+    /// When `p_mastered` last changed (server time).
+    pub updated_at: Micros,
+}
+
+/// Folds new observations of one (learner, skill) into its state.
+///
+/// `previous` is the stored state (if any), `new` the new observations sorted
+/// by position. When every new one comes after `previous.last` the fold is
+/// incremental; otherwise `history` is called for every stored observation
+/// (sorted), and the whole merged sequence is replayed from the prior.
+pub fn fold(
+    params: &BktParams,
+    previous: Option<&MasteryState>,
+    new: &[(Position, Observation)],
+    history: impl FnOnce() -> Vec<(Position, Observation)>,
+    now: Micros,
+) -> Option<MasteryState> {
+    let last_new = new.last()?.0.clone();
+    let in_order = match previous {
+        None => true,
+        Some(state) => new[0].0 > state.last,
+    };
+    let (p_mastered, attempt_count, last) = if in_order {
+        let start = previous.map_or(params.prior, |s| s.p_mastered);
+        let count = previous.map_or(0, |s| s.attempt_count);
+        let p = new.iter().fold(start, |p, (_, obs)| params.update(p, *obs));
+        (p, count + new.len() as u32, last_new)
+    } else {
+        let mut all = history();
+        all.extend(new.iter().cloned());
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let p = params.replay(all.iter().map(|(_, obs)| *obs));
+        let last = all.last().map(|(pos, _)| pos.clone()).unwrap_or(last_new);
+        (p, all.len() as u32, last)
+    };
+    Some(MasteryState {
+        p_mastered,
+        attempt_count,
+        last,
+        updated_at: now,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(t: Micros, correct: bool) -> (Position, Observation) {
+        (
+            Position {
+                occurred_at: t,
+                attempt_id: format!("a{t}"),
+            },
+            Observation {
+                correct,
+                score: None,
+            },
+        )
+    }
+
+    #[test]
+    fn out_of_order_equals_sorted_replay() {
+        let params = BktParams::default();
+        let seq = [at(1, false), at(2, true), at(3, true), at(4, false)];
+        let sorted = params.replay(seq.iter().map(|(_, o)| *o));
+        // Arrive as 3, 4, then 1 and 2 late.
+        let first = fold(&params, None, &seq[2..4], Vec::new, 10).unwrap();
+        let stored = seq[2..4].to_vec();
+        let second = fold(&params, Some(&first), &seq[0..2], || stored, 20).unwrap();
+        assert!((second.p_mastered - sorted).abs() < 1e-12);
+        assert_eq!(second.attempt_count, 4);
+        assert_eq!(second.last, seq[3].0);
+    }
+
+    #[test]
+    fn in_order_fold_is_incremental() {
+        let params = BktParams::default();
+        let seq = [at(1, true), at(2, true)];
+        let first = fold(&params, None, &seq[..1], Vec::new, 1).unwrap();
+        let second = fold(
+            &params,
+            Some(&first),
+            &seq[1..],
+            || panic!("history must not be read"),
+            2,
+        )
+        .unwrap();
+        let expected = params.replay(seq.iter().map(|(_, o)| *o));
+        assert!((second.p_mastered - expected).abs() < 1e-12);
+    }
+}

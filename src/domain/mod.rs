@@ -1,0 +1,10 @@
+//! The domain core: plain types and pure functions.
+//!
+//! Nothing here knows tonic, prost or sled (the `tidy` test enforces it):
+//! every function takes the state it needs as arguments, so each model is
+//! testable alone and reusable offline (CLI, simulator, benchmarks).
+
+pub mod bkt;
+pub mod catalog;
+pub mod learner;
+pub mod mastery;

@@ -1,0 +1,105 @@
+//! Catalog use cases: skills and modules, validated against the whole graph.
+
+use std::collections::BTreeMap;
+
+use super::Engine;
+use crate::domain::catalog::{Module, Skill, check_graph};
+use crate::error::{Error, Result};
+use crate::store::Page;
+
+impl Engine {
+    /// Upserts skills and modules together, all or nothing.
+    ///
+    /// The future catalog (stored plus new) is checked before anything is
+    /// written: prerequisites must exist and stay acyclic, and every module
+    /// must target known skills.
+    pub fn import_catalog(&self, skills: Vec<Skill>, modules: Vec<Module>) -> Result<()> {
+        let _guard = self.catalog_write.lock().expect("catalog lock");
+        let mut future: BTreeMap<String, Skill> = self.store.all_skills()?;
+        for (i, skill) in skills.iter().enumerate() {
+            if skills[..i].iter().any(|s| s.id == skill.id) {
+                return Err(Error::invalid(
+                    format!("skills[{i}].id"),
+                    format!("skill '{}' appears twice in the request", skill.id),
+                ));
+            }
+            future.insert(skill.id.clone(), skill.clone());
+        }
+        check_graph(&future)?;
+        for (i, module) in modules.iter().enumerate() {
+            if modules[..i].iter().any(|m| m.id == module.id) {
+                return Err(Error::invalid(
+                    format!("modules[{i}].id"),
+                    format!("module '{}' appears twice in the request", module.id),
+                ));
+            }
+            for (j, skill) in module.skill_ids.iter().enumerate() {
+                if !future.contains_key(skill) {
+                    return Err(Error::invalid(
+                        format!("modules[{i}].skill_ids[{j}]"),
+                        format!("unknown skill id '{skill}'"),
+                    ));
+                }
+            }
+        }
+        self.store.put_catalog(&skills, &modules)
+    }
+
+    /// Upserts one skill.
+    pub fn upsert_skill(&self, skill: Skill) -> Result<Skill> {
+        self.import_catalog(vec![skill.clone()], Vec::new())
+            .map_err(|e| rename_field(e, "skills[0]", "skill"))?;
+        Ok(skill)
+    }
+
+    /// Upserts one module.
+    pub fn upsert_module(&self, module: Module) -> Result<Module> {
+        self.import_catalog(Vec::new(), vec![module.clone()])
+            .map_err(|e| rename_field(e, "modules[0]", "module"))?;
+        Ok(module)
+    }
+
+    /// One skill, or NOT_FOUND.
+    pub fn skill(&self, id: &str) -> Result<Skill> {
+        self.store
+            .skill(id)?
+            .ok_or_else(|| Error::not_found("skill", id))
+    }
+
+    /// One module, or NOT_FOUND.
+    pub fn module(&self, id: &str) -> Result<Module> {
+        self.store
+            .module(id)?
+            .ok_or_else(|| Error::not_found("module", id))
+    }
+
+    /// A page of skills.
+    pub fn list_skills(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<Skill>> {
+        self.store.list_skills(after, limit)
+    }
+
+    /// A page of modules.
+    pub fn list_modules(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<Module>> {
+        self.store.list_modules(after, limit)
+    }
+}
+
+/// Rewrites the field path of a single-object write so that it names the
+/// request's field (`skill.prerequisite_ids[0]`) rather than the batch form.
+fn rename_field(err: Error, batch_prefix: &str, single: &str) -> Error {
+    match err {
+        Error::InvalidArgument { field, reason } => {
+            let field = match field.strip_prefix(batch_prefix) {
+                Some(rest) => format!("{single}{rest}"),
+                None if field.starts_with("skills[") => {
+                    // Graph errors name the skill by id: `skills[<id>]...`.
+                    let rest = field.split_once(']').map_or("", |(_, r)| r);
+                    format!("{single}{rest}")
+                }
+                None => field,
+            };
+            Error::InvalidArgument { field, reason }
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,108 @@
+//! Learners, programs and enrolments.
+
+use super::{Engine, now_micros};
+use crate::domain::learner::{Enrolment, Learner, Program};
+use crate::error::{Error, Result};
+use crate::store::Page;
+
+impl Engine {
+    /// Creates or replaces a learner.
+    pub fn upsert_learner(&self, learner: Learner) -> Result<Learner> {
+        self.store.put_learner(&learner)?;
+        Ok(learner)
+    }
+
+    /// One learner, or NOT_FOUND.
+    pub fn learner(&self, id: &str) -> Result<Learner> {
+        self.store
+            .learner(id)?
+            .ok_or_else(|| Error::not_found("learner", id))
+    }
+
+    /// A page of learners, optionally of one company.
+    pub fn list_learners(
+        &self,
+        company: Option<&str>,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<Learner>> {
+        self.store.list_learners(company, after, limit)
+    }
+
+    /// Creates or replaces a program; its skills must exist.
+    pub fn upsert_program(&self, program: Program) -> Result<Program> {
+        for (i, skill) in program.skill_ids.iter().enumerate() {
+            if !self.store.has_skill(skill)? {
+                return Err(Error::invalid(
+                    format!("program.skill_ids[{i}]"),
+                    format!("unknown skill id '{skill}'"),
+                ));
+            }
+        }
+        self.store.put_program(&program)?;
+        Ok(program)
+    }
+
+    /// One program, or NOT_FOUND.
+    pub fn program(&self, id: &str) -> Result<Program> {
+        self.store
+            .program(id)?
+            .ok_or_else(|| Error::not_found("program", id))
+    }
+
+    /// A page of programs.
+    pub fn list_programs(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<Program>> {
+        self.store.list_programs(after, limit)
+    }
+
+    /// Enrols a learner in a program; enrolling again returns the first
+    /// enrolment unchanged.
+    pub fn enroll(&self, learner_id: &str, program_id: &str) -> Result<Enrolment> {
+        if !self.store.has_learner(learner_id)? {
+            return Err(Error::not_found("learner", learner_id));
+        }
+        if self.store.program(program_id)?.is_none() {
+            return Err(Error::not_found("program", program_id));
+        }
+        let _guard = self.learner_locks.lock_all([learner_id]);
+        if let Some(existing) = self.store.enrolment(learner_id, program_id)? {
+            return Ok(existing);
+        }
+        let enrolment = Enrolment {
+            learner_id: learner_id.to_string(),
+            program_id: program_id.to_string(),
+            enrolled_at: now_micros(),
+        };
+        self.store.put_enrolment(&enrolment)?;
+        Ok(enrolment)
+    }
+
+    /// A page of the enrolments of one program (by learner id) or of one
+    /// learner (by program id); the owner must exist.
+    pub fn list_enrolments(
+        &self,
+        owner: EnrolmentOwner<'_>,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<Enrolment>> {
+        match owner {
+            EnrolmentOwner::Program(id) => {
+                self.program(id)?;
+                self.store.program_enrolments(id, after, limit)
+            }
+            EnrolmentOwner::Learner(id) => {
+                self.learner(id)?;
+                self.store.learner_enrolments(id, after, limit)
+            }
+        }
+    }
+}
+
+/// Whose enrolments to list.
+#[derive(Debug, Clone, Copy)]
+pub enum EnrolmentOwner<'a> {
+    /// Every learner enrolled in this program.
+    Program(&'a str),
+    /// Every program this learner is enrolled in.
+    Learner(&'a str),
+}

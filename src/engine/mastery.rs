@@ -1,0 +1,231 @@
+//! Ingestion of quiz attempts and the live mastery they produce.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Engine, now_micros};
+use crate::domain::bkt::Observation;
+use crate::domain::mastery::{Attempt, MasteryState, Position, fold};
+use crate::error::{Error, Result};
+
+/// One learner's mastery of one skill, as the API reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkillMastery {
+    /// The learner.
+    pub learner_id: String,
+    /// The skill.
+    pub skill_id: String,
+    /// P(mastered), in `[0, 1]`.
+    pub p_mastered: f64,
+    /// Attempts that tested the skill.
+    pub attempt_count: u32,
+    /// Whether `p_mastered` reached the threshold.
+    pub mastered: bool,
+    /// When `p_mastered` last changed; `None` before any attempt.
+    pub updated_at: Option<i64>,
+}
+
+/// What `record_attempts` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// Mastery of every (learner, skill) the batch touched.
+    pub mastery: Vec<SkillMastery>,
+    /// Attempts newly stored.
+    pub recorded: usize,
+    /// Attempts already stored before this call.
+    pub duplicates: usize,
+}
+
+impl Engine {
+    /// Stores a batch of attempts, all or nothing, updates mastery in
+    /// `occurred_at` order, and returns once everything is on disk.
+    pub async fn record_attempts(&self, attempts: Vec<Attempt>) -> Result<Recorded> {
+        let outcome = self.apply_attempts(attempts)?;
+        self.store.durable().await?;
+        Ok(outcome)
+    }
+
+    /// The synchronous part of [`Engine::record_attempts`]: validate against
+    /// the stored state, fold, and write in one transaction.
+    fn apply_attempts(&self, attempts: Vec<Attempt>) -> Result<Recorded> {
+        // References must exist; checked before any lock or write.
+        let mut known_learners = BTreeSet::new();
+        let mut known_skills = BTreeSet::new();
+        for (i, attempt) in attempts.iter().enumerate() {
+            if !known_learners.contains(&attempt.learner_id) {
+                if !self.store.has_learner(&attempt.learner_id)? {
+                    return Err(Error::NotFound {
+                        kind: "learner",
+                        id: attempt.learner_id.clone(),
+                    });
+                }
+                known_learners.insert(attempt.learner_id.clone());
+            }
+            for (j, skill) in attempt.skill_ids.iter().enumerate() {
+                if !known_skills.contains(skill) {
+                    if !self.store.has_skill(skill)? {
+                        return Err(Error::invalid(
+                            format!("attempts[{i}].skill_ids[{j}]"),
+                            format!("unknown skill id '{skill}'"),
+                        ));
+                    }
+                    known_skills.insert(skill.clone());
+                }
+            }
+        }
+
+        let _guards = self
+            .learner_locks
+            .lock_all(known_learners.iter().map(String::as_str));
+
+        // Split new attempts from resent ones; a resent id must carry the
+        // same content, within the batch and against the store.
+        let mut fresh: BTreeMap<&str, &Attempt> = BTreeMap::new();
+        let mut duplicates = 0;
+        let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
+        for (i, attempt) in attempts.iter().enumerate() {
+            for skill in &attempt.skill_ids {
+                touched.insert((attempt.learner_id.clone(), skill.clone()));
+            }
+            if let Some(previous) = fresh.get(attempt.attempt_id.as_str()) {
+                if *previous != attempt {
+                    return Err(Error::invalid(
+                        format!("attempts[{i}].attempt_id"),
+                        format!(
+                            "attempt '{}' appears twice in the batch with different content",
+                            attempt.attempt_id
+                        ),
+                    ));
+                }
+                duplicates += 1;
+                continue;
+            }
+            match self.store.attempt(&attempt.attempt_id)? {
+                Some(stored) if stored == *attempt => duplicates += 1,
+                Some(_) => {
+                    return Err(Error::AlreadyExists {
+                        kind: "attempt",
+                        id: attempt.attempt_id.clone(),
+                        reason: format!(
+                            "attempts[{i}] differs from the attempt stored under this id"
+                        ),
+                    });
+                }
+                None => {
+                    fresh.insert(&attempt.attempt_id, attempt);
+                }
+            }
+        }
+
+        // Group the new observations by (learner, skill), in time order.
+        let mut groups: BTreeMap<(&str, &str), Vec<(Position, Observation)>> = BTreeMap::new();
+        for attempt in fresh.values() {
+            for skill in &attempt.skill_ids {
+                groups
+                    .entry((&attempt.learner_id, skill))
+                    .or_default()
+                    .push((attempt.position(), attempt.observation()));
+            }
+        }
+        let params = self.params();
+        let now = now_micros();
+        let mut states: BTreeMap<(String, String), MasteryState> = BTreeMap::new();
+        for ((learner, skill), mut new) in groups {
+            new.sort_by(|a, b| a.0.cmp(&b.0));
+            let previous = self.store.mastery(learner, skill)?;
+            let mut history_error = None;
+            let state = fold(
+                params.for_skill(skill),
+                previous.as_ref(),
+                &new,
+                || {
+                    self.store.observations(learner, skill).unwrap_or_else(|e| {
+                        history_error = Some(e);
+                        Vec::new()
+                    })
+                },
+                now,
+            );
+            if let Some(err) = history_error {
+                return Err(err);
+            }
+            if let Some(state) = state {
+                states.insert((learner.to_string(), skill.to_string()), state);
+            }
+        }
+
+        let rows: Vec<(String, String, MasteryState)> = states
+            .iter()
+            .map(|((l, s), state)| (l.clone(), s.clone(), state.clone()))
+            .collect();
+        let new_attempts: Vec<Attempt> = fresh.values().map(|a| (*a).clone()).collect();
+        if !new_attempts.is_empty() {
+            self.store.commit_attempts(&new_attempts, &rows)?;
+        }
+
+        let mut mastery = Vec::with_capacity(touched.len());
+        for (learner, skill) in touched {
+            let state = match states.remove(&(learner.clone(), skill.clone())) {
+                Some(state) => Some(state),
+                None => self.store.mastery(&learner, &skill)?,
+            };
+            mastery.push(self.report(&learner, &skill, state.as_ref()));
+        }
+        Ok(Recorded {
+            mastery,
+            recorded: new_attempts.len(),
+            duplicates,
+        })
+    }
+
+    /// A learner's mastery: the skills asked for, or else every skill they
+    /// have attempts on plus the skills of their programs.
+    pub fn mastery(&self, learner_id: &str, skills: &[String]) -> Result<Vec<SkillMastery>> {
+        self.learner(learner_id)?;
+        let mut stored = self.store.learner_mastery(learner_id)?;
+        let wanted: BTreeSet<String> = if skills.is_empty() {
+            let mut wanted: BTreeSet<String> = stored.keys().cloned().collect();
+            let (enrolments, _) = self
+                .store
+                .learner_enrolments(learner_id, None, usize::MAX)?;
+            for enrolment in enrolments {
+                if let Some(program) = self.store.program(&enrolment.program_id)? {
+                    wanted.extend(program.skill_ids);
+                }
+            }
+            wanted
+        } else {
+            for (i, skill) in skills.iter().enumerate() {
+                if !self.store.has_skill(skill)? {
+                    return Err(Error::invalid(
+                        format!("skill_ids[{i}]"),
+                        format!("unknown skill id '{skill}'"),
+                    ));
+                }
+            }
+            skills.iter().cloned().collect()
+        };
+        Ok(wanted
+            .into_iter()
+            .map(|skill| {
+                let state = stored.remove(&skill);
+                self.report(learner_id, &skill, state.as_ref())
+            })
+            .collect())
+    }
+
+    /// Turns a stored state (or its absence: the prior) into a report.
+    fn report(&self, learner: &str, skill: &str, state: Option<&MasteryState>) -> SkillMastery {
+        let p_mastered = match state {
+            Some(state) => state.p_mastered,
+            None => self.params().for_skill(skill).prior,
+        };
+        SkillMastery {
+            learner_id: learner.to_string(),
+            skill_id: skill.to_string(),
+            p_mastered,
+            attempt_count: state.map_or(0, |s| s.attempt_count),
+            mastered: p_mastered >= self.mastery_threshold(),
+            updated_at: state.map(|s| s.updated_at),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The engine: what every front end (gRPC, CLI, xAPI) calls.
+//!
+//! It sits between the pure domain and the store: it reads the state a use
+//! case needs, calls domain functions, and writes the outcome back in one
+//! store transaction. It knows nothing of tonic or protobuf; requests reach
+//! it as validated domain values.
+
+pub mod catalog;
+pub mod learners;
+pub mod locks;
+pub mod mastery;
+pub mod params;
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::domain::learner::Micros;
+use crate::store::Store;
+use locks::StripedLocks;
+use params::ParamSet;
+
+/// Default probability above which a skill counts as mastered.
+pub const DEFAULT_MASTERY_THRESHOLD: f64 = 0.95;
+
+/// Settings fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// P(mastered) at or above which a skill is mastered, in (0, 1].
+    pub mastery_threshold: f64,
+    /// BKT parameters in force.
+    pub params: ParamSet,
+}
+
+/// Shared state of a running service.
+pub struct Engine {
+    store: Store,
+    config: EngineConfig,
+    params: RwLock<Arc<ParamSet>>,
+    /// Serializes catalog writes, whose validation reads the whole catalog.
+    catalog_write: Mutex<()>,
+    /// Serializes read-compute-write cycles per learner.
+    learner_locks: StripedLocks,
+}
+
+impl Engine {
+    /// Builds an engine over an open store.
+    pub fn new(store: Store, config: EngineConfig) -> Self {
+        Self {
+            store,
+            params: RwLock::new(Arc::new(config.params.clone())),
+            config,
+            catalog_write: Mutex::new(()),
+            learner_locks: StripedLocks::new(256),
+        }
+    }
+
+    /// The store, for front ends that need a read the engine does not wrap.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The mastery threshold in force.
+    pub fn mastery_threshold(&self) -> f64 {
+        self.config.mastery_threshold
+    }
+
+    /// The BKT parameters in force (a snapshot: a model swap does not tear
+    /// a computation in two).
+    pub fn params(&self) -> Arc<ParamSet> {
+        self.params.read().expect("params lock").clone()
+    }
+}
+
+/// The current time in microseconds since the epoch.
+pub fn now_micros() -> Micros {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as Micros)
+        .unwrap_or(0)
+}

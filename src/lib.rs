@@ -1,0 +1,27 @@
+//! spoc-engine: the brain behind SPOCs (small private online courses).
+//!
+//! It models each learner's mastery of each skill from quiz results
+//! (Bayesian Knowledge Tracing), recommends remediation along a prerequisite
+//! graph, forms balanced cohorts, and keeps all state in an embedded sled
+//! store, served over gRPC.
+//!
+//! # Layout
+//! - [`domain`]: types and pure functions (BKT, catalog graph, mastery
+//!   folding...). Knows nothing of gRPC or storage.
+//! - [`store`]: sled behind a small interface; `store::keys` documents the
+//!   key layout.
+//! - [`engine`]: the use cases; reads the store, calls the domain, writes
+//!   back atomically. What every front end calls.
+//! - [`api`]: the gRPC edge: generated code, validation, conversions,
+//!   error mapping.
+//! - [`server`]: assembles services, health and reflection.
+//! - [`cli`]: the `spoc` subcommands.
+//! - [`error`]: the one error enum.
+
+pub mod api;
+pub mod cli;
+pub mod domain;
+pub mod engine;
+pub mod error;
+pub mod server;
+pub mod store;

@@ -1,0 +1,5 @@
+//! The `spoc` binary: everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    spoc_engine::cli::main()
+}

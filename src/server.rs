@@ -1,0 +1,91 @@
+//! Assembles the gRPC server: our services, health, reflection, limits.
+//!
+//! Both `spoc serve` and the integration tests go through [`serve`], so the
+//! tests exercise exactly the stack that runs in production.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::api::catalog::CatalogApi;
+use crate::api::learners::LearnerApi;
+use crate::api::mastery::MasteryApi;
+use crate::api::pb;
+use crate::api::pb::catalog_service_server::CatalogServiceServer;
+use crate::api::pb::learner_service_server::LearnerServiceServer;
+use crate::api::pb::mastery_service_server::MasteryServiceServer;
+use crate::api::pb::program_service_server::ProgramServiceServer;
+use crate::api::programs::ProgramApi;
+use crate::engine::Engine;
+
+/// Largest request accepted, in bytes: a full `ImportCatalog` fits, a
+/// runaway client does not.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Concurrent requests served per connection; more wait in the transport.
+pub const CONCURRENCY_PER_CONNECTION: usize = 256;
+/// A request still running after this is cancelled with DEADLINE_EXCEEDED
+/// (streaming calls are exempt through their own keep-alive).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves every service on `listener` until `shutdown` resolves, then lets
+/// in-flight calls finish and flushes the store.
+pub async fn serve(
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<CatalogServiceServer<CatalogApi>>()
+        .await;
+    health_reporter
+        .set_serving::<LearnerServiceServer<LearnerApi>>()
+        .await;
+    health_reporter
+        .set_serving::<ProgramServiceServer<ProgramApi>>()
+        .await;
+    health_reporter
+        .set_serving::<MasteryServiceServer<MasteryApi>>()
+        .await;
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    Server::builder()
+        .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
+        .timeout(REQUEST_TIMEOUT)
+        .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            CatalogServiceServer::new(CatalogApi::new(engine.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            LearnerServiceServer::new(LearnerApi::new(engine.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            ProgramServiceServer::new(ProgramApi::new(engine.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            MasteryServiceServer::new(MasteryApi::new(engine.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+
+    engine.store().flush()?;
+    Ok(())
+}

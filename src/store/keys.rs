@@ -1,0 +1,99 @@
+//! The key layout of the sled store: every tree, its key encoding and its
+//! value type, in one place.
+//!
+//! Values are encoded by [`super::codec`]: one format-version byte followed by
+//! the postcard encoding of the domain type. Ids never contain a NUL byte
+//! (validated at the edge), so `0x00` separates the parts of composite keys
+//! and prefix scans over `id 0x00` are exact.
+//!
+//! | tree            | key                                                     | value                  |
+//! |-----------------|---------------------------------------------------------|------------------------|
+//! | `meta`          | `b"format_version"`                                     | `u32` big-endian       |
+//! | `skills`        | skill id                                                | `Skill`                |
+//! | `modules`       | module id                                               | `Module`               |
+//! | `learners`      | learner id                                              | `Learner`              |
+//! | `programs`      | program id                                              | `Program`              |
+//! | `enrolments`    | learner id `00` program id                              | `Enrolment`            |
+//! | `program_members` | program id `00` learner id                            | `Enrolment` (index)    |
+//! | `attempts`      | attempt id                                              | `Attempt`              |
+//! | `observations`  | learner `00` skill `00` occurred_at (8 bytes, order-preserving) attempt id | `StoredObservation` |
+//! | `mastery`       | learner id `00` skill id                                | `MasteryState`         |
+//!
+//! `observations` is an index of `attempts` by (learner, skill, time): it is
+//! what an out-of-order attempt replays. It is written in the same
+//! transaction as `attempts` and `mastery`, so the three never disagree.
+
+use crate::domain::learner::Micros;
+
+/// Version of this layout, stored in `meta`; a store written by a newer
+/// layout is refused at open rather than misread.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Key of the format version in the `meta` tree.
+pub const FORMAT_VERSION_KEY: &[u8] = b"format_version";
+
+/// Separator between the parts of a composite key.
+pub const SEP: u8 = 0;
+
+/// Joins id parts with [`SEP`].
+pub fn compose(parts: &[&str]) -> Vec<u8> {
+    let len = parts.iter().map(|p| p.len() + 1).sum();
+    let mut key = Vec::with_capacity(len);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push(SEP);
+        }
+        key.extend_from_slice(part.as_bytes());
+    }
+    key
+}
+
+/// The prefix that selects every composite key starting with `parts`.
+pub fn prefix(parts: &[&str]) -> Vec<u8> {
+    let mut key = compose(parts);
+    key.push(SEP);
+    key
+}
+
+/// Key of an observation: time is encoded big-endian with the sign bit
+/// flipped so that byte order is time order, negative times included.
+pub fn observation(learner: &str, skill: &str, occurred_at: Micros, attempt_id: &str) -> Vec<u8> {
+    let mut key = prefix(&[learner, skill]);
+    key.extend_from_slice(&((occurred_at as u64) ^ (1 << 63)).to_be_bytes());
+    key.extend_from_slice(attempt_id.as_bytes());
+    key
+}
+
+/// The last part of a composite key (after the final separator).
+pub fn last_part(key: &[u8]) -> &[u8] {
+    match key.iter().rposition(|b| *b == SEP) {
+        Some(i) => &key[i + 1..],
+        None => key,
+    }
+}
+
+/// Printable form of a key for error messages.
+pub fn display(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).replace('\0', "/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observation_keys_sort_by_time_including_negative() {
+        let a = observation("l", "s", -5, "z");
+        let b = observation("l", "s", 3, "a");
+        let c = observation("l", "s", 3, "b");
+        assert!(a < b && b < c);
+        assert!(a.starts_with(&prefix(&["l", "s"])));
+    }
+
+    #[test]
+    fn prefix_does_not_match_longer_ids() {
+        let key = compose(&["learner10", "p"]);
+        assert!(!key.starts_with(&prefix(&["learner1"])));
+        assert_eq!(last_part(&key), b"p");
+    }
+}

@@ -1,0 +1,427 @@
+//! Storage: sled behind a small interface.
+//!
+//! Only this module knows sled and the key layout ([`keys`]). The engine asks
+//! for domain objects and hands back domain objects; multi-tree writes that
+//! must stay consistent (an attempt, its index entries and the mastery it
+//! changed) happen in one sled transaction, and [`Store::durable`] waits for
+//! them to be on disk (group commit, see [`durability`]).
+
+pub mod codec;
+pub mod durability;
+pub mod keys;
+pub mod table;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+use crate::domain::bkt::Observation;
+use crate::domain::catalog::{Module, Skill};
+use crate::domain::learner::{Enrolment, Learner, Program};
+use crate::domain::mastery::{Attempt, MasteryState, Position};
+use crate::error::{Error, Result};
+use durability::GroupCommit;
+use table::Table;
+
+/// The stored form of one observation in the `observations` index: enough to
+/// replay BKT without reading the attempt itself.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StoredObservation {
+    /// Whether the answer was right.
+    pub correct: bool,
+    /// Optional partial credit.
+    pub score: Option<f64>,
+}
+
+/// A page of results and the key to continue after, if more follow.
+pub type Page<T> = (Vec<T>, Option<Vec<u8>>);
+
+/// The whole persistent state of one deployment.
+pub struct Store {
+    db: sled::Db,
+    skills: Table<Skill>,
+    modules: Table<Module>,
+    learners: Table<Learner>,
+    programs: Table<Program>,
+    enrolments: Table<Enrolment>,
+    program_members: Table<Enrolment>,
+    attempts: Table<Attempt>,
+    observations: Table<StoredObservation>,
+    mastery: Table<MasteryState>,
+    commit: GroupCommit,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, checking its format version.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Storage(format!("cannot create {}: {e}", dir.display())))?;
+        let db = sled::Config::new()
+            .path(dir.join("sled"))
+            .cache_capacity(256 * 1024 * 1024)
+            .open()?;
+        check_format(&db)?;
+        Ok(Self {
+            skills: Table::open(&db, "skills")?,
+            modules: Table::open(&db, "modules")?,
+            learners: Table::open(&db, "learners")?,
+            programs: Table::open(&db, "programs")?,
+            enrolments: Table::open(&db, "enrolments")?,
+            program_members: Table::open(&db, "program_members")?,
+            attempts: Table::open(&db, "attempts")?,
+            observations: Table::open(&db, "observations")?,
+            mastery: Table::open(&db, "mastery")?,
+            commit: GroupCommit::start(db.clone()),
+            db,
+        })
+    }
+
+    /// Waits until every write made before this call is on disk.
+    pub async fn durable(&self) -> Result<()> {
+        self.commit.durable().await
+    }
+
+    /// Flushes synchronously; used at shutdown.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    // ---- catalog -------------------------------------------------------
+
+    /// Every skill, keyed by id: the graph checks need the whole catalog.
+    pub fn all_skills(&self) -> Result<BTreeMap<String, Skill>> {
+        Ok(self
+            .skills
+            .scan(b"")?
+            .into_iter()
+            .map(|(_, skill)| (skill.id.clone(), skill))
+            .collect())
+    }
+
+    /// One skill.
+    pub fn skill(&self, id: &str) -> Result<Option<Skill>> {
+        self.skills.get(id.as_bytes())
+    }
+
+    /// Whether a skill exists.
+    pub fn has_skill(&self, id: &str) -> Result<bool> {
+        self.skills.contains(id.as_bytes())
+    }
+
+    /// A page of skills in id order.
+    pub fn list_skills(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<Skill>> {
+        page(&self.skills, b"", after, limit)
+    }
+
+    /// Every module.
+    pub fn all_modules(&self) -> Result<Vec<Module>> {
+        Ok(self
+            .modules
+            .scan(b"")?
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect())
+    }
+
+    /// One module.
+    pub fn module(&self, id: &str) -> Result<Option<Module>> {
+        self.modules.get(id.as_bytes())
+    }
+
+    /// A page of modules in id order.
+    pub fn list_modules(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<Module>> {
+        page(&self.modules, b"", after, limit)
+    }
+
+    /// Writes skills and modules in one transaction: all or nothing.
+    pub fn put_catalog(&self, skills: &[Skill], modules: &[Module]) -> Result<()> {
+        (&self.skills.tree, &self.modules.tree)
+            .transaction(|(skill_tree, module_tree)| {
+                for skill in skills {
+                    skill_tree.insert(skill.id.as_bytes(), codec::encode(skill))?;
+                }
+                for module in modules {
+                    module_tree.insert(module.id.as_bytes(), codec::encode(module))?;
+                }
+                Ok(())
+            })
+            .map_err(transaction_error)
+    }
+
+    // ---- learners, programs, enrolments --------------------------------
+
+    /// One learner.
+    pub fn learner(&self, id: &str) -> Result<Option<Learner>> {
+        self.learners.get(id.as_bytes())
+    }
+
+    /// Whether a learner exists.
+    pub fn has_learner(&self, id: &str) -> Result<bool> {
+        self.learners.contains(id.as_bytes())
+    }
+
+    /// Creates or replaces a learner.
+    pub fn put_learner(&self, learner: &Learner) -> Result<()> {
+        self.learners.put(learner.id.as_bytes(), learner)
+    }
+
+    /// A page of learners in id order, optionally of one company.
+    ///
+    /// The company filter scans learners in id order; pages stay bounded by
+    /// `limit` results but may read past non-matching learners.
+    pub fn list_learners(
+        &self,
+        company: Option<&str>,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<Learner>> {
+        let Some(company) = company else {
+            return page(&self.learners, b"", after, limit);
+        };
+        let start = after.map(|a| {
+            let mut s = a.to_vec();
+            s.push(0);
+            s
+        });
+        let mut out = Vec::new();
+        let mut last_key = None;
+        let range = match start {
+            Some(start) => self.learners.tree.range(start..),
+            None => self.learners.tree.range::<&[u8], _>(..),
+        };
+        for entry in range {
+            let (key, bytes) = entry?;
+            let learner: Learner = codec::decode(self.learners.name, &key, &bytes)?;
+            if learner.company_id != company {
+                continue;
+            }
+            if out.len() == limit {
+                return Ok((out, last_key));
+            }
+            last_key = Some(key.to_vec());
+            out.push(learner);
+        }
+        Ok((out, None))
+    }
+
+    /// One program.
+    pub fn program(&self, id: &str) -> Result<Option<Program>> {
+        self.programs.get(id.as_bytes())
+    }
+
+    /// Creates or replaces a program.
+    pub fn put_program(&self, program: &Program) -> Result<()> {
+        self.programs.put(program.id.as_bytes(), program)
+    }
+
+    /// A page of programs in id order.
+    pub fn list_programs(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<Program>> {
+        page(&self.programs, b"", after, limit)
+    }
+
+    /// The enrolment of a learner in a program, if any.
+    pub fn enrolment(&self, learner: &str, program: &str) -> Result<Option<Enrolment>> {
+        self.enrolments.get(&keys::compose(&[learner, program]))
+    }
+
+    /// Records an enrolment and its program-side index entry together.
+    pub fn put_enrolment(&self, enrolment: &Enrolment) -> Result<()> {
+        let by_learner = keys::compose(&[&enrolment.learner_id, &enrolment.program_id]);
+        let by_program = keys::compose(&[&enrolment.program_id, &enrolment.learner_id]);
+        let value = codec::encode(enrolment);
+        (&self.enrolments.tree, &self.program_members.tree)
+            .transaction(|(learners, programs)| {
+                learners.insert(by_learner.as_slice(), value.clone())?;
+                programs.insert(by_program.as_slice(), value.clone())?;
+                Ok(())
+            })
+            .map_err(transaction_error)
+    }
+
+    /// A page of the enrolments of one learner, in program id order.
+    pub fn learner_enrolments(
+        &self,
+        learner: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<Enrolment>> {
+        page(&self.enrolments, &keys::prefix(&[learner]), after, limit)
+    }
+
+    /// A page of the enrolments of one program, in learner id order.
+    pub fn program_enrolments(
+        &self,
+        program: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<Enrolment>> {
+        page(
+            &self.program_members,
+            &keys::prefix(&[program]),
+            after,
+            limit,
+        )
+    }
+
+    // ---- attempts and mastery -----------------------------------------
+
+    /// One stored attempt.
+    pub fn attempt(&self, id: &str) -> Result<Option<Attempt>> {
+        self.attempts.get(id.as_bytes())
+    }
+
+    /// Every stored observation of one (learner, skill), in time order.
+    pub fn observations(&self, learner: &str, skill: &str) -> Result<Vec<(Position, Observation)>> {
+        let prefix = keys::prefix(&[learner, skill]);
+        self.observations
+            .scan(&prefix)?
+            .into_iter()
+            .map(|(key, stored)| {
+                let rest = &key[prefix.len()..];
+                if rest.len() < 8 {
+                    return Err(Error::Corrupt {
+                        tree: "observations",
+                        key: keys::display(&key),
+                        reason: "key too short".into(),
+                    });
+                }
+                let (time, id) = rest.split_at(8);
+                let occurred_at =
+                    (u64::from_be_bytes(time.try_into().expect("8 bytes")) ^ (1 << 63)) as i64;
+                let position = Position {
+                    occurred_at,
+                    attempt_id: String::from_utf8_lossy(id).into_owned(),
+                };
+                let obs = Observation {
+                    correct: stored.correct,
+                    score: stored.score,
+                };
+                Ok((position, obs))
+            })
+            .collect()
+    }
+
+    /// The stored mastery of one (learner, skill).
+    pub fn mastery(&self, learner: &str, skill: &str) -> Result<Option<MasteryState>> {
+        self.mastery.get(&keys::compose(&[learner, skill]))
+    }
+
+    /// Every stored mastery state of a learner, by skill id.
+    pub fn learner_mastery(&self, learner: &str) -> Result<BTreeMap<String, MasteryState>> {
+        self.mastery
+            .scan(&keys::prefix(&[learner]))?
+            .into_iter()
+            .map(|(key, state)| {
+                let skill = String::from_utf8_lossy(keys::last_part(&key)).into_owned();
+                Ok((skill, state))
+            })
+            .collect()
+    }
+
+    /// Stores new attempts, their index entries and the mastery states they
+    /// produced, in one transaction. Call [`Store::durable`] before replying.
+    pub fn commit_attempts(
+        &self,
+        attempts: &[Attempt],
+        mastery: &[(String, String, MasteryState)],
+    ) -> Result<()> {
+        let mut attempt_rows = Vec::with_capacity(attempts.len());
+        let mut observation_rows = Vec::new();
+        for attempt in attempts {
+            attempt_rows.push((attempt.attempt_id.as_bytes(), codec::encode(attempt)));
+            let stored = codec::encode(&StoredObservation {
+                correct: attempt.correct,
+                score: attempt.score,
+            });
+            for skill in &attempt.skill_ids {
+                let key = keys::observation(
+                    &attempt.learner_id,
+                    skill,
+                    attempt.occurred_at,
+                    &attempt.attempt_id,
+                );
+                observation_rows.push((key, stored.clone()));
+            }
+        }
+        let mastery_rows: Vec<(Vec<u8>, Vec<u8>)> = mastery
+            .iter()
+            .map(|(learner, skill, state)| (keys::compose(&[learner, skill]), codec::encode(state)))
+            .collect();
+        (
+            &self.attempts.tree,
+            &self.observations.tree,
+            &self.mastery.tree,
+        )
+            .transaction(|(attempt_tree, observation_tree, mastery_tree)| {
+                for (key, value) in &attempt_rows {
+                    attempt_tree.insert(*key, value.as_slice())?;
+                }
+                for (key, value) in &observation_rows {
+                    observation_tree.insert(key.as_slice(), value.as_slice())?;
+                }
+                for (key, value) in &mastery_rows {
+                    mastery_tree.insert(key.as_slice(), value.as_slice())?;
+                }
+                Ok(())
+            })
+            .map_err(transaction_error)
+    }
+}
+
+/// Pages a table and turns "more follow" into the key to continue after.
+fn page<T: Serialize + serde::de::DeserializeOwned>(
+    table: &Table<T>,
+    prefix: &[u8],
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<Page<T>> {
+    let (rows, more) = table.page(prefix, after, limit)?;
+    let next = if more {
+        rows.last().map(|(key, _)| key.clone())
+    } else {
+        None
+    };
+    Ok((rows.into_iter().map(|(_, v)| v).collect(), next))
+}
+
+/// Writes the format version on a new store, refuses an unknown one.
+fn check_format(db: &sled::Db) -> Result<()> {
+    let meta = db.open_tree("meta")?;
+    match meta.get(keys::FORMAT_VERSION_KEY)? {
+        None => {
+            meta.insert(
+                keys::FORMAT_VERSION_KEY,
+                &keys::FORMAT_VERSION.to_be_bytes(),
+            )?;
+            Ok(())
+        }
+        Some(bytes) if bytes.as_ref() == keys::FORMAT_VERSION.to_be_bytes() => Ok(()),
+        Some(bytes) => Err(Error::Corrupt {
+            tree: "meta",
+            key: "format_version".into(),
+            reason: format!(
+                "store format {:?} is not the supported version {}",
+                bytes.as_ref(),
+                keys::FORMAT_VERSION
+            ),
+        }),
+    }
+}
+
+fn transaction_error(err: sled::transaction::TransactionError<()>) -> Error {
+    match err {
+        sled::transaction::TransactionError::Abort(()) => {
+            Error::Storage("transaction aborted".into())
+        }
+        sled::transaction::TransactionError::Storage(e) => e.into(),
+    }
+}
+
+impl From<sled::Error> for Error {
+    fn from(err: sled::Error) -> Self {
+        Error::Storage(err.to_string())
+    }
+}
