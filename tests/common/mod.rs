@@ -1,0 +1,232 @@
+//! A real server on an ephemeral port with sled in a temporary folder, and
+//! tonic clients to it. Every integration test starts here.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use spoc_engine::api::pb;
+use spoc_engine::engine::params::ParamSet;
+use spoc_engine::engine::{Engine, EngineConfig};
+use spoc_engine::store::Store;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+/// A running server; dropping it without [`TestServer::stop`] aborts it.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its data folder.
+    pub data_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh temporary store.
+    pub async fn start() -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut server = Self::start_in(&dir).await;
+        server._temp = Some(temp);
+        server
+    }
+
+    /// Starts a server on the store in `dir` (which may hold data).
+    pub async fn start_in(dir: &Path) -> Self {
+        let store = Store::open(dir).expect("open store");
+        let engine = Arc::new(Engine::new(
+            store,
+            EngineConfig {
+                mastery_threshold: 0.95,
+                params: ParamSet::load(None).expect("shipped params"),
+            },
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            spoc_engine::server::serve(engine, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server");
+        });
+        Self {
+            addr,
+            data_dir: dir.to_path_buf(),
+            stop: Some(stop),
+            task: Some(task),
+            _temp: None,
+        }
+    }
+
+    /// Stops gracefully and waits until the store is closed; returns the
+    /// temporary folder so that a restart can reuse it.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+        self._temp.take()
+    }
+
+    /// A channel to the server, connected once it accepts connections.
+    pub async fn channel(&self) -> Channel {
+        let endpoint = format!("http://{}", self.addr);
+        for _ in 0..100 {
+            if let Ok(channel) = Channel::from_shared(endpoint.clone())
+                .expect("endpoint")
+                .connect()
+                .await
+            {
+                return channel;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("server at {endpoint} never accepted a connection");
+    }
+
+    /// A catalog client.
+    pub async fn catalog(&self) -> pb::catalog_service_client::CatalogServiceClient<Channel> {
+        pb::catalog_service_client::CatalogServiceClient::new(self.channel().await)
+    }
+
+    /// A learner client.
+    pub async fn learners(&self) -> pb::learner_service_client::LearnerServiceClient<Channel> {
+        pb::learner_service_client::LearnerServiceClient::new(self.channel().await)
+    }
+
+    /// A program client.
+    pub async fn programs(&self) -> pb::program_service_client::ProgramServiceClient<Channel> {
+        pb::program_service_client::ProgramServiceClient::new(self.channel().await)
+    }
+
+    /// A mastery client.
+    pub async fn mastery(&self) -> pb::mastery_service_client::MasteryServiceClient<Channel> {
+        pb::mastery_service_client::MasteryServiceClient::new(self.channel().await)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A skill message.
+pub fn skill(id: &str, prereqs: &[&str]) -> pb::Skill {
+    pb::Skill {
+        id: id.into(),
+        name: format!("Skill {id}"),
+        prerequisite_ids: prereqs.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// A module message.
+pub fn module(id: &str, skills: &[&str], format: pb::ModuleFormat, minutes: u32) -> pb::Module {
+    pb::Module {
+        id: id.into(),
+        title: format!("Module {id}"),
+        skill_ids: skills.iter().map(|s| s.to_string()).collect(),
+        format: format as i32,
+        duration_minutes: minutes,
+        language: "fr".into(),
+    }
+}
+
+/// A learner message.
+pub fn learner(id: &str, company: &str) -> pb::Learner {
+    pb::Learner {
+        id: id.into(),
+        company_id: company.into(),
+        language: "fr".into(),
+        time_zone: "Europe/Paris".into(),
+        display_name: String::new(),
+    }
+}
+
+/// An attempt at `seconds` after the epoch.
+pub fn attempt(
+    id: &str,
+    learner: &str,
+    skills: &[&str],
+    correct: bool,
+    seconds: i64,
+) -> pb::Attempt {
+    pb::Attempt {
+        attempt_id: id.into(),
+        learner_id: learner.into(),
+        item_id: format!("item-{id}"),
+        skill_ids: skills.iter().map(|s| s.to_string()).collect(),
+        correct,
+        score: None,
+        occurred_at: Some(prost_types::Timestamp { seconds, nanos: 0 }),
+        time_spent: Some(prost_types::Duration {
+            seconds: 30,
+            nanos: 0,
+        }),
+    }
+}
+
+/// Seeds a small catalog (a <- b <- c), two learners and one program.
+pub async fn seed(server: &TestServer) {
+    server
+        .catalog()
+        .await
+        .import_catalog(pb::ImportCatalogRequest {
+            skills: vec![skill("a", &[]), skill("b", &["a"]), skill("c", &["b"])],
+            modules: vec![
+                module("m-a", &["a"], pb::ModuleFormat::Video, 10),
+                module("m-b", &["b"], pb::ModuleFormat::Exercise, 20),
+            ],
+        })
+        .await
+        .expect("import catalog");
+    let mut learners = server.learners().await;
+    for (id, company) in [("alice", "acme"), ("bob", "globex")] {
+        learners
+            .upsert_learner(pb::UpsertLearnerRequest {
+                learner: Some(learner(id, company)),
+            })
+            .await
+            .expect("upsert learner");
+    }
+    server
+        .programs()
+        .await
+        .upsert_program(pb::UpsertProgramRequest {
+            program: Some(pb::Program {
+                id: "excel".into(),
+                name: "Excel for analysts".into(),
+                skill_ids: vec!["a".into(), "b".into(), "c".into()],
+                cohort_rules: None,
+            }),
+        })
+        .await
+        .expect("upsert program");
+}
+
+/// BKT by hand with the shipped defaults, for checking served values.
+pub fn hand_bkt(answers: &[bool]) -> f64 {
+    let (prior, learn, guess, slip) = (0.2, 0.15, 0.2, 0.1);
+    let mut p = prior;
+    for &correct in answers {
+        let post = if correct {
+            p * (1.0 - slip) / (p * (1.0 - slip) + (1.0 - p) * guess)
+        } else {
+            p * slip / (p * slip + (1.0 - p) * (1.0 - guess))
+        };
+        p = post + (1.0 - post) * learn;
+    }
+    p
+}
