@@ -149,13 +149,16 @@ async fn main() {
     let clients = arg("--clients", 64) as usize;
     let temp = tempfile::tempdir().unwrap();
     let store = Store::open(temp.path()).unwrap();
-    let engine = Arc::new(Engine::new(
-        store,
-        EngineConfig {
-            mastery_threshold: 0.95,
-            params: ParamSet::load(None).unwrap(),
-        },
-    ));
+    let engine = Arc::new(
+        Engine::new(
+            store,
+            EngineConfig {
+                mastery_threshold: 0.95,
+                params: ParamSet::load(None).unwrap(),
+            },
+        )
+        .unwrap(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

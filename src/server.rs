@@ -19,7 +19,9 @@ use crate::api::pb::catalog_service_server::CatalogServiceServer;
 use crate::api::pb::learner_service_server::LearnerServiceServer;
 use crate::api::pb::mastery_service_server::MasteryServiceServer;
 use crate::api::pb::program_service_server::ProgramServiceServer;
+use crate::api::pb::remediation_service_server::RemediationServiceServer;
 use crate::api::programs::ProgramApi;
+use crate::api::remediation::RemediationApi;
 use crate::engine::Engine;
 
 /// Largest request accepted, in bytes: a full `ImportCatalog` fits, a
@@ -51,6 +53,9 @@ pub async fn serve(
     health_reporter
         .set_serving::<MasteryServiceServer<MasteryApi>>()
         .await;
+    health_reporter
+        .set_serving::<RemediationServiceServer<RemediationApi>>()
+        .await;
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -81,6 +86,10 @@ pub async fn serve(
         )
         .add_service(
             MasteryServiceServer::new(MasteryApi::new(engine.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            RemediationServiceServer::new(RemediationApi::new(engine.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

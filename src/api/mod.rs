@@ -10,6 +10,7 @@ pub mod convert;
 pub mod learners;
 pub mod mastery;
 pub mod programs;
+pub mod remediation;
 pub mod status;
 pub mod validate;
 

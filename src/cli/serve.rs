@@ -44,7 +44,7 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
             mastery_threshold: args.mastery_threshold,
             params,
         },
-    ));
+    )?);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;

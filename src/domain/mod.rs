@@ -4,7 +4,9 @@
 //! every function takes the state it needs as arguments, so each model is
 //! testable alone and reusable offline (CLI, simulator, benchmarks).
 
+pub mod activity;
 pub mod bkt;
 pub mod catalog;
 pub mod learner;
 pub mod mastery;
+pub mod remediation;

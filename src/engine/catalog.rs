@@ -15,7 +15,7 @@ impl Engine {
     /// must target known skills.
     pub fn import_catalog(&self, skills: Vec<Skill>, modules: Vec<Module>) -> Result<()> {
         let _guard = self.catalog_write.lock().expect("catalog lock");
-        let mut future: BTreeMap<String, Skill> = self.store.all_skills()?;
+        let mut future: BTreeMap<String, Skill> = self.catalog().skills.clone();
         for (i, skill) in skills.iter().enumerate() {
             if skills[..i].iter().any(|s| s.id == skill.id) {
                 return Err(Error::invalid(
@@ -42,7 +42,12 @@ impl Engine {
                 }
             }
         }
-        self.store.put_catalog(&skills, &modules)
+        self.store.put_catalog(&skills, &modules)?;
+        // Still under the write lock: the cache changes in the same order as
+        // the store.
+        *self.catalog.write().expect("catalog lock") =
+            std::sync::Arc::new(super::Catalog::load(&self.store)?);
+        Ok(())
     }
 
     /// Upserts one skill.
@@ -61,8 +66,10 @@ impl Engine {
 
     /// One skill, or NOT_FOUND.
     pub fn skill(&self, id: &str) -> Result<Skill> {
-        self.store
-            .skill(id)?
+        self.catalog()
+            .skills
+            .get(id)
+            .cloned()
             .ok_or_else(|| Error::not_found("skill", id))
     }
 

@@ -10,10 +10,14 @@ pub mod learners;
 pub mod locks;
 pub mod mastery;
 pub mod params;
+pub mod remediation;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::domain::catalog::{Module, Skill};
 use crate::domain::learner::Micros;
+use crate::error::Result;
 use crate::store::Store;
 use locks::StripedLocks;
 use params::ParamSet;
@@ -35,6 +39,8 @@ pub struct Engine {
     store: Store,
     config: EngineConfig,
     params: RwLock<Arc<ParamSet>>,
+    /// The catalog, cached: every recommendation reads all of it.
+    catalog: RwLock<Arc<Catalog>>,
     /// Serializes catalog writes, whose validation reads the whole catalog.
     catalog_write: Mutex<()>,
     /// Serializes read-compute-write cycles per learner.
@@ -42,15 +48,22 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Builds an engine over an open store.
-    pub fn new(store: Store, config: EngineConfig) -> Self {
-        Self {
+    /// Builds an engine over an open store (reads the catalog into memory).
+    pub fn new(store: Store, config: EngineConfig) -> Result<Self> {
+        let catalog = Catalog::load(&store)?;
+        Ok(Self {
             store,
             params: RwLock::new(Arc::new(config.params.clone())),
+            catalog: RwLock::new(Arc::new(catalog)),
             config,
             catalog_write: Mutex::new(()),
             learner_locks: StripedLocks::new(256),
-        }
+        })
+    }
+
+    /// The catalog as last written (a snapshot).
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().expect("catalog lock").clone()
     }
 
     /// The store, for front ends that need a read the engine does not wrap.
@@ -67,6 +80,24 @@ impl Engine {
     /// a computation in two).
     pub fn params(&self) -> Arc<ParamSet> {
         self.params.read().expect("params lock").clone()
+    }
+}
+
+/// An in-memory copy of the catalog, replaced whole on every catalog write.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// Every skill by id.
+    pub skills: BTreeMap<String, Skill>,
+    /// Every module, in id order.
+    pub modules: Vec<Module>,
+}
+
+impl Catalog {
+    fn load(store: &Store) -> Result<Self> {
+        Ok(Self {
+            skills: store.all_skills()?,
+            modules: store.all_modules()?,
+        })
     }
 }
 

@@ -27,6 +27,10 @@ pub struct ParamSet {
     /// Per-skill parameters.
     #[serde(default)]
     pub skills: BTreeMap<String, BktParams>,
+    /// Learn rate per module id, where a fitted model knows one
+    /// ("multilearn"); remediation prefers it to the skill's `learn`.
+    #[serde(default)]
+    pub modules: BTreeMap<String, f64>,
 }
 
 impl ParamSet {
@@ -48,6 +52,14 @@ impl ParamSet {
             params
                 .validate()
                 .map_err(|e| Error::invalid(format!("{origin}: skills.{skill}"), e))?;
+        }
+        for (module, rate) in &set.modules {
+            if !rate.is_finite() || !(0.0..=1.0).contains(rate) {
+                return Err(Error::invalid(
+                    format!("{origin}: modules.{module}"),
+                    format!("learn rate must be a probability in [0, 1], got {rate}"),
+                ));
+            }
         }
         Ok(set)
     }

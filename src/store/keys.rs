@@ -18,6 +18,8 @@
 //! | `attempts`      | attempt id                                              | `Attempt`              |
 //! | `observations`  | learner `00` skill `00` occurred_at (8 bytes, order-preserving) attempt id | `StoredObservation` |
 //! | `mastery`       | learner id `00` skill id                                | `MasteryState`         |
+//! | `activities`    | event id                                                | `StoredActivity`       |
+//! | `learner_activity` | learner id `00` occurred_at (8 bytes, order-preserving) event id | `StoredActivity` (index) |
 //!
 //! `observations` is an index of `attempts` by (learner, skill, time): it is
 //! what an out-of-order attempt replays. It is written in the same
@@ -58,9 +60,20 @@ pub fn prefix(parts: &[&str]) -> Vec<u8> {
 /// Key of an observation: time is encoded big-endian with the sign bit
 /// flipped so that byte order is time order, negative times included.
 pub fn observation(learner: &str, skill: &str, occurred_at: Micros, attempt_id: &str) -> Vec<u8> {
-    let mut key = prefix(&[learner, skill]);
-    key.extend_from_slice(&((occurred_at as u64) ^ (1 << 63)).to_be_bytes());
-    key.extend_from_slice(attempt_id.as_bytes());
+    timed(&prefix(&[learner, skill]), occurred_at, attempt_id)
+}
+
+/// Key of a learner's module event in time order.
+pub fn learner_activity(learner: &str, occurred_at: Micros, event_id: &str) -> Vec<u8> {
+    timed(&prefix(&[learner]), occurred_at, event_id)
+}
+
+/// `prefix`, then the time in order-preserving bytes, then the id.
+fn timed(prefix: &[u8], at: Micros, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + 8 + id.len());
+    key.extend_from_slice(prefix);
+    key.extend_from_slice(&((at as u64) ^ (1 << 63)).to_be_bytes());
+    key.extend_from_slice(id.as_bytes());
     key
 }
 

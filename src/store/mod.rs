@@ -17,6 +17,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
+use crate::domain::activity::{ActivityKind, StoredActivity};
 use crate::domain::bkt::Observation;
 use crate::domain::catalog::{Module, Skill};
 use crate::domain::learner::{Enrolment, Learner, Program};
@@ -50,6 +51,8 @@ pub struct Store {
     attempts: Table<Attempt>,
     observations: Table<StoredObservation>,
     mastery: Table<MasteryState>,
+    activities: Table<StoredActivity>,
+    learner_activity: Table<StoredActivity>,
     commit: GroupCommit,
 }
 
@@ -73,6 +76,8 @@ impl Store {
             attempts: Table::open(&db, "attempts")?,
             observations: Table::open(&db, "observations")?,
             mastery: Table::open(&db, "mastery")?,
+            activities: Table::open(&db, "activities")?,
+            learner_activity: Table::open(&db, "learner_activity")?,
             commit: GroupCommit::start(db.clone()),
             db,
         })
@@ -368,6 +373,66 @@ impl Store {
                 Ok(())
             })
             .map_err(transaction_error)
+    }
+}
+
+impl Store {
+    // ---- module activity -----------------------------------------------
+
+    /// One stored module event.
+    pub fn activity(&self, event_id: &str) -> Result<Option<StoredActivity>> {
+        self.activities.get(event_id.as_bytes())
+    }
+
+    /// Stores module events and their per-learner index in one transaction.
+    pub fn put_activities(&self, events: &[StoredActivity]) -> Result<()> {
+        let rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = events
+            .iter()
+            .map(|e| {
+                let a = &e.activity;
+                (
+                    a.event_id.as_bytes().to_vec(),
+                    keys::learner_activity(&a.learner_id, a.occurred_at, &a.event_id),
+                    codec::encode(e),
+                )
+            })
+            .collect();
+        (&self.activities.tree, &self.learner_activity.tree)
+            .transaction(|(by_id, by_learner)| {
+                for (id, learner_key, value) in &rows {
+                    by_id.insert(id.as_slice(), value.as_slice())?;
+                    by_learner.insert(learner_key.as_slice(), value.as_slice())?;
+                }
+                Ok(())
+            })
+            .map_err(transaction_error)
+    }
+
+    /// The learner's latest `limit` events of `kind`, oldest first.
+    pub fn recent_activities(
+        &self,
+        learner: &str,
+        kind: ActivityKind,
+        limit: usize,
+    ) -> Result<Vec<StoredActivity>> {
+        let mut out = Vec::new();
+        for entry in self
+            .learner_activity
+            .tree
+            .scan_prefix(keys::prefix(&[learner]))
+            .rev()
+        {
+            let (key, bytes) = entry?;
+            let event: StoredActivity = codec::decode(self.learner_activity.name, &key, &bytes)?;
+            if event.activity.kind == kind {
+                out.push(event);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        out.reverse();
+        Ok(out)
     }
 }
 

@@ -38,13 +38,16 @@ impl TestServer {
     /// Starts a server on the store in `dir` (which may hold data).
     pub async fn start_in(dir: &Path) -> Self {
         let store = Store::open(dir).expect("open store");
-        let engine = Arc::new(Engine::new(
-            store,
-            EngineConfig {
-                mastery_threshold: 0.95,
-                params: ParamSet::load(None).expect("shipped params"),
-            },
-        ));
+        let engine = Arc::new(
+            Engine::new(
+                store,
+                EngineConfig {
+                    mastery_threshold: 0.95,
+                    params: ParamSet::load(None).expect("shipped params"),
+                },
+            )
+            .expect("engine"),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

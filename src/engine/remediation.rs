@@ -1,0 +1,157 @@
+//! Module activity and next-module recommendations.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::Engine;
+use crate::domain::activity::{Activity, ActivityKind, StoredActivity, outcomes};
+use crate::domain::remediation::{PolicyConfig, RecommendInput, Recommendations, recommend};
+use crate::error::{Error, Result};
+
+/// How many completed modules the policy looks back on.
+pub const HISTORY_DEPTH: usize = 20;
+
+/// What `record_activity` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActivityRecorded {
+    /// Events newly stored.
+    pub recorded: usize,
+    /// Events already stored.
+    pub duplicates: usize,
+}
+
+impl Engine {
+    /// Stores module events, all or nothing, idempotent per event id; a
+    /// completed module keeps a snapshot of its skills' mastery so the
+    /// policy can later tell whether it worked.
+    pub async fn record_activity(&self, events: Vec<Activity>) -> Result<ActivityRecorded> {
+        let outcome = self.apply_activity(events)?;
+        self.store.durable().await?;
+        Ok(outcome)
+    }
+
+    fn apply_activity(&self, events: Vec<Activity>) -> Result<ActivityRecorded> {
+        let catalog = self.catalog();
+        let modules: BTreeMap<&str, _> =
+            catalog.modules.iter().map(|m| (m.id.as_str(), m)).collect();
+        let mut learners = BTreeSet::new();
+        for (i, event) in events.iter().enumerate() {
+            if !modules.contains_key(event.module_id.as_str()) {
+                return Err(Error::NotFound {
+                    kind: "module",
+                    id: event.module_id.clone(),
+                });
+            }
+            if !learners.contains(&event.learner_id) {
+                if !self.store.has_learner(&event.learner_id)? {
+                    return Err(Error::NotFound {
+                        kind: "learner",
+                        id: event.learner_id.clone(),
+                    });
+                }
+                learners.insert(event.learner_id.clone());
+            }
+            if !event.program_id.is_empty() && self.store.program(&event.program_id)?.is_none() {
+                return Err(Error::invalid(
+                    format!("activities[{i}].program_id"),
+                    format!("unknown program id '{}'", event.program_id),
+                ));
+            }
+        }
+        let _guards = self
+            .learner_locks
+            .lock_all(learners.iter().map(String::as_str));
+        let mut fresh: BTreeMap<&str, StoredActivity> = BTreeMap::new();
+        let mut duplicates = 0;
+        for (i, event) in events.iter().enumerate() {
+            let stored = match fresh.get(event.event_id.as_str()) {
+                Some(pending) => Some(pending.activity.clone()),
+                None => self.store.activity(&event.event_id)?.map(|s| s.activity),
+            };
+            match stored {
+                Some(stored) if stored == *event => duplicates += 1,
+                Some(_) => {
+                    return Err(Error::AlreadyExists {
+                        kind: "activity",
+                        id: event.event_id.clone(),
+                        reason: format!(
+                            "activities[{i}] differs from the event stored under this id"
+                        ),
+                    });
+                }
+                None => {
+                    let module = modules[event.module_id.as_str()];
+                    let mut mastery_before = Vec::new();
+                    if event.kind == ActivityKind::Completed {
+                        for skill in &module.skill_ids {
+                            let p = match self.store.mastery(&event.learner_id, skill)? {
+                                Some(state) => state.p_mastered,
+                                None => self.params().for_skill(skill).prior,
+                            };
+                            mastery_before.push((skill.clone(), p));
+                        }
+                    }
+                    fresh.insert(
+                        &event.event_id,
+                        StoredActivity {
+                            activity: event.clone(),
+                            mastery_before,
+                        },
+                    );
+                }
+            }
+        }
+        let new: Vec<StoredActivity> = fresh.into_values().collect();
+        if !new.is_empty() {
+            self.store.put_activities(&new)?;
+        }
+        Ok(ActivityRecorded {
+            recorded: new.len(),
+            duplicates,
+        })
+    }
+
+    /// Ranks the next modules for a learner in a program.
+    pub fn recommend_next(
+        &self,
+        learner_id: &str,
+        program_id: &str,
+        count: usize,
+        exclude: &BTreeSet<String>,
+    ) -> Result<Recommendations> {
+        let learner = self.learner(learner_id)?;
+        let program = self.program(program_id)?;
+        let catalog = self.catalog();
+        let params = self.params();
+        let mastery: BTreeMap<String, f64> = self
+            .store
+            .learner_mastery(learner_id)?
+            .into_iter()
+            .map(|(skill, state)| (skill, state.p_mastered))
+            .collect();
+        let completed =
+            self.store
+                .recent_activities(learner_id, ActivityKind::Completed, HISTORY_DEPTH)?;
+        let history = outcomes(&completed, |skill| {
+            mastery
+                .get(skill)
+                .copied()
+                .unwrap_or_else(|| params.for_skill(skill).prior)
+        });
+        recommend(&RecommendInput {
+            skills: &catalog.skills,
+            modules: &catalog.modules,
+            program_skill_ids: &program.skill_ids,
+            mastery: &mastery,
+            threshold: self.mastery_threshold(),
+            default_params: params.default,
+            skill_params: &params.skills,
+            module_learn_rates: &params.modules,
+            language: &learner.language,
+            history: &history,
+            count,
+            exclude,
+            allow_language_fallback: false,
+            config: PolicyConfig::default(),
+        })
+    }
+}

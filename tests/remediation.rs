@@ -1,0 +1,208 @@
+//! Remediation through gRPC: recommendations, their reasons, activity.
+
+mod common;
+
+use common::*;
+use spoc_engine::api::pb;
+use tonic::Code;
+
+fn activity(id: &str, module: &str, kind: pb::ActivityKind, seconds: i64) -> pb::ModuleActivity {
+    pb::ModuleActivity {
+        event_id: id.into(),
+        learner_id: "alice".into(),
+        module_id: module.into(),
+        program_id: "excel".into(),
+        kind: kind as i32,
+        occurred_at: Some(prost_types::Timestamp { seconds, nanos: 0 }),
+        time_spent: Some(prost_types::Duration {
+            seconds: 600,
+            nanos: 0,
+        }),
+    }
+}
+
+/// A beginner is sent to the root skill's module with a reason in words;
+/// once a and b are mastered, the missing content for c is said, not hidden.
+#[tokio::test]
+async fn recommends_the_ready_skill_and_reports_missing_content() {
+    let server = TestServer::start().await;
+    seed(&server).await;
+    let mut remediation =
+        pb::remediation_service_client::RemediationServiceClient::new(server.channel().await);
+    let ask = pb::RecommendNextRequest {
+        learner_id: "alice".into(),
+        program_id: "excel".into(),
+        count: 3,
+        exclude_module_ids: vec![],
+    };
+    let first = remediation
+        .recommend_next(ask.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.status, pb::RecommendationStatus::Recommending as i32);
+    let top = &first.recommendations[0];
+    assert_eq!(
+        (top.module_id.as_str(), top.skill_id.as_str()),
+        ("m-a", "a")
+    );
+    assert!((top.p_mastered - 0.2).abs() < 1e-9, "prior of a");
+    assert!(top.expected_gain > 0.0);
+    assert!(top.reason.contains("0.95"), "reason: {}", top.reason);
+    assert!(
+        first.recommendations.iter().all(|r| r.skill_id == "a"),
+        "b is not ready before a is mastered: {:?}",
+        first.recommendations
+    );
+
+    // Same state, same answer.
+    let again = remediation
+        .recommend_next(ask.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, first);
+
+    // Master a and b with many right answers.
+    let attempts = (0..20)
+        .flat_map(|i| {
+            [
+                attempt(&format!("a{i}"), "alice", &["a"], true, 1_700_000_000 + i),
+                attempt(&format!("b{i}"), "alice", &["b"], true, 1_700_000_000 + i),
+            ]
+        })
+        .collect();
+    server
+        .mastery()
+        .await
+        .record_attempts(pb::RecordAttemptsRequest { attempts })
+        .await
+        .unwrap();
+    let later = remediation.recommend_next(ask).await.unwrap().into_inner();
+    assert_eq!(later.status, pb::RecommendationStatus::NoContent as i32);
+    assert!(later.recommendations.is_empty());
+    assert!(
+        later.shortfall.contains('c'),
+        "shortfall: {}",
+        later.shortfall
+    );
+    server.stop().await;
+}
+
+/// Unknown learner or program is NOT_FOUND; bad counts are INVALID_ARGUMENT.
+#[tokio::test]
+async fn unknown_ids_and_bad_counts_are_refused() {
+    let server = TestServer::start().await;
+    seed(&server).await;
+    let mut remediation =
+        pb::remediation_service_client::RemediationServiceClient::new(server.channel().await);
+    let request = |learner: &str, program: &str, count| pb::RecommendNextRequest {
+        learner_id: learner.into(),
+        program_id: program.into(),
+        count,
+        exclude_module_ids: vec![],
+    };
+    for (req, code) in [
+        (request("zz", "excel", 1), Code::NotFound),
+        (request("alice", "zz", 1), Code::NotFound),
+        (request("", "excel", 1), Code::InvalidArgument),
+        (request("alice", "", 1), Code::InvalidArgument),
+        (request("alice", "excel", -1), Code::InvalidArgument),
+        (request("alice", "excel", 51), Code::InvalidArgument),
+    ] {
+        let err = remediation.recommend_next(req.clone()).await.unwrap_err();
+        assert_eq!(err.code(), code, "{req:?}: {}", err.message());
+    }
+    server.stop().await;
+}
+
+/// Activity is idempotent per event id, refuses unknown modules, and a
+/// module that failed to move mastery is not offered again first.
+#[tokio::test]
+async fn activity_is_idempotent_and_steers_the_policy() {
+    let server = TestServer::start().await;
+    seed(&server).await;
+    // A second module for skill a, in another format.
+    server
+        .catalog()
+        .await
+        .upsert_module(pb::UpsertModuleRequest {
+            module: Some(module("m-a2", &["a"], pb::ModuleFormat::SeriousGame, 10)),
+        })
+        .await
+        .unwrap();
+    let mut remediation =
+        pb::remediation_service_client::RemediationServiceClient::new(server.channel().await);
+    let ask = pb::RecommendNextRequest {
+        learner_id: "alice".into(),
+        program_id: "excel".into(),
+        count: 2,
+        exclude_module_ids: vec![],
+    };
+    let before = remediation
+        .recommend_next(ask.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let first_choice = before.recommendations[0].module_id.clone();
+
+    let done = activity(
+        "e1",
+        &first_choice,
+        pb::ActivityKind::Completed,
+        1_700_000_000,
+    );
+    let reply = remediation
+        .record_activity(pb::RecordActivityRequest {
+            activities: vec![done.clone()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((reply.recorded, reply.duplicates), (1, 0));
+    let reply = remediation
+        .record_activity(pb::RecordActivityRequest {
+            activities: vec![done.clone()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((reply.recorded, reply.duplicates), (0, 1));
+    let mut changed = done;
+    changed.kind = pb::ActivityKind::Started as i32;
+    let err = remediation
+        .record_activity(pb::RecordActivityRequest {
+            activities: vec![changed],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    let err = remediation
+        .record_activity(pb::RecordActivityRequest {
+            activities: vec![activity(
+                "e2",
+                "zz",
+                pb::ActivityKind::Started,
+                1_700_000_000,
+            )],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    // The quiz after the module is wrong: mastery did not move.
+    server
+        .mastery()
+        .await
+        .record_attempts(pb::RecordAttemptsRequest {
+            attempts: vec![attempt("q1", "alice", &["a"], false, 1_700_000_100)],
+        })
+        .await
+        .unwrap();
+    let after = remediation.recommend_next(ask).await.unwrap().into_inner();
+    assert_ne!(
+        after.recommendations[0].module_id, first_choice,
+        "a module that just failed is not recommended first again"
+    );
+    server.stop().await;
+}
