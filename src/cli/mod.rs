@@ -1,5 +1,7 @@
 //! The `spoc` command line: one subcommand per file.
 
+pub mod cohorts;
+pub mod fit;
 pub mod serve;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +20,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the gRPC service.
     Serve(serve::ServeArgs),
+    /// Fit BKT parameters by EM on a pyBKT-layout CSV.
+    Fit(fit::FitArgs),
+    /// Cohort formation offline, from CSV files.
+    #[command(subcommand)]
+    Cohorts(cohorts::CohortsCommand),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -26,6 +33,8 @@ pub fn main() -> std::process::ExitCode {
     init_logging();
     let outcome = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Fit(args) => fit::run(args),
+        Command::Cohorts(command) => cohorts::run(command),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -7,6 +7,8 @@
 pub mod activity;
 pub mod bkt;
 pub mod catalog;
+pub mod cohorts;
+pub mod fit;
 pub mod learner;
 pub mod mastery;
 pub mod remediation;

@@ -25,6 +25,7 @@
 pub mod constraints;
 pub mod construct;
 pub mod csv;
+pub mod knn;
 pub mod late;
 pub mod leveled;
 pub mod objective;
@@ -268,7 +269,9 @@ pub(crate) fn validate_learners(learners: &[CohortLearner]) -> Result<usize, Coh
     let mut seen = BTreeSet::new();
     for l in learners {
         if l.id.is_empty() {
-            return Err(CohortError::InvalidInput("a learner has an empty id".into()));
+            return Err(CohortError::InvalidInput(
+                "a learner has an empty id".into(),
+            ));
         }
         if !seen.insert(l.id.as_str()) {
             return Err(CohortError::InvalidInput(format!(
@@ -350,7 +353,7 @@ pub fn form_cohorts(req: &FormationRequest<'_>) -> Result<Formation, CohortError
     let random_assignment = construct::random_feasible(&problem, &mut rng)?;
     let initial = match req.objective {
         Objective::Balanced => construct::balanced_start(&problem, &mut rng)?,
-        Objective::Leveled => leveled::leveled_start(&problem, req.seed, &mut rng)?,
+        Objective::Leveled => leveled::leveled_start(&problem, &mut rng)?,
     };
     let final_assignment = search::optimise(&problem, initial, &mut rng);
 
@@ -390,6 +393,7 @@ pub fn form_cohorts(req: &FormationRequest<'_>) -> Result<Formation, CohortError
         &problem,
         &final_assignment,
         &random_assignment,
+        req.locked.len(),
         start.elapsed(),
     );
     Ok(Formation { cohorts, report })

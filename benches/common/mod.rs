@@ -1,0 +1,157 @@
+//! What every gRPC bench shares: an in-process server on loopback (the same
+//! stack `spoc serve` runs), connections, command-line options and figures.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use spoc_engine::engine::params::ParamSet;
+use spoc_engine::engine::{Engine, EngineConfig};
+use spoc_engine::store::Store;
+use tonic::transport::Channel;
+
+/// A server on 127.0.0.1 with sled in a temporary folder.
+pub struct BenchServer {
+    /// Open connections to it.
+    pub channels: Vec<Channel>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    _temp: tempfile::TempDir,
+}
+
+impl BenchServer {
+    /// Starts the server and opens `connections` HTTP/2 connections.
+    pub async fn start(connections: usize) -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        let store = Store::open(temp.path()).unwrap();
+        let config = EngineConfig {
+            mastery_threshold: 0.95,
+            params: ParamSet::load(None).unwrap(),
+        };
+        let engine = Arc::new(Engine::new(store, config).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            spoc_engine::server::serve(engine, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        let endpoint = format!("http://{addr}");
+        let mut channels = Vec::new();
+        while channels.len() < connections {
+            match Channel::from_shared(endpoint.clone())
+                .unwrap()
+                .connect()
+                .await
+            {
+                Ok(c) => channels.push(c),
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        Self {
+            channels,
+            stop: Some(stop),
+            task,
+            _temp: temp,
+        }
+    }
+
+    /// Stops the server gracefully.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// A numeric option `--name N` from the command line.
+pub fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Latencies of a run, sorted, with its duration.
+pub struct Figures {
+    /// Every call's latency, sorted.
+    pub latencies: Vec<Duration>,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl Figures {
+    /// Sorts the latencies.
+    pub fn new(mut latencies: Vec<Duration>, elapsed: Duration) -> Self {
+        latencies.sort();
+        Self { latencies, elapsed }
+    }
+
+    /// Calls per second.
+    pub fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The `p` quantile, in milliseconds.
+    pub fn ms(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[i].as_secs_f64() * 1e3
+    }
+}
+
+/// Runs `clients` closed-loop callers for `seconds`; `call(client, i)` makes
+/// one call.
+pub async fn closed_loop<F, Fut>(clients: usize, seconds: u64, call: F) -> Figures
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let call = Arc::new(call);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut i = 0;
+                while Instant::now() < deadline {
+                    let t0 = Instant::now();
+                    call(c, i).await;
+                    latencies.push(t0.elapsed());
+                    i += 1;
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    Figures::new(all, start.elapsed())
+}
+
+/// Peak resident memory of this process, in MB.
+pub fn max_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}

@@ -1,0 +1,225 @@
+//! RecommendNext latency through gRPC on loopback, with 10,000 learners and
+//! a 30-skill / 120-module catalog in the store: p50/p99 at a steady open-loop
+//! load (default 2,000 calls/s), and the maximum call rate next to the
+//! health-check rate on the same server.
+//!
+//! Run: `cargo bench --bench recommend` (release build). Options after `--`:
+//! `--learners N` (10000), `--rate N` calls/s (2000), `--seconds N` (5),
+//! `--clients N` closed-loop callers for the maximum rate (64).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{BenchServer, Figures, arg, closed_loop, max_rss_mb};
+use spoc_engine::api::pb;
+
+const SKILLS: usize = 30;
+const MODULES_PER_SKILL: usize = 4;
+
+/// A layered DAG: skill i needs skill i-1 within its chain of 5 and one
+/// skill of the previous layer.
+fn catalog() -> pb::ImportCatalogRequest {
+    let formats = [
+        pb::ModuleFormat::Video,
+        pb::ModuleFormat::Exercise,
+        pb::ModuleFormat::SeriousGame,
+        pb::ModuleFormat::Document,
+        pb::ModuleFormat::Workshop,
+        pb::ModuleFormat::Podcast,
+    ];
+    let skills = (0..SKILLS)
+        .map(|i| {
+            let mut prereqs = Vec::new();
+            if i % 5 != 0 {
+                prereqs.push(format!("s{}", i - 1));
+            }
+            if i >= 5 {
+                prereqs.push(format!("s{}", i - 5));
+            }
+            pb::Skill {
+                id: format!("s{i}"),
+                name: format!("Skill {i}"),
+                prerequisite_ids: prereqs,
+            }
+        })
+        .collect();
+    let modules = (0..SKILLS * MODULES_PER_SKILL)
+        .map(|m| {
+            let skill = m / MODULES_PER_SKILL;
+            pb::Module {
+                id: format!("m{m}"),
+                title: format!("Module {m}"),
+                skill_ids: vec![format!("s{skill}")],
+                format: formats[m % formats.len()] as i32,
+                duration_minutes: 5 + (m as u32 * 7) % 40,
+                language: if m % 4 == 3 { "en".into() } else { "fr".into() },
+            }
+        })
+        .collect();
+    pb::ImportCatalogRequest { skills, modules }
+}
+
+#[tokio::main]
+async fn main() {
+    let learners = arg("--learners", 10_000) as usize;
+    let rate = arg("--rate", 2000);
+    let seconds = arg("--seconds", 5);
+    let clients = arg("--clients", 64) as usize;
+    let server = BenchServer::start(4).await;
+    let channels = server.channels.clone();
+    let ch = channels[0].clone();
+
+    // Seed: catalog, program, learners, enrolments, a few attempts each.
+    let t0 = Instant::now();
+    pb::catalog_service_client::CatalogServiceClient::new(ch.clone())
+        .import_catalog(catalog())
+        .await
+        .unwrap();
+    pb::program_service_client::ProgramServiceClient::new(ch.clone())
+        .upsert_program(pb::UpsertProgramRequest {
+            program: Some(pb::Program {
+                id: "program".into(),
+                name: "Bench program".into(),
+                skill_ids: (0..SKILLS).map(|i| format!("s{i}")).collect(),
+                cohort_rules: None,
+            }),
+        })
+        .await
+        .unwrap();
+    let mut learner_client = pb::learner_service_client::LearnerServiceClient::new(ch.clone());
+    let mut mastery = pb::mastery_service_client::MasteryServiceClient::new(ch.clone());
+    let mut pending = Vec::new();
+    for l in 0..learners {
+        let id = format!("learner-{l}");
+        learner_client
+            .upsert_learner(pb::UpsertLearnerRequest {
+                learner: Some(pb::Learner {
+                    id: id.clone(),
+                    company_id: format!("company-{}", l % 40),
+                    language: if l % 3 == 0 { "en".into() } else { "fr".into() },
+                    time_zone: "Europe/Paris".into(),
+                    display_name: String::new(),
+                }),
+            })
+            .await
+            .unwrap();
+        learner_client
+            .enroll_learner(pb::EnrollLearnerRequest {
+                learner_id: id.clone(),
+                program_id: "program".into(),
+            })
+            .await
+            .unwrap();
+        // Learners are spread over the graph: the first k skills answered right.
+        let depth = l % 12;
+        for k in 0..depth {
+            for r in 0..3 {
+                pending.push(pb::Attempt {
+                    attempt_id: format!("{id}-{k}-{r}"),
+                    learner_id: id.clone(),
+                    item_id: format!("item-{k}"),
+                    skill_ids: vec![format!("s{}", (k % 5) * 5 + k / 5)],
+                    correct: r != 1 || l % 2 == 0,
+                    score: None,
+                    occurred_at: Some(prost_types::Timestamp {
+                        seconds: 1_700_000_000 + (k * 3 + r) as i64,
+                        nanos: 0,
+                    }),
+                    time_spent: None,
+                });
+            }
+        }
+        if pending.len() >= 900 {
+            mastery
+                .record_attempts(pb::RecordAttemptsRequest {
+                    attempts: std::mem::take(&mut pending),
+                })
+                .await
+                .unwrap();
+        }
+    }
+    if !pending.is_empty() {
+        mastery
+            .record_attempts(pb::RecordAttemptsRequest { attempts: pending })
+            .await
+            .unwrap();
+    }
+    println!(
+        "seeded {learners} learners, {SKILLS} skills, {} modules in {:.1} s",
+        SKILLS * MODULES_PER_SKILL,
+        t0.elapsed().as_secs_f64()
+    );
+
+    let request = move |i: usize| pb::RecommendNextRequest {
+        learner_id: format!("learner-{}", (i * 7919) % learners),
+        program_id: "program".into(),
+        count: 3,
+        exclude_module_ids: vec![],
+    };
+
+    // Steady open-loop load: a call every 1/rate s, latency measured from
+    // the scheduled start so that queueing is not hidden.
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let total = (rate * seconds) as usize;
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let scheduled = start + interval * i as u32;
+        tokio::time::sleep_until(scheduled.into()).await;
+        let mut client = pb::remediation_service_client::RemediationServiceClient::new(
+            channels[i % channels.len()].clone(),
+        );
+        let req = request(i);
+        tasks.push(tokio::spawn(async move {
+            let reply = client.recommend_next(req).await.expect("recommend");
+            assert!(reply.get_ref().status != 0);
+            scheduled.elapsed()
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    for t in tasks {
+        latencies.push(t.await.unwrap());
+    }
+    let steady = Figures::new(latencies, start.elapsed());
+    println!(
+        "RecommendNext at {rate} calls/s for {seconds} s: achieved {:.0} calls/s, p50 {:.3} ms, p99 {:.3} ms (target p99 < 2 ms)",
+        steady.rate(),
+        steady.ms(0.5),
+        steady.ms(0.99)
+    );
+
+    let hc = channels.clone();
+    let health = closed_loop(clients, seconds, move |c, _| {
+        let mut client =
+            tonic_health::pb::health_client::HealthClient::new(hc[c % hc.len()].clone());
+        async move {
+            client
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .expect("health");
+        }
+    })
+    .await;
+    let rc = channels.clone();
+    let max = closed_loop(clients, seconds, move |c, i| {
+        let mut client =
+            pb::remediation_service_client::RemediationServiceClient::new(rc[c % rc.len()].clone());
+        let req = request(c * 100_003 + i);
+        async move {
+            client.recommend_next(req).await.expect("recommend");
+        }
+    })
+    .await;
+    println!(
+        "max rate ({clients} closed-loop clients): RecommendNext {:.0} calls/s (p50 {:.2} ms), health check {:.0} calls/s: {:.0}% (target >= 50%)",
+        max.rate(),
+        max.ms(0.5),
+        health.rate(),
+        100.0 * max.rate() / health.rate()
+    );
+    println!("max RSS: {:.0} MB", max_rss_mb());
+    server.stop().await;
+}

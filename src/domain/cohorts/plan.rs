@@ -1,0 +1,500 @@
+//! Feasibility and planning: which learners may share cohorts, and how
+//! many cohorts of which sizes.
+//!
+//! Language and time zone split the pool into *blocks* whose learners can
+//! be mixed freely; the company cap then only limits how each block is
+//! split. Deciding this up front gives exact, explainable refusals ("the 7
+//! learners at UTC+08:00 are too few for a cohort") instead of a search
+//! that silently fails.
+//!
+//! Time zones: for sizes and spread alone, if any partition exists then one
+//! exists whose cohorts are contiguous in offset order (swap members of
+//! interleaved cohorts). So cutting the sorted offsets into windows of at
+//! most the allowed spread, by dynamic programming, is exact for those two
+//! rules; we keep windows as large as possible so the balance search has
+//! the most freedom.
+
+use std::collections::BTreeMap;
+
+use super::{CohortConstraints, CohortError, CohortLearner, Constraint};
+
+/// A set of learners that may be mixed freely, and the sizes of the
+/// cohorts it will be split into.
+#[derive(Debug, Clone)]
+pub struct Block {
+    /// Population indices of the block's learners.
+    pub learners: Vec<usize>,
+    /// Sizes of its cohorts (as even as possible), summing to the block size.
+    pub sizes: Vec<usize>,
+    /// Where the block comes from, for messages ("" when there is one).
+    pub label: String,
+}
+
+/// The outcome of planning: blocks and their cohort sizes.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Blocks in a deterministic order (language, then offset).
+    pub blocks: Vec<Block>,
+}
+
+/// Whether `n` learners can be split into cohorts within the size bounds.
+pub fn representable(n: usize, cons: &CohortConstraints) -> bool {
+    n > 0 && n.div_ceil(cons.max_size) * cons.min_size <= n
+}
+
+/// Learners to add to `n` to make it representable.
+fn deficit(n: usize, cons: &CohortConstraints) -> usize {
+    (n..).find(|&m| representable(m, cons)).unwrap_or(n) - n
+}
+
+/// Formats minutes as a UTC offset such as `UTC+05:30`.
+pub fn fmt_offset(minutes: i64) -> String {
+    let sign = if minutes < 0 { '-' } else { '+' };
+    let m = minutes.abs();
+    format!("UTC{sign}{:02}:{:02}", m / 60, m % 60)
+}
+
+/// Splits `pool` into blocks and decides cohort counts and sizes, or
+/// explains which constraint makes that impossible.
+pub fn plan_blocks(
+    learners: &[CohortLearner],
+    pool: &[usize],
+    cons: &CohortConstraints,
+    locked: usize,
+) -> Result<Plan, CohortError> {
+    if pool.is_empty() {
+        if let Some(t) = cons.target_cohorts
+            && t != locked
+        {
+            return Err(CohortError::Infeasible {
+                constraint: Constraint::CohortCount,
+                reason: format!(
+                    "{t} cohorts requested but no learner is left to form new ones ({locked} locked)"
+                ),
+            });
+        }
+        return Ok(Plan::default());
+    }
+    let groups = language_groups(learners, pool, cons)?;
+    let mut blocks = Vec::new();
+    for (label, members) in groups {
+        for (seg_label, seg) in tz_segments(learners, &members, cons, &label)? {
+            blocks.push(Block {
+                learners: seg,
+                sizes: Vec::new(),
+                label: seg_label,
+            });
+        }
+    }
+    if blocks.len() == 1 {
+        blocks[0].label.clear();
+    }
+    let counts = cohort_counts(&blocks, cons, locked)?;
+    for (b, k) in blocks.iter_mut().zip(counts) {
+        b.sizes = choose_sizes(learners, b, k, cons)?;
+    }
+    Ok(Plan { blocks })
+}
+
+/// Groups by language; learners without one fill groups that are too small,
+/// then join the largest group.
+fn language_groups(
+    learners: &[CohortLearner],
+    pool: &[usize],
+    cons: &CohortConstraints,
+) -> Result<Vec<(String, Vec<usize>)>, CohortError> {
+    if !cons.single_language {
+        return Ok(vec![(String::new(), pool.to_vec())]);
+    }
+    let mut by_lang: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut wild = Vec::new();
+    for &i in pool {
+        match learners[i].language.as_str() {
+            "" => wild.push(i),
+            l => by_lang.entry(l).or_default().push(i),
+        }
+    }
+    if by_lang.len() <= 1 {
+        // One language (or none known): language cannot be the obstacle.
+        return Ok(vec![(String::new(), pool.to_vec())]);
+    }
+    let mut groups: Vec<(String, Vec<usize>)> = by_lang
+        .into_iter()
+        .map(|(l, m)| (format!("language {l:?}"), m))
+        .collect();
+    for (label, g) in groups.iter_mut() {
+        let need = deficit(g.len(), cons);
+        if need > wild.len() {
+            return Err(CohortError::Infeasible {
+                constraint: Constraint::Language,
+                reason: format!(
+                    "{label} has {} learners, which cannot fill cohorts of {}..{} \
+                     ({need} more needed) and only {} learners of unknown language are left to join",
+                    g.len(),
+                    cons.min_size,
+                    cons.max_size,
+                    wild.len()
+                ),
+            });
+        }
+        g.extend(wild.drain(wild.len() - need..));
+    }
+    if !wild.is_empty() {
+        let mut order: Vec<usize> = (0..groups.len()).collect();
+        order.sort_by_key(|&g| std::cmp::Reverse(groups[g].1.len()));
+        let g = order
+            .into_iter()
+            .find(|&g| representable(groups[g].1.len() + wild.len(), cons))
+            .ok_or_else(|| CohortError::Infeasible {
+                constraint: Constraint::Size,
+                reason: format!(
+                    "{} learners of unknown language fit no language group within cohorts of {}..{}",
+                    wild.len(),
+                    cons.min_size,
+                    cons.max_size
+                ),
+            })?;
+        groups[g].1.append(&mut wild);
+    }
+    Ok(groups)
+}
+
+/// Cuts a language group into time-zone windows whose sizes fit the bounds.
+fn tz_segments(
+    learners: &[CohortLearner],
+    members: &[usize],
+    cons: &CohortConstraints,
+    label: &str,
+) -> Result<Vec<(String, Vec<usize>)>, CohortError> {
+    let mut known: Vec<(i64, usize)> = Vec::new();
+    let mut unknown: Vec<usize> = Vec::new();
+    for &i in members {
+        match learners[i].utc_offset_minutes {
+            Some(o) => known.push((o as i64, i)),
+            None => unknown.push(i),
+        }
+    }
+    known.sort_unstable();
+    let spread = cons.max_tz_spread_minutes();
+    let within = |a: &str| {
+        if a.is_empty() {
+            String::new()
+        } else {
+            format!(" in {a}")
+        }
+    };
+    if known.is_empty() || known[known.len() - 1].0 - known[0].0 <= spread {
+        if !representable(members.len(), cons) {
+            return Err(CohortError::Infeasible {
+                constraint: Constraint::Size,
+                reason: format!(
+                    "the {} learners{} cannot fill cohorts of {}..{}",
+                    members.len(),
+                    within(label),
+                    cons.min_size,
+                    cons.max_size
+                ),
+            });
+        }
+        return Ok(vec![(label.to_string(), members.to_vec())]);
+    }
+    let offs: Vec<i64> = known.iter().map(|k| k.0).collect();
+    // First try cuts between distinct offsets only (few states), then any
+    // position, which can split one offset between two windows.
+    let mut cuts: Vec<usize> = (0..=offs.len())
+        .filter(|&p| p == 0 || p == offs.len() || offs[p] != offs[p - 1])
+        .collect();
+    let mut best = segment_dp(&offs, &cuts, spread, cons);
+    if best.0 > unknown.len() {
+        cuts = (0..=offs.len()).collect();
+        best = segment_dp(&offs, &cuts, spread, cons);
+    }
+    let (total_deficit, bounds) = best;
+    if total_deficit > unknown.len() {
+        let (a, b) = bounds
+            .iter()
+            .copied()
+            .find(|&(a, b)| deficit(b - a, cons) > 0)
+            .unwrap_or((0, offs.len()));
+        return Err(CohortError::Infeasible {
+            constraint: Constraint::TimezoneSpread,
+            reason: format!(
+                "learners{} span {}..{}, and no cut into windows of at most {} h gives groups \
+                 that fill cohorts of {}..{}: e.g. the {} learners at {}..{} lack {} companions \
+                 within {} h, with {} learners of unknown time zone needed in all but {} available",
+                within(label),
+                fmt_offset(offs[0]),
+                fmt_offset(offs[offs.len() - 1]),
+                cons.max_tz_spread_hours,
+                cons.min_size,
+                cons.max_size,
+                b - a,
+                fmt_offset(offs[a]),
+                fmt_offset(offs[b - 1]),
+                deficit(b - a, cons),
+                cons.max_tz_spread_hours,
+                total_deficit,
+                unknown.len()
+            ),
+        });
+    }
+    let mut segs: Vec<(String, Vec<usize>)> = bounds
+        .iter()
+        .map(|&(a, b)| {
+            let l = format!(
+                "{}{}{}..{}",
+                label,
+                if label.is_empty() { "" } else { ", " },
+                fmt_offset(offs[a]),
+                fmt_offset(offs[b - 1])
+            );
+            (l, known[a..b].iter().map(|k| k.1).collect::<Vec<_>>())
+        })
+        .collect();
+    for (_, s) in segs.iter_mut() {
+        let need = deficit(s.len(), cons);
+        s.extend(unknown.drain(unknown.len() - need..));
+    }
+    if !unknown.is_empty() {
+        let mut order: Vec<usize> = (0..segs.len()).collect();
+        order.sort_by_key(|&g| std::cmp::Reverse(segs[g].1.len()));
+        let g = order
+            .into_iter()
+            .find(|&g| representable(segs[g].1.len() + unknown.len(), cons))
+            .ok_or_else(|| CohortError::Infeasible {
+                constraint: Constraint::Size,
+                reason: format!(
+                    "{} learners of unknown time zone{} fit no time-zone window within cohorts of {}..{}",
+                    unknown.len(),
+                    within(label),
+                    cons.min_size,
+                    cons.max_size
+                ),
+            })?;
+        segs[g].1.append(&mut unknown);
+    }
+    Ok(segs)
+}
+
+/// Minimises (missing learners, number of windows) over cuts of the sorted
+/// offsets at the allowed positions; returns the total deficit and the
+/// windows as `[a, b)` ranges.
+fn segment_dp(
+    offs: &[i64],
+    cuts: &[usize],
+    spread: i64,
+    cons: &CohortConstraints,
+) -> (usize, Vec<(usize, usize)>) {
+    let m = cuts.len();
+    let mut dp = vec![(usize::MAX, usize::MAX); m];
+    let mut parent = vec![0usize; m];
+    dp[0] = (0, 0);
+    for b in 1..m {
+        for a in (0..b).rev() {
+            let (pa, pb) = (cuts[a], cuts[b]);
+            if offs[pb - 1] - offs[pa] > spread {
+                break;
+            }
+            if dp[a].0 == usize::MAX {
+                continue;
+            }
+            let cand = (dp[a].0 + deficit(pb - pa, cons), dp[a].1 + 1);
+            if cand < dp[b] {
+                dp[b] = cand;
+                parent[b] = a;
+            }
+        }
+    }
+    let mut bounds = Vec::new();
+    let mut b = m - 1;
+    while b > 0 {
+        let a = parent[b];
+        bounds.push((cuts[a], cuts[b]));
+        b = a;
+    }
+    bounds.reverse();
+    (dp[m - 1].0, bounds)
+}
+
+/// Number of new cohorts per block: the target spread over blocks, or
+/// cohorts of about the middle of the size bounds.
+fn cohort_counts(
+    blocks: &[Block],
+    cons: &CohortConstraints,
+    locked: usize,
+) -> Result<Vec<usize>, CohortError> {
+    let lo: Vec<usize> = blocks
+        .iter()
+        .map(|b| b.learners.len().div_ceil(cons.max_size))
+        .collect();
+    let hi: Vec<usize> = blocks
+        .iter()
+        .map(|b| b.learners.len() / cons.min_size)
+        .collect();
+    match cons.target_cohorts {
+        None => {
+            let mid = (cons.min_size + cons.max_size) as f64 / 2.0;
+            Ok(blocks
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    ((b.learners.len() as f64 / mid).round() as usize).clamp(lo[i], hi[i])
+                })
+                .collect())
+        }
+        Some(target) => {
+            let (slo, shi): (usize, usize) = (lo.iter().sum(), hi.iter().sum());
+            let n: usize = blocks.iter().map(|b| b.learners.len()).sum();
+            let wanted = target
+                .checked_sub(locked)
+                .filter(|w| (slo..=shi).contains(w));
+            let Some(wanted) = wanted else {
+                return Err(CohortError::Infeasible {
+                    constraint: Constraint::CohortCount,
+                    reason: format!(
+                        "{target} cohorts requested, {locked} of them locked; the other {n} \
+                         learners{} need between {slo} and {shi} new cohorts of {}..{}",
+                        if blocks.len() > 1 {
+                            format!(
+                                ", split into {} groups by language and time zone,",
+                                blocks.len()
+                            )
+                        } else {
+                            String::new()
+                        },
+                        cons.min_size,
+                        cons.max_size
+                    ),
+                });
+            };
+            let mut k = lo.clone();
+            for _ in slo..wanted {
+                let g = (0..blocks.len())
+                    .filter(|&g| k[g] < hi[g])
+                    .max_by(|&x, &y| {
+                        let fx = blocks[x].learners.len() as f64 / k[x].max(1) as f64;
+                        let fy = blocks[y].learners.len() as f64 / k[y].max(1) as f64;
+                        fx.total_cmp(&fy).then(y.cmp(&x))
+                    })
+                    .expect("sum of upper bounds covers the target");
+                k[g] += 1;
+            }
+            Ok(k)
+        }
+    }
+}
+
+/// Even sizes for `k` cohorts of `n` learners.
+pub fn even_sizes(n: usize, k: usize) -> Vec<usize> {
+    (0..k).map(|j| n / k + usize::from(j < n % k)).collect()
+}
+
+/// Picks cohort sizes for a block so the company caps can hold: the
+/// planned count if it works, else (without a target) the nearest count
+/// that does; otherwise explains the clash.
+fn choose_sizes(
+    learners: &[CohortLearner],
+    block: &Block,
+    k: usize,
+    cons: &CohortConstraints,
+) -> Result<Vec<usize>, CohortError> {
+    let n = block.learners.len();
+    let mut per: BTreeMap<&str, usize> = BTreeMap::new();
+    for &i in &block.learners {
+        let c = learners[i].company.as_str();
+        if !c.is_empty() {
+            *per.entry(c).or_default() += 1;
+        }
+    }
+    let mut companies: Vec<(&str, usize)> = per.into_iter().collect();
+    companies.sort_by_key(|&(c, m)| (std::cmp::Reverse(m), c));
+    let first = company_check(&companies, n, &even_sizes(n, k), cons, &block.label);
+    if first.is_ok() {
+        return Ok(even_sizes(n, k));
+    }
+    if cons.target_cohorts.is_none() {
+        let (lo, hi) = (n.div_ceil(cons.max_size), n / cons.min_size);
+        let mut ks: Vec<usize> = (lo..=hi).filter(|&x| x != k).collect();
+        ks.sort_by_key(|&x| x.abs_diff(k));
+        for x in ks {
+            let sizes = even_sizes(n, x);
+            if company_check(&companies, n, &sizes, cons, &block.label).is_ok() {
+                return Ok(sizes);
+            }
+        }
+    }
+    Err(first.unwrap_err())
+}
+
+/// Exact test that companies of the given sizes can be spread over cohorts
+/// of the given sizes under the cap: by max-flow/min-cut (Gale–Ryser), the
+/// `t` largest companies must fit `sum_j min(s_j, t * cap_j)` for every `t`.
+pub fn company_check(
+    companies: &[(&str, usize)],
+    n: usize,
+    sizes: &[usize],
+    cons: &CohortConstraints,
+    label: &str,
+) -> Result<(), CohortError> {
+    let caps: Vec<usize> = sizes.iter().map(|&s| cons.company_cap(s)).collect();
+    let mut prefix = 0usize;
+    for (t, &(name, m)) in companies.iter().enumerate() {
+        prefix += m;
+        let t1 = t + 1;
+        let room: usize = sizes.iter().zip(&caps).map(|(&s, &c)| s.min(t1 * c)).sum();
+        if prefix <= room {
+            continue;
+        }
+        let where_ = if label.is_empty() {
+            String::new()
+        } else {
+            format!(" ({label})")
+        };
+        let (smin, smax) = (
+            sizes.iter().min().copied().unwrap_or(0),
+            sizes.iter().max().copied().unwrap_or(0),
+        );
+        let pct = 100.0 * cons.max_company_share;
+        let reason = if t1 == 1 {
+            let per_cohort_max = cons.company_cap(cons.max_size).max(1);
+            let needed = m.div_ceil(per_cohort_max);
+            let allowed = n / cons.min_size;
+            let mut r = format!(
+                "company {name:?} has {m} of the {n} learners{where_} ({:.1}%); with a cap of \
+                 {pct:.0}% per cohort, {} cohorts of {smin}..{smax} hold at most {room} of them",
+                100.0 * m as f64 / n as f64,
+                sizes.len()
+            );
+            if needed > allowed {
+                r.push_str(&format!(
+                    "; at least {needed} cohorts would be needed (at most {per_cohort_max} of them \
+                     per cohort of {}), but the size bounds allow at most {allowed}",
+                    cons.max_size
+                ));
+            } else if m as f64 > cons.max_company_share * n as f64 {
+                r.push_str(&format!(
+                    "; no split can work, as {:.1}% is above the cap",
+                    100.0 * m as f64 / n as f64
+                ));
+            }
+            r
+        } else {
+            let names: Vec<String> = companies[..t1]
+                .iter()
+                .map(|(c, _)| format!("{c:?}"))
+                .collect();
+            format!(
+                "the {t1} largest companies ({}) have {prefix} of the {n} learners{where_}; with \
+                 at most {pct:.0}% of a cohort from each company, {} cohorts of {smin}..{smax} \
+                 hold at most {room} of them",
+                names.join(", "),
+                sizes.len()
+            )
+        };
+        return Err(CohortError::Infeasible {
+            constraint: Constraint::CompanyShare,
+            reason,
+        });
+    }
+    Ok(())
+}
