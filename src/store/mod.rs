@@ -83,6 +83,17 @@ impl Store {
         })
     }
 
+    /// A typed view of the tree `name`, opened on demand: lets a feature keep
+    /// its storage code in its own file (`impl Store` blocks next to this
+    /// one) without widening this struct. Document every tree in `keys.rs`.
+    #[allow(dead_code)] // first callers arrive with the cohort and alert stores
+    pub(crate) fn table<T: Serialize + serde::de::DeserializeOwned>(
+        &self,
+        name: &'static str,
+    ) -> Result<Table<T>> {
+        Table::open(&self.db, name)
+    }
+
     /// Waits until every write made before this call is on disk.
     pub async fn durable(&self) -> Result<()> {
         self.commit.durable().await
