@@ -158,6 +158,38 @@ async fn main() {
         exclude_module_ids: vec![],
     };
 
+    // The engine alone, without gRPC: what the policy and the store cost.
+    let exclude = std::collections::BTreeSet::new();
+    let t0 = Instant::now();
+    let n = 20_000;
+    for i in 0..n {
+        let req = request(i);
+        server
+            .engine
+            .recommend_next(&req.learner_id, &req.program_id, 3, &exclude)
+            .unwrap();
+    }
+    println!(
+        "engine only (no gRPC): {:.1} us per RecommendNext",
+        t0.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
+
+    // The engine alone, without gRPC: what the policy and the store cost.
+    let exclude = std::collections::BTreeSet::new();
+    let t0 = Instant::now();
+    let n = 20_000;
+    for i in 0..n {
+        let req = request(i);
+        server
+            .engine
+            .recommend_next(&req.learner_id, &req.program_id, 3, &exclude)
+            .unwrap();
+    }
+    println!(
+        "engine only (no gRPC): {:.1} us per RecommendNext",
+        t0.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
+
     // Steady open-loop load: a call every 1/rate s, latency measured from
     // the scheduled start so that queueing is not hidden.
     let interval = Duration::from_secs_f64(1.0 / rate as f64);

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 use crate::api::catalog::CatalogApi;
 use crate::api::learners::LearnerApi;
@@ -32,6 +32,13 @@ pub const CONCURRENCY_PER_CONNECTION: usize = 256;
 /// A request still running after this is cancelled with DEADLINE_EXCEEDED
 /// (streaming calls are exempt through their own keep-alive).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Accepted connections with TCP_NODELAY: a unary reply is several HTTP/2
+/// frames, and Nagle's algorithm would hold the last ones back for a
+/// delayed ACK (40 ms per call, measured).
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
 
 /// Serves every service on `listener` until `shutdown` resolves, then lets
 /// in-flight calls finish and flushes the store.
@@ -92,7 +99,7 @@ pub async fn serve(
             RemediationServiceServer::new(RemediationApi::new(engine.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
 
     engine.store().flush()?;

@@ -13,6 +13,8 @@ use tonic::transport::Channel;
 
 /// A server on 127.0.0.1 with sled in a temporary folder.
 pub struct BenchServer {
+    /// The engine behind the server, for in-process comparisons.
+    pub engine: Arc<Engine>,
     /// Open connections to it.
     pub channels: Vec<Channel>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -33,8 +35,9 @@ impl BenchServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = engine.clone();
         let task = tokio::spawn(async move {
-            spoc_engine::server::serve(engine, listener, async {
+            spoc_engine::server::serve(served, listener, async {
                 let _ = stopped.await;
             })
             .await
@@ -53,6 +56,7 @@ impl BenchServer {
             }
         }
         Self {
+            engine,
             channels,
             stop: Some(stop),
             task,
