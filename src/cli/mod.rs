@@ -3,6 +3,7 @@
 pub mod cohorts;
 pub mod fit;
 pub mod serve;
+pub mod simulate;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Fit BKT parameters by EM on a pyBKT-layout CSV.
     Fit(fit::FitArgs),
+    /// Compare remediation policies on synthetic learners.
+    Simulate(simulate::SimulateArgs),
     /// Cohort formation offline, from CSV files.
     #[command(subcommand)]
     Cohorts(cohorts::CohortsCommand),
@@ -34,6 +37,7 @@ pub fn main() -> std::process::ExitCode {
     let outcome = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Fit(args) => fit::run(args),
+        Command::Simulate(args) => simulate::run(args),
         Command::Cohorts(command) => cohorts::run(command),
     };
     match outcome {

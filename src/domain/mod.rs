@@ -12,3 +12,4 @@ pub mod fit;
 pub mod learner;
 pub mod mastery;
 pub mod remediation;
+pub mod simulator;

@@ -1,0 +1,347 @@
+//! The synthetic world: a catalog with a prerequisite DAG, and hidden
+//! learners.
+//!
+//! The catalog is what the engine sees. The module *quality* and the
+//! learners' *true* knowledge, format affinities, speed, slip and guess are
+//! what it does not see; they decide what really happens.
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::SimOptions;
+use crate::domain::catalog::{Format, Module, Skill};
+
+/// Stream of the world's draws; learner `i` uses stream `LEARNER_STREAM + i`.
+const WORLD_STREAM: u64 = 0;
+/// First stream of the learners' draws.
+pub(crate) const LEARNER_STREAM: u64 = 1 << 32;
+
+/// Learner minutes at which a module of quality 1, for an average learner,
+/// teaches with probability 1 − 1/e.
+const MINUTES_SCALE: f64 = 15.0;
+
+/// How learning grows with time spent: the "effort" of a module is
+/// `(minutes / MINUTES_SCALE)^LEARNING_EXPONENT`, and P(learn) = 1 − e^−effort.
+/// An exponent below one encodes diminishing returns (attention fades, a
+/// half-day workshop does not teach one skill sixteen times better than a
+/// quarter-hour video); 0.5 is a middle ground between "duration does not
+/// matter" (0) and "linear in time" (1).
+const LEARNING_EXPONENT: f64 = 0.5;
+
+/// Spread (σ of the log) of the hidden module quality: a module one σ above
+/// the mean teaches about twice as fast as one σ below.
+const QUALITY_SPREAD: f64 = 0.7;
+
+/// A fresh RNG on its own stream of the seed.
+pub(crate) fn rng(seed: u64, stream: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    rng
+}
+
+/// A standard normal draw (Box-Muller), to keep to the allowed crates.
+fn normal(rng: &mut ChaCha8Rng) -> f64 {
+    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+    let u2: f64 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+/// Typical duration range (minutes) and how well a format teaches, on
+/// average, per minute.
+fn format_profile(format: Format) -> (u32, u32, f64) {
+    match format {
+        Format::Video => (3, 15, 1.0),
+        Format::Document => (10, 30, 0.8),
+        Format::Quiz => (5, 15, 0.7),
+        Format::Exercise => (15, 45, 1.3),
+        Format::SeriousGame => (20, 60, 1.2),
+        Format::Workshop => (120, 240, 1.1),
+        Format::LiveSession => (60, 120, 1.0),
+        Format::Podcast => (10, 30, 0.6),
+    }
+}
+
+/// The catalog and the hidden module qualities.
+#[derive(Debug, Clone)]
+pub struct World {
+    /// The skills, by id (what the engine sees).
+    pub skills: BTreeMap<String, Skill>,
+    /// The modules, sorted by id (what the engine sees).
+    pub modules: Vec<Module>,
+    /// The program: every skill of the catalog.
+    pub program: Vec<String>,
+    /// Skill ids in topological order (prerequisites first, ties by id).
+    pub topo: Vec<String>,
+    /// Hidden per-module quality multiplier, aligned with `modules`.
+    pub quality: Vec<f64>,
+    /// Skill id to index in `skill_ids`.
+    pub skill_index: BTreeMap<String, usize>,
+    /// Skill ids by index.
+    pub skill_ids: Vec<String>,
+    /// Prerequisite indices per skill index.
+    pub prereqs: Vec<Vec<usize>>,
+    /// Skill indices per module index.
+    pub module_skills: Vec<Vec<usize>>,
+    /// Module id to index in `modules`.
+    pub module_index: BTreeMap<String, usize>,
+}
+
+/// One synthetic learner: what they truly know and how they learn.
+#[derive(Debug, Clone)]
+pub struct SimLearner {
+    /// BCP 47 language tag.
+    pub language: String,
+    /// True mastery per skill index at the start.
+    pub known: Vec<bool>,
+    /// Learning multiplier per format (index in [`Format::ALL`]).
+    pub affinity: [f64; 8],
+    /// Overall learning speed multiplier.
+    pub speed: f64,
+    /// P(wrong answer | skill known).
+    pub slip: f64,
+    /// P(right answer | skill unknown).
+    pub guess: f64,
+}
+
+impl World {
+    /// Builds the catalog from the seed: a layered DAG of `skills` skills
+    /// (a few roots, then one to three prerequisites among the ten previous
+    /// skills), and `modules` modules with every skill taught at least once
+    /// in English and once in French (`fr` or `fr-CA`).
+    pub fn generate(options: &SimOptions) -> World {
+        let mut rng = rng(options.seed, WORLD_STREAM);
+        let n = options.skills.max(2);
+        let width = n.to_string().len().max(2);
+        let skill_ids: Vec<String> = (0..n).map(|i| format!("s{i:0width$}")).collect();
+        let roots = (n / 10).max(2);
+        let mut prereqs: Vec<Vec<usize>> = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut p: Vec<usize> = Vec::new();
+            if i >= roots {
+                let k = 1 + usize::from(rng.random_bool(0.5)) + usize::from(rng.random_bool(0.15));
+                let lo = i.saturating_sub(10);
+                for _ in 0..k {
+                    let q = rng.random_range(lo..i);
+                    if !p.contains(&q) {
+                        p.push(q);
+                    }
+                }
+                p.sort_unstable();
+            }
+            prereqs.push(p);
+        }
+        let skills: BTreeMap<String, Skill> = (0..n)
+            .map(|i| {
+                let id = skill_ids[i].clone();
+                let skill = Skill {
+                    id: id.clone(),
+                    name: format!("Skill {i}"),
+                    prerequisite_ids: prereqs[i].iter().map(|&q| skill_ids[q].clone()).collect(),
+                };
+                (id, skill)
+            })
+            .collect();
+
+        // Modules: (skills, language) drafts, then formats, durations, ids.
+        let total = options.modules.max(3 * n);
+        let mut drafts: Vec<(Vec<usize>, &'static str)> = Vec::with_capacity(total);
+        for i in 0..n {
+            drafts.push((vec![i], "en"));
+            drafts.push((vec![i], if rng.random_bool(0.5) { "en" } else { "en-GB" }));
+            drafts.push((vec![i], if rng.random_bool(0.5) { "fr" } else { "fr-CA" }));
+        }
+        while drafts.len() < total {
+            let i = rng.random_range(0..n);
+            let mut taught = vec![i];
+            if rng.random_bool(0.15) && n > 1 {
+                // A module covering two neighbouring skills.
+                let j = if i + 1 < n { i + 1 } else { i - 1 };
+                taught.push(j);
+                taught.sort_unstable();
+            }
+            let language = match rng.random_range(0..10) {
+                0 => "fr",
+                1 => "fr-CA",
+                2 => "en-GB",
+                _ => "en",
+            };
+            drafts.push((taught, language));
+        }
+        // Shuffle so that catalog order says nothing about content.
+        for i in (1..drafts.len()).rev() {
+            let j = rng.random_range(0..=i);
+            drafts.swap(i, j);
+        }
+        let mwidth = total.to_string().len().max(3);
+        let mut modules = Vec::with_capacity(total);
+        let mut quality = Vec::with_capacity(total);
+        let mut module_skills = Vec::with_capacity(total);
+        for (k, (taught, language)) in drafts.into_iter().enumerate() {
+            let format = Format::ALL[rng.random_range(0..Format::ALL.len())];
+            let (lo, hi, factor) = format_profile(format);
+            let duration = rng.random_range(lo..=hi);
+            quality.push(factor * (QUALITY_SPREAD * normal(&mut rng)).exp());
+            modules.push(Module {
+                id: format!("m{k:0mwidth$}"),
+                title: format!(
+                    "{} on {}",
+                    format.name(),
+                    taught
+                        .iter()
+                        .map(|&i| skill_ids[i].as_str())
+                        .collect::<Vec<_>>()
+                        .join("+")
+                ),
+                skill_ids: taught.iter().map(|&i| skill_ids[i].clone()).collect(),
+                format,
+                duration_minutes: duration,
+                language: language.to_string(),
+            });
+            module_skills.push(taught);
+        }
+        let topo = topological(&skill_ids, &prereqs);
+        World {
+            program: skill_ids.clone(),
+            skill_index: skill_ids
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.clone(), i))
+                .collect(),
+            module_index: modules
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (m.id.clone(), i))
+                .collect(),
+            skills,
+            modules,
+            topo,
+            quality,
+            skill_ids,
+            prereqs,
+            module_skills,
+        }
+    }
+
+    /// Draws learner `index` from its own stream: language, true initial
+    /// knowledge (consistent with the DAG: nothing known above an unknown
+    /// prerequisite), format affinities, speed, slip and guess.
+    pub fn learner(&self, options: &SimOptions, index: usize) -> SimLearner {
+        let mut rng = rng(options.seed, LEARNER_STREAM + index as u64);
+        let language = if rng.random_bool(options.french_share.clamp(0.0, 1.0)) {
+            "fr"
+        } else {
+            "en"
+        };
+        let experience: f64 = rng.random_range(0.0..0.5);
+        let mut known = vec![false; self.skill_ids.len()];
+        // Indices are already a topological order (prerequisites are lower).
+        for i in 0..known.len() {
+            let ready = self.prereqs[i].iter().all(|&q| known[q]);
+            known[i] = ready && rng.random_bool(experience);
+        }
+        let mut affinity = [1.0; 8];
+        for a in &mut affinity {
+            *a = (0.6 * normal(&mut rng)).exp();
+        }
+        SimLearner {
+            language: language.to_string(),
+            known,
+            affinity,
+            speed: (0.3 * normal(&mut rng)).exp(),
+            slip: rng.random_range(0.05..0.15),
+            guess: rng.random_range(0.1..0.3),
+        }
+    }
+
+    /// The true probability that `learner` learns each learnable skill of
+    /// module `m`: saturating in time spent, scaled by the module's hidden
+    /// quality, the learner's affinity for its format and speed (see
+    /// [`LEARNING_EXPONENT`]); clamped to [0.01, 0.95].
+    pub fn p_learn(&self, learner: &SimLearner, m: usize) -> f64 {
+        let module = &self.modules[m];
+        let f = Format::ALL
+            .iter()
+            .position(|f| *f == module.format)
+            .unwrap_or(0);
+        let effort = (f64::from(module.duration_minutes) / MINUTES_SCALE).powf(LEARNING_EXPONENT)
+            * self.quality[m]
+            * learner.affinity[f]
+            * learner.speed;
+        (1.0 - (-effort).exp()).clamp(0.01, 0.95)
+    }
+}
+
+/// Kahn's algorithm, smallest id first among the ready skills.
+fn topological(ids: &[String], prereqs: &[Vec<usize>]) -> Vec<String> {
+    let n = ids.len();
+    let mut indegree: Vec<usize> = prereqs.iter().map(Vec::len).collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, ps) in prereqs.iter().enumerate() {
+        for &q in ps {
+            children[q].push(i);
+        }
+    }
+    let mut ready: std::collections::BTreeSet<(&str, usize)> = (0..n)
+        .filter(|&i| indegree[i] == 0)
+        .map(|i| (ids[i].as_str(), i))
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    while let Some(first) = ready.pop_first() {
+        let i = first.1;
+        out.push(ids[i].clone());
+        for &c in &children[i] {
+            indegree[c] -= 1;
+            if indegree[c] == 0 {
+                ready.insert((ids[c].as_str(), c));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::catalog::check_graph;
+
+    #[test]
+    fn catalog_is_a_dag_with_enough_content() {
+        let options = SimOptions::default();
+        let world = World::generate(&options);
+        check_graph(&world.skills).unwrap();
+        assert!(world.skills.len() >= 30);
+        assert!(world.modules.len() >= 120);
+        let formats: std::collections::BTreeSet<Format> =
+            world.modules.iter().map(|m| m.format).collect();
+        assert!(formats.len() >= 5);
+        assert!(world.skills.values().any(|s| s.prerequisite_ids.len() >= 2));
+        // Topological order puts prerequisites first.
+        let pos: BTreeMap<&str, usize> = world
+            .topo
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.as_str(), i))
+            .collect();
+        for s in world.skills.values() {
+            for q in &s.prerequisite_ids {
+                assert!(pos[q.as_str()] < pos[s.id.as_str()]);
+            }
+        }
+    }
+
+    #[test]
+    fn learners_know_nothing_above_an_unknown_prerequisite() {
+        let options = SimOptions::default();
+        let world = World::generate(&options);
+        for i in 0..50 {
+            let l = world.learner(&options, i);
+            for (s, ps) in world.prereqs.iter().enumerate() {
+                if l.known[s] {
+                    assert!(ps.iter().all(|&q| l.known[q]));
+                }
+            }
+        }
+    }
+}
