@@ -29,7 +29,7 @@ impl CatalogService for CatalogApi {
         request: Request<pb::UpsertSkillRequest>,
     ) -> Result<Response<pb::Skill>, Status> {
         let skill = convert::skill("skill", required("skill", request.into_inner().skill)?)?;
-        Ok(Response::new(self.engine.upsert_skill(skill)?.into()))
+        Ok(Response::new(self.engine.upsert_skill(skill).await?.into()))
     }
 
     async fn get_skill(
@@ -62,7 +62,9 @@ impl CatalogService for CatalogApi {
         request: Request<pb::UpsertModuleRequest>,
     ) -> Result<Response<pb::Module>, Status> {
         let module = convert::module("module", required("module", request.into_inner().module)?)?;
-        Ok(Response::new(self.engine.upsert_module(module)?.into()))
+        Ok(Response::new(
+            self.engine.upsert_module(module).await?.into(),
+        ))
     }
 
     async fn get_module(
@@ -118,7 +120,7 @@ impl CatalogService for CatalogApi {
             skills_upserted: skills.len() as i32,
             modules_upserted: modules.len() as i32,
         };
-        self.engine.import_catalog(skills, modules)?;
+        self.engine.import_catalog(skills, modules).await?;
         Ok(Response::new(counts))
     }
 }

@@ -33,7 +33,9 @@ impl LearnerService for LearnerApi {
             "learner",
             required("learner", request.into_inner().learner)?,
         )?;
-        Ok(Response::new(self.engine.upsert_learner(learner)?.into()))
+        Ok(Response::new(
+            self.engine.upsert_learner(learner).await?.into(),
+        ))
     }
 
     async fn get_learner(
@@ -77,7 +79,7 @@ impl LearnerService for LearnerApi {
         let learner_id = check::id("learner_id", &learner_id)?;
         let program_id = check::id("program_id", &program_id)?;
         Ok(Response::new(
-            self.engine.enroll(&learner_id, &program_id)?.into(),
+            self.engine.enroll(&learner_id, &program_id).await?.into(),
         ))
     }
 

@@ -31,7 +31,9 @@ impl ProgramService for ProgramApi {
             "program",
             required("program", request.into_inner().program)?,
         )?;
-        Ok(Response::new(self.engine.upsert_program(program)?.into()))
+        Ok(Response::new(
+            self.engine.upsert_program(program).await?.into(),
+        ))
     }
 
     async fn get_program(

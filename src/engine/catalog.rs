@@ -12,8 +12,13 @@ impl Engine {
     ///
     /// The future catalog (stored plus new) is checked before anything is
     /// written: prerequisites must exist and stay acyclic, and every module
-    /// must target known skills.
-    pub fn import_catalog(&self, skills: Vec<Skill>, modules: Vec<Module>) -> Result<()> {
+    /// must target known skills. Returns once the catalog is on disk.
+    pub async fn import_catalog(&self, skills: Vec<Skill>, modules: Vec<Module>) -> Result<()> {
+        self.write_catalog(skills, modules)?;
+        self.store.durable().await
+    }
+
+    fn write_catalog(&self, skills: Vec<Skill>, modules: Vec<Module>) -> Result<()> {
         let _guard = self.catalog_write.lock().expect("catalog lock");
         let mut future: BTreeMap<String, Skill> = self.catalog().skills.clone();
         for (i, skill) in skills.iter().enumerate() {
@@ -51,16 +56,18 @@ impl Engine {
     }
 
     /// Upserts one skill.
-    pub fn upsert_skill(&self, skill: Skill) -> Result<Skill> {
-        self.import_catalog(vec![skill.clone()], Vec::new())
+    pub async fn upsert_skill(&self, skill: Skill) -> Result<Skill> {
+        self.write_catalog(vec![skill.clone()], Vec::new())
             .map_err(|e| rename_field(e, "skills[0]", "skill"))?;
+        self.store.durable().await?;
         Ok(skill)
     }
 
     /// Upserts one module.
-    pub fn upsert_module(&self, module: Module) -> Result<Module> {
-        self.import_catalog(Vec::new(), vec![module.clone()])
+    pub async fn upsert_module(&self, module: Module) -> Result<Module> {
+        self.write_catalog(Vec::new(), vec![module.clone()])
             .map_err(|e| rename_field(e, "modules[0]", "module"))?;
+        self.store.durable().await?;
         Ok(module)
     }
 

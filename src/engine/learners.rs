@@ -6,9 +6,10 @@ use crate::error::{Error, Result};
 use crate::store::Page;
 
 impl Engine {
-    /// Creates or replaces a learner.
-    pub fn upsert_learner(&self, learner: Learner) -> Result<Learner> {
+    /// Creates or replaces a learner; returns once it is on disk.
+    pub async fn upsert_learner(&self, learner: Learner) -> Result<Learner> {
         self.store.put_learner(&learner)?;
+        self.store.durable().await?;
         Ok(learner)
     }
 
@@ -29,8 +30,9 @@ impl Engine {
         self.store.list_learners(company, after, limit)
     }
 
-    /// Creates or replaces a program; its skills must exist.
-    pub fn upsert_program(&self, program: Program) -> Result<Program> {
+    /// Creates or replaces a program; its skills must exist. Returns once
+    /// it is on disk.
+    pub async fn upsert_program(&self, program: Program) -> Result<Program> {
         for (i, skill) in program.skill_ids.iter().enumerate() {
             if !self.store.has_skill(skill)? {
                 return Err(Error::invalid(
@@ -40,6 +42,7 @@ impl Engine {
             }
         }
         self.store.put_program(&program)?;
+        self.store.durable().await?;
         Ok(program)
     }
 
@@ -56,8 +59,14 @@ impl Engine {
     }
 
     /// Enrols a learner in a program; enrolling again returns the first
-    /// enrolment unchanged.
-    pub fn enroll(&self, learner_id: &str, program_id: &str) -> Result<Enrolment> {
+    /// enrolment unchanged. Returns once the enrolment is on disk.
+    pub async fn enroll(&self, learner_id: &str, program_id: &str) -> Result<Enrolment> {
+        let enrolment = self.write_enrolment(learner_id, program_id)?;
+        self.store.durable().await?;
+        Ok(enrolment)
+    }
+
+    fn write_enrolment(&self, learner_id: &str, program_id: &str) -> Result<Enrolment> {
         if !self.store.has_learner(learner_id)? {
             return Err(Error::not_found("learner", learner_id));
         }

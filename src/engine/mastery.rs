@@ -6,6 +6,7 @@ use super::{Engine, now_micros};
 use crate::domain::bkt::Observation;
 use crate::domain::mastery::{Attempt, MasteryState, Position, fold};
 use crate::error::{Error, Result};
+use crate::store::wal::WalRecord;
 
 /// One learner's mastery of one skill, as the API reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,14 +40,18 @@ impl Engine {
     /// Stores a batch of attempts, all or nothing, updates mastery in
     /// `occurred_at` order, and returns once everything is on disk.
     pub async fn record_attempts(&self, attempts: Vec<Attempt>) -> Result<Recorded> {
-        let outcome = self.apply_attempts(attempts)?;
-        self.store.durable().await?;
+        let outcome = self.apply_attempts(&attempts)?;
+        // The whole batch is logged, resent attempts included: a resend may
+        // race with the first send's own log append, and must not be
+        // acknowledged before the attempt is durable.
+        self.store.log(&WalRecord::Attempts(attempts)).await?;
         Ok(outcome)
     }
 
     /// The synchronous part of [`Engine::record_attempts`]: validate against
-    /// the stored state, fold, and write in one transaction.
-    fn apply_attempts(&self, attempts: Vec<Attempt>) -> Result<Recorded> {
+    /// the stored state, fold, and write in one transaction. Also what the
+    /// write-ahead log replays at start.
+    pub(crate) fn apply_attempts(&self, attempts: &[Attempt]) -> Result<Recorded> {
         // References must exist; checked before any lock or write.
         let mut known_learners = BTreeSet::new();
         let mut known_skills = BTreeSet::new();

@@ -6,6 +6,7 @@
 //! it as validated domain values.
 
 pub mod catalog;
+pub mod cohorts;
 pub mod learners;
 pub mod locks;
 pub mod mastery;
@@ -19,6 +20,7 @@ use crate::domain::catalog::{Module, Skill};
 use crate::domain::learner::Micros;
 use crate::error::Result;
 use crate::store::Store;
+use crate::store::wal::WalRecord;
 use locks::StripedLocks;
 use params::ParamSet;
 
@@ -48,17 +50,50 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Builds an engine over an open store (reads the catalog into memory).
+    /// Builds an engine over an open store: reads the catalog into memory
+    /// and replays what the write-ahead log holds beyond the last checkpoint.
     pub fn new(store: Store, config: EngineConfig) -> Result<Self> {
         let catalog = Catalog::load(&store)?;
-        Ok(Self {
+        let engine = Self {
             store,
             params: RwLock::new(Arc::new(config.params.clone())),
             catalog: RwLock::new(Arc::new(catalog)),
             config,
             catalog_write: Mutex::new(()),
             learner_locks: StripedLocks::new(256),
-        })
+        };
+        engine.replay()?;
+        Ok(engine)
+    }
+
+    /// Re-applies logged batches (idempotent: what sled already has is a
+    /// duplicate), then checkpoints so the log starts empty.
+    fn replay(&self) -> Result<()> {
+        let backlog = self.store.take_backlog();
+        if backlog.is_empty() {
+            return Ok(());
+        }
+        let (mut recorded, mut failed) = (0, 0);
+        for record in &backlog {
+            let outcome = match record {
+                WalRecord::Attempts(batch) => self.apply_attempts(batch).map(|r| r.recorded),
+                WalRecord::Activities(batch) => self.apply_activity(batch).map(|r| r.recorded),
+            };
+            match outcome {
+                Ok(n) => recorded += n,
+                Err(err) => {
+                    failed += 1;
+                    tracing::error!(error = %err, "a logged batch could not be replayed");
+                }
+            }
+        }
+        tracing::info!(
+            batches = backlog.len(),
+            recovered = recorded,
+            failed,
+            "write-ahead log replayed"
+        );
+        self.store.flush()
     }
 
     /// The catalog as last written (a snapshot).

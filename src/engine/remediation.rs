@@ -6,6 +6,7 @@ use super::Engine;
 use crate::domain::activity::{Activity, ActivityKind, StoredActivity, outcomes};
 use crate::domain::remediation::{PolicyConfig, RecommendInput, Recommendations, recommend};
 use crate::error::{Error, Result};
+use crate::store::wal::WalRecord;
 
 /// How many completed modules the policy looks back on.
 pub const HISTORY_DEPTH: usize = 20;
@@ -24,12 +25,14 @@ impl Engine {
     /// completed module keeps a snapshot of its skills' mastery so the
     /// policy can later tell whether it worked.
     pub async fn record_activity(&self, events: Vec<Activity>) -> Result<ActivityRecorded> {
-        let outcome = self.apply_activity(events)?;
-        self.store.durable().await?;
+        let outcome = self.apply_activity(&events)?;
+        self.store.log(&WalRecord::Activities(events)).await?;
         Ok(outcome)
     }
 
-    fn apply_activity(&self, events: Vec<Activity>) -> Result<ActivityRecorded> {
+    /// The synchronous part of [`Engine::record_activity`], also replayed
+    /// from the write-ahead log at start.
+    pub(crate) fn apply_activity(&self, events: &[Activity]) -> Result<ActivityRecorded> {
         let catalog = self.catalog();
         let modules: BTreeMap<&str, _> =
             catalog.modules.iter().map(|m| (m.id.as_str(), m)).collect();

@@ -20,10 +20,19 @@
 //! | `mastery`       | learner id `00` skill id                                | `MasteryState`         |
 //! | `activities`    | event id                                                | `StoredActivity`       |
 //! | `learner_activity` | learner id `00` occurred_at (8 bytes, order-preserving) event id | `StoredActivity` (index) |
+//! | `cohorts`       | program id `00` cohort id                               | `StoredCohort`         |
+//! | `cohort_index`  | cohort id                                               | program id (`String`)  |
+//! | `cohort_formations` | program id                                          | `FormationRecord`      |
+//!
+//! Outside sled, `wal/wal-<seq>.log` holds the write-ahead log of ingested
+//! batches (format in `wal.rs`); it is replayed at start and trimmed after
+//! every background checkpoint.
 //!
 //! `observations` is an index of `attempts` by (learner, skill, time): it is
 //! what an out-of-order attempt replays. It is written in the same
 //! transaction as `attempts` and `mastery`, so the three never disagree.
+//! Likewise a formation replaces a program's `cohorts`, their `cohort_index`
+//! entries and its `cohort_formations` record in one transaction.
 
 use crate::domain::learner::Micros;
 

@@ -3,16 +3,24 @@
 //! Only this module knows sled and the key layout ([`keys`]). The engine asks
 //! for domain objects and hands back domain objects; multi-tree writes that
 //! must stay consistent (an attempt, its index entries and the mastery it
-//! changed) happen in one sled transaction, and [`Store::durable`] waits for
-//! them to be on disk (group commit, see [`durability`]).
+//! changed) happen in one sled transaction. Durability comes two ways:
+//! high-rate ingestion (attempts, module activity) is logged to the
+//! write-ahead log ([`wal`], [`Store::log`]) and sled is checkpointed in the
+//! background; low-rate writes (catalog, learners...) wait for a sled flush
+//! ([`Store::durable`], group commit, see [`durability`]).
 
 pub mod codec;
+pub mod cohorts;
 pub mod durability;
 pub mod keys;
 pub mod table;
+pub mod wal;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
@@ -25,6 +33,11 @@ use crate::domain::mastery::{Attempt, MasteryState, Position};
 use crate::error::{Error, Result};
 use durability::GroupCommit;
 use table::Table;
+use wal::{Wal, WalRecord};
+
+/// How often sled is flushed in the background so that the write-ahead log
+/// can be trimmed.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// The stored form of one observation in the `observations` index: enough to
 /// replay BKT without reading the attempt itself.
@@ -54,6 +67,34 @@ pub struct Store {
     activities: Table<StoredActivity>,
     learner_activity: Table<StoredActivity>,
     commit: GroupCommit,
+    checkpoints: Arc<Checkpoints>,
+    /// Records found in the log at open, until the engine replays them.
+    backlog: Mutex<Vec<WalRecord>>,
+    checkpointer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the background checkpointer shares with the store.
+struct Checkpoints {
+    db: sled::Db,
+    wal: Wal,
+    /// Log records already covered by a checkpoint.
+    covered: AtomicU64,
+    /// Serializes checkpoints (background thread, shutdown).
+    running: Mutex<()>,
+    stop: AtomicBool,
+}
+
+impl Checkpoints {
+    /// Rotates the log, flushes sled, drops the covered segments.
+    fn run(&self) -> Result<()> {
+        let _guard = self.running.lock().expect("checkpoint lock");
+        let appended = self.wal.appended();
+        let keep_from = self.wal.rotate()?;
+        self.db.flush()?;
+        self.wal.remove_before(keep_from)?;
+        self.covered.store(appended, Ordering::SeqCst);
+        Ok(())
+    }
 }
 
 impl Store {
@@ -66,7 +107,34 @@ impl Store {
             .cache_capacity(256 * 1024 * 1024)
             .open()?;
         check_format(&db)?;
+        let (wal, backlog) = Wal::open(&dir.join("wal"))?;
+        let checkpoints = Arc::new(Checkpoints {
+            db: db.clone(),
+            wal,
+            covered: AtomicU64::new(0),
+            running: Mutex::new(()),
+            stop: AtomicBool::new(false),
+        });
+        let background = checkpoints.clone();
+        let checkpointer = std::thread::Builder::new()
+            .name("spoc-checkpoint".into())
+            .spawn(move || {
+                while !background.stop.load(Ordering::SeqCst) {
+                    std::thread::park_timeout(CHECKPOINT_EVERY);
+                    let pending =
+                        background.wal.appended() > background.covered.load(Ordering::SeqCst);
+                    if pending && !background.stop.load(Ordering::SeqCst) {
+                        if let Err(err) = background.run() {
+                            tracing::error!(error = %err, "checkpoint failed");
+                        }
+                    }
+                }
+            })
+            .map_err(|e| Error::Storage(format!("cannot start checkpoint thread: {e}")))?;
         Ok(Self {
+            checkpoints,
+            backlog: Mutex::new(backlog),
+            checkpointer: Some(checkpointer),
             skills: Table::open(&db, "skills")?,
             modules: Table::open(&db, "modules")?,
             learners: Table::open(&db, "learners")?,
@@ -99,10 +167,21 @@ impl Store {
         self.commit.durable().await
     }
 
-    /// Flushes synchronously; used at shutdown.
+    /// Logs a batch of ingested records and waits until the log is on
+    /// disk. Call it after the batch was applied to sled (see [`wal`]).
+    pub async fn log(&self, record: &WalRecord) -> Result<()> {
+        self.checkpoints.wal.append(record).await
+    }
+
+    /// The records the log held at open, for the engine to replay; empty
+    /// afterwards.
+    pub fn take_backlog(&self) -> Vec<WalRecord> {
+        std::mem::take(&mut *self.backlog.lock().expect("backlog lock"))
+    }
+
+    /// Flushes sled and trims the log; used after a replay and at shutdown.
     pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
+        self.checkpoints.run()
     }
 
     // ---- catalog -------------------------------------------------------
@@ -444,6 +523,16 @@ impl Store {
         }
         out.reverse();
         Ok(out)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.checkpoints.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.checkpointer.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
     }
 }
 

@@ -1,0 +1,488 @@
+//! Cohorts of a program: formation, late placement, manual moves, locks.
+//!
+//! The engine gathers what the pure cohort module needs from the store
+//! (enrolled learners, their attributes, their mastery of the program's
+//! skills), calls it, and stores the outcome. Every read-compute-write of a
+//! program's cohorts holds that program's cohort lock, so a move cannot
+//! interleave with a formation and undo half of it.
+//!
+//! Formation is CPU-heavy (seconds for tens of thousands of learners): its
+//! callers run [`Engine::form_cohorts`] on a blocking thread.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{MutexGuard, OnceLock};
+
+use jiff::Timestamp;
+
+use super::locks::StripedLocks;
+use super::{Engine, now_micros};
+use crate::domain::cohorts::records::{FormationRecord, StoredCohort};
+use crate::domain::cohorts::{
+    Cohort, CohortConstraints, CohortError, CohortLearner, FormationRequest, LockedCohort,
+    Objective, QualityReport, assign_late, check_move, form_cohorts, utc_offset_minutes,
+};
+use crate::domain::learner::{CohortRules, Program};
+use crate::error::{Error, Result};
+use crate::store::Page;
+
+/// How to form: the choices a manager makes per call (the hard rules come
+/// from the program).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormOptions {
+    /// Balanced or leveled.
+    pub objective: Objective,
+    /// Seed of the formation's randomness.
+    pub seed: u64,
+    /// Form and report, store nothing.
+    pub dry_run: bool,
+}
+
+/// A stored cohort with the figures a manager looks at, computed from its
+/// members' current learner records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CohortView {
+    /// The cohort as stored.
+    pub cohort: StoredCohort,
+    /// Distinct companies among the members.
+    pub company_count: usize,
+    /// The members' known languages, sorted and joined with `,` (one
+    /// language for a single-language cohort, empty if none is known).
+    pub language: String,
+}
+
+impl CohortView {
+    /// Summarises `cohort` from its members' (company, language) pairs.
+    fn new<'a>(cohort: StoredCohort, members: impl Iterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut companies = BTreeSet::new();
+        let mut languages = BTreeSet::new();
+        for (company, language) in members {
+            companies.insert(company);
+            if !language.is_empty() {
+                languages.insert(language);
+            }
+        }
+        let language = languages.into_iter().collect::<Vec<_>>().join(",");
+        Self {
+            company_count: companies.len(),
+            language,
+            cohort,
+        }
+    }
+}
+
+/// What [`Engine::form_cohorts`] produced.
+#[derive(Debug, Clone)]
+pub struct FormedCohorts {
+    /// The program's cohort version after the formation (the one a real
+    /// run would have produced, for a dry run).
+    pub version: u64,
+    /// Whether nothing was stored.
+    pub dry_run: bool,
+    /// Locked cohorts kept, then the new ones.
+    pub cohorts: Vec<CohortView>,
+    /// Balance figures, skills named by program skill id.
+    pub report: QualityReport,
+}
+
+/// What [`Engine::assign_late_enrolment`] did.
+#[derive(Debug, Clone)]
+pub struct LatePlacement {
+    /// The learner's cohort, as it is now.
+    pub cohort: CohortView,
+    /// Growth of that cohort's objective cost (0 when already placed).
+    pub cost_increase: f64,
+    /// The learner already had a cohort; nothing was written.
+    pub already_placed: bool,
+}
+
+/// Stripes serializing cohort writes per program. Global rather than per
+/// engine so that `Engine` stays unchanged: sharing stripes between engines
+/// (only tests run several) costs at most some needless waiting.
+fn program_lock(program: &str) -> Vec<MutexGuard<'static, ()>> {
+    static LOCKS: OnceLock<StripedLocks> = OnceLock::new();
+    LOCKS
+        .get_or_init(|| StripedLocks::new(64))
+        .lock_all([program])
+}
+
+/// The program's rules in the cohort module's terms.
+fn constraints(rules: &CohortRules) -> CohortConstraints {
+    CohortConstraints {
+        min_size: rules.min_size as usize,
+        max_size: rules.max_size as usize,
+        max_company_share: rules.max_company_share,
+        single_language: rules.single_language,
+        max_tz_spread_hours: rules.max_timezone_spread_hours,
+        target_cohorts: rules.target_cohort_count.map(|n| n as usize),
+    }
+}
+
+/// Maps a refusal of the cohort module onto the crate error: rules that
+/// cannot hold are a FAILED_PRECONDITION whose message names the rule.
+fn cohort_error(err: CohortError) -> Error {
+    match err {
+        CohortError::Infeasible { .. } => Error::FailedPrecondition(err.to_string()),
+        CohortError::Violation(v) => Error::FailedPrecondition(format!("constraint violated: {v}")),
+        // Inputs come from the store, already validated: an inconsistency
+        // there is a state problem, not a bad request.
+        CohortError::InvalidInput(reason) => {
+            Error::FailedPrecondition(format!("cohort data is inconsistent: {reason}"))
+        }
+        CohortError::Csv { .. } | CohortError::Io(_) => Error::Storage(err.to_string()),
+    }
+}
+
+/// The cohort module's view of stored cohorts.
+fn domain_cohorts(cohorts: &[StoredCohort]) -> Vec<Cohort> {
+    cohorts
+        .iter()
+        .map(|c| Cohort {
+            id: c.id.clone(),
+            members: c.members.clone(),
+            locked: c.locked,
+        })
+        .collect()
+}
+
+/// Inserts `learner` into sorted `members`.
+fn add_member(members: &mut Vec<String>, learner: &str) {
+    if let Err(at) = members.binary_search_by(|m| m.as_str().cmp(learner)) {
+        members.insert(at, learner.to_string());
+    }
+}
+
+impl Engine {
+    /// Forms the cohorts of a program from its enrolled learners, keeping
+    /// locked cohorts, and (unless a dry run) replaces the stored cohorts
+    /// and increments the program's cohort version in one transaction.
+    ///
+    /// Blocking and CPU-heavy: call it from a blocking thread.
+    pub fn form_cohorts(&self, program_id: &str, options: FormOptions) -> Result<FormedCohorts> {
+        let program = self.program(program_id)?;
+        let _guard = program_lock(program_id);
+        let (enrolments, _) = self
+            .store
+            .program_enrolments(program_id, None, usize::MAX)?;
+        if enrolments.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "program '{program_id}' has no enrolled learner to form cohorts from"
+            )));
+        }
+        let ids: Vec<&str> = enrolments.iter().map(|e| e.learner_id.as_str()).collect();
+        let learners = self.cohort_learners(&program, &ids, Timestamp::now())?;
+        let current = self.store.program_cohorts(program_id)?;
+        let locked: Vec<LockedCohort> = current
+            .iter()
+            .filter(|c| c.locked)
+            .map(|c| LockedCohort {
+                id: c.id.clone(),
+                members: c.members.clone(),
+            })
+            .collect();
+        let version = self
+            .store
+            .cohort_formation(program_id)?
+            .map_or(0, |r| r.version)
+            + 1;
+
+        let formation = form_cohorts(&FormationRequest {
+            learners: &learners,
+            constraints: constraints(&program.cohort_rules),
+            objective: options.objective,
+            seed: options.seed,
+            locked: &locked,
+        })
+        .map_err(cohort_error)?;
+        let mut report = formation.report;
+        report.name_skills(&program.skill_ids);
+
+        let now = now_micros();
+        let kept: BTreeMap<&str, &StoredCohort> =
+            current.iter().map(|c| (c.id.as_str(), c)).collect();
+        let mut fresh = 0;
+        let cohorts: Vec<StoredCohort> = formation
+            .cohorts
+            .into_iter()
+            .map(|c| {
+                let (id, updated_at) = match kept.get(c.id.as_str()) {
+                    Some(old) if c.locked => (c.id, old.updated_at),
+                    _ => {
+                        fresh += 1;
+                        (format!("{program_id}/v{version}/c{fresh:03}"), now)
+                    }
+                };
+                let mut members = c.members;
+                members.sort();
+                StoredCohort {
+                    id,
+                    program_id: program_id.to_string(),
+                    version,
+                    members,
+                    locked: c.locked,
+                    updated_at,
+                }
+            })
+            .collect();
+        if !options.dry_run {
+            let record = FormationRecord {
+                program_id: program_id.to_string(),
+                version,
+                objective: options.objective,
+                seed: options.seed,
+                formed_at: now,
+            };
+            self.store.replace_cohorts(&record, &cohorts)?;
+        }
+        let by_id: BTreeMap<&str, &CohortLearner> =
+            learners.iter().map(|l| (l.id.as_str(), l)).collect();
+        let views = cohorts
+            .into_iter()
+            .map(|c| {
+                let attrs: Vec<(&str, &str)> = c
+                    .members
+                    .iter()
+                    .filter_map(|m| by_id.get(m.as_str()))
+                    .map(|l| (l.company.as_str(), l.language.as_str()))
+                    .collect();
+                CohortView::new(c, attrs.into_iter())
+            })
+            .collect();
+        Ok(FormedCohorts {
+            version,
+            dry_run: options.dry_run,
+            cohorts: views,
+            report,
+        })
+    }
+
+    /// Places a learner enrolled after formation in the existing cohort
+    /// where the formation's objective suffers least, moving nobody else.
+    /// Idempotent: a learner who already has a cohort keeps it.
+    pub fn assign_late_enrolment(
+        &self,
+        program_id: &str,
+        learner_id: &str,
+    ) -> Result<LatePlacement> {
+        let program = self.program(program_id)?;
+        self.learner(learner_id)?;
+        if self.store.enrolment(learner_id, program_id)?.is_none() {
+            return Err(Error::FailedPrecondition(format!(
+                "learner '{learner_id}' is not enrolled in program '{program_id}'"
+            )));
+        }
+        let _guard = program_lock(program_id);
+        let record = self.formation_of(program_id)?;
+        let mut cohorts = self.store.program_cohorts(program_id)?;
+        if let Some(current) = cohorts.iter().find(|c| c.has_member(learner_id)) {
+            return Ok(LatePlacement {
+                cohort: self.view(current.clone())?,
+                cost_increase: 0.0,
+                already_placed: true,
+            });
+        }
+        let at = Timestamp::now();
+        let members: Vec<&str> = cohorts
+            .iter()
+            .flat_map(|c| c.members.iter().map(String::as_str))
+            .collect();
+        let population = self.cohort_learners(&program, &members, at)?;
+        let newcomer = self
+            .cohort_learners(&program, &[learner_id], at)?
+            .pop()
+            .expect("one learner asked, one returned");
+        let placement = assign_late(
+            &population,
+            &domain_cohorts(&cohorts),
+            &newcomer,
+            &constraints(&program.cohort_rules),
+            record.objective,
+        )
+        .map_err(cohort_error)?;
+        let chosen = &mut cohorts[placement.cohort_index];
+        add_member(&mut chosen.members, learner_id);
+        chosen.updated_at = now_micros();
+        self.store.update_cohorts(std::slice::from_ref(chosen))?;
+        Ok(LatePlacement {
+            cohort: self.view(chosen.clone())?,
+            cost_increase: placement.cost_increase,
+            already_placed: false,
+        })
+    }
+
+    /// Moves one learner to another cohort of the same program, refusing a
+    /// move after which either cohort would break a hard rule. Returns the
+    /// source and target cohorts as they are now.
+    pub fn move_learner(
+        &self,
+        program_id: &str,
+        learner_id: &str,
+        target_id: &str,
+    ) -> Result<(CohortView, CohortView)> {
+        let program = self.program(program_id)?;
+        self.learner(learner_id)?;
+        let _guard = program_lock(program_id);
+        let mut cohorts = self.store.program_cohorts(program_id)?;
+        let to = cohorts
+            .iter()
+            .position(|c| c.id == target_id)
+            .ok_or_else(|| Error::not_found("cohort", target_id))?;
+        let from = cohorts
+            .iter()
+            .position(|c| c.has_member(learner_id))
+            .ok_or_else(|| {
+                Error::FailedPrecondition(format!(
+                    "learner '{learner_id}' is in no cohort of program '{program_id}' \
+                     (place a late enrolment with AssignLateEnrolment)"
+                ))
+            })?;
+        if from != to {
+            let members: Vec<&str> = cohorts
+                .iter()
+                .flat_map(|c| c.members.iter().map(String::as_str))
+                .collect();
+            let population = self.cohort_learners(&program, &members, Timestamp::now())?;
+            check_move(
+                &population,
+                &domain_cohorts(&cohorts),
+                learner_id,
+                &cohorts[from].id,
+                target_id,
+                &constraints(&program.cohort_rules),
+            )
+            .map_err(|v| cohort_error(CohortError::Violation(v)))?;
+            let now = now_micros();
+            cohorts[from].members.retain(|m| m != learner_id);
+            cohorts[from].updated_at = now;
+            add_member(&mut cohorts[to].members, learner_id);
+            cohorts[to].updated_at = now;
+            self.store
+                .update_cohorts(&[cohorts[from].clone(), cohorts[to].clone()])?;
+        }
+        let source = self.view(cohorts[from].clone())?;
+        let target = self.view(cohorts[to].clone())?;
+        Ok((source, target))
+    }
+
+    /// Locks (kept as it is by re-forming) or unlocks a cohort.
+    pub fn lock_cohort(&self, cohort_id: &str, locked: bool) -> Result<CohortView> {
+        let found = self
+            .store
+            .cohort(cohort_id)?
+            .ok_or_else(|| Error::not_found("cohort", cohort_id))?;
+        let _guard = program_lock(&found.program_id);
+        // Re-read under the lock: a formation may have replaced it meanwhile.
+        let mut cohort = self
+            .store
+            .cohort(cohort_id)?
+            .ok_or_else(|| Error::not_found("cohort", cohort_id))?;
+        if cohort.locked != locked {
+            cohort.locked = locked;
+            self.store.update_cohorts(std::slice::from_ref(&cohort))?;
+        }
+        self.view(cohort)
+    }
+
+    /// One current cohort, or NOT_FOUND.
+    pub fn cohort(&self, cohort_id: &str) -> Result<CohortView> {
+        let cohort = self
+            .store
+            .cohort(cohort_id)?
+            .ok_or_else(|| Error::not_found("cohort", cohort_id))?;
+        self.view(cohort)
+    }
+
+    /// A page of a program's current cohorts and the program's cohort
+    /// version (0 if never formed); the program must exist.
+    pub fn list_cohorts(
+        &self,
+        program_id: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Page<CohortView>, u64)> {
+        self.program(program_id)?;
+        let version = self
+            .store
+            .cohort_formation(program_id)?
+            .map_or(0, |r| r.version);
+        let (cohorts, next) = self.store.list_cohorts(program_id, after, limit)?;
+        let views = cohorts
+            .into_iter()
+            .map(|c| self.view(c))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(((views, next), version))
+    }
+
+    /// The latest formation of a program, or FAILED_PRECONDITION when its
+    /// cohorts were never formed.
+    fn formation_of(&self, program_id: &str) -> Result<FormationRecord> {
+        self.store.cohort_formation(program_id)?.ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "program '{program_id}' has no cohorts yet: form them first (FormCohorts)"
+            ))
+        })
+    }
+
+    /// Summarises a stored cohort from its members' current records.
+    fn view(&self, cohort: StoredCohort) -> Result<CohortView> {
+        let mut attrs = Vec::with_capacity(cohort.members.len());
+        for id in &cohort.members {
+            if let Some(l) = self.store.learner(id)? {
+                attrs.push((l.company_id, l.language));
+            }
+        }
+        Ok(CohortView::new(
+            cohort,
+            attrs.iter().map(|(c, l)| (c.as_str(), l.as_str())),
+        ))
+    }
+
+    /// The learners `ids` as cohort formation sees them: company,
+    /// language, UTC offset of their time zone at `at`, and P(mastered) of
+    /// each program skill (the skill's prior when never attempted).
+    fn cohort_learners(
+        &self,
+        program: &Program,
+        ids: &[&str],
+        at: Timestamp,
+    ) -> Result<Vec<CohortLearner>> {
+        let params = self.params();
+        ids.iter()
+            .map(|&id| {
+                let learner = self.store.learner(id)?.ok_or_else(|| Error::Corrupt {
+                    tree: "learners",
+                    key: id.to_string(),
+                    reason: format!("learner of program '{}' is missing", program.id),
+                })?;
+                let utc_offset_minutes = if learner.time_zone.is_empty() {
+                    None
+                } else {
+                    Some(
+                        utc_offset_minutes(&learner.time_zone, at).map_err(|reason| {
+                            Error::Corrupt {
+                                tree: "learners",
+                                key: id.to_string(),
+                                reason,
+                            }
+                        })?,
+                    )
+                };
+                let stored = self.store.learner_mastery(id)?;
+                let mastery = program
+                    .skill_ids
+                    .iter()
+                    .map(|skill| match stored.get(skill) {
+                        Some(state) => state.p_mastered,
+                        None => params.for_skill(skill).prior,
+                    })
+                    .collect();
+                Ok(CohortLearner {
+                    id: learner.id,
+                    company: learner.company_id,
+                    language: learner.language,
+                    utc_offset_minutes,
+                    mastery,
+                })
+            })
+            .collect()
+    }
+}
