@@ -12,10 +12,12 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::api::catalog::CatalogApi;
+use crate::api::cohorts::CohortApi;
 use crate::api::learners::LearnerApi;
 use crate::api::mastery::MasteryApi;
 use crate::api::pb;
 use crate::api::pb::catalog_service_server::CatalogServiceServer;
+use crate::api::pb::cohort_service_server::CohortServiceServer;
 use crate::api::pb::learner_service_server::LearnerServiceServer;
 use crate::api::pb::mastery_service_server::MasteryServiceServer;
 use crate::api::pb::program_service_server::ProgramServiceServer;
@@ -63,6 +65,9 @@ pub async fn serve(
     health_reporter
         .set_serving::<RemediationServiceServer<RemediationApi>>()
         .await;
+    health_reporter
+        .set_serving::<CohortServiceServer<CohortApi>>()
+        .await;
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -97,6 +102,10 @@ pub async fn serve(
         )
         .add_service(
             RemediationServiceServer::new(RemediationApi::new(engine.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            CohortServiceServer::new(CohortApi::new(engine.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .serve_with_incoming_shutdown(incoming(listener), shutdown)

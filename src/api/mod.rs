@@ -6,6 +6,7 @@
 //! one place (`status`).
 
 pub mod catalog;
+pub mod cohorts;
 pub mod convert;
 pub mod learners;
 pub mod mastery;

@@ -11,6 +11,9 @@ use crate::domain::cohorts::{CohortConstraints, Objective, OfflineOptions, run_o
 pub enum CohortsCommand {
     /// Split learners from a CSV into cohorts and write `learner_id,cohort_id`.
     Form(FormArgs),
+    /// Write a program's current cohorts from a running service as
+    /// `learner_id,cohort_id`.
+    Export(super::learners::ExportArgs),
 }
 
 /// What cohorts optimise.
@@ -62,6 +65,7 @@ pub struct FormArgs {
 pub fn run(command: CohortsCommand) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     match command {
         CohortsCommand::Form(args) => form(args),
+        CohortsCommand::Export(args) => super::learners::export_cohorts(args),
     }
 }
 

@@ -1,7 +1,9 @@
 //! The `spoc` command line: one subcommand per file.
 
+pub mod client;
 pub mod cohorts;
 pub mod fit;
+pub mod learners;
 pub mod serve;
 pub mod simulate;
 
@@ -25,9 +27,12 @@ pub enum Command {
     Fit(fit::FitArgs),
     /// Compare remediation policies on synthetic learners.
     Simulate(simulate::SimulateArgs),
-    /// Cohort formation offline, from CSV files.
+    /// Cohort formation offline from CSV files; export from a running service.
     #[command(subcommand)]
     Cohorts(cohorts::CohortsCommand),
+    /// Learners and enrolments from a CSV, loaded into a running service.
+    #[command(subcommand)]
+    Learners(learners::LearnersCommand),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -39,6 +44,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Fit(args) => fit::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Cohorts(command) => cohorts::run(command),
+        Command::Learners(command) => learners::run(command),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -233,3 +233,69 @@ pub fn hand_bkt(answers: &[bool]) -> f64 {
     }
     p
 }
+
+impl TestServer {
+    /// A cohort client.
+    pub async fn cohorts(&self) -> pb::cohort_service_client::CohortServiceClient<Channel> {
+        pb::cohort_service_client::CohortServiceClient::new(self.channel().await)
+    }
+}
+
+/// A learner message with a chosen language and time zone.
+pub fn learner_in(id: &str, company: &str, language: &str, time_zone: &str) -> pb::Learner {
+    pb::Learner {
+        id: id.into(),
+        company_id: company.into(),
+        language: language.into(),
+        time_zone: time_zone.into(),
+        display_name: String::new(),
+    }
+}
+
+/// Creates a program over skills `a`, `b`, `c` (imported if missing) with
+/// the given cohort rules, then upserts and enrols `learners` in it.
+pub async fn seed_cohort_program(
+    server: &TestServer,
+    program_id: &str,
+    rules: Option<pb::CohortRules>,
+    learners: &[pb::Learner],
+) {
+    server
+        .catalog()
+        .await
+        .import_catalog(pb::ImportCatalogRequest {
+            skills: vec![skill("a", &[]), skill("b", &["a"]), skill("c", &["b"])],
+            modules: vec![],
+        })
+        .await
+        .expect("import catalog");
+    server
+        .programs()
+        .await
+        .upsert_program(pb::UpsertProgramRequest {
+            program: Some(pb::Program {
+                id: program_id.into(),
+                name: format!("Program {program_id}"),
+                skill_ids: vec!["a".into(), "b".into(), "c".into()],
+                cohort_rules: rules,
+            }),
+        })
+        .await
+        .expect("upsert program");
+    let mut client = server.learners().await;
+    for learner in learners {
+        client
+            .upsert_learner(pb::UpsertLearnerRequest {
+                learner: Some(learner.clone()),
+            })
+            .await
+            .expect("upsert learner");
+        client
+            .enroll_learner(pb::EnrollLearnerRequest {
+                learner_id: learner.id.clone(),
+                program_id: program_id.into(),
+            })
+            .await
+            .expect("enrol learner");
+    }
+}

@@ -30,6 +30,7 @@ pub mod late;
 pub mod leveled;
 pub mod objective;
 pub mod plan;
+pub mod records;
 pub mod report;
 pub mod search;
 
