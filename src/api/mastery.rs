@@ -7,7 +7,9 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use super::pb::{self, mastery_service_server::MasteryService};
 use super::validate as check;
+use crate::engine::model::{ActiveModel, FitRequest, FitState, module_learn_rates};
 use crate::engine::{Engine, now_micros};
+use crate::error::Error;
 
 /// Serves attempt ingestion and mastery over the engine.
 pub struct MasteryApi {
@@ -53,4 +55,105 @@ impl MasteryService for MasteryApi {
             skills: skills.into_iter().map(Into::into).collect(),
         }))
     }
+
+    async fn fit_model(
+        &self,
+        request: Request<pb::FitModelRequest>,
+    ) -> Result<Response<pb::Model>, Status> {
+        let pb::FitModelRequest {
+            forgets,
+            multilearn,
+            multigs,
+            folds,
+            restarts,
+            seed,
+        } = request.into_inner();
+        let folds = match folds {
+            0 => 5,
+            1..=20 => folds as usize,
+            _ => {
+                return Err(
+                    Error::invalid("folds", format!("must be in 0..=20, got {folds}")).into(),
+                );
+            }
+        };
+        let restarts = match restarts {
+            0 => 5,
+            1..=50 => restarts as usize,
+            _ => {
+                return Err(Error::invalid(
+                    "restarts",
+                    format!("must be in 0..=50, got {restarts}"),
+                )
+                .into());
+            }
+        };
+        self.engine.start_fit(FitRequest {
+            forgets,
+            multilearn,
+            multigs,
+            folds,
+            restarts,
+            seed,
+        })?;
+        let (active, state) = self.engine.model();
+        Ok(Response::new(model_message(active, state)))
+    }
+
+    async fn get_model(
+        &self,
+        _request: Request<pb::GetModelRequest>,
+    ) -> Result<Response<pb::Model>, Status> {
+        let (active, state) = self.engine.model();
+        Ok(Response::new(model_message(active, state)))
+    }
+}
+
+/// The proto form of the model in force and of the last fit's state.
+fn model_message(active: ActiveModel, state: FitState) -> pb::Model {
+    let (fit_state, error) = match state {
+        FitState::Idle => (pb::FitState::Unspecified, String::new()),
+        FitState::Running => (pb::FitState::Running, String::new()),
+        FitState::Succeeded => (pb::FitState::Succeeded, String::new()),
+        FitState::Failed(reason) => (pb::FitState::Failed, reason),
+    };
+    let mut message = pb::Model {
+        model_id: active.id.clone(),
+        fit_state: fit_state as i32,
+        error,
+        ..Default::default()
+    };
+    let Some(fitted) = active.fitted else {
+        return message;
+    };
+    // Model ids are `bkt-<unix millis>.json`.
+    message.fitted_at = active
+        .id
+        .strip_prefix("bkt-")
+        .and_then(|rest| rest.strip_suffix(".json"))
+        .and_then(|ms| ms.parse::<i64>().ok())
+        .map(|ms| super::convert::timestamp(ms * 1000));
+    message.log_likelihood = fitted.log_likelihood;
+    if let Some(cv) = &fitted.cv {
+        message.cv_auc = cv.auc;
+        message.cv_rmse = cv.rmse;
+    }
+    message.attempts = fitted.data.attempts as i64;
+    message.learners = fitted.data.learners as i64;
+    message.fit_seconds = fitted.fit_seconds;
+    message.module_learn_rates = module_learn_rates(&fitted).into_iter().collect();
+    message.skills = fitted
+        .skills
+        .iter()
+        .map(|(id, skill)| pb::SkillParameters {
+            skill_id: id.clone(),
+            prior: skill.params.prior,
+            learn: skill.params.learn,
+            guess: skill.params.guess,
+            slip: skill.params.slip,
+            forget: skill.params.forget,
+            attempts: skill.attempts as i64,
+        })
+        .collect();
+    message
 }

@@ -10,6 +10,7 @@ pub mod cohorts;
 pub mod learners;
 pub mod locks;
 pub mod mastery;
+pub mod model;
 pub mod params;
 pub mod remediation;
 
@@ -41,6 +42,10 @@ pub struct Engine {
     store: Store,
     config: EngineConfig,
     params: RwLock<Arc<ParamSet>>,
+    /// The fitted model in force (or the defaults).
+    model: RwLock<model::ActiveModel>,
+    /// State of the last fit job.
+    fit_state: Mutex<model::FitState>,
     /// The catalog, cached: every recommendation reads all of it.
     catalog: RwLock<Arc<Catalog>>,
     /// Serializes catalog writes, whose validation reads the whole catalog.
@@ -54,9 +59,26 @@ impl Engine {
     /// and replays what the write-ahead log holds beyond the last checkpoint.
     pub fn new(store: Store, config: EngineConfig) -> Result<Self> {
         let catalog = Catalog::load(&store)?;
+        // The newest fitted model, if any, overrides the configured defaults.
+        let (active, params) = match store.newest_model()? {
+            Some((id, fitted)) => {
+                tracing::info!(model = %id, "loaded fitted model");
+                let params = ParamSet::from_fitted(&config.params, &fitted);
+                (
+                    model::ActiveModel {
+                        id,
+                        fitted: Some(Arc::new(fitted)),
+                    },
+                    params,
+                )
+            }
+            None => (model::ActiveModel::defaults(), config.params.clone()),
+        };
         let engine = Self {
             store,
-            params: RwLock::new(Arc::new(config.params.clone())),
+            params: RwLock::new(Arc::new(params)),
+            model: RwLock::new(active),
+            fit_state: Mutex::new(model::FitState::default()),
             catalog: RwLock::new(Arc::new(catalog)),
             config,
             catalog_write: Mutex::new(()),

@@ -13,6 +13,7 @@ pub mod codec;
 pub mod cohorts;
 pub mod durability;
 pub mod keys;
+pub mod models;
 pub mod table;
 pub mod wal;
 
@@ -54,6 +55,8 @@ pub type Page<T> = (Vec<T>, Option<Vec<u8>>);
 
 /// The whole persistent state of one deployment.
 pub struct Store {
+    /// The data folder (sled, write-ahead log, model files).
+    dir: std::path::PathBuf,
     db: sled::Db,
     skills: Table<Skill>,
     modules: Table<Module>,
@@ -132,6 +135,7 @@ impl Store {
             })
             .map_err(|e| Error::Storage(format!("cannot start checkpoint thread: {e}")))?;
         Ok(Self {
+            dir: dir.to_path_buf(),
             checkpoints,
             backlog: Mutex::new(backlog),
             checkpointer: Some(checkpointer),
@@ -402,6 +406,50 @@ impl Store {
     /// The stored mastery of one (learner, skill).
     pub fn mastery(&self, learner: &str, skill: &str) -> Result<Option<MasteryState>> {
         self.mastery.get(&keys::compose(&[learner, skill]))
+    }
+
+    /// Whether any attempt is stored.
+    pub fn has_attempts(&self) -> Result<bool> {
+        Ok(!self.attempts.tree.is_empty())
+    }
+
+    /// Every stored attempt, in attempt id order (the training data of a fit).
+    pub fn all_attempts(&self) -> Result<Vec<Attempt>> {
+        Ok(self
+            .attempts
+            .scan(b"")?
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect())
+    }
+
+    /// Every (learner, skill) that has a mastery state.
+    pub fn mastery_keys(&self) -> Result<Vec<(String, String)>> {
+        self.mastery
+            .tree
+            .iter()
+            .keys()
+            .map(|key| {
+                let key = key?;
+                let text = String::from_utf8_lossy(&key);
+                let (learner, skill) = text.split_once('\0').ok_or_else(|| Error::Corrupt {
+                    tree: "mastery",
+                    key: keys::display(&key),
+                    reason: "key has no separator".into(),
+                })?;
+                Ok((learner.to_string(), skill.to_string()))
+            })
+            .collect()
+    }
+
+    /// Replaces mastery states (a recomputation with new parameters).
+    pub fn put_mastery(&self, rows: &[(String, String, MasteryState)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (learner, skill, state) in rows {
+            batch.insert(keys::compose(&[learner, skill]), codec::encode(state));
+        }
+        self.mastery.tree.apply_batch(batch)?;
+        Ok(())
     }
 
     /// Every stored mastery state of a learner, by skill id.

@@ -1,0 +1,265 @@
+//! Fitting the mastery model on stored attempts, and activating it.
+//!
+//! A fit runs on its own thread (EM is CPU-bound; rayon parallelizes it
+//! across skills) so that ingestion keeps its latency. When it succeeds the
+//! model file is written, the parameters are swapped atomically, and every
+//! learner's mastery is recomputed with them, one learner at a time under
+//! that learner's lock: ingestion is never blocked for longer than one
+//! learner's replay.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::params::ParamSet;
+use super::{Engine, now_micros};
+use crate::domain::activity::ActivityKind;
+use crate::domain::fit::{
+    AttemptRecord, Dataset, FitOptions, FittedModel, NONE_KEY, Variants, build_model,
+};
+use crate::error::{Error, Result};
+
+/// What a caller asks of a fit (pyBKT's variants and EM settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FitRequest {
+    /// Fit P(F).
+    pub forgets: bool,
+    /// One learn rate per module (the module completed last before an attempt).
+    pub multilearn: bool,
+    /// One guess and slip per quiz item.
+    pub multigs: bool,
+    /// Cross-validation folds (below 2: none).
+    pub folds: usize,
+    /// EM restarts per skill.
+    pub restarts: usize,
+    /// Seed of the restarts and the fold split.
+    pub seed: u64,
+}
+
+/// State of the last fit job.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum FitState {
+    /// None started since the server started.
+    #[default]
+    Idle,
+    /// One is running.
+    Running,
+    /// The last one succeeded; its model is in force.
+    Succeeded,
+    /// The last one failed, for this reason.
+    Failed(String),
+}
+
+/// The model in force.
+#[derive(Debug, Clone)]
+pub struct ActiveModel {
+    /// File name under `DATA_DIR/models`, or `defaults`.
+    pub id: String,
+    /// The fitted model, unless the defaults are in force.
+    pub fitted: Option<Arc<FittedModel>>,
+}
+
+impl ActiveModel {
+    /// The shipped or configured default parameters.
+    pub fn defaults() -> Self {
+        Self {
+            id: "defaults".into(),
+            fitted: None,
+        }
+    }
+}
+
+impl ParamSet {
+    /// The parameters of a fitted model: its per-skill summary parameters,
+    /// and per module the mean of its fitted learn rates over the skills it
+    /// was seen with. Skills the fit never saw keep `base`'s parameters.
+    pub fn from_fitted(base: &ParamSet, fitted: &FittedModel) -> ParamSet {
+        let mut skills = base.skills.clone();
+        skills.extend(fitted.skills.iter().map(|(id, s)| (id.clone(), s.params)));
+        ParamSet {
+            version: 1,
+            default: base.default,
+            skills,
+            modules: module_learn_rates(fitted),
+        }
+    }
+}
+
+/// Per module, the mean of its fitted learn rates over the skills it was
+/// seen with (multilearn fits; empty otherwise).
+pub fn module_learn_rates(fitted: &FittedModel) -> BTreeMap<String, f64> {
+    let mut rates: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    for skill in fitted.skills.values() {
+        for (module, rate) in &skill.learns {
+            if module != NONE_KEY {
+                let entry = rates.entry(module.clone()).or_default();
+                entry.0 += rate;
+                entry.1 += 1;
+            }
+        }
+    }
+    rates
+        .into_iter()
+        .map(|(m, (sum, n))| (m, sum / n as f64))
+        .collect()
+}
+
+impl Engine {
+    /// The model in force and the state of the last fit.
+    pub fn model(&self) -> (ActiveModel, FitState) {
+        (
+            self.model.read().expect("model lock").clone(),
+            self.fit_state.lock().expect("fit lock").clone(),
+        )
+    }
+
+    /// Starts a fit in the background; refuses when one is running or no
+    /// attempt is stored.
+    pub fn start_fit(self: &Arc<Self>, request: FitRequest) -> Result<()> {
+        if request.multilearn && request.multigs {
+            return Err(Error::invalid(
+                "multigs",
+                "cannot be combined with multilearn (both use the template of an attempt)",
+            ));
+        }
+        if !self.store.has_attempts()? {
+            return Err(Error::FailedPrecondition(
+                "no attempt is stored yet: nothing to fit".into(),
+            ));
+        }
+        {
+            let mut state = self.fit_state.lock().expect("fit lock");
+            if *state == FitState::Running {
+                return Err(Error::FailedPrecondition("a fit is already running".into()));
+            }
+            *state = FitState::Running;
+        }
+        let engine = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("spoc-fit".into())
+            .spawn(move || {
+                let outcome = engine.run_fit(request);
+                let mut state = engine.fit_state.lock().expect("fit lock");
+                *state = match outcome {
+                    Ok(()) => FitState::Succeeded,
+                    Err(err) => {
+                        tracing::error!(error = %err, "model fit failed");
+                        FitState::Failed(err.to_string())
+                    }
+                };
+            });
+        if let Err(err) = spawned {
+            *self.fit_state.lock().expect("fit lock") = FitState::Failed(err.to_string());
+            return Err(Error::Unavailable(format!("cannot start the fit: {err}")));
+        }
+        Ok(())
+    }
+
+    fn run_fit(&self, request: FitRequest) -> Result<()> {
+        let started = std::time::Instant::now();
+        let dataset = self.training_set(&request)?;
+        let options = FitOptions {
+            variants: Variants {
+                forgets: request.forgets,
+                multilearn: request.multilearn,
+                multigs: request.multigs,
+                multiprior: false,
+            },
+            restarts: request.restarts,
+            seed: request.seed,
+            ..FitOptions::default()
+        };
+        let fitted = build_model(&dataset, &options, request.folds, request.seed)
+            .map_err(|e| Error::FailedPrecondition(format!("fit failed: {e}")))?;
+        let id = self.store.save_model(&fitted, now_micros() / 1000)?;
+        tracing::info!(model = %id, attempts = dataset.len(), seconds = started.elapsed().as_secs_f64(), "model fitted");
+        self.activate(id, fitted)
+    }
+
+    /// Every stored attempt in time order per learner, one row per skill it
+    /// tests, with the module (multilearn) or item (multigs) as template.
+    fn training_set(&self, request: &FitRequest) -> Result<Dataset> {
+        let mut attempts = self.store.all_attempts()?;
+        attempts.sort_by(|a, b| {
+            (&a.learner_id, a.occurred_at, &a.attempt_id).cmp(&(
+                &b.learner_id,
+                b.occurred_at,
+                &b.attempt_id,
+            ))
+        });
+        let mut dataset = Dataset::new();
+        let mut completed: Vec<(i64, String)> = Vec::new();
+        let mut current_learner = None;
+        for attempt in &attempts {
+            if request.multilearn && current_learner != Some(&attempt.learner_id) {
+                current_learner = Some(&attempt.learner_id);
+                completed = self
+                    .store
+                    .recent_activities(&attempt.learner_id, ActivityKind::Completed, usize::MAX)?
+                    .into_iter()
+                    .map(|a| (a.activity.occurred_at, a.activity.module_id))
+                    .collect();
+            }
+            let template = if request.multilearn {
+                // The module completed last before the attempt.
+                let done = completed.partition_point(|(at, _)| *at <= attempt.occurred_at);
+                done.checked_sub(1).map(|i| completed[i].1.as_str())
+            } else if request.multigs {
+                Some(attempt.item_id.as_str())
+            } else {
+                None
+            };
+            for skill in &attempt.skill_ids {
+                dataset.push(AttemptRecord {
+                    learner: &attempt.learner_id,
+                    skill,
+                    correct: match attempt.score {
+                        Some(score) => score >= 0.5,
+                        None => attempt.correct,
+                    },
+                    template,
+                    group: None,
+                    timestamp: Some(attempt.occurred_at.div_euclid(1_000_000)),
+                });
+            }
+        }
+        Ok(dataset)
+    }
+
+    /// Puts a fitted model in force and recomputes every learner's mastery.
+    pub(crate) fn activate(&self, id: String, fitted: FittedModel) -> Result<()> {
+        let params = Arc::new(ParamSet::from_fitted(&self.config.params, &fitted));
+        *self.params.write().expect("params lock") = params.clone();
+        *self.model.write().expect("model lock") = ActiveModel {
+            id,
+            fitted: Some(Arc::new(fitted)),
+        };
+        self.recompute_mastery(&params)
+    }
+
+    /// Replays every (learner, skill) with `params`, a learner at a time.
+    fn recompute_mastery(&self, params: &ParamSet) -> Result<()> {
+        let mut by_learner: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (learner, skill) in self.store.mastery_keys()? {
+            by_learner.entry(learner).or_default().push(skill);
+        }
+        let now = now_micros();
+        for (learner, skills) in by_learner {
+            let _guard = self.learner_locks.lock_all([learner.as_str()]);
+            let mut rows = Vec::with_capacity(skills.len());
+            for skill in skills {
+                let Some(mut state) = self.store.mastery(&learner, &skill)? else {
+                    continue;
+                };
+                let history = self.store.observations(&learner, &skill)?;
+                state.p_mastered = params
+                    .for_skill(&skill)
+                    .replay(history.iter().map(|(_, o)| *o));
+                state.attempt_count = history.len() as u32;
+                state.updated_at = now;
+                rows.push((learner.clone(), skill, state));
+            }
+            self.store.put_mastery(&rows)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,64 @@
+//! Fitted model files under `DATA_DIR/models/`.
+//!
+//! A fit writes `bkt-<unix millis>.json` (the serialized `FittedModel`); the
+//! server activates the newest at start. Files, not sled: a model is
+//! written once, read at start, and an operator may want to copy, inspect
+//! or remove one by hand.
+
+use std::path::PathBuf;
+
+use super::Store;
+use crate::domain::fit::FittedModel;
+use crate::error::{Error, Result};
+
+impl Store {
+    fn models_dir(&self) -> PathBuf {
+        self.dir.join("models")
+    }
+
+    /// Writes a fitted model and returns its id (the file name). The file is
+    /// written under a temporary name and renamed, so a crash never leaves a
+    /// half model that the next start would load.
+    pub fn save_model(&self, model: &FittedModel, created_at_ms: i64) -> Result<String> {
+        let dir = self.models_dir();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::Storage(format!("{}: {e}", dir.display())))?;
+        let id = format!("bkt-{created_at_ms:013}.json");
+        let tmp = dir.join(format!(".{id}.tmp"));
+        let json = serde_json::to_vec_pretty(model).map_err(|e| Error::Storage(e.to_string()))?;
+        std::fs::write(&tmp, json)
+            .map_err(|e| Error::Storage(format!("{}: {e}", tmp.display())))?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::Storage(format!("{}: {e}", tmp.display())))?;
+        std::fs::rename(&tmp, dir.join(&id))
+            .map_err(|e| Error::Storage(format!("{}: {e}", dir.display())))?;
+        Ok(id)
+    }
+
+    /// The newest model file, if any; a file that does not parse is an error
+    /// (never silently skipped: the operator must see it).
+    pub fn newest_model(&self) -> Result<Option<(String, FittedModel)>> {
+        let dir = self.models_dir();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(None);
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("bkt-") && n.ends_with(".json"))
+            .collect();
+        names.sort();
+        let Some(newest) = names.pop() else {
+            return Ok(None);
+        };
+        let path = dir.join(&newest);
+        let text =
+            std::fs::read(&path).map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
+        let model = serde_json::from_slice(&text).map_err(|e| Error::Corrupt {
+            tree: "models",
+            key: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Some((newest, model)))
+    }
+}
