@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{BenchServer, arg, closed_loop, max_rss_mb};
+use common::{BenchServer, arg, closed_loop, health_baseline, max_rss_mb};
 use spoc_engine::api::pb;
 
 const LEARNERS: usize = 1000;
@@ -80,21 +80,7 @@ async fn main() {
         "{:<28} {:>12} {:>14} {:>10} {:>10}",
         "scenario", "calls/s", "attempts/s", "p50 ms", "p99 ms"
     );
-    let health_channels = channels.clone();
-    let health = closed_loop(clients, seconds, move |c, _| {
-        let mut client = tonic_health::pb::health_client::HealthClient::new(
-            health_channels[c % health_channels.len()].clone(),
-        );
-        async move {
-            client
-                .check(tonic_health::pb::HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .expect("health");
-        }
-    })
-    .await;
+    let health = health_baseline(&channels, clients, seconds).await;
     println!(
         "{:<28} {:>12.0} {:>14} {:>10.2} {:>10.2}",
         "health check (baseline)",

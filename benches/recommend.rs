@@ -11,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{BenchServer, Figures, arg, closed_loop, max_rss_mb};
+use common::{BenchServer, Figures, arg, closed_loop, health_baseline, max_rss_mb};
 use spoc_engine::api::pb;
 
 const SKILLS: usize = 30;
@@ -221,20 +221,7 @@ async fn main() {
         steady.ms(0.99)
     );
 
-    let hc = channels.clone();
-    let health = closed_loop(clients, seconds, move |c, _| {
-        let mut client =
-            tonic_health::pb::health_client::HealthClient::new(hc[c % hc.len()].clone());
-        async move {
-            client
-                .check(tonic_health::pb::HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .expect("health");
-        }
-    })
-    .await;
+    let health = health_baseline(&channels, clients, seconds).await;
     let rc = channels.clone();
     let max = closed_loop(clients, seconds, move |c, i| {
         let mut client =

@@ -146,6 +146,26 @@ where
     Figures::new(all, start.elapsed())
 }
 
+/// The bare cost of a gRPC call on this server: `clients` closed-loop
+/// callers of the standard health check for `seconds`.
+pub async fn health_baseline(channels: &[Channel], clients: usize, seconds: u64) -> Figures {
+    let channels = channels.to_vec();
+    closed_loop(clients, seconds, move |c, _| {
+        let mut client = tonic_health::pb::health_client::HealthClient::new(
+            channels[c % channels.len()].clone(),
+        );
+        async move {
+            client
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .expect("health");
+        }
+    })
+    .await
+}
+
 /// Peak resident memory of this process, in MB.
 pub fn max_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
