@@ -53,6 +53,7 @@ impl Engine {
     /// write-ahead log replays at start.
     pub(crate) fn apply_attempts(&self, attempts: &[Attempt]) -> Result<Recorded> {
         // References must exist; checked before any lock or write.
+        let catalog = self.catalog();
         let mut known_learners = BTreeSet::new();
         let mut known_skills = BTreeSet::new();
         for (i, attempt) in attempts.iter().enumerate() {
@@ -67,7 +68,7 @@ impl Engine {
             }
             for (j, skill) in attempt.skill_ids.iter().enumerate() {
                 if !known_skills.contains(skill) {
-                    if !self.store.has_skill(skill)? {
+                    if !catalog.skills.contains_key(skill) {
                         return Err(Error::invalid(
                             format!("attempts[{i}].skill_ids[{j}]"),
                             format!("unknown skill id '{skill}'"),

@@ -105,9 +105,14 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Storage(format!("cannot create {}: {e}", dir.display())))?;
+        // Throughput mode and no timer flush: durability comes from the
+        // write-ahead log and explicit flushes (checkpoints, group commit),
+        // so sled's own 500 ms flush would only add write amplification.
         let db = sled::Config::new()
             .path(dir.join("sled"))
             .cache_capacity(256 * 1024 * 1024)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(None)
             .open()?;
         check_format(&db)?;
         let (wal, backlog) = Wal::open(&dir.join("wal"))?;
