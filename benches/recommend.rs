@@ -83,6 +83,7 @@ async fn main() {
                 name: "Bench program".into(),
                 skill_ids: (0..SKILLS).map(|i| format!("s{i}")).collect(),
                 cohort_rules: None,
+                ..Default::default()
             }),
         })
         .await

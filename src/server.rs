@@ -11,19 +11,23 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+use crate::api::alerts::AlertApi;
 use crate::api::catalog::CatalogApi;
 use crate::api::cohorts::CohortApi;
 use crate::api::learners::LearnerApi;
 use crate::api::mastery::MasteryApi;
 use crate::api::pb;
+use crate::api::pb::alert_service_server::AlertServiceServer;
 use crate::api::pb::catalog_service_server::CatalogServiceServer;
 use crate::api::pb::cohort_service_server::CohortServiceServer;
 use crate::api::pb::learner_service_server::LearnerServiceServer;
 use crate::api::pb::mastery_service_server::MasteryServiceServer;
 use crate::api::pb::program_service_server::ProgramServiceServer;
 use crate::api::pb::remediation_service_server::RemediationServiceServer;
+use crate::api::pb::report_service_server::ReportServiceServer;
 use crate::api::programs::ProgramApi;
 use crate::api::remediation::RemediationApi;
+use crate::api::reports::ReportApi;
 use crate::engine::Engine;
 
 /// Largest request accepted, in bytes: a full `ImportCatalog` fits, a
@@ -68,6 +72,20 @@ pub async fn serve(
     health_reporter
         .set_serving::<CohortServiceServer<CohortApi>>()
         .await;
+    health_reporter
+        .set_serving::<AlertServiceServer<AlertApi>>()
+        .await;
+    health_reporter
+        .set_serving::<ReportServiceServer<ReportApi>>()
+        .await;
+    // Alert evaluation runs beside the server; watches end when shutdown
+    // starts, so that graceful shutdown does not wait for open streams.
+    engine.start_alerts()?;
+    let watched = engine.clone();
+    let shutdown = async move {
+        shutdown.await;
+        watched.signal_alerts_stop();
+    };
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -108,8 +126,17 @@ pub async fn serve(
             CohortServiceServer::new(CohortApi::new(engine.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
+        .add_service(
+            AlertServiceServer::new(AlertApi::new(engine.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            ReportServiceServer::new(ReportApi::new(engine.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
+    engine.stop_alerts();
 
     engine.store().flush()?;
     Ok(())

@@ -513,7 +513,8 @@ async fn every_rpc_refuses_empty_and_unknown_ids() {
                 id: "p".into(),
                 name: "P".into(),
                 skill_ids: vec!["zz".into()],
-                cohort_rules: None
+                cohort_rules: None,
+                ..Default::default()
             })
         }),
         Invalid

@@ -8,7 +8,7 @@
 use super::pb;
 use super::validate as check;
 use crate::domain::catalog::{Format, Module, Skill};
-use crate::domain::learner::{CohortRules, Enrolment, Learner, Micros, Program};
+use crate::domain::learner::{CohortRules, Enrolment, Learner, Micros, Program, RiskRules};
 use crate::domain::mastery::Attempt;
 use crate::engine::mastery::SkillMastery;
 use crate::error::{Error, Result};
@@ -165,6 +165,9 @@ pub fn program(at: &str, value: pb::Program) -> Result<Program> {
         name,
         skill_ids,
         cohort_rules,
+        start_date,
+        end_date,
+        risk_rules,
     } = value;
     let skill_ids = check::id_set(&format!("{at}.skill_ids"), &skill_ids)?;
     if skill_ids.is_empty() {
@@ -172,6 +175,20 @@ pub fn program(at: &str, value: pb::Program) -> Result<Program> {
             format!("{at}.skill_ids"),
             "must name at least one skill",
         ));
+    }
+    let start_date = start_date
+        .map(|t| date(&format!("{at}.start_date"), &t))
+        .transpose()?;
+    let end_date = end_date
+        .map(|t| date(&format!("{at}.end_date"), &t))
+        .transpose()?;
+    if let (Some(start), Some(end)) = (start_date, end_date) {
+        if end <= start {
+            return Err(Error::invalid(
+                format!("{at}.end_date"),
+                "must be after start_date",
+            ));
+        }
     }
     Ok(Program {
         id: check::id(&format!("{at}.id"), &id)?,
@@ -181,6 +198,67 @@ pub fn program(at: &str, value: pb::Program) -> Result<Program> {
             &format!("{at}.cohort_rules"),
             cohort_rules.unwrap_or_default(),
         )?,
+        start_date,
+        end_date,
+        risk_rules: risk_rules_from_pb(
+            &format!("{at}.risk_rules"),
+            risk_rules.unwrap_or_default(),
+        )?,
+    })
+}
+
+/// Latest accepted program date: 9999-12-31T23:59:59Z.
+const MAX_DATE_SECONDS: i64 = 253_402_300_799;
+
+/// A program date: a valid timestamp between 1970 and 9999.
+fn date(field: &str, value: &prost_types::Timestamp) -> Result<Micros> {
+    if !(0..1_000_000_000).contains(&value.nanos) {
+        return Err(Error::invalid(field, "nanos must be in [0, 1e9)"));
+    }
+    if !(0..=MAX_DATE_SECONDS).contains(&value.seconds) {
+        return Err(Error::invalid(
+            field,
+            "must be between 1970-01-01 and 9999-12-31",
+        ));
+    }
+    Ok(value.seconds * 1_000_000 + i64::from(value.nanos / 1000))
+}
+
+/// Checks a program's alert thresholds; unset ones stay unset (defaults).
+fn risk_rules_from_pb(at: &str, value: pb::RiskRules) -> Result<RiskRules> {
+    let pb::RiskRules {
+        inactivity_days,
+        blocking_failures,
+        mastery_drop,
+    } = value;
+    if let Some(days) = inactivity_days {
+        if !days.is_finite() || days <= 0.0 || days > 365.0 {
+            return Err(Error::invalid(
+                format!("{at}.inactivity_days"),
+                format!("must be in (0, 365], got {days}"),
+            ));
+        }
+    }
+    if let Some(n) = blocking_failures {
+        if !(1..=100).contains(&n) {
+            return Err(Error::invalid(
+                format!("{at}.blocking_failures"),
+                format!("must be in 1..=100, got {n}"),
+            ));
+        }
+    }
+    if let Some(drop) = mastery_drop {
+        if !drop.is_finite() || drop <= 0.0 || drop >= 1.0 {
+            return Err(Error::invalid(
+                format!("{at}.mastery_drop"),
+                format!("must be in (0, 1), got {drop}"),
+            ));
+        }
+    }
+    Ok(RiskRules {
+        inactivity_days,
+        blocking_failures,
+        mastery_drop,
     })
 }
 
@@ -246,6 +324,13 @@ impl From<Program> for pb::Program {
                 single_language: Some(r.single_language),
                 max_timezone_spread_hours: Some(r.max_timezone_spread_hours),
                 target_cohort_count: r.target_cohort_count,
+            }),
+            start_date: program.start_date.map(timestamp),
+            end_date: program.end_date.map(timestamp),
+            risk_rules: Some(pb::RiskRules {
+                inactivity_days: program.risk_rules.inactivity_days,
+                blocking_failures: program.risk_rules.blocking_failures,
+                mastery_drop: program.risk_rules.mastery_drop,
             }),
         }
     }

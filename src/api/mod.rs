@@ -5,6 +5,7 @@
 //! engine, and converts the answer back; every error becomes a `Status` in
 //! one place (`status`).
 
+pub mod alerts;
 pub mod catalog;
 pub mod cohorts;
 pub mod convert;
@@ -12,6 +13,7 @@ pub mod learners;
 pub mod mastery;
 pub mod programs;
 pub mod remediation;
+pub mod reports;
 pub mod status;
 pub mod validate;
 

@@ -4,8 +4,10 @@ pub mod client;
 pub mod cohorts;
 pub mod fit;
 pub mod learners;
+pub mod report;
 pub mod serve;
 pub mod simulate;
+pub mod train_risk;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +35,10 @@ pub enum Command {
     /// Learners and enrolments from a CSV, loaded into a running service.
     #[command(subcommand)]
     Learners(learners::LearnersCommand),
+    /// Write a cohort or program report (HTML or CSV) from a running service.
+    Report(report::ReportArgs),
+    /// Train the dropout model on synthetic learners (models/risk.json).
+    TrainRisk(train_risk::TrainRiskArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -45,6 +51,8 @@ pub fn main() -> std::process::ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Cohorts(command) => cohorts::run(command),
         Command::Learners(command) => learners::run(command),
+        Command::Report(args) => report::run(args),
+        Command::TrainRisk(args) => train_risk::run(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

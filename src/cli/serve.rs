@@ -25,6 +25,13 @@ pub struct ServeArgs {
     /// BKT parameter file; defaults to the shipped models/bkt-defaults.json.
     #[arg(long, env = "SPOC_BKT_PARAMS")]
     pub bkt_params: Option<PathBuf>,
+    /// Dropout model file; defaults to the shipped models/risk.json.
+    #[arg(long, env = "SPOC_RISK_MODEL")]
+    pub risk_model: Option<PathBuf>,
+    /// Seconds between two full alert passes (time-based rules such as
+    /// inactivity); touched learners are evaluated at once regardless.
+    #[arg(long, env = "SPOC_ALERT_PASS_SECONDS", default_value_t = 60)]
+    pub alert_pass_seconds: u64,
 }
 
 /// Opens the store and serves until a shutdown signal.
@@ -36,7 +43,15 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
         )
         .into());
     }
+    if args.alert_pass_seconds == 0 {
+        return Err("--alert-pass-seconds must be at least 1".into());
+    }
     let params = ParamSet::load(args.bkt_params.as_deref())?;
+    let risk_model = args
+        .risk_model
+        .as_deref()
+        .map(crate::engine::alerts::load_risk_model)
+        .transpose()?;
     let store = Store::open(&args.data_dir)?;
     let engine = Arc::new(Engine::new(
         store,
@@ -45,6 +60,10 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
             params,
         },
     )?);
+    if let Some(model) = risk_model {
+        engine.set_risk_model(Some(model));
+    }
+    engine.set_alert_pass_interval(std::time::Duration::from_secs(args.alert_pass_seconds));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;

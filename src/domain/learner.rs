@@ -63,6 +63,26 @@ pub struct Program {
     pub skill_ids: Vec<String>,
     /// The hard rules its cohorts follow.
     pub cohort_rules: CohortRules,
+    /// First day of the program, if it has a calendar (pace signal).
+    pub start_date: Option<Micros>,
+    /// Planned end of the program; after `start_date` when both are set.
+    pub end_date: Option<Micros>,
+    /// Per-program overrides of the at-risk alert thresholds.
+    pub risk_rules: RiskRules,
+}
+
+/// Alert thresholds a program may override; `None` keeps the engine's
+/// default (see `domain::risk::RiskThresholds`).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct RiskRules {
+    /// Days without activity before an inactivity alert, in (0, 365].
+    pub inactivity_days: Option<f64>,
+    /// Consecutive failures on one skill without mastery gain that make a
+    /// blocking point, in 1..=100.
+    pub blocking_failures: Option<u32>,
+    /// Fall of P(mastered) from its peak before a mastery-drop alert, in
+    /// (0, 1).
+    pub mastery_drop: Option<f64>,
 }
 
 /// A learner's enrolment in a program.

@@ -5,6 +5,7 @@
 //! testable alone and reusable offline (CLI, simulator, benchmarks).
 
 pub mod activity;
+pub mod alerts;
 pub mod bkt;
 pub mod catalog;
 pub mod cohorts;
@@ -12,4 +13,6 @@ pub mod fit;
 pub mod learner;
 pub mod mastery;
 pub mod remediation;
+pub mod reports;
+pub mod risk;
 pub mod simulator;

@@ -45,6 +45,7 @@ impl Engine {
         // race with the first send's own log append, and must not be
         // acknowledged before the attempt is durable.
         self.store.log(&WalRecord::Attempts(attempts)).await?;
+        self.alerts_touched(outcome.mastery.iter().map(|m| m.learner_id.as_str()));
         Ok(outcome)
     }
 

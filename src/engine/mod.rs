@@ -5,6 +5,7 @@
 //! store transaction. It knows nothing of tonic or protobuf; requests reach
 //! it as validated domain values.
 
+pub mod alerts;
 pub mod catalog;
 pub mod cohorts;
 pub mod learners;
@@ -13,6 +14,7 @@ pub mod mastery;
 pub mod model;
 pub mod params;
 pub mod remediation;
+pub mod reports;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -52,6 +54,8 @@ pub struct Engine {
     catalog_write: Mutex<()>,
     /// Serializes read-compute-write cycles per learner.
     learner_locks: StripedLocks,
+    /// At-risk alerts: model, pending evaluations, sequence, watchers.
+    alerts: alerts::AlertHub,
 }
 
 impl Engine {
@@ -74,7 +78,9 @@ impl Engine {
             }
             None => (model::ActiveModel::defaults(), config.params.clone()),
         };
+        let alerts = alerts::AlertHub::new(store.last_alert_sequence()?)?;
         let engine = Self {
+            alerts,
             store,
             params: RwLock::new(Arc::new(params)),
             model: RwLock::new(active),

@@ -26,7 +26,9 @@ impl Engine {
     /// policy can later tell whether it worked.
     pub async fn record_activity(&self, events: Vec<Activity>) -> Result<ActivityRecorded> {
         let outcome = self.apply_activity(&events)?;
+        let touched: Vec<String> = events.iter().map(|e| e.learner_id.clone()).collect();
         self.store.log(&WalRecord::Activities(events)).await?;
+        self.alerts_touched(touched.iter().map(String::as_str));
         Ok(outcome)
     }
 

@@ -23,6 +23,9 @@
 //! | `cohorts`       | program id `00` cohort id                               | `StoredCohort`         |
 //! | `cohort_index`  | cohort id                                               | program id (`String`)  |
 //! | `cohort_formations` | program id                                          | `FormationRecord`      |
+//! | `alerts`        | alert id                                                | `Alert`                |
+//! | `alert_active`  | learner id `00` program id `00` alert kind name         | alert id (`String`, dedup index) |
+//! | `alert_log`     | sequence number (`u64` big-endian)                      | `Alert` after that change (append-only) |
 //!
 //! Outside sled, `wal/wal-<seq>.log` holds the write-ahead log of ingested
 //! batches (format in `wal.rs`); it is replayed at start and trimmed after
@@ -31,7 +34,8 @@
 //! `observations` is an index of `attempts` by (learner, skill, time): it is
 //! what an out-of-order attempt replays. It is written in the same
 //! transaction as `attempts` and `mastery`, so the three never disagree.
-//! Likewise a formation replaces a program's `cohorts`, their `cohort_index`
+//! An alert change writes `alerts`, `alert_active` and `alert_log` in one
+//! transaction (see `alerts.rs`). Likewise a formation replaces a program's `cohorts`, their `cohort_index`
 //! entries and its `cohort_formations` record in one transaction.
 
 use crate::domain::learner::Micros;
@@ -84,6 +88,16 @@ fn timed(prefix: &[u8], at: Micros, id: &str) -> Vec<u8> {
     key.extend_from_slice(&((at as u64) ^ (1 << 63)).to_be_bytes());
     key.extend_from_slice(id.as_bytes());
     key
+}
+
+/// Key of an alert log entry: big-endian, so byte order is sequence order.
+pub fn sequence(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+/// The sequence number of an alert log key; `None` if not 8 bytes.
+pub fn sequence_from(key: &[u8]) -> Option<u64> {
+    key.try_into().ok().map(u64::from_be_bytes)
 }
 
 /// The last part of a composite key (after the final separator).

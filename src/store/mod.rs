@@ -9,6 +9,7 @@
 //! background; low-rate writes (catalog, learners...) wait for a sled flush
 //! ([`Store::durable`], group commit, see [`durability`]).
 
+pub mod alerts;
 pub mod codec;
 pub mod cohorts;
 pub mod durability;

@@ -213,6 +213,7 @@ pub async fn seed(server: &TestServer) {
                 name: "Excel for analysts".into(),
                 skill_ids: vec!["a".into(), "b".into(), "c".into()],
                 cohort_rules: None,
+                ..Default::default()
             }),
         })
         .await
@@ -278,6 +279,7 @@ pub async fn seed_cohort_program(
                 name: format!("Program {program_id}"),
                 skill_ids: vec!["a".into(), "b".into(), "c".into()],
                 cohort_rules: rules,
+                ..Default::default()
             }),
         })
         .await
@@ -298,4 +300,68 @@ pub async fn seed_cohort_program(
             .await
             .expect("enrol learner");
     }
+}
+
+impl TestServer {
+    /// An alert client.
+    pub async fn alerts(&self) -> pb::alert_service_client::AlertServiceClient<Channel> {
+        pb::alert_service_client::AlertServiceClient::new(self.channel().await)
+    }
+
+    /// A report client.
+    pub async fn reports(&self) -> pb::report_service_client::ReportServiceClient<Channel> {
+        pb::report_service_client::ReportServiceClient::new(self.channel().await)
+    }
+
+    /// A remediation client (module activity).
+    pub async fn remediation(
+        &self,
+    ) -> pb::remediation_service_client::RemediationServiceClient<Channel> {
+        pb::remediation_service_client::RemediationServiceClient::new(self.channel().await)
+    }
+}
+
+/// A module event at `seconds` after the epoch with `minutes` spent.
+pub fn activity(
+    id: &str,
+    learner: &str,
+    module: &str,
+    completed: bool,
+    seconds: i64,
+    minutes: i64,
+) -> pb::ModuleActivity {
+    let kind = if completed {
+        pb::ActivityKind::Completed
+    } else {
+        pb::ActivityKind::Started
+    };
+    pb::ModuleActivity {
+        event_id: id.into(),
+        learner_id: learner.into(),
+        module_id: module.into(),
+        program_id: String::new(),
+        kind: kind as i32,
+        occurred_at: Some(prost_types::Timestamp { seconds, nanos: 0 }),
+        time_spent: Some(prost_types::Duration {
+            seconds: minutes * 60,
+            nanos: 0,
+        }),
+    }
+}
+
+/// Checks that `status` is INVALID_ARGUMENT with a BadRequest naming
+/// `field`.
+pub fn assert_invalid_field(status: &tonic::Status, field: &str) {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    let details = status.get_error_details();
+    let violations = details
+        .bad_request()
+        .map(|b| b.field_violations.clone())
+        .unwrap_or_default();
+    assert!(
+        violations.iter().any(|v| v.field == field),
+        "expected a violation on {field}, got {violations:?} ({})",
+        status.message()
+    );
 }

@@ -1,0 +1,286 @@
+//! `spoc.v1.AlertService`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_stream::Stream;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::convert::timestamp;
+use super::pb::{self, alert_service_server::AlertService};
+use super::validate as check;
+use crate::domain::alerts::{Alert, AlertStatus};
+use crate::domain::risk::{AlertKind, Severity};
+use crate::engine::Engine;
+use crate::engine::alerts::{AlertFilter, AlertScope, TrainerAction};
+use crate::error::{Error, Result};
+
+/// Most cohorts one watch may name.
+pub const MAX_WATCHED_COHORTS: usize = 1000;
+
+/// Serves alert listing, trainer actions and live watching.
+pub struct AlertApi {
+    engine: Arc<Engine>,
+}
+
+impl AlertApi {
+    /// Wraps a shared engine.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+
+    /// Runs a trainer action off the async runtime (it may wait for the
+    /// learner's evaluation lock), then waits until it is on disk.
+    async fn act(
+        &self,
+        id: String,
+        action: TrainerAction,
+        by: String,
+        note: String,
+    ) -> Result<pb::Alert, Status> {
+        let engine = self.engine.clone();
+        let alert =
+            tokio::task::spawn_blocking(move || engine.act_on_alert(&id, action, &by, &note))
+                .await
+                .map_err(|e| Status::internal(format!("alert task failed: {e}")))??;
+        self.engine.store().durable().await?;
+        Ok(alert.into())
+    }
+}
+
+/// A kind filter: unspecified means any; unknown values are refused.
+fn kind_filter(field: &str, value: i32) -> Result<Option<AlertKind>> {
+    use pb::AlertKind as K;
+    match K::try_from(value) {
+        Ok(K::Unspecified) => Ok(None),
+        Ok(K::BlockingPoint) => Ok(Some(AlertKind::BlockingPoint)),
+        Ok(K::Inactivity) => Ok(Some(AlertKind::Inactivity)),
+        Ok(K::MasteryDrop) => Ok(Some(AlertKind::MasteryDrop)),
+        Ok(K::PredictedDropout) => Ok(Some(AlertKind::PredictedDropout)),
+        Err(_) => Err(Error::invalid(field, format!("unknown alert kind {value}"))),
+    }
+}
+
+/// A status filter: unspecified means any; unknown values are refused.
+fn status_filter(field: &str, value: i32) -> Result<Option<AlertStatus>> {
+    use pb::AlertStatus as S;
+    match S::try_from(value) {
+        Ok(S::Unspecified) => Ok(None),
+        Ok(S::Open) => Ok(Some(AlertStatus::Open)),
+        Ok(S::Acknowledged) => Ok(Some(AlertStatus::Acknowledged)),
+        Ok(S::Resolved) => Ok(Some(AlertStatus::Resolved)),
+        Err(_) => Err(Error::invalid(
+            field,
+            format!("unknown alert status {value}"),
+        )),
+    }
+}
+
+/// An optional id filter: empty means unset.
+fn optional(field: &str, value: &str) -> Result<Option<String>> {
+    let value = check::optional_id(field, value)?;
+    Ok((!value.is_empty()).then_some(value))
+}
+
+/// A cohort id as the cohort service accepts it.
+fn cohort_id(field: &str, value: &str) -> Result<String> {
+    if value.len() > super::cohorts::MAX_COHORT_ID_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "must be at most {} bytes, got {}",
+                super::cohorts::MAX_COHORT_ID_BYTES,
+                value.len()
+            ),
+        ));
+    }
+    if value.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(value.to_string())
+}
+
+impl From<AlertKind> for pb::AlertKind {
+    fn from(kind: AlertKind) -> Self {
+        match kind {
+            AlertKind::BlockingPoint => Self::BlockingPoint,
+            AlertKind::Inactivity => Self::Inactivity,
+            AlertKind::MasteryDrop => Self::MasteryDrop,
+            AlertKind::PredictedDropout => Self::PredictedDropout,
+        }
+    }
+}
+
+impl From<Severity> for pb::AlertSeverity {
+    fn from(severity: Severity) -> Self {
+        match severity {
+            Severity::Info => Self::Info,
+            Severity::Warning => Self::Warning,
+            Severity::Critical => Self::Critical,
+        }
+    }
+}
+
+impl From<AlertStatus> for pb::AlertStatus {
+    fn from(status: AlertStatus) -> Self {
+        match status {
+            AlertStatus::Open => Self::Open,
+            AlertStatus::Acknowledged => Self::Acknowledged,
+            AlertStatus::Resolved => Self::Resolved,
+        }
+    }
+}
+
+impl From<Alert> for pb::Alert {
+    fn from(a: Alert) -> Self {
+        Self {
+            id: a.id,
+            learner_id: a.learner_id,
+            program_id: a.program_id,
+            cohort_id: a.cohort_id,
+            kind: pb::AlertKind::from(a.kind) as i32,
+            severity: pb::AlertSeverity::from(a.severity) as i32,
+            reason: a.reason,
+            skill_id: a.skill_id.unwrap_or_default(),
+            signals: a.signals.into_iter().collect(),
+            created_at: Some(timestamp(a.created_at)),
+            updated_at: Some(timestamp(a.updated_at)),
+            status: pb::AlertStatus::from(a.status) as i32,
+            status_by: a.status_by,
+            note: a.note,
+            resolved_at: a.resolved_at.map(timestamp),
+            sequence: a.sequence,
+        }
+    }
+}
+
+/// The stream type of `WatchAlerts`.
+pub type AlertStream = Pin<Box<dyn Stream<Item = Result<pb::AlertEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AlertService for AlertApi {
+    async fn list_alerts(
+        &self,
+        request: Request<pb::ListAlertsRequest>,
+    ) -> Result<Response<pb::ListAlertsResponse>, Status> {
+        let pb::ListAlertsRequest {
+            program_id,
+            cohort_id: cohort,
+            learner_id,
+            kind,
+            status,
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let filter = AlertFilter {
+            program: optional("program_id", &program_id)?,
+            cohort: if cohort.is_empty() {
+                None
+            } else {
+                Some(cohort_id("cohort_id", &cohort)?)
+            },
+            learner: optional("learner_id", &learner_id)?,
+            kind: kind_filter("kind", kind)?,
+            status: status_filter("status", status)?,
+        };
+        let limit = check::page_size("page_size", page_size)?;
+        let after = check::page_token("page_token", &page_token)?;
+        let engine = self.engine.clone();
+        let (alerts, next) = tokio::task::spawn_blocking(move || {
+            engine.list_alerts(filter, after.as_deref(), limit)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("alert task failed: {e}")))??;
+        Ok(Response::new(pb::ListAlertsResponse {
+            alerts: alerts.into_iter().map(Into::into).collect(),
+            next_page_token: check::next_page_token(next),
+        }))
+    }
+
+    async fn get_alert(
+        &self,
+        request: Request<pb::GetAlertRequest>,
+    ) -> Result<Response<pb::Alert>, Status> {
+        let id = check::id("alert_id", &request.into_inner().alert_id)?;
+        Ok(Response::new(self.engine.alert(&id)?.into()))
+    }
+
+    async fn acknowledge_alert(
+        &self,
+        request: Request<pb::AcknowledgeAlertRequest>,
+    ) -> Result<Response<pb::Alert>, Status> {
+        let pb::AcknowledgeAlertRequest { alert_id, by, note } = request.into_inner();
+        let id = check::id("alert_id", &alert_id)?;
+        let by = check::id("by", &by)?;
+        let note = check::text("note", &note)?;
+        Ok(Response::new(
+            self.act(id, TrainerAction::Acknowledge, by, note).await?,
+        ))
+    }
+
+    async fn resolve_alert(
+        &self,
+        request: Request<pb::ResolveAlertRequest>,
+    ) -> Result<Response<pb::Alert>, Status> {
+        let pb::ResolveAlertRequest { alert_id, by, note } = request.into_inner();
+        let id = check::id("alert_id", &alert_id)?;
+        let by = check::id("by", &by)?;
+        let note = check::text("note", &note)?;
+        Ok(Response::new(
+            self.act(id, TrainerAction::Resolve, by, note).await?,
+        ))
+    }
+
+    type WatchAlertsStream = AlertStream;
+
+    async fn watch_alerts(
+        &self,
+        request: Request<pb::WatchAlertsRequest>,
+    ) -> Result<Response<Self::WatchAlertsStream>, Status> {
+        let pb::WatchAlertsRequest {
+            cohort_ids,
+            program_id,
+            after_sequence,
+        } = request.into_inner();
+        if cohort_ids.len() > MAX_WATCHED_COHORTS {
+            return Err(Error::invalid(
+                "cohort_ids",
+                format!(
+                    "must name at most {MAX_WATCHED_COHORTS} cohorts, got {}",
+                    cohort_ids.len()
+                ),
+            )
+            .into());
+        }
+        let cohorts = cohort_ids
+            .iter()
+            .enumerate()
+            .map(|(i, c)| cohort_id(&format!("cohort_ids[{i}]"), c))
+            .collect::<Result<_>>()?;
+        let scope = AlertScope {
+            cohorts,
+            program: optional("program_id", &program_id)?,
+        };
+        if scope.cohorts.is_empty() && scope.program.is_none() {
+            return Err(Error::invalid(
+                "cohort_ids",
+                "name at least one cohort, or set program_id",
+            )
+            .into());
+        }
+        let receiver = self.engine.watch_alerts(scope, after_sequence)?;
+        let stream = ReceiverStream::new(receiver).map(|event| match event {
+            Ok(event) => Ok(pb::AlertEvent {
+                alert: Some(Arc::unwrap_or_clone(event.alert).into()),
+                snapshot: event.snapshot,
+            }),
+            Err(err) => Err(Status::from(err)),
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
