@@ -823,13 +823,25 @@ fn evaluation_loop(engine: Weak<Engine>) {
             std::mem::take(&mut *pending).into_iter().collect()
         };
         let now = now_micros();
+        let worked = !batch.is_empty();
         for learner in batch {
             if let Err(err) = strong.evaluate_learner(&learner, now) {
                 tracing::error!(error = %err, learner = %learner, "alert evaluation failed");
             }
         }
+        drop(strong);
+        if worked {
+            // Let touches accumulate: under load a learner answering ten
+            // times a second is evaluated a few times a second, not ten,
+            // and ingestion keeps the CPU; alerts still arrive well within
+            // the one-second promise.
+            std::thread::sleep(EVALUATION_COALESCE);
+        }
     }
 }
+
+/// Pause after an evaluation round, so that touches coalesce.
+pub const EVALUATION_COALESCE: Duration = Duration::from_millis(200);
 
 /// The periodic pass thread: one pass at start, then one per interval.
 fn pass_loop(engine: Weak<Engine>) {
