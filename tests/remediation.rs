@@ -206,3 +206,88 @@ async fn activity_is_idempotent_and_steers_the_policy() {
     );
     server.stop().await;
 }
+
+/// What RecommendNext served is remembered, so the at-risk signal "share of
+/// recommended modules started" counts the ones the learner then opened.
+#[tokio::test]
+async fn recommended_modules_feed_the_started_share_signal() {
+    use spoc_engine::domain::activity::{Activity, ActivityKind};
+    use spoc_engine::domain::catalog::{Format, Module, Skill};
+    use spoc_engine::domain::learner::{CohortRules, Learner, Program};
+    use spoc_engine::engine::params::ParamSet;
+    use spoc_engine::engine::{Engine, EngineConfig, now_micros};
+    use spoc_engine::store::Store;
+
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new(
+        Store::open(dir.path()).unwrap(),
+        EngineConfig {
+            mastery_threshold: 0.95,
+            params: ParamSet::load(None).unwrap(),
+        },
+    )
+    .unwrap();
+    let skill = Skill {
+        id: "a".into(),
+        name: "A".into(),
+        prerequisite_ids: vec![],
+    };
+    let modules = ["m1", "m2", "m3"].map(|id| Module {
+        id: id.into(),
+        title: id.into(),
+        skill_ids: vec!["a".into()],
+        format: Format::Video,
+        duration_minutes: 10,
+        language: "fr".into(),
+    });
+    engine
+        .import_catalog(vec![skill], modules.to_vec())
+        .await
+        .unwrap();
+    engine
+        .upsert_learner(Learner {
+            id: "l".into(),
+            company_id: "c".into(),
+            language: "fr".into(),
+            time_zone: String::new(),
+            display_name: String::new(),
+        })
+        .await
+        .unwrap();
+    let program = engine
+        .upsert_program(Program {
+            id: "p".into(),
+            name: "P".into(),
+            skill_ids: vec!["a".into()],
+            cohort_rules: CohortRules::default(),
+            start_date: None,
+            end_date: None,
+            risk_rules: Default::default(),
+        })
+        .await
+        .unwrap();
+    let enrolment = engine.enroll("l", "p").await.unwrap();
+    let served = engine
+        .recommend_next("l", "p", 2, &Default::default())
+        .unwrap();
+    assert_eq!(served.items.len(), 2);
+    engine
+        .record_activity(vec![Activity {
+            event_id: "e1".into(),
+            learner_id: "l".into(),
+            module_id: served.items[0].module_id.clone(),
+            program_id: "p".into(),
+            kind: ActivityKind::Started,
+            occurred_at: now_micros(),
+            time_spent_ms: 0,
+        }])
+        .await
+        .unwrap();
+    let input = engine
+        .signal_input(&program, &enrolment, now_micros() + 1, 0)
+        .unwrap();
+    assert_eq!(
+        (input.recommended_modules, input.recommended_started),
+        (2, 1)
+    );
+}

@@ -9,7 +9,8 @@
 //! The policy, in the order it is applied:
 //!
 //! 1. **Target the gap that blocks the learner now.** A skill is *mastered*
-//!    when P(mastered) ≥ the threshold. The candidate skills are the program's
+//!    when P(mastered) ≥ the threshold (and the prerequisite graph does not
+//!    contradict it, see 4). The candidate skills are the program's
 //!    unmastered skills whose prerequisites are all mastered: the outer fringe
 //!    of the learner's knowledge state (knowledge space theory). Work beyond
 //!    the fringe is work the learner cannot yet profit from. When a program
@@ -21,19 +22,46 @@
 //!    P(mastered) after one learning opportunity is `p + (1 − p) · learn`
 //!    (the posterior is a martingale, the transition adds the rest), so the
 //!    expected gain of a module on a skill is `(1 − p) · learn`. `learn` is
-//!    the fitted per-module rate when the model has one, the skill's default
+//!    the fitted per-module rate when the model has one (fitted on the
+//!    attempts of the whole population: this is how module quality, and the
+//!    real worth of a long module, enter the policy), the skill's default
 //!    otherwise. A module that teaches several candidate skills sums its
 //!    gains; skills it teaches that are not candidates count for nothing.
-//! 3. **Vary formats for skills that resist.** The module that has just
-//!    failed to move a skill is not offered again for it (unless nothing else
-//!    teaches it), and every earlier failure of a format (and, more, of the
-//!    very module) on a skill scales that module's gain down.
-//! 4. **Suspect the prerequisites of a skill that keeps resisting.** After
+//! 3. **Use the learner's own failures as evidence, not as vetoes.** A
+//!    module that did not move a skill is evidence that it teaches this
+//!    learner less well than the population rate says; so is, more weakly,
+//!    a failure of another module of the same format on that skill. The
+//!    rate is shrunk like the posterior mean of a Beta prior after `n`
+//!    failures, by `κ / (κ + n)` (see [`PolicyConfig`]): harmonically, not
+//!    geometrically, and never to zero. A module that just failed is thus
+//!    usually replaced by another one of similar cost, but it is not banned:
+//!    a 10-minute video that teaches with probability 0.3 and failed twice
+//!    is still a far better bet than a four-hour workshop, and the policy
+//!    says so in the reason when it repeats it.
+//! 4. **Doubt what the prerequisite graph rules out.** Knowledge states are
+//!    closed under prerequisites and mastery is not lost between modules, so
+//!    when a prerequisite had to be (re)learnt *after* the latest module on
+//!    a skill, all the evidence on that skill was gathered while the
+//!    prerequisite was unknown: the skill's P(mastered) came from lucky
+//!    answers. Such a skill counts as unmastered, is ranked as if unobserved
+//!    (its prior) and re-checked once its prerequisites are mastered.
+//! 5. **Suspect the prerequisites of a skill that keeps resisting.** After
 //!    [`PolicyConfig::review_after_failures`] consecutive failures on a skill,
 //!    its weakest prerequisite is re-checked first: a prerequisite that looks
 //!    mastered but is not (three lucky guesses) blocks learning for good, and
 //!    only a quiz on it can reveal that.
-//! 5. **Respect the learner's language** (primary subtag match: `fr` matches
+//! 6. **Certify the program jointly.** "The program is mastered" claims that
+//!    *every* skill is; with independent beliefs its probability is the
+//!    product of the P(mastered), which for 30 skills at 0.97 is 0.4. When
+//!    every program skill is at or above the threshold but that product is
+//!    below it, the status is [`Status::AllMastered`] and the items are
+//!    re-checks of the least certain skills (largest `(1 − p) · learn` per
+//!    minute first), until the joint confidence reaches the threshold. A
+//!    skill mastered on three lucky guesses (probability guess³, 1–3 % per
+//!    skill, so likely somewhere in a 30-skill program) is caught here
+//!    instead of being certified silently. An LMS that prefers a final exam
+//!    can ignore these items: the exam's answers raise the same beliefs.
+//! 7. **Respect the learner's language** (primary subtag match: `fr` matches
 //!    `fr-CA`). By default a skill without content in the learner's language
 //!    is reported, not silently served in another one; with
 //!    [`RecommendInput::allow_language_fallback`] such a skill is served in
@@ -61,11 +89,15 @@ pub struct PolicyConfig {
     /// (and stayed below the threshold): the quiz after it did not show
     /// learning.
     pub min_progress: f64,
-    /// Gain multiplier applied once per earlier failure of the module's
-    /// format on the skill: formats that did not work for this learner sink.
+    /// Gain multiplier after one earlier failure of the module's format on
+    /// the skill: formats that did not work for this learner sink. It sets
+    /// the strength κ = x / (1 − x) of a Beta prior, so that after `n`
+    /// failures the multiplier is κ / (κ + n) (the posterior mean of the
+    /// success rate relative to the prior mean).
     pub format_failure_penalty: f64,
-    /// Extra multiplier per earlier failure of the very same module on the
-    /// skill: the same content is even less likely to work the next time.
+    /// Extra multiplier after one earlier failure of the very same module on
+    /// the skill (the same content is even less likely to work the next
+    /// time); `n` failures give κ / (κ + n) likewise.
     pub module_failure_penalty: f64,
     /// Consecutive failures on a skill after which its weakest prerequisite
     /// is re-checked first; `0` disables prerequisite reviews.
@@ -73,10 +105,11 @@ pub struct PolicyConfig {
 }
 
 impl Default for PolicyConfig {
-    /// Values checked on the simulator over eight seeds (see `simulator`):
-    /// mild penalties (a single failure is weak evidence when modules teach
-    /// with probability 0.3–0.6), stronger for the very module than for its
-    /// format, and a prerequisite review after three failures in a row.
+    /// Mild penalties (a single failure is weak evidence when modules teach
+    /// with probability 0.3–0.6: one failure is worth about 2.3 pseudo-
+    /// attempts of prior for the module, 5.7 for its format), stronger for
+    /// the very module than for its format, and a prerequisite review after
+    /// three failures in a row. Checked on the simulator (see `simulator`).
     fn default() -> Self {
         Self {
             min_progress: 0.05,
@@ -148,7 +181,8 @@ pub struct RecommendInput<'a> {
 pub enum Target {
     /// Re-checks a mastered prerequisite of a skill that keeps resisting.
     PrerequisiteReview,
-    /// Teaches a ready (fringe) skill of the program.
+    /// Teaches a ready (fringe) skill of the program, or re-checks one whose
+    /// mastery is in doubt or not yet jointly certain.
     ProgramSkill,
     /// Teaches the deepest unmastered prerequisite of a blocked program skill.
     DeepPrerequisite,
@@ -187,7 +221,9 @@ pub struct Recommendation {
 pub enum Status {
     /// Modules were found for what the learner can learn now.
     Recommending,
-    /// Every program skill is mastered: nothing to recommend.
+    /// Every program skill is mastered. The items, if any, are re-checks of
+    /// the least certain skills while the joint confidence (the product of
+    /// the P(mastered)) is below the threshold; empty once it is not.
     AllMastered,
     /// Some skill needs work but no usable module teaches it.
     NoContent,
@@ -238,9 +274,20 @@ impl Fringe {
 /// P(mastered) of every skill as the policy sees it.
 struct Beliefs<'a> {
     input: &'a RecommendInput<'a>,
+    /// Skills at or above the threshold whose evidence the prerequisite
+    /// graph rules out, each with the prerequisite that was found unmastered
+    /// after the skill's latest module (see [`doubtful`]).
+    doubtful: BTreeMap<&'a str, &'a str>,
 }
 
-impl Beliefs<'_> {
+impl<'a> Beliefs<'a> {
+    fn new(input: &'a RecommendInput<'a>) -> Self {
+        Beliefs {
+            input,
+            doubtful: doubtful(input),
+        }
+    }
+
     fn params(&self, skill: &str) -> &BktParams {
         self.input
             .skill_params
@@ -261,7 +308,7 @@ impl Beliefs<'_> {
     }
 
     fn mastered(&self, skill: &str) -> bool {
-        self.p(skill) >= self.input.threshold
+        self.p(skill) >= self.input.threshold && !self.doubtful.contains_key(skill)
     }
 
     fn prereqs_mastered(&self, skill: &str) -> bool {
@@ -270,6 +317,75 @@ impl Beliefs<'_> {
             .get(skill)
             .is_none_or(|s| s.prerequisite_ids.iter().all(|q| self.mastered(q)))
     }
+
+    /// P(mastered) used for the expected gain: a doubtful skill's evidence
+    /// is void, so it counts as unobserved (its prior).
+    fn p_for_gain(&self, skill: &str) -> f64 {
+        if self.doubtful.contains_key(skill) {
+            self.params(skill).prior.clamp(0.0, 1.0)
+        } else {
+            self.p(skill)
+        }
+    }
+}
+
+/// Skills whose mastery the prerequisite graph contradicts.
+///
+/// Knowledge states are closed under prerequisites (a skill cannot be known
+/// while one of its prerequisites is not) and mastery is not lost between
+/// modules. So when a prerequisite `q` of a skill `s` had to be (re)learnt
+/// (a module was done on `q` while it was below the threshold) *after* the
+/// latest module on `s`, every piece of evidence on `s` was gathered while
+/// `q` was unknown: `s` was "mastered" by lucky answers (or while the learn
+/// transitions of the quizzes inflated it) and must be re-checked. Only
+/// skills at or above the threshold with a module in the history are
+/// concerned; a re-check (a newer module on `s`) clears the doubt.
+fn doubtful<'a>(input: &RecommendInput<'a>) -> BTreeMap<&'a str, &'a str> {
+    let mut out: BTreeMap<&'a str, &'a str> = BTreeMap::new();
+    if input.history.is_empty() {
+        return out;
+    }
+    // Index of the latest module on each skill, and of the latest module
+    // on it done while it was below the threshold.
+    let mut last_seen: BTreeMap<&'a str, usize> = BTreeMap::new();
+    let mut last_unmastered: BTreeMap<&'a str, usize> = BTreeMap::new();
+    for (i, entry) in input.history.iter().enumerate() {
+        for c in &entry.changes {
+            last_seen.insert(c.skill_id.as_str(), i);
+            if c.before < input.threshold {
+                last_unmastered.insert(c.skill_id.as_str(), i);
+            }
+        }
+    }
+    for (&s, &seen) in &last_seen {
+        let Some(skill) = input.skills.get(s) else {
+            continue;
+        };
+        let p = match input.mastery.get(s) {
+            Some(p) => *p,
+            None => {
+                input
+                    .skill_params
+                    .get(s)
+                    .unwrap_or(&input.default_params)
+                    .prior
+            }
+        };
+        if p.is_nan() || p < input.threshold {
+            continue;
+        }
+        let late = skill
+            .prerequisite_ids
+            .iter()
+            .filter_map(|q| last_unmastered.get_key_value(q.as_str()))
+            .filter(|(_, i)| **i > seen)
+            .map(|(q, _)| *q)
+            .min();
+        if let Some(q) = late {
+            out.insert(s, q);
+        }
+    }
+    out
 }
 
 /// Computes the fringe: the ready program skills and, for blocked program
@@ -277,7 +393,11 @@ impl Beliefs<'_> {
 /// the program). Terminates on any graph, cyclic or not, thanks to a visited
 /// set.
 pub fn fringe(input: &RecommendInput<'_>) -> Fringe {
-    let beliefs = Beliefs { input };
+    fringe_of(&Beliefs::new(input))
+}
+
+fn fringe_of(beliefs: &Beliefs<'_>) -> Fringe {
+    let input = beliefs.input;
     let program: BTreeSet<&str> = input.program_skill_ids.iter().map(String::as_str).collect();
     let mut out = Fringe::default();
     for &skill in &program {
@@ -330,6 +450,29 @@ struct SkillRecord<'h> {
     just_failed: Option<&'h str>,
     /// Failures since the last success or review of a prerequisite.
     streak: u32,
+}
+
+/// The posterior multiplier of a success rate after `failures` failures and
+/// no success, under a Beta prior whose strength makes one failure multiply
+/// the rate by `after_one`: with strength κ = after_one / (1 − after_one)
+/// pseudo-attempts, the posterior mean is the prior mean times κ / (κ + n).
+/// It falls harmonically, not geometrically: a handful of failures of a
+/// module that teaches with probability 0.3 is not unusual, and should not
+/// send the learner to a module ten times longer.
+fn shrink(after_one: f64, failures: u32) -> f64 {
+    if failures == 0 {
+        return 1.0;
+    }
+    let a = if after_one.is_finite() {
+        after_one.clamp(0.0, 0.999)
+    } else {
+        1.0
+    };
+    if a >= 0.999 {
+        return 1.0;
+    }
+    let kappa = a / (1.0 - a);
+    kappa / (kappa + f64::from(failures))
 }
 
 fn failed(change: &SkillChange, config: &PolicyConfig, threshold: f64) -> bool {
@@ -391,6 +534,9 @@ struct Candidate<'a> {
     /// For deep prerequisites: the program skills that need it; for reviews:
     /// the resisting skill.
     for_skills: Vec<&'a str>,
+    /// For a certification re-check (every program skill is mastered, not
+    /// jointly): the joint confidence.
+    recheck: Option<f64>,
 }
 
 /// Names a skill for a trainer: its name, or its id when unknown.
@@ -426,9 +572,14 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
             ));
         }
     }
-    let beliefs = Beliefs { input };
-    let fr = fringe(input);
-    if fr.unmastered_program.is_empty() {
+    let beliefs = Beliefs::new(input);
+    let fr = fringe_of(&beliefs);
+    // Joint confidence that every program skill is mastered (independent
+    // BKT beliefs): what "the program is mastered" really claims.
+    let program: BTreeSet<&str> = input.program_skill_ids.iter().map(String::as_str).collect();
+    let joint: f64 = program.iter().map(|s| beliefs.p(s)).product();
+    let certifying = fr.unmastered_program.is_empty();
+    if certifying && (joint >= input.threshold || input.count == 0) {
         return Ok(Recommendations {
             items: Vec::new(),
             status: Status::AllMastered,
@@ -445,12 +596,28 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
 
     // The candidate skills, with their band.
     let mut candidates: BTreeMap<&str, Candidate<'_>> = BTreeMap::new();
+    if certifying {
+        // Every skill is above the threshold but the joint confidence is
+        // not: re-check the least certain skills (the gain (1 − p) · learn
+        // ranks them, cheapest first).
+        for &s in &program {
+            candidates.insert(
+                s,
+                Candidate {
+                    target: Target::ProgramSkill,
+                    for_skills: Vec::new(),
+                    recheck: Some(joint),
+                },
+            );
+        }
+    }
     for s in &fr.ready {
         candidates.insert(
             s.as_str(),
             Candidate {
                 target: Target::ProgramSkill,
                 for_skills: Vec::new(),
+                recheck: None,
             },
         );
     }
@@ -460,6 +627,7 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
             Candidate {
                 target: Target::DeepPrerequisite,
                 for_skills: needed_by.iter().map(String::as_str).collect(),
+                recheck: None,
             },
         );
     }
@@ -469,7 +637,7 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
         .collect();
 
     // Prerequisite reviews for skills that keep resisting.
-    if input.config.review_after_failures > 0 {
+    if input.config.review_after_failures > 0 && !certifying {
         let resisting: Vec<(&str, u32)> = records
             .iter()
             .filter(|(_, r)| r.streak >= input.config.review_after_failures)
@@ -488,6 +656,7 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
                 let entry = candidates.entry(q).or_insert(Candidate {
                     target: Target::PrerequisiteReview,
                     for_skills: Vec::new(),
+                    recheck: None,
                 });
                 entry.for_skills.push(skill);
                 records.entry(q).or_insert_with(|| record(input, &by_id, q));
@@ -509,26 +678,6 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
             }
         }
     }
-    // Skills whose only usable module is the one that just failed: it is
-    // re-admitted rather than leaving the skill without content.
-    let mut usable_count: BTreeMap<&str, usize> = BTreeMap::new();
-    for m in input.modules {
-        if input.exclude.contains(&m.id) {
-            continue;
-        }
-        let matches = language_matches(input.language, &m.language);
-        for s in &m.skill_ids {
-            let Some((&s, _)) = candidates.get_key_value(s.as_str()) else {
-                continue;
-            };
-            let lang_ok = matches || (input.allow_language_fallback && !in_language.contains(s));
-            let just_failed = records[s].just_failed == Some(m.id.as_str());
-            if lang_ok && !just_failed {
-                *usable_count.entry(s).or_default() += 1;
-            }
-        }
-    }
-
     // Score every module.
     struct Scored<'m> {
         module: &'m Module,
@@ -566,9 +715,6 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
             }
             let rec = &records[s];
             let just_failed = rec.just_failed == Some(m.id.as_str());
-            if just_failed && usable_count.get(s).copied().unwrap_or(0) > 0 {
-                continue;
-            }
             let rate = input
                 .module_learn_rates
                 .get(&m.id)
@@ -579,7 +725,7 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
             } else {
                 0.0
             };
-            let p = beliefs.p(s);
+            let p = beliefs.p_for_gain(s);
             let g = if cand.target == Target::PrerequisiteReview {
                 // A review's worth is the diagnosis, not the tiny gain of a
                 // mastered skill: give it a floor so that it ranks by speed.
@@ -589,8 +735,8 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
             };
             let fmt_fails = rec.format_failures.get(&m.format).copied().unwrap_or(0);
             let mod_fails = rec.module_failures.get(m.id.as_str()).copied().unwrap_or(0);
-            let penalty = input.config.format_failure_penalty.powi(fmt_fails as i32)
-                * input.config.module_failure_penalty.powi(mod_fails as i32);
+            let penalty = shrink(input.config.format_failure_penalty, fmt_fails)
+                * shrink(input.config.module_failure_penalty, mod_fails);
             gain += (1.0 - p) * rate;
             score_gain += g * penalty;
             target = target.min(cand.target);
@@ -675,7 +821,7 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
         format!(" in language '{}'", input.language)
     };
     for (&s, cand) in &candidates {
-        if cand.target == Target::PrerequisiteReview {
+        if cand.target == Target::PrerequisiteReview || cand.recheck.is_some() {
             continue;
         }
         if !any_language.contains(s) {
@@ -690,7 +836,9 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
             ));
         }
     }
-    let status = if items.is_empty() {
+    let status = if certifying {
+        Status::AllMastered
+    } else if items.is_empty() {
         Status::NoContent
     } else {
         Status::Recommending
@@ -702,7 +850,12 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
                 if excluded_hits == 1 { " is" } else { "s are" }
             ));
         }
-        if problems.is_empty() {
+        if certifying {
+            problems.push(format!(
+                "every program skill is mastered (P(mastered) ≥ {}), but jointly only at {joint:.2}: re-checks of the least certain skills are offered",
+                input.threshold
+            ));
+        } else if problems.is_empty() {
             let names: Vec<String> = candidates.keys().map(|s| quoted(input.skills, s)).collect();
             problems.push(format!(
                 "only {} module{} teach{} what the learner can learn now ({})",
@@ -781,12 +934,25 @@ fn explain(
                 quoted(skills, primary),
             )
         }
+        Target::ProgramSkill | Target::DeepPrerequisite if cand.recheck.is_some() => format!(
+            "re-checking skill {} (at {p:.2}) before the program counts as mastered: every program skill is at or above {}, but the confidence that all are mastered is only {:.2}",
+            quoted(skills, primary),
+            input.threshold,
+            cand.recheck.unwrap_or(0.0),
+        ),
         Target::ProgramSkill | Target::DeepPrerequisite => {
-            let mut t = format!(
-                "skill {} at {p:.2}, below {}",
-                quoted(skills, primary),
-                input.threshold
-            );
+            let mut t = match beliefs.doubtful.get(primary) {
+                Some(q) => format!(
+                    "re-checking skill {} (at {p:.2}): it counted as mastered while its prerequisite {} was not, which the prerequisite graph rules out",
+                    quoted(skills, primary),
+                    quoted(skills, q)
+                ),
+                None => format!(
+                    "skill {} at {p:.2}, below {}",
+                    quoted(skills, primary),
+                    input.threshold
+                ),
+            };
             let prereqs: Vec<String> = skills
                 .get(primary)
                 .map(|s| {
@@ -844,7 +1010,9 @@ fn explain(
         }
     }
     if repeated {
-        text.push_str("; repeated although it just failed: no other module teaches it");
+        text.push_str(
+            "; repeated although it just failed: still the best expected gain per minute",
+        );
     }
     if fallback {
         text.push_str(&format!(
@@ -894,6 +1062,7 @@ mod tests {
         count: usize,
         exclude: BTreeSet<String>,
         fallback: bool,
+        config: PolicyConfig,
     }
 
     impl Case {
@@ -922,6 +1091,7 @@ mod tests {
                 count: 10,
                 exclude: BTreeSet::new(),
                 fallback: false,
+                config: PolicyConfig::default(),
             }
         }
 
@@ -940,7 +1110,7 @@ mod tests {
                 count: self.count,
                 exclude: &self.exclude,
                 allow_language_fallback: self.fallback,
-                config: PolicyConfig::default(),
+                config: self.config,
             })
             .unwrap()
         }
@@ -1031,29 +1201,26 @@ mod tests {
     }
 
     #[test]
-    fn a_module_that_just_failed_is_not_repeated_and_its_format_sinks() {
+    fn a_module_that_just_failed_sinks_below_its_peers_and_its_format_too() {
         let mut case = Case::new();
         case.modules
             .push(module("mb3", &["b"], Format::Video, 11, "en"));
         case.failed("mb1", "b", 0.2, 0.17);
-        let r = case.run();
-        let order = ids(&r);
-        assert!(!order.contains(&"mb1"), "{order:?}");
-        let b_items: Vec<&Recommendation> = r.items.iter().filter(|i| i.skill_id == "b").collect();
-        // Without the failure mb3 (video, 11 min) beats mb2 (exercise, 15 min);
-        // a failed video on b penalises mb3 to 0.85 of its gain: still first.
-        assert_eq!(b_items[0].module_id, "mb3");
-        // A second video failure on b makes the exercise win (mb1 is back,
-        // but at 0.85² · 0.7 of its gain).
+        let b = |r: &Recommendations| -> Vec<String> {
+            r.items
+                .iter()
+                .filter(|i| i.skill_id == "b")
+                .map(|i| i.module_id.clone())
+                .collect()
+        };
+        // Without the failure mb1 (video, 10 min) beats mb3 (video, 11) and
+        // mb2 (exercise, 15). After it: mb1 at 0.85 · 0.7 of its gain per
+        // minute, mb3 at 0.85 (same format), mb2 untouched.
+        assert_eq!(b(&case.run()), ["mb3", "mb2", "mb1"]);
+        // A second video failure on b makes the exercise win.
         case.failed("mb3", "b", 0.17, 0.16);
         let r = case.run();
-        let b: Vec<&str> = r
-            .items
-            .iter()
-            .filter(|i| i.skill_id == "b")
-            .map(|i| i.module_id.as_str())
-            .collect();
-        assert_eq!(b[0], "mb2", "{b:?}");
+        assert_eq!(b(&r)[0], "mb2", "{:?}", b(&r));
         assert!(
             r.items
                 .iter()
@@ -1065,6 +1232,40 @@ mod tests {
     }
 
     #[test]
+    fn failures_shrink_a_module_harmonically_not_to_nothing() {
+        assert_eq!(shrink(0.7, 0), 1.0);
+        assert!((shrink(0.7, 1) - 0.7).abs() < 1e-12);
+        // κ = 7/3: two failures give κ / (κ + 2) = 7 / 13.
+        assert!((shrink(0.7, 2) - 7.0 / 13.0).abs() < 1e-12);
+        assert!(shrink(0.7, 20) > 0.1 && shrink(0.7, 20) < shrink(0.7, 19));
+        assert_eq!(shrink(1.0, 5), 1.0, "no penalty configured");
+        assert_eq!(shrink(f64::NAN, 5), 1.0);
+        // A 10-minute video that failed five times still beats a 200-minute
+        // workshop on the same skill: 5 failures are no proof it cannot work.
+        let mut case = Case::new();
+        case.program = vec!["d".into()];
+        case.modules
+            .push(module("md-long", &["d"], Format::Workshop, 200, "en"));
+        case.modules
+            .push(module("md-v", &["d"], Format::Video, 10, "en"));
+        for _ in 0..5 {
+            case.failed("md-v", "d", 0.2, 0.18);
+        }
+        case.config.review_after_failures = 0;
+        assert_eq!(ids(&case.run())[0], "md", "the untried document first");
+        case.exclude.insert("md".into());
+        let r = case.run();
+        assert_eq!(ids(&r), ["md-v", "md-long"]);
+        assert!(
+            r.items[0]
+                .reason
+                .contains("repeated although it just failed"),
+            "{}",
+            r.items[0].reason
+        );
+    }
+
+    #[test]
     fn the_only_module_is_repeated_with_a_reason() {
         let mut case = Case::new();
         case.program = vec!["d".into()];
@@ -1072,7 +1273,9 @@ mod tests {
         let r = case.run();
         assert_eq!(ids(&r), ["md"]);
         assert!(
-            r.items[0].reason.contains("no other module teaches it"),
+            r.items[0]
+                .reason
+                .contains("repeated although it just failed"),
             "{}",
             r.items[0].reason
         );
@@ -1159,10 +1362,11 @@ mod tests {
     fn all_mastered_and_excluded_modules_are_explained() {
         let mut case = Case::new();
         for s in ["b", "c", "d"] {
-            case.mastery.insert(s.into(), 0.96);
+            case.mastery.insert(s.into(), 0.999);
         }
         let r = case.run();
         assert_eq!(r.status, Status::AllMastered);
+        assert!(r.items.is_empty());
         assert!(
             r.shortfall
                 .unwrap()
@@ -1177,6 +1381,69 @@ mod tests {
                 .unwrap()
                 .contains("2 suitable modules are excluded by the caller")
         );
+    }
+
+    #[test]
+    fn every_skill_mastered_but_not_jointly_asks_for_re_checks() {
+        let mut case = Case::new();
+        // 0.96 · 0.99 · 0.999 ≈ 0.95 < ... just below: c is the least certain.
+        case.mastery.insert("b".into(), 0.99);
+        case.mastery.insert("c".into(), 0.955);
+        case.mastery.insert("d".into(), 0.999);
+        let r = case.run();
+        assert_eq!(r.status, Status::AllMastered);
+        assert_eq!(r.items[0].module_id, "mc", "{:?}", ids(&r));
+        assert_eq!(r.items[0].target, Target::ProgramSkill);
+        assert!(
+            r.items[0]
+                .reason
+                .contains("re-checking skill 'C' (at 0.95)")
+                && r.items[0]
+                    .reason
+                    .contains("confidence that all are mastered is only 0.94"),
+            "{}",
+            r.items[0].reason
+        );
+        // One more confirmation and the program is certified.
+        case.mastery.insert("c".into(), 0.999);
+        let r = case.run();
+        assert_eq!((r.status, r.items.len()), (Status::AllMastered, 0));
+    }
+
+    #[test]
+    fn a_skill_mastered_while_its_prerequisite_was_not_is_re_checked() {
+        let mut case = Case::new();
+        case.program = vec!["b".into(), "d".into()];
+        // b looked mastered after one quiz (three lucky answers)...
+        case.failed("mb1", "b", 0.2, 0.977);
+        // ... then its prerequisite a had to be learnt again.
+        case.failed("ma", "a", 0.4, 0.97);
+        case.mastery.insert("b".into(), 0.977);
+        case.mastery.insert("d".into(), 0.99);
+        let r = case.run();
+        assert_eq!(r.status, Status::Recommending);
+        assert_eq!(r.items[0].skill_id, "b", "{:?}", ids(&r));
+        assert!(
+            r.items[0]
+                .reason
+                .contains("it counted as mastered while its prerequisite 'A' was not"),
+            "{}",
+            r.items[0].reason
+        );
+        // Ranked as unobserved: the gain is the prior's.
+        assert!((r.items[0].expected_gain - 0.8 * 0.15).abs() < 1e-12);
+        // A newer module on b clears the doubt.
+        case.failed("mb2", "b", 0.977, 0.995);
+        case.mastery.insert("b".into(), 0.995);
+        assert_eq!(case.run().status, Status::AllMastered);
+        // The doubt waits for the prerequisite: with a unmastered, a first.
+        let mut case = Case::new();
+        case.program = vec!["b".into()];
+        case.failed("mb1", "b", 0.2, 0.977);
+        case.failed("ma", "a", 0.4, 0.6);
+        case.mastery.insert("a".into(), 0.6);
+        case.mastery.insert("b".into(), 0.977);
+        assert_eq!(ids(&case.run()), ["ma"]);
     }
 
     #[test]

@@ -536,6 +536,24 @@ impl Engine {
                 }
             }
         }
+        // Program modules recommended to the learner, and how many of them
+        // the learner opened after the first recommendation.
+        let mut recommended_modules = 0;
+        let mut recommended_started = 0;
+        for (module, first) in self.store.recommended(learner)? {
+            if first > now || !modules.contains(module.as_str()) {
+                continue;
+            }
+            recommended_modules += 1;
+            let opened = activities.iter().any(|a| {
+                a.activity.module_id == module
+                    && a.activity.occurred_at >= first
+                    && a.activity.occurred_at <= now
+            });
+            if opened {
+                recommended_started += 1;
+            }
+        }
         Ok(SignalInput {
             now,
             calendar: ProgramCalendar {
@@ -549,9 +567,8 @@ impl Engine {
             attempts,
             time_spent_ms,
             cohort_median_time_spent_ms,
-            // Recommendations are not stored: the signal stays neutral.
-            recommended_modules: 0,
-            recommended_started: 0,
+            recommended_modules,
+            recommended_started,
             skill_names: program
                 .skill_ids
                 .iter()

@@ -142,7 +142,7 @@ impl Engine {
                 .copied()
                 .unwrap_or_else(|| params.for_skill(skill).prior)
         });
-        recommend(&RecommendInput {
+        let answer = recommend(&RecommendInput {
             skills: &catalog.skills,
             modules: &catalog.modules,
             program_skill_ids: &program.skill_ids,
@@ -157,6 +157,15 @@ impl Engine {
             exclude,
             allow_language_fallback: false,
             config: PolicyConfig::default(),
-        })
+        })?;
+        // Best effort: a failure here must not cost the LMS its answer.
+        let shown = answer.items.iter().map(|r| r.module_id.as_str());
+        if let Err(err) = self
+            .store
+            .note_recommended(learner_id, shown, super::now_micros())
+        {
+            tracing::warn!(error = %err, "could not record recommendations");
+        }
+        Ok(answer)
     }
 }

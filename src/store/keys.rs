@@ -20,6 +20,7 @@
 //! | `mastery`       | learner id `00` skill id                                | `MasteryState`         |
 //! | `activities`    | event id                                                | `StoredActivity`       |
 //! | `learner_activity` | learner id `00` occurred_at (8 bytes, order-preserving) event id | `StoredActivity` (index) |
+//! | `recommended`   | learner id `00` module id                               | `Micros` first recommended (best effort) |
 //! | `cohorts`       | program id `00` cohort id                               | `StoredCohort`         |
 //! | `cohort_index`  | cohort id                                               | program id (`String`)  |
 //! | `cohort_formations` | program id                                          | `FormationRecord`      |

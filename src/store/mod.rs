@@ -15,6 +15,7 @@ pub mod cohorts;
 pub mod durability;
 pub mod keys;
 pub mod models;
+pub mod recommended;
 pub mod table;
 pub mod wal;
 

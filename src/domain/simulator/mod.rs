@@ -16,25 +16,35 @@
 //!    ([`crate::domain::bkt::BktParams::update`]) to give the engine's
 //!    P(mastered), which the next pick sees;
 //!
-//! until every program skill is truly mastered, the policy has nothing left
-//! to offer, or a time cap is reached (the learner is then *censored*).
+//! until every program skill is truly mastered, or the policy has nothing
+//! left to offer and the LMS's final exam confirms it (the learner is then
+//! *stopped*: a false certification, reported as such), or a time cap is
+//! reached (the learner is then *censored*).
+//!
+//! Learners are served in cohorts of [`SimOptions::refit_every`]; before
+//! each cohort the per-module learn rates are fitted on the adaptive runs of
+//! the learners already served and handed to the adaptive policy, as the
+//! engine's fitted model is in production (see [`population`]). The other
+//! policies use no rates, so cohorts change nothing for them.
 //!
 //! Everything is drawn from [`rand_chacha::ChaCha8Rng`] streams derived from
 //! the seed: the world on one stream, each learner on its own stream, and
 //! each policy replays the *same* learner with the *same* random stream
 //! (common random numbers), so differences between policies are not noise of
-//! the draw. Learners run in parallel (rayon) and are collected in order, so
-//! the report depends on the seed only.
+//! the draw. Learners of a cohort run in parallel (rayon) and are collected
+//! in order, and the fit is sequential, so the report depends on the seed
+//! (and options) only.
 //!
 //! Module map: [`world`] builds the catalog and the hidden learners,
-//! [`policies`] the three policies compared, [`run`] the LMS loop and
-//! [`report`] the figures.
+//! [`policies`] the three policies compared, [`run`] the LMS loop,
+//! [`population`] the fit of per-module rates and [`report`] the figures.
 //!
 //! A dropout behaviour (for training an at-risk model) is meant to plug into
 //! [`run::run_learner`]: the loop already returns a per-learner
 //! [`run::LearnerOutcome`] and has one place where a learner can stop.
 
 pub mod policies;
+pub mod population;
 pub mod report;
 pub mod run;
 pub mod world;
@@ -72,6 +82,10 @@ pub struct SimOptions {
     pub french_share: f64,
     /// Tuning constants of the adaptive policy.
     pub policy: PolicyConfig,
+    /// Learners per cohort: before each cohort the per-module learn rates
+    /// are refitted on the adaptive runs of the learners served before
+    /// (see [`population`]); `0` never fits (the engine keeps its defaults).
+    pub refit_every: usize,
 }
 
 impl Default for SimOptions {
@@ -87,6 +101,7 @@ impl Default for SimOptions {
             threshold: DEFAULT_THRESHOLD,
             french_share: 0.2,
             policy: PolicyConfig::default(),
+            refit_every: 50,
         }
     }
 }
@@ -97,13 +112,37 @@ impl Default for SimOptions {
 /// number of threads.
 pub fn simulate(options: &SimOptions) -> SimReport {
     let world = World::generate(options);
-    let outcomes: Vec<[run::LearnerOutcome; 3]> = (0..options.learners)
-        .into_par_iter()
-        .map(|i| {
-            let learner = world.learner(options, i);
-            PolicyKind::ALL.map(|kind| run::run_learner(&world, &learner, kind, options, i))
-        })
-        .collect();
+    let cohort = match options.refit_every {
+        0 => options.learners.max(1),
+        n => n,
+    };
+    let mut outcomes: Vec<[run::LearnerOutcome; 3]> = Vec::with_capacity(options.learners);
+    let mut traces: Vec<population::Trace> = Vec::new();
+    let mut rates = std::collections::BTreeMap::new();
+    for start in (0..options.learners).step_by(cohort) {
+        if options.refit_every > 0 && start > 0 {
+            rates = population::fit_module_rates(&world, &traces);
+        }
+        let end = (start + cohort).min(options.learners);
+        let done: Vec<([run::LearnerOutcome; 3], population::Trace)> = (start..end)
+            .into_par_iter()
+            .map(|i| {
+                let learner = world.learner(options, i);
+                let mut trace = population::Trace::default();
+                let result = PolicyKind::ALL.map(|kind| {
+                    let record = (kind == PolicyKind::Adaptive).then_some(&mut trace);
+                    run::run_learner(&world, &learner, kind, options, i, &rates, record)
+                });
+                (result, trace)
+            })
+            .collect();
+        for (result, trace) in done {
+            outcomes.push(result);
+            if options.refit_every > 0 {
+                traces.push(trace);
+            }
+        }
+    }
     report::summarise(options, &outcomes)
 }
 
@@ -150,6 +189,21 @@ mod tests {
             table.contains("adaptive") && table.contains("random_ready"),
             "{table}"
         );
+    }
+
+    /// The population fit is the engine's data flow for the adaptive policy
+    /// only: the other policies do exactly the same without it, and the
+    /// adaptive one changes once rates are fitted (learners 50..60).
+    #[test]
+    fn population_rates_only_change_the_adaptive_policy() {
+        let with = simulate(&small(3));
+        let without = simulate(&SimOptions {
+            refit_every: 0,
+            ..small(3)
+        });
+        assert_eq!(with.policies.fixed, without.policies.fixed);
+        assert_eq!(with.policies.random_ready, without.policies.random_ready);
+        assert_ne!(with.policies.adaptive, without.policies.adaptive);
     }
 
     /// The weaker, debug-speed version of the release target (30 % below

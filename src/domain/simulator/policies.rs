@@ -1,7 +1,9 @@
 //! The three policies the simulator compares.
 //!
 //! * **adaptive**: the production policy,
-//!   [`crate::domain::remediation::recommend`], asked for one module.
+//!   [`crate::domain::remediation::recommend`], asked for one module, with
+//!   the per-module learn rates fitted on earlier learners (see
+//!   [`super::population`]).
 //! * **fixed**: what a typical course does. Skills in topological order of
 //!   the prerequisite graph (ties by id); for the current skill, its modules
 //!   in the learner's language in catalog order, cycling back to the first
@@ -9,8 +11,9 @@
 //!   engine's P(mastered) of the current one reaches the threshold (the
 //!   mastery-learning course of the brief; it never gives up on a skill). At
 //!   the end of the course, when the LMS's final exam reopens skills, it goes
-//!   through the course again, skipping mastered skills. It is given the same quizzes and the same BKT as the
-//!   adaptive policy: only the choice of module differs.
+//!   through the course again, skipping mastered skills. It is given the
+//!   same quizzes and the same BKT as the adaptive policy: only the choice
+//!   of module differs.
 //! * **random_ready**: a module drawn uniformly among the modules in the
 //!   learner's language that teach a skill of the engine's fringe (ready
 //!   program skills or deepest unmastered prerequisites): knows what to
@@ -69,23 +72,14 @@ pub struct View<'a> {
     pub history: &'a [ModuleOutcome],
     /// Options of the run (threshold, policy constants).
     pub options: &'a SimOptions,
-}
-
-/// Empty maps shared by the inputs (no fitted per-skill or per-module rates:
-/// the engine only knows the defaults).
-struct Empty {
-    params: BTreeMap<String, BktParams>,
-    rates: BTreeMap<String, f64>,
-    exclude: BTreeSet<String>,
+    /// Per-module learn rates fitted on the learners served before (see
+    /// [`super::population`]); empty for the first cohort.
+    pub rates: &'a BTreeMap<String, f64>,
 }
 
 impl View<'_> {
     fn with_input<T>(&self, count: usize, f: impl FnOnce(&RecommendInput<'_>) -> T) -> T {
-        let empty = Empty {
-            params: BTreeMap::new(),
-            rates: BTreeMap::new(),
-            exclude: BTreeSet::new(),
-        };
+        let (params, exclude) = (BTreeMap::new(), BTreeSet::new());
         let input = RecommendInput {
             skills: &self.world.skills,
             modules: &self.world.modules,
@@ -93,12 +87,12 @@ impl View<'_> {
             mastery: self.mastery,
             threshold: self.options.threshold,
             default_params: BktParams::default(),
-            skill_params: &empty.params,
-            module_learn_rates: &empty.rates,
+            skill_params: &params,
+            module_learn_rates: self.rates,
             language: self.language,
             history: self.history,
             count,
-            exclude: &empty.exclude,
+            exclude: &exclude,
             allow_language_fallback: false,
             config: self.options.policy,
         };

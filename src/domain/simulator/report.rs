@@ -130,7 +130,7 @@ impl fmt::Display for SimReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<13} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>7} {:>8}",
+            "{:<13} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>7} {:>8} {:>7}",
             "policy",
             "learners",
             "median",
@@ -139,7 +139,8 @@ impl fmt::Display for SimReport {
             "vs fixed",
             "useful",
             "modules",
-            "censored"
+            "censored",
+            "stopped"
         )?;
         let p = &self.policies;
         for (kind, r) in PolicyKind::ALL
@@ -148,7 +149,7 @@ impl fmt::Display for SimReport {
         {
             writeln!(
                 f,
-                "{:<13} {:>8} {:>8.0} {:>8.0} {:>9.0} {:>+8.1}% {:>7.1}% {:>7.1} {:>8}",
+                "{:<13} {:>8} {:>8.0} {:>8.0} {:>9.0} {:>+8.1}% {:>7.1}% {:>7.1} {:>8} {:>7}",
                 kind.name(),
                 r.learners,
                 r.median_minutes,
@@ -157,14 +158,16 @@ impl fmt::Display for SimReport {
                 100.0 * r.median_vs_fixed,
                 100.0 * r.useful_share,
                 r.mean_recommendations,
-                r.censored + r.stopped,
+                r.censored,
+                r.stopped,
             )?;
         }
         write!(
             f,
             "minutes of learner time to full true mastery of the program (median, 90th percentile, mean);\n\
              useful = share of modules targeting a skill the learner could learn and had not; \
-             censored learners count at the time cap"
+             censored = time cap reached; stopped = the LMS certified the program (policy done, final exam passed) \
+             although a skill was not truly mastered; both count at the time cap"
         )
     }
 }

@@ -7,12 +7,16 @@ use rand_chacha::ChaCha8Rng;
 
 use super::SimOptions;
 use super::policies::{Policy, PolicyKind, View};
+use super::population::{Step, Trace};
 use super::world::{LEARNER_STREAM, SimLearner, World, rng};
 use crate::domain::bkt::{BktParams, Observation};
 use crate::domain::remediation::{ModuleOutcome, SkillChange};
 
 /// Most recent modules passed to the policy (what an LMS would keep).
 const HISTORY_WINDOW: usize = 40;
+
+/// What the LMS records of a run for the population fit, when asked.
+type Recorder<'a> = Option<&'a mut Trace>;
 
 /// One quiz item on skill `s`, answered by the learner with slip and guess.
 fn answer(learner: &SimLearner, known: bool, rng: &mut ChaCha8Rng) -> Observation {
@@ -28,8 +32,8 @@ fn answer(learner: &SimLearner, known: bool, rng: &mut ChaCha8Rng) -> Observatio
 }
 
 /// The end-of-course exam: `quiz_items` items on every program skill,
-/// through the engine's BKT. Returns whether it reopened a skill (some
-/// program skill fell below the threshold).
+/// through the engine's BKT (the caller counts its minutes). Returns whether
+/// it reopened a skill (some program skill fell below the threshold).
 fn final_exam(
     world: &World,
     learner: &SimLearner,
@@ -37,17 +41,29 @@ fn final_exam(
     known: &[bool],
     mastery: &mut BTreeMap<String, f64>,
     rng: &mut ChaCha8Rng,
-    out: &mut LearnerOutcome,
+    trace: &mut Recorder<'_>,
 ) -> bool {
     let engine = BktParams::default();
     let mut reopened = false;
     for id in &world.program {
         let s = world.skill_index[id];
         let mut p = mastery.get(id).copied().unwrap_or(engine.prior);
+        let mut correct = 0;
         for _ in 0..options.quiz_items {
-            p = engine.update(p, answer(learner, known[s], rng));
+            let a = answer(learner, known[s], rng);
+            correct += u32::from(a.correct);
+            p = engine.update(p, a);
         }
-        out.minutes += options.quiz_items * options.minutes_per_item;
+        if let Some(t) = trace.as_deref_mut() {
+            t.push(
+                s,
+                Step {
+                    module: None,
+                    correct,
+                    items: options.quiz_items,
+                },
+            );
+        }
         reopened |= p < options.threshold;
         mastery.insert(id.clone(), p);
     }
@@ -59,9 +75,10 @@ fn final_exam(
 pub enum End {
     /// Every program skill truly mastered.
     Mastered,
-    /// The policy had nothing more to offer before true mastery, even after
-    /// the final exams (the engine believes a skill mastered that is not, or
-    /// no content).
+    /// The policy had nothing more to offer and the LMS's final exam passed
+    /// before true mastery: the program would be certified although the
+    /// learner has not mastered it (lucky answers the engine could not tell
+    /// apart from mastery). Reported, never silent.
     Stopped,
     /// The time cap was reached.
     Capped,
@@ -82,14 +99,18 @@ pub struct LearnerOutcome {
 }
 
 /// Plays the LMS loop (see the module doc of `simulator`) for `learner`
-/// under policy `kind`. Draws come from the learner's own stream, the same
-/// for every policy.
+/// under policy `kind`, with the per-module learn rates fitted so far
+/// (`rates`, used by the adaptive policy only), recording what the LMS sees
+/// into `trace` when given. Draws come from the learner's own stream, the
+/// same for every policy.
 pub fn run_learner(
     world: &World,
     learner: &SimLearner,
     kind: PolicyKind,
     options: &SimOptions,
     index: usize,
+    rates: &BTreeMap<String, f64>,
+    mut trace: Recorder<'_>,
 ) -> LearnerOutcome {
     // Another stream than the learner's generation, shared by all policies.
     let mut rng = rng(
@@ -124,19 +145,25 @@ pub fn run_learner(
             mastery: &mastery,
             history: &history[start..],
             options,
+            rates,
         };
         let Some(m) = policy.next(&view, &mut rng) else {
             // The course is over for the engine: the LMS's final exam, the
             // same for every policy, may reopen skills believed mastered.
-            if !final_exam(
+            let reopened = final_exam(
                 world,
                 learner,
                 options,
                 &known,
                 &mut mastery,
                 &mut rng,
-                &mut out,
-            ) {
+                &mut trace,
+            );
+            out.minutes +=
+                world.program.len() as u32 * options.quiz_items * options.minutes_per_item;
+            if !reopened {
+                // The LMS certifies the program although a skill is not
+                // truly mastered: a false certification, reported as such.
                 out.end = End::Stopped;
                 return out;
             }
@@ -164,8 +191,21 @@ pub fn run_learner(
             let id = &world.skill_ids[s];
             let before = mastery.get(id).copied().unwrap_or(engine.prior);
             let mut p = before;
+            let mut correct = 0;
             for _ in 0..options.quiz_items {
-                p = engine.update(p, answer(learner, known[s], &mut rng));
+                let a = answer(learner, known[s], &mut rng);
+                correct += u32::from(a.correct);
+                p = engine.update(p, a);
+            }
+            if let Some(t) = trace.as_deref_mut() {
+                t.push(
+                    s,
+                    Step {
+                        module: Some(m as u32),
+                        correct,
+                        items: options.quiz_items,
+                    },
+                );
             }
             mastery.insert(id.clone(), p);
             changes.push(SkillChange {
