@@ -35,6 +35,11 @@ fn attempts(tag: &str, client: usize, call: usize, batch: usize) -> Vec<pb::Atte
         .collect()
 }
 
+/// The domain form of bench attempts, as the gRPC edge would convert them.
+fn convert_attempts(batch: Vec<pb::Attempt>) -> Vec<spoc_engine::domain::mastery::Attempt> {
+    spoc_engine::api::convert::attempts(batch, spoc_engine::engine::now_micros()).expect("valid")
+}
+
 #[tokio::main]
 async fn main() {
     let seconds = arg("--seconds", 5);
@@ -122,6 +127,28 @@ async fn main() {
             );
         }
     }
+    // The engine alone, without gRPC, same concurrency: what ingestion
+    // itself costs.
+    let engine = server.engine.clone();
+    let alone = closed_loop(clients, seconds, move |c, i| {
+        let engine = engine.clone();
+        let batch = convert_attempts(attempts("engine", c, i, 1));
+        async move {
+            engine
+                .record_attempts(batch)
+                .await
+                .expect("record attempts");
+        }
+    })
+    .await;
+    println!(
+        "{:<28} {:>12.0} {:>14.0} {:>10.2} {:>10.2}",
+        "engine only, batch=1",
+        alone.rate(),
+        alone.rate(),
+        alone.ms(0.5),
+        alone.ms(0.99)
+    );
     println!("max RSS: {:.0} MB", max_rss_mb());
     server.stop().await;
 }
