@@ -59,7 +59,7 @@ impl Engine {
         let mut known_skills = BTreeSet::new();
         for (i, attempt) in attempts.iter().enumerate() {
             if !known_learners.contains(&attempt.learner_id) {
-                if !self.store.has_learner(&attempt.learner_id)? {
+                if !self.learner_exists(&attempt.learner_id)? {
                     return Err(Error::NotFound {
                         kind: "learner",
                         id: attempt.learner_id.clone(),
@@ -182,6 +182,19 @@ impl Engine {
             recorded: new_attempts.len(),
             duplicates,
         })
+    }
+
+    /// Whether a learner exists, remembered once seen (learners are never
+    /// deleted, so a positive answer stays true).
+    pub(crate) fn learner_exists(&self, id: &str) -> Result<bool> {
+        if self.known_learners.contains(id) {
+            return Ok(true);
+        }
+        let exists = self.store.has_learner(id)?;
+        if exists {
+            self.known_learners.insert(id);
+        }
+        Ok(exists)
     }
 
     /// A learner's mastery: the skills asked for, or else every skill they

@@ -15,6 +15,7 @@ pub mod model;
 pub mod params;
 pub mod remediation;
 pub mod reports;
+pub mod seen;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -54,6 +55,10 @@ pub struct Engine {
     catalog_write: Mutex<()>,
     /// Serializes read-compute-write cycles per learner.
     learner_locks: StripedLocks,
+    /// Learners known to exist (ingestion checks every attempt's learner).
+    known_learners: seen::SeenSet,
+    /// `learner 00 module` pairs whose first recommendation is stored.
+    noted_recommendations: seen::SeenSet,
     /// At-risk alerts: model, pending evaluations, sequence, watchers.
     alerts: alerts::AlertHub,
 }
@@ -89,6 +94,8 @@ impl Engine {
             config,
             catalog_write: Mutex::new(()),
             learner_locks: StripedLocks::new(256),
+            known_learners: seen::SeenSet::new(1 << 20),
+            noted_recommendations: seen::SeenSet::new(1 << 20),
         };
         engine.replay()?;
         Ok(engine)

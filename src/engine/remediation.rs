@@ -47,7 +47,7 @@ impl Engine {
                 });
             }
             if !learners.contains(&event.learner_id) {
-                if !self.store.has_learner(&event.learner_id)? {
+                if !self.learner_exists(&event.learner_id)? {
                     return Err(Error::NotFound {
                         kind: "learner",
                         id: event.learner_id.clone(),
@@ -159,12 +159,23 @@ impl Engine {
             config: PolicyConfig::default(),
         })?;
         // Best effort: a failure here must not cost the LMS its answer.
-        let shown = answer.items.iter().map(|r| r.module_id.as_str());
-        if let Err(err) = self
-            .store
-            .note_recommended(learner_id, shown, super::now_micros())
-        {
-            tracing::warn!(error = %err, "could not record recommendations");
+        let key = |module: &str| format!("{learner_id}\0{module}");
+        let fresh: Vec<&str> = answer
+            .items
+            .iter()
+            .map(|r| r.module_id.as_str())
+            .filter(|m| !self.noted_recommendations.contains(&key(m)))
+            .collect();
+        if !fresh.is_empty() {
+            let noted =
+                self.store
+                    .note_recommended(learner_id, fresh.iter().copied(), super::now_micros());
+            match noted {
+                Ok(()) => fresh
+                    .iter()
+                    .for_each(|m| self.noted_recommendations.insert(&key(m))),
+                Err(err) => tracing::warn!(error = %err, "could not record recommendations"),
+            }
         }
         Ok(answer)
     }
