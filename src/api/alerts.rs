@@ -84,27 +84,6 @@ fn optional(field: &str, value: &str) -> Result<Option<String>> {
     Ok((!value.is_empty()).then_some(value))
 }
 
-/// A cohort id as the cohort service accepts it.
-fn cohort_id(field: &str, value: &str) -> Result<String> {
-    if value.len() > super::cohorts::MAX_COHORT_ID_BYTES {
-        return Err(Error::invalid(
-            field,
-            format!(
-                "must be at most {} bytes, got {}",
-                super::cohorts::MAX_COHORT_ID_BYTES,
-                value.len()
-            ),
-        ));
-    }
-    if value.is_empty() {
-        return Err(Error::invalid(field, "must not be empty"));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(Error::invalid(field, "must not contain control characters"));
-    }
-    Ok(value.to_string())
-}
-
 impl From<AlertKind> for pb::AlertKind {
     fn from(kind: AlertKind) -> Self {
         match kind {
@@ -182,7 +161,7 @@ impl AlertService for AlertApi {
             cohort: if cohort.is_empty() {
                 None
             } else {
-                Some(cohort_id("cohort_id", &cohort)?)
+                Some(super::cohorts::cohort_id("cohort_id", &cohort)?)
             },
             learner: optional("learner_id", &learner_id)?,
             kind: kind_filter("kind", kind)?,
@@ -260,7 +239,7 @@ impl AlertService for AlertApi {
         let cohorts = cohort_ids
             .iter()
             .enumerate()
-            .map(|(i, c)| cohort_id(&format!("cohort_ids[{i}]"), c))
+            .map(|(i, c)| super::cohorts::cohort_id(&format!("cohort_ids[{i}]"), c))
             .collect::<Result<_>>()?;
         let scope = AlertScope {
             cohorts,

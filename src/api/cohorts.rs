@@ -59,23 +59,8 @@ fn objective(field: &str, value: i32) -> Result<Objective> {
 
 /// A cohort id: like any id, but long enough for a program id plus the
 /// server's suffix.
-fn cohort_id(field: &str, value: &str) -> Result<String> {
-    if value.len() > MAX_COHORT_ID_BYTES {
-        return Err(Error::invalid(
-            field,
-            format!(
-                "must be at most {MAX_COHORT_ID_BYTES} bytes, got {}",
-                value.len()
-            ),
-        ));
-    }
-    if value.is_empty() {
-        return Err(Error::invalid(field, "must not be empty"));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(Error::invalid(field, "must not contain control characters"));
-    }
-    Ok(value.to_string())
+pub(crate) fn cohort_id(field: &str, value: &str) -> Result<String> {
+    check::long_id(field, value, MAX_COHORT_ID_BYTES)
 }
 
 impl From<Objective> for pb::CohortObjective {

@@ -21,18 +21,28 @@ pub const MAX_FUTURE_MICROS: Micros = 3_600_000_000;
 /// A required id: 1 to [`MAX_ID_BYTES`] bytes, no control characters (NUL
 /// separates key parts in the store).
 pub fn id(field: &str, value: &str) -> Result<String> {
+    long_id(field, value, MAX_ID_BYTES)
+}
+
+/// A required id of at most `max` bytes (server-made ids such as cohort ids
+/// embed a caller's id and need more room).
+pub fn long_id(field: &str, value: &str, max: usize) -> Result<String> {
     if value.is_empty() {
         return Err(Error::invalid(field, "must not be empty"));
     }
-    optional_id(field, value)
+    bounded_id(field, value, max)
 }
 
 /// An id that may be empty (an unset filter).
 pub fn optional_id(field: &str, value: &str) -> Result<String> {
-    if value.len() > MAX_ID_BYTES {
+    bounded_id(field, value, MAX_ID_BYTES)
+}
+
+fn bounded_id(field: &str, value: &str, max: usize) -> Result<String> {
+    if value.len() > max {
         return Err(Error::invalid(
             field,
-            format!("must be at most {MAX_ID_BYTES} bytes, got {}", value.len()),
+            format!("must be at most {max} bytes, got {}", value.len()),
         ));
     }
     if value.chars().any(char::is_control) {
