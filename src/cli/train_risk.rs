@@ -1,12 +1,14 @@
-//! `spoc train-risk`: train the dropout model on synthetic learner histories
-//! and write it as the model file the server loads (`models/risk.json`).
+//! `spoc train-risk`: train the dropout model on synthetic learner histories,
+//! or on a deployment's own history (`--data-dir`: learners of programs that
+//! have ended, labelled completed or not), and write it as the model file
+//! the server loads (`models/risk.json`, or `--risk-model`).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
 
-use crate::domain::risk::{LearnerSignals, train_default};
+use crate::domain::risk::{LearnerSignals, TrainOptions, train, train_default};
 
 /// Options of `spoc train-risk`.
 #[derive(Debug, Args)]
@@ -17,6 +19,10 @@ pub struct TrainRiskArgs {
     /// Seed of the simulation and of the train/test split.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Train on this data folder's own history instead of synthetic
+    /// learners (the service must be stopped: the store is opened here).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
     /// Where to write the model file.
     #[arg(long, default_value = "models/risk.json")]
     pub output: PathBuf,
@@ -25,7 +31,30 @@ pub struct TrainRiskArgs {
 /// Trains, prints the held-out AUC and the coefficients, writes the file.
 pub fn run(args: TrainRiskArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let started = Instant::now();
-    let model = train_default(args.seed, args.learners)?;
+    let model = match &args.data_dir {
+        None => train_default(args.seed, args.learners)?,
+        Some(dir) => {
+            let store = crate::store::Store::open(dir)?;
+            let engine = crate::engine::Engine::new(
+                store,
+                crate::engine::EngineConfig {
+                    mastery_threshold: crate::engine::DEFAULT_MASTERY_THRESHOLD,
+                    params: crate::engine::params::ParamSet::load(None)?,
+                },
+            )?;
+            let samples = engine.risk_history(crate::engine::now_micros())?;
+            let options = TrainOptions {
+                seed: args.seed,
+                source: format!(
+                    "history of {} ({} learners of ended programs)",
+                    dir.display(),
+                    samples.len()
+                ),
+                ..TrainOptions::default()
+            };
+            train(&samples, &options)?
+        }
+    };
     let t = &model.training;
     println!(
         "trained on {} learners ({} did not complete): {} train, {} held out, {:.2}s",

@@ -14,6 +14,7 @@ pub mod mastery;
 pub mod model;
 pub mod params;
 pub mod remediation;
+pub mod risk_history;
 pub mod reports;
 pub mod seen;
 

@@ -1,0 +1,117 @@
+//! The risk model can be retrained on a deployment's own history: learners
+//! of ended programs, labelled by whether they completed every module.
+
+use spoc_engine::domain::activity::{Activity, ActivityKind};
+use spoc_engine::domain::catalog::{Format, Module, Skill};
+use spoc_engine::domain::learner::{CohortRules, Learner, Program};
+use spoc_engine::domain::mastery::Attempt;
+use spoc_engine::domain::risk::{TrainOptions, train};
+use spoc_engine::engine::params::ParamSet;
+use spoc_engine::engine::{Engine, EngineConfig, now_micros};
+use spoc_engine::store::Store;
+
+const DAY: i64 = 86_400_000_000;
+
+/// Completers and drop-outs of an ended program become labelled samples
+/// whose signals are taken at the program's midpoint, and a model trained
+/// on them tells the two apart.
+#[tokio::test]
+async fn ended_programs_give_labelled_samples_that_train_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new(
+        Store::open(dir.path()).unwrap(),
+        EngineConfig {
+            mastery_threshold: 0.95,
+            params: ParamSet::load(None).unwrap(),
+        },
+    )
+    .unwrap();
+    let skill = Skill {
+        id: "a".into(),
+        name: "A".into(),
+        prerequisite_ids: vec![],
+    };
+    let modules: Vec<Module> = (0..4)
+        .map(|i| Module {
+            id: format!("m{i}"),
+            title: format!("M{i}"),
+            skill_ids: vec!["a".into()],
+            format: Format::Video,
+            duration_minutes: 10,
+            language: "fr".into(),
+        })
+        .collect();
+    engine.import_catalog(vec![skill], modules).await.unwrap();
+    let end = now_micros() - 10 * DAY;
+    let start = end - 40 * DAY;
+    engine
+        .upsert_program(Program {
+            id: "p".into(),
+            name: "P".into(),
+            skill_ids: vec!["a".into()],
+            cohort_rules: CohortRules::default(),
+            start_date: Some(start),
+            end_date: Some(end),
+            risk_rules: Default::default(),
+        })
+        .await
+        .unwrap();
+    for l in 0..60 {
+        let id = format!("l{l}");
+        engine
+            .upsert_learner(Learner {
+                id: id.clone(),
+                company_id: "c".into(),
+                language: "fr".into(),
+                time_zone: String::new(),
+                display_name: String::new(),
+            })
+            .await
+            .unwrap();
+        engine.enroll(&id, "p").await.unwrap();
+        let completer = l % 2 == 0;
+        // Completers do a module every 8 days; drop-outs do one, then stop.
+        let done = if completer { 4 } else { 1 };
+        let events = (0..done)
+            .map(|m| Activity {
+                event_id: format!("{id}-{m}"),
+                learner_id: id.clone(),
+                module_id: format!("m{m}"),
+                program_id: "p".into(),
+                kind: ActivityKind::Completed,
+                occurred_at: start + (m as i64 * 8 + 2) * DAY,
+                time_spent_ms: 600_000,
+            })
+            .collect();
+        engine.record_activity(events).await.unwrap();
+        let attempts = (0..done * 2)
+            .map(|k| Attempt {
+                attempt_id: format!("{id}-q{k}"),
+                learner_id: id.clone(),
+                item_id: "q".into(),
+                skill_ids: vec!["a".into()],
+                correct: completer || k == 0,
+                score: None,
+                occurred_at: start + (k as i64 * 4 + 3) * DAY,
+                time_spent_ms: 30_000,
+            })
+            .collect();
+        engine.record_attempts(attempts).await.unwrap();
+    }
+
+    let samples = engine.risk_history(now_micros()).unwrap();
+    assert_eq!(samples.len(), 60);
+    assert_eq!(samples.iter().filter(|(_, dropped)| *dropped).count(), 30);
+    let model = train(
+        &samples,
+        &TrainOptions {
+            source: "test history".into(),
+            ..TrainOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(model.auc > 0.9, "auc {}", model.auc);
+    let dropped = samples.iter().find(|(_, d)| *d).unwrap();
+    let kept = samples.iter().find(|(_, d)| !*d).unwrap();
+    assert!(model.predict(&dropped.0) > model.predict(&kept.0));
+}
