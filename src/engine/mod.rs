@@ -14,8 +14,8 @@ pub mod mastery;
 pub mod model;
 pub mod params;
 pub mod remediation;
-pub mod risk_history;
 pub mod reports;
+pub mod risk_history;
 pub mod seen;
 
 use std::collections::BTreeMap;
@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::domain::catalog::{Module, Skill};
 use crate::domain::learner::Micros;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::store::wal::WalRecord;
 use locks::StripedLocks;
@@ -109,7 +109,7 @@ impl Engine {
         if backlog.is_empty() {
             return Ok(());
         }
-        let (mut recorded, mut failed) = (0, 0);
+        let (mut recorded, mut failed, mut first_error) = (0, 0, None);
         for record in &backlog {
             let outcome = match record {
                 WalRecord::Attempts(batch) => self.apply_attempts(batch).map(|r| r.recorded),
@@ -120,6 +120,7 @@ impl Engine {
                 Err(err) => {
                     failed += 1;
                     tracing::error!(error = %err, "a logged batch could not be replayed");
+                    first_error.get_or_insert(err);
                 }
             }
         }
@@ -129,6 +130,15 @@ impl Engine {
             failed,
             "write-ahead log replayed"
         );
+        if let Some(err) = first_error {
+            // Acknowledged data must never be trimmed away: keep the log
+            // and refuse to start, so an operator can look at it.
+            return Err(Error::Storage(format!(
+                "{failed} of {} logged batches could not be replayed (first: {err}); \
+                 the write-ahead log under the data folder is kept as it is",
+                backlog.len()
+            )));
+        }
         self.store.flush()
     }
 

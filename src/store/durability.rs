@@ -112,11 +112,11 @@ fn flush_loop(db: sled::Db, shared: Arc<Shared>, tx: watch::Sender<Result<u64, S
                 let _ = tx.send(Ok(done));
             }
             Err(err) => {
-                tracing::error!(error = %err, "store flush failed");
+                // Sticky, as in the write-ahead log: after a failed flush no
+                // later success proves earlier writes on disk.
+                tracing::error!(error = %err, "store flush failed; writes stop until restart");
                 let _ = tx.send(Err(err.to_string()));
-                // Let the next writer retry; avoid a hot loop on a dead disk.
-                done = target;
-                std::thread::sleep(std::time::Duration::from_millis(50));
+                return;
             }
         }
     }

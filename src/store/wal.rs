@@ -105,12 +105,29 @@ impl Wal {
         frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         frame.extend_from_slice(&payload);
+        if let Err(reason) = &*self.synced.borrow() {
+            // A failed sync poisons the log for good: after an fsync error
+            // the kernel may have dropped dirty pages, and no later success
+            // proves them written (the PostgreSQL "fsyncgate" lesson).
+            return Err(Error::Storage(format!(
+                "wal unusable since a failed sync: {reason}"
+            )));
+        }
         let ticket = {
             let mut segment = self.shared.segment.lock().expect("wal lock");
-            segment
+            let before = segment
                 .file
-                .write_all(&frame)
-                .map_err(|e| Error::Storage(format!("wal append failed: {e}")))?;
+                .metadata()
+                .map_err(|e| Error::Storage(format!("wal append failed: {e}")))?
+                .len();
+            if let Err(err) = segment.file.write_all(&frame) {
+                // Cut the partial record off, so that later records do not
+                // sit behind a damaged one.
+                if let Err(cut) = segment.file.set_len(before) {
+                    tracing::error!(error = %cut, "could not cut a partial wal record");
+                }
+                return Err(Error::Storage(format!("wal append failed: {err}")));
+            }
             // Taken under the lock: the ticket's record is in the file that
             // is current now, or in one a rotation synced before closing.
             self.shared.appended.fetch_add(1, Ordering::SeqCst) + 1
@@ -198,10 +215,10 @@ fn sync_loop(shared: Arc<Shared>, tx: watch::Sender<Result<u64, String>>) {
                 let _ = tx.send(Ok(done));
             }
             Err(err) => {
-                tracing::error!(error = %err, "wal sync failed");
+                // Sticky: every waiter, now and later, gets the error.
+                tracing::error!(error = %err, "wal sync failed; ingestion stops until restart");
                 let _ = tx.send(Err(err.to_string()));
-                done = target;
-                std::thread::sleep(std::time::Duration::from_millis(50));
+                return;
             }
         }
     }
@@ -255,7 +272,8 @@ fn read_segment(path: &Path) -> Result<Vec<WalRecord>> {
         let frame = header.and_then(|h| {
             let len = u32::from_le_bytes(h[..4].try_into().expect("4 bytes")) as usize;
             let crc = u32::from_le_bytes(h[4..].try_into().expect("4 bytes"));
-            let payload = bytes.get(at + 8..at + 8 + len)?;
+            // No record is empty: a zero length is damage (zero-filled tail).
+            let payload = bytes.get(at + 8..at + 8 + len).filter(|_| len > 0)?;
             (crc32fast::hash(payload) == crc).then_some((len, payload))
         });
         match frame {
@@ -280,13 +298,20 @@ fn read_segment(path: &Path) -> Result<Vec<WalRecord>> {
     Ok(records)
 }
 
-/// Whether a damaged record at `at` runs to the end of the file (torn write).
+/// Whether a damaged record at `at` is the end of the file: a header or
+/// payload cut short by the end of the file, or zeros up to the end (some
+/// filesystems zero-fill a file's tail after a crash). A damaged record with
+/// valid data after it is corruption, not a torn write.
 fn is_tail(bytes: &[u8], at: usize) -> bool {
-    match bytes.get(at..at + 4) {
+    let rest = &bytes[at..];
+    if rest.iter().all(|b| *b == 0) {
+        return true;
+    }
+    match rest.get(..4) {
         None => true,
         Some(len) => {
             let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
-            at + 8 + len >= bytes.len()
+            len > 0 && 8 + len > rest.len()
         }
     }
 }
@@ -343,6 +368,21 @@ mod tests {
                 .iter()
                 .all(|(s, _)| *s >= keep)
         );
+    }
+
+    #[tokio::test]
+    async fn a_zero_filled_tail_is_a_torn_write() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (wal, _) = Wal::open(dir.path()).unwrap();
+            wal.append(&WalRecord::Attempts(vec![attempt("a")])).await.unwrap();
+        }
+        let (_, path) = list_segments(dir.path()).unwrap().remove(0);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&[0u8; 64]).unwrap();
+        drop(file);
+        let (_, backlog) = Wal::open(dir.path()).unwrap();
+        assert_eq!(backlog, vec![WalRecord::Attempts(vec![attempt("a")])]);
     }
 
     #[test]
