@@ -375,7 +375,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (wal, _) = Wal::open(dir.path()).unwrap();
-            wal.append(&WalRecord::Attempts(vec![attempt("a")])).await.unwrap();
+            wal.append(&WalRecord::Attempts(vec![attempt("a")]))
+                .await
+                .unwrap();
         }
         let (_, path) = list_segments(dir.path()).unwrap().remove(0);
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
