@@ -34,10 +34,7 @@ impl CohortApi {
         &self,
         call: impl FnOnce(&Engine) -> Result<T> + Send + 'static,
     ) -> Result<T, Status> {
-        let engine = self.engine.clone();
-        let out = tokio::task::spawn_blocking(move || call(&engine))
-            .await
-            .map_err(|e| Status::internal(format!("cohort task failed: {e}")))??;
+        let out = super::off_runtime(&self.engine, call).await?;
         self.engine.store().durable().await?;
         Ok(out)
     }

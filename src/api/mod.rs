@@ -17,6 +17,20 @@ pub mod reports;
 pub mod status;
 pub mod validate;
 
+/// Runs a synchronous, possibly long engine call (cohort formation, a
+/// report over every answer in scope) on tokio's blocking pool, so that the
+/// async workers keep serving ingestion.
+pub(crate) async fn off_runtime<T: Send + 'static>(
+    engine: &std::sync::Arc<crate::engine::Engine>,
+    call: impl FnOnce(&crate::engine::Engine) -> crate::error::Result<T> + Send + 'static,
+) -> Result<T, tonic::Status> {
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || call(&engine))
+        .await
+        .map_err(|e| tonic::Status::internal(format!("engine task failed: {e}")))?
+        .map_err(Into::into)
+}
+
 /// Code generated from `proto/spoc/v1/*.proto`.
 #[allow(missing_docs, clippy::all)]
 pub mod pb {

@@ -30,10 +30,7 @@ impl ReportApi {
         &self,
         call: impl FnOnce(&Engine) -> Result<T> + Send + 'static,
     ) -> Result<T, Status> {
-        let engine = self.engine.clone();
-        Ok(tokio::task::spawn_blocking(move || call(&engine))
-            .await
-            .map_err(|e| Status::internal(format!("report task failed: {e}")))??)
+        super::off_runtime(&self.engine, call).await
     }
 }
 
