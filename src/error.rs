@@ -52,6 +52,12 @@ pub enum Error {
     /// The storage engine failed (I/O error, full disk...).
     #[error("storage failure: {0}")]
     Storage(String),
+    /// The request carries no key, or one that is unknown or revoked.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The caller's key is valid but its role does not allow the call.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// The service is shutting down or overloaded; the caller may retry.
     #[error("unavailable: {0}")]
     Unavailable(String),

@@ -1,4 +1,5 @@
-//! Assembles the gRPC server: our services, health, reflection, limits.
+//! Assembles the gRPC server: our services behind the API key check,
+//! health, reflection, limits, optional TLS.
 //!
 //! Both `spoc serve` and the integration tests go through [`serve`], so the
 //! tests exercise exactly the stack that runs in production.
@@ -8,15 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
 
+use crate::api::admin::AdminApi;
 use crate::api::alerts::AlertApi;
+use crate::api::auth::AuthLayer;
 use crate::api::catalog::CatalogApi;
 use crate::api::cohorts::CohortApi;
 use crate::api::learners::LearnerApi;
 use crate::api::mastery::MasteryApi;
 use crate::api::pb;
+use crate::api::pb::admin_service_server::AdminServiceServer;
 use crate::api::pb::alert_service_server::AlertServiceServer;
 use crate::api::pb::catalog_service_server::CatalogServiceServer;
 use crate::api::pb::cohort_service_server::CohortServiceServer;
@@ -46,14 +50,28 @@ fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
-/// Serves every service on `listener` until `shutdown` resolves, then lets
-/// in-flight calls finish and flushes the store.
+/// Serves every service over plain HTTP/2 on `listener` until `shutdown`
+/// resolves, then lets in-flight calls finish and flushes the store.
 pub async fn serve(
     engine: Arc<Engine>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    serve_with(engine, listener, None, shutdown).await
+}
+
+/// [`serve`], over TLS (rustls) when `tls` holds the server's certificate
+/// chain and private key.
+pub async fn serve_with(
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    tls: Option<Identity>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AdminServiceServer<AdminApi>>()
+        .await;
     health_reporter
         .set_serving::<CatalogServiceServer<CatalogApi>>()
         .await;
@@ -95,13 +113,24 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    Server::builder()
+    let mut builder = Server::builder();
+    if let Some(identity) = tls {
+        builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
+    }
+    builder
         .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
         .timeout(REQUEST_TIMEOUT)
         .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+        // Every call but health and reflection needs a key whose role
+        // allows the method (see api/auth.rs).
+        .layer(AuthLayer::new(engine.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
+        .add_service(
+            AdminServiceServer::new(AdminApi::new(engine.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
         .add_service(
             CatalogServiceServer::new(CatalogApi::new(engine.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),

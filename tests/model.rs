@@ -40,7 +40,7 @@ fn synthetic_attempts(learners: usize) -> Vec<pb::Attempt> {
 }
 
 async fn wait_for_fit(
-    client: &mut pb::mastery_service_client::MasteryServiceClient<tonic::transport::Channel>,
+    client: &mut pb::mastery_service_client::MasteryServiceClient<common::AuthChannel>,
 ) -> pb::Model {
     for _ in 0..600 {
         let model = client

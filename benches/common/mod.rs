@@ -6,17 +6,25 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use spoc_engine::api::auth::BearerKey;
 use spoc_engine::engine::params::ParamSet;
 use spoc_engine::engine::{Engine, EngineConfig};
 use spoc_engine::store::Store;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// A connection whose calls carry the server's admin key.
+pub type AuthChannel = InterceptedService<Channel, BearerKey>;
 
 /// A server on 127.0.0.1 with sled in a temporary folder.
 pub struct BenchServer {
     /// The engine behind the server, for in-process comparisons.
     pub engine: Arc<Engine>,
-    /// Open connections to it.
-    pub channels: Vec<Channel>,
+    /// Open connections to it; every call sends the admin key (the key
+    /// check is part of what a bench measures).
+    pub channels: Vec<AuthChannel>,
+    /// The admin key the channels send.
+    pub admin_key: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
     _temp: tempfile::TempDir,
@@ -32,6 +40,12 @@ impl BenchServer {
             params: ParamSet::load(None).unwrap(),
         };
         let engine = Arc::new(Engine::new(store, config).unwrap());
+        engine.bootstrap_admin_key(temp.path()).unwrap();
+        let admin_key = std::fs::read_to_string(temp.path().join("admin-key"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let bearer = BearerKey::new(&admin_key).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -51,13 +65,14 @@ impl BenchServer {
                 .connect()
                 .await
             {
-                Ok(c) => channels.push(c),
+                Ok(c) => channels.push(InterceptedService::new(c, bearer.clone())),
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             }
         }
         Self {
             engine,
             channels,
+            admin_key,
             stop: Some(stop),
             task,
             _temp: temp,
@@ -148,7 +163,7 @@ where
 
 /// The bare cost of a gRPC call on this server: `clients` closed-loop
 /// callers of the standard health check for `seconds`.
-pub async fn health_baseline(channels: &[Channel], clients: usize, seconds: u64) -> Figures {
+pub async fn health_baseline(channels: &[AuthChannel], clients: usize, seconds: u64) -> Figures {
     let channels = channels.to_vec();
     closed_loop(clients, seconds, move |c, _| {
         let mut client = tonic_health::pb::health_client::HealthClient::new(

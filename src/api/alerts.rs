@@ -147,6 +147,7 @@ impl AlertService for AlertApi {
         &self,
         request: Request<pb::ListAlertsRequest>,
     ) -> Result<Response<pb::ListAlertsResponse>, Status> {
+        let who = super::scope::authorize(&self.engine, &request)?;
         let pb::ListAlertsRequest {
             program_id,
             cohort_id: cohort,
@@ -171,7 +172,13 @@ impl AlertService for AlertApi {
         let after = check::page_token("page_token", &page_token)?;
         let engine = self.engine.clone();
         let (alerts, next) = tokio::task::spawn_blocking(move || {
-            engine.list_alerts(filter, after.as_deref(), limit)
+            let (alerts, next) = engine.list_alerts(filter, after.as_deref(), limit)?;
+            // A scoped key sees only the alerts of its scope: a page may
+            // come back short, its token still leads on (AIP-158).
+            let alerts = engine.visible(&who, alerts, |a: &Alert| {
+                (a.learner_id.as_str(), a.cohort_id.as_str())
+            })?;
+            Ok::<_, Error>((alerts, next))
         })
         .await
         .map_err(|e| Status::internal(format!("alert task failed: {e}")))??;
@@ -185,6 +192,7 @@ impl AlertService for AlertApi {
         &self,
         request: Request<pb::GetAlertRequest>,
     ) -> Result<Response<pb::Alert>, Status> {
+        super::scope::authorize(&self.engine, &request)?;
         let id = check::id("alert_id", &request.into_inner().alert_id)?;
         Ok(Response::new(self.engine.alert(&id)?.into()))
     }
@@ -193,6 +201,7 @@ impl AlertService for AlertApi {
         &self,
         request: Request<pb::AcknowledgeAlertRequest>,
     ) -> Result<Response<pb::Alert>, Status> {
+        super::scope::authorize(&self.engine, &request)?;
         let pb::AcknowledgeAlertRequest { alert_id, by, note } = request.into_inner();
         let id = check::id("alert_id", &alert_id)?;
         let by = check::id("by", &by)?;
@@ -206,6 +215,7 @@ impl AlertService for AlertApi {
         &self,
         request: Request<pb::ResolveAlertRequest>,
     ) -> Result<Response<pb::Alert>, Status> {
+        super::scope::authorize(&self.engine, &request)?;
         let pb::ResolveAlertRequest { alert_id, by, note } = request.into_inner();
         let id = check::id("alert_id", &alert_id)?;
         let by = check::id("by", &by)?;
@@ -221,6 +231,7 @@ impl AlertService for AlertApi {
         &self,
         request: Request<pb::WatchAlertsRequest>,
     ) -> Result<Response<Self::WatchAlertsStream>, Status> {
+        let who = super::scope::authorize(&self.engine, &request)?;
         let pb::WatchAlertsRequest {
             cohort_ids,
             program_id,
@@ -253,7 +264,15 @@ impl AlertService for AlertApi {
             .into());
         }
         let receiver = self.engine.watch_alerts(scope, after_sequence)?;
-        let stream = ReceiverStream::new(receiver).map(|event| match event {
+        // A scoped key watching a program sees only the alerts of its scope.
+        let engine = self.engine.clone();
+        let stream = ReceiverStream::new(receiver).filter(move |event| match event {
+            Ok(event) => engine
+                .sees_row(&who, &event.alert.learner_id, &event.alert.cohort_id)
+                .unwrap_or(false),
+            Err(_) => true,
+        });
+        let stream = stream.map(|event| match event {
             Ok(event) => Ok(pb::AlertEvent {
                 alert: Some(Arc::unwrap_or_clone(event.alert).into()),
                 snapshot: event.snapshot,

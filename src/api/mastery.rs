@@ -42,6 +42,7 @@ impl MasteryService for MasteryApi {
         &self,
         request: Request<pb::GetMasteryRequest>,
     ) -> Result<Response<pb::GetMasteryResponse>, Status> {
+        super::scope::authorize(&self.engine, &request)?;
         let pb::GetMasteryRequest {
             learner_id,
             skill_ids,

@@ -3,9 +3,13 @@
 //! Only this module knows protobuf types. Each handler validates and
 //! converts its request into domain values (`convert`, `validate`), calls the
 //! engine, and converts the answer back; every error becomes a `Status` in
-//! one place (`status`).
+//! one place (`status`). Every call passes the key check of `auth` first;
+//! the handlers that trainer and company keys may reach check their scope
+//! through `scope`.
 
+pub mod admin;
 pub mod alerts;
+pub mod auth;
 pub mod catalog;
 pub mod cohorts;
 pub mod convert;
@@ -14,6 +18,7 @@ pub mod mastery;
 pub mod programs;
 pub mod remediation;
 pub mod reports;
+pub mod scope;
 pub mod status;
 pub mod validate;
 

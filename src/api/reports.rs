@@ -191,6 +191,7 @@ impl ReportService for ReportApi {
         &self,
         request: Request<pb::GetCohortReportRequest>,
     ) -> Result<Response<pb::GetReportResponse>, Status> {
+        let who = super::scope::authorize(&self.engine, &request)?;
         let pb::GetCohortReportRequest {
             cohort_id,
             program_id,
@@ -213,7 +214,7 @@ impl ReportService for ReportApi {
         let response = self
             .blocking(move |engine| {
                 let program = (!program_id.is_empty()).then_some(program_id.as_str());
-                let report = engine.cohort_report(&cohort_id, program)?;
+                let report = engine.cohort_report_for(&who, &cohort_id, program)?;
                 Ok(respond(report, format))
             })
             .await?;
@@ -224,11 +225,17 @@ impl ReportService for ReportApi {
         &self,
         request: Request<pb::GetProgramReportRequest>,
     ) -> Result<Response<pb::GetReportResponse>, Status> {
+        let who = super::scope::authorize(&self.engine, &request)?;
         let pb::GetProgramReportRequest { program_id, format } = request.into_inner();
         let program_id = check::id("program_id", &program_id)?;
         let format = format_from_pb("format", format)?;
         let response = self
-            .blocking(move |engine| Ok(respond(engine.program_report(&program_id)?, format)))
+            .blocking(move |engine| {
+                Ok(respond(
+                    engine.program_report_for(&who, &program_id)?,
+                    format,
+                ))
+            })
             .await?;
         Ok(Response::new(response))
     }
@@ -237,6 +244,7 @@ impl ReportService for ReportApi {
         &self,
         request: Request<pb::GetCertificationRequest>,
     ) -> Result<Response<pb::GetCertificationResponse>, Status> {
+        super::scope::authorize(&self.engine, &request)?;
         let pb::GetCertificationRequest {
             learner_id,
             program_id,

@@ -33,6 +33,8 @@ impl From<Error> for Status {
                 tracing::error!(%message, "storage failure");
                 Status::internal(message)
             }
+            Error::Unauthenticated(_) => Status::unauthenticated(message),
+            Error::PermissionDenied(_) => Status::permission_denied(message),
             Error::Unavailable(_) => Status::unavailable(message),
         }
     }

@@ -1,4 +1,5 @@
-//! `spoc serve`: run the service until SIGINT or SIGTERM.
+//! `spoc serve`: run the service until SIGINT or SIGTERM; on a new store,
+//! hand out the first admin key; optionally over TLS.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +33,28 @@ pub struct ServeArgs {
     /// inactivity); touched learners are evaluated at once regardless.
     #[arg(long, env = "SPOC_ALERT_PASS_SECONDS", default_value_t = 60)]
     pub alert_pass_seconds: u64,
+    /// PEM certificate chain: with --tls-key, serve over TLS (rustls).
+    #[arg(long, env = "SPOC_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SPOC_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// The TLS identity from the PEM files, if both are given.
+fn tls_identity(
+    args: &ServeArgs,
+) -> Result<Option<tonic::transport::Identity>, Box<dyn std::error::Error + Send + Sync>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    Ok(Some(tonic::transport::Identity::from_pem(
+        read(cert)?,
+        read(key)?,
+    )))
 }
 
 /// Opens the store and serves until a shutdown signal.
@@ -46,6 +69,7 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
     if args.alert_pass_seconds == 0 {
         return Err("--alert-pass-seconds must be at least 1".into());
     }
+    let tls = tls_identity(&args)?;
     let params = ParamSet::load(args.bkt_params.as_deref())?;
     let risk_model = args
         .risk_model
@@ -64,15 +88,23 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
         engine.set_risk_model(Some(model));
     }
     engine.set_alert_pass_interval(std::time::Duration::from_secs(args.alert_pass_seconds));
+    if let Some(path) = engine.bootstrap_admin_key(&args.data_dir)? {
+        tracing::warn!(
+            path = %path.display(),
+            "new store: wrote the first admin API key there (mode 0600); \
+             use it to create other keys, then keep it safe or revoke it"
+        );
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         tracing::info!(
             address = %listener.local_addr()?,
             data_dir = %args.data_dir.display(),
+            tls = tls.is_some(),
             "spoc-engine serving gRPC"
         );
-        crate::server::serve(engine, listener, shutdown_signal()).await?;
+        crate::server::serve_with(engine, listener, tls, shutdown_signal()).await?;
         tracing::info!("stopped; store flushed");
         Ok(())
     })

@@ -4,6 +4,7 @@
 //! every function takes the state it needs as arguments, so each model is
 //! testable alone and reusable offline (CLI, simulator, benchmarks).
 
+pub mod access;
 pub mod activity;
 pub mod alerts;
 pub mod bkt;

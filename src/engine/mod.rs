@@ -5,6 +5,7 @@
 //! store transaction. It knows nothing of tonic or protobuf; requests reach
 //! it as validated domain values.
 
+pub mod access;
 pub mod alerts;
 pub mod catalog;
 pub mod cohorts;
@@ -62,6 +63,8 @@ pub struct Engine {
     noted_recommendations: seen::SeenSet,
     /// At-risk alerts: model, pending evaluations, sequence, watchers.
     alerts: alerts::AlertHub,
+    /// API keys, cached for authentication.
+    access: access::AccessKeys,
 }
 
 impl Engine {
@@ -85,7 +88,9 @@ impl Engine {
             None => (model::ActiveModel::defaults(), config.params.clone()),
         };
         let alerts = alerts::AlertHub::new(store.last_alert_sequence()?)?;
+        let access = access::AccessKeys::load(&store)?;
         let engine = Self {
+            access,
             alerts,
             store,
             params: RwLock::new(Arc::new(params)),

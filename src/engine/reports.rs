@@ -53,17 +53,29 @@ pub struct CertificationView {
 impl Engine {
     /// The report of every learner enrolled in a program.
     pub fn program_report(&self, program_id: &str) -> Result<CohortReport> {
+        self.program_report_of(program_id, &|_| Ok(true))
+    }
+
+    /// The report of the learners enrolled in a program for whom `keep`
+    /// holds (a company key's own employees).
+    pub fn program_report_of(
+        &self,
+        program_id: &str,
+        keep: &dyn Fn(&str) -> Result<bool>,
+    ) -> Result<CohortReport> {
         let program = self.program(program_id)?;
         let (enrolments, _) = self
             .store
             .program_enrolments(program_id, None, usize::MAX)?;
-        let learners = enrolments
-            .into_iter()
-            .map(|e| LearnerRow {
-                learner_id: e.learner_id,
-                enrolled_at: e.enrolled_at,
-            })
-            .collect();
+        let mut learners = Vec::with_capacity(enrolments.len());
+        for e in enrolments {
+            if keep(&e.learner_id)? {
+                learners.push(LearnerRow {
+                    learner_id: e.learner_id,
+                    enrolled_at: e.enrolled_at,
+                });
+            }
+        }
         let scope = ReportScope {
             kind: ScopeKind::Program,
             id: program.id.clone(),

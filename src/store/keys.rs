@@ -27,6 +27,8 @@
 //! | `alerts`        | alert id                                                | `Alert`                |
 //! | `alert_active`  | learner id `00` program id `00` alert kind name         | alert id (`String`, dedup index) |
 //! | `alert_log`     | sequence number (`u64` big-endian)                      | `Alert` after that change (append-only) |
+//! | `api_keys`      | key id                                                  | `ApiKey` (role, scope, SHA-256 of the secret, never the secret) |
+//! | `meta`          | `b"admin_key_bootstrapped"`                             | `Micros` when the first admin key was written |
 //!
 //! Outside sled, `wal/wal-<seq>.log` holds the write-ahead log of ingested
 //! batches (format in `wal.rs`); it is replayed at start and trimmed after
@@ -36,7 +38,9 @@
 //! what an out-of-order attempt replays. It is written in the same
 //! transaction as `attempts` and `mastery`, so the three never disagree.
 //! An alert change writes `alerts`, `alert_active` and `alert_log` in one
-//! transaction (see `alerts.rs`). Likewise a formation replaces a program's `cohorts`, their `cohort_index`
+//! transaction (see `alerts.rs`). The first admin key and the
+//! `admin_key_bootstrapped` marker are written in one transaction, so that
+//! `spoc serve` hands out a first key exactly once (see `api_keys.rs`). Likewise a formation replaces a program's `cohorts`, their `cohort_index`
 //! entries and its `cohort_formations` record in one transaction.
 
 use crate::domain::learner::Micros;
@@ -47,6 +51,12 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// Key of the format version in the `meta` tree.
 pub const FORMAT_VERSION_KEY: &[u8] = b"format_version";
+
+/// Tree of API keys by key id.
+pub const API_KEYS: &str = "api_keys";
+
+/// Key in `meta` of the marker that the first admin key was handed out.
+pub const ADMIN_KEY_BOOTSTRAPPED: &[u8] = b"admin_key_bootstrapped";
 
 /// Separator between the parts of a composite key.
 pub const SEP: u8 = 0;

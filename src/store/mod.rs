@@ -10,6 +10,7 @@
 //! ([`Store::durable`], group commit, see [`durability`]).
 
 pub mod alerts;
+pub mod api_keys;
 pub mod codec;
 pub mod cohorts;
 pub mod durability;

@@ -1,5 +1,9 @@
 //! A real server on an ephemeral port with sled in a temporary folder, and
 //! tonic clients to it. Every integration test starts here.
+//!
+//! The server hands out its first admin key as `spoc serve` does
+//! (`DATA_DIR/admin-key`); every client built here carries it, unless built
+//! with [`TestServer::channel_with`] for another key or none.
 
 #![allow(dead_code)]
 
@@ -7,12 +11,34 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use spoc_engine::api::auth::BearerKey;
 use spoc_engine::api::pb;
 use spoc_engine::engine::params::ParamSet;
 use spoc_engine::engine::{Engine, EngineConfig};
 use spoc_engine::store::Store;
 use tokio::sync::oneshot;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// A channel whose calls carry an API key (or none).
+pub type AuthChannel = InterceptedService<Channel, BearerKey>;
+
+/// `channel` sending `key` with every call (`None`: no key at all).
+pub fn authed(channel: Channel, key: Option<&str>) -> AuthChannel {
+    let bearer = match key {
+        Some(key) => BearerKey::new(key).expect("key fits in a header"),
+        None => BearerKey::none(),
+    };
+    InterceptedService::new(channel, bearer)
+}
+
+/// The first admin key that `spoc serve` wrote in `dir`.
+pub fn admin_key_in(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("admin-key"))
+        .expect("admin-key file")
+        .trim()
+        .to_string()
+}
 
 /// A running server; dropping it without [`TestServer::stop`] aborts it.
 pub struct TestServer {
@@ -20,6 +46,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// Its data folder.
     pub data_dir: PathBuf,
+    /// The admin key every client of [`TestServer::channel`] sends.
+    pub admin_key: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _temp: Option<tempfile::TempDir>,
@@ -48,6 +76,9 @@ impl TestServer {
             )
             .expect("engine"),
         );
+        // As `spoc serve` does: the first admin key on a new store only.
+        engine.bootstrap_admin_key(dir).expect("admin key");
+        let admin_key = admin_key_in(dir);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -63,6 +94,7 @@ impl TestServer {
         Self {
             addr,
             data_dir: dir.to_path_buf(),
+            admin_key,
             stop: Some(stop),
             task: Some(task),
             _temp: None,
@@ -81,8 +113,19 @@ impl TestServer {
         self._temp.take()
     }
 
-    /// A channel to the server, connected once it accepts connections.
-    pub async fn channel(&self) -> Channel {
+    /// A channel to the server carrying the admin key.
+    pub async fn channel(&self) -> AuthChannel {
+        authed(self.raw_channel().await, Some(&self.admin_key))
+    }
+
+    /// A channel carrying `key`, or no key at all.
+    pub async fn channel_with(&self, key: Option<&str>) -> AuthChannel {
+        authed(self.raw_channel().await, key)
+    }
+
+    /// A channel to the server, connected once it accepts connections,
+    /// adding no key.
+    pub async fn raw_channel(&self) -> Channel {
         let endpoint = format!("http://{}", self.addr);
         for _ in 0..100 {
             if let Ok(channel) = Channel::from_shared(endpoint.clone())
@@ -97,23 +140,45 @@ impl TestServer {
         panic!("server at {endpoint} never accepted a connection");
     }
 
+    /// A key-management client (admin key).
+    pub async fn admin(&self) -> pb::admin_service_client::AdminServiceClient<AuthChannel> {
+        pb::admin_service_client::AdminServiceClient::new(self.channel().await)
+    }
+
+    /// Creates a key of `role` (trainer: `cohorts`; company: `company`)
+    /// with the admin key and returns its token.
+    pub async fn key(&self, role: pb::ApiKeyRole, cohorts: &[&str], company: &str) -> String {
+        self.admin()
+            .await
+            .create_api_key(pb::CreateApiKeyRequest {
+                role: role as i32,
+                cohort_ids: cohorts.iter().map(|c| c.to_string()).collect(),
+                company_id: company.into(),
+                display_name: format!("{role:?} key"),
+            })
+            .await
+            .expect("create key")
+            .into_inner()
+            .secret
+    }
+
     /// A catalog client.
-    pub async fn catalog(&self) -> pb::catalog_service_client::CatalogServiceClient<Channel> {
+    pub async fn catalog(&self) -> pb::catalog_service_client::CatalogServiceClient<AuthChannel> {
         pb::catalog_service_client::CatalogServiceClient::new(self.channel().await)
     }
 
     /// A learner client.
-    pub async fn learners(&self) -> pb::learner_service_client::LearnerServiceClient<Channel> {
+    pub async fn learners(&self) -> pb::learner_service_client::LearnerServiceClient<AuthChannel> {
         pb::learner_service_client::LearnerServiceClient::new(self.channel().await)
     }
 
     /// A program client.
-    pub async fn programs(&self) -> pb::program_service_client::ProgramServiceClient<Channel> {
+    pub async fn programs(&self) -> pb::program_service_client::ProgramServiceClient<AuthChannel> {
         pb::program_service_client::ProgramServiceClient::new(self.channel().await)
     }
 
     /// A mastery client.
-    pub async fn mastery(&self) -> pb::mastery_service_client::MasteryServiceClient<Channel> {
+    pub async fn mastery(&self) -> pb::mastery_service_client::MasteryServiceClient<AuthChannel> {
         pb::mastery_service_client::MasteryServiceClient::new(self.channel().await)
     }
 }
@@ -237,7 +302,7 @@ pub fn hand_bkt(answers: &[bool]) -> f64 {
 
 impl TestServer {
     /// A cohort client.
-    pub async fn cohorts(&self) -> pb::cohort_service_client::CohortServiceClient<Channel> {
+    pub async fn cohorts(&self) -> pb::cohort_service_client::CohortServiceClient<AuthChannel> {
         pb::cohort_service_client::CohortServiceClient::new(self.channel().await)
     }
 }
@@ -304,19 +369,19 @@ pub async fn seed_cohort_program(
 
 impl TestServer {
     /// An alert client.
-    pub async fn alerts(&self) -> pb::alert_service_client::AlertServiceClient<Channel> {
+    pub async fn alerts(&self) -> pb::alert_service_client::AlertServiceClient<AuthChannel> {
         pb::alert_service_client::AlertServiceClient::new(self.channel().await)
     }
 
     /// A report client.
-    pub async fn reports(&self) -> pb::report_service_client::ReportServiceClient<Channel> {
+    pub async fn reports(&self) -> pb::report_service_client::ReportServiceClient<AuthChannel> {
         pb::report_service_client::ReportServiceClient::new(self.channel().await)
     }
 
     /// A remediation client (module activity).
     pub async fn remediation(
         &self,
-    ) -> pb::remediation_service_client::RemediationServiceClient<Channel> {
+    ) -> pb::remediation_service_client::RemediationServiceClient<AuthChannel> {
         pb::remediation_service_client::RemediationServiceClient::new(self.channel().await)
     }
 }

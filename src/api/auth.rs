@@ -1,0 +1,176 @@
+//! Authentication and role check of every call, in one tower layer.
+//!
+//! The layer wraps all routes of the server. Health checking and server
+//! reflection pass without a key; every other path needs an
+//! `authorization: Bearer <token>` header naming an active key
+//! (UNAUTHENTICATED otherwise) whose role may call that method
+//! (PERMISSION_DENIED otherwise; an unknown method is for admins only). The
+//! caller's [`Principal`] then travels in the request extensions, where
+//! the scope check of trainer and company keys ([`super::scope`]) and the
+//! filtering of listed results find it.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tonic::Status;
+use tonic::codegen::Service;
+use tonic::codegen::http;
+
+use crate::domain::access::{Principal, is_public};
+use crate::engine::Engine;
+use crate::error::Error;
+
+/// Builds [`Authenticated`] around the server's routes.
+#[derive(Clone)]
+pub struct AuthLayer {
+    engine: Arc<Engine>,
+}
+
+impl AuthLayer {
+    /// A layer checking keys against `engine`'s key cache.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for AuthLayer {
+    type Service = Authenticated<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authenticated {
+            inner,
+            engine: self.engine.clone(),
+        }
+    }
+}
+
+/// The routes, behind authentication and the role check.
+#[derive(Clone)]
+pub struct Authenticated<S> {
+    inner: S,
+    engine: Arc<Engine>,
+}
+
+/// The token of an `authorization` header value `Bearer <token>` (scheme
+/// case-insensitive, as RFC 7235 has it).
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+impl<S> Authenticated<S> {
+    /// The caller of a request, if its key may call `method`.
+    fn authorize<B>(
+        &self,
+        request: &http::Request<B>,
+        method: &str,
+    ) -> Result<Arc<Principal>, Error> {
+        let token = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer)
+            .ok_or_else(|| {
+                Error::Unauthenticated("send an API key as 'authorization: Bearer <key>'".into())
+            })?;
+        let principal = self.engine.authenticate_shared(token)?;
+        if !principal.may_call(method) {
+            return Err(Error::PermissionDenied(format!(
+                "a {} key may not call {method}",
+                principal.role.name()
+            )));
+        }
+        Ok(principal)
+    }
+}
+
+impl<S, B, R> Service<http::Request<B>> for Authenticated<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>, Error = Infallible>,
+    S::Future: Send + 'static,
+    R: Default + Send + 'static,
+{
+    type Response = http::Response<R>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let method = request.uri().path();
+        if !is_public(method) {
+            match self.authorize(&request, method) {
+                Ok(principal) => {
+                    request.extensions_mut().insert(principal);
+                }
+                Err(err) => {
+                    tracing::info!(method, error = %err, "call refused");
+                    let response = Status::from(err).into_http();
+                    return Box::pin(std::future::ready(Ok(response)));
+                }
+            }
+        }
+        Box::pin(self.inner.call(request))
+    }
+}
+
+/// The client side: adds `authorization: Bearer <key>` to every call of a
+/// tonic client (`XClient::with_interceptor(channel, BearerKey::new(key)?)`).
+/// Used by tests, benches and command-line clients.
+#[derive(Clone, Default)]
+pub struct BearerKey(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl BearerKey {
+    /// Sends `key` (a `spoc_..._...` token).
+    pub fn new(key: &str) -> Result<Self, tonic::metadata::errors::InvalidMetadataValue> {
+        Ok(Self(Some(format!("Bearer {}", key.trim()).parse()?)))
+    }
+
+    /// Sends no key (to check refusals).
+    pub fn none() -> Self {
+        Self(None)
+    }
+}
+
+impl tonic::service::Interceptor for BearerKey {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The caller the layer put in a request; UNAUTHENTICATED if none (a
+/// handler reached without the layer fails closed).
+pub(crate) fn principal<T>(request: &tonic::Request<T>) -> Result<Arc<Principal>, Status> {
+    request
+        .extensions()
+        .get::<Arc<Principal>>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("no authenticated caller"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_leniently_but_not_guessed() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("abc"), None);
+    }
+}
