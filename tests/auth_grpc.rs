@@ -864,8 +864,7 @@ async fn trainer_sees_alerts_and_mastery_of_their_cohorts_only() {
             after_sequence: 0,
         })
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert_eq!(status.code(), Code::NotFound);
 
     let mut mastery = pb::mastery_service_client::MasteryServiceClient::new(ch);
