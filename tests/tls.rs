@@ -1,0 +1,180 @@
+//! TLS: the server speaks rustls with a certificate it is given, in process
+//! (`server::serve_with`) and as `spoc serve --tls-cert --tls-key`; clients
+//! trust a self-signed certificate generated here with rcgen.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use spoc_engine::api::pb;
+use spoc_engine::engine::params::ParamSet;
+use spoc_engine::engine::{Engine, EngineConfig};
+use spoc_engine::store::Store;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+/// A self-signed certificate for `localhost` and its key, in PEM.
+fn self_signed() -> (String, String) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .expect("generate certificate");
+    (certified.cert.pem(), certified.key_pair.serialize_pem())
+}
+
+/// A TLS channel to 127.0.0.1:`port` trusting `ca_pem` for `localhost`,
+/// once the server accepts (5 s at most).
+async fn tls_channel(port: u16, ca_pem: &str) -> Channel {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name("localhost");
+    for _ in 0..250 {
+        let endpoint = Channel::from_shared(format!("https://127.0.0.1:{port}"))
+            .unwrap()
+            .tls_config(tls.clone())
+            .expect("tls config");
+        if let Ok(channel) = endpoint.connect().await {
+            return channel;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no TLS server on port {port}");
+}
+
+/// A health check and a keyed call over TLS; plain text is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_over_tls_with_a_self_signed_certificate() {
+    let (cert, key) = self_signed();
+    let temp = tempfile::tempdir().unwrap();
+    let engine = Arc::new(
+        Engine::new(
+            Store::open(temp.path()).unwrap(),
+            EngineConfig {
+                mastery_threshold: 0.95,
+                params: ParamSet::load(None).unwrap(),
+            },
+        )
+        .unwrap(),
+    );
+    engine.bootstrap_admin_key(temp.path()).unwrap();
+    let admin_key = admin_key_in(temp.path());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let identity = Identity::from_pem(&cert, &key);
+    let server = tokio::spawn(spoc_engine::server::serve_with(
+        engine,
+        listener,
+        Some(identity),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let channel = tls_channel(port, &cert).await;
+    let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health over TLS")
+        .into_inner();
+    assert_eq!(health.status, 1, "SERVING");
+    let mut mastery =
+        pb::mastery_service_client::MasteryServiceClient::new(authed(channel, Some(&admin_key)));
+    let model = mastery
+        .get_model(pb::GetModelRequest {})
+        .await
+        .expect("keyed call over TLS")
+        .into_inner();
+    assert_eq!(model.model_id, "defaults");
+
+    // Plain HTTP/2 to the TLS port gets no answer.
+    let plain = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(plain) = plain {
+        let refused =
+            pb::mastery_service_client::MasteryServiceClient::new(authed(plain, Some(&admin_key)))
+                .get_model(pb::GetModelRequest {})
+                .await;
+        assert!(refused.is_err());
+    }
+    // A client that does not trust the certificate is refused.
+    let (other, _) = self_signed();
+    let untrusted = Channel::from_shared(format!("https://127.0.0.1:{port}"))
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(other))
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect()
+        .await;
+    assert!(
+        untrusted.is_err(),
+        "a certificate nobody trusts was accepted"
+    );
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// A `spoc serve` child process, killed on drop.
+struct Spoc(Child);
+
+impl Drop for Spoc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spoc_serve_tls(dir: &Path, port: u16, cert: &Path, key: &Path) -> Spoc {
+    let child = Command::new(env!("CARGO_BIN_EXE_spoc"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--tls-cert")
+        .arg(cert)
+        .arg("--tls-key")
+        .arg(key)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn spoc serve");
+    Spoc(child)
+}
+
+/// `spoc serve --tls-cert --tls-key` serves over TLS, with the first admin
+/// key it wrote to DATA_DIR/admin-key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoc_serve_takes_tls_flags_and_writes_the_first_admin_key() {
+    let (cert, key) = self_signed();
+    let temp = tempfile::tempdir().unwrap();
+    let cert_path = temp.path().join("cert.pem");
+    let key_path = temp.path().join("key.pem");
+    std::fs::write(&cert_path, &cert).unwrap();
+    std::fs::write(&key_path, &key).unwrap();
+    let data = temp.path().join("data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _spoc = spoc_serve_tls(&data, port, &cert_path, &key_path);
+
+    let channel = tls_channel(port, &cert).await;
+    let admin_key = admin_key_in(&data);
+    let keys = pb::admin_service_client::AdminServiceClient::new(authed(channel, Some(&admin_key)))
+        .list_api_keys(pb::ListApiKeysRequest::default())
+        .await
+        .expect("admin call over TLS")
+        .into_inner();
+    assert_eq!(keys.api_keys.len(), 1);
+    assert_eq!(keys.api_keys[0].role, pb::ApiKeyRole::Admin as i32);
+}
