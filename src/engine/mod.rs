@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::domain::catalog::{Module, Skill};
+use crate::domain::catalog_index::CatalogIndex;
 use crate::domain::learner::Micros;
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -171,13 +172,18 @@ pub struct Catalog {
     pub skills: BTreeMap<String, Skill>,
     /// Every module, in id order.
     pub modules: Vec<Module>,
+    /// Lookup tables over `skills` and `modules` for the hot paths.
+    pub index: CatalogIndex,
 }
 
 impl Catalog {
     fn load(store: &Store) -> Result<Self> {
+        let skills = store.all_skills()?;
+        let modules = store.all_modules()?;
         Ok(Self {
-            skills: store.all_skills()?,
-            modules: store.all_modules()?,
+            index: CatalogIndex::new(&skills, &modules),
+            skills,
+            modules,
         })
     }
 }
