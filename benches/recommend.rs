@@ -162,7 +162,7 @@ async fn main() {
     // The engine alone, without gRPC: what the policy and the store cost.
     let exclude = std::collections::BTreeSet::new();
     let t0 = Instant::now();
-    let n = 20_000;
+    let n = arg("--engine-calls", 20_000) as usize;
     for i in 0..n {
         let req = request(i);
         server

@@ -41,7 +41,8 @@ impl ProgramService for ProgramApi {
         request: Request<pb::GetProgramRequest>,
     ) -> Result<Response<pb::Program>, Status> {
         let id = check::id("program_id", &request.into_inner().program_id)?;
-        Ok(Response::new(self.engine.program(&id)?.into()))
+        let program = self.engine.program(&id)?;
+        Ok(Response::new(program.as_ref().clone().into()))
     }
 
     async fn list_programs(

@@ -9,6 +9,7 @@ pub mod activity;
 pub mod alerts;
 pub mod bkt;
 pub mod catalog;
+pub mod catalog_index;
 pub mod cohorts;
 pub mod fit;
 pub mod learner;

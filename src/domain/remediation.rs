@@ -76,6 +76,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bkt::BktParams;
 use super::catalog::{Format, Module, Skill};
+use super::catalog_index::{CatalogIndex, primary_subtag};
 use crate::error::{Error, Result};
 
 /// The mastery threshold the product promises when none is configured.
@@ -149,6 +150,8 @@ pub struct RecommendInput<'a> {
     pub skills: &'a BTreeMap<String, Skill>,
     /// The modules that may be recommended, in any order.
     pub modules: &'a [Module],
+    /// Lookup tables built from exactly `skills` and `modules`.
+    pub index: &'a CatalogIndex,
     /// The skills the program teaches.
     pub program_skill_ids: &'a [String],
     /// The learner's P(mastered) per skill; a missing skill is at its prior.
@@ -244,10 +247,7 @@ pub struct Recommendations {
 /// (`fr` matches `fr-CA`, case-insensitively); an empty learner language or
 /// an empty module language (language-neutral content) matches everything.
 pub fn language_matches(learner: &str, module: &str) -> bool {
-    fn primary(tag: &str) -> &str {
-        tag.split(['-', '_']).next().unwrap_or("").trim()
-    }
-    let (l, m) = (primary(learner), primary(module));
+    let (l, m) = (primary_subtag(learner), primary_subtag(module));
     l.is_empty() || m.is_empty() || l.eq_ignore_ascii_case(m)
 }
 
@@ -271,9 +271,14 @@ impl Fringe {
     }
 }
 
-/// P(mastered) of every skill as the policy sees it.
+/// P(mastered) of every skill as the policy sees it, computed once per call
+/// for every skill number of the catalog index.
 struct Beliefs<'a> {
     input: &'a RecommendInput<'a>,
+    /// P(mastered) per skill number, clamped to [0, 1].
+    p: Vec<f64>,
+    /// Whether each skill number counts as mastered.
+    mastered: Vec<bool>,
     /// Skills at or above the threshold whose evidence the prerequisite
     /// graph rules out, each with the prerequisite that was found unmastered
     /// after the skill's latest module (see [`doubtful`]).
@@ -282,40 +287,63 @@ struct Beliefs<'a> {
 
 impl<'a> Beliefs<'a> {
     fn new(input: &'a RecommendInput<'a>) -> Self {
+        let index = input.index;
+        let doubtful = doubtful(input);
+        let mut p = vec![f64::NAN; index.skill_count()];
+        for (skill, value) in input.mastery {
+            if let Some(at) = index.skill(skill) {
+                p[at] = clamp_p(*value);
+            }
+        }
+        for (at, value) in p.iter_mut().enumerate() {
+            if value.is_nan() {
+                *value = clamp_p(params_of(input, index.skill_id(at)).prior);
+            }
+        }
+        let mut mastered: Vec<bool> = p.iter().map(|p| *p >= input.threshold).collect();
+        for s in doubtful.keys() {
+            if let Some(at) = index.skill(s) {
+                mastered[at] = false;
+            }
+        }
         Beliefs {
             input,
-            doubtful: doubtful(input),
+            p,
+            mastered,
+            doubtful,
         }
     }
 
     fn params(&self, skill: &str) -> &BktParams {
-        self.input
-            .skill_params
-            .get(skill)
-            .unwrap_or(&self.input.default_params)
+        params_of(self.input, skill)
     }
 
     fn p(&self, skill: &str) -> f64 {
-        let p = match self.input.mastery.get(skill) {
-            Some(p) => *p,
-            None => self.params(skill).prior,
-        };
-        if p.is_finite() {
-            p.clamp(0.0, 1.0)
-        } else {
-            0.0
+        match self.input.index.skill(skill) {
+            Some(at) => self.p[at],
+            None => clamp_p(match self.input.mastery.get(skill) {
+                Some(p) => *p,
+                None => self.params(skill).prior,
+            }),
         }
     }
 
-    fn mastered(&self, skill: &str) -> bool {
-        self.p(skill) >= self.input.threshold && !self.doubtful.contains_key(skill)
+    fn mastered_at(&self, at: usize) -> bool {
+        self.mastered[at]
     }
 
-    fn prereqs_mastered(&self, skill: &str) -> bool {
-        self.input
-            .skills
-            .get(skill)
-            .is_none_or(|s| s.prerequisite_ids.iter().all(|q| self.mastered(q)))
+    fn mastered(&self, skill: &str) -> bool {
+        match self.input.index.skill(skill) {
+            Some(at) => self.mastered[at],
+            None => self.p(skill) >= self.input.threshold && !self.doubtful.contains_key(skill),
+        }
+    }
+
+    /// Whether every prerequisite of skill number `at` is mastered (true for
+    /// a skill unknown to the catalog: it has none).
+    fn prereqs_mastered_at(&self, at: usize) -> bool {
+        let index = self.input.index;
+        !index.is_known(at) || index.prerequisites(at).iter().all(|&q| self.mastered[q])
     }
 
     /// P(mastered) used for the expected gain: a doubtful skill's evidence
@@ -327,6 +355,23 @@ impl<'a> Beliefs<'a> {
             self.p(skill)
         }
     }
+}
+
+/// A P(mastered) as the policy reads it: clamped, and 0 when not finite.
+fn clamp_p(p: f64) -> f64 {
+    if p.is_finite() {
+        p.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
+/// The BKT parameters of a skill: its own, or the defaults.
+fn params_of<'a>(input: &'a RecommendInput<'_>, skill: &str) -> &'a BktParams {
+    input
+        .skill_params
+        .get(skill)
+        .unwrap_or(&input.default_params)
 }
 
 /// Skills whose mastery the prerequisite graph contradicts.
@@ -398,36 +443,52 @@ pub fn fringe(input: &RecommendInput<'_>) -> Fringe {
 
 fn fringe_of(beliefs: &Beliefs<'_>) -> Fringe {
     let input = beliefs.input;
+    let index = input.index;
     let program: BTreeSet<&str> = input.program_skill_ids.iter().map(String::as_str).collect();
+    let mut in_program = vec![false; index.skill_count()];
+    for s in &program {
+        if let Some(at) = index.skill(s) {
+            in_program[at] = true;
+        }
+    }
     let mut out = Fringe::default();
-    for &skill in &program {
-        if beliefs.mastered(skill) {
+    // `seen[q] == mark` when q was reached from the current program skill.
+    let mut seen = vec![usize::MAX; index.skill_count()];
+    let mut todo: Vec<usize> = Vec::new();
+    for (mark, &skill) in program.iter().enumerate() {
+        let Some(at) = index.skill(skill) else {
+            // Unknown to the catalog: no prerequisites, so ready unless mastered.
+            if !beliefs.mastered(skill) {
+                out.unmastered_program.insert(skill.to_string());
+                out.ready.insert(skill.to_string());
+            }
+            continue;
+        };
+        if beliefs.mastered_at(at) {
             continue;
         }
         out.unmastered_program.insert(skill.to_string());
-        if beliefs.prereqs_mastered(skill) {
+        if beliefs.prereqs_mastered_at(at) {
             out.ready.insert(skill.to_string());
             continue;
         }
         // Walk down through unmastered prerequisites.
-        let mut seen: BTreeSet<&str> = BTreeSet::from([skill]);
-        let mut todo: Vec<&str> = vec![skill];
+        seen[at] = mark;
+        todo.clear();
+        todo.push(at);
         while let Some(id) = todo.pop() {
-            let Some(node) = input.skills.get(id) else {
-                continue;
-            };
-            for q in &node.prerequisite_ids {
-                let q = q.as_str();
-                if beliefs.mastered(q) || !seen.insert(q) {
+            for &q in index.prerequisites(id) {
+                if beliefs.mastered_at(q) || seen[q] == mark {
                     continue;
                 }
-                if program.contains(q) {
+                seen[q] = mark;
+                if in_program[q] {
                     // Reached on its own account (ready or walked from).
                     continue;
                 }
-                if beliefs.prereqs_mastered(q) {
+                if beliefs.prereqs_mastered_at(q) {
                     out.deep
-                        .entry(q.to_string())
+                        .entry(index.skill_id(q).to_string())
                         .or_default()
                         .insert(skill.to_string());
                 } else {
@@ -480,11 +541,7 @@ fn failed(change: &SkillChange, config: &PolicyConfig, threshold: f64) -> bool {
 }
 
 /// Reads the history for one skill, newest entries deciding the streak.
-fn record<'h>(
-    input: &RecommendInput<'h>,
-    by_id: &BTreeMap<&str, &'h Module>,
-    skill: &str,
-) -> SkillRecord<'h> {
+fn record<'h>(input: &RecommendInput<'h>, skill: &str) -> SkillRecord<'h> {
     let mut rec = SkillRecord::default();
     let prereqs: &[String] = input
         .skills
@@ -518,8 +575,10 @@ fn record<'h>(
             *rec.module_failures
                 .entry(entry.module_id.as_str())
                 .or_default() += 1;
-            if let Some(module) = by_id.get(entry.module_id.as_str()) {
-                *rec.format_failures.entry(module.format).or_default() += 1;
+            if let Some(at) = input.index.module(&entry.module_id) {
+                *rec.format_failures
+                    .entry(input.modules[at].format)
+                    .or_default() += 1;
             }
         } else {
             streak_open = false;
@@ -592,8 +651,6 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
         });
     }
 
-    let by_id: BTreeMap<&str, &Module> = input.modules.iter().map(|m| (m.id.as_str(), m)).collect();
-
     // The candidate skills, with their band.
     let mut candidates: BTreeMap<&str, Candidate<'_>> = BTreeMap::new();
     if certifying {
@@ -631,10 +688,8 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
             },
         );
     }
-    let mut records: BTreeMap<&str, SkillRecord<'_>> = candidates
-        .keys()
-        .map(|&s| (s, record(input, &by_id, s)))
-        .collect();
+    let mut records: BTreeMap<&str, SkillRecord<'_>> =
+        candidates.keys().map(|&s| (s, record(input, s))).collect();
 
     // Prerequisite reviews for skills that keep resisting.
     if input.config.review_after_failures > 0 && !certifying {
@@ -659,25 +714,37 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
                     recheck: None,
                 });
                 entry.for_skills.push(skill);
-                records.entry(q).or_insert_with(|| record(input, &by_id, q));
+                records.entry(q).or_insert_with(|| record(input, q));
             }
         }
     }
 
+    // The modules teaching some candidate skill, in slice order: the only
+    // ones that can score.
+    let index = input.index;
+    let learner_language = primary_subtag(input.language).to_ascii_lowercase();
+    let matches = |m: usize| {
+        let language = index.module_language(m);
+        learner_language.is_empty() || language.is_empty() || language == learner_language
+    };
+    let mut reachable: Vec<usize> = Vec::new();
     // Which candidate skills have content in the learner's language.
     let mut in_language: BTreeSet<&str> = BTreeSet::new();
     let mut any_language: BTreeSet<&str> = BTreeSet::new();
-    for m in input.modules {
-        let matches = language_matches(input.language, &m.language);
-        for s in &m.skill_ids {
-            if let Some((&s, _)) = candidates.get_key_value(s.as_str()) {
-                any_language.insert(s);
-                if matches {
-                    in_language.insert(s);
-                }
+    for &s in candidates.keys() {
+        let Some(at) = index.skill(s) else {
+            continue;
+        };
+        for &m in index.modules_of(at) {
+            reachable.push(m);
+            any_language.insert(s);
+            if matches(m) {
+                in_language.insert(s);
             }
         }
     }
+    reachable.sort_unstable();
+    reachable.dedup();
     // Score every module.
     struct Scored<'m> {
         module: &'m Module,
@@ -691,8 +758,9 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
     }
     let mut scored: Vec<Scored<'_>> = Vec::new();
     let mut excluded_hits = 0usize;
-    for m in input.modules {
-        let matches = language_matches(input.language, &m.language);
+    for at in reachable {
+        let m = &input.modules[at];
+        let matches = matches(at);
         let mut target = Target::DeepPrerequisite;
         let mut score_gain = 0.0;
         let mut gain = 0.0;
@@ -700,12 +768,8 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
         let mut fallback = false;
         let mut repeated = false;
         let mut taught: Vec<&str> = Vec::new();
-        let mut seen: BTreeSet<&str> = BTreeSet::new();
-        for s in &m.skill_ids {
-            let s = s.as_str();
-            if !seen.insert(s) {
-                continue;
-            }
+        for &s in index.module_skills(at) {
+            let s = index.skill_id(s);
             let Some(cand) = candidates.get(s) else {
                 continue;
             };
@@ -1099,6 +1163,7 @@ mod tests {
             recommend(&RecommendInput {
                 skills: &self.skills,
                 modules: &self.modules,
+                index: &CatalogIndex::new(&self.skills, &self.modules),
                 program_skill_ids: &self.program,
                 mastery: &self.mastery,
                 threshold: DEFAULT_THRESHOLD,
@@ -1462,9 +1527,11 @@ mod tests {
     fn bad_inputs_are_refused() {
         let mut case = Case::new();
         case.program.push("zz".into());
+        let index = CatalogIndex::new(&case.skills, &case.modules);
         let input = RecommendInput {
             skills: &case.skills,
             modules: &case.modules,
+            index: &index,
             program_skill_ids: &case.program,
             mastery: &case.mastery,
             threshold: 0.95,
@@ -1508,6 +1575,7 @@ mod tests {
         let input = RecommendInput {
             skills: &world.skills,
             modules: &world.modules,
+            index: &world.catalog_index,
             program_skill_ids: &world.program,
             mastery: &mastery,
             threshold: DEFAULT_THRESHOLD,

@@ -1,5 +1,7 @@
 //! Learners, programs and enrolments.
 
+use std::sync::Arc;
+
 use super::{Engine, now_micros};
 use crate::domain::learner::{Enrolment, Learner, Program};
 use crate::error::{Error, Result};
@@ -42,15 +44,34 @@ impl Engine {
             }
         }
         self.store.put_program(&program)?;
+        self.programs
+            .write()
+            .expect("programs lock")
+            .insert(program.id.clone(), Arc::new(program.clone()));
         self.store.durable().await?;
         Ok(program)
     }
 
-    /// One program, or NOT_FOUND.
-    pub fn program(&self, id: &str) -> Result<Program> {
-        self.store
-            .program(id)?
-            .ok_or_else(|| Error::not_found("program", id))
+    /// One program, or NOT_FOUND; served from memory once read (every
+    /// recommendation reads its program).
+    pub fn program(&self, id: &str) -> Result<Arc<Program>> {
+        if let Some(program) = self.programs.read().expect("programs lock").get(id) {
+            return Ok(program.clone());
+        }
+        let program = Arc::new(
+            self.store
+                .program(id)?
+                .ok_or_else(|| Error::not_found("program", id))?,
+        );
+        // Never overwrite: an upsert that raced with this read put the
+        // newer version first.
+        Ok(self
+            .programs
+            .write()
+            .expect("programs lock")
+            .entry(id.to_string())
+            .or_insert(program)
+            .clone())
     }
 
     /// A page of programs.

@@ -19,11 +19,12 @@ pub mod reports;
 pub mod risk_history;
 pub mod seen;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::domain::catalog::{Module, Skill};
-use crate::domain::learner::Micros;
+use crate::domain::catalog_index::CatalogIndex;
+use crate::domain::learner::{Micros, Program};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::store::wal::WalRecord;
@@ -55,6 +56,8 @@ pub struct Engine {
     catalog: RwLock<Arc<Catalog>>,
     /// Serializes catalog writes, whose validation reads the whole catalog.
     catalog_write: Mutex<()>,
+    /// Programs read so far, kept current by `upsert_program`.
+    programs: RwLock<HashMap<String, Arc<Program>>>,
     /// Serializes read-compute-write cycles per learner.
     learner_locks: StripedLocks,
     /// Learners known to exist (ingestion checks every attempt's learner).
@@ -99,6 +102,7 @@ impl Engine {
             catalog: RwLock::new(Arc::new(catalog)),
             config,
             catalog_write: Mutex::new(()),
+            programs: RwLock::new(HashMap::new()),
             learner_locks: StripedLocks::new(256),
             known_learners: seen::SeenSet::new(1 << 20),
             noted_recommendations: seen::SeenSet::new(1 << 20),
@@ -176,13 +180,18 @@ pub struct Catalog {
     pub skills: BTreeMap<String, Skill>,
     /// Every module, in id order.
     pub modules: Vec<Module>,
+    /// Lookup tables over `skills` and `modules` for the hot paths.
+    pub index: CatalogIndex,
 }
 
 impl Catalog {
     fn load(store: &Store) -> Result<Self> {
+        let skills = store.all_skills()?;
+        let modules = store.all_modules()?;
         Ok(Self {
-            skills: store.all_skills()?,
-            modules: store.all_modules()?,
+            index: CatalogIndex::new(&skills, &modules),
+            skills,
+            modules,
         })
     }
 }

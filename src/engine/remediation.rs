@@ -145,6 +145,7 @@ impl Engine {
         let answer = recommend(&RecommendInput {
             skills: &catalog.skills,
             modules: &catalog.modules,
+            index: &catalog.index,
             program_skill_ids: &program.skill_ids,
             mastery: &mastery,
             threshold: self.mastery_threshold(),

@@ -169,7 +169,7 @@ impl Engine {
         });
         Ok(CertificationView {
             learner_id: learner_id.to_string(),
-            program_id: program.id,
+            program_id: program.id.clone(),
             certified,
             mastery_threshold: self.mastery_threshold(),
             skills,

@@ -83,6 +83,7 @@ impl View<'_> {
         let input = RecommendInput {
             skills: &self.world.skills,
             modules: &self.world.modules,
+            index: &self.world.catalog_index,
             program_skill_ids: &self.world.program,
             mastery: self.mastery,
             threshold: self.options.threshold,

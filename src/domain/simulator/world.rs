@@ -12,6 +12,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::SimOptions;
 use crate::domain::catalog::{Format, Module, Skill};
+use crate::domain::catalog_index::CatalogIndex;
 
 /// Stream of the world's draws; learner `i` uses stream `LEARNER_STREAM + i`.
 const WORLD_STREAM: u64 = 0;
@@ -86,6 +87,8 @@ pub struct World {
     pub module_skills: Vec<Vec<usize>>,
     /// Module id to index in `modules`.
     pub module_index: BTreeMap<String, usize>,
+    /// The policy's lookup tables over `skills` and `modules`.
+    pub catalog_index: CatalogIndex,
 }
 
 /// One synthetic learner: what they truly know and how they learn.
@@ -203,6 +206,7 @@ impl World {
         }
         let topo = topological(&skill_ids, &prereqs);
         World {
+            catalog_index: CatalogIndex::new(&skills, &modules),
             program: skill_ids.clone(),
             skill_index: skill_ids
                 .iter()
