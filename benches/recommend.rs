@@ -5,7 +5,9 @@
 //!
 //! Run: `cargo bench --bench recommend` (release build). Options after `--`:
 //! `--learners N` (10000), `--rate N` calls/s (2000), `--seconds N` (5),
-//! `--clients N` closed-loop callers for the maximum rate (64).
+//! `--clients N` closed-loop callers for the maximum rate (64),
+//! `--engine-calls N` calls of the engine-only measurement (20000; raise it
+//! to attach a profiler to that phase).
 
 mod common;
 
