@@ -36,12 +36,15 @@ pub enum StateArg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KindArg {
     /// Repeated failures on one skill without mastery gain.
+    #[value(alias = "blocking_point")]
     BlockingPoint,
     /// No activity for longer than the program tolerates.
     Inactivity,
     /// Mastery of a skill fell well below its peak.
+    #[value(alias = "mastery_drop")]
     MasteryDrop,
     /// The dropout model predicts the learner will not complete.
+    #[value(alias = "predicted_dropout")]
     PredictedDropout,
 }
 
@@ -184,8 +187,8 @@ fn list(args: ListArgs) -> Result<(), BoxError> {
             alerts.iter().map(alert_json).collect(),
         )),
         OutputFormat::Table => {
-            println!("{}", alerts_table(&alerts));
-            println!("{} alerts", alerts.len());
+            output::emit(alerts_table(&alerts));
+            output::emit(format!("{} alerts", alerts.len()));
         }
     }
     Ok(())
@@ -216,9 +219,9 @@ fn watch(args: WatchArgs) -> Result<(), BoxError> {
                 OutputFormat::Json => {
                     let mut value = alert_json(&alert);
                     value["snapshot"] = serde_json::Value::Bool(event.snapshot);
-                    println!("{value}");
+                    output::emit(value);
                 }
-                OutputFormat::Table => println!("{}", alert_line(&alert, event.snapshot)),
+                OutputFormat::Table => output::emit(alert_line(&alert, event.snapshot)),
             }
         }
         Ok::<_, BoxError>(last)
@@ -257,7 +260,7 @@ fn act(args: ActArgs, resolve: bool) -> Result<(), BoxError> {
         .map_err(|e: BoxError| e)?;
     match args.format {
         OutputFormat::Json => output::print_json(&alert_json(&alert)),
-        OutputFormat::Table => println!("{}", alerts_table(std::slice::from_ref(&alert))),
+        OutputFormat::Table => output::emit(alerts_table(std::slice::from_ref(&alert))),
     }
     Ok(())
 }

@@ -147,7 +147,7 @@ fn form_in_service(args: ServiceFormArgs) -> Result<(), BoxError> {
     }
     match args.format {
         OutputFormat::Json => output::print_json(&formation_json(&response)),
-        OutputFormat::Table => print!("{}", formation_text(&response)),
+        OutputFormat::Table => output::write_out(&formation_text(&response)),
     }
     Ok(())
 }

@@ -261,7 +261,7 @@ fn import(args: ImportArgs) -> Result<(), BoxError> {
                 count.to_string(),
                 companies.len().to_string(),
             ]);
-            println!("{t}");
+            output::emit(t);
         }
     }
     Ok(())
@@ -350,11 +350,11 @@ pub fn export_cohorts(args: ExportArgs) -> Result<(), BoxError> {
             "cohorts": cohorts,
             "learners": learners,
         })),
-        OutputFormat::Table => println!(
+        OutputFormat::Table => output::emit(format!(
             "exported {learners} learners in {cohorts} cohorts of program {:?} to {}",
             args.program,
             args.output.display()
-        ),
+        )),
     }
     Ok(())
 }

@@ -195,7 +195,7 @@ fn print_model(m: &pb::Model, format: OutputFormat) {
         format!("{:.1} s", m.fit_seconds),
     ]);
     output::align_right(&mut summary, &[2, 3, 4, 5, 6]);
-    println!("{summary}");
+    output::emit(summary);
     if m.skills.is_empty() {
         return;
     }
@@ -214,11 +214,11 @@ fn print_model(m: &pb::Model, format: OutputFormat) {
         ]);
     }
     output::align_right(&mut skills, &[1, 2, 3, 4, 5, 6]);
-    println!("{skills}");
+    output::emit(skills);
     if !m.module_learn_rates.is_empty() {
-        println!(
+        output::emit(format!(
             "{} per-module learn rates (see --format json)",
             m.module_learn_rates.len()
-        );
+        ));
     }
 }

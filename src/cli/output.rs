@@ -52,12 +52,29 @@ pub fn align_right(table: &mut Table, columns: &[usize]) {
     }
 }
 
+/// Writes `text` on stdout as it is and flushes (a watcher's line shows at
+/// once). A closed pipe (`spoc ... | head`) ends the command quietly, as
+/// Unix tools do, instead of a panic.
+pub fn write_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// [`write_out`] followed by a newline.
+pub fn emit(text: impl std::fmt::Display) {
+    write_out(&format!("{text}\n"));
+}
+
 /// Prints a JSON value on stdout, pretty for a document.
 pub fn print_json(value: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("JSON values always serialize")
-    );
+    emit(serde_json::to_string_pretty(value).expect("JSON values always serialize"));
 }
 
 /// Whether progress should be drawn (stderr is a terminal).

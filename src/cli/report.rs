@@ -114,7 +114,7 @@ pub fn run(args: ReportArgs) -> Result<(), BoxError> {
                 args.output.display().to_string(),
             ]);
             output::align_right(&mut t, &[1, 2, 3, 4, 5]);
-            println!("{t}");
+            output::emit(t);
         }
     }
     Ok(())

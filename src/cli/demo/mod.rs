@@ -284,14 +284,12 @@ async fn demo(args: DemoArgs) -> Result<(), BoxError> {
     )?;
     match args.format {
         OutputFormat::Json => output::print_json(&json),
-        OutputFormat::Table => print!("{}", print::render(&summary)),
+        OutputFormat::Table => output::write_out(&print::render(&summary)),
     }
     if !args.no_serve {
         if args.format == OutputFormat::Table {
-            print!("{}", print::serving(&summary));
+            output::write_out(&print::serving(&summary));
         }
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
         shutdown_signal().await;
         eprintln!("stopping: finishing in-flight calls, flushing the store");
     }
