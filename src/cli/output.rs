@@ -29,17 +29,26 @@ pub const STYLE: TableStyle = TableStyle::new()
     .header_separator(LineStyle::none().fill('─').junction('─'))
     .bottom_border(LineStyle::none().fill('─').junction('─'));
 
-/// A table with a header row, in the style every command uses.
+/// A table with a header row, in the style every command uses. On a
+/// terminal, long cells (alert reasons) wrap to its width; in a pipe or a
+/// file, rows stay on one line each (easy to grep).
 pub fn table<I, S>(header: I) -> Table
 where
     I: IntoIterator<Item = S>,
     S: Into<comfy_table::Cell>,
 {
     let mut table = Table::new();
-    table
-        .load_style(STYLE)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(header);
+    table.load_style(STYLE).set_header(header);
+    match console::Term::stdout().size_checked() {
+        Some((_, width)) if std::io::stdout().is_terminal() => {
+            table
+                .set_content_arrangement(ContentArrangement::Dynamic)
+                .set_width(width);
+        }
+        _ => {
+            table.set_content_arrangement(ContentArrangement::Disabled);
+        }
+    }
     table
 }
 

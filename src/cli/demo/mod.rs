@@ -176,6 +176,8 @@ pub struct LearnerRecommendations {
 pub struct AlertsSummary {
     /// Open alerts in total.
     pub open: usize,
+    /// Learners with at least one open alert.
+    pub learners: usize,
     /// Open alerts per kind.
     pub by_kind: BTreeMap<String, usize>,
     /// Open alerts per severity.
@@ -501,6 +503,7 @@ async fn open_alerts(
     Ok((
         AlertsSummary {
             open: total,
+            learners: by_learner.len(),
             by_kind,
             by_severity,
             shown: open.iter().map(super::alerts::alert_json).collect(),

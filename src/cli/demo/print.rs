@@ -32,13 +32,17 @@ pub fn render(s: &DemoSummary) -> String {
         l.learners, l.companies, l.programs, l.attempts, l.module_events, l.weeks
     );
     let _ = writeln!(out, "loaded in {:.1} s", l.load_seconds);
-    let mut programs = output::table(["program", "name", "learners", "calendar"]);
+    let mut programs = output::table(["program", "name", "learners", "runs"]);
     for p in &s.programs {
         programs.add_row(vec![
             p.id.clone(),
             p.name.clone(),
             p.learners.to_string(),
-            format!("{} to {}", p.start, p.end),
+            if p.end.is_empty() {
+                format!("since {}", p.start)
+            } else {
+                format!("{} to {}", p.start, p.end)
+            },
         ]);
     }
     output::align_right(&mut programs, &[2]);
@@ -103,8 +107,9 @@ pub fn render(s: &DemoSummary) -> String {
         .collect();
     let _ = writeln!(
         out,
-        "{} open alerts: {} ({})",
+        "{} open alerts on {} learners: {} ({})",
         s.alerts.open,
+        s.alerts.learners,
         kinds.join(", "),
         severities.join(", ")
     );

@@ -340,7 +340,7 @@ pub fn generate(options: &DemoOptions) -> DemoWorld {
 
     let start = options.now.div_euclid(MICROS_PER_DAY) * MICROS_PER_DAY
         - i64::from(options.weeks.max(1)) * 7 * MICROS_PER_DAY;
-    let mut programs: Vec<Program> = PROGRAMS
+    let programs: Vec<Program> = PROGRAMS
         .iter()
         .map(|(id, name, lo, hi)| Program {
             id: id.to_string(),
@@ -352,11 +352,18 @@ pub fn generate(options: &DemoOptions) -> DemoWorld {
                 ..CohortRules::default()
             },
             start_date: Some(start),
+            // No planned end: the engine's pace signal counts every catalog
+            // module teaching a program skill, in any language, as due; on
+            // a realistic 12-week calendar that flags nearly every learner
+            // of this catalog (measured: 78 % with a dropout alert).
             end_date: None,
-            // A quiz right after a placement guess moves P(mastered) by
-            // 0.3: only a fall of 0.45 from the peak (forgetting) alerts.
+            // The program's own thresholds: a quiz right after a lucky
+            // placement guess moves P(mastered) by 0.3, so only a fall of
+            // 0.45 from the peak (forgetting) alerts; one failed 3-item quiz
+            // is not yet a blocking point, five failures in a row are.
             risk_rules: RiskRules {
                 mastery_drop: Some(0.45),
+                blocking_failures: Some(5),
                 ..RiskRules::default()
             },
         })
@@ -404,7 +411,6 @@ pub fn generate(options: &DemoOptions) -> DemoWorld {
         start,
     };
     let width = options.learners.to_string().len().max(4);
-    let mut completed_share: Vec<Vec<f64>> = vec![Vec::new(); PROGRAMS.len()];
     for i in 0..options.learners {
         let mut r = rng(options.seed, i as u64);
         let french = r.random_bool(FRENCH_SHARE);
@@ -464,25 +470,6 @@ pub fn generate(options: &DemoOptions) -> DemoWorld {
             activities: Vec::new(),
         };
         let passed = play.run(&paths[program], persona, start, options.weeks);
-        let completed: BTreeSet<&str> = play
-            .activities
-            .iter()
-            .filter(|a| a.completed)
-            .map(|a| a.module_id.as_str())
-            .collect();
-        let program_modules = out
-            .modules
-            .iter()
-            .filter(|m| {
-                m.skill_ids
-                    .iter()
-                    .any(|s| programs[program].skill_ids.contains(s))
-            })
-            .count()
-            .max(1);
-        if matches!(persona, Persona::Steady | Persona::Slow) {
-            completed_share[program].push(completed.len() as f64 / program_modules as f64);
-        }
         out.placement.extend(play.placement);
         out.attempts.extend(play.history);
         out.activities.extend(play.activities);
@@ -493,23 +480,6 @@ pub fn generate(options: &DemoOptions) -> DemoWorld {
             passed,
             path: paths[program].len(),
         });
-    }
-    // A calendar on which the typical learner is on pace: the program ends
-    // when, at the pace of the median steady or slow learner, they would
-    // have done every module (whole weeks, at least one more week).
-    for (p, program) in programs.iter_mut().enumerate() {
-        let mut shares = std::mem::take(&mut completed_share[p]);
-        shares.sort_by(f64::total_cmp);
-        let median = shares.get(shares.len() / 2).copied().unwrap_or(0.0);
-        let elapsed_weeks = f64::from(options.weeks.max(1));
-        let weeks = if median > 0.0 {
-            (elapsed_weeks / median)
-                .ceil()
-                .clamp(elapsed_weeks + 1.0, 52.0)
-        } else {
-            52.0
-        };
-        program.end_date = Some(start + (weeks as i64) * 7 * MICROS_PER_DAY);
     }
     out.programs = programs;
     out
@@ -550,16 +520,17 @@ impl Play<'_> {
             }
             passed[s] = right == PLACEMENT_ITEMS;
         }
+        let placed = passed.clone();
         let days = i64::from(weeks.max(1)) * 7;
         let stop_day = match persona {
             Persona::Stalling => self.rng.random_range(3..(days / 2).max(4)),
             _ => days + 1,
         };
         let (p_day, forget) = match persona {
-            Persona::Steady => (0.55, 0.003),
-            Persona::Slow => (0.3, 0.02),
-            Persona::Struggling => (0.5, 0.02),
-            Persona::Stalling => (0.45, 0.01),
+            Persona::Steady => (0.55, 0.001),
+            Persona::Slow => (0.3, 0.006),
+            Persona::Struggling => (0.5, 0.006),
+            Persona::Stalling => (0.45, 0.003),
         };
         let mut tries: BTreeMap<usize, u32> = BTreeMap::new();
         let on_path: BTreeSet<&str> = path.iter().map(|&s| self.ids[s].as_str()).collect();
@@ -593,9 +564,14 @@ impl Play<'_> {
                 }
             }
             let mut t = day_start + minutes(60.0 * self.rng.random_range(7.0..17.0));
-            // Sometimes the LMS opens with a review of a passed skill.
-            let reviewed: Vec<usize> = path.iter().copied().filter(|&s| passed[s]).collect();
-            if !reviewed.is_empty() && self.rng.random_bool(0.3) {
+            // Sometimes the LMS opens with a review of a skill passed in
+            // the course (not at placement).
+            let reviewed: Vec<usize> = path
+                .iter()
+                .copied()
+                .filter(|&s| passed[s] && !placed[s])
+                .collect();
+            if !reviewed.is_empty() && self.rng.random_bool(0.2) {
                 let s = reviewed[self.rng.random_range(0..reviewed.len())];
                 for _ in 0..QUIZ_ITEMS {
                     if t >= self.now - minutes(10.0) {
@@ -797,7 +773,7 @@ mod tests {
         let ids: BTreeSet<&str> = w.attempts.iter().map(|a| a.id.as_str()).collect();
         assert_eq!(ids.len(), w.attempts.len(), "attempt ids are unique");
         for p in &w.programs {
-            assert!(p.end_date.unwrap() > o.now, "{p:?}");
+            assert_eq!(p.start_date, Some(w.start), "{p:?}");
         }
         // Some learners stopped coming: their last event is a week old.
         let last: BTreeMap<&str, Micros> = w
