@@ -291,6 +291,8 @@ async fn demo(args: DemoArgs) -> Result<(), BoxError> {
     if !args.no_serve {
         if args.format == OutputFormat::Table {
             output::write_out(&print::serving(&summary));
+        } else {
+            eprintln!("serving on {address}; Ctrl-C to stop");
         }
         shutdown_signal().await;
         eprintln!("stopping: finishing in-flight calls, flushing the store");

@@ -158,7 +158,10 @@ pub fn serving(s: &DemoSummary) -> String {
         None => {
             let _ = writeln!(
                 out,
-                "no admin key file: this build serves without access control"
+                "no admin key in {}: this build serves without access control",
+                std::path::Path::new(&s.data_dir)
+                    .join(super::ADMIN_KEY_FILE)
+                    .display()
             );
         }
     }
