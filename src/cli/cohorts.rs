@@ -1,19 +1,58 @@
-//! `spoc cohorts form`: form cohorts offline from a CSV, without a server.
+//! `spoc cohorts ...`: form a program's cohorts through a running service
+//! (`form`), write them out (`export`, in `learners.rs`), or form cohorts
+//! offline from a CSV that carries mastery itself (`form-offline`).
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use super::client::{BoxError, ClientArgs, Service, describe, runtime};
+use super::output::{self, OutputFormat};
+use crate::api::pb;
 use crate::domain::cohorts::{CohortConstraints, Objective, OfflineOptions, run_offline};
 
 /// `spoc cohorts ...`
 #[derive(Debug, Subcommand)]
 pub enum CohortsCommand {
-    /// Split learners from a CSV into cohorts and write `learner_id,cohort_id`.
-    Form(FormArgs),
+    /// Form a program's cohorts in a running service (CohortService) and
+    /// print them with their balance report.
+    Form(ServiceFormArgs),
     /// Write a program's current cohorts from a running service as
     /// `learner_id,cohort_id`.
     Export(super::learners::ExportArgs),
+    /// Split learners from a CSV (mastery columns included) into cohorts
+    /// and write `learner_id,cohort_id`, without a service.
+    #[command(name = "form-offline", alias = "form-csv")]
+    FormOffline(FormArgs),
+}
+
+/// Options of `spoc cohorts form`.
+#[derive(Debug, Args)]
+pub struct ServiceFormArgs {
+    /// The program whose enrolled learners are split into cohorts.
+    #[arg(long)]
+    pub program: String,
+    /// What to optimise.
+    #[arg(long, value_enum, default_value_t = ObjectiveArg::Balanced)]
+    pub objective: ObjectiveArg,
+    /// Seed: the same seed on the same data gives the same cohorts.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Compute and print, but store nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also write the cohorts as `learner_id,cohort_id` to this file.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Tables for people or JSON for scripts.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    /// The offline mode's flag: pointed to `spoc cohorts form-offline`.
+    #[arg(long, hide = true)]
+    pub input: Option<PathBuf>,
+    /// Where the service listens, and the key.
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// What cohorts optimise.
@@ -25,7 +64,8 @@ pub enum ObjectiveArg {
     Leveled,
 }
 
-/// Options of `spoc cohorts form`.
+/// Options of `spoc cohorts form-offline` (the flags of the former
+/// offline `spoc cohorts form`, unchanged).
 #[derive(Debug, Args)]
 pub struct FormArgs {
     /// CSV with header `learner_id,company_id,language,timezone,` then one
@@ -62,14 +102,198 @@ pub struct FormArgs {
 }
 
 /// Runs a cohorts subcommand.
-pub fn run(command: CohortsCommand) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+pub fn run(command: CohortsCommand) -> Result<(), BoxError> {
     match command {
-        CohortsCommand::Form(args) => form(args),
+        CohortsCommand::Form(args) => form_in_service(args),
         CohortsCommand::Export(args) => super::learners::export_cohorts(args),
+        CohortsCommand::FormOffline(args) => form(args),
     }
 }
 
-fn form(args: FormArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// `spoc cohorts form`: one FormCohorts call (a spinner while the service
+/// searches), then the cohorts and the balance report; the CSV is written
+/// only when the call succeeded.
+fn form_in_service(args: ServiceFormArgs) -> Result<(), BoxError> {
+    if args.input.is_some() {
+        return Err("--input belongs to the offline mode: use `spoc cohorts form-offline --input F --output F` (same flags), or `spoc cohorts form --program P` against a running service".into());
+    }
+    let request = pb::FormCohortsRequest {
+        program_id: args.program.clone(),
+        objective: match args.objective {
+            ObjectiveArg::Balanced => pb::CohortObjective::Balanced,
+            ObjectiveArg::Leveled => pb::CohortObjective::Leveled,
+        } as i32,
+        seed: args.seed,
+        dry_run: args.dry_run,
+    };
+    let program = args.program.clone();
+    let response = runtime()?.block_on(async move {
+        let mut client = Service::connect(&args.client).await?.cohorts();
+        let spinner = output::spinner(&format!("forming the cohorts of {program}"));
+        let response = client.form_cohorts(request).await;
+        spinner.finish_and_clear();
+        response
+            .map(tonic::Response::into_inner)
+            .map_err(|s| BoxError::from(describe(&format!("forming cohorts of {program:?}"), &s)))
+    })?;
+    if let Some(path) = &args.output {
+        let mut text = String::from("learner_id,cohort_id\n");
+        for cohort in &response.cohorts {
+            for learner in &cohort.learner_ids {
+                text.push_str(&format!("{learner},{}\n", cohort.id));
+            }
+        }
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    match args.format {
+        OutputFormat::Json => output::print_json(&formation_json(&response)),
+        OutputFormat::Table => output::write_out(&formation_text(&response)),
+    }
+    Ok(())
+}
+
+/// A formation for scripts: the response's fields by name.
+pub fn formation_json(r: &pb::FormCohortsResponse) -> serde_json::Value {
+    let report = r.report.as_ref().map(|q| {
+        serde_json::json!({
+            "objective": output::enum_name(
+                pb::CohortObjective::try_from(q.objective)
+                    .unwrap_or_default()
+                    .as_str_name(),
+                "COHORT_OBJECTIVE_",
+            ),
+            "learner_count": q.learner_count,
+            "new_cohort_count": q.new_cohort_count,
+            "locked_cohort_count": q.locked_cohort_count,
+            "min_cohort_size": q.min_cohort_size,
+            "max_cohort_size": q.max_cohort_size,
+            "objective_value": q.objective_value,
+            "random_objective_value": q.random_objective_value,
+            "max_company_share": q.max_company_share,
+            "company_share_cap": q.company_share_cap,
+            "skills": q.skills.iter().map(|s| serde_json::json!({
+                "skill_id": s.skill_id,
+                "mean_gap": s.mean_gap,
+                "sd_gap": s.sd_gap,
+                "random_mean_gap": s.random_mean_gap,
+                "random_sd_gap": s.random_sd_gap,
+            })).collect::<Vec<_>>(),
+        })
+    });
+    serde_json::json!({
+        "program_id": r.program_id,
+        "version": r.version,
+        "dry_run": r.dry_run,
+        "cohorts": r.cohorts.iter().map(cohort_json).collect::<Vec<_>>(),
+        "report": report,
+    })
+}
+
+/// One cohort for scripts.
+pub fn cohort_json(c: &pb::Cohort) -> serde_json::Value {
+    serde_json::json!({
+        "id": c.id,
+        "program_id": c.program_id,
+        "size": c.size,
+        "company_count": c.company_count,
+        "language": c.language,
+        "locked": c.locked,
+        "version": c.version,
+        "learner_ids": c.learner_ids,
+    })
+}
+
+/// A formation for people: the cohorts, then the balance report next to
+/// what drawing lots would have given.
+pub fn formation_text(r: &pb::FormCohortsResponse) -> String {
+    let mut out = String::new();
+    let mut cohorts = output::table(["cohort", "learners", "companies", "language", "locked"]);
+    for c in &r.cohorts {
+        cohorts.add_row(vec![
+            c.id.clone(),
+            c.size.to_string(),
+            c.company_count.to_string(),
+            c.language.clone(),
+            if c.locked { "yes" } else { "" }.to_string(),
+        ]);
+    }
+    output::align_right(&mut cohorts, &[1, 2]);
+    out.push_str(&format!(
+        "{} cohorts of program {} (version {}{})\n{cohorts}\n",
+        r.cohorts.len(),
+        r.program_id,
+        r.version,
+        if r.dry_run {
+            ", dry run: nothing stored"
+        } else {
+            ""
+        }
+    ));
+    if let Some(q) = &r.report {
+        out.push_str(&balance_text(q));
+    }
+    out
+}
+
+/// The balance report as a table: formed vs random for the objective, the
+/// per-skill gaps (mean over skills and worst skill) and the company share.
+pub fn balance_text(q: &pb::CohortQualityReport) -> String {
+    let n = q.skills.len().max(1) as f64;
+    let mean = |f: fn(&pb::SkillSpread) -> f64| q.skills.iter().map(f).sum::<f64>() / n;
+    let worst = q
+        .skills
+        .iter()
+        .max_by(|a, b| a.mean_gap.total_cmp(&b.mean_gap));
+    let mut t = output::table(["balance", "formed", "random draw"]);
+    t.add_row(vec![
+        "objective (lower is better)".to_string(),
+        format!("{:.2}", q.objective_value),
+        format!("{:.2}", q.random_objective_value),
+    ]);
+    t.add_row(vec![
+        "gap of cohort mean mastery (avg over skills)".to_string(),
+        format!("{:.3}", mean(|s| s.mean_gap)),
+        format!("{:.3}", mean(|s| s.random_mean_gap)),
+    ]);
+    t.add_row(vec![
+        "gap of cohort SD (avg over skills)".to_string(),
+        format!("{:.3}", mean(|s| s.sd_gap)),
+        format!("{:.3}", mean(|s| s.random_sd_gap)),
+    ]);
+    if let Some(w) = worst {
+        t.add_row(vec![
+            format!("gap of cohort mean on worst skill ({})", w.skill_id),
+            format!("{:.3}", w.mean_gap),
+            format!("{:.3}", w.random_mean_gap),
+        ]);
+    }
+    t.add_row(vec![
+        format!(
+            "largest company share (cap {:.0} %)",
+            100.0 * q.company_share_cap
+        ),
+        format!("{:.0} %", 100.0 * q.max_company_share),
+        String::new(),
+    ]);
+    output::align_right(&mut t, &[1, 2]);
+    let objective = output::enum_name(
+        pb::CohortObjective::try_from(q.objective)
+            .unwrap_or_default()
+            .as_str_name(),
+        "COHORT_OBJECTIVE_",
+    );
+    format!(
+        "balance report ({objective}): {} learners in {} new cohorts of {} to {}, {} locked kept\n{t}\n",
+        q.learner_count,
+        q.new_cohort_count,
+        q.min_cohort_size,
+        q.max_cohort_size,
+        q.locked_cohort_count
+    )
+}
+
+/// `spoc cohorts form-offline`: read, form, write; the report on stderr.
+fn form(args: FormArgs) -> Result<(), BoxError> {
     let input = std::fs::File::open(&args.input)
         .map_err(|e| format!("cannot open {}: {e}", args.input.display()))?;
     let mut output = Vec::new();

@@ -12,12 +12,11 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use tokio::task::JoinSet;
 
-use super::client::{BoxError, ClientArgs, connect, describe, runtime};
+use super::client::{AuthChannel, BoxError, ClientArgs, Service, describe, runtime};
+use super::output::{self, OutputFormat};
 use crate::api::convert;
 use crate::api::pb;
-use crate::api::pb::cohort_service_client::CohortServiceClient;
 use crate::api::pb::learner_service_client::LearnerServiceClient;
-use crate::api::pb::program_service_client::ProgramServiceClient;
 use crate::domain::learner::Learner;
 
 /// Columns the import file must start with; later columns are ignored (an
@@ -46,7 +45,10 @@ pub struct ImportArgs {
     /// The program to enrol every learner in; it must exist.
     #[arg(long)]
     pub program: String,
-    /// Where the service listens.
+    /// What to print once done: a summary table or JSON.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    /// Where the service listens, and the key.
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -60,7 +62,10 @@ pub struct ExportArgs {
     /// Where to write `learner_id,cohort_id`.
     #[arg(long)]
     pub output: PathBuf,
-    /// Where the service listens.
+    /// What to print once done: a summary table or JSON.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    /// Where the service listens, and the key.
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -203,44 +208,68 @@ fn quote(field: &str) -> String {
 }
 
 /// `spoc learners import`: check the file, then upsert and enrol every
-/// learner. Re-running it is safe: upserts replace, enrolling twice is a
-/// no-op, and a learner's stored display name is kept.
+/// learner, with a progress bar. Re-running it is safe: upserts replace,
+/// enrolling twice is a no-op, and a learner's stored display name is kept.
 fn import(args: ImportArgs) -> Result<(), BoxError> {
     let file = std::fs::File::open(&args.input)
         .map_err(|e| format!("cannot open {}: {e}", args.input.display()))?;
     let rows = parse_roster(file).map_err(|e| format!("{}: {e}", args.input.display()))?;
     let program_id = args.program.clone();
+    let total = rows.len();
+    let companies: std::collections::BTreeSet<String> =
+        rows.iter().map(|r| r.learner.company_id.clone()).collect();
     let count = runtime()?.block_on(async move {
-        let channel = connect(&args.client.addr).await?;
-        ProgramServiceClient::new(channel.clone())
+        let service = Service::connect(&args.client).await?;
+        service
+            .programs()
             .get_program(pb::GetProgramRequest {
                 program_id: program_id.clone(),
             })
             .await
             .map_err(|s| describe(&format!("program {program_id:?}"), &s))?;
-        let client = LearnerServiceClient::new(channel);
+        let client = service.learners();
+        let bar = output::bar(total as u64, "importing learners");
         let mut tasks = JoinSet::new();
         let mut done = 0usize;
         for row in rows {
             if tasks.len() == IMPORT_CONCURRENCY {
                 tasks.join_next().await.expect("a task is running")??;
                 done += 1;
+                bar.inc(1);
             }
             tasks.spawn(import_row(client.clone(), program_id.clone(), row));
         }
         while let Some(outcome) = tasks.join_next().await {
             outcome??;
             done += 1;
+            bar.inc(1);
         }
+        bar.finish_and_clear();
         Ok::<_, BoxError>(done)
     })?;
-    eprintln!("imported {count} learners into program {:?}", args.program);
+    match args.format {
+        OutputFormat::Json => output::print_json(&serde_json::json!({
+            "program_id": args.program,
+            "input": args.input.display().to_string(),
+            "learners": count,
+            "companies": companies.len(),
+        })),
+        OutputFormat::Table => {
+            let mut t = output::table(["program", "learners imported and enrolled", "companies"]);
+            t.add_row(vec![
+                args.program.clone(),
+                count.to_string(),
+                companies.len().to_string(),
+            ]);
+            output::emit(t);
+        }
+    }
     Ok(())
 }
 
 /// Upserts one learner (keeping a stored display name) and enrols them.
 async fn import_row(
-    mut client: LearnerServiceClient<tonic::transport::Channel>,
+    mut client: LearnerServiceClient<AuthChannel>,
     program_id: String,
     row: RosterRow,
 ) -> Result<(), BoxError> {
@@ -278,7 +307,7 @@ async fn import_row(
 pub fn export_cohorts(args: ExportArgs) -> Result<(), BoxError> {
     let program_id = args.program.clone();
     let (text, cohorts, learners) = runtime()?.block_on(async move {
-        let mut client = CohortServiceClient::new(connect(&args.client.addr).await?);
+        let mut client = Service::connect(&args.client).await?.cohorts();
         let mut text = String::from("learner_id,cohort_id\n");
         let (mut cohorts, mut learners) = (0usize, 0usize);
         let mut page_token = String::new();
@@ -314,11 +343,19 @@ pub fn export_cohorts(args: ExportArgs) -> Result<(), BoxError> {
     })?;
     std::fs::write(&args.output, text)
         .map_err(|e| format!("cannot write {}: {e}", args.output.display()))?;
-    eprintln!(
-        "exported {learners} learners in {cohorts} cohorts of program {:?} to {}",
-        args.program,
-        args.output.display()
-    );
+    match args.format {
+        OutputFormat::Json => output::print_json(&serde_json::json!({
+            "program_id": args.program,
+            "output": args.output.display().to_string(),
+            "cohorts": cohorts,
+            "learners": learners,
+        })),
+        OutputFormat::Table => output::emit(format!(
+            "exported {learners} learners in {cohorts} cohorts of program {:?} to {}",
+            args.program,
+            args.output.display()
+        )),
+    }
     Ok(())
 }
 

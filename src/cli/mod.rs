@@ -1,9 +1,13 @@
 //! The `spoc` command line: one subcommand per file.
 
+pub mod alerts;
 pub mod client;
 pub mod cohorts;
+pub mod demo;
 pub mod fit;
 pub mod learners;
+pub mod model;
+pub mod output;
 pub mod report;
 pub mod serve;
 pub mod simulate;
@@ -23,18 +27,29 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// See everything the engine does: load a demo world, print what it
+    /// computes, keep serving.
+    Demo(demo::DemoArgs),
     /// Run the gRPC service.
     Serve(serve::ServeArgs),
     /// Fit BKT parameters by EM on a pyBKT-layout CSV.
     Fit(fit::FitArgs),
     /// Compare remediation policies on synthetic learners.
     Simulate(simulate::SimulateArgs),
-    /// Cohort formation offline from CSV files; export from a running service.
+    /// Cohorts of a program: form and export through a running service, or
+    /// form offline from a CSV.
     #[command(subcommand)]
     Cohorts(cohorts::CohortsCommand),
     /// Learners and enrolments from a CSV, loaded into a running service.
     #[command(subcommand)]
     Learners(learners::LearnersCommand),
+    /// At-risk alerts of a running service: list, watch live, acknowledge,
+    /// resolve.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
+    /// The BKT model of a running service: fit on stored attempts, show.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
     /// Write a cohort or program report (HTML or CSV) from a running service.
     Report(report::ReportArgs),
     /// Train the dropout model on synthetic learners (models/risk.json).
@@ -44,13 +59,21 @@ pub enum Command {
 /// Parses the command line and runs the subcommand.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // The demo prints for people: only warnings and errors unless asked.
+    init_logging(if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    });
     let outcome = match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Fit(args) => fit::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Cohorts(command) => cohorts::run(command),
         Command::Learners(command) => learners::run(command),
+        Command::Alerts(command) => alerts::run(command),
+        Command::Model(command) => model::run(command),
         Command::Report(args) => report::run(args),
         Command::TrainRisk(args) => train_risk::run(args),
     };
@@ -63,10 +86,10 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-/// Structured logs on stderr, filtered by `RUST_LOG` (default `info`).
-fn init_logging() {
+/// Structured logs on stderr, filtered by `RUST_LOG` (else `default`).
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::client::{BoxError, ClientArgs, connect, describe, runtime};
+use super::client::{BoxError, ClientArgs, Service, describe, runtime};
+use super::output::{self, OutputFormat};
 use crate::api::pb;
-use crate::api::pb::report_service_client::ReportServiceClient;
 
 /// The file format of `spoc report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -33,10 +33,14 @@ pub struct ReportArgs {
     /// Where to write the report.
     #[arg(long)]
     pub output: PathBuf,
-    /// File format.
+    /// File format (`--format` here is the file's, as it always was; the
+    /// summary printed on stdout follows `--summary`).
     #[arg(long, value_enum, default_value_t = ReportFormatArg::Html)]
     pub format: ReportFormatArg,
-    /// Where the service listens.
+    /// What to print once the file is written: a summary table or JSON.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub summary: OutputFormat,
+    /// Where the service listens, and the key.
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -50,7 +54,7 @@ pub fn run(args: ReportArgs) -> Result<(), BoxError> {
     } as i32;
     let (program, cohort) = (args.program.clone(), args.cohort.clone());
     let response = runtime()?.block_on(async move {
-        let mut client = ReportServiceClient::new(connect(&args.client.addr).await?);
+        let mut client = Service::connect(&args.client).await?.reports();
         let response = match cohort {
             Some(cohort_id) => client
                 .get_cohort_report(pb::GetCohortReportRequest {
@@ -72,16 +76,46 @@ pub fn run(args: ReportArgs) -> Result<(), BoxError> {
     })?;
     std::fs::write(&args.output, &response.rendered)
         .map_err(|e| format!("cannot write {}: {e}", args.output.display()))?;
-    if let Some(r) = response.report {
-        eprintln!(
-            "{} report of {:?} ({} learners, {} completed, {} certified) written to {}",
-            r.scope_kind,
-            r.scope_id,
-            r.learner_count,
-            r.completed_count,
-            r.certified.len(),
-            args.output.display()
-        );
+    let Some(r) = response.report else {
+        return Ok(());
+    };
+    let raised: u32 = r.alerts.as_ref().map_or(0, |a| a.raised);
+    let resolved: u32 = r.alerts.as_ref().map_or(0, |a| a.resolved);
+    match args.summary {
+        OutputFormat::Json => output::print_json(&serde_json::json!({
+            "scope_kind": r.scope_kind,
+            "scope_id": r.scope_id,
+            "scope_name": r.scope_name,
+            "learner_count": r.learner_count,
+            "completed_count": r.completed_count,
+            "completion_rate": r.completion_rate,
+            "certified_count": r.certified.len(),
+            "alerts_raised": raised,
+            "alerts_resolved": resolved,
+            "output": args.output.display().to_string(),
+        })),
+        OutputFormat::Table => {
+            let mut t = output::table([
+                "report",
+                "learners",
+                "completed",
+                "certified",
+                "alerts raised",
+                "resolved",
+                "file",
+            ]);
+            t.add_row(vec![
+                format!("{} {}", r.scope_kind, r.scope_id),
+                r.learner_count.to_string(),
+                format!("{} ({:.0} %)", r.completed_count, 100.0 * r.completion_rate),
+                r.certified.len().to_string(),
+                raised.to_string(),
+                resolved.to_string(),
+                args.output.display().to_string(),
+            ]);
+            output::align_right(&mut t, &[1, 2, 3, 4, 5]);
+            output::emit(t);
+        }
     }
     Ok(())
 }
