@@ -16,7 +16,7 @@ fn spoc(server: &TestServer, args: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_spoc"));
     cmd.args(args)
         .env("SPOC_ADDR", server.addr.to_string())
-        .env_remove("SPOC_API_KEY")
+        .env("SPOC_API_KEY", &server.admin_key)
         .env_remove("SPOC_TLS_CA")
         .kill_on_drop(true);
     cmd
@@ -522,11 +522,14 @@ async fn connection_flags_fail_clearly() {
     ))
     .await;
     assert!(err.contains("printable ASCII"), "{err}");
-    let out = ok(&mut spoc(
+    // A key the service does not know is refused, and the message says so.
+    let err = fails(&mut spoc(
         &server,
         &["alerts", "list", "--format", "json", "--api-key", "k-123"],
     ))
     .await;
+    assert!(err.contains("Unauthenticated") && err.contains("API key"), "{err}");
+    let out = ok(&mut spoc(&server, &["alerts", "list", "--format", "json"])).await;
     assert_eq!(json(&out), serde_json::json!([]));
     server.stop().await;
 }

@@ -673,7 +673,9 @@ async fn csv_import_and_export_through_the_binary() {
     std::fs::write(&input, &csv).unwrap();
     let spoc = |args: &[&str]| {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_spoc"));
-        cmd.args(args).env("SPOC_ADDR", server.addr.to_string());
+        cmd.args(args)
+            .env("SPOC_ADDR", server.addr.to_string())
+            .env("SPOC_API_KEY", &server.admin_key);
         cmd
     };
     let out = spoc(&["learners", "import", "--program", "excel", "--input"])

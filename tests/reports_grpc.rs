@@ -394,7 +394,9 @@ async fn spoc_report_writes_the_file_from_a_running_service() {
     let dir = tempfile::tempdir().unwrap();
     let spoc = |args: &[&str]| {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_spoc"));
-        cmd.args(args).env("SPOC_ADDR", server.addr.to_string());
+        cmd.args(args)
+            .env("SPOC_ADDR", server.addr.to_string())
+            .env("SPOC_API_KEY", &server.admin_key);
         cmd
     };
     let html = dir.path().join("report.html");

@@ -260,6 +260,8 @@ async fn demo(args: DemoArgs) -> Result<(), BoxError> {
             )
         })?;
     let address = listener.local_addr()?;
+    // The demo folder is fresh, so this writes its first admin key.
+    engine.bootstrap_admin_key(&args.data_dir)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::server::serve(engine.clone(), listener, async {
         let _ = stopped.await;
