@@ -603,6 +603,12 @@ fn name<'a>(skills: &'a BTreeMap<String, Skill>, id: &'a str) -> &'a str {
     skills.get(id).map_or(id, |s| s.name.as_str())
 }
 
+/// "a video", "an exercise": the format names all start as they sound.
+fn with_article(noun: &str) -> String {
+    let vowel = noun.starts_with(['a', 'e', 'i', 'o', 'u']);
+    format!("{} {noun}", if vowel { "an" } else { "a" })
+}
+
 /// Joins names as "A", "A and B", "A, B and C".
 fn join_names(names: &[String]) -> String {
     match names {
@@ -1067,8 +1073,8 @@ fn explain(
             .collect();
         if !failed_formats.is_empty() {
             text.push_str(&format!(
-                "; trying a {} after {} did not move it",
-                module.format.name(),
+                "; trying {} after {} did not move it",
+                with_article(module.format.name()),
                 join_names(&failed_formats)
             ));
         }
@@ -1372,6 +1378,12 @@ mod tests {
         });
         case.mastery.insert("a".into(), 0.99);
         assert_eq!(case.run().items[0].skill_id, "b");
+    }
+
+    #[test]
+    fn format_names_take_the_right_article() {
+        assert_eq!(with_article(Format::Exercise.name()), "an exercise");
+        assert_eq!(with_article(Format::Video.name()), "a video");
     }
 
     #[test]
