@@ -528,7 +528,10 @@ async fn connection_flags_fail_clearly() {
         &["alerts", "list", "--format", "json", "--api-key", "k-123"],
     ))
     .await;
-    assert!(err.contains("Unauthenticated") && err.contains("API key"), "{err}");
+    assert!(
+        err.contains("Unauthenticated") && err.contains("API key"),
+        "{err}"
+    );
     let out = ok(&mut spoc(&server, &["alerts", "list", "--format", "json"])).await;
     assert_eq!(json(&out), serde_json::json!([]));
     server.stop().await;

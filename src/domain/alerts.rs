@@ -108,10 +108,12 @@ pub enum AlertChange {
 }
 
 /// Compares the active alerts of one learner in one program with what the
-/// rules say now. Returns only real changes: an alert whose severity,
-/// reason and skill are unchanged is left alone (its signals drift every
-/// evaluation; rewriting them would flood watchers with no news).
-pub fn reconcile(active: &[Alert], drafts: Vec<AlertDraft>) -> Vec<AlertChange> {
+/// rules say now, the learner being in `cohort_id` now (empty before any
+/// formation). Returns only real changes: an alert whose severity, reason,
+/// skill and cohort are unchanged is left alone (its signals drift every
+/// evaluation; rewriting them would flood watchers with no news). A cohort
+/// change is news: the cohort's trainer must see the learner's alerts.
+pub fn reconcile(active: &[Alert], drafts: Vec<AlertDraft>, cohort_id: &str) -> Vec<AlertChange> {
     let mut changes = Vec::new();
     let mut seen = vec![false; active.len()];
     for draft in drafts {
@@ -122,6 +124,7 @@ pub fn reconcile(active: &[Alert], drafts: Vec<AlertDraft>) -> Vec<AlertChange> 
                 if a.severity != draft.severity
                     || a.reason != draft.reason
                     || a.skill_id != draft.skill_id
+                    || a.cohort_id != cohort_id
                 {
                     let reopen =
                         a.status == AlertStatus::Acknowledged && draft.severity > a.severity;
@@ -200,6 +203,7 @@ mod tests {
                 draft(AlertKind::BlockingPoint, Severity::Warning, "3 failed"),
                 draft(AlertKind::MasteryDrop, Severity::Warning, "fell"),
             ],
+            "",
         );
         assert_eq!(
             changes,
@@ -220,7 +224,7 @@ mod tests {
         )];
         let d = draft(AlertKind::BlockingPoint, Severity::Warning, "4 failed");
         assert_eq!(
-            reconcile(&active, vec![d.clone()]),
+            reconcile(&active, vec![d.clone()], ""),
             vec![AlertChange::Update {
                 index: 0,
                 draft: d,
@@ -229,11 +233,31 @@ mod tests {
         );
         let d = draft(AlertKind::BlockingPoint, Severity::Critical, "6 failed");
         assert_eq!(
-            reconcile(&active, vec![d.clone()]),
+            reconcile(&active, vec![d.clone()], ""),
             vec![AlertChange::Update {
                 index: 0,
                 draft: d,
                 reopen: true
+            }]
+        );
+    }
+
+    #[test]
+    fn a_new_cohort_updates_an_unchanged_alert_so_its_trainer_sees_it() {
+        let active = vec![alert(
+            AlertKind::BlockingPoint,
+            Severity::Warning,
+            "3 failed",
+            AlertStatus::Open,
+        )];
+        let d = draft(AlertKind::BlockingPoint, Severity::Warning, "3 failed");
+        assert!(reconcile(&active, vec![d.clone()], "").is_empty());
+        assert_eq!(
+            reconcile(&active, vec![d.clone()], "c-1"),
+            vec![AlertChange::Update {
+                index: 0,
+                draft: d,
+                reopen: false
             }]
         );
     }

@@ -385,7 +385,7 @@ impl Engine {
             let input = self.signal_input(&program, enrolment, now, median)?;
             let drafts = evaluate(&input, &thresholds(&program.risk_rules), model.as_deref());
             let active = self.store.active_alerts(learner, &program.id)?;
-            let changes = reconcile(&active, drafts);
+            let changes = reconcile(&active, drafts, &cohort);
             if changes.is_empty() {
                 continue;
             }
