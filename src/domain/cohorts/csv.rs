@@ -1,6 +1,6 @@
 //! Offline mode: learners from a CSV file, cohorts to a CSV file.
 //!
-//! Managers often start from a spreadsheet export, so `spoc cohorts form`
+//! Managers often start from a spreadsheet export, so `spoc cohorts form-offline`
 //! works without a server. Input header: `learner_id,company_id,language,
 //! timezone,` then one column per skill (mastery in `[0, 1]`); language and
 //! timezone may be empty. Time zones are IANA names converted to a UTC
