@@ -57,7 +57,11 @@ fn catalog() -> pb::ImportCatalogRequest {
             }
         })
         .collect();
-    pb::ImportCatalogRequest { skills, modules }
+    pb::ImportCatalogRequest {
+        skills,
+        modules,
+        items: vec![],
+    }
 }
 
 #[tokio::main]

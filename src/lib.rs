@@ -29,5 +29,6 @@ pub mod cli;
 pub mod domain;
 pub mod engine;
 pub mod error;
+pub mod http;
 pub mod server;
 pub mod store;

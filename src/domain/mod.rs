@@ -16,3 +16,4 @@ pub mod remediation;
 pub mod reports;
 pub mod risk;
 pub mod simulator;
+pub mod xapi;

@@ -17,11 +17,12 @@ pub mod remediation;
 pub mod reports;
 pub mod risk_history;
 pub mod seen;
+pub mod xapi;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::domain::catalog::{Module, Skill};
+use crate::domain::catalog::{Item, Module, Skill};
 use crate::domain::learner::Micros;
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -62,6 +63,8 @@ pub struct Engine {
     noted_recommendations: seen::SeenSet,
     /// At-risk alerts: model, pending evaluations, sequence, watchers.
     alerts: alerts::AlertHub,
+    /// xAPI ingestion: counters, the replay lock.
+    xapi: xapi::XapiState,
 }
 
 impl Engine {
@@ -85,7 +88,9 @@ impl Engine {
             None => (model::ActiveModel::defaults(), config.params.clone()),
         };
         let alerts = alerts::AlertHub::new(store.last_alert_sequence()?)?;
+        let xapi = xapi::XapiState::new(store.count_unresolved()?);
         let engine = Self {
+            xapi,
             alerts,
             store,
             params: RwLock::new(Arc::new(params)),
@@ -171,6 +176,8 @@ pub struct Catalog {
     pub skills: BTreeMap<String, Skill>,
     /// Every module, in id order.
     pub modules: Vec<Module>,
+    /// Every item (the Q-matrix) by id.
+    pub items: BTreeMap<String, Item>,
 }
 
 impl Catalog {
@@ -178,6 +185,11 @@ impl Catalog {
         Ok(Self {
             skills: store.all_skills()?,
             modules: store.all_modules()?,
+            items: store
+                .all_items()?
+                .into_iter()
+                .map(|item| (item.id.clone(), item))
+                .collect(),
         })
     }
 }
