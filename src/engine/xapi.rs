@@ -544,3 +544,113 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::activity::ActivityKind;
+    use crate::domain::catalog::{Format, Module, Skill};
+    use crate::engine::EngineConfig;
+    use crate::engine::params::ParamSet;
+    use crate::store::Store;
+
+    fn engine(dir: &std::path::Path) -> Engine {
+        Engine::new(
+            Store::open(dir).unwrap(),
+            EngineConfig {
+                mastery_threshold: 0.95,
+                params: ParamSet::load(None).unwrap(),
+            },
+        )
+        .unwrap()
+    }
+
+    /// The write-ahead log replays batches through `apply_attempts` and
+    /// `apply_activity`: after a retraction, replaying the batch that
+    /// first brought the attempt and the event restores neither.
+    #[tokio::test]
+    async fn a_replayed_batch_does_not_restore_what_was_retracted() {
+        let temp = tempfile::tempdir().unwrap();
+        let engine = engine(temp.path());
+        engine
+            .import_catalog(
+                vec![Skill {
+                    id: "s".into(),
+                    name: "S".into(),
+                    prerequisite_ids: vec![],
+                }],
+                vec![Module {
+                    id: "m".into(),
+                    title: "M".into(),
+                    skill_ids: vec!["s".into()],
+                    format: Format::Video,
+                    duration_minutes: 5,
+                    language: "fr".into(),
+                }],
+            )
+            .await
+            .unwrap();
+        engine
+            .upsert_learner(Learner {
+                id: "l".into(),
+                company_id: "c".into(),
+                language: String::new(),
+                time_zone: String::new(),
+                display_name: String::new(),
+            })
+            .await
+            .unwrap();
+        let attempt = |id: &str, at: i64| Attempt {
+            attempt_id: id.into(),
+            learner_id: "l".into(),
+            item_id: "i".into(),
+            skill_ids: vec!["s".into()],
+            correct: true,
+            score: None,
+            occurred_at: at,
+            time_spent_ms: 0,
+        };
+        let batch = vec![attempt("keep", 1), attempt("drop", 2)];
+        engine.record_attempts(batch.clone()).await.unwrap();
+        let event = Activity {
+            event_id: "e".into(),
+            learner_id: "l".into(),
+            module_id: "m".into(),
+            program_id: String::new(),
+            kind: ActivityKind::Completed,
+            occurred_at: 3,
+            time_spent_ms: 0,
+        };
+        engine.record_activity(vec![event.clone()]).await.unwrap();
+
+        assert_eq!(engine.retract_attempts(&["drop".into()]).await.unwrap(), 1);
+        assert_eq!(engine.retract_activities(&["e".into()]).await.unwrap(), 1);
+        let params = engine.params();
+        let one = params
+            .for_skill("s")
+            .replay([attempt("keep", 1).observation()]);
+        let state = engine.store.mastery("l", "s").unwrap().unwrap();
+        assert_eq!(state.attempt_count, 1);
+        assert!((state.p_mastered - one).abs() < 1e-12);
+
+        let again = engine.apply_attempts(&batch).unwrap();
+        assert_eq!((again.recorded, again.duplicates), (0, 2));
+        assert!(engine.store.attempt("drop").unwrap().is_none());
+        assert_eq!(
+            engine
+                .store
+                .mastery("l", "s")
+                .unwrap()
+                .unwrap()
+                .attempt_count,
+            1
+        );
+        let events = engine.apply_activity(&[event]).unwrap();
+        assert_eq!((events.recorded, events.duplicates), (0, 1));
+        assert!(engine.store.activity("e").unwrap().is_none());
+
+        // Retracting the last attempt takes the skill back to the prior.
+        engine.retract_attempts(&["keep".into()]).await.unwrap();
+        assert!(engine.store.mastery("l", "s").unwrap().is_none());
+    }
+}
