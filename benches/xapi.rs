@@ -93,9 +93,8 @@ async fn main() {
     let clients = arg("--clients", 16) as usize;
     let batch = arg("--batch", 100) as usize;
     let server = BenchServer::start(1).await;
-    let mut catalog = pb::catalog_service_client::CatalogServiceClient::new(
-        server.channels[0].clone(),
-    );
+    let mut catalog =
+        pb::catalog_service_client::CatalogServiceClient::new(server.channels[0].clone());
     catalog
         .import_catalog(pb::ImportCatalogRequest {
             skills: (0..SKILLS)
