@@ -12,7 +12,7 @@
 //! | other verbs, agents as objects, groups      | ignored (stored, no effect)         |
 
 use super::record::derived_id;
-use super::statement::{Actor, Ifi, Object, Outcome, Statement};
+use super::statement::{Actor, Ifi, MAX_ACTIVITY_ID_BYTES, Object, Outcome, Statement};
 use super::verbs::{self, Verb};
 use crate::domain::activity::{Activity, ActivityKind};
 use crate::domain::mastery::Attempt;
@@ -95,6 +95,11 @@ pub fn resolve(statement: &Statement, catalog: &impl CatalogView) -> Effect {
             return ignored(&format!("its object is a {object_type}"));
         }
     };
+    if activity_id.len() > MAX_ACTIVITY_ID_BYTES {
+        return ignored(&format!(
+            "its activity id is longer than {MAX_ACTIVITY_ID_BYTES} bytes, the limit of item and module ids"
+        ));
+    }
     let Some(verb) = verb else {
         return ignored(&format!("verb '{}' has no effect here", statement.verb_id));
     };
@@ -382,6 +387,9 @@ mod tests {
             )),
             "ignored"
         );
+        let long = format!("https://q/{}", "x".repeat(600));
+        let long = statement("answered", &long, Value::Null);
+        assert_eq!(kind(resolve(&long, &v)), "ignored");
         assert_eq!(
             kind(resolve(
                 &statement(

@@ -18,8 +18,9 @@ use crate::error::{Error, Result};
 /// Longest learner id derived from an actor, in bytes (the limit of ids at
 /// the gRPC edge).
 pub const MAX_LEARNER_ID_BYTES: usize = 256;
-/// Longest activity IRI the engine keeps, in bytes (the limit of item and
-/// module ids at the gRPC edge).
+/// Longest activity IRI that can name an item or module, in bytes (their
+/// id limit at the gRPC edge); a statement about a longer one is valid but
+/// has no effect.
 pub const MAX_ACTIVITY_ID_BYTES: usize = 512;
 /// How far in the future a statement's timestamp may lie (clock skew).
 pub const MAX_FUTURE_MICROS: Micros = 3_600_000_000;
@@ -366,15 +367,6 @@ fn statement_object(value: &Value, at: &str) -> Result<Object> {
     match opt_str(map, at, "objectType")? {
         None | Some("Activity") => {
             let id = iri(&format!("{at}.id"), req_str(map, at, "id")?)?;
-            if id.len() > MAX_ACTIVITY_ID_BYTES {
-                return Err(Error::invalid(
-                    format!("{at}.id"),
-                    format!(
-                        "must be at most {MAX_ACTIVITY_ID_BYTES} bytes, got {}",
-                        id.len()
-                    ),
-                ));
-            }
             if let Some(definition) = map.get("definition") {
                 object(definition, &format!("{at}.definition"))?;
             }
