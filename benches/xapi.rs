@@ -48,12 +48,12 @@ fn body(tag: u16, client: usize, call: usize, batch: usize) -> String {
             out.push(',');
         }
         out.push_str(&format!(
-            r#"{{"id":"{}","actor":{{"objectType":"Agent","account":{{"homePage":"https://lms.example.com","name":"learner-{learner}"}}}},"verb":{{"id":"http://adlnet.gov/expapi/verbs/answered","display":{{"en":"answered"}}}},"object":{{"id":"{}","definition":{{"type":"http://adlnet.gov/expapi/activities/cmi.interaction","interactionType":"choice"}}}},"result":{{"success":{},"duration":"PT30S"}},"timestamp":"2026-11-20T09:{:02}:{:02}Z"}}"#,
+            r#"{{"id":"{}","actor":{{"objectType":"Agent","account":{{"homePage":"https://lms.example.com","name":"learner-{learner}"}}}},"verb":{{"id":"http://adlnet.gov/expapi/verbs/answered","display":{{"en":"answered"}}}},"object":{{"id":"{}","definition":{{"type":"http://adlnet.gov/expapi/activities/cmi.interaction","interactionType":"choice"}}}},"result":{{"success":{},"duration":"PT30S"}},"timestamp":"{}"}}"#,
             id(tag, client, call, k),
             item(n % ITEMS),
             n % 3 != 0,
-            (n / 60) % 60,
-            n % 60,
+            // One second apart per client, as the gRPC ingest bench does.
+            jiff::Timestamp::from_second(1_795_000_000 + n as i64).unwrap(),
         ));
     }
     out.push(']');

@@ -213,11 +213,17 @@ pub fn parse_one(value: &Value, at: &str, now: Micros) -> Result<Parsed> {
 
     let hash = content_hash(map);
     let id = given_id.unwrap_or_else(|| uuid_from_hash(&hash));
-    let mut stored = map.clone();
-    stored.insert("id".into(), Value::String(id.clone()));
-    if timestamp.is_none() {
-        stored.insert("timestamp".into(), Value::String(format_micros(now)));
+    let received = timestamp.is_none().then(|| format_micros(now));
+    let mut extra = vec![("id", id.as_str())];
+    if let Some(received) = &received {
+        extra.push(("timestamp", received.as_str()));
     }
+    let raw = serde_json::to_string(&Without {
+        map,
+        skip: &["id"],
+        extra: &extra,
+    })
+    .expect("json of a json value");
     Ok(Parsed {
         statement: Statement {
             id,
@@ -229,19 +235,59 @@ pub fn parse_one(value: &Value, at: &str, now: Micros) -> Result<Parsed> {
             timestamp: timestamp.unwrap_or(now),
         },
         hash,
-        raw: Value::Object(stored).to_string(),
+        raw,
     })
 }
 
 /// SHA-256 of the canonical form: keys sorted (serde_json's map is ordered),
-/// no whitespace, LRS-set properties left out.
+/// no whitespace, LRS-set properties left out. Streamed into the hasher,
+/// without a copy of the statement.
 fn content_hash(map: &Map<String, Value>) -> [u8; 32] {
-    let mut canonical = map.clone();
-    for key in ["id", "stored", "authority", "version"] {
-        canonical.remove(key);
+    let mut hasher = HashWriter(Sha256::new());
+    let canonical = Without {
+        map,
+        skip: &["id", "stored", "authority", "version"],
+        extra: &[],
+    };
+    serde_json::to_writer(&mut hasher, &canonical).expect("json of a json value");
+    hasher.0.finalize().into()
+}
+
+/// A JSON object written without some of its keys and with extra ones.
+struct Without<'a> {
+    map: &'a Map<String, Value>,
+    skip: &'a [&'a str],
+    extra: &'a [(&'a str, &'a str)],
+}
+
+impl Serialize for Without<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut out = serializer.serialize_map(None)?;
+        for (key, value) in self.map {
+            if !self.skip.contains(&key.as_str()) {
+                out.serialize_entry(key, value)?;
+            }
+        }
+        for (key, value) in self.extra {
+            out.serialize_entry(key, value)?;
+        }
+        out.end()
     }
-    let bytes = serde_json::to_vec(&Value::Object(canonical)).expect("json of a json value");
-    Sha256::digest(&bytes).into()
+}
+
+/// Feeds written bytes to a hasher.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A name-based UUID (version 8, RFC 9562) from a content hash, for
