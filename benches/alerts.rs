@@ -69,6 +69,7 @@ async fn main() {
                 })
                 .collect(),
             modules: vec![],
+            items: vec![],
         })
         .await
         .unwrap();

@@ -58,6 +58,7 @@ async fn main() {
                 })
                 .collect(),
             modules: vec![],
+            items: vec![],
         })
         .await
         .unwrap();

@@ -59,7 +59,11 @@ fn catalog() -> pb::ImportCatalogRequest {
             }
         })
         .collect();
-    pb::ImportCatalogRequest { skills, modules }
+    pb::ImportCatalogRequest {
+        skills,
+        modules,
+        items: vec![],
+    }
 }
 
 #[tokio::main]

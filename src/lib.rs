@@ -14,6 +14,7 @@
 //!   back atomically. What every front end calls.
 //! - [`api`]: the gRPC edge: generated code, validation, conversions,
 //!   error mapping.
+//! - [`http`]: the HTTP edge: xAPI statements from LMSs, metrics.
 //! - [`server`]: assembles services, health and reflection.
 //! - [`cli`]: the `spoc` subcommands.
 //! - [`error`]: the one error enum.
@@ -29,5 +30,6 @@ pub mod cli;
 pub mod domain;
 pub mod engine;
 pub mod error;
+pub mod http;
 pub mod server;
 pub mod store;

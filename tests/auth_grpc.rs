@@ -134,6 +134,18 @@ async fn world() -> World {
         })
         .await
         .expect("module");
+    server
+        .catalog()
+        .await
+        .upsert_items(pb::UpsertItemsRequest {
+            items: vec![pb::Item {
+                id: "q-seed".into(),
+                skill_ids: vec!["a".into()],
+                title: String::new(),
+            }],
+        })
+        .await
+        .expect("item");
     let cohort1 = form(&server, "p1").await;
     let cohort2 = form(&server, "p2").await;
     fail(&server, "l00", "f-l00").await;
@@ -219,6 +231,9 @@ enum Rpc {
     GetModule,
     ListModules,
     ImportCatalog,
+    UpsertItems,
+    GetItem,
+    ListItems,
     UpsertProgram,
     GetProgram,
     ListPrograms,
@@ -267,6 +282,9 @@ const MATRIX: &[(Rpc, &[Caller], Code)] = &[
     (Rpc::GetModule, &[A, M], Code::Ok),
     (Rpc::ListModules, &[A, M], Code::Ok),
     (Rpc::ImportCatalog, &[A, M], Code::Ok),
+    (Rpc::UpsertItems, &[A, M], Code::Ok),
+    (Rpc::GetItem, &[A, M], Code::Ok),
+    (Rpc::ListItems, &[A, M], Code::Ok),
     (Rpc::UpsertProgram, &[A, M], Code::Ok),
     (Rpc::GetProgram, &[A, M], Code::Ok),
     (Rpc::ListPrograms, &[A, M], Code::Ok),
@@ -389,7 +407,31 @@ async fn call(rpc: Rpc, ch: AuthChannel, ids: &Ids, world: &World) -> Result<(),
                 .import_catalog(pb::ImportCatalogRequest {
                     skills: vec![skill("y", &[])],
                     modules: vec![],
+                    items: vec![],
                 })
+                .await,
+        ),
+        Rpc::UpsertItems => code(
+            Catalog::new(ch)
+                .upsert_items(pb::UpsertItemsRequest {
+                    items: vec![pb::Item {
+                        id: "q-a".into(),
+                        skill_ids: vec!["a".into()],
+                        title: "Question on a".into(),
+                    }],
+                })
+                .await,
+        ),
+        Rpc::GetItem => code(
+            Catalog::new(ch)
+                .get_item(pb::GetItemRequest {
+                    item_id: "q-seed".into(),
+                })
+                .await,
+        ),
+        Rpc::ListItems => code(
+            Catalog::new(ch)
+                .list_items(pb::ListItemsRequest::default())
                 .await,
         ),
         Rpc::UpsertProgram => code(
@@ -1066,4 +1108,25 @@ async fn first_admin_key_is_written_once_with_mode_0600() {
     let principal = engine.authenticate(written.trim()).unwrap();
     assert!(principal.may_call("/spoc.v1.AdminService/CreateApiKey"));
     assert!(engine.authenticate("spoc_nope").is_err());
+}
+
+/// The matrix names every method the service serves: a new RPC must be
+/// added to it (and to the permission table) before this passes.
+#[test]
+fn the_matrix_covers_every_served_method() {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(spoc_engine::api::pb::FILE_DESCRIPTOR_SET)
+        .expect("descriptor set");
+    let served: std::collections::BTreeSet<String> = set
+        .file
+        .iter()
+        .flat_map(|file| file.service.iter())
+        .flat_map(|service| service.method.iter().map(|m| m.name().to_string()))
+        .collect();
+    let covered: std::collections::BTreeSet<String> = MATRIX
+        .iter()
+        .map(|(rpc, _, _)| format!("{rpc:?}"))
+        .filter(|name| name != "UnknownMethod")
+        .collect();
+    assert_eq!(served, covered);
 }

@@ -20,6 +20,9 @@ impl Spoc {
                 "serve",
                 "--listen",
                 &format!("127.0.0.1:{port}"),
+                // Not the default 8080: tests run side by side.
+                "--http-listen",
+                "127.0.0.1:0",
                 "--data-dir",
             ])
             .arg(dir)
@@ -85,6 +88,7 @@ async fn acknowledged_attempts_survive_sigkill() {
                 .import_catalog(pb::ImportCatalogRequest {
                     skills: vec![skill("a", &[])],
                     modules: vec![],
+                    items: vec![],
                 })
                 .await
                 .unwrap();

@@ -32,6 +32,7 @@ async fn fixture(server: &TestServer) -> String {
                 module("m-a", &["a"], pb::ModuleFormat::Video, 10),
                 module("m-b", &["b"], pb::ModuleFormat::Exercise, 20),
             ],
+            items: vec![],
         })
         .await
         .unwrap();

@@ -96,6 +96,7 @@ async fn catalog_round_trip_pagination_and_cycle_refusal() {
         .import_catalog(pb::ImportCatalogRequest {
             skills: vec![skill("d", &["c"])],
             modules: vec![module("m-x", &["nope"], pb::ModuleFormat::Video, 5)],
+            items: vec![],
         })
         .await
         .unwrap_err();

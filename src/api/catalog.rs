@@ -71,7 +71,7 @@ impl CatalogService for CatalogApi {
         &self,
         request: Request<pb::GetModuleRequest>,
     ) -> Result<Response<pb::Module>, Status> {
-        let id = check::id("module_id", &request.into_inner().module_id)?;
+        let id = check::iri_id("module_id", &request.into_inner().module_id)?;
         Ok(Response::new(self.engine.module(&id)?.into()))
     }
 
@@ -96,8 +96,16 @@ impl CatalogService for CatalogApi {
         &self,
         request: Request<pb::ImportCatalogRequest>,
     ) -> Result<Response<pb::ImportCatalogResponse>, Status> {
-        let pb::ImportCatalogRequest { skills, modules } = request.into_inner();
-        for (field, len) in [("skills", skills.len()), ("modules", modules.len())] {
+        let pb::ImportCatalogRequest {
+            skills,
+            modules,
+            items,
+        } = request.into_inner();
+        for (field, len) in [
+            ("skills", skills.len()),
+            ("modules", modules.len()),
+            ("items", items.len()),
+        ] {
             if len > MAX_IMPORT_OBJECTS {
                 return Err(Error::invalid(
                     field,
@@ -116,11 +124,72 @@ impl CatalogService for CatalogApi {
             .enumerate()
             .map(|(i, m)| convert::module(&format!("modules[{i}]"), m))
             .collect::<Result<Vec<_>, _>>()?;
+        let items = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, it)| convert::item(&format!("items[{i}]"), it))
+            .collect::<Result<Vec<_>, _>>()?;
         let counts = pb::ImportCatalogResponse {
             skills_upserted: skills.len() as i32,
             modules_upserted: modules.len() as i32,
+            items_upserted: items.len() as i32,
         };
-        self.engine.import_catalog(skills, modules).await?;
+        self.engine
+            .import_catalog_items(skills, modules, items)
+            .await?;
         Ok(Response::new(counts))
+    }
+
+    async fn upsert_items(
+        &self,
+        request: Request<pb::UpsertItemsRequest>,
+    ) -> Result<Response<pb::UpsertItemsResponse>, Status> {
+        let pb::UpsertItemsRequest { items } = request.into_inner();
+        if items.is_empty() || items.len() > MAX_IMPORT_OBJECTS {
+            return Err(Error::invalid(
+                "items",
+                format!(
+                    "must hold 1 to {MAX_IMPORT_OBJECTS} entries, got {}",
+                    items.len()
+                ),
+            )
+            .into());
+        }
+        let items = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, it)| convert::item(&format!("items[{i}]"), it))
+            .collect::<Result<Vec<_>, _>>()?;
+        let items_upserted = items.len() as i32;
+        let replayed = self.engine.upsert_items(items).await?;
+        Ok(Response::new(pb::UpsertItemsResponse {
+            items_upserted,
+            statements_replayed: replayed as i32,
+        }))
+    }
+
+    async fn get_item(
+        &self,
+        request: Request<pb::GetItemRequest>,
+    ) -> Result<Response<pb::Item>, Status> {
+        let id = check::iri_id("item_id", &request.into_inner().item_id)?;
+        Ok(Response::new(self.engine.item(&id)?.into()))
+    }
+
+    async fn list_items(
+        &self,
+        request: Request<pb::ListItemsRequest>,
+    ) -> Result<Response<pb::ListItemsResponse>, Status> {
+        let pb::ListItemsRequest {
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let limit = check::page_size("page_size", page_size)?;
+        let after = check::page_token("page_token", &page_token)?;
+        let (items, next) = self.engine.list_items(after.as_deref(), limit)?;
+        Ok(Response::new(pb::ListItemsResponse {
+            items: items.into_iter().map(Into::into).collect(),
+            next_page_token: check::next_page_token(next),
+        }))
     }
 }

@@ -7,7 +7,7 @@
 
 use super::pb;
 use super::validate as check;
-use crate::domain::catalog::{Format, Module, Skill};
+use crate::domain::catalog::{Format, Item, Module, Skill};
 use crate::domain::learner::{CohortRules, Enrolment, Learner, Micros, Program, RiskRules};
 use crate::domain::mastery::Attempt;
 use crate::engine::mastery::SkillMastery;
@@ -65,13 +65,44 @@ pub fn module(at: &str, value: pb::Module) -> Result<Module> {
         ));
     }
     Ok(Module {
-        id: check::id(&format!("{at}.id"), &id)?,
+        id: check::iri_id(&format!("{at}.id"), &id)?,
         title: check::text(&format!("{at}.title"), &title)?,
         skill_ids,
         format: format_from_pb(&format!("{at}.format"), format)?,
         duration_minutes,
         language: check::language(&format!("{at}.language"), &language, true)?,
     })
+}
+
+/// Checks an item (a row of the Q-matrix); `at` is its path in the request.
+pub fn item(at: &str, value: pb::Item) -> Result<Item> {
+    let pb::Item {
+        id,
+        skill_ids,
+        title,
+    } = value;
+    let skill_ids = check::id_set(&format!("{at}.skill_ids"), &skill_ids)?;
+    if skill_ids.is_empty() {
+        return Err(Error::invalid(
+            format!("{at}.skill_ids"),
+            "must name at least one skill",
+        ));
+    }
+    Ok(Item {
+        id: check::iri_id(&format!("{at}.id"), &id)?,
+        skill_ids,
+        title: check::text(&format!("{at}.title"), &title)?,
+    })
+}
+
+impl From<Item> for pb::Item {
+    fn from(item: Item) -> Self {
+        Self {
+            id: item.id,
+            skill_ids: item.skill_ids,
+            title: item.title,
+        }
+    }
 }
 
 fn format_from_pb(field: &str, value: i32) -> Result<Format> {
@@ -378,17 +409,12 @@ fn attempt(at: &str, value: pb::Attempt, now: Micros) -> Result<Attempt> {
         occurred_at,
         time_spent,
     } = value;
+    // May be empty: the engine then takes the item's skills (Q-matrix).
     let skill_ids = check::id_set(&format!("{at}.skill_ids"), &skill_ids)?;
-    if skill_ids.is_empty() {
-        return Err(Error::invalid(
-            format!("{at}.skill_ids"),
-            "must name at least one skill",
-        ));
-    }
     Ok(Attempt {
         attempt_id: check::id(&format!("{at}.attempt_id"), &attempt_id)?,
         learner_id: check::id(&format!("{at}.learner_id"), &learner_id)?,
-        item_id: check::id(&format!("{at}.item_id"), &item_id)?,
+        item_id: check::iri_id(&format!("{at}.item_id"), &item_id)?,
         skill_ids,
         correct,
         score: score

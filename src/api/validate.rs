@@ -9,6 +9,10 @@ use crate::error::{Error, Result};
 
 /// Longest id accepted, in bytes: ids become sled keys.
 pub const MAX_ID_BYTES: usize = 256;
+/// Longest item or module id accepted, in bytes: xAPI activity ids are
+/// IRIs, often longer than a plain id. 512 bytes keeps page tokens (hex of
+/// the last key, at most `4 * MAX_ID_BYTES` characters) able to name one.
+pub const MAX_IRI_BYTES: usize = 2 * MAX_ID_BYTES;
 /// Longest name or title accepted, in bytes.
 pub const MAX_TEXT_BYTES: usize = 512;
 /// Page size used when the caller sends 0.
@@ -31,6 +35,12 @@ pub fn long_id(field: &str, value: &str, max: usize) -> Result<String> {
         return Err(Error::invalid(field, "must not be empty"));
     }
     bounded_id(field, value, max)
+}
+
+/// A required item or module id, which may be an xAPI activity IRI: 1 to
+/// [`MAX_IRI_BYTES`] bytes, no control characters.
+pub fn iri_id(field: &str, value: &str) -> Result<String> {
+    long_id(field, value, MAX_IRI_BYTES)
 }
 
 /// An id that may be empty (an unset filter).
@@ -214,6 +224,12 @@ mod tests {
         assert!(id("f", &"x".repeat(257)).is_err());
         assert!(id("f", "a\0b").is_err());
         assert_eq!(id("f", "learner-1").unwrap(), "learner-1");
+        let iri = format!("https://lms.example.com/mod/quiz/{}", "q".repeat(300));
+        assert!(id("f", &iri).is_err());
+        assert_eq!(iri_id("f", &iri).unwrap(), iri);
+        assert!(iri_id("f", &"x".repeat(513)).is_err());
+        let token = next_page_token(Some("x".repeat(MAX_IRI_BYTES).into_bytes()));
+        assert!(page_token("t", &token).is_ok());
     }
 
     #[test]

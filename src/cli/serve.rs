@@ -17,6 +17,10 @@ pub struct ServeArgs {
     /// Address to listen on for gRPC.
     #[arg(long, env = "SPOC_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// Address to listen on for HTTP: xAPI statements (`/xapi/statements`)
+    /// and Prometheus metrics (`/metrics`).
+    #[arg(long, env = "SPOC_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub http_listen: SocketAddr,
     /// Folder holding the sled store (created if missing).
     #[arg(long, env = "SPOC_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -98,13 +102,44 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        let http_listener = tokio::net::TcpListener::bind(args.http_listen).await?;
         tracing::info!(
             address = %listener.local_addr()?,
+            http_address = %http_listener.local_addr()?,
             data_dir = %args.data_dir.display(),
             tls = tls.is_some(),
-            "spoc-engine serving gRPC"
+            "spoc-engine serving gRPC and HTTP (xAPI)"
         );
-        crate::server::serve_with(engine, listener, tls, shutdown_signal()).await?;
+        // One signal stops both listeners; either one ending (an error)
+        // stops the other too.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let stop = Arc::new(stop);
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            on_signal.send_replace(true);
+        });
+        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        };
+        let (grpc_stop, http_stop) = (stop.clone(), stop);
+        let grpc = async {
+            let outcome =
+                crate::server::serve_with(engine.clone(), listener, tls, wait(stopped.clone()))
+                    .await;
+            grpc_stop.send_replace(true);
+            outcome
+        };
+        let http = async {
+            let outcome =
+                crate::http::serve(engine.clone(), http_listener, wait(stopped.clone())).await;
+            http_stop.send_replace(true);
+            outcome
+        };
+        let (grpc, http) = tokio::join!(grpc, http);
+        grpc?;
+        http?;
+        engine.store().flush()?;
         tracing::info!("stopped; store flushed");
         Ok(())
     })

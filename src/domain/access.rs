@@ -183,6 +183,10 @@ pub const PUBLIC_SERVICES: [&str; 3] = [
 /// The pseudo-method of the xAPI HTTP endpoint (statements in).
 pub const XAPI_STATEMENTS: &str = "xapi/statements";
 
+/// The pseudo-method of the xAPI operator endpoints (waiting statements,
+/// their replay): admin only, as it is not listed in [`PERMISSIONS`].
+pub const XAPI_ADMIN: &str = "xapi/admin";
+
 use Role::{Company as C, Lms as L, Manager as M, Trainer as T};
 
 /// Roles besides admin allowed on each method. Admin may call every method,
@@ -201,6 +205,9 @@ pub const PERMISSIONS: &[(&str, &[Role])] = &[
     ("/spoc.v1.CatalogService/GetModule", &[M]),
     ("/spoc.v1.CatalogService/ListModules", &[M]),
     ("/spoc.v1.CatalogService/ImportCatalog", &[M]),
+    ("/spoc.v1.CatalogService/UpsertItems", &[M]),
+    ("/spoc.v1.CatalogService/GetItem", &[M]),
+    ("/spoc.v1.CatalogService/ListItems", &[M]),
     ("/spoc.v1.ProgramService/UpsertProgram", &[M]),
     ("/spoc.v1.ProgramService/GetProgram", &[M]),
     ("/spoc.v1.ProgramService/ListPrograms", &[M]),

@@ -89,6 +89,19 @@ pub struct Module {
     pub language: String,
 }
 
+/// A quiz question or any activity learners answer (an xAPI activity id):
+/// its row of the Q-matrix, the skills it tests. An attempt on a known item
+/// may leave its skills out; the item supplies them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    /// Caller-chosen stable id, often an activity IRI.
+    pub id: String,
+    /// Skills this item tests, sorted and deduplicated; at least one.
+    pub skill_ids: Vec<String>,
+    /// Optional title shown to trainers; empty when unknown.
+    pub title: String,
+}
+
 /// Checks that every prerequisite named by `skills` exists and that the graph
 /// has no cycle.
 ///

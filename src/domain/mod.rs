@@ -18,3 +18,4 @@ pub mod remediation;
 pub mod reports;
 pub mod risk;
 pub mod simulator;
+pub mod xapi;

@@ -479,6 +479,17 @@ impl Engine {
         Ok(alerts)
     }
 
+    /// Drops the cached learner → cohort map of a program after its cohorts
+    /// changed, so that the next alert names the learner's new cohort (and
+    /// reaches that cohort's trainer) at once.
+    pub(crate) fn forget_cohort_members(&self, program: &str) {
+        self.hub()
+            .cohorts
+            .lock()
+            .expect("cohort cache lock")
+            .remove(program);
+    }
+
     /// The learner → cohort map of a program, read again when older than
     /// [`COHORT_CACHE_TTL`] or when `fresh`.
     fn cohort_members(&self, program: &str, fresh: bool) -> Result<HashMap<String, String>> {

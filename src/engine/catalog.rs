@@ -1,9 +1,11 @@
-//! Catalog use cases: skills and modules, validated against the whole graph.
+//! Catalog use cases: skills, modules and items (the Q-matrix), validated
+//! against the whole graph. A write that adds items or modules replays the
+//! xAPI statements that were waiting for them.
 
 use std::collections::BTreeMap;
 
 use super::Engine;
-use crate::domain::catalog::{Module, Skill, check_graph};
+use crate::domain::catalog::{Item, Module, Skill, check_graph};
 use crate::error::{Error, Result};
 use crate::store::Page;
 
@@ -14,11 +16,66 @@ impl Engine {
     /// written: prerequisites must exist and stay acyclic, and every module
     /// must target known skills. Returns once the catalog is on disk.
     pub async fn import_catalog(&self, skills: Vec<Skill>, modules: Vec<Module>) -> Result<()> {
-        self.write_catalog(skills, modules)?;
-        self.store.durable().await
+        self.import_catalog_items(skills, modules, Vec::new()).await
     }
 
-    fn write_catalog(&self, skills: Vec<Skill>, modules: Vec<Module>) -> Result<()> {
+    /// [`Engine::import_catalog`] with items (the Q-matrix) as well, all
+    /// or nothing; waiting xAPI statements are replayed afterwards.
+    pub async fn import_catalog_items(
+        &self,
+        skills: Vec<Skill>,
+        modules: Vec<Module>,
+        items: Vec<Item>,
+    ) -> Result<()> {
+        let resolves = !modules.is_empty() || !items.is_empty();
+        self.write_catalog(skills, modules, items)?;
+        self.store.durable().await?;
+        if resolves {
+            self.replay_after_catalog_write().await;
+        }
+        Ok(())
+    }
+
+    /// Upserts items, all or nothing; every item's skills must exist.
+    /// Returns the number of waiting xAPI statements this write resolved.
+    pub async fn upsert_items(&self, items: Vec<Item>) -> Result<usize> {
+        self.write_catalog(Vec::new(), Vec::new(), items)?;
+        self.store.durable().await?;
+        Ok(self.replay_after_catalog_write().await)
+    }
+
+    /// One item, or NOT_FOUND.
+    pub fn item(&self, id: &str) -> Result<Item> {
+        self.catalog()
+            .items
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::not_found("item", id))
+    }
+
+    /// A page of items.
+    pub fn list_items(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<Item>> {
+        self.store.list_items(after, limit)
+    }
+
+    /// Replays waiting xAPI statements; the catalog write already
+    /// succeeded, so a failed replay is logged, not returned.
+    async fn replay_after_catalog_write(&self) -> usize {
+        match self.replay_unresolved().await {
+            Ok(report) => report.applied,
+            Err(err) => {
+                tracing::warn!(error = %err, "replay of waiting xAPI statements failed");
+                0
+            }
+        }
+    }
+
+    fn write_catalog(
+        &self,
+        skills: Vec<Skill>,
+        modules: Vec<Module>,
+        items: Vec<Item>,
+    ) -> Result<()> {
         let _guard = self.catalog_write.lock().expect("catalog lock");
         let mut future: BTreeMap<String, Skill> = self.catalog().skills.clone();
         for (i, skill) in skills.iter().enumerate() {
@@ -47,7 +104,27 @@ impl Engine {
                 }
             }
         }
-        self.store.put_catalog(&skills, &modules)?;
+        for (i, item) in items.iter().enumerate() {
+            if items[..i].iter().any(|it| it.id == item.id) {
+                return Err(Error::invalid(
+                    format!("items[{i}].id"),
+                    format!("item '{}' appears twice in the request", item.id),
+                ));
+            }
+            for (j, skill) in item.skill_ids.iter().enumerate() {
+                if !future.contains_key(skill) {
+                    return Err(Error::invalid(
+                        format!("items[{i}].skill_ids[{j}]"),
+                        format!("unknown skill id '{skill}'"),
+                    ));
+                }
+            }
+        }
+        if items.is_empty() {
+            self.store.put_catalog(&skills, &modules)?;
+        } else {
+            self.store.put_catalog_items(&skills, &modules, &items)?;
+        }
         // Still under the write lock: the cache changes in the same order as
         // the store.
         *self.catalog.write().expect("catalog lock") =
@@ -57,7 +134,7 @@ impl Engine {
 
     /// Upserts one skill.
     pub async fn upsert_skill(&self, skill: Skill) -> Result<Skill> {
-        self.write_catalog(vec![skill.clone()], Vec::new())
+        self.write_catalog(vec![skill.clone()], Vec::new(), Vec::new())
             .map_err(|e| rename_field(e, "skills[0]", "skill"))?;
         self.store.durable().await?;
         Ok(skill)
@@ -65,9 +142,10 @@ impl Engine {
 
     /// Upserts one module.
     pub async fn upsert_module(&self, module: Module) -> Result<Module> {
-        self.write_catalog(Vec::new(), vec![module.clone()])
+        self.write_catalog(Vec::new(), vec![module.clone()], Vec::new())
             .map_err(|e| rename_field(e, "modules[0]", "module"))?;
         self.store.durable().await?;
+        self.replay_after_catalog_write().await;
         Ok(module)
     }
 

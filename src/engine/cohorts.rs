@@ -232,6 +232,7 @@ impl Engine {
                 formed_at: now,
             };
             self.store.replace_cohorts(&record, &cohorts)?;
+            self.forget_cohort_members(program_id);
         }
         let by_id: BTreeMap<&str, &CohortLearner> =
             learners.iter().map(|l| (l.id.as_str(), l)).collect();
@@ -302,6 +303,7 @@ impl Engine {
         add_member(&mut chosen.members, learner_id);
         chosen.updated_at = now_micros();
         self.store.update_cohorts(std::slice::from_ref(chosen))?;
+        self.forget_cohort_members(program_id);
         Ok(LatePlacement {
             cohort: self.view(chosen.clone())?,
             cost_increase: placement.cost_increase,
@@ -357,6 +359,7 @@ impl Engine {
             cohorts[to].updated_at = now;
             self.store
                 .update_cohorts(&[cohorts[from].clone(), cohorts[to].clone()])?;
+            self.forget_cohort_members(program_id);
         }
         let source = self.view(cohorts[from].clone())?;
         let target = self.view(cohorts[to].clone())?;

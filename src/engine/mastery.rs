@@ -7,6 +7,7 @@ use crate::domain::bkt::Observation;
 use crate::domain::mastery::{Attempt, MasteryState, Position, fold};
 use crate::error::{Error, Result};
 use crate::store::wal::WalRecord;
+use crate::store::xapi::Retracted;
 
 /// One learner's mastery of one skill, as the API reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +40,11 @@ pub struct Recorded {
 impl Engine {
     /// Stores a batch of attempts, all or nothing, updates mastery in
     /// `occurred_at` order, and returns once everything is on disk.
-    pub async fn record_attempts(&self, attempts: Vec<Attempt>) -> Result<Recorded> {
+    ///
+    /// An attempt with no skill ids takes those of its item (the Q-matrix);
+    /// it is stored, and logged, with them.
+    pub async fn record_attempts(&self, mut attempts: Vec<Attempt>) -> Result<Recorded> {
+        self.fill_item_skills(&mut attempts)?;
         let outcome = self.apply_attempts(&attempts)?;
         // The whole batch is logged, resent attempts included: a resend may
         // race with the first send's own log append, and must not be
@@ -49,9 +54,34 @@ impl Engine {
         Ok(outcome)
     }
 
+    /// Fills the skills of attempts that name none from their item.
+    fn fill_item_skills(&self, attempts: &mut [Attempt]) -> Result<()> {
+        if attempts.iter().all(|a| !a.skill_ids.is_empty()) {
+            return Ok(());
+        }
+        let catalog = self.catalog();
+        for (i, attempt) in attempts.iter_mut().enumerate() {
+            if attempt.skill_ids.is_empty() {
+                let item = catalog.items.get(&attempt.item_id).ok_or_else(|| {
+                    Error::invalid(
+                        format!("attempts[{i}].skill_ids"),
+                        format!(
+                            "is empty and item '{}' is not in the catalog (CatalogService.UpsertItems)",
+                            attempt.item_id
+                        ),
+                    )
+                })?;
+                attempt.skill_ids = item.skill_ids.clone();
+            }
+        }
+        Ok(())
+    }
+
     /// The synchronous part of [`Engine::record_attempts`]: validate against
     /// the stored state, fold, and write in one transaction. Also what the
-    /// write-ahead log replays at start.
+    /// write-ahead log replays at start. A retracted attempt id (tombstone)
+    /// counts as already stored, so neither a resend nor a replay of the
+    /// log brings it back.
     pub(crate) fn apply_attempts(&self, attempts: &[Attempt]) -> Result<Recorded> {
         // References must exist; checked before any lock or write.
         let catalog = self.catalog();
@@ -116,6 +146,12 @@ impl Engine {
                             "attempts[{i}] differs from the attempt stored under this id"
                         ),
                     });
+                }
+                None if self
+                    .store
+                    .is_retracted(Retracted::Attempt, &attempt.attempt_id)? =>
+                {
+                    duplicates += 1
                 }
                 None => {
                     fresh.insert(&attempt.attempt_id, attempt);
@@ -182,6 +218,62 @@ impl Engine {
             recorded: new_attempts.len(),
             duplicates,
         })
+    }
+
+    /// Retracts attempts (an xAPI voiding): removes them and their index
+    /// entries, recomputes the mastery of every (learner, skill) they
+    /// touched from the attempts left, and keeps a tombstone of each id so
+    /// that ingestion and the write-ahead log replay never restore them.
+    /// Unknown ids get a tombstone too. Returns once it is on disk, with
+    /// the number of attempts removed.
+    pub async fn retract_attempts(&self, ids: &[String]) -> Result<usize> {
+        let (removed, learners) = self.apply_retraction(ids)?;
+        self.store.durable().await?;
+        self.alerts_touched(learners.iter().map(String::as_str));
+        Ok(removed)
+    }
+
+    fn apply_retraction(&self, ids: &[String]) -> Result<(usize, BTreeSet<String>)> {
+        let read = |ids: &[String]| -> Result<Vec<Attempt>> {
+            ids.iter()
+                .filter_map(|id| self.store.attempt(id).transpose())
+                .collect()
+        };
+        let learners: BTreeSet<String> = read(ids)?.into_iter().map(|a| a.learner_id).collect();
+        let _guards = self
+            .learner_locks
+            .lock_all(learners.iter().map(String::as_str));
+        // Read again under the locks: the attempts as they are now.
+        let attempts = read(ids)?;
+        let removed: BTreeSet<&str> = attempts.iter().map(|a| a.attempt_id.as_str()).collect();
+        let touched: BTreeSet<(&str, &str)> = attempts
+            .iter()
+            .flat_map(|a| {
+                a.skill_ids
+                    .iter()
+                    .map(|s| (a.learner_id.as_str(), s.as_str()))
+            })
+            .collect();
+        let params = self.params();
+        let now = now_micros();
+        let mut rows = Vec::with_capacity(touched.len());
+        for (learner, skill) in touched {
+            let left: Vec<(Position, Observation)> = self
+                .store
+                .observations(learner, skill)?
+                .into_iter()
+                .filter(|(pos, _)| !removed.contains(pos.attempt_id.as_str()))
+                .collect();
+            let state = left.last().map(|(last, _)| MasteryState {
+                p_mastered: params.for_skill(skill).replay(left.iter().map(|(_, o)| *o)),
+                attempt_count: left.len() as u32,
+                last: last.clone(),
+                updated_at: now,
+            });
+            rows.push((learner.to_string(), skill.to_string(), state));
+        }
+        self.store.retract_attempts(ids, &attempts, &rows, now)?;
+        Ok((attempts.len(), learners))
     }
 
     /// Whether a learner exists, remembered once seen (learners are never

@@ -18,11 +18,12 @@ pub mod remediation;
 pub mod reports;
 pub mod risk_history;
 pub mod seen;
+pub mod xapi;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::domain::catalog::{Module, Skill};
+use crate::domain::catalog::{Item, Module, Skill};
 use crate::domain::catalog_index::CatalogIndex;
 use crate::domain::learner::{Micros, Program};
 use crate::error::{Error, Result};
@@ -68,6 +69,8 @@ pub struct Engine {
     alerts: alerts::AlertHub,
     /// API keys, cached for authentication.
     access: access::AccessKeys,
+    /// xAPI ingestion: counters, the replay lock.
+    xapi: xapi::XapiState,
 }
 
 impl Engine {
@@ -92,8 +95,10 @@ impl Engine {
         };
         let alerts = alerts::AlertHub::new(store.last_alert_sequence()?)?;
         let access = access::AccessKeys::load(&store)?;
+        let xapi = xapi::XapiState::new(store.count_unresolved()?);
         let engine = Self {
             access,
+            xapi,
             alerts,
             store,
             params: RwLock::new(Arc::new(params)),
@@ -180,6 +185,8 @@ pub struct Catalog {
     pub skills: BTreeMap<String, Skill>,
     /// Every module, in id order.
     pub modules: Vec<Module>,
+    /// Every item (the Q-matrix) by id.
+    pub items: BTreeMap<String, Item>,
     /// Lookup tables over `skills` and `modules` for the hot paths.
     pub index: CatalogIndex,
 }
@@ -192,6 +199,11 @@ impl Catalog {
             index: CatalogIndex::new(&skills, &modules),
             skills,
             modules,
+            items: store
+                .all_items()?
+                .into_iter()
+                .map(|item| (item.id.clone(), item))
+                .collect(),
         })
     }
 }

@@ -72,6 +72,16 @@ impl Engine {
                 Some(pending) => Some(pending.activity.clone()),
                 None => self.store.activity(&event.event_id)?.map(|s| s.activity),
             };
+            // A retracted event (xAPI voiding) stays retracted, on resend
+            // and on replay of the write-ahead log.
+            if stored.is_none()
+                && self
+                    .store
+                    .is_retracted(crate::store::xapi::Retracted::Activity, &event.event_id)?
+            {
+                duplicates += 1;
+                continue;
+            }
             match stored {
                 Some(stored) if stored == *event => duplicates += 1,
                 Some(_) => {

@@ -29,6 +29,11 @@
 //! | `alert_log`     | sequence number (`u64` big-endian)                      | `Alert` after that change (append-only) |
 //! | `api_keys`      | key id                                                  | `ApiKey` (role, scope, SHA-256 of the secret, never the secret) |
 //! | `meta`          | `b"admin_key_bootstrapped"`                             | `Micros` when the first admin key was written |
+//! | `items`         | item id (an xAPI activity IRI fits: up to 512 bytes)    | `Item` (Q-matrix row)  |
+//! | `xapi_statements` | statement id (lowercase UUID)                         | `StatementRecord` (hash, fate, voided) |
+//! | `xapi_unresolved` | statement id                                          | `Unresolved` (statement JSON verbatim, reason) |
+//! | `xapi_voids`    | voided statement id                                     | voiding statement id (`String`) |
+//! | `retracted`     | `attempt` or `activity` `00` id                         | `Micros` retracted at (tombstone) |
 //!
 //! Outside sled, `wal/wal-<seq>.log` holds the write-ahead log of ingested
 //! batches (format in `wal.rs`); it is replayed at start and trimmed after
@@ -42,6 +47,13 @@
 //! `admin_key_bootstrapped` marker are written in one transaction, so that
 //! `spoc serve` hands out a first key exactly once (see `api_keys.rs`). Likewise a formation replaces a program's `cohorts`, their `cohort_index`
 //! entries and its `cohort_formations` record in one transaction.
+//! Items are written with skills and modules in one transaction
+//! (`items.rs`). An xAPI batch writes its `xapi_statements`,
+//! `xapi_unresolved` and `xapi_voids` rows in one transaction, after the
+//! attempts and events it produced (`xapi.rs`). A retraction removes an
+//! attempt, its `observations` entries and updates `mastery` together with
+//! its `retracted` tombstone (events: `activities`, `learner_activity`);
+//! ingestion and the write-ahead log replay skip tombstoned ids.
 
 use crate::domain::learner::Micros;
 

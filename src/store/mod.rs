@@ -14,11 +14,13 @@ pub mod api_keys;
 pub mod codec;
 pub mod cohorts;
 pub mod durability;
+pub mod items;
 pub mod keys;
 pub mod models;
 pub mod recommended;
 pub mod table;
 pub mod wal;
+pub mod xapi;
 
 use std::collections::BTreeMap;
 use std::path::Path;

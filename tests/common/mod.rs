@@ -257,6 +257,7 @@ pub async fn seed(server: &TestServer) {
                 module("m-a", &["a"], pb::ModuleFormat::Video, 10),
                 module("m-b", &["b"], pb::ModuleFormat::Exercise, 20),
             ],
+            items: vec![],
         })
         .await
         .expect("import catalog");
@@ -332,6 +333,7 @@ pub async fn seed_cohort_program(
         .import_catalog(pb::ImportCatalogRequest {
             skills: vec![skill("a", &[]), skill("b", &["a"]), skill("c", &["b"])],
             modules: vec![],
+            items: vec![],
         })
         .await
         .expect("import catalog");

@@ -29,6 +29,7 @@ pub async fn catalog_and_programs(service: &Service, world: &DemoWorld) -> Resul
         .import_catalog(pb::ImportCatalogRequest {
             skills: world.skills.iter().cloned().map(Into::into).collect(),
             modules: world.modules.iter().cloned().map(Into::into).collect(),
+            items: Vec::new(),
         })
         .await
         .map_err(|s| describe("importing the catalog", &s))?;

@@ -1,0 +1,754 @@
+//! The xAPI statement model and its validation.
+//!
+//! A statement arrives as JSON; [`parse_one`] walks it by hand rather than
+//! through a derived deserializer so that every refusal names the exact
+//! field (`statement[3].result.score.scaled`), as the gRPC edge does. Only
+//! what the engine reads is modelled; the rest is kept verbatim in
+//! [`Parsed::raw`] (what an LRS stores), and the canonical form is hashed
+//! for idempotency.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::duration;
+use crate::domain::learner::Micros;
+use crate::error::{Error, Result};
+
+/// Longest learner id derived from an actor, in bytes (the limit of ids at
+/// the gRPC edge).
+pub const MAX_LEARNER_ID_BYTES: usize = 256;
+/// Longest activity IRI that can name an item or module, in bytes (their
+/// id limit at the gRPC edge); a statement about a longer one is valid but
+/// has no effect.
+pub const MAX_ACTIVITY_ID_BYTES: usize = 512;
+/// How far in the future a statement's timestamp may lie (clock skew).
+pub const MAX_FUTURE_MICROS: Micros = 3_600_000_000;
+/// The extension a statement's context may carry to name its program
+/// explicitly, when `contextActivities.grouping` does not.
+pub const PROGRAM_EXTENSION: &str = "https://spoc-engine.dev/xapi/extensions/program-id";
+
+/// Top-level properties of a statement (xAPI 1.0.3, section 2.2).
+const STATEMENT_PROPERTIES: [&str; 11] = [
+    "id",
+    "actor",
+    "verb",
+    "object",
+    "result",
+    "context",
+    "timestamp",
+    "stored",
+    "authority",
+    "version",
+    "attachments",
+];
+
+/// One statement, as far as the engine reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Statement {
+    /// The statement id (a lowercase UUID), given or derived from content.
+    pub id: String,
+    /// Who did it.
+    pub actor: Actor,
+    /// The verb IRI.
+    pub verb_id: String,
+    /// What it was done to.
+    pub object: Object,
+    /// The outcome, if any.
+    pub result: Option<Outcome>,
+    /// Registration and surrounding activities, if any.
+    pub context: Option<Context>,
+    /// When it happened (the statement's `timestamp`, else when received).
+    pub timestamp: Micros,
+}
+
+/// The actor of a statement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Actor {
+    /// Its inverse functional identifier; `None` for an anonymous group.
+    pub ifi: Option<Ifi>,
+    /// Display name, if given.
+    pub name: Option<String>,
+    /// Whether the actor is a group rather than one agent.
+    pub group: bool,
+}
+
+/// An agent's inverse functional identifier: what names a person in xAPI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Ifi {
+    /// `mailto:` address, without the scheme.
+    Mbox(String),
+    /// SHA-1 of the `mailto:` IRI, 40 hex digits.
+    MboxSha1(String),
+    /// An OpenID URI.
+    OpenId(String),
+    /// An account on a system: Moodle and Open edX send these.
+    Account {
+        /// The system's home page (`https://moodle.example.com`).
+        home_page: String,
+        /// The user's id or login there.
+        name: String,
+    },
+}
+
+/// The object of a statement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Object {
+    /// An activity, by IRI.
+    Activity {
+        /// The activity IRI.
+        id: String,
+    },
+    /// Another statement, by id (what `voided` points at).
+    StatementRef {
+        /// The referenced statement's id, lowercase.
+        id: String,
+    },
+    /// An agent, group or sub-statement: valid xAPI, no effect here.
+    Other {
+        /// Its `objectType`.
+        object_type: String,
+    },
+}
+
+/// The `result` of a statement.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Outcome {
+    /// `result.success`.
+    pub success: Option<bool>,
+    /// `result.completion`.
+    pub completion: Option<bool>,
+    /// `result.score.scaled`, or `(raw - min) / (max - min)` when only
+    /// those are given; in `[-1, 1]`.
+    pub scaled: Option<f64>,
+    /// `result.duration`, in milliseconds.
+    pub duration_ms: Option<u64>,
+}
+
+/// The `context` of a statement, as far as enrolments go.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Context {
+    /// `context.registration`, lowercase UUID.
+    pub registration: Option<String>,
+    /// Activity ids that may name the program: the program extension
+    /// first, then `grouping`, then `parent` activities.
+    pub program_candidates: Vec<String>,
+}
+
+/// A validated statement with its stored form and content hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    /// The model.
+    pub statement: Statement,
+    /// SHA-256 of the canonical JSON without `id`, `stored`, `authority`
+    /// and `version`: two sends of the same statement hash alike.
+    pub hash: [u8; 32],
+    /// The statement as stored: the JSON received, with `id` and
+    /// `timestamp` filled in when absent (as an LRS does).
+    pub raw: String,
+}
+
+/// Validates a request body: one statement (paths `statement.*`) or an
+/// array of them (paths `statement[i].*`), at least one.
+pub fn parse_body(body: &Value, now: Micros) -> Result<Vec<Parsed>> {
+    match body {
+        Value::Array(values) if values.is_empty() => Err(Error::invalid(
+            "statement",
+            "the array must hold at least one statement",
+        )),
+        Value::Array(values) => values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| parse_one(v, &format!("statement[{i}]"), now))
+            .collect(),
+        single => Ok(vec![parse_one(single, "statement", now)?]),
+    }
+}
+
+/// Validates one statement; `at` is its path in the request.
+pub fn parse_one(value: &Value, at: &str, now: Micros) -> Result<Parsed> {
+    let map = object(value, at)?;
+    if let Some(key) = map
+        .keys()
+        .find(|k| !STATEMENT_PROPERTIES.contains(&k.as_str()))
+    {
+        return Err(Error::invalid(
+            format!("{at}.{key}"),
+            "is not a statement property",
+        ));
+    }
+    if let Some(version) = opt_str(map, at, "version")? {
+        if !(version == "1.0" || version.starts_with("1.0.")) {
+            return Err(Error::invalid(
+                format!("{at}.version"),
+                format!("'{version}' is not a 1.0.x version"),
+            ));
+        }
+    }
+    let given_id = opt_str(map, at, "id")?
+        .map(|id| uuid(&format!("{at}.id"), id))
+        .transpose()?;
+    let actor = actor(required(map, at, "actor")?, &format!("{at}.actor"))?;
+    let verb_at = format!("{at}.verb");
+    let verb = object(required(map, at, "verb")?, &verb_at)?;
+    let verb_id = iri(&format!("{verb_at}.id"), req_str(verb, &verb_at, "id")?)?;
+    let object = statement_object(required(map, at, "object")?, &format!("{at}.object"))?;
+    if verb_id == super::verbs::VOIDED && !matches!(object, Object::StatementRef { .. }) {
+        return Err(Error::invalid(
+            format!("{at}.object.objectType"),
+            "a voiding statement's object must be a StatementRef",
+        ));
+    }
+    let result = map
+        .get("result")
+        .map(|r| outcome(r, &format!("{at}.result")))
+        .transpose()?;
+    let context = map
+        .get("context")
+        .map(|c| context(c, &format!("{at}.context")))
+        .transpose()?;
+    let timestamp = opt_str(map, at, "timestamp")?
+        .map(|t| timestamp(&format!("{at}.timestamp"), t, now))
+        .transpose()?;
+
+    let hash = content_hash(map);
+    let id = given_id.unwrap_or_else(|| uuid_from_hash(&hash));
+    let received = timestamp.is_none().then(|| format_micros(now));
+    let mut extra = vec![("id", id.as_str())];
+    if let Some(received) = &received {
+        extra.push(("timestamp", received.as_str()));
+    }
+    let raw = serde_json::to_string(&Without {
+        map,
+        skip: &["id"],
+        extra: &extra,
+    })
+    .expect("json of a json value");
+    Ok(Parsed {
+        statement: Statement {
+            id,
+            actor,
+            verb_id,
+            object,
+            result,
+            context,
+            timestamp: timestamp.unwrap_or(now),
+        },
+        hash,
+        raw,
+    })
+}
+
+/// SHA-256 of the canonical form: keys sorted (serde_json's map is ordered),
+/// no whitespace, LRS-set properties left out. Streamed into the hasher,
+/// without a copy of the statement.
+fn content_hash(map: &Map<String, Value>) -> [u8; 32] {
+    let mut hasher = HashWriter(Sha256::new());
+    let canonical = Without {
+        map,
+        skip: &["id", "stored", "authority", "version"],
+        extra: &[],
+    };
+    serde_json::to_writer(&mut hasher, &canonical).expect("json of a json value");
+    hasher.0.finalize().into()
+}
+
+/// A JSON object written without some of its keys and with extra ones.
+struct Without<'a> {
+    map: &'a Map<String, Value>,
+    skip: &'a [&'a str],
+    extra: &'a [(&'a str, &'a str)],
+}
+
+impl Serialize for Without<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut out = serializer.serialize_map(None)?;
+        for (key, value) in self.map {
+            if !self.skip.contains(&key.as_str()) {
+                out.serialize_entry(key, value)?;
+            }
+        }
+        for (key, value) in self.extra {
+            out.serialize_entry(key, value)?;
+        }
+        out.end()
+    }
+}
+
+/// Feeds written bytes to a hasher.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A name-based UUID (version 8, RFC 9562) from a content hash, for
+/// statements sent without an id: resending the same statement then finds
+/// the same id, so it stays idempotent.
+fn uuid_from_hash(hash: &[u8; 32]) -> String {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&hash[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// A UUID in its 8-4-4-4-12 hex form, returned lowercase.
+pub fn uuid(field: &str, text: &str) -> Result<String> {
+    let ok = text.len() == 36
+        && text.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    if ok {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("'{text}' is not a UUID such as '3f2b8c1e-0d4a-4e8b-9c1d-2a7f5e6b8c90'"),
+        ))
+    }
+}
+
+/// An absolute IRI: a scheme, a colon, no spaces or control characters.
+fn iri(field: &str, text: &str) -> Result<String> {
+    let scheme_ok = text.split_once(':').is_some_and(|(scheme, _)| {
+        let mut chars = scheme.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    if !scheme_ok || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::invalid(
+            field,
+            format!("'{text}' is not an absolute IRI"),
+        ));
+    }
+    Ok(text.to_string())
+}
+
+fn actor(value: &Value, at: &str) -> Result<Actor> {
+    let map = object(value, at)?;
+    let group = match opt_str(map, at, "objectType")? {
+        None | Some("Agent") => false,
+        Some("Group") => true,
+        Some(other) => {
+            return Err(Error::invalid(
+                format!("{at}.objectType"),
+                format!("'{other}' is not Agent or Group"),
+            ));
+        }
+    };
+    let name = opt_str(map, at, "name")?.map(str::to_string);
+    let present: Vec<&str> = ["mbox", "mbox_sha1sum", "openid", "account"]
+        .into_iter()
+        .filter(|k| map.contains_key(*k))
+        .collect();
+    let ifi = match present.as_slice() {
+        [] if group && map.contains_key("member") => None,
+        [one] => Some(ifi(map, at, one)?),
+        _ => {
+            return Err(Error::invalid(
+                at,
+                "must have exactly one of mbox, mbox_sha1sum, openid, account",
+            ));
+        }
+    };
+    Ok(Actor { ifi, name, group })
+}
+
+fn ifi(map: &Map<String, Value>, at: &str, key: &str) -> Result<Ifi> {
+    let field = format!("{at}.{key}");
+    Ok(match key {
+        "mbox" => {
+            let text = req_str(map, at, key)?;
+            match text.strip_prefix("mailto:") {
+                Some(address) if address.contains('@') => Ifi::Mbox(address.to_string()),
+                _ => return Err(Error::invalid(field, "must be a 'mailto:' IRI")),
+            }
+        }
+        "mbox_sha1sum" => {
+            let text = req_str(map, at, key)?;
+            if text.len() != 40 || !text.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(Error::invalid(field, "must be 40 hex digits"));
+            }
+            Ifi::MboxSha1(text.to_ascii_lowercase())
+        }
+        "openid" => Ifi::OpenId(iri(&field, req_str(map, at, key)?)?),
+        _ => {
+            let account = object(&map[key], &field)?;
+            let home_page = iri(
+                &format!("{field}.homePage"),
+                req_str(account, &field, "homePage")?,
+            )?;
+            let name = req_str(account, &field, "name")?;
+            if name.is_empty() {
+                return Err(Error::invalid(format!("{field}.name"), "must not be empty"));
+            }
+            Ifi::Account {
+                home_page,
+                name: name.to_string(),
+            }
+        }
+    })
+}
+
+fn statement_object(value: &Value, at: &str) -> Result<Object> {
+    let map = object(value, at)?;
+    match opt_str(map, at, "objectType")? {
+        None | Some("Activity") => {
+            let id = iri(&format!("{at}.id"), req_str(map, at, "id")?)?;
+            if let Some(definition) = map.get("definition") {
+                object(definition, &format!("{at}.definition"))?;
+            }
+            Ok(Object::Activity { id })
+        }
+        Some("StatementRef") => Ok(Object::StatementRef {
+            id: uuid(&format!("{at}.id"), req_str(map, at, "id")?)?,
+        }),
+        Some(kind @ ("Agent" | "Group" | "SubStatement")) => Ok(Object::Other {
+            object_type: kind.to_string(),
+        }),
+        Some(other) => Err(Error::invalid(
+            format!("{at}.objectType"),
+            format!("'{other}' is not Activity, Agent, Group, StatementRef or SubStatement"),
+        )),
+    }
+}
+
+fn outcome(value: &Value, at: &str) -> Result<Outcome> {
+    let map = object(value, at)?;
+    let success = opt_bool(map, at, "success")?;
+    let completion = opt_bool(map, at, "completion")?;
+    let duration_ms = opt_str(map, at, "duration")?
+        .map(|d| duration::parse_ms(d).map_err(|why| Error::invalid(format!("{at}.duration"), why)))
+        .transpose()?;
+    let scaled = match map.get("score") {
+        None => None,
+        Some(score) => score_scaled(score, &format!("{at}.score"))?,
+    };
+    Ok(Outcome {
+        success,
+        completion,
+        scaled,
+        duration_ms,
+    })
+}
+
+/// The scaled score, or one derived from raw, min and max.
+fn score_scaled(value: &Value, at: &str) -> Result<Option<f64>> {
+    let map = object(value, at)?;
+    let num = |key: &str| -> Result<Option<f64>> {
+        match map.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .filter(|x| x.is_finite())
+                .map(Some)
+                .ok_or_else(|| Error::invalid(format!("{at}.{key}"), "must be a number")),
+        }
+    };
+    let (scaled, raw, min, max) = (num("scaled")?, num("raw")?, num("min")?, num("max")?);
+    if let Some(s) = scaled {
+        if !(-1.0..=1.0).contains(&s) {
+            return Err(Error::invalid(
+                format!("{at}.scaled"),
+                format!("must be in [-1, 1], got {s}"),
+            ));
+        }
+    }
+    if let (Some(min), Some(max)) = (min, max) {
+        if min >= max {
+            return Err(Error::invalid(
+                format!("{at}.max"),
+                format!("must be greater than min ({min}), got {max}"),
+            ));
+        }
+    }
+    if let Some(raw) = raw {
+        if min.is_some_and(|m| raw < m) || max.is_some_and(|m| raw > m) {
+            return Err(Error::invalid(
+                format!("{at}.raw"),
+                format!("must lie between min and max, got {raw}"),
+            ));
+        }
+    }
+    Ok(scaled.or(match (raw, min, max) {
+        (Some(raw), Some(min), Some(max)) => Some((raw - min) / (max - min)),
+        _ => None,
+    }))
+}
+
+fn context(value: &Value, at: &str) -> Result<Context> {
+    let map = object(value, at)?;
+    let registration = opt_str(map, at, "registration")?
+        .map(|r| uuid(&format!("{at}.registration"), r))
+        .transpose()?;
+    let mut program_candidates = Vec::new();
+    if let Some(extensions) = map.get("extensions") {
+        let extensions = object(extensions, &format!("{at}.extensions"))?;
+        if let Some(program) = extensions.get(PROGRAM_EXTENSION) {
+            let program = program.as_str().ok_or_else(|| {
+                Error::invalid(
+                    format!("{at}.extensions[\"{PROGRAM_EXTENSION}\"]"),
+                    "must be a string (a program id)",
+                )
+            })?;
+            program_candidates.push(program.to_string());
+        }
+    }
+    if let Some(activities) = map.get("contextActivities") {
+        let ca_at = format!("{at}.contextActivities");
+        let activities = object(activities, &ca_at)?;
+        for key in ["grouping", "parent", "category", "other"] {
+            let Some(list) = activities.get(key) else {
+                continue;
+            };
+            let list_at = format!("{ca_at}.{key}");
+            // A single object is allowed and means a one-element array.
+            let items: Vec<(String, &Value)> = match list {
+                Value::Array(items) => items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("{list_at}[{i}]"), v))
+                    .collect(),
+                single => vec![(list_at.clone(), single)],
+            };
+            for (item_at, item) in items {
+                let item_map = object(item, &item_at)?;
+                let id = iri(&format!("{item_at}.id"), req_str(item_map, &item_at, "id")?)?;
+                if key == "grouping" || key == "parent" {
+                    program_candidates.push(id);
+                }
+            }
+        }
+    }
+    Ok(Context {
+        registration,
+        program_candidates,
+    })
+}
+
+/// An ISO 8601 timestamp; one without an offset is taken as UTC.
+fn timestamp(field: &str, text: &str, now: Micros) -> Result<Micros> {
+    let parsed = text
+        .parse::<jiff::Timestamp>()
+        .or_else(|_| {
+            text.parse::<jiff::civil::DateTime>()
+                .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC))
+                .map(|z| z.timestamp())
+        })
+        .map_err(|_| {
+            Error::invalid(
+                field,
+                format!("'{text}' is not an ISO 8601 timestamp such as '2026-11-20T09:00:00Z'"),
+            )
+        })?;
+    let micros = parsed.as_microsecond();
+    if micros < 0 {
+        return Err(Error::invalid(field, "must not be before 1970-01-01"));
+    }
+    if micros > now + MAX_FUTURE_MICROS {
+        return Err(Error::invalid(field, "is more than one hour in the future"));
+    }
+    Ok(micros)
+}
+
+/// A time as RFC 3339 UTC with milliseconds.
+pub fn format_micros(micros: Micros) -> String {
+    jiff::Timestamp::from_microsecond(micros)
+        .map(|t| format!("{t:.3}"))
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_string())
+}
+
+fn object<'v>(value: &'v Value, at: &str) -> Result<&'v Map<String, Value>> {
+    value
+        .as_object()
+        .ok_or_else(|| Error::invalid(at, "must be a JSON object"))
+}
+
+fn required<'v>(map: &'v Map<String, Value>, at: &str, key: &str) -> Result<&'v Value> {
+    map.get(key)
+        .ok_or_else(|| Error::invalid(format!("{at}.{key}"), "is required"))
+}
+
+fn req_str<'v>(map: &'v Map<String, Value>, at: &str, key: &str) -> Result<&'v str> {
+    opt_str(map, at, key)?.ok_or_else(|| Error::invalid(format!("{at}.{key}"), "is required"))
+}
+
+fn opt_str<'v>(map: &'v Map<String, Value>, at: &str, key: &str) -> Result<Option<&'v str>> {
+    match map.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(Error::invalid(format!("{at}.{key}"), "must be a string")),
+    }
+}
+
+fn opt_bool(map: &Map<String, Value>, at: &str, key: &str) -> Result<Option<bool>> {
+    match map.get(key) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(Error::invalid(
+            format!("{at}.{key}"),
+            "must be true or false",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: Micros = 1_796_000_000_000_000;
+
+    fn answered() -> Value {
+        json!({
+            "id": "6F1C2B9A-7E3D-4C5B-8A9F-0E1D2C3B4A59",
+            "actor": {"objectType": "Agent", "name": "Alice",
+                      "account": {"homePage": "https://moodle.example.com", "name": "42"}},
+            "verb": {"id": "http://adlnet.gov/expapi/verbs/answered", "display": {"en": "answered"}},
+            "object": {"id": "https://moodle.example.com/question/7",
+                       "definition": {"interactionType": "choice"}},
+            "result": {"success": true, "score": {"raw": 3, "min": 0, "max": 4},
+                       "duration": "PT45S"},
+            "context": {"registration": "ec531277-b57b-4c15-8d91-d292c5b2b8f7",
+                        "contextActivities": {"grouping": [{"id": "https://lms.example.com/course/excel"}]}},
+            "timestamp": "2026-11-20T09:00:00+01:00"
+        })
+    }
+
+    #[test]
+    fn a_moodle_like_answer_parses() {
+        let parsed = parse_one(&answered(), "statement", NOW).unwrap();
+        let s = &parsed.statement;
+        assert_eq!(s.id, "6f1c2b9a-7e3d-4c5b-8a9f-0e1d2c3b4a59");
+        assert_eq!(
+            s.actor.ifi,
+            Some(Ifi::Account {
+                home_page: "https://moodle.example.com".into(),
+                name: "42".into()
+            })
+        );
+        let result = s.result.as_ref().unwrap();
+        assert_eq!(result.scaled, Some(0.75));
+        assert_eq!(result.duration_ms, Some(45_000));
+        assert_eq!(s.timestamp, 1_795_161_600_000_000);
+        let context = s.context.as_ref().unwrap();
+        assert_eq!(
+            context.program_candidates,
+            ["https://lms.example.com/course/excel"]
+        );
+    }
+
+    /// Sets the property at `pointer`, adding it when absent.
+    fn set(value: &mut Value, pointer: &str, new: Value) {
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        let parent = value.pointer_mut(parent).unwrap().as_object_mut().unwrap();
+        parent.insert(key.into(), new);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases: Vec<(&str, Value, &str)> = vec![
+            (
+                "/result/score/scaled",
+                json!(1.5),
+                "statement[1].result.score.scaled",
+            ),
+            (
+                "/result/duration",
+                json!("45 seconds"),
+                "statement[1].result.duration",
+            ),
+            ("/timestamp", json!("yesterday"), "statement[1].timestamp"),
+            ("/id", json!("not-a-uuid"), "statement[1].id"),
+            ("/verb/id", json!("answered"), "statement[1].verb.id"),
+            (
+                "/object/objectType",
+                json!("Thing"),
+                "statement[1].object.objectType",
+            ),
+            (
+                "/context/registration",
+                json!("r1"),
+                "statement[1].context.registration",
+            ),
+            (
+                "/actor/mbox",
+                json!("alice@example.com"),
+                "statement[1].actor",
+            ),
+        ];
+        for (pointer, bad, field) in cases {
+            let mut value = answered();
+            set(&mut value, pointer, bad.clone());
+            let body = json!([answered(), value]);
+            match parse_body(&body, NOW) {
+                Err(Error::InvalidArgument { field: got, .. }) => {
+                    assert_eq!(got, field, "{pointer} = {bad}")
+                }
+                other => panic!("{pointer} = {bad}: expected an error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn same_content_same_hash_and_derived_id() {
+        let mut a = answered();
+        a.as_object_mut().unwrap().remove("id");
+        let first = parse_one(&a, "statement", NOW).unwrap();
+        let again = parse_one(&a, "statement", NOW + 5).unwrap();
+        assert_eq!(first.statement.id, again.statement.id);
+        assert_eq!(first.hash, again.hash);
+        assert!(uuid("f", &first.statement.id).is_ok());
+        // Authority and stored are LRS-set: they do not change the content.
+        a["authority"] = json!({"mbox": "mailto:lrs@example.com"});
+        assert_eq!(parse_one(&a, "statement", NOW).unwrap().hash, first.hash);
+        a["result"]["success"] = json!(false);
+        assert_ne!(parse_one(&a, "statement", NOW).unwrap().hash, first.hash);
+    }
+
+    #[test]
+    fn missing_timestamp_is_filled_and_stored() {
+        let mut a = answered();
+        a.as_object_mut().unwrap().remove("timestamp");
+        let parsed = parse_one(&a, "statement", NOW).unwrap();
+        assert_eq!(parsed.statement.timestamp, NOW);
+        let stored: Value = serde_json::from_str(&parsed.raw).unwrap();
+        assert!(stored["timestamp"].as_str().unwrap().starts_with("2026-"));
+        let again = parse_one(&stored, "statement", NOW + 1_000_000).unwrap();
+        assert_eq!(again.statement.timestamp, NOW - NOW % 1000);
+    }
+
+    #[test]
+    fn voiding_needs_a_statement_ref_and_unknown_properties_are_refused() {
+        let void = json!({
+            "actor": {"mbox": "mailto:admin@example.com"},
+            "verb": {"id": super::super::verbs::VOIDED},
+            "object": {"id": "https://example.com/activity"}
+        });
+        let err = parse_one(&void, "statement", NOW).unwrap_err().to_string();
+        assert!(err.contains("statement.object.objectType"), "{err}");
+        let mut odd = answered();
+        odd["colour"] = json!("blue");
+        let err = parse_one(&odd, "statement", NOW).unwrap_err().to_string();
+        assert!(err.contains("statement.colour"), "{err}");
+        assert!(parse_body(&json!([]), NOW).is_err());
+    }
+}

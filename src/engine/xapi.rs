@@ -1,0 +1,656 @@
+//! xAPI ingestion: statements become attempts and module events through
+//! the engine's own batch paths, with the semantics of a Learning Record
+//! Store.
+//!
+//! - The statement id is the idempotency key: a statement sent again
+//!   changes nothing; the same id with other content is refused
+//!   ([`Error::AlreadyExists`], HTTP 409). Attempt and event ids derive
+//!   from the statement id (`xapi:<id>`), so the engine's own idempotency
+//!   holds beneath.
+//! - A batch is all or nothing: it is validated whole (at the edge, then
+//!   against the stored records) before anything is written, then goes
+//!   through one `record_attempts` and one `record_activity` call.
+//! - A statement about an activity the catalog does not know is stored
+//!   verbatim, counted, and replayed when items or modules are written
+//!   (or on request).
+//! - A voiding statement undoes its target: attempts retracted (mastery
+//!   recomputed, tombstones kept), module events removed.
+//!
+//! Durability: attempts and events are covered by the write-ahead log; the
+//! statement records are flushed with sled's next checkpoint (within a
+//! second), or at once when the batch holds anything else (waiting
+//! statements, voidings, ignored statements, new learners). A record lost
+//! to a crash in that second only costs a repeated resolution on resend:
+//! the derived ids make it a duplicate, and different content still
+//! collides with the stored attempt (409).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{Catalog, Engine, now_micros};
+use crate::domain::activity::Activity;
+use crate::domain::learner::Learner;
+use crate::domain::mastery::Attempt;
+use crate::domain::xapi::mapping::{CatalogView, Effect, LearnerRef, resolve};
+use crate::domain::xapi::record::{Fate, StatementRecord, Unresolved, derived_id};
+use crate::domain::xapi::statement::{MAX_LEARNER_ID_BYTES, Parsed, parse_one};
+use crate::error::{Error, Result};
+use crate::store::Page;
+use crate::store::xapi::StatementWrite;
+
+/// Most statements replayed through one engine batch.
+const REPLAY_CHUNK: usize = 1000;
+
+/// Counters of xAPI ingestion since start (plus the waiting gauge, read
+/// from the store at start).
+#[derive(Debug, Default)]
+pub struct XapiState {
+    received: AtomicU64,
+    stored: AtomicU64,
+    duplicates: AtomicU64,
+    attempts: AtomicU64,
+    activities: AtomicU64,
+    voided: AtomicU64,
+    ignored: AtomicU64,
+    unresolved_total: AtomicU64,
+    unresolved_now: AtomicU64,
+    replayed: AtomicU64,
+    learners_created: AtomicU64,
+    /// One replay at a time: two would apply the same statements twice
+    /// (harmless, the ids are derived) and race on their records.
+    replay: tokio::sync::Mutex<()>,
+}
+
+/// A snapshot of the counters, for `GET /metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct XapiCounters {
+    /// Statements received in accepted batches (duplicates included).
+    pub received: u64,
+    /// Statements newly stored.
+    pub stored: u64,
+    /// Statements already stored with the same content.
+    pub duplicates: u64,
+    /// Attempts produced (replays included).
+    pub attempts: u64,
+    /// Module events produced (replays included).
+    pub activities: u64,
+    /// Statements voided.
+    pub voided: u64,
+    /// Statements stored without effect.
+    pub ignored: u64,
+    /// Statements stored as unresolved, ever.
+    pub unresolved_total: u64,
+    /// Statements waiting for a replay now.
+    pub unresolved_now: u64,
+    /// Waiting statements applied by a replay.
+    pub replayed: u64,
+    /// Learners created from statement actors.
+    pub learners_created: u64,
+}
+
+impl XapiState {
+    /// Counters at zero, `waiting` statements already stored unresolved.
+    pub fn new(waiting: u64) -> Self {
+        let state = Self::default();
+        state.unresolved_now.store(waiting, Ordering::Relaxed);
+        state
+    }
+
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// What a replay of waiting statements did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReplayReport {
+    /// Statements that now had an effect (or were ignored) and left the
+    /// waiting list.
+    pub applied: usize,
+    /// Statements still waiting.
+    pub waiting: usize,
+}
+
+/// The catalog as the mapping sees it.
+struct View<'a> {
+    catalog: &'a Catalog,
+    modules: HashSet<&'a str>,
+    engine: &'a Engine,
+}
+
+impl<'a> View<'a> {
+    fn new(engine: &'a Engine, catalog: &'a Catalog) -> Self {
+        Self {
+            modules: catalog.modules.iter().map(|m| m.id.as_str()).collect(),
+            catalog,
+            engine,
+        }
+    }
+}
+
+impl CatalogView for View<'_> {
+    fn item_skills(&self, id: &str) -> Option<&[String]> {
+        self.catalog.items.get(id).map(|i| i.skill_ids.as_slice())
+    }
+
+    fn has_module(&self, id: &str) -> bool {
+        self.modules.contains(id)
+    }
+
+    fn has_program(&self, id: &str) -> bool {
+        // A storage error here reads as "unknown": the statement waits.
+        self.engine.store.program(id).ok().flatten().is_some()
+    }
+}
+
+/// The engine writes one batch of effects needs.
+#[derive(Default)]
+struct Plan {
+    learners: BTreeMap<String, LearnerRef>,
+    enrolments: BTreeSet<(String, String)>,
+    attempts: Vec<Attempt>,
+    activities: Vec<Activity>,
+    retract_attempts: Vec<String>,
+    retract_activities: Vec<String>,
+    write: StatementWrite,
+    /// Whether the batch holds writes the write-ahead log does not cover.
+    needs_flush: bool,
+}
+
+impl Plan {
+    /// Adds the effect of statement `id`; returns its fate.
+    fn add(&mut self, at: &str, id: &str, effect: Effect) -> Result<Fate> {
+        Ok(match effect {
+            Effect::Attempt {
+                learner,
+                attempt,
+                program,
+            } => {
+                self.learner(at, learner, program)?;
+                self.attempts.push(attempt);
+                Fate::Attempt
+            }
+            Effect::Activity { learner, activity } => {
+                let program = Some(activity.program_id.clone()).filter(|p| !p.is_empty());
+                self.learner(at, learner, program)?;
+                self.activities.push(activity);
+                Fate::Activity
+            }
+            Effect::Ignored { reason } => {
+                tracing::debug!(statement = id, %reason, "xAPI statement without effect");
+                self.needs_flush = true;
+                Fate::Ignored
+            }
+            // Voids and waiting statements are planned by the caller.
+            Effect::Void { target } => Fate::Voided(target),
+            Effect::Unresolved { .. } => Fate::Unresolved,
+        })
+    }
+
+    fn learner(&mut self, at: &str, learner: LearnerRef, program: Option<String>) -> Result<()> {
+        if learner.id.len() > MAX_LEARNER_ID_BYTES {
+            return Err(Error::invalid(
+                format!("{at}.actor"),
+                format!(
+                    "names a learner id of {} bytes; at most {MAX_LEARNER_ID_BYTES} fit",
+                    learner.id.len()
+                ),
+            ));
+        }
+        if let Some(program) = program {
+            self.enrolments.insert((learner.id.clone(), program));
+        }
+        self.learners.insert(learner.id.clone(), learner);
+        Ok(())
+    }
+}
+
+/// The path of statement `i` in a batch of `n`, for error messages.
+fn path(i: usize, n: usize) -> String {
+    if n == 1 {
+        "statement".to_string()
+    } else {
+        format!("statement[{i}]")
+    }
+}
+
+impl Engine {
+    /// Ingests a validated batch of statements, all or nothing; returns
+    /// their ids in order.
+    pub async fn ingest_statements(&self, batch: Vec<Parsed>) -> Result<Vec<String>> {
+        let ids: Vec<String> = batch.iter().map(|p| p.statement.id.clone()).collect();
+        let n = batch.len();
+        let now = now_micros();
+
+        // Within the batch: one statement per id.
+        let mut first: HashMap<&str, usize> = HashMap::with_capacity(n);
+        let mut fresh: Vec<(usize, &Parsed)> = Vec::with_capacity(n);
+        let mut duplicates = 0;
+        for (i, parsed) in batch.iter().enumerate() {
+            if let Some(&j) = first.get(parsed.statement.id.as_str()) {
+                if batch[j].hash != parsed.hash {
+                    return Err(Error::invalid(
+                        format!("{}.id", path(i, n)),
+                        format!(
+                            "statement '{}' appears twice in the batch with different content",
+                            parsed.statement.id
+                        ),
+                    ));
+                }
+                duplicates += 1;
+                continue;
+            }
+            first.insert(&parsed.statement.id, i);
+            // Against the store: same content is a duplicate, other content
+            // a conflict that refuses the whole batch.
+            match self.store.statement_record(&parsed.statement.id)? {
+                Some(record) if record.hash == parsed.hash => duplicates += 1,
+                Some(_) => {
+                    return Err(Error::AlreadyExists {
+                        kind: "statement",
+                        id: parsed.statement.id.clone(),
+                        reason: format!(
+                            "{} differs from the statement stored under this id",
+                            path(i, n)
+                        ),
+                    });
+                }
+                None => fresh.push((i, parsed)),
+            }
+        }
+
+        let catalog = self.catalog();
+        let view = View::new(self, &catalog);
+        let mut plan = Plan::default();
+        // Statements of this batch that a later one voids.
+        let in_batch: HashMap<&str, usize> = fresh
+            .iter()
+            .enumerate()
+            .map(|(k, (_, p))| (p.statement.id.as_str(), k))
+            .collect();
+        let effects: Vec<Effect> = fresh
+            .iter()
+            .map(|(_, parsed)| resolve(&parsed.statement, &view))
+            .collect();
+        let mut voided_here: HashSet<usize> = HashSet::new();
+        for (k, effect) in effects.iter().enumerate() {
+            let Effect::Void { target } = effect else {
+                continue;
+            };
+            let (i, parsed) = fresh[k];
+            if *target == parsed.statement.id {
+                return Err(Error::invalid(
+                    format!("{}.object.id", path(i, n)),
+                    "a statement cannot void itself",
+                ));
+            }
+            if let Some(&t) = in_batch.get(target.as_str()) {
+                if matches!(effects[t], Effect::Void { .. }) {
+                    return Err(Error::invalid(
+                        format!("{}.object.id", path(i, n)),
+                        format!("statement '{target}' is a voiding statement and cannot be voided"),
+                    ));
+                }
+                voided_here.insert(t);
+            }
+        }
+
+        for (k, ((i, parsed), effect)) in fresh.iter().zip(effects).enumerate() {
+            let at = path(*i, n);
+            let id = parsed.statement.id.as_str();
+            let voided_before = voided_here.contains(&k) || self.store.voided_by(id)?.is_some();
+            let fate = match effect {
+                // Voided already: stored, without effect.
+                _ if voided_before && !matches!(effect, Effect::Void { .. }) => {
+                    plan.needs_flush = true;
+                    XapiState::add(&self.xapi.voided, 1);
+                    Fate::Ignored
+                }
+                Effect::Void { target } => {
+                    if !in_batch.contains_key(target.as_str()) {
+                        self.plan_void(&at, &target, &mut plan)?;
+                    }
+                    plan.write.voids.push((target.clone(), id.to_string()));
+                    plan.needs_flush = true;
+                    Fate::Voided(target)
+                }
+                Effect::Unresolved { reason } => {
+                    tracing::info!(statement = id, %reason, "xAPI statement kept for a replay");
+                    plan.write.unresolved.push((
+                        id.to_string(),
+                        Unresolved {
+                            raw: parsed.raw.clone(),
+                            reason,
+                            received_at: now,
+                        },
+                    ));
+                    plan.needs_flush = true;
+                    Fate::Unresolved
+                }
+                effect => plan.add(&at, id, effect)?,
+            };
+            plan.write.new.push((
+                id.to_string(),
+                StatementRecord {
+                    hash: parsed.hash,
+                    voided: voided_before && !matches!(fate, Fate::Voided(_)),
+                    fate,
+                    stored_at: now,
+                },
+            ));
+        }
+
+        self.apply_plan(plan).await?;
+        let x = &self.xapi;
+        XapiState::add(&x.received, n);
+        XapiState::add(&x.duplicates, duplicates);
+        XapiState::add(&x.stored, fresh.len());
+        Ok(ids)
+    }
+
+    /// Plans the undoing of a stored statement's effect.
+    fn plan_void(&self, at: &str, target: &str, plan: &mut Plan) -> Result<()> {
+        let Some(mut record) = self.store.statement_record(target)? else {
+            // Not received yet: the voids index marks it when it comes.
+            return Ok(());
+        };
+        if let Fate::Voided(_) = record.fate {
+            return Err(Error::invalid(
+                format!("{at}.object.id"),
+                format!("statement '{target}' is a voiding statement and cannot be voided"),
+            ));
+        }
+        if record.voided {
+            return Ok(());
+        }
+        match record.fate {
+            Fate::Attempt => plan.retract_attempts.push(derived_id(target)),
+            Fate::Activity => plan.retract_activities.push(derived_id(target)),
+            Fate::Unresolved => plan.write.resolved.push(target.to_string()),
+            Fate::Ignored | Fate::Voided(_) => {}
+        }
+        record.voided = true;
+        plan.write.replaced.push((target.to_string(), record));
+        Ok(())
+    }
+
+    /// Writes a plan: learners, enrolments, attempts, events, retractions,
+    /// then the statement records.
+    async fn apply_plan(&self, plan: Plan) -> Result<()> {
+        let mut needs_flush = plan.needs_flush;
+        let mut created = 0;
+        for learner in plan.learners.values() {
+            if !self.learner_exists(&learner.id)? {
+                self.store.put_learner(&Learner {
+                    id: learner.id.clone(),
+                    company_id: learner.company_hint.chars().take(256).collect(),
+                    language: String::new(),
+                    time_zone: String::new(),
+                    display_name: learner.display_name.chars().take(128).collect(),
+                })?;
+                created += 1;
+                needs_flush = true;
+            }
+        }
+        for (learner, program) in &plan.enrolments {
+            if self.store.enrolment(learner, program)?.is_none() {
+                self.enroll(learner, program).await?;
+            }
+        }
+        let (n_attempts, n_activities) = (plan.attempts.len(), plan.activities.len());
+        if !plan.attempts.is_empty() {
+            self.record_attempts(plan.attempts).await?;
+        }
+        if !plan.activities.is_empty() {
+            self.record_activity(plan.activities).await?;
+        }
+        if !plan.retract_attempts.is_empty() {
+            self.retract_attempts(&plan.retract_attempts).await?;
+        }
+        if !plan.retract_activities.is_empty() {
+            self.retract_activities(&plan.retract_activities).await?;
+        }
+        let write = plan.write;
+        self.store.commit_statements(&write)?;
+        if needs_flush {
+            self.store.durable().await?;
+        }
+        let x = &self.xapi;
+        XapiState::add(&x.attempts, n_attempts);
+        XapiState::add(&x.activities, n_activities);
+        XapiState::add(&x.learners_created, created);
+        XapiState::add(
+            &x.voided,
+            write.replaced.iter().filter(|(_, r)| r.voided).count(),
+        );
+        XapiState::add(
+            &x.ignored,
+            write
+                .new
+                .iter()
+                .filter(|(_, r)| r.fate == Fate::Ignored)
+                .count(),
+        );
+        XapiState::add(&x.unresolved_total, write.unresolved.len());
+        x.unresolved_now
+            .fetch_add(write.unresolved.len() as u64, Ordering::Relaxed);
+        let resolved = write.resolved.len() as u64;
+        let _ = x
+            .unresolved_now
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(resolved))
+            });
+        Ok(())
+    }
+
+    /// Removes module events (an xAPI voiding) and keeps their tombstones.
+    pub async fn retract_activities(&self, ids: &[String]) -> Result<usize> {
+        let events = ids
+            .iter()
+            .filter_map(|id| self.store.activity(id).transpose())
+            .collect::<Result<Vec<_>>>()?;
+        self.store.retract_activities(ids, &events, now_micros())?;
+        self.store.durable().await?;
+        self.alerts_touched(events.iter().map(|e| e.activity.learner_id.as_str()));
+        Ok(events.len())
+    }
+
+    /// Applies the waiting statements the catalog now resolves.
+    pub async fn replay_unresolved(&self) -> Result<ReplayReport> {
+        if self.xapi.unresolved_now.load(Ordering::Relaxed) == 0 {
+            return Ok(ReplayReport::default());
+        }
+        let _one = self.xapi.replay.lock().await;
+        let waiting = self.store.all_unresolved()?;
+        let mut report = ReplayReport::default();
+        for chunk in waiting.chunks(REPLAY_CHUNK) {
+            let catalog = self.catalog();
+            let view = View::new(self, &catalog);
+            let mut plan = Plan::default();
+            let now = now_micros();
+            for (id, unresolved) in chunk {
+                let at = format!("unresolved statement {id}");
+                let value: serde_json::Value =
+                    serde_json::from_str(&unresolved.raw).map_err(|e| Error::Corrupt {
+                        tree: "xapi_unresolved",
+                        key: id.clone(),
+                        reason: e.to_string(),
+                    })?;
+                let parsed = parse_one(&value, &at, now)?;
+                let Some(mut record) = self.store.statement_record(id)? else {
+                    plan.write.resolved.push(id.clone());
+                    continue;
+                };
+                if record.voided {
+                    plan.write.resolved.push(id.clone());
+                    continue;
+                }
+                let fate = match resolve(&parsed.statement, &view) {
+                    Effect::Unresolved { .. } => {
+                        report.waiting += 1;
+                        continue;
+                    }
+                    effect => plan.add(&at, id, effect)?,
+                };
+                record.fate = fate;
+                plan.write.replaced.push((id.clone(), record));
+                plan.write.resolved.push(id.clone());
+                report.applied += 1;
+            }
+            self.apply_plan(plan).await?;
+        }
+        XapiState::add(&self.xapi.replayed, report.applied);
+        if report.applied > 0 {
+            tracing::info!(
+                applied = report.applied,
+                waiting = report.waiting,
+                "replayed waiting xAPI statements"
+            );
+        }
+        Ok(report)
+    }
+
+    /// A page of the statements waiting for a replay: (id, what is kept).
+    pub fn unresolved_statements(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<(String, Unresolved)>> {
+        let (rows, next) = self.store.list_unresolved(after, limit)?;
+        Ok((
+            rows.into_iter()
+                .map(|(key, u)| (String::from_utf8_lossy(&key).into_owned(), u))
+                .collect(),
+            next,
+        ))
+    }
+
+    /// The xAPI counters now.
+    pub fn xapi_counters(&self) -> XapiCounters {
+        let x = &self.xapi;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        XapiCounters {
+            received: get(&x.received),
+            stored: get(&x.stored),
+            duplicates: get(&x.duplicates),
+            attempts: get(&x.attempts),
+            activities: get(&x.activities),
+            voided: get(&x.voided),
+            ignored: get(&x.ignored),
+            unresolved_total: get(&x.unresolved_total),
+            unresolved_now: get(&x.unresolved_now),
+            replayed: get(&x.replayed),
+            learners_created: get(&x.learners_created),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::activity::ActivityKind;
+    use crate::domain::catalog::{Format, Module, Skill};
+    use crate::engine::EngineConfig;
+    use crate::engine::params::ParamSet;
+    use crate::store::Store;
+
+    fn engine(dir: &std::path::Path) -> Engine {
+        Engine::new(
+            Store::open(dir).unwrap(),
+            EngineConfig {
+                mastery_threshold: 0.95,
+                params: ParamSet::load(None).unwrap(),
+            },
+        )
+        .unwrap()
+    }
+
+    /// The write-ahead log replays batches through `apply_attempts` and
+    /// `apply_activity`: after a retraction, replaying the batch that
+    /// first brought the attempt and the event restores neither.
+    #[tokio::test]
+    async fn a_replayed_batch_does_not_restore_what_was_retracted() {
+        let temp = tempfile::tempdir().unwrap();
+        let engine = engine(temp.path());
+        engine
+            .import_catalog(
+                vec![Skill {
+                    id: "s".into(),
+                    name: "S".into(),
+                    prerequisite_ids: vec![],
+                }],
+                vec![Module {
+                    id: "m".into(),
+                    title: "M".into(),
+                    skill_ids: vec!["s".into()],
+                    format: Format::Video,
+                    duration_minutes: 5,
+                    language: "fr".into(),
+                }],
+            )
+            .await
+            .unwrap();
+        engine
+            .upsert_learner(Learner {
+                id: "l".into(),
+                company_id: "c".into(),
+                language: String::new(),
+                time_zone: String::new(),
+                display_name: String::new(),
+            })
+            .await
+            .unwrap();
+        let attempt = |id: &str, at: i64| Attempt {
+            attempt_id: id.into(),
+            learner_id: "l".into(),
+            item_id: "i".into(),
+            skill_ids: vec!["s".into()],
+            correct: true,
+            score: None,
+            occurred_at: at,
+            time_spent_ms: 0,
+        };
+        let batch = vec![attempt("keep", 1), attempt("drop", 2)];
+        engine.record_attempts(batch.clone()).await.unwrap();
+        let event = Activity {
+            event_id: "e".into(),
+            learner_id: "l".into(),
+            module_id: "m".into(),
+            program_id: String::new(),
+            kind: ActivityKind::Completed,
+            occurred_at: 3,
+            time_spent_ms: 0,
+        };
+        engine.record_activity(vec![event.clone()]).await.unwrap();
+
+        assert_eq!(engine.retract_attempts(&["drop".into()]).await.unwrap(), 1);
+        assert_eq!(engine.retract_activities(&["e".into()]).await.unwrap(), 1);
+        let params = engine.params();
+        let one = params
+            .for_skill("s")
+            .replay([attempt("keep", 1).observation()]);
+        let state = engine.store.mastery("l", "s").unwrap().unwrap();
+        assert_eq!(state.attempt_count, 1);
+        assert!((state.p_mastered - one).abs() < 1e-12);
+
+        let again = engine.apply_attempts(&batch).unwrap();
+        assert_eq!((again.recorded, again.duplicates), (0, 2));
+        assert!(engine.store.attempt("drop").unwrap().is_none());
+        assert_eq!(
+            engine
+                .store
+                .mastery("l", "s")
+                .unwrap()
+                .unwrap()
+                .attempt_count,
+            1
+        );
+        let events = engine.apply_activity(&[event]).unwrap();
+        assert_eq!((events.recorded, events.duplicates), (0, 1));
+        assert!(engine.store.activity("e").unwrap().is_none());
+
+        // Retracting the last attempt takes the skill back to the prior.
+        engine.retract_attempts(&["keep".into()]).await.unwrap();
+        assert!(engine.store.mastery("l", "s").unwrap().is_none());
+    }
+}

@@ -1,0 +1,107 @@
+//! `POST /xapi/statements` and `PUT /xapi/statements?statementId=...`:
+//! the statement resource of an LRS, write side.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::HttpError;
+use super::{AppState, MAX_STATEMENTS_PER_BATCH, auth, version};
+use crate::domain::access::XAPI_STATEMENTS;
+use crate::domain::xapi::statement::{parse_body, uuid};
+use crate::engine::now_micros;
+
+/// The query of a PUT.
+#[derive(Debug, Deserialize)]
+pub struct PutQuery {
+    /// The id the statement is stored under.
+    #[serde(rename = "statementId")]
+    statement_id: Option<String>,
+}
+
+/// Stores one statement or an array; replies with their ids, in order.
+pub async fn post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Vec<String>>, HttpError> {
+    let value = read(&state, &headers, body)?;
+    if let Value::Array(items) = &value {
+        if items.len() > MAX_STATEMENTS_PER_BATCH {
+            return Err(HttpError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "a batch holds at most {MAX_STATEMENTS_PER_BATCH} statements, got {}",
+                    items.len()
+                ),
+            ));
+        }
+    }
+    let parsed = parse_body(&value, now_micros())?;
+    Ok(Json(state.engine.ingest_statements(parsed).await?))
+}
+
+/// Stores one statement under `statementId`; 204 when stored (or already
+/// stored with the same content), 409 when another is stored there.
+pub async fn put(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<PutQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, HttpError> {
+    let mut value = read(&state, &headers, body)?;
+    let Query(query) = query.map_err(|e| HttpError::bad_field("statementId", e.body_text()))?;
+    let id = query
+        .statement_id
+        .ok_or_else(|| HttpError::bad_field("statementId", "query parameter is required"))?;
+    let id = uuid("statementId", &id)?;
+    let Value::Object(map) = &mut value else {
+        return Err(HttpError::bad_field(
+            "statement",
+            "a PUT carries one statement (a JSON object)",
+        ));
+    };
+    match map.get("id").and_then(Value::as_str) {
+        Some(given) if given.to_ascii_lowercase() != id => {
+            return Err(HttpError::bad_field(
+                "statement.id",
+                format!("'{given}' differs from the statementId parameter '{id}'"),
+            ));
+        }
+        Some(_) => {}
+        None => {
+            map.insert("id".into(), Value::String(id));
+        }
+    }
+    let parsed = parse_body(&value, now_micros())?;
+    state.engine.ingest_statements(parsed).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Checks version, credentials and content type, and decodes the JSON.
+fn read(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Value, HttpError> {
+    auth::authorize(&state.engine, headers, XAPI_STATEMENTS)?;
+    version::check(headers)?;
+    if let Some(kind) = headers.get(header::CONTENT_TYPE) {
+        let kind = kind.to_str().unwrap_or("");
+        if !kind.trim_start().starts_with("application/json") {
+            return Err(HttpError::bad_field(
+                "Content-Type",
+                format!("'{kind}' is not application/json (attachments are not accepted)"),
+            ));
+        }
+    }
+    let body =
+        body.map_err(|rejection| HttpError::new(rejection.status(), rejection.body_text()))?;
+    serde_json::from_slice(&body)
+        .map_err(|e| HttpError::bad_field("statement", format!("body is not valid JSON: {e}")))
+}
