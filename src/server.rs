@@ -12,12 +12,14 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::api::alerts::AlertApi;
+use crate::api::backup::BackupApi;
 use crate::api::catalog::CatalogApi;
 use crate::api::cohorts::CohortApi;
 use crate::api::learners::LearnerApi;
 use crate::api::mastery::MasteryApi;
 use crate::api::pb;
 use crate::api::pb::alert_service_server::AlertServiceServer;
+use crate::api::pb::backup_service_server::BackupServiceServer;
 use crate::api::pb::catalog_service_server::CatalogServiceServer;
 use crate::api::pb::cohort_service_server::CohortServiceServer;
 use crate::api::pb::learner_service_server::LearnerServiceServer;
@@ -39,6 +41,40 @@ pub const CONCURRENCY_PER_CONNECTION: usize = 256;
 /// (streaming calls are exempt through their own keep-alive).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Requests in flight across all connections before new ones are refused
+/// at once with RESOURCE_EXHAUSTED (`spoc serve --max-in-flight`).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+
+/// Limits a deployment may tune.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Global load-shedding limit: requests in flight over every
+    /// connection. Past it a call fails fast with RESOURCE_EXHAUSTED
+    /// instead of queueing, so memory stays bounded under overload.
+    pub max_in_flight: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        }
+    }
+}
+
+/// Turns the load shedder's refusal into a status a client can act on.
+fn overloaded(max_in_flight: usize) -> impl Fn(tower::BoxError) -> tower::BoxError + Clone {
+    move |err| {
+        if err.is::<tower::load_shed::error::Overloaded>() {
+            Box::new(tonic::Status::resource_exhausted(format!(
+                "server overloaded: {max_in_flight} requests in flight; retry with backoff"
+            )))
+        } else {
+            err
+        }
+    }
+}
+
 /// Accepted connections with TCP_NODELAY: a unary reply is several HTTP/2
 /// frames, and Nagle's algorithm would hold the last ones back for a
 /// delayed ACK (40 ms per call, measured).
@@ -52,6 +88,16 @@ pub async fn serve(
     engine: Arc<Engine>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    serve_with(engine, listener, shutdown, ServeOptions::default()).await
+}
+
+/// [`serve`] with explicit limits.
+pub async fn serve_with(
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -78,6 +124,9 @@ pub async fn serve(
     health_reporter
         .set_serving::<ReportServiceServer<ReportApi>>()
         .await;
+    health_reporter
+        .set_serving::<BackupServiceServer<BackupApi>>()
+        .await;
     // Alert evaluation runs beside the server; watches end when shutdown
     // starts, so that graceful shutdown does not wait for open streams.
     engine.start_alerts()?;
@@ -97,8 +146,21 @@ pub async fn serve(
 
     Server::builder()
         .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
+        .load_shed(true)
         .timeout(REQUEST_TIMEOUT)
         .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+        // Load shedding over every connection: a shared semaphore of
+        // `max_in_flight` permits; a request that finds none is refused
+        // with RESOURCE_EXHAUSTED at once instead of queueing. Per
+        // connection, tonic's own limit sheds the same way (`load_shed`).
+        .layer(
+            tower::ServiceBuilder::new()
+                .map_err(overloaded(options.max_in_flight))
+                .load_shed()
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
+                    Arc::new(tokio::sync::Semaphore::new(options.max_in_flight.max(1))),
+                )),
+        )
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -134,6 +196,7 @@ pub async fn serve(
             ReportServiceServer::new(ReportApi::new(engine.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
+        .add_service(BackupServiceServer::new(BackupApi::new(engine.clone())))
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     engine.stop_alerts();

@@ -6,6 +6,7 @@
 //! one place (`status`).
 
 pub mod alerts;
+pub mod backup;
 pub mod catalog;
 pub mod cohorts;
 pub mod convert;

@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// inactivity); touched learners are evaluated at once regardless.
     #[arg(long, env = "SPOC_ALERT_PASS_SECONDS", default_value_t = 60)]
     pub alert_pass_seconds: u64,
+    /// Requests in flight over all connections before new ones are refused
+    /// at once with RESOURCE_EXHAUSTED (load shedding).
+    #[arg(long, env = "SPOC_MAX_IN_FLIGHT", default_value_t = crate::server::DEFAULT_MAX_IN_FLIGHT)]
+    pub max_in_flight: usize,
 }
 
 /// Opens the store and serves until a shutdown signal.
@@ -42,6 +46,9 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
             args.mastery_threshold
         )
         .into());
+    }
+    if args.max_in_flight == 0 {
+        return Err("--max-in-flight must be at least 1".into());
     }
     if args.alert_pass_seconds == 0 {
         return Err("--alert-pass-seconds must be at least 1".into());
@@ -72,7 +79,10 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
             data_dir = %args.data_dir.display(),
             "spoc-engine serving gRPC"
         );
-        crate::server::serve(engine, listener, shutdown_signal()).await?;
+        let options = crate::server::ServeOptions {
+            max_in_flight: args.max_in_flight,
+        };
+        crate::server::serve_with(engine, listener, shutdown_signal(), options).await?;
         tracing::info!("stopped; store flushed");
         Ok(())
     })
