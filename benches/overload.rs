@@ -9,7 +9,12 @@
 //! (before, peak during, and the kernel's high-water mark).
 //!
 //! `cargo bench --bench overload` (`SPOC_OVERLOAD_SECONDS=5` to shorten;
-//! `--factor 4`, `--probe-seconds 5`, `--max-in-flight N` to change).
+//! `--factor 4`, `--probe-seconds 5`, `--max-in-flight N` to change;
+//! `SPOC_BENCH_LOG=tonic=debug` for the server's connection errors).
+//!
+//! The generator runs on the same machine: latencies are counted from the
+//! scheduled send time, so they include the generator's own queueing when
+//! the CPU is saturated.
 
 mod common;
 
@@ -26,12 +31,14 @@ use tonic::transport::Channel;
 /// Learners the load spreads over.
 const LEARNERS: usize = 200;
 /// HTTP/2 connections of the load generator.
-const CONNECTIONS: usize = 8;
+const CONNECTIONS: usize = 32;
 /// Closed-loop callers of the probe.
 const PROBE_CLIENTS: usize = 64;
 
 /// Each call's outcome (`None` = OK) and latency from its scheduled time.
 type Outcomes = Arc<std::sync::Mutex<Vec<(Option<tonic::Code>, Duration)>>>;
+/// The first message seen for each error code.
+type Samples = Arc<std::sync::Mutex<BTreeMap<String, String>>>;
 
 struct Server(Child);
 
@@ -96,7 +103,10 @@ async fn main() {
             .arg("--data-dir")
             .arg(temp.path())
             .args(["--max-in-flight", &max_in_flight.to_string()])
-            .env("RUST_LOG", "error")
+            .env(
+                "RUST_LOG",
+                std::env::var("SPOC_BENCH_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -179,6 +189,7 @@ async fn main() {
     let interval = Duration::from_secs_f64(1.0 / offered);
     let total = (offered * seconds as f64) as u64;
     let outcomes: Outcomes = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total as usize)));
+    let samples: Samples = Arc::default();
     let in_flight = Arc::new(AtomicUsize::new(0));
     let peak_in_flight = Arc::new(AtomicUsize::new(0));
     let peak_rss = Arc::new(AtomicU64::new(rss_before));
@@ -202,8 +213,12 @@ async fn main() {
         let mut client = pb::mastery_service_client::MasteryServiceClient::new(
             channels[n as usize % CONNECTIONS].clone(),
         );
-        let (outcomes, in_flight, peak_in_flight) =
-            (outcomes.clone(), in_flight.clone(), peak_in_flight.clone());
+        let (outcomes, in_flight, peak_in_flight, samples) = (
+            outcomes.clone(),
+            in_flight.clone(),
+            peak_in_flight.clone(),
+            samples.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let now = in_flight.fetch_add(1, Ordering::Relaxed) + 1;
             peak_in_flight.fetch_max(now, Ordering::Relaxed);
@@ -213,7 +228,23 @@ async fn main() {
             request.set_timeout(Duration::from_secs(10));
             let result = client.record_attempts(request).await;
             in_flight.fetch_sub(1, Ordering::Relaxed);
-            let code = result.err().map(|s| s.code());
+            let code = result.err().map(|s| {
+                samples
+                    .lock()
+                    .unwrap()
+                    .entry(format!("{:?}", s.code()))
+                    .or_insert_with(|| {
+                        use std::error::Error as _;
+                        let mut text = s.message().to_string();
+                        let mut source = s.source();
+                        while let Some(cause) = source {
+                            text.push_str(&format!(": {cause}"));
+                            source = cause.source();
+                        }
+                        text
+                    });
+                s.code()
+            });
             outcomes.lock().unwrap().push((code, due.elapsed()));
         }));
     }
@@ -251,6 +282,9 @@ async fn main() {
             figures.ms(0.5),
             figures.ms(0.99)
         );
+    }
+    for (code, message) in samples.lock().unwrap().iter() {
+        println!("  first {code}: {message}");
     }
     println!(
         "server RSS: {:.1} MiB before, {:.1} MiB peak sampled, {:.1} MiB high-water mark (VmHWM); --max-in-flight {max_in_flight}",

@@ -41,6 +41,14 @@ pub const CONCURRENCY_PER_CONNECTION: usize = 256;
 /// (streaming calls are exempt through their own keep-alive).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// HTTP/2 connection flow-control window. h2 bounds the small DATA frames
+/// a connection may hold unread to half of it (a flood guard); at the
+/// 64 KiB default, a few hundred queued small gRPC requests on one
+/// connection under overload were taken for a flood and the whole
+/// connection was closed (GOAWAY ENHANCE_YOUR_CALM, measured with
+/// `benches/overload.rs`) instead of the excess being shed.
+pub const CONNECTION_WINDOW_BYTES: u32 = 4 << 20;
+
 /// Requests in flight across all connections before new ones are refused
 /// at once with RESOURCE_EXHAUSTED (`spoc serve --max-in-flight`).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
@@ -147,6 +155,7 @@ pub async fn serve_with(
     Server::builder()
         .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
         .load_shed(true)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .timeout(REQUEST_TIMEOUT)
         .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
         // Load shedding over every connection: a shared semaphore of
