@@ -46,8 +46,12 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// 64 KiB default, a few hundred queued small gRPC requests on one
 /// connection under overload were taken for a flood and the whole
 /// connection was closed (GOAWAY ENHANCE_YOUR_CALM, measured with
-/// `benches/overload.rs`) instead of the excess being shed.
-pub const CONNECTION_WINDOW_BYTES: u32 = 4 << 20;
+/// `benches/overload.rs`) instead of the excess being shed. With streams
+/// per connection capped at [`CONCURRENCY_PER_CONNECTION`] (advertised as
+/// MAX_CONCURRENT_STREAMS, so clients queue on their side), 1 MiB admits
+/// every stream's unread frames and bounds what one connection can make
+/// the server buffer.
+pub const CONNECTION_WINDOW_BYTES: u32 = 1 << 20;
 
 /// Requests in flight across all connections before new ones are refused
 /// at once with RESOURCE_EXHAUSTED (`spoc serve --max-in-flight`).
@@ -156,6 +160,7 @@ pub async fn serve_with(
         .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
         .load_shed(true)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .max_concurrent_streams(CONCURRENCY_PER_CONNECTION as u32)
         .timeout(REQUEST_TIMEOUT)
         .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
         // Load shedding over every connection: a shared semaphore of

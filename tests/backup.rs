@@ -113,7 +113,7 @@ fn start_writers(
 /// has its learner, every attempt its index entries, and each mastery
 /// state is the fold of its stored attempts.
 fn assert_consistent(dir: &Path) -> usize {
-    let store = Store::open(dir).expect("restored store opens");
+    let store = open_store(dir);
     let attempts = store.all_attempts().unwrap();
     let mut answers: BTreeMap<(String, String), Answers> = BTreeMap::new();
     for a in &attempts {
@@ -157,7 +157,7 @@ fn tables(dir: &Path) -> BTreeMap<String, Entries> {
         "mastery",
     ]
     .into();
-    let store = Store::open(dir).expect("store opens");
+    let store = open_store(dir);
     let mut out: BTreeMap<String, Entries> = BTreeMap::new();
     for e in store.raw_entries().unwrap() {
         if keep.contains(e.tree.as_str()) {
@@ -276,4 +276,19 @@ async fn backup_under_writes_restores_a_consistent_store() {
     assert_eq!(original.len(), 9, "{:?}", original.keys());
     assert_eq!(original, tables(&again));
     assert_consistent(temp.path());
+}
+
+/// Opens the store in `dir`, waiting while a just-closed server's sled
+/// threads still hold the folder's lock.
+fn open_store(dir: &std::path::Path) -> Store {
+    for _ in 0..250 {
+        match Store::open(dir) {
+            Ok(store) => return store,
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("store does not open: {e}"),
+        }
+    }
+    panic!("store lock never released");
 }

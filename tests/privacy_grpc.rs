@@ -43,7 +43,7 @@ fn assert_wal_clean(dir: &std::path::Path) {
 
 /// Every sled entry of the store in `dir` that mentions `id`, by tree.
 fn store_mentions(dir: &std::path::Path, id: &str) -> (usize, Vec<String>) {
-    let store = Store::open(dir).expect("store opens cleanly");
+    let store = open_store(dir);
     let entries = store.raw_entries().expect("raw scan");
     let hits = entries
         .iter()
@@ -318,4 +318,19 @@ async fn export_then_erase_leaves_no_trace_of_the_learner() {
     assert!(hits.is_empty(), "erased id back after restart: {hits:#?}");
     assert_wal_clean(&dir);
     drop(temp);
+}
+
+/// Opens the store in `dir`, waiting while a just-closed server's sled
+/// threads still hold the folder's lock.
+fn open_store(dir: &std::path::Path) -> Store {
+    for _ in 0..250 {
+        match Store::open(dir) {
+            Ok(store) => return store,
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("store does not open: {e}"),
+        }
+    }
+    panic!("store lock never released");
 }

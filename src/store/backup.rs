@@ -173,8 +173,8 @@ pub fn verify_snapshot(path: &Path) -> Result<SnapshotSummary> {
 }
 
 /// Restores a snapshot into `dir`, which must be missing or empty: checks
-/// the whole file first, then writes the trees and files, flushes, and
-/// opens the result as a store to prove it readable.
+/// the whole file first, then writes the trees and files into a store
+/// opened there, and flushes.
 pub fn restore_snapshot(path: &Path, dir: &Path) -> Result<SnapshotSummary> {
     if let Ok(mut entries) = std::fs::read_dir(dir) {
         if entries.next().is_some() {
@@ -185,48 +185,47 @@ pub fn restore_snapshot(path: &Path, dir: &Path) -> Result<SnapshotSummary> {
         }
     }
     let summary = verify_snapshot(path)?;
-    std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-    {
-        let db = sled::Config::new().path(dir.join("sled")).open()?;
-        let mut tree: Option<sled::Tree> = None;
-        let mut batch = sled::Batch::default();
-        let mut pending = 0usize;
-        read_snapshot(path, |item| {
-            match item {
-                Item::Tree(name) => {
-                    if let Some(t) = tree.take() {
+    // Written through a store opened once (format checked, trees created),
+    // so the result is known to open; reopening sled right after closing
+    // it can race with its background threads releasing the file lock.
+    let store = Store::open(dir)?;
+    let db = store.db.clone();
+    let mut tree: Option<sled::Tree> = None;
+    let mut batch = sled::Batch::default();
+    let mut pending = 0usize;
+    read_snapshot(path, |item| {
+        match item {
+            Item::Tree(name) => {
+                if let Some(t) = tree.take() {
+                    t.apply_batch(std::mem::take(&mut batch))?;
+                    pending = 0;
+                }
+                tree = Some(db.open_tree(name)?);
+            }
+            Item::Entry(key, value) => {
+                batch.insert(key, value);
+                pending += 1;
+                if pending == 10_000 {
+                    if let Some(t) = &tree {
                         t.apply_batch(std::mem::take(&mut batch))?;
-                        pending = 0;
                     }
-                    tree = Some(db.open_tree(name)?);
-                }
-                Item::Entry(key, value) => {
-                    batch.insert(key, value);
-                    pending += 1;
-                    if pending == 10_000 {
-                        if let Some(t) = &tree {
-                            t.apply_batch(std::mem::take(&mut batch))?;
-                        }
-                        pending = 0;
-                    }
-                }
-                Item::File(rel, bytes) => {
-                    let target = dir.join(rel);
-                    if let Some(parent) = target.parent() {
-                        std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
-                    }
-                    std::fs::write(&target, bytes).map_err(|e| io_error(&target, e))?;
+                    pending = 0;
                 }
             }
-            Ok(())
-        })?;
-        if let Some(t) = tree.take() {
-            t.apply_batch(batch)?;
+            Item::File(rel, bytes) => {
+                let target = dir.join(rel);
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
+                }
+                std::fs::write(&target, bytes).map_err(|e| io_error(&target, e))?;
+            }
         }
-        db.flush()?;
+        Ok(())
+    })?;
+    if let Some(t) = tree.take() {
+        t.apply_batch(batch)?;
     }
-    // Proves the result opens as a store of the supported format.
-    drop(Store::open(dir)?);
+    store.flush()?;
     Ok(summary)
 }
 
@@ -447,7 +446,15 @@ mod tests {
         let target = dst.path().join("restored");
         let restored = restore_snapshot(&file, &target).unwrap();
         assert_eq!(restored.entries, written.entries);
-        let store = Store::open(&target).unwrap();
+        // sled releases its folder lock from a background thread.
+        let store = (0..250)
+            .find_map(|_| {
+                Store::open(&target).ok().or_else(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    None
+                })
+            })
+            .expect("restored store opens");
         assert_eq!(store.learner("bob").unwrap().unwrap(), learner("bob"));
         drop(store);
 
