@@ -1,20 +1,38 @@
 //! Durability of acknowledged attempts against SIGKILL, with the real
-//! `spoc serve` binary.
+//! `spoc serve` binary: concurrent `RecordAttempts` calls, a SIGKILL at a
+//! different point in each of several rounds, a restart on the same data
+//! folder each time.
+//!
+//! If the server writes `DATA_DIR/admin-key` (API keys), every call carries
+//! `authorization: Bearer <key>`, so the test works with or without them.
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use spoc_engine::api::pb;
+use spoc_engine::domain::mastery::fold;
+use spoc_engine::engine::params::ParamSet;
+use spoc_engine::engine::{Engine, EngineConfig};
+use spoc_engine::store::Store;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// Learners and skills of the load; each attempt tests one or two skills.
+const LEARNERS: [&str; 2] = ["alice", "bob"];
+const SKILLS: [&str; 2] = ["a", "b"];
 
 /// A `spoc serve` child process.
 struct Spoc(Child);
 
 impl Spoc {
-    fn start(dir: &std::path::Path, port: u16) -> Self {
+    fn start(dir: &Path, port: u16) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_spoc"))
             .args([
                 "serve",
@@ -48,6 +66,26 @@ impl Drop for Spoc {
     }
 }
 
+/// Attaches the admin key, when the server has one.
+#[derive(Clone)]
+struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Authed = InterceptedService<Channel, Bearer>;
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -56,139 +94,223 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn connect(port: u16) -> Channel {
-    for _ in 0..250 {
+/// Connects once the server accepts, with its admin key if it wrote one.
+async fn connect(port: u16, dir: &Path) -> (Channel, Bearer) {
+    for _ in 0..500 {
         if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
             .unwrap()
             .connect()
             .await
         {
-            return channel;
+            let key = std::fs::read_to_string(dir.join("admin-key"))
+                .ok()
+                .map(|k| format!("Bearer {}", k.trim()).parse().expect("ascii key"));
+            return (channel, Bearer(key));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("spoc serve did not come up on port {port}");
 }
 
-/// Attempts acknowledged just before a SIGKILL are all there after restart,
-/// and mastery equals a recomputation from the stored attempts; repeated at
-/// several kill points under concurrent load.
+fn mastery_client(
+    channel: &Channel,
+    auth: &Bearer,
+) -> pb::mastery_service_client::MasteryServiceClient<Authed> {
+    pb::mastery_service_client::MasteryServiceClient::with_interceptor(
+        channel.clone(),
+        auth.clone(),
+    )
+}
+
+/// An acknowledged attempt: id, learner, skills, correct, seconds.
+type Ack = (String, &'static str, Vec<&'static str>, bool, i64);
+
+/// How a round picks its kill point.
+#[derive(Debug, Clone, Copy)]
+enum KillPoint {
+    /// After this many acknowledged calls.
+    Acks(usize),
+    /// This long after the load started, whatever was acknowledged.
+    After(Duration),
+}
+
+/// Acknowledged attempts survive SIGKILL at several kill points; after a
+/// final restart the store opens cleanly, holds every acknowledged attempt,
+/// and GetMastery equals the fold of the stored attempts with the shipped
+/// BKT parameters for every (learner, skill).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_attempts_survive_sigkill() {
     let temp = tempfile::tempdir().unwrap();
-    let mut acknowledged: Vec<(String, bool, i64)> = Vec::new();
-    for round in 0..3u64 {
+    let dir = temp.path();
+    let mut acknowledged: Vec<Ack> = Vec::new();
+    let kill_points = [
+        KillPoint::Acks(30),
+        KillPoint::After(Duration::from_millis(15)),
+        KillPoint::Acks(120),
+        KillPoint::After(Duration::from_millis(250)),
+    ];
+    for (round, kill_point) in kill_points.into_iter().enumerate() {
+        let round = round as u64;
         let port = free_port();
-        let spoc = Spoc::start(temp.path(), port);
-        let channel = connect(port).await;
+        let spoc = Spoc::start(dir, port);
+        let (channel, auth) = connect(port, dir).await;
         if round == 0 {
-            let mut catalog =
-                pb::catalog_service_client::CatalogServiceClient::new(channel.clone());
+            let mut catalog = pb::catalog_service_client::CatalogServiceClient::with_interceptor(
+                channel.clone(),
+                auth.clone(),
+            );
             catalog
                 .import_catalog(pb::ImportCatalogRequest {
-                    skills: vec![skill("a", &[])],
+                    skills: vec![skill("a", &[]), skill("b", &[])],
                     modules: vec![],
                     items: vec![],
                 })
                 .await
                 .unwrap();
-            let mut learners =
-                pb::learner_service_client::LearnerServiceClient::new(channel.clone());
-            learners
-                .upsert_learner(pb::UpsertLearnerRequest {
-                    learner: Some(learner("alice", "acme")),
-                })
-                .await
-                .unwrap();
+            let mut learners = pb::learner_service_client::LearnerServiceClient::with_interceptor(
+                channel.clone(),
+                auth.clone(),
+            );
+            for id in LEARNERS {
+                learners
+                    .upsert_learner(pb::UpsertLearnerRequest {
+                        learner: Some(learner(id, "acme")),
+                    })
+                    .await
+                    .unwrap();
+            }
         }
-        // Concurrent writers; stop after a round-dependent number of acks.
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // Concurrent writers of batches of one to three attempts; times
+        // interleave across writers and rounds, so late arrivals replay.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Ack>>();
         let mut writers = Vec::new();
         for writer in 0..4u64 {
-            let mut client = pb::mastery_service_client::MasteryServiceClient::new(channel.clone());
+            let mut client = mastery_client(&channel, &auth);
             let tx = tx.clone();
             writers.push(tokio::spawn(async move {
-                for i in 0.. {
-                    let id = format!("r{round}-w{writer}-{i}");
-                    let correct = (i + writer + round) % 3 != 0;
-                    let t = 1_700_000_000 + (round * 100_000 + i * 10 + writer) as i64;
-                    let sent = attempt(&id, "alice", &["a"], correct, t);
-                    if client
-                        .record_attempts(pb::RecordAttemptsRequest {
-                            attempts: vec![sent],
+                for i in 0u64.. {
+                    let batch: Vec<Ack> = (0..1 + (i + writer) % 3)
+                        .map(|k| {
+                            let n = i * 3 + k;
+                            let skills = match (n + writer) % 3 {
+                                0 => vec!["a"],
+                                1 => vec!["b"],
+                                _ => vec!["a", "b"],
+                            };
+                            let t = 1_700_000_000 + ((n * 4 + writer) * 7 + round * 3) as i64;
+                            (
+                                format!("r{round}-w{writer}-{n}"),
+                                LEARNERS[((n + writer) % 2) as usize],
+                                skills,
+                                (n + writer + round) % 3 != 0,
+                                t,
+                            )
                         })
-                        .await
-                        .is_ok()
-                    {
-                        if tx.send((id, correct, t)).is_err() {
-                            break;
-                        }
-                    } else {
+                        .collect();
+                    let attempts = batch
+                        .iter()
+                        .map(|(id, l, s, c, t)| attempt(id, l, s, *c, *t))
+                        .collect();
+                    let sent = client
+                        .record_attempts(pb::RecordAttemptsRequest { attempts })
+                        .await;
+                    if sent.is_err() || tx.send(batch).is_err() {
                         break;
                     }
                 }
             }));
         }
         drop(tx);
-        let target = 40 + 30 * round as usize;
-        let mut got = 0;
-        while got < target {
-            let ack = rx.recv().await.expect("writers stopped early");
-            acknowledged.push(ack);
-            got += 1;
+        match kill_point {
+            KillPoint::Acks(target) => {
+                for _ in 0..target {
+                    let acks = rx.recv().await.expect("writers stopped early");
+                    acknowledged.extend(acks);
+                }
+            }
+            KillPoint::After(delay) => tokio::time::sleep(delay).await,
         }
         spoc.kill();
         // Acks that raced with the kill are acknowledged too.
-        while let Ok(ack) = rx.try_recv() {
-            acknowledged.push(ack);
-        }
         for w in writers {
             let _ = w.await;
         }
+        while let Ok(acks) = rx.try_recv() {
+            acknowledged.extend(acks);
+        }
     }
-
-    // Restart once more and check everything.
-    let port = free_port();
-    let _spoc = Spoc::start(temp.path(), port);
-    let channel = connect(port).await;
-    let mut mastery = pb::mastery_service_client::MasteryServiceClient::new(channel);
-    let got = mastery
-        .get_mastery(pb::GetMasteryRequest {
-            learner_id: "alice".into(),
-            skill_ids: vec!["a".into()],
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let stored = got.skills[0].attempt_count as usize;
     assert!(
-        stored >= acknowledged.len(),
-        "lost acknowledged attempts: {stored} < {}",
+        acknowledged.len() > 150,
+        "load too light: {}",
         acknowledged.len()
     );
-    // Resending every acknowledged attempt finds each of them stored.
-    for chunk in acknowledged.chunks(500) {
-        let attempts = chunk
-            .iter()
-            .map(|(id, c, t)| attempt(id, "alice", &["a"], *c, *t))
-            .collect();
-        let reply = mastery
-            .record_attempts(pb::RecordAttemptsRequest { attempts })
+
+    // Restart once more: it comes up on the crashed folder and serves.
+    let port = free_port();
+    let spoc = Spoc::start(dir, port);
+    let (channel, auth) = connect(port, dir).await;
+    let mut client = mastery_client(&channel, &auth);
+    let mut served = BTreeMap::new();
+    for learner in LEARNERS {
+        let got = client
+            .get_mastery(pb::GetMasteryRequest {
+                learner_id: learner.into(),
+                skill_ids: SKILLS.iter().map(|s| s.to_string()).collect(),
+            })
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(
-            reply.recorded, 0,
-            "an acknowledged attempt was missing after SIGKILL"
-        );
+        for m in got.skills {
+            served.insert(
+                (learner.to_string(), m.skill_id),
+                (m.p_mastered, m.attempt_count),
+            );
+        }
     }
-    // Mastery equals the recomputation from the stored attempts when every
-    // stored attempt was acknowledged (the usual case); otherwise the
-    // unacknowledged extras are part of the sequence, so only bounds hold.
-    if stored == acknowledged.len() {
-        let mut sorted = acknowledged.clone();
-        sorted.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
-        let answers: Vec<bool> = sorted.iter().map(|a| a.1).collect();
-        assert!((got.skills[0].p_mastered - hand_bkt(&answers)).abs() < 1e-9);
+    spoc.kill();
+
+    // The store opens cleanly after that crash too (the log replays).
+    let store = Store::open(dir).expect("store opens");
+    let stored = store.all_attempts().expect("attempts readable");
+    let params = ParamSet::load(None).expect("shipped params");
+    let ids: BTreeSet<&str> = stored.iter().map(|a| a.attempt_id.as_str()).collect();
+    let lost: Vec<&str> = acknowledged
+        .iter()
+        .map(|a| a.0.as_str())
+        .filter(|id| !ids.contains(id))
+        .collect();
+    assert!(lost.is_empty(), "lost acknowledged attempts: {lost:?}");
+
+    // Mastery served equals the fold of the stored attempts.
+    for learner in LEARNERS {
+        for skill in SKILLS {
+            let mut seq: Vec<_> = stored
+                .iter()
+                .filter(|a| a.learner_id == learner && a.skill_ids.iter().any(|s| s == skill))
+                .map(|a| (a.position(), a.observation()))
+                .collect();
+            seq.sort_by(|a, b| a.0.cmp(&b.0));
+            let folded = fold(params.for_skill(skill), None, &seq, Vec::new, 0).expect("attempts");
+            let (p, count) = served[&(learner.to_string(), skill.to_string())];
+            assert_eq!(count as usize, seq.len(), "{learner}/{skill}");
+            assert!(
+                (p - folded.p_mastered).abs() < 1e-9,
+                "{learner}/{skill}: served {p}, fold {}",
+                folded.p_mastered
+            );
+            let kept = store
+                .mastery(learner, skill)
+                .unwrap()
+                .expect("stored state");
+            assert_eq!(kept.attempt_count as usize, seq.len());
+        }
     }
+    Engine::new(
+        store,
+        EngineConfig {
+            mastery_threshold: 0.95,
+            params,
+        },
+    )
+    .expect("engine starts: the log replays cleanly");
 }

@@ -66,9 +66,12 @@ async fn serves_over_tls_with_a_self_signed_certificate() {
     let server = tokio::spawn(spoc_engine::server::serve_with(
         engine,
         listener,
-        Some(identity),
         async {
             let _ = stopped.await;
+        },
+        spoc_engine::server::ServeOptions {
+            tls: Some(identity),
+            ..Default::default()
         },
     ));
 

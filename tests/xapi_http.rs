@@ -857,3 +857,56 @@ async fn voiding_retracts_the_attempt_and_survives_a_restart() {
     assert_eq!(addrs.mastery_of("alice", "sql-joins").await.1, 0);
     spoc.kill();
 }
+
+/// GDPR: a learner's statements still waiting for the catalog are part of
+/// their export and go with their erasure; another learner's stay.
+#[tokio::test]
+async fn waiting_statements_are_exported_and_erased_with_their_learner() {
+    let stack = Stack::start().await;
+    let s = stack.addrs;
+    s.seed(false).await;
+    assert_eq!(s.post(fixture("moodle_answered.json")).await.status, 200);
+    let mut waiting: Value = serde_json::from_str(&fixture("moodle_answered.json")).unwrap();
+    waiting["id"] = json!("0c1d2e3f-4a5b-4c6d-8e7f-000000000042");
+    waiting["object"]["id"] = json!("https://moodle.example.com/mod/quiz/unknown-question");
+    assert_eq!(s.post(waiting.to_string()).await.status, 200);
+    assert_eq!(
+        s.post(fixture("openedx_problem_check.json")).await.status,
+        200
+    );
+    assert_eq!(
+        s.get_admin("/xapi/unresolved").await.json()["statements"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let mut learners = pb::learner_service_client::LearnerServiceClient::new(s.channel().await);
+    let export = learners
+        .export_learner(pb::ExportLearnerRequest {
+            learner_id: "alice".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let export: Value = serde_json::from_str(&export.json).unwrap();
+    let exported = export["xapi_waiting"].as_array().expect("xapi_waiting");
+    assert_eq!(exported.len(), 1, "{exported:?}");
+    assert!(
+        exported[0]["raw"]
+            .as_str()
+            .unwrap()
+            .contains("unknown-question")
+    );
+    learners
+        .erase_learner(pb::EraseLearnerRequest {
+            learner_id: "alice".into(),
+        })
+        .await
+        .unwrap();
+    let left = s.get_admin("/xapi/unresolved").await.json();
+    let left = left["statements"].as_array().unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["id"], "9b0c3f4e-6d2a-4b1f-8e7c-5a3d2c1b0f99");
+    stack.stop().await;
+}

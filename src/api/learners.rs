@@ -116,4 +116,27 @@ impl LearnerService for LearnerApi {
             next_page_token: check::next_page_token(next),
         }))
     }
+
+    async fn export_learner(
+        &self,
+        request: Request<pb::ExportLearnerRequest>,
+    ) -> Result<Response<pb::ExportLearnerResponse>, Status> {
+        let pb::ExportLearnerRequest { learner_id } = request.into_inner();
+        let id = check::id("learner_id", &learner_id)?;
+        let json = super::off_runtime(&self.engine, move |e| e.export_learner(&id)).await?;
+        Ok(Response::new(pb::ExportLearnerResponse { json }))
+    }
+
+    async fn erase_learner(
+        &self,
+        request: Request<pb::EraseLearnerRequest>,
+    ) -> Result<Response<pb::EraseLearnerResponse>, Status> {
+        let pb::EraseLearnerRequest { learner_id } = request.into_inner();
+        let id = check::id("learner_id", &learner_id)?;
+        let erased = super::off_runtime(&self.engine, move |e| e.erase_learner(&id)).await?;
+        Ok(Response::new(pb::EraseLearnerResponse {
+            removed_entries: erased.removed as i64,
+            rewritten_entries: erased.rewritten as i64,
+        }))
+    }
 }

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod alerts;
 pub mod auth;
+pub mod backup;
 pub mod catalog;
 pub mod cohorts;
 pub mod convert;

@@ -19,6 +19,9 @@ pub const MAX_TEXT_BYTES: usize = 512;
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 /// Largest page returned; larger requests are coerced (AIP-158).
 pub const MAX_PAGE_SIZE: usize = 1000;
+/// Most ids one list field may hold (skills of a program, filters...):
+/// each becomes a store lookup, so the list is bounded, not just the message.
+pub const MAX_IDS_PER_LIST: usize = 10_000;
 /// How far in the future an event time may lie (clock skew allowance).
 pub const MAX_FUTURE_MICROS: Micros = 3_600_000_000;
 
@@ -61,8 +64,18 @@ fn bounded_id(field: &str, value: &str, max: usize) -> Result<String> {
     Ok(value.to_string())
 }
 
-/// A list of ids: each checked, duplicates removed, sorted.
+/// A list of at most [`MAX_IDS_PER_LIST`] ids: each checked, duplicates
+/// removed, sorted.
 pub fn id_set(field: &str, values: &[String]) -> Result<Vec<String>> {
+    if values.len() > MAX_IDS_PER_LIST {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "must hold at most {MAX_IDS_PER_LIST} ids, got {}",
+                values.len()
+            ),
+        ));
+    }
     let mut out = values
         .iter()
         .enumerate()
@@ -230,6 +243,11 @@ mod tests {
         assert!(iri_id("f", &"x".repeat(513)).is_err());
         let token = next_page_token(Some("x".repeat(MAX_IRI_BYTES).into_bytes()));
         assert!(page_token("t", &token).is_ok());
+        let many = vec!["x".to_string(); MAX_IDS_PER_LIST + 1];
+        let err = id_set("skill_ids", &many).unwrap_err();
+        assert!(err.to_string().contains("invalid skill_ids"), "{err}");
+        let bad = id_set("skill_ids", &["a".into(), String::new()]).unwrap_err();
+        assert!(bad.to_string().contains("invalid skill_ids[1]"), "{bad}");
     }
 
     #[test]

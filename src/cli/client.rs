@@ -16,6 +16,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 use crate::api::pb::alert_service_client::AlertServiceClient;
+use crate::api::pb::backup_service_client::BackupServiceClient;
 use crate::api::pb::catalog_service_client::CatalogServiceClient;
 use crate::api::pb::cohort_service_client::CohortServiceClient;
 use crate::api::pb::learner_service_client::LearnerServiceClient;
@@ -167,6 +168,7 @@ impl Service {
     client!(cohorts, CohortServiceClient, "cohort");
     client!(alerts, AlertServiceClient, "alert");
     client!(reports, ReportServiceClient, "report");
+    client!(backup, BackupServiceClient, "backup");
 }
 
 /// A small runtime for one client command: the CLI is otherwise

@@ -1,6 +1,7 @@
 //! The `spoc` command line: one subcommand per file.
 
 pub mod alerts;
+pub mod backup;
 pub mod client;
 pub mod cohorts;
 pub mod demo;
@@ -54,6 +55,10 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Train the dropout model on synthetic learners (models/risk.json).
     TrainRisk(train_risk::TrainRiskArgs),
+    /// Write a consistent snapshot of a running service's store to a file.
+    Backup(backup::BackupArgs),
+    /// Restore a snapshot file into an empty data folder (offline).
+    Restore(backup::RestoreArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -76,6 +81,8 @@ pub fn main() -> std::process::ExitCode {
         Command::Model(command) => model::run(command),
         Command::Report(args) => report::run(args),
         Command::TrainRisk(args) => train_risk::run(args),
+        Command::Backup(args) => backup::backup(args),
+        Command::Restore(args) => backup::restore(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// inactivity); touched learners are evaluated at once regardless.
     #[arg(long, env = "SPOC_ALERT_PASS_SECONDS", default_value_t = 60)]
     pub alert_pass_seconds: u64,
+    /// Requests in flight over all connections before new ones are refused
+    /// at once with RESOURCE_EXHAUSTED (load shedding).
+    #[arg(long, env = "SPOC_MAX_IN_FLIGHT", default_value_t = crate::server::DEFAULT_MAX_IN_FLIGHT)]
+    pub max_in_flight: usize,
     /// PEM certificate chain: with --tls-key, serve over TLS (rustls).
     #[arg(long, env = "SPOC_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -69,6 +73,9 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
             args.mastery_threshold
         )
         .into());
+    }
+    if args.max_in_flight == 0 {
+        return Err("--max-in-flight must be at least 1".into());
     }
     if args.alert_pass_seconds == 0 {
         return Err("--alert-pass-seconds must be at least 1".into());
@@ -124,8 +131,12 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
         };
         let (grpc_stop, http_stop) = (stop.clone(), stop);
         let grpc = async {
+            let options = crate::server::ServeOptions {
+                max_in_flight: args.max_in_flight,
+                tls,
+            };
             let outcome =
-                crate::server::serve_with(engine.clone(), listener, tls, wait(stopped.clone()))
+                crate::server::serve_with(engine.clone(), listener, wait(stopped.clone()), options)
                     .await;
             grpc_stop.send_replace(true);
             outcome

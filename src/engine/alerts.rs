@@ -244,6 +244,18 @@ impl Engine {
         *self.hub().sequence.lock().expect("sequence lock")
     }
 
+    /// Runs `erase` while the learner's alert evaluations are held off,
+    /// then forgets what the hub remembers of them (pending evaluation,
+    /// cached cohort maps). Used by a GDPR erasure.
+    pub(crate) fn with_alerts_held<T>(&self, learner: &str, erase: impl FnOnce() -> T) -> T {
+        let hub = self.hub();
+        let _guard = hub.locks.lock_all([learner]);
+        let out = erase();
+        hub.pending.lock().expect("pending lock").remove(learner);
+        hub.cohorts.lock().expect("cohort cache lock").clear();
+        out
+    }
+
     /// Queues learners whose data just became durable for evaluation.
     /// Never blocks on evaluation: a set insert and a wake-up.
     pub fn alerts_touched<'a>(&self, learners: impl IntoIterator<Item = &'a str>) {
@@ -365,6 +377,9 @@ impl Engine {
         }
         let model = self.hub().model.read().expect("model lock").clone();
         let _guard = self.hub().locks.lock_all([learner]);
+        if !self.store.has_learner(learner)? {
+            return Ok(()); // erased since the enrolments were read
+        }
         for enrolment in &enrolments {
             let Some(program) = self.store.program(&enrolment.program_id)? else {
                 continue;

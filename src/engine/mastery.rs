@@ -113,6 +113,7 @@ impl Engine {
         let _guards = self
             .learner_locks
             .lock_all(known_learners.iter().map(String::as_str));
+        self.still_exist(&known_learners)?;
 
         // Split new attempts from resent ones; a resent id must carry the
         // same content, within the batch and against the store.
@@ -278,6 +279,19 @@ impl Engine {
 
     /// Whether a learner exists, remembered once seen (learners are never
     /// deleted, so a positive answer stays true).
+    /// Checks, under their locks, that learners seen before the locks were
+    /// taken were not erased meanwhile (an erasure holds the same locks).
+    pub(crate) fn still_exist(&self, learners: &BTreeSet<String>) -> Result<()> {
+        for learner in learners {
+            if !self.store.has_learner(learner)? {
+                return Err(Error::not_found("learner", learner.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a learner exists, remembered once seen (only an erasure
+    /// deletes a learner, and it clears this memory).
     pub(crate) fn learner_exists(&self, id: &str) -> Result<bool> {
         if self.known_learners.contains(id) {
             return Ok(true);

@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod alerts;
+pub mod backup;
 pub mod catalog;
 pub mod cohorts;
 pub mod learners;
@@ -14,6 +15,7 @@ pub mod locks;
 pub mod mastery;
 pub mod model;
 pub mod params;
+pub mod privacy;
 pub mod remediation;
 pub mod reports;
 pub mod risk_history;
@@ -71,6 +73,8 @@ pub struct Engine {
     access: access::AccessKeys,
     /// xAPI ingestion: counters, the replay lock.
     xapi: xapi::XapiState,
+    /// Learners erased lately (keyed hashes), so that a retry succeeds.
+    recent_erasures: privacy::RecentErasures,
 }
 
 impl Engine {
@@ -111,6 +115,7 @@ impl Engine {
             learner_locks: StripedLocks::new(256),
             known_learners: seen::SeenSet::new(1 << 20),
             noted_recommendations: seen::SeenSet::new(1 << 20),
+            recent_erasures: privacy::RecentErasures::default(),
         };
         engine.replay()?;
         Ok(engine)
@@ -125,6 +130,7 @@ impl Engine {
         }
         let (mut recorded, mut failed, mut first_error) = (0, 0, None);
         for record in &backlog {
+            let record = &self.without_erased(record)?;
             let outcome = match record {
                 WalRecord::Attempts(batch) => self.apply_attempts(batch).map(|r| r.recorded),
                 WalRecord::Activities(batch) => self.apply_activity(batch).map(|r| r.recorded),

@@ -65,6 +65,7 @@ impl Engine {
         let _guards = self
             .learner_locks
             .lock_all(learners.iter().map(String::as_str));
+        self.still_exist(&learners)?;
         let mut fresh: BTreeMap<&str, StoredActivity> = BTreeMap::new();
         let mut duplicates = 0;
         for (i, event) in events.iter().enumerate() {

@@ -2,9 +2,10 @@
 //! store a lookup on hot paths ("this learner exists", "this module was
 //! already recommended to this learner").
 //!
-//! Only facts that never become false belong here (learners are not
-//! deleted; a first recommendation stays first). When the set is full it is
-//! simply cleared: a miss costs one store lookup, never a wrong answer.
+//! Only facts that never become false belong here (learners are deleted
+//! only by a GDPR erasure, which clears the sets; a first recommendation
+//! stays first). When the set is full it is simply cleared: a miss costs
+//! one store lookup, never a wrong answer.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -27,6 +28,11 @@ impl SeenSet {
     /// Whether `key` was recorded.
     pub fn contains(&self, key: &str) -> bool {
         self.keys.lock().expect("seen lock").contains(key)
+    }
+
+    /// Forgets everything (an erasure made some facts false).
+    pub fn clear(&self) {
+        self.keys.lock().expect("seen lock").clear();
     }
 
     /// Records `key`.

@@ -96,6 +96,7 @@ impl Store {
     /// `sequence` is the change's number, unused so far), its dedup entry
     /// (set while active, removed once resolved) and its log entry.
     pub fn commit_alerts(&self, changes: &[Alert]) -> Result<()> {
+        let _gate = self.write_gate();
         let (alerts, active, log) = (
             self.alerts_table()?,
             self.alert_active_table()?,

@@ -40,6 +40,7 @@ impl Store {
     /// Creates or replaces a key (creation, revocation). Call
     /// [`Store::durable`] before replying.
     pub fn put_api_key(&self, key: &ApiKey) -> Result<()> {
+        let _gate = self.write_gate();
         self.api_keys_table()?.put(key.id.as_bytes(), key)
     }
 
@@ -53,6 +54,7 @@ impl Store {
     /// the marker alone must never exist without the key, nor the key
     /// without the marker.
     pub fn put_first_admin_key(&self, key: &ApiKey, now: Micros) -> Result<()> {
+        let _gate = self.write_gate();
         let keys_tree = self.api_keys_table()?.tree;
         let meta_tree = self.meta_table()?.tree;
         let value = codec::encode(key);

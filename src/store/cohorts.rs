@@ -82,6 +82,7 @@ impl Store {
         record: &FormationRecord,
         cohorts: &[StoredCohort],
     ) -> Result<()> {
+        let _gate = self.write_gate();
         let program = record.program_id.as_str();
         let (table, index, formations) = (
             self.cohorts_table()?,
@@ -125,6 +126,7 @@ impl Store {
     /// Rewrites existing cohorts (a move touches two) in one transaction;
     /// ids and programs are unchanged, so the index needs no update.
     pub fn update_cohorts(&self, cohorts: &[StoredCohort]) -> Result<()> {
+        let _gate = self.write_gate();
         let rows: Vec<(Vec<u8>, Vec<u8>)> = cohorts
             .iter()
             .map(|c| (keys::compose(&[&c.program_id, &c.id]), codec::encode(c)))

@@ -46,6 +46,7 @@ impl Store {
         modules: &[Module],
         items: &[Item],
     ) -> Result<()> {
+        let _gate = self.write_gate();
         let item_table = self.items_table()?;
         (&self.skills.tree, &self.modules.tree, &item_table.tree)
             .transaction(|(skill_tree, module_tree, item_tree)| {

@@ -11,12 +11,14 @@
 
 pub mod alerts;
 pub mod api_keys;
+pub mod backup;
 pub mod codec;
 pub mod cohorts;
 pub mod durability;
 pub mod items;
 pub mod keys;
 pub mod models;
+pub mod privacy;
 pub mod recommended;
 pub mod table;
 pub mod wal;
@@ -79,6 +81,8 @@ pub struct Store {
     /// Records found in the log at open, until the engine replays them.
     backlog: Mutex<Vec<WalRecord>>,
     checkpointer: Option<std::thread::JoinHandle<()>>,
+    /// Held shared by every write, exclusive by a snapshot (`backup.rs`).
+    gate: std::sync::RwLock<()>,
 }
 
 /// What the background checkpointer shares with the store.
@@ -161,6 +165,7 @@ impl Store {
             activities: Table::open(&db, "activities")?,
             learner_activity: Table::open(&db, "learner_activity")?,
             commit: GroupCommit::start(db.clone()),
+            gate: std::sync::RwLock::new(()),
             db,
         })
     }
@@ -247,6 +252,7 @@ impl Store {
 
     /// Writes skills and modules in one transaction: all or nothing.
     pub fn put_catalog(&self, skills: &[Skill], modules: &[Module]) -> Result<()> {
+        let _gate = self.write_gate();
         (&self.skills.tree, &self.modules.tree)
             .transaction(|(skill_tree, module_tree)| {
                 for skill in skills {
@@ -274,6 +280,7 @@ impl Store {
 
     /// Creates or replaces a learner.
     pub fn put_learner(&self, learner: &Learner) -> Result<()> {
+        let _gate = self.write_gate();
         self.learners.put(learner.id.as_bytes(), learner)
     }
 
@@ -323,6 +330,7 @@ impl Store {
 
     /// Creates or replaces a program.
     pub fn put_program(&self, program: &Program) -> Result<()> {
+        let _gate = self.write_gate();
         self.programs.put(program.id.as_bytes(), program)
     }
 
@@ -338,6 +346,7 @@ impl Store {
 
     /// Records an enrolment and its program-side index entry together.
     pub fn put_enrolment(&self, enrolment: &Enrolment) -> Result<()> {
+        let _gate = self.write_gate();
         let by_learner = keys::compose(&[&enrolment.learner_id, &enrolment.program_id]);
         let by_program = keys::compose(&[&enrolment.program_id, &enrolment.learner_id]);
         let value = codec::encode(enrolment);
@@ -454,6 +463,7 @@ impl Store {
 
     /// Replaces mastery states (a recomputation with new parameters).
     pub fn put_mastery(&self, rows: &[(String, String, MasteryState)]) -> Result<()> {
+        let _gate = self.write_gate();
         let mut batch = sled::Batch::default();
         for (learner, skill, state) in rows {
             batch.insert(keys::compose(&[learner, skill]), codec::encode(state));
@@ -481,6 +491,7 @@ impl Store {
         attempts: &[Attempt],
         mastery: &[(String, String, MasteryState)],
     ) -> Result<()> {
+        let _gate = self.write_gate();
         let mut attempt_rows = Vec::with_capacity(attempts.len());
         let mut observation_rows = Vec::new();
         for attempt in attempts {
@@ -534,6 +545,7 @@ impl Store {
 
     /// Stores module events and their per-learner index in one transaction.
     pub fn put_activities(&self, events: &[StoredActivity]) -> Result<()> {
+        let _gate = self.write_gate();
         let rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = events
             .iter()
             .map(|e| {

@@ -20,6 +20,7 @@ impl Store {
     /// written under a temporary name and renamed, so a crash never leaves a
     /// half model that the next start would load.
     pub fn save_model(&self, model: &FittedModel, created_at_ms: i64) -> Result<String> {
+        let _gate = self.write_gate();
         let dir = self.models_dir();
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::Storage(format!("{}: {e}", dir.display())))?;

@@ -22,6 +22,7 @@ impl Store {
         modules: impl IntoIterator<Item = &'a str>,
         now: Micros,
     ) -> Result<()> {
+        let _gate = self.write_gate();
         let table = self.table::<Micros>(TREE)?;
         for module in modules {
             let key = keys::compose(&[learner, module]);

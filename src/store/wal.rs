@@ -16,12 +16,19 @@
 //! deleted. Invariant: a batch is applied to sled *before* it is appended
 //! here, so a segment closed by a rotation only holds batches the following
 //! sled flush covers.
+//!
+//! Erasure (GDPR): once a learner is erased, [`Wal::forget_learner`] makes
+//! every later append drop that learner's entries (a batch applied just
+//! before the erasure may reach the log just after it), and the erasure's
+//! checkpoint deletes the segments that held them; so the id leaves the log
+//! and no replay can bring the learner's records back.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{
-    Arc, Condvar, Mutex,
+    Arc, Condvar, Mutex, RwLock,
     atomic::{AtomicU64, Ordering},
 };
 
@@ -53,6 +60,11 @@ struct Shared {
     appended: AtomicU64,
     closed: Mutex<bool>,
     wake: Condvar,
+    /// Learners erased since the log was opened: dropped from appends.
+    erased: RwLock<HashSet<String>>,
+    /// Bumped by every erasure; an append encoded under an older value is
+    /// filtered again before it is written.
+    erasures: AtomicU64,
 }
 
 /// The log: append, wait for durability, rotate.
@@ -82,6 +94,8 @@ impl Wal {
             appended: AtomicU64::new(0),
             closed: Mutex::new(false),
             wake: Condvar::new(),
+            erased: RwLock::new(HashSet::new()),
+            erasures: AtomicU64::new(0),
         });
         let (tx, rx) = watch::channel(Ok(0));
         let thread_shared = shared.clone();
@@ -100,11 +114,6 @@ impl Wal {
 
     /// Appends a record and waits until it is on disk.
     pub async fn append(&self, record: &WalRecord) -> Result<()> {
-        let payload = codec::encode(record);
-        let mut frame = Vec::with_capacity(payload.len() + 8);
-        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        frame.extend_from_slice(&payload);
         if let Err(reason) = &*self.synced.borrow() {
             // A failed sync poisons the log for good: after an fsync error
             // the kernel may have dropped dirty pages, and no later success
@@ -113,8 +122,15 @@ impl Wal {
                 "wal unusable since a failed sync: {reason}"
             )));
         }
-        let ticket = {
+        let ticket = loop {
+            let erasures = self.shared.erasures.load(Ordering::SeqCst);
+            let Some(frame) = self.frame(record, erasures) else {
+                return Ok(()); // only erased learners: nothing to keep
+            };
             let mut segment = self.shared.segment.lock().expect("wal lock");
+            if self.shared.erasures.load(Ordering::SeqCst) != erasures {
+                continue; // an erasure came in between: filter again
+            }
             let before = segment
                 .file
                 .metadata()
@@ -130,7 +146,7 @@ impl Wal {
             }
             // Taken under the lock: the ticket's record is in the file that
             // is current now, or in one a rotation synced before closing.
-            self.shared.appended.fetch_add(1, Ordering::SeqCst) + 1
+            break self.shared.appended.fetch_add(1, Ordering::SeqCst) + 1;
         };
         {
             let _guard = self.shared.closed.lock().expect("wal lock");
@@ -145,6 +161,59 @@ impl Wal {
             Ok(_) => Ok(()),
             Err(reason) => Err(Error::Storage(format!("wal sync failed: {reason}"))),
         }
+    }
+
+    /// The framed record, without the entries of erased learners; `None`
+    /// when nothing is left. `erasures` is the erasure count it reflects.
+    fn frame(&self, record: &WalRecord, erasures: u64) -> Option<Vec<u8>> {
+        let filtered;
+        let record = if erasures == 0 {
+            record
+        } else {
+            let erased = self.shared.erased.read().expect("wal erased lock");
+            filtered = match record {
+                WalRecord::Attempts(batch) => WalRecord::Attempts(
+                    batch
+                        .iter()
+                        .filter(|a| !erased.contains(&a.learner_id))
+                        .cloned()
+                        .collect(),
+                ),
+                WalRecord::Activities(batch) => WalRecord::Activities(
+                    batch
+                        .iter()
+                        .filter(|a| !erased.contains(&a.learner_id))
+                        .cloned()
+                        .collect(),
+                ),
+            };
+            &filtered
+        };
+        let empty = match record {
+            WalRecord::Attempts(batch) => batch.is_empty(),
+            WalRecord::Activities(batch) => batch.is_empty(),
+        };
+        if empty {
+            return None;
+        }
+        let payload = codec::encode(record);
+        let mut frame = Vec::with_capacity(payload.len() + 8);
+        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        frame.extend_from_slice(&payload);
+        Some(frame)
+    }
+
+    /// Drops `learner`'s entries from every later append (see the module
+    /// doc); the caller then checkpoints to delete the segments that may
+    /// still hold them.
+    pub fn forget_learner(&self, learner: &str) {
+        self.shared
+            .erased
+            .write()
+            .expect("wal erased lock")
+            .insert(learner.to_string());
+        self.shared.erasures.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Syncs and closes the current segment and starts a new one; returns
@@ -385,6 +454,28 @@ mod tests {
         drop(file);
         let (_, backlog) = Wal::open(dir.path()).unwrap();
         assert_eq!(backlog, vec![WalRecord::Attempts(vec![attempt("a")])]);
+    }
+
+    #[tokio::test]
+    async fn erased_learners_are_dropped_from_later_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (wal, _) = Wal::open(dir.path()).unwrap();
+            wal.forget_learner("l");
+            let mut other = attempt("b");
+            other.learner_id = "m".into();
+            wal.append(&WalRecord::Attempts(vec![attempt("a"), other.clone()]))
+                .await
+                .unwrap();
+            wal.append(&WalRecord::Attempts(vec![attempt("c")]))
+                .await
+                .unwrap();
+            assert_eq!(wal.appended(), 1, "an all-erased record is not written");
+        }
+        let (_, backlog) = Wal::open(dir.path()).unwrap();
+        let mut other = attempt("b");
+        other.learner_id = "m".into();
+        assert_eq!(backlog, vec![WalRecord::Attempts(vec![other])]);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 /// Tree of statement records by statement id.
 const STATEMENTS: &str = "xapi_statements";
 /// Tree of statements kept for a replay, by statement id.
-const UNRESOLVED: &str = "xapi_unresolved";
+pub(crate) const UNRESOLVED: &str = "xapi_unresolved";
 /// Tree from a voided statement id to the id of the statement voiding it.
 const VOIDS: &str = "xapi_voids";
 /// Tree of tombstones of retracted attempts and module events.
@@ -95,6 +95,7 @@ impl Store {
     /// that meets a stored one with another hash aborts everything with
     /// [`Error::AlreadyExists`].
     pub fn commit_statements(&self, write: &StatementWrite) -> Result<()> {
+        let _gate = self.write_gate();
         let encode = |rows: &[(String, StatementRecord)]| -> Vec<(Vec<u8>, Vec<u8>, [u8; 32])> {
             rows.iter()
                 .map(|(id, r)| (id.as_bytes().to_vec(), codec::encode(r), r.hash))
@@ -204,6 +205,7 @@ impl Store {
         mastery: &[(String, String, Option<MasteryState>)],
         at: Micros,
     ) -> Result<()> {
+        let _gate = self.write_gate();
         let tombstones: Vec<Vec<u8>> = ids.iter().map(|id| Retracted::Attempt.key(id)).collect();
         let stamp = codec::encode(&at);
         let mut observation_keys = Vec::new();
@@ -264,6 +266,7 @@ impl Store {
         events: &[StoredActivity],
         at: Micros,
     ) -> Result<()> {
+        let _gate = self.write_gate();
         let tombstones: Vec<Vec<u8>> = ids.iter().map(|id| Retracted::Activity.key(id)).collect();
         let stamp = codec::encode(&at);
         let rows: Vec<(Vec<u8>, Vec<u8>)> = events
