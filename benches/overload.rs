@@ -107,6 +107,7 @@ async fn main() {
     let server = Server(
         Command::new(env!("CARGO_BIN_EXE_spoc"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--http-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(temp.path())
             .args(["--max-in-flight", &max_in_flight.to_string()])

@@ -73,12 +73,18 @@ async fn connect(addr: std::net::SocketAddr) -> SendRequest<Full<Bytes>> {
     sender
 }
 
+/// The `Authorization` header of every request: the server's admin key.
+static AUTHORIZATION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// POSTs one body; panics unless 200.
 async fn post(sender: &mut SendRequest<Full<Bytes>>, host: &str, body: String) {
     sender.ready().await.unwrap();
     let request = hyper::Request::post("/xapi/statements")
         .header("host", host)
-        .header("authorization", "Bearer bench-key")
+        .header(
+            "authorization",
+            AUTHORIZATION.get().expect("key set at start").as_str(),
+        )
         .header("x-experience-api-version", "1.0.3")
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))
@@ -95,6 +101,9 @@ async fn main() {
     let clients = arg("--clients", 16) as usize;
     let batch = arg("--batch", 100) as usize;
     let server = BenchServer::start(1).await;
+    AUTHORIZATION
+        .set(format!("Bearer {}", server.admin_key))
+        .expect("set once");
     let mut catalog =
         pb::catalog_service_client::CatalogServiceClient::new(server.channels[0].clone());
     catalog

@@ -139,6 +139,7 @@ impl Drop for Spoc {
 fn spoc_serve_tls(dir: &Path, port: u16, cert: &Path, key: &Path) -> Spoc {
     let child = Command::new(env!("CARGO_BIN_EXE_spoc"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--http-listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(dir)
         .arg("--tls-cert")
@@ -180,4 +181,38 @@ async fn spoc_serve_takes_tls_flags_and_writes_the_first_admin_key() {
         .into_inner();
     assert_eq!(keys.api_keys.len(), 1);
     assert_eq!(keys.api_keys[0].role, pb::ApiKeyRole::Admin as i32);
+}
+
+/// With TLS asked for, the plain-HTTP xAPI listener may not face a
+/// network: `spoc serve` refuses a non-loopback `--http-listen`.
+#[test]
+fn tls_refuses_a_plain_xapi_listener_off_loopback() {
+    let (cert, key) = self_signed();
+    let temp = tempfile::tempdir().unwrap();
+    let cert_path = temp.path().join("cert.pem");
+    let key_path = temp.path().join("key.pem");
+    std::fs::write(&cert_path, &cert).unwrap();
+    std::fs::write(&key_path, &key).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_spoc"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "0.0.0.0:0",
+        ])
+        .arg("--data-dir")
+        .arg(temp.path().join("data"))
+        .arg("--tls-cert")
+        .arg(&cert_path)
+        .arg("--tls-key")
+        .arg(&key_path)
+        .output()
+        .expect("run spoc serve");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--http-listen") && err.contains("loopback"),
+        "{err}"
+    );
 }

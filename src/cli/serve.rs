@@ -81,6 +81,16 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
         return Err("--alert-pass-seconds must be at least 1".into());
     }
     let tls = tls_identity(&args)?;
+    if tls.is_some() && !args.http_listen.ip().is_loopback() {
+        // The xAPI listener speaks plain HTTP: with TLS asked for, API keys
+        // must not cross a network in clear on the side door.
+        return Err(format!(
+            "--http-listen {} is not a loopback address, but the xAPI listener has no TLS of \
+             its own: keep it on 127.0.0.1 behind a TLS-terminating proxy",
+            args.http_listen
+        )
+        .into());
+    }
     let params = ParamSet::load(args.bkt_params.as_deref())?;
     let risk_model = args
         .risk_model
