@@ -138,12 +138,7 @@ impl Engine {
         let program = self.program(program_id)?;
         let catalog = self.catalog();
         let params = self.params();
-        let mastery: BTreeMap<String, f64> = self
-            .store
-            .learner_mastery(learner_id)?
-            .into_iter()
-            .map(|(skill, state)| (skill, state.p_mastered))
-            .collect();
+        let mastery = self.store.learner_p_mastered(learner_id)?;
         let completed =
             self.store
                 .recent_activities(learner_id, ActivityKind::Completed, HISTORY_DEPTH)?;
@@ -158,7 +153,7 @@ impl Engine {
             modules: &catalog.modules,
             index: &catalog.index,
             program_skill_ids: &program.skill_ids,
-            mastery: &mastery,
+            mastery: mastery.as_ref(),
             threshold: self.mastery_threshold(),
             default_params: params.default,
             skill_params: &params.skills,

@@ -17,6 +17,7 @@ pub mod cohorts;
 pub mod durability;
 pub mod items;
 pub mod keys;
+pub mod mastery_cache;
 pub mod models;
 pub mod privacy;
 pub mod recommended;
@@ -83,6 +84,8 @@ pub struct Store {
     checkpointer: Option<std::thread::JoinHandle<()>>,
     /// Held shared by every write, exclusive by a snapshot (`backup.rs`).
     gate: std::sync::RwLock<()>,
+    /// P(mastered) vectors read lately; every write of `mastery` evicts.
+    mastery_cache: mastery_cache::MasteryCache,
 }
 
 /// What the background checkpointer shares with the store.
@@ -166,6 +169,7 @@ impl Store {
             learner_activity: Table::open(&db, "learner_activity")?,
             commit: GroupCommit::start(db.clone()),
             gate: std::sync::RwLock::new(()),
+            mastery_cache: mastery_cache::MasteryCache::default(),
             db,
         })
     }
@@ -469,7 +473,26 @@ impl Store {
             batch.insert(keys::compose(&[learner, skill]), codec::encode(state));
         }
         self.mastery.tree.apply_batch(batch)?;
+        self.mastery_cache
+            .evict(rows.iter().map(|(learner, _, _)| learner.as_str()));
         Ok(())
+    }
+
+    /// P(mastered) per skill id of a learner (skills without attempts are
+    /// absent), from memory once read: the hot path of recommendations.
+    pub fn learner_p_mastered(&self, learner: &str) -> Result<mastery_cache::MasteryVector> {
+        if let Some(vector) = self.mastery_cache.get(learner) {
+            return Ok(vector);
+        }
+        let generation = self.mastery_cache.generation();
+        let vector: BTreeMap<String, f64> = self
+            .learner_mastery(learner)?
+            .into_iter()
+            .map(|(skill, state)| (skill, state.p_mastered))
+            .collect();
+        let vector = Arc::new(vector);
+        self.mastery_cache.fill(learner, vector.clone(), generation);
+        Ok(vector)
     }
 
     /// Every stored mastery state of a learner, by skill id.
@@ -531,7 +554,16 @@ impl Store {
                 }
                 Ok(())
             })
-            .map_err(transaction_error)
+            .map_err(transaction_error)?;
+        self.mastery_cache
+            .evict(mastery.iter().map(|(learner, _, _)| learner.as_str()));
+        Ok(())
+    }
+
+    /// Forgets the cached mastery of `learners` after another file of this
+    /// module wrote their `mastery` rows (erasure, retraction).
+    pub(crate) fn mastery_written<'a>(&self, learners: impl IntoIterator<Item = &'a str>) {
+        self.mastery_cache.evict(learners);
     }
 }
 

@@ -289,6 +289,7 @@ impl Store {
                 sled::transaction::TransactionError::Abort(err) => err,
                 sled::transaction::TransactionError::Storage(err) => err.into(),
             })?;
+        self.mastery_written([learner]);
         Ok(Some(erased))
     }
 

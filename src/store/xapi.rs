@@ -255,7 +255,9 @@ impl Store {
                     Ok(())
                 },
             )
-            .map_err(transaction_error)
+            .map_err(transaction_error)?;
+        self.mastery_written(mastery.iter().map(|(learner, _, _)| learner.as_str()));
+        Ok(())
     }
 
     /// Removes module events with their per-learner index entries and
