@@ -956,6 +956,17 @@ async fn trainer_sees_alerts_and_mastery_of_their_cohorts_only() {
             .unwrap_err();
         assert_eq!(status.code(), Code::NotFound, "{learner}");
     }
+    // A malformed id is a bad request for a scoped key too, named, not a
+    // NOT_FOUND of the scope check.
+    let status = mastery
+        .get_mastery(pb::GetMasteryRequest {
+            learner_id: "x".repeat(300),
+            skill_ids: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("learner_id"), "{status:?}");
     world.server.stop().await;
 }
 

@@ -189,6 +189,12 @@ async fn backup_under_writes_restores_a_consistent_store() {
     .await;
     assert!(ok, "spoc backup failed: {out}");
     assert!(out.contains("entries"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "a snapshot holds personal data");
+    }
     let during = acked.lock().await.attempts.len();
     // Let writes go on after the snapshot too, then stop them.
     while acked.lock().await.attempts.len() < during + 20 {

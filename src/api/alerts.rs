@@ -192,8 +192,8 @@ impl AlertService for AlertApi {
         &self,
         request: Request<pb::GetAlertRequest>,
     ) -> Result<Response<pb::Alert>, Status> {
+        let id = check::id("alert_id", &request.get_ref().alert_id)?;
         super::scope::authorize(&self.engine, &request)?;
-        let id = check::id("alert_id", &request.into_inner().alert_id)?;
         Ok(Response::new(self.engine.alert(&id)?.into()))
     }
 
@@ -201,11 +201,11 @@ impl AlertService for AlertApi {
         &self,
         request: Request<pb::AcknowledgeAlertRequest>,
     ) -> Result<Response<pb::Alert>, Status> {
+        let r = request.get_ref();
+        let id = check::id("alert_id", &r.alert_id)?;
+        let by = check::id("by", &r.by)?;
+        let note = check::text("note", &r.note)?;
         super::scope::authorize(&self.engine, &request)?;
-        let pb::AcknowledgeAlertRequest { alert_id, by, note } = request.into_inner();
-        let id = check::id("alert_id", &alert_id)?;
-        let by = check::id("by", &by)?;
-        let note = check::text("note", &note)?;
         Ok(Response::new(
             self.act(id, TrainerAction::Acknowledge, by, note).await?,
         ))
@@ -215,11 +215,11 @@ impl AlertService for AlertApi {
         &self,
         request: Request<pb::ResolveAlertRequest>,
     ) -> Result<Response<pb::Alert>, Status> {
+        let r = request.get_ref();
+        let id = check::id("alert_id", &r.alert_id)?;
+        let by = check::id("by", &r.by)?;
+        let note = check::text("note", &r.note)?;
         super::scope::authorize(&self.engine, &request)?;
-        let pb::ResolveAlertRequest { alert_id, by, note } = request.into_inner();
-        let id = check::id("alert_id", &alert_id)?;
-        let by = check::id("by", &by)?;
-        let note = check::text("note", &note)?;
         Ok(Response::new(
             self.act(id, TrainerAction::Resolve, by, note).await?,
         ))

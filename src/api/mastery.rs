@@ -42,13 +42,10 @@ impl MasteryService for MasteryApi {
         &self,
         request: Request<pb::GetMasteryRequest>,
     ) -> Result<Response<pb::GetMasteryResponse>, Status> {
+        // Fields first: a bad id is INVALID_ARGUMENT for every caller.
+        let learner_id = check::id("learner_id", &request.get_ref().learner_id)?;
+        let skill_ids = check::id_set("skill_ids", &request.get_ref().skill_ids)?;
         super::scope::authorize(&self.engine, &request)?;
-        let pb::GetMasteryRequest {
-            learner_id,
-            skill_ids,
-        } = request.into_inner();
-        let learner_id = check::id("learner_id", &learner_id)?;
-        let skill_ids = check::id_set("skill_ids", &skill_ids)?;
         let skills = self.engine.mastery(&learner_id, &skill_ids)?;
         Ok(Response::new(pb::GetMasteryResponse {
             learner_id,

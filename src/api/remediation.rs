@@ -57,9 +57,10 @@ impl RemediationService for RemediationApi {
                 .into());
             }
         };
-        let exclude: BTreeSet<String> = check::id_set("exclude_module_ids", &exclude_module_ids)?
-            .into_iter()
-            .collect();
+        let exclude: BTreeSet<String> =
+            check::iri_id_set("exclude_module_ids", &exclude_module_ids)?
+                .into_iter()
+                .collect();
         let answer = self
             .engine
             .recommend_next(&learner_id, &program_id, count, &exclude)?;
@@ -126,7 +127,7 @@ fn activity(at: &str, value: pb::ModuleActivity, now: Micros) -> Result<Activity
     Ok(Activity {
         event_id: check::id(&format!("{at}.event_id"), &event_id)?,
         learner_id: check::id(&format!("{at}.learner_id"), &learner_id)?,
-        module_id: check::id(&format!("{at}.module_id"), &module_id)?,
+        module_id: check::iri_id(&format!("{at}.module_id"), &module_id)?,
         program_id: check::optional_id(&format!("{at}.program_id"), &program_id)?,
         kind,
         occurred_at: check::event_time(&format!("{at}.occurred_at"), occurred_at.as_ref(), now)?,

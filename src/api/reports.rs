@@ -191,12 +191,8 @@ impl ReportService for ReportApi {
         &self,
         request: Request<pb::GetCohortReportRequest>,
     ) -> Result<Response<pb::GetReportResponse>, Status> {
-        let who = super::scope::authorize(&self.engine, &request)?;
-        let pb::GetCohortReportRequest {
-            cohort_id,
-            program_id,
-            format,
-        } = request.into_inner();
+        // Fields first: a bad id is INVALID_ARGUMENT for every caller.
+        let cohort_id = request.get_ref().cohort_id.clone();
         if cohort_id.is_empty() {
             return Err(Error::invalid("cohort_id", "must not be empty").into());
         }
@@ -209,8 +205,9 @@ impl ReportService for ReportApi {
             )
             .into());
         }
-        let program_id = check::optional_id("program_id", &program_id)?;
-        let format = format_from_pb("format", format)?;
+        let program_id = check::optional_id("program_id", &request.get_ref().program_id)?;
+        let format = format_from_pb("format", request.get_ref().format)?;
+        let who = super::scope::authorize(&self.engine, &request)?;
         let response = self
             .blocking(move |engine| {
                 let program = (!program_id.is_empty()).then_some(program_id.as_str());
@@ -225,10 +222,9 @@ impl ReportService for ReportApi {
         &self,
         request: Request<pb::GetProgramReportRequest>,
     ) -> Result<Response<pb::GetReportResponse>, Status> {
+        let program_id = check::id("program_id", &request.get_ref().program_id)?;
+        let format = format_from_pb("format", request.get_ref().format)?;
         let who = super::scope::authorize(&self.engine, &request)?;
-        let pb::GetProgramReportRequest { program_id, format } = request.into_inner();
-        let program_id = check::id("program_id", &program_id)?;
-        let format = format_from_pb("format", format)?;
         let response = self
             .blocking(move |engine| {
                 Ok(respond(
@@ -244,13 +240,9 @@ impl ReportService for ReportApi {
         &self,
         request: Request<pb::GetCertificationRequest>,
     ) -> Result<Response<pb::GetCertificationResponse>, Status> {
+        let learner_id = check::id("learner_id", &request.get_ref().learner_id)?;
+        let program_id = check::id("program_id", &request.get_ref().program_id)?;
         super::scope::authorize(&self.engine, &request)?;
-        let pb::GetCertificationRequest {
-            learner_id,
-            program_id,
-        } = request.into_inner();
-        let learner_id = check::id("learner_id", &learner_id)?;
-        let program_id = check::id("program_id", &program_id)?;
         let view = self
             .blocking(move |engine| engine.certification(&learner_id, &program_id))
             .await?;

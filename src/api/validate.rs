@@ -67,6 +67,19 @@ fn bounded_id(field: &str, value: &str, max: usize) -> Result<String> {
 /// A list of at most [`MAX_IDS_PER_LIST`] ids: each checked, duplicates
 /// removed, sorted.
 pub fn id_set(field: &str, values: &[String]) -> Result<Vec<String>> {
+    checked_set(field, values, id)
+}
+
+/// [`id_set`] for ids that may be IRIs (module and item ids).
+pub fn iri_id_set(field: &str, values: &[String]) -> Result<Vec<String>> {
+    checked_set(field, values, iri_id)
+}
+
+fn checked_set(
+    field: &str,
+    values: &[String],
+    check: fn(&str, &str) -> Result<String>,
+) -> Result<Vec<String>> {
     if values.len() > MAX_IDS_PER_LIST {
         return Err(Error::invalid(
             field,
@@ -79,7 +92,7 @@ pub fn id_set(field: &str, values: &[String]) -> Result<Vec<String>> {
     let mut out = values
         .iter()
         .enumerate()
-        .map(|(i, v)| id(&format!("{field}[{i}]"), v))
+        .map(|(i, v)| check(&format!("{field}[{i}]"), v))
         .collect::<Result<Vec<_>>>()?;
     out.sort();
     out.dedup();

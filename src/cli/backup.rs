@@ -50,7 +50,7 @@ pub fn backup(args: BackupArgs) -> Result<(), BoxError> {
             .await
             .map_err(|s| describe("backup refused", &s))?
             .into_inner();
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&temp)?);
+        let mut file = std::io::BufWriter::new(crate::store::backup::private_file(&temp)?);
         let (mut received, mut expected) = (0u64, None);
         while let Some(chunk) = stream
             .message()

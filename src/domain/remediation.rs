@@ -148,9 +148,11 @@ pub struct ModuleOutcome {
 pub struct RecommendInput<'a> {
     /// The whole catalog's skills (prerequisites may lie outside the program).
     pub skills: &'a BTreeMap<String, Skill>,
-    /// The modules that may be recommended, in any order.
+    /// The modules that may be recommended, in any order (the index below
+    /// must have been built from this very slice).
     pub modules: &'a [Module],
-    /// Lookup tables built from exactly `skills` and `modules`.
+    /// Lookup tables built from exactly `skills` and `modules`, in this
+    /// order: its module numbers are positions in `modules`.
     pub index: &'a CatalogIndex,
     /// The skills the program teaches.
     pub program_skill_ids: &'a [String],
@@ -637,6 +639,11 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
             ));
         }
     }
+    debug_assert_eq!(
+        input.index.module_count(),
+        input.modules.len(),
+        "the catalog index must be built from the modules given"
+    );
     let beliefs = Beliefs::new(input);
     let fr = fringe_of(&beliefs);
     // Joint confidence that every program skill is mastered (independent

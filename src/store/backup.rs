@@ -75,7 +75,7 @@ impl Store {
     /// files) to `path`, pausing writes while it copies. The file is synced
     /// before returning.
     pub fn snapshot_to(&self, path: &Path) -> Result<SnapshotSummary> {
-        let file = File::create(path).map_err(|e| io_error(path, e))?;
+        let file = private_file(path).map_err(|e| io_error(path, e))?;
         let mut out = Crc32Writer::new(BufWriter::with_capacity(1 << 20, file));
         let mut summary = SnapshotSummary::default();
         out.put(MAGIC)?;
@@ -414,6 +414,19 @@ impl<R: Read> Crc32Reader<'_, R> {
         self.take(&mut buf)?;
         Ok(buf)
     }
+}
+
+/// Creates (or truncates) `path` readable by its owner only: a snapshot
+/// holds every learner's records.
+pub fn private_file(path: &Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
 }
 
 #[cfg(test)]

@@ -285,6 +285,9 @@ impl Store {
     /// Creates or replaces a learner.
     pub fn put_learner(&self, learner: &Learner) -> Result<()> {
         let _gate = self.write_gate();
+        // An id erased earlier may be reused by a new learner, whose
+        // writes the log must carry again.
+        self.checkpoints.wal.remember_learner(&learner.id);
         self.learners.put(learner.id.as_bytes(), learner)
     }
 

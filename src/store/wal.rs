@@ -216,6 +216,21 @@ impl Wal {
         self.shared.erasures.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// Logs `learner`'s entries again: a learner created anew under an
+    /// erased id is a new person whose acknowledged writes must be durable.
+    pub fn remember_learner(&self, learner: &str) {
+        let erased = self.shared.erased.read().expect("wal erased lock");
+        if !erased.contains(learner) {
+            return;
+        }
+        drop(erased);
+        self.shared
+            .erased
+            .write()
+            .expect("wal erased lock")
+            .remove(learner);
+    }
+
     /// Syncs and closes the current segment and starts a new one; returns
     /// the new segment's number. Segments below it may be removed once
     /// sled has been flushed.
@@ -471,11 +486,23 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(wal.appended(), 1, "an all-erased record is not written");
+            // Created again under the same id: a new person, logged again.
+            wal.remember_learner("l");
+            wal.append(&WalRecord::Attempts(vec![attempt("again")]))
+                .await
+                .unwrap();
+            assert_eq!(wal.appended(), 2);
         }
         let (_, backlog) = Wal::open(dir.path()).unwrap();
         let mut other = attempt("b");
         other.learner_id = "m".into();
-        assert_eq!(backlog, vec![WalRecord::Attempts(vec![other])]);
+        assert_eq!(
+            backlog,
+            vec![
+                WalRecord::Attempts(vec![other]),
+                WalRecord::Attempts(vec![attempt("again")])
+            ]
+        );
     }
 
     #[test]
