@@ -1168,3 +1168,45 @@ fn the_matrix_covers_every_served_method() {
         .collect();
     assert_eq!(served, covered);
 }
+
+/// A trainer's alert watch ends with UNAUTHENTICATED once their key is
+/// revoked: nothing more reaches a revoked key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_stops_receiving_alerts() {
+    let world = world().await;
+    let mut alerts =
+        pb::alert_service_client::AlertServiceClient::new(world.channel(Caller::Trainer).await);
+    let mut stream = alerts
+        .watch_alerts(pb::WatchAlertsRequest {
+            cohort_ids: vec![world.cohort1.clone()],
+            ..Default::default()
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = stream.message().await.expect("first event");
+    assert!(first.is_some(), "the snapshot holds the cohort's alert");
+    let token = world.key(Caller::Trainer).expect("trainer key");
+    let key_id = token.split('_').nth(1).unwrap().to_string();
+    world
+        .server
+        .admin()
+        .await
+        .revoke_api_key(pb::RevokeApiKeyRequest { key_id })
+        .await
+        .expect("revoke");
+    fail(&world.server, "l01", "after-revoke").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let next = tokio::time::timeout_at(deadline.into(), stream.message())
+            .await
+            .expect("the watch must end after the revocation");
+        match next {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the watch ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    world.server.stop().await;
+}

@@ -265,14 +265,24 @@ impl AlertService for AlertApi {
         }
         let receiver = self.engine.watch_alerts(scope, after_sequence)?;
         // A scoped key watching a program sees only the alerts of its scope.
+        // A key revoked while the watch runs ends it (UNAUTHENTICATED) at
+        // the next change, before anything more is sent.
         let engine = self.engine.clone();
+        let key_id = who.key_id.clone();
         let stream = ReceiverStream::new(receiver).filter(move |event| match event {
-            Ok(event) => engine
-                .sees_row(&who, &event.alert.learner_id, &event.alert.cohort_id)
-                .unwrap_or(false),
+            Ok(event) => {
+                !engine.key_is_active(&who.key_id)
+                    || engine
+                        .sees_row(&who, &event.alert.learner_id, &event.alert.cohort_id)
+                        .unwrap_or(false)
+            }
             Err(_) => true,
         });
-        let stream = stream.map(|event| match event {
+        let engine = self.engine.clone();
+        let stream = stream.map(move |event| match event {
+            Ok(_) if !engine.key_is_active(&key_id) => {
+                Err(Status::unauthenticated("the API key was revoked"))
+            }
             Ok(event) => Ok(pb::AlertEvent {
                 alert: Some(Arc::unwrap_or_clone(event.alert).into()),
                 snapshot: event.snapshot,

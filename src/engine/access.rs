@@ -140,6 +140,16 @@ impl Engine {
         }
     }
 
+    /// Whether the key `key_id` is still active: a long-lived stream (an
+    /// alert watch) stops serving a key revoked after it started.
+    pub fn key_is_active(&self, key_id: &str) -> bool {
+        self.access
+            .active
+            .read()
+            .expect("key cache lock")
+            .contains_key(key_id)
+    }
+
     /// Creates a key; returns it and its token. The scope must fit the role
     /// (INVALID_ARGUMENT otherwise). Call `store().durable()` before
     /// handing the token out.
