@@ -351,7 +351,13 @@ impl Engine {
     /// Plans the undoing of a stored statement's effect.
     fn plan_void(&self, at: &str, target: &str, plan: &mut Plan) -> Result<()> {
         let Some(mut record) = self.store.statement_record(target)? else {
-            // Not received yet: the voids index marks it when it comes.
+            // Not received yet, or received just before a crash that lost
+            // its record (records reach disk with the next checkpoint, its
+            // attempt or event with the write-ahead log): retract whatever
+            // it may have produced. The tombstones also stop it if it comes
+            // later, and the voids index marks its record then.
+            plan.retract_attempts.push(derived_id(target));
+            plan.retract_activities.push(derived_id(target));
             return Ok(());
         };
         if let Fate::Voided(_) = record.fate {
@@ -563,6 +569,65 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    /// A crash may keep an attempt (write-ahead log) but lose its statement
+    /// record (flushed with the next checkpoint): a voiding that then finds
+    /// no record still retracts the attempt the statement produced.
+    #[tokio::test]
+    async fn a_voiding_without_the_target_record_still_retracts_its_attempt() {
+        let temp = tempfile::tempdir().unwrap();
+        let engine = engine(temp.path());
+        engine
+            .import_catalog(
+                vec![Skill {
+                    id: "s".into(),
+                    name: "S".into(),
+                    prerequisite_ids: vec![],
+                }],
+                vec![],
+            )
+            .await
+            .unwrap();
+        engine
+            .upsert_learner(Learner {
+                id: "l".into(),
+                company_id: "c".into(),
+                language: String::new(),
+                time_zone: String::new(),
+                display_name: String::new(),
+            })
+            .await
+            .unwrap();
+        let target = "2f6e8a8e-3c1b-4f5e-9a51-7f0d2b9c4e11";
+        engine
+            .record_attempts(vec![Attempt {
+                attempt_id: derived_id(target),
+                learner_id: "l".into(),
+                item_id: "i".into(),
+                skill_ids: vec!["s".into()],
+                correct: true,
+                score: None,
+                occurred_at: 1,
+                time_spent_ms: 0,
+            }])
+            .await
+            .unwrap();
+        assert!(engine.store.statement_record(target).unwrap().is_none());
+        let voiding = serde_json::json!({
+            "id": "e7d6c5b4-a392-4817-8f6e-5d4c3b2a1908",
+            "actor": {"mbox": "mailto:admin@example.com"},
+            "verb": {"id": "http://adlnet.gov/expapi/verbs/voided"},
+            "object": {"objectType": "StatementRef", "id": target},
+            "timestamp": "2026-11-20T11:00:00Z"
+        });
+        let parsed = crate::domain::xapi::statement::parse_body(&voiding, now_micros()).unwrap();
+        engine.ingest_statements(parsed).await.unwrap();
+        assert!(engine.store.attempt(&derived_id(target)).unwrap().is_none());
+        assert_eq!(
+            engine.mastery("l", &["s".into()]).unwrap()[0].attempt_count,
+            0
+        );
     }
 
     /// The write-ahead log replays batches through `apply_attempts` and
