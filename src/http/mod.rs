@@ -5,8 +5,9 @@
 //! routing) at `/xapi/` as at a Learning Record Store; statements become
 //! attempts and module events through the engine (`engine/xapi.rs`). This
 //! module only does HTTP: routes, credentials ([`auth`]), the version
-//! header ([`version`]), body limits and the xAPI status codes
-//! ([`error`]); statement validation is pure (`domain::xapi`).
+//! header ([`version`]), body limits, load shedding ([`limits`]) and the
+//! xAPI status codes ([`error`]); statement validation is pure
+//! (`domain::xapi`).
 //!
 //! | route | does |
 //! |---|---|
@@ -20,6 +21,7 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod limits;
 pub mod statements;
 pub mod version;
 
@@ -79,11 +81,17 @@ pub fn router(engine: Arc<Engine>) -> Router {
     let xapi = Router::new()
         .route(
             "/xapi/statements",
-            post(statements::post).put(statements::put),
+            post(statements::post).put(statements::put).route_layer(
+                middleware::from_fn_with_state(state.clone(), limits::statements_key),
+            ),
         )
         .route("/xapi/about", get(about))
         .route("/xapi/unresolved", get(admin::unresolved))
         .route("/xapi/unresolved/replay", post(admin::replay))
+        .layer(middleware::from_fn_with_state(
+            limits::InFlight::new(limits::MAX_IN_FLIGHT),
+            limits::shed,
+        ))
         .layer(middleware::map_response(version::announce))
         .layer(middleware::map_response_with_state(
             state.clone(),
