@@ -185,6 +185,25 @@ pub fn restore_snapshot(path: &Path, dir: &Path) -> Result<SnapshotSummary> {
         }
     }
     let summary = verify_snapshot(path)?;
+    // Restored beside the target and renamed into place at the end: a
+    // restore that fails halfway leaves no half store that would open.
+    let name = dir
+        .file_name()
+        .ok_or_else(|| Error::FailedPrecondition(format!("{} names no folder", dir.display())))?;
+    let staging = dir.with_file_name(format!(".{}.restoring", name.to_string_lossy()));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(|e| io_error(&staging, e))?;
+    }
+    restore_into(path, &staging)?;
+    if dir.exists() {
+        std::fs::remove_dir(dir).map_err(|e| io_error(dir, e))?;
+    }
+    std::fs::rename(&staging, dir).map_err(|e| io_error(dir, e))?;
+    Ok(summary)
+}
+
+/// Writes a verified snapshot into the new folder `dir`.
+fn restore_into(path: &Path, dir: &Path) -> Result<()> {
     // Written through a store opened once (format checked, trees created),
     // so the result is known to open; reopening sled right after closing
     // it can race with its background threads releasing the file lock.
@@ -226,7 +245,7 @@ pub fn restore_snapshot(path: &Path, dir: &Path) -> Result<SnapshotSummary> {
         t.apply_batch(batch)?;
     }
     store.flush()?;
-    Ok(summary)
+    Ok(())
 }
 
 /// One item of a snapshot, as read.
@@ -293,7 +312,14 @@ fn read_snapshot(
                 let rel = String::from_utf8(input.bytes()?)
                     .map_err(|_| bad(path, "file name is not UTF-8"))?;
                 let rel = PathBuf::from(rel);
-                let safe = rel.components().all(|c| matches!(c, Component::Normal(_)));
+                // Only files of the folders a snapshot carries (`models/x`):
+                // never into sled's or the log's folders, never outside.
+                let parts: Vec<Component> = rel.components().collect();
+                let safe = parts.len() == 2
+                    && parts.iter().all(|c| matches!(c, Component::Normal(_)))
+                    && FILE_DIRS
+                        .iter()
+                        .any(|d| parts[0].as_os_str() == std::ffi::OsStr::new(d));
                 if !safe {
                     return Err(bad(path, "file path leaves the data folder"));
                 }
