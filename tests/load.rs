@@ -4,14 +4,9 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
 use spoc_engine::api::pb;
-use spoc_engine::engine::params::ParamSet;
-use spoc_engine::engine::{Engine, EngineConfig};
 use spoc_engine::server::{ServeOptions, serve_with};
-use spoc_engine::store::Store;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -21,18 +16,7 @@ use tonic::transport::Channel;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_beyond_the_global_limit_are_shed() {
     let temp = tempfile::tempdir().unwrap();
-    let engine = Arc::new(
-        Engine::new(
-            Store::open(temp.path()).unwrap(),
-            EngineConfig {
-                mastery_threshold: 0.95,
-                params: ParamSet::load(None).unwrap(),
-            },
-        )
-        .unwrap(),
-    );
-    engine.bootstrap_admin_key(temp.path()).unwrap();
-    let key = admin_key_in(temp.path());
+    let (engine, key) = engine_in(temp.path());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -6,14 +6,10 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use spoc_engine::api::pb;
-use spoc_engine::engine::params::ParamSet;
-use spoc_engine::engine::{Engine, EngineConfig};
-use spoc_engine::store::Store;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// A self-signed certificate for `localhost` and its key, in PEM.
@@ -47,18 +43,7 @@ async fn tls_channel(port: u16, ca_pem: &str) -> Channel {
 async fn serves_over_tls_with_a_self_signed_certificate() {
     let (cert, key) = self_signed();
     let temp = tempfile::tempdir().unwrap();
-    let engine = Arc::new(
-        Engine::new(
-            Store::open(temp.path()).unwrap(),
-            EngineConfig {
-                mastery_threshold: 0.95,
-                params: ParamSet::load(None).unwrap(),
-            },
-        )
-        .unwrap(),
-    );
-    engine.bootstrap_admin_key(temp.path()).unwrap();
-    let admin_key = admin_key_in(temp.path());
+    let (engine, admin_key) = engine_in(temp.path());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

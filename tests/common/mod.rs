@@ -40,6 +40,26 @@ pub fn admin_key_in(dir: &Path) -> String {
         .to_string()
 }
 
+/// An engine on the store in `dir` with the shipped defaults, and the
+/// store's first admin key (written there, as `spoc serve` does, on a new
+/// store only; read from `dir/admin-key` otherwise).
+pub fn engine_in(dir: &Path) -> (Arc<Engine>, String) {
+    let store = Store::open(dir).expect("open store");
+    let engine = Arc::new(
+        Engine::new(
+            store,
+            EngineConfig {
+                mastery_threshold: 0.95,
+                params: ParamSet::load(None).expect("shipped params"),
+            },
+        )
+        .expect("engine"),
+    );
+    engine.bootstrap_admin_key(dir).expect("admin key");
+    let admin_key = admin_key_in(dir);
+    (engine, admin_key)
+}
+
 /// A running server; dropping it without [`TestServer::stop`] aborts it.
 pub struct TestServer {
     /// Where it listens.
@@ -65,20 +85,7 @@ impl TestServer {
 
     /// Starts a server on the store in `dir` (which may hold data).
     pub async fn start_in(dir: &Path) -> Self {
-        let store = Store::open(dir).expect("open store");
-        let engine = Arc::new(
-            Engine::new(
-                store,
-                EngineConfig {
-                    mastery_threshold: 0.95,
-                    params: ParamSet::load(None).expect("shipped params"),
-                },
-            )
-            .expect("engine"),
-        );
-        // As `spoc serve` does: the first admin key on a new store only.
-        engine.bootstrap_admin_key(dir).expect("admin key");
-        let admin_key = admin_key_in(dir);
+        let (engine, admin_key) = engine_in(dir);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

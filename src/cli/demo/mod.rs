@@ -296,7 +296,7 @@ async fn demo(args: DemoArgs) -> Result<(), BoxError> {
         } else {
             eprintln!("serving on {address}; Ctrl-C to stop");
         }
-        shutdown_signal().await;
+        super::serve::shutdown_signal().await;
         eprintln!("stopping: finishing in-flight calls, flushing the store");
     }
     let _ = stop.send(());
@@ -671,28 +671,6 @@ async fn recommendations(
         }
     }
     Ok(out)
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
 }
 
 #[cfg(test)]
