@@ -36,14 +36,47 @@ impl BackupService for BackupApi {
         request: Request<pb::CreateBackupRequest>,
     ) -> Result<Response<Self::CreateBackupStream>, Status> {
         let pb::CreateBackupRequest {} = request.into_inner();
-        // The snapshot is taken before the reply starts, so a failure is
-        // the call's status rather than a broken stream.
-        let (file, summary) = super::off_runtime(&self.engine, |e| e.snapshot()).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_BUFFERED);
-        tokio::task::spawn_blocking(move || {
-            // `file` lives until the last chunk is read, then is deleted.
-            let mut reader = match std::fs::File::open(&file.path) {
-                Ok(reader) => reader,
+        let engine = self.engine.clone();
+        // The reply starts at once and the snapshot is taken behind it: the
+        // request timeout bounds the wait for a reply's start, and a large
+        // store takes longer than that to copy. A failed snapshot is the
+        // stream's status before any chunk.
+        tokio::spawn(async move {
+            let (file, summary) = match super::off_runtime(&engine, |e| e.snapshot()).await {
+                Ok(taken) => taken,
+                Err(status) => {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+            };
+            stream_file(file, summary, tx).await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Sends the snapshot file in chunks, then lets it be deleted.
+async fn stream_file(
+    file: crate::store::backup::TempSnapshot,
+    summary: crate::store::backup::SnapshotSummary,
+    tx: tokio::sync::mpsc::Sender<Result<pb::BackupChunk, Status>>,
+) {
+    let _ = tokio::task::spawn_blocking(move || {
+        // `file` lives until the last chunk is read, then is deleted.
+        let mut reader = match std::fs::File::open(&file.path) {
+            Ok(reader) => reader,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(Status::internal(format!(
+                    "cannot read the snapshot: {e}"
+                ))));
+                return;
+            }
+        };
+        loop {
+            let mut data = vec![0u8; CHUNK_BYTES];
+            let n = match read_full(&mut reader, &mut data) {
+                Ok(n) => n,
                 Err(e) => {
                     let _ = tx.blocking_send(Err(Status::internal(format!(
                         "cannot read the snapshot: {e}"
@@ -51,33 +84,21 @@ impl BackupService for BackupApi {
                     return;
                 }
             };
-            loop {
-                let mut data = vec![0u8; CHUNK_BYTES];
-                let n = match read_full(&mut reader, &mut data) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(Status::internal(format!(
-                            "cannot read the snapshot: {e}"
-                        ))));
-                        return;
-                    }
-                };
-                if n == 0 {
-                    return;
-                }
-                data.truncate(n);
-                let chunk = pb::BackupChunk {
-                    data,
-                    total_bytes: summary.bytes as i64,
-                    entries: summary.entries as i64,
-                };
-                if tx.blocking_send(Ok(chunk)).is_err() {
-                    return; // the client went away
-                }
+            if n == 0 {
+                return;
             }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
+            data.truncate(n);
+            let chunk = pb::BackupChunk {
+                data,
+                total_bytes: summary.bytes as i64,
+                entries: summary.entries as i64,
+            };
+            if tx.blocking_send(Ok(chunk)).is_err() {
+                return; // the client went away
+            }
+        }
+    })
+    .await;
 }
 
 /// Reads until `buf` is full or the file ends.
