@@ -174,9 +174,18 @@ impl Engine {
             .filter(|m| !self.noted_recommendations.contains(&key(m)))
             .collect();
         if !fresh.is_empty() {
-            let noted =
-                self.store
-                    .note_recommended(learner_id, fresh.iter().copied(), super::now_micros());
+            // Under the learner's lock, and only if they still exist: an
+            // erasure (which holds the lock) may have run since the read.
+            let _guard = self.learner_locks.lock_all([learner_id]);
+            let noted = match self.store.has_learner(learner_id) {
+                Ok(true) => self.store.note_recommended(
+                    learner_id,
+                    fresh.iter().copied(),
+                    super::now_micros(),
+                ),
+                Ok(false) => return Ok(answer),
+                Err(err) => Err(err),
+            };
             match noted {
                 Ok(()) => fresh
                     .iter()
