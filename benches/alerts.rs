@@ -116,6 +116,7 @@ async fn main() {
                         .unwrap();
                     client
                         .enroll_learner(pb::EnrollLearnerRequest {
+                            enrolled_at: None,
                             learner_id: id.clone(),
                             program_id: "bench".into(),
                         })

@@ -113,6 +113,7 @@ async fn main() {
             .unwrap();
         learner_client
             .enroll_learner(pb::EnrollLearnerRequest {
+                enrolled_at: None,
                 learner_id: id.clone(),
                 program_id: "program".into(),
             })

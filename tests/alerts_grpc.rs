@@ -240,6 +240,7 @@ async fn trainers_acknowledge_and_resolve_and_the_engine_resolves_cleared_condit
     for id in ["alice", "bob"] {
         learners
             .enroll_learner(pb::EnrollLearnerRequest {
+                enrolled_at: None,
                 learner_id: id.into(),
                 program_id: "excel".into(),
             })
@@ -374,6 +375,7 @@ async fn filters_and_pages() {
     ] {
         learners
             .enroll_learner(pb::EnrollLearnerRequest {
+                enrolled_at: None,
                 learner_id: learner_id.into(),
                 program_id: program_id.into(),
             })
@@ -554,6 +556,7 @@ async fn program_thresholds_are_applied_and_checked() {
     for id in ["alice", "bob"] {
         learners
             .enroll_learner(pb::EnrollLearnerRequest {
+                enrolled_at: None,
                 learner_id: id.into(),
                 program_id: "excel".into(),
             })

@@ -483,6 +483,7 @@ async fn call(rpc: Rpc, ch: AuthChannel, ids: &Ids, world: &World) -> Result<(),
         Rpc::EnrollLearner => code(
             Learners::new(ch)
                 .enroll_learner(pb::EnrollLearnerRequest {
+                    enrolled_at: None,
                     learner_id: "l00".into(),
                     program_id: "p1".into(),
                 })

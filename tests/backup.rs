@@ -92,6 +92,7 @@ async fn start_writers(
                         .expect("upsert learner");
                     learners
                         .enroll_learner(pb::EnrollLearnerRequest {
+                            enrolled_at: None,
                             learner_id: id.clone(),
                             program_id: "excel".into(),
                         })

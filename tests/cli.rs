@@ -272,6 +272,7 @@ async fn list_watch_acknowledge_and_resolve_alerts() {
     for id in ["alice", "bob"] {
         learners
             .enroll_learner(pb::EnrollLearnerRequest {
+                enrolled_at: None,
                 learner_id: id.into(),
                 program_id: "excel".into(),
             })
@@ -418,6 +419,7 @@ async fn report_and_model_fit() {
             .unwrap();
         learners
             .enroll_learner(pb::EnrollLearnerRequest {
+                enrolled_at: None,
                 learner_id: id.clone(),
                 program_id: "excel".into(),
             })

@@ -378,6 +378,7 @@ async fn late_enrolments_and_moves_keep_the_constraints() {
     for l in &late {
         learners
             .enroll_learner(pb::EnrollLearnerRequest {
+                enrolled_at: None,
                 learner_id: l.id.clone(),
                 program_id: "p".into(),
             })

@@ -308,6 +308,7 @@ fn seeds() -> Vec<(usize, Vec<u8>)> {
         (
             4,
             pb::EnrollLearnerRequest {
+                enrolled_at: None,
                 learner_id: "alice".into(),
                 program_id: "p".into(),
             }

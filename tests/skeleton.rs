@@ -312,6 +312,7 @@ async fn restart_keeps_everything() {
         .learners()
         .await
         .enroll_learner(pb::EnrollLearnerRequest {
+            enrolled_at: None,
             learner_id: "alice".into(),
             program_id: "excel".into(),
         })
@@ -459,6 +460,7 @@ async fn every_rpc_refuses_empty_and_unknown_ids() {
     );
     expect_code!(
         learners.enroll_learner(pb::EnrollLearnerRequest {
+            enrolled_at: None,
             learner_id: "".into(),
             program_id: "excel".into()
         }),
@@ -466,6 +468,7 @@ async fn every_rpc_refuses_empty_and_unknown_ids() {
     );
     expect_code!(
         learners.enroll_learner(pb::EnrollLearnerRequest {
+            enrolled_at: None,
             learner_id: "zz".into(),
             program_id: "excel".into()
         }),
@@ -473,6 +476,7 @@ async fn every_rpc_refuses_empty_and_unknown_ids() {
     );
     expect_code!(
         learners.enroll_learner(pb::EnrollLearnerRequest {
+            enrolled_at: None,
             learner_id: "alice".into(),
             program_id: "zz".into()
         }),
@@ -654,5 +658,53 @@ async fn health_and_reflection_list_every_service() {
     assert!(
         matches!(response.message_response, Some(V1Response::FileDescriptorResponse(ref f)) if !f.file_descriptor_proto.is_empty())
     );
+    server.stop().await;
+}
+
+/// An enrolment replayed from an LMS's history keeps its date; a date more
+/// than an hour ahead is refused, naming the field; enrolling again keeps
+/// the first enrolment.
+#[tokio::test]
+async fn enrolments_may_be_dated() {
+    let server = TestServer::start().await;
+    seed(&server).await;
+    let mut learners = server.learners().await;
+    let past = prost_types::Timestamp {
+        seconds: 1_700_000_000,
+        nanos: 0,
+    };
+    let enrolment = learners
+        .enroll_learner(pb::EnrollLearnerRequest {
+            learner_id: "alice".into(),
+            program_id: "excel".into(),
+            enrolled_at: Some(past),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(enrolment.enrolled_at, Some(past));
+    let again = learners
+        .enroll_learner(pb::EnrollLearnerRequest {
+            learner_id: "alice".into(),
+            program_id: "excel".into(),
+            enrolled_at: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.enrolled_at, Some(past), "the first enrolment stays");
+    let far = prost_types::Timestamp {
+        seconds: 4_000_000_000,
+        nanos: 0,
+    };
+    let refused = learners
+        .enroll_learner(pb::EnrollLearnerRequest {
+            learner_id: "bob".into(),
+            program_id: "excel".into(),
+            enrolled_at: Some(far),
+        })
+        .await
+        .unwrap_err();
+    assert_invalid_field(&refused, "enrolled_at");
     server.stop().await;
 }

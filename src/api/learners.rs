@@ -7,8 +7,8 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, required};
 use super::pb::{self, learner_service_server::LearnerService};
 use super::validate as check;
-use crate::engine::Engine;
 use crate::engine::learners::EnrolmentOwner;
+use crate::engine::{Engine, now_micros};
 use crate::error::Error;
 
 /// Serves learners and enrolments over the engine.
@@ -75,11 +75,18 @@ impl LearnerService for LearnerApi {
         let pb::EnrollLearnerRequest {
             learner_id,
             program_id,
+            enrolled_at,
         } = request.into_inner();
         let learner_id = check::id("learner_id", &learner_id)?;
         let program_id = check::id("program_id", &program_id)?;
+        let enrolled_at = enrolled_at
+            .map(|at| check::event_time("enrolled_at", Some(&at), now_micros()))
+            .transpose()?;
         Ok(Response::new(
-            self.engine.enroll(&learner_id, &program_id).await?.into(),
+            self.engine
+                .enroll_at(&learner_id, &program_id, enrolled_at)
+                .await?
+                .into(),
         ))
     }
 

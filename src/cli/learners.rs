@@ -295,6 +295,7 @@ async fn import_row(
         .enroll_learner(pb::EnrollLearnerRequest {
             learner_id: row.learner.id.clone(),
             program_id,
+            enrolled_at: None,
         })
         .await
         .map_err(|s| describe(&at("enrolling learner"), &s))?;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{Engine, now_micros};
-use crate::domain::learner::{Enrolment, Learner, Program};
+use crate::domain::learner::{Enrolment, Learner, Micros, Program};
 use crate::error::{Error, Result};
 use crate::store::Page;
 
@@ -82,12 +82,28 @@ impl Engine {
     /// Enrols a learner in a program; enrolling again returns the first
     /// enrolment unchanged. Returns once the enrolment is on disk.
     pub async fn enroll(&self, learner_id: &str, program_id: &str) -> Result<Enrolment> {
-        let enrolment = self.write_enrolment(learner_id, program_id)?;
+        self.enroll_at(learner_id, program_id, None).await
+    }
+
+    /// [`Engine::enroll`] dated `enrolled_at` (an enrolment replayed from
+    /// an LMS's history); `None` means now.
+    pub async fn enroll_at(
+        &self,
+        learner_id: &str,
+        program_id: &str,
+        enrolled_at: Option<Micros>,
+    ) -> Result<Enrolment> {
+        let enrolment = self.write_enrolment(learner_id, program_id, enrolled_at)?;
         self.store.durable().await?;
         Ok(enrolment)
     }
 
-    fn write_enrolment(&self, learner_id: &str, program_id: &str) -> Result<Enrolment> {
+    fn write_enrolment(
+        &self,
+        learner_id: &str,
+        program_id: &str,
+        enrolled_at: Option<Micros>,
+    ) -> Result<Enrolment> {
         if !self.store.has_learner(learner_id)? {
             return Err(Error::not_found("learner", learner_id));
         }
@@ -105,7 +121,7 @@ impl Engine {
         let enrolment = Enrolment {
             learner_id: learner_id.to_string(),
             program_id: program_id.to_string(),
-            enrolled_at: now_micros(),
+            enrolled_at: enrolled_at.unwrap_or_else(now_micros),
         };
         self.store.put_enrolment(&enrolment)?;
         Ok(enrolment)

@@ -368,6 +368,7 @@ pub async fn seed_cohort_program(
             .expect("upsert learner");
         client
             .enroll_learner(pb::EnrollLearnerRequest {
+                enrolled_at: None,
                 learner_id: learner.id.clone(),
                 program_id: program_id.into(),
             })

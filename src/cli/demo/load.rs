@@ -56,6 +56,9 @@ pub async fn learners(service: &Service, world: &DemoWorld) -> Result<(), BoxErr
         }
         let mut client = service.learners();
         let (learner, program_id) = (l.learner.clone(), l.program_id.clone());
+        // Enrolled on day 0, like the LMS history being replayed: the
+        // inactivity of learners who stopped coming counts from there.
+        let enrolled_at = Some(crate::api::convert::timestamp(world.start));
         tasks.spawn(async move {
             let id = learner.id.clone();
             client
@@ -68,6 +71,7 @@ pub async fn learners(service: &Service, world: &DemoWorld) -> Result<(), BoxErr
                 .enroll_learner(pb::EnrollLearnerRequest {
                     learner_id: id.clone(),
                     program_id,
+                    enrolled_at,
                 })
                 .await
                 .map_err(|s| describe(&format!("enrolling {id:?}"), &s))?;
