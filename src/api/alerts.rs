@@ -147,29 +147,22 @@ impl AlertService for AlertApi {
         &self,
         request: Request<pb::ListAlertsRequest>,
     ) -> Result<Response<pb::ListAlertsResponse>, Status> {
-        let who = super::scope::authorize(&self.engine, &request)?;
-        let pb::ListAlertsRequest {
-            program_id,
-            cohort_id: cohort,
-            learner_id,
-            kind,
-            status,
-            page_size,
-            page_token,
-        } = request.into_inner();
+        // Fields first: a bad one is INVALID_ARGUMENT for every caller.
+        let r = request.get_ref();
         let filter = AlertFilter {
-            program: optional("program_id", &program_id)?,
-            cohort: if cohort.is_empty() {
+            program: optional("program_id", &r.program_id)?,
+            cohort: if r.cohort_id.is_empty() {
                 None
             } else {
-                Some(super::cohorts::cohort_id("cohort_id", &cohort)?)
+                Some(super::cohorts::cohort_id("cohort_id", &r.cohort_id)?)
             },
-            learner: optional("learner_id", &learner_id)?,
-            kind: kind_filter("kind", kind)?,
-            status: status_filter("status", status)?,
+            learner: optional("learner_id", &r.learner_id)?,
+            kind: kind_filter("kind", r.kind)?,
+            status: status_filter("status", r.status)?,
         };
-        let limit = check::page_size("page_size", page_size)?;
-        let after = check::page_token("page_token", &page_token)?;
+        let limit = check::page_size("page_size", r.page_size)?;
+        let after = check::page_token("page_token", &r.page_token)?;
+        let who = super::scope::authorize(&self.engine, &request)?;
         let engine = self.engine.clone();
         let (alerts, next) = tokio::task::spawn_blocking(move || {
             let (alerts, next) = engine.list_alerts(filter, after.as_deref(), limit)?;
@@ -231,12 +224,11 @@ impl AlertService for AlertApi {
         &self,
         request: Request<pb::WatchAlertsRequest>,
     ) -> Result<Response<Self::WatchAlertsStream>, Status> {
-        let who = super::scope::authorize(&self.engine, &request)?;
         let pb::WatchAlertsRequest {
             cohort_ids,
             program_id,
             after_sequence,
-        } = request.into_inner();
+        } = request.get_ref().clone();
         if cohort_ids.len() > MAX_WATCHED_COHORTS {
             return Err(Error::invalid(
                 "cohort_ids",
@@ -263,6 +255,9 @@ impl AlertService for AlertApi {
             )
             .into());
         }
+        // Fields first, then the scope: a bad field is INVALID_ARGUMENT for
+        // every caller.
+        let who = super::scope::authorize(&self.engine, &request)?;
         let receiver = self.engine.watch_alerts(scope, after_sequence)?;
         // A scoped key watching a program sees only the alerts of its scope.
         // A key revoked while the watch runs ends it (UNAUTHENTICATED) at
