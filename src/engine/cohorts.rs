@@ -99,10 +99,19 @@ pub struct LatePlacement {
 /// engine so that `Engine` stays unchanged: sharing stripes between engines
 /// (only tests run several) costs at most some needless waiting.
 fn program_lock(program: &str) -> Vec<MutexGuard<'static, ()>> {
+    program_locks([program])
+}
+
+/// The cohort locks of several programs at once (in a deadlock-free order):
+/// an erasure holds those of the learner's programs, so that no formation
+/// or move writes the learner back into a member list meanwhile.
+pub(super) fn program_locks<'a>(
+    programs: impl IntoIterator<Item = &'a str>,
+) -> Vec<MutexGuard<'static, ()>> {
     static LOCKS: OnceLock<StripedLocks> = OnceLock::new();
     LOCKS
         .get_or_init(|| StripedLocks::new(64))
-        .lock_all([program])
+        .lock_all(programs)
 }
 
 /// The program's rules in the cohort module's terms.

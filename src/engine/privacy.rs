@@ -95,6 +95,11 @@ impl Engine {
     /// unknown, unless this process erased them recently (a retry).
     pub fn erase_learner(&self, learner: &str) -> Result<Erased> {
         let erased = self.with_alerts_held(learner, || -> Result<Option<Erased>> {
+            // Program cohort locks first (formations take them without any
+            // learner lock), then the learner's.
+            let (enrolments, _) = self.store.learner_enrolments(learner, None, usize::MAX)?;
+            let _programs =
+                super::cohorts::program_locks(enrolments.iter().map(|e| e.program_id.as_str()));
             let _guards = self.learner_locks.lock_all([learner]);
             let Some(erased) = self.store.erase_learner(learner)? else {
                 return Ok(None);
