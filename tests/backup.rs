@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
 use spoc_engine::api::pb;
-use spoc_engine::store::Store;
 use tokio::sync::Mutex;
 
 /// Raw entries of one table: (key, value).
@@ -300,19 +299,4 @@ async fn backup_under_writes_restores_a_consistent_store() {
     assert_eq!(original.len(), 9, "{:?}", original.keys());
     assert_eq!(original, tables(&again));
     assert_consistent(temp.path());
-}
-
-/// Opens the store in `dir`, waiting while a just-closed server's sled
-/// threads still hold the folder's lock.
-fn open_store(dir: &std::path::Path) -> Store {
-    for _ in 0..250 {
-        match Store::open(dir) {
-            Ok(store) => return store,
-            Err(e) if e.to_string().contains("could not acquire lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(20))
-            }
-            Err(e) => panic!("store does not open: {e}"),
-        }
-    }
-    panic!("store lock never released");
 }

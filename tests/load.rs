@@ -8,7 +8,6 @@ use common::*;
 use spoc_engine::api::pb;
 use spoc_engine::server::{ServeOptions, serve_with};
 use tonic::Code;
-use tonic::transport::Channel;
 
 /// Bursts of large concurrent batches against a server that admits one
 /// request at a time: some are shed with RESOURCE_EXHAUSTED, the rest
@@ -33,13 +32,7 @@ async fn requests_beyond_the_global_limit_are_shed() {
     ));
     let mut channels = Vec::new();
     while channels.len() < 4 {
-        if let Ok(c) = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-        {
-            channels.push(authed(c, Some(&key)));
-        }
+        channels.push(authed(connect_when_up(addr).await, Some(&key)));
     }
     let mut catalog = pb::catalog_service_client::CatalogServiceClient::new(channels[0].clone());
     catalog

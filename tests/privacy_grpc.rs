@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use spoc_engine::api::pb;
-use spoc_engine::store::Store;
 use tonic::Code;
 
 /// The erased learner: an id that appears nowhere else by chance.
@@ -319,19 +318,4 @@ async fn export_then_erase_leaves_no_trace_of_the_learner() {
     assert!(hits.is_empty(), "erased id back after restart: {hits:#?}");
     assert_wal_clean(&dir);
     drop(temp);
-}
-
-/// Opens the store in `dir`, waiting while a just-closed server's sled
-/// threads still hold the folder's lock.
-fn open_store(dir: &std::path::Path) -> Store {
-    for _ in 0..250 {
-        match Store::open(dir) {
-            Ok(store) => return store,
-            Err(e) if e.to_string().contains("could not acquire lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(20))
-            }
-            Err(e) => panic!("store does not open: {e}"),
-        }
-    }
-    panic!("store lock never released");
 }

@@ -277,8 +277,6 @@ impl Engine {
         Ok((attempts.len(), learners))
     }
 
-    /// Whether a learner exists, remembered once seen (learners are never
-    /// deleted, so a positive answer stays true).
     /// Checks, under their locks, that learners seen before the locks were
     /// taken were not erased meanwhile (an erasure holds the same locks).
     pub(crate) fn still_exist(&self, learners: &BTreeSet<String>) -> Result<()> {

@@ -60,6 +60,46 @@ pub fn engine_in(dir: &Path) -> (Arc<Engine>, String) {
     (engine, admin_key)
 }
 
+/// A plain-text channel to `addr`, once a server accepts connections there
+/// (it may still be starting).
+pub async fn connect_when_up(addr: SocketAddr) -> Channel {
+    let endpoint = format!("http://{addr}");
+    for _ in 0..250 {
+        if let Ok(channel) = Channel::from_shared(endpoint.clone())
+            .expect("endpoint")
+            .connect()
+            .await
+        {
+            return channel;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("server at {endpoint} never accepted a connection");
+}
+
+/// A loopback address free right now, for a child `spoc serve`.
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+}
+
+/// Opens the store in `dir`, waiting while a just-closed server's sled
+/// threads still hold the folder's lock.
+pub fn open_store(dir: &Path) -> Store {
+    for _ in 0..250 {
+        match Store::open(dir) {
+            Ok(store) => return store,
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("store does not open: {e}"),
+        }
+    }
+    panic!("store lock never released");
+}
+
 /// A running server; dropping it without [`TestServer::stop`] aborts it.
 pub struct TestServer {
     /// Where it listens.
@@ -133,18 +173,7 @@ impl TestServer {
     /// A channel to the server, connected once it accepts connections,
     /// adding no key.
     pub async fn raw_channel(&self) -> Channel {
-        let endpoint = format!("http://{}", self.addr);
-        for _ in 0..100 {
-            if let Ok(channel) = Channel::from_shared(endpoint.clone())
-                .expect("endpoint")
-                .connect()
-                .await
-            {
-                return channel;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        panic!("server at {endpoint} never accepted a connection");
+        connect_when_up(self.addr).await
     }
 
     /// A key-management client (admin key).

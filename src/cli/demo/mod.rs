@@ -41,10 +41,6 @@ pub const MARKER: &str = ".spoc-demo";
 /// File the demo writes its summary to (the JSON of `--format json`).
 pub const SUMMARY_FILE: &str = "demo-summary.json";
 
-/// Where `spoc serve` (after access control lands) writes the first admin
-/// key, relative to the data folder.
-pub const ADMIN_KEY_FILE: &str = "admin-key";
-
 /// Longer than the alert evaluator's cache of cohort members (1 s).
 pub const COHORT_MAP_SETTLE: std::time::Duration = std::time::Duration::from_millis(1100);
 
@@ -266,7 +262,7 @@ async fn demo(args: DemoArgs) -> Result<(), BoxError> {
     let server = tokio::spawn(crate::server::serve(engine.clone(), listener, async {
         let _ = stopped.await;
     }));
-    let key_path = args.data_dir.join(ADMIN_KEY_FILE);
+    let key_path = args.data_dir.join(crate::engine::access::ADMIN_KEY_FILE);
     let key = std::fs::read_to_string(&key_path)
         .ok()
         .map(|k| k.trim().to_string())

@@ -160,7 +160,7 @@ pub fn serving(s: &DemoSummary) -> String {
                 out,
                 "no admin key in {}: this build serves without access control",
                 std::path::Path::new(&s.data_dir)
-                    .join(super::ADMIN_KEY_FILE)
+                    .join(crate::engine::access::ADMIN_KEY_FILE)
                     .display()
             );
         }
