@@ -86,14 +86,6 @@ impl Interceptor for Bearer {
 
 type Authed = InterceptedService<Channel, Bearer>;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Connects once the server accepts, with its admin key if it wrote one.
 async fn connect(port: u16, dir: &Path) -> (Channel, Bearer) {
     for _ in 0..500 {
@@ -151,7 +143,7 @@ async fn acknowledged_attempts_survive_sigkill() {
     ];
     for (round, kill_point) in kill_points.into_iter().enumerate() {
         let round = round as u64;
-        let port = free_port();
+        let port = free_addr().port();
         let spoc = Spoc::start(dir, port);
         let (channel, auth) = connect(port, dir).await;
         if round == 0 {
@@ -246,7 +238,7 @@ async fn acknowledged_attempts_survive_sigkill() {
     );
 
     // Restart once more: it comes up on the crashed folder and serves.
-    let port = free_port();
+    let port = free_addr().port();
     let spoc = Spoc::start(dir, port);
     let (channel, auth) = connect(port, dir).await;
     let mut client = mastery_client(&channel, &auth);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use common::{AuthChannel, assert_invalid_field, hand_bkt, skill};
+use common::{AuthChannel, assert_invalid_field, free_addr, hand_bkt, skill};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
@@ -775,13 +775,6 @@ impl Drop for Spoc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 /// Waits until the HTTP listener answers.

@@ -74,6 +74,15 @@ impl Engine {
             .clone())
     }
 
+    /// Whether a program exists (from memory once read).
+    pub(crate) fn program_exists(&self, id: &str) -> Result<bool> {
+        match self.program(id) {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
     /// A page of programs.
     pub fn list_programs(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<Program>> {
         self.store.list_programs(after, limit)
@@ -107,7 +116,7 @@ impl Engine {
         if !self.store.has_learner(learner_id)? {
             return Err(Error::not_found("learner", learner_id));
         }
-        if self.store.program(program_id)?.is_none() {
+        if !self.program_exists(program_id)? {
             return Err(Error::not_found("program", program_id));
         }
         let _guard = self.learner_locks.lock_all([learner_id]);

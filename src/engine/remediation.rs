@@ -55,7 +55,7 @@ impl Engine {
                 }
                 learners.insert(event.learner_id.clone());
             }
-            if !event.program_id.is_empty() && self.store.program(&event.program_id)?.is_none() {
+            if !event.program_id.is_empty() && !self.program_exists(&event.program_id)? {
                 return Err(Error::invalid(
                     format!("activities[{i}].program_id"),
                     format!("unknown program id '{}'", event.program_id),

@@ -139,7 +139,7 @@ impl CatalogView for View<'_> {
 
     fn has_program(&self, id: &str) -> bool {
         // A storage error here reads as "unknown": the statement waits.
-        self.engine.store.program(id).ok().flatten().is_some()
+        self.engine.program_exists(id).unwrap_or(false)
     }
 }
 

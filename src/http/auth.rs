@@ -5,6 +5,8 @@
 //! `Basic base64(<key>:)`, since xAPI forwarders (Moodle's log store, Open
 //! edX's event routing) are configured with a Basic user and password.
 
+use std::sync::Arc;
+
 use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -53,9 +55,9 @@ pub fn token(headers: &HeaderMap) -> Result<String, HttpError> {
 
 /// Checks a key against the service's API keys: 401 when unknown or
 /// revoked.
-pub fn check_key(engine: &Engine, token: &str) -> Result<Principal, HttpError> {
+pub fn check_key(engine: &Engine, token: &str) -> Result<Arc<Principal>, HttpError> {
     engine
-        .authenticate(token)
+        .authenticate_shared(token)
         .map_err(|_| HttpError::new(StatusCode::UNAUTHORIZED, "unknown or revoked API key"))
 }
 
@@ -65,7 +67,7 @@ pub fn authorize(
     engine: &Engine,
     headers: &HeaderMap,
     method: &str,
-) -> Result<Principal, HttpError> {
+) -> Result<Arc<Principal>, HttpError> {
     let caller = check_key(engine, &token(headers)?)?;
     if !caller.may_call(method) {
         return Err(HttpError::new(
