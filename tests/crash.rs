@@ -3,8 +3,8 @@
 //! different point in each of several rounds, a restart on the same data
 //! folder each time.
 //!
-//! If the server writes `DATA_DIR/admin-key` (API keys), every call carries
-//! `authorization: Bearer <key>`, so the test works with or without them.
+//! `spoc serve` writes its first admin key to `DATA_DIR/admin-key` before
+//! it listens; every call carries it.
 
 mod common;
 
@@ -19,10 +19,6 @@ use spoc_engine::domain::mastery::fold;
 use spoc_engine::engine::params::ParamSet;
 use spoc_engine::engine::{Engine, EngineConfig};
 use spoc_engine::store::Store;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
 /// Learners and skills of the load; each attempt tests one or two skills.
 const LEARNERS: [&str; 2] = ["alice", "bob"];
@@ -66,52 +62,10 @@ impl Drop for Spoc {
     }
 }
 
-/// Attaches the admin key, when the server has one.
-#[derive(Clone)]
-struct Bearer(Option<MetadataValue<Ascii>>);
-
-impl Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
-type Authed = InterceptedService<Channel, Bearer>;
-
-/// Connects once the server accepts, with its admin key if it wrote one.
-async fn connect(port: u16, dir: &Path) -> (Channel, Bearer) {
-    for _ in 0..500 {
-        if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
-            .unwrap()
-            .connect()
-            .await
-        {
-            let key = std::fs::read_to_string(dir.join("admin-key"))
-                .ok()
-                .map(|k| format!("Bearer {}", k.trim()).parse().expect("ascii key"));
-            return (channel, Bearer(key));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("spoc serve did not come up on port {port}");
-}
-
-fn mastery_client(
-    channel: &Channel,
-    auth: &Bearer,
-) -> pb::mastery_service_client::MasteryServiceClient<Authed> {
-    pb::mastery_service_client::MasteryServiceClient::with_interceptor(
-        channel.clone(),
-        auth.clone(),
-    )
+/// A channel to the server once it accepts, carrying its admin key.
+async fn connect(port: u16, dir: &Path) -> AuthChannel {
+    let channel = connect_when_up(([127, 0, 0, 1], port).into()).await;
+    authed(channel, Some(&admin_key_in(dir)))
 }
 
 /// An acknowledged attempt: id, learner, skills, correct, seconds.
@@ -145,12 +99,10 @@ async fn acknowledged_attempts_survive_sigkill() {
         let round = round as u64;
         let port = free_addr().port();
         let spoc = Spoc::start(dir, port);
-        let (channel, auth) = connect(port, dir).await;
+        let channel = connect(port, dir).await;
         if round == 0 {
-            let mut catalog = pb::catalog_service_client::CatalogServiceClient::with_interceptor(
-                channel.clone(),
-                auth.clone(),
-            );
+            let mut catalog =
+                pb::catalog_service_client::CatalogServiceClient::new(channel.clone());
             catalog
                 .import_catalog(pb::ImportCatalogRequest {
                     skills: vec![skill("a", &[]), skill("b", &[])],
@@ -159,10 +111,8 @@ async fn acknowledged_attempts_survive_sigkill() {
                 })
                 .await
                 .unwrap();
-            let mut learners = pb::learner_service_client::LearnerServiceClient::with_interceptor(
-                channel.clone(),
-                auth.clone(),
-            );
+            let mut learners =
+                pb::learner_service_client::LearnerServiceClient::new(channel.clone());
             for id in LEARNERS {
                 learners
                     .upsert_learner(pb::UpsertLearnerRequest {
@@ -177,7 +127,7 @@ async fn acknowledged_attempts_survive_sigkill() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Ack>>();
         let mut writers = Vec::new();
         for writer in 0..4u64 {
-            let mut client = mastery_client(&channel, &auth);
+            let mut client = pb::mastery_service_client::MasteryServiceClient::new(channel.clone());
             let tx = tx.clone();
             writers.push(tokio::spawn(async move {
                 for i in 0u64.. {
@@ -240,8 +190,8 @@ async fn acknowledged_attempts_survive_sigkill() {
     // Restart once more: it comes up on the crashed folder and serves.
     let port = free_addr().port();
     let spoc = Spoc::start(dir, port);
-    let (channel, auth) = connect(port, dir).await;
-    let mut client = mastery_client(&channel, &auth);
+    let channel = connect(port, dir).await;
+    let mut client = pb::mastery_service_client::MasteryServiceClient::new(channel.clone());
     let mut served = BTreeMap::new();
     for learner in LEARNERS {
         let got = client

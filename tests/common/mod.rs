@@ -61,10 +61,10 @@ pub fn engine_in(dir: &Path) -> (Arc<Engine>, String) {
 }
 
 /// A plain-text channel to `addr`, once a server accepts connections there
-/// (it may still be starting).
+/// (it may still be starting, or replaying its log: up to 10 s).
 pub async fn connect_when_up(addr: SocketAddr) -> Channel {
     let endpoint = format!("http://{addr}");
-    for _ in 0..250 {
+    for _ in 0..500 {
         if let Ok(channel) = Channel::from_shared(endpoint.clone())
             .expect("endpoint")
             .connect()
