@@ -92,22 +92,36 @@ pub fn fold(
         None => true,
         Some(state) => new[0].0 > state.last,
     };
-    let (p_mastered, attempt_count, last) = if in_order {
-        let start = previous.map_or(params.prior, |s| s.p_mastered);
-        let count = previous.map_or(0, |s| s.attempt_count);
-        let p = new.iter().fold(start, |p, (_, obs)| params.update(p, *obs));
-        (p, count + new.len() as u32, last_new)
-    } else {
+    if !in_order {
         let mut all = history();
         all.extend(new.iter().cloned());
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        let p = params.replay(all.iter().map(|(_, obs)| *obs));
-        let last = all.last().map(|(pos, _)| pos.clone()).unwrap_or(last_new);
-        (p, all.len() as u32, last)
-    };
+        return rebuild(params, all, now);
+    }
+    let start = previous.map_or(params.prior, |s| s.p_mastered);
+    let count = previous.map_or(0, |s| s.attempt_count);
     Some(MasteryState {
-        p_mastered,
-        attempt_count,
+        p_mastered: new.iter().fold(start, |p, (_, obs)| params.update(p, *obs)),
+        attempt_count: count + new.len() as u32,
+        last: last_new,
+        updated_at: now,
+    })
+}
+
+/// The state that `observations` (in any order) give from the prior; an
+/// observation present twice at one position counts once, so a history
+/// that already holds some of the new observations (a replay after a
+/// crash) gives the same state. `None` when there is none.
+pub fn rebuild(
+    params: &BktParams,
+    mut observations: Vec<(Position, Observation)>,
+    now: Micros,
+) -> Option<MasteryState> {
+    observations.sort_by(|a, b| a.0.cmp(&b.0));
+    observations.dedup_by(|a, b| a.0 == b.0);
+    let last = observations.last()?.0.clone();
+    Some(MasteryState {
+        p_mastered: params.replay(observations.iter().map(|(_, obs)| *obs)),
+        attempt_count: observations.len() as u32,
         last,
         updated_at: now,
     })
@@ -141,6 +155,12 @@ mod tests {
         let second = fold(&params, Some(&first), &seq[0..2], || stored, 20).unwrap();
         assert!((second.p_mastered - sorted).abs() < 1e-12);
         assert_eq!(second.attempt_count, 4);
+        // A history that already holds some of the new observations (a
+        // partly applied batch replayed) gives the same state.
+        let partial = vec![seq[0].clone(), seq[2].clone(), seq[3].clone()];
+        let again = fold(&params, Some(&first), &seq[0..2], || partial, 30).unwrap();
+        assert!((again.p_mastered - sorted).abs() < 1e-12);
+        assert_eq!(again.attempt_count, 4);
         assert_eq!(second.last, seq[3].0);
     }
 

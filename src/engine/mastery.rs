@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Engine, now_micros};
 use crate::domain::bkt::Observation;
-use crate::domain::mastery::{Attempt, MasteryState, Position, fold};
+use crate::domain::mastery::{Attempt, MasteryState, Position, fold, rebuild};
 use crate::error::{Error, Result};
 use crate::store::wal::WalRecord;
 use crate::store::xapi::Retracted;
@@ -26,6 +26,18 @@ pub struct SkillMastery {
     pub updated_at: Option<i64>,
 }
 
+/// Whether [`Engine::apply_attempts`] serves a call or replays the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ingest {
+    /// A call: the batch is logged with its rows.
+    Live,
+    /// The log replay at start: the batch is logged already. Sled may hold
+    /// part of it (see `store/write_behind.rs`), so every logged attempt is
+    /// written again and the mastery it touches rebuilt from the stored
+    /// observations.
+    Replay,
+}
+
 /// What `record_attempts` did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {
@@ -45,11 +57,10 @@ impl Engine {
     /// it is stored, and logged, with them.
     pub async fn record_attempts(&self, mut attempts: Vec<Attempt>) -> Result<Recorded> {
         self.fill_item_skills(&mut attempts)?;
-        let outcome = self.apply_attempts(&attempts)?;
-        // The whole batch is logged, resent attempts included: a resend may
-        // race with the first send's own log append, and must not be
-        // acknowledged before the attempt is durable.
-        self.store.log(&WalRecord::Attempts(attempts)).await?;
+        let (outcome, ticket) = self.apply_attempts(&attempts, Ingest::Live)?;
+        if let Some(ticket) = ticket {
+            self.store.logged(ticket).await?;
+        }
         self.alerts_touched(outcome.mastery.iter().map(|m| m.learner_id.as_str()));
         Ok(outcome)
     }
@@ -78,11 +89,15 @@ impl Engine {
     }
 
     /// The synchronous part of [`Engine::record_attempts`]: validate against
-    /// the stored state, fold, and write in one transaction. Also what the
-    /// write-ahead log replays at start. A retracted attempt id (tombstone)
-    /// counts as already stored, so neither a resend nor a replay of the
-    /// log brings it back.
-    pub(crate) fn apply_attempts(&self, attempts: &[Attempt]) -> Result<Recorded> {
+    /// the stored state, fold, store and (live) write the log record, whose
+    /// ticket to wait for it returns. Also what the write-ahead log replays
+    /// at start. A retracted attempt id (tombstone) counts as already
+    /// stored, so neither a resend nor a replay of the log brings it back.
+    pub(crate) fn apply_attempts(
+        &self,
+        attempts: &[Attempt],
+        mode: Ingest,
+    ) -> Result<(Recorded, Option<u64>)> {
         // References must exist; checked before any lock or write.
         let catalog = self.catalog();
         let mut known_learners = BTreeSet::new();
@@ -138,7 +153,12 @@ impl Engine {
                 continue;
             }
             match self.store.attempt(&attempt.attempt_id)? {
-                Some(stored) if stored == *attempt => duplicates += 1,
+                Some(stored) if stored == *attempt => {
+                    duplicates += 1;
+                    if mode == Ingest::Replay {
+                        fresh.insert(&attempt.attempt_id, attempt);
+                    }
+                }
                 Some(_) => {
                     return Err(Error::AlreadyExists {
                         kind: "attempt",
@@ -175,23 +195,31 @@ impl Engine {
         let mut states: BTreeMap<(String, String), MasteryState> = BTreeMap::new();
         for ((learner, skill), mut new) in groups {
             new.sort_by(|a, b| a.0.cmp(&b.0));
-            let previous = self.store.mastery(learner, skill)?;
-            let mut history_error = None;
-            let state = fold(
-                params.for_skill(skill),
-                previous.as_ref(),
-                &new,
-                || {
-                    self.store.observations(learner, skill).unwrap_or_else(|e| {
-                        history_error = Some(e);
-                        Vec::new()
-                    })
-                },
-                now,
-            );
-            if let Some(err) = history_error {
-                return Err(err);
-            }
+            let params = params.for_skill(skill);
+            let state = if mode == Ingest::Replay {
+                let mut all = self.store.observations(learner, skill)?;
+                all.extend(new);
+                rebuild(params, all, now)
+            } else {
+                let previous = self.store.mastery(learner, skill)?;
+                let mut history_error = None;
+                let state = fold(
+                    params,
+                    previous.as_ref(),
+                    &new,
+                    || {
+                        self.store.observations(learner, skill).unwrap_or_else(|e| {
+                            history_error = Some(e);
+                            Vec::new()
+                        })
+                    },
+                    now,
+                );
+                if let Some(err) = history_error {
+                    return Err(err);
+                }
+                state
+            };
             if let Some(state) = state {
                 states.insert((learner.to_string(), skill.to_string()), state);
             }
@@ -202,9 +230,13 @@ impl Engine {
             .map(|((l, s), state)| (l.clone(), s.clone(), state.clone()))
             .collect();
         let new_attempts: Vec<Attempt> = fresh.values().map(|a| (*a).clone()).collect();
-        if !new_attempts.is_empty() {
-            self.store.commit_attempts(&new_attempts, &rows)?;
-        }
+        // The whole batch is logged, resent attempts included: a resend may
+        // race with the first send's own log write, and must not be
+        // acknowledged before the attempt is durable.
+        let record = (mode == Ingest::Live).then(|| WalRecord::Attempts(attempts.to_vec()));
+        let ticket = self
+            .store
+            .commit_attempts(&new_attempts, &rows, record.as_ref())?;
 
         let mut mastery = Vec::with_capacity(touched.len());
         for (learner, skill) in touched {
@@ -214,11 +246,12 @@ impl Engine {
             };
             mastery.push(self.report(&learner, &skill, state.as_ref()));
         }
-        Ok(Recorded {
+        let recorded = Recorded {
+            recorded: attempts.len() - duplicates,
             mastery,
-            recorded: new_attempts.len(),
             duplicates,
-        })
+        };
+        Ok((recorded, ticket))
     }
 
     /// Retracts attempts (an xAPI voiding): removes them and their index
@@ -265,12 +298,7 @@ impl Engine {
                 .into_iter()
                 .filter(|(pos, _)| !removed.contains(pos.attempt_id.as_str()))
                 .collect();
-            let state = left.last().map(|(last, _)| MasteryState {
-                p_mastered: params.for_skill(skill).replay(left.iter().map(|(_, o)| *o)),
-                attempt_count: left.len() as u32,
-                last: last.clone(),
-                updated_at: now,
-            });
+            let state = rebuild(params.for_skill(skill), left, now);
             rows.push((learner.to_string(), skill.to_string(), state));
         }
         self.store.retract_attempts(ids, &attempts, &rows, now)?;
@@ -351,5 +379,110 @@ impl Engine {
             mastered: p_mastered >= self.mastery_threshold(),
             updated_at: state.map(|s| s.updated_at),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::catalog::Skill;
+    use crate::domain::learner::Learner;
+    use crate::engine::EngineConfig;
+    use crate::engine::params::ParamSet;
+    use crate::store::Store;
+
+    fn engine(dir: &std::path::Path) -> Engine {
+        Engine::new(
+            Store::open(dir).unwrap(),
+            EngineConfig {
+                mastery_threshold: 0.95,
+                params: ParamSet::load(None).unwrap(),
+            },
+        )
+        .unwrap()
+    }
+
+    fn attempt(id: &str, at: i64, correct: bool) -> Attempt {
+        Attempt {
+            attempt_id: id.into(),
+            learner_id: "l".into(),
+            item_id: "i".into(),
+            skill_ids: vec!["s".into()],
+            correct,
+            score: None,
+            occurred_at: at,
+            time_spent_ms: 0,
+        }
+    }
+
+    /// Rows reach sled after the reply, by plain inserts: a crash may leave
+    /// sled with part of a logged batch (here the attempt row without its
+    /// observation and mastery, which made the old replay see a duplicate
+    /// and skip it). The replay must restore the whole batch.
+    #[tokio::test]
+    async fn the_log_replay_repairs_a_partly_applied_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = vec![attempt("a1", 1, false), attempt("a2", 2, true)];
+        {
+            let engine = engine(dir.path());
+            engine
+                .import_catalog(
+                    vec![Skill {
+                        id: "s".into(),
+                        name: "S".into(),
+                        prerequisite_ids: vec![],
+                    }],
+                    vec![],
+                )
+                .await
+                .unwrap();
+            engine
+                .upsert_learner(Learner {
+                    id: "l".into(),
+                    company_id: "c".into(),
+                    language: String::new(),
+                    time_zone: String::new(),
+                    display_name: String::new(),
+                })
+                .await
+                .unwrap();
+            engine.record_attempts(batch.clone()).await.unwrap();
+            // The applier got as far as one attempt row, then the process
+            // died: the rows still waiting in memory are lost.
+            let attempts = engine.store.table::<Attempt>("attempts").unwrap();
+            attempts.put(b"a2", &batch[1]).unwrap();
+            engine
+                .store
+                .table::<Attempt>("attempts")
+                .unwrap()
+                .tree
+                .flush()
+                .unwrap();
+        }
+        let engine = engine(dir.path());
+        let expected = engine
+            .params()
+            .for_skill("s")
+            .replay(batch.iter().map(Attempt::observation));
+        let state = engine.store.mastery("l", "s").unwrap().unwrap();
+        assert_eq!(state.attempt_count, 2);
+        assert!((state.p_mastered - expected).abs() < 1e-12);
+        assert_eq!(engine.store.observations("l", "s").unwrap().len(), 2);
+        assert_eq!(
+            engine.store.attempt("a1").unwrap().as_ref(),
+            Some(&batch[0])
+        );
+        // Sent again, the batch is all duplicates and changes nothing.
+        let again = engine.record_attempts(batch).await.unwrap();
+        assert_eq!((again.recorded, again.duplicates), (0, 2));
+        assert_eq!(
+            engine
+                .store
+                .mastery("l", "s")
+                .unwrap()
+                .unwrap()
+                .attempt_count,
+            2
+        );
     }
 }

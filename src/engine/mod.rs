@@ -121,8 +121,9 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Re-applies logged batches (idempotent: what sled already has is a
-    /// duplicate), then checkpoints so the log starts empty.
+    /// Re-applies logged batches (idempotent: attempts are written again
+    /// and their mastery rebuilt, module events already stored are
+    /// duplicates), then checkpoints so the log starts empty.
     fn replay(&self) -> Result<()> {
         let backlog = self.store.take_backlog();
         if backlog.is_empty() {
@@ -132,7 +133,9 @@ impl Engine {
         for record in &backlog {
             let record = &self.without_erased(record)?;
             let outcome = match record {
-                WalRecord::Attempts(batch) => self.apply_attempts(batch).map(|r| r.recorded),
+                WalRecord::Attempts(batch) => self
+                    .apply_attempts(batch, mastery::Ingest::Replay)
+                    .map(|(r, _)| r.recorded),
                 WalRecord::Activities(batch) => self.apply_activity(batch).map(|r| r.recorded),
             };
             match outcome {

@@ -698,7 +698,9 @@ mod tests {
         assert_eq!(state.attempt_count, 1);
         assert!((state.p_mastered - one).abs() < 1e-12);
 
-        let again = engine.apply_attempts(&batch).unwrap();
+        let (again, _) = engine
+            .apply_attempts(&batch, crate::engine::mastery::Ingest::Replay)
+            .unwrap();
         assert_eq!((again.recorded, again.duplicates), (0, 2));
         assert!(engine.store.attempt("drop").unwrap().is_none());
         assert_eq!(

@@ -83,6 +83,7 @@ impl Store {
         out.put(&SNAPSHOT_VERSION.to_le_bytes())?;
         {
             let _exclusive = self.exclusive_gate();
+            self.settle()?;
             let mut names = self.db.tree_names();
             names.sort();
             for name in names {

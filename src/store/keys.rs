@@ -40,8 +40,11 @@
 //! every background checkpoint.
 //!
 //! `observations` is an index of `attempts` by (learner, skill, time): it is
-//! what an out-of-order attempt replays. It is written in the same
-//! transaction as `attempts` and `mastery`, so the three never disagree.
+//! what an out-of-order attempt replays. Ingestion writes `attempts`,
+//! `observations` and `mastery` through the write-behind rows
+//! (`write_behind.rs`): logged first, then applied by plain inserts, so
+//! after a crash the three may disagree for batches still in the
+//! write-ahead log, whose replay rewrites them and rebuilds their mastery.
 //! An alert change writes `alerts`, `alert_active` and `alert_log` in one
 //! transaction (see `alerts.rs`). The first admin key and the
 //! `admin_key_bootstrapped` marker are written in one transaction, so that

@@ -2,12 +2,13 @@
 //!
 //! Only this module knows sled and the key layout ([`keys`]). The engine asks
 //! for domain objects and hands back domain objects; multi-tree writes that
-//! must stay consistent (an attempt, its index entries and the mastery it
-//! changed) happen in one sled transaction. Durability comes two ways:
-//! high-rate ingestion (attempts, module activity) is logged to the
-//! write-ahead log ([`wal`], [`Store::log`]) and sled is checkpointed in the
-//! background; low-rate writes (catalog, learners...) wait for a sled flush
-//! ([`Store::durable`], group commit, see [`durability`]).
+//! must stay consistent happen in one sled transaction. Durability comes
+//! two ways: high-rate ingestion (attempts, module activity) is logged to
+//! the write-ahead log ([`wal`], [`Store::commit_attempts`], [`Store::log`])
+//! and sled is checkpointed in the background, attempts reaching sled
+//! through the write-behind rows ([`write_behind`]); low-rate writes
+//! (catalog, learners...) wait for a sled flush ([`Store::durable`], group
+//! commit, see [`durability`]).
 
 pub mod alerts;
 pub mod api_keys;
@@ -23,6 +24,7 @@ pub mod privacy;
 pub mod recommended;
 pub mod table;
 pub mod wal;
+pub mod write_behind;
 pub mod xapi;
 
 use std::collections::BTreeMap;
@@ -43,10 +45,16 @@ use crate::error::{Error, Result};
 use durability::GroupCommit;
 use table::Table;
 use wal::{Wal, WalRecord};
+use write_behind::WriteBehind;
 
 /// How often sled is flushed in the background so that the write-ahead log
 /// can be trimmed.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// How often waiting ingestion rows are applied to sled between
+/// checkpoints: small, frequent applies spread sled's disk writes instead
+/// of one burst per checkpoint that would delay the log's syncs.
+pub const APPLY_EVERY: Duration = Duration::from_millis(100);
 
 /// The stored form of one observation in the `observations` index: enough to
 /// replay BKT without reading the attempt itself.
@@ -86,12 +94,15 @@ pub struct Store {
     gate: std::sync::RwLock<()>,
     /// P(mastered) vectors read lately; every write of `mastery` evicts.
     mastery_cache: mastery_cache::MasteryCache,
+    /// Ingested rows not yet in sled (see `write_behind.rs`).
+    behind: Arc<WriteBehind>,
 }
 
 /// What the background checkpointer shares with the store.
 struct Checkpoints {
     db: sled::Db,
     wal: Wal,
+    behind: Arc<WriteBehind>,
     /// Log records already covered by a checkpoint.
     covered: AtomicU64,
     /// Serializes checkpoints (background thread, shutdown).
@@ -100,11 +111,19 @@ struct Checkpoints {
 }
 
 impl Checkpoints {
-    /// Rotates the log, flushes sled, drops the covered segments.
+    /// Applies the waiting ingestion rows to sled, once the log holds them.
+    fn settle(&self) -> Result<()> {
+        self.behind.settle(|| self.wal.sync())
+    }
+
+    /// Rotates the log, applies the waiting rows to sled, flushes sled and
+    /// drops the covered segments. Every record of a closed segment was
+    /// applied (to memory) before it was logged, so the settle covers it.
     fn run(&self) -> Result<()> {
         let _guard = self.running.lock().expect("checkpoint lock");
         let appended = self.wal.appended();
         let keep_from = self.wal.rotate()?;
+        self.settle()?;
         self.db.flush()?;
         self.wal.remove_before(keep_from)?;
         self.covered.store(appended, Ordering::SeqCst);
@@ -128,9 +147,18 @@ impl Store {
             .open()?;
         check_format(&db)?;
         let (wal, backlog) = Wal::open(&dir.join("wal"))?;
+        let attempts = Table::open(&db, "attempts")?;
+        let observations = Table::open(&db, "observations")?;
+        let mastery = Table::open(&db, "mastery")?;
+        let behind = Arc::new(WriteBehind::new(
+            attempts.tree.clone(),
+            observations.tree.clone(),
+            mastery.tree.clone(),
+        ));
         let checkpoints = Arc::new(Checkpoints {
             db: db.clone(),
             wal,
+            behind: behind.clone(),
             covered: AtomicU64::new(0),
             running: Mutex::new(()),
             stop: AtomicBool::new(false),
@@ -139,11 +167,22 @@ impl Store {
         let checkpointer = std::thread::Builder::new()
             .name("spoc-checkpoint".into())
             .spawn(move || {
+                let mut last_checkpoint = std::time::Instant::now();
                 while !background.stop.load(Ordering::SeqCst) {
-                    std::thread::park_timeout(CHECKPOINT_EVERY);
+                    std::thread::park_timeout(APPLY_EVERY);
+                    if background.stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    if last_checkpoint.elapsed() < CHECKPOINT_EVERY {
+                        if let Err(err) = background.settle() {
+                            tracing::error!(error = %err, "applying ingested rows failed");
+                        }
+                        continue;
+                    }
+                    last_checkpoint = std::time::Instant::now();
                     let pending =
                         background.wal.appended() > background.covered.load(Ordering::SeqCst);
-                    if pending && !background.stop.load(Ordering::SeqCst) {
+                    if pending {
                         if let Err(err) = background.run() {
                             tracing::error!(error = %err, "checkpoint failed");
                         }
@@ -162,9 +201,10 @@ impl Store {
             programs: Table::open(&db, "programs")?,
             enrolments: Table::open(&db, "enrolments")?,
             program_members: Table::open(&db, "program_members")?,
-            attempts: Table::open(&db, "attempts")?,
-            observations: Table::open(&db, "observations")?,
-            mastery: Table::open(&db, "mastery")?,
+            attempts,
+            observations,
+            mastery,
+            behind,
             activities: Table::open(&db, "activities")?,
             learner_activity: Table::open(&db, "learner_activity")?,
             commit: GroupCommit::start(db.clone()),
@@ -395,15 +435,26 @@ impl Store {
 
     /// One stored attempt.
     pub fn attempt(&self, id: &str) -> Result<Option<Attempt>> {
-        self.attempts.get(id.as_bytes())
+        match self.behind.attempt(id) {
+            Some(attempt) => Ok(Some(attempt)),
+            None => self.attempts.get(id.as_bytes()),
+        }
+    }
+
+    /// Applies every waiting ingestion row to sled: call it before reading
+    /// the `attempts`, `observations` or `mastery` trees directly.
+    pub(crate) fn settle(&self) -> Result<()> {
+        self.checkpoints.settle()
     }
 
     /// Every stored observation of one (learner, skill), in time order.
     pub fn observations(&self, learner: &str, skill: &str) -> Result<Vec<(Position, Observation)>> {
         let prefix = keys::prefix(&[learner, skill]);
-        self.observations
-            .scan(&prefix)?
-            .into_iter()
+        let waiting = self.behind.observations_under(&prefix);
+        let mut rows: BTreeMap<Vec<u8>, StoredObservation> =
+            self.observations.scan(&prefix)?.into_iter().collect();
+        rows.extend(waiting);
+        rows.into_iter()
             .map(|(key, stored)| {
                 let rest = &key[prefix.len()..];
                 if rest.len() < 8 {
@@ -431,16 +482,22 @@ impl Store {
 
     /// The stored mastery of one (learner, skill).
     pub fn mastery(&self, learner: &str, skill: &str) -> Result<Option<MasteryState>> {
-        self.mastery.get(&keys::compose(&[learner, skill]))
+        let key = keys::compose(&[learner, skill]);
+        match self.behind.mastery(&key) {
+            Some(state) => Ok(Some(state)),
+            None => self.mastery.get(&key),
+        }
     }
 
     /// Whether any attempt is stored.
     pub fn has_attempts(&self) -> Result<bool> {
+        self.settle()?;
         Ok(!self.attempts.tree.is_empty())
     }
 
     /// Every stored attempt, in attempt id order (the training data of a fit).
     pub fn all_attempts(&self) -> Result<Vec<Attempt>> {
+        self.settle()?;
         Ok(self
             .attempts
             .scan(b"")?
@@ -451,6 +508,7 @@ impl Store {
 
     /// Every (learner, skill) that has a mastery state.
     pub fn mastery_keys(&self) -> Result<Vec<(String, String)>> {
+        self.settle()?;
         self.mastery
             .tree
             .iter()
@@ -471,6 +529,8 @@ impl Store {
     /// Replaces mastery states (a recomputation with new parameters).
     pub fn put_mastery(&self, rows: &[(String, String, MasteryState)]) -> Result<()> {
         let _gate = self.write_gate();
+        // Waiting rows first, so that none of them shadows a new state.
+        self.settle()?;
         let mut batch = sled::Batch::default();
         for (learner, skill, state) in rows {
             batch.insert(keys::compose(&[learner, skill]), codec::encode(state));
@@ -500,32 +560,38 @@ impl Store {
 
     /// Every stored mastery state of a learner, by skill id.
     pub fn learner_mastery(&self, learner: &str) -> Result<BTreeMap<String, MasteryState>> {
-        self.mastery
-            .scan(&keys::prefix(&[learner]))?
+        let prefix = keys::prefix(&[learner]);
+        let waiting = self.behind.mastery_under(&prefix);
+        let mut rows: BTreeMap<Vec<u8>, MasteryState> =
+            self.mastery.scan(&prefix)?.into_iter().collect();
+        rows.extend(waiting);
+        Ok(rows
             .into_iter()
             .map(|(key, state)| {
                 let skill = String::from_utf8_lossy(keys::last_part(&key)).into_owned();
-                Ok((skill, state))
+                (skill, state)
             })
-            .collect()
+            .collect())
     }
 
     /// Stores new attempts, their index entries and the mastery states they
-    /// produced, in one transaction. Call [`Store::durable`] before replying.
+    /// produced (in memory at once, in sled within [`APPLY_EVERY`], see
+    /// `write_behind.rs`) and writes `logged` to the write-ahead log.
+    /// Returns the log ticket to wait for ([`Store::logged`]) before
+    /// replying; `None` when nothing needed logging.
     pub fn commit_attempts(
         &self,
         attempts: &[Attempt],
         mastery: &[(String, String, MasteryState)],
-    ) -> Result<()> {
+        logged: Option<&WalRecord>,
+    ) -> Result<Option<u64>> {
         let _gate = self.write_gate();
-        let mut attempt_rows = Vec::with_capacity(attempts.len());
         let mut observation_rows = Vec::new();
         for attempt in attempts {
-            attempt_rows.push((attempt.attempt_id.as_bytes(), codec::encode(attempt)));
-            let stored = codec::encode(&StoredObservation {
+            let stored = StoredObservation {
                 correct: attempt.correct,
                 score: attempt.score,
-            });
+            };
             for skill in &attempt.skill_ids {
                 let key = keys::observation(
                     &attempt.learner_id,
@@ -533,34 +599,27 @@ impl Store {
                     attempt.occurred_at,
                     &attempt.attempt_id,
                 );
-                observation_rows.push((key, stored.clone()));
+                observation_rows.push((key, stored));
             }
         }
-        let mastery_rows: Vec<(Vec<u8>, Vec<u8>)> = mastery
+        let mastery_rows = mastery
             .iter()
-            .map(|(learner, skill, state)| (keys::compose(&[learner, skill]), codec::encode(state)))
+            .map(|(learner, skill, state)| (keys::compose(&[learner, skill]), state.clone()))
             .collect();
-        (
-            &self.attempts.tree,
-            &self.observations.tree,
-            &self.mastery.tree,
-        )
-            .transaction(|(attempt_tree, observation_tree, mastery_tree)| {
-                for (key, value) in &attempt_rows {
-                    attempt_tree.insert(*key, value.as_slice())?;
-                }
-                for (key, value) in &observation_rows {
-                    observation_tree.insert(key.as_slice(), value.as_slice())?;
-                }
-                for (key, value) in &mastery_rows {
-                    mastery_tree.insert(key.as_slice(), value.as_slice())?;
-                }
-                Ok(())
-            })
-            .map_err(transaction_error)?;
+        let ticket = self
+            .behind
+            .put_logged(attempts, observation_rows, mastery_rows, || match logged {
+                Some(record) => self.checkpoints.wal.write(record),
+                None => Ok(None),
+            })?;
         self.mastery_cache
             .evict(mastery.iter().map(|(learner, _, _)| learner.as_str()));
-        Ok(())
+        Ok(ticket)
+    }
+
+    /// Waits until the log record of `ticket` is on disk.
+    pub async fn logged(&self, ticket: u64) -> Result<()> {
+        self.checkpoints.wal.wait(ticket).await
     }
 
     /// Forgets the cached mastery of `learners` after another file of this

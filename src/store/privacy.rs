@@ -97,6 +97,7 @@ impl Store {
     /// Every entry of every tree as raw bytes (audits and tests: "does any
     /// byte mention this id"). Reads the whole store.
     pub fn raw_entries(&self) -> Result<Vec<RawEntry>> {
+        self.settle()?;
         let mut out = Vec::new();
         let mut names = self.db.tree_names();
         names.sort();
@@ -116,6 +117,7 @@ impl Store {
 
     /// Every record about `learner`; `None` if the learner is unknown.
     pub fn learner_records(&self, learner: &str) -> Result<Option<LearnerRecords>> {
+        self.settle()?;
         let Some(record) = self.learner(learner)? else {
             return Ok(None);
         };
@@ -173,6 +175,7 @@ impl Store {
     /// to make the erasure durable and trim the write-ahead log.
     pub fn erase_learner(&self, learner: &str) -> Result<Option<Erased>> {
         let _gate = self.write_gate();
+        self.settle()?;
         if !self.has_learner(learner)? {
             return Ok(None);
         }

@@ -13,9 +13,11 @@
 //! Files: `wal/wal-<seq>.log`, 16 hex digits. Record: length (u32 LE), CRC32
 //! of the payload (u32 LE), payload (`codec` encoding of [`WalRecord`]).
 //! Rotation starts a new segment; once sled is flushed, older segments are
-//! deleted. Invariant: a batch is applied to sled *before* it is appended
-//! here, so a segment closed by a rotation only holds batches the following
-//! sled flush covers.
+//! deleted. Invariant: a segment closed by a rotation only holds batches the
+//! following sled flush covers: module activity is applied to sled before
+//! it is appended here, and attempts are appended and added to the
+//! write-behind rows under one lock that the checkpoint takes, after the
+//! rotation, to apply those rows (see `write_behind.rs`).
 //!
 //! Erasure (GDPR): once a learner is erased, [`Wal::forget_learner`] makes
 //! every later append drop that learner's entries (a batch applied just
@@ -52,6 +54,8 @@ pub enum WalRecord {
 struct Segment {
     seq: u64,
     file: File,
+    /// Bytes written to `file`: where a failed append cuts it back to.
+    len: u64,
 }
 
 struct Shared {
@@ -90,6 +94,7 @@ impl Wal {
             segment: Mutex::new(Segment {
                 seq: next,
                 file: create_segment(dir, next)?,
+                len: 0,
             }),
             appended: AtomicU64::new(0),
             closed: Mutex::new(false),
@@ -114,6 +119,16 @@ impl Wal {
 
     /// Appends a record and waits until it is on disk.
     pub async fn append(&self, record: &WalRecord) -> Result<()> {
+        match self.write(record)? {
+            Some(ticket) => self.wait(ticket).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Writes a record to the current segment and returns its ticket for
+    /// [`Wal::wait`]; `None` when nothing is left to log (only erased
+    /// learners). Does not wait for the disk.
+    pub fn write(&self, record: &WalRecord) -> Result<Option<u64>> {
         if let Err(reason) = &*self.synced.borrow() {
             // A failed sync poisons the log for good: after an fsync error
             // the kernel may have dropped dirty pages, and no later success
@@ -125,17 +140,13 @@ impl Wal {
         let ticket = loop {
             let erasures = self.shared.erasures.load(Ordering::SeqCst);
             let Some(frame) = self.frame(record, erasures) else {
-                return Ok(()); // only erased learners: nothing to keep
+                return Ok(None); // only erased learners: nothing to keep
             };
             let mut segment = self.shared.segment.lock().expect("wal lock");
             if self.shared.erasures.load(Ordering::SeqCst) != erasures {
                 continue; // an erasure came in between: filter again
             }
-            let before = segment
-                .file
-                .metadata()
-                .map_err(|e| Error::Storage(format!("wal append failed: {e}")))?
-                .len();
+            let before = segment.len;
             if let Err(err) = segment.file.write_all(&frame) {
                 // Cut the partial record off, so that later records do not
                 // sit behind a damaged one.
@@ -144,6 +155,7 @@ impl Wal {
                 }
                 return Err(Error::Storage(format!("wal append failed: {err}")));
             }
+            segment.len += frame.len() as u64;
             // Taken under the lock: the ticket's record is in the file that
             // is current now, or in one a rotation synced before closing.
             break self.shared.appended.fetch_add(1, Ordering::SeqCst) + 1;
@@ -152,6 +164,11 @@ impl Wal {
             let _guard = self.shared.closed.lock().expect("wal lock");
             self.shared.wake.notify_one();
         }
+        Ok(Some(ticket))
+    }
+
+    /// Waits until the record of `ticket` (and every earlier one) is on disk.
+    pub async fn wait(&self, ticket: u64) -> Result<()> {
         let mut rx = self.synced.clone();
         let state = rx
             .wait_for(|s| s.as_ref().map_or(true, |done| *done >= ticket))
@@ -161,6 +178,17 @@ impl Wal {
             Ok(_) => Ok(()),
             Err(reason) => Err(Error::Storage(format!("wal sync failed: {reason}"))),
         }
+    }
+
+    /// Makes every record written so far durable, from the calling thread
+    /// (earlier segments were synced when they were closed).
+    pub fn sync(&self) -> Result<()> {
+        let file = {
+            let segment = self.shared.segment.lock().expect("wal lock");
+            segment.file.try_clone()
+        };
+        file.and_then(|f| f.sync_data())
+            .map_err(|e| Error::Storage(format!("wal sync failed: {e}")))
     }
 
     /// The framed record, without the entries of erased learners; `None`
@@ -243,6 +271,7 @@ impl Wal {
         let next = segment.seq + 1;
         segment.file = create_segment(&self.dir, next)?;
         segment.seq = next;
+        segment.len = 0;
         Ok(next)
     }
 

@@ -206,6 +206,7 @@ impl Store {
         at: Micros,
     ) -> Result<()> {
         let _gate = self.write_gate();
+        self.settle()?;
         let tombstones: Vec<Vec<u8>> = ids.iter().map(|id| Retracted::Attempt.key(id)).collect();
         let stamp = codec::encode(&at);
         let mut observation_keys = Vec::new();
@@ -269,6 +270,7 @@ impl Store {
         at: Micros,
     ) -> Result<()> {
         let _gate = self.write_gate();
+        self.settle()?;
         let tombstones: Vec<Vec<u8>> = ids.iter().map(|id| Retracted::Activity.key(id)).collect();
         let stamp = codec::encode(&at);
         let rows: Vec<(Vec<u8>, Vec<u8>)> = events

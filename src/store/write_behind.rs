@@ -1,0 +1,224 @@
+//! Write-behind for ingestion: new attempts, their observation index entries
+//! and the mastery they produce wait in memory and reach sled in batches.
+//!
+//! Why: sled 0.34 rolls its IO buffer to disk (a `pwrite` and a waiting
+//! `sync_file_range`) on every transaction and batch, and a transaction
+//! locks every tree of the database while it runs. One transaction per
+//! `RecordAttempts` call therefore cost an IO per call and serialized all
+//! readers. Durability does not need sled at all on the hot path: the
+//! write-ahead log ([`super::wal`]) already holds every acknowledged batch,
+//! and the checkpoint that trims the log first applies what waits here.
+//!
+//! Rows live in two generations: `current` takes new writes, `applying` is
+//! the generation being written to sled. Readers look in `current`, then
+//! `applying`, then sled, in that order: a row leaves `applying` only
+//! after sled has it, so a reader never misses a row in between. Paths
+//! that read sled directly (retraction, erasure, export, snapshots, model
+//! fitting) call [`WriteBehind::settle`] first.
+//!
+//! Rows reach sled by plain inserts, not transactions (which lock the
+//! whole database and cost an IO each), so a crash may leave sled with part
+//! of a generation. That is safe because only logged rows reach sled: a
+//! writer writes its log record and adds its rows under the shared side of
+//! `order`, the applier takes the generation under the exclusive side and
+//! syncs the log before writing to sled. The log replay at start then puts
+//! every logged row again and rebuilds the mastery it touched from the
+//! observations (`Engine::apply_attempts` in replay mode), which repairs a
+//! partial write.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::{StoredObservation, codec};
+use crate::domain::mastery::{Attempt, MasteryState};
+use crate::error::Result;
+
+/// Rows waiting for sled, keyed as in sled (see `keys.rs`).
+#[derive(Default)]
+struct Rows {
+    attempts: HashMap<String, Attempt>,
+    observations: BTreeMap<Vec<u8>, StoredObservation>,
+    mastery: BTreeMap<Vec<u8>, MasteryState>,
+}
+
+impl Rows {
+    fn is_empty(&self) -> bool {
+        self.attempts.is_empty() && self.observations.is_empty() && self.mastery.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct Generations {
+    current: Rows,
+    applying: Arc<Rows>,
+}
+
+/// The rows of the `attempts`, `observations` and `mastery` trees not yet
+/// in sled, and the sled trees they go to.
+pub(crate) struct WriteBehind {
+    rows: RwLock<Generations>,
+    /// Shared by a writer from adding its rows to logging them; exclusive
+    /// when a generation is taken, so every row taken is logged.
+    order: RwLock<()>,
+    /// Serializes appliers (checkpoints, settles).
+    apply: Mutex<()>,
+    attempts: sled::Tree,
+    observations: sled::Tree,
+    mastery: sled::Tree,
+}
+
+impl WriteBehind {
+    /// Write-behind over the three ingestion trees.
+    pub(crate) fn new(attempts: sled::Tree, observations: sled::Tree, mastery: sled::Tree) -> Self {
+        Self {
+            rows: RwLock::new(Generations::default()),
+            order: RwLock::new(()),
+            apply: Mutex::new(()),
+            attempts,
+            observations,
+            mastery,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Generations> {
+        self.rows.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Generations> {
+        self.rows.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `log` (which writes the rows' log record), then adds the rows,
+    /// before any applier can take them; if `log` fails nothing is added.
+    /// Readers see the rows at once, sled at the next apply.
+    pub(crate) fn put_logged<R>(
+        &self,
+        attempts: &[Attempt],
+        observations: Vec<(Vec<u8>, StoredObservation)>,
+        mastery: Vec<(Vec<u8>, MasteryState)>,
+        log: impl FnOnce() -> Result<R>,
+    ) -> Result<R> {
+        let _order = self.order.read().unwrap_or_else(|p| p.into_inner());
+        let logged = log()?;
+        self.put(attempts, observations, mastery);
+        Ok(logged)
+    }
+
+    fn put(
+        &self,
+        attempts: &[Attempt],
+        observations: Vec<(Vec<u8>, StoredObservation)>,
+        mastery: Vec<(Vec<u8>, MasteryState)>,
+    ) {
+        let mut rows = self.write();
+        let current = &mut rows.current;
+        for attempt in attempts {
+            current
+                .attempts
+                .insert(attempt.attempt_id.clone(), attempt.clone());
+        }
+        current.observations.extend(observations);
+        current.mastery.extend(mastery);
+    }
+
+    /// A waiting attempt; `None` means "ask sled".
+    pub(crate) fn attempt(&self, id: &str) -> Option<Attempt> {
+        let rows = self.read();
+        rows.current
+            .attempts
+            .get(id)
+            .or_else(|| rows.applying.attempts.get(id))
+            .cloned()
+    }
+
+    /// A waiting mastery state; `None` means "ask sled".
+    pub(crate) fn mastery(&self, key: &[u8]) -> Option<MasteryState> {
+        let rows = self.read();
+        rows.current
+            .mastery
+            .get(key)
+            .or_else(|| rows.applying.mastery.get(key))
+            .cloned()
+    }
+
+    /// Waiting observations under `prefix`. Read these *before* sled: a row
+    /// that leaves memory meanwhile is in sled by then.
+    pub(crate) fn observations_under(&self, prefix: &[u8]) -> Vec<(Vec<u8>, StoredObservation)> {
+        let rows = self.read();
+        let mut out: BTreeMap<Vec<u8>, StoredObservation> =
+            under(&rows.applying.observations, prefix);
+        out.extend(under(&rows.current.observations, prefix));
+        out.into_iter().collect()
+    }
+
+    /// Waiting mastery states under `prefix`; read before sled, as above.
+    pub(crate) fn mastery_under(&self, prefix: &[u8]) -> Vec<(Vec<u8>, MasteryState)> {
+        let rows = self.read();
+        let mut out = under(&rows.applying.mastery, prefix);
+        out.extend(under(&rows.current.mastery, prefix));
+        out.into_iter().collect()
+    }
+
+    /// Writes every waiting row to sled and returns once sled has them (in
+    /// its memory; a sled flush makes them durable). `sync_log` is called
+    /// between taking the rows and writing them: it must make every log
+    /// record written so far durable.
+    pub(crate) fn settle(&self, sync_log: impl FnOnce() -> Result<()>) -> Result<()> {
+        let _apply = self.apply.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = {
+            let _order = self.order.write().unwrap_or_else(|p| p.into_inner());
+            let mut rows = self.write();
+            if rows.current.is_empty() {
+                return Ok(());
+            }
+            let taken = Arc::new(std::mem::take(&mut rows.current));
+            rows.applying = taken.clone();
+            taken
+        };
+        let outcome = sync_log().and_then(|()| self.write_to_sled(&generation));
+        if outcome.is_ok() {
+            self.write().applying = Arc::default();
+        } else {
+            // Keep the rows readable and retry them with the next apply:
+            // merge them back under anything newer.
+            let mut rows = self.write();
+            let failed = std::mem::take(&mut rows.applying);
+            let newer = std::mem::take(&mut rows.current);
+            let mut merged = Arc::try_unwrap(failed).unwrap_or_else(|shared| Rows {
+                attempts: shared.attempts.clone(),
+                observations: shared.observations.clone(),
+                mastery: shared.mastery.clone(),
+            });
+            merged.attempts.extend(newer.attempts);
+            merged.observations.extend(newer.observations);
+            merged.mastery.extend(newer.mastery);
+            rows.current = merged;
+        }
+        outcome
+    }
+
+    /// Plain inserts: observations and mastery first, attempts last (an
+    /// attempt row is what marks a resend as a duplicate).
+    fn write_to_sled(&self, rows: &Rows) -> Result<()> {
+        for (key, value) in &rows.observations {
+            self.observations
+                .insert(key.as_slice(), codec::encode(value))?;
+        }
+        for (key, value) in &rows.mastery {
+            self.mastery.insert(key.as_slice(), codec::encode(value))?;
+        }
+        for (id, attempt) in &rows.attempts {
+            self.attempts
+                .insert(id.as_bytes(), codec::encode(attempt))?;
+        }
+        Ok(())
+    }
+}
+
+/// The entries of `map` whose key starts with `prefix`.
+fn under<V: Clone>(map: &BTreeMap<Vec<u8>, V>, prefix: &[u8]) -> BTreeMap<Vec<u8>, V> {
+    map.range(prefix.to_vec()..)
+        .take_while(|(key, _)| key.starts_with(prefix))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
