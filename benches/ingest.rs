@@ -96,10 +96,10 @@ async fn main() {
         health.ms(0.99)
     );
     for batch in [1usize, 100] {
-        let channels = channels.clone();
+        let callers = channels.clone();
         let figures = closed_loop(clients, seconds, move |c, i| {
             let mut client = pb::mastery_service_client::MasteryServiceClient::new(
-                channels[c % channels.len()].clone(),
+                callers[c % callers.len()].clone(),
             );
             let request = pb::RecordAttemptsRequest {
                 attempts: attempts(&format!("b{batch}"), c, i, batch),
@@ -121,10 +121,22 @@ async fn main() {
             figures.ms(0.99)
         );
         if batch == 1 {
+            // The health rate drifts between runs on a shared 2-core
+            // machine: measure it again right after, compare with the
+            // higher of the two.
+            let after = health_baseline(&channels, clients, seconds).await;
             println!(
-                "{:<28} {:>11.0}% of the health-check rate (target >= 60%)",
+                "{:<28} {:>12.0} {:>14} {:>10.2} {:>10.2}",
+                "health check (again)",
+                after.rate(),
+                "-",
+                after.ms(0.5),
+                after.ms(0.99)
+            );
+            println!(
+                "{:<28} {:>11.0}% of the higher health-check rate (target >= 60%)",
                 "",
-                100.0 * figures.rate() / health.rate()
+                100.0 * figures.rate() / health.rate().max(after.rate())
             );
         }
     }

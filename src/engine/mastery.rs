@@ -416,9 +416,9 @@ mod tests {
     }
 
     /// Rows reach sled after the reply, by plain inserts: a crash may leave
-    /// sled with part of a logged batch (here the attempt row without its
-    /// observation and mastery, which made the old replay see a duplicate
-    /// and skip it). The replay must restore the whole batch.
+    /// sled with part of a logged batch (here the attempt row of `a2`
+    /// without its observation and mastery, which made the old replay see
+    /// a duplicate and skip it). The replay must restore the whole batch.
     #[tokio::test]
     async fn the_log_replay_repairs_a_partly_applied_batch() {
         let dir = tempfile::tempdir().unwrap();
@@ -446,17 +446,19 @@ mod tests {
                 })
                 .await
                 .unwrap();
-            engine.record_attempts(batch.clone()).await.unwrap();
-            // The applier got as far as one attempt row, then the process
-            // died: the rows still waiting in memory are lost.
-            let attempts = engine.store.table::<Attempt>("attempts").unwrap();
+        }
+        {
+            // The state a crash in the middle of applying leaves: the batch
+            // logged, one attempt row in sled, nothing else.
+            let store = Store::open(dir.path()).unwrap();
+            let attempts = store.table::<Attempt>("attempts").unwrap();
             attempts.put(b"a2", &batch[1]).unwrap();
-            engine
-                .store
-                .table::<Attempt>("attempts")
-                .unwrap()
-                .tree
-                .flush()
+            attempts.tree.flush().unwrap();
+        }
+        {
+            let (wal, _) = crate::store::wal::Wal::open(&dir.path().join("wal")).unwrap();
+            wal.append(&WalRecord::Attempts(batch.clone()))
+                .await
                 .unwrap();
         }
         let engine = engine(dir.path());

@@ -8,9 +8,10 @@
 //! snapshot holds it exclusive while it copies every tree to a local file.
 //! Writes pause for that copy only (it runs at disk speed, see
 //! `BENCHMARKS.md`), never for the slower streaming of the file to the
-//! client. Ingestion applies a batch to sled before logging it, so sled
-//! alone holds everything acknowledged: the write-ahead log is not needed
-//! in a snapshot.
+//! client. Under the gate, the snapshot first applies the ingestion rows
+//! still waiting in memory (`write_behind.rs`), so sled alone then holds
+//! everything acknowledged: the write-ahead log is not needed in a
+//! snapshot.
 //!
 //! File format, version [`SNAPSHOT_VERSION`]:
 //!

@@ -6,8 +6,10 @@
 //! and waits for an `fdatasync` (a fraction of a millisecond, shared by all
 //! concurrent writers: group commit), while sled is flushed in the
 //! background every second (a checkpoint). At start, the records of the log
-//! are replayed through the normal ingestion path, which is idempotent per
-//! attempt and event id, so replaying a record sled already has changes
+//! are replayed through the normal ingestion path: module events are
+//! idempotent per event id, attempts are written again and the mastery they
+//! touch rebuilt (sled may hold part of a logged batch, see
+//! `write_behind.rs`), so replaying a record sled already has changes
 //! nothing.
 //!
 //! Files: `wal/wal-<seq>.log`, 16 hex digits. Record: length (u32 LE), CRC32
@@ -35,7 +37,7 @@ use std::sync::{
 };
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 
 use super::codec;
 use crate::domain::activity::Activity;
@@ -69,13 +71,59 @@ struct Shared {
     /// Bumped by every erasure; an append encoded under an older value is
     /// filtered again before it is written.
     erasures: AtomicU64,
+    /// What is synced, and who waits for what.
+    waiters: Mutex<Waiters>,
+}
+
+/// The synced ticket and the callers waiting for later ones. Each sync
+/// wakes only the callers it covers: with a broadcast, every sync woke
+/// every waiting call, most of them to wait again.
+#[derive(Default)]
+struct Waiters {
+    /// Highest ticket on disk.
+    done: u64,
+    /// Set by a failed sync, for good (see [`Wal::write`]).
+    failed: Option<String>,
+    waiting: Vec<(u64, oneshot::Sender<Result<(), String>>)>,
+}
+
+impl Shared {
+    fn waiters(&self) -> std::sync::MutexGuard<'_, Waiters> {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the outcome of a sync up to `target` and wakes the callers
+    /// it settles; an error settles everyone.
+    fn synced(&self, outcome: Result<u64, String>) {
+        let (settled, result) = {
+            let mut w = self.waiters();
+            let waiting = std::mem::take(&mut w.waiting);
+            // A sync that succeeds after another failed proves nothing
+            // (the failed one may have dropped pages): stay failed.
+            match (w.failed.clone(), outcome) {
+                (None, Ok(target)) => {
+                    w.done = target;
+                    let (settled, left): (Vec<_>, Vec<_>) =
+                        waiting.into_iter().partition(|(t, _)| *t <= target);
+                    w.waiting = left;
+                    (settled, Ok(()))
+                }
+                (Some(reason), _) | (None, Err(reason)) => {
+                    w.failed = Some(reason.clone());
+                    (waiting, Err(reason))
+                }
+            }
+        };
+        for (_, tx) in settled {
+            let _ = tx.send(result.clone());
+        }
+    }
 }
 
 /// The log: append, wait for durability, rotate.
 pub struct Wal {
     dir: PathBuf,
     shared: Arc<Shared>,
-    synced: watch::Receiver<Result<u64, String>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -101,17 +149,16 @@ impl Wal {
             wake: Condvar::new(),
             erased: RwLock::new(HashSet::new()),
             erasures: AtomicU64::new(0),
+            waiters: Mutex::new(Waiters::default()),
         });
-        let (tx, rx) = watch::channel(Ok(0));
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("spoc-wal-sync".into())
-            .spawn(move || sync_loop(thread_shared, tx))
+            .spawn(move || sync_loop(thread_shared))
             .map_err(|e| Error::Storage(format!("cannot start wal thread: {e}")))?;
         let wal = Self {
             dir: dir.to_path_buf(),
             shared,
-            synced: rx,
             thread: Some(thread),
         };
         Ok((wal, backlog))
@@ -129,7 +176,7 @@ impl Wal {
     /// [`Wal::wait`]; `None` when nothing is left to log (only erased
     /// learners). Does not wait for the disk.
     pub fn write(&self, record: &WalRecord) -> Result<Option<u64>> {
-        if let Err(reason) = &*self.synced.borrow() {
+        if let Some(reason) = &self.shared.waiters().failed {
             // A failed sync poisons the log for good: after an fsync error
             // the kernel may have dropped dirty pages, and no later success
             // proves them written (the PostgreSQL "fsyncgate" lesson).
@@ -151,7 +198,10 @@ impl Wal {
                 // Cut the partial record off, so that later records do not
                 // sit behind a damaged one.
                 if let Err(cut) = segment.file.set_len(before) {
+                    // Later records would sit behind the damage: stop.
                     tracing::error!(error = %cut, "could not cut a partial wal record");
+                    self.shared
+                        .synced(Err(format!("could not cut a partial record: {cut}")));
                 }
                 return Err(Error::Storage(format!("wal append failed: {err}")));
             }
@@ -169,14 +219,22 @@ impl Wal {
 
     /// Waits until the record of `ticket` (and every earlier one) is on disk.
     pub async fn wait(&self, ticket: u64) -> Result<()> {
-        let mut rx = self.synced.clone();
-        let state = rx
-            .wait_for(|s| s.as_ref().map_or(true, |done| *done >= ticket))
-            .await
-            .map_err(|_| Error::Unavailable("store is shutting down".into()))?;
-        match &*state {
-            Ok(_) => Ok(()),
-            Err(reason) => Err(Error::Storage(format!("wal sync failed: {reason}"))),
+        let rx = {
+            let mut w = self.shared.waiters();
+            if let Some(reason) = &w.failed {
+                return Err(Error::Storage(format!("wal sync failed: {reason}")));
+            }
+            if w.done >= ticket {
+                return Ok(());
+            }
+            let (tx, rx) = oneshot::channel();
+            w.waiting.push((ticket, tx));
+            rx
+        };
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(Error::Storage(format!("wal sync failed: {reason}"))),
+            Err(_) => Err(Error::Unavailable("store is shutting down".into())),
         }
     }
 
@@ -187,8 +245,11 @@ impl Wal {
             let segment = self.shared.segment.lock().expect("wal lock");
             segment.file.try_clone()
         };
-        file.and_then(|f| f.sync_data())
-            .map_err(|e| Error::Storage(format!("wal sync failed: {e}")))
+        file.and_then(|f| f.sync_data()).map_err(|e| {
+            // Poisons the log, as a failed sync of the sync thread does.
+            self.shared.synced(Err(e.to_string()));
+            Error::Storage(format!("wal sync failed: {e}"))
+        })
     }
 
     /// The framed record, without the entries of erased learners; `None`
@@ -264,10 +325,10 @@ impl Wal {
     /// sled has been flushed.
     pub fn rotate(&self) -> Result<u64> {
         let mut segment = self.shared.segment.lock().expect("wal lock");
-        segment
-            .file
-            .sync_data()
-            .map_err(|e| Error::Storage(format!("wal sync failed: {e}")))?;
+        segment.file.sync_data().map_err(|e| {
+            self.shared.synced(Err(e.to_string()));
+            Error::Storage(format!("wal sync failed: {e}"))
+        })?;
         let next = segment.seq + 1;
         segment.file = create_segment(&self.dir, next)?;
         segment.seq = next;
@@ -301,7 +362,7 @@ impl Drop for Wal {
     }
 }
 
-fn sync_loop(shared: Arc<Shared>, tx: watch::Sender<Result<u64, String>>) {
+fn sync_loop(shared: Arc<Shared>) {
     let mut done = 0;
     loop {
         {
@@ -310,6 +371,8 @@ fn sync_loop(shared: Arc<Shared>, tx: watch::Sender<Result<u64, String>>) {
                 closed = shared.wake.wait(closed).expect("wal lock");
             }
             if *closed && shared.appended.load(Ordering::SeqCst) <= done {
+                // Anyone still waiting hears that the log is gone.
+                shared.waiters().waiting.clear();
                 return;
             }
         }
@@ -325,12 +388,12 @@ fn sync_loop(shared: Arc<Shared>, tx: watch::Sender<Result<u64, String>>) {
         match file.and_then(|f| f.sync_data()) {
             Ok(()) => {
                 done = target;
-                let _ = tx.send(Ok(done));
+                shared.synced(Ok(done));
             }
             Err(err) => {
                 // Sticky: every waiter, now and later, gets the error.
                 tracing::error!(error = %err, "wal sync failed; ingestion stops until restart");
-                let _ = tx.send(Err(err.to_string()));
+                shared.synced(Err(err.to_string()));
                 return;
             }
         }
@@ -532,6 +595,22 @@ mod tests {
                 WalRecord::Attempts(vec![attempt("again")])
             ]
         );
+    }
+
+    /// After a failed sync, a later successful one acknowledges nothing:
+    /// the failure may have dropped pages that no later sync rewrites.
+    #[tokio::test]
+    async fn a_failed_sync_poisons_the_log_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path()).unwrap();
+        let ticket = wal
+            .write(&WalRecord::Attempts(vec![attempt("a")]))
+            .unwrap()
+            .unwrap();
+        wal.shared.synced(Err("disk said no".into()));
+        wal.shared.synced(Ok(ticket));
+        assert!(matches!(wal.wait(ticket).await, Err(Error::Storage(_))));
+        assert!(wal.write(&WalRecord::Attempts(vec![attempt("b")])).is_err());
     }
 
     #[test]

@@ -31,7 +31,12 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::{StoredObservation, codec};
 use crate::domain::mastery::{Attempt, MasteryState};
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// Rows that may wait at most. Normally a generation holds 100 ms of
+/// ingestion (a few thousand rows); this many means sled writes keep
+/// failing, and new batches are refused rather than held in memory.
+const MAX_WAITING_ROWS: usize = 1_000_000;
 
 /// Rows waiting for sled, keyed as in sled (see `keys.rs`).
 #[derive(Default)]
@@ -42,8 +47,12 @@ struct Rows {
 }
 
 impl Rows {
+    fn len(&self) -> usize {
+        self.attempts.len() + self.observations.len() + self.mastery.len()
+    }
+
     fn is_empty(&self) -> bool {
-        self.attempts.is_empty() && self.observations.is_empty() && self.mastery.is_empty()
+        self.len() == 0
     }
 }
 
@@ -99,6 +108,12 @@ impl WriteBehind {
         log: impl FnOnce() -> Result<R>,
     ) -> Result<R> {
         let _order = self.order.read().unwrap_or_else(|p| p.into_inner());
+        if self.read().current.len() > MAX_WAITING_ROWS {
+            return Err(Error::Unavailable(
+                "ingested attempts are not reaching the store (see the server log); retry later"
+                    .into(),
+            ));
+        }
         let logged = log()?;
         self.put(attempts, observations, mastery);
         Ok(logged)
@@ -181,6 +196,7 @@ impl WriteBehind {
         } else {
             // Keep the rows readable and retry them with the next apply:
             // merge them back under anything newer.
+            drop(generation);
             let mut rows = self.write();
             let failed = std::mem::take(&mut rows.applying);
             let newer = std::mem::take(&mut rows.current);

@@ -270,7 +270,6 @@ impl Store {
         at: Micros,
     ) -> Result<()> {
         let _gate = self.write_gate();
-        self.settle()?;
         let tombstones: Vec<Vec<u8>> = ids.iter().map(|id| Retracted::Activity.key(id)).collect();
         let stamp = codec::encode(&at);
         let rows: Vec<(Vec<u8>, Vec<u8>)> = events
