@@ -385,22 +385,8 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::catalog::Skill;
-    use crate::domain::learner::Learner;
-    use crate::engine::EngineConfig;
-    use crate::engine::params::ParamSet;
+    use crate::engine::testing::{engine, skill_s_and_learner_l};
     use crate::store::Store;
-
-    fn engine(dir: &std::path::Path) -> Engine {
-        Engine::new(
-            Store::open(dir).unwrap(),
-            EngineConfig {
-                mastery_threshold: 0.95,
-                params: ParamSet::load(None).unwrap(),
-            },
-        )
-        .unwrap()
-    }
 
     fn attempt(id: &str, at: i64, correct: bool) -> Attempt {
         Attempt {
@@ -425,27 +411,7 @@ mod tests {
         let batch = vec![attempt("a1", 1, false), attempt("a2", 2, true)];
         {
             let engine = engine(dir.path());
-            engine
-                .import_catalog(
-                    vec![Skill {
-                        id: "s".into(),
-                        name: "S".into(),
-                        prerequisite_ids: vec![],
-                    }],
-                    vec![],
-                )
-                .await
-                .unwrap();
-            engine
-                .upsert_learner(Learner {
-                    id: "l".into(),
-                    company_id: "c".into(),
-                    language: String::new(),
-                    time_zone: String::new(),
-                    display_name: String::new(),
-                })
-                .await
-                .unwrap();
+            skill_s_and_learner_l(&engine, vec![]).await;
         }
         {
             // The state a crash in the middle of applying leaves: the batch

@@ -20,6 +20,8 @@ pub mod remediation;
 pub mod reports;
 pub mod risk_history;
 pub mod seen;
+#[cfg(test)]
+mod testing;
 pub mod xapi;
 
 use std::collections::{BTreeMap, HashMap};

@@ -555,21 +555,8 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::domain::activity::ActivityKind;
-    use crate::domain::catalog::{Format, Module, Skill};
-    use crate::engine::EngineConfig;
-    use crate::engine::params::ParamSet;
-    use crate::store::Store;
-
-    fn engine(dir: &std::path::Path) -> Engine {
-        Engine::new(
-            Store::open(dir).unwrap(),
-            EngineConfig {
-                mastery_threshold: 0.95,
-                params: ParamSet::load(None).unwrap(),
-            },
-        )
-        .unwrap()
-    }
+    use crate::domain::catalog::{Format, Module};
+    use crate::engine::testing::{engine, skill_s_and_learner_l};
 
     /// A crash may keep an attempt (write-ahead log) but lose its statement
     /// record (flushed with the next checkpoint): a voiding that then finds
@@ -578,27 +565,7 @@ mod tests {
     async fn a_voiding_without_the_target_record_still_retracts_its_attempt() {
         let temp = tempfile::tempdir().unwrap();
         let engine = engine(temp.path());
-        engine
-            .import_catalog(
-                vec![Skill {
-                    id: "s".into(),
-                    name: "S".into(),
-                    prerequisite_ids: vec![],
-                }],
-                vec![],
-            )
-            .await
-            .unwrap();
-        engine
-            .upsert_learner(Learner {
-                id: "l".into(),
-                company_id: "c".into(),
-                language: String::new(),
-                time_zone: String::new(),
-                display_name: String::new(),
-            })
-            .await
-            .unwrap();
+        skill_s_and_learner_l(&engine, vec![]).await;
         let target = "2f6e8a8e-3c1b-4f5e-9a51-7f0d2b9c4e11";
         engine
             .record_attempts(vec![Attempt {
@@ -637,34 +604,18 @@ mod tests {
     async fn a_replayed_batch_does_not_restore_what_was_retracted() {
         let temp = tempfile::tempdir().unwrap();
         let engine = engine(temp.path());
-        engine
-            .import_catalog(
-                vec![Skill {
-                    id: "s".into(),
-                    name: "S".into(),
-                    prerequisite_ids: vec![],
-                }],
-                vec![Module {
-                    id: "m".into(),
-                    title: "M".into(),
-                    skill_ids: vec!["s".into()],
-                    format: Format::Video,
-                    duration_minutes: 5,
-                    language: "fr".into(),
-                }],
-            )
-            .await
-            .unwrap();
-        engine
-            .upsert_learner(Learner {
-                id: "l".into(),
-                company_id: "c".into(),
-                language: String::new(),
-                time_zone: String::new(),
-                display_name: String::new(),
-            })
-            .await
-            .unwrap();
+        skill_s_and_learner_l(
+            &engine,
+            vec![Module {
+                id: "m".into(),
+                title: "M".into(),
+                skill_ids: vec!["s".into()],
+                format: Format::Video,
+                duration_minutes: 5,
+                language: "fr".into(),
+            }],
+        )
+        .await;
         let attempt = |id: &str, at: i64| Attempt {
             attempt_id: id.into(),
             learner_id: "l".into(),

@@ -1,0 +1,46 @@
+//! Shared set-up of the engine's unit tests: an engine on a temporary
+//! folder with one skill `s` (and optionally modules) and one learner `l`.
+
+use std::path::Path;
+
+use super::{Engine, EngineConfig, params::ParamSet};
+use crate::domain::catalog::{Module, Skill};
+use crate::domain::learner::Learner;
+use crate::store::Store;
+
+/// An engine on `dir` with the default parameters.
+pub(crate) fn engine(dir: &Path) -> Engine {
+    Engine::new(
+        Store::open(dir).unwrap(),
+        EngineConfig {
+            mastery_threshold: 0.95,
+            params: ParamSet::load(None).unwrap(),
+        },
+    )
+    .unwrap()
+}
+
+/// Imports skill `s` with `modules`, and creates learner `l` of company `c`.
+pub(crate) async fn skill_s_and_learner_l(engine: &Engine, modules: Vec<Module>) {
+    engine
+        .import_catalog(
+            vec![Skill {
+                id: "s".into(),
+                name: "S".into(),
+                prerequisite_ids: vec![],
+            }],
+            modules,
+        )
+        .await
+        .unwrap();
+    engine
+        .upsert_learner(Learner {
+            id: "l".into(),
+            company_id: "c".into(),
+            language: String::new(),
+            time_zone: String::new(),
+            display_name: String::new(),
+        })
+        .await
+        .unwrap();
+}
