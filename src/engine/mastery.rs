@@ -273,12 +273,21 @@ impl Engine {
                 .filter_map(|id| self.store.attempt(id).transpose())
                 .collect()
         };
-        let learners: BTreeSet<String> = read(ids)?.into_iter().map(|a| a.learner_id).collect();
-        let _guards = self
-            .learner_locks
-            .lock_all(learners.iter().map(String::as_str));
-        // Read again under the locks: the attempts as they are now.
-        let attempts = read(ids)?;
+        let mut learners: BTreeSet<String> = read(ids)?.into_iter().map(|a| a.learner_id).collect();
+        let (_guards, attempts) = loop {
+            let guards = self
+                .learner_locks
+                .lock_all(learners.iter().map(String::as_str));
+            // Read again under the locks: the attempts as they are now. One
+            // stored meanwhile may be a learner's not locked yet: lock again.
+            let attempts = read(ids)?;
+            let now: BTreeSet<String> = attempts.iter().map(|a| a.learner_id.clone()).collect();
+            if now.is_subset(&learners) {
+                break (guards, attempts);
+            }
+            drop(guards);
+            learners.extend(now);
+        };
         let removed: BTreeSet<&str> = attempts.iter().map(|a| a.attempt_id.as_str()).collect();
         let touched: BTreeSet<(&str, &str)> = attempts
             .iter()
