@@ -14,7 +14,7 @@
 //! `applying`, then sled, in that order: a row leaves `applying` only
 //! after sled has it, so a reader never misses a row in between. Paths
 //! that read sled directly (retraction, erasure, export, snapshots, model
-//! fitting) call [`WriteBehind::settle`] first.
+//! fitting) call `WriteBehind::settle` first.
 //!
 //! Rows reach sled by plain inserts, not transactions (which lock the
 //! whole database and cost an IO each), so a crash may leave sled with part
