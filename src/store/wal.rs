@@ -4,7 +4,8 @@
 //! about 24 ms here whatever it writes, which would cap ingestion at a few
 //! thousand calls per second. So ingestion appends each batch to this log
 //! and waits for an `fdatasync` (a fraction of a millisecond, shared by all
-//! concurrent writers: group commit), while sled is flushed in the
+//! concurrent writers: group commit; the sync thread also writes the
+//! records, one `write` per sync), while sled is flushed in the
 //! background every second (a checkpoint). At start, the records of the log
 //! are replayed through the normal ingestion path: module events are
 //! idempotent per event id, attempts are written again and the mastery they
@@ -56,8 +57,35 @@ pub enum WalRecord {
 struct Segment {
     seq: u64,
     file: File,
-    /// Bytes written to `file`: where a failed append cuts it back to.
+    /// Bytes written to `file`: where a failed write cuts it back to.
     len: u64,
+    /// Framed records not yet written to `file`. Callers only copy their
+    /// record here; the sync thread writes them all with one `write` just
+    /// before its `fdatasync`, so no call makes a syscall of its own or
+    /// holds the lock during one.
+    pending: Vec<u8>,
+}
+
+impl Segment {
+    /// Writes the pending records to the file. On failure the file is cut
+    /// back to its last whole record, and the error says so (or that the
+    /// cut failed too).
+    fn write_pending(&mut self) -> std::result::Result<(), String> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if let Err(err) = self.file.write_all(&self.pending) {
+            return Err(match self.file.set_len(self.len) {
+                Ok(()) => format!("wal write failed: {err}"),
+                Err(cut) => {
+                    format!("wal write failed: {err}; cutting the partial write failed: {cut}")
+                }
+            });
+        }
+        self.len += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
+    }
 }
 
 struct Shared {
@@ -143,6 +171,7 @@ impl Wal {
                 seq: next,
                 file: create_segment(dir, next)?,
                 len: 0,
+                pending: Vec::new(),
             }),
             appended: AtomicU64::new(0),
             closed: Mutex::new(false),
@@ -184,7 +213,7 @@ impl Wal {
                 "wal unusable since a failed sync: {reason}"
             )));
         }
-        let ticket = loop {
+        let (ticket, wake) = loop {
             let erasures = self.shared.erasures.load(Ordering::SeqCst);
             let Some(frame) = self.frame(record, erasures) else {
                 return Ok(None); // only erased learners: nothing to keep
@@ -193,24 +222,18 @@ impl Wal {
             if self.shared.erasures.load(Ordering::SeqCst) != erasures {
                 continue; // an erasure came in between: filter again
             }
-            let before = segment.len;
-            if let Err(err) = segment.file.write_all(&frame) {
-                // Cut the partial record off, so that later records do not
-                // sit behind a damaged one.
-                if let Err(cut) = segment.file.set_len(before) {
-                    // Later records would sit behind the damage: stop.
-                    tracing::error!(error = %cut, "could not cut a partial wal record");
-                    self.shared
-                        .synced(Err(format!("could not cut a partial record: {cut}")));
-                }
-                return Err(Error::Storage(format!("wal append failed: {err}")));
-            }
-            segment.len += frame.len() as u64;
-            // Taken under the lock: the ticket's record is in the file that
-            // is current now, or in one a rotation synced before closing.
-            break self.shared.appended.fetch_add(1, Ordering::SeqCst) + 1;
+            // The sync thread takes pending records and then checks for
+            // more, so it needs waking only for the first after a take.
+            let wake = segment.pending.is_empty();
+            segment.pending.extend_from_slice(&frame);
+            // Taken under the lock: the ticket's record reaches the file
+            // that is current now, or one a rotation wrote and synced.
+            break (
+                self.shared.appended.fetch_add(1, Ordering::SeqCst) + 1,
+                wake,
+            );
         };
-        {
+        if wake {
             let _guard = self.shared.closed.lock().expect("wal lock");
             self.shared.wake.notify_one();
         }
@@ -242,14 +265,21 @@ impl Wal {
     /// (earlier segments were synced when they were closed).
     pub fn sync(&self) -> Result<()> {
         let file = {
-            let segment = self.shared.segment.lock().expect("wal lock");
+            let mut segment = self.shared.segment.lock().expect("wal lock");
+            segment
+                .write_pending()
+                .map_err(|reason| self.poison(reason))?;
             segment.file.try_clone()
         };
-        file.and_then(|f| f.sync_data()).map_err(|e| {
-            // Poisons the log, as a failed sync of the sync thread does.
-            self.shared.synced(Err(e.to_string()));
-            Error::Storage(format!("wal sync failed: {e}"))
-        })
+        file.and_then(|f| f.sync_data())
+            .map_err(|e| self.poison(format!("wal sync failed: {e}")))
+    }
+
+    /// Fails every waiting and later call for good (see [`Wal::write`]).
+    fn poison(&self, reason: String) -> Error {
+        tracing::error!(error = %reason, "write-ahead log unusable; ingestion stops until restart");
+        self.shared.synced(Err(reason.clone()));
+        Error::Storage(reason)
     }
 
     /// The framed record, without the entries of erased learners; `None`
@@ -325,10 +355,13 @@ impl Wal {
     /// sled has been flushed.
     pub fn rotate(&self) -> Result<u64> {
         let mut segment = self.shared.segment.lock().expect("wal lock");
-        segment.file.sync_data().map_err(|e| {
-            self.shared.synced(Err(e.to_string()));
-            Error::Storage(format!("wal sync failed: {e}"))
-        })?;
+        segment
+            .write_pending()
+            .map_err(|reason| self.poison(reason))?;
+        segment
+            .file
+            .sync_data()
+            .map_err(|e| self.poison(format!("wal sync failed: {e}")))?;
         let next = segment.seq + 1;
         segment.file = create_segment(&self.dir, next)?;
         segment.seq = next;
@@ -376,24 +409,31 @@ fn sync_loop(shared: Arc<Shared>) {
                 return;
             }
         }
-        // Read the target and duplicate the descriptor under the lock, sync
-        // outside it so that appends go on meanwhile.
-        let (target, file) = {
-            let segment = shared.segment.lock().expect("wal lock");
-            (
-                shared.appended.load(Ordering::SeqCst),
-                segment.file.try_clone(),
-            )
+        // Under the lock: read the target, write the pending records and
+        // duplicate the descriptor; sync outside it so that calls go on
+        // adding records meanwhile.
+        let taken = {
+            let mut segment = shared.segment.lock().expect("wal lock");
+            let target = shared.appended.load(Ordering::SeqCst);
+            segment
+                .write_pending()
+                .and_then(|()| segment.file.try_clone().map_err(|e| e.to_string()))
+                .map(|file| (target, file))
         };
-        match file.and_then(|f| f.sync_data()) {
-            Ok(()) => {
+        let outcome = taken.and_then(|(target, file)| {
+            file.sync_data()
+                .map(|()| target)
+                .map_err(|e| format!("wal sync failed: {e}"))
+        });
+        match outcome {
+            Ok(target) => {
                 done = target;
                 shared.synced(Ok(done));
             }
-            Err(err) => {
+            Err(reason) => {
                 // Sticky: every waiter, now and later, gets the error.
-                tracing::error!(error = %err, "wal sync failed; ingestion stops until restart");
-                shared.synced(Err(err.to_string()));
+                tracing::error!(error = %reason, "write-ahead log unusable; ingestion stops until restart");
+                shared.synced(Err(reason));
                 return;
             }
         }
