@@ -66,7 +66,7 @@ struct Generations {
 /// in sled, and the sled trees they go to.
 pub(crate) struct WriteBehind {
     rows: RwLock<Generations>,
-    /// Shared by a writer from adding its rows to logging them; exclusive
+    /// Shared by a writer while it logs its rows and adds them; exclusive
     /// when a generation is taken, so every row taken is logged.
     order: RwLock<()>,
     /// Serializes appliers (checkpoints, settles).
