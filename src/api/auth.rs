@@ -140,6 +140,17 @@ impl BearerKey {
     }
 }
 
+/// Never prints the key: a client struct that derives `Debug` must not
+/// leak it into logs.
+impl std::fmt::Debug for BearerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Some(_) => "BearerKey(<redacted>)",
+            None => "BearerKey(none)",
+        })
+    }
+}
+
 impl tonic::service::Interceptor for BearerKey {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
         if let Some(value) = &self.0 {

@@ -6,12 +6,11 @@
 //! back. Every typed client is built by [`Service`], so every call carries
 //! the API key: no command can forget it.
 
+use crate::api::auth::BearerKey;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
@@ -66,52 +65,25 @@ impl ClientArgs {
     }
 }
 
-/// Adds `authorization: Bearer <key>` to every request when a key is set.
-#[derive(Debug, Clone, Default)]
-pub struct BearerAuth {
-    header: Option<MetadataValue<Ascii>>,
-}
-
-impl BearerAuth {
-    /// The interceptor for `key` (none: requests go out unchanged). A key
-    /// that cannot be a header value is refused here rather than on every
-    /// call.
-    pub fn new(key: Option<&str>) -> Result<Self, BoxError> {
-        let header = match key.map(str::trim).filter(|k| !k.is_empty()) {
-            None => None,
-            Some(key) => Some(
-                format!("Bearer {key}")
-                    .parse::<MetadataValue<Ascii>>()
-                    .map_err(|_| "--api-key must be printable ASCII")?,
-            ),
-        };
-        Ok(Self { header })
-    }
-}
-
-impl Interceptor for BearerAuth {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(header) = &self.header {
-            request
-                .metadata_mut()
-                .insert("authorization", header.clone());
-        }
-        Ok(request)
+/// The key interceptor for `--api-key` (none or blank: calls go out
+/// without a key). A key that cannot be a header value is refused here
+/// rather than on every call.
+fn bearer(key: Option<&str>) -> Result<BearerKey, BoxError> {
+    match key.map(str::trim).filter(|k| !k.is_empty()) {
+        None => Ok(BearerKey::none()),
+        Some(key) => BearerKey::new(key).map_err(|_| "--api-key must be printable ASCII".into()),
     }
 }
 
 /// A channel whose every request carries the API key.
-pub type AuthChannel = InterceptedService<Channel, BearerAuth>;
+pub type AuthChannel = InterceptedService<Channel, BearerKey>;
 
 /// A connection to a running service; hands out typed clients that share
 /// its channel and its key.
 #[derive(Debug, Clone)]
 pub struct Service {
     channel: Channel,
-    auth: BearerAuth,
+    auth: BearerKey,
     /// The URL connected to, for messages.
     pub url: String,
 }
@@ -131,7 +103,7 @@ impl Service {
     /// Connects, with a clear error when nobody answers or the flags are
     /// wrong (an `https://` address needs `--tls-ca`).
     pub async fn connect(args: &ClientArgs) -> Result<Self, BoxError> {
-        let auth = BearerAuth::new(args.api_key.as_deref())?;
+        let auth = bearer(args.api_key.as_deref())?;
         let addr = args.addr.trim();
         let url = if addr.contains("://") {
             addr.to_string()
@@ -188,18 +160,32 @@ pub fn describe(what: &str, status: &tonic::Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic::service::Interceptor;
 
     #[test]
     fn bearer_header_is_added_only_with_a_key() {
-        let mut with = BearerAuth::new(Some(" k-123 ")).unwrap();
+        let mut with = bearer(Some(" k-123 ")).unwrap();
         let request = with.call(tonic::Request::new(())).unwrap();
         assert_eq!(
             request.metadata().get("authorization").unwrap(),
             "Bearer k-123"
         );
-        let mut without = BearerAuth::new(None).unwrap();
+        let mut without = bearer(None).unwrap();
         let request = without.call(tonic::Request::new(())).unwrap();
         assert!(request.metadata().get("authorization").is_none());
-        assert!(BearerAuth::new(Some("bad\nkey")).is_err());
+        assert!(bearer(Some("bad\nkey")).is_err());
+        assert!(
+            bearer(Some("  "))
+                .unwrap()
+                .call(tonic::Request::new(()))
+                .unwrap()
+                .metadata()
+                .get("authorization")
+                .is_none()
+        );
+        assert!(
+            !format!("{with:?}").contains("k-123"),
+            "Debug must not print the key"
+        );
     }
 }

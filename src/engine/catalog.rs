@@ -120,11 +120,7 @@ impl Engine {
                 }
             }
         }
-        if items.is_empty() {
-            self.store.put_catalog(&skills, &modules)?;
-        } else {
-            self.store.put_catalog_items(&skills, &modules, &items)?;
-        }
+        self.store.put_catalog(&skills, &modules, &items)?;
         // Still under the write lock: the cache changes in the same order as
         // the store.
         *self.catalog.write().expect("catalog lock") =

@@ -1,8 +1,8 @@
 //! Storage of catalog items, the Q-matrix (tree `items`; layout in
 //! [`super::keys`]).
 //!
-//! Items are written in the same transaction as skills and modules when a
-//! catalog import carries all three, so an import stays all or nothing.
+//! Items are written in the same transaction as skills and modules
+//! ([`Store::put_catalog`]), so a catalog import stays all or nothing.
 
 use sled::Transactional;
 
@@ -40,12 +40,7 @@ impl Store {
     }
 
     /// Writes skills, modules and items in one transaction: all or nothing.
-    pub fn put_catalog_items(
-        &self,
-        skills: &[Skill],
-        modules: &[Module],
-        items: &[Item],
-    ) -> Result<()> {
+    pub fn put_catalog(&self, skills: &[Skill], modules: &[Module], items: &[Item]) -> Result<()> {
         let _gate = self.write_gate();
         let item_table = self.items_table()?;
         (&self.skills.tree, &self.modules.tree, &item_table.tree)

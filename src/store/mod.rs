@@ -294,22 +294,6 @@ impl Store {
         page(&self.modules, b"", after, limit)
     }
 
-    /// Writes skills and modules in one transaction: all or nothing.
-    pub fn put_catalog(&self, skills: &[Skill], modules: &[Module]) -> Result<()> {
-        let _gate = self.write_gate();
-        (&self.skills.tree, &self.modules.tree)
-            .transaction(|(skill_tree, module_tree)| {
-                for skill in skills {
-                    skill_tree.insert(skill.id.as_bytes(), codec::encode(skill))?;
-                }
-                for module in modules {
-                    module_tree.insert(module.id.as_bytes(), codec::encode(module))?;
-                }
-                Ok(())
-            })
-            .map_err(transaction_error)
-    }
-
     // ---- learners, programs, enrolments --------------------------------
 
     /// One learner.
