@@ -78,48 +78,28 @@ impl Engine {
     ) -> Result<()> {
         let _guard = self.catalog_write.lock().expect("catalog lock");
         let mut future: BTreeMap<String, Skill> = self.catalog().skills.clone();
-        for (i, skill) in skills.iter().enumerate() {
-            if skills[..i].iter().any(|s| s.id == skill.id) {
-                return Err(Error::invalid(
-                    format!("skills[{i}].id"),
-                    format!("skill '{}' appears twice in the request", skill.id),
-                ));
-            }
-            future.insert(skill.id.clone(), skill.clone());
-        }
+        let no_refs: &[String] = &[];
+        check_entries(
+            ("skills", "skill"),
+            skills.iter().map(|s| (s.id.as_str(), no_refs)),
+            &future,
+        )?;
+        future.extend(skills.iter().map(|s| (s.id.clone(), s.clone())));
         check_graph(&future)?;
-        for (i, module) in modules.iter().enumerate() {
-            if modules[..i].iter().any(|m| m.id == module.id) {
-                return Err(Error::invalid(
-                    format!("modules[{i}].id"),
-                    format!("module '{}' appears twice in the request", module.id),
-                ));
-            }
-            for (j, skill) in module.skill_ids.iter().enumerate() {
-                if !future.contains_key(skill) {
-                    return Err(Error::invalid(
-                        format!("modules[{i}].skill_ids[{j}]"),
-                        format!("unknown skill id '{skill}'"),
-                    ));
-                }
-            }
-        }
-        for (i, item) in items.iter().enumerate() {
-            if items[..i].iter().any(|it| it.id == item.id) {
-                return Err(Error::invalid(
-                    format!("items[{i}].id"),
-                    format!("item '{}' appears twice in the request", item.id),
-                ));
-            }
-            for (j, skill) in item.skill_ids.iter().enumerate() {
-                if !future.contains_key(skill) {
-                    return Err(Error::invalid(
-                        format!("items[{i}].skill_ids[{j}]"),
-                        format!("unknown skill id '{skill}'"),
-                    ));
-                }
-            }
-        }
+        check_entries(
+            ("modules", "module"),
+            modules
+                .iter()
+                .map(|m| (m.id.as_str(), m.skill_ids.as_slice())),
+            &future,
+        )?;
+        check_entries(
+            ("items", "item"),
+            items
+                .iter()
+                .map(|it| (it.id.as_str(), it.skill_ids.as_slice())),
+            &future,
+        )?;
         self.store.put_catalog(&skills, &modules, &items)?;
         // Still under the write lock: the cache changes in the same order as
         // the store.
@@ -189,5 +169,68 @@ fn rename_field(err: Error, batch_prefix: &str, single: &str) -> Error {
             Error::InvalidArgument { field, reason }
         }
         other => other,
+    }
+}
+
+/// Refuses an id given twice in one request and a skill id the catalog
+/// will not hold, naming the field: `field` is the request's list
+/// (`modules`), `noun` what it holds (`module`).
+fn check_entries<'a>(
+    (field, noun): (&str, &str),
+    entries: impl Iterator<Item = (&'a str, &'a [String])>,
+    skills: &BTreeMap<String, Skill>,
+) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, (id, skill_ids)) in entries.enumerate() {
+        if !seen.insert(id) {
+            return Err(Error::invalid(
+                format!("{field}[{i}].id"),
+                format!("{noun} '{id}' appears twice in the request"),
+            ));
+        }
+        for (j, skill) in skill_ids.iter().enumerate() {
+            if !skills.contains_key(skill) {
+                return Err(Error::invalid(
+                    format!("{field}[{i}].skill_ids[{j}]"),
+                    format!("unknown skill id '{skill}'"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_name_the_repeated_id_and_the_unknown_skill() {
+        let skills: BTreeMap<String, Skill> = [(
+            "s".to_string(),
+            Skill {
+                id: "s".into(),
+                name: "S".into(),
+                prerequisite_ids: vec![],
+            },
+        )]
+        .into();
+        let known = ["s".to_string()];
+        let unknown = ["s".to_string(), "ghost".to_string()];
+        let ok = [("m1", &known[..]), ("m2", &known[..])];
+        assert!(check_entries(("modules", "module"), ok.into_iter(), &skills).is_ok());
+
+        let twice = [("m1", &known[..]), ("m1", &known[..])];
+        let err = check_entries(("modules", "module"), twice.into_iter(), &skills).unwrap_err();
+        assert!(err.to_string().contains("modules[1].id"), "{err}");
+        assert!(
+            err.to_string().contains("module 'm1' appears twice"),
+            "{err}"
+        );
+
+        let ghost = [("i1", &known[..]), ("i2", &unknown[..])];
+        let err = check_entries(("items", "item"), ghost.into_iter(), &skills).unwrap_err();
+        assert!(err.to_string().contains("items[1].skill_ids[1]"), "{err}");
+        assert!(err.to_string().contains("'ghost'"), "{err}");
     }
 }
