@@ -303,7 +303,12 @@ mod tests {
                         };
                         let key = format!("l{w}\0s{i}").into_bytes();
                         behind
-                            .put_logged(&[a.clone()], vec![], vec![(key.clone(), state)], || Ok(()))
+                            .put_logged(
+                                std::slice::from_ref(&a),
+                                vec![],
+                                vec![(key.clone(), state)],
+                                || Ok(()),
+                            )
                             .unwrap();
                         assert!(visible(&behind, &a.attempt_id), "{} vanished", a.attempt_id);
                         assert!(
