@@ -107,7 +107,9 @@ impl Engine {
         Ok(enrolment)
     }
 
-    fn write_enrolment(
+    /// The write of [`Engine::enroll_at`], without waiting for the disk:
+    /// a caller writing more (an xAPI batch) flushes once for all.
+    pub(super) fn write_enrolment(
         &self,
         learner_id: &str,
         program_id: &str,

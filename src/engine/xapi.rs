@@ -400,7 +400,8 @@ impl Engine {
         }
         for (learner, program) in &plan.enrolments {
             if self.store.enrolment(learner, program)?.is_none() {
-                self.enroll(learner, program).await?;
+                self.write_enrolment(learner, program, None)?;
+                needs_flush = true;
             }
         }
         let (n_attempts, n_activities) = (plan.attempts.len(), plan.activities.len());
