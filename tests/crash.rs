@@ -10,7 +10,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -23,44 +22,6 @@ use spoc_engine::store::Store;
 /// Learners and skills of the load; each attempt tests one or two skills.
 const LEARNERS: [&str; 2] = ["alice", "bob"];
 const SKILLS: [&str; 2] = ["a", "b"];
-
-/// A `spoc serve` child process.
-struct Spoc(Child);
-
-impl Spoc {
-    fn start(dir: &Path, port: u16) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_spoc"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                // Not the default 8080: tests run side by side.
-                "--http-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn spoc serve");
-        Spoc(child)
-    }
-
-    fn kill(mut self) {
-        // SIGKILL: no shutdown hook, no final flush.
-        self.0.kill().expect("kill");
-        self.0.wait().expect("wait");
-    }
-}
-
-impl Drop for Spoc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A channel to the server once it accepts, carrying its admin key.
 async fn connect(port: u16, dir: &Path) -> AuthChannel {
@@ -98,7 +59,7 @@ async fn acknowledged_attempts_survive_sigkill() {
     for (round, kill_point) in kill_points.into_iter().enumerate() {
         let round = round as u64;
         let port = free_addr().port();
-        let spoc = Spoc::start(dir, port);
+        let spoc = Spoc::start(dir, ([127, 0, 0, 1], port).into(), "127.0.0.1:0", &[]);
         let channel = connect(port, dir).await;
         if round == 0 {
             let mut catalog =
@@ -189,7 +150,7 @@ async fn acknowledged_attempts_survive_sigkill() {
 
     // Restart once more: it comes up on the crashed folder and serves.
     let port = free_addr().port();
-    let spoc = Spoc::start(dir, port);
+    let spoc = Spoc::start(dir, ([127, 0, 0, 1], port).into(), "127.0.0.1:0", &[]);
     let channel = connect(port, dir).await;
     let mut client = pb::mastery_service_client::MasteryServiceClient::new(channel.clone());
     let mut served = BTreeMap::new();

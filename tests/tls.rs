@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -111,34 +110,6 @@ async fn serves_over_tls_with_a_self_signed_certificate() {
     server.await.unwrap().unwrap();
 }
 
-/// A `spoc serve` child process, killed on drop.
-struct Spoc(Child);
-
-impl Drop for Spoc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spoc_serve_tls(dir: &Path, port: u16, cert: &Path, key: &Path) -> Spoc {
-    let child = Command::new(env!("CARGO_BIN_EXE_spoc"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--http-listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--tls-cert")
-        .arg(cert)
-        .arg("--tls-key")
-        .arg(key)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn spoc serve");
-    Spoc(child)
-}
-
 /// `spoc serve --tls-cert --tls-key` serves over TLS, with the first admin
 /// key it wrote to DATA_DIR/admin-key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,7 +126,17 @@ async fn spoc_serve_takes_tls_flags_and_writes_the_first_admin_key() {
         .local_addr()
         .unwrap()
         .port();
-    let _spoc = spoc_serve_tls(&data, port, &cert_path, &key_path);
+    let _spoc = Spoc::start(
+        &data,
+        ([127, 0, 0, 1], port).into(),
+        "127.0.0.1:0",
+        &[
+            "--tls-cert".as_ref(),
+            cert_path.as_os_str(),
+            "--tls-key".as_ref(),
+            key_path.as_os_str(),
+        ],
+    );
 
     let channel = tls_channel(port, &cert).await;
     let admin_key = admin_key_in(&data);

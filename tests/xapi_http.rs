@@ -5,12 +5,11 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use common::{AuthChannel, assert_invalid_field, free_addr, hand_bkt, skill};
+use common::{AuthChannel, Spoc, assert_invalid_field, free_addr, hand_bkt, skill};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
@@ -747,36 +746,6 @@ async fn record_attempts_takes_skills_from_the_q_matrix() {
     stack.stop().await;
 }
 
-/// A `spoc serve` child process with both listeners.
-struct Spoc(Child);
-
-impl Spoc {
-    fn start(dir: &std::path::Path, addrs: Addrs) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_spoc"))
-            .args(["serve", "--listen", &addrs.grpc.to_string()])
-            .args(["--http-listen", &addrs.http.to_string(), "--data-dir"])
-            .arg(dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn spoc serve");
-        Spoc(child)
-    }
-
-    fn kill(mut self) {
-        self.0.kill().expect("kill");
-        self.0.wait().expect("wait");
-    }
-}
-
-impl Drop for Spoc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Waits until the HTTP listener answers.
 async fn wait_http(addrs: Addrs) {
     for _ in 0..250 {
@@ -800,7 +769,7 @@ async fn voiding_retracts_the_attempt_and_survives_a_restart() {
         key: "",
         basic: "",
     };
-    let spoc = Spoc::start(temp.path(), addrs);
+    let spoc = Spoc::start(temp.path(), addrs.grpc, &addrs.http.to_string(), &[]);
     let addrs = addrs.with_keys(temp.path()).await;
     addrs.channel().await;
     wait_http(addrs).await;
@@ -825,7 +794,7 @@ async fn voiding_retracts_the_attempt_and_survives_a_restart() {
     assert_eq!(refused.json()["field"], "statement.object.id");
     spoc.kill();
 
-    let spoc = Spoc::start(temp.path(), addrs);
+    let spoc = Spoc::start(temp.path(), addrs.grpc, &addrs.http.to_string(), &[]);
     addrs.channel().await;
     wait_http(addrs).await;
     let (p, count) = addrs.mastery_of("alice", "sql-joins").await;

@@ -469,3 +469,45 @@ pub fn assert_invalid_field(status: &tonic::Status, field: &str) {
         status.message()
     );
 }
+
+/// A `spoc serve` child process (the real binary), killed on drop.
+pub struct Spoc(std::process::Child);
+
+impl Spoc {
+    /// `spoc serve --listen GRPC --http-listen HTTP --data-dir DIR` and
+    /// `extra` arguments. Pass `127.0.0.1:0` as `http` when the test does
+    /// not use the xAPI listener (tests run side by side: never the
+    /// default 8080).
+    pub fn start(dir: &Path, grpc: SocketAddr, http: &str, extra: &[&std::ffi::OsStr]) -> Self {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_spoc"))
+            .args([
+                "serve",
+                "--listen",
+                &grpc.to_string(),
+                "--http-listen",
+                http,
+            ])
+            .arg("--data-dir")
+            .arg(dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawn spoc serve");
+        Spoc(child)
+    }
+
+    /// SIGKILL: no shutdown hook, no final flush.
+    pub fn kill(mut self) {
+        self.0.kill().expect("kill");
+        self.0.wait().expect("wait");
+    }
+}
+
+impl Drop for Spoc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
