@@ -7,12 +7,8 @@
 use crate::domain::learner::Micros;
 use crate::error::{Error, Result};
 
-/// Longest id accepted, in bytes: ids become sled keys.
-pub const MAX_ID_BYTES: usize = 256;
-/// Longest item or module id accepted, in bytes: xAPI activity ids are
-/// IRIs, often longer than a plain id. 512 bytes keeps page tokens (hex of
-/// the last key, at most `4 * MAX_ID_BYTES` characters) able to name one.
-pub const MAX_IRI_BYTES: usize = 2 * MAX_ID_BYTES;
+pub use crate::domain::limits::{MAX_FUTURE_MICROS, MAX_ID_BYTES, MAX_IRI_BYTES};
+
 /// Longest name or title accepted, in bytes.
 pub const MAX_TEXT_BYTES: usize = 512;
 /// Page size used when the caller sends 0.
@@ -22,8 +18,6 @@ pub const MAX_PAGE_SIZE: usize = 1000;
 /// Most ids one list field may hold (skills of a program, filters...):
 /// each becomes a store lookup, so the list is bounded, not just the message.
 pub const MAX_IDS_PER_LIST: usize = 10_000;
-/// How far in the future an event time may lie (clock skew allowance).
-pub const MAX_FUTURE_MICROS: Micros = 3_600_000_000;
 
 /// A required id: 1 to [`MAX_ID_BYTES`] bytes, no control characters (NUL
 /// separates key parts in the store).

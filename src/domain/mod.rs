@@ -13,6 +13,7 @@ pub mod catalog_index;
 pub mod cohorts;
 pub mod fit;
 pub mod learner;
+pub mod limits;
 pub mod mastery;
 pub mod remediation;
 pub mod reports;

@@ -30,10 +30,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::{Catalog, Engine, now_micros};
 use crate::domain::activity::Activity;
 use crate::domain::learner::Learner;
+use crate::domain::limits::MAX_ID_BYTES;
 use crate::domain::mastery::Attempt;
 use crate::domain::xapi::mapping::{CatalogView, Effect, LearnerRef, resolve};
 use crate::domain::xapi::record::{Fate, StatementRecord, Unresolved, derived_id};
-use crate::domain::xapi::statement::{MAX_LEARNER_ID_BYTES, Parsed, parse_one};
+use crate::domain::xapi::statement::{Parsed, parse_one};
 use crate::error::{Error, Result};
 use crate::store::Page;
 use crate::store::xapi::StatementWrite;
@@ -188,11 +189,11 @@ impl Plan {
     }
 
     fn learner(&mut self, at: &str, learner: LearnerRef, program: Option<String>) -> Result<()> {
-        if learner.id.len() > MAX_LEARNER_ID_BYTES {
+        if learner.id.len() > MAX_ID_BYTES {
             return Err(Error::invalid(
                 format!("{at}.actor"),
                 format!(
-                    "names a learner id of {} bytes; at most {MAX_LEARNER_ID_BYTES} fit",
+                    "names a learner id of {} bytes; at most {MAX_ID_BYTES} fit",
                     learner.id.len()
                 ),
             ));

@@ -12,9 +12,10 @@
 //! | other verbs, agents as objects, groups      | ignored (stored, no effect)         |
 
 use super::record::derived_id;
-use super::statement::{Actor, Ifi, MAX_ACTIVITY_ID_BYTES, Object, Outcome, Statement};
+use super::statement::{Actor, Ifi, Object, Outcome, Statement};
 use super::verbs::{self, Verb};
 use crate::domain::activity::{Activity, ActivityKind};
+use crate::domain::limits::MAX_IRI_BYTES;
 use crate::domain::mastery::Attempt;
 
 /// Longest time spent credited to one answer, in milliseconds (a day, as
@@ -95,9 +96,10 @@ pub fn resolve(statement: &Statement, catalog: &impl CatalogView) -> Effect {
             return ignored(&format!("its object is a {object_type}"));
         }
     };
-    if activity_id.len() > MAX_ACTIVITY_ID_BYTES {
+    // A statement about a longer IRI is valid but names no item or module.
+    if activity_id.len() > MAX_IRI_BYTES {
         return ignored(&format!(
-            "its activity id is longer than {MAX_ACTIVITY_ID_BYTES} bytes, the limit of item and module ids"
+            "its activity id is longer than {MAX_IRI_BYTES} bytes, the limit of item and module ids"
         ));
     }
     let Some(verb) = verb else {

@@ -15,15 +15,7 @@ use super::duration;
 use crate::domain::learner::Micros;
 use crate::error::{Error, Result};
 
-/// Longest learner id derived from an actor, in bytes (the limit of ids at
-/// the gRPC edge).
-pub const MAX_LEARNER_ID_BYTES: usize = 256;
-/// Longest activity IRI that can name an item or module, in bytes (their
-/// id limit at the gRPC edge); a statement about a longer one is valid but
-/// has no effect.
-pub const MAX_ACTIVITY_ID_BYTES: usize = 512;
-/// How far in the future a statement's timestamp may lie (clock skew).
-pub const MAX_FUTURE_MICROS: Micros = 3_600_000_000;
+use crate::domain::limits::MAX_FUTURE_MICROS;
 /// The extension a statement's context may carry to name its program
 /// explicitly, when `contextActivities.grouping` does not.
 pub const PROGRAM_EXTENSION: &str = "https://spoc-engine.dev/xapi/extensions/program-id";
