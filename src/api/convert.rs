@@ -51,13 +51,7 @@ pub fn module(at: &str, value: pb::Module) -> Result<Module> {
         duration_minutes,
         language,
     } = value;
-    let skill_ids = check::id_set(&format!("{at}.skill_ids"), &skill_ids)?;
-    if skill_ids.is_empty() {
-        return Err(Error::invalid(
-            format!("{at}.skill_ids"),
-            "must name at least one skill",
-        ));
-    }
+    let skill_ids = some_skills(at, &skill_ids)?;
     if !(1..=MAX_MODULE_MINUTES).contains(&duration_minutes) {
         return Err(Error::invalid(
             format!("{at}.duration_minutes"),
@@ -74,6 +68,19 @@ pub fn module(at: &str, value: pb::Module) -> Result<Module> {
     })
 }
 
+/// The `skill_ids` of a module, item or program: checked, deduplicated,
+/// at least one.
+fn some_skills(at: &str, skill_ids: &[String]) -> Result<Vec<String>> {
+    let skill_ids = check::id_set(&format!("{at}.skill_ids"), skill_ids)?;
+    if skill_ids.is_empty() {
+        return Err(Error::invalid(
+            format!("{at}.skill_ids"),
+            "must name at least one skill",
+        ));
+    }
+    Ok(skill_ids)
+}
+
 /// Checks an item (a row of the Q-matrix); `at` is its path in the request.
 pub fn item(at: &str, value: pb::Item) -> Result<Item> {
     let pb::Item {
@@ -81,13 +88,7 @@ pub fn item(at: &str, value: pb::Item) -> Result<Item> {
         skill_ids,
         title,
     } = value;
-    let skill_ids = check::id_set(&format!("{at}.skill_ids"), &skill_ids)?;
-    if skill_ids.is_empty() {
-        return Err(Error::invalid(
-            format!("{at}.skill_ids"),
-            "must name at least one skill",
-        ));
-    }
+    let skill_ids = some_skills(at, &skill_ids)?;
     Ok(Item {
         id: check::iri_id(&format!("{at}.id"), &id)?,
         skill_ids,
@@ -200,13 +201,7 @@ pub fn program(at: &str, value: pb::Program) -> Result<Program> {
         end_date,
         risk_rules,
     } = value;
-    let skill_ids = check::id_set(&format!("{at}.skill_ids"), &skill_ids)?;
-    if skill_ids.is_empty() {
-        return Err(Error::invalid(
-            format!("{at}.skill_ids"),
-            "must name at least one skill",
-        ));
-    }
+    let skill_ids = some_skills(at, &skill_ids)?;
     let start_date = start_date
         .map(|t| date(&format!("{at}.start_date"), &t))
         .transpose()?;

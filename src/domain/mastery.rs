@@ -127,6 +127,22 @@ pub fn rebuild(
     })
 }
 
+/// A right or wrong answer of learner `l` to item `i`, which tests skill
+/// `s`: the attempt unit tests across the crate build on.
+#[cfg(test)]
+pub(crate) fn test_attempt(id: &str, occurred_at: Micros, correct: bool) -> Attempt {
+    Attempt {
+        attempt_id: id.into(),
+        learner_id: "l".into(),
+        item_id: "i".into(),
+        skill_ids: vec!["s".into()],
+        correct,
+        score: None,
+        occurred_at,
+        time_spent_ms: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -236,7 +236,7 @@ impl Engine {
         let record = (mode == Ingest::Live).then(|| WalRecord::Attempts(attempts.to_vec()));
         let ticket = self
             .store
-            .commit_attempts(&new_attempts, &rows, record.as_ref())?;
+            .commit_attempts(new_attempts, &rows, record.as_ref())?;
 
         let mut mastery = Vec::with_capacity(touched.len());
         for (learner, skill) in touched {
@@ -394,21 +394,9 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::mastery::test_attempt as attempt;
     use crate::engine::testing::{engine, skill_s_and_learner_l};
     use crate::store::Store;
-
-    fn attempt(id: &str, at: i64, correct: bool) -> Attempt {
-        Attempt {
-            attempt_id: id.into(),
-            learner_id: "l".into(),
-            item_id: "i".into(),
-            skill_ids: vec!["s".into()],
-            correct,
-            score: None,
-            occurred_at: at,
-            time_spent_ms: 0,
-        }
-    }
 
     /// Rows reach sled after the reply, by plain inserts: a crash may leave
     /// sled with part of a logged batch (here the attempt row of `a2`

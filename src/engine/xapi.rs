@@ -570,16 +570,11 @@ mod tests {
         skill_s_and_learner_l(&engine, vec![]).await;
         let target = "2f6e8a8e-3c1b-4f5e-9a51-7f0d2b9c4e11";
         engine
-            .record_attempts(vec![Attempt {
-                attempt_id: derived_id(target),
-                learner_id: "l".into(),
-                item_id: "i".into(),
-                skill_ids: vec!["s".into()],
-                correct: true,
-                score: None,
-                occurred_at: 1,
-                time_spent_ms: 0,
-            }])
+            .record_attempts(vec![crate::domain::mastery::test_attempt(
+                &derived_id(target),
+                1,
+                true,
+            )])
             .await
             .unwrap();
         assert!(engine.store.statement_record(target).unwrap().is_none());
@@ -618,16 +613,7 @@ mod tests {
             }],
         )
         .await;
-        let attempt = |id: &str, at: i64| Attempt {
-            attempt_id: id.into(),
-            learner_id: "l".into(),
-            item_id: "i".into(),
-            skill_ids: vec!["s".into()],
-            correct: true,
-            score: None,
-            occurred_at: at,
-            time_spent_ms: 0,
-        };
+        let attempt = |id: &str, at: i64| crate::domain::mastery::test_attempt(id, at, true);
         let batch = vec![attempt("keep", 1), attempt("drop", 2)];
         engine.record_attempts(batch.clone()).await.unwrap();
         let event = Activity {

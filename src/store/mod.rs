@@ -565,13 +565,13 @@ impl Store {
     /// replying; `None` when nothing needed logging.
     pub fn commit_attempts(
         &self,
-        attempts: &[Attempt],
+        attempts: Vec<Attempt>,
         mastery: &[(String, String, MasteryState)],
         logged: Option<&WalRecord>,
     ) -> Result<Option<u64>> {
         let _gate = self.write_gate();
         let mut observation_rows = Vec::new();
-        for attempt in attempts {
+        for attempt in &attempts {
             let stored = StoredObservation {
                 correct: attempt.correct,
                 score: attempt.score,

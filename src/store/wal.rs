@@ -537,16 +537,7 @@ mod tests {
     use super::*;
 
     fn attempt(id: &str) -> Attempt {
-        Attempt {
-            attempt_id: id.into(),
-            learner_id: "l".into(),
-            item_id: "i".into(),
-            skill_ids: vec!["s".into()],
-            correct: true,
-            score: None,
-            occurred_at: 1,
-            time_spent_ms: 0,
-        }
+        crate::domain::mastery::test_attempt(id, 1, true)
     }
 
     #[tokio::test]

@@ -102,7 +102,7 @@ impl WriteBehind {
     /// Readers see the rows at once, sled at the next apply.
     pub(crate) fn put_logged<R>(
         &self,
-        attempts: &[Attempt],
+        attempts: Vec<Attempt>,
         observations: Vec<(Vec<u8>, StoredObservation)>,
         mastery: Vec<(Vec<u8>, MasteryState)>,
         log: impl FnOnce() -> Result<R>,
@@ -115,25 +115,14 @@ impl WriteBehind {
             ));
         }
         let logged = log()?;
-        self.put(attempts, observations, mastery);
-        Ok(logged)
-    }
-
-    fn put(
-        &self,
-        attempts: &[Attempt],
-        observations: Vec<(Vec<u8>, StoredObservation)>,
-        mastery: Vec<(Vec<u8>, MasteryState)>,
-    ) {
         let mut rows = self.write();
         let current = &mut rows.current;
-        for attempt in attempts {
-            current
-                .attempts
-                .insert(attempt.attempt_id.clone(), attempt.clone());
-        }
+        current
+            .attempts
+            .extend(attempts.into_iter().map(|a| (a.attempt_id.clone(), a)));
         current.observations.extend(observations);
         current.mastery.extend(mastery);
+        Ok(logged)
     }
 
     /// A waiting attempt; `None` means "ask sled".
@@ -245,16 +234,7 @@ mod tests {
     use crate::domain::mastery::Position;
 
     fn attempt(id: &str) -> Attempt {
-        Attempt {
-            attempt_id: id.into(),
-            learner_id: "l".into(),
-            item_id: "i".into(),
-            skill_ids: vec!["s".into()],
-            correct: true,
-            score: None,
-            occurred_at: 1,
-            time_spent_ms: 0,
-        }
+        crate::domain::mastery::test_attempt(id, 1, true)
     }
 
     /// Reads as `Store` does: waiting rows first, then sled.
@@ -303,12 +283,9 @@ mod tests {
                         };
                         let key = format!("l{w}\0s{i}").into_bytes();
                         behind
-                            .put_logged(
-                                std::slice::from_ref(&a),
-                                vec![],
-                                vec![(key.clone(), state)],
-                                || Ok(()),
-                            )
+                            .put_logged(vec![a.clone()], vec![], vec![(key.clone(), state)], || {
+                                Ok(())
+                            })
                             .unwrap();
                         assert!(visible(&behind, &a.attempt_id), "{} vanished", a.attempt_id);
                         assert!(
@@ -344,7 +321,7 @@ mod tests {
             db.open_tree("mastery").unwrap(),
         );
         behind
-            .put_logged(&[attempt("a")], vec![], vec![], || Ok(()))
+            .put_logged(vec![attempt("a")], vec![], vec![], || Ok(()))
             .unwrap();
         let failed = behind.settle(|| Err(Error::Storage("log sync failed".into())));
         assert!(failed.is_err());
