@@ -315,10 +315,12 @@ impl Engine {
     }
 
     /// Checks, under their locks, that learners seen before the locks were
-    /// taken were not erased meanwhile (an erasure holds the same locks).
+    /// taken were not erased meanwhile (an erasure holds the same locks and
+    /// clears the remembered learners before it lets them go, so one still
+    /// remembered is still stored).
     pub(crate) fn still_exist(&self, learners: &BTreeSet<String>) -> Result<()> {
         for learner in learners {
-            if !self.store.has_learner(learner)? {
+            if !self.known_learners.contains(learner) && !self.store.has_learner(learner)? {
                 return Err(Error::not_found("learner", learner.clone()));
             }
         }
@@ -331,9 +333,10 @@ impl Engine {
         if self.known_learners.contains(id) {
             return Ok(true);
         }
+        let mark = self.known_learners.mark();
         let exists = self.store.has_learner(id)?;
         if exists {
-            self.known_learners.insert(id);
+            self.known_learners.insert_since(id, mark);
         }
         Ok(exists)
     }

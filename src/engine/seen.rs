@@ -12,36 +12,71 @@ use std::sync::Mutex;
 
 /// A set of keys with a size cap.
 pub struct SeenSet {
-    keys: Mutex<HashSet<String>>,
+    inner: Mutex<Inner>,
     cap: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    keys: HashSet<String>,
+    /// Bumped by every [`SeenSet::clear`]: a fact read from the store
+    /// before a clear may be the one the clear is about.
+    clears: u64,
 }
 
 impl SeenSet {
     /// An empty set holding at most `cap` keys.
     pub fn new(cap: usize) -> Self {
         Self {
-            keys: Mutex::new(HashSet::new()),
+            inner: Mutex::new(Inner::default()),
             cap,
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Whether `key` was recorded.
     pub fn contains(&self, key: &str) -> bool {
-        self.keys.lock().expect("seen lock").contains(key)
+        self.lock().keys.contains(key)
     }
 
     /// Forgets everything (an erasure made some facts false).
     pub fn clear(&self) {
-        self.keys.lock().expect("seen lock").clear();
+        let mut inner = self.lock();
+        inner.keys.clear();
+        inner.clears += 1;
+    }
+
+    /// A mark to take *before* reading a fact from the store, for
+    /// [`SeenSet::insert_since`].
+    pub fn mark(&self) -> u64 {
+        self.lock().clears
     }
 
     /// Records `key`.
     pub fn insert(&self, key: &str) {
-        let mut keys = self.keys.lock().expect("seen lock");
-        if keys.len() >= self.cap {
-            keys.clear();
+        self.insert_if(key, |_| true);
+    }
+
+    /// Records `key`, read from the store after `mark` was taken, unless
+    /// the set was cleared since: then the read may predate the erasure
+    /// that cleared it. So a key in the set is a fact no clear has undone,
+    /// which a caller holding the lock an erasure takes can rely on.
+    pub fn insert_since(&self, key: &str, mark: u64) {
+        self.insert_if(key, |inner| inner.clears == mark);
+    }
+
+    fn insert_if(&self, key: &str, still_true: impl FnOnce(&Inner) -> bool) {
+        let mut inner = self.lock();
+        if !still_true(&inner) {
+            return;
         }
-        keys.insert(key.to_string());
+        if inner.keys.len() >= self.cap {
+            inner.keys.clear();
+        }
+        inner.keys.insert(key.to_string());
     }
 }
 
@@ -58,5 +93,17 @@ mod tests {
         set.insert("c");
         assert!(!set.contains("a"), "cleared when full");
         assert!(set.contains("c"));
+    }
+
+    #[test]
+    fn a_fact_read_before_a_clear_is_not_kept() {
+        let set = SeenSet::new(8);
+        let mark = set.mark();
+        set.clear(); // an erasure between the store read and the insert
+        set.insert_since("a", mark);
+        assert!(!set.contains("a"));
+        let mark = set.mark();
+        set.insert_since("a", mark);
+        assert!(set.contains("a"));
     }
 }
