@@ -3,11 +3,12 @@
 //!
 //! Run: `cargo bench --bench ingest` (release build). Options after `--`:
 //! `--seconds N` per scenario (default 5), `--clients N` concurrent callers
-//! (default 64). Prints calls/s, attempts/s and p50/p99 latency.
+//! (default 64). Prints calls/s, attempts/s, p50/p99 latency, and the
+//! process CPU time per call with the cores kept busy (client included).
 
 mod common;
 
-use common::{BenchServer, arg, closed_loop, health_baseline, max_rss_mb};
+use common::{BenchServer, Figures, arg, closed_loop, health_baseline, max_rss_mb};
 use spoc_engine::api::pb;
 
 const LEARNERS: usize = 1000;
@@ -38,6 +39,29 @@ fn attempts(tag: &str, client: usize, call: usize, batch: usize) -> Vec<pb::Atte
 /// The domain form of bench attempts, as the gRPC edge would convert them.
 fn convert_attempts(batch: Vec<pb::Attempt>) -> Vec<spoc_engine::domain::mastery::Attempt> {
     spoc_engine::api::convert::attempts(batch, spoc_engine::engine::now_micros()).expect("valid")
+}
+
+/// One line of the table; `batch` is the attempts per call, if any.
+fn row(scenario: &str, figures: &Figures, batch: Option<usize>) {
+    let attempts = batch.map_or("-".to_string(), |b| {
+        format!("{:.0}", figures.rate() * b as f64)
+    });
+    let cpu = figures
+        .cpu_us_per_call()
+        .map_or("-".to_string(), |us| format!("{us:.1}"));
+    let cores = figures
+        .busy_cores()
+        .map_or("-".to_string(), |c| format!("{c:.2}"));
+    println!(
+        "{:<28} {:>10.0} {:>12} {:>8.2} {:>8.2} {:>12} {:>6}",
+        scenario,
+        figures.rate(),
+        attempts,
+        figures.ms(0.5),
+        figures.ms(0.99),
+        cpu,
+        cores
+    );
 }
 
 #[tokio::main]
@@ -83,18 +107,11 @@ async fn main() {
         channels.len()
     );
     println!(
-        "{:<28} {:>12} {:>14} {:>10} {:>10}",
-        "scenario", "calls/s", "attempts/s", "p50 ms", "p99 ms"
+        "{:<28} {:>10} {:>12} {:>8} {:>8} {:>12} {:>6}",
+        "scenario", "calls/s", "attempts/s", "p50 ms", "p99 ms", "CPU us/call", "cores"
     );
     let health = health_baseline(&channels, clients, seconds).await;
-    println!(
-        "{:<28} {:>12.0} {:>14} {:>10.2} {:>10.2}",
-        "health check (baseline)",
-        health.rate(),
-        "-",
-        health.ms(0.5),
-        health.ms(0.99)
-    );
+    row("health check (baseline)", &health, None);
     for batch in [1usize, 100] {
         let callers = channels.clone();
         let figures = closed_loop(clients, seconds, move |c, i| {
@@ -112,29 +129,19 @@ async fn main() {
             }
         })
         .await;
-        println!(
-            "{:<28} {:>12.0} {:>14.0} {:>10.2} {:>10.2}",
-            format!("RecordAttempts batch={batch}"),
-            figures.rate(),
-            figures.rate() * batch as f64,
-            figures.ms(0.5),
-            figures.ms(0.99)
+        row(
+            &format!("RecordAttempts batch={batch}"),
+            &figures,
+            Some(batch),
         );
         if batch == 1 {
             // The health rate drifts between runs on a shared 2-core
             // machine: measure it again right after, compare with the
             // higher of the two.
             let after = health_baseline(&channels, clients, seconds).await;
+            row("health check (again)", &after, None);
             println!(
-                "{:<28} {:>12.0} {:>14} {:>10.2} {:>10.2}",
-                "health check (again)",
-                after.rate(),
-                "-",
-                after.ms(0.5),
-                after.ms(0.99)
-            );
-            println!(
-                "{:<28} {:>11.0}% of the higher health-check rate (target >= 60%)",
+                "{:<28} {:>9.0}% of the higher health-check rate (target >= 60%)",
                 "",
                 100.0 * figures.rate() / health.rate().max(after.rate())
             );
@@ -154,14 +161,7 @@ async fn main() {
         }
     })
     .await;
-    println!(
-        "{:<28} {:>12.0} {:>14.0} {:>10.2} {:>10.2}",
-        "engine only, batch=1",
-        alone.rate(),
-        alone.rate(),
-        alone.ms(0.5),
-        alone.ms(0.99)
-    );
+    row("engine only, batch=1", &alone, Some(1));
     println!("max RSS: {:.0} MB", max_rss_mb());
     server.stop().await;
 }

@@ -104,13 +104,34 @@ pub struct Figures {
     pub latencies: Vec<Duration>,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// CPU time the whole process (clients, server, background threads)
+    /// used during the run, when known.
+    pub cpu: Option<Duration>,
 }
 
 impl Figures {
     /// Sorts the latencies.
     pub fn new(mut latencies: Vec<Duration>, elapsed: Duration) -> Self {
         latencies.sort();
-        Self { latencies, elapsed }
+        Self {
+            latencies,
+            elapsed,
+            cpu: None,
+        }
+    }
+
+    /// CPU microseconds per call, client side included: steadier than the
+    /// call rate on a shared machine, whose speed drifts between runs.
+    pub fn cpu_us_per_call(&self) -> Option<f64> {
+        let calls = self.latencies.len().max(1) as f64;
+        self.cpu.map(|cpu| cpu.as_secs_f64() * 1e6 / calls)
+    }
+
+    /// Cores kept busy on average; below the core count, calls spent time
+    /// waiting (for the disk, or a lock) rather than computing.
+    pub fn busy_cores(&self) -> Option<f64> {
+        self.cpu
+            .map(|cpu| cpu.as_secs_f64() / self.elapsed.as_secs_f64())
     }
 
     /// Calls per second.
@@ -136,6 +157,7 @@ where
     Fut: std::future::Future<Output = ()> + Send,
 {
     let call = Arc::new(call);
+    let cpu_before = process_cpu();
     let start = Instant::now();
     let deadline = start + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..clients)
@@ -158,7 +180,24 @@ where
     for task in tasks {
         all.extend(task.await.unwrap());
     }
-    Figures::new(all, start.elapsed())
+    let mut figures = Figures::new(all, start.elapsed());
+    figures.cpu = process_cpu()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    figures
+}
+
+/// CPU time (user + system) this process used so far, from
+/// `/proc/self/stat` in clock ticks of 10 ms (Linux's USER_HZ); `None`
+/// where that file does not exist.
+pub fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may
+    // contain spaces: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 /// The bare cost of a gRPC call on this server: `clients` closed-loop

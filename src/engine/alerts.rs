@@ -139,7 +139,7 @@ pub struct AlertHub {
     /// committed and published.
     sequence: Mutex<u64>,
     /// Learners waiting for evaluation.
-    pending: Mutex<BTreeSet<String>>,
+    pending: Mutex<Pending>,
     /// Wakes the evaluation thread.
     wake: Condvar,
     /// Serializes evaluations and trainer actions per learner.
@@ -171,7 +171,7 @@ impl AlertHub {
             model: RwLock::new(Some(Arc::new(model))),
             sender,
             sequence: Mutex::new(last_sequence),
-            pending: Mutex::new(BTreeSet::new()),
+            pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
             locks: StripedLocks::new(256),
             cohorts: Mutex::new(HashMap::new()),
@@ -251,7 +251,11 @@ impl Engine {
         let hub = self.hub();
         let _guard = hub.locks.lock_all([learner]);
         let out = erase();
-        hub.pending.lock().expect("pending lock").remove(learner);
+        hub.pending
+            .lock()
+            .expect("pending lock")
+            .learners
+            .remove(learner);
         hub.cohorts.lock().expect("cohort cache lock").clear();
         out
     }
@@ -261,13 +265,15 @@ impl Engine {
     pub fn alerts_touched<'a>(&self, learners: impl IntoIterator<Item = &'a str>) {
         let hub = self.hub();
         let mut pending = hub.pending.lock().expect("pending lock");
-        let before = pending.len();
         for learner in learners {
-            if !pending.contains(learner) {
-                pending.insert(learner.to_string());
+            if !pending.learners.contains(learner) {
+                pending.learners.insert(learner.to_string());
             }
         }
-        if pending.len() > before {
+        // A notification is a syscall even when nobody waits: most calls
+        // come while the thread works or coalesces, and it drains the set
+        // before it waits again.
+        if pending.waiting && !pending.learners.is_empty() {
             hub.wake.notify_one();
         }
     }
@@ -842,6 +848,14 @@ pub fn program_modules<'a>(catalog: &'a super::Catalog, program: &Program) -> BT
         .collect()
 }
 
+/// Learners touched since the evaluation thread last took them, and
+/// whether it waits for more (only then does a touch need to wake it).
+#[derive(Default)]
+struct Pending {
+    learners: BTreeSet<String>,
+    waiting: bool,
+}
+
 /// The evaluation thread: drains the pending set whenever woken.
 fn evaluation_loop(engine: Weak<Engine>) {
     loop {
@@ -853,17 +867,19 @@ fn evaluation_loop(engine: Weak<Engine>) {
         let hub = strong.hub();
         let batch: Vec<String> = {
             let mut pending = hub.pending.lock().expect("pending lock");
-            if pending.is_empty() && !hub.stop.load(Ordering::SeqCst) {
+            if pending.learners.is_empty() && !hub.stop.load(Ordering::SeqCst) {
+                pending.waiting = true;
                 pending = hub
                     .wake
                     .wait_timeout(pending, Duration::from_millis(200))
                     .expect("pending lock")
                     .0;
+                pending.waiting = false;
             }
             if hub.stop.load(Ordering::SeqCst) {
                 return;
             }
-            std::mem::take(&mut *pending).into_iter().collect()
+            std::mem::take(&mut pending.learners).into_iter().collect()
         };
         let now = now_micros();
         let worked = !batch.is_empty();
