@@ -95,6 +95,9 @@ struct Shared {
     appended: AtomicU64,
     closed: Mutex<bool>,
     wake: Condvar,
+    /// While the sync thread gathers records, the ticket whose write must
+    /// wake it (`u64::MAX` otherwise).
+    gather_until: AtomicU64,
     /// Learners erased since the log was opened: dropped from appends.
     erased: RwLock<HashSet<String>>,
     /// Bumped by every erasure; an append encoded under an older value is
@@ -176,6 +179,7 @@ impl Wal {
             }),
             appended: AtomicU64::new(0),
             closed: Mutex::new(false),
+            gather_until: AtomicU64::new(u64::MAX),
             wake: Condvar::new(),
             erased: RwLock::new(HashSet::new()),
             erasures: AtomicU64::new(0),
@@ -234,7 +238,7 @@ impl Wal {
                 wake,
             );
         };
-        if wake {
+        if wake || ticket == self.shared.gather_until.load(Ordering::SeqCst) {
             let _guard = self.shared.closed.lock().expect("wal lock");
             self.shared.wake.notify_one();
         }
@@ -396,21 +400,21 @@ impl Drop for Wal {
     }
 }
 
-/// How long the sync thread lets records gather between two syncs when
-/// calls are concurrent. Each `fdatasync` costs a disk write, a VM exit on
-/// virtual disks and a context switch; without the delay, 64 concurrent
-/// writers got a sync for every two or three records.
+/// How long, at most, the sync thread lets records gather between two
+/// syncs when calls are concurrent. Each `fdatasync` costs a disk write, a
+/// VM exit on virtual disks and a context switch; without gathering, 64
+/// concurrent writers got a sync for every two or three records.
 const COMMIT_DELAY: Duration = Duration::from_micros(500);
 
-/// Time to wait before the next sync: none when the last one covered a
-/// single record (a lone caller must not pay for a delay that gathers
-/// nothing), else the rest of [`COMMIT_DELAY`] since the last sync began.
-/// PostgreSQL's `commit_delay` with `commit_siblings` follows the same idea.
-fn commit_wait(last_covered: u64, since_last_start: Duration) -> Option<Duration> {
-    (last_covered >= 2)
-        .then(|| COMMIT_DELAY.checked_sub(since_last_start))
-        .flatten()
-        .filter(|wait| !wait.is_zero())
+/// The ticket to gather records up to before the next sync, `done` being
+/// the last synced one: as many records as the last sync covered, so that
+/// a group of concurrent callers that all wait is synced as soon as all of
+/// them are back, not after the whole delay. `None` when the last sync
+/// covered a single record: a lone caller must not wait for company that
+/// never comes. PostgreSQL's `commit_delay` with `commit_siblings` follows
+/// the same idea.
+fn gather_target(done: u64, last_covered: u64) -> Option<u64> {
+    (last_covered >= 2).then_some(done + last_covered)
 }
 
 fn sync_loop(shared: Arc<Shared>) {
@@ -418,9 +422,6 @@ fn sync_loop(shared: Arc<Shared>) {
     let mut last_start = Instant::now();
     let mut last_covered = 0;
     loop {
-        if let Some(wait) = commit_wait(last_covered, last_start.elapsed()) {
-            std::thread::sleep(wait);
-        }
         {
             let mut closed = shared.closed.lock().expect("wal lock");
             while !*closed && shared.appended.load(Ordering::SeqCst) <= done {
@@ -430,6 +431,20 @@ fn sync_loop(shared: Arc<Shared>) {
                 // Anyone still waiting hears that the log is gone.
                 shared.waiters().waiting.clear();
                 return;
+            }
+            if let Some(target) = gather_target(done, last_covered) {
+                // SeqCst pairs with `Wal::write`: either the writer of
+                // `target` sees it set and notifies under this lock, or
+                // its `appended` is seen by the check below.
+                shared.gather_until.store(target, Ordering::SeqCst);
+                let deadline = last_start + COMMIT_DELAY;
+                while !*closed && shared.appended.load(Ordering::SeqCst) < target {
+                    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                        break;
+                    };
+                    closed = shared.wake.wait_timeout(closed, left).expect("wal lock").0;
+                }
+                shared.gather_until.store(u64::MAX, Ordering::SeqCst);
             }
         }
         // Under the lock: read the target, write the pending records and
@@ -567,12 +582,36 @@ mod tests {
 
     #[test]
     fn only_concurrent_records_wait_for_company() {
-        let at = Duration::from_micros;
-        assert_eq!(commit_wait(0, at(10)), None, "first sync");
-        assert_eq!(commit_wait(1, at(10)), None, "a lone caller never waits");
-        assert_eq!(commit_wait(2, at(100)), Some(COMMIT_DELAY - at(100)));
-        assert_eq!(commit_wait(64, COMMIT_DELAY), None, "the delay is over");
-        assert_eq!(commit_wait(64, COMMIT_DELAY + at(1)), None);
+        assert_eq!(gather_target(0, 0), None, "first sync");
+        assert_eq!(gather_target(7, 1), None, "a lone caller never waits");
+        assert_eq!(gather_target(7, 2), Some(9));
+        assert_eq!(gather_target(100, 23), Some(123), "as many as last time");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn groups_of_concurrent_writers_keep_being_synced() {
+        // Rounds of 8 concurrent writers: from the second round on, the
+        // sync thread gathers up to 8 records; every round must complete.
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path()).unwrap();
+        let wal = Arc::new(wal);
+        for round in 0..20 {
+            let calls: Vec<_> = (0..8)
+                .map(|k| {
+                    let wal = wal.clone();
+                    tokio::spawn(async move {
+                        let record = WalRecord::Attempts(vec![attempt(&format!("r{round}-{k}"))]);
+                        wal.append(&record).await
+                    })
+                })
+                .collect();
+            for call in calls {
+                call.await.unwrap().unwrap();
+            }
+        }
+        drop(wal);
+        let (_, backlog) = Wal::open(dir.path()).unwrap();
+        assert_eq!(backlog.len(), 160);
     }
 
     #[tokio::test]
