@@ -275,6 +275,7 @@ impl Engine {
         // before it waits again.
         if pending.waiting && !pending.learners.is_empty() {
             hub.wake.notify_one();
+            pending.waiting = false; // one wake is enough until it waits again
         }
     }
 

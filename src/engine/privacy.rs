@@ -101,12 +101,15 @@ impl Engine {
             let _programs =
                 super::cohorts::program_locks(enrolments.iter().map(|e| e.program_id.as_str()));
             let _guards = self.learner_locks.lock_all([learner]);
-            let Some(erased) = self.store.erase_learner(learner)? else {
+            let outcome = self.store.erase_learner(learner);
+            // Whatever the outcome, part of the learner may be gone: facts
+            // remembered about them no longer hold.
+            self.known_learners.clear();
+            self.noted_recommendations.clear();
+            let Some(erased) = outcome? else {
                 return Ok(None);
             };
             self.store.forget_in_log(learner);
-            self.known_learners.clear();
-            self.noted_recommendations.clear();
             self.store.flush()?;
             Ok(Some(erased))
         })?;

@@ -55,7 +55,9 @@ impl SeenSet {
         self.lock().clears
     }
 
-    /// Records `key`.
+    /// Records `key`. Only for facts no erasure can undo meanwhile (the
+    /// caller holds the lock an erasure takes, or wrote the fact itself);
+    /// a fact read from the store goes through [`SeenSet::insert_since`].
     pub fn insert(&self, key: &str) {
         self.insert_if(key, |_| true);
     }
