@@ -64,6 +64,13 @@ fn row(scenario: &str, figures: &Figures, batch: Option<usize>) {
     );
 }
 
+/// Lets the background work of the previous scenario (write-behind apply
+/// every 100 ms, checkpoint every second, alert evaluation) finish, so that
+/// its CPU time is not counted in the next scenario's figures.
+async fn settle() {
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+}
+
 #[tokio::main]
 async fn main() {
     let seconds = arg("--seconds", 5);
@@ -113,6 +120,7 @@ async fn main() {
     let health = health_baseline(&channels, clients, seconds).await;
     row("health check (baseline)", &health, None);
     for batch in [1usize, 100] {
+        settle().await;
         let callers = channels.clone();
         let figures = closed_loop(clients, seconds, move |c, i| {
             let mut client = pb::mastery_service_client::MasteryServiceClient::new(
@@ -138,6 +146,7 @@ async fn main() {
             // The health rate drifts between runs on a shared 2-core
             // machine: measure it again right after, compare with the
             // higher of the two.
+            settle().await;
             let after = health_baseline(&channels, clients, seconds).await;
             row("health check (again)", &after, None);
             println!(
@@ -149,6 +158,7 @@ async fn main() {
     }
     // The engine alone, without gRPC, same concurrency: what ingestion
     // itself costs.
+    settle().await;
     let engine = server.engine.clone();
     let alone = closed_loop(clients, seconds, move |c, i| {
         let engine = engine.clone();
