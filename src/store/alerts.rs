@@ -94,7 +94,10 @@ impl Store {
 
     /// Writes alert changes in one transaction: each alert (whose
     /// `sequence` is the change's number, unused so far), its dedup entry
-    /// (set while active, removed once resolved) and its log entry.
+    /// (set while active, removed once resolved) and its log entry, and
+    /// returns once they are on disk. Watchers hear of a change only after:
+    /// one lost in a crash would have its number given to another change,
+    /// and a watcher resuming from that number would skip it. Blocking.
     pub fn commit_alerts(&self, changes: &[Alert]) -> Result<()> {
         let _gate = self.write_gate();
         let (alerts, active, log) = (
@@ -136,7 +139,9 @@ impl Store {
                 }
                 Ok(())
             })
-            .map_err(transaction_error)
+            .map_err(transaction_error)?;
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Logged alert changes with a sequence number above `after`, in order,
