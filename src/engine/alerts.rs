@@ -9,7 +9,8 @@
 //! cohort medians of time spent.
 //!
 //! Every alert change gets the next sequence number, is committed (alert,
-//! dedup index, log entry) in one transaction and then published on a
+//! dedup index, log entry) in one transaction, flushed to disk (so that a
+//! number a watcher saw is never reused after a crash) and then published on a
 //! broadcast channel, all under one mutex so that log order, sequence order
 //! and publication order agree. Publishing never blocks: a watcher that
 //! falls behind the channel's capacity is told it lagged and catches up
