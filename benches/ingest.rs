@@ -14,7 +14,11 @@ use spoc_engine::api::pb;
 const LEARNERS: usize = 1000;
 const SKILLS: usize = 30;
 
-fn attempts(tag: &str, client: usize, call: usize, batch: usize) -> Vec<pb::Attempt> {
+/// Attempts of one call. Each scenario dates its attempts after those of
+/// the scenarios before it (`epoch` seconds later), as a live LMS would:
+/// attempts older than a learner's last one are the rare out-of-order case,
+/// which replays the (learner, skill) history, and must not dominate.
+fn attempts(tag: &str, epoch: i64, client: usize, call: usize, batch: usize) -> Vec<pb::Attempt> {
     (0..batch)
         .map(|k| {
             let n = call * batch + k;
@@ -27,7 +31,7 @@ fn attempts(tag: &str, client: usize, call: usize, batch: usize) -> Vec<pb::Atte
                 correct: n % 3 != 0,
                 score: None,
                 occurred_at: Some(prost_types::Timestamp {
-                    seconds: 1_700_000_000 + n as i64,
+                    seconds: 1_600_000_000 + epoch + n as i64,
                     nanos: 0,
                 }),
                 time_spent: None,
@@ -119,7 +123,7 @@ async fn main() {
     );
     let health = health_baseline(&channels, clients, seconds).await;
     row("health check (baseline)", &health, None);
-    for batch in [1usize, 100] {
+    for (batch, epoch) in [(1usize, 0), (100, 50_000_000)] {
         settle().await;
         let callers = channels.clone();
         let figures = closed_loop(clients, seconds, move |c, i| {
@@ -127,7 +131,7 @@ async fn main() {
                 callers[c % callers.len()].clone(),
             );
             let request = pb::RecordAttemptsRequest {
-                attempts: attempts(&format!("b{batch}"), c, i, batch),
+                attempts: attempts(&format!("b{batch}"), epoch, c, i, batch),
             };
             async move {
                 client
@@ -162,7 +166,7 @@ async fn main() {
     let engine = server.engine.clone();
     let alone = closed_loop(clients, seconds, move |c, i| {
         let engine = engine.clone();
-        let batch = convert_attempts(attempts("engine", c, i, 1));
+        let batch = convert_attempts(attempts("engine", 100_000_000, c, i, 1));
         async move {
             engine
                 .record_attempts(batch)
