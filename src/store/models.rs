@@ -32,7 +32,11 @@ impl Store {
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(|e| Error::Storage(format!("{}: {e}", tmp.display())))?;
+        // The rename is durable only once the directory is synced: without
+        // it a crash could bring the previous model back after the fit
+        // reported this one active.
         std::fs::rename(&tmp, dir.join(&id))
+            .and_then(|()| std::fs::File::open(&dir)?.sync_all())
             .map_err(|e| Error::Storage(format!("{}: {e}", dir.display())))?;
         Ok(id)
     }
