@@ -121,6 +121,7 @@ async fn main() {
         "{:<28} {:>10} {:>12} {:>8} {:>8} {:>12} {:>6}",
         "scenario", "calls/s", "attempts/s", "p50 ms", "p99 ms", "CPU us/call", "cores"
     );
+    settle().await;
     let health = health_baseline(&channels, clients, seconds).await;
     row("health check (baseline)", &health, None);
     for (batch, epoch) in [(1usize, 0), (100, 50_000_000)] {

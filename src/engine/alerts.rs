@@ -137,8 +137,12 @@ pub struct AlertHub {
     /// Publication of every alert change.
     sender: broadcast::Sender<Arc<Alert>>,
     /// The latest sequence number; held while a change is numbered,
-    /// committed and published.
+    /// committed, flushed and published.
     sequence: Mutex<u64>,
+    /// The latest sequence number known to be on disk: what a watcher
+    /// catching up from the log may read up to (the log holds a change as
+    /// soon as it is committed, a moment before it is flushed).
+    durable: AtomicU64,
     /// Learners waiting for evaluation.
     pending: Mutex<Pending>,
     /// Wakes the evaluation thread.
@@ -172,6 +176,7 @@ impl AlertHub {
             model: RwLock::new(Some(Arc::new(model))),
             sender,
             sequence: Mutex::new(last_sequence),
+            durable: AtomicU64::new(last_sequence),
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
             locks: StripedLocks::new(256),
@@ -478,7 +483,10 @@ impl Engine {
     /// Numbers, commits and publishes alert changes built by `build`
     /// (which draws sequence numbers from the closure it is given), under
     /// the sequence lock: the log, the numbers and the publication agree.
-    /// Nothing is published or numbered if the commit fails.
+    /// Nothing is numbered if the commit fails. If the flush after it
+    /// fails, the numbers are taken (the store holds the change) but
+    /// nothing is published: watchers read it from the log once a later
+    /// flush made it durable.
     fn write_alerts(
         &self,
         build: impl FnOnce(&mut dyn FnMut() -> u64) -> Vec<Alert>,
@@ -495,6 +503,8 @@ impl Engine {
         }
         self.store.commit_alerts(&alerts)?;
         *sequence = next;
+        self.store.sync()?;
+        hub.durable.store(next, Ordering::SeqCst);
         for alert in &alerts {
             // No receiver is fine: nobody is watching.
             let _ = hub.sender.send(Arc::new(alert.clone()));
@@ -799,8 +809,13 @@ impl Engine {
                 loop {
                     let engine = self.clone();
                     let from = last;
+                    // Read after subscribing: a change past this bound is
+                    // published later, so the channel brings it.
+                    let through = self.hub().durable.load(Ordering::SeqCst);
                     let batch = tokio::task::spawn_blocking(move || {
-                        engine.store.alert_changes_after(from, CATCH_UP_BATCH)
+                        engine
+                            .store
+                            .alert_changes_after(from, through, CATCH_UP_BATCH)
                     })
                     .await
                     .map_err(|e| Error::Storage(format!("alert log task failed: {e}")))??;
@@ -861,8 +876,8 @@ struct Pending {
 /// The evaluation thread: drains the pending set whenever woken.
 fn evaluation_loop(engine: Weak<Engine>) {
     loop {
-        // The engine is held only while working, so that dropping it is
-        // never delayed by a waiting thread.
+        // The engine is held for one round at a time (a wait included), so
+        // that dropping it is delayed by one wait at most.
         let Some(strong) = engine.upgrade() else {
             return;
         };

@@ -94,10 +94,10 @@ impl Store {
 
     /// Writes alert changes in one transaction: each alert (whose
     /// `sequence` is the change's number, unused so far), its dedup entry
-    /// (set while active, removed once resolved) and its log entry, and
-    /// returns once they are on disk. Watchers hear of a change only after:
-    /// one lost in a crash would have its number given to another change,
-    /// and a watcher resuming from that number would skip it. Blocking.
+    /// (set while active, removed once resolved) and its log entry. Call
+    /// [`Store::sync`] before telling watchers: a change lost in a crash
+    /// would have its number given to another change, and a watcher
+    /// resuming from that number would skip it.
     pub fn commit_alerts(&self, changes: &[Alert]) -> Result<()> {
         let _gate = self.write_gate();
         let (alerts, active, log) = (
@@ -139,20 +139,29 @@ impl Store {
                 }
                 Ok(())
             })
-            .map_err(transaction_error)?;
-        self.db.flush()?;
-        Ok(())
+            .map_err(transaction_error)
     }
 
-    /// Logged alert changes with a sequence number above `after`, in order,
-    /// at most `limit` of them.
-    pub fn alert_changes_after(&self, after: u64, limit: usize) -> Result<Vec<Alert>> {
+    /// Logged alert changes with a sequence number above `after` and at
+    /// most `through`, in order, at most `limit` of them.
+    pub fn alert_changes_after(
+        &self,
+        after: u64,
+        through: u64,
+        limit: usize,
+    ) -> Result<Vec<Alert>> {
         let log = self.alert_log_table()?;
         let mut out = Vec::new();
         let Some(first) = after.checked_add(1) else {
             return Ok(out);
         };
-        for entry in log.tree.range(keys::sequence(first).to_vec()..) {
+        if first > through {
+            return Ok(out);
+        }
+        for entry in log
+            .tree
+            .range(keys::sequence(first).to_vec()..=keys::sequence(through).to_vec())
+        {
             if out.len() == limit {
                 break;
             }
@@ -206,5 +215,58 @@ impl Store {
             .into_iter()
             .map(|(_, a)| a)
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::domain::alerts::{AlertStatus, alert_id};
+    use crate::domain::risk::Severity;
+
+    fn change(sequence: u64) -> Alert {
+        Alert {
+            id: alert_id(sequence),
+            learner_id: format!("l{sequence}"),
+            program_id: "p".into(),
+            cohort_id: String::new(),
+            kind: AlertKind::BlockingPoint,
+            severity: Severity::Warning,
+            reason: "stuck".into(),
+            skill_id: None,
+            signals: BTreeMap::new(),
+            created_at: 0,
+            updated_at: 0,
+            status: AlertStatus::Open,
+            status_by: String::new(),
+            note: String::new(),
+            resolved_at: None,
+            sequence,
+        }
+    }
+
+    #[test]
+    fn catch_up_reads_stop_at_the_durable_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .commit_alerts(&[change(1), change(2), change(3)])
+            .unwrap();
+        let seqs = |after, through, limit| -> Vec<u64> {
+            store
+                .alert_changes_after(after, through, limit)
+                .unwrap()
+                .iter()
+                .map(|a| a.sequence)
+                .collect()
+        };
+        assert_eq!(seqs(0, 3, 10), [1, 2, 3]);
+        assert_eq!(seqs(0, 2, 10), [1, 2], "3 is not durable yet");
+        assert_eq!(seqs(0, 3, 2), [1, 2], "limit");
+        assert_eq!(seqs(2, 3, 10), [3]);
+        assert!(seqs(3, 2, 10).is_empty());
+        assert!(seqs(u64::MAX, u64::MAX, 10).is_empty());
     }
 }

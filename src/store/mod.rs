@@ -242,6 +242,14 @@ impl Store {
         std::mem::take(&mut *self.backlog.lock().expect("backlog lock"))
     }
 
+    /// Puts every sled write made so far on disk, blocking (one fsync):
+    /// for rare writes that must be durable before anyone hears of them,
+    /// off the async runtime. Frequent writers use [`Store::durable`].
+    pub fn sync(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// Flushes sled and trims the log; used after a replay and at shutdown.
     pub fn flush(&self) -> Result<()> {
         self.checkpoints.run()

@@ -179,7 +179,9 @@ impl WriteBehind {
             // its map up front spares the rehashes of a growing one
             // (1% of ingestion CPU under load).
             let next = Rows {
-                attempts: HashMap::with_capacity(rows.current.attempts.len()),
+                // Capped: a replay or a backlog after sled failures can
+                // be far larger than normal ingestion.
+                attempts: HashMap::with_capacity(rows.current.attempts.len().min(1 << 16)),
                 ..Rows::default()
             };
             let taken = Arc::new(std::mem::replace(&mut rows.current, next));
