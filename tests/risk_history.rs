@@ -1,5 +1,6 @@
 //! The risk model can be retrained on a deployment's own history: learners
-//! of ended programs, labelled by whether they completed every module.
+//! of ended programs, labelled by whether they completed the program (a
+//! completed module for each of its skills).
 
 use spoc_engine::domain::activity::{Activity, ActivityKind};
 use spoc_engine::domain::catalog::{Format, Module, Skill};
@@ -26,29 +27,32 @@ async fn ended_programs_give_labelled_samples_that_train_a_model() {
         },
     )
     .unwrap();
-    let skill = Skill {
-        id: "a".into(),
-        name: "A".into(),
-        prerequisite_ids: vec![],
-    };
+    // Four skills, one module each.
+    let skills: Vec<Skill> = (0..4)
+        .map(|i| Skill {
+            id: format!("a{i}"),
+            name: format!("A{i}"),
+            prerequisite_ids: vec![],
+        })
+        .collect();
     let modules: Vec<Module> = (0..4)
         .map(|i| Module {
             id: format!("m{i}"),
             title: format!("M{i}"),
-            skill_ids: vec!["a".into()],
+            skill_ids: vec![format!("a{i}")],
             format: Format::Video,
             duration_minutes: 10,
             language: "fr".into(),
         })
         .collect();
-    engine.import_catalog(vec![skill], modules).await.unwrap();
+    engine.import_catalog(skills, modules).await.unwrap();
     let end = now_micros() - 10 * DAY;
     let start = end - 40 * DAY;
     engine
         .upsert_program(Program {
             id: "p".into(),
             name: "P".into(),
-            skill_ids: vec!["a".into()],
+            skill_ids: (0..4).map(|i| format!("a{i}")).collect(),
             cohort_rules: CohortRules::default(),
             start_date: Some(start),
             end_date: Some(end),
@@ -89,7 +93,7 @@ async fn ended_programs_give_labelled_samples_that_train_a_model() {
                 attempt_id: format!("{id}-q{k}"),
                 learner_id: id.clone(),
                 item_id: "q".into(),
-                skill_ids: vec!["a".into()],
+                skill_ids: vec!["a0".into()],
                 correct: completer || k == 0,
                 score: None,
                 occurred_at: start + (k as i64 * 4 + 3) * DAY,

@@ -11,6 +11,7 @@ pub mod bkt;
 pub mod catalog;
 pub mod catalog_index;
 pub mod cohorts;
+pub mod completion;
 pub mod fit;
 pub mod learner;
 pub mod limits;

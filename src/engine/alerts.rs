@@ -31,6 +31,7 @@ use crate::domain::alerts::{
     Alert, AlertChange, AlertStatus, RESOLVED_BY_ENGINE, alert_id, reconcile,
 };
 use crate::domain::bkt::Observation;
+use crate::domain::completion::CompletionPlan;
 use crate::domain::learner::{Enrolment, Micros, Program, RiskRules};
 use crate::domain::reports::quantile;
 use crate::domain::risk::signals::trace_mastery;
@@ -344,7 +345,8 @@ impl Engine {
             let (enrolments, _) = self
                 .store
                 .program_enrolments(&program.id, None, usize::MAX)?;
-            let modules = program_modules(&catalog, program);
+            let plan = completion_plan(&catalog, program);
+            let modules = plan.modules();
             let members = self.cohort_members(&program.id, true)?;
             let mut times: HashMap<String, Vec<f64>> = HashMap::new();
             for e in &enrolments {
@@ -562,7 +564,8 @@ impl Engine {
     ) -> Result<SignalInput> {
         let learner = enrolment.learner_id.as_str();
         let catalog = self.catalog();
-        let modules = program_modules(&catalog, program);
+        let plan = completion_plan(&catalog, program);
+        let modules = plan.modules();
         let attempts = self.skill_history(learner, &program.skill_ids, now)?;
         let activities = self.store.learner_activities(learner)?;
         let mut last_activity_at = None;
@@ -603,11 +606,11 @@ impl Engine {
             calendar: ProgramCalendar {
                 starts_at: program.start_date.unwrap_or(0),
                 ends_at: program.end_date.unwrap_or(0),
-                module_count: modules.len() as u32,
+                units: plan.units() as u32,
             },
             enrolled_at: enrolment.enrolled_at,
             last_activity_at,
-            modules_completed: completed.len() as u32,
+            units_completed: plan.covered(|m| completed.contains(m)) as u32,
             attempts,
             time_spent_ms,
             cohort_median_time_spent_ms,
@@ -853,16 +856,17 @@ impl Engine {
     }
 }
 
-/// The catalog modules of a program: those teaching at least one of its
-/// skills (what "completing the program" means).
-pub fn program_modules<'a>(catalog: &'a super::Catalog, program: &Program) -> BTreeSet<&'a str> {
-    let skills: BTreeSet<&str> = program.skill_ids.iter().map(String::as_str).collect();
-    catalog
-        .modules
-        .iter()
-        .filter(|m| m.skill_ids.iter().any(|s| skills.contains(s.as_str())))
-        .map(|m| m.id.as_str())
-        .collect()
+/// What completing a program takes, from the catalog: one module per
+/// program skill that has any. Its `modules()` are the program's modules
+/// (those teaching at least one of its skills).
+pub fn completion_plan(catalog: &super::Catalog, program: &Program) -> CompletionPlan {
+    CompletionPlan::new(
+        program.skill_ids.iter().map(String::as_str),
+        catalog
+            .modules
+            .iter()
+            .map(|m| (m.id.as_str(), m.skill_ids.iter().map(String::as_str))),
+    )
 }
 
 /// Learners touched since the evaluation thread last took them, and

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use super::alerts::{program_modules, thresholds};
+use super::alerts::{completion_plan, thresholds};
 use super::{Engine, now_micros};
 use crate::domain::activity::ActivityKind;
 use crate::domain::learner::{Micros, Program};
@@ -185,7 +185,8 @@ impl Engine {
     ) -> Result<ReportInput> {
         let now: Micros = now_micros();
         let catalog = self.catalog();
-        let modules = program_modules(&catalog, program);
+        let completion = completion_plan(&catalog, program);
+        let modules = completion.modules();
         let skills = program
             .skill_ids
             .iter()
@@ -261,6 +262,7 @@ impl Engine {
             generated_at: now,
             skills,
             modules: module_items,
+            completion,
             mastery_threshold: self.mastery_threshold(),
             blocking_failures: thresholds(&program.risk_rules).blocking_failures,
             learners,

@@ -1,7 +1,7 @@
 //! Training data for the risk model from a deployment's own history.
 //!
 //! A learner of a program that has ended is a labelled example: did they
-//! complete every module of the program by its end date? Their signals are
+//! complete the program (`domain::completion`) by its end date? Their signals are
 //! computed as of the program's midpoint, when a trainer could still act,
 //! from what the store held then (attempts, activity, recommendations dated
 //! after the midpoint are ignored by `signal_input`), so the label does not
@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use super::Engine;
-use super::alerts::program_modules;
+use super::alerts::completion_plan;
 use crate::domain::activity::ActivityKind;
 use crate::domain::learner::Micros;
 use crate::domain::risk::LearnerSignals;
@@ -18,7 +18,8 @@ use crate::error::Result;
 
 impl Engine {
     /// One `(signals at midpoint, did not complete)` sample per learner of
-    /// every program whose `end_date` is before `now`.
+    /// every program whose `end_date` is before `now` and that has modules
+    /// (completion as in `domain::completion`).
     pub fn risk_history(&self, now: Micros) -> Result<Vec<(LearnerSignals, bool)>> {
         let catalog = self.catalog();
         let mut samples = Vec::new();
@@ -31,7 +32,10 @@ impl Engine {
                 continue;
             }
             let midpoint = start + (end - start) / 2;
-            let modules = program_modules(&catalog, &program);
+            let plan = completion_plan(&catalog, &program);
+            if plan.units() == 0 {
+                continue; // nothing to complete: no label to learn from
+            }
             let (enrolments, _) = self
                 .store()
                 .program_enrolments(&program.id, None, usize::MAX)?;
@@ -44,7 +48,7 @@ impl Engine {
                     .filter(|a| a.kind == ActivityKind::Completed && a.occurred_at <= end)
                     .map(|a| a.module_id)
                     .collect();
-                let dropped = modules.iter().any(|m| !completed.contains(*m));
+                let dropped = plan.covered(|m| completed.contains(m)) < plan.units();
                 let input = self.signal_input(&program, &enrolment, midpoint, 0)?;
                 samples.push((crate::domain::risk::signals(&input), dropped));
             }

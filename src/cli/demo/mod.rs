@@ -194,7 +194,7 @@ pub struct ReportFile {
     pub path: String,
     /// Learners in the report.
     pub learners: u32,
-    /// Of which completed every program module.
+    /// Of which completed the program (`domain::completion`).
     pub completed: u32,
     /// Certified learners.
     pub certified: usize,

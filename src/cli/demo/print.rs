@@ -126,7 +126,7 @@ pub fn render(s: &DemoSummary) -> String {
     for r in &s.reports {
         let _ = writeln!(
             out,
-            "{}: {} learners, {} completed every module, {} certified -> {}",
+            "{}: {} learners, {} completed the program, {} certified -> {}",
             r.program_id, r.learners, r.completed, r.certified, r.path
         );
     }

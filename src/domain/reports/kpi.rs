@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::completion::CompletionPlan;
 use crate::domain::learner::Micros;
 use crate::domain::risk::AlertKind;
 
@@ -109,6 +110,8 @@ pub struct ReportInput {
     pub skills: Vec<NamedItem>,
     /// The program's modules, in display order.
     pub modules: Vec<NamedItem>,
+    /// What completing the program takes (see `domain::completion`).
+    pub completion: CompletionPlan,
     /// P(mastered) at or above which a skill counts as mastered.
     pub mastery_threshold: f64,
     /// Consecutive failures on a skill or module that make a blocking point
@@ -231,7 +234,7 @@ pub struct CohortReport {
     pub mastery_threshold: f64,
     /// Learners in scope.
     pub learners: usize,
-    /// Learners with every program module completed.
+    /// Learners who completed the program (`domain::completion`).
     pub completed: usize,
     /// `completed / learners` (0 without learners).
     pub completion_rate: f64,
@@ -328,24 +331,24 @@ fn sorted_by_time<'a, T>(
     rows
 }
 
-/// Completion time of every learner who completed every program module: the
-/// latest of their first completion of each module.
+/// Completion time of every learner who completed the program: when the
+/// last program skill got its first completed module.
 fn completions(input: &ReportInput, activities: &[&ActivityRow]) -> BTreeMap<String, Micros> {
-    let program: BTreeSet<&str> = input.modules.iter().map(|m| m.id.as_str()).collect();
     let mut first_done: BTreeMap<&str, BTreeMap<&str, Micros>> = BTreeMap::new();
     for a in activities.iter().filter(|a| a.completed) {
-        if program.contains(a.module_id.as_str()) {
-            first_done
-                .entry(&a.learner_id)
-                .or_default()
-                .entry(&a.module_id)
-                .or_insert(a.at);
-        }
+        let first = first_done
+            .entry(&a.learner_id)
+            .or_default()
+            .entry(&a.module_id)
+            .or_insert(a.at);
+        *first = (*first).min(a.at);
     }
     first_done
         .into_iter()
-        .filter(|(_, done)| !program.is_empty() && done.len() == program.len())
-        .map(|(learner, done)| (learner.to_string(), *done.values().max().unwrap_or(&0)))
+        .filter_map(|(learner, done)| {
+            let at = input.completion.completed_at(&done)?;
+            Some((learner.to_string(), at))
+        })
         .collect()
 }
 

@@ -1,6 +1,7 @@
 //! Report figures against values computed by hand on a small fixture cohort.
 
 use super::*;
+use crate::domain::completion::CompletionPlan;
 use crate::domain::risk::AlertKind;
 
 const DAY: i64 = 86_400_000_000;
@@ -70,6 +71,7 @@ pub(super) fn fixture() -> ReportInput {
         generated_at: on(22),
         skills: vec![item("s1", "SQL joins"), item("s2", "Window functions")],
         modules: vec![item("m1", "Joins 101"), item("m2", "Windows, in practice")],
+        completion: CompletionPlan::new(["s1", "s2"], [("m1", ["s1"]), ("m2", ["s2"])]),
         mastery_threshold: 0.8,
         blocking_failures: 3,
         learners: ["a", "b", "c", "d"]
@@ -120,11 +122,29 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 #[test]
-fn completion_rate_counts_learners_with_every_module_done() {
+fn completion_rate_counts_learners_who_completed_the_program() {
     let r = compute(&fixture());
     assert_eq!(r.learners, 4);
     assert_eq!(r.completed, 2);
     assert_eq!(r.completion_rate, 0.5);
+}
+
+#[test]
+fn one_module_per_skill_completes_when_modules_are_alternatives() {
+    // s1 gets a French module too: a and b, who did m1 and m2, still
+    // completed; c completes with the French one and m2 on day 21.
+    let mut input = fixture();
+    input.modules.push(item("m1-fr", "Jointures 101"));
+    input.completion = CompletionPlan::new(
+        ["s1", "s2"],
+        [("m1", ["s1"]), ("m1-fr", ["s1"]), ("m2", ["s2"])],
+    );
+    input.activities.push(activity("c", "m1-fr", true, 14, 15));
+    input.activities.push(activity("c", "m2", true, 21, 15));
+    let r = compute(&input);
+    assert_eq!((r.learners, r.completed), (4, 3));
+    let last = r.participation.last().expect("weeks");
+    assert_eq!(last.completed_cumulative, 3, "c completed in the last week");
 }
 
 #[test]

@@ -122,7 +122,7 @@ pub struct AlertDraft {
 /// Runs every rule on one learner (and the model when given one).
 ///
 /// At most one draft per kind, in [`AlertKind::ALL`] order. A learner who
-/// completed every module gets no inactivity or dropout alert.
+/// completed the program gets no inactivity or dropout alert.
 pub fn evaluate(
     input: &SignalInput,
     thresholds: &RiskThresholds,
@@ -130,8 +130,7 @@ pub fn evaluate(
 ) -> Vec<AlertDraft> {
     let s = signals(input);
     let base = s.to_map();
-    let finished =
-        input.calendar.module_count > 0 && input.modules_completed >= input.calendar.module_count;
+    let finished = input.calendar.units > 0 && input.units_completed >= input.calendar.units;
     let mut drafts = Vec::new();
     drafts.extend(blocking_point(input, thresholds, &base));
     if !finished {
@@ -351,11 +350,11 @@ mod tests {
             calendar: ProgramCalendar {
                 starts_at: NOV_1,
                 ends_at: NOV_1 + 56 * DAY,
-                module_count: 12,
+                units: 12,
             },
             enrolled_at: NOV_1,
             last_activity_at: None,
-            modules_completed: 2,
+            units_completed: 2,
             attempts,
             time_spent_ms: 0,
             cohort_median_time_spent_ms: 0,
@@ -473,7 +472,7 @@ mod tests {
     #[test]
     fn finished_learners_are_not_inactive() {
         let mut input = learner(40, vec![attempt("sql", true, 10, 0.2, 0.9)]);
-        input.modules_completed = 12;
+        input.units_completed = 12;
         assert!(evaluate(&input, &RiskThresholds::default(), None).is_empty());
     }
 

@@ -47,7 +47,7 @@ pub struct SkillAttempt {
 /// The calendar a program's pace is measured against.
 ///
 /// Kept separate from `learner::Program` because not every deployment has
-/// dates: with an empty calendar (`module_count == 0` or `ends_at <=
+/// dates: with an empty calendar (`units == 0` or `ends_at <=
 /// starts_at`) the pace signal is neutral (0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProgramCalendar {
@@ -55,15 +55,16 @@ pub struct ProgramCalendar {
     pub starts_at: Micros,
     /// Planned end of the program.
     pub ends_at: Micros,
-    /// How many modules a learner must complete.
-    pub module_count: u32,
+    /// How many units a learner must cover to complete the program: its
+    /// skills that some module teaches (see `domain::completion`).
+    pub units: u32,
 }
 
 impl ProgramCalendar {
     /// Share of the program's duration elapsed at `now`, in `[0, 1]`; `None`
     /// when the calendar cannot say.
     pub fn elapsed_share(&self, now: Micros) -> Option<f64> {
-        if self.module_count == 0 || self.ends_at <= self.starts_at {
+        if self.units == 0 || self.ends_at <= self.starts_at {
             return None;
         }
         let share = (now - self.starts_at) as f64 / (self.ends_at - self.starts_at) as f64;
@@ -87,8 +88,8 @@ pub struct SignalInput {
     pub enrolled_at: Micros,
     /// Latest module event of the learner (attempts are also looked at).
     pub last_activity_at: Option<Micros>,
-    /// Program modules completed so far.
-    pub modules_completed: u32,
+    /// Units covered so far: program skills with a completed module.
+    pub units_completed: u32,
     /// The learner's attempts in the program's skills, oldest first.
     pub attempts: Vec<SkillAttempt>,
     /// Total time spent in the program's modules, in milliseconds.
@@ -122,8 +123,9 @@ pub struct LearnerSignals {
     /// Days since the latest attempt or module event (or since enrolment /
     /// program start when there is none); 0 before the program starts.
     pub days_inactive: f64,
-    /// Share of modules the calendar expects by now minus the share done, in
-    /// `[-1, 1]`: positive means behind schedule.
+    /// Share of the program (its completion units) the calendar expects by
+    /// now minus the share done, in `[-1, 1]`: positive means behind
+    /// schedule.
     pub pace_gap: f64,
     /// Least-squares slope of correctness (1/0) per attempt over the last
     /// [`TREND_WINDOW`] attempts: negative when answers get worse.
@@ -262,9 +264,8 @@ pub fn signals(input: &SignalInput) -> LearnerSignals {
         .calendar
         .elapsed_share(input.now)
         .map_or(0.0, |expected| {
-            let done = (f64::from(input.modules_completed)
-                / f64::from(input.calendar.module_count))
-            .min(1.0);
+            let done =
+                (f64::from(input.units_completed) / f64::from(input.calendar.units)).min(1.0);
             expected - done
         });
 
@@ -428,11 +429,11 @@ mod tests {
             calendar: ProgramCalendar {
                 starts_at: 0,
                 ends_at: 40 * DAY,
-                module_count: 10,
+                units: 10,
             },
             enrolled_at: 0,
             last_activity_at: None,
-            modules_completed: 0,
+            units_completed: 0,
             attempts: Vec::new(),
             time_spent_ms: 0,
             cohort_median_time_spent_ms: 0,
@@ -459,7 +460,7 @@ mod tests {
     #[test]
     fn hand_built_history_gives_hand_computed_signals() {
         let mut input = base();
-        input.modules_completed = 3;
+        input.units_completed = 3;
         input.last_activity_at = Some(15 * DAY);
         input.attempts = vec![
             attempt("sql", true, 10, 0.2, 0.5),

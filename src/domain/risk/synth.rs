@@ -152,7 +152,7 @@ impl History {
             calendar: ProgramCalendar {
                 starts_at: EPOCH,
                 ends_at: EPOCH + i64::from(options.days) * MICROS_PER_DAY,
-                module_count: options.modules,
+                units: options.modules,
             },
             enrolled_at: EPOCH,
             last_activity_at: self
@@ -161,7 +161,7 @@ impl History {
                 .map(|(at, _)| *at)
                 .filter(|at| *at < now)
                 .max(),
-            modules_completed: self.completions.iter().filter(|at| **at < now).count() as u32,
+            units_completed: self.completions.iter().filter(|at| **at < now).count() as u32,
             attempts,
             time_spent_ms: self.time_spent_before(now),
             cohort_median_time_spent_ms: median_ms,
