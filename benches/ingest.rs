@@ -5,6 +5,8 @@
 //! `--seconds N` per scenario (default 5), `--clients N` concurrent callers
 //! (default 64). Prints calls/s, attempts/s, p50/p99 latency, and the
 //! process CPU time per call with the cores kept busy (client included).
+//! The last scenario sends late arrivals: batches of attempts older than
+//! their learners' latest ones, which replay mastery from the history.
 
 mod common;
 
@@ -32,6 +34,35 @@ fn attempts(tag: &str, epoch: i64, client: usize, call: usize, batch: usize) -> 
                 score: None,
                 occurred_at: Some(prost_types::Timestamp {
                     seconds: 1_600_000_000 + epoch + n as i64,
+                    nanos: 0,
+                }),
+                time_spent: None,
+            }
+        })
+        .collect()
+}
+
+/// A batch of 100 late arrivals: 10 learners and 5 skills, dated at random
+/// (a fixed hash of client and call) within 30 days before 2026-09-21, as
+/// offline devices syncing send them. Most are older than their pair's
+/// latest attempt, so mastery is replayed from the pair's history.
+fn late_attempts(client: usize, call: usize) -> Vec<pb::Attempt> {
+    const NOW: i64 = 1_790_000_000;
+    (0..100)
+        .map(|k| {
+            let n = (call * 100 + k) as u64;
+            let h = (client as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ n.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            let h = h ^ (h >> 31);
+            pb::Attempt {
+                attempt_id: format!("late-{client}-{n}"),
+                learner_id: format!("learner-{}", h % 10),
+                item_id: "item-1".into(),
+                skill_ids: vec![format!("skill-{}", (h >> 8) % 5)],
+                correct: (h >> 16) % 3 != 0,
+                score: None,
+                occurred_at: Some(prost_types::Timestamp {
+                    seconds: NOW - ((h >> 20) % (30 * 86_400)) as i64,
                     nanos: 0,
                 }),
                 time_spent: None,
@@ -177,6 +208,23 @@ async fn main() {
     })
     .await;
     row("engine only, batch=1", &alone, Some(1));
+    // Late arrivals (see `late_attempts`).
+    settle().await;
+    let callers = channels.clone();
+    let late = closed_loop(clients, seconds, move |c, i| {
+        let mut client = pb::mastery_service_client::MasteryServiceClient::new(
+            callers[c % callers.len()].clone(),
+        );
+        let attempts = late_attempts(c, i);
+        async move {
+            client
+                .record_attempts(pb::RecordAttemptsRequest { attempts })
+                .await
+                .expect("record attempts");
+        }
+    })
+    .await;
+    row("late arrivals, batch=100", &late, Some(100));
     println!("max RSS: {:.0} MB", max_rss_mb());
     server.stop().await;
 }

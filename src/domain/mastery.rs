@@ -127,6 +127,43 @@ pub fn rebuild(
     })
 }
 
+/// What [`rebuild`] gives for `history` and `new` together, without copying
+/// the history: both sorted by position, `history` without duplicates; an
+/// observation of `new` at a position `history` already holds counts once.
+/// `None` when both are empty.
+pub fn rebuild_merged(
+    params: &BktParams,
+    history: &[(Position, Observation)],
+    new: &[(Position, Observation)],
+    now: Micros,
+) -> Option<MasteryState> {
+    let (mut h, mut n) = (history.iter().peekable(), new.iter().peekable());
+    let mut p = params.prior;
+    let mut count = 0u32;
+    let mut last: Option<&Position> = None;
+    loop {
+        let next = match (h.peek(), n.peek()) {
+            (Some(a), Some(b)) if b.0 < a.0 => n.next(),
+            (Some(_), _) => h.next(),
+            (None, Some(_)) => n.next(),
+            (None, None) => break,
+        };
+        let Some((position, obs)) = next else { break };
+        if last == Some(position) {
+            continue; // already counted (a resend, or a replay after a crash)
+        }
+        p = params.update(p, *obs);
+        count += 1;
+        last = Some(position);
+    }
+    Some(MasteryState {
+        p_mastered: p,
+        attempt_count: count,
+        last: last?.clone(),
+        updated_at: now,
+    })
+}
+
 /// A right or wrong answer of learner `l` to item `i`, which tests skill
 /// `s`: the attempt unit tests across the crate build on.
 #[cfg(test)]
@@ -195,5 +232,40 @@ mod tests {
         .unwrap();
         let expected = params.replay(seq.iter().map(|(_, o)| *o));
         assert!((second.p_mastered - expected).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_merged_rebuild_equals_a_rebuild_of_everything() {
+        let params = BktParams::default();
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        for _ in 0..200 {
+            let mut history: Vec<_> = (0..next() % 20)
+                .map(|_| at((next() % 50) as i64, next() % 2 == 0))
+                .collect();
+            history.sort_by(|a, b| a.0.cmp(&b.0));
+            history.dedup_by(|a, b| a.0 == b.0);
+            let mut new: Vec<_> = (0..next() % 5)
+                .map(|_| at((next() % 50) as i64, next() % 2 == 0))
+                .collect();
+            new.sort_by(|a, b| a.0.cmp(&b.0));
+            // Same position, same content: a resend of a stored attempt.
+            for obs in new.iter_mut() {
+                if let Some((_, stored)) = history.iter().find(|(p, _)| *p == obs.0) {
+                    obs.1 = *stored;
+                }
+            }
+            let mut all = history.clone();
+            all.extend(new.iter().cloned());
+            let expected = rebuild(&params, all, 9);
+            let merged = rebuild_merged(&params, &history, &new, 9);
+            assert_eq!(merged, expected, "history {history:?} new {new:?}");
+        }
+        assert_eq!(rebuild_merged(&params, &[], &[], 9), None);
     }
 }

@@ -1,10 +1,11 @@
 //! Ingestion of quiz attempts and the live mastery they produce.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::{Engine, now_micros};
 use crate::domain::bkt::Observation;
-use crate::domain::mastery::{Attempt, MasteryState, Position, fold, rebuild};
+use crate::domain::mastery::{Attempt, MasteryState, Position, fold, rebuild, rebuild_merged};
 use crate::error::{Error, Result};
 use crate::store::wal::WalRecord;
 use crate::store::xapi::Retracted;
@@ -193,32 +194,30 @@ impl Engine {
         let params = self.params();
         let now = now_micros();
         let mut states: BTreeMap<(String, String), MasteryState> = BTreeMap::new();
-        for ((learner, skill), mut new) in groups {
+        for (&(learner, skill), new) in groups.iter_mut() {
             new.sort_by(|a, b| a.0.cmp(&b.0));
             let params = params.for_skill(skill);
             let state = if mode == Ingest::Replay {
                 let mut all = self.store.observations(learner, skill)?;
-                all.extend(new);
+                all.extend(new.iter().cloned());
                 rebuild(params, all, now)
             } else {
                 let previous = self.store.mastery(learner, skill)?;
-                let mut history_error = None;
-                let state = fold(
-                    params,
-                    previous.as_ref(),
-                    &new,
-                    || {
-                        self.store.observations(learner, skill).unwrap_or_else(|e| {
-                            history_error = Some(e);
-                            Vec::new()
-                        })
-                    },
-                    now,
-                );
-                if let Some(err) = history_error {
-                    return Err(err);
+                let late = previous.as_ref().is_some_and(|p| new[0].0 <= p.last);
+                if late {
+                    // Replayed from the history, kept in memory once read.
+                    let history = match self.histories.get(learner, skill) {
+                        Some(history) => history,
+                        None => {
+                            let history = Arc::new(self.store.observations(learner, skill)?);
+                            self.histories.fill(learner, skill, history.clone());
+                            history
+                        }
+                    };
+                    rebuild_merged(params, &history, new, now)
+                } else {
+                    fold(params, previous.as_ref(), new, Vec::new, now)
                 }
-                state
             };
             if let Some(state) = state {
                 states.insert((learner.to_string(), skill.to_string()), state);
@@ -237,6 +236,9 @@ impl Engine {
         let ticket = self
             .store
             .commit_attempts(new_attempts, &rows, record.as_ref())?;
+        for (&(learner, skill), new) in &groups {
+            self.histories.extend(learner, skill, new);
+        }
 
         let mut mastery = Vec::with_capacity(touched.len());
         for (learner, skill) in touched {
@@ -310,7 +312,10 @@ impl Engine {
             let state = rebuild(params.for_skill(skill), left, now);
             rows.push((learner.to_string(), skill.to_string(), state));
         }
-        self.store.retract_attempts(ids, &attempts, &rows, now)?;
+        let outcome = self.store.retract_attempts(ids, &attempts, &rows, now);
+        // Under the locks still: the histories of these learners changed.
+        self.histories.forget(learners.iter().map(String::as_str));
+        outcome?;
         Ok((attempts.len(), learners))
     }
 
@@ -452,5 +457,73 @@ mod tests {
                 .attempt_count,
             2
         );
+    }
+
+    /// Late attempts replay from a history kept in memory once read; it
+    /// must follow every later write: in-order attempts, resends, a
+    /// retraction, an erasure.
+    #[tokio::test]
+    async fn late_attempts_see_every_write_of_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        skill_s_and_learner_l(&engine, vec![]).await;
+        let mut sent: Vec<Attempt> = Vec::new();
+        let expect = |sent: &[Attempt]| {
+            let mut seq: Vec<_> = sent
+                .iter()
+                .map(|a| (a.position(), a.observation()))
+                .collect();
+            seq.sort_by(|a, b| a.0.cmp(&b.0));
+            let params = engine.params();
+            let state = rebuild(params.for_skill("s"), seq, 0).unwrap();
+            (state.p_mastered, state.attempt_count)
+        };
+        let check = |engine: &Engine, sent: &[Attempt], step: &str| {
+            let got = engine.mastery("l", &["s".to_string()]).unwrap();
+            let (p, count) = expect(sent);
+            assert_eq!(got[0].attempt_count, count, "{step}");
+            assert!((got[0].p_mastered - p).abs() < 1e-12, "{step}");
+        };
+        for (id, t, ok) in [("a10", 10, true), ("a20", 20, false), ("a30", 30, true)] {
+            sent.push(attempt(id, t, ok));
+            engine
+                .record_attempts(vec![attempt(id, t, ok)])
+                .await
+                .unwrap();
+        }
+        // Late: fills the history.
+        sent.push(attempt("a15", 15, false));
+        engine
+            .record_attempts(vec![attempt("a15", 15, false)])
+            .await
+            .unwrap();
+        check(&engine, &sent, "first late attempt");
+        assert!(engine.histories.get("l", "s").is_some(), "history kept");
+        // In order, then late again, then a resend: the kept history follows.
+        sent.push(attempt("a40", 40, true));
+        engine
+            .record_attempts(vec![attempt("a40", 40, true)])
+            .await
+            .unwrap();
+        sent.push(attempt("a05", 5, true));
+        engine
+            .record_attempts(vec![attempt("a05", 5, true), attempt("a40", 40, true)])
+            .await
+            .unwrap();
+        check(&engine, &sent, "in order, late, resend");
+        assert_eq!(engine.histories.get("l", "s").unwrap().len(), 6);
+        // A retraction forgets it; the next late attempt reads the store.
+        engine.retract_attempts(&["a20".to_string()]).await.unwrap();
+        sent.retain(|a| a.attempt_id != "a20");
+        assert!(engine.histories.get("l", "s").is_none(), "forgotten");
+        sent.push(attempt("a25", 25, false));
+        engine
+            .record_attempts(vec![attempt("a25", 25, false)])
+            .await
+            .unwrap();
+        check(&engine, &sent, "late after a retraction");
+        // An erasure forgets it too.
+        engine.erase_learner("l").unwrap();
+        assert!(engine.histories.get("l", "s").is_none(), "erased");
     }
 }

@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod backup;
 pub mod catalog;
 pub mod cohorts;
+pub mod history;
 pub mod learners;
 pub mod locks;
 pub mod mastery;
@@ -67,6 +68,8 @@ pub struct Engine {
     learner_locks: StripedLocks,
     /// Learners known to exist (ingestion checks every attempt's learner).
     known_learners: seen::SeenSet,
+    /// Observation histories of pairs that got late attempts.
+    histories: history::Histories,
     /// `learner 00 module` pairs whose first recommendation is stored.
     noted_recommendations: seen::SeenSet,
     /// At-risk alerts: model, pending evaluations, sequence, watchers.
@@ -117,6 +120,7 @@ impl Engine {
             learner_locks: StripedLocks::new(256),
             known_learners: seen::SeenSet::new(1 << 20),
             noted_recommendations: seen::SeenSet::new(1 << 20),
+            histories: history::Histories::default(),
             recent_erasures: privacy::RecentErasures::default(),
         };
         engine.replay()?;

@@ -106,6 +106,7 @@ impl Engine {
             // remembered about them no longer hold.
             self.known_learners.clear();
             self.noted_recommendations.clear();
+            self.histories.forget([learner]);
             let Some(erased) = outcome? else {
                 return Ok(None);
             };
