@@ -12,10 +12,12 @@
 //! dedup index, log entry) in one transaction, flushed to disk (so that a
 //! number a watcher saw is never reused after a crash) and then published on a
 //! broadcast channel, all under one mutex so that log order, sequence order
-//! and publication order agree. Publishing never blocks: a watcher that
-//! falls behind the channel's capacity is told it lagged and catches up
-//! from the log, and a reconnecting watcher replays the log from the last
-//! sequence it saw, so no change is ever missed.
+//! and publication order agree. The evaluation thread and the periodic
+//! pass flush and publish their changes in groups of learners, one flush
+//! for many. Publishing never blocks: a watcher that falls behind the
+//! channel's capacity is told it lagged and catches up from the log, and a
+//! reconnecting watcher replays the log from the last sequence it saw, so
+//! no change is ever missed.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -137,9 +139,10 @@ pub struct AlertHub {
     model: RwLock<Option<Arc<RiskModel>>>,
     /// Publication of every alert change.
     sender: broadcast::Sender<Arc<Alert>>,
-    /// The latest sequence number; held while a change is numbered,
-    /// committed, flushed and published.
-    sequence: Mutex<u64>,
+    /// The latest sequence number and the committed changes not published
+    /// yet; held while a change is numbered, committed, flushed and
+    /// published.
+    sequence: Mutex<Numbering>,
     /// The latest sequence number known to be on disk: what a watcher
     /// catching up from the log may read up to (the log holds a change as
     /// soon as it is committed, a moment before it is flushed).
@@ -176,7 +179,10 @@ impl AlertHub {
         Ok(Self {
             model: RwLock::new(Some(Arc::new(model))),
             sender,
-            sequence: Mutex::new(last_sequence),
+            sequence: Mutex::new(Numbering {
+                last: last_sequence,
+                unpublished: Vec::new(),
+            }),
             durable: AtomicU64::new(last_sequence),
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
@@ -248,7 +254,7 @@ impl Engine {
 
     /// The latest alert sequence number.
     pub fn alert_sequence(&self) -> u64 {
-        *self.hub().sequence.lock().expect("sequence lock")
+        self.hub().sequence.lock().expect("sequence lock").last
     }
 
     /// Runs `erase` while the learner's alert evaluations are held off,
@@ -374,18 +380,31 @@ impl Engine {
             }
         }
         *self.hub().medians.write().expect("medians lock") = medians;
-        for learner in &learners {
+        // Changes are published in groups: one flush for many learners.
+        let mut outcome = Ok(());
+        for (i, learner) in learners.iter().enumerate() {
             if self.hub().stop.load(Ordering::Relaxed) {
                 break;
             }
-            self.evaluate_learner(learner, now)?;
+            outcome = self.evaluate_learner_in(learner, now, Publish::Later);
+            if outcome.is_err() {
+                break;
+            }
+            if i % PUBLISH_EVERY == PUBLISH_EVERY - 1 {
+                self.publish_pending()?;
+            }
         }
-        Ok(learners.len())
+        self.publish_pending()?;
+        outcome.map(|()| learners.len())
     }
 
     /// Evaluates one learner in each program they are enrolled in and
     /// writes the resulting alert changes.
     pub fn evaluate_learner(&self, learner: &str, now: Micros) -> Result<()> {
+        self.evaluate_learner_in(learner, now, Publish::Now)
+    }
+
+    fn evaluate_learner_in(&self, learner: &str, now: Micros, publish: Publish) -> Result<()> {
         let (enrolments, _) = self.store.learner_enrolments(learner, None, usize::MAX)?;
         if enrolments.is_empty() {
             return Ok(());
@@ -419,7 +438,7 @@ impl Engine {
             if changes.is_empty() {
                 continue;
             }
-            self.write_alerts(|sequence| {
+            self.write_alerts(publish, |sequence| {
                 changes
                     .into_iter()
                     .map(|change| {
@@ -485,17 +504,17 @@ impl Engine {
     /// Numbers, commits and publishes alert changes built by `build`
     /// (which draws sequence numbers from the closure it is given), under
     /// the sequence lock: the log, the numbers and the publication agree.
-    /// Nothing is numbered if the commit fails. If the flush after it
-    /// fails, the numbers are taken (the store holds the change) but
-    /// nothing is published: watchers read it from the log once a later
-    /// flush made it durable.
+    /// Nothing is numbered if the commit fails. If the flush fails, the
+    /// numbers are taken (the store holds the change) but nothing is
+    /// published: the next successful flush publishes it, in order.
     fn write_alerts(
         &self,
+        publish: Publish,
         build: impl FnOnce(&mut dyn FnMut() -> u64) -> Vec<Alert>,
     ) -> Result<Vec<Alert>> {
         let hub = self.hub();
-        let mut sequence = hub.sequence.lock().expect("sequence lock");
-        let mut next = *sequence;
+        let mut numbering = hub.sequence.lock().expect("sequence lock");
+        let mut next = numbering.last;
         let alerts = build(&mut || {
             next += 1;
             next
@@ -504,14 +523,34 @@ impl Engine {
             return Ok(alerts);
         }
         self.store.commit_alerts(&alerts)?;
-        *sequence = next;
-        self.store.sync()?;
-        hub.durable.store(next, Ordering::SeqCst);
-        for alert in &alerts {
-            // No receiver is fine: nobody is watching.
-            let _ = hub.sender.send(Arc::new(alert.clone()));
+        numbering.last = next;
+        numbering.unpublished.extend(alerts.iter().cloned());
+        if publish == Publish::Now {
+            self.publish(&mut numbering)?;
         }
         Ok(alerts)
+    }
+
+    /// Flushes and publishes the changes committed but not published yet.
+    fn publish_pending(&self) -> Result<()> {
+        let mut numbering = self.hub().sequence.lock().expect("sequence lock");
+        self.publish(&mut numbering)
+    }
+
+    /// Flushes, then publishes every unpublished change in sequence order;
+    /// called with the sequence lock held.
+    fn publish(&self, numbering: &mut Numbering) -> Result<()> {
+        if numbering.unpublished.is_empty() {
+            return Ok(());
+        }
+        self.store.sync()?;
+        let hub = self.hub();
+        hub.durable.store(numbering.last, Ordering::SeqCst);
+        for alert in numbering.unpublished.drain(..) {
+            // No receiver is fine: nobody is watching.
+            let _ = hub.sender.send(Arc::new(alert));
+        }
+        Ok(())
     }
 
     /// Drops the cached learner → cohort map of a program after its cohorts
@@ -712,7 +751,7 @@ impl Engine {
             )));
         }
         let now = now_micros();
-        let mut written = self.write_alerts(|sequence| {
+        let mut written = self.write_alerts(Publish::Now, |sequence| {
             let mut a = current;
             a.status = target;
             a.status_by = by.to_string();
@@ -788,8 +827,13 @@ impl Engine {
             // lock, so they describe one moment.
             let engine = self.clone();
             let (latest, active) = tokio::task::spawn_blocking(move || {
-                let sequence = engine.hub().sequence.lock().expect("sequence lock");
-                engine.store.all_active_alerts().map(|a| (*sequence, a))
+                let mut numbering = engine.hub().sequence.lock().expect("sequence lock");
+                // Only durable changes may be shown: publish what waits.
+                engine.publish(&mut numbering)?;
+                engine
+                    .store
+                    .all_active_alerts()
+                    .map(|a| (numbering.last, a))
             })
             .await
             .map_err(|e| Error::Storage(format!("alert snapshot task failed: {e}")))??;
@@ -869,6 +913,29 @@ pub fn completion_plan(catalog: &super::Catalog, program: &Program) -> Completio
     )
 }
 
+/// The alert sequence and what awaits publication, under one lock.
+struct Numbering {
+    /// The latest sequence number given.
+    last: u64,
+    /// Changes committed, in sequence order, not yet flushed and
+    /// published (a periodic pass publishes in groups).
+    unpublished: Vec<Alert>,
+}
+
+/// When [`Engine::write_alerts`] publishes what it wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Publish {
+    /// At once: flush, then tell watchers.
+    Now,
+    /// With the next group ([`Engine::publish_pending`]): the evaluation
+    /// thread and the periodic pass.
+    Later,
+}
+
+/// Learners a periodic pass or an evaluation round evaluates between two
+/// publications (a flush each): bounds how long a change waits.
+const PUBLISH_EVERY: usize = 256;
+
 /// Learners touched since the evaluation thread last took them, and
 /// whether it waits for more (only then does a touch need to wake it).
 #[derive(Default)]
@@ -904,9 +971,15 @@ fn evaluation_loop(engine: Weak<Engine>) {
         };
         let now = now_micros();
         let worked = !batch.is_empty();
-        for learner in batch {
-            if let Err(err) = strong.evaluate_learner(&learner, now) {
+        // Published in groups, as in a pass: one flush for many learners.
+        for (i, learner) in batch.iter().enumerate() {
+            if let Err(err) = strong.evaluate_learner_in(learner, now, Publish::Later) {
                 tracing::error!(error = %err, learner = %learner, "alert evaluation failed");
+            }
+            if i % PUBLISH_EVERY == PUBLISH_EVERY - 1 || i + 1 == batch.len() {
+                if let Err(err) = strong.publish_pending() {
+                    tracing::error!(error = %err, "alert publication failed");
+                }
             }
         }
         drop(strong);
@@ -957,5 +1030,75 @@ fn pass_loop(engine: Weak<Engine>) {
                 _ => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::learner::{CohortRules, Learner};
+    use crate::domain::mastery::test_attempt;
+    use crate::engine::testing::{engine, skill_s_and_learner_l};
+
+    /// A periodic pass publishes its changes in groups: every change
+    /// reaches watchers, in sequence order, and only once durable.
+    #[tokio::test]
+    async fn a_pass_publishes_every_change_in_order_once_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        skill_s_and_learner_l(&engine, vec![]).await;
+        engine
+            .upsert_program(Program {
+                id: "p".into(),
+                name: "P".into(),
+                skill_ids: vec!["s".into()],
+                cohort_rules: CohortRules::default(),
+                start_date: None,
+                end_date: None,
+                risk_rules: Default::default(),
+            })
+            .await
+            .unwrap();
+        // More learners than one publication group, each blocked on `s`.
+        let learners = PUBLISH_EVERY + 44;
+        for n in 0..learners {
+            let id = format!("l{n}");
+            engine
+                .upsert_learner(Learner {
+                    id: id.clone(),
+                    company_id: "c".into(),
+                    language: String::new(),
+                    time_zone: String::new(),
+                    display_name: String::new(),
+                })
+                .await
+                .unwrap();
+            engine.enroll(&id, "p").await.unwrap();
+            let failures = (0..3)
+                .map(|k| {
+                    let mut a =
+                        test_attempt(&format!("{id}-{k}"), 1_700_000_000_000_000 + k, false);
+                    a.learner_id = id.clone();
+                    a
+                })
+                .collect();
+            engine.record_attempts(failures).await.unwrap();
+        }
+        let mut watcher = engine.hub().sender.subscribe();
+        assert_eq!(engine.evaluate_all_alerts().unwrap(), learners);
+        let mut seen = Vec::new();
+        while let Ok(alert) = watcher.try_recv() {
+            seen.push(alert.sequence);
+        }
+        assert_eq!(seen.len(), learners, "one blocking point each");
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "in sequence order");
+        assert_eq!(
+            engine.hub().durable.load(Ordering::SeqCst),
+            *seen.last().unwrap()
+        );
+        assert!(
+            engine.hub().sequence.lock().unwrap().unpublished.is_empty(),
+            "nothing left waiting"
+        );
     }
 }
