@@ -187,7 +187,9 @@ impl AlertService for AlertApi {
     ) -> Result<Response<pb::Alert>, Status> {
         let id = check::id("alert_id", &request.get_ref().alert_id)?;
         super::scope::authorize(&self.engine, &request)?;
-        Ok(Response::new(self.engine.alert(&id)?.into()))
+        // Blocking: it may flush alert changes waiting for publication.
+        let alert = super::off_runtime(&self.engine, move |e| e.alert(&id)).await?;
+        Ok(Response::new(alert.into()))
     }
 
     async fn acknowledge_alert(

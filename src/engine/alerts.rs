@@ -263,7 +263,17 @@ impl Engine {
     pub(crate) fn with_alerts_held<T>(&self, learner: &str, erase: impl FnOnce() -> T) -> T {
         let hub = self.hub();
         let _guard = hub.locks.lock_all([learner]);
+        // Changes about the learner as they were go out first; any a failed
+        // flush keeps back are dropped after the erasure, never published.
+        if let Err(err) = self.publish_pending() {
+            tracing::error!(error = %err, "alert publication failed");
+        }
         let out = erase();
+        hub.sequence
+            .lock()
+            .expect("sequence lock")
+            .unpublished
+            .retain(|a| a.learner_id != learner);
         hub.pending
             .lock()
             .expect("pending lock")
@@ -381,8 +391,9 @@ impl Engine {
         }
         *self.hub().medians.write().expect("medians lock") = medians;
         // Changes are published in groups: one flush for many learners.
+        let mut group = Group::new();
         let mut outcome = Ok(());
-        for (i, learner) in learners.iter().enumerate() {
+        for learner in &learners {
             if self.hub().stop.load(Ordering::Relaxed) {
                 break;
             }
@@ -390,12 +401,20 @@ impl Engine {
             if outcome.is_err() {
                 break;
             }
-            if i % PUBLISH_EVERY == PUBLISH_EVERY - 1 {
+            if group.full() {
                 self.publish_pending()?;
+                group = Group::new();
             }
         }
-        self.publish_pending()?;
-        outcome.map(|()| learners.len())
+        match (outcome, self.publish_pending()) {
+            (Ok(()), published) => published.map(|()| learners.len()),
+            (Err(err), published) => {
+                if let Err(also) = published {
+                    tracing::error!(error = %also, "alert publication failed");
+                }
+                Err(err)
+            }
+        }
     }
 
     /// Evaluates one learner in each program they are enrolled in and
@@ -695,15 +714,17 @@ impl Engine {
         ))
     }
 
-    /// One alert, or NOT_FOUND.
+    /// One alert, or NOT_FOUND. Blocking: changes waiting for publication
+    /// are flushed first, so that no alert is shown before it is durable.
     pub fn alert(&self, id: &str) -> Result<Alert> {
+        self.publish_pending()?;
         self.store
             .alert(id)?
             .ok_or_else(|| Error::not_found("alert", id))
     }
 
     /// A page of alerts in creation order; filters on unknown programs,
-    /// cohorts or learners are NOT_FOUND.
+    /// cohorts or learners are NOT_FOUND. Blocking, as [`Engine::alert`].
     pub fn list_alerts(
         &self,
         filter: AlertFilter,
@@ -721,6 +742,7 @@ impl Engine {
                 return Err(Error::not_found("cohort", cohort.clone()));
             }
         }
+        self.publish_pending()?;
         self.store.list_alerts(|a| filter.matches(a), after, limit)
     }
 
@@ -933,8 +955,31 @@ enum Publish {
 }
 
 /// Learners a periodic pass or an evaluation round evaluates between two
-/// publications (a flush each): bounds how long a change waits.
+/// publications (a flush each), and the longest a group lasts: together
+/// they bound how long a change waits.
 const PUBLISH_EVERY: usize = 256;
+const PUBLISH_WITHIN: Duration = Duration::from_millis(100);
+
+/// Learners evaluated since the last publication.
+struct Group {
+    started: Instant,
+    evaluated: usize,
+}
+
+impl Group {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            evaluated: 0,
+        }
+    }
+
+    /// Counts one more learner; whether the group must be published now.
+    fn full(&mut self) -> bool {
+        self.evaluated += 1;
+        self.evaluated >= PUBLISH_EVERY || self.started.elapsed() >= PUBLISH_WITHIN
+    }
+}
 
 /// Learners touched since the evaluation thread last took them, and
 /// whether it waits for more (only then does a touch need to wake it).
@@ -972,14 +1017,16 @@ fn evaluation_loop(engine: Weak<Engine>) {
         let now = now_micros();
         let worked = !batch.is_empty();
         // Published in groups, as in a pass: one flush for many learners.
+        let mut group = Group::new();
         for (i, learner) in batch.iter().enumerate() {
             if let Err(err) = strong.evaluate_learner_in(learner, now, Publish::Later) {
                 tracing::error!(error = %err, learner = %learner, "alert evaluation failed");
             }
-            if i % PUBLISH_EVERY == PUBLISH_EVERY - 1 || i + 1 == batch.len() {
+            if group.full() || i + 1 == batch.len() {
                 if let Err(err) = strong.publish_pending() {
                     tracing::error!(error = %err, "alert publication failed");
                 }
+                group = Group::new();
             }
         }
         drop(strong);
@@ -1040,13 +1087,11 @@ mod tests {
     use crate::domain::mastery::test_attempt;
     use crate::engine::testing::{engine, skill_s_and_learner_l};
 
-    /// A periodic pass publishes its changes in groups: every change
-    /// reaches watchers, in sequence order, and only once durable.
-    #[tokio::test]
-    async fn a_pass_publishes_every_change_in_order_once_durable() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = engine(dir.path());
-        skill_s_and_learner_l(&engine, vec![]).await;
+    /// Program `p` over skill `s`, and `learners` learners `l0`, `l1`...
+    /// enrolled in it, each with three failures on `s` (a blocking point
+    /// once evaluated).
+    async fn blocked_learners(engine: &Engine, learners: usize) {
+        skill_s_and_learner_l(engine, vec![]).await;
         engine
             .upsert_program(Program {
                 id: "p".into(),
@@ -1059,8 +1104,6 @@ mod tests {
             })
             .await
             .unwrap();
-        // More learners than one publication group, each blocked on `s`.
-        let learners = PUBLISH_EVERY + 44;
         for n in 0..learners {
             let id = format!("l{n}");
             engine
@@ -1084,6 +1127,17 @@ mod tests {
                 .collect();
             engine.record_attempts(failures).await.unwrap();
         }
+    }
+
+    /// A periodic pass publishes its changes in groups: every change
+    /// reaches watchers, in sequence order, and only once durable.
+    #[tokio::test]
+    async fn a_pass_publishes_every_change_in_order_once_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        // More learners than one publication group.
+        let learners = PUBLISH_EVERY + 44;
+        blocked_learners(&engine, learners).await;
         let mut watcher = engine.hub().sender.subscribe();
         assert_eq!(engine.evaluate_all_alerts().unwrap(), learners);
         let mut seen = Vec::new();
@@ -1100,5 +1154,29 @@ mod tests {
             engine.hub().sequence.lock().unwrap().unpublished.is_empty(),
             "nothing left waiting"
         );
+    }
+
+    /// An erasure publishes the learner's waiting changes first and leaves
+    /// none of them waiting: nothing about the learner goes out after it.
+    #[tokio::test]
+    async fn an_erasure_leaves_no_change_of_the_learner_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        blocked_learners(&engine, 2).await;
+        engine
+            .evaluate_learner_in("l0", now_micros(), Publish::Later)
+            .unwrap();
+        engine
+            .evaluate_learner_in("l1", now_micros(), Publish::Later)
+            .unwrap();
+        let mut watcher = engine.hub().sender.subscribe();
+        engine.erase_learner("l0").unwrap();
+        let waiting = engine.hub().sequence.lock().unwrap().unpublished.len();
+        assert_eq!(waiting, 0, "published before the erasure");
+        let mut seen = Vec::new();
+        while let Ok(alert) = watcher.try_recv() {
+            seen.push(alert.learner_id.clone());
+        }
+        assert_eq!(seen, ["l0", "l1"], "in order, before the erasure");
     }
 }

@@ -34,14 +34,23 @@ pub const CAPACITY: usize = 1 << 20;
 #[derive(Default)]
 pub struct Histories {
     inner: Mutex<Inner>,
-    /// Whether any entry exists: lets in-order ingestion skip the lock.
+    /// Whether an entry was ever filled: until then, in-order ingestion
+    /// skips the lock.
     any: AtomicBool,
 }
 
 #[derive(Default)]
 struct Inner {
-    pairs: HashMap<(String, String), History>,
+    /// Learner → skill → history: lookups borrow, no key is built.
+    learners: HashMap<String, HashMap<String, History>>,
     observations: usize,
+}
+
+impl Inner {
+    fn clear(&mut self) {
+        self.learners.clear();
+        self.observations = 0;
+    }
 }
 
 impl Histories {
@@ -54,10 +63,7 @@ impl Histories {
         if !self.any.load(Ordering::Acquire) {
             return None;
         }
-        self.lock()
-            .pairs
-            .get(&(learner.to_string(), skill.to_string()))
-            .cloned()
+        self.lock().learners.get(learner)?.get(skill).cloned()
     }
 
     /// Keeps a pair's history as read from the store (sorted, without
@@ -68,13 +74,14 @@ impl Histories {
         }
         let mut inner = self.lock();
         if inner.observations + history.len() > CAPACITY {
-            inner.pairs.clear();
-            inner.observations = 0;
+            inner.clear();
         }
         inner.observations += history.len();
         let old = inner
-            .pairs
-            .insert((learner.to_string(), skill.to_string()), history);
+            .learners
+            .entry(learner.to_string())
+            .or_default()
+            .insert(skill.to_string(), history);
         inner.observations -= old.map_or(0, |h| h.len());
         self.any.store(true, Ordering::Release);
     }
@@ -86,8 +93,11 @@ impl Histories {
             return;
         }
         let mut inner = self.lock();
-        let key = (learner.to_string(), skill.to_string());
-        let Some(entry) = inner.pairs.get_mut(&key) else {
+        let Some(entry) = inner
+            .learners
+            .get_mut(learner)
+            .and_then(|s| s.get_mut(skill))
+        else {
             return;
         };
         let history = Arc::make_mut(entry);
@@ -99,6 +109,9 @@ impl Histories {
         }
         let added = history.len() - before;
         inner.observations += added;
+        if inner.observations > CAPACITY {
+            inner.clear(); // start over, as a fill would
+        }
     }
 
     /// Forgets every entry of these learners (their observations changed
@@ -107,17 +120,12 @@ impl Histories {
         if !self.any.load(Ordering::Acquire) {
             return;
         }
-        let learners: std::collections::BTreeSet<&str> = learners.into_iter().collect();
         let mut inner = self.lock();
-        let mut dropped = 0;
-        inner.pairs.retain(|(learner, _), history| {
-            let keep = !learners.contains(learner.as_str());
-            if !keep {
-                dropped += history.len();
+        for learner in learners {
+            if let Some(skills) = inner.learners.remove(learner) {
+                inner.observations -= skills.values().map(|h| h.len()).sum::<usize>();
             }
-            keep
-        });
-        inner.observations -= dropped;
+        }
     }
 }
 

@@ -352,10 +352,9 @@ pub fn generate(options: &DemoOptions) -> DemoWorld {
                 ..CohortRules::default()
             },
             start_date: Some(start),
-            // No planned end: the engine's pace signal counts every catalog
-            // module teaching a program skill, in any language, as due; on
-            // a realistic 12-week calendar that flags nearly every learner
-            // of this catalog (measured: 78 % with a dropout alert).
+            // No planned end: the demo simulates no calendar, so the pace
+            // signal (program skills covered by a completed module against
+            // the time elapsed) stays neutral.
             end_date: None,
             // The program's own thresholds: a quiz right after a lucky
             // placement guess moves P(mastered) by 0.3, so only a fall of

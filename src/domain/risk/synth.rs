@@ -7,7 +7,10 @@
 //! low or after a run of failures; a disengaged learner's engagement decays,
 //! so gaps between sessions grow, and some recover. Failures on a skill lead
 //! to remediation recommendations that engaged learners tend to follow.
-//! The label is "did not complete every module by the end of a grace week".
+//! The label is "did not complete every module by the end of a grace week":
+//! here modules are the program's steps, two per skill, and each counts as
+//! one unit of `ProgramCalendar` (the engine counts skills covered; both
+//! measure the share of the program done).
 //!
 //! Signals are taken at one mid-program observation time per cohort (35-65%
 //! of the calendar) from the events before it only, exactly as the engine
