@@ -1083,9 +1083,9 @@ fn pass_loop(engine: Weak<Engine>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::learner::{CohortRules, Learner};
+    use crate::domain::learner::CohortRules;
     use crate::domain::mastery::test_attempt;
-    use crate::engine::testing::{engine, skill_s_and_learner_l};
+    use crate::engine::testing::{engine, learner, skill_s_and_learner_l};
 
     /// Program `p` over skill `s`, and `learners` learners `l0`, `l1`...
     /// enrolled in it, each with three failures on `s` (a blocking point
@@ -1106,16 +1106,7 @@ mod tests {
             .unwrap();
         for n in 0..learners {
             let id = format!("l{n}");
-            engine
-                .upsert_learner(Learner {
-                    id: id.clone(),
-                    company_id: "c".into(),
-                    language: String::new(),
-                    time_zone: String::new(),
-                    display_name: String::new(),
-                })
-                .await
-                .unwrap();
+            engine.upsert_learner(learner(&id)).await.unwrap();
             engine.enroll(&id, "p").await.unwrap();
             let failures = (0..3)
                 .map(|k| {

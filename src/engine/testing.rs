@@ -33,14 +33,16 @@ pub(crate) async fn skill_s_and_learner_l(engine: &Engine, modules: Vec<Module>)
         )
         .await
         .unwrap();
-    engine
-        .upsert_learner(Learner {
-            id: "l".into(),
-            company_id: "c".into(),
-            language: String::new(),
-            time_zone: String::new(),
-            display_name: String::new(),
-        })
-        .await
-        .unwrap();
+    engine.upsert_learner(learner("l")).await.unwrap();
+}
+
+/// Learner `id` of company `c`, nothing else set.
+pub(crate) fn learner(id: &str) -> Learner {
+    Learner {
+        id: id.into(),
+        company_id: "c".into(),
+        language: String::new(),
+        time_zone: String::new(),
+        display_name: String::new(),
+    }
 }
