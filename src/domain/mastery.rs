@@ -74,12 +74,22 @@ pub struct MasteryState {
     pub updated_at: Micros,
 }
 
+/// Whether `new` (sorted by position) holds an observation at or before
+/// the last one folded into `previous`: then the history must be replayed.
+pub fn is_late(previous: Option<&MasteryState>, new: &[(Position, Observation)]) -> bool {
+    match (previous, new.first()) {
+        (Some(state), Some((first, _))) => *first <= state.last,
+        _ => false,
+    }
+}
+
 /// Folds new observations of one (learner, skill) into its state.
 ///
 /// `previous` is the stored state (if any), `new` the new observations sorted
 /// by position. When every new one comes after `previous.last` the fold is
-/// incremental; otherwise `history` is called for every stored observation
-/// (sorted), and the whole merged sequence is replayed from the prior.
+/// incremental; otherwise ([`is_late`]) `history` is called for every stored
+/// observation (sorted, without duplicates), and the whole merged sequence
+/// is replayed from the prior.
 pub fn fold(
     params: &BktParams,
     previous: Option<&MasteryState>,
@@ -88,14 +98,8 @@ pub fn fold(
     now: Micros,
 ) -> Option<MasteryState> {
     let last_new = new.last()?.0.clone();
-    let in_order = match previous {
-        None => true,
-        Some(state) => new[0].0 > state.last,
-    };
-    if !in_order {
-        let mut all = history();
-        all.extend(new.iter().cloned());
-        return rebuild(params, all, now);
+    if is_late(previous, new) {
+        return rebuild_merged(params, &history(), new, now);
     }
     let start = previous.map_or(params.prior, |s| s.p_mastered);
     let count = previous.map_or(0, |s| s.attempt_count);
@@ -117,14 +121,7 @@ pub fn rebuild(
     now: Micros,
 ) -> Option<MasteryState> {
     observations.sort_by(|a, b| a.0.cmp(&b.0));
-    observations.dedup_by(|a, b| a.0 == b.0);
-    let last = observations.last()?.0.clone();
-    Some(MasteryState {
-        p_mastered: params.replay(observations.iter().map(|(_, obs)| *obs)),
-        attempt_count: observations.len() as u32,
-        last,
-        updated_at: now,
-    })
+    rebuild_merged(params, &observations, &[], now)
 }
 
 /// What [`rebuild`] gives for `history` and `new` together, without copying

@@ -143,10 +143,6 @@ pub struct AlertHub {
     /// yet; held while a change is numbered, committed, flushed and
     /// published.
     sequence: Mutex<Numbering>,
-    /// The latest sequence number known to be on disk: what a watcher
-    /// catching up from the log may read up to (the log holds a change as
-    /// soon as it is committed, a moment before it is flushed).
-    durable: AtomicU64,
     /// Learners waiting for evaluation.
     pending: Mutex<Pending>,
     /// Wakes the evaluation thread.
@@ -183,7 +179,6 @@ impl AlertHub {
                 last: last_sequence,
                 unpublished: Vec::new(),
             }),
-            durable: AtomicU64::new(last_sequence),
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
             locks: StripedLocks::new(256),
@@ -390,31 +385,45 @@ impl Engine {
             }
         }
         *self.hub().medians.write().expect("medians lock") = medians;
-        // Changes are published in groups: one flush for many learners.
+        self.evaluate_in_groups(learners.iter().map(String::as_str), now, |_, err| Err(err))?;
+        Ok(learners.len())
+    }
+
+    /// Evaluates `learners`, publishing their changes per [`Group`] (one
+    /// flush for many learners) and at the end, until a stop. `failed`
+    /// decides what an evaluation error does: end the run (`Err`) or not.
+    /// A failed publication keeps the changes for the next one; the last
+    /// one's error is returned.
+    fn evaluate_in_groups<'a>(
+        &self,
+        learners: impl IntoIterator<Item = &'a str>,
+        now: Micros,
+        mut failed: impl FnMut(&str, Error) -> Result<()>,
+    ) -> Result<()> {
         let mut group = Group::new();
         let mut outcome = Ok(());
-        for learner in &learners {
+        for learner in learners {
             if self.hub().stop.load(Ordering::Relaxed) {
                 break;
             }
-            outcome = self.evaluate_learner_in(learner, now, Publish::Later);
-            if outcome.is_err() {
-                break;
+            if let Err(err) = self.evaluate_learner_in(learner, now, Publish::Later) {
+                outcome = failed(learner, err);
+                if outcome.is_err() {
+                    break;
+                }
             }
             if group.full() {
-                self.publish_pending()?;
+                if let Err(err) = self.publish_pending() {
+                    tracing::error!(error = %err, "alert publication failed");
+                }
                 group = Group::new();
             }
         }
-        match (outcome, self.publish_pending()) {
-            (Ok(()), published) => published.map(|()| learners.len()),
-            (Err(err), published) => {
-                if let Err(also) = published {
-                    tracing::error!(error = %also, "alert publication failed");
-                }
-                Err(err)
-            }
+        let published = self.publish_pending();
+        if let (Err(_), Err(also)) = (&outcome, &published) {
+            tracing::error!(error = %also, "alert publication failed");
         }
+        outcome.and(published)
     }
 
     /// Evaluates one learner in each program they are enrolled in and
@@ -564,7 +573,6 @@ impl Engine {
         }
         self.store.sync()?;
         let hub = self.hub();
-        hub.durable.store(numbering.last, Ordering::SeqCst);
         for alert in numbering.unpublished.drain(..) {
             // No receiver is fine: nobody is watching.
             let _ = hub.sender.send(Arc::new(alert));
@@ -878,10 +886,16 @@ impl Engine {
                 loop {
                     let engine = self.clone();
                     let from = last;
-                    // Read after subscribing: a change past this bound is
-                    // published later, so the channel brings it.
-                    let through = self.hub().durable.load(Ordering::SeqCst);
                     let batch = tokio::task::spawn_blocking(move || {
+                        // Read after subscribing (and off the runtime: a
+                        // flush may hold the lock): a change past this
+                        // bound is published later, so the channel brings it.
+                        let through = engine
+                            .hub()
+                            .sequence
+                            .lock()
+                            .expect("sequence lock")
+                            .durable();
                         engine
                             .store
                             .alert_changes_after(from, through, CATCH_UP_BATCH)
@@ -942,6 +956,17 @@ struct Numbering {
     /// Changes committed, in sequence order, not yet flushed and
     /// published (a periodic pass publishes in groups).
     unpublished: Vec<Alert>,
+}
+
+impl Numbering {
+    /// The latest sequence number known to be on disk: what a watcher
+    /// catching up from the log may read up to (the log holds a change as
+    /// soon as it is committed, a moment before it is flushed).
+    fn durable(&self) -> u64 {
+        self.unpublished
+            .first()
+            .map_or(self.last, |a| a.sequence - 1)
+    }
 }
 
 /// When [`Engine::write_alerts`] publishes what it wrote.
@@ -1016,18 +1041,13 @@ fn evaluation_loop(engine: Weak<Engine>) {
         };
         let now = now_micros();
         let worked = !batch.is_empty();
-        // Published in groups, as in a pass: one flush for many learners.
-        let mut group = Group::new();
-        for (i, learner) in batch.iter().enumerate() {
-            if let Err(err) = strong.evaluate_learner_in(learner, now, Publish::Later) {
+        let evaluated =
+            strong.evaluate_in_groups(batch.iter().map(String::as_str), now, |learner, err| {
                 tracing::error!(error = %err, learner = %learner, "alert evaluation failed");
-            }
-            if group.full() || i + 1 == batch.len() {
-                if let Err(err) = strong.publish_pending() {
-                    tracing::error!(error = %err, "alert publication failed");
-                }
-                group = Group::new();
-            }
+                Ok(())
+            });
+        if let Err(err) = evaluated {
+            tracing::error!(error = %err, "alert publication failed");
         }
         drop(strong);
         if worked {
@@ -1138,7 +1158,7 @@ mod tests {
         assert_eq!(seen.len(), learners, "one blocking point each");
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "in sequence order");
         assert_eq!(
-            engine.hub().durable.load(Ordering::SeqCst),
+            engine.hub().sequence.lock().unwrap().durable(),
             *seen.last().unwrap()
         );
         assert!(

@@ -1,5 +1,5 @@
 //! The observation histories of (learner, skill) pairs that received a late
-//! attempt, kept in memory.
+//! attempt (or a log replay at start), kept in memory.
 //!
 //! An attempt older than a pair's latest one forces a replay of the pair's
 //! whole history ([`crate::domain::mastery::fold`]). Read from the store,

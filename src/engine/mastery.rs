@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use super::{Engine, now_micros};
 use crate::domain::bkt::Observation;
-use crate::domain::mastery::{Attempt, MasteryState, Position, fold, rebuild, rebuild_merged};
+use crate::domain::mastery::{
+    Attempt, MasteryState, Position, fold, is_late, rebuild, rebuild_merged,
+};
 use crate::error::{Error, Result};
 use crate::store::wal::WalRecord;
 use crate::store::xapi::Retracted;
@@ -197,27 +199,16 @@ impl Engine {
         for (&(learner, skill), new) in groups.iter_mut() {
             new.sort_by(|a, b| a.0.cmp(&b.0));
             let params = params.for_skill(skill);
-            let state = if mode == Ingest::Replay {
-                let mut all = self.store.observations(learner, skill)?;
-                all.extend(new.iter().cloned());
-                rebuild(params, all, now)
+            let previous = match mode {
+                Ingest::Replay => None,
+                Ingest::Live => self.store.mastery(learner, skill)?,
+            };
+            // The log replay always replays the history: sled may hold part
+            // of the batch (see `Ingest::Replay`).
+            let state = if mode == Ingest::Replay || is_late(previous.as_ref(), new) {
+                rebuild_merged(params, &self.history(learner, skill)?, new, now)
             } else {
-                let previous = self.store.mastery(learner, skill)?;
-                let late = previous.as_ref().is_some_and(|p| new[0].0 <= p.last);
-                if late {
-                    // Replayed from the history, kept in memory once read.
-                    let history = match self.histories.get(learner, skill) {
-                        Some(history) => history,
-                        None => {
-                            let history = Arc::new(self.store.observations(learner, skill)?);
-                            self.histories.fill(learner, skill, history.clone());
-                            history
-                        }
-                    };
-                    rebuild_merged(params, &history, new, now)
-                } else {
-                    fold(params, previous.as_ref(), new, Vec::new, now)
-                }
+                fold(params, previous.as_ref(), new, Vec::new, now)
             };
             if let Some(state) = state {
                 states.insert((learner.to_string(), skill.to_string()), state);
@@ -317,6 +308,17 @@ impl Engine {
         self.histories.forget(learners.iter().map(String::as_str));
         outcome?;
         Ok((attempts.len(), learners))
+    }
+
+    /// The stored observations of a (learner, skill), kept in memory once
+    /// read (`history.rs`). Caller holds the learner's lock.
+    fn history(&self, learner: &str, skill: &str) -> Result<super::history::History> {
+        if let Some(history) = self.histories.get(learner, skill) {
+            return Ok(history);
+        }
+        let history = Arc::new(self.store.observations(learner, skill)?);
+        self.histories.fill(learner, skill, history.clone());
+        Ok(history)
     }
 
     /// Checks, under their locks, that learners seen before the locks were
@@ -484,43 +486,32 @@ mod tests {
             assert_eq!(got[0].attempt_count, count, "{step}");
             assert!((got[0].p_mastered - p).abs() < 1e-12, "{step}");
         };
+        async fn send(engine: &Engine, sent: &mut Vec<Attempt>, batch: Vec<Attempt>) {
+            for a in &batch {
+                if !sent.contains(a) {
+                    sent.push(a.clone());
+                }
+            }
+            engine.record_attempts(batch).await.unwrap();
+        }
         for (id, t, ok) in [("a10", 10, true), ("a20", 20, false), ("a30", 30, true)] {
-            sent.push(attempt(id, t, ok));
-            engine
-                .record_attempts(vec![attempt(id, t, ok)])
-                .await
-                .unwrap();
+            send(&engine, &mut sent, vec![attempt(id, t, ok)]).await;
         }
         // Late: fills the history.
-        sent.push(attempt("a15", 15, false));
-        engine
-            .record_attempts(vec![attempt("a15", 15, false)])
-            .await
-            .unwrap();
+        send(&engine, &mut sent, vec![attempt("a15", 15, false)]).await;
         check(&engine, &sent, "first late attempt");
         assert!(engine.histories.get("l", "s").is_some(), "history kept");
         // In order, then late again, then a resend: the kept history follows.
-        sent.push(attempt("a40", 40, true));
-        engine
-            .record_attempts(vec![attempt("a40", 40, true)])
-            .await
-            .unwrap();
-        sent.push(attempt("a05", 5, true));
-        engine
-            .record_attempts(vec![attempt("a05", 5, true), attempt("a40", 40, true)])
-            .await
-            .unwrap();
+        send(&engine, &mut sent, vec![attempt("a40", 40, true)]).await;
+        let late_and_resent = vec![attempt("a05", 5, true), attempt("a40", 40, true)];
+        send(&engine, &mut sent, late_and_resent).await;
         check(&engine, &sent, "in order, late, resend");
         assert_eq!(engine.histories.get("l", "s").unwrap().len(), 6);
         // A retraction forgets it; the next late attempt reads the store.
         engine.retract_attempts(&["a20".to_string()]).await.unwrap();
         sent.retain(|a| a.attempt_id != "a20");
         assert!(engine.histories.get("l", "s").is_none(), "forgotten");
-        sent.push(attempt("a25", 25, false));
-        engine
-            .record_attempts(vec![attempt("a25", 25, false)])
-            .await
-            .unwrap();
+        send(&engine, &mut sent, vec![attempt("a25", 25, false)]).await;
         check(&engine, &sent, "late after a retraction");
         // An erasure forgets it too.
         engine.erase_learner("l").unwrap();
