@@ -269,17 +269,8 @@ async fn published_alerts_survive_sigkill() {
             })
             .await
             .unwrap();
-        let mut alerts = pb::alert_service_client::AlertServiceClient::new(channel.clone());
         let after = seen.last().map_or(0, |a| a.sequence);
-        let mut stream = alerts
-            .watch_alerts(pb::WatchAlertsRequest {
-                cohort_ids: vec![],
-                program_id: "p".into(),
-                after_sequence: after,
-            })
-            .await
-            .expect("watch")
-            .into_inner();
+        let mut stream = watch_program_p(&channel, after).await;
         // Three failures on one skill raise a blocking point.
         let attempts = (0..3)
             .map(|k| {
@@ -297,12 +288,7 @@ async fn published_alerts_survive_sigkill() {
             .await
             .unwrap();
         let alert = loop {
-            let event = tokio::time::timeout(Duration::from_secs(5), stream.next())
-                .await
-                .expect("an alert in time")
-                .expect("stream open")
-                .expect("event");
-            let alert = event.alert.expect("alert");
+            let alert = next_alert(&mut stream).await;
             if alert.learner_id == learner_id {
                 break alert;
             }
@@ -316,25 +302,12 @@ async fn published_alerts_survive_sigkill() {
     let port = free_addr().port();
     let _spoc = Spoc::start(dir, ([127, 0, 0, 1], port).into(), "127.0.0.1:0", &[]);
     let channel = connect(port, dir).await;
-    let mut alerts = pb::alert_service_client::AlertServiceClient::new(channel);
-    let mut stream = alerts
-        .watch_alerts(pb::WatchAlertsRequest {
-            cohort_ids: vec![],
-            program_id: "p".into(),
-            after_sequence: seen[0].sequence - 1,
-        })
-        .await
-        .expect("resume from before the first change seen")
-        .into_inner();
+    // Resumed from before the first change seen.
+    let mut stream = watch_program_p(&channel, seen[0].sequence - 1).await;
     let last = seen.iter().map(|a| a.sequence).max().unwrap();
     let mut replayed = BTreeMap::new();
     while replayed.keys().next_back() < Some(&last) {
-        let event = tokio::time::timeout(Duration::from_secs(5), stream.next())
-            .await
-            .expect("replayed in time")
-            .expect("stream open")
-            .expect("event");
-        let alert = event.alert.expect("alert");
+        let alert = next_alert(&mut stream).await;
         replayed.insert(alert.sequence, alert);
     }
     for alert in &seen {
@@ -346,4 +319,31 @@ async fn published_alerts_survive_sigkill() {
             alert.sequence
         );
     }
+}
+
+/// WatchAlerts on program `p` after `after_sequence`.
+async fn watch_program_p(
+    channel: &AuthChannel,
+    after_sequence: u64,
+) -> tonic::codec::Streaming<pb::AlertEvent> {
+    pb::alert_service_client::AlertServiceClient::new(channel.clone())
+        .watch_alerts(pb::WatchAlertsRequest {
+            cohort_ids: vec![],
+            program_id: "p".into(),
+            after_sequence,
+        })
+        .await
+        .expect("watch")
+        .into_inner()
+}
+
+/// The alert of the next event, within 5 s.
+async fn next_alert(stream: &mut tonic::codec::Streaming<pb::AlertEvent>) -> pb::Alert {
+    tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("an alert event in time")
+        .expect("stream open")
+        .expect("event")
+        .alert
+        .expect("alert")
 }
