@@ -511,10 +511,22 @@ mod tests {
         engine.retract_attempts(&["a20".to_string()]).await.unwrap();
         sent.retain(|a| a.attempt_id != "a20");
         assert!(engine.histories.get("l", "s").is_none(), "forgotten");
+        // In order: folds into the state the retraction left, not into
+        // the one ingestion kept before it (`store/state_cache.rs`).
+        send(&engine, &mut sent, vec![attempt("a50", 50, true)]).await;
+        check(&engine, &sent, "in order after a retraction");
         send(&engine, &mut sent, vec![attempt("a25", 25, false)]).await;
         check(&engine, &sent, "late after a retraction");
-        // An erasure forgets it too.
+        // An erasure forgets it too; created again, the learner starts
+        // from the prior.
         engine.erase_learner("l").unwrap();
         assert!(engine.histories.get("l", "s").is_none(), "erased");
+        engine
+            .upsert_learner(crate::engine::testing::learner("l"))
+            .await
+            .unwrap();
+        sent.clear();
+        send(&engine, &mut sent, vec![attempt("a60", 60, true)]).await;
+        check(&engine, &sent, "created again after an erasure");
     }
 }

@@ -263,3 +263,45 @@ impl Engine {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::mastery::{Attempt, test_attempt as attempt};
+    use crate::engine::testing::{engine, skill_s_and_learner_l};
+
+    /// A recomputation rewrites every state: the next attempt folds into
+    /// the new state, not into the one ingestion kept in memory before
+    /// (`store/state_cache.rs`).
+    #[tokio::test]
+    async fn the_next_attempt_folds_into_the_recomputed_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        skill_s_and_learner_l(&engine, vec![]).await;
+        let sent = [
+            attempt("a1", 1, false),
+            attempt("a2", 2, true),
+            attempt("a3", 3, true),
+        ];
+        engine.record_attempts(sent[..2].to_vec()).await.unwrap();
+
+        let mut params = (*engine.params()).clone();
+        params.default.learn = 0.4;
+        params.skills.clear();
+        let params = Arc::new(params);
+        *engine.params.write().unwrap() = params.clone();
+        engine.recompute_mastery(&params).unwrap();
+        engine.record_attempts(sent[2..].to_vec()).await.unwrap();
+
+        let expected = params
+            .for_skill("s")
+            .replay(sent.iter().map(Attempt::observation));
+        let state = engine.store.mastery("l", "s").unwrap().unwrap();
+        assert_eq!(state.attempt_count, 3);
+        assert!(
+            (state.p_mastered - expected).abs() < 1e-12,
+            "{} != {expected}",
+            state.p_mastered
+        );
+    }
+}

@@ -22,6 +22,7 @@ pub mod mastery_cache;
 pub mod models;
 pub mod privacy;
 pub mod recommended;
+pub mod state_cache;
 pub mod table;
 pub mod wal;
 pub mod write_behind;
@@ -94,6 +95,9 @@ pub struct Store {
     gate: std::sync::RwLock<()>,
     /// P(mastered) vectors read lately; every write of `mastery` evicts.
     mastery_cache: mastery_cache::MasteryCache,
+    /// The last state ingestion wrote per (learner, skill); other writes
+    /// of `mastery` evict.
+    state_cache: state_cache::StateCache,
     /// Ingested rows not yet in sled (see `write_behind.rs`).
     behind: Arc<WriteBehind>,
 }
@@ -210,6 +214,7 @@ impl Store {
             commit: GroupCommit::start(db.clone()),
             gate: std::sync::RwLock::new(()),
             mastery_cache: mastery_cache::MasteryCache::default(),
+            state_cache: state_cache::StateCache::default(),
             db,
         })
     }
@@ -474,6 +479,9 @@ impl Store {
 
     /// The stored mastery of one (learner, skill).
     pub fn mastery(&self, learner: &str, skill: &str) -> Result<Option<MasteryState>> {
+        if let Some(state) = self.state_cache.get(learner, skill) {
+            return Ok(Some(state));
+        }
         let key = keys::compose(&[learner, skill]);
         match self.behind.mastery(&key) {
             Some(state) => Ok(Some(state)),
@@ -528,8 +536,7 @@ impl Store {
             batch.insert(keys::compose(&[learner, skill]), codec::encode(state));
         }
         self.mastery.tree.apply_batch(batch)?;
-        self.mastery_cache
-            .evict(rows.iter().map(|(learner, _, _)| learner.as_str()));
+        self.mastery_written(rows.iter().map(|(learner, _, _)| learner.as_str()));
         Ok(())
     }
 
@@ -606,6 +613,7 @@ impl Store {
             })?;
         self.mastery_cache
             .evict(mastery.iter().map(|(learner, _, _)| learner.as_str()));
+        self.state_cache.put(mastery);
         Ok(ticket)
     }
 
@@ -616,8 +624,9 @@ impl Store {
 
     /// Forgets the cached mastery of `learners` after another file of this
     /// module wrote their `mastery` rows (erasure, retraction).
-    pub(crate) fn mastery_written<'a>(&self, learners: impl IntoIterator<Item = &'a str>) {
-        self.mastery_cache.evict(learners);
+    pub(crate) fn mastery_written<'a>(&self, learners: impl IntoIterator<Item = &'a str> + Clone) {
+        self.mastery_cache.evict(learners.clone());
+        self.state_cache.evict(learners);
     }
 }
 

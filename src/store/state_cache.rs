@@ -1,0 +1,127 @@
+//! The last mastery state ingestion wrote for each (learner, skill), kept in
+//! memory for the next attempt of the pair.
+//!
+//! Every attempt folds into the pair's previous state; read from sled, that
+//! state cost a tree lookup per attempt (about 4% of a single-attempt call,
+//! measured with perf). Only ingestion fills the cache, with the state it
+//! has just written, and it does so under the learner's lock; every other
+//! writer of the `mastery` tree (model recomputation, retraction, erasure)
+//! evicts the learner after its write, also under the learner's lock. So a
+//! cached state is always the newest one, and a reader that finds none asks
+//! the write-behind rows, then sled.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::domain::mastery::MasteryState;
+
+/// States kept at most; past it the cache starts over. A state with its
+/// keys is about 200 bytes, so this bounds the cache near 50 MB.
+pub const CAPACITY: usize = 1 << 18;
+
+/// learner id → skill id → the last state written.
+#[derive(Debug, Default)]
+pub struct StateCache {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    learners: HashMap<String, HashMap<String, MasteryState>>,
+    states: usize,
+}
+
+impl StateCache {
+    /// The state last written for (`learner`, `skill`), if kept.
+    pub fn get(&self, learner: &str, skill: &str) -> Option<MasteryState> {
+        let inner = self.inner.lock().expect("state cache");
+        inner.learners.get(learner)?.get(skill).cloned()
+    }
+
+    /// Keeps states just written. Call it under the learners' locks, after
+    /// the write succeeded.
+    pub fn put(&self, rows: &[(String, String, MasteryState)]) {
+        let mut guard = self.inner.lock().expect("state cache");
+        if guard.states + rows.len() > CAPACITY {
+            *guard = Inner::default();
+        }
+        let inner = &mut *guard;
+        for (learner, skill, state) in rows {
+            if !inner.learners.contains_key(learner.as_str()) {
+                inner.learners.insert(learner.clone(), HashMap::new());
+            }
+            let skills = inner
+                .learners
+                .get_mut(learner.as_str())
+                .expect("just added");
+            match skills.get_mut(skill.as_str()) {
+                Some(kept) => *kept = state.clone(),
+                None => {
+                    skills.insert(skill.clone(), state.clone());
+                    inner.states += 1;
+                }
+            }
+        }
+    }
+
+    /// Forgets `learners`: call it after another writer changed their rows.
+    pub fn evict<'a>(&self, learners: impl IntoIterator<Item = &'a str>) {
+        let mut inner = self.inner.lock().expect("state cache");
+        for learner in learners {
+            if let Some(skills) = inner.learners.remove(learner) {
+                inner.states -= skills.len();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::mastery::Position;
+
+    fn state(p: f64) -> MasteryState {
+        MasteryState {
+            p_mastered: p,
+            attempt_count: 1,
+            last: Position {
+                occurred_at: 1,
+                attempt_id: "a".into(),
+            },
+            updated_at: 1,
+        }
+    }
+
+    fn row(learner: &str, skill: &str, p: f64) -> (String, String, MasteryState) {
+        (learner.into(), skill.into(), state(p))
+    }
+
+    #[test]
+    fn the_last_put_wins_and_an_eviction_forgets_the_learner() {
+        let cache = StateCache::default();
+        assert!(cache.get("alice", "s").is_none());
+        cache.put(&[row("alice", "s", 0.2), row("alice", "t", 0.3)]);
+        cache.put(&[row("alice", "s", 0.4), row("bob", "s", 0.5)]);
+        assert_eq!(cache.get("alice", "s").unwrap().p_mastered, 0.4);
+        assert_eq!(cache.get("alice", "t").unwrap().p_mastered, 0.3);
+        cache.evict(["alice"]);
+        assert!(cache.get("alice", "s").is_none());
+        assert!(cache.get("alice", "t").is_none());
+        assert_eq!(cache.get("bob", "s").unwrap().p_mastered, 0.5);
+        assert_eq!(cache.inner.lock().unwrap().states, 1);
+    }
+
+    #[test]
+    fn a_full_cache_starts_over() {
+        let cache = StateCache::default();
+        let rows: Vec<_> = (0..CAPACITY)
+            .map(|i| row(&format!("l{}", i % 1000), &format!("s{i}"), 0.1))
+            .collect();
+        cache.put(&rows);
+        assert_eq!(cache.inner.lock().unwrap().states, CAPACITY);
+        cache.put(&[row("late", "s", 0.9)]);
+        assert_eq!(cache.inner.lock().unwrap().states, 1);
+        assert!(cache.get("l0", "s0").is_none());
+        assert_eq!(cache.get("late", "s").unwrap().p_mastered, 0.9);
+    }
+}
