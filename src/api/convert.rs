@@ -35,9 +35,9 @@ pub fn skill(at: &str, value: pb::Skill) -> Result<Skill> {
         prerequisite_ids,
     } = value;
     Ok(Skill {
-        id: check::id(&format!("{at}.id"), &id)?,
-        name: check::text(&format!("{at}.name"), &name)?,
-        prerequisite_ids: check::id_set(&format!("{at}.prerequisite_ids"), &prerequisite_ids)?,
+        id: check::id(format_args!("{at}.id"), &id)?,
+        name: check::text(format_args!("{at}.name"), &name)?,
+        prerequisite_ids: check::id_set(format_args!("{at}.prerequisite_ids"), &prerequisite_ids)?,
     })
 }
 
@@ -59,19 +59,19 @@ pub fn module(at: &str, value: pb::Module) -> Result<Module> {
         ));
     }
     Ok(Module {
-        id: check::iri_id(&format!("{at}.id"), &id)?,
-        title: check::text(&format!("{at}.title"), &title)?,
+        id: check::iri_id(format_args!("{at}.id"), &id)?,
+        title: check::text(format_args!("{at}.title"), &title)?,
         skill_ids,
         format: format_from_pb(&format!("{at}.format"), format)?,
         duration_minutes,
-        language: check::language(&format!("{at}.language"), &language, true)?,
+        language: check::language(format_args!("{at}.language"), &language, true)?,
     })
 }
 
 /// The `skill_ids` of a module, item or program: checked, deduplicated,
 /// at least one.
 fn some_skills(at: &str, skill_ids: &[String]) -> Result<Vec<String>> {
-    let skill_ids = check::id_set(&format!("{at}.skill_ids"), skill_ids)?;
+    let skill_ids = check::id_set(format_args!("{at}.skill_ids"), skill_ids)?;
     if skill_ids.is_empty() {
         return Err(Error::invalid(
             format!("{at}.skill_ids"),
@@ -90,9 +90,9 @@ pub fn item(at: &str, value: pb::Item) -> Result<Item> {
     } = value;
     let skill_ids = some_skills(at, &skill_ids)?;
     Ok(Item {
-        id: check::iri_id(&format!("{at}.id"), &id)?,
+        id: check::iri_id(format_args!("{at}.id"), &id)?,
         skill_ids,
-        title: check::text(&format!("{at}.title"), &title)?,
+        title: check::text(format_args!("{at}.title"), &title)?,
     })
 }
 
@@ -170,11 +170,11 @@ pub fn learner(at: &str, value: pb::Learner) -> Result<Learner> {
         display_name,
     } = value;
     Ok(Learner {
-        id: check::id(&format!("{at}.id"), &id)?,
-        company_id: check::id(&format!("{at}.company_id"), &company_id)?,
-        language: check::language(&format!("{at}.language"), &language, false)?,
-        time_zone: check::time_zone(&format!("{at}.time_zone"), &time_zone)?,
-        display_name: check::text(&format!("{at}.display_name"), &display_name)?,
+        id: check::id(format_args!("{at}.id"), &id)?,
+        company_id: check::id(format_args!("{at}.company_id"), &company_id)?,
+        language: check::language(format_args!("{at}.language"), &language, false)?,
+        time_zone: check::time_zone(format_args!("{at}.time_zone"), &time_zone)?,
+        display_name: check::text(format_args!("{at}.display_name"), &display_name)?,
     })
 }
 
@@ -217,8 +217,8 @@ pub fn program(at: &str, value: pb::Program) -> Result<Program> {
         }
     }
     Ok(Program {
-        id: check::id(&format!("{at}.id"), &id)?,
-        name: check::text(&format!("{at}.name"), &name)?,
+        id: check::id(format_args!("{at}.id"), &id)?,
+        name: check::text(format_args!("{at}.name"), &name)?,
         skill_ids,
         cohort_rules: rules(
             &format!("{at}.cohort_rules"),
@@ -389,11 +389,13 @@ pub fn attempts(values: Vec<pb::Attempt>, now: Micros) -> Result<Vec<Attempt>> {
     values
         .into_iter()
         .enumerate()
-        .map(|(i, value)| attempt(&format!("attempts[{i}]"), value, now))
+        .map(|(i, value)| attempt(i, value, now))
         .collect()
 }
 
-fn attempt(at: &str, value: pb::Attempt, now: Micros) -> Result<Attempt> {
+/// `attempts[i]`: field paths are formatted only for an error (see
+/// `validate::invalid`), which keeps them off the cost of a valid call.
+fn attempt(i: usize, value: pb::Attempt, now: Micros) -> Result<Attempt> {
     let pb::Attempt {
         attempt_id,
         learner_id,
@@ -405,19 +407,23 @@ fn attempt(at: &str, value: pb::Attempt, now: Micros) -> Result<Attempt> {
         time_spent,
     } = value;
     // May be empty: the engine then takes the item's skills (Q-matrix).
-    let skill_ids = check::id_set(&format!("{at}.skill_ids"), &skill_ids)?;
+    let skill_ids = check::id_set(format_args!("attempts[{i}].skill_ids"), &skill_ids)?;
     Ok(Attempt {
-        attempt_id: check::id(&format!("{at}.attempt_id"), &attempt_id)?,
-        learner_id: check::id(&format!("{at}.learner_id"), &learner_id)?,
-        item_id: check::iri_id(&format!("{at}.item_id"), &item_id)?,
+        attempt_id: check::id(format_args!("attempts[{i}].attempt_id"), &attempt_id)?,
+        learner_id: check::id(format_args!("attempts[{i}].learner_id"), &learner_id)?,
+        item_id: check::iri_id(format_args!("attempts[{i}].item_id"), &item_id)?,
         skill_ids,
         correct,
         score: score
-            .map(|s| check::probability(&format!("{at}.score"), s))
+            .map(|s| check::probability(format_args!("attempts[{i}].score"), s))
             .transpose()?,
-        occurred_at: check::event_time(&format!("{at}.occurred_at"), occurred_at.as_ref(), now)?,
+        occurred_at: check::event_time(
+            format_args!("attempts[{i}].occurred_at"),
+            occurred_at.as_ref(),
+            now,
+        )?,
         time_spent_ms: check::duration_ms(
-            &format!("{at}.time_spent"),
+            format_args!("attempts[{i}].time_spent"),
             time_spent.as_ref(),
             MAX_TIME_SPENT_MS,
         )?,

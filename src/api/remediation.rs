@@ -125,14 +125,18 @@ fn activity(at: &str, value: pb::ModuleActivity, now: Micros) -> Result<Activity
         }
     };
     Ok(Activity {
-        event_id: check::id(&format!("{at}.event_id"), &event_id)?,
-        learner_id: check::id(&format!("{at}.learner_id"), &learner_id)?,
-        module_id: check::iri_id(&format!("{at}.module_id"), &module_id)?,
-        program_id: check::optional_id(&format!("{at}.program_id"), &program_id)?,
+        event_id: check::id(format_args!("{at}.event_id"), &event_id)?,
+        learner_id: check::id(format_args!("{at}.learner_id"), &learner_id)?,
+        module_id: check::iri_id(format_args!("{at}.module_id"), &module_id)?,
+        program_id: check::optional_id(format_args!("{at}.program_id"), &program_id)?,
         kind,
-        occurred_at: check::event_time(&format!("{at}.occurred_at"), occurred_at.as_ref(), now)?,
+        occurred_at: check::event_time(
+            format_args!("{at}.occurred_at"),
+            occurred_at.as_ref(),
+            now,
+        )?,
         time_spent_ms: check::duration_ms(
-            &format!("{at}.time_spent"),
+            format_args!("{at}.time_spent"),
             time_spent.as_ref(),
             super::convert::MAX_TIME_SPENT_MS,
         )?,

@@ -4,6 +4,8 @@
 //! its raw value, and returns the checked domain value or an
 //! [`Error::InvalidArgument`] naming the field.
 
+use std::fmt::{self, Display};
+
 use crate::domain::learner::Micros;
 use crate::error::{Error, Result};
 
@@ -19,64 +21,80 @@ pub const MAX_PAGE_SIZE: usize = 1000;
 /// each becomes a store lookup, so the list is bounded, not just the message.
 pub const MAX_IDS_PER_LIST: usize = 10_000;
 
+/// An [`Error::InvalidArgument`] for `field`, whose path is only written
+/// out here: callers pass it unformatted (`format_args!`), since a valid
+/// request, the common case, never needs it.
+fn invalid(field: impl Display, reason: impl Into<String>) -> Error {
+    Error::invalid(field.to_string(), reason)
+}
+
+/// `field[index]`, formatted only when an error names it.
+struct Indexed<F>(F, usize);
+
+impl<F: Display> Display for Indexed<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.0, self.1)
+    }
+}
+
 /// A required id: 1 to [`MAX_ID_BYTES`] bytes, no control characters (NUL
 /// separates key parts in the store).
-pub fn id(field: &str, value: &str) -> Result<String> {
+pub fn id(field: impl Display, value: &str) -> Result<String> {
     long_id(field, value, MAX_ID_BYTES)
 }
 
 /// A required id of at most `max` bytes (server-made ids such as cohort ids
 /// embed a caller's id and need more room).
-pub fn long_id(field: &str, value: &str, max: usize) -> Result<String> {
+pub fn long_id(field: impl Display, value: &str, max: usize) -> Result<String> {
     if value.is_empty() {
-        return Err(Error::invalid(field, "must not be empty"));
+        return Err(invalid(&field, "must not be empty"));
     }
     bounded_id(field, value, max)
 }
 
 /// A required item or module id, which may be an xAPI activity IRI: 1 to
 /// [`MAX_IRI_BYTES`] bytes, no control characters.
-pub fn iri_id(field: &str, value: &str) -> Result<String> {
+pub fn iri_id(field: impl Display, value: &str) -> Result<String> {
     long_id(field, value, MAX_IRI_BYTES)
 }
 
 /// An id that may be empty (an unset filter).
-pub fn optional_id(field: &str, value: &str) -> Result<String> {
+pub fn optional_id(field: impl Display, value: &str) -> Result<String> {
     bounded_id(field, value, MAX_ID_BYTES)
 }
 
-fn bounded_id(field: &str, value: &str, max: usize) -> Result<String> {
+fn bounded_id(field: impl Display, value: &str, max: usize) -> Result<String> {
     if value.len() > max {
-        return Err(Error::invalid(
-            field,
+        return Err(invalid(
+            &field,
             format!("must be at most {max} bytes, got {}", value.len()),
         ));
     }
     if value.chars().any(char::is_control) {
-        return Err(Error::invalid(field, "must not contain control characters"));
+        return Err(invalid(&field, "must not contain control characters"));
     }
     Ok(value.to_string())
 }
 
 /// A list of at most [`MAX_IDS_PER_LIST`] ids: each checked, duplicates
 /// removed, sorted.
-pub fn id_set(field: &str, values: &[String]) -> Result<Vec<String>> {
-    checked_set(field, values, id)
+pub fn id_set(field: impl Display, values: &[String]) -> Result<Vec<String>> {
+    checked_set(field, values, |f, v| id(f, v))
 }
 
 /// [`id_set`] for ids that may be IRIs (module and item ids).
-pub fn iri_id_set(field: &str, values: &[String]) -> Result<Vec<String>> {
-    checked_set(field, values, iri_id)
+pub fn iri_id_set(field: impl Display, values: &[String]) -> Result<Vec<String>> {
+    checked_set(field, values, |f, v| iri_id(f, v))
 }
 
 fn checked_set(
-    field: &str,
+    field: impl Display,
     values: &[String],
-    check: fn(&str, &str) -> Result<String>,
+    check: fn(&dyn Display, &str) -> Result<String>,
 ) -> Result<Vec<String>> {
     if values.len() > MAX_IDS_PER_LIST {
-        return Err(Error::invalid(
-            field,
+        return Err(invalid(
+            &field,
             format!(
                 "must hold at most {MAX_IDS_PER_LIST} ids, got {}",
                 values.len()
@@ -86,7 +104,7 @@ fn checked_set(
     let mut out = values
         .iter()
         .enumerate()
-        .map(|(i, v)| check(&format!("{field}[{i}]"), v))
+        .map(|(i, v)| check(&Indexed(&field, i), v))
         .collect::<Result<Vec<_>>>()?;
     out.sort();
     out.dedup();
@@ -94,10 +112,10 @@ fn checked_set(
 }
 
 /// Free text of at most [`MAX_TEXT_BYTES`] bytes.
-pub fn text(field: &str, value: &str) -> Result<String> {
+pub fn text(field: impl Display, value: &str) -> Result<String> {
     if value.len() > MAX_TEXT_BYTES {
-        return Err(Error::invalid(
-            field,
+        return Err(invalid(
+            &field,
             format!(
                 "must be at most {MAX_TEXT_BYTES} bytes, got {}",
                 value.len()
@@ -109,10 +127,10 @@ pub fn text(field: &str, value: &str) -> Result<String> {
 
 /// A BCP 47 language tag (shape only: `xx`, `xx-YY`, `zh-Hant-TW`...), or
 /// empty when `required` is false.
-pub fn language(field: &str, value: &str, required: bool) -> Result<String> {
+pub fn language(field: impl Display, value: &str, required: bool) -> Result<String> {
     if value.is_empty() {
         return if required {
-            Err(Error::invalid(field, "must not be empty"))
+            Err(invalid(&field, "must not be empty"))
         } else {
             Ok(String::new())
         };
@@ -126,23 +144,23 @@ pub fn language(field: &str, value: &str, required: bool) -> Result<String> {
     if primary_ok && rest_ok {
         Ok(value.to_string())
     } else {
-        Err(Error::invalid(
-            field,
+        Err(invalid(
+            &field,
             format!("'{value}' is not a BCP 47 language tag such as 'fr' or 'en-GB'"),
         ))
     }
 }
 
 /// An IANA time zone name known to the bundled tz database, or empty.
-pub fn time_zone(field: &str, value: &str) -> Result<String> {
+pub fn time_zone(field: impl Display, value: &str) -> Result<String> {
     if value.is_empty() {
         return Ok(String::new());
     }
     jiff::tz::TimeZone::get(value)
         .map(|_| value.to_string())
         .map_err(|_| {
-            Error::invalid(
-                field,
+            invalid(
+                &field,
                 format!("'{value}' is not an IANA time zone name such as 'Europe/Paris'"),
             )
         })
@@ -151,73 +169,71 @@ pub fn time_zone(field: &str, value: &str) -> Result<String> {
 /// A required event time: valid, not before 1970, at most
 /// [`MAX_FUTURE_MICROS`] ahead of `now`.
 pub fn event_time(
-    field: &str,
+    field: impl Display,
     value: Option<&prost_types::Timestamp>,
     now: Micros,
 ) -> Result<Micros> {
-    let ts = value.ok_or_else(|| Error::invalid(field, "is required"))?;
+    let ts = value.ok_or_else(|| invalid(&field, "is required"))?;
     if !(0..1_000_000_000).contains(&ts.nanos) {
-        return Err(Error::invalid(field, "nanos must be in [0, 1e9)"));
+        return Err(invalid(&field, "nanos must be in [0, 1e9)"));
     }
     if ts.seconds < 0 {
-        return Err(Error::invalid(field, "must not be before 1970-01-01"));
+        return Err(invalid(&field, "must not be before 1970-01-01"));
     }
     let micros = ts
         .seconds
         .checked_mul(1_000_000)
         .and_then(|s| s.checked_add(i64::from(ts.nanos / 1000)))
-        .ok_or_else(|| Error::invalid(field, "is out of range"))?;
+        .ok_or_else(|| invalid(&field, "is out of range"))?;
     if micros > now + MAX_FUTURE_MICROS {
-        return Err(Error::invalid(field, "is more than one hour in the future"));
+        return Err(invalid(&field, "is more than one hour in the future"));
     }
     Ok(micros)
 }
 
 /// An optional duration of at most `max_ms`, in milliseconds.
-pub fn duration_ms(field: &str, value: Option<&prost_types::Duration>, max_ms: u64) -> Result<u64> {
+pub fn duration_ms(
+    field: impl Display,
+    value: Option<&prost_types::Duration>,
+    max_ms: u64,
+) -> Result<u64> {
     let Some(d) = value else { return Ok(0) };
     if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 {
-        return Err(Error::invalid(field, "must be a non-negative duration"));
+        return Err(invalid(&field, "must be a non-negative duration"));
     }
     let ms = (d.seconds as u64)
         .saturating_mul(1000)
         .saturating_add(d.nanos as u64 / 1_000_000);
     if ms > max_ms {
-        return Err(Error::invalid(
-            field,
-            format!("must be at most {max_ms} ms"),
-        ));
+        return Err(invalid(&field, format!("must be at most {max_ms} ms")));
     }
     Ok(ms)
 }
 
 /// A probability in `[0, 1]`, finite.
-pub fn probability(field: &str, value: f64) -> Result<f64> {
+pub fn probability(field: impl Display, value: f64) -> Result<f64> {
     if value.is_finite() && (0.0..=1.0).contains(&value) {
         Ok(value)
     } else {
-        Err(Error::invalid(
-            field,
-            format!("must be in [0, 1], got {value}"),
-        ))
+        Err(invalid(&field, format!("must be in [0, 1], got {value}")))
     }
 }
 
 /// AIP-158 page size: negative is an error, 0 the default, large coerced.
-pub fn page_size(field: &str, value: i32) -> Result<usize> {
+pub fn page_size(field: impl Display, value: i32) -> Result<usize> {
     match value {
-        v if v < 0 => Err(Error::invalid(field, "must not be negative")),
+        v if v < 0 => Err(invalid(&field, "must not be negative")),
         0 => Ok(DEFAULT_PAGE_SIZE),
         v => Ok((v as usize).min(MAX_PAGE_SIZE)),
     }
 }
 
 /// Decodes an opaque page token (hex of the last key returned).
-pub fn page_token(field: &str, value: &str) -> Result<Option<Vec<u8>>> {
+pub fn page_token(field: impl Display, value: &str) -> Result<Option<Vec<u8>>> {
     if value.is_empty() {
         return Ok(None);
     }
-    let bad = || Error::invalid(field, "is not a token returned by a previous call");
+    let bad = || invalid(&field, "is not a token returned by a previous call");
     if value.len() % 2 != 0 || value.len() > 4 * MAX_ID_BYTES {
         return Err(bad());
     }
@@ -255,6 +271,10 @@ mod tests {
         assert!(err.to_string().contains("invalid skill_ids"), "{err}");
         let bad = id_set("skill_ids", &["a".into(), String::new()]).unwrap_err();
         assert!(bad.to_string().contains("invalid skill_ids[1]"), "{bad}");
+        // A path passed unformatted is written out in the error.
+        let lazy = id_set(format_args!("attempts[{}].skill_ids", 2), &[String::new()]);
+        let lazy = lazy.unwrap_err().to_string();
+        assert!(lazy.contains("invalid attempts[2].skill_ids[0]"), "{lazy}");
     }
 
     #[test]
