@@ -16,16 +16,28 @@
 
 mod common;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
-use common::{BenchServer, Figures, arg, closed_loop, health_baseline, max_rss_mb};
+use common::{
+    AuthChannel, BenchServer, Figures, alternate, arg, closed_loop, health_baseline, max_rss_mb,
+};
+use spoc_engine::api::auth::BearerKey;
 use spoc_engine::api::pb;
 use spoc_engine::engine::Engine;
 use spoc_engine::store::wal::WalRecord;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 const LEARNERS: usize = 1000;
 const SKILLS: usize = 30;
+/// Seconds between the attempt dates of two slices or scenarios: each
+/// dates its attempts after all those before it.
+const EPOCH: i64 = 10_000_000;
+/// Pause before each slice of an alternating run (see `alternate`).
+const PAUSE: Duration = Duration::from_millis(500);
 
 /// Attempts of one call. Each scenario dates its attempts after those of
 /// the scenarios before it (`epoch` seconds later), as a live LMS would:
@@ -150,8 +162,9 @@ impl pb::mastery_service_server::MasteryService for Floor {
 }
 
 /// Serves `floor` alone on a bare tonic server on loopback (TCP_NODELAY,
-/// as `spoc serve`) and returns `connections` connections to it.
-async fn serve_floor(floor: Floor, connections: usize) -> Vec<tonic::transport::Channel> {
+/// as `spoc serve`) and returns `connections` connections to it, sending
+/// the same key header as the calls to the real server.
+async fn serve_floor(floor: Floor, connections: usize, key: &str) -> Vec<AuthChannel> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -160,12 +173,61 @@ async fn serve_floor(floor: Floor, connections: usize) -> Vec<tonic::transport::
             .add_service(pb::mastery_service_server::MasteryServiceServer::new(floor))
             .serve_with_incoming(incoming),
     );
+    let bearer = BearerKey::new(key).unwrap();
     let mut channels = Vec::new();
     for _ in 0..connections {
         let endpoint = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap();
-        channels.push(endpoint.connect().await.unwrap());
+        let channel = endpoint.connect().await.unwrap();
+        channels.push(InterceptedService::new(channel, bearer.clone()));
     }
     channels
+}
+
+/// One call of a closed loop, boxed so that every kind of call has the
+/// same type (and the same boxing cost).
+type Call = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A RecordAttempts call per `(round, client, i)` over `channels`, with
+/// the attempts `make` builds.
+fn record_call(
+    channels: &[AuthChannel],
+    make: impl Fn(usize, usize, usize) -> Vec<pb::Attempt> + Send + Sync + 'static,
+) -> impl Fn(usize, usize, usize) -> Call + Send + Sync + 'static {
+    let channels = channels.to_vec();
+    move |round, c, i| {
+        let mut client = pb::mastery_service_client::MasteryServiceClient::new(
+            channels[c % channels.len()].clone(),
+        );
+        let request = pb::RecordAttemptsRequest {
+            attempts: make(round, c, i),
+        };
+        Box::pin(async move {
+            client
+                .record_attempts(request)
+                .await
+                .expect("record attempts");
+        })
+    }
+}
+
+/// A health-check call per `(round, client, i)` over `channels`.
+fn health_call(
+    channels: &[AuthChannel],
+) -> impl Fn(usize, usize, usize) -> Call + Send + Sync + 'static {
+    let channels = channels.to_vec();
+    move |_, c, _| {
+        let mut client = tonic_health::pb::health_client::HealthClient::new(
+            channels[c % channels.len()].clone(),
+        );
+        Box::pin(async move {
+            client
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .expect("health");
+        })
+    }
 }
 
 /// One line of the table; `batch` is the attempts per call, if any.
@@ -247,52 +309,44 @@ async fn main() {
     settle().await;
     let health = health_baseline(&channels, clients, seconds).await;
     row("health check (baseline)", &health, None);
-    let mut best = health.rate();
-    for (batch, epoch) in [(1usize, 0), (100, 50_000_000)] {
-        settle().await;
-        let callers = channels.clone();
-        let figures = closed_loop(clients, seconds, move |c, i| {
-            let mut client = pb::mastery_service_client::MasteryServiceClient::new(
-                callers[c % callers.len()].clone(),
-            );
-            let request = pb::RecordAttemptsRequest {
-                attempts: attempts(&format!("b{batch}"), epoch, c, i, batch),
-            };
-            async move {
-                client
-                    .record_attempts(request)
-                    .await
-                    .expect("record attempts");
-            }
-        })
-        .await;
-        row(
-            &format!("RecordAttempts batch={batch}"),
-            &figures,
-            Some(batch),
-        );
-        if batch == 1 {
-            // The health rate drifts between runs on a shared 2-core
-            // machine: measure it again right after, compare with the
-            // higher of the two.
-            settle().await;
-            let after = health_baseline(&channels, clients, seconds).await;
-            row("health check (again)", &after, None);
-            best = health.rate().max(after.rate());
-            println!(
-                "{:<28} {:>9.0}% of the higher health-check rate (target >= 60%)",
-                "",
-                100.0 * figures.rate() / best
-            );
-        }
-    }
+
+    // Single attempts against the health check, in alternating slices
+    // (see `alternate`); slice `round` dates its attempts `round` epochs
+    // later, so every learner's attempts stay in time order.
+    settle().await;
+    let rounds = seconds as usize;
+    let (health, single) = alternate(
+        clients,
+        rounds,
+        PAUSE,
+        health_call(&channels),
+        record_call(&channels, |round, c, i| {
+            attempts(&format!("b1r{round}"), round as i64 * EPOCH, c, i, 1)
+        }),
+    )
+    .await;
+    row("health check (alternating)", &health, None);
+    row("RecordAttempts batch=1", &single, Some(1));
+    println!(
+        "{:<28} {:>9.0}% of the health-check rate (target >= 60%)",
+        "",
+        100.0 * single.rate() / health.rate()
+    );
+    let mut epoch = rounds as i64 * EPOCH;
+
+    settle().await;
+    let call = record_call(&channels, move |_, c, i| attempts("b100", epoch, c, i, 100));
+    let batches = closed_loop(clients, seconds, move |c, i| call(0, c, i)).await;
+    row("RecordAttempts batch=100", &batches, Some(100));
+    epoch += 5 * EPOCH;
+
     // The engine alone, without gRPC, same concurrency: what ingestion
     // itself costs.
     settle().await;
     let engine = server.engine.clone();
     let alone = closed_loop(clients, seconds, move |c, i| {
         let engine = engine.clone();
-        let batch = convert_attempts(attempts("engine", 100_000_000, c, i, 1));
+        let batch = convert_attempts(attempts("engine", epoch, c, i, 1));
         async move {
             engine
                 .record_attempts(batch)
@@ -302,48 +356,36 @@ async fn main() {
     })
     .await;
     row("engine only, batch=1", &alone, Some(1));
+
     // Late arrivals (see `late_attempts`).
     settle().await;
-    let callers = channels.clone();
-    let late = closed_loop(clients, seconds, move |c, i| {
-        let mut client = pb::mastery_service_client::MasteryServiceClient::new(
-            callers[c % callers.len()].clone(),
-        );
-        let attempts = late_attempts(c, i);
-        async move {
-            client
-                .record_attempts(pb::RecordAttemptsRequest { attempts })
-                .await
-                .expect("record attempts");
-        }
-    })
-    .await;
+    let call = record_call(&channels, |_, c, i| late_attempts(c, i));
+    let late = closed_loop(clients, seconds, move |c, i| call(0, c, i)).await;
     row("late arrivals, batch=100", &late, Some(100));
-    // Last, so that the log-only floor's records do not weigh on the
-    // scenarios above.
+
+    // The floors, last, so that the log-only floor's records do not weigh
+    // on the scenarios above; each alternates with the health check too.
     for (name, log_to) in [
         ("floor: no-op handler", None),
         ("floor: log-only handler", Some(server.engine.clone())),
     ] {
         settle().await;
-        let floor = serve_floor(Floor { log_to }, channels.len()).await;
-        let figures = closed_loop(clients, seconds, move |c, i| {
-            let mut client = pb::mastery_service_client::MasteryServiceClient::new(
-                floor[c % floor.len()].clone(),
-            );
-            let request = pb::RecordAttemptsRequest {
-                attempts: attempts(name, 0, c, i, 1),
-            };
-            async move {
-                client.record_attempts(request).await.expect("floor");
-            }
-        })
+        let floor = serve_floor(Floor { log_to }, channels.len(), &server.admin_key).await;
+        let (health, figures) = alternate(
+            clients,
+            rounds,
+            PAUSE,
+            health_call(&channels),
+            record_call(&floor, move |round, c, i| {
+                attempts(&format!("{name} r{round}"), 0, c, i, 1)
+            }),
+        )
         .await;
         row(name, &figures, Some(1));
         println!(
-            "{:<28} {:>9.0}% of the higher health-check rate",
+            "{:<28} {:>9.0}% of the health-check rate alternating with it",
             "",
-            100.0 * figures.rate() / best
+            100.0 * figures.rate() / health.rate()
         );
     }
     println!("max RSS: {:.0} MB", max_rss_mb());

@@ -120,6 +120,17 @@ impl Figures {
         }
     }
 
+    /// One run made of `slices`: their calls, wall times and CPU times
+    /// added up.
+    pub fn merge(slices: Vec<Figures>) -> Self {
+        let elapsed = slices.iter().map(|f| f.elapsed).sum();
+        let cpu = slices.iter().map(|f| f.cpu).sum();
+        let latencies = slices.into_iter().flat_map(|f| f.latencies).collect();
+        let mut merged = Self::new(latencies, elapsed);
+        merged.cpu = cpu;
+        merged
+    }
+
     /// CPU microseconds per call, client side included: steadier than the
     /// call rate on a shared machine, whose speed drifts between runs.
     pub fn cpu_us_per_call(&self) -> Option<f64> {
@@ -185,6 +196,41 @@ where
         .zip(cpu_before)
         .map(|(after, before)| after.saturating_sub(before));
     figures
+}
+
+/// Two kinds of calls measured in alternating one-second slices, `rounds`
+/// of each, pausing `pause` before every slice; `a(round, client, i)` and
+/// `b(round, client, i)` make one call. On a shared machine whose speed
+/// drifts by tens of percent within a minute, the ratio of two rates
+/// measured one after the other mostly measures the drift; alternating
+/// puts both under the same conditions. The pause lets background work
+/// (write-behind apply every 100 ms, alert evaluation) finish, so that it
+/// is billed to neither side; at most one apply period of a slice's rows
+/// is left to it (under 2% of the slice's CPU).
+pub async fn alternate<FA, FutA, FB, FutB>(
+    clients: usize,
+    rounds: usize,
+    pause: Duration,
+    a: FA,
+    b: FB,
+) -> (Figures, Figures)
+where
+    FA: Fn(usize, usize, usize) -> FutA + Send + Sync + 'static,
+    FutA: std::future::Future<Output = ()> + Send,
+    FB: Fn(usize, usize, usize) -> FutB + Send + Sync + 'static,
+    FutB: std::future::Future<Output = ()> + Send,
+{
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let (mut a_slices, mut b_slices) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        tokio::time::sleep(pause).await;
+        let call = a.clone();
+        a_slices.push(closed_loop(clients, 1, move |c, i| call(round, c, i)).await);
+        tokio::time::sleep(pause).await;
+        let call = b.clone();
+        b_slices.push(closed_loop(clients, 1, move |c, i| call(round, c, i)).await);
+    }
+    (Figures::merge(a_slices), Figures::merge(b_slices))
 }
 
 /// CPU time (user + system) this process used so far, from
