@@ -14,7 +14,7 @@ use clap::Args;
 
 use super::client::{BoxError, ClientArgs, Service, describe, runtime};
 use crate::api::pb;
-use crate::store::backup::{restore_snapshot, verify_snapshot};
+use crate::store::backup::{restore_snapshot, sync_parent, verify_snapshot};
 
 /// Options of `spoc backup`.
 #[derive(Debug, Args)]
@@ -82,6 +82,7 @@ pub fn backup(args: BackupArgs) -> Result<(), BoxError> {
         }
     };
     std::fs::rename(&temp, &args.out)?;
+    sync_parent(&args.out)?;
     println!(
         "wrote {} ({} bytes, {} entries in {} tables, {} files)",
         args.out.display(),

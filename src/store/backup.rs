@@ -201,6 +201,7 @@ pub fn restore_snapshot(path: &Path, dir: &Path) -> Result<SnapshotSummary> {
         std::fs::remove_dir(dir).map_err(|e| io_error(dir, e))?;
     }
     std::fs::rename(&staging, dir).map_err(|e| io_error(dir, e))?;
+    sync_parent(dir).map_err(|e| io_error(dir, e))?;
     Ok(summary)
 }
 
@@ -444,6 +445,18 @@ impl<R: Read> Crc32Reader<'_, R> {
     }
 }
 
+/// Makes a rename into `path` durable: a rename changes the folder that
+/// holds `path`, and until that folder is synced a power cut can undo it
+/// (the old file back, or none) even though the renamed file's own data
+/// was synced.
+pub fn sync_parent(path: &Path) -> std::io::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(parent)?.sync_all()
+}
+
 /// Creates (or truncates) `path` readable by its owner only: a snapshot
 /// holds every learner's records.
 pub fn private_file(path: &Path) -> std::io::Result<File> {
@@ -461,6 +474,18 @@ pub fn private_file(path: &Path) -> std::io::Result<File> {
 mod tests {
     use super::*;
     use crate::domain::learner::Learner;
+
+    #[test]
+    fn sync_parent_syncs_the_folder_holding_a_path() {
+        let dir = tempfile::tempdir().unwrap();
+        sync_parent(&dir.path().join("snapshot.bin")).unwrap();
+        sync_parent(Path::new("snapshot.bin")).unwrap(); // the working folder
+        let missing = dir.path().join("gone").join("snapshot.bin");
+        assert!(
+            sync_parent(&missing).is_err(),
+            "a missing folder is reported"
+        );
+    }
 
     fn learner(id: &str) -> Learner {
         Learner {

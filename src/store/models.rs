@@ -35,8 +35,9 @@ impl Store {
         // The rename is durable only once the directory is synced: without
         // it a crash could bring the previous model back after the fit
         // reported this one active.
-        std::fs::rename(&tmp, dir.join(&id))
-            .and_then(|()| std::fs::File::open(&dir)?.sync_all())
+        let target = dir.join(&id);
+        std::fs::rename(&tmp, &target)
+            .and_then(|()| super::backup::sync_parent(&target))
             .map_err(|e| Error::Storage(format!("{}: {e}", dir.display())))?;
         Ok(id)
     }
