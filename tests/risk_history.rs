@@ -118,4 +118,36 @@ async fn ended_programs_give_labelled_samples_that_train_a_model() {
     let dropped = samples.iter().find(|(_, d)| *d).unwrap();
     let kept = samples.iter().find(|(_, d)| !*d).unwrap();
     assert!(model.predict(&dropped.0) > model.predict(&kept.0));
+
+    // The same history through `spoc train-risk --data-dir`, which opens
+    // the store with the service's BKT parameters (`--bkt-params`).
+    drop(engine);
+    let files = tempfile::tempdir().unwrap();
+    let output = files.path().join("risk.json");
+    let train_risk = |params: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_spoc"))
+            .arg("train-risk")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--bkt-params")
+            .arg(params)
+            .arg("--output")
+            .arg(&output)
+            .env_remove("SPOC_BKT_PARAMS")
+            .output()
+            .unwrap()
+    };
+    let missing = train_risk(&files.path().join("missing-params.json"));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success());
+    assert!(stderr.contains("missing-params.json"), "{stderr}");
+    assert!(!output.exists(), "no model written");
+    let params = files.path().join("params.json");
+    std::fs::write(&params, include_str!("../models/bkt-defaults.json")).unwrap();
+    let trained = train_risk(&params);
+    let stderr = String::from_utf8_lossy(&trained.stderr);
+    assert!(trained.status.success(), "{stderr}");
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
+    assert_eq!(written["training"]["samples"], 60, "{written}");
 }

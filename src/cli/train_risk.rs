@@ -23,6 +23,14 @@ pub struct TrainRiskArgs {
     /// learners (the service must be stopped: the store is opened here).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// With `--data-dir`: the BKT parameter file the service runs with
+    /// (`spoc serve --bkt-params`). The learners' mastery is traced with
+    /// it, and opening the store may replay its log: with other
+    /// parameters the model would learn from mastery the service never
+    /// computes, and the replay would store it. Defaults to the shipped
+    /// models/bkt-defaults.json, as `spoc serve` does.
+    #[arg(long, env = "SPOC_BKT_PARAMS")]
+    pub bkt_params: Option<PathBuf>,
     /// Where to write the model file.
     #[arg(long, default_value = "models/risk.json")]
     pub output: PathBuf,
@@ -39,7 +47,7 @@ pub fn run(args: TrainRiskArgs) -> Result<(), Box<dyn std::error::Error + Send +
                 store,
                 crate::engine::EngineConfig {
                     mastery_threshold: crate::engine::DEFAULT_MASTERY_THRESHOLD,
-                    params: crate::engine::params::ParamSet::load(None)?,
+                    params: crate::engine::params::ParamSet::load(args.bkt_params.as_deref())?,
                 },
             )?;
             let samples = engine.risk_history(crate::engine::now_micros())?;
