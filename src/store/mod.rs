@@ -622,8 +622,9 @@ impl Store {
         self.checkpoints.wal.wait(ticket).await
     }
 
-    /// Forgets the cached mastery of `learners` after another file of this
-    /// module wrote their `mastery` rows (erasure, retraction).
+    /// Forgets the cached mastery of `learners` after a writer other than
+    /// ingestion changed, or may have changed, their `mastery` rows
+    /// (recomputation, retraction, erasure).
     pub(crate) fn mastery_written<'a>(&self, learners: impl IntoIterator<Item = &'a str> + Clone) {
         self.mastery_cache.evict(learners.clone());
         self.state_cache.evict(learners);

@@ -291,9 +291,10 @@ impl Store {
             .map_err(|e| match e {
                 sled::transaction::TransactionError::Abort(err) => err,
                 sled::transaction::TransactionError::Storage(err) => err.into(),
-            })?;
+            });
+        // Evicted whatever the outcome: a cache refills, a stale one lies.
         self.mastery_written([learner]);
-        Ok(Some(erased))
+        Ok(Some(erased?))
     }
 
     /// Makes the write-ahead log drop `learner`'s entries from now on; an

@@ -42,25 +42,25 @@ impl StateCache {
     /// the write succeeded.
     pub fn put(&self, rows: &[(String, String, MasteryState)]) {
         let mut guard = self.inner.lock().expect("state cache");
-        if guard.states + rows.len() > CAPACITY {
-            *guard = Inner::default();
-        }
         let inner = &mut *guard;
         for (learner, skill, state) in rows {
-            if !inner.learners.contains_key(learner.as_str()) {
-                inner.learners.insert(learner.clone(), HashMap::new());
-            }
-            let skills = inner
+            let kept = inner
                 .learners
                 .get_mut(learner.as_str())
-                .expect("just added");
-            match skills.get_mut(skill.as_str()) {
-                Some(kept) => *kept = state.clone(),
-                None => {
-                    skills.insert(skill.clone(), state.clone());
-                    inner.states += 1;
-                }
+                .and_then(|skills| skills.get_mut(skill.as_str()));
+            if let Some(kept) = kept {
+                *kept = state.clone();
+                continue;
             }
+            if inner.states >= CAPACITY {
+                *inner = Inner::default();
+            }
+            inner
+                .learners
+                .entry(learner.clone())
+                .or_default()
+                .insert(skill.clone(), state.clone());
+            inner.states += 1;
         }
     }
 
@@ -118,6 +118,10 @@ mod tests {
             .map(|i| row(&format!("l{}", i % 1000), &format!("s{i}"), 0.1))
             .collect();
         cache.put(&rows);
+        assert_eq!(cache.inner.lock().unwrap().states, CAPACITY);
+        // A state replaced is no new entry: nothing is dropped.
+        cache.put(&[row("l0", "s0", 0.3)]);
+        assert_eq!(cache.get("l0", "s0").unwrap().p_mastered, 0.3);
         assert_eq!(cache.inner.lock().unwrap().states, CAPACITY);
         cache.put(&[row("late", "s", 0.9)]);
         assert_eq!(cache.inner.lock().unwrap().states, 1);

@@ -230,7 +230,7 @@ impl Store {
             })
             .collect();
         let retracted = self.retracted_table()?;
-        (
+        let outcome = (
             &self.attempts.tree,
             &self.observations.tree,
             &self.mastery.tree,
@@ -256,9 +256,10 @@ impl Store {
                     Ok(())
                 },
             )
-            .map_err(transaction_error)?;
+            .map_err(transaction_error);
+        // Evicted whatever the outcome: a cache refills, a stale one lies.
         self.mastery_written(mastery.iter().map(|(learner, _, _)| learner.as_str()));
-        Ok(())
+        outcome
     }
 
     /// Removes module events with their per-learner index entries and
