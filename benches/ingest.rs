@@ -34,8 +34,14 @@ use tonic::{Request, Response, Status};
 const LEARNERS: usize = 1000;
 const SKILLS: usize = 30;
 /// Seconds between the attempt dates of two slices or scenarios: each
-/// dates its attempts after all those before it.
-const EPOCH: i64 = 10_000_000;
+/// dates its attempts after all those before it (a client makes far fewer
+/// calls than this in a slice or scenario).
+const EPOCH: i64 = 1_000_000;
+/// The first in-order date; every in-order date stays before the late
+/// arrivals' (checked at start).
+const START: i64 = 1_600_000_000;
+/// The late arrivals are dated within 30 days before this.
+const LATE_NOW: i64 = 1_790_000_000;
 /// Pause before each slice of an alternating run (see `alternate`).
 const PAUSE: Duration = Duration::from_millis(500);
 
@@ -56,7 +62,7 @@ fn attempts(tag: &str, epoch: i64, client: usize, call: usize, batch: usize) -> 
                 correct: n % 3 != 0,
                 score: None,
                 occurred_at: Some(prost_types::Timestamp {
-                    seconds: 1_600_000_000 + epoch + n as i64,
+                    seconds: START + epoch + n as i64,
                     nanos: 0,
                 }),
                 time_spent: None,
@@ -70,7 +76,6 @@ fn attempts(tag: &str, epoch: i64, client: usize, call: usize, batch: usize) -> 
 /// offline devices syncing send them. Most are older than their pair's
 /// latest attempt, so mastery is replayed from the pair's history.
 fn late_attempts(client: usize, call: usize) -> Vec<pb::Attempt> {
-    const NOW: i64 = 1_790_000_000;
     (0..100)
         .map(|k| {
             let n = (call * 100 + k) as u64;
@@ -85,7 +90,7 @@ fn late_attempts(client: usize, call: usize) -> Vec<pb::Attempt> {
                 correct: (h >> 16) % 3 != 0,
                 score: None,
                 occurred_at: Some(prost_types::Timestamp {
-                    seconds: NOW - ((h >> 20) % (30 * 86_400)) as i64,
+                    seconds: LATE_NOW - ((h >> 20) % (30 * 86_400)) as i64,
                     nanos: 0,
                 }),
                 time_spent: None,
@@ -210,6 +215,14 @@ fn record_call(
     }
 }
 
+/// What `alternate` runs after each slice: a store flush (write-behind
+/// apply, log sync and trim, sled flush), which the background
+/// checkpoint, once a second, would otherwise run during the next slice.
+fn flush(engine: &Arc<Engine>) -> impl Fn() + use<> {
+    let engine = engine.clone();
+    move || engine.store().flush().expect("store flush")
+}
+
 /// A health-check call per `(round, client, i)` over `channels`.
 fn health_call(
     channels: &[AuthChannel],
@@ -315,10 +328,15 @@ async fn main() {
     // later, so every learner's attempts stay in time order.
     settle().await;
     let rounds = seconds as usize;
+    assert!(
+        START + (3 * rounds as i64 + 8) * EPOCH < LATE_NOW - 30 * 86_400,
+        "--seconds {seconds}: in-order attempts would be dated after the late ones"
+    );
     let (health, single) = alternate(
         clients,
         rounds,
         PAUSE,
+        flush(&server.engine),
         health_call(&channels),
         record_call(&channels, |round, c, i| {
             attempts(&format!("b1r{round}"), round as i64 * EPOCH, c, i, 1)
@@ -365,19 +383,30 @@ async fn main() {
 
     // The floors, last, so that the log-only floor's records do not weigh
     // on the scenarios above; each alternates with the health check too.
-    for (name, log_to) in [
+    for (k, (name, log_to)) in [
         ("floor: no-op handler", None),
         ("floor: log-only handler", Some(server.engine.clone())),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         settle().await;
         let floor = serve_floor(Floor { log_to }, channels.len(), &server.admin_key).await;
+        let first = epoch + (k * rounds + 1) as i64 * EPOCH;
         let (health, figures) = alternate(
             clients,
             rounds,
             PAUSE,
+            flush(&server.engine),
             health_call(&channels),
             record_call(&floor, move |round, c, i| {
-                attempts(&format!("{name} r{round}"), 0, c, i, 1)
+                attempts(
+                    &format!("{name} r{round}"),
+                    first + round as i64 * EPOCH,
+                    c,
+                    i,
+                    1,
+                )
             }),
         )
         .await;

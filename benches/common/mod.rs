@@ -199,18 +199,19 @@ where
 }
 
 /// Two kinds of calls measured in alternating one-second slices, `rounds`
-/// of each, pausing `pause` before every slice; `a(round, client, i)` and
-/// `b(round, client, i)` make one call. On a shared machine whose speed
-/// drifts by tens of percent within a minute, the ratio of two rates
-/// measured one after the other mostly measures the drift; alternating
-/// puts both under the same conditions. The pause lets background work
-/// (write-behind apply every 100 ms, alert evaluation) finish, so that it
-/// is billed to neither side; at most one apply period of a slice's rows
-/// is left to it (under 2% of the slice's CPU).
+/// of each, in the order a b, b a, a b... (so that a steady drift weighs
+/// on both alike); `a(round, client, i)` and `b(round, client, i)` make one
+/// call. On a shared machine whose speed drifts by tens of percent within
+/// a minute, the ratio of two rates measured one after the other mostly
+/// measures the drift; alternating puts both under the same conditions.
+/// After every slice, outside the measured time, `between` runs (flush
+/// what the slice left to background threads, so that it is billed to
+/// neither side), then a `pause` lets the rest settle.
 pub async fn alternate<FA, FutA, FB, FutB>(
     clients: usize,
     rounds: usize,
     pause: Duration,
+    between: impl Fn(),
     a: FA,
     b: FB,
 ) -> (Figures, Figures)
@@ -223,12 +224,17 @@ where
     let (a, b) = (Arc::new(a), Arc::new(b));
     let (mut a_slices, mut b_slices) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        tokio::time::sleep(pause).await;
-        let call = a.clone();
-        a_slices.push(closed_loop(clients, 1, move |c, i| call(round, c, i)).await);
-        tokio::time::sleep(pause).await;
-        let call = b.clone();
-        b_slices.push(closed_loop(clients, 1, move |c, i| call(round, c, i)).await);
+        for a_turn in [round % 2 == 0, round % 2 != 0] {
+            tokio::time::sleep(pause).await;
+            if a_turn {
+                let call = a.clone();
+                a_slices.push(closed_loop(clients, 1, move |c, i| call(round, c, i)).await);
+            } else {
+                let call = b.clone();
+                b_slices.push(closed_loop(clients, 1, move |c, i| call(round, c, i)).await);
+            }
+            between();
+        }
     }
     (Figures::merge(a_slices), Figures::merge(b_slices))
 }
