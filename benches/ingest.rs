@@ -9,10 +9,11 @@
 //! their learners' latest ones, which replay mastery from the history.
 //!
 //! Two floors bound what a single-attempt call can reach on this machine:
-//! the same calls answered by a handler that does no work (the bare cost
-//! of the RecordAttempts messages), and by one that only writes the
-//! attempts to the write-ahead log and waits for the sync (the bare cost of
-//! an acknowledged-on-disk reply).
+//! the same calls, through the same server stack (its own store), answered
+//! by a handler that does no work (the cost of the RecordAttempts messages
+//! and of the stack), and by one that only writes the attempts to the
+//! write-ahead log and waits for the sync (the cost of an
+//! acknowledged-on-disk reply).
 
 mod common;
 
@@ -24,11 +25,9 @@ use std::time::Duration;
 use common::{
     AuthChannel, BenchServer, Figures, alternate, arg, closed_loop, health_baseline, max_rss_mb,
 };
-use spoc_engine::api::auth::BearerKey;
 use spoc_engine::api::pb;
 use spoc_engine::engine::Engine;
 use spoc_engine::store::wal::WalRecord;
-use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 const LEARNERS: usize = 1000;
@@ -106,7 +105,8 @@ fn convert_attempts(batch: Vec<pb::Attempt>) -> Vec<spoc_engine::domain::mastery
 
 /// A MasteryService without the engine, for the floors: it answers
 /// RecordAttempts with a response of the real shape (the first attempt's
-/// mastery), after logging the attempts durably when it holds an engine.
+/// mastery), after logging the attempts durably to its server's
+/// write-ahead log when `log_to` holds that server's engine.
 struct Floor {
     log_to: Option<Arc<Engine>>,
 }
@@ -164,28 +164,6 @@ impl pb::mastery_service_server::MasteryService for Floor {
     ) -> Result<Response<pb::Model>, Status> {
         Err(Status::unimplemented("floor"))
     }
-}
-
-/// Serves `floor` alone on a bare tonic server on loopback (TCP_NODELAY,
-/// as `spoc serve`) and returns `connections` connections to it, sending
-/// the same key header as the calls to the real server.
-async fn serve_floor(floor: Floor, connections: usize, key: &str) -> Vec<AuthChannel> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(pb::mastery_service_server::MasteryServiceServer::new(floor))
-            .serve_with_incoming(incoming),
-    );
-    let bearer = BearerKey::new(key).unwrap();
-    let mut channels = Vec::new();
-    for _ in 0..connections {
-        let endpoint = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap();
-        let channel = endpoint.connect().await.unwrap();
-        channels.push(InterceptedService::new(channel, bearer.clone()));
-    }
-    channels
 }
 
 /// One call of a closed loop, boxed so that every kind of call has the
@@ -383,15 +361,20 @@ async fn main() {
 
     // The floors, last, so that the log-only floor's records do not weigh
     // on the scenarios above; each alternates with the health check too.
-    for (k, (name, log_to)) in [
-        ("floor: no-op handler", None),
-        ("floor: log-only handler", Some(server.engine.clone())),
+    for (k, (name, log)) in [
+        ("floor: no-op handler", false),
+        ("floor: log-only handler", true),
     ]
     .into_iter()
     .enumerate()
     {
         settle().await;
-        let floor = serve_floor(Floor { log_to }, channels.len(), &server.admin_key).await;
+        // The real server's stack (key check, limits, tracing), its own
+        // store, with `Floor` in place of the engine's MasteryService.
+        let floor = BenchServer::start_with_mastery(channels.len(), |engine| Floor {
+            log_to: log.then(|| engine.clone()),
+        })
+        .await;
         let first = epoch + (k * rounds + 1) as i64 * EPOCH;
         let (health, figures) = alternate(
             clients,
@@ -399,7 +382,7 @@ async fn main() {
             PAUSE,
             flush(&server.engine),
             health_call(&channels),
-            record_call(&floor, move |round, c, i| {
+            record_call(&floor.channels, move |round, c, i| {
                 attempts(
                     &format!("{name} r{round}"),
                     first + round as i64 * EPOCH,
@@ -416,6 +399,7 @@ async fn main() {
             "",
             100.0 * figures.rate() / health.rate()
         );
+        floor.stop().await;
     }
     println!("max RSS: {:.0} MB", max_rss_mb());
     server.stop().await;

@@ -27,7 +27,7 @@ use crate::api::pb::backup_service_server::BackupServiceServer;
 use crate::api::pb::catalog_service_server::CatalogServiceServer;
 use crate::api::pb::cohort_service_server::CohortServiceServer;
 use crate::api::pb::learner_service_server::LearnerServiceServer;
-use crate::api::pb::mastery_service_server::MasteryServiceServer;
+use crate::api::pb::mastery_service_server::{MasteryService, MasteryServiceServer};
 use crate::api::pb::program_service_server::ProgramServiceServer;
 use crate::api::pb::remediation_service_server::RemediationServiceServer;
 use crate::api::pb::report_service_server::ReportServiceServer;
@@ -118,6 +118,21 @@ pub async fn serve_with(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mastery = MasteryApi::new(engine.clone());
+    serve_with_mastery(engine, listener, shutdown, options, mastery).await
+}
+
+/// [`serve_with`], with `mastery` answering `spoc.v1.MasteryService` in
+/// place of the engine's: the ingest bench measures what the stack alone
+/// costs a RecordAttempts call with handlers that skip the engine
+/// (`benches/ingest.rs`, the floors).
+pub async fn serve_with_mastery<M: MasteryService>(
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+    mastery: M,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -213,8 +228,7 @@ pub async fn serve_with(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
-            MasteryServiceServer::new(MasteryApi::new(engine.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            MasteryServiceServer::new(mastery).max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
             RemediationServiceServer::new(RemediationApi::new(engine.clone()))

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use spoc_engine::api::auth::BearerKey;
+use spoc_engine::api::pb::mastery_service_server::MasteryService;
 use spoc_engine::engine::params::ParamSet;
 use spoc_engine::engine::{Engine, EngineConfig};
 use spoc_engine::store::Store;
@@ -33,6 +34,19 @@ pub struct BenchServer {
 impl BenchServer {
     /// Starts the server and opens `connections` HTTP/2 connections.
     pub async fn start(connections: usize) -> Self {
+        Self::start_with_mastery(connections, |engine| {
+            spoc_engine::api::mastery::MasteryApi::new(engine.clone())
+        })
+        .await
+    }
+
+    /// [`BenchServer::start`], with the MasteryService `mastery` makes
+    /// from the engine in place of the engine's own (see
+    /// `spoc_engine::server::serve_with_mastery`).
+    pub async fn start_with_mastery<M: MasteryService>(
+        connections: usize,
+        mastery: impl FnOnce(&Arc<Engine>) -> M,
+    ) -> Self {
         let temp = tempfile::tempdir().unwrap();
         let store = Store::open(temp.path()).unwrap();
         let config = EngineConfig {
@@ -50,10 +64,18 @@ impl BenchServer {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = engine.clone();
+        let mastery = mastery(&engine);
         let task = tokio::spawn(async move {
-            spoc_engine::server::serve(served, listener, async {
+            let shutdown = async {
                 let _ = stopped.await;
-            })
+            };
+            spoc_engine::server::serve_with_mastery(
+                served,
+                listener,
+                shutdown,
+                spoc_engine::server::ServeOptions::default(),
+                mastery,
+            )
             .await
             .unwrap();
         });
