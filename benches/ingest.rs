@@ -17,13 +17,12 @@
 
 mod common;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    AuthChannel, BenchServer, Figures, alternate, arg, closed_loop, health_baseline, max_rss_mb,
+    AuthChannel, BenchServer, Call, Figures, alternate, arg, closed_loop, health_baseline,
+    health_call, max_rss_mb,
 };
 use spoc_engine::api::pb;
 use spoc_engine::engine::Engine;
@@ -166,10 +165,6 @@ impl pb::mastery_service_server::MasteryService for Floor {
     }
 }
 
-/// One call of a closed loop, boxed so that every kind of call has the
-/// same type (and the same boxing cost).
-type Call = Pin<Box<dyn Future<Output = ()> + Send>>;
-
 /// A RecordAttempts call per `(round, client, i)` over `channels`, with
 /// the attempts `make` builds.
 fn record_call(
@@ -199,26 +194,6 @@ fn record_call(
 fn flush(engine: &Arc<Engine>) -> impl Fn() + use<> {
     let engine = engine.clone();
     move || engine.store().flush().expect("store flush")
-}
-
-/// A health-check call per `(round, client, i)` over `channels`.
-fn health_call(
-    channels: &[AuthChannel],
-) -> impl Fn(usize, usize, usize) -> Call + Send + Sync + 'static {
-    let channels = channels.to_vec();
-    move |_, c, _| {
-        let mut client = tonic_health::pb::health_client::HealthClient::new(
-            channels[c % channels.len()].clone(),
-        );
-        Box::pin(async move {
-            client
-                .check(tonic_health::pb::HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .expect("health");
-        })
-    }
 }
 
 /// One line of the table; `batch` is the attempts per call, if any.

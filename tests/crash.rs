@@ -194,7 +194,7 @@ async fn acknowledged_attempts_survive_sigkill() {
                 .map(|a| (a.position(), a.observation()))
                 .collect();
             seq.sort_by(|a, b| a.0.cmp(&b.0));
-            let folded = fold(params.for_skill(skill), None, &seq, Vec::new, 0).expect("attempts");
+            let folded = fold(params.for_skill(skill), None, &seq, 0).expect("attempts");
             let (p, count) = served[&(learner.to_string(), skill.to_string())];
             assert_eq!(count as usize, seq.len(), "{learner}/{skill}");
             assert!(

@@ -277,21 +277,32 @@ pub fn process_cpu() -> Option<Duration> {
 /// The bare cost of a gRPC call on this server: `clients` closed-loop
 /// callers of the standard health check for `seconds`.
 pub async fn health_baseline(channels: &[AuthChannel], clients: usize, seconds: u64) -> Figures {
+    let call = health_call(channels);
+    closed_loop(clients, seconds, move |c, i| call(0, c, i)).await
+}
+
+/// One call of a closed loop, boxed so that every kind of call has the
+/// same type (and the same boxing cost).
+pub type Call = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A health-check call per `(round, client, i)` over `channels`.
+pub fn health_call(
+    channels: &[AuthChannel],
+) -> impl Fn(usize, usize, usize) -> Call + Send + Sync + 'static {
     let channels = channels.to_vec();
-    closed_loop(clients, seconds, move |c, _| {
+    move |_, c, _| {
         let mut client = tonic_health::pb::health_client::HealthClient::new(
             channels[c % channels.len()].clone(),
         );
-        async move {
+        Box::pin(async move {
             client
                 .check(tonic_health::pb::HealthCheckRequest {
                     service: String::new(),
                 })
                 .await
                 .expect("health");
-        }
-    })
-    .await
+        })
+    }
 }
 
 /// Peak resident memory of this process, in MB.

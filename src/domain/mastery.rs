@@ -83,24 +83,19 @@ pub fn is_late(previous: Option<&MasteryState>, new: &[(Position, Observation)])
     }
 }
 
-/// Folds new observations of one (learner, skill) into its state.
-///
-/// `previous` is the stored state (if any), `new` the new observations sorted
-/// by position. When every new one comes after `previous.last` the fold is
-/// incremental; otherwise ([`is_late`]) `history` is called for every stored
-/// observation (sorted, without duplicates), and the whole merged sequence
-/// is replayed from the prior.
+/// Folds new observations of one (learner, skill) into its state,
+/// incrementally: `previous` is the stored state (if any), `new` the new
+/// observations sorted by position, all after `previous.last`. A batch
+/// that is not ([`is_late`]) replays the whole history instead
+/// ([`rebuild_merged`]).
 pub fn fold(
     params: &BktParams,
     previous: Option<&MasteryState>,
     new: &[(Position, Observation)],
-    history: impl FnOnce() -> Vec<(Position, Observation)>,
     now: Micros,
 ) -> Option<MasteryState> {
+    debug_assert!(!is_late(previous, new), "a late batch must be replayed");
     let last_new = new.last()?.0.clone();
-    if is_late(previous, new) {
-        return rebuild_merged(params, &history(), new, now);
-    }
     let start = previous.map_or(params.prior, |s| s.p_mastered);
     let count = previous.map_or(0, |s| s.attempt_count);
     Some(MasteryState {
@@ -200,15 +195,16 @@ mod tests {
         let seq = [at(1, false), at(2, true), at(3, true), at(4, false)];
         let sorted = params.replay(seq.iter().map(|(_, o)| *o));
         // Arrive as 3, 4, then 1 and 2 late.
-        let first = fold(&params, None, &seq[2..4], Vec::new, 10).unwrap();
+        let first = fold(&params, None, &seq[2..4], 10).unwrap();
+        assert!(is_late(Some(&first), &seq[0..2]));
         let stored = seq[2..4].to_vec();
-        let second = fold(&params, Some(&first), &seq[0..2], || stored, 20).unwrap();
+        let second = rebuild_merged(&params, &stored, &seq[0..2], 20).unwrap();
         assert!((second.p_mastered - sorted).abs() < 1e-12);
         assert_eq!(second.attempt_count, 4);
         // A history that already holds some of the new observations (a
         // partly applied batch replayed) gives the same state.
         let partial = vec![seq[0].clone(), seq[2].clone(), seq[3].clone()];
-        let again = fold(&params, Some(&first), &seq[0..2], || partial, 30).unwrap();
+        let again = rebuild_merged(&params, &partial, &seq[0..2], 30).unwrap();
         assert!((again.p_mastered - sorted).abs() < 1e-12);
         assert_eq!(again.attempt_count, 4);
         assert_eq!(second.last, seq[3].0);
@@ -218,15 +214,12 @@ mod tests {
     fn in_order_fold_is_incremental() {
         let params = BktParams::default();
         let seq = [at(1, true), at(2, true)];
-        let first = fold(&params, None, &seq[..1], Vec::new, 1).unwrap();
-        let second = fold(
-            &params,
-            Some(&first),
-            &seq[1..],
-            || panic!("history must not be read"),
-            2,
-        )
-        .unwrap();
+        let first = fold(&params, None, &seq[..1], 1).unwrap();
+        assert!(
+            !is_late(Some(&first), &seq[1..]),
+            "history must not be read"
+        );
+        let second = fold(&params, Some(&first), &seq[1..], 2).unwrap();
         let expected = params.replay(seq.iter().map(|(_, o)| *o));
         assert!((second.p_mastered - expected).abs() < 1e-12);
     }

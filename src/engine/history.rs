@@ -2,8 +2,8 @@
 //! attempt (or a log replay at start), kept in memory.
 //!
 //! An attempt older than a pair's latest one forces a replay of the pair's
-//! whole history ([`crate::domain::mastery::fold`]). Read from the store,
-//! that is a prefix scan and a decode per observation, each time: with
+//! whole history ([`crate::domain::mastery::rebuild_merged`]). Read from
+//! the store, that is a prefix scan and a decode per observation, each time: with
 //! offline devices syncing, or concurrent clients whose batches interleave,
 //! late attempts are common and histories long, and ingestion slowed by an
 //! order of magnitude. A pair that had one late attempt is likely to get

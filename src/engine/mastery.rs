@@ -208,7 +208,7 @@ impl Engine {
             let state = if mode == Ingest::Replay || is_late(previous.as_ref(), new) {
                 rebuild_merged(params, &self.history(learner, skill)?, new, now)
             } else {
-                fold(params, previous.as_ref(), new, Vec::new, now)
+                fold(params, previous.as_ref(), new, now)
             };
             if let Some(state) = state {
                 states.insert((learner.to_string(), skill.to_string()), state);

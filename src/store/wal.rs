@@ -402,9 +402,10 @@ impl Drop for Wal {
 
 /// How long, at most, the sync thread lets records gather between two
 /// syncs when calls are concurrent, counted from the start of the last
-/// sync (so a sync slower than this leaves no time to gather). Each `fdatasync` costs a disk write, a
-/// VM exit on virtual disks and a context switch; without gathering, 64
-/// concurrent writers got a sync for every two or three records.
+/// sync (so a sync slower than this leaves no time to gather). Each
+/// `fdatasync` costs a disk write, a VM exit on virtual disks and a context
+/// switch; without gathering, 64 concurrent writers got a sync for every
+/// two or three records.
 const COMMIT_DELAY: Duration = Duration::from_micros(500);
 
 /// The ticket to gather records up to before the next sync, `done` being
