@@ -219,6 +219,18 @@ fn row(scenario: &str, figures: &Figures, batch: Option<usize>) {
     );
 }
 
+/// What the store's background threads spent per call of a run: the rows
+/// applied to sled and the write-ahead log's writes and syncs are paid
+/// there, not in the call's own task.
+fn background_line(figures: &Figures) {
+    if let Some([sled, log]) = figures.background_us_per_call() {
+        println!(
+            "{:<28} of which {sled:.1} us/call applying rows to sled, {log:.1} us/call writing and syncing the log",
+            ""
+        );
+    }
+}
+
 /// Lets the background work of the previous scenario (write-behind apply
 /// every 100 ms, checkpoint every second, alert evaluation) finish, so that
 /// its CPU time is not counted in the next scenario's figures.
@@ -298,11 +310,19 @@ async fn main() {
     .await;
     row("health check (alternating)", &health, None);
     row("RecordAttempts batch=1", &single, Some(1));
+    background_line(&single);
     println!(
         "{:<28} {:>9.0}% of the health-check rate (target >= 60%)",
         "",
         100.0 * single.rate() / health.rate()
     );
+    if let Some(us) = health.cpu_us_per_call() {
+        println!(
+            "{:<28} at 60%, with as many cores busy, a call may cost {:.1} us of CPU",
+            "",
+            us / 0.6
+        );
+    }
     let mut epoch = rounds as i64 * EPOCH;
 
     settle().await;
@@ -327,6 +347,7 @@ async fn main() {
     })
     .await;
     row("engine only, batch=1", &alone, Some(1));
+    background_line(&alone);
 
     // Late arrivals (see `late_attempts`).
     settle().await;
@@ -369,6 +390,7 @@ async fn main() {
         )
         .await;
         row(name, &figures, Some(1));
+        background_line(&figures);
         println!(
             "{:<28} {:>9.0}% of the health-check rate alternating with it",
             "",

@@ -129,7 +129,16 @@ pub struct Figures {
     /// CPU time the whole process (clients, server, background threads)
     /// used during the run, when known.
     pub cpu: Option<Duration>,
+    /// Of `cpu`, what each of the store's background threads used
+    /// ([`BACKGROUND_THREADS`], in that order), when known: the work a
+    /// call leaves behind is paid there, not in the call's task.
+    pub background: Option<[Duration; 2]>,
 }
+
+/// The store's background threads, by name: the checkpoint thread applies
+/// ingested rows to sled, the log thread writes and syncs the write-ahead
+/// log.
+pub const BACKGROUND_THREADS: [&str; 2] = ["spoc-checkpoint", "spoc-wal-sync"];
 
 impl Figures {
     /// Sorts the latencies.
@@ -139,6 +148,7 @@ impl Figures {
             latencies,
             elapsed,
             cpu: None,
+            background: None,
         }
     }
 
@@ -147,10 +157,25 @@ impl Figures {
     pub fn merge(slices: Vec<Figures>) -> Self {
         let elapsed = slices.iter().map(|f| f.elapsed).sum();
         let cpu = slices.iter().map(|f| f.cpu).sum();
+        let background = slices
+            .iter()
+            .map(|f| f.background)
+            .try_fold([Duration::ZERO; 2], |sum, b| {
+                b.map(|b| [sum[0] + b[0], sum[1] + b[1]])
+            });
         let latencies = slices.into_iter().flat_map(|f| f.latencies).collect();
         let mut merged = Self::new(latencies, elapsed);
         merged.cpu = cpu;
+        merged.background = background;
         merged
+    }
+
+    /// CPU microseconds per call of each background thread (see
+    /// [`BACKGROUND_THREADS`]).
+    pub fn background_us_per_call(&self) -> Option<[f64; 2]> {
+        let calls = self.latencies.len().max(1) as f64;
+        self.background
+            .map(|b| b.map(|cpu| cpu.as_secs_f64() * 1e6 / calls))
     }
 
     /// CPU microseconds per call, client side included: steadier than the
@@ -191,6 +216,7 @@ where
 {
     let call = Arc::new(call);
     let cpu_before = process_cpu();
+    let background_before = background_cpu();
     let start = Instant::now();
     let deadline = start + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..clients)
@@ -217,6 +243,9 @@ where
     figures.cpu = process_cpu()
         .zip(cpu_before)
         .map(|(after, before)| after.saturating_sub(before));
+    figures.background = background_cpu()
+        .zip(background_before)
+        .map(|(after, before)| [0, 1].map(|k| after[k].saturating_sub(before[k])));
     figures
 }
 
@@ -265,13 +294,39 @@ where
 /// `/proc/self/stat` in clock ticks of 10 ms (Linux's USER_HZ); `None`
 /// where that file does not exist.
 pub fn process_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_of_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// User + system CPU time in a `/proc` `stat` line (process or thread).
+fn cpu_of_stat(stat: &str) -> Option<Duration> {
     // Fields after the command name, which is in parentheses and may
     // contain spaces: state is field 3, utime 14, stime 15.
     let rest = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     Some(Duration::from_millis(ticks * 10))
+}
+
+/// CPU time used so far by the threads of each name in
+/// [`BACKGROUND_THREADS`] (summed over the servers running: each store has
+/// its own), from `/proc/self/task/*/stat`; `None` where those files do not
+/// exist.
+pub fn background_cpu() -> Option<[Duration; 2]> {
+    let mut sums = [Duration::ZERO; 2];
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        // A thread may end between the listing and the read: skip it.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let name = stat
+            .find('(')
+            .zip(stat.rfind(')'))
+            .map(|(open, close)| &stat[open + 1..close]);
+        if let Some(k) = BACKGROUND_THREADS.iter().position(|t| Some(*t) == name) {
+            sums[k] += cpu_of_stat(&stat)?;
+        }
+    }
+    Some(sums)
 }
 
 /// The bare cost of a gRPC call on this server: `clients` closed-loop
