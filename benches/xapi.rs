@@ -13,7 +13,7 @@ mod common;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use common::{BenchServer, arg, closed_loop, max_rss_mb};
+use common::{BenchServer, arg, closed_loop, health_call, max_rss_mb};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -23,6 +23,8 @@ use tokio::sync::Mutex;
 const LEARNERS: usize = 1000;
 const SKILLS: usize = 30;
 const ITEMS: usize = 500;
+/// gRPC callers measured beside the xAPI posters.
+const HEALTH_CLIENTS: usize = 2;
 
 fn item(n: usize) -> String {
     format!("https://lms.example.com/mod/quiz/question.php?id={n}")
@@ -165,19 +167,26 @@ async fn main() {
         }
         v
     });
-    let run = {
+    // A few gRPC callers beside the posters: what xAPI batches do to the
+    // latency of the service's other calls (first with nothing beside).
+    let health = health_call(&server.channels);
+    let quiet = closed_loop(HEALTH_CLIENTS, seconds, move |c, i| health(0, c, i)).await;
+    let health = health_call(&server.channels);
+    let (run, beside) = {
         let connections = connections.clone();
         let host = host.clone();
-        closed_loop(clients, seconds, move |client, call| {
-            let connections = connections.clone();
-            let host = host.clone();
-            async move {
-                let json = body(1, client, call, batch);
-                let mut sender = connections[client].lock().await;
-                post(&mut sender, &host, json).await;
-            }
-        })
-        .await
+        tokio::join!(
+            closed_loop(clients, seconds, move |client, call| {
+                let connections = connections.clone();
+                let host = host.clone();
+                async move {
+                    let json = body(1, client, call, batch);
+                    let mut sender = connections[client].lock().await;
+                    post(&mut sender, &host, json).await;
+                }
+            }),
+            closed_loop(HEALTH_CLIENTS, seconds, move |c, i| health(0, c, i)),
+        )
     };
     // The same load without HTTP: parse and ingest in process, to tell the
     // cost of the HTTP edge from the engine's.
@@ -206,6 +215,15 @@ async fn main() {
         run.rate(),
         run.ms(0.50),
         run.ms(0.99),
+    );
+    println!(
+        "  gRPC health check, {HEALTH_CLIENTS} callers: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms beside the posters; p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms alone",
+        beside.ms(0.50),
+        beside.ms(0.99),
+        beside.ms(0.999),
+        quiet.ms(0.50),
+        quiet.ms(0.99),
+        quiet.ms(0.999),
     );
     println!(
         "  in process (JSON parse + ingest_statements, no HTTP): {:>10.0} statements/s  p50 {:>7.2} ms  p99 {:>7.2} ms",

@@ -82,7 +82,8 @@ pub async fn replay(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, HttpError> {
     auth::authorize(&state.engine, &headers, XAPI_ADMIN)?;
-    let report = state.engine.replay_unresolved().await?;
+    let engine = state.engine.clone();
+    let report = super::off_runtime(async move { Ok(engine.replay_unresolved().await?) }).await?;
     Ok(Json(Replayed {
         applied: report.applied,
         waiting: report.waiting,

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::error::HttpError;
 use super::{AppState, MAX_STATEMENTS_PER_BATCH, version};
-use crate::domain::xapi::statement::{parse_body, uuid};
+use crate::domain::xapi::statement::{Parsed, parse_body, uuid};
 use crate::engine::now_micros;
 
 /// The query of a PUT.
@@ -29,7 +29,19 @@ pub async fn post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Vec<String>>, HttpError> {
-    let value = read(&headers, body)?;
+    super::off_runtime(async move {
+        let parsed = parse_batch(&headers, body)?;
+        Ok(Json(state.engine.ingest_statements(parsed).await?))
+    })
+    .await
+}
+
+/// The statements of a POST body.
+fn parse_batch(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Vec<Parsed>, HttpError> {
+    let value = read(headers, body)?;
     if let Value::Array(items) = &value {
         if items.len() > MAX_STATEMENTS_PER_BATCH {
             return Err(HttpError::new(
@@ -41,8 +53,7 @@ pub async fn post(
             ));
         }
     }
-    let parsed = parse_body(&value, now_micros())?;
-    Ok(Json(state.engine.ingest_statements(parsed).await?))
+    Ok(parse_body(&value, now_micros())?)
 }
 
 /// Stores one statement under `statementId`; 204 when stored (or already
@@ -53,7 +64,21 @@ pub async fn put(
     query: Result<Query<PutQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
-    let mut value = read(&headers, body)?;
+    super::off_runtime(async move {
+        let parsed = parse_put(&headers, query, body)?;
+        state.engine.ingest_statements(parsed).await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })
+    .await
+}
+
+/// The statement of a PUT body, under the id its query names.
+fn parse_put(
+    headers: &HeaderMap,
+    query: Result<Query<PutQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Vec<Parsed>, HttpError> {
+    let mut value = read(headers, body)?;
     let Query(query) = query.map_err(|e| HttpError::bad_field("statementId", e.body_text()))?;
     let id = query
         .statement_id
@@ -77,9 +102,7 @@ pub async fn put(
             map.insert("id".into(), Value::String(id));
         }
     }
-    let parsed = parse_body(&value, now_micros())?;
-    state.engine.ingest_statements(parsed).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(parse_body(&value, now_micros())?)
 }
 
 /// Checks version and content type, and decodes the JSON (the key was
