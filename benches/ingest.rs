@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use common::{
     AuthChannel, BenchServer, Call, Figures, alternate, arg, closed_loop, health_baseline,
-    health_call, max_rss_mb,
+    health_call, max_rss_mb, paced,
 };
 use spoc_engine::api::pb;
 use spoc_engine::engine::Engine;
@@ -327,8 +327,21 @@ async fn main() {
 
     settle().await;
     let call = record_call(&channels, move |_, c, i| attempts("b100", epoch, c, i, 100));
-    let batches = closed_loop(clients, seconds, move |c, i| call(0, c, i)).await;
+    // Health checks beside the batches, paced (200 a second): what a
+    // batch's work does to the latency of the service's other calls.
+    let health = health_call(&channels);
+    let (batches, beside) = tokio::join!(
+        closed_loop(clients, seconds, move |c, i| call(0, c, i)),
+        paced(2, 100, seconds, move |c, i| health(0, c, i)),
+    );
     row("RecordAttempts batch=100", &batches, Some(100));
+    println!(
+        "{:<28} health checks beside (200/s): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+        "",
+        beside.ms(0.5),
+        beside.ms(0.99),
+        beside.ms(0.999)
+    );
     epoch += 5 * EPOCH;
 
     // The engine alone, without gRPC, same concurrency: what ingestion

@@ -13,7 +13,7 @@ mod common;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use common::{BenchServer, arg, closed_loop, health_call, max_rss_mb};
+use common::{BenchServer, arg, closed_loop, health_call, max_rss_mb, paced};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -23,8 +23,10 @@ use tokio::sync::Mutex;
 const LEARNERS: usize = 1000;
 const SKILLS: usize = 30;
 const ITEMS: usize = 500;
-/// gRPC callers measured beside the xAPI posters.
+/// gRPC callers measured beside the xAPI posters...
 const HEALTH_CLIENTS: usize = 2;
+/// ...and the health checks each makes per second.
+const HEALTH_PER_SECOND: u64 = 100;
 
 fn item(n: usize) -> String {
     format!("https://lms.example.com/mod/quiz/question.php?id={n}")
@@ -167,10 +169,13 @@ async fn main() {
         }
         v
     });
-    // A few gRPC callers beside the posters: what xAPI batches do to the
+    // Health checks beside the posters, paced: what xAPI batches do to the
     // latency of the service's other calls (first with nothing beside).
     let health = health_call(&server.channels);
-    let quiet = closed_loop(HEALTH_CLIENTS, seconds, move |c, i| health(0, c, i)).await;
+    let quiet = paced(HEALTH_CLIENTS, HEALTH_PER_SECOND, seconds, move |c, i| {
+        health(0, c, i)
+    })
+    .await;
     let health = health_call(&server.channels);
     let (run, beside) = {
         let connections = connections.clone();
@@ -185,7 +190,9 @@ async fn main() {
                     post(&mut sender, &host, json).await;
                 }
             }),
-            closed_loop(HEALTH_CLIENTS, seconds, move |c, i| health(0, c, i)),
+            paced(HEALTH_CLIENTS, HEALTH_PER_SECOND, seconds, move |c, i| {
+                health(0, c, i)
+            }),
         )
     };
     // The same load without HTTP: parse and ingest in process, to tell the
@@ -217,7 +224,7 @@ async fn main() {
         run.ms(0.99),
     );
     println!(
-        "  gRPC health check, {HEALTH_CLIENTS} callers: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms beside the posters; p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms alone",
+        "  gRPC health check, {HEALTH_CLIENTS} callers x {HEALTH_PER_SECOND}/s: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms beside the posters; p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms alone",
         beside.ms(0.50),
         beside.ms(0.99),
         beside.ms(0.999),

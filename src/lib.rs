@@ -16,6 +16,7 @@
 //!   error mapping.
 //! - [`http`]: the HTTP edge: xAPI statements from LMSs, metrics.
 //! - [`server`]: assembles services, health and reflection.
+//! - [`offload`]: long work off the runtime's workers.
 //! - [`cli`]: the `spoc` subcommands.
 //! - [`error`]: the one error enum.
 
@@ -31,5 +32,6 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod offload;
 pub mod server;
 pub mod store;

@@ -268,6 +268,75 @@ async fn duplicate_attempt_ids_and_all_or_nothing_batches() {
     server.stop().await;
 }
 
+/// Large batches are ingested off the runtime's workers (`offload.rs`):
+/// same answers, same errors, all or nothing, as small ones.
+#[tokio::test]
+async fn large_batches_behave_like_small_ones() {
+    let server = TestServer::start().await;
+    seed(&server).await;
+    let mut mastery = server.mastery().await;
+    let batch: Vec<pb::Attempt> = (0..40)
+        .map(|i| {
+            attempt(
+                &format!("big-{i}"),
+                "bob",
+                &["a"],
+                i % 3 != 0,
+                1_700_000_000 + i,
+            )
+        })
+        .collect();
+    let mut bad = batch.clone();
+    bad[39].score = Some(1.5);
+    let err = mastery
+        .record_attempts(pb::RecordAttemptsRequest { attempts: bad })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("attempts[39].score"),
+        "{}",
+        err.message()
+    );
+
+    let first = mastery
+        .record_attempts(pb::RecordAttemptsRequest {
+            attempts: batch.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((first.recorded, first.duplicates), (40, 0));
+    assert_eq!(
+        first.mastery[0].attempt_count, 40,
+        "nothing of the refused batch was kept"
+    );
+    // The same 40 one by one (on the worker) answer the same mastery.
+    let mut last = None;
+    for (i, mut one) in batch.iter().cloned().enumerate() {
+        one.attempt_id = format!("small-{i}");
+        one.learner_id = "alice".into();
+        last = Some(
+            mastery
+                .record_attempts(pb::RecordAttemptsRequest {
+                    attempts: vec![one],
+                })
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    let last = last.unwrap();
+    assert_eq!(last.mastery[0].p_mastered, first.mastery[0].p_mastered);
+    let again = mastery
+        .record_attempts(pb::RecordAttemptsRequest { attempts: batch })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((again.recorded, again.duplicates), (0, 40));
+    server.stop().await;
+}
+
 /// Attempts sent late are folded in occurred_at order.
 #[tokio::test]
 async fn out_of_order_attempts_give_the_time_ordered_posterior() {

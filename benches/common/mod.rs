@@ -249,6 +249,44 @@ where
     figures
 }
 
+/// `callers` callers making `per_second` calls each, evenly paced, for
+/// `seconds`: latency under someone else's load, without adding much load
+/// (a closed loop beside a saturated server would take as much CPU as it
+/// is given, and change what it measures). Only latencies are recorded.
+pub async fn paced<F, Fut>(callers: usize, per_second: u64, seconds: u64, call: F) -> Figures
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let call = Arc::new(call);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..callers)
+        .map(|c| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second as u32);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut latencies = Vec::new();
+                let mut i = 0;
+                while Instant::now() < deadline {
+                    tick.tick().await;
+                    let t0 = Instant::now();
+                    call(c, i).await;
+                    latencies.push(t0.elapsed());
+                    i += 1;
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    Figures::new(all, start.elapsed())
+}
+
 /// Two kinds of calls measured in alternating one-second slices, `rounds`
 /// of each, in the order a b, b a, a b... (so that a steady drift weighs
 /// on both alike); `a(round, client, i)` and `b(round, client, i)` make one

@@ -11,6 +11,11 @@ use crate::engine::model::{ActiveModel, FitRequest, FitState, module_learn_rates
 use crate::engine::{Engine, now_micros};
 use crate::error::Error;
 
+/// Batches of this many attempts or more are ingested on the blocking
+/// pool; smaller ones (a few hundred microseconds at most) stay on the
+/// worker, where single attempts, the common call, avoid the hand-over.
+const OFFLOAD_FROM: usize = 32;
+
 /// Serves attempt ingestion and mastery over the engine.
 pub struct MasteryApi {
     engine: Arc<Engine>,
@@ -29,8 +34,23 @@ impl MasteryService for MasteryApi {
         &self,
         request: Request<pb::RecordAttemptsRequest>,
     ) -> Result<Response<pb::RecordAttemptsResponse>, Status> {
-        let attempts = convert::attempts(request.into_inner().attempts, now_micros())?;
-        let outcome = self.engine.record_attempts(attempts).await?;
+        let attempts_len = request.get_ref().attempts.len();
+        let attempts = request.into_inner().attempts;
+        let engine = self.engine.clone();
+        let stage = move || {
+            let attempts = convert::attempts(attempts, now_micros())?;
+            engine.stage_attempts(attempts)
+        };
+        // A large batch is milliseconds of CPU: off the workers, so that
+        // the calls queued behind it are not held back (`offload.rs`).
+        let staged = if attempts_len >= OFFLOAD_FROM {
+            crate::offload::offload_cpu(stage)
+                .await
+                .map_err(|e| Status::internal(format!("engine task failed: {e}")))??
+        } else {
+            stage()?
+        };
+        let outcome = self.engine.commit_attempts(staged).await?;
         Ok(Response::new(pb::RecordAttemptsResponse {
             mastery: outcome.mastery.into_iter().map(Into::into).collect(),
             recorded: outcome.recorded as i32,

@@ -52,15 +52,41 @@ pub struct Recorded {
     pub duplicates: usize,
 }
 
+/// A batch applied in memory and written to the log, not yet known to be
+/// on disk: [`Engine::commit_attempts`] waits for that. Not acknowledged
+/// until then.
+#[derive(Debug)]
+#[must_use = "a staged batch is acknowledged only by commit_attempts"]
+pub struct Staged {
+    outcome: Recorded,
+    /// The log record to wait for; `None` when nothing new was logged.
+    ticket: Option<u64>,
+}
+
 impl Engine {
     /// Stores a batch of attempts, all or nothing, updates mastery in
     /// `occurred_at` order, and returns once everything is on disk.
     ///
     /// An attempt with no skill ids takes those of its item (the Q-matrix);
     /// it is stored, and logged, with them.
-    pub async fn record_attempts(&self, mut attempts: Vec<Attempt>) -> Result<Recorded> {
+    pub async fn record_attempts(&self, attempts: Vec<Attempt>) -> Result<Recorded> {
+        let staged = self.stage_attempts(attempts)?;
+        self.commit_attempts(staged).await
+    }
+
+    /// The synchronous part of [`Engine::record_attempts`] (all its CPU
+    /// work), for a caller that runs it off the async runtime; pass the
+    /// result to [`Engine::commit_attempts`].
+    pub fn stage_attempts(&self, mut attempts: Vec<Attempt>) -> Result<Staged> {
         self.fill_item_skills(&mut attempts)?;
         let (outcome, ticket) = self.apply_attempts(&attempts, Ingest::Live)?;
+        Ok(Staged { outcome, ticket })
+    }
+
+    /// Waits until a staged batch is on disk, then lets the alert
+    /// evaluation know its learners changed.
+    pub async fn commit_attempts(&self, staged: Staged) -> Result<Recorded> {
+        let Staged { outcome, ticket } = staged;
         if let Some(ticket) = ticket {
             self.store.logged(ticket).await?;
         }

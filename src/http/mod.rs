@@ -103,26 +103,19 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .with_state(state)
 }
 
-/// Runs a request's work on tokio's blocking pool and waits for it there.
-/// Parsing a batch (up to 8 MiB of JSON) and ingesting it take
-/// milliseconds of CPU between two awaits (statement lookups, the plan,
-/// the store's transactions, the settle a voiding needs); on a runtime
-/// worker, one of two here, that held back every gRPC call queued behind
-/// it (health-check p99 50 ms beside 16 posters, see BENCHMARKS.md). On a
-/// pool thread the kernel shares the cores instead. The requests in flight
-/// are bounded ([`limits::MAX_IN_FLIGHT`]), so are these threads.
+/// Runs a request's work on tokio's blocking pool ([`crate::offload`]):
+/// parsing a batch (up to 8 MiB of JSON) and ingesting it take
+/// milliseconds of CPU between two awaits. The requests in flight are
+/// bounded ([`limits::MAX_IN_FLIGHT`]), so are the threads.
 async fn off_runtime<T: Send + 'static>(
     work: impl Future<Output = Result<T, HttpError>> + Send + 'static,
 ) -> Result<T, HttpError> {
-    let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || runtime.block_on(work))
-        .await
-        .map_err(|e| {
-            HttpError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                format!("request task failed: {e}"),
-            )
-        })?
+    crate::offload::offload(work).await.map_err(|e| {
+        HttpError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("request task failed: {e}"),
+        )
+    })?
 }
 
 /// `GET /xapi/about`: the versions this endpoint speaks.
