@@ -18,12 +18,15 @@ pub enum Error {
         reason: String,
     },
     /// A named object does not exist (or is out of the caller's scope).
-    #[error("{kind} '{id}' not found")]
+    #[error("{}{kind} '{id}' not found", field_prefix(.field))]
     NotFound {
         /// The kind of object, e.g. `learner`.
         kind: &'static str,
         /// The id that was asked for.
         id: String,
+        /// Path of the request field that named it, when the request has
+        /// several (`attempts[3].learner_id`): the caller learns which.
+        field: Option<String>,
     },
     /// A write collides with a different object stored under the same id.
     #[error("{kind} '{id}' already exists: {reason}")]
@@ -77,8 +80,27 @@ impl Error {
         Error::NotFound {
             kind,
             id: id.into(),
+            field: None,
         }
     }
+
+    /// [`Error::NotFound`] naming the request field that held the id.
+    pub fn not_found_at(
+        field: impl Into<String>,
+        kind: &'static str,
+        id: impl Into<String>,
+    ) -> Self {
+        Error::NotFound {
+            kind,
+            id: id.into(),
+            field: Some(field.into()),
+        }
+    }
+}
+
+/// `"<field>: "` before a message, or nothing.
+fn field_prefix(field: &Option<String>) -> String {
+    field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default()
 }
 
 /// The crate's result type.

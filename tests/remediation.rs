@@ -189,6 +189,11 @@ async fn activity_is_idempotent_and_steers_the_policy() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
+    assert!(
+        err.message().starts_with("activities[0].module_id: "),
+        "{}",
+        err.message()
+    );
 
     // The quiz after the module is wrong: mastery did not move.
     server

@@ -459,6 +459,23 @@ async fn every_rpc_refuses_empty_and_unknown_ids() {
                 err.message()
             );
         }};
+        // The message names the field that held the bad id.
+        ($call:expr, $code:expr, $field:expr) => {{
+            let err = $call.await.expect_err(stringify!($call));
+            assert_eq!(
+                err.code(),
+                $code,
+                "{}: {}",
+                stringify!($call),
+                err.message()
+            );
+            assert!(
+                err.message().starts_with(&format!("{}: ", $field)),
+                "{}: {}",
+                stringify!($call),
+                err.message()
+            );
+        }};
     }
     use Code::{InvalidArgument as Invalid, NotFound};
     expect_code!(
@@ -541,7 +558,8 @@ async fn every_rpc_refuses_empty_and_unknown_ids() {
             learner_id: "zz".into(),
             program_id: "excel".into()
         }),
-        NotFound
+        NotFound,
+        "learner_id"
     );
     expect_code!(
         learners.enroll_learner(pb::EnrollLearnerRequest {
@@ -549,7 +567,8 @@ async fn every_rpc_refuses_empty_and_unknown_ids() {
             learner_id: "alice".into(),
             program_id: "zz".into()
         }),
-        NotFound
+        NotFound,
+        "program_id"
     );
     expect_code!(
         learners.list_enrolments(pb::ListEnrolmentsRequest::default()),
@@ -628,9 +647,13 @@ async fn every_rpc_refuses_empty_and_unknown_ids() {
     );
     expect_code!(
         mastery.record_attempts(pb::RecordAttemptsRequest {
-            attempts: vec![attempt("x", "zz", &["a"], true, 1_700_000_000)]
+            attempts: vec![
+                attempt("x", "alice", &["a"], true, 1_700_000_000),
+                attempt("y", "zz", &["a"], true, 1_700_000_000)
+            ]
         }),
-        NotFound
+        NotFound,
+        "attempts[1].learner_id"
     );
     expect_code!(
         mastery.record_attempts(pb::RecordAttemptsRequest {

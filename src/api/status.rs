@@ -18,7 +18,7 @@ impl From<Error> for Status {
                 message,
                 ErrorDetails::with_bad_request_violation(field, reason),
             ),
-            Error::NotFound { kind, id } => Status::with_error_details(
+            Error::NotFound { kind, id, .. } => Status::with_error_details(
                 Code::NotFound,
                 message,
                 ErrorDetails::with_resource_info(kind, id, "", "not found"),

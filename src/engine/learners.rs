@@ -116,15 +116,15 @@ impl Engine {
         enrolled_at: Option<Micros>,
     ) -> Result<Enrolment> {
         if !self.store.has_learner(learner_id)? {
-            return Err(Error::not_found("learner", learner_id));
+            return Err(Error::not_found_at("learner_id", "learner", learner_id));
         }
         if !self.program_exists(program_id)? {
-            return Err(Error::not_found("program", program_id));
+            return Err(Error::not_found_at("program_id", "program", program_id));
         }
         let _guard = self.learner_locks.lock_all([learner_id]);
         // Again under the lock, which an erasure holds too.
         if !self.store.has_learner(learner_id)? {
-            return Err(Error::not_found("learner", learner_id));
+            return Err(Error::not_found_at("learner_id", "learner", learner_id));
         }
         if let Some(existing) = self.store.enrolment(learner_id, program_id)? {
             return Ok(existing);

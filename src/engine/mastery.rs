@@ -134,10 +134,11 @@ impl Engine {
         for (i, attempt) in attempts.iter().enumerate() {
             if !known_learners.contains(&attempt.learner_id) {
                 if !self.learner_exists(&attempt.learner_id)? {
-                    return Err(Error::NotFound {
-                        kind: "learner",
-                        id: attempt.learner_id.clone(),
-                    });
+                    return Err(Error::not_found_at(
+                        format!("attempts[{i}].learner_id"),
+                        "learner",
+                        attempt.learner_id.clone(),
+                    ));
                 }
                 known_learners.insert(attempt.learner_id.clone());
             }

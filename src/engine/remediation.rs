@@ -41,17 +41,19 @@ impl Engine {
         let mut learners = BTreeSet::new();
         for (i, event) in events.iter().enumerate() {
             if !modules.contains_key(event.module_id.as_str()) {
-                return Err(Error::NotFound {
-                    kind: "module",
-                    id: event.module_id.clone(),
-                });
+                return Err(Error::not_found_at(
+                    format!("activities[{i}].module_id"),
+                    "module",
+                    event.module_id.clone(),
+                ));
             }
             if !learners.contains(&event.learner_id) {
                 if !self.learner_exists(&event.learner_id)? {
-                    return Err(Error::NotFound {
-                        kind: "learner",
-                        id: event.learner_id.clone(),
-                    });
+                    return Err(Error::not_found_at(
+                        format!("activities[{i}].learner_id"),
+                        "learner",
+                        event.learner_id.clone(),
+                    ));
                 }
                 learners.insert(event.learner_id.clone());
             }
