@@ -804,7 +804,7 @@ async fn voiding_retracts_the_attempt_and_survives_a_restart() {
         addrs.post(fixture("moodle_answered.json")).await.status,
         200
     );
-    let mut resent = common::attempt("x", "alice", &["sql-joins"], true, 0);
+    let mut resent = common::attempt("x", "alice", &["sql-joins"], true, 1_700_000_000);
     resent.attempt_id = format!("xapi:{MOODLE_ID}");
     let reply = addrs
         .mastery()

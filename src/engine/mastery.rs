@@ -52,6 +52,12 @@ pub struct Recorded {
     pub duplicates: usize,
 }
 
+/// Whether two states of one (learner, skill) hold the same mastery from
+/// the same attempts, whenever they were computed.
+fn same_value(a: &MasteryState, b: &MasteryState) -> bool {
+    a.p_mastered == b.p_mastered && a.attempt_count == b.attempt_count && a.last == b.last
+}
+
 /// A batch applied in memory and written to the log, not yet known to be
 /// on disk: [`Engine::commit_attempts`] waits for that. Not acknowledged
 /// until then.
@@ -78,8 +84,9 @@ impl Engine {
     /// work), for a caller that runs it off the async runtime; pass the
     /// result to [`Engine::commit_attempts`].
     pub fn stage_attempts(&self, mut attempts: Vec<Attempt>) -> Result<Staged> {
+        let from_item: Vec<bool> = attempts.iter().map(|a| a.skill_ids.is_empty()).collect();
         self.fill_item_skills(&mut attempts)?;
-        let (outcome, ticket) = self.apply_attempts(&attempts, Ingest::Live)?;
+        let (outcome, ticket) = self.apply_attempts(&attempts, &from_item, Ingest::Live)?;
         Ok(Staged { outcome, ticket })
     }
 
@@ -122,9 +129,15 @@ impl Engine {
     /// ticket to wait for it returns. Also what the write-ahead log replays
     /// at start. A retracted attempt id (tombstone) counts as already
     /// stored, so neither a resend nor a replay of the log brings it back.
+    ///
+    /// `from_item[i]` says that attempt `i` named no skills and took its
+    /// item's (missing means no): resent after the item was mapped to other
+    /// skills, it is still the attempt stored under its id, since the caller
+    /// sent the same thing.
     pub(crate) fn apply_attempts(
         &self,
         attempts: &[Attempt],
+        from_item: &[bool],
         mode: Ingest,
     ) -> Result<(Recorded, Option<u64>)> {
         // References must exist; checked before any lock or write.
@@ -166,7 +179,13 @@ impl Engine {
         let mut duplicates = 0;
         let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
         for (i, attempt) in attempts.iter().enumerate() {
-            for skill in &attempt.skill_ids {
+            let mut skills = &attempt.skill_ids;
+            let stored = self.store.attempt(&attempt.attempt_id)?;
+            if let Some(stored) = &stored {
+                // A resend reports the skills its attempt was stored with.
+                skills = &stored.skill_ids;
+            }
+            for skill in skills {
                 touched.insert((attempt.learner_id.clone(), skill.clone()));
             }
             if let Some(previous) = fresh.get(attempt.attempt_id.as_str()) {
@@ -182,8 +201,18 @@ impl Engine {
                 duplicates += 1;
                 continue;
             }
-            match self.store.attempt(&attempt.attempt_id)? {
-                Some(stored) if stored == *attempt => {
+            let same = |stored: &Attempt| {
+                if from_item.get(i).copied().unwrap_or(false) {
+                    Attempt {
+                        skill_ids: stored.skill_ids.clone(),
+                        ..attempt.clone()
+                    } == *stored
+                } else {
+                    stored == attempt
+                }
+            };
+            match stored {
+                Some(stored) if same(&stored) => {
                     duplicates += 1;
                     if mode == Ingest::Replay {
                         fresh.insert(&attempt.attempt_id, attempt);
@@ -237,9 +266,18 @@ impl Engine {
             } else {
                 fold(params, previous.as_ref(), new, now)
             };
-            if let Some(state) = state {
-                states.insert((learner.to_string(), skill.to_string()), state);
+            let Some(state) = state else { continue };
+            if mode == Ingest::Replay {
+                // The replay rebuilds every state a logged batch touched,
+                // most of which sled already holds (the batch reached it
+                // before the stop): those stay as they are, time included,
+                // since their value did not change.
+                let stored = self.store.mastery(learner, skill)?;
+                if stored.is_some_and(|s| same_value(&s, &state)) {
+                    continue;
+                }
             }
+            states.insert((learner.to_string(), skill.to_string()), state);
         }
 
         let rows: Vec<(String, String, MasteryState)> = states
@@ -486,6 +524,85 @@ mod tests {
                 .attempt_count,
             2
         );
+    }
+
+    /// A stop right after a batch leaves it in the log although sled may
+    /// hold it already; its replay at start must not date the mastery it
+    /// did not change to the restart (`updated_at` is when p changed).
+    #[tokio::test]
+    async fn the_log_replay_keeps_the_time_of_states_it_does_not_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = vec![attempt("a1", 1, true), attempt("a2", 2, false)];
+        let before = {
+            let engine = engine(dir.path());
+            skill_s_and_learner_l(&engine, vec![]).await;
+            engine.record_attempts(batch.clone()).await.unwrap();
+            engine.store.flush().unwrap(); // sled has the batch
+            engine.store.mastery("l", "s").unwrap().unwrap()
+        };
+        {
+            let (wal, _) = crate::store::wal::Wal::open(&dir.path().join("wal")).unwrap();
+            wal.append(&WalRecord::Attempts(batch.clone()))
+                .await
+                .unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let restarted = engine(dir.path());
+        assert_eq!(restarted.store.mastery("l", "s").unwrap().unwrap(), before);
+        // A state the replay does change gets a new time.
+        drop(restarted);
+        {
+            let (wal, _) = crate::store::wal::Wal::open(&dir.path().join("wal")).unwrap();
+            wal.append(&WalRecord::Attempts(vec![attempt("a3", 3, true)]))
+                .await
+                .unwrap();
+        }
+        let after = engine(dir.path()).store.mastery("l", "s").unwrap().unwrap();
+        assert_eq!(after.attempt_count, 3);
+        assert!(after.updated_at > before.updated_at);
+    }
+
+    /// An attempt that names no skills takes its item's. Resent unchanged
+    /// after the item was mapped to other skills, it is the same attempt:
+    /// a duplicate, reported with the skills it was stored with, and no
+    /// other skill moves.
+    #[tokio::test]
+    async fn a_resend_after_the_item_moved_to_other_skills_is_a_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        skill_s_and_learner_l(&engine, vec![]).await;
+        engine
+            .upsert_skill(crate::domain::catalog::Skill {
+                id: "t".into(),
+                name: "T".into(),
+                prerequisite_ids: vec![],
+            })
+            .await
+            .unwrap();
+        let item = |skill: &str| crate::domain::catalog::Item {
+            id: "i".into(),
+            skill_ids: vec![skill.into()],
+            title: String::new(),
+        };
+        engine.upsert_items(vec![item("s")]).await.unwrap();
+        let mut sent = attempt("a1", 1, true);
+        sent.skill_ids.clear();
+        let first = engine.record_attempts(vec![sent.clone()]).await.unwrap();
+        assert_eq!(
+            (first.recorded, first.mastery[0].skill_id.as_str()),
+            (1, "s")
+        );
+
+        engine.upsert_items(vec![item("t")]).await.unwrap();
+        let again = engine.record_attempts(vec![sent.clone()]).await.unwrap();
+        assert_eq!((again.recorded, again.duplicates), (0, 1));
+        assert_eq!(again.mastery, first.mastery);
+        assert!(engine.store.mastery("l", "t").unwrap().is_none());
+
+        // Content that differs is still a conflict.
+        sent.correct = false;
+        let err = engine.record_attempts(vec![sent]).await.unwrap_err();
+        assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
     }
 
     /// Concurrent callers sending attempts of a few learners in random

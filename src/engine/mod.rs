@@ -140,7 +140,7 @@ impl Engine {
             let record = &self.without_erased(record)?;
             let outcome = match record {
                 WalRecord::Attempts(batch) => self
-                    .apply_attempts(batch, mastery::Ingest::Replay)
+                    .apply_attempts(batch, &[], mastery::Ingest::Replay)
                     .map(|(r, _)| r.recorded),
                 WalRecord::Activities(batch) => self.apply_activity(batch).map(|r| r.recorded),
             };

@@ -638,7 +638,7 @@ mod tests {
         assert!((state.p_mastered - one).abs() < 1e-12);
 
         let (again, _) = engine
-            .apply_attempts(&batch, crate::engine::mastery::Ingest::Replay)
+            .apply_attempts(&batch, &[], crate::engine::mastery::Ingest::Replay)
             .unwrap();
         assert_eq!((again.recorded, again.duplicates), (0, 2));
         assert!(engine.store.attempt("drop").unwrap().is_none());
