@@ -15,7 +15,7 @@ use super::duration;
 use crate::domain::learner::Micros;
 use crate::error::{Error, Result};
 
-use crate::domain::limits::MAX_FUTURE_MICROS;
+use crate::domain::limits::{BEFORE_2000, MAX_FUTURE_MICROS, MIN_EVENT_MICROS};
 /// The extension a statement's context may carry to name its program
 /// explicitly, when `contextActivities.grouping` does not.
 pub const PROGRAM_EXTENSION: &str = "https://spoc-engine.dev/xapi/extensions/program-id";
@@ -552,8 +552,8 @@ fn timestamp(field: &str, text: &str, now: Micros) -> Result<Micros> {
             )
         })?;
     let micros = parsed.as_microsecond();
-    if micros < 0 {
-        return Err(Error::invalid(field, "must not be before 1970-01-01"));
+    if micros < MIN_EVENT_MICROS {
+        return Err(Error::invalid(field, BEFORE_2000));
     }
     if micros > now + MAX_FUTURE_MICROS {
         return Err(Error::invalid(field, "is more than one hour in the future"));
