@@ -17,6 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     tonic_prost_build::configure()
+        // Our codec: a request that does not decode is INVALID_ARGUMENT
+        // (the client's mistake), not prost's INTERNAL. See src/api/codec.rs.
+        .codec_path("crate::api::codec::ProtoCodec")
         .file_descriptor_set_path(out_dir.join("spoc_v1_descriptor.bin"))
         .compile_protos(&protos, &[PathBuf::from("proto")])?;
     println!("cargo:rerun-if-changed=proto");

@@ -27,7 +27,9 @@ pub fn required<T>(field: &str, value: Option<T>) -> Result<T> {
     value.ok_or_else(|| Error::invalid(field, "is required"))
 }
 
-/// Checks a skill; `at` is its path in the request.
+/// Checks a skill; `at` is its path in the request. Its prerequisites stay
+/// in request order, repeats included, so that the engine names a bad one
+/// by its position in the request; the engine stores them sorted.
 pub fn skill(at: &str, value: pb::Skill) -> Result<Skill> {
     let pb::Skill {
         id,
@@ -37,8 +39,30 @@ pub fn skill(at: &str, value: pb::Skill) -> Result<Skill> {
     Ok(Skill {
         id: check::id(format_args!("{at}.id"), &id)?,
         name: check::text(format_args!("{at}.name"), &name)?,
-        prerequisite_ids: check::id_set(format_args!("{at}.prerequisite_ids"), &prerequisite_ids)?,
+        prerequisite_ids: skill_refs(at, "prerequisite_ids", prerequisite_ids)?,
     })
+}
+
+/// The skill ids a catalog entry names (`prerequisite_ids`, `skill_ids`):
+/// each checked, at most [`check::MAX_IDS_PER_LIST`], kept in request
+/// order with repeats. The engine checks them against the catalog and
+/// names a bad one by its position, which must be the request's; it
+/// stores them sorted and deduplicated.
+fn skill_refs(at: &str, field: &str, ids: Vec<String>) -> Result<Vec<String>> {
+    if ids.len() > check::MAX_IDS_PER_LIST {
+        return Err(Error::invalid(
+            format!("{at}.{field}"),
+            format!(
+                "must hold at most {} ids, got {}",
+                check::MAX_IDS_PER_LIST,
+                ids.len()
+            ),
+        ));
+    }
+    for (i, id) in ids.iter().enumerate() {
+        check::id(format_args!("{at}.{field}[{i}]"), id)?;
+    }
+    Ok(ids)
 }
 
 /// Checks a module; `at` is its path in the request.
@@ -51,7 +75,7 @@ pub fn module(at: &str, value: pb::Module) -> Result<Module> {
         duration_minutes,
         language,
     } = value;
-    let skill_ids = some_skills(at, &skill_ids)?;
+    let skill_ids = some_skill_refs(at, skill_ids)?;
     if !(1..=MAX_MODULE_MINUTES).contains(&duration_minutes) {
         return Err(Error::invalid(
             format!("{at}.duration_minutes"),
@@ -68,8 +92,18 @@ pub fn module(at: &str, value: pb::Module) -> Result<Module> {
     })
 }
 
-/// The `skill_ids` of a module, item or program: checked, deduplicated,
-/// at least one.
+/// The `skill_ids` of a module or item: [`skill_refs`], at least one.
+fn some_skill_refs(at: &str, skill_ids: Vec<String>) -> Result<Vec<String>> {
+    if skill_ids.is_empty() {
+        return Err(Error::invalid(
+            format!("{at}.skill_ids"),
+            "must name at least one skill",
+        ));
+    }
+    skill_refs(at, "skill_ids", skill_ids)
+}
+
+/// The `skill_ids` of a program: checked, deduplicated, at least one.
 fn some_skills(at: &str, skill_ids: &[String]) -> Result<Vec<String>> {
     let skill_ids = check::id_set(format_args!("{at}.skill_ids"), skill_ids)?;
     if skill_ids.is_empty() {
@@ -88,7 +122,7 @@ pub fn item(at: &str, value: pb::Item) -> Result<Item> {
         skill_ids,
         title,
     } = value;
-    let skill_ids = some_skills(at, &skill_ids)?;
+    let skill_ids = some_skill_refs(at, skill_ids)?;
     Ok(Item {
         id: check::iri_id(format_args!("{at}.id"), &id)?,
         skill_ids,

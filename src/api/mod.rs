@@ -12,6 +12,7 @@ pub mod alerts;
 pub mod auth;
 pub mod backup;
 pub mod catalog;
+pub mod codec;
 pub mod cohorts;
 pub mod convert;
 pub mod learners;

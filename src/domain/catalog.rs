@@ -9,8 +9,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
-
 /// A unit of competence that quizzes measure and modules teach.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Skill {
@@ -102,36 +100,77 @@ pub struct Item {
     pub title: String,
 }
 
+/// Why [`check_graph`] refuses a catalog.
+///
+/// It names the skills at fault by id only: where a skill came from (a
+/// position in a request, a line of a file) is the caller's knowledge, so
+/// the caller turns this into a field path; the domain stays free of any
+/// request format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GraphError {
+    /// Skill `skill_id` requires `prerequisite_id`, which the catalog does
+    /// not hold.
+    #[error("unknown skill id '{prerequisite_id}'")]
+    UnknownPrerequisite {
+        /// The skill whose prerequisite list names the unknown id.
+        skill_id: String,
+        /// The unknown id.
+        prerequisite_id: String,
+    },
+    /// The prerequisites loop back: each skill of `cycle` requires the next,
+    /// and the last is the first again (`a -> b -> a`; a skill requiring
+    /// itself is `a -> a`).
+    #[error("prerequisite cycle: {}", .cycle.join(" -> "))]
+    Cycle {
+        /// The skills along the loop, the first repeated at the end.
+        cycle: Vec<String>,
+    },
+}
+
+impl GraphError {
+    /// The prerequisite edges `(skill, prerequisite)` at fault: the one
+    /// naming an unknown skill, or every edge of the cycle. A caller that
+    /// knows which edges a write adds blames one of those.
+    pub fn edges(&self) -> Vec<(&str, &str)> {
+        match self {
+            GraphError::UnknownPrerequisite {
+                skill_id,
+                prerequisite_id,
+            } => vec![(skill_id.as_str(), prerequisite_id.as_str())],
+            GraphError::Cycle { cycle } => cycle
+                .windows(2)
+                .map(|pair| (pair[0].as_str(), pair[1].as_str()))
+                .collect(),
+        }
+    }
+}
+
 /// Checks that every prerequisite named by `skills` exists and that the graph
 /// has no cycle.
 ///
 /// `skills` is the whole catalog as it would be after a write, so a caller
-/// validates the future state before storing anything.
-pub fn check_graph(skills: &BTreeMap<String, Skill>) -> Result<(), Error> {
+/// validates the future state before storing anything. Prerequisite lists
+/// may come in any order and repeat ids.
+pub fn check_graph(skills: &BTreeMap<String, Skill>) -> Result<(), GraphError> {
     for skill in skills.values() {
-        for (i, prereq) in skill.prerequisite_ids.iter().enumerate() {
+        for prereq in &skill.prerequisite_ids {
             if !skills.contains_key(prereq) {
-                return Err(Error::invalid(
-                    format!("skills[{}].prerequisite_ids[{i}]", skill.id),
-                    format!("unknown skill id '{prereq}'"),
-                ));
+                return Err(GraphError::UnknownPrerequisite {
+                    skill_id: skill.id.clone(),
+                    prerequisite_id: prereq.clone(),
+                });
             }
             if prereq == &skill.id {
-                return Err(Error::invalid(
-                    format!("skills[{}].prerequisite_ids[{i}]", skill.id),
-                    format!("prerequisite cycle: {0} -> {0}", skill.id),
-                ));
+                return Err(GraphError::Cycle {
+                    cycle: vec![skill.id.clone(), skill.id.clone()],
+                });
             }
         }
     }
-    if let Some(cycle) = find_cycle(skills) {
-        let first = cycle[0].clone();
-        return Err(Error::invalid(
-            format!("skills[{first}].prerequisite_ids"),
-            format!("prerequisite cycle: {}", cycle.join(" -> ")),
-        ));
+    match find_cycle(skills) {
+        Some(cycle) => Err(GraphError::Cycle { cycle }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Finds one cycle (as `a -> b -> ... -> a`) by depth-first search, or `None`.
@@ -227,6 +266,27 @@ mod tests {
             err.contains("prerequisite cycle: a -> c -> b -> a"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn faults_name_skills_by_id_and_list_their_edges() {
+        let unknown = BTreeMap::from([skill("a", &[]), skill("d", &["a", "zz"])]);
+        let err = check_graph(&unknown).unwrap_err();
+        assert_eq!(
+            err,
+            GraphError::UnknownPrerequisite {
+                skill_id: "d".into(),
+                prerequisite_id: "zz".into()
+            }
+        );
+        assert_eq!(err.edges(), [("d", "zz")]);
+
+        let looped = BTreeMap::from([skill("a", &["c"]), skill("b", &["a"]), skill("c", &["b"])]);
+        let err = check_graph(&looped).unwrap_err();
+        assert_eq!(err.edges(), [("a", "c"), ("c", "b"), ("b", "a")]);
+
+        let own = BTreeMap::from([skill("x", &["x"])]);
+        assert_eq!(check_graph(&own).unwrap_err().edges(), [("x", "x")]);
     }
 
     #[test]
