@@ -611,7 +611,8 @@ impl Bad {
             }
             Bad::UnknownSkill => {
                 a.skill_ids = vec!["no-such-skill".into()];
-                "skill_ids[0]"
+                // The list, not a position: the engine sees it sorted.
+                "skill_ids"
             }
         }
     }

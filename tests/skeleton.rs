@@ -470,7 +470,8 @@ async fn every_rpc_refuses_empty_and_unknown_ids() {
                 err.message()
             );
             assert!(
-                err.message().starts_with(&format!("{}: ", $field)),
+                err.message().starts_with(&format!("{}: ", $field))
+                    || err.message().starts_with(&format!("invalid {}: ", $field)),
                 "{}: {}",
                 stringify!($call),
                 err.message()
@@ -610,7 +611,8 @@ async fn every_rpc_refuses_empty_and_unknown_ids() {
                 ..Default::default()
             })
         }),
-        Invalid
+        Invalid,
+        "program.skill_ids"
     );
     expect_code!(
         mastery.get_mastery(pb::GetMasteryRequest {
@@ -631,7 +633,8 @@ async fn every_rpc_refuses_empty_and_unknown_ids() {
             learner_id: "alice".into(),
             skill_ids: vec!["zz".into()]
         }),
-        Invalid
+        Invalid,
+        "skill_ids"
     );
     expect_code!(
         mastery.record_attempts(pb::RecordAttemptsRequest {
@@ -657,9 +660,10 @@ async fn every_rpc_refuses_empty_and_unknown_ids() {
     );
     expect_code!(
         mastery.record_attempts(pb::RecordAttemptsRequest {
-            attempts: vec![attempt("x", "alice", &["zz"], true, 1_700_000_000)]
+            attempts: vec![attempt("x", "alice", &["zz", "a"], true, 1_700_000_000)]
         }),
-        Invalid
+        Invalid,
+        "attempts[0].skill_ids"
     );
     expect_code!(
         mastery.record_attempts(pb::RecordAttemptsRequest { attempts: vec![] }),

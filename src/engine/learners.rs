@@ -35,10 +35,12 @@ impl Engine {
     /// Creates or replaces a program; its skills must exist. Returns once
     /// it is on disk.
     pub async fn upsert_program(&self, program: Program) -> Result<Program> {
-        for (i, skill) in program.skill_ids.iter().enumerate() {
+        // The list is the edge's sorted copy: the field names the list, not
+        // a position the caller would not recognise.
+        for skill in &program.skill_ids {
             if !self.store.has_skill(skill)? {
                 return Err(Error::invalid(
-                    format!("program.skill_ids[{i}]"),
+                    "program.skill_ids",
                     format!("unknown skill id '{skill}'"),
                 ));
             }

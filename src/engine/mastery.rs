@@ -155,11 +155,13 @@ impl Engine {
                 }
                 known_learners.insert(attempt.learner_id.clone());
             }
-            for (j, skill) in attempt.skill_ids.iter().enumerate() {
+            // `skill_ids` is the edge's sorted copy (or the item's): name
+            // the list, not a position the caller would not recognise.
+            for skill in &attempt.skill_ids {
                 if !known_skills.contains(skill) {
                     if !catalog.skills.contains_key(skill) {
                         return Err(Error::invalid(
-                            format!("attempts[{i}].skill_ids[{j}]"),
+                            format!("attempts[{i}].skill_ids"),
                             format!("unknown skill id '{skill}'"),
                         ));
                     }
@@ -430,10 +432,12 @@ impl Engine {
             }
             wanted
         } else {
-            for (i, skill) in skills.iter().enumerate() {
+            // `skills` is the edge's sorted copy: name the list, not a
+            // position the caller would not recognise.
+            for skill in skills {
                 if !self.store.has_skill(skill)? {
                     return Err(Error::invalid(
-                        format!("skill_ids[{i}]"),
+                        "skill_ids",
                         format!("unknown skill id '{skill}'"),
                     ));
                 }
