@@ -147,7 +147,8 @@ impl AdminService for AdminApi {
             page_token,
         } = request.into_inner();
         let limit = check::page_size("page_size", page_size)?;
-        let after = check::page_token("page_token", &page_token)?;
+        let scope = "ListApiKeys";
+        let after = check::page_token("page_token", &page_token, scope)?;
         let mut keys: Vec<ApiKey> = self
             .engine
             .api_keys()?
@@ -158,7 +159,7 @@ impl AdminService for AdminApi {
         keys.truncate(limit);
         Ok(Response::new(pb::ListApiKeysResponse {
             api_keys: keys.into_iter().map(Into::into).collect(),
-            next_page_token: check::next_page_token(next),
+            next_page_token: check::next_page_token(next, scope),
         }))
     }
 }

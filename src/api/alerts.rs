@@ -161,7 +161,12 @@ impl AlertService for AlertApi {
             status: status_filter("status", r.status)?,
         };
         let limit = check::page_size("page_size", r.page_size)?;
-        let after = check::page_token("page_token", &r.page_token)?;
+        // Every filter, as sent, binds the token (AIP-158).
+        let scope = format!(
+            "ListAlerts\0program\0{}\0cohort\0{}\0learner\0{}\0kind\0{}\0status\0{}",
+            r.program_id, r.cohort_id, r.learner_id, r.kind, r.status
+        );
+        let after = check::page_token("page_token", &r.page_token, &scope)?;
         let who = super::scope::authorize(&self.engine, &request)?;
         let engine = self.engine.clone();
         let (alerts, next) = tokio::task::spawn_blocking(move || {
@@ -177,7 +182,7 @@ impl AlertService for AlertApi {
         .map_err(|e| Status::internal(format!("alert task failed: {e}")))??;
         Ok(Response::new(pb::ListAlertsResponse {
             alerts: alerts.into_iter().map(Into::into).collect(),
-            next_page_token: check::next_page_token(next),
+            next_page_token: check::next_page_token(next, &scope),
         }))
     }
 

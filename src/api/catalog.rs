@@ -49,11 +49,12 @@ impl CatalogService for CatalogApi {
             page_token,
         } = request.into_inner();
         let limit = check::page_size("page_size", page_size)?;
-        let after = check::page_token("page_token", &page_token)?;
+        let scope = "ListSkills";
+        let after = check::page_token("page_token", &page_token, scope)?;
         let (skills, next) = self.engine.list_skills(after.as_deref(), limit)?;
         Ok(Response::new(pb::ListSkillsResponse {
             skills: skills.into_iter().map(Into::into).collect(),
-            next_page_token: check::next_page_token(next),
+            next_page_token: check::next_page_token(next, scope),
         }))
     }
 
@@ -84,11 +85,12 @@ impl CatalogService for CatalogApi {
             page_token,
         } = request.into_inner();
         let limit = check::page_size("page_size", page_size)?;
-        let after = check::page_token("page_token", &page_token)?;
+        let scope = "ListModules";
+        let after = check::page_token("page_token", &page_token, scope)?;
         let (modules, next) = self.engine.list_modules(after.as_deref(), limit)?;
         Ok(Response::new(pb::ListModulesResponse {
             modules: modules.into_iter().map(Into::into).collect(),
-            next_page_token: check::next_page_token(next),
+            next_page_token: check::next_page_token(next, scope),
         }))
     }
 
@@ -185,11 +187,12 @@ impl CatalogService for CatalogApi {
             page_token,
         } = request.into_inner();
         let limit = check::page_size("page_size", page_size)?;
-        let after = check::page_token("page_token", &page_token)?;
+        let scope = "ListItems";
+        let after = check::page_token("page_token", &page_token, scope)?;
         let (items, next) = self.engine.list_items(after.as_deref(), limit)?;
         Ok(Response::new(pb::ListItemsResponse {
             items: items.into_iter().map(Into::into).collect(),
-            next_page_token: check::next_page_token(next),
+            next_page_token: check::next_page_token(next, scope),
         }))
     }
 }

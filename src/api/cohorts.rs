@@ -216,13 +216,14 @@ impl CohortService for CohortApi {
         } = request.into_inner();
         let program_id = check::id("program_id", &program_id)?;
         let limit = check::page_size("page_size", page_size)?;
-        let after = check::page_token("page_token", &page_token)?;
+        let scope = format!("ListCohorts\0program\0{program_id}");
+        let after = check::page_token("page_token", &page_token, &scope)?;
         let ((cohorts, next), version) =
             self.engine
                 .list_cohorts(&program_id, after.as_deref(), limit)?;
         Ok(Response::new(pb::ListCohortsResponse {
             cohorts: cohorts.into_iter().map(Into::into).collect(),
-            next_page_token: check::next_page_token(next),
+            next_page_token: check::next_page_token(next, &scope),
             version,
         }))
     }

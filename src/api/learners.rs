@@ -56,15 +56,16 @@ impl LearnerService for LearnerApi {
             company_id,
         } = request.into_inner();
         let limit = check::page_size("page_size", page_size)?;
-        let after = check::page_token("page_token", &page_token)?;
         let company = check::optional_id("company_id", &company_id)?;
+        let scope = format!("ListLearners\0company\0{company}");
+        let after = check::page_token("page_token", &page_token, &scope)?;
         let company = (!company.is_empty()).then_some(company.as_str());
         let (learners, next) = self
             .engine
             .list_learners(company, after.as_deref(), limit)?;
         Ok(Response::new(pb::ListLearnersResponse {
             learners: learners.into_iter().map(Into::into).collect(),
-            next_page_token: check::next_page_token(next),
+            next_page_token: check::next_page_token(next, &scope),
         }))
     }
 
@@ -101,12 +102,17 @@ impl LearnerService for LearnerApi {
             page_token,
         } = request.into_inner();
         let limit = check::page_size("page_size", page_size)?;
-        let after = check::page_token("page_token", &page_token)?;
         let program_id = check::optional_id("program_id", &program_id)?;
         let learner_id = check::optional_id("learner_id", &learner_id)?;
-        let owner = match (program_id.is_empty(), learner_id.is_empty()) {
-            (false, true) => EnrolmentOwner::Program(&program_id),
-            (true, false) => EnrolmentOwner::Learner(&learner_id),
+        let (owner, scope) = match (program_id.is_empty(), learner_id.is_empty()) {
+            (false, true) => (
+                EnrolmentOwner::Program(&program_id),
+                format!("ListEnrolments\0program\0{program_id}"),
+            ),
+            (true, false) => (
+                EnrolmentOwner::Learner(&learner_id),
+                format!("ListEnrolments\0learner\0{learner_id}"),
+            ),
             _ => {
                 return Err(Error::invalid(
                     "program_id",
@@ -115,12 +121,13 @@ impl LearnerService for LearnerApi {
                 .into());
             }
         };
+        let after = check::page_token("page_token", &page_token, &scope)?;
         let (enrolments, next) = self
             .engine
             .list_enrolments(owner, after.as_deref(), limit)?;
         Ok(Response::new(pb::ListEnrolmentsResponse {
             enrolments: enrolments.into_iter().map(Into::into).collect(),
-            next_page_token: check::next_page_token(next),
+            next_page_token: check::next_page_token(next, &scope),
         }))
     }
 

@@ -54,11 +54,12 @@ impl ProgramService for ProgramApi {
             page_token,
         } = request.into_inner();
         let limit = check::page_size("page_size", page_size)?;
-        let after = check::page_token("page_token", &page_token)?;
+        let scope = "ListPrograms";
+        let after = check::page_token("page_token", &page_token, scope)?;
         let (programs, next) = self.engine.list_programs(after.as_deref(), limit)?;
         Ok(Response::new(pb::ListProgramsResponse {
             programs: programs.into_iter().map(Into::into).collect(),
-            next_page_token: check::next_page_token(next),
+            next_page_token: check::next_page_token(next, scope),
         }))
     }
 }

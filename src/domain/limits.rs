@@ -8,8 +8,7 @@ use super::learner::Micros;
 pub const MAX_ID_BYTES: usize = 256;
 
 /// Longest item or module id accepted, in bytes: xAPI activity ids are
-/// IRIs, often longer than a plain id. 512 bytes keeps page tokens (hex of
-/// the last key, at most `4 * MAX_ID_BYTES` characters) able to name one.
+/// IRIs, often longer than a plain id.
 pub const MAX_IRI_BYTES: usize = 2 * MAX_ID_BYTES;
 
 /// Earliest event time accepted (an attempt, a module event, an

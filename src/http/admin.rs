@@ -56,7 +56,9 @@ pub async fn unresolved(
 ) -> Result<impl IntoResponse, HttpError> {
     auth::authorize(&state.engine, &headers, XAPI_ADMIN)?;
     let limit = check::page_size("page_size", query.page_size.unwrap_or(0))?;
-    let after = check::page_token("page_token", query.page_token.as_deref().unwrap_or(""))?;
+    let scope = "GET /xapi/unresolved";
+    let page_token = query.page_token.as_deref().unwrap_or("");
+    let after = check::page_token("page_token", page_token, scope)?;
     let (rows, next) = state
         .engine
         .unresolved_statements(after.as_deref(), limit)?;
@@ -71,7 +73,7 @@ pub async fn unresolved(
         .collect();
     Ok(Json(WaitingPage {
         statements,
-        next_page_token: check::next_page_token(next),
+        next_page_token: check::next_page_token(next, scope),
     }))
 }
 
