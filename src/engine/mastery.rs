@@ -178,6 +178,8 @@ impl Engine {
         // Split new attempts from resent ones; a resent id must carry the
         // same content, within the batch and against the store.
         let mut fresh: BTreeMap<&str, &Attempt> = BTreeMap::new();
+        // Resends logged as stored rather than as sent (see below).
+        let mut as_stored: BTreeMap<usize, Attempt> = BTreeMap::new();
         let mut duplicates = 0;
         let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
         for (i, attempt) in attempts.iter().enumerate() {
@@ -216,6 +218,12 @@ impl Engine {
             match stored {
                 Some(stored) if same(&stored) => {
                     duplicates += 1;
+                    if stored != *attempt {
+                        // Took its item's current skills: the log must hold
+                        // the attempt as stored, which its replay compares
+                        // exactly.
+                        as_stored.insert(i, stored);
+                    }
                     if mode == Ingest::Replay {
                         fresh.insert(&attempt.attempt_id, attempt);
                     }
@@ -290,7 +298,13 @@ impl Engine {
         // The whole batch is logged, resent attempts included: a resend may
         // race with the first send's own log write, and must not be
         // acknowledged before the attempt is durable.
-        let record = (mode == Ingest::Live).then(|| WalRecord::Attempts(attempts.to_vec()));
+        let record = (mode == Ingest::Live).then(|| {
+            let mut logged = attempts.to_vec();
+            for (i, stored) in std::mem::take(&mut as_stored) {
+                logged[i] = stored;
+            }
+            WalRecord::Attempts(logged)
+        });
         let ticket = self
             .store
             .commit_attempts(new_attempts, &rows, record.as_ref())?;
@@ -604,9 +618,29 @@ mod tests {
         assert!(engine.store.mastery("l", "t").unwrap().is_none());
 
         // Content that differs is still a conflict.
-        sent.correct = false;
-        let err = engine.record_attempts(vec![sent]).await.unwrap_err();
+        let mut changed = sent.clone();
+        changed.correct = false;
+        let err = engine.record_attempts(vec![changed]).await.unwrap_err();
         assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
+
+        // A stop before the next checkpoint leaves the resend in the log;
+        // its replay must find the attempt as stored (it compares exactly).
+        drop(engine);
+        let restarted = super::super::testing::engine(dir.path());
+        assert_eq!(
+            restarted.store.attempt("a1").unwrap().unwrap().skill_ids,
+            ["s"]
+        );
+        assert!(restarted.store.mastery("l", "t").unwrap().is_none());
+        assert_eq!(
+            restarted
+                .store
+                .mastery("l", "s")
+                .unwrap()
+                .unwrap()
+                .attempt_count,
+            1
+        );
     }
 
     /// Concurrent callers sending attempts of a few learners in random

@@ -484,7 +484,17 @@ impl Engine {
                         key: id.clone(),
                         reason: e.to_string(),
                     })?;
-                let parsed = parse_one(&value, &at, now)?;
+                // Stored under the rules of its day: one that today's
+                // rules refuse (e.g. a timestamp before 2000) keeps
+                // waiting, listed with its reason, and stops no other.
+                let parsed = match parse_one(&value, &at, now) {
+                    Ok(parsed) => parsed,
+                    Err(err) => {
+                        tracing::warn!(statement = %id, error = %err, "a waiting xAPI statement no longer parses; it stays waiting");
+                        report.waiting += 1;
+                        continue;
+                    }
+                };
                 let Some(mut record) = self.store.statement_record(id)? else {
                     plan.write.resolved.push(id.clone());
                     continue;
@@ -591,6 +601,67 @@ mod tests {
         assert_eq!(
             engine.mastery("l", &["s".into()]).unwrap()[0].attempt_count,
             0
+        );
+    }
+
+    /// A waiting statement stored under older rules that today's refuse
+    /// (here a timestamp before 2000) keeps waiting and does not stop the
+    /// replay of the others.
+    #[tokio::test]
+    async fn a_waiting_statement_that_no_longer_parses_stops_no_other() {
+        let temp = tempfile::tempdir().unwrap();
+        let engine = engine(temp.path());
+        skill_s_and_learner_l(&engine, vec![]).await;
+        let statement = |id: &str| {
+            serde_json::json!({
+                "id": id,
+                "actor": {"account": {"homePage": "https://lms.example.com", "name": "l"}},
+                "verb": {"id": "http://adlnet.gov/expapi/verbs/answered"},
+                "object": {"id": "https://lms.example.com/item/1"},
+                "result": {"success": true},
+                "timestamp": "2026-11-20T11:00:00Z"
+            })
+        };
+        let (old, new) = (
+            "0b9f3c6e-2d4a-4c8e-9f1a-3e5d7b9c1a20",
+            "1c8e2b5d-3e4f-4a6b-8c9d-0e1f2a3b4c5d",
+        );
+        let both = serde_json::Value::Array(vec![statement(old), statement(new)]);
+        let parsed = crate::domain::xapi::statement::parse_body(&both, now_micros()).unwrap();
+        engine.ingest_statements(parsed).await.unwrap();
+        // As if stored before the floor on event times existed.
+        let mut stored = statement(old);
+        stored["timestamp"] = "1999-12-31T23:00:00Z".into();
+        engine
+            .store
+            .commit_statements(&crate::store::xapi::StatementWrite {
+                unresolved: vec![(
+                    old.to_string(),
+                    Unresolved {
+                        raw: stored.to_string(),
+                        reason: "unknown activity".into(),
+                        received_at: now_micros(),
+                    },
+                )],
+                ..Default::default()
+            })
+            .unwrap();
+
+        let applied = engine
+            .upsert_items(vec![crate::domain::catalog::Item {
+                id: "https://lms.example.com/item/1".into(),
+                skill_ids: vec!["s".into()],
+                title: String::new(),
+            }])
+            .await
+            .unwrap();
+        assert_eq!(applied, 1);
+        let waiting = engine.store.all_unresolved().unwrap();
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].0, old);
+        assert_eq!(
+            engine.mastery("l", &["s".into()]).unwrap()[0].attempt_count,
+            1
         );
     }
 
