@@ -197,6 +197,11 @@ impl Figures {
         self.latencies.len() as f64 / self.elapsed.as_secs_f64()
     }
 
+    /// The slowest call, in milliseconds.
+    pub fn max_ms(&self) -> f64 {
+        self.latencies.last().map_or(0.0, |l| l.as_secs_f64() * 1e3)
+    }
+
     /// The `p` quantile, in milliseconds.
     pub fn ms(&self, p: f64) -> f64 {
         if self.latencies.is_empty() {
@@ -252,7 +257,10 @@ where
 /// `callers` callers making `per_second` calls each, evenly paced, for
 /// `seconds`: latency under someone else's load, without adding much load
 /// (a closed loop beside a saturated server would take as much CPU as it
-/// is given, and change what it measures). Only latencies are recorded.
+/// is given, and change what it measures). Only latencies are recorded,
+/// each from when its call was due, not when it went out: a call held up
+/// by a stall counts the stall (no coordinated omission), and the calls
+/// due meanwhile go out at once after it.
 pub async fn paced<F, Fut>(callers: usize, per_second: u64, seconds: u64, call: F) -> Figures
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
@@ -266,14 +274,13 @@ where
             let call = call.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second as u32);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
                 let mut latencies = Vec::new();
                 let mut i = 0;
                 while Instant::now() < deadline {
-                    tick.tick().await;
-                    let t0 = Instant::now();
+                    let due = tick.tick().await;
                     call(c, i).await;
-                    latencies.push(t0.elapsed());
+                    latencies.push(due.elapsed());
                     i += 1;
                 }
                 latencies

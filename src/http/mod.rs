@@ -105,8 +105,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
 
 /// Runs a request's work on tokio's blocking pool ([`crate::offload`]):
 /// parsing a batch (up to 8 MiB of JSON) and ingesting it take
-/// milliseconds of CPU between two awaits. The requests in flight are
-/// bounded ([`limits::MAX_IN_FLIGHT`]), so are the threads.
+/// milliseconds of CPU between two awaits. `offload` bounds the jobs
+/// running at once.
 async fn off_runtime<T: Send + 'static>(
     work: impl Future<Output = Result<T, HttpError>> + Send + 'static,
 ) -> Result<T, HttpError> {
