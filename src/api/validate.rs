@@ -131,6 +131,10 @@ pub fn text(field: impl Display, value: &str) -> Result<String> {
     Ok(value.to_string())
 }
 
+/// Longest language tag accepted: RFC 5646 asks for at least 35
+/// characters; private-use subtags may otherwise chain without end.
+pub const MAX_LANGUAGE_BYTES: usize = 64;
+
 /// A well-formed BCP 47 language tag (RFC 5646: `fr`, `en-GB`,
 /// `zh-Hant-TW`, private use `x-...`), in its canonical case (`EN-gb` is
 /// stored as `en-GB`), or empty when `required` is false. Well-formed, not
@@ -143,6 +147,15 @@ pub fn language(field: impl Display, value: &str, required: bool) -> Result<Stri
         } else {
             Ok(String::new())
         };
+    }
+    if value.len() > MAX_LANGUAGE_BYTES {
+        return Err(invalid(
+            &field,
+            format!(
+                "must be at most {MAX_LANGUAGE_BYTES} bytes, got {}",
+                value.len()
+            ),
+        ));
     }
     oxilangtag::LanguageTag::parse_and_normalize(value)
         .map(|tag| tag.into_inner())
@@ -472,6 +485,7 @@ mod tests {
         assert_eq!(language("l", "x-klingon", true).unwrap(), "x-klingon");
         assert!(language("l", "qq-ZZ-ZZ-ZZ", true).is_err(), "two regions");
         assert!(language("l", "en--GB", true).is_err());
+        assert!(language("l", &format!("x{}", "-abcdefgh".repeat(8)), true).is_err());
         assert!(language("l", "français", true).is_err());
         assert!(language("l", "", true).is_err());
         assert!(time_zone("z", "Europe/Paris").is_ok());

@@ -37,7 +37,8 @@ pub(crate) enum Ingest {
     /// The log replay at start: the batch is logged already. Sled may hold
     /// part of it (see `store/write_behind.rs`), so every logged attempt is
     /// written again and the mastery it touches rebuilt from the stored
-    /// observations.
+    /// observations; a rebuilt state equal to the stored one is kept as it
+    /// is, time included.
     Replay,
 }
 
