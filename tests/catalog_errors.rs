@@ -7,29 +7,6 @@ mod common;
 use common::*;
 use spoc_engine::api::pb;
 
-/// Every skill and module stored, for before/after comparisons.
-async fn catalog_snapshot(server: &TestServer) -> (Vec<pb::Skill>, Vec<pb::Module>) {
-    let mut catalog = server.catalog().await;
-    let skills = catalog
-        .list_skills(pb::ListSkillsRequest {
-            page_size: 1000,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let modules = catalog
-        .list_modules(pb::ListModulesRequest {
-            page_size: 1000,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(skills.next_page_token.is_empty() && modules.next_page_token.is_empty());
-    (skills.skills, modules.modules)
-}
-
 /// Checks the code, the whole message and the BadRequest field.
 fn assert_refused(status: &tonic::Status, field: &str, message: &str) {
     assert_invalid_field(status, field);

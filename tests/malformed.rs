@@ -69,37 +69,6 @@ async fn call_raw<R: prost::Message + Default + Send + 'static>(
     .map(tonic::Response::into_inner)
 }
 
-/// Every skill, module and item stored, for before/after comparisons.
-async fn catalog_snapshot(server: &TestServer) -> (Vec<pb::Skill>, Vec<pb::Module>, Vec<pb::Item>) {
-    let mut catalog = server.catalog().await;
-    let skills = catalog
-        .list_skills(pb::ListSkillsRequest {
-            page_size: 1000,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let modules = catalog
-        .list_modules(pb::ListModulesRequest {
-            page_size: 1000,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let items = catalog
-        .list_items(pb::ListItemsRequest {
-            page_size: 1000,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(skills.next_page_token.is_empty() && modules.next_page_token.is_empty());
-    (skills.skills, modules.modules, items.items)
-}
-
 const GET_SKILL: &str = "/spoc.v1.CatalogService/GetSkill";
 const UPSERT_SKILL: &str = "/spoc.v1.CatalogService/UpsertSkill";
 

@@ -219,32 +219,11 @@ where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let call = Arc::new(call);
     let cpu_before = process_cpu();
     let background_before = background_cpu();
     let start = Instant::now();
-    let deadline = start + Duration::from_secs(seconds);
-    let tasks: Vec<_> = (0..clients)
-        .map(|c| {
-            let call = call.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                let mut i = 0;
-                while Instant::now() < deadline {
-                    let t0 = Instant::now();
-                    call(c, i).await;
-                    latencies.push(t0.elapsed());
-                    i += 1;
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.unwrap());
-    }
-    let mut figures = Figures::new(all, start.elapsed());
+    let latencies = callers(clients, seconds, None, call).await;
+    let mut figures = Figures::new(latencies, start.elapsed());
     figures.cpu = process_cpu()
         .zip(cpu_before)
         .map(|(after, before)| after.saturating_sub(before));
@@ -254,31 +233,50 @@ where
     figures
 }
 
-/// `callers` callers making `per_second` calls each, evenly paced, for
+/// `n` callers making `per_second` calls each, evenly paced, for
 /// `seconds`: latency under someone else's load, without adding much load
 /// (a closed loop beside a saturated server would take as much CPU as it
 /// is given, and change what it measures). Only latencies are recorded,
 /// each from when its call was due, not when it went out: a call held up
 /// by a stall counts the stall (no coordinated omission), and the calls
 /// due meanwhile go out at once after it.
-pub async fn paced<F, Fut>(callers: usize, per_second: u64, seconds: u64, call: F) -> Figures
+pub async fn paced<F, Fut>(n: usize, per_second: u64, seconds: u64, call: F) -> Figures
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let start = Instant::now();
+    let period = Duration::from_secs(1) / per_second as u32;
+    let latencies = callers(n, seconds, Some(period), call).await;
+    Figures::new(latencies, start.elapsed())
+}
+
+/// Runs `n` callers of `call(caller, i)` for `seconds` and returns every
+/// call's latency: back to back (`period` `None`), or one call due every
+/// `period`, its latency counted from when it was due.
+async fn callers<F, Fut>(n: usize, seconds: u64, period: Option<Duration>, call: F) -> Vec<Duration>
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let call = Arc::new(call);
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs(seconds);
-    let tasks: Vec<_> = (0..callers)
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..n)
         .map(|c| {
             let call = call.clone();
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second as u32);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                let mut tick = period.map(|period| {
+                    let mut tick = tokio::time::interval(period);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                    tick
+                });
                 let mut latencies = Vec::new();
                 let mut i = 0;
                 while Instant::now() < deadline {
-                    let due = tick.tick().await;
+                    let due = match &mut tick {
+                        Some(tick) => tick.tick().await.into_std(),
+                        None => Instant::now(),
+                    };
                     call(c, i).await;
                     latencies.push(due.elapsed());
                     i += 1;
@@ -291,7 +289,7 @@ where
     for task in tasks {
         all.extend(task.await.unwrap());
     }
-    Figures::new(all, start.elapsed())
+    all
 }
 
 /// Two kinds of calls measured in alternating one-second slices, `rounds`

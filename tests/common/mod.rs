@@ -511,3 +511,36 @@ impl Drop for Spoc {
         let _ = self.0.wait();
     }
 }
+
+/// Every skill, module and item stored, for before/after comparisons.
+pub async fn catalog_snapshot(
+    server: &TestServer,
+) -> (Vec<pb::Skill>, Vec<pb::Module>, Vec<pb::Item>) {
+    let mut catalog = server.catalog().await;
+    let skills = catalog
+        .list_skills(pb::ListSkillsRequest {
+            page_size: 1000,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let modules = catalog
+        .list_modules(pb::ListModulesRequest {
+            page_size: 1000,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let items = catalog
+        .list_items(pb::ListItemsRequest {
+            page_size: 1000,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(skills.next_page_token.is_empty() && modules.next_page_token.is_empty());
+    (skills.skills, modules.modules, items.items)
+}
