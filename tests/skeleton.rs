@@ -459,9 +459,11 @@ async fn every_rpc_refuses_empty_and_unknown_ids() {
                 err.message()
             );
         }};
-        // The message names the field that held the bad id.
+        // The message and the BadRequest detail name the field that held
+        // the bad id.
         ($call:expr, $code:expr, $field:expr) => {{
             let err = $call.await.expect_err(stringify!($call));
+            assert_field_named(&err, $field);
             assert_eq!(
                 err.code(),
                 $code,

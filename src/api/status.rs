@@ -2,7 +2,8 @@
 //!
 //! Field errors carry a `google.rpc.BadRequest` detail naming the field, so
 //! that a client library can point at it; missing objects carry a
-//! `google.rpc.ResourceInfo`.
+//! `google.rpc.ResourceInfo`, and the field that named them when the
+//! request named several ids.
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -18,11 +19,14 @@ impl From<Error> for Status {
                 message,
                 ErrorDetails::with_bad_request_violation(field, reason),
             ),
-            Error::NotFound { kind, id, .. } => Status::with_error_details(
-                Code::NotFound,
-                message,
-                ErrorDetails::with_resource_info(kind, id, "", "not found"),
-            ),
+            Error::NotFound { kind, id, field } => {
+                let mut details = ErrorDetails::with_resource_info(kind, id, "", "not found");
+                // In a request naming several ids, which field held this one.
+                if let Some(field) = field {
+                    details.add_bad_request_violation(field, format!("{kind} not found"));
+                }
+                Status::with_error_details(Code::NotFound, message, details)
+            }
             Error::AlreadyExists { .. } => Status::already_exists(message),
             Error::FailedPrecondition(_) => Status::failed_precondition(message),
             Error::Corrupt { .. } => {

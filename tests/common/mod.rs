@@ -456,8 +456,14 @@ pub fn activity(
 /// Checks that `status` is INVALID_ARGUMENT with a BadRequest naming
 /// `field`.
 pub fn assert_invalid_field(status: &tonic::Status, field: &str) {
-    use tonic_types::StatusExt;
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_field_named(status, field);
+}
+
+/// Asserts that `status`, whatever its code, carries a BadRequest
+/// violation on `field`.
+pub fn assert_field_named(status: &tonic::Status, field: &str) {
+    use tonic_types::StatusExt;
     let details = status.get_error_details();
     let violations = details
         .bad_request()
