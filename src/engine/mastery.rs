@@ -184,17 +184,35 @@ impl Engine {
         let mut duplicates = 0;
         let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
         for (i, attempt) in attempts.iter().enumerate() {
-            let mut skills = &attempt.skill_ids;
-            let stored = self.store.attempt(&attempt.attempt_id)?;
-            if let Some(stored) = &stored {
-                // A resend reports the skills its attempt was stored with.
-                skills = &stored.skill_ids;
-            }
+            // The attempt already known under this id, if any: earlier in
+            // the batch, or stored.
+            let earlier = fresh.get(attempt.attempt_id.as_str()).copied();
+            let stored = match earlier {
+                Some(_) => None,
+                None => self.store.attempt(&attempt.attempt_id)?,
+            };
+            // A resend reports the skills its attempt was first given.
+            let skills = earlier
+                .or(stored.as_ref())
+                .map_or(&attempt.skill_ids, |a| &a.skill_ids);
             for skill in skills {
                 touched.insert((attempt.learner_id.clone(), skill.clone()));
             }
-            if let Some(previous) = fresh.get(attempt.attempt_id.as_str()) {
-                if *previous != attempt {
+            // The same attempt as a known one: equal, or equal but for the
+            // skills when this one named none and took its item's (which
+            // may have changed since).
+            let same = |known: &Attempt| {
+                if from_item.get(i).copied().unwrap_or(false) {
+                    Attempt {
+                        skill_ids: known.skill_ids.clone(),
+                        ..attempt.clone()
+                    } == *known
+                } else {
+                    known == attempt
+                }
+            };
+            if let Some(previous) = earlier {
+                if !same(previous) {
                     return Err(Error::invalid(
                         format!("attempts[{i}].attempt_id"),
                         format!(
@@ -203,19 +221,12 @@ impl Engine {
                         ),
                     ));
                 }
+                if previous != attempt {
+                    as_stored.insert(i, previous.clone()); // logged as kept
+                }
                 duplicates += 1;
                 continue;
             }
-            let same = |stored: &Attempt| {
-                if from_item.get(i).copied().unwrap_or(false) {
-                    Attempt {
-                        skill_ids: stored.skill_ids.clone(),
-                        ..attempt.clone()
-                    } == *stored
-                } else {
-                    stored == attempt
-                }
-            };
             match stored {
                 Some(stored) if same(&stored) => {
                     duplicates += 1;
@@ -624,8 +635,19 @@ mod tests {
         let err = engine.record_attempts(vec![changed]).await.unwrap_err();
         assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
 
-        // A stop before the next checkpoint leaves the resend in the log;
-        // its replay must find the attempt as stored (it compares exactly).
+        // Within one batch alike: a copy that names no skills repeats the
+        // one before it that did.
+        let mut named = attempt("a2", 2, false);
+        let mut bare = named.clone();
+        bare.skill_ids.clear();
+        named.skill_ids = vec!["s".into()];
+        let both = engine.record_attempts(vec![named, bare]).await.unwrap();
+        assert_eq!((both.recorded, both.duplicates), (1, 1));
+        assert_eq!(both.mastery.len(), 1, "{:?}", both.mastery);
+        assert!(engine.store.mastery("l", "t").unwrap().is_none());
+
+        // A stop before the next checkpoint leaves the resends in the log;
+        // their replay must find the attempts as kept (it compares exactly).
         drop(engine);
         let restarted = super::super::testing::engine(dir.path());
         assert_eq!(
@@ -640,7 +662,7 @@ mod tests {
                 .unwrap()
                 .unwrap()
                 .attempt_count,
-            1
+            2
         );
     }
 
