@@ -43,26 +43,12 @@ pub fn skill(at: &str, value: pb::Skill) -> Result<Skill> {
     })
 }
 
-/// The skill ids a catalog entry names (`prerequisite_ids`, `skill_ids`):
-/// each checked, at most [`check::MAX_IDS_PER_LIST`], kept in request
-/// order with repeats. The engine checks them against the catalog and
-/// names a bad one by its position, which must be the request's; it
-/// stores them sorted and deduplicated.
+/// The skill ids a catalog entry names (`prerequisite_ids`, `skill_ids`),
+/// kept in request order with repeats ([`check::id_list`]): the engine
+/// checks them against the catalog, names a bad one by its position in the
+/// request, and stores them sorted and deduplicated.
 fn skill_refs(at: &str, field: &str, ids: Vec<String>) -> Result<Vec<String>> {
-    if ids.len() > check::MAX_IDS_PER_LIST {
-        return Err(Error::invalid(
-            format!("{at}.{field}"),
-            format!(
-                "must hold at most {} ids, got {}",
-                check::MAX_IDS_PER_LIST,
-                ids.len()
-            ),
-        ));
-    }
-    for (i, id) in ids.iter().enumerate() {
-        check::id(format_args!("{at}.{field}[{i}]"), id)?;
-    }
-    Ok(ids)
+    check::id_list(format_args!("{at}.{field}"), &ids)
 }
 
 /// Checks a module; `at` is its path in the request.
@@ -94,18 +80,19 @@ pub fn module(at: &str, value: pb::Module) -> Result<Module> {
 
 /// The `skill_ids` of a module or item: [`skill_refs`], at least one.
 fn some_skill_refs(at: &str, skill_ids: Vec<String>) -> Result<Vec<String>> {
-    if skill_ids.is_empty() {
-        return Err(Error::invalid(
-            format!("{at}.skill_ids"),
-            "must name at least one skill",
-        ));
-    }
-    skill_refs(at, "skill_ids", skill_ids)
+    at_least_one(at, skill_refs(at, "skill_ids", skill_ids)?)
 }
 
 /// The `skill_ids` of a program: checked, deduplicated, at least one.
 fn some_skills(at: &str, skill_ids: &[String]) -> Result<Vec<String>> {
-    let skill_ids = check::id_set(format_args!("{at}.skill_ids"), skill_ids)?;
+    at_least_one(
+        at,
+        check::id_set(format_args!("{at}.skill_ids"), skill_ids)?,
+    )
+}
+
+/// `skill_ids`, refused when empty.
+fn at_least_one(at: &str, skill_ids: Vec<String>) -> Result<Vec<String>> {
     if skill_ids.is_empty() {
         return Err(Error::invalid(
             format!("{at}.skill_ids"),

@@ -34,8 +34,8 @@ impl MasteryService for MasteryApi {
         &self,
         request: Request<pb::RecordAttemptsRequest>,
     ) -> Result<Response<pb::RecordAttemptsResponse>, Status> {
-        let attempts_len = request.get_ref().attempts.len();
         let attempts = request.into_inner().attempts;
+        let offloaded = attempts.len() >= OFFLOAD_FROM;
         let engine = self.engine.clone();
         let stage = move || {
             let attempts = convert::attempts(attempts, now_micros())?;
@@ -43,10 +43,10 @@ impl MasteryService for MasteryApi {
         };
         // A large batch is milliseconds of CPU: off the workers, so that
         // the calls queued behind it are not held back (`offload.rs`).
-        let staged = if attempts_len >= OFFLOAD_FROM {
+        let staged = if offloaded {
             crate::offload::offload_cpu(stage)
                 .await
-                .map_err(|e| Status::internal(format!("engine task failed: {e}")))??
+                .map_err(super::task_failed)??
         } else {
             stage()?
         };

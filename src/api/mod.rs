@@ -34,8 +34,13 @@ pub(crate) async fn off_runtime<T: Send + 'static>(
     let engine = engine.clone();
     tokio::task::spawn_blocking(move || call(&engine))
         .await
-        .map_err(|e| tonic::Status::internal(format!("engine task failed: {e}")))?
+        .map_err(task_failed)?
         .map_err(Into::into)
+}
+
+/// INTERNAL for an engine task on the blocking pool that panicked.
+pub(crate) fn task_failed(err: tokio::task::JoinError) -> tonic::Status {
+    tonic::Status::internal(format!("engine task failed: {err}"))
 }
 
 /// Code generated from `proto/spoc/v1/*.proto`.

@@ -70,16 +70,22 @@ pub fn optional_id(field: impl Display, value: &str) -> Result<String> {
 }
 
 fn bounded_id(field: impl Display, value: &str, max: usize) -> Result<String> {
+    at_most_bytes(&field, value, max)?;
+    if value.chars().any(char::is_control) {
+        return Err(invalid(&field, "must not contain control characters"));
+    }
+    Ok(value.to_string())
+}
+
+/// `value` of at most `max` bytes.
+fn at_most_bytes(field: impl Display, value: &str, max: usize) -> Result<()> {
     if value.len() > max {
         return Err(invalid(
             &field,
             format!("must be at most {max} bytes, got {}", value.len()),
         ));
     }
-    if value.chars().any(char::is_control) {
-        return Err(invalid(&field, "must not contain control characters"));
-    }
-    Ok(value.to_string())
+    Ok(())
 }
 
 /// A list of at most [`MAX_IDS_PER_LIST`] ids: each checked, duplicates
@@ -93,7 +99,24 @@ pub fn iri_id_set(field: impl Display, values: &[String]) -> Result<Vec<String>>
     checked_set(field, values, |f, v| iri_id(f, v))
 }
 
+/// [`id_set`] kept in request order with its repeats, for a list whose
+/// entries the engine names by their position in the request.
+pub fn id_list(field: impl Display, values: &[String]) -> Result<Vec<String>> {
+    checked_list(field, values, |f, v| id(f, v))
+}
+
 fn checked_set(
+    field: impl Display,
+    values: &[String],
+    check: fn(&dyn Display, &str) -> Result<String>,
+) -> Result<Vec<String>> {
+    let mut out = checked_list(field, values, check)?;
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn checked_list(
     field: impl Display,
     values: &[String],
     check: fn(&dyn Display, &str) -> Result<String>,
@@ -107,27 +130,16 @@ fn checked_set(
             ),
         ));
     }
-    let mut out = values
+    values
         .iter()
         .enumerate()
         .map(|(i, v)| check(&Indexed(&field, i), v))
-        .collect::<Result<Vec<_>>>()?;
-    out.sort();
-    out.dedup();
-    Ok(out)
+        .collect()
 }
 
 /// Free text of at most [`MAX_TEXT_BYTES`] bytes.
 pub fn text(field: impl Display, value: &str) -> Result<String> {
-    if value.len() > MAX_TEXT_BYTES {
-        return Err(invalid(
-            &field,
-            format!(
-                "must be at most {MAX_TEXT_BYTES} bytes, got {}",
-                value.len()
-            ),
-        ));
-    }
+    at_most_bytes(field, value, MAX_TEXT_BYTES)?;
     Ok(value.to_string())
 }
 
@@ -148,15 +160,7 @@ pub fn language(field: impl Display, value: &str, required: bool) -> Result<Stri
             Ok(String::new())
         };
     }
-    if value.len() > MAX_LANGUAGE_BYTES {
-        return Err(invalid(
-            &field,
-            format!(
-                "must be at most {MAX_LANGUAGE_BYTES} bytes, got {}",
-                value.len()
-            ),
-        ));
-    }
+    at_most_bytes(&field, value, MAX_LANGUAGE_BYTES)?;
     oxilangtag::LanguageTag::parse_and_normalize(value)
         .map(|tag| tag.into_inner())
         .map_err(|e| {

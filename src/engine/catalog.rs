@@ -88,9 +88,9 @@ impl Engine {
     fn write_catalog(
         &self,
         paths: Paths,
-        skills: Vec<Skill>,
-        modules: Vec<Module>,
-        items: Vec<Item>,
+        mut skills: Vec<Skill>,
+        mut modules: Vec<Module>,
+        mut items: Vec<Item>,
     ) -> Result<(Vec<Skill>, Vec<Module>, Vec<Item>)> {
         let _guard = self.catalog_write.lock().expect("catalog lock");
         let current = self.catalog();
@@ -118,27 +118,11 @@ impl Engine {
                 .map(|it| (it.id.as_str(), it.skill_ids.as_slice())),
             &future,
         )?;
-        let skills: Vec<Skill> = skills
-            .into_iter()
-            .map(|s| Skill {
-                prerequisite_ids: id_set(s.prerequisite_ids),
-                ..s
-            })
-            .collect();
-        let modules: Vec<Module> = modules
-            .into_iter()
-            .map(|m| Module {
-                skill_ids: id_set(m.skill_ids),
-                ..m
-            })
-            .collect();
-        let items: Vec<Item> = items
-            .into_iter()
-            .map(|it| Item {
-                skill_ids: id_set(it.skill_ids),
-                ..it
-            })
-            .collect();
+        skills
+            .iter_mut()
+            .for_each(|s| id_set(&mut s.prerequisite_ids));
+        modules.iter_mut().for_each(|m| id_set(&mut m.skill_ids));
+        items.iter_mut().for_each(|it| id_set(&mut it.skill_ids));
         self.store.put_catalog(&skills, &modules, &items)?;
         // Still under the write lock: the cache changes in the same order as
         // the store.
@@ -228,11 +212,10 @@ impl Paths {
     }
 }
 
-/// Sorted, without repeats: how id lists are stored.
-fn id_set(mut ids: Vec<String>) -> Vec<String> {
+/// Sorts `ids` and drops repeats: how id lists are stored.
+fn id_set(ids: &mut Vec<String>) {
     ids.sort();
     ids.dedup();
-    ids
 }
 
 /// Turns a graph fault into a refusal naming the request's field.
