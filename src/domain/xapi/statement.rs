@@ -282,13 +282,14 @@ impl std::io::Write for HashWriter {
     }
 }
 
-/// A name-based UUID (version 8, RFC 9562) from a content hash, for
-/// statements sent without an id: resending the same statement then finds
-/// the same id, so it stays idempotent.
+/// A UUID in the version 4 layout (RFC 9562) whose 122 free bits come from
+/// a content hash, for statements sent without an id: resending the same
+/// statement then finds the same id, so it stays idempotent, and clients
+/// that accept only versions 1 to 5 (TinCanPython) take it.
 fn uuid_from_hash(hash: &[u8; 32]) -> String {
     let mut b = [0u8; 16];
     b.copy_from_slice(&hash[..16]);
-    b[6] = (b[6] & 0x0f) | 0x80;
+    b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!(
