@@ -50,6 +50,7 @@ fn catalog() -> pb::ImportCatalogRequest {
         .map(|m| {
             let skill = m / MODULES_PER_SKILL;
             pb::Module {
+                external_ids: Vec::new(),
                 id: format!("m{m}"),
                 title: format!("Module {m}"),
                 skill_ids: vec![format!("s{skill}")],

@@ -122,6 +122,8 @@ async fn main() {
             modules: vec![],
             items: (0..ITEMS)
                 .map(|n| pb::Item {
+                    external_ids: Vec::new(),
+                    pass_mark: None,
                     id: item(n),
                     skill_ids: vec![format!("skill-{}", n % SKILLS)],
                     title: String::new(),

@@ -469,6 +469,7 @@ async fn program_thresholds_are_applied_and_checked() {
     seed(&server).await;
     let mut programs = server.programs().await;
     let program = |rules: pb::RiskRules, start: i64, end: i64| pb::Program {
+        external_ids: Vec::new(),
         id: "excel".into(),
         name: "Excel".into(),
         skill_ids: vec!["a".into(), "b".into()],

@@ -139,6 +139,8 @@ async fn world() -> World {
         .await
         .upsert_items(pb::UpsertItemsRequest {
             items: vec![pb::Item {
+                external_ids: Vec::new(),
+                pass_mark: None,
                 id: "q-seed".into(),
                 skill_ids: vec!["a".into()],
                 title: String::new(),
@@ -423,6 +425,8 @@ async fn call(rpc: Rpc, ch: AuthChannel, ids: &Ids, world: &World) -> Result<(),
             Catalog::new(ch)
                 .upsert_items(pb::UpsertItemsRequest {
                     items: vec![pb::Item {
+                        external_ids: Vec::new(),
+                        pass_mark: None,
                         id: "q-a".into(),
                         skill_ids: vec!["a".into()],
                         title: "Question on a".into(),

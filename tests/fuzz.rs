@@ -251,6 +251,7 @@ fn seeds() -> Vec<(usize, Vec<u8>)> {
         nanos: 0,
     });
     let program = pb::Program {
+        external_ids: Vec::new(),
         id: "p".into(),
         name: "P".into(),
         skill_ids: vec!["a".into()],

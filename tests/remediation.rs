@@ -238,6 +238,7 @@ async fn recommended_modules_feed_the_started_share_signal() {
         prerequisite_ids: vec![],
     };
     let modules = ["m1", "m2", "m3"].map(|id| Module {
+        external_ids: Vec::new(),
         id: id.into(),
         title: id.into(),
         skill_ids: vec!["a".into()],
@@ -261,6 +262,7 @@ async fn recommended_modules_feed_the_started_share_signal() {
         .unwrap();
     let program = engine
         .upsert_program(Program {
+            external_ids: Vec::new(),
             id: "p".into(),
             name: "P".into(),
             skill_ids: vec!["a".into()],

@@ -37,6 +37,7 @@ async fn ended_programs_give_labelled_samples_that_train_a_model() {
         .collect();
     let modules: Vec<Module> = (0..4)
         .map(|i| Module {
+            external_ids: Vec::new(),
             id: format!("m{i}"),
             title: format!("M{i}"),
             skill_ids: vec![format!("a{i}")],
@@ -50,6 +51,7 @@ async fn ended_programs_give_labelled_samples_that_train_a_model() {
     let start = end - 40 * DAY;
     engine
         .upsert_program(Program {
+            external_ids: Vec::new(),
             id: "p".into(),
             name: "P".into(),
             skill_ids: (0..4).map(|i| format!("a{i}")).collect(),

@@ -20,6 +20,8 @@ use spoc_engine::store::Store;
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
+/// The Moodle fixtures' course URL.
+const MOODLE_COURSE: &str = "https://moodle.example.com/course/view.php?id=12";
 const MOODLE_ITEM: &str =
     "https://moodle.example.com/mod/quiz/attempt.php?attempt=31&cmid=7&page=2";
 const EDX_ITEM: &str =
@@ -221,6 +223,8 @@ impl Addrs {
     /// Skills, items (Q-matrix), a module and a program, through gRPC.
     async fn seed(&self, with_edx_item: bool) {
         let mut items = vec![pb::Item {
+            external_ids: Vec::new(),
+            pass_mark: None,
             id: MOODLE_ITEM.into(),
             skill_ids: vec!["sql-joins".into()],
             title: "Which join keeps unmatched rows?".into(),
@@ -236,6 +240,7 @@ impl Addrs {
                     skill("sql-joins", &["sql-select"]),
                 ],
                 modules: vec![pb::Module {
+                    external_ids: Vec::new(),
                     id: EDX_MODULE.into(),
                     title: "Joins, explained".into(),
                     skill_ids: vec!["sql-joins".into()],
@@ -253,6 +258,9 @@ impl Addrs {
                     id: EDX_COURSE.into(),
                     name: "SQL 101".into(),
                     skill_ids: vec!["sql-joins".into()],
+                    // The Moodle fixtures' course: without it, their
+                    // statements would wait for it to be mapped.
+                    external_ids: vec![MOODLE_COURSE.into()],
                     ..Default::default()
                 }),
             })
@@ -263,6 +271,8 @@ impl Addrs {
 
 fn edx_item() -> pb::Item {
     pb::Item {
+        external_ids: Vec::new(),
+        pass_mark: None,
         id: EDX_ITEM.into(),
         skill_ids: vec!["sql-joins".into(), "sql-select".into()],
         title: String::new(),
@@ -430,6 +440,8 @@ async fn a_batch_is_all_or_nothing() {
             items: items
                 .iter()
                 .map(|(id, skill)| pb::Item {
+                    external_ids: Vec::new(),
+                    pass_mark: None,
                     id: id.to_string(),
                     skill_ids: vec![skill.to_string()],
                     title: String::new(),
@@ -460,10 +472,20 @@ async fn a_batch_is_all_or_nothing() {
         1
     );
     assert_eq!(s.mastery_of("carol@globex.example", "sql-joins").await.1, 1);
-    // The launched statement is stored without effect; the experienced
-    // page is an unknown activity, kept for later.
-    assert_eq!(s.metric("spoc_xapi_statements_ignored_total").await, 1);
-    assert_eq!(s.metric("spoc_xapi_statements_unresolved").await, 1);
+    // The launched SCORM package and the experienced page are unknown
+    // activities, kept for later and counted by outcome and verb.
+    assert_eq!(s.metric("spoc_xapi_statements_ignored_total").await, 0);
+    assert_eq!(s.metric("spoc_xapi_statements_unresolved").await, 2);
+    assert_eq!(
+        s.metric(r#"spoc_xapi_statements_total{outcome="waiting",verb="launched"}"#)
+            .await,
+        1
+    );
+    assert_eq!(
+        s.metric(r#"spoc_xapi_statements_total{outcome="attempt",verb="answered"}"#)
+            .await,
+        2
+    );
     stack.stop().await;
 }
 

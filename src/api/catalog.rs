@@ -195,4 +195,39 @@ impl CatalogService for CatalogApi {
             next_page_token: check::next_page_token(next, scope),
         }))
     }
+
+    async fn list_unmapped_activities(
+        &self,
+        request: Request<pb::ListUnmappedActivitiesRequest>,
+    ) -> Result<Response<pb::ListUnmappedActivitiesResponse>, Status> {
+        let pb::ListUnmappedActivitiesRequest {
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let limit = check::page_size("page_size", page_size)?;
+        let scope = "ListUnmappedActivities";
+        let after = check::page_token("page_token", &page_token, scope)?
+            .map(|key| String::from_utf8_lossy(&key).into_owned());
+        // Every waiting statement is resolved again: off the workers.
+        let (activities, next) = super::off_runtime(&self.engine, move |engine| {
+            engine.unmapped_activities(after.as_deref(), limit)
+        })
+        .await?;
+        Ok(Response::new(pb::ListUnmappedActivitiesResponse {
+            activities: activities.into_iter().map(Into::into).collect(),
+            next_page_token: check::next_page_token(next.map(String::into_bytes), scope),
+        }))
+    }
+
+    async fn map_activity(
+        &self,
+        request: Request<pb::MapActivityRequest>,
+    ) -> Result<Response<pb::MapActivityResponse>, Status> {
+        let (activity_id, target) = convert::map_activity(request.into_inner())?;
+        let report = self.engine.map_activity(&activity_id, target).await?;
+        Ok(Response::new(pb::MapActivityResponse {
+            replayed: report.replayed as i32,
+            still_waiting: report.still_waiting as i32,
+        }))
+    }
 }

@@ -10,6 +10,7 @@ use super::validate as check;
 use crate::domain::catalog::{Format, Item, Module, Skill};
 use crate::domain::learner::{CohortRules, Enrolment, Learner, Micros, Program, RiskRules};
 use crate::domain::mastery::Attempt;
+use crate::engine::mapping::{MapTarget, UnmappedActivity};
 use crate::engine::mastery::SkillMastery;
 use crate::error::{Error, Result};
 
@@ -60,6 +61,7 @@ pub fn module(at: &str, value: pb::Module) -> Result<Module> {
         format,
         duration_minutes,
         language,
+        external_ids,
     } = value;
     let skill_ids = some_skill_refs(at, skill_ids)?;
     if !(1..=MAX_MODULE_MINUTES).contains(&duration_minutes) {
@@ -75,6 +77,7 @@ pub fn module(at: &str, value: pb::Module) -> Result<Module> {
         format: format_from_pb(&format!("{at}.format"), format)?,
         duration_minutes,
         language: check::language(format_args!("{at}.language"), &language, true)?,
+        external_ids: check::external_ids(format_args!("{at}.external_ids"), &external_ids)?,
     })
 }
 
@@ -108,12 +111,24 @@ pub fn item(at: &str, value: pb::Item) -> Result<Item> {
         id,
         skill_ids,
         title,
+        external_ids,
+        pass_mark,
     } = value;
     let skill_ids = some_skill_refs(at, skill_ids)?;
+    if let Some(mark) = pass_mark {
+        if !(0.0..=1.0).contains(&mark) {
+            return Err(Error::invalid(
+                format!("{at}.pass_mark"),
+                format!("must be in [0, 1], got {mark}"),
+            ));
+        }
+    }
     Ok(Item {
         id: check::iri_id(format_args!("{at}.id"), &id)?,
         skill_ids,
         title: check::text(format_args!("{at}.title"), &title)?,
+        external_ids: check::external_ids(format_args!("{at}.external_ids"), &external_ids)?,
+        pass_mark,
     })
 }
 
@@ -123,6 +138,8 @@ impl From<Item> for pb::Item {
             id: item.id,
             skill_ids: item.skill_ids,
             title: item.title,
+            external_ids: item.external_ids,
+            pass_mark: item.pass_mark,
         }
     }
 }
@@ -177,6 +194,7 @@ impl From<Module> for pb::Module {
             format: pb::ModuleFormat::from(module.format) as i32,
             duration_minutes: module.duration_minutes,
             language: module.language,
+            external_ids: module.external_ids,
         }
     }
 }
@@ -221,6 +239,7 @@ pub fn program(at: &str, value: pb::Program) -> Result<Program> {
         start_date,
         end_date,
         risk_rules,
+        external_ids,
     } = value;
     let skill_ids = some_skills(at, &skill_ids)?;
     let start_date = start_date
@@ -251,6 +270,7 @@ pub fn program(at: &str, value: pb::Program) -> Result<Program> {
             &format!("{at}.risk_rules"),
             risk_rules.unwrap_or_default(),
         )?,
+        external_ids: check::external_ids(format_args!("{at}.external_ids"), &external_ids)?,
     })
 }
 
@@ -379,6 +399,7 @@ impl From<Program> for pb::Program {
                 blocking_failures: program.risk_rules.blocking_failures,
                 mastery_drop: program.risk_rules.mastery_drop,
             }),
+            external_ids: program.external_ids,
         }
     }
 }
@@ -469,5 +490,56 @@ pub fn timestamp(micros: Micros) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: micros.div_euclid(1_000_000),
         nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
+    }
+}
+
+/// Checks a `MapActivityRequest`: the activity id and exactly one target.
+pub fn map_activity(value: pb::MapActivityRequest) -> Result<(String, MapTarget)> {
+    use pb::map_activity_request::Target;
+    let pb::MapActivityRequest {
+        activity_id,
+        target,
+    } = value;
+    let activity_id = check::iri_id("activity_id", &activity_id)?;
+    let target = match target {
+        Some(Target::ProgramId(id)) => MapTarget::Program(check::id("program_id", &id)?),
+        Some(Target::ModuleId(id)) => MapTarget::Module(check::iri_id("module_id", &id)?),
+        Some(Target::ItemId(id)) => MapTarget::Item(check::iri_id("item_id", &id)?),
+        Some(Target::Ignore(true)) => MapTarget::Ignore,
+        Some(Target::Ignore(false)) => {
+            return Err(Error::invalid(
+                "ignore",
+                "must be true when set (to map the activity, set program_id, module_id or item_id)",
+            ));
+        }
+        None => {
+            return Err(Error::invalid(
+                "target",
+                "set one of program_id, module_id, item_id or ignore",
+            ));
+        }
+    };
+    Ok((activity_id, target))
+}
+
+impl From<UnmappedActivity> for pb::UnmappedActivity {
+    fn from(value: UnmappedActivity) -> Self {
+        let UnmappedActivity {
+            activity_id,
+            seen,
+            waiting_statements,
+            learners,
+        } = value;
+        Self {
+            activity_id,
+            name: seen.name,
+            description: seen.description,
+            r#type: seen.kind,
+            interaction_type: seen.interaction_type,
+            waiting_statements: waiting_statements as i64,
+            learners: learners as i64,
+            first_seen: Some(timestamp(seen.first_seen)),
+            last_seen: Some(timestamp(seen.last_seen)),
+        }
     }
 }

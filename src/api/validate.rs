@@ -99,6 +99,35 @@ pub fn iri_id_set(field: impl Display, values: &[String]) -> Result<Vec<String>>
     checked_set(field, values, |f, v| iri_id(f, v))
 }
 
+/// Most external ids one program, module or item carries.
+pub const MAX_EXTERNAL_IDS: usize = 100;
+
+/// External ids (activity IRIs, registrations): each an item or module id
+/// ([`iri_id`]), at most [`MAX_EXTERNAL_IDS`], none twice; request order.
+pub fn external_ids(field: impl Display, values: &[String]) -> Result<Vec<String>> {
+    if values.len() > MAX_EXTERNAL_IDS {
+        return Err(invalid(
+            &field,
+            format!("holds {} ids; at most {MAX_EXTERNAL_IDS} fit", values.len()),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    values
+        .iter()
+        .enumerate()
+        .map(|(j, value)| {
+            let id = iri_id(format_args!("{field}[{j}]"), value)?;
+            if !seen.insert(value.as_str()) {
+                return Err(invalid(
+                    format_args!("{field}[{j}]"),
+                    format!("'{value}' is given twice"),
+                ));
+            }
+            Ok(id)
+        })
+        .collect()
+}
+
 /// [`id_set`] kept in request order with its repeats, for a list whose
 /// entries the engine names by their position in the request.
 pub fn id_list(field: impl Display, values: &[String]) -> Result<Vec<String>> {

@@ -85,6 +85,12 @@ pub struct Module {
     pub duration_minutes: u32,
     /// BCP 47 language tag of the content, e.g. `fr` or `en-GB`.
     pub language: String,
+    /// Other ids the LMS knows it by (xAPI activity IRIs). Kept in the
+    /// store's `xapi_mapping` tree, not in the module's row (see
+    /// `store/keys.rs`): rows written before the field existed stay
+    /// readable.
+    #[serde(skip)]
+    pub external_ids: Vec<String>,
 }
 
 /// A quiz question or any activity learners answer (an xAPI activity id):
@@ -98,6 +104,13 @@ pub struct Item {
     pub skill_ids: Vec<String>,
     /// Optional title shown to trainers; empty when unknown.
     pub title: String,
+    /// Other ids the LMS knows it by (kept as for [`Module::external_ids`]).
+    #[serde(skip)]
+    pub external_ids: Vec<String>,
+    /// The scaled score from which an xAPI answer without `success` is
+    /// right; `None` for the default (kept beside the external ids).
+    #[serde(skip)]
+    pub pass_mark: Option<f64>,
 }
 
 /// Why [`check_graph`] refuses a catalog.

@@ -156,6 +156,7 @@ mod tests {
 
     fn module(id: &str, skills: &[&str], language: &str) -> Module {
         Module {
+            external_ids: Vec::new(),
             id: id.into(),
             title: id.into(),
             skill_ids: skills.iter().map(|s| s.to_string()).collect(),

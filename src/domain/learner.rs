@@ -69,6 +69,10 @@ pub struct Program {
     pub end_date: Option<Micros>,
     /// Per-program overrides of the at-risk alert thresholds.
     pub risk_rules: RiskRules,
+    /// Other ids the LMS knows it by (course IRIs, registrations); kept as
+    /// for `catalog::Module::external_ids`.
+    #[serde(skip)]
+    pub external_ids: Vec<String>,
 }
 
 /// Alert thresholds a program may override; `None` keeps the engine's

@@ -1117,6 +1117,7 @@ mod tests {
 
     fn module(id: &str, skills: &[&str], format: Format, minutes: u32, language: &str) -> Module {
         Module {
+            external_ids: Vec::new(),
             id: id.to_string(),
             title: id.to_string(),
             skill_ids: skills.iter().map(|s| s.to_string()).collect(),

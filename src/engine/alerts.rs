@@ -1114,6 +1114,7 @@ mod tests {
         skill_s_and_learner_l(engine, vec![]).await;
         engine
             .upsert_program(Program {
+                external_ids: Vec::new(),
                 id: "p".into(),
                 name: "P".into(),
                 skill_ids: vec!["s".into()],

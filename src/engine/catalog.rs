@@ -13,7 +13,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::Engine;
+use super::mapping::ExternalIds;
 use crate::domain::catalog::{GraphError, Item, Module, Skill, check_graph};
+use crate::domain::xapi::record::ObjectKind;
 use crate::error::{Error, Result};
 use crate::store::Page;
 
@@ -118,6 +120,40 @@ impl Engine {
                 .map(|it| (it.id.as_str(), it.skill_ids.as_slice())),
             &future,
         )?;
+        let writes: Vec<ExternalIds<'_>> = modules
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let at = paths.entry(MODULES, i);
+                (
+                    ObjectKind::Module,
+                    m.id.as_str(),
+                    format!("{at}.external_ids"),
+                    m.external_ids.as_slice(),
+                )
+            })
+            .chain(items.iter().enumerate().map(|(i, it)| {
+                let at = paths.entry(ITEMS, i);
+                (
+                    ObjectKind::Item,
+                    it.id.as_str(),
+                    format!("{at}.external_ids"),
+                    it.external_ids.as_slice(),
+                )
+            }))
+            .collect();
+        let new_modules: std::collections::HashSet<&str> =
+            modules.iter().map(|m| m.id.as_str()).collect();
+        let new_items: std::collections::HashSet<&str> =
+            items.iter().map(|i| i.id.as_str()).collect();
+        self.check_external_ids(&writes, |kind, id| {
+            self.is_own_id(&current, kind, id)
+                || match kind {
+                    ObjectKind::Module => new_modules.contains(id),
+                    ObjectKind::Item => new_items.contains(id),
+                    ObjectKind::Program => false,
+                }
+        })?;
         skills
             .iter_mut()
             .for_each(|s| id_set(&mut s.prerequisite_ids));
@@ -128,6 +164,9 @@ impl Engine {
         // the store.
         *self.catalog.write().expect("catalog lock") =
             std::sync::Arc::new(super::Catalog::load(&self.store)?);
+        if !(modules.is_empty() && items.is_empty()) {
+            self.reload_aliases()?;
+        }
         Ok((skills, modules, items))
     }
 
@@ -396,6 +435,7 @@ mod tests {
         assert_eq!(stored.prerequisite_ids, ["a", "b"]);
         assert_eq!(engine.skill("c").unwrap(), stored);
         let module = Module {
+            external_ids: Vec::new(),
             id: "m".into(),
             title: "M".into(),
             skill_ids: vec!["c".into(), "a".into(), "c".into()],

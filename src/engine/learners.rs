@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::{Engine, now_micros};
 use crate::domain::learner::{Enrolment, Learner, Micros, Program};
+use crate::domain::xapi::record::ObjectKind;
 use crate::error::{Error, Result};
 use crate::store::Page;
 
@@ -45,7 +46,21 @@ impl Engine {
                 ));
             }
         }
-        self.store.put_program(&program)?;
+        {
+            let _guard = self.catalog_write.lock().expect("catalog lock");
+            let catalog = self.catalog();
+            self.check_external_ids(
+                &[(
+                    ObjectKind::Program,
+                    program.id.as_str(),
+                    "program.external_ids".to_string(),
+                    program.external_ids.as_slice(),
+                )],
+                |kind, id| self.is_own_id(&catalog, kind, id),
+            )?;
+            self.store.put_program(&program)?;
+            self.reload_aliases()?;
+        }
         self.programs
             .write()
             .expect("programs lock")

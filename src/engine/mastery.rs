@@ -610,6 +610,8 @@ mod tests {
             .await
             .unwrap();
         let item = |skill: &str| crate::domain::catalog::Item {
+            external_ids: Vec::new(),
+            pass_mark: None,
             id: "i".into(),
             skill_ids: vec![skill.into()],
             title: String::new(),

@@ -13,6 +13,7 @@ pub mod cohorts;
 pub mod history;
 pub mod learners;
 pub mod locks;
+pub mod mapping;
 pub mod mastery;
 pub mod model;
 pub mod params;
@@ -104,7 +105,7 @@ impl Engine {
         };
         let alerts = alerts::AlertHub::new(store.last_alert_sequence()?)?;
         let access = access::AccessKeys::load(&store)?;
-        let xapi = xapi::XapiState::new(store.count_unresolved()?);
+        let xapi = xapi::XapiState::new(store.count_unresolved()?, xapi::load_aliases(&store)?);
         let engine = Self {
             access,
             xapi,

@@ -26,18 +26,23 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::{Catalog, Engine, now_micros};
 use crate::domain::activity::Activity;
-use crate::domain::learner::Learner;
+use crate::domain::learner::{Learner, Micros};
 use crate::domain::limits::MAX_ID_BYTES;
 use crate::domain::mastery::Attempt;
-use crate::domain::xapi::mapping::{CatalogView, Effect, LearnerRef, resolve};
-use crate::domain::xapi::record::{Fate, StatementRecord, Unresolved, derived_id};
-use crate::domain::xapi::statement::{Parsed, parse_one};
+use crate::domain::xapi::aliases::Aliases;
+use crate::domain::xapi::mapping::{CatalogView, Effect, ItemRef, LearnerRef, resolve};
+use crate::domain::xapi::record::{
+    Fate, ObjectKind, SeenActivity, StatementRecord, Unresolved, derived_id,
+};
+use crate::domain::xapi::statement::{Parsed, legacy_hash, parse_one};
+use crate::domain::xapi::verbs;
 use crate::error::{Error, Result};
-use crate::store::Page;
 use crate::store::xapi::StatementWrite;
+use crate::store::{Page, Store};
 
 /// Most statements replayed through one engine batch.
 const REPLAY_CHUNK: usize = 1000;
@@ -60,6 +65,85 @@ pub struct XapiState {
     /// One replay at a time: two would apply the same statements twice
     /// (harmless, the ids are derived) and race on their records.
     replay: tokio::sync::Mutex<()>,
+    /// External ids, ignored activities and program ids, rebuilt after
+    /// every write that changes them.
+    aliases: RwLock<Arc<Aliases>>,
+    /// Statements by (outcome, verb label), for
+    /// `spoc_xapi_statements_total`.
+    outcomes: Mutex<BTreeMap<(Outcome, &'static str), u64>>,
+}
+
+/// What became of a statement, as `/metrics` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Outcome {
+    /// It produced an attempt.
+    Attempt,
+    /// It produced a module event.
+    ModuleEvent,
+    /// It enrolled its learner in a program.
+    Enrolment,
+    /// It voided another statement.
+    Voided,
+    /// It waits for an activity to be mapped.
+    Waiting,
+    /// Stored without effect (unknown verb, no evidence, ignored activity,
+    /// a resend, a statement voided before it came).
+    NoEffect,
+    /// Refused (invalid, or in a refused batch).
+    Refused,
+}
+
+impl Outcome {
+    /// The label value in `/metrics`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Attempt => "attempt",
+            Outcome::ModuleEvent => "module_event",
+            Outcome::Enrolment => "enrolment",
+            Outcome::Voided => "voided",
+            Outcome::Waiting => "waiting",
+            Outcome::NoEffect => "no_effect",
+            Outcome::Refused => "refused",
+        }
+    }
+
+    fn of(effect: &Effect) -> Self {
+        match effect {
+            Effect::Attempt { .. } => Outcome::Attempt,
+            Effect::Activity { .. } => Outcome::ModuleEvent,
+            Effect::Enrolment { .. } => Outcome::Enrolment,
+            Effect::Void { .. } => Outcome::Voided,
+            Effect::Unresolved { .. } => Outcome::Waiting,
+            Effect::Ignored { .. } => Outcome::NoEffect,
+        }
+    }
+}
+
+/// The verb label of a statement, for `/metrics` (bounded: the table's
+/// labels or `other`).
+pub fn verb_label(verb_id: &str) -> &'static str {
+    verbs::lookup(verb_id).map_or(verbs::OTHER_LABEL, |(_, label)| label)
+}
+
+/// Reads the alias index from the store (at start and after mapping
+/// writes).
+pub(crate) fn load_aliases(store: &Store) -> Result<Aliases> {
+    let ignored = store
+        .seen_activities()?
+        .into_iter()
+        .filter(|(_, seen)| seen.ignored)
+        .map(|(id, _)| id);
+    let mut aliases = Aliases::new(store.all_mappings()?, ignored);
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let (programs, next) = store.list_programs(after.as_deref(), 1000)?;
+        aliases.add_programs(programs.into_iter().map(|p| p.id));
+        match next {
+            Some(key) => after = Some(key),
+            None => break,
+        }
+    }
+    Ok(aliases)
 }
 
 /// A snapshot of the counters, for `GET /metrics`.
@@ -91,10 +175,25 @@ pub struct XapiCounters {
 
 impl XapiState {
     /// Counters at zero, `waiting` statements already stored unresolved.
-    pub fn new(waiting: u64) -> Self {
-        let state = Self::default();
+    pub fn new(waiting: u64, aliases: Aliases) -> Self {
+        let state = Self {
+            aliases: RwLock::new(Arc::new(aliases)),
+            ..Self::default()
+        };
         state.unresolved_now.store(waiting, Ordering::Relaxed);
         state
+    }
+
+    /// Adds statements to the outcome counters.
+    pub fn count(&self, counted: impl IntoIterator<Item = (Outcome, &'static str)>) {
+        let mut local: BTreeMap<(Outcome, &'static str), u64> = BTreeMap::new();
+        for key in counted {
+            *local.entry(key).or_default() += 1;
+        }
+        let mut outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, n) in local {
+            *outcomes.entry(key).or_default() += n;
+        }
     }
 
     fn add(counter: &AtomicU64, n: usize) {
@@ -113,34 +212,57 @@ pub struct ReplayReport {
 }
 
 /// The catalog as the mapping sees it.
-struct View<'a> {
+pub(crate) struct View<'a> {
     catalog: &'a Catalog,
     modules: HashSet<&'a str>,
-    engine: &'a Engine,
+    aliases: &'a Aliases,
+    store: &'a Store,
 }
 
 impl<'a> View<'a> {
-    fn new(engine: &'a Engine, catalog: &'a Catalog) -> Self {
+    pub(crate) fn new(engine: &'a Engine, catalog: &'a Catalog, aliases: &'a Aliases) -> Self {
         Self {
             modules: catalog.modules.iter().map(|m| m.id.as_str()).collect(),
             catalog,
-            engine,
+            aliases,
+            store: &engine.store,
         }
     }
 }
 
 impl CatalogView for View<'_> {
-    fn item_skills(&self, id: &str) -> Option<&[String]> {
-        self.catalog.items.get(id).map(|i| i.skill_ids.as_slice())
+    fn item(&self, id: &str) -> Option<ItemRef<'_>> {
+        let item = self.catalog.items.get(id).or_else(|| {
+            let owner = self.aliases.owner(ObjectKind::Item, id)?;
+            self.catalog.items.get(owner)
+        })?;
+        Some(ItemRef {
+            id: &item.id,
+            skill_ids: &item.skill_ids,
+            pass_mark: item.pass_mark,
+        })
     }
 
-    fn has_module(&self, id: &str) -> bool {
-        self.modules.contains(id)
+    fn module(&self, id: &str) -> Option<&str> {
+        let id = self.aliases.owner(ObjectKind::Module, id).unwrap_or(id);
+        self.modules.get(id).copied()
     }
 
-    fn has_program(&self, id: &str) -> bool {
-        // A storage error here reads as "unknown": the statement waits.
-        self.engine.program_exists(id).unwrap_or(false)
+    fn program(&self, id: &str) -> Option<String> {
+        self.aliases.program(id).map(str::to_string)
+    }
+
+    fn ignored(&self, id: &str) -> bool {
+        self.aliases.is_ignored(id)
+    }
+
+    fn enrolments(&self, learner: &str) -> Vec<String> {
+        // A storage error reads as "no enrolment": at worst the statement
+        // waits for its course to be mapped.
+        self.store
+            .learner_enrolments(learner, None, 2)
+            .map(|(rows, _)| rows.into_iter().map(|e| e.program_id).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -154,6 +276,10 @@ struct Plan {
     retract_attempts: Vec<String>,
     retract_activities: Vec<String>,
     write: StatementWrite,
+    /// Unknown activities the waiting statements named.
+    seen: BTreeMap<String, SeenActivity>,
+    /// What each statement came to, for `/metrics`.
+    outcomes: Vec<(Outcome, &'static str)>,
     /// Whether the batch holds writes the write-ahead log does not cover.
     needs_flush: bool,
 }
@@ -177,6 +303,11 @@ impl Plan {
                 self.activities.push(activity);
                 Fate::Activity
             }
+            Effect::Enrolment { learner, program } => {
+                self.learner(at, learner, Some(program))?;
+                self.needs_flush = true;
+                Fate::Enrolment
+            }
             Effect::Ignored { reason } => {
                 tracing::debug!(statement = id, %reason, "xAPI statement without effect");
                 self.needs_flush = true;
@@ -186,6 +317,33 @@ impl Plan {
             Effect::Void { target } => Fate::Voided(target),
             Effect::Unresolved { .. } => Fate::Unresolved,
         })
+    }
+
+    /// Keeps what a waiting statement said of the activities it needs.
+    fn saw(&mut self, unknown: &[crate::domain::xapi::mapping::Unknown], at: Micros, now: Micros) {
+        for activity in unknown {
+            let definition = activity.definition.clone().unwrap_or_default();
+            let row = self
+                .seen
+                .entry(activity.id.clone())
+                .or_insert_with(|| SeenActivity {
+                    first_seen: at,
+                    last_seen: at,
+                    ..SeenActivity::default()
+                });
+            row.first_seen = row.first_seen.min(at);
+            row.last_seen = row.last_seen.max(at).min(now);
+            for (new, old) in [
+                (definition.name, &mut row.name),
+                (definition.description, &mut row.description),
+                (definition.kind, &mut row.kind),
+                (definition.interaction_type, &mut row.interaction_type),
+            ] {
+                if !new.is_empty() {
+                    *old = new;
+                }
+            }
+        }
     }
 
     fn learner(&mut self, at: &str, learner: LearnerRef, program: Option<String>) -> Result<()> {
@@ -217,8 +375,28 @@ fn path(i: usize, n: usize) -> String {
 
 impl Engine {
     /// Ingests a validated batch of statements, all or nothing; returns
-    /// their ids in order.
+    /// their ids in order. A refused batch counts its statements as
+    /// refused in `/metrics`.
     pub async fn ingest_statements(&self, batch: Vec<Parsed>) -> Result<Vec<String>> {
+        let labels: Vec<&'static str> = batch
+            .iter()
+            .map(|p| verb_label(&p.statement.verb_id))
+            .collect();
+        let result = self.ingest_batch(batch).await;
+        if result.is_err() {
+            self.xapi_refused(labels);
+        }
+        result
+    }
+
+    /// Counts refused statements (by verb label) in `/metrics`; the HTTP
+    /// edge calls it for bodies refused before they reach the engine.
+    pub fn xapi_refused(&self, labels: impl IntoIterator<Item = &'static str>) {
+        self.xapi
+            .count(labels.into_iter().map(|label| (Outcome::Refused, label)));
+    }
+
+    async fn ingest_batch(&self, batch: Vec<Parsed>) -> Result<Vec<String>> {
         let ids: Vec<String> = batch.iter().map(|p| p.statement.id.clone()).collect();
         let n = batch.len();
         let now = now_micros();
@@ -243,9 +421,14 @@ impl Engine {
             }
             first.insert(&parsed.statement.id, i);
             // Against the store: same content is a duplicate, other content
-            // a conflict that refuses the whole batch.
+            // a conflict that refuses the whole batch. Records stored before
+            // equality followed the specification carry the older hash.
             match self.store.statement_record(&parsed.statement.id)? {
-                Some(record) if record.hash == parsed.hash => duplicates += 1,
+                Some(record)
+                    if record.hash == parsed.hash || legacy_hash(parsed) == Some(record.hash) =>
+                {
+                    duplicates += 1
+                }
                 Some(_) => {
                     return Err(Error::AlreadyExists {
                         kind: "statement",
@@ -261,8 +444,11 @@ impl Engine {
         }
 
         let catalog = self.catalog();
-        let view = View::new(self, &catalog);
+        let aliases = self.aliases();
+        let view = View::new(self, &catalog, &aliases);
         let mut plan = Plan::default();
+        plan.outcomes
+            .extend((0..duplicates).map(|_| (Outcome::NoEffect, verbs::OTHER_LABEL)));
         // Statements of this batch that a later one voids.
         let in_batch: HashMap<&str, usize> = fresh
             .iter()
@@ -300,6 +486,15 @@ impl Engine {
             let at = path(*i, n);
             let id = parsed.statement.id.as_str();
             let voided_before = voided_here.contains(&k) || self.store.voided_by(id)?.is_some();
+            let label = verb_label(&parsed.statement.verb_id);
+            plan.outcomes.push((
+                if voided_before && !matches!(effect, Effect::Void { .. }) {
+                    Outcome::NoEffect
+                } else {
+                    Outcome::of(&effect)
+                },
+                label,
+            ));
             let fate = match effect {
                 // Voided already: stored, without effect.
                 _ if voided_before && !matches!(effect, Effect::Void { .. }) => {
@@ -315,8 +510,9 @@ impl Engine {
                     plan.needs_flush = true;
                     Fate::Voided(target)
                 }
-                Effect::Unresolved { reason } => {
+                Effect::Unresolved { reason, unknown } => {
                     tracing::info!(statement = id, %reason, "xAPI statement kept for a replay");
+                    plan.saw(&unknown, parsed.statement.timestamp.min(now), now);
                     plan.write.unresolved.push((
                         id.to_string(),
                         Unresolved {
@@ -374,7 +570,7 @@ impl Engine {
             Fate::Attempt => plan.retract_attempts.push(derived_id(target)),
             Fate::Activity => plan.retract_activities.push(derived_id(target)),
             Fate::Unresolved => plan.write.resolved.push(target.to_string()),
-            Fate::Ignored | Fate::Voided(_) => {}
+            Fate::Ignored | Fate::Voided(_) | Fate::Enrolment => {}
         }
         record.voided = true;
         plan.write.replaced.push((target.to_string(), record));
@@ -420,6 +616,12 @@ impl Engine {
         }
         let write = plan.write;
         self.store.commit_statements(&write)?;
+        if !plan.seen.is_empty() {
+            let seen: Vec<(String, SeenActivity)> = plan.seen.into_iter().collect();
+            self.store.saw_activities(&seen)?;
+            needs_flush = true;
+        }
+        self.xapi.count(plan.outcomes);
         if needs_flush {
             self.store.durable().await?;
         }
@@ -473,7 +675,8 @@ impl Engine {
         let mut report = ReplayReport::default();
         for chunk in waiting.chunks(REPLAY_CHUNK) {
             let catalog = self.catalog();
-            let view = View::new(self, &catalog);
+            let aliases = self.aliases();
+            let view = View::new(self, &catalog, &aliases);
             let mut plan = Plan::default();
             let now = now_micros();
             for (id, unresolved) in chunk {
@@ -508,7 +711,11 @@ impl Engine {
                         report.waiting += 1;
                         continue;
                     }
-                    effect => plan.add(&at, id, effect)?,
+                    effect => {
+                        let label = verb_label(&parsed.statement.verb_id);
+                        plan.outcomes.push((Outcome::of(&effect), label));
+                        plan.add(&at, id, effect)?
+                    }
                 };
                 record.fate = fate;
                 plan.write.replaced.push((id.clone(), record));
@@ -541,6 +748,34 @@ impl Engine {
                 .collect(),
             next,
         ))
+    }
+
+    /// The alias index now.
+    pub(crate) fn aliases(&self) -> Arc<Aliases> {
+        self.xapi
+            .aliases
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Rebuilds the alias index from the store, after a write that changed
+    /// external ids, programs or ignored activities.
+    pub(crate) fn reload_aliases(&self) -> Result<()> {
+        let aliases = Arc::new(load_aliases(&self.store)?);
+        *self.xapi.aliases.write().unwrap_or_else(|p| p.into_inner()) = aliases;
+        Ok(())
+    }
+
+    /// Statements by (outcome, verb label) since start.
+    pub fn xapi_outcomes(&self) -> Vec<(Outcome, &'static str, u64)> {
+        self.xapi
+            .outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(&(outcome, label), &n)| (outcome, label, n))
+            .collect()
     }
 
     /// The xAPI counters now.
@@ -649,6 +884,8 @@ mod tests {
 
         let applied = engine
             .upsert_items(vec![crate::domain::catalog::Item {
+                external_ids: Vec::new(),
+                pass_mark: None,
                 id: "https://lms.example.com/item/1".into(),
                 skill_ids: vec!["s".into()],
                 title: String::new(),
@@ -675,6 +912,7 @@ mod tests {
         skill_s_and_learner_l(
             &engine,
             vec![Module {
+                external_ids: Vec::new(),
                 id: "m".into(),
                 title: "M".into(),
                 skill_ids: vec!["s".into()],

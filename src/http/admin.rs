@@ -165,6 +165,20 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     );
     let _ = writeln!(
         out,
+        "# HELP spoc_xapi_statements_total Statements by what became of them (attempt, \
+         module_event, enrolment, voided, waiting, no_effect, refused) and verb; a waiting \
+         statement is counted again when a replay applies it.\n\
+         # TYPE spoc_xapi_statements_total counter"
+    );
+    for (outcome, verb, count) in state.engine.xapi_outcomes() {
+        let _ = writeln!(
+            out,
+            "spoc_xapi_statements_total{{outcome=\"{}\",verb=\"{verb}\"}} {count}",
+            outcome.label()
+        );
+    }
+    let _ = writeln!(
+        out,
         "# HELP spoc_xapi_requests_rejected_total xAPI requests refused, by HTTP status.\n\
          # TYPE spoc_xapi_requests_rejected_total counter"
     );

@@ -33,6 +33,8 @@
 //! | `xapi_statements` | statement id (lowercase UUID)                         | `StatementRecord` (hash, fate, voided) |
 //! | `xapi_unresolved` | statement id                                          | `Unresolved` (statement JSON verbatim, reason) |
 //! | `xapi_voids`    | voided statement id                                     | voiding statement id (`String`) |
+//! | `xapi_mapping`  | `p`, `m` or `i` `00` program, module or item id          | `ObjectMapping` (external ids, an item's pass mark) |
+//! | `xapi_activities` | activity IRI                                           | `SeenActivity` (unmapped or ignored activity) |
 //! | `retracted`     | `attempt` or `activity` `00` id                         | `Micros` retracted at (tombstone) |
 //!
 //! Outside sled, `wal/wal-<seq>.log` holds the write-ahead log of ingested
@@ -50,8 +52,10 @@
 //! `admin_key_bootstrapped` marker are written in one transaction, so that
 //! `spoc serve` hands out a first key exactly once (see `api_keys.rs`). Likewise a formation replaces a program's `cohorts`, their `cohort_index`
 //! entries and its `cohort_formations` record in one transaction.
-//! Items are written with skills and modules in one transaction
-//! (`items.rs`). An xAPI batch writes its `xapi_statements`,
+//! Items are written with skills, modules and the `xapi_mapping` rows of
+//! modules and items in one transaction (`items.rs`); a program with its
+//! `xapi_mapping` row likewise (`mapping.rs` says why those rows live
+//! apart). An xAPI batch writes its `xapi_statements`,
 //! `xapi_unresolved` and `xapi_voids` rows in one transaction, after the
 //! attempts and events it produced (`xapi.rs`). A retraction removes an
 //! attempt, its `observations` entries and updates `mastery` together with

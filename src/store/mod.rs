@@ -18,6 +18,7 @@ pub mod cohorts;
 pub mod durability;
 pub mod items;
 pub mod keys;
+pub mod mapping;
 pub mod mastery_cache;
 pub mod models;
 pub mod privacy;
@@ -289,22 +290,33 @@ impl Store {
 
     /// Every module.
     pub fn all_modules(&self) -> Result<Vec<Module>> {
-        Ok(self
+        let mut modules: Vec<Module> = self
             .modules
             .scan(b"")?
             .into_iter()
             .map(|(_, m)| m)
-            .collect())
+            .collect();
+        self.fill_mapping(&mut modules)?;
+        Ok(modules)
     }
 
     /// One module.
     pub fn module(&self, id: &str) -> Result<Option<Module>> {
-        self.modules.get(id.as_bytes())
+        self.filled(self.modules.get(id.as_bytes())?)
     }
 
     /// A page of modules in id order.
     pub fn list_modules(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<Module>> {
-        page(&self.modules, b"", after, limit)
+        let (mut modules, next) = page(&self.modules, b"", after, limit)?;
+        self.fill_mapping(&mut modules)?;
+        Ok((modules, next))
+    }
+
+    /// One object with its mapping fields filled in.
+    fn filled<T: mapping::Mapped>(&self, object: Option<T>) -> Result<Option<T>> {
+        let mut objects: Vec<T> = object.into_iter().collect();
+        self.fill_mapping(&mut objects)?;
+        Ok(objects.pop())
     }
 
     // ---- learners, programs, enrolments --------------------------------
@@ -369,18 +381,35 @@ impl Store {
 
     /// One program.
     pub fn program(&self, id: &str) -> Result<Option<Program>> {
-        self.programs.get(id.as_bytes())
+        self.filled(self.programs.get(id.as_bytes())?)
     }
 
-    /// Creates or replaces a program.
+    /// Creates or replaces a program with its mapping row, in one
+    /// transaction.
     pub fn put_program(&self, program: &Program) -> Result<()> {
+        use mapping::Mapped;
         let _gate = self.write_gate();
-        self.programs.put(program.id.as_bytes(), program)
+        let mappings = self.mapping_table()?;
+        let row = program.mapping();
+        (&self.programs.tree, &mappings.tree)
+            .transaction(|(programs, mappings)| {
+                programs.insert(program.id.as_bytes(), codec::encode(program))?;
+                let key = mapping::mapping_key(Program::KIND, &program.id);
+                if row.is_empty() {
+                    mappings.remove(key)?;
+                } else {
+                    mappings.insert(key, codec::encode(&row))?;
+                }
+                Ok(())
+            })
+            .map_err(transaction_error)
     }
 
     /// A page of programs in id order.
     pub fn list_programs(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<Program>> {
-        page(&self.programs, b"", after, limit)
+        let (mut programs, next) = page(&self.programs, b"", after, limit)?;
+        self.fill_mapping(&mut programs)?;
+        Ok((programs, next))
     }
 
     /// The enrolment of a learner in a program, if any.

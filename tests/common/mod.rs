@@ -239,6 +239,7 @@ pub fn skill(id: &str, prereqs: &[&str]) -> pb::Skill {
 /// A module message.
 pub fn module(id: &str, skills: &[&str], format: pb::ModuleFormat, minutes: u32) -> pb::Module {
     pb::Module {
+        external_ids: Vec::new(),
         id: id.into(),
         title: format!("Module {id}"),
         skill_ids: skills.iter().map(|s| s.to_string()).collect(),

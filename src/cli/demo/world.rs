@@ -328,6 +328,7 @@ pub fn generate(options: &DemoOptions) -> DemoWorld {
                 .map(|s| SKILL_NAMES[world.skill_index[s]])
                 .collect();
             Module {
+                external_ids: Vec::new(),
                 id: m.id.clone(),
                 title: format!("{}: {}", format_word(m.format, french), names.join(" + ")),
                 skill_ids: m.skill_ids.iter().map(|s| rename(s)).collect(),
@@ -343,6 +344,7 @@ pub fn generate(options: &DemoOptions) -> DemoWorld {
     let programs: Vec<Program> = PROGRAMS
         .iter()
         .map(|(id, name, lo, hi)| Program {
+            external_ids: Vec::new(),
             id: id.to_string(),
             name: name.to_string(),
             skill_ids: ids[*lo..*hi].to_vec(),

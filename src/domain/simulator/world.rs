@@ -187,6 +187,7 @@ impl World {
             let duration = rng.random_range(lo..=hi);
             quality.push(factor * (QUALITY_SPREAD * normal(&mut rng)).exp());
             modules.push(Module {
+                external_ids: Vec::new(),
                 id: format!("m{k:0mwidth$}"),
                 title: format!(
                     "{} on {}",

@@ -54,9 +54,38 @@ pub fn parse_ms(text: &str) -> Result<u64, String> {
     Ok(ms.round() as u64)
 }
 
+/// The time a video profile's `played-segments` extension says was
+/// watched, in milliseconds: segments `start[.]end` (seconds) joined by
+/// `[,]`; an open or malformed segment is skipped, and `None` means
+/// nothing could be read.
+pub fn played_segments_ms(text: &str) -> Option<u64> {
+    let mut seconds = 0.0;
+    let mut any = false;
+    for segment in text.split("[,]") {
+        let Some((start, end)) = segment.split_once("[.]") else {
+            continue;
+        };
+        if let (Ok(start), Ok(end)) = (start.trim().parse::<f64>(), end.trim().parse::<f64>()) {
+            if start.is_finite() && end.is_finite() && end >= start && start >= 0.0 {
+                seconds += end - start;
+                any = true;
+            }
+        }
+    }
+    (any && seconds < 1e12).then(|| (seconds * 1000.0).round() as u64)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_ms;
+    use super::{parse_ms, played_segments_ms};
+
+    #[test]
+    fn played_segments() {
+        assert_eq!(played_segments_ms("0[.]12.5[,]30[.]45"), Some(27_500));
+        assert_eq!(played_segments_ms("0[.]5[,]7[.]"), Some(5_000));
+        assert_eq!(played_segments_ms(""), None);
+        assert_eq!(played_segments_ms("10[.]2"), None);
+    }
 
     #[test]
     fn common_forms() {

@@ -1,20 +1,35 @@
 //! From a statement to what it means for the engine: an attempt on an item
-//! (Q-matrix), a module event, a voiding, or nothing yet.
+//! (Q-matrix), a module event, an enrolment, a voiding, or nothing yet.
 //!
-//! | statement                                   | effect                              |
-//! |---------------------------------------------|-------------------------------------|
-//! | answered / passed / failed, object an item  | attempt on the item's skills        |
-//! | completed / attempted / ..., object an item | attempt, when a result gives evidence |
-//! | completed / passed / failed, object a module | module completed                   |
-//! | attempted / experienced / progressed, module | module started (completed when `result.completion`) |
-//! | voided, object a StatementRef               | undo the target's effect            |
-//! | object unknown to the catalog               | unresolved: kept, replayed later    |
-//! | other verbs, agents as objects, groups      | ignored (stored, no effect)         |
+//! The verb table (`verbs.rs`) says what each verb does to an item, a
+//! module or a program. This file finds which of them a statement names,
+//! and in which program:
+//!
+//! - **The object.** Its id, or one of the `external_ids` a program,
+//!   module or item carries (an LMS's activity IRIs); else the id without
+//!   its fragment (`.../sco#lesson` is `.../sco`); else, for a per-attempt
+//!   id (Moodle's `attempt.php?attempt=N&cmid=M`, a review slot), the first
+//!   `parent`, `grouping` or `other` context activity that is a module or
+//!   an item (an answer takes only an item). Unknown: the statement waits,
+//!   and the activity is listed for mapping (`ListUnmappedActivities`).
+//! - **The program.** The program extension; else the first context
+//!   activity that is a program or an alias of one (Moodle's course URL in
+//!   `grouping`, Open edX's course in `parent`); else a registration that
+//!   is an alias; else the learner's only active enrolment. A context that
+//!   names a course (by its definition type) the engine does not know, for
+//!   a learner with no single enrolment, makes the statement wait for that
+//!   course to be mapped; otherwise the statement applies without program.
+//!   A registration is never required.
+//! - **Correctness.** `result.success`; else the verb (passed, failed);
+//!   else `result.score.scaled` against the item's pass mark (default
+//!   [`DEFAULT_PASS_MARK`]); else `result.response` against the object's
+//!   `correctResponsesPattern` (`responses.rs`).
 
 use super::record::derived_id;
-use super::statement::{Actor, Ifi, Object, Outcome, Statement};
+use super::responses;
+use super::statement::{Actor, ContextList, Definition, Ifi, Object, Outcome, Statement};
 use super::verbs::{self, Verb};
-use crate::domain::activity::{Activity, ActivityKind};
+use crate::domain::activity::Activity;
 use crate::domain::limits::MAX_IRI_BYTES;
 use crate::domain::mastery::Attempt;
 
@@ -23,15 +38,35 @@ use crate::domain::mastery::Attempt;
 pub const MAX_ATTEMPT_MS: u64 = 24 * 3_600_000;
 /// Longest time spent credited to one module event (a week).
 pub const MAX_ACTIVITY_MS: u64 = 7 * 24 * 3_600_000;
+/// The scaled score from which an answer counts as right, for items that
+/// set no pass mark of their own.
+pub const DEFAULT_PASS_MARK: f64 = 0.5;
 
-/// What the mapping needs to know of the catalog.
+/// An item as the mapping reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ItemRef<'a> {
+    /// The item's own id (the attempt's `item_id`).
+    pub id: &'a str,
+    /// The skills it tests.
+    pub skill_ids: &'a [String],
+    /// Its pass mark, if it sets one.
+    pub pass_mark: Option<f64>,
+}
+
+/// What the mapping needs to know of the catalog and enrolments. Every
+/// lookup takes an activity id and accepts the object's own id or one of
+/// its external ids.
 pub trait CatalogView {
-    /// The skills an item tests, if it is an item.
-    fn item_skills(&self, id: &str) -> Option<&[String]>;
-    /// Whether `id` is a module.
-    fn has_module(&self, id: &str) -> bool;
-    /// Whether `id` is a program.
-    fn has_program(&self, id: &str) -> bool;
+    /// The item `id` names.
+    fn item(&self, id: &str) -> Option<ItemRef<'_>>;
+    /// The id of the module `id` names.
+    fn module(&self, id: &str) -> Option<&str>;
+    /// The id of the program `id` names.
+    fn program(&self, id: &str) -> Option<String>;
+    /// Whether `id` was marked as ignored (`MapActivity` with `ignore`).
+    fn ignored(&self, id: &str) -> bool;
+    /// The programs `learner` is actively enrolled in.
+    fn enrolments(&self, learner: &str) -> Vec<String>;
 }
 
 /// The learner a statement is about, as its actor describes them.
@@ -47,16 +82,26 @@ pub struct LearnerRef {
     pub company_hint: String,
 }
 
+/// An activity the catalog does not know, which a waiting statement needs
+/// mapped (or ignored).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unknown {
+    /// The activity IRI.
+    pub id: String,
+    /// Its definition as the statement gave it.
+    pub definition: Option<Definition>,
+}
+
 /// What a statement does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Record an attempt (and enrol the learner when a program is named).
+    /// Record an attempt (and enrol the learner when a program is found).
     Attempt {
         /// Who answered.
         learner: LearnerRef,
         /// The attempt, id derived from the statement id.
         attempt: Attempt,
-        /// The program the context names, if any.
+        /// The statement's program, if one was found.
         program: Option<String>,
     },
     /// Record a module event (and enrol the learner in its program).
@@ -65,6 +110,14 @@ pub enum Effect {
         learner: LearnerRef,
         /// The event, id derived from the statement id.
         activity: Activity,
+    },
+    /// The learner is in this program (a course launched, registered,
+    /// completed...).
+    Enrolment {
+        /// Who.
+        learner: LearnerRef,
+        /// The program.
+        program: String,
     },
     /// Undo the effect of the statement with this id.
     Void {
@@ -75,6 +128,8 @@ pub enum Effect {
     Unresolved {
         /// Why, in words.
         reason: String,
+        /// The activities whose mapping (or ignoring) would resolve it.
+        unknown: Vec<Unknown>,
     },
     /// Valid but without effect.
     Ignored {
@@ -83,14 +138,21 @@ pub enum Effect {
     },
 }
 
+/// What a statement's object turned out to be.
+enum Target<'a> {
+    Item(ItemRef<'a>),
+    Module(&'a str),
+    Program(String),
+}
+
 /// Maps one statement against the catalog as it is now.
 pub fn resolve(statement: &Statement, catalog: &impl CatalogView) -> Effect {
-    let verb = verbs::lookup(&statement.verb_id);
-    let activity_id = match (&statement.object, verb) {
+    let verb = verbs::lookup(&statement.verb_id).map(|(verb, _)| verb);
+    let (activity_id, definition) = match (&statement.object, verb) {
         (Object::StatementRef { id }, Some(Verb::Voided)) => {
             return Effect::Void { target: id.clone() };
         }
-        (Object::Activity { id }, _) => id,
+        (Object::Activity { id, definition }, _) => (id, definition),
         (Object::StatementRef { .. }, _) => return ignored("its object is a statement"),
         (Object::Other { object_type }, _) => {
             return ignored(&format!("its object is a {object_type}"));
@@ -108,65 +170,123 @@ pub fn resolve(statement: &Statement, catalog: &impl CatalogView) -> Effect {
     let Some(learner) = learner(&statement.actor) else {
         return ignored("its actor is a group: mastery is tracked per person");
     };
-    let program = match program(statement, catalog) {
-        Ok(program) => program,
-        Err(reason) => return Effect::Unresolved { reason },
+    if catalog.ignored(activity_id) {
+        return ignored(&format!("activity '{activity_id}' is mapped as ignored"));
+    }
+    let Some(target) = target(statement, activity_id, verb, catalog) else {
+        return Effect::Unresolved {
+            reason: format!(
+                "unknown activity '{activity_id}' (no program, module or item has this id or external id)"
+            ),
+            unknown: vec![Unknown {
+                id: activity_id.clone(),
+                definition: definition.clone(),
+            }],
+        };
     };
     let result = statement.result.as_ref();
-    let item = catalog.item_skills(activity_id);
-    let module = catalog.has_module(activity_id);
-    let prefer_module = matches!(
-        verb,
-        Verb::Completed | Verb::Attempted | Verb::Experienced | Verb::Progressed
-    );
-    let attempt_on = |skills: &[String]| match evidence(verb, result) {
-        Some((correct, score)) => Effect::Attempt {
-            attempt: Attempt {
-                attempt_id: derived_id(&statement.id),
-                learner_id: learner.id.clone(),
-                item_id: activity_id.clone(),
-                skill_ids: skills.to_vec(),
-                correct,
-                score,
-                occurred_at: statement.timestamp,
-                time_spent_ms: duration(result, MAX_ATTEMPT_MS),
-            },
-            learner: learner.clone(),
-            program: program.clone(),
-        },
-        None => ignored("no result.success or result.score to learn from"),
-    };
-    let module_event = || {
-        let completed = matches!(verb, Verb::Completed | Verb::Passed | Verb::Failed)
-            || result.and_then(|r| r.completion) == Some(true);
-        Effect::Activity {
-            activity: Activity {
-                event_id: derived_id(&statement.id),
-                learner_id: learner.id.clone(),
-                module_id: activity_id.clone(),
-                program_id: program.clone().unwrap_or_default(),
-                kind: if completed {
-                    ActivityKind::Completed
-                } else {
-                    ActivityKind::Started
+    match target {
+        Target::Program(program) if verb.enrols() => Effect::Enrolment { learner, program },
+        Target::Program(_) => ignored("this verb has no effect on a program"),
+        Target::Item(item) => {
+            if !verb.may_attempt() {
+                return ignored("this verb is no answer: it has no effect on an item");
+            }
+            let Some((correct, score)) = evidence(verb, result, item, definition.as_ref()) else {
+                return ignored(
+                    "no result.success, result.score or scorable result.response to learn from",
+                );
+            };
+            let program = match program(statement, &learner, catalog) {
+                Ok(program) => program,
+                Err(unresolved) => return unresolved,
+            };
+            Effect::Attempt {
+                attempt: Attempt {
+                    attempt_id: derived_id(&statement.id),
+                    learner_id: learner.id.clone(),
+                    item_id: item.id.to_string(),
+                    skill_ids: item.skill_ids.to_vec(),
+                    correct,
+                    score,
+                    occurred_at: statement.timestamp,
+                    time_spent_ms: duration(result, MAX_ATTEMPT_MS),
                 },
-                occurred_at: statement.timestamp,
-                time_spent_ms: duration(result, MAX_ACTIVITY_MS),
-            },
-            learner: learner.clone(),
+                learner,
+                program,
+            }
+        }
+        Target::Module(module) => {
+            let completion = result.and_then(|r| r.completion) == Some(true);
+            let Some(kind) = verb.module_event(completion) else {
+                return ignored("an answer needs an item, and this activity is a module");
+            };
+            let program = match program(statement, &learner, catalog) {
+                Ok(program) => program,
+                Err(unresolved) => return unresolved,
+            };
+            Effect::Activity {
+                activity: Activity {
+                    event_id: derived_id(&statement.id),
+                    learner_id: learner.id.clone(),
+                    module_id: module.to_string(),
+                    program_id: program.unwrap_or_default(),
+                    kind,
+                    occurred_at: statement.timestamp,
+                    time_spent_ms: if verb.counts_time() {
+                        duration(result, MAX_ACTIVITY_MS)
+                    } else {
+                        0
+                    },
+                },
+                learner,
+            }
+        }
+    }
+}
+
+/// What `id` names: an item, a module or a program, by id or external id,
+/// then without its fragment. Where an item and a module share the id,
+/// answers and verdicts go to the item, the rest to the module.
+fn lookup<'a>(id: &str, verb: Verb, catalog: &'a impl CatalogView) -> Option<Target<'a>> {
+    let find = |id: &str| {
+        let item = catalog.item(id);
+        let module = catalog.module(id);
+        let item_first = verb.is_answer() || verb.verdict().is_some() || verb == Verb::Scored;
+        match (item, module) {
+            (Some(item), Some(_)) if item_first => Some(Target::Item(item)),
+            (_, Some(module)) => Some(Target::Module(module)),
+            (Some(item), None) => Some(Target::Item(item)),
+            (None, None) => catalog.program(id).map(Target::Program),
         }
     };
-    match (item, module) {
-        (Some(_), true) if prefer_module => module_event(),
-        (Some(skills), _) => attempt_on(skills),
-        (None, true) if verb == Verb::Answered => {
-            ignored("an answer needs an item, and this activity is a module")
-        }
-        (None, true) => module_event(),
-        (None, false) => Effect::Unresolved {
-            reason: format!("unknown activity '{activity_id}' (neither an item nor a module)"),
-        },
+    find(id).or_else(|| {
+        let (base, _) = id.split_once('#')?;
+        find(base)
+    })
+}
+
+/// The object's target, else (a per-attempt id) the first parent,
+/// grouping or other context activity that is a module or an item.
+fn target<'a>(
+    statement: &Statement,
+    id: &str,
+    verb: Verb,
+    catalog: &'a impl CatalogView,
+) -> Option<Target<'a>> {
+    if let Some(found) = lookup(id, verb, catalog) {
+        return Some(found);
     }
+    let context = statement.context.as_ref()?;
+    context
+        .activities
+        .iter()
+        .filter(|a| a.list != ContextList::Category)
+        .find_map(|a| match lookup(&a.id, verb, catalog)? {
+            Target::Item(item) => Some(Target::Item(item)),
+            Target::Module(module) if !verb.is_answer() => Some(Target::Module(module)),
+            _ => None,
+        })
 }
 
 fn ignored(reason: &str) -> Effect {
@@ -200,47 +320,102 @@ pub fn learner(actor: &Actor) -> Option<LearnerRef> {
     })
 }
 
-/// The program the statement's context names: the first candidate the
-/// catalog knows. A registration that names no known program is an error
-/// (the statement waits, unresolved); no registration and no known program
-/// means no program.
-fn program(statement: &Statement, catalog: &impl CatalogView) -> Result<Option<String>, String> {
-    let Some(context) = &statement.context else {
+/// Whether a context activity's type says it is a course.
+fn is_course(definition: Option<&Definition>) -> bool {
+    definition.is_some_and(|d| d.kind.ends_with("/course"))
+}
+
+/// The statement's program (see the module documentation); `Err` with the
+/// waiting effect when the context names a course nobody mapped and the
+/// learner's enrolments do not settle it.
+fn program(
+    statement: &Statement,
+    learner: &LearnerRef,
+    catalog: &impl CatalogView,
+) -> Result<Option<String>, Effect> {
+    let context = statement.context.as_ref();
+    if let Some(named) = context.and_then(|c| c.program.as_ref()) {
+        return match catalog.program(named) {
+            Some(program) => Ok(Some(program)),
+            None => Err(Effect::Unresolved {
+                reason: format!("the program extension names unknown program '{named}'"),
+                unknown: vec![Unknown {
+                    id: named.clone(),
+                    definition: None,
+                }],
+            }),
+        };
+    }
+    let from_context = context.and_then(|c| {
+        c.activities
+            .iter()
+            .find_map(|a| catalog.program(&a.id))
+            .or_else(|| c.registration.as_deref().and_then(|r| catalog.program(r)))
+    });
+    if let Some(program) = from_context {
+        return Ok(Some(program));
+    }
+    let enrolments = catalog.enrolments(&learner.id);
+    if let [only] = enrolments.as_slice() {
+        return Ok(Some(only.clone()));
+    }
+    let courses: Vec<Unknown> = context
+        .map(|c| {
+            c.activities
+                .iter()
+                .filter(|a| is_course(a.definition.as_ref()) && !catalog.ignored(&a.id))
+                .map(|a| Unknown {
+                    id: a.id.clone(),
+                    definition: a.definition.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if courses.is_empty() {
         return Ok(None);
-    };
-    if let Some(known) = context
-        .program_candidates
-        .iter()
-        .find(|id| catalog.has_program(id))
-    {
-        return Ok(Some(known.clone()));
     }
-    match &context.registration {
-        Some(registration) => Err(format!(
-            "registration {registration} names no known program (looked at {})",
-            if context.program_candidates.is_empty() {
-                "no grouping or parent activity".to_string()
+    let names: Vec<&str> = courses.iter().map(|c| c.id.as_str()).collect();
+    Err(Effect::Unresolved {
+        reason: format!(
+            "unknown course {} (map it to a program or ignore it); learner '{}' is enrolled in {}",
+            names.join(", "),
+            learner.id,
+            if enrolments.is_empty() {
+                "no program".to_string()
             } else {
-                context.program_candidates.join(", ")
+                enrolments.join(", ")
             }
-        )),
-        None => Ok(None),
-    }
+        ),
+        unknown: courses,
+    })
 }
 
 /// Correctness and partial credit: `result.success`, else the verb
-/// (passed, failed), else the score against 0.5; the score (negative scaled
+/// (passed, failed), else the score against the item's pass mark, else the
+/// response against the correct responses; the score (negative scaled
 /// scores count as 0) is soft evidence.
-fn evidence(verb: Verb, result: Option<&Outcome>) -> Option<(bool, Option<f64>)> {
+fn evidence(
+    verb: Verb,
+    result: Option<&Outcome>,
+    item: ItemRef<'_>,
+    definition: Option<&Definition>,
+) -> Option<(bool, Option<f64>)> {
     let score = result.and_then(|r| r.scaled).map(|s| s.clamp(0.0, 1.0));
+    let pass_mark = item.pass_mark.unwrap_or(DEFAULT_PASS_MARK);
+    let from_response = || {
+        let response = result?.response.as_deref()?;
+        let definition = definition?;
+        responses::is_correct(
+            &definition.interaction_type,
+            &definition.correct_responses,
+            response,
+        )
+    };
     let correct = result
         .and_then(|r| r.success)
-        .or(match verb {
-            Verb::Passed => Some(true),
-            Verb::Failed => Some(false),
-            _ => None,
-        })
-        .or(score.map(|s| s >= 0.5))?;
+        .or(verb.verdict())
+        .or(score.map(|s| s >= pass_mark))
+        .or_else(from_response)?;
     Some((correct, score))
 }
 
@@ -258,46 +433,126 @@ mod tests {
     use crate::domain::xapi::statement::parse_one;
     use serde_json::{Value, json};
 
+    /// A catalog: items (id -> skills, pass mark), modules and programs,
+    /// each with external ids, and one learner's enrolments.
+    #[derive(Default)]
     struct View {
-        items: BTreeMap<String, Vec<String>>,
+        items: BTreeMap<String, (Vec<String>, Option<f64>)>,
         modules: Vec<String>,
         programs: Vec<String>,
+        aliases: BTreeMap<String, String>,
+        ignored: Vec<String>,
+        enrolments: Vec<String>,
+    }
+
+    impl View {
+        fn own<'a>(&self, id: &'a str) -> &'a str {
+            id
+        }
+        fn canonical<'a>(&'a self, id: &'a str) -> &'a str {
+            self.aliases.get(id).map_or(self.own(id), String::as_str)
+        }
     }
 
     impl CatalogView for View {
-        fn item_skills(&self, id: &str) -> Option<&[String]> {
-            self.items.get(id).map(Vec::as_slice)
+        fn item(&self, id: &str) -> Option<ItemRef<'_>> {
+            let (key, (skills, pass_mark)) = self.items.get_key_value(self.canonical(id))?;
+            Some(ItemRef {
+                id: key,
+                skill_ids: skills,
+                pass_mark: *pass_mark,
+            })
         }
-        fn has_module(&self, id: &str) -> bool {
-            self.modules.iter().any(|m| m == id)
+        fn module(&self, id: &str) -> Option<&str> {
+            let id = self.canonical(id);
+            self.modules.iter().find(|m| *m == id).map(String::as_str)
         }
-        fn has_program(&self, id: &str) -> bool {
-            self.programs.iter().any(|p| p == id)
+        fn program(&self, id: &str) -> Option<String> {
+            let id = self.canonical(id);
+            self.programs.iter().find(|p| *p == id).cloned()
+        }
+        fn ignored(&self, id: &str) -> bool {
+            self.ignored.iter().any(|i| i == id)
+        }
+        fn enrolments(&self, _learner: &str) -> Vec<String> {
+            self.enrolments.clone()
         }
     }
 
     fn view() -> View {
         View {
-            items: BTreeMap::from([("https://q/1".into(), vec!["a".into(), "b".into()])]),
-            modules: vec!["https://m/1".into()],
-            programs: vec!["excel".into()],
+            items: BTreeMap::from([
+                ("https://q/1".into(), (vec!["a".into(), "b".into()], None)),
+                ("q-strict".into(), (vec!["a".into()], Some(0.8))),
+            ]),
+            modules: vec!["https://m/1".into(), "m-quiz".into()],
+            programs: vec!["excel".into(), "sql".into()],
+            aliases: BTreeMap::from([
+                ("https://lms/course/9".into(), "excel".into()),
+                ("https://lms/mod/quiz/view.php?id=4".into(), "m-quiz".into()),
+                ("https://lms/question/7".into(), "q-strict".into()),
+            ]),
+            ..View::default()
         }
     }
 
-    fn statement(verb: &str, object: &str, result: Value) -> Statement {
+    fn statement_with(verb: &str, object: Value, result: Value, context: Value) -> Statement {
+        let verb = if verb.contains("://") {
+            verb.to_string()
+        } else {
+            format!("http://adlnet.gov/expapi/verbs/{verb}")
+        };
         let mut value = json!({
             "id": "11111111-2222-4333-8444-555555555555",
             "actor": {"mbox": "mailto:alice@Acme.com", "name": "Alice"},
-            "verb": {"id": format!("http://adlnet.gov/expapi/verbs/{verb}")},
-            "object": {"id": object},
+            "verb": {"id": verb},
+            "object": object,
             "timestamp": "2026-11-20T09:00:00Z"
         });
         if !result.is_null() {
             value["result"] = result;
         }
+        if !context.is_null() {
+            value["context"] = context;
+        }
         parse_one(&value, "statement", 1_900_000_000_000_000)
             .unwrap()
             .statement
+    }
+
+    fn statement(verb: &str, object: &str, result: Value) -> Statement {
+        statement_with(verb, json!({ "id": object }), result, Value::Null)
+    }
+
+    /// The effect in a word, for compact assertions.
+    fn kind(e: Effect) -> String {
+        match e {
+            Effect::Activity { activity, .. } => {
+                format!(
+                    "{:?} {} {}",
+                    activity.kind, activity.module_id, activity.program_id
+                )
+            }
+            Effect::Attempt {
+                attempt, program, ..
+            } => format!(
+                "attempt {} {} {}",
+                attempt.item_id,
+                attempt.correct,
+                program.unwrap_or_default()
+            ),
+            Effect::Enrolment { program, .. } => format!("enrolment {program}"),
+            Effect::Unresolved { unknown, .. } => format!(
+                "unresolved {}",
+                unknown
+                    .iter()
+                    .map(|u| u.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            Effect::Ignored { .. } => "ignored".into(),
+            Effect::Void { .. } => "void".into(),
+        }
     }
 
     #[test]
@@ -328,100 +583,287 @@ mod tests {
         assert_eq!(program, None);
     }
 
+    /// One statement per row of the verb table, on a module, an item and a
+    /// program.
     #[test]
-    fn verbs_on_modules_and_items() {
+    fn every_verb_of_the_table() {
         let v = view();
-        let kind = |e: Effect| match e {
-            Effect::Activity { activity, .. } => format!("{:?}", activity.kind),
-            Effect::Attempt { attempt, .. } => format!("attempt {}", attempt.correct),
-            Effect::Unresolved { .. } => "unresolved".into(),
-            Effect::Ignored { .. } => "ignored".into(),
-            Effect::Void { .. } => "void".into(),
-        };
         let m = "https://m/1";
+        let q = "https://q/1";
+        let on = |verb: &str, object: &str, result: Value| {
+            kind(resolve(&statement(verb, object, result), &v))
+        };
+        let tincan = |verb: &str| format!("http://id.tincanapi.com/verb/{verb}");
+        let w3 = |path: &str| format!("https://w3id.org/xapi/{path}");
+        for (verb, want) in [
+            ("completed", "Completed"),
+            ("passed", "Completed"),
+            ("failed", "Completed"),
+            ("mastered", "Completed"),
+            ("scored", "Completed"),
+            ("attempted", "Started"),
+            ("experienced", "Started"),
+            ("launched", "Started"),
+            ("initialized", "Started"),
+            ("resumed", "Started"),
+            ("interacted", "Started"),
+            ("terminated", "Started"),
+            ("suspended", "Started"),
+            ("exited", "Started"),
+            ("progressed", "Started"),
+        ] {
+            assert_eq!(on(verb, m, Value::Null), format!("{want} {m} "), "{verb}");
+        }
+        for (verb, want) in [
+            (tincan("viewed"), "Started"),
+            (tincan("finished"), "Completed"),
+            (
+                "http://activitystrea.ms/schema/1.0/start".to_string(),
+                "Started",
+            ),
+            (w3("adl/verbs/satisfied"), "Completed"),
+            (w3("adl/verbs/waived"), "Completed"),
+            (w3("adl/verbs/abandoned"), "Started"),
+            (w3("video/verbs/played"), "Started"),
+            (w3("video/verbs/paused"), "Started"),
+            (w3("video/verbs/seeked"), "Started"),
+            (w3("tla/verbs/scored"), "Completed"),
+        ] {
+            assert_eq!(on(&verb, m, Value::Null), format!("{want} {m} "), "{verb}");
+        }
         assert_eq!(
-            kind(resolve(&statement("completed", m, Value::Null), &v)),
-            "Completed"
+            on("progressed", m, json!({"completion": true})),
+            format!("Completed {m} ")
         );
+        assert_eq!(on("answered", m, json!({"success": true})), "ignored");
+        assert_eq!(on("registered", m, Value::Null), "ignored");
+        // On an item: answers with evidence.
+        for verb in ["answered", "responded", "completed", "attempted", "scored"] {
+            assert_eq!(
+                on(verb, q, json!({"success": true})),
+                format!("attempt {q} true "),
+                "{verb}"
+            );
+        }
         assert_eq!(
-            kind(resolve(&statement("experienced", m, Value::Null), &v)),
-            "Started"
+            on(
+                &w3("acrossx/verbs/evaluated"),
+                q,
+                json!({"score": {"scaled": 0.9}})
+            ),
+            format!("attempt {q} true ")
         );
+        assert_eq!(on("passed", q, Value::Null), format!("attempt {q} true "));
+        assert_eq!(on("failed", q, Value::Null), format!("attempt {q} false "));
+        assert_eq!(on("answered", q, Value::Null), "ignored");
+        assert_eq!(on("launched", q, Value::Null), "ignored");
+        // On a program: enrolment.
+        for verb in ["launched", "registered", "completed", "initialized"] {
+            assert_eq!(
+                on(verb, "https://lms/course/9", Value::Null),
+                "enrolment excel",
+                "{verb}"
+            );
+        }
         assert_eq!(
-            kind(resolve(
-                &statement("progressed", m, json!({"completion": true})),
-                &v
-            )),
-            "Completed"
-        );
-        assert_eq!(
-            kind(resolve(
-                &statement("passed", "https://q/1", Value::Null),
-                &v
-            )),
-            "attempt true"
-        );
-        assert_eq!(
-            kind(resolve(
-                &statement("failed", "https://q/1", Value::Null),
-                &v
-            )),
-            "attempt false"
-        );
-        assert_eq!(
-            kind(resolve(
-                &statement("answered", "https://q/1", Value::Null),
-                &v
-            )),
+            on("terminated", "https://lms/course/9", Value::Null),
             "ignored"
         );
+        // Unknown: waits, naming the activity; unknown verbs do nothing.
         assert_eq!(
-            kind(resolve(
-                &statement("answered", "https://q/2", Value::Null),
-                &v
-            )),
-            "unresolved"
+            on("answered", "https://q/2", Value::Null),
+            "unresolved https://q/2"
         );
-        assert_eq!(
-            kind(resolve(
-                &statement("launched", "https://q/1", Value::Null),
-                &v
-            )),
-            "ignored"
-        );
+        assert_eq!(on("http://example.com/liked", q, Value::Null), "ignored");
         let long = format!("https://q/{}", "x".repeat(600));
-        let long = statement("answered", &long, Value::Null);
-        assert_eq!(kind(resolve(&long, &v)), "ignored");
-        assert_eq!(
+        assert_eq!(on("answered", &long, Value::Null), "ignored");
+    }
+
+    #[test]
+    fn waived_and_video_time() {
+        let v = view();
+        let w = statement(
+            "https://w3id.org/xapi/adl/verbs/waived",
+            "https://m/1",
+            json!({"duration": "PT5M"}),
+        );
+        let Effect::Activity { activity, .. } = resolve(&w, &v) else {
+            panic!()
+        };
+        assert_eq!(activity.time_spent_ms, 0);
+        let paused = statement(
+            "https://w3id.org/xapi/video/verbs/paused",
+            "https://m/1",
+            json!({"extensions": {"https://w3id.org/xapi/video/extensions/played-segments": "0[.]30[,]60[.]90"}}),
+        );
+        let Effect::Activity { activity, .. } = resolve(&paused, &v) else {
+            panic!()
+        };
+        assert_eq!(activity.time_spent_ms, 60_000);
+    }
+
+    #[test]
+    fn external_ids_fragments_and_per_attempt_ids() {
+        let v = view();
+        let on = |verb: &str, object: Value, context: Value| {
             kind(resolve(
-                &statement(
-                    "completed",
-                    "https://q/1",
-                    json!({"score": {"scaled": 0.9}})
-                ),
-                &v
-            )),
-            "attempt true"
+                &statement_with(verb, object, json!({"success": true}), context),
+                &v,
+            ))
+        };
+        // An alias of an item; the pass mark is the item's.
+        assert_eq!(
+            on(
+                "answered",
+                json!({"id": "https://lms/question/7"}),
+                Value::Null
+            ),
+            "attempt q-strict true "
+        );
+        // A fragment id resolves through its base.
+        assert_eq!(
+            on(
+                "completed",
+                json!({"id": "https://m/1#lesson"}),
+                Value::Null
+            ),
+            "Completed https://m/1 "
+        );
+        // Moodle's attempt page resolves through its quiz in the context,
+        // and the course URL there names the program.
+        let moodle = json!({"contextActivities": {
+            "grouping": [
+                {"id": "https://lms", "definition": {"type": "http://id.tincanapi.com/activitytype/lms"}},
+                {"id": "https://lms/course/9", "definition": {"type": "http://id.tincanapi.com/activitytype/lms/course"}},
+                {"id": "https://lms/mod/quiz/view.php?id=4"}
+            ],
+            "category": [{"id": "http://moodle.org"}]
+        }});
+        assert_eq!(
+            on(
+                "http://id.tincanapi.com/verb/viewed",
+                json!({"id": "https://lms/mod/quiz/attempt.php?attempt=12&cmid=4"}),
+                moodle.clone()
+            ),
+            "Started m-quiz excel"
+        );
+        // An answer never resolves to the quiz module: the question waits.
+        assert_eq!(
+            on("answered", json!({"id": "https://lms/question/99"}), moodle),
+            "unresolved https://lms/question/99"
         );
     }
 
     #[test]
-    fn a_registration_needs_a_known_program() {
-        let v = view();
-        let mut s = statement("completed", "https://m/1", Value::Null);
-        s.context = Some(crate::domain::xapi::statement::Context {
-            registration: Some("ec531277-b57b-4c15-8d91-d292c5b2b8f7".into()),
-            program_candidates: vec!["https://lms/course/9".into()],
-        });
-        assert!(matches!(resolve(&s, &v), Effect::Unresolved { .. }));
-        s.context
-            .as_mut()
-            .unwrap()
-            .program_candidates
-            .push("excel".into());
-        match resolve(&s, &v) {
-            Effect::Activity { activity, .. } => assert_eq!(activity.program_id, "excel"),
+    fn the_program_comes_from_context_registration_or_the_only_enrolment() {
+        let mut v = view();
+        let on = |v: &View, context: Value| {
+            kind(resolve(
+                &statement_with(
+                    "completed",
+                    json!({"id": "https://m/1"}),
+                    Value::Null,
+                    context,
+                ),
+                v,
+            ))
+        };
+        let course = |id: &str| {
+            json!({"registration": "ec531277-b57b-4c15-8d91-d292c5b2b8f7",
+                   "contextActivities": {"parent": [{"id": id,
+                       "definition": {"type": "http://adlnet.gov/expapi/activities/course"}}]}})
+        };
+        // A registration that is no alias is no obstacle.
+        assert_eq!(
+            on(&v, course("https://lms/course/9")),
+            "Completed https://m/1 excel"
+        );
+        // An unknown course, a learner without a single enrolment: wait.
+        assert_eq!(
+            on(&v, course("https://lms/course/10")),
+            "unresolved https://lms/course/10"
+        );
+        v.enrolments = vec!["excel".into(), "sql".into()];
+        match resolve(
+            &statement_with(
+                "completed",
+                json!({"id": "https://m/1"}),
+                Value::Null,
+                course("https://lms/course/10"),
+            ),
+            &v,
+        ) {
+            Effect::Unresolved { reason, .. } => {
+                assert!(reason.contains("enrolled in excel, sql"), "{reason}")
+            }
             other => panic!("{other:?}"),
         }
+        // The only enrolment settles it.
+        v.enrolments = vec!["sql".into()];
+        assert_eq!(
+            on(&v, course("https://lms/course/10")),
+            "Completed https://m/1 sql"
+        );
+        // Ignored courses are no obstacle; no context, no enrolment: none.
+        v.enrolments.clear();
+        v.ignored.push("https://lms/course/10".into());
+        assert_eq!(
+            on(&v, course("https://lms/course/10")),
+            "Completed https://m/1 "
+        );
+        assert_eq!(on(&v, Value::Null), "Completed https://m/1 ");
+        // A registration that is an alias names the program.
+        v.aliases
+            .insert("ec531277-b57b-4c15-8d91-d292c5b2b8f7".into(), "sql".into());
+        assert_eq!(
+            on(
+                &v,
+                json!({"registration": "EC531277-B57B-4C15-8D91-D292C5B2B8F7"})
+            ),
+            "Completed https://m/1 sql"
+        );
+    }
+
+    #[test]
+    fn correctness_from_score_pass_mark_and_response() {
+        let v = view();
+        let answer = |object: Value, result: Value| {
+            kind(resolve(
+                &statement_with("answered", object, result, Value::Null),
+                &v,
+            ))
+        };
+        // Default pass mark 0.5; the item's own 0.8.
+        assert_eq!(
+            answer(
+                json!({"id": "https://q/1"}),
+                json!({"score": {"scaled": 0.6}})
+            ),
+            "attempt https://q/1 true "
+        );
+        assert_eq!(
+            answer(
+                json!({"id": "https://lms/question/7"}),
+                json!({"score": {"scaled": 0.6}})
+            ),
+            "attempt q-strict false "
+        );
+        // No success, no score: the response against the pattern.
+        let question = |pattern: &str| {
+            json!({"id": "https://q/1", "definition": {
+                "interactionType": "choice", "correctResponsesPattern": [pattern]}})
+        };
+        assert_eq!(
+            answer(question("b"), json!({"response": "b"})),
+            "attempt https://q/1 true "
+        );
+        assert_eq!(
+            answer(question("b"), json!({"response": "c"})),
+            "attempt https://q/1 false "
+        );
+        assert_eq!(
+            answer(question("b"), json!({"completion": true})),
+            "ignored"
+        );
     }
 }

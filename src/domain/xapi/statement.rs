@@ -90,17 +90,40 @@ pub enum Object {
     Activity {
         /// The activity IRI.
         id: String,
+        /// What the emitter says the activity is, if anything: kept for
+        /// discovery (an unmapped activity is listed with it) and for
+        /// scoring answers against `correctResponsesPattern`.
+        definition: Option<Definition>,
     },
     /// Another statement, by id (what `voided` points at).
     StatementRef {
         /// The referenced statement's id, lowercase.
         id: String,
     },
-    /// An agent, group or sub-statement: valid xAPI, no effect here.
+    /// An agent, group or sub-statement (or an `objectType` outside the
+    /// specification that some emitters send, e.g. Open edX's
+    /// `GroupActivity`): stored, no effect here.
     Other {
         /// Its `objectType`.
         object_type: String,
     },
+}
+
+/// An activity's `definition`, as far as the engine reads it. Read
+/// leniently: a malformed member is left empty rather than refused, since
+/// the specification lets an LRS ignore definitions it does not trust.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Definition {
+    /// `name`, in English when given, else the first language.
+    pub name: String,
+    /// `description`, in the same way.
+    pub description: String,
+    /// `type`, an activity type IRI (`http://adlnet.gov/expapi/activities/cmi.interaction`).
+    pub kind: String,
+    /// `interactionType` (`choice`, `true-false`, `fill-in`, ...).
+    pub interaction_type: String,
+    /// `correctResponsesPattern`: the responses that count as right.
+    pub correct_responses: Vec<String>,
 }
 
 /// The `result` of a statement.
@@ -113,18 +136,49 @@ pub struct Outcome {
     /// `result.score.scaled`, or `(raw - min) / (max - min)` when only
     /// those are given; in `[-1, 1]`.
     pub scaled: Option<f64>,
-    /// `result.duration`, in milliseconds.
+    /// `result.duration`, in milliseconds; else the time a video profile
+    /// statement says was watched (`played-segments`).
     pub duration_ms: Option<u64>,
+    /// `result.response`: what the learner answered.
+    pub response: Option<String>,
 }
 
-/// The `context` of a statement, as far as enrolments go.
+/// The `context` of a statement, as far as programs and per-attempt
+/// activities go.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Context {
     /// `context.registration`, lowercase UUID.
     pub registration: Option<String>,
-    /// Activity ids that may name the program: the program extension
-    /// first, then `grouping`, then `parent` activities.
-    pub program_candidates: Vec<String>,
+    /// The program the [`PROGRAM_EXTENSION`] names explicitly, if any.
+    pub program: Option<String>,
+    /// `contextActivities`, in the order `parent`, `grouping`, `category`,
+    /// `other` (each list in its own order): where a statement's course
+    /// and the activity a per-attempt object belongs to are found.
+    pub activities: Vec<ContextActivity>,
+}
+
+/// Which list of `contextActivities` an activity came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContextList {
+    /// `parent`: what the object is directly part of.
+    Parent,
+    /// `grouping`: what it is indirectly part of (the course).
+    Grouping,
+    /// `category`: tags (profiles, the LMS).
+    Category,
+    /// `other`: anything else related.
+    Other,
+}
+
+/// One context activity: its id, list and definition type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContextActivity {
+    /// The activity IRI.
+    pub id: String,
+    /// The list it came from.
+    pub list: ContextList,
+    /// Its definition, if given (its name and type help discovery).
+    pub definition: Option<Definition>,
 }
 
 /// A validated statement with its stored form and content hash.
@@ -138,6 +192,29 @@ pub struct Parsed {
     /// The statement as stored: the JSON received, with `id` and
     /// `timestamp` filled in when absent (as an LRS does).
     pub raw: String,
+    /// Whether `timestamp` was absent and filled with the time received.
+    pub timestamp_filled: bool,
+}
+
+/// The content hash releases before statement equality followed the
+/// specification computed (every property but `id`, `stored`, `authority`
+/// and `version`, verbatim): a record stored then carries it, so a resend
+/// of such a statement is compared with this one too.
+pub fn legacy_hash(parsed: &Parsed) -> Option<[u8; 32]> {
+    let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(&parsed.raw) else {
+        return None;
+    };
+    if parsed.timestamp_filled {
+        map.remove("timestamp");
+    }
+    let mut hasher = HashWriter(Sha256::new());
+    let canonical = Without {
+        map: &map,
+        skip: &["id", "stored", "authority", "version"],
+        extra: &[],
+    };
+    serde_json::to_writer(&mut hasher, &canonical).ok()?;
+    Some(hasher.0.finalize().into())
 }
 
 /// Validates a request body: one statement (paths `statement.*`) or an
@@ -170,10 +247,13 @@ pub fn parse_one(value: &Value, at: &str, now: Micros) -> Result<Parsed> {
         ));
     }
     if let Some(version) = opt_str(map, at, "version")? {
-        if !(version == "1.0" || version.starts_with("1.0.")) {
+        let known = ["1.0", "2.0"]
+            .iter()
+            .any(|v| version == *v || version.strip_prefix(v).is_some_and(|p| p.starts_with('.')));
+        if !known {
             return Err(Error::invalid(
                 format!("{at}.version"),
-                format!("'{version}' is not a 1.0.x version"),
+                format!("'{version}' is not a 1.0.x or 2.0.x version"),
             ));
         }
     }
@@ -203,7 +283,7 @@ pub fn parse_one(value: &Value, at: &str, now: Micros) -> Result<Parsed> {
         .map(|t| timestamp(&format!("{at}.timestamp"), t, now))
         .transpose()?;
 
-    let hash = content_hash(map);
+    let hash = content_hash(map, timestamp);
     let id = given_id.unwrap_or_else(|| uuid_from_hash(&hash));
     let received = timestamp.is_none().then(|| format_micros(now));
     let mut extra = vec![("id", id.as_str())];
@@ -228,21 +308,103 @@ pub fn parse_one(value: &Value, at: &str, now: Micros) -> Result<Parsed> {
         },
         hash,
         raw,
+        timestamp_filled: received.is_some(),
     })
 }
 
-/// SHA-256 of the canonical form: keys sorted (serde_json's map is ordered),
-/// no whitespace, LRS-set properties left out. Streamed into the hasher,
-/// without a copy of the statement.
-fn content_hash(map: &Map<String, Value>) -> [u8; 32] {
+/// SHA-256 of the canonical form, so that two statements the xAPI
+/// specification calls equal (1.0.3 part 2 section 2.3.1, IEEE 9274.1.1
+/// alike) hash alike: keys sorted (serde_json's map is ordered), no
+/// whitespace; the LRS-set properties (`id`, `stored`, `authority`,
+/// `version`), the verb's `display` and every activity `definition` (object
+/// and context) left out; the timestamp written as its UTC instant; a
+/// single context activity taken as a one-element list; ids that are UUIDs
+/// (registration, statement references) in lowercase.
+fn content_hash(map: &Map<String, Value>, timestamp: Option<Micros>) -> [u8; 32] {
+    let mut canonical = Map::new();
+    for (key, value) in map {
+        let value = match key.as_str() {
+            "id" | "stored" | "authority" | "version" => continue,
+            "verb" => without(value, &["display"]),
+            "object" => canonical_object(value),
+            "context" => canonical_context(value),
+            "timestamp" => match timestamp {
+                Some(t) => Value::String(format_instant(t)),
+                None => value.clone(),
+            },
+            _ => value.clone(),
+        };
+        canonical.insert(key.clone(), value);
+    }
     let mut hasher = HashWriter(Sha256::new());
-    let canonical = Without {
-        map,
-        skip: &["id", "stored", "authority", "version"],
-        extra: &[],
-    };
     serde_json::to_writer(&mut hasher, &canonical).expect("json of a json value");
     hasher.0.finalize().into()
+}
+
+/// A JSON object without some keys (other values unchanged).
+fn without(value: &Value, keys: &[&str]) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| !keys.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The object without its definition; a statement reference's id in
+/// lowercase; a sub-statement canonical in turn.
+fn canonical_object(value: &Value) -> Value {
+    let mut object = without(value, &["definition"]);
+    if let Value::Object(map) = &mut object {
+        match map.get("objectType").and_then(Value::as_str) {
+            Some("StatementRef") => {
+                if let Some(Value::String(id)) = map.get_mut("id") {
+                    *id = id.to_ascii_lowercase();
+                }
+            }
+            Some("SubStatement") => {
+                for (key, clean) in [("verb", &["display"][..]), ("object", &["definition"][..])] {
+                    if let Some(inner) = map.get_mut(key) {
+                        *inner = without(inner, clean);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    object
+}
+
+/// The context with its activities as lists without definitions and the
+/// registration in lowercase.
+fn canonical_context(value: &Value) -> Value {
+    let mut context = value.clone();
+    let Value::Object(map) = &mut context else {
+        return context;
+    };
+    if let Some(Value::String(registration)) = map.get_mut("registration") {
+        *registration = registration.to_ascii_lowercase();
+    }
+    if let Some(Value::Object(lists)) = map.get_mut("contextActivities") {
+        for list in lists.values_mut() {
+            let items = match &*list {
+                Value::Array(items) => items.iter().map(|a| without(a, &["definition"])).collect(),
+                single => vec![without(single, &["definition"])],
+            };
+            *list = Value::Array(items);
+        }
+    }
+    context
+}
+
+/// An instant as RFC 3339 UTC with microseconds: one spelling per instant.
+fn format_instant(micros: Micros) -> String {
+    jiff::Timestamp::from_microsecond(micros)
+        .map(|t| format!("{t:.6}"))
+        .unwrap_or_default()
 }
 
 /// A JSON object written without some of its keys and with extra ones.
@@ -406,10 +568,11 @@ fn statement_object(value: &Value, at: &str) -> Result<Object> {
     match opt_str(map, at, "objectType")? {
         None | Some("Activity") => {
             let id = iri(&format!("{at}.id"), req_str(map, at, "id")?)?;
-            if let Some(definition) = map.get("definition") {
-                object(definition, &format!("{at}.definition"))?;
-            }
-            Ok(Object::Activity { id })
+            let definition = map
+                .get("definition")
+                .map(|d| definition(d, &format!("{at}.definition")))
+                .transpose()?;
+            Ok(Object::Activity { id, definition })
         }
         Some("StatementRef") => Ok(Object::StatementRef {
             id: uuid(&format!("{at}.id"), req_str(map, at, "id")?)?,
@@ -417,11 +580,59 @@ fn statement_object(value: &Value, at: &str) -> Result<Object> {
         Some(kind @ ("Agent" | "Group" | "SubStatement")) => Ok(Object::Other {
             object_type: kind.to_string(),
         }),
+        // Outside the specification, but sent by real emitters (Open edX's
+        // `GroupActivity`): kept, without effect, rather than refusing the
+        // batch it came in.
+        Some(other) if map.contains_key("id") => Ok(Object::Other {
+            object_type: other.to_string(),
+        }),
         Some(other) => Err(Error::invalid(
             format!("{at}.objectType"),
             format!("'{other}' is not Activity, Agent, Group, StatementRef or SubStatement"),
         )),
     }
+}
+
+/// An activity definition, read leniently (see [`Definition`]); it must
+/// be a JSON object.
+fn definition(value: &Value, at: &str) -> Result<Definition> {
+    let map = object(value, at)?;
+    let text = |key: &str| {
+        map.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    Ok(Definition {
+        name: language_map(map.get("name")),
+        description: language_map(map.get("description")),
+        kind: text("type"),
+        interaction_type: text("interactionType"),
+        correct_responses: map
+            .get("correctResponsesPattern")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+/// The English entry of a language map, else its first entry.
+fn language_map(value: Option<&Value>) -> String {
+    let Some(Value::Object(map)) = value else {
+        return String::new();
+    };
+    ["en", "en-US", "en-GB", "und"]
+        .iter()
+        .find_map(|tag| map.get(*tag))
+        .or_else(|| map.values().next())
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
 }
 
 fn outcome(value: &Value, at: &str) -> Result<Outcome> {
@@ -435,15 +646,33 @@ fn outcome(value: &Value, at: &str) -> Result<Outcome> {
         None => None,
         Some(score) => score_scaled(score, &format!("{at}.score"))?,
     };
+    // Any JSON is allowed in extensions: a segment list that does not
+    // parse is only not counted.
+    let played_ms = map
+        .get("extensions")
+        .and_then(|e| e.get(PLAYED_SEGMENTS))
+        .and_then(Value::as_str)
+        .and_then(duration::played_segments_ms);
     Ok(Outcome {
         success,
         completion,
         scaled,
-        duration_ms,
+        duration_ms: duration_ms.or(played_ms),
+        response: opt_str(map, at, "response")?.map(str::to_string),
     })
 }
 
+/// The xAPI video profile's result extension listing the segments played
+/// (`0[.]12.5[,]30[.]45`): Open edX and video players send it, and it is the
+/// time watched when no `result.duration` is given.
+pub const PLAYED_SEGMENTS: &str = "https://w3id.org/xapi/video/extensions/played-segments";
+
 /// The scaled score, or one derived from raw, min and max.
+///
+/// Open edX sends `max` 0 (with `min` and `raw` 0) for ungraded problems,
+/// against the specification: a range with `max <= min` is accepted and
+/// gives no score (the statement is not refused for it), and `raw` is
+/// only checked against a range that has room.
 fn score_scaled(value: &Value, at: &str) -> Result<Option<f64>> {
     let map = object(value, at)?;
     let num = |key: &str| -> Result<Option<f64>> {
@@ -465,15 +694,8 @@ fn score_scaled(value: &Value, at: &str) -> Result<Option<f64>> {
             ));
         }
     }
-    if let (Some(min), Some(max)) = (min, max) {
-        if min >= max {
-            return Err(Error::invalid(
-                format!("{at}.max"),
-                format!("must be greater than min ({min}), got {max}"),
-            ));
-        }
-    }
-    if let Some(raw) = raw {
+    let empty_range = matches!((min, max), (Some(min), Some(max)) if min >= max);
+    if let (Some(raw), false) = (raw, empty_range) {
         if min.is_some_and(|m| raw < m) || max.is_some_and(|m| raw > m) {
             return Err(Error::invalid(
                 format!("{at}.raw"),
@@ -482,7 +704,7 @@ fn score_scaled(value: &Value, at: &str) -> Result<Option<f64>> {
         }
     }
     Ok(scaled.or(match (raw, min, max) {
-        (Some(raw), Some(min), Some(max)) => Some((raw - min) / (max - min)),
+        (Some(raw), Some(min), Some(max)) if !empty_range => Some((raw - min) / (max - min)),
         _ => None,
     }))
 }
@@ -492,29 +714,35 @@ fn context(value: &Value, at: &str) -> Result<Context> {
     let registration = opt_str(map, at, "registration")?
         .map(|r| uuid(&format!("{at}.registration"), r))
         .transpose()?;
-    let mut program_candidates = Vec::new();
+    let mut program = None;
     if let Some(extensions) = map.get("extensions") {
         let extensions = object(extensions, &format!("{at}.extensions"))?;
-        if let Some(program) = extensions.get(PROGRAM_EXTENSION) {
-            let program = program.as_str().ok_or_else(|| {
+        if let Some(named) = extensions.get(PROGRAM_EXTENSION) {
+            let named = named.as_str().ok_or_else(|| {
                 Error::invalid(
                     format!("{at}.extensions[\"{PROGRAM_EXTENSION}\"]"),
                     "must be a string (a program id)",
                 )
             })?;
-            program_candidates.push(program.to_string());
+            program = Some(named.to_string());
         }
     }
+    let mut context_activities = Vec::new();
     if let Some(activities) = map.get("contextActivities") {
         let ca_at = format!("{at}.contextActivities");
         let activities = object(activities, &ca_at)?;
-        for key in ["grouping", "parent", "category", "other"] {
-            let Some(list) = activities.get(key) else {
+        for (key, list) in [
+            ("parent", ContextList::Parent),
+            ("grouping", ContextList::Grouping),
+            ("category", ContextList::Category),
+            ("other", ContextList::Other),
+        ] {
+            let Some(values) = activities.get(key) else {
                 continue;
             };
             let list_at = format!("{ca_at}.{key}");
             // A single object is allowed and means a one-element array.
-            let items: Vec<(String, &Value)> = match list {
+            let items: Vec<(String, &Value)> = match values {
                 Value::Array(items) => items
                     .iter()
                     .enumerate()
@@ -525,15 +753,22 @@ fn context(value: &Value, at: &str) -> Result<Context> {
             for (item_at, item) in items {
                 let item_map = object(item, &item_at)?;
                 let id = iri(&format!("{item_at}.id"), req_str(item_map, &item_at, "id")?)?;
-                if key == "grouping" || key == "parent" {
-                    program_candidates.push(id);
-                }
+                let definition = item_map
+                    .get("definition")
+                    .map(|d| definition(d, &format!("{item_at}.definition")))
+                    .transpose()?;
+                context_activities.push(ContextActivity {
+                    id,
+                    list,
+                    definition,
+                });
             }
         }
     }
     Ok(Context {
         registration,
-        program_candidates,
+        program,
+        activities: context_activities,
     })
 }
 
@@ -643,10 +878,12 @@ mod tests {
         assert_eq!(result.duration_ms, Some(45_000));
         assert_eq!(s.timestamp, 1_795_161_600_000_000);
         let context = s.context.as_ref().unwrap();
+        assert_eq!(context.activities.len(), 1);
         assert_eq!(
-            context.program_candidates,
-            ["https://lms.example.com/course/excel"]
+            context.activities[0].id,
+            "https://lms.example.com/course/excel"
         );
+        assert_eq!(context.activities[0].list, ContextList::Grouping);
     }
 
     /// Sets the property at `pointer`, adding it when absent.
@@ -674,7 +911,7 @@ mod tests {
             ("/verb/id", json!("answered"), "statement[1].verb.id"),
             (
                 "/object/objectType",
-                json!("Thing"),
+                json!(5),
                 "statement[1].object.objectType",
             ),
             (
@@ -743,5 +980,57 @@ mod tests {
         let err = parse_one(&odd, "statement", NOW).unwrap_err().to_string();
         assert!(err.contains("statement.colour"), "{err}");
         assert!(parse_body(&json!([]), NOW).is_err());
+    }
+
+    /// Equality as the specification defines it: the verb's display,
+    /// activity definitions, the notation of the same instant and the
+    /// case of UUIDs do not make two statements differ.
+    #[test]
+    fn statement_equality_ignores_what_the_specification_ignores() {
+        let base = parse_one(&answered(), "statement", NOW).unwrap().hash;
+        let mut other = answered();
+        other["verb"]["display"] = json!({"fr-FR": "a répondu"});
+        other["object"]["definition"] = json!({"name": {"en": "Q7"}, "interactionType": "choice"});
+        other["timestamp"] = json!("2026-11-20T08:00:00.000Z");
+        other["context"]["registration"] = json!("EC531277-B57B-4C15-8D91-D292C5B2B8F7");
+        other["context"]["contextActivities"]["grouping"] = json!({"id": "https://lms.example.com/course/excel", "definition": {"name": {"en": "Excel"}}});
+        other["version"] = json!("2.0.0");
+        assert_eq!(parse_one(&other, "statement", NOW).unwrap().hash, base);
+        other["timestamp"] = json!("2026-11-20T08:00:01Z");
+        assert_ne!(parse_one(&other, "statement", NOW).unwrap().hash, base);
+    }
+
+    /// What real emitters send against the specification is stored, not
+    /// refused: Open edX's `max` 0 (no score then) and `GroupActivity`.
+    #[test]
+    fn off_specification_emitters_are_accepted() {
+        let mut edx = answered();
+        edx["result"]["score"] = json!({"raw": 0, "min": 0, "max": 0});
+        let parsed = parse_one(&edx, "statement", NOW).unwrap();
+        assert_eq!(parsed.statement.result.unwrap().scaled, None);
+        let mut group = answered();
+        group["object"] = json!({"objectType": "GroupActivity", "id": "https://edx/team/1"});
+        let parsed = parse_one(&group, "statement", NOW).unwrap();
+        assert!(matches!(parsed.statement.object, Object::Other { .. }));
+        let mut v3 = answered();
+        v3["version"] = json!("3.0.0");
+        assert!(parse_one(&v3, "statement", NOW).is_err());
+    }
+
+    /// A record stored under the older hash is still found equal.
+    #[test]
+    fn the_legacy_hash_matches_what_older_releases_stored() {
+        let parsed = parse_one(&answered(), "statement", NOW).unwrap();
+        let map = answered().as_object().unwrap().clone();
+        let mut hasher = HashWriter(Sha256::new());
+        let old = Without {
+            map: &map,
+            skip: &["id", "stored", "authority", "version"],
+            extra: &[],
+        };
+        serde_json::to_writer(&mut hasher, &old).unwrap();
+        let old: [u8; 32] = hasher.0.finalize().into();
+        assert_eq!(legacy_hash(&parsed), Some(old));
+        assert_ne!(parsed.hash, old);
     }
 }
