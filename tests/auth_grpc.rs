@@ -236,6 +236,8 @@ enum Rpc {
     UpsertItems,
     GetItem,
     ListItems,
+    ListUnmappedActivities,
+    MapActivity,
     UpsertProgram,
     GetProgram,
     ListPrograms,
@@ -290,6 +292,9 @@ const MATRIX: &[(Rpc, &[Caller], Code)] = &[
     (Rpc::UpsertItems, &[A, M, L], Code::Ok),
     (Rpc::GetItem, &[A, M], Code::Ok),
     (Rpc::ListItems, &[A, M], Code::Ok),
+    (Rpc::ListUnmappedActivities, &[A, M, L], Code::Ok),
+    // Mapping to an unknown module: NOT_FOUND proves the key passed.
+    (Rpc::MapActivity, &[A, M, L], Code::NotFound),
     (Rpc::UpsertProgram, &[A, M], Code::Ok),
     (Rpc::GetProgram, &[A, M], Code::Ok),
     (Rpc::ListPrograms, &[A, M], Code::Ok),
@@ -444,6 +449,21 @@ async fn call(rpc: Rpc, ch: AuthChannel, ids: &Ids, world: &World) -> Result<(),
         Rpc::ListItems => code(
             Catalog::new(ch)
                 .list_items(pb::ListItemsRequest::default())
+                .await,
+        ),
+        Rpc::ListUnmappedActivities => code(
+            Catalog::new(ch)
+                .list_unmapped_activities(pb::ListUnmappedActivitiesRequest::default())
+                .await,
+        ),
+        Rpc::MapActivity => code(
+            Catalog::new(ch)
+                .map_activity(pb::MapActivityRequest {
+                    activity_id: "https://lms.example.com/x".into(),
+                    target: Some(pb::map_activity_request::Target::ModuleId(
+                        "no-such-module".into(),
+                    )),
+                })
                 .await,
         ),
         Rpc::UpsertProgram => code(

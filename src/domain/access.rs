@@ -208,6 +208,9 @@ pub const PERMISSIONS: &[(&str, &[Role])] = &[
     ("/spoc.v1.CatalogService/UpsertItems", &[M, L]),
     ("/spoc.v1.CatalogService/GetItem", &[M]),
     ("/spoc.v1.CatalogService/ListItems", &[M]),
+    // Activity discovery: the manager or the LMS integrator maps them.
+    ("/spoc.v1.CatalogService/ListUnmappedActivities", &[M, L]),
+    ("/spoc.v1.CatalogService/MapActivity", &[M, L]),
     ("/spoc.v1.ProgramService/UpsertProgram", &[M]),
     ("/spoc.v1.ProgramService/GetProgram", &[M]),
     ("/spoc.v1.ProgramService/ListPrograms", &[M]),

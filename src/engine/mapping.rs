@@ -239,7 +239,12 @@ impl Engine {
                     .map(|a: &UnmappedActivity| a.activity_id.clone());
                 break;
             }
-            let (waiting, learners) = counts.remove(&id).unwrap_or_default();
+            // Only what a waiting statement needs now: an activity that
+            // resolved another way (a per-attempt id through its quiz) is
+            // no work for anyone.
+            let Some((waiting, learners)) = counts.remove(&id) else {
+                continue;
+            };
             page.push(UnmappedActivity {
                 activity_id: id,
                 seen,

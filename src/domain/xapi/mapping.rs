@@ -174,14 +174,31 @@ pub fn resolve(statement: &Statement, catalog: &impl CatalogView) -> Effect {
         return ignored(&format!("activity '{activity_id}' is mapped as ignored"));
     }
     let Some(target) = target(statement, activity_id, verb, catalog) else {
+        // Everything a mapping would need, listed at once: the object (or,
+        // for a per-attempt id, the activities of its context), and an
+        // unknown course the program would come from.
+        let mut unknown = if is_per_attempt(definition.as_ref()) {
+            context_candidates(statement, catalog)
+        } else {
+            Vec::new()
+        };
+        if unknown.is_empty() {
+            unknown.push(Unknown {
+                id: activity_id.clone(),
+                definition: definition.clone(),
+            });
+        }
+        if let Err(Effect::Unresolved {
+            unknown: courses, ..
+        }) = program(statement, &learner, catalog)
+        {
+            unknown.extend(courses);
+        }
         return Effect::Unresolved {
             reason: format!(
                 "unknown activity '{activity_id}' (no program, module or item has this id or external id)"
             ),
-            unknown: vec![Unknown {
-                id: activity_id.clone(),
-                definition: definition.clone(),
-            }],
+            unknown,
         };
     };
     let result = statement.result.as_ref();
@@ -318,6 +335,37 @@ pub fn learner(actor: &Actor) -> Option<LearnerRef> {
             company_hint
         },
     })
+}
+
+/// Whether an object's type says it is one attempt at something else (a
+/// Moodle quiz attempt or review slot): such ids are new every time, so
+/// what needs mapping is the activity of its context.
+fn is_per_attempt(definition: Option<&Definition>) -> bool {
+    definition.is_some_and(|d| d.kind.ends_with("/attempt") || d.kind.contains("/review"))
+}
+
+/// The context activities a per-attempt object may belong to: parent,
+/// grouping and other, without courses, the platform and other attempts.
+fn context_candidates(statement: &Statement, catalog: &impl CatalogView) -> Vec<Unknown> {
+    let Some(context) = &statement.context else {
+        return Vec::new();
+    };
+    context
+        .activities
+        .iter()
+        .filter(|a| a.list != ContextList::Category && !catalog.ignored(&a.id))
+        .filter(|a| {
+            let d = a.definition.as_ref();
+            !is_course(d)
+                && !is_per_attempt(d)
+                && !d.is_some_and(|d| d.kind.ends_with("/lms") || d.kind.ends_with("/section"))
+                && catalog.program(&a.id).is_none()
+        })
+        .map(|a| Unknown {
+            id: a.id.clone(),
+            definition: a.definition.clone(),
+        })
+        .collect()
 }
 
 /// Whether a context activity's type says it is a course.
