@@ -688,3 +688,69 @@ async fn mapping_errors_name_the_field() {
     );
     let _ = stack.stop.send(true);
 }
+
+/// `spoc activities list|map|ignore` against the running service.
+#[tokio::test]
+async fn the_cli_lists_maps_and_ignores() {
+    let stack = Stack::start().await;
+    let mut catalog = stack.catalog().await;
+    catalog
+        .import_catalog(pb::ImportCatalogRequest {
+            skills: vec![skill("sql", &[])],
+            items: vec![pb::Item {
+                id: "q1".into(),
+                skill_ids: vec!["sql".into()],
+                ..Default::default()
+            }],
+            modules: vec![],
+        })
+        .await
+        .unwrap();
+    for object in ["https://lms/q/1", "https://lms/q/noise"] {
+        let statement = json!({"actor": {"mbox": "mailto:a@acme.example"},
+            "verb": {"id": "http://adlnet.gov/expapi/verbs/answered"},
+            "object": {"id": object, "definition": {"name": {"en": "Question"}}},
+            "result": {"success": true}});
+        assert_eq!(stack.post(&statement).await.0, 200);
+    }
+    let (addr, key) = (format!("http://{}", stack.grpc), stack.key.clone());
+    let spoc = move |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_spoc"))
+            .args(args)
+            .args(["--addr", &addr, "--api-key", &key, "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let spoc = Arc::new(spoc);
+    let run = |args: Vec<&'static str>| {
+        let spoc = spoc.clone();
+        tokio::task::spawn_blocking(move || spoc(&args))
+    };
+    let listed = run(vec!["activities", "list"]).await.unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(listed[0]["name"], "Question");
+    let mapped = run(vec!["activities", "map", "https://lms/q/1", "--item", "q1"])
+        .await
+        .unwrap();
+    assert_eq!(mapped["replayed"], 1, "{mapped}");
+    let ignored = run(vec!["activities", "ignore", "https://lms/q/noise"])
+        .await
+        .unwrap();
+    assert_eq!(ignored["still_waiting"], 0, "{ignored}");
+    assert_eq!(stack.attempts("a@acme.example", "sql").await, 1);
+    assert!(
+        run(vec!["activities", "list"])
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let _ = stack.stop.send(true);
+}

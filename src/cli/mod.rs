@@ -1,5 +1,6 @@
 //! The `spoc` command line: one subcommand per file.
 
+pub mod activities;
 pub mod alerts;
 pub mod backup;
 pub mod client;
@@ -51,6 +52,9 @@ pub enum Command {
     /// The BKT model of a running service: fit on stored attempts, show.
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// xAPI activities nothing maps yet: list them, map one, ignore one.
+    #[command(subcommand)]
+    Activities(activities::ActivitiesCommand),
     /// Write a cohort or program report (HTML or CSV) from a running service.
     Report(report::ReportArgs),
     /// Train the dropout model on synthetic learners (models/risk.json).
@@ -79,6 +83,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Learners(command) => learners::run(command),
         Command::Alerts(command) => alerts::run(command),
         Command::Model(command) => model::run(command),
+        Command::Activities(command) => activities::run(command),
         Command::Report(args) => report::run(args),
         Command::TrainRisk(args) => train_risk::run(args),
         Command::Backup(args) => backup::backup(args),
