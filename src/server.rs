@@ -12,12 +12,12 @@ use tokio::net::TcpListener;
 use tonic::codegen::http;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
-use tower::limit::GlobalConcurrencyLimitLayer;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tower::layer::util::{Identity as NoLayer, Stack};
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tower::util::MapErrLayer;
 use tower::{BoxError, ServiceBuilder};
-use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use crate::api::admin::AdminApi;
 use crate::api::alerts::AlertApi;
@@ -217,20 +217,7 @@ impl ApiStack {
     /// a request that finds none is refused with RESOURCE_EXHAUSTED at
     /// once instead of queueing), then the key and role check
     /// (`api/auth.rs`; health and reflection pass without a key).
-    fn front(
-        &self,
-    ) -> ServiceBuilder<
-        Stack<
-            AuthLayer,
-            Stack<
-                GlobalConcurrencyLimitLayer,
-                Stack<
-                    LoadShedLayer,
-                    Stack<MapErrLayer<impl Fn(BoxError) -> BoxError + Clone + use<>>, NoLayer>,
-                >,
-            >,
-        >,
-    > {
+    fn front(&self) -> Front<impl Fn(BoxError) -> BoxError + Clone + use<>> {
         ServiceBuilder::new()
             .map_err(overloaded(self.max_in_flight))
             .load_shed()
@@ -249,6 +236,14 @@ impl ApiStack {
         InProcessService::new(self.front().service(self.routes.clone()))
     }
 }
+
+/// The layers of [`ApiStack::front`], outermost last: `F` turns the load
+/// shedder's refusal into RESOURCE_EXHAUSTED.
+type Front<F> = ServiceBuilder<
+    Stack<AuthLayer, Stack<GlobalConcurrencyLimitLayer, Stack<LoadShedLayer, MapErr<F>>>>,
+>;
+/// The outermost layer of [`Front`].
+type MapErr<F> = Stack<MapErrLayer<F>, NoLayer>;
 
 /// Turns the load shedder's refusal into a status a client can act on.
 fn overloaded(max_in_flight: usize) -> impl Fn(BoxError) -> BoxError + Clone {
@@ -360,4 +355,3 @@ pub async fn serve_with_mastery<M: MasteryService>(
     let stack = ApiStack::with_mastery(engine, options.max_in_flight, mastery);
     serve_stack(stack, listener, shutdown, options.tls).await
 }
-

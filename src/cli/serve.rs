@@ -146,13 +146,9 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
         // requests in flight.
         let stack = crate::server::ApiStack::new(engine.clone(), args.max_in_flight);
         let grpc = async {
-            let outcome = crate::server::serve_stack(
-                stack.clone(),
-                listener,
-                wait(stopped.clone()),
-                tls,
-            )
-            .await;
+            let outcome =
+                crate::server::serve_stack(stack.clone(), listener, wait(stopped.clone()), tls)
+                    .await;
             grpc_stop.send_replace(true);
             outcome
         };

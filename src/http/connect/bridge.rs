@@ -15,7 +15,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use prost_reflect::MethodDescriptor;
-use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::{Code, Status};
@@ -92,10 +91,7 @@ pub fn server_stream(service: InProcessService, call: Call, message: Bytes) -> R
 /// encoding): the end message alone.
 pub fn stream_error(codec: Codec, error: ConnectError) -> Response {
     let content_type = format!("application/connect+{}", codec.name());
-    let end = frame::encode(
-        FLAG_END_STREAM,
-        json!({ "error": error.to_json() }).to_string().as_bytes(),
-    );
+    let end = frame::encode(FLAG_END_STREAM, error.end_stream_json().as_bytes());
     (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], end).into_response()
 }
 
@@ -150,11 +146,12 @@ async fn relay_stream(
         None => relay.await,
     };
     let end = match outcome {
-        Ok(()) => json!({}),
+        Ok(()) => "{}".to_string(),
+        // Nobody reads any more.
         Err(error) if error.code() == Code::Cancelled => return,
-        Err(error) => json!({ "error": error.to_json() }),
+        Err(error) => error.end_stream_json(),
     };
-    let end = frame::encode(FLAG_END_STREAM, end.to_string().as_bytes());
+    let end = frame::encode(FLAG_END_STREAM, end.as_bytes());
     let _ = sender.send(Ok(end)).await;
 }
 

@@ -14,10 +14,34 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use prost::Message;
 use prost_reflect::DynamicMessage;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use tonic::{Code, Status};
 
 use super::schema;
+
+/// Connect's error JSON.
+#[derive(Serialize)]
+struct ErrorJson<'a> {
+    code: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    message: &'a str,
+    #[serde(skip_serializing_if = "<[Detail]>::is_empty")]
+    details: &'a [Detail],
+}
+
+/// One error detail in Connect's JSON form.
+#[derive(Debug, Clone, Serialize)]
+struct Detail {
+    /// The message type's full name, e.g. `google.rpc.BadRequest`.
+    #[serde(rename = "type")]
+    type_name: String,
+    /// The protobuf bytes, unpadded standard base64.
+    value: String,
+    /// The message in JSON, when its type is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    debug: Option<Value>,
+}
 
 /// A Connect error, ready to be written as a unary reply or as the error of
 /// a stream's end message.
@@ -25,8 +49,8 @@ use super::schema;
 pub struct ConnectError {
     code: Code,
     message: String,
-    /// The `details` array, each entry already in Connect's JSON form.
-    details: Vec<Value>,
+    /// The `details` array.
+    details: Vec<Detail>,
 }
 
 impl ConnectError {
@@ -58,24 +82,27 @@ impl ConnectError {
         http_status(self.code)
     }
 
-    /// `{"code", "message", "details"}` (empty parts left out).
-    pub fn to_json(&self) -> Value {
-        let mut error = Map::new();
-        error.insert("code".into(), code_name(self.code).into());
-        if !self.message.is_empty() {
-            error.insert("message".into(), self.message.clone().into());
-        }
-        if !self.details.is_empty() {
-            error.insert("details".into(), self.details.clone().into());
-        }
-        Value::Object(error)
+    /// `{"code", "message", "details"}`, in that order (empty parts left
+    /// out).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&ErrorJson {
+            code: code_name(self.code),
+            message: &self.message,
+            details: &self.details,
+        })
+        .expect("an error serializes")
+    }
+
+    /// The end message of a stream that ends with this error.
+    pub fn end_stream_json(&self) -> String {
+        format!(r#"{{"error":{}}}"#, self.to_json())
     }
 
     /// The unary reply with an explicit HTTP status (an unknown procedure
     /// is 404, as an HTTP router answers it, with the code
     /// `unimplemented`).
     pub fn into_response_with(self, status: StatusCode) -> Response {
-        let mut response = (status, self.to_json().to_string()).into_response();
+        let mut response = (status, self.to_json()).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -135,7 +162,7 @@ pub fn http_status(code: Code) -> StatusCode {
 /// name without the `type.googleapis.com/` prefix, the protobuf value in
 /// unpadded standard base64, and its JSON as `debug` when the type is
 /// known (the `google.rpc` error details are).
-fn details(encoded: &[u8]) -> Vec<Value> {
+fn details(encoded: &[u8]) -> Vec<Detail> {
     if encoded.is_empty() {
         return Vec::new();
     }
@@ -152,18 +179,17 @@ fn details(encoded: &[u8]) -> Vec<Value> {
                 .rsplit_once('/')
                 .map_or(any.type_url.as_str(), |(_, name)| name)
                 .to_string();
-            let mut detail = json!({
-                "type": type_name,
-                "value": STANDARD_NO_PAD.encode(&any.value),
-            });
             let debug = schema::message(&type_name)
-                .and_then(|descriptor| DynamicMessage::decode(descriptor, any.value.as_slice()).ok())
+                .and_then(|descriptor| {
+                    DynamicMessage::decode(descriptor, any.value.as_slice()).ok()
+                })
                 .and_then(|message| schema::to_json(&message).ok())
                 .and_then(|json| serde_json::from_slice::<Value>(&json).ok());
-            if let Some(debug) = debug {
-                detail["debug"] = debug;
+            Detail {
+                type_name,
+                value: STANDARD_NO_PAD.encode(&any.value),
+                debug,
             }
-            detail
         })
         .collect()
 }
@@ -171,6 +197,7 @@ fn details(encoded: &[u8]) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use tonic_types::{ErrorDetails, StatusExt};
 
     #[test]
@@ -182,7 +209,12 @@ mod tests {
         );
         let error = ConnectError::from_status(&status);
         assert_eq!(error.http_status(), StatusCode::BAD_REQUEST);
-        let json = error.to_json();
+        let text = error.to_json();
+        assert!(
+            text.starts_with(r#"{"code":"invalid_argument","message":"#),
+            "{text}"
+        );
+        let json: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(json["code"], "invalid_argument");
         assert_eq!(json["message"], "attempts[0].learner_id: must not be empty");
         let detail = &json["details"][0];

@@ -203,9 +203,15 @@ mod tests {
     fn json_that_does_not_fit_names_its_path() {
         let method = method("spoc.v1.MasteryService", "RecordAttempts").unwrap();
         for (json, field) in [
-            (&br#"{"attempts": [{}, {"correct": "yes"}]}"#[..], "attempts[1].correct"),
+            (
+                &br#"{"attempts": [{}, {"correct": "yes"}]}"#[..],
+                "attempts[1].correct",
+            ),
             (br#"{"attempts": [{"colour": 1}]}"#, "attempts[0].colour"),
-            (br#"{"attempts": [{"occurredAt": "yesterday"}]}"#, "attempts[0].occurredAt"),
+            (
+                br#"{"attempts": [{"occurredAt": "yesterday"}]}"#,
+                "attempts[0].occurredAt",
+            ),
             (br#"{"attempts": [], "colour": 1}"#, "colour"),
             (br#"[1]"#, ""),
         ] {
