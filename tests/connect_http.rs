@@ -2,7 +2,8 @@
 //! listener, checked against the same calls over gRPC: JSON and protobuf
 //! bodies, Connect's error JSON with field details, keys and roles,
 //! WatchAlerts as a Connect server stream; then curl, and a real Connect
-//! client (connect-es on Node) when the machine has them.
+//! client (connect-es on Node) when the machine has them. Last, in process,
+//! both listeners over one stack: one bound on requests in flight.
 
 mod common;
 
@@ -473,8 +474,13 @@ async fn errors_carry_connect_codes_and_the_field_in_details() {
         .json(key, "/spoc.v1.CatalogService/Nope", json!({}))
         .await;
     reply.error(404, "unimplemented");
-    let reply = served.json(key, "/acme.v1.Other/Call", json!({})).await;
+    let reply = served.json(key, "/spoc.v1.NoService/Call", json!({})).await;
     reply.error(404, "unimplemented");
+    // Other paths stay the HTTP router's.
+    let reply = served.json(key, "/acme.v1.Other/Call", json!({})).await;
+    assert_eq!(reply.status, 404);
+    let response = send(served.http, "GET", "/xapi/nothing", &[], "").await;
+    assert_eq!(response.status(), 404);
     let reply = post(
         served.http,
         "/spoc.v1.CatalogService/ListSkills",
@@ -678,6 +684,26 @@ async fn watch_alerts_is_a_connect_server_stream() {
     let end = end_message(&mut refused).await;
     assert_eq!(end["error"]["code"], "invalid_argument", "{end}");
 
+    // A request envelope announcing more than the message-size limit is
+    // refused before its bytes are waited for.
+    let response = send(
+        served.http,
+        "POST",
+        "/spoc.v1.AlertService/WatchAlerts",
+        &[
+            ("content-type", "application/connect+proto"),
+            ("authorization", &format!("Bearer {admin}")),
+        ],
+        vec![0, 0x02, 0, 0, 0, 0x12],
+    )
+    .await;
+    let mut refused = Envelopes {
+        body: response.into_body(),
+        buffer: Vec::new(),
+    };
+    let end = end_message(&mut refused).await;
+    assert_eq!(end["error"]["code"], "resource_exhausted", "{end}");
+
     // A unary content type on the streaming method is refused.
     let reply = served
         .json(
@@ -824,4 +850,76 @@ async fn a_real_connect_client_calls_the_engine() {
             .into_inner();
     assert_eq!(alert.learner_id, "ann");
     assert_eq!(alert.skill_id, seen["alertSkill"].as_str().unwrap());
+}
+
+/// One bound on requests in flight for both listeners: with the only
+/// permit taken, a gRPC call and a Connect call are both refused at once
+/// (RESOURCE_EXHAUSTED; HTTP 429), and both pass once it is free.
+#[tokio::test]
+async fn both_listeners_share_the_bound_on_requests_in_flight() {
+    use tower::Service;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, admin) = common::engine_in(dir.path());
+    let stack = spoc_engine::server::ApiStack::new(engine, 1);
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let grpc_server = tokio::spawn(spoc_engine::server::serve_stack(
+        stack.clone(),
+        grpc,
+        wait(stopped.clone()),
+        None,
+    ));
+    let http_server = tokio::spawn(spoc_engine::http::serve_with(
+        stack.clone(),
+        http,
+        wait(stopped.clone()),
+    ));
+
+    let call_both = || async {
+        let over_grpc = pb::catalog_service_client::CatalogServiceClient::new(authed(
+            connect_when_up(grpc_addr).await,
+            Some(&admin),
+        ))
+        .list_skills(pb::ListSkillsRequest::default())
+        .await;
+        let bearer = format!("Bearer {admin}");
+        let over_http = post(
+            http_addr,
+            "/spoc.v1.CatalogService/ListSkills",
+            &[
+                ("content-type", "application/json"),
+                ("authorization", &bearer),
+            ],
+            "{}",
+        )
+        .await;
+        (over_grpc, over_http)
+    };
+
+    // Take the only permit, as a call waiting in the stack would.
+    let mut holder = stack.in_process();
+    std::future::poll_fn(|cx| holder.poll_ready(cx))
+        .await
+        .expect("the permit");
+    let (over_grpc, over_http) = call_both().await;
+    assert_eq!(
+        over_grpc.unwrap_err().code(),
+        tonic::Code::ResourceExhausted
+    );
+    over_http.error(429, "resource_exhausted");
+
+    drop(holder);
+    let (over_grpc, over_http) = call_both().await;
+    assert!(over_grpc.is_ok());
+    assert_eq!(over_http.status, 200, "{over_http:?}");
+
+    stop.send_replace(true);
+    grpc_server.await.unwrap().unwrap();
+    http_server.await.unwrap().unwrap();
 }

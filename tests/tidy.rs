@@ -74,7 +74,11 @@ fn the_http_edge_knows_no_generated_type() {
                 !line[at..].starts_with("pb::FILE_DESCRIPTOR_SET")
                     && !line[..at].ends_with("tonic_types::")
             });
-            assert!(!generated, "{} uses a generated type: {line}", file.display());
+            assert!(
+                !generated,
+                "{} uses a generated type: {line}",
+                file.display()
+            );
         }
     }
 }

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `POST /spoc.v1.<Service>/<Method>`, `Content-Type: application/json` or `application/proto` | 200 with the message in the same codec, or Connect's error JSON with the HTTP status of its code |
 //! | `POST /spoc.v1.AlertService/WatchAlerts`, `application/connect+json` or `+proto`, one enveloped request | 200, one envelope per `AlertEvent`, then the end message (`{}` or `{"error": ...}`) |
-//! | an unknown service or method | 404, code `unimplemented` |
+//! | an unknown service or method of `spoc.v1` | 404, code `unimplemented` |
 //! | another content type | 415 |
 //!
 //! `Connect-Protocol-Version: 1` is accepted (not required, so that a bare
@@ -54,7 +54,9 @@ const ACCEPTED: &str =
 /// The Connect routes, calling `stack` in process.
 pub fn routes(stack: &ApiStack) -> Router {
     Router::new()
-        .route("/{service}/{method}", post(call))
+        // Only our package: other two-segment paths (`/xapi/...`) stay
+        // the router's.
+        .route("/spoc.v1.{service}/{method}", post(call))
         .with_state(stack.in_process())
 }
 
@@ -67,13 +69,14 @@ enum Framing {
     Streaming,
 }
 
-/// `POST /{service}/{method}`.
+/// `POST /spoc.v1.{service}/{method}`.
 async fn call(
     State(service): State<InProcessService>,
     Path((service_name, method_name)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let service_name = format!("spoc.v1.{service_name}");
     let span = tracing::info_span!("connect", method = %format!("/{service_name}/{method_name}"));
     async move {
         let Some(method) = schema::method(&service_name, &method_name) else {
@@ -151,7 +154,11 @@ async fn prepare(
         Codec::Json => MAX_JSON_BODY_BYTES,
         Codec::Proto => MAX_MESSAGE_BYTES,
     };
-    let body = axum::body::to_bytes(body, limit + frame::PREFIX_BYTES)
+    let envelope = match framing {
+        Framing::Unary => 0,
+        Framing::Streaming => frame::PREFIX_BYTES,
+    };
+    let body = axum::body::to_bytes(body, limit + envelope)
         .await
         .map_err(|e| {
             ConnectError::new(
