@@ -14,8 +14,10 @@
 //!   back atomically. What every front end calls.
 //! - [`api`]: the gRPC edge: generated code, validation, conversions,
 //!   error mapping.
-//! - [`http`]: the HTTP edge: xAPI statements from LMSs, metrics.
-//! - [`server`]: assembles services, health and reflection.
+//! - [`http`]: the HTTP edge: xAPI statements from LMSs, every RPC in JSON
+//!   (Connect, through the gRPC stack in process), metrics.
+//! - [`server`]: assembles services, health and reflection; the one service
+//!   stack both listeners use.
 //! - [`offload`]: long work off the runtime's workers.
 //! - [`cli`]: the `spoc` subcommands.
 //! - [`error`]: the one error enum.

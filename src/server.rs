@@ -9,8 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tonic::codegen::http;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tower::layer::util::{Identity as NoLayer, Stack};
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
+use tower::util::MapErrLayer;
+use tower::{BoxError, ServiceBuilder};
 
 use crate::api::admin::AdminApi;
 use crate::api::alerts::AlertApi;
@@ -81,19 +88,6 @@ impl Default for ServeOptions {
     }
 }
 
-/// Turns the load shedder's refusal into a status a client can act on.
-fn overloaded(max_in_flight: usize) -> impl Fn(tower::BoxError) -> tower::BoxError + Clone {
-    move |err| {
-        if err.is::<tower::load_shed::error::Overloaded>() {
-            Box::new(tonic::Status::resource_exhausted(format!(
-                "server overloaded: {max_in_flight} requests in flight; retry with backoff"
-            )))
-        } else {
-            err
-        }
-    }
-}
-
 /// Accepted connections with TCP_NODELAY: a unary reply is several HTTP/2
 /// frames, and Nagle's algorithm would hold the last ones back for a
 /// delayed ACK (40 ms per call, measured).
@@ -119,21 +113,162 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let mastery = MasteryApi::new(engine.clone());
-    serve_with_mastery(engine, listener, shutdown, options, mastery).await
+    let stack = ApiStack::new(engine, options.max_in_flight);
+    serve_stack(stack, listener, shutdown, options.tls).await
 }
 
-/// [`serve_with`], with `mastery` answering `spoc.v1.MasteryService` in
-/// place of the engine's: the ingest bench measures what the stack alone
-/// costs a RecordAttempts call with handlers that skip the engine
-/// (`benches/ingest.rs`, the floors).
-pub async fn serve_with_mastery<M: MasteryService>(
+/// A request into [`ApiStack::in_process`]: a gRPC request (HTTP/2
+/// semantics, framed body) built in memory.
+pub type InProcessRequest = http::Request<tonic::body::Body>;
+
+/// What [`ApiStack::in_process`] answers: the gRPC response, whose body
+/// carries the framed messages and the `grpc-status` trailers (or, for a
+/// call refused before its handler, `grpc-status` in the headers). Its
+/// error is the load shedder's RESOURCE_EXHAUSTED `Status`, boxed.
+pub type InProcessService =
+    tower::util::BoxCloneSyncService<InProcessRequest, http::Response<tonic::body::Body>, BoxError>;
+
+/// Our gRPC services behind the load shedder and the key check, built once
+/// per process. The gRPC listener serves it ([`serve_stack`]), and the
+/// HTTP listener's Connect bridge (`http/connect`) calls it in process
+/// ([`ApiStack::in_process`]): keys, roles, scopes, message-size limits,
+/// requests in flight and errors are one implementation for both
+/// protocols, and cannot drift apart.
+#[derive(Clone)]
+pub struct ApiStack {
     engine: Arc<Engine>,
+    /// `spoc.v1.*` services only (health and reflection are gRPC's own).
+    routes: Routes,
+    /// The permits of requests in flight, shared by both listeners.
+    in_flight: Arc<tokio::sync::Semaphore>,
+    max_in_flight: usize,
+}
+
+impl ApiStack {
+    /// The engine's services, with at most `max_in_flight` requests in
+    /// flight over both listeners.
+    pub fn new(engine: Arc<Engine>, max_in_flight: usize) -> Self {
+        let mastery = MasteryApi::new(engine.clone());
+        Self::with_mastery(engine, max_in_flight, mastery)
+    }
+
+    /// [`ApiStack::new`], with `mastery` answering `spoc.v1.MasteryService`
+    /// in place of the engine's: the ingest bench measures what the stack
+    /// alone costs a RecordAttempts call with handlers that skip the
+    /// engine (`benches/ingest.rs`, the floors).
+    pub fn with_mastery<M: MasteryService>(
+        engine: Arc<Engine>,
+        max_in_flight: usize,
+        mastery: M,
+    ) -> Self {
+        let routes = Routes::default()
+            .add_service(
+                AdminServiceServer::new(AdminApi::new(engine.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(
+                CatalogServiceServer::new(CatalogApi::new(engine.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(
+                LearnerServiceServer::new(LearnerApi::new(engine.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(
+                ProgramServiceServer::new(ProgramApi::new(engine.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(
+                MasteryServiceServer::new(mastery).max_decoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(
+                RemediationServiceServer::new(RemediationApi::new(engine.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(
+                CohortServiceServer::new(CohortApi::new(engine.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(
+                AlertServiceServer::new(AlertApi::new(engine.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(
+                ReportServiceServer::new(ReportApi::new(engine.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(BackupServiceServer::new(BackupApi::new(engine.clone())))
+            .prepare();
+        Self {
+            engine,
+            routes,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1))),
+            max_in_flight,
+        }
+    }
+
+    /// The engine behind the services.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// What stands in front of every route, outermost first: load shedding
+    /// over both listeners (a shared semaphore of `max_in_flight` permits;
+    /// a request that finds none is refused with RESOURCE_EXHAUSTED at
+    /// once instead of queueing), then the key and role check
+    /// (`api/auth.rs`; health and reflection pass without a key).
+    fn front(&self) -> Front<impl Fn(BoxError) -> BoxError + Clone + use<>> {
+        ServiceBuilder::new()
+            .map_err(overloaded(self.max_in_flight))
+            .load_shed()
+            .layer(GlobalConcurrencyLimitLayer::with_semaphore(
+                self.in_flight.clone(),
+            ))
+            .layer(AuthLayer::new(self.engine.clone()))
+    }
+
+    /// The services as one tower service, for a caller in this process: the
+    /// same routes behind the same [`ApiStack::front`] as the gRPC
+    /// listener. Per-connection limits (HTTP/2 streams, tonic's timeout)
+    /// belong to the transport the caller brings: the Connect bridge
+    /// applies [`REQUEST_TIMEOUT`] itself.
+    pub fn in_process(&self) -> InProcessService {
+        InProcessService::new(self.front().service(self.routes.clone()))
+    }
+}
+
+/// The layers of [`ApiStack::front`], outermost last: `F` turns the load
+/// shedder's refusal into RESOURCE_EXHAUSTED.
+type Front<F> = ServiceBuilder<
+    Stack<AuthLayer, Stack<GlobalConcurrencyLimitLayer, Stack<LoadShedLayer, MapErr<F>>>>,
+>;
+/// The outermost layer of [`Front`].
+type MapErr<F> = Stack<MapErrLayer<F>, NoLayer>;
+
+/// Turns the load shedder's refusal into a status a client can act on.
+fn overloaded(max_in_flight: usize) -> impl Fn(BoxError) -> BoxError + Clone {
+    move |err| {
+        if err.is::<tower::load_shed::error::Overloaded>() {
+            Box::new(tonic::Status::resource_exhausted(format!(
+                "server overloaded: {max_in_flight} requests in flight; retry with backoff"
+            )))
+        } else {
+            err
+        }
+    }
+}
+
+/// Serves `stack` (with health and reflection beside it) over HTTP/2 on
+/// `listener`, over TLS when `tls` holds the server's certificate chain
+/// and private key, until `shutdown` resolves; then lets in-flight calls
+/// finish and flushes the store.
+pub async fn serve_stack(
+    stack: ApiStack,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    options: ServeOptions,
-    mastery: M,
+    tls: Option<Identity>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let engine = stack.engine.clone();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<AdminServiceServer<AdminApi>>()
@@ -183,74 +318,40 @@ pub async fn serve_with_mastery<M: MasteryService>(
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let mut builder = Server::builder();
-    if let Some(identity) = options.tls.clone() {
+    if let Some(identity) = tls {
         builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
     }
     builder
+        // Per connection, tonic's own limit sheds the same way as the
+        // global one (`load_shed`).
         .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
         .load_shed(true)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .max_concurrent_streams(CONCURRENCY_PER_CONNECTION as u32)
         .timeout(REQUEST_TIMEOUT)
         .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
-        // Load shedding over every connection: a shared semaphore of
-        // `max_in_flight` permits; a request that finds none is refused
-        // with RESOURCE_EXHAUSTED at once instead of queueing. Per
-        // connection, tonic's own limit sheds the same way (`load_shed`).
-        .layer(
-            tower::ServiceBuilder::new()
-                .map_err(overloaded(options.max_in_flight))
-                .load_shed()
-                .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
-                    Arc::new(tokio::sync::Semaphore::new(options.max_in_flight.max(1))),
-                )),
-        )
-        // Then every call but health and reflection needs a key whose role
-        // allows the method (see api/auth.rs).
-        .layer(AuthLayer::new(engine.clone()))
+        .layer(stack.front().into_inner())
+        .add_routes(stack.routes.clone())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(
-            AdminServiceServer::new(AdminApi::new(engine.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            CatalogServiceServer::new(CatalogApi::new(engine.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            LearnerServiceServer::new(LearnerApi::new(engine.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            ProgramServiceServer::new(ProgramApi::new(engine.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            MasteryServiceServer::new(mastery).max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            RemediationServiceServer::new(RemediationApi::new(engine.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            CohortServiceServer::new(CohortApi::new(engine.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            AlertServiceServer::new(AlertApi::new(engine.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            ReportServiceServer::new(ReportApi::new(engine.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(BackupServiceServer::new(BackupApi::new(engine.clone())))
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     engine.stop_alerts();
 
     engine.store().flush()?;
     Ok(())
+}
+
+/// [`serve_with`], with `mastery` answering `spoc.v1.MasteryService` in
+/// place of the engine's (see [`ApiStack::with_mastery`]).
+pub async fn serve_with_mastery<M: MasteryService>(
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+    mastery: M,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let stack = ApiStack::with_mastery(engine, options.max_in_flight, mastery);
+    serve_stack(stack, listener, shutdown, options.tls).await
 }

@@ -55,3 +55,30 @@ fn only_the_store_knows_sled() {
         );
     }
 }
+
+/// The HTTP edge knows no generated protobuf type: the Connect bridge
+/// works from the descriptor set and reaches the services through the
+/// gRPC stack only.
+#[test]
+fn the_http_edge_knows_no_generated_type() {
+    let mut files = Vec::new();
+    rust_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http"),
+        &mut files,
+    );
+    assert!(!files.is_empty());
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            let generated = line.match_indices("pb::").any(|(at, _)| {
+                !line[at..].starts_with("pb::FILE_DESCRIPTOR_SET")
+                    && !line[..at].ends_with("tonic_types::")
+            });
+            assert!(
+                !generated,
+                "{} uses a generated type: {line}",
+                file.display()
+            );
+        }
+    }
+}

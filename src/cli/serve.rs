@@ -17,8 +17,9 @@ pub struct ServeArgs {
     /// Address to listen on for gRPC.
     #[arg(long, env = "SPOC_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
-    /// Address to listen on for HTTP: xAPI statements (`/xapi/statements`)
-    /// and Prometheus metrics (`/metrics`).
+    /// Address to listen on for HTTP: xAPI statements (`/xapi/statements`),
+    /// every RPC in JSON (Connect, `/spoc.v1.<Service>/<Method>`) and
+    /// Prometheus metrics (`/metrics`).
     #[arg(long, env = "SPOC_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
     pub http_listen: SocketAddr,
     /// Folder holding the sled store (created if missing).
@@ -125,7 +126,7 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
             http_address = %http_listener.local_addr()?,
             data_dir = %args.data_dir.display(),
             tls = tls.is_some(),
-            "spoc-engine serving gRPC and HTTP (xAPI)"
+            "spoc-engine serving gRPC and HTTP (xAPI, Connect)"
         );
         // One signal stops both listeners; either one ending (an error)
         // stops the other too.
@@ -140,20 +141,20 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
             let _ = rx.wait_for(|stopped| *stopped).await;
         };
         let (grpc_stop, http_stop) = (stop.clone(), stop);
+        // One service stack for both listeners: Connect calls on the HTTP
+        // listener go through the gRPC services, key check and bound on
+        // requests in flight.
+        let stack = crate::server::ApiStack::new(engine.clone(), args.max_in_flight);
         let grpc = async {
-            let options = crate::server::ServeOptions {
-                max_in_flight: args.max_in_flight,
-                tls,
-            };
             let outcome =
-                crate::server::serve_with(engine.clone(), listener, wait(stopped.clone()), options)
+                crate::server::serve_stack(stack.clone(), listener, wait(stopped.clone()), tls)
                     .await;
             grpc_stop.send_replace(true);
             outcome
         };
         let http = async {
             let outcome =
-                crate::http::serve(engine.clone(), http_listener, wait(stopped.clone())).await;
+                crate::http::serve_with(stack.clone(), http_listener, wait(stopped.clone())).await;
             http_stop.send_replace(true);
             outcome
         };

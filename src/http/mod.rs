@@ -17,9 +17,11 @@
 //! | `GET /xapi/unresolved` | statements waiting for the catalog (admin) |
 //! | `POST /xapi/unresolved/replay` | apply those the catalog now resolves (admin) |
 //! | `GET /metrics` | Prometheus counters |
+//! | `POST /spoc.v1.<Service>/<Method>` | every RPC in JSON or protobuf, the Connect protocol ([`connect`]) |
 
 pub mod admin;
 pub mod auth;
+pub mod connect;
 pub mod error;
 pub mod limits;
 pub mod statements;
@@ -37,6 +39,7 @@ use axum::{Json, Router, middleware};
 use tokio::net::TcpListener;
 
 use crate::engine::Engine;
+use crate::server::ApiStack;
 use error::HttpError;
 
 /// Largest request body, in bytes (413 beyond): a batch of
@@ -132,9 +135,22 @@ async fn count_rejections(State(state): State<AppState>, response: Response) -> 
 
 /// Serves the HTTP routes on `listener` until `shutdown` resolves, lets
 /// in-flight requests finish, then flushes the store (the gRPC server may
-/// have stopped first).
+/// have stopped first). Connect calls get a service stack of their own,
+/// with the default bound on requests in flight; [`serve_with`] shares the
+/// gRPC listener's.
 pub async fn serve(
     engine: Arc<Engine>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let stack = ApiStack::new(engine, crate::server::DEFAULT_MAX_IN_FLIGHT);
+    serve_with(stack, listener, shutdown).await
+}
+
+/// [`serve`], with the Connect routes ([`connect`]) calling `stack`, the
+/// one the gRPC listener serves.
+pub async fn serve_with(
+    stack: ApiStack,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -143,7 +159,9 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router(engine.clone()))
+    let engine = stack.engine().clone();
+    let app = router(engine.clone()).merge(connect::routes(&stack));
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
     engine.store().flush()?;
