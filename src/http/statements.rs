@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::HttpError;
-use super::{AppState, MAX_STATEMENTS_PER_BATCH, version};
+use super::multipart::MediaType;
+use super::{AppState, MAX_STATEMENTS_PER_BATCH, attachments, version};
 use crate::domain::xapi::statement::{Parsed, parse_body, uuid};
 use crate::engine::now_micros;
 
@@ -105,21 +106,39 @@ fn parse_put(
     Ok(parse_body(&value, now_micros())?)
 }
 
-/// Checks version and content type, and decodes the JSON (the key was
-/// checked before the body was read: `limits::statements_key`).
+/// Checks version and content type, and decodes the statements: a JSON
+/// body, or the first part of a `multipart/mixed` one whose attachment
+/// parts are checked and dropped ([`attachments`]). The key was checked
+/// before the body was read (`limits::statements_key`).
+///
+/// A body without `Content-Type` is read as JSON, and a JSON body's
+/// attachments need no `fileUrl`: LRSs forwarding statements send them
+/// without their attachments' data, which the engine would drop anyway.
 fn read(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Value, HttpError> {
     version::check(headers)?;
-    if let Some(kind) = headers.get(header::CONTENT_TYPE) {
-        let kind = kind.to_str().unwrap_or("");
-        if !kind.trim_start().starts_with("application/json") {
-            return Err(HttpError::bad_field(
-                "Content-Type",
-                format!("'{kind}' is not application/json (attachments are not accepted)"),
-            ));
+    let kind = match headers.get(header::CONTENT_TYPE) {
+        None => None,
+        Some(value) => {
+            let text = value.to_str().unwrap_or("");
+            Some(MediaType::parse(text).ok_or_else(|| unsupported(text))?)
         }
-    }
+    };
     let body =
         body.map_err(|rejection| HttpError::new(rejection.status(), rejection.body_text()))?;
-    serde_json::from_slice(&body)
-        .map_err(|e| HttpError::bad_field("statement", format!("body is not valid JSON: {e}")))
+    match kind {
+        Some(kind) if kind.essence == "multipart/mixed" => attachments::statements(&kind, &body),
+        Some(kind) if kind.essence != "application/json" => Err(unsupported(&kind.essence)),
+        _ => serde_json::from_slice(&body)
+            .map_err(|e| HttpError::bad_field("statement", format!("body is not valid JSON: {e}"))),
+    }
+}
+
+/// 400 naming `Content-Type` for a body neither JSON nor multipart/mixed.
+fn unsupported(kind: &str) -> HttpError {
+    HttpError::bad_field(
+        "Content-Type",
+        format!(
+            "'{kind}' is not application/json or multipart/mixed (statements with attachments)"
+        ),
+    )
 }
