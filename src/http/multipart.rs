@@ -120,32 +120,47 @@ pub fn check_boundary(boundary: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The boundary of a body that opens with a boundary line (`--B` CRLF),
+/// for a multipart body sent under another media type: xAPI.js in Node
+/// sends its `multipart/mixed` statements through axios, which labels a
+/// Blob body `application/octet-stream`. A JSON body never opens so.
+pub fn opening_boundary(body: &[u8]) -> Option<&str> {
+    let line_end = memmem::find(body, b"\r\n")?;
+    let line = std::str::from_utf8(body[..line_end].strip_prefix(b"--")?).ok()?;
+    let boundary = line.trim_end_matches([' ', '\t']);
+    check_boundary(boundary).ok().map(|()| boundary)
+}
+
 /// Splits `body` into its parts at `boundary` (already checked with
 /// [`check_boundary`]). A preamble before the first boundary line and an
 /// epilogue after the closing one are ignored; a missing closing boundary
 /// is an error (the body was cut).
+///
+/// RFC 2046 puts a CRLF before every boundary line (and counts it as part
+/// of the delimiter). xAPI.js 3 leaves it out between attachment parts, so
+/// a boundary line is also recognised where no CRLF precedes it: the
+/// boundary must not occur in any part's content anyway, and an attachment
+/// part cut in the wrong place would fail its hash check.
 pub fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, String> {
-    let delimiter = format!("\r\n--{boundary}");
-    let finder = memmem::Finder::new(delimiter.as_bytes());
-    // The next delimiter line at or after `from`: (its start, where what
-    // follows it starts, whether it closes the body).
+    let dashed = format!("--{boundary}");
+    let finder = memmem::Finder::new(dashed.as_bytes());
+    // The next boundary line at or after `from`: (where the content before
+    // it ends, where what follows it starts, whether it closes the body).
     let next_delimiter = |mut from: usize| -> Option<(usize, usize, bool)> {
         loop {
             let at = from + finder.find(&body[from..])?;
-            if let Some((after, closes)) = line_end(body, at + delimiter.len()) {
-                return Some((at, after, closes));
+            if let Some((after, closes)) = line_end(body, at + dashed.len()) {
+                let end = if body[..at].ends_with(b"\r\n") {
+                    at - 2
+                } else {
+                    at
+                };
+                return Some((end.max(from), after, closes));
             }
             from = at + 1;
         }
     };
-    // The first boundary line may open the body, without the CRLF before.
-    let opening = &delimiter.as_bytes()[2..];
-    let first = body
-        .starts_with(opening)
-        .then(|| line_end(body, opening.len()))
-        .flatten()
-        .or_else(|| next_delimiter(0).map(|(_, after, closes)| (after, closes)));
-    let Some((mut at, mut closed)) = first else {
+    let Some((_, mut at, mut closed)) = next_delimiter(0) else {
         return Err(format!("no boundary line '--{boundary}' in the body"));
     };
     let mut parts = Vec::new();
@@ -236,6 +251,15 @@ mod tests {
     }
 
     #[test]
+    fn a_body_may_name_its_boundary_in_its_first_line() {
+        assert_eq!(opening_boundary(b"--ab'c \r\nX: 1\r\n"), Some("ab'c"));
+        assert_eq!(opening_boundary(b"{\"--a\": 1}\r\n"), None);
+        assert_eq!(opening_boundary(b"--no line end"), None);
+        assert_eq!(opening_boundary(b"--semi;colon\r\n"), None);
+        assert_eq!(opening_boundary(b"--\r\n"), None);
+    }
+
+    #[test]
     fn boundaries() {
         assert!(check_boundary("abcABC0123'()+_,-./:=?").is_ok());
         assert!(check_boundary("").is_err());
@@ -272,6 +296,17 @@ mod tests {
         assert_eq!(parts[0].body, b"no headers");
         assert_eq!(parts[1].header("x"), Some("1"));
         assert_eq!(parts[1].body, binary);
+    }
+
+    #[test]
+    fn a_boundary_line_without_its_crlf_still_splits() {
+        // As xAPI.js 3 writes two attachment parts.
+        let body = b"--b\r\nContent-Type: application/json\r\n\r\n[]\r\n\
+            --b\r\nX-Experience-API-Hash: 1\r\n\r\nfirst\n--b\r\n\
+            X-Experience-API-Hash: 2\r\n\r\nsecond\r\n--b--\r\n";
+        let parts = parse(body, "b").unwrap();
+        let bodies: Vec<&[u8]> = parts.iter().map(|p| p.body).collect();
+        assert_eq!(bodies, [&b"[]"[..], b"first\n", b"second"]);
     }
 
     #[test]
