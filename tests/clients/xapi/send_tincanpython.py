@@ -21,12 +21,17 @@ def env(name):
     return value
 
 
+SECONDS = iter(range(10, 1000))
+
+
 def answer(success, with_id):
+    # Each answer takes another duration: the engine takes two statements
+    # without id and timestamp and with the same content for one sent twice.
     statement = Statement(
         actor=Agent(mbox="mailto:" + env("XAPI_LEARNER"), name="TinCanPython learner"),
         verb=Verb(id="http://adlnet.gov/expapi/verbs/answered", display={"en-US": "answered"}),
         object=Activity(id=env("XAPI_ITEM")),
-        result=Result(success=success, duration="PT40S"),
+        result=Result(success=success, duration=f"PT{next(SECONDS)}S"),
     )
     if with_id:
         statement.id = uuid.uuid4()
