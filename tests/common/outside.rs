@@ -89,16 +89,16 @@ impl Served {
     /// (P(mastered), attempt count) of `learner` on [`SKILL`], through
     /// gRPC.
     pub async fn mastery(&self, learner: &str) -> (f64, i32) {
-        mastery(self.channel().await, learner).await
+        mastery(self.channel().await, learner, SKILL).await
     }
 }
 
-/// (P(mastered), attempt count) of `learner` on [`SKILL`].
-pub async fn mastery(channel: AuthChannel, learner: &str) -> (f64, i32) {
+/// (P(mastered), attempt count) of `learner` on `skill`.
+pub async fn mastery(channel: AuthChannel, learner: &str, skill: &str) -> (f64, i32) {
     let reply = pb::mastery_service_client::MasteryServiceClient::new(channel)
         .get_mastery(pb::GetMasteryRequest {
             learner_id: learner.into(),
-            skill_ids: vec![SKILL.into()],
+            skill_ids: vec![skill.into()],
         })
         .await
         .unwrap_or_else(|e| panic!("mastery of {learner}: {e}"))
