@@ -605,9 +605,10 @@ async fn a_completed_module_enrols_the_learner_in_its_program() {
     stack.stop().await;
 }
 
-/// The edge: 401 without credentials (with a JSON body), 400 without the
-/// version header or with a bad one, naming it, 400 on malformed JSON and
-/// a PUT without statementId, 413 for a body or a batch too large.
+/// The edge: 401 without credentials (with a JSON body), a missing version
+/// header taken as 1.0.3, 400 naming a bad one, 400 on malformed JSON and
+/// a PUT with neither statementId nor a statement id, 413 for a body or a
+/// batch too large.
 #[tokio::test]
 async fn credentials_version_and_limits() {
     let stack = Stack::start().await;
@@ -664,9 +665,10 @@ async fn credentials_version_and_limits() {
         Box::leak(format!("Bearer {key}").into_boxed_str())
     };
     let bearer = [("authorization", lms_bearer)];
+    // No version header: taken as 1.0.3, as LRSs forward statements.
     let no_version = request(s.http, "POST", "/xapi/statements", &bearer, body.clone()).await;
-    assert_eq!(no_version.status, 400);
-    assert_eq!(no_version.json()["field"], "X-Experience-API-Version");
+    assert_eq!(no_version.status, 200, "{}", no_version.text);
+    assert_eq!(no_version.version.as_deref(), Some("1.0.3"));
     let old = request(
         s.http,
         "POST",
@@ -679,8 +681,22 @@ async fn credentials_version_and_limits() {
     )
     .await;
     assert_eq!(old.status, 400);
+    assert_eq!(old.json()["field"], "X-Experience-API-Version");
     assert_eq!(s.post("{not json").await.status, 400);
-    let no_id = request(s.http, "PUT", "/xapi/statements", &s.xapi(), body.clone()).await;
+    // A PUT without statementId: the statement's id stands in (as Ralph
+    // forwards); without either, the parameter is named.
+    let own_id = request(s.http, "PUT", "/xapi/statements", &s.xapi(), body.clone()).await;
+    assert_eq!(own_id.status, 204, "{}", own_id.text);
+    let mut anonymous: Value = serde_json::from_str(&body).unwrap();
+    anonymous.as_object_mut().unwrap().remove("id");
+    let no_id = request(
+        s.http,
+        "PUT",
+        "/xapi/statements",
+        &s.xapi(),
+        anonymous.to_string(),
+    )
+    .await;
     assert_eq!(
         (no_id.status, no_id.json()["field"].clone()),
         (400, json!("statementId"))
@@ -892,5 +908,220 @@ async fn waiting_statements_are_exported_and_erased_with_their_learner() {
     let left = left["statements"].as_array().unwrap();
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0]["id"], "9b0c3f4e-6d2a-4b1f-8e7c-5a3d2c1b0f99");
+    stack.stop().await;
+}
+
+/// Headers of an xAPI request with `key` (a Basic value), a version and a
+/// content type.
+fn xapi_headers(
+    basic: &'static str,
+    version: &'static str,
+    kind: &'static str,
+) -> [(&'static str, &'static str); 3] {
+    [
+        ("authorization", basic),
+        ("x-experience-api-version", version),
+        ("content-type", kind),
+    ]
+}
+
+/// xAPI 1.0.x and 2.0.x are each answered in their own family; the about
+/// resource lists both; a version outside them is refused, naming the
+/// header. JSON is accepted with parameters and in any case.
+#[tokio::test]
+async fn versions_are_answered_in_their_own_family() {
+    let stack = Stack::start().await;
+    let s = stack.addrs;
+    s.seed(false).await;
+    let statement = |n: u32| {
+        let mut one: Value = serde_json::from_str(&fixture("moodle_answered.json")).unwrap();
+        one["id"] = json!(format!("2f6e8a8e-3c1b-4f5e-9a51-7f0d2b9c4e{n:02}"));
+        one.to_string()
+    };
+    let post = |version: &'static str, kind: &'static str, body: String| async move {
+        let headers = xapi_headers(s.basic, version, kind);
+        request(s.http, "POST", "/xapi/statements", &headers, body).await
+    };
+    let two = post("2.0.0", "application/json", statement(1)).await;
+    assert_eq!(two.status, 200, "{}", two.text);
+    assert_eq!(two.version.as_deref(), Some("2.0.0"));
+    let one = post("1.0.1", "application/json; charset=UTF-8", statement(2)).await;
+    assert_eq!(one.status, 200, "{}", one.text);
+    assert_eq!(one.version.as_deref(), Some("1.0.3"));
+    let upper = post("2.0", "Application/JSON;charset=utf-8", statement(3)).await;
+    assert_eq!(
+        (upper.status, upper.version.as_deref()),
+        (200, Some("2.0.0")),
+        "{}",
+        upper.text
+    );
+    assert_eq!(s.mastery_of("alice", "sql-joins").await.1, 3);
+
+    let future = post("3.0.0", "application/json", statement(4)).await;
+    assert_eq!(future.status, 400);
+    assert_eq!(future.json()["field"], "X-Experience-API-Version");
+    assert_eq!(future.version.as_deref(), Some("1.0.3"));
+    let text = post("2.0.0", "text/plain", statement(4)).await;
+    assert_eq!(
+        (text.status, text.json()["field"].clone()),
+        (400, json!("Content-Type"))
+    );
+    assert_eq!(text.version.as_deref(), Some("2.0.0"));
+    assert_eq!(s.mastery_of("alice", "sql-joins").await.1, 3);
+
+    let about = request(
+        s.http,
+        "GET",
+        "/xapi/about",
+        &[("x-experience-api-version", "2.0.0")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(about.json()["version"], json!(["1.0.3", "2.0.0"]));
+    assert_eq!(about.version.as_deref(), Some("2.0.0"));
+    stack.stop().await;
+}
+
+/// SHA-256 of `data`, in hex.
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A `multipart/mixed` body: the statements, then `(hash, data)` parts.
+fn multipart_body(statements: &Value, parts: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = format!("--{BOUNDARY}\r\nContent-Type: application/json\r\n\r\n{statements}\r\n")
+        .into_bytes();
+    for (hash, data) in parts {
+        out.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Type: application/pdf\r\n\
+                 Content-Transfer-Encoding: binary\r\nX-Experience-API-Hash: {hash}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    out
+}
+
+/// The boundary of [`multipart_body`], quoted in its `Content-Type` since
+/// it holds characters a token may not.
+const BOUNDARY: &str = "spoc'(test)+_,-./:=?";
+const MULTIPART: &str = "multipart/mixed; boundary=\"spoc'(test)+_,-./:=?\"";
+
+/// An answer of `learner` on the Moodle item with one attachment.
+fn with_attachment(id: &str, learner: &str, attachment: Value) -> Value {
+    json!({
+        "id": id,
+        "actor": {"mbox": format!("mailto:{learner}")},
+        "verb": {"id": "http://adlnet.gov/expapi/verbs/answered"},
+        "object": {"id": MOODLE_ITEM},
+        "result": {"success": true},
+        "timestamp": "2026-11-20T09:00:00Z",
+        "attachments": [attachment]
+    })
+}
+
+fn attachment(sha2: &str, length: usize) -> Value {
+    json!({
+        "usageType": "http://id.tincanapi.com/attachment/supporting_media",
+        "display": {"en-US": "the learner's working"},
+        "contentType": "application/pdf",
+        "length": length,
+        "sha2": sha2
+    })
+}
+
+/// Statements with attachments as `multipart/mixed` (xAPI part 3, 1.5.2):
+/// parts are matched by hash and dropped, the statements kept with their
+/// `sha2`; a missing part, a wrong hash or a statement without its part
+/// refuses the whole batch, naming the statement and attachment, and
+/// stores nothing of it.
+#[tokio::test]
+async fn multipart_statements_keep_their_attachments_hash() {
+    let stack = Stack::start().await;
+    let s = stack.addrs;
+    s.seed(false).await;
+    let pdf: &[u8] = b"%PDF-1.4\r\n--spoc'(test) not a boundary line\r\n\x00\xff binary";
+    let hash = sha256_hex(pdf);
+    let mut by_url = attachment("0f".repeat(32).as_str(), 9);
+    by_url["fileUrl"] = json!("https://moodle.example.com/pluginfile.php/12/notes.pdf");
+    let batch = json!([
+        with_attachment(
+            "40000000-0000-4000-8000-000000000001",
+            "erin@acme.example",
+            attachment(&hash, pdf.len())
+        ),
+        with_attachment(
+            "40000000-0000-4000-8000-000000000002",
+            "erin@acme.example",
+            by_url
+        ),
+        with_attachment(
+            "40000000-0000-4000-8000-000000000003",
+            "erin@acme.example",
+            attachment(&hash, pdf.len())
+        ),
+    ]);
+    let headers = xapi_headers(s.basic, "1.0.3", MULTIPART);
+    let post = |body: Vec<u8>| async move {
+        request(s.http, "POST", "/xapi/statements", &headers, body).await
+    };
+
+    // Statement 1's attachment has no part: nothing of the batch stays.
+    let mut missing = batch.clone();
+    missing[1]["attachments"][0] = attachment(&sha256_hex(b"other"), 5);
+    let reply = post(multipart_body(&missing, &[(&hash, pdf)])).await;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert_eq!(reply.json()["field"], "statement[1].attachments[0].sha2");
+    // A part whose bytes do not hash to its header.
+    let reply = post(multipart_body(&batch, &[(&sha256_hex(b"other"), pdf)])).await;
+    assert_eq!(reply.json()["field"], "multipart[1].X-Experience-API-Hash");
+    // A statement sent as JSON whose invalid field refuses the batch.
+    let mut invalid = batch.clone();
+    invalid[2]["result"]["success"] = json!("yes");
+    let reply = post(multipart_body(&invalid, &[(&hash, pdf)])).await;
+    assert_eq!(reply.json()["field"], "statement[2].result.success");
+    let unknown = pb::learner_service_client::LearnerServiceClient::new(s.channel().await)
+        .get_learner(pb::GetLearnerRequest {
+            learner_id: "erin@acme.example".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+
+    // One part serves the two statements that share its data.
+    let reply = post(multipart_body(&batch, &[(&hash, pdf)])).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json().as_array().unwrap().len(), 3);
+    assert_eq!(s.mastery_of("erin@acme.example", "sql-joins").await.1, 3);
+
+    // A PUT carries one statement and its part; a statement about an
+    // unknown activity waits, stored with its attachments array as sent.
+    let mut waiting = with_attachment(
+        "40000000-0000-4000-8000-000000000004",
+        "erin@acme.example",
+        attachment(&hash.to_uppercase(), pdf.len()),
+    );
+    waiting["object"]["id"] = json!("https://moodle.example.com/mod/assign/view.php?id=9");
+    let put = request(
+        s.http,
+        "PUT",
+        "/xapi/statements?statementId=40000000-0000-4000-8000-000000000004",
+        &headers,
+        multipart_body(&waiting, &[(&hash, pdf)]),
+    )
+    .await;
+    assert_eq!(put.status, 204, "{}", put.text);
+    let listed = s.get_admin("/xapi/unresolved").await.json();
+    let stored = &listed["statements"][0]["statement"];
+    assert_eq!(stored["attachments"], waiting["attachments"], "{listed}");
+    assert!(!listed.to_string().contains("PDF-1.4"), "payload dropped");
     stack.stop().await;
 }

@@ -13,17 +13,19 @@
 //! |---|---|
 //! | `POST /xapi/statements` | one statement or an array (at most [`MAX_STATEMENTS_PER_BATCH`]); 200 with their ids |
 //! | `PUT /xapi/statements?statementId=` | one statement under that id; 204 |
-//! | `GET /xapi/about` | the xAPI versions spoken |
+//! | `GET /xapi/about` | the xAPI versions spoken (1.0.3, 2.0.0) |
 //! | `GET /xapi/unresolved` | statements waiting for the catalog (admin) |
 //! | `POST /xapi/unresolved/replay` | apply those the catalog now resolves (admin) |
 //! | `GET /metrics` | Prometheus counters |
 //! | `POST /spoc.v1.<Service>/<Method>` | every RPC in JSON or protobuf, the Connect protocol ([`connect`]) |
 
 pub mod admin;
+pub mod attachments;
 pub mod auth;
 pub mod connect;
 pub mod error;
 pub mod limits;
+pub mod multipart;
 pub mod statements;
 pub mod version;
 
@@ -96,7 +98,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
             limits::InFlight::new(limits::MAX_IN_FLIGHT),
             limits::shed,
         ))
-        .layer(middleware::map_response(version::announce))
+        .layer(middleware::from_fn(version::answer))
         .layer(middleware::map_response_with_state(
             state.clone(),
             count_rejections,
@@ -123,7 +125,7 @@ async fn off_runtime<T: Send + 'static>(
 
 /// `GET /xapi/about`: the versions this endpoint speaks.
 async fn about() -> impl IntoResponse {
-    Json(serde_json::json!({ "version": [version::SPOKEN] }))
+    Json(serde_json::json!({ "version": version::SPOKEN }))
 }
 
 async fn count_rejections(State(state): State<AppState>, response: Response) -> Response {

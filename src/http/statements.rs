@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::HttpError;
-use super::{AppState, MAX_STATEMENTS_PER_BATCH, version};
+use super::multipart::{self, MediaType};
+use super::{AppState, MAX_STATEMENTS_PER_BATCH, attachments, version};
 use crate::domain::xapi::statement::{Parsed, parse_body, uuid};
 use crate::engine::now_micros;
 
@@ -56,8 +57,9 @@ fn parse_batch(
     Ok(parse_body(&value, now_micros())?)
 }
 
-/// Stores one statement under `statementId`; 204 when stored (or already
-/// stored with the same content), 409 when another is stored there.
+/// Stores one statement under `statementId` (or, without the parameter,
+/// under the statement's own id); 204 when stored (or already stored with
+/// the same content), 409 when another is stored there.
 pub async fn put(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -80,16 +82,25 @@ fn parse_put(
 ) -> Result<Vec<Parsed>, HttpError> {
     let mut value = read(headers, body)?;
     let Query(query) = query.map_err(|e| HttpError::bad_field("statementId", e.body_text()))?;
-    let id = query
-        .statement_id
-        .ok_or_else(|| HttpError::bad_field("statementId", "query parameter is required"))?;
-    let id = uuid("statementId", &id)?;
     let Value::Object(map) = &mut value else {
         return Err(HttpError::bad_field(
             "statement",
             "a PUT carries one statement (a JSON object)",
         ));
     };
+    // Ralph forwards a PUT without the parameter, its statement carrying
+    // the id: the statement's own id stands in for it.
+    let id = match (query.statement_id, map.get("id")) {
+        (Some(id), _) => id,
+        (None, Some(Value::String(id))) => id.clone(),
+        (None, _) => {
+            return Err(HttpError::bad_field(
+                "statementId",
+                "query parameter is required (unless the statement has an id)",
+            ));
+        }
+    };
+    let id = uuid("statementId", &id)?;
     match map.get("id").and_then(Value::as_str) {
         Some(given) if given.to_ascii_lowercase() != id => {
             return Err(HttpError::bad_field(
@@ -105,21 +116,53 @@ fn parse_put(
     Ok(parse_body(&value, now_micros())?)
 }
 
-/// Checks version and content type, and decodes the JSON (the key was
-/// checked before the body was read: `limits::statements_key`).
+/// Checks version and content type, and decodes the statements: a JSON
+/// body, or the first part of a `multipart/mixed` one whose attachment
+/// parts are checked and dropped ([`attachments`]). The key was checked
+/// before the body was read (`limits::statements_key`).
+///
+/// A body without `Content-Type` is read as JSON; an
+/// `application/octet-stream` body that opens with a boundary line is
+/// read as `multipart/mixed` ([`multipart::opening_boundary`]). A JSON
+/// body's
+/// attachments need no `fileUrl`: LRSs forwarding statements send them
+/// without their attachments' data, which the engine would drop anyway.
 fn read(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Value, HttpError> {
     version::check(headers)?;
-    if let Some(kind) = headers.get(header::CONTENT_TYPE) {
-        let kind = kind.to_str().unwrap_or("");
-        if !kind.trim_start().starts_with("application/json") {
-            return Err(HttpError::bad_field(
-                "Content-Type",
-                format!("'{kind}' is not application/json (attachments are not accepted)"),
-            ));
+    let kind = match headers.get(header::CONTENT_TYPE) {
+        None => None,
+        Some(value) => {
+            let text = value.to_str().unwrap_or("");
+            Some(MediaType::parse(text).ok_or_else(|| unsupported(text))?)
         }
-    }
+    };
     let body =
         body.map_err(|rejection| HttpError::new(rejection.status(), rejection.body_text()))?;
-    serde_json::from_slice(&body)
-        .map_err(|e| HttpError::bad_field("statement", format!("body is not valid JSON: {e}")))
+    match kind {
+        Some(kind) if kind.essence == "multipart/mixed" => {
+            let boundary = kind.param("boundary").ok_or_else(|| {
+                HttpError::bad_field("Content-Type", "multipart/mixed needs a boundary parameter")
+            })?;
+            attachments::statements(boundary, &body)
+        }
+        Some(kind) if kind.essence == "application/octet-stream" => {
+            match multipart::opening_boundary(&body) {
+                Some(boundary) => attachments::statements(boundary, &body),
+                None => Err(unsupported(&kind.essence)),
+            }
+        }
+        Some(kind) if kind.essence != "application/json" => Err(unsupported(&kind.essence)),
+        _ => serde_json::from_slice(&body)
+            .map_err(|e| HttpError::bad_field("statement", format!("body is not valid JSON: {e}"))),
+    }
+}
+
+/// 400 naming `Content-Type` for a body neither JSON nor multipart/mixed.
+fn unsupported(kind: &str) -> HttpError {
+    HttpError::bad_field(
+        "Content-Type",
+        format!(
+            "'{kind}' is not application/json or multipart/mixed (statements with attachments)"
+        ),
+    )
 }
