@@ -59,7 +59,7 @@ impl Served {
                     .map(|id| pb::Item {
                         id: id.to_string(),
                         skill_ids: vec![SKILL.into()],
-                        title: String::new(),
+                        ..Default::default()
                     })
                     .collect(),
             })

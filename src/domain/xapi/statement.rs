@@ -247,9 +247,13 @@ pub fn parse_one(value: &Value, at: &str, now: Micros) -> Result<Parsed> {
         ));
     }
     if let Some(version) = opt_str(map, at, "version")? {
-        let known = ["1.0", "2.0"]
-            .iter()
-            .any(|v| version == *v || version.strip_prefix(v).is_some_and(|p| p.starts_with('.')));
+        let known = ["1.0", "2.0"].iter().any(|v| {
+            version == *v
+                || version
+                    .strip_prefix(v)
+                    .and_then(|p| p.strip_prefix('.'))
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
         if !known {
             return Err(Error::invalid(
                 format!("{at}.version"),
@@ -284,7 +288,18 @@ pub fn parse_one(value: &Value, at: &str, now: Micros) -> Result<Parsed> {
         .transpose()?;
 
     let hash = content_hash(map, timestamp);
-    let id = given_id.unwrap_or_else(|| uuid_from_hash(&hash));
+    // Without an id the LRS assigns one. A statement that carries its own
+    // timestamp gets one derived from its content, so that a resend is a
+    // duplicate; one without a timestamp gets a random one: the same answer
+    // given twice (no id, no time) is two answers, as the specification
+    // has it.
+    let id = given_id.unwrap_or_else(|| {
+        let mut seed = hash;
+        if timestamp.is_none() {
+            rand::Rng::fill(&mut rand::rng(), &mut seed[..16]);
+        }
+        uuid_from_hash(&seed)
+    });
     let received = timestamp.is_none().then(|| format_micros(now));
     let mut extra = vec![("id", id.as_str())];
     if let Some(received) = &received {
@@ -954,6 +969,24 @@ mod tests {
         assert_ne!(parse_one(&a, "statement", NOW).unwrap().hash, first.hash);
     }
 
+    /// Two identical statements without id and timestamp are two
+    /// statements (the same answer given twice); with a timestamp, the
+    /// content names the statement, so a resend is one.
+    #[test]
+    fn ids_made_for_statements_without_one() {
+        let mut a = answered();
+        a.as_object_mut().unwrap().remove("id");
+        let timed = parse_one(&a, "statement", NOW).unwrap().statement.id;
+        assert_eq!(parse_one(&a, "statement", NOW).unwrap().statement.id, timed);
+        a.as_object_mut().unwrap().remove("timestamp");
+        let first = parse_one(&a, "statement", NOW).unwrap().statement.id;
+        let second = parse_one(&a, "statement", NOW).unwrap().statement.id;
+        assert_ne!(first, second);
+        for id in [timed, first] {
+            assert_eq!(&id[14..15], "4", "{id}");
+        }
+    }
+
     #[test]
     fn missing_timestamp_is_filled_and_stored() {
         let mut a = answered();
@@ -1012,9 +1045,11 @@ mod tests {
         group["object"] = json!({"objectType": "GroupActivity", "id": "https://edx/team/1"});
         let parsed = parse_one(&group, "statement", NOW).unwrap();
         assert!(matches!(parsed.statement.object, Object::Other { .. }));
-        let mut v3 = answered();
-        v3["version"] = json!("3.0.0");
-        assert!(parse_one(&v3, "statement", NOW).is_err());
+        for bad in ["3.0.0", "1.0.abc", "2.0."] {
+            let mut v = answered();
+            v["version"] = json!(bad);
+            assert!(parse_one(&v, "statement", NOW).is_err(), "{bad}");
+        }
     }
 
     /// A record stored under the older hash is still found equal.
