@@ -373,6 +373,29 @@ async fn unary_calls_in_json_and_protobuf_answer_what_grpc_answers() {
         .map(|s| s["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids, ["a", "b"]);
+
+    // Big bodies both ways (transcoded off the runtime's workers).
+    let skills: Vec<Value> = (0..1500)
+        .map(|i| json!({"id": format!("bulk-{i:04}"), "name": format!("Bulk skill {i:04} {}", "x".repeat(60))}))
+        .collect();
+    let body = json!({ "skills": skills });
+    assert!(body.to_string().len() > 100_000);
+    let reply = served
+        .json(&served.admin, "/spoc.v1.CatalogService/ImportCatalog", body)
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json()["skillsUpserted"], 1500);
+    let reply = served
+        .json(
+            &served.admin,
+            "/spoc.v1.CatalogService/ListSkills",
+            json!({"pageSize": 1000}),
+        )
+        .await;
+    assert!(reply.body.len() > 100_000);
+    let page = reply.json();
+    assert_eq!(page["skills"].as_array().unwrap().len(), 1000);
+    assert!(!page["nextPageToken"].as_str().unwrap().is_empty());
 }
 
 /// Errors are Connect's error JSON, with the HTTP status of their code and

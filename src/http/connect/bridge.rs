@@ -44,6 +44,27 @@ const NOT_METADATA: [&str; 11] = [
 /// Stream messages relayed ahead of a slow reader before the relay waits.
 const STREAM_BUFFER: usize = 16;
 
+/// Messages larger than this, in bytes, are transcoded on the blocking
+/// pool: JSON of a big batch or a long page is milliseconds of CPU, which
+/// on a runtime worker would hold back the calls queued behind it.
+const OFFLOAD_BYTES: usize = 64 * 1024;
+
+/// Runs a transcoding of a `size`-byte message: inline when small, on the
+/// blocking pool ([`crate::offload::offload_cpu`]) otherwise.
+pub async fn transcode(
+    size: usize,
+    work: impl FnOnce() -> Result<Bytes, Status> + Send + 'static,
+) -> Result<Bytes, ConnectError> {
+    let outcome = if size <= OFFLOAD_BYTES {
+        work()
+    } else {
+        crate::offload::offload_cpu(work)
+            .await
+            .map_err(|e| ConnectError::new(Code::Internal, format!("transcoding failed: {e}")))?
+    };
+    outcome.map_err(|status| ConnectError::from_status(&status))
+}
+
 /// One call to bridge.
 pub struct Call {
     /// The method, as our descriptor set describes it.
@@ -127,7 +148,12 @@ async fn unary_reply(
         .next_frame()
         .map_err(|e| ConnectError::new(Code::Internal, e))?
         .ok_or_else(|| ConnectError::new(Code::Internal, "the service sent no reply message"))?;
-    relayed(call, reply)
+    check_uncompressed(&reply)?;
+    let (codec, output) = (call.codec, call.method.output());
+    transcode(reply.payload.len(), move || {
+        codec.response_from_proto(&output, reply.payload)
+    })
+    .await
 }
 
 /// Relays a server stream into `sender`, then its end message; stops when
@@ -239,14 +265,20 @@ fn check_status(headers: &HeaderMap) -> Result<(), ConnectError> {
     }
 }
 
-/// A reply frame of the service in the caller's codec.
-fn relayed(call: &Call, reply: frame::Frame) -> Result<Bytes, ConnectError> {
+/// Refuses a compressed reply frame (the stack never compresses).
+fn check_uncompressed(reply: &frame::Frame) -> Result<(), ConnectError> {
     if reply.flags & FLAG_COMPRESSED != 0 {
         return Err(ConnectError::new(
             Code::Internal,
             "the service sent a compressed message",
         ));
     }
+    Ok(())
+}
+
+/// A reply frame of a stream (small: one event) in the caller's codec.
+fn relayed(call: &Call, reply: frame::Frame) -> Result<Bytes, ConnectError> {
+    check_uncompressed(&reply)?;
     call.codec
         .response_from_proto(&call.method.output(), reply.payload)
         .map_err(|status| ConnectError::from_status(&status))

@@ -170,9 +170,11 @@ async fn prepare(
         Framing::Unary => body,
         Framing::Streaming => only_envelope(body, limit)?,
     };
-    let message = codec
-        .request_to_proto(&method.input(), message)
-        .map_err(|status| ConnectError::from_status(&status))?;
+    let input = method.input();
+    let message = bridge::transcode(message.len(), move || {
+        codec.request_to_proto(&input, message)
+    })
+    .await?;
     Ok((message, deadline))
 }
 
