@@ -102,7 +102,7 @@ impl Engine {
                     if event.kind == ActivityKind::Completed {
                         for skill in &module.skill_ids {
                             let p = match self.store.mastery(&event.learner_id, skill)? {
-                                Some(state) => state.p_mastered,
+                                Some(state) => state.p_mastered(),
                                 None => self.params().for_skill(skill).prior,
                             };
                             mastery_before.push((skill.clone(), p));
