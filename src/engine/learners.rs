@@ -35,13 +35,14 @@ impl Engine {
     /// Creates or replaces a program; its skills must exist. Returns once
     /// it is on disk.
     pub async fn upsert_program(&self, program: Program) -> Result<Program> {
-        // The list is the edge's sorted copy: the field names the list, not
-        // a position the caller would not recognise.
+        // The list is the edge's sorted copy: the edge adds the position
+        // in the request (`convert::locate_id`).
         for skill in &program.skill_ids {
             if !self.store.has_skill(skill)? {
-                return Err(Error::invalid(
+                return Err(Error::not_found_at(
                     "program.skill_ids",
-                    format!("unknown skill id '{skill}'"),
+                    "skill",
+                    skill.clone(),
                 ));
             }
         }

@@ -156,14 +156,15 @@ impl Engine {
                 }
                 known_learners.insert(attempt.learner_id.clone());
             }
-            // `skill_ids` is the edge's sorted copy (or the item's): name
-            // the list, not a position the caller would not recognise.
+            // `skill_ids` is the edge's sorted copy (or the item's): the
+            // edge adds the position in the request (`convert::locate_id`).
             for skill in &attempt.skill_ids {
                 if !known_skills.contains(skill) {
                     if !catalog.skills.contains_key(skill) {
-                        return Err(Error::invalid(
+                        return Err(Error::not_found_at(
                             format!("attempts[{i}].skill_ids"),
-                            format!("unknown skill id '{skill}'"),
+                            "skill",
+                            skill.clone(),
                         ));
                     }
                     known_skills.insert(skill.clone());
@@ -458,14 +459,11 @@ impl Engine {
             }
             wanted
         } else {
-            // `skills` is the edge's sorted copy: name the list, not a
-            // position the caller would not recognise.
+            // `skills` is the edge's sorted copy: the edge adds the
+            // position in the request (`convert::locate_id`).
             for skill in skills {
                 if !self.store.has_skill(skill)? {
-                    return Err(Error::invalid(
-                        "skill_ids",
-                        format!("unknown skill id '{skill}'"),
-                    ));
+                    return Err(Error::not_found_at("skill_ids", "skill", skill.clone()));
                 }
             }
             skills.iter().cloned().collect()

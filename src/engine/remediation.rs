@@ -58,9 +58,10 @@ impl Engine {
                 learners.insert(event.learner_id.clone());
             }
             if !event.program_id.is_empty() && !self.program_exists(&event.program_id)? {
-                return Err(Error::invalid(
+                return Err(Error::not_found_at(
                     format!("activities[{i}].program_id"),
-                    format!("unknown program id '{}'", event.program_id),
+                    "program",
+                    event.program_id.clone(),
                 ));
             }
         }
@@ -138,6 +139,13 @@ impl Engine {
     ) -> Result<Recommendations> {
         let learner = self.learner(learner_id)?;
         let program = self.program(program_id)?;
+        // As GetCertification: a program the learner does not follow has
+        // nothing to recommend (AIP-193: the state forbids it).
+        if self.store.enrolment(learner_id, program_id)?.is_none() {
+            return Err(Error::FailedPrecondition(format!(
+                "learner '{learner_id}' is not enrolled in program '{program_id}'"
+            )));
+        }
         let catalog = self.catalog();
         let params = self.params();
         let mastery = self.store.learner_p_mastered(learner_id)?;
