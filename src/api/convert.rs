@@ -467,9 +467,9 @@ fn attempt(i: usize, value: &pb::Attempt, now: Micros) -> Result<Attempt> {
     // May be empty: the engine then takes the item's skills (Q-matrix).
     let skill_ids = check::id_set(format_args!("attempts[{i}].skill_ids"), skill_ids)?;
     Ok(Attempt {
-        attempt_id: check::id(format_args!("attempts[{i}].attempt_id"), &attempt_id)?,
-        learner_id: check::id(format_args!("attempts[{i}].learner_id"), &learner_id)?,
-        item_id: check::iri_id(format_args!("attempts[{i}].item_id"), &item_id)?,
+        attempt_id: check::id(format_args!("attempts[{i}].attempt_id"), attempt_id)?,
+        learner_id: check::id(format_args!("attempts[{i}].learner_id"), learner_id)?,
+        item_id: check::iri_id(format_args!("attempts[{i}].item_id"), item_id)?,
         skill_ids,
         correct: *correct,
         score: score
