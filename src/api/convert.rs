@@ -193,8 +193,18 @@ pub fn learner(at: &str, value: pb::Learner) -> Result<Learner> {
     Ok(Learner {
         id: check::id(format_args!("{at}.id"), &id)?,
         company_id: check::id(format_args!("{at}.company_id"), &company_id)?,
-        language: check::language(format_args!("{at}.language"), &language, false)?,
-        time_zone: check::time_zone(format_args!("{at}.time_zone"), &time_zone)?,
+        // Both required: modules are picked in the language, cohorts
+        // bound the spread of zones; neither has a safe default.
+        language: check::language(format_args!("{at}.language"), &language, true)?,
+        time_zone: match time_zone.as_str() {
+            "" => {
+                return Err(Error::invalid(
+                    format!("{at}.time_zone"),
+                    "must not be empty",
+                ));
+            }
+            zone => check::time_zone(format_args!("{at}.time_zone"), zone)?,
+        },
         display_name: check::text(format_args!("{at}.display_name"), &display_name)?,
     })
 }

@@ -146,6 +146,14 @@ impl Engine {
                 "learner '{learner_id}' is not enrolled in program '{program_id}'"
             )));
         }
+        // Only learners the xAPI listener created lack one; modules in every
+        // language would be served silently.
+        if learner.language.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "learner '{learner_id}' has no language (created from xAPI statements): \
+                 UpsertLearner with a language first"
+            )));
+        }
         let catalog = self.catalog();
         let params = self.params();
         let mastery = self.store.learner_p_mastered(learner_id)?;
