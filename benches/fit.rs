@@ -185,7 +185,13 @@ fn main() {
             .max()
             .unwrap_or(0);
         let (auc, rmse) = if n <= 200_000 && a.folds >= 2 {
+            let t = Instant::now();
             let cv = cross_validate(&ds, &opts, a.folds, a.seed).expect("cv");
+            eprintln!(
+                "cross-validation of {} attempts: {:.3} s",
+                ds.len(),
+                t.elapsed().as_secs_f64()
+            );
             (cv.auc, cv.rmse)
         } else {
             (f64::NAN, f64::NAN)

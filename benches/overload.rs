@@ -163,7 +163,7 @@ async fn main() {
                     id: format!("l{i}"),
                     company_id: "acme".into(),
                     language: "fr".into(),
-                    time_zone: String::new(),
+                    time_zone: "Europe/Paris".into(),
                     display_name: String::new(),
                 }),
             })

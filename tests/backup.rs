@@ -128,9 +128,9 @@ fn assert_consistent(dir: &Path) -> usize {
         assert_eq!(store.observations(&l, &s).unwrap().len(), seq.len());
         let expected = hand_bkt(&seq.iter().map(|a| a.2).collect::<Vec<_>>());
         assert!(
-            (state.p_mastered - expected).abs() < 1e-9,
+            (state.p_mastered() - expected).abs() < 1e-9,
             "{l}/{s}: {} vs {expected}",
-            state.p_mastered
+            state.p_mastered()
         );
     }
     let (enrolments, _) = store.program_enrolments("excel", None, usize::MAX).unwrap();

@@ -13,6 +13,13 @@ fn assert_refused(status: &tonic::Status, field: &str, message: &str) {
     assert_eq!(status.message(), message);
 }
 
+/// An unknown referenced id: NOT_FOUND, the whole message, the field.
+fn assert_unknown(status: &tonic::Status, field: &str, message: &str) {
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    assert_field_named(status, field);
+    assert_eq!(status.message(), message);
+}
+
 #[tokio::test]
 async fn graph_errors_name_the_request_position() {
     let server = TestServer::start().await;
@@ -37,10 +44,10 @@ async fn graph_errors_name_the_request_position() {
         })
         .await
         .unwrap_err();
-    assert_refused(
+    assert_unknown(
         &err,
         "skills[1].prerequisite_ids[0]",
-        "invalid skills[1].prerequisite_ids[0]: unknown skill id 'zz'",
+        "skills[1].prerequisite_ids[0]: skill 'zz' not found",
     );
     assert_eq!(catalog_snapshot(&server).await, before);
 
@@ -53,7 +60,8 @@ async fn graph_errors_name_the_request_position() {
         })
         .await
         .unwrap_err();
-    assert_invalid_field(&err, "skills[0].prerequisite_ids[0]");
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    assert_field_named(&err, "skills[0].prerequisite_ids[0]");
 
     // A cycle through stored skills: the request entry that closes it is
     // named, and the message shows the whole cycle.
@@ -79,10 +87,10 @@ async fn graph_errors_name_the_request_position() {
         })
         .await
         .unwrap_err();
-    assert_refused(
+    assert_unknown(
         &err,
         "skill.prerequisite_ids[0]",
-        "invalid skill.prerequisite_ids[0]: unknown skill id 'zz'",
+        "skill.prerequisite_ids[0]: skill 'zz' not found",
     );
     assert_eq!(catalog_snapshot(&server).await, before);
 
@@ -98,10 +106,10 @@ async fn graph_errors_name_the_request_position() {
         })
         .await
         .unwrap_err();
-    assert_refused(
+    assert_unknown(
         &err,
         "module.skill_ids[1]",
-        "invalid module.skill_ids[1]: unknown skill id 'nope'",
+        "module.skill_ids[1]: skill 'nope' not found",
     );
     assert_eq!(catalog_snapshot(&server).await, before);
 

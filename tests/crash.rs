@@ -198,9 +198,9 @@ async fn acknowledged_attempts_survive_sigkill() {
             let (p, count) = served[&(learner.to_string(), skill.to_string())];
             assert_eq!(count as usize, seq.len(), "{learner}/{skill}");
             assert!(
-                (p - folded.p_mastered).abs() < 1e-9,
+                (p - folded.p_mastered()).abs() < 1e-9,
                 "{learner}/{skill}: served {p}, fold {}",
-                folded.p_mastered
+                folded.p_mastered()
             );
             let kept = store
                 .mastery(learner, skill)

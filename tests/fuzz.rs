@@ -611,10 +611,19 @@ impl Bad {
                 "skill_ids"
             }
             Bad::UnknownSkill => {
-                a.skill_ids = vec!["no-such-skill".into()];
-                // The list, not a position: the engine sees it sorted.
-                "skill_ids"
+                a.skill_ids = vec!["a".into(), "no-such-skill".into()];
+                // Its position as sent, though the engine sees it sorted.
+                "skill_ids[1]"
             }
+        }
+    }
+
+    /// An unknown referenced id is NOT_FOUND; every other badness is
+    /// INVALID_ARGUMENT (AIP-193).
+    fn code(self) -> Code {
+        match self {
+            Bad::UnknownSkill => Code::NotFound,
+            _ => Code::InvalidArgument,
         }
     }
 
@@ -665,7 +674,7 @@ proptest! {
             MasteryApi::new(world.engine.clone())
                 .record_attempts(tonic::Request::new(pb::RecordAttemptsRequest { attempts: batch })),
         ).expect_err("a spoiled batch is refused");
-        prop_assert_eq!(status.code(), Code::InvalidArgument);
+        prop_assert_eq!(status.code(), Bad::ALL[which].code());
         let violations = status.get_error_details().bad_request().map(|b| b.field_violations.clone()).unwrap_or_default();
         prop_assert!(violations.iter().any(|v| v.field == field), "{field}: {violations:?}");
         for i in 0..n {
@@ -688,7 +697,8 @@ async fn bad_batches_are_refused_whole_over_grpc() {
             .record_attempts(pb::RecordAttemptsRequest { attempts: batch })
             .await
             .unwrap_err();
-        assert_invalid_field(&status, &field);
+        assert_eq!(status.code(), bad.code(), "{status:?}");
+        assert_field_named(&status, &field);
     }
     let got = mastery
         .get_mastery(pb::GetMasteryRequest {

@@ -21,12 +21,28 @@ fn activity(id: &str, module: &str, kind: pb::ActivityKind, seconds: i64) -> pb:
     }
 }
 
+/// The common seed, with alice enrolled in `excel` (RecommendNext serves
+/// enrolled learners only).
+async fn seed_enrolled(server: &TestServer) {
+    seed(server).await;
+    server
+        .learners()
+        .await
+        .enroll_learner(pb::EnrollLearnerRequest {
+            learner_id: "alice".into(),
+            program_id: "excel".into(),
+            enrolled_at: None,
+        })
+        .await
+        .expect("enrol alice");
+}
+
 /// A beginner is sent to the root skill's module with a reason in words;
 /// once a and b are mastered, the missing content for c is said, not hidden.
 #[tokio::test]
 async fn recommends_the_ready_skill_and_reports_missing_content() {
     let server = TestServer::start().await;
-    seed(&server).await;
+    seed_enrolled(&server).await;
     let mut remediation =
         pb::remediation_service_client::RemediationServiceClient::new(server.channel().await);
     let ask = pb::RecommendNextRequest {
@@ -93,7 +109,7 @@ async fn recommends_the_ready_skill_and_reports_missing_content() {
 #[tokio::test]
 async fn unknown_ids_and_bad_counts_are_refused() {
     let server = TestServer::start().await;
-    seed(&server).await;
+    seed_enrolled(&server).await;
     let mut remediation =
         pb::remediation_service_client::RemediationServiceClient::new(server.channel().await);
     let request = |learner: &str, program: &str, count| pb::RecommendNextRequest {
@@ -113,6 +129,40 @@ async fn unknown_ids_and_bad_counts_are_refused() {
         let err = remediation.recommend_next(req.clone()).await.unwrap_err();
         assert_eq!(err.code(), code, "{req:?}: {}", err.message());
     }
+    // One rule for "not enrolled" (AIP-193: the state forbids it):
+    // RecommendNext and GetCertification agree.
+    let err = remediation
+        .recommend_next(request("bob", "excel", 1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
+    assert!(err.message().contains("not enrolled"), "{}", err.message());
+    let cert = server
+        .reports()
+        .await
+        .get_certification(pb::GetCertificationRequest {
+            learner_id: "bob".into(),
+            program_id: "excel".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(cert.code(), err.code(), "{}", cert.message());
+    // An unknown program named by an activity is NOT_FOUND, at its index.
+    let mut events = vec![activity(
+        "ok",
+        "m-a",
+        pb::ActivityKind::Started,
+        1_700_000_000,
+    )];
+    let mut bad = activity("bad", "m-a", pb::ActivityKind::Started, 1_700_000_001);
+    bad.program_id = "nope".into();
+    events.push(bad);
+    let err = remediation
+        .record_activity(pb::RecordActivityRequest { activities: events })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{}", err.message());
+    assert_field_named(&err, "activities[1].program_id");
     server.stop().await;
 }
 
@@ -121,7 +171,7 @@ async fn unknown_ids_and_bad_counts_are_refused() {
 #[tokio::test]
 async fn activity_is_idempotent_and_steers_the_policy() {
     let server = TestServer::start().await;
-    seed(&server).await;
+    seed_enrolled(&server).await;
     // A second module for skill a, in another format.
     server
         .catalog()

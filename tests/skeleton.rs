@@ -100,7 +100,7 @@ async fn catalog_round_trip_pagination_and_cycle_refusal() {
         })
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(err.code(), Code::NotFound);
     assert!(err.message().contains("modules[0].skill_ids[0]") && err.message().contains("'nope'"));
     let missing = catalog
         .get_skill(pb::GetSkillRequest {
@@ -116,7 +116,7 @@ async fn catalog_round_trip_pagination_and_cycle_refusal() {
         })
         .await
         .unwrap_err();
-    assert_eq!(unknown_prereq.code(), Code::InvalidArgument);
+    assert_eq!(unknown_prereq.code(), Code::NotFound);
     assert!(unknown_prereq.message().contains("'zz'"));
     server.stop().await;
 }
@@ -521,7 +521,8 @@ async fn every_rpc_refuses_empty_and_unknown_ids() {
         catalog.upsert_module(pb::UpsertModuleRequest {
             module: Some(module("m", &["zz"], pb::ModuleFormat::Video, 5))
         }),
-        Invalid
+        NotFound,
+        "module.skill_ids[0]"
     );
     expect_code!(
         learners.get_learner(pb::GetLearnerRequest {
@@ -608,13 +609,13 @@ async fn every_rpc_refuses_empty_and_unknown_ids() {
             program: Some(pb::Program {
                 id: "p".into(),
                 name: "P".into(),
-                skill_ids: vec!["zz".into()],
+                skill_ids: vec!["a".into(), "zz".into()],
                 cohort_rules: None,
                 ..Default::default()
             })
         }),
-        Invalid,
-        "program.skill_ids"
+        NotFound,
+        "program.skill_ids[1]"
     );
     expect_code!(
         mastery.get_mastery(pb::GetMasteryRequest {
@@ -635,8 +636,8 @@ async fn every_rpc_refuses_empty_and_unknown_ids() {
             learner_id: "alice".into(),
             skill_ids: vec!["zz".into()]
         }),
-        Invalid,
-        "skill_ids"
+        NotFound,
+        "skill_ids[0]"
     );
     expect_code!(
         mastery.record_attempts(pb::RecordAttemptsRequest {
@@ -662,10 +663,13 @@ async fn every_rpc_refuses_empty_and_unknown_ids() {
     );
     expect_code!(
         mastery.record_attempts(pb::RecordAttemptsRequest {
-            attempts: vec![attempt("x", "alice", &["zz", "a"], true, 1_700_000_000)]
+            attempts: vec![
+                attempt("w", "alice", &["a"], true, 1_700_000_000),
+                attempt("x", "alice", &["a", "zz"], true, 1_700_000_000)
+            ]
         }),
-        Invalid,
-        "attempts[0].skill_ids"
+        NotFound,
+        "attempts[1].skill_ids[1]"
     );
     expect_code!(
         mastery.record_attempts(pb::RecordAttemptsRequest { attempts: vec![] }),

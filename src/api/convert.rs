@@ -211,8 +211,18 @@ pub fn learner(at: &str, value: pb::Learner) -> Result<Learner> {
     Ok(Learner {
         id: check::id(format_args!("{at}.id"), &id)?,
         company_id: check::id(format_args!("{at}.company_id"), &company_id)?,
-        language: check::language(format_args!("{at}.language"), &language, false)?,
-        time_zone: check::time_zone(format_args!("{at}.time_zone"), &time_zone)?,
+        // Both required: modules are picked in the language, cohorts
+        // bound the spread of zones; neither has a safe default.
+        language: check::language(format_args!("{at}.language"), &language, true)?,
+        time_zone: match time_zone.as_str() {
+            "" => {
+                return Err(Error::invalid(
+                    format!("{at}.time_zone"),
+                    "must not be empty",
+                ));
+            }
+            zone => check::time_zone(format_args!("{at}.time_zone"), zone)?,
+        },
         display_name: check::text(format_args!("{at}.display_name"), &display_name)?,
     })
 }
@@ -415,7 +425,7 @@ impl From<Enrolment> for pb::Enrolment {
 }
 
 /// Checks a batch of attempts, all of it, before anything is stored.
-pub fn attempts(values: Vec<pb::Attempt>, now: Micros) -> Result<Vec<Attempt>> {
+pub fn attempts(values: &[pb::Attempt], now: Micros) -> Result<Vec<Attempt>> {
     if values.is_empty() {
         return Err(Error::invalid("attempts", "must hold at least one attempt"));
     }
@@ -429,15 +439,52 @@ pub fn attempts(values: Vec<pb::Attempt>, now: Micros) -> Result<Vec<Attempt>> {
         ));
     }
     values
-        .into_iter()
+        .iter()
         .enumerate()
         .map(|(i, value)| attempt(i, value, now))
         .collect()
 }
 
+/// Adds the position in the request to a NOT_FOUND the engine raised on
+/// the sorted copy of a list (`program.skill_ids` becomes
+/// `program.skill_ids[2]`): `ids` is the list as the request held it.
+pub fn locate_id(err: Error, list: &str, ids: &[String]) -> Error {
+    match err {
+        Error::NotFound {
+            kind,
+            id,
+            field: Some(field),
+        } if field == list => {
+            let field = match ids.iter().position(|x| *x == id) {
+                Some(j) => format!("{field}[{j}]"),
+                None => field,
+            };
+            Error::not_found_at(field, kind, id)
+        }
+        other => other,
+    }
+}
+
+/// [`locate_id`] over the `skill_ids` of every attempt of a request.
+pub fn locate_attempt_skill(err: Error, attempts: &[pb::Attempt]) -> Error {
+    let at = match &err {
+        Error::NotFound {
+            field: Some(field), ..
+        } => attempts
+            .iter()
+            .enumerate()
+            .find(|(i, _)| *field == format!("attempts[{i}].skill_ids")),
+        _ => None,
+    };
+    match at {
+        Some((i, a)) => locate_id(err, &format!("attempts[{i}].skill_ids"), &a.skill_ids),
+        None => err,
+    }
+}
+
 /// `attempts[i]`: field paths are formatted only for an error (see
 /// `validate::invalid`), which keeps them off the cost of a valid call.
-fn attempt(i: usize, value: pb::Attempt, now: Micros) -> Result<Attempt> {
+fn attempt(i: usize, value: &pb::Attempt, now: Micros) -> Result<Attempt> {
     let pb::Attempt {
         attempt_id,
         learner_id,
@@ -449,13 +496,13 @@ fn attempt(i: usize, value: pb::Attempt, now: Micros) -> Result<Attempt> {
         time_spent,
     } = value;
     // May be empty: the engine then takes the item's skills (Q-matrix).
-    let skill_ids = check::id_set(format_args!("attempts[{i}].skill_ids"), &skill_ids)?;
+    let skill_ids = check::id_set(format_args!("attempts[{i}].skill_ids"), skill_ids)?;
     Ok(Attempt {
-        attempt_id: check::id(format_args!("attempts[{i}].attempt_id"), &attempt_id)?,
-        learner_id: check::id(format_args!("attempts[{i}].learner_id"), &learner_id)?,
-        item_id: check::iri_id(format_args!("attempts[{i}].item_id"), &item_id)?,
+        attempt_id: check::id(format_args!("attempts[{i}].attempt_id"), attempt_id)?,
+        learner_id: check::id(format_args!("attempts[{i}].learner_id"), learner_id)?,
+        item_id: check::iri_id(format_args!("attempts[{i}].item_id"), item_id)?,
         skill_ids,
-        correct,
+        correct: *correct,
         score: score
             .map(|s| check::probability(format_args!("attempts[{i}].score"), s))
             .transpose()?,

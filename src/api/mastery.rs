@@ -38,8 +38,10 @@ impl MasteryService for MasteryApi {
         let offloaded = attempts.len() >= OFFLOAD_FROM;
         let engine = self.engine.clone();
         let stage = move || {
-            let attempts = convert::attempts(attempts, now_micros())?;
-            engine.stage_attempts(attempts)
+            let converted = convert::attempts(&attempts, now_micros())?;
+            engine
+                .stage_attempts(converted)
+                .map_err(|err| convert::locate_attempt_skill(err, &attempts))
         };
         // A large batch is milliseconds of CPU: off the workers, so that
         // the calls queued behind it are not held back (`offload.rs`).
@@ -66,7 +68,10 @@ impl MasteryService for MasteryApi {
         let learner_id = check::id("learner_id", &request.get_ref().learner_id)?;
         let skill_ids = check::id_set("skill_ids", &request.get_ref().skill_ids)?;
         super::scope::authorize(&self.engine, &request)?;
-        let skills = self.engine.mastery(&learner_id, &skill_ids)?;
+        let skills = self
+            .engine
+            .mastery(&learner_id, &skill_ids)
+            .map_err(|err| convert::locate_id(err, "skill_ids", &request.get_ref().skill_ids))?;
         Ok(Response::new(pb::GetMasteryResponse {
             learner_id,
             mastery_threshold: self.engine.mastery_threshold(),

@@ -27,13 +27,15 @@ impl ProgramService for ProgramApi {
         &self,
         request: Request<pb::UpsertProgramRequest>,
     ) -> Result<Response<pb::Program>, Status> {
-        let program = convert::program(
-            "program",
-            required("program", request.into_inner().program)?,
-        )?;
-        Ok(Response::new(
-            self.engine.upsert_program(program).await?.into(),
-        ))
+        let program = required("program", request.into_inner().program)?;
+        let skill_ids = program.skill_ids.clone();
+        let program = convert::program("program", program)?;
+        let stored = self
+            .engine
+            .upsert_program(program)
+            .await
+            .map_err(|err| convert::locate_id(err, "program.skill_ids", &skill_ids))?;
+        Ok(Response::new(stored.into()))
     }
 
     async fn get_program(

@@ -201,10 +201,11 @@ pub fn language(field: impl Display, value: &str, required: bool) -> Result<Stri
 }
 
 /// An IANA time zone name known to the tz database, in its canonical
-/// spelling (`europe/paris` is stored as `Europe/Paris`, so that learners
-/// of one zone group together), or empty. Names the database holds that
-/// are not zones a person lives in are refused: `localtime` (the server's
-/// own zone), `Factory`, and the `posix/` and `right/` copies.
+/// spelling (`europe/paris` is stored as `Europe/Paris`, and a legacy link
+/// as its zone, `US/Eastern` as `America/New_York`, so that learners of one
+/// zone group together), or empty. Names the database holds that are not
+/// zones a person lives in are refused: `localtime` (the server's own
+/// zone), `Factory`, and the `posix/` and `right/` copies.
 pub fn time_zone(field: impl Display, value: &str) -> Result<String> {
     if value.is_empty() {
         return Ok(String::new());
@@ -224,7 +225,9 @@ pub fn time_zone(field: impl Display, value: &str) -> Result<String> {
     {
         return Err(refuse());
     }
-    Ok(name.to_string())
+    Ok(crate::domain::zones::link_target(name)
+        .unwrap_or(name)
+        .to_string())
 }
 
 /// A required event time: valid, not before [`MIN_EVENT_MICROS`]
@@ -529,6 +532,9 @@ mod tests {
             assert!(time_zone("z", odd).is_err(), "{odd}");
         }
         assert_eq!(time_zone("z", "UTC").unwrap(), "UTC");
+        assert_eq!(time_zone("z", "US/Eastern").unwrap(), "America/New_York");
+        assert_eq!(time_zone("z", "us/eastern").unwrap(), "America/New_York");
+        assert_eq!(time_zone("z", "Etc/UTC").unwrap(), "UTC");
     }
 
     #[test]

@@ -8,8 +8,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::bkt::{BktParams, Observation};
+use super::bkt::{Belief, BktParams, Observation};
 use super::learner::Micros;
+
+/// Version of the filter that computes stored mastery states: 2 carries
+/// the belief as log-odds ([`Belief`]); 1 carried P(mastered) as one
+/// number, which froze at 1.0. States of another version are recomputed.
+pub const FILTER_VERSION: u32 = 2;
 
 /// One answer of one learner to one quiz item, as stored forever (the raw
 /// attempts are the training data of model fitting).
@@ -64,14 +69,22 @@ pub struct Position {
 /// One learner's mastery of one skill, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MasteryState {
-    /// P(mastered) after the last attempt, in `[0, 1]`.
-    pub p_mastered: f64,
+    /// The belief after the last attempt, as log-odds (so that it can fall
+    /// again after any run of right answers, see [`Belief`]).
+    pub belief: Belief,
     /// Number of attempts folded in.
     pub attempt_count: u32,
     /// Position of the latest attempt folded in.
     pub last: Position,
     /// When `p_mastered` last changed (server time).
     pub updated_at: Micros,
+}
+
+impl MasteryState {
+    /// P(mastered) after the last attempt, in `[0, 1]`.
+    pub fn p_mastered(&self) -> f64 {
+        self.belief.p_known()
+    }
 }
 
 /// Whether `new` (sorted by position) holds an observation at or before
@@ -96,10 +109,10 @@ pub fn fold(
 ) -> Option<MasteryState> {
     debug_assert!(!is_late(previous, new), "a late batch must be replayed");
     let last_new = new.last()?.0.clone();
-    let start = previous.map_or(params.prior, |s| s.p_mastered);
+    let start = previous.map_or(params.prior_belief(), |s| s.belief);
     let count = previous.map_or(0, |s| s.attempt_count);
     Some(MasteryState {
-        p_mastered: new.iter().fold(start, |p, (_, obs)| params.update(p, *obs)),
+        belief: new.iter().fold(start, |b, (_, obs)| params.update(b, *obs)),
         attempt_count: count + new.len() as u32,
         last: last_new,
         updated_at: now,
@@ -130,7 +143,7 @@ pub fn rebuild_merged(
     now: Micros,
 ) -> Option<MasteryState> {
     let (mut h, mut n) = (history.iter().peekable(), new.iter().peekable());
-    let mut p = params.prior;
+    let mut belief = params.prior_belief();
     let mut count = 0u32;
     let mut last: Option<&Position> = None;
     loop {
@@ -144,12 +157,12 @@ pub fn rebuild_merged(
         if last == Some(position) {
             continue; // already counted (a resend, or a replay after a crash)
         }
-        p = params.update(p, *obs);
+        belief = params.update(belief, *obs);
         count += 1;
         last = Some(position);
     }
     Some(MasteryState {
-        p_mastered: p,
+        belief,
         attempt_count: count,
         last: last?.clone(),
         updated_at: now,
@@ -199,13 +212,13 @@ mod tests {
         assert!(is_late(Some(&first), &seq[0..2]));
         let stored = seq[2..4].to_vec();
         let second = rebuild_merged(&params, &stored, &seq[0..2], 20).unwrap();
-        assert!((second.p_mastered - sorted).abs() < 1e-12);
+        assert!((second.p_mastered() - sorted.p_known()).abs() < 1e-12);
         assert_eq!(second.attempt_count, 4);
         // A history that already holds some of the new observations (a
         // partly applied batch replayed) gives the same state.
         let partial = vec![seq[0].clone(), seq[2].clone(), seq[3].clone()];
         let again = rebuild_merged(&params, &partial, &seq[0..2], 30).unwrap();
-        assert!((again.p_mastered - sorted).abs() < 1e-12);
+        assert!((again.p_mastered() - sorted.p_known()).abs() < 1e-12);
         assert_eq!(again.attempt_count, 4);
         assert_eq!(second.last, seq[3].0);
     }
@@ -221,7 +234,7 @@ mod tests {
         );
         let second = fold(&params, Some(&first), &seq[1..], 2).unwrap();
         let expected = params.replay(seq.iter().map(|(_, o)| *o));
-        assert!((second.p_mastered - expected).abs() < 1e-12);
+        assert!((second.p_mastered() - expected.p_known()).abs() < 1e-12);
     }
 
     #[test]

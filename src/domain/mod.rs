@@ -21,3 +21,4 @@ pub mod reports;
 pub mod risk;
 pub mod simulator;
 pub mod xapi;
+pub mod zones;

@@ -295,7 +295,12 @@ fn graph_refusal(
         // Only a store that already held a faulty graph gets here.
         None => paths.list(SKILLS).to_string(),
     };
-    Error::invalid(field, err.to_string())
+    match err {
+        GraphError::UnknownPrerequisite {
+            prerequisite_id, ..
+        } => Error::not_found_at(field, "skill", prerequisite_id),
+        _ => Error::invalid(field, err.to_string()),
+    }
 }
 
 /// Refuses an id given twice in one request and a skill id the catalog
@@ -316,9 +321,10 @@ fn check_entries<'a>(
         }
         for (j, skill) in skill_ids.iter().enumerate() {
             if !skills.contains_key(skill) {
-                return Err(Error::invalid(
+                return Err(Error::not_found_at(
                     format!("{}.skill_ids[{j}]", paths.entry(kind, i)),
-                    format!("unknown skill id '{skill}'"),
+                    "skill",
+                    skill.clone(),
                 ));
             }
         }
@@ -339,10 +345,15 @@ mod tests {
         }
     }
 
+    /// The field an error names: INVALID_ARGUMENT, or NOT_FOUND for an
+    /// unknown referenced skill.
     fn field(err: Error) -> String {
         match err {
             Error::InvalidArgument { field, .. } => field,
-            other => panic!("expected InvalidArgument, got {other:?}"),
+            Error::NotFound {
+                field: Some(field), ..
+            } => field,
+            other => panic!("expected a field error, got {other:?}"),
         }
     }
 
@@ -394,7 +405,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "invalid skills[1].prerequisite_ids[0]: unknown skill id 'zz'"
+            "skills[1].prerequisite_ids[0]: skill 'zz' not found"
         );
 
         // The cycle goes through stored skills; the request entry that
@@ -455,7 +466,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid skill.prerequisite_ids[1]: unknown skill id 'zz'"
+            "skill.prerequisite_ids[1]: skill 'zz' not found"
         );
         // b -> c -> b: the new edge is refused, the stored catalog unchanged.
         let err = engine

@@ -483,7 +483,7 @@ impl Engine {
                     .skill_ids
                     .iter()
                     .map(|skill| match stored.get(skill) {
-                        Some(state) => state.p_mastered,
+                        Some(state) => state.p_mastered(),
                         None => params.for_skill(skill).prior,
                     })
                     .collect();

@@ -36,13 +36,14 @@ impl Engine {
     /// Creates or replaces a program; its skills must exist. Returns once
     /// it is on disk.
     pub async fn upsert_program(&self, program: Program) -> Result<Program> {
-        // The list is the edge's sorted copy: the field names the list, not
-        // a position the caller would not recognise.
+        // The list is the edge's sorted copy: the edge adds the position
+        // in the request (`convert::locate_id`).
         for skill in &program.skill_ids {
             if !self.store.has_skill(skill)? {
-                return Err(Error::invalid(
+                return Err(Error::not_found_at(
                     "program.skill_ids",
-                    format!("unknown skill id '{skill}'"),
+                    "skill",
+                    skill.clone(),
                 ));
             }
         }
@@ -144,6 +145,23 @@ impl Engine {
             return Err(Error::not_found_at("learner_id", "learner", learner_id));
         }
         if let Some(existing) = self.store.enrolment(learner_id, program_id)? {
+            // Enrolling again is idempotent; another date is not a resend
+            // but a change the engine does not make silently.
+            if let Some(at) = enrolled_at.filter(|at| *at != existing.enrolled_at) {
+                let time = |micros: Micros| {
+                    jiff::Timestamp::from_microsecond(micros)
+                        .map_or_else(|_| micros.to_string(), |t| t.to_string())
+                };
+                return Err(Error::AlreadyExists {
+                    kind: "enrolment",
+                    id: format!("{learner_id}/{program_id}"),
+                    reason: format!(
+                        "enrolled_at {} differs from the stored {}; an enrolment's date is not changed",
+                        time(at),
+                        time(existing.enrolled_at)
+                    ),
+                });
+            }
             return Ok(existing);
         }
         let enrolment = Enrolment {

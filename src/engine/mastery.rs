@@ -56,7 +56,7 @@ pub struct Recorded {
 /// Whether two states of one (learner, skill) hold the same mastery from
 /// the same attempts, whenever they were computed.
 fn same_value(a: &MasteryState, b: &MasteryState) -> bool {
-    a.p_mastered == b.p_mastered && a.attempt_count == b.attempt_count && a.last == b.last
+    a.belief == b.belief && a.attempt_count == b.attempt_count && a.last == b.last
 }
 
 /// A batch applied in memory and written to the log, not yet known to be
@@ -156,14 +156,15 @@ impl Engine {
                 }
                 known_learners.insert(attempt.learner_id.clone());
             }
-            // `skill_ids` is the edge's sorted copy (or the item's): name
-            // the list, not a position the caller would not recognise.
+            // `skill_ids` is the edge's sorted copy (or the item's): the
+            // edge adds the position in the request (`convert::locate_id`).
             for skill in &attempt.skill_ids {
                 if !known_skills.contains(skill) {
                     if !catalog.skills.contains_key(skill) {
-                        return Err(Error::invalid(
+                        return Err(Error::not_found_at(
                             format!("attempts[{i}].skill_ids"),
-                            format!("unknown skill id '{skill}'"),
+                            "skill",
+                            skill.clone(),
                         ));
                     }
                     known_skills.insert(skill.clone());
@@ -458,14 +459,11 @@ impl Engine {
             }
             wanted
         } else {
-            // `skills` is the edge's sorted copy: name the list, not a
-            // position the caller would not recognise.
+            // `skills` is the edge's sorted copy: the edge adds the
+            // position in the request (`convert::locate_id`).
             for skill in skills {
                 if !self.store.has_skill(skill)? {
-                    return Err(Error::invalid(
-                        "skill_ids",
-                        format!("unknown skill id '{skill}'"),
-                    ));
+                    return Err(Error::not_found_at("skill_ids", "skill", skill.clone()));
                 }
             }
             skills.iter().cloned().collect()
@@ -482,7 +480,7 @@ impl Engine {
     /// Turns a stored state (or its absence: the prior) into a report.
     fn report(&self, learner: &str, skill: &str, state: Option<&MasteryState>) -> SkillMastery {
         let p_mastered = match state {
-            Some(state) => state.p_mastered,
+            Some(state) => state.p_mastered(),
             None => self.params().for_skill(skill).prior,
         };
         SkillMastery {
@@ -536,7 +534,7 @@ mod tests {
             .replay(batch.iter().map(Attempt::observation));
         let state = engine.store.mastery("l", "s").unwrap().unwrap();
         assert_eq!(state.attempt_count, 2);
-        assert!((state.p_mastered - expected).abs() < 1e-12);
+        assert!((state.p_mastered() - expected.p_known()).abs() < 1e-12);
         assert_eq!(engine.store.observations("l", "s").unwrap().len(), 2);
         assert_eq!(
             engine.store.attempt("a1").unwrap().as_ref(),
@@ -770,13 +768,13 @@ mod tests {
                     let cached = engine.store.mastery(l, skill).unwrap().unwrap();
                     for (got, count, how) in [
                         (row.p_mastered, row.attempt_count, "rows"),
-                        (cached.p_mastered, cached.attempt_count, "cache"),
+                        (cached.p_mastered(), cached.attempt_count, "cache"),
                     ] {
                         assert_eq!(count, expected.attempt_count, "{when} {how} {l} {skill}");
                         assert!(
-                            (got - expected.p_mastered).abs() < 1e-12,
+                            (got - expected.p_mastered()).abs() < 1e-12,
                             "{when} {how} {l} {skill}: {got} != {}",
-                            expected.p_mastered
+                            expected.p_mastered()
                         );
                     }
                 }
@@ -807,7 +805,7 @@ mod tests {
             seq.sort_by(|a, b| a.0.cmp(&b.0));
             let params = engine.params();
             let state = rebuild(params.for_skill("s"), seq, 0).unwrap();
-            (state.p_mastered, state.attempt_count)
+            (state.p_mastered(), state.attempt_count)
         };
         let check = |engine: &Engine, sent: &[Attempt], step: &str| {
             let got = engine.mastery("l", &["s".to_string()]).unwrap();

@@ -84,8 +84,9 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Builds an engine over an open store: reads the catalog into memory
-    /// and replays what the write-ahead log holds beyond the last checkpoint.
+    /// Builds an engine over an open store: reads the catalog into memory,
+    /// replays what the write-ahead log holds beyond the last checkpoint,
+    /// and recomputes mastery if it was computed with another model.
     pub fn new(store: Store, config: EngineConfig) -> Result<Self> {
         let catalog = Catalog::load(&store)?;
         // The newest fitted model, if any, overrides the configured defaults.
@@ -125,6 +126,7 @@ impl Engine {
             recent_erasures: privacy::RecentErasures::default(),
         };
         engine.replay()?;
+        engine.check_mastery_basis()?;
         Ok(engine)
     }
 

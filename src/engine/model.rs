@@ -5,10 +5,16 @@
 //! model file is written, the parameters are swapped atomically, and every
 //! learner's mastery is recomputed with them, one learner at a time under
 //! that learner's lock: ingestion is never blocked for longer than one
-//! learner's replay.
+//! learner's replay. The recomputed states are flushed and only then is
+//! the model recorded as their basis (`store::models::MasteryBasis`) and
+//! the fit reported as succeeded; a start that finds another basis than
+//! the model in force (a crash in between, a new parameter file, a new
+//! filter) recomputes every state before serving.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
 
 use super::params::ParamSet;
 use super::{Engine, now_micros};
@@ -16,7 +22,9 @@ use crate::domain::activity::ActivityKind;
 use crate::domain::fit::{
     AttemptRecord, Dataset, FitOptions, FittedModel, NONE_KEY, Variants, build_model,
 };
+use crate::domain::mastery::FILTER_VERSION;
 use crate::error::{Error, Result};
+use crate::store::models::MasteryBasis;
 
 /// What a caller asks of a fit (pyBKT's variants and EM settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,15 +233,37 @@ impl Engine {
         Ok(dataset)
     }
 
-    /// Puts a fitted model in force and recomputes every learner's mastery.
+    /// Puts a fitted model in force and recomputes every learner's mastery;
+    /// returns once the recomputed states and their basis are durable.
     pub(crate) fn activate(&self, id: String, fitted: FittedModel) -> Result<()> {
         let params = Arc::new(ParamSet::from_fitted(&self.config.params, &fitted));
         *self.params.write().expect("params lock") = params.clone();
         *self.model.write().expect("model lock") = ActiveModel {
-            id,
+            id: id.clone(),
             fitted: Some(Arc::new(fitted)),
         };
-        self.recompute_mastery(&params)
+        self.recompute_mastery(&params)?;
+        self.store.put_mastery_basis(&basis(&id, &params))
+    }
+
+    /// At start: recomputes every mastery state when the stored ones were
+    /// computed with another filter or other parameters than those in force
+    /// (or nobody recorded with what: a store older than the record).
+    pub(crate) fn check_mastery_basis(&self) -> Result<()> {
+        let params = self.params();
+        let id = self.model.read().expect("model lock").id.clone();
+        let wanted = basis(&id, &params);
+        let stored = self.store.mastery_basis()?;
+        if stored.as_ref() == Some(&wanted) {
+            return Ok(());
+        }
+        tracing::info!(
+            stored = ?stored,
+            model = %id,
+            "mastery states were computed with another model or filter: recomputing them"
+        );
+        self.recompute_mastery(&params)?;
+        self.store.put_mastery_basis(&wanted)
     }
 
     /// Replays every (learner, skill) with `params`, a learner at a time.
@@ -251,7 +281,7 @@ impl Engine {
                     continue;
                 };
                 let history = self.store.observations(&learner, &skill)?;
-                state.p_mastered = params
+                state.belief = params
                     .for_skill(&skill)
                     .replay(history.iter().map(|(_, o)| *o));
                 state.attempt_count = history.len() as u32;
@@ -261,6 +291,20 @@ impl Engine {
             self.store.put_mastery(&rows)?;
         }
         Ok(())
+    }
+}
+
+/// The basis of states computed with `params` under model `id`: only the
+/// per-skill parameters enter the digest (module learn rates serve
+/// remediation, not mastery).
+fn basis(id: &str, params: &ParamSet) -> MasteryBasis {
+    let skills = serde_json::to_vec(&(&params.default, &params.skills))
+        .expect("parameters serialize to JSON");
+    let digest = Sha256::digest(&skills);
+    MasteryBasis {
+        filter: FILTER_VERSION,
+        model_id: id.to_string(),
+        params_sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
     }
 }
 
@@ -299,9 +343,10 @@ mod tests {
         let state = engine.store.mastery("l", "s").unwrap().unwrap();
         assert_eq!(state.attempt_count, 3);
         assert!(
-            (state.p_mastered - expected).abs() < 1e-12,
-            "{} != {expected}",
-            state.p_mastered
+            (state.p_mastered() - expected.p_known()).abs() < 1e-12,
+            "{} != {}",
+            state.p_mastered(),
+            expected.p_known()
         );
     }
 }

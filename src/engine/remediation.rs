@@ -58,9 +58,10 @@ impl Engine {
                 learners.insert(event.learner_id.clone());
             }
             if !event.program_id.is_empty() && !self.program_exists(&event.program_id)? {
-                return Err(Error::invalid(
+                return Err(Error::not_found_at(
                     format!("activities[{i}].program_id"),
-                    format!("unknown program id '{}'", event.program_id),
+                    "program",
+                    event.program_id.clone(),
                 ));
             }
         }
@@ -102,7 +103,7 @@ impl Engine {
                     if event.kind == ActivityKind::Completed {
                         for skill in &module.skill_ids {
                             let p = match self.store.mastery(&event.learner_id, skill)? {
-                                Some(state) => state.p_mastered,
+                                Some(state) => state.p_mastered(),
                                 None => self.params().for_skill(skill).prior,
                             };
                             mastery_before.push((skill.clone(), p));
@@ -138,6 +139,21 @@ impl Engine {
     ) -> Result<Recommendations> {
         let learner = self.learner(learner_id)?;
         let program = self.program(program_id)?;
+        // As GetCertification: a program the learner does not follow has
+        // nothing to recommend (AIP-193: the state forbids it).
+        if self.store.enrolment(learner_id, program_id)?.is_none() {
+            return Err(Error::FailedPrecondition(format!(
+                "learner '{learner_id}' is not enrolled in program '{program_id}'"
+            )));
+        }
+        // Only learners the xAPI listener created lack one; modules in every
+        // language would be served silently.
+        if learner.language.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "learner '{learner_id}' has no language (created from xAPI statements): \
+                 UpsertLearner with a language first"
+            )));
+        }
         let catalog = self.catalog();
         let params = self.params();
         let mastery = self.store.learner_p_mastered(learner_id)?;

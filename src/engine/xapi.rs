@@ -944,7 +944,7 @@ mod tests {
             .replay([attempt("keep", 1).observation()]);
         let state = engine.store.mastery("l", "s").unwrap().unwrap();
         assert_eq!(state.attempt_count, 1);
-        assert!((state.p_mastered - one).abs() < 1e-12);
+        assert!((state.p_mastered() - one.p_known()).abs() < 1e-12);
 
         let (again, _) = engine
             .apply_attempts(&batch, &[], crate::engine::mastery::Ingest::Replay)

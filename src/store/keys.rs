@@ -17,7 +17,8 @@
 //! | `program_members` | program id `00` learner id                            | `Enrolment` (index)    |
 //! | `attempts`      | attempt id                                              | `Attempt`              |
 //! | `observations`  | learner `00` skill `00` occurred_at (8 bytes, order-preserving) attempt id | `StoredObservation` |
-//! | `mastery`       | learner id `00` skill id                                | `MasteryState`         |
+//! | `mastery`       | learner id `00` skill id                                | `MasteryState` (belief as log-odds) |
+//! | `meta`          | `b"mastery_basis"`                                      | `MasteryBasis` (filter and parameters the `mastery` states were computed with) |
 //! | `activities`    | event id                                                | `StoredActivity`       |
 //! | `learner_activity` | learner id `00` occurred_at (8 bytes, order-preserving) event id | `StoredActivity` (index) |
 //! | `recommended`   | learner id `00` module id                               | `Micros` first recommended (best effort) |
@@ -70,6 +71,11 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// Key of the format version in the `meta` tree.
 pub const FORMAT_VERSION_KEY: &[u8] = b"format_version";
+
+/// Key in `meta` of what the `mastery` states were computed with; a store
+/// without it (written before filter 2, whose states held P(mastered)
+/// where they now hold log-odds) has every state recomputed at start.
+pub const MASTERY_BASIS: &[u8] = b"mastery_basis";
 
 /// Tree of API keys by key id.
 pub const API_KEYS: &str = "api_keys";

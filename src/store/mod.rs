@@ -579,7 +579,7 @@ impl Store {
         let vector: BTreeMap<String, f64> = self
             .learner_mastery(learner)?
             .into_iter()
-            .map(|(skill, state)| (skill, state.p_mastered))
+            .map(|(skill, state)| (skill, state.p_mastered()))
             .collect();
         let vector = Arc::new(vector);
         self.mastery_cache.fill(learner, vector.clone(), generation);

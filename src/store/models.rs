@@ -7,9 +7,26 @@
 
 use std::path::PathBuf;
 
-use super::Store;
+use serde::{Deserialize, Serialize};
+
+use super::{Store, keys};
 use crate::domain::fit::FittedModel;
 use crate::error::{Error, Result};
+
+/// What the stored mastery states were computed with (`meta` key
+/// `mastery_basis`): the filter and the parameters. The engine compares it
+/// with what is in force at start and recomputes every state when they
+/// differ, so that a crash during a model activation, a new parameter file
+/// or a new filter never leaves states of another model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasteryBasis {
+    /// Version of the filter (`domain::mastery::FILTER_VERSION`).
+    pub filter: u32,
+    /// The model in force (`defaults` or a file name under `models/`).
+    pub model_id: String,
+    /// SHA-256 (hex) of the per-skill parameters the states were folded with.
+    pub params_sha256: String,
+}
 
 impl Store {
     fn models_dir(&self) -> PathBuf {
@@ -40,6 +57,24 @@ impl Store {
             .and_then(|()| super::backup::sync_parent(&target))
             .map_err(|e| Error::Storage(format!("{}: {e}", dir.display())))?;
         Ok(id)
+    }
+
+    /// What the stored mastery states were computed with, if recorded.
+    pub fn mastery_basis(&self) -> Result<Option<MasteryBasis>> {
+        self.table::<MasteryBasis>("meta")?.get(keys::MASTERY_BASIS)
+    }
+
+    /// Makes every mastery state written so far durable, then records
+    /// `basis` as what they were computed with, durably too: the record
+    /// never runs ahead of the states it describes.
+    pub fn put_mastery_basis(&self, basis: &MasteryBasis) -> Result<()> {
+        self.flush()?;
+        {
+            let _gate = self.write_gate();
+            self.table::<MasteryBasis>("meta")?
+                .put(keys::MASTERY_BASIS, basis)?;
+        }
+        self.flush()
     }
 
     /// The newest model file, if any; a file that does not parse is an error

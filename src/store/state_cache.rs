@@ -82,7 +82,7 @@ mod tests {
 
     fn state(p: f64) -> MasteryState {
         MasteryState {
-            p_mastered: p,
+            belief: crate::domain::bkt::Belief::from_log_odds(p),
             attempt_count: 1,
             last: Position {
                 occurred_at: 1,
@@ -102,12 +102,12 @@ mod tests {
         assert!(cache.get("alice", "s").is_none());
         cache.put(&[row("alice", "s", 0.2), row("alice", "t", 0.3)]);
         cache.put(&[row("alice", "s", 0.4), row("bob", "s", 0.5)]);
-        assert_eq!(cache.get("alice", "s").unwrap().p_mastered, 0.4);
-        assert_eq!(cache.get("alice", "t").unwrap().p_mastered, 0.3);
+        assert_eq!(cache.get("alice", "s").unwrap().belief.log_odds(), 0.4);
+        assert_eq!(cache.get("alice", "t").unwrap().belief.log_odds(), 0.3);
         cache.evict(["alice"]);
         assert!(cache.get("alice", "s").is_none());
         assert!(cache.get("alice", "t").is_none());
-        assert_eq!(cache.get("bob", "s").unwrap().p_mastered, 0.5);
+        assert_eq!(cache.get("bob", "s").unwrap().belief.log_odds(), 0.5);
         assert_eq!(cache.inner.lock().unwrap().states, 1);
     }
 
@@ -121,11 +121,11 @@ mod tests {
         assert_eq!(cache.inner.lock().unwrap().states, CAPACITY);
         // A state replaced is no new entry: nothing is dropped.
         cache.put(&[row("l0", "s0", 0.3)]);
-        assert_eq!(cache.get("l0", "s0").unwrap().p_mastered, 0.3);
+        assert_eq!(cache.get("l0", "s0").unwrap().belief.log_odds(), 0.3);
         assert_eq!(cache.inner.lock().unwrap().states, CAPACITY);
         cache.put(&[row("late", "s", 0.9)]);
         assert_eq!(cache.inner.lock().unwrap().states, 1);
         assert!(cache.get("l0", "s0").is_none());
-        assert_eq!(cache.get("late", "s").unwrap().p_mastered, 0.9);
+        assert_eq!(cache.get("late", "s").unwrap().belief.log_odds(), 0.9);
     }
 }

@@ -287,7 +287,7 @@ mod tests {
                     for i in 0..2_000 {
                         let a = attempt(&format!("w{w}-{i}"));
                         let state = MasteryState {
-                            p_mastered: 0.5,
+                            belief: crate::domain::bkt::Belief::from_log_odds(0.0),
                             attempt_count: 1,
                             last: Position {
                                 occurred_at: 1,

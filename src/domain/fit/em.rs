@@ -21,6 +21,7 @@ use thiserror::Error;
 
 use super::data::{Dataset, SkillData};
 use super::variants::{Bounds, FitOptions, Fixed, Range, Variants};
+use crate::domain::bkt::{Belief, BktParams, Observation};
 
 /// Why a fit could not run.
 #[derive(Debug, Error, PartialEq)]
@@ -606,7 +607,10 @@ pub(crate) fn fit_layout(
 }
 
 /// P(correct) of every attempt of `d` before it is observed (forward pass
-/// only), appended to `out` with the observed answer.
+/// only), appended to `out` with the observed answer. The filter runs on
+/// `bkt::Belief` (log-odds), as live mastery does: a P(known) carried as one
+/// number rounds to 1.0 after a long run of right answers and then predicts
+/// every later answer from 1.0, whatever the wrong answers in between.
 pub(crate) fn predict_layout(d: &SkillData, v: Variants, th: &Theta, out: &mut Vec<(f64, u8)>) {
     let obs = d.obs.as_slice().expect("contiguous");
     let tmpl = d.tmpl.as_slice().expect("contiguous");
@@ -617,20 +621,23 @@ pub(crate) fn predict_layout(d: &SkillData, v: Variants, th: &Theta, out: &mut V
         } else {
             0
         };
-        let mut p = th.prior[gi];
+        let mut belief = Belief::from_p_known(th.prior[gi]);
         for t in starts[seq] as usize..starts[seq + 1] as usize {
             let r = tmpl[t] as usize;
             let i = if v.multigs { r } else { 0 };
-            let (g, sl) = (th.guess[i], th.slip[i]);
-            let pc = p * (1.0 - sl) + (1.0 - p) * g;
-            out.push((pc, obs[t]));
-            let right = obs[t] != 0;
-            let lk = if right { 1.0 - sl } else { sl };
-            let lu = if right { g } else { 1.0 - g };
-            let num = p * lk;
-            let post = num / (num + (1.0 - p) * lu).max(TINY);
-            let l = th.learn[if v.multilearn { r } else { 0 }];
-            p = post * (1.0 - th.forget) + (1.0 - post) * l;
+            let p = BktParams {
+                prior: th.prior[gi],
+                learn: th.learn[if v.multilearn { r } else { 0 }],
+                guess: th.guess[i],
+                slip: th.slip[i],
+                forget: th.forget,
+            };
+            out.push((p.p_correct(belief), obs[t]));
+            let answer = Observation {
+                correct: obs[t] != 0,
+                score: None,
+            };
+            belief = p.update(belief, answer);
         }
     }
 }
@@ -655,6 +662,32 @@ mod tests {
             }
         }
         ds
+    }
+
+    /// Predictions keep falling through wrong answers after a run of right
+    /// ones long enough to round P(known) to 1.0 (the CV scores these).
+    #[test]
+    fn predictions_fall_after_a_long_run_of_right_answers() {
+        let mut answers = vec![(true, "x"); 25];
+        answers.extend(vec![(false, "x"); 40]);
+        let ds = dataset(&[("a1", &answers)]);
+        let d = &ds.layout(None)[0];
+        let th = Theta {
+            prior: vec![0.4],
+            learn: vec![0.2],
+            forget: 0.0,
+            guess: vec![0.15],
+            slip: vec![0.08],
+        };
+        let mut out = Vec::new();
+        predict_layout(d, Variants::default(), &th, &mut out);
+        assert_eq!(
+            out[25].0, 0.92,
+            "predicted from a P(known) that rounds to 1.0"
+        );
+        let wrong: Vec<f64> = out[25..].iter().map(|p| p.0).collect();
+        assert!(wrong.windows(2).all(|w| w[1] <= w[0]), "{wrong:?}");
+        assert!(wrong[39] < 0.5, "{}", wrong[39]);
     }
 
     fn small() -> Dataset {
@@ -844,7 +877,7 @@ mod tests {
         };
         let mut c = s.zero_counts();
         let ll = e_step(d, &s, &th, &mut c, &mut vec![0.0; d.max_len]);
-        let mut known = p.prior;
+        let mut known = p.prior_belief();
         let mut want = 0.0;
         for &(correct, _) in &answers {
             let pc = p.p_correct(known);

@@ -12,7 +12,7 @@ use super::cv::{CvReport, cross_validate};
 use super::data::{DataSummary, Dataset};
 use super::em::{self, FitError, SkillFit, fit_layout};
 use super::variants::{FitOptions, Variants};
-use crate::domain::bkt::{BktParams, Observation};
+use crate::domain::bkt::{Belief, BktParams, Observation};
 
 /// Version of the model file layout; bump on any incompatible change so a
 /// server can refuse a file it would misread.
@@ -176,7 +176,7 @@ pub fn build_model(
 /// from that learner's earlier attempts of the same skill: pyBKT's `predict`.
 /// A skill the model does not know is traced with [`BktParams::default`].
 pub fn predict(model: &FittedModel, ds: &Dataset) -> Vec<f64> {
-    let mut state: std::collections::HashMap<(u32, u32), f64> = Default::default();
+    let mut state: std::collections::HashMap<(u32, u32), Belief> = Default::default();
     let skills: Vec<Option<&SkillModel>> = (0..ds.num_skills())
         .map(|s| model.skills.get(ds.skill_name(s as u32)))
         .collect();
@@ -187,7 +187,9 @@ pub fn predict(model: &FittedModel, ds: &Dataset) -> Vec<f64> {
             let group = a.group.map(|g| ds.group_name(g));
             let p = skills[a.skill as usize]
                 .map_or_else(BktParams::default, |m| m.params_for(template, group));
-            let known = state.entry((a.learner, a.skill)).or_insert(p.prior);
+            let known = state
+                .entry((a.learner, a.skill))
+                .or_insert_with(|| p.prior_belief());
             let pc = p.p_correct(*known);
             *known = p.update(
                 *known,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::bkt::{BktParams, Observation};
+use crate::domain::bkt::{Belief, BktParams, Observation};
 use crate::domain::learner::Micros;
 
 /// Microseconds in a day: signals count inactivity in (fractional) days.
@@ -388,20 +388,24 @@ pub fn trace_mastery<'a>(
     answers: impl IntoIterator<Item = (&'a str, Observation, Micros)>,
     params: impl Fn(&str) -> BktParams,
 ) -> Vec<SkillAttempt> {
-    let mut current: BTreeMap<String, f64> = BTreeMap::new();
+    // Beliefs as log-odds: mastery can fall again after any run of right
+    // answers (see `Belief`).
+    let mut current: BTreeMap<String, Belief> = BTreeMap::new();
     answers
         .into_iter()
         .map(|(skill, obs, at)| {
             let p = params(skill);
-            let before = *current.entry(skill.to_string()).or_insert(p.prior);
+            let before = *current
+                .entry(skill.to_string())
+                .or_insert_with(|| p.prior_belief());
             let after = p.update(before, obs);
             current.insert(skill.to_string(), after);
             SkillAttempt {
                 skill_id: skill.to_string(),
                 correct: obs.correct,
                 at,
-                p_before: before,
-                p_after: after,
+                p_before: before.p_known(),
+                p_after: after.p_known(),
             }
         })
         .collect()
@@ -542,9 +546,10 @@ mod tests {
         let trace = trace_mastery([("a", right, 1), ("b", wrong, 2), ("a", wrong, 3)], |_| {
             params
         });
-        assert_eq!(trace[0].p_before, params.prior);
-        assert_eq!(trace[1].p_before, params.prior);
+        assert!((trace[0].p_before - params.prior).abs() < 1e-12);
+        assert!((trace[1].p_before - params.prior).abs() < 1e-12);
         assert_eq!(trace[2].p_before, trace[0].p_after);
-        assert_eq!(trace[2].p_after, params.update(trace[0].p_after, wrong));
+        let again = params.update(Belief::from_p_known(trace[0].p_after), wrong);
+        assert!((trace[2].p_after - again.p_known()).abs() < 1e-12);
     }
 }

@@ -9,11 +9,38 @@ use super::SimOptions;
 use super::policies::{Policy, PolicyKind, View};
 use super::population::{Step, Trace};
 use super::world::{LEARNER_STREAM, SimLearner, World, rng};
-use crate::domain::bkt::{BktParams, Observation};
+use crate::domain::bkt::{Belief, BktParams, Observation};
 use crate::domain::remediation::{ModuleOutcome, SkillChange};
 
 /// Most recent modules passed to the policy (what an LMS would keep).
 const HISTORY_WINDOW: usize = 40;
+
+/// The engine's view of one learner: P(mastered) per skill id, what the
+/// policies read, and the beliefs behind it (log-odds, so that mastery can
+/// fall again after any run of right answers).
+#[derive(Default)]
+struct Tracked {
+    p: BTreeMap<String, f64>,
+    beliefs: BTreeMap<String, Belief>,
+}
+
+impl Tracked {
+    /// The belief about skill `id` (the prior before any answer).
+    fn belief(&self, id: &str, engine: &BktParams) -> Belief {
+        self.beliefs
+            .get(id)
+            .copied()
+            .unwrap_or_else(|| engine.prior_belief())
+    }
+
+    /// Stores the belief about skill `id`; returns its P(mastered).
+    fn set(&mut self, id: &str, belief: Belief) -> f64 {
+        self.beliefs.insert(id.to_string(), belief);
+        let p = belief.p_known();
+        self.p.insert(id.to_string(), p);
+        p
+    }
+}
 
 /// What the LMS records of a run for the population fit, when asked.
 type Recorder<'a> = Option<&'a mut Trace>;
@@ -39,7 +66,7 @@ fn final_exam(
     learner: &SimLearner,
     options: &SimOptions,
     known: &[bool],
-    mastery: &mut BTreeMap<String, f64>,
+    mastery: &mut Tracked,
     rng: &mut ChaCha8Rng,
     trace: &mut Recorder<'_>,
 ) -> bool {
@@ -47,12 +74,12 @@ fn final_exam(
     let mut reopened = false;
     for id in &world.program {
         let s = world.skill_index[id];
-        let mut p = mastery.get(id).copied().unwrap_or(engine.prior);
+        let mut belief = mastery.belief(id, &engine);
         let mut correct = 0;
         for _ in 0..options.quiz_items {
             let a = answer(learner, known[s], rng);
             correct += u32::from(a.correct);
-            p = engine.update(p, a);
+            belief = engine.update(belief, a);
         }
         if let Some(t) = trace.as_deref_mut() {
             t.push(
@@ -64,8 +91,8 @@ fn final_exam(
                 },
             );
         }
+        let p = mastery.set(id, belief);
         reopened |= p < options.threshold;
-        mastery.insert(id.clone(), p);
     }
     reopened
 }
@@ -119,7 +146,7 @@ pub fn run_learner(
     );
     let engine = BktParams::default();
     let mut known = learner.known.clone();
-    let mut mastery: BTreeMap<String, f64> = BTreeMap::new();
+    let mut mastery = Tracked::default();
     let mut history: Vec<ModuleOutcome> = Vec::new();
     let mut policy = Policy::new(kind);
     let mut out = LearnerOutcome {
@@ -142,7 +169,7 @@ pub fn run_learner(
         let view = View {
             world,
             language: &learner.language,
-            mastery: &mastery,
+            mastery: &mastery.p,
             history: &history[start..],
             options,
             rates,
@@ -189,13 +216,13 @@ pub fn run_learner(
         let mut changes = Vec::with_capacity(skills.len());
         for &s in skills {
             let id = &world.skill_ids[s];
-            let before = mastery.get(id).copied().unwrap_or(engine.prior);
-            let mut p = before;
+            let mut belief = mastery.belief(id, &engine);
+            let before = belief.p_known();
             let mut correct = 0;
             for _ in 0..options.quiz_items {
                 let a = answer(learner, known[s], &mut rng);
                 correct += u32::from(a.correct);
-                p = engine.update(p, a);
+                belief = engine.update(belief, a);
             }
             if let Some(t) = trace.as_deref_mut() {
                 t.push(
@@ -207,7 +234,7 @@ pub fn run_learner(
                     },
                 );
             }
-            mastery.insert(id.clone(), p);
+            let p = mastery.set(id, belief);
             changes.push(SkillChange {
                 skill_id: id.clone(),
                 before,
