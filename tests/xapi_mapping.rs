@@ -268,7 +268,7 @@ fn traffic() -> Vec<(Value, bool)> {
                 "http://id.tincanapi.com/verb/viewed",
                 attempt.clone(),
                 Value::Null,
-                &[quiz.clone()],
+                std::slice::from_ref(&quiz),
             ),
             true,
         ),

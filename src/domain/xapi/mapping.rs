@@ -188,11 +188,13 @@ pub fn resolve(statement: &Statement, catalog: &impl CatalogView) -> Effect {
                 definition: definition.clone(),
             });
         }
-        if let Err(Effect::Unresolved {
-            unknown: courses, ..
-        }) = program(statement, &learner, catalog)
-        {
-            unknown.extend(courses);
+        if let Err(waiting) = program(statement, &learner, catalog) {
+            if let Effect::Unresolved {
+                unknown: courses, ..
+            } = *waiting
+            {
+                unknown.extend(courses);
+            }
         }
         return Effect::Unresolved {
             reason: format!(
@@ -216,7 +218,7 @@ pub fn resolve(statement: &Statement, catalog: &impl CatalogView) -> Effect {
             };
             let program = match program(statement, &learner, catalog) {
                 Ok(program) => program,
-                Err(unresolved) => return unresolved,
+                Err(unresolved) => return *unresolved,
             };
             Effect::Attempt {
                 attempt: Attempt {
@@ -240,7 +242,7 @@ pub fn resolve(statement: &Statement, catalog: &impl CatalogView) -> Effect {
             };
             let program = match program(statement, &learner, catalog) {
                 Ok(program) => program,
-                Err(unresolved) => return unresolved,
+                Err(unresolved) => return *unresolved,
             };
             Effect::Activity {
                 activity: Activity {
@@ -380,18 +382,18 @@ fn program(
     statement: &Statement,
     learner: &LearnerRef,
     catalog: &impl CatalogView,
-) -> Result<Option<String>, Effect> {
+) -> Result<Option<String>, Box<Effect>> {
     let context = statement.context.as_ref();
     if let Some(named) = context.and_then(|c| c.program.as_ref()) {
         return match catalog.program(named) {
             Some(program) => Ok(Some(program)),
-            None => Err(Effect::Unresolved {
+            None => Err(Box::new(Effect::Unresolved {
                 reason: format!("the program extension names unknown program '{named}'"),
                 unknown: vec![Unknown {
                     id: named.clone(),
                     definition: None,
                 }],
-            }),
+            })),
         };
     }
     let from_context = context.and_then(|c| {
@@ -423,7 +425,7 @@ fn program(
         return Ok(None);
     }
     let names: Vec<&str> = courses.iter().map(|c| c.id.as_str()).collect();
-    Err(Effect::Unresolved {
+    Err(Box::new(Effect::Unresolved {
         reason: format!(
             "unknown course {} (map it to a program or ignore it); learner '{}' is enrolled in {}",
             names.join(", "),
@@ -435,7 +437,7 @@ fn program(
             }
         ),
         unknown: courses,
-    })
+    }))
 }
 
 /// Correctness and partial credit: `result.success`, else the verb
