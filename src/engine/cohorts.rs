@@ -16,6 +16,7 @@ use jiff::Timestamp;
 
 use super::locks::StripedLocks;
 use super::{Engine, now_micros};
+use crate::domain::catalog_index::primary_subtag;
 use crate::domain::cohorts::records::{FormationRecord, StoredCohort};
 use crate::domain::cohorts::{
     Cohort, CohortConstraints, CohortError, CohortLearner, FormationRequest, LockedCohort,
@@ -154,6 +155,13 @@ fn domain_cohorts(cohorts: &[StoredCohort]) -> Vec<Cohort> {
 }
 
 /// Inserts `learner` into sorted `members`.
+/// The language a learner is grouped by: the primary subtag of their tag,
+/// lowercased, the one modules are matched on (`fr-BE` is served `fr`
+/// modules, so it shares cohorts with `fr`).
+fn cohort_language(tag: &str) -> String {
+    primary_subtag(tag).to_ascii_lowercase()
+}
+
 fn add_member(members: &mut Vec<String>, learner: &str) {
     if let Err(at) = members.binary_search_by(|m| m.as_str().cmp(learner)) {
         members.insert(at, learner.to_string());
@@ -439,7 +447,7 @@ impl Engine {
         let mut attrs = Vec::with_capacity(cohort.members.len());
         for id in &cohort.members {
             if let Some(l) = self.store.learner(id)? {
-                attrs.push((l.company_id, l.language));
+                attrs.push((l.company_id, cohort_language(&l.language)));
             }
         }
         Ok(CohortView::new(
@@ -490,7 +498,7 @@ impl Engine {
                 Ok(CohortLearner {
                     id: learner.id,
                     company: learner.company_id,
-                    language: learner.language,
+                    language: cohort_language(&learner.language),
                     utc_offset_minutes,
                     mastery,
                 })

@@ -394,3 +394,36 @@ fn offsets_follow_daylight_saving() {
     assert_eq!(utc_offset_minutes("Europe/Paris", summer), Ok(120));
     assert_eq!(utc_offset_minutes("Asia/Kolkata", winter), Ok(330));
 }
+
+/// A newcomer who brings a cohort closer to the population lowers its
+/// cost: the reported increase is then 0, never negative.
+#[test]
+fn late_cost_increase_is_never_negative() {
+    let at = |i: usize, level: f64| CohortLearner {
+        id: format!("L{i:04}"),
+        company: format!("C{}", i % 10),
+        language: "en".into(),
+        utc_offset_minutes: Some(60),
+        mastery: vec![level, level],
+    };
+    let ls: Vec<CohortLearner> = (0..30)
+        .map(|i| at(i, if i < 15 { 0.9 } else { 0.1 }))
+        .collect();
+    let cohorts = vec![
+        Cohort {
+            id: "high".into(),
+            members: ls[..15].iter().map(|l| l.id.clone()).collect(),
+            locked: false,
+        },
+        Cohort {
+            id: "low".into(),
+            members: ls[15..].iter().map(|l| l.id.clone()).collect(),
+            locked: false,
+        },
+    ];
+    let newcomer = at(99, 0.1);
+    let cons = CohortConstraints::default();
+    let p = assign_late(&ls, &cohorts, &newcomer, &cons, Objective::Balanced).unwrap();
+    assert_eq!(p.cohort_id, "high", "it pulls the high cohort's mean back");
+    assert_eq!(p.cost_increase, 0.0);
+}
