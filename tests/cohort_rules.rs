@@ -107,3 +107,50 @@ async fn a_move_into_a_locked_cohort_is_kept() {
     assert!(again.locked);
     assert_eq!(again.learner_ids, target.learner_ids);
 }
+
+/// Two learners of a lone language do not stop the 30 others: they are
+/// returned unplaced with the reason (before: FAILED_PRECONDITION for the
+/// whole program); a program where nobody can be placed still fails.
+#[tokio::test]
+async fn learners_who_fit_no_cohort_are_returned_unplaced() {
+    let server = TestServer::start().await;
+    let mut staff: Vec<pb::Learner> = (0..30)
+        .map(|i| {
+            learner_in(
+                &format!("l{i:02}"),
+                &format!("co{}", i % 5),
+                "fr",
+                "Europe/Paris",
+            )
+        })
+        .collect();
+    staff.push(learner_in("hans", "co1", "de", "Europe/Berlin"));
+    staff.push(learner_in("ute", "co2", "de", "Europe/Berlin"));
+    seed_cohort_program(&server, "p", None, &staff).await;
+    let mut cohorts = server.cohorts().await;
+    let formed = cohorts
+        .form_cohorts(form("p", 1))
+        .await
+        .unwrap()
+        .into_inner();
+    let placed: usize = formed.cohorts.iter().map(|c| c.learner_ids.len()).sum();
+    assert_eq!(placed, 30);
+    let ids: Vec<&str> = formed
+        .unplaced
+        .iter()
+        .map(|u| u.learner_id.as_str())
+        .collect();
+    assert_eq!(ids, ["hans", "ute"]);
+    for u in &formed.unplaced {
+        assert!(u.reason.contains("\"de\""), "{}", u.reason);
+    }
+
+    seed_cohort_program(&server, "q", None, &staff[30..]).await;
+    let err = cohorts.form_cohorts(form("q", 1)).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        tonic::Code::FailedPrecondition,
+        "{}",
+        err.message()
+    );
+}

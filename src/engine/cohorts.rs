@@ -20,7 +20,7 @@ use crate::domain::catalog_index::primary_subtag;
 use crate::domain::cohorts::records::{FormationRecord, StoredCohort};
 use crate::domain::cohorts::{
     Cohort, CohortConstraints, CohortError, CohortLearner, FormationRequest, LockedCohort,
-    Objective, QualityReport, assign_late, check_move, form_cohorts, utc_offset_minutes,
+    Objective, QualityReport, Unplaced, assign_late, check_move, form_cohorts, utc_offset_minutes,
 };
 use crate::domain::learner::{CohortRules, Program};
 use crate::error::{Error, Result};
@@ -83,6 +83,9 @@ pub struct FormedCohorts {
     pub cohorts: Vec<CohortView>,
     /// Balance figures, skills named by program skill id.
     pub report: QualityReport,
+    /// Learners no cohort could take, with the reason (see
+    /// `domain::cohorts::Formation::unplaced`).
+    pub unplaced: Vec<Unplaced>,
 }
 
 /// What [`Engine::assign_late_enrolment`] did.
@@ -212,6 +215,7 @@ impl Engine {
         .map_err(cohort_error)?;
         let mut report = formation.report;
         report.name_skills(&program.skill_ids);
+        let unplaced = formation.unplaced;
 
         let now = now_micros();
         let kept: BTreeMap<&str, &StoredCohort> =
@@ -270,6 +274,7 @@ impl Engine {
             dry_run: options.dry_run,
             cohorts: views,
             report,
+            unplaced,
         })
     }
 

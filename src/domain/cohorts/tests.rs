@@ -105,15 +105,23 @@ fn languages_are_not_mixed() {
     assert_eq!(f.cohorts.iter().map(|c| c.members.len()).sum::<usize>(), 90);
 }
 
+/// A language group too small to fill a cohort is left out, each learner
+/// with the reason; the others are formed. Alone, it is a refusal.
 #[test]
-fn small_language_group_is_refused() {
+fn small_language_group_is_left_out() {
     let mut ls = simple(70, 10);
     for l in ls.iter_mut().take(10) {
         l.language = "de".into();
     }
-    let (c, reason) = infeasible(form(&ls, CohortConstraints::default(), &[]));
-    assert_eq!(c, Constraint::Language);
-    assert!(reason.contains("\"de\""), "{reason}");
+    let f = form(&ls, CohortConstraints::default(), &[]).unwrap();
+    assert_eq!(f.unplaced.len(), 10);
+    for u in &f.unplaced {
+        assert_eq!(u.constraint, Constraint::Language);
+        assert!(u.reason.contains("\"de\""), "{}", u.reason);
+    }
+    assert_eq!(f.cohorts.iter().map(|c| c.members.len()).sum::<usize>(), 60);
+    let (c, _) = infeasible(form(&ls[..10], CohortConstraints::default(), &[]));
+    assert_eq!(c, Constraint::Size);
 }
 
 #[test]
@@ -154,15 +162,23 @@ fn time_zones_are_split_into_windows() {
     }
 }
 
+/// Learners of a time zone with too few companions within the spread are
+/// left out with the reason; the others are formed.
 #[test]
-fn isolated_time_zone_is_refused() {
+fn isolated_time_zone_is_left_out() {
     let mut ls = simple(40, 10);
     for (i, l) in ls.iter_mut().enumerate() {
         l.utc_offset_minutes = Some(if i < 32 { 60 } else { 540 });
     }
-    let (c, reason) = infeasible(form(&ls, CohortConstraints::default(), &[]));
-    assert_eq!(c, Constraint::TimezoneSpread);
-    assert!(reason.contains("UTC+09:00"), "{reason}");
+    let f = form(&ls, CohortConstraints::default(), &[]).unwrap();
+    assert_eq!(f.unplaced.len(), 8);
+    assert_eq!(f.unplaced[0].constraint, Constraint::TimezoneSpread);
+    assert!(
+        f.unplaced[0].reason.contains("UTC+09:00"),
+        "{}",
+        f.unplaced[0].reason
+    );
+    assert_eq!(f.cohorts.iter().map(|c| c.members.len()).sum::<usize>(), 32);
 }
 
 #[test]
@@ -364,7 +380,7 @@ fn csv_round_trip_and_line_numbers() {
         reference_instant: "2025-01-15T12:00:00Z".parse().unwrap(),
     };
     let mut out = Vec::new();
-    let report = run_offline(input.as_bytes(), &mut out, &opts).unwrap();
+    let (report, _) = run_offline(input.as_bytes(), &mut out, &opts).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert_eq!(text.lines().count(), 41);
     assert!(text.starts_with("learner_id,cohort_id\nu0,cohort-"));
