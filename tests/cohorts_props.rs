@@ -1,7 +1,8 @@
 //! Property tests of cohort formation: whatever the instance, a returned
-//! partition covers every learner once and keeps every hard constraint,
-//! the seed alone decides the result, and impossible instances are refused
-//! naming the constraint at fault.
+//! partition covers every learner once (or leaves them out with a reason)
+//! and keeps every hard constraint, the seed alone decides the result,
+//! learners who fit no cohort are left out naming the constraint, and
+//! instances where nobody can be placed are refused naming it.
 
 use proptest::prelude::*;
 use spoc_engine::domain::cohorts::{
@@ -78,13 +79,18 @@ proptest! {
         let objective = if leveled { Objective::Leveled } else { Objective::Balanced };
         match form(&ls, cons, objective, seed) {
             Ok(f) => {
-                prop_assert!(verify_partition(&ls, &f.cohorts, &cons).is_ok());
+                // Every learner is placed once, or left out with a reason.
+                let out: std::collections::BTreeSet<&str> =
+                    f.unplaced.iter().map(|u| u.id.as_str()).collect();
+                prop_assert!(f.unplaced.iter().all(|u| !u.reason.is_empty()));
+                let placed: Vec<_> = ls.iter().filter(|l| !out.contains(l.id.as_str())).cloned().collect();
+                prop_assert!(verify_partition(&placed, &f.cohorts, &cons).is_ok());
                 let total: usize = f.cohorts.iter().map(|c| c.members.len()).sum();
-                prop_assert_eq!(total, ls.len());
+                prop_assert_eq!(total + out.len(), ls.len());
                 let mut ids: Vec<&String> = f.cohorts.iter().flat_map(|c| &c.members).collect();
                 ids.sort();
                 ids.dedup();
-                prop_assert_eq!(ids.len(), ls.len());
+                prop_assert_eq!(ids.len() + out.len(), ls.len());
                 prop_assert!(f.report.max_company_share <= share + 1e-9);
             }
             Err(CohortError::Infeasible { reason, .. }) => prop_assert!(!reason.is_empty()),
@@ -131,13 +137,14 @@ proptest! {
 
     /// A language group smaller than a cohort is refused as a language issue.
     #[test]
-    fn lonely_language_is_refused(raw in raw_learners(40..120, 2), few in 1usize..15, seed in any::<u64>()) {
+    fn lonely_language_is_left_out(raw in raw_learners(40..120, 2), few in 1usize..15, seed in any::<u64>()) {
         let mut ls = learners(&raw, 30, 1, &[60]);
         for l in ls.iter_mut().take(few) {
             l.language = "de".into();
         }
-        let err = form(&ls, CohortConstraints::default(), Objective::Balanced, seed).unwrap_err();
-        prop_assert_eq!(err.constraint(), Some(Constraint::Language));
+        let f = form(&ls, CohortConstraints::default(), Objective::Balanced, seed).unwrap();
+        prop_assert_eq!(f.unplaced.len(), few);
+        prop_assert!(f.unplaced.iter().all(|u| u.constraint == Constraint::Language));
     }
 
     /// A far time zone with too few learners is refused as a spread issue;
@@ -149,8 +156,9 @@ proptest! {
         for l in ls.iter_mut().take(few) {
             l.utc_offset_minutes = Some(600);
         }
-        let err = form(&ls, CohortConstraints::default(), Objective::Balanced, seed).unwrap_err();
-        prop_assert_eq!(err.constraint(), Some(Constraint::TimezoneSpread));
+        let f = form(&ls, CohortConstraints::default(), Objective::Balanced, seed).unwrap();
+        prop_assert_eq!(f.unplaced.len(), few);
+        prop_assert!(f.unplaced.iter().all(|u| u.constraint == Constraint::TimezoneSpread));
 
         let err = form(&ls[..few], CohortConstraints::default(), Objective::Balanced, seed).unwrap_err();
         prop_assert_eq!(err.constraint(), Some(Constraint::Size));

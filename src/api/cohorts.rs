@@ -146,6 +146,14 @@ impl CohortService for CohortApi {
             dry_run: formed.dry_run,
             cohorts: formed.cohorts.into_iter().map(Into::into).collect(),
             report: Some(formed.report.into()),
+            unplaced: formed
+                .unplaced
+                .into_iter()
+                .map(|u| pb::UnplacedLearner {
+                    learner_id: u.id,
+                    reason: u.reason,
+                })
+                .collect(),
         }))
     }
 

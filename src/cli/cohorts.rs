@@ -313,10 +313,13 @@ fn form(args: FormArgs) -> Result<(), BoxError> {
         seed: args.seed,
         reference_instant: jiff::Timestamp::now(),
     };
-    let report = run_offline(std::io::BufReader::new(input), &mut output, &options)?;
+    let (report, unplaced) = run_offline(std::io::BufReader::new(input), &mut output, &options)?;
     // Written only once formation succeeded: a refusal leaves no half file.
     std::fs::write(&args.output, output)
         .map_err(|e| format!("cannot write {}: {e}", args.output.display()))?;
     eprintln!("{report}");
+    for u in &unplaced {
+        eprintln!("unplaced {}: {}", u.id, u.reason);
+    }
     Ok(())
 }

@@ -368,7 +368,7 @@ mod tests {
     fn roster_reads_quoted_fields_and_ignores_extra_columns() {
         let csv = "learner_id,company_id,language,timezone,sql\n\
                    a,acme,fr,Europe/Paris,0.4\n\
-                   \"b,1\",\"glo\"\"bex\",,,0.9\n";
+                   \"b,1\",\"glo\"\"bex\",en,UTC,0.9\n";
         let rows = parse_roster(csv.as_bytes()).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].learner.time_zone, "Europe/Paris");
@@ -385,9 +385,14 @@ mod tests {
             err.starts_with("line 2:") && err.contains("timezone"),
             "{err}"
         );
-        let err = parse_roster(format!("{head}a,,fr,\n").as_bytes()).unwrap_err();
+        let err = parse_roster(format!("{head}a,,fr,UTC\n").as_bytes()).unwrap_err();
         assert!(err.contains("company_id"), "{err}");
-        let err = parse_roster(format!("{head}a,x,fr,\na,y,fr,\n").as_bytes()).unwrap_err();
+        // Language and time zone are required, as UpsertLearner has them.
+        let err = parse_roster(format!("{head}a,x,fr,\n").as_bytes()).unwrap_err();
+        assert!(err.contains("timezone"), "{err}");
+        let err = parse_roster(format!("{head}a,x,,UTC\n").as_bytes()).unwrap_err();
+        assert!(err.contains("language"), "{err}");
+        let err = parse_roster(format!("{head}a,x,fr,UTC\na,y,fr,UTC\n").as_bytes()).unwrap_err();
         assert!(
             err.starts_with("line 3:") && err.contains("line 2"),
             "{err}"

@@ -16,10 +16,11 @@ use jiff::Timestamp;
 
 use super::locks::StripedLocks;
 use super::{Engine, now_micros};
+use crate::domain::catalog_index::primary_subtag;
 use crate::domain::cohorts::records::{FormationRecord, StoredCohort};
 use crate::domain::cohorts::{
     Cohort, CohortConstraints, CohortError, CohortLearner, FormationRequest, LockedCohort,
-    Objective, QualityReport, assign_late, check_move, form_cohorts, utc_offset_minutes,
+    Objective, QualityReport, Unplaced, assign_late, check_move, form_cohorts, utc_offset_minutes,
 };
 use crate::domain::learner::{CohortRules, Program};
 use crate::error::{Error, Result};
@@ -82,6 +83,9 @@ pub struct FormedCohorts {
     pub cohorts: Vec<CohortView>,
     /// Balance figures, skills named by program skill id.
     pub report: QualityReport,
+    /// Learners no cohort could take, with the reason (see
+    /// `domain::cohorts::Formation::unplaced`).
+    pub unplaced: Vec<Unplaced>,
 }
 
 /// What [`Engine::assign_late_enrolment`] did.
@@ -154,6 +158,13 @@ fn domain_cohorts(cohorts: &[StoredCohort]) -> Vec<Cohort> {
 }
 
 /// Inserts `learner` into sorted `members`.
+/// The language a learner is grouped by: the primary subtag of their tag,
+/// lowercased, the one modules are matched on (`fr-BE` is served `fr`
+/// modules, so it shares cohorts with `fr`).
+fn cohort_language(tag: &str) -> String {
+    primary_subtag(tag).to_ascii_lowercase()
+}
+
 fn add_member(members: &mut Vec<String>, learner: &str) {
     if let Err(at) = members.binary_search_by(|m| m.as_str().cmp(learner)) {
         members.insert(at, learner.to_string());
@@ -204,6 +215,7 @@ impl Engine {
         .map_err(cohort_error)?;
         let mut report = formation.report;
         report.name_skills(&program.skill_ids);
+        let unplaced = formation.unplaced;
 
         let now = now_micros();
         let kept: BTreeMap<&str, &StoredCohort> =
@@ -262,6 +274,7 @@ impl Engine {
             dry_run: options.dry_run,
             cohorts: views,
             report,
+            unplaced,
         })
     }
 
@@ -439,7 +452,7 @@ impl Engine {
         let mut attrs = Vec::with_capacity(cohort.members.len());
         for id in &cohort.members {
             if let Some(l) = self.store.learner(id)? {
-                attrs.push((l.company_id, l.language));
+                attrs.push((l.company_id, cohort_language(&l.language)));
             }
         }
         Ok(CohortView::new(
@@ -490,7 +503,7 @@ impl Engine {
                 Ok(CohortLearner {
                     id: learner.id,
                     company: learner.company_id,
-                    language: learner.language,
+                    language: cohort_language(&learner.language),
                     utc_offset_minutes,
                     mastery,
                 })

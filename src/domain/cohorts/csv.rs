@@ -200,7 +200,8 @@ pub fn parse_learners(
     Ok((learners, skills))
 }
 
-/// Writes `learner_id,cohort_id` rows, in the order of `learners`.
+/// Writes `learner_id,cohort_id` rows, in the order of `learners`; a
+/// learner in no cohort (unplaced) gets an empty `cohort_id`.
 pub fn write_assignment(
     learners: &[CohortLearner],
     cohorts: &[Cohort],
@@ -215,20 +216,19 @@ pub fn write_assignment(
     let io = |e: std::io::Error| CohortError::Io(e.to_string());
     writeln!(output, "learner_id,cohort_id").map_err(io)?;
     for l in learners {
-        if let Some(c) = of.get(l.id.as_str()) {
-            writeln!(output, "{},{}", quote(&l.id), quote(c)).map_err(io)?;
-        }
+        let c = of.get(l.id.as_str()).copied().unwrap_or("");
+        writeln!(output, "{},{}", quote(&l.id), quote(c)).map_err(io)?;
     }
     output.flush().map_err(io)
 }
 
-/// The whole offline command: read, form, write; returns the report for
-/// the CLI to print on stderr.
+/// The whole offline command: read, form, write; returns the report and
+/// the learners left out, for the CLI to print on stderr.
 pub fn run_offline(
     input: impl Read,
     output: impl Write,
     options: &OfflineOptions,
-) -> Result<QualityReport, CohortError> {
+) -> Result<(QualityReport, Vec<super::Unplaced>), CohortError> {
     let (learners, skills) = parse_learners(input, options.reference_instant)?;
     let formation = form_cohorts(&FormationRequest {
         learners: &learners,
@@ -240,5 +240,5 @@ pub fn run_offline(
     write_assignment(&learners, &formation.cohorts, output)?;
     let mut report = formation.report;
     report.name_skills(&skills);
-    Ok(report)
+    Ok((report, formation.unplaced))
 }

@@ -18,8 +18,9 @@ pub struct Placement {
     pub cohort_id: String,
     /// How much the chosen cohort's cost grows (balanced: squared deviation
     /// of means and SDs in population SD units; leveled: within-cohort sum
-    /// of squares); the smallest increase among the cohorts that can take
-    /// the learner.
+    /// of squares), never negative: 0 when the newcomer brings the cohort
+    /// closer to the population (its cost falls). The cohort chosen is the
+    /// one whose cost changes least (falls most).
     pub cost_increase: f64,
 }
 
@@ -108,7 +109,7 @@ pub fn assign_late(
         return Ok(Placement {
             cohort_index: ci,
             cohort_id: cohorts[ci].id.clone(),
-            cost_increase: inc,
+            cost_increase: inc.max(0.0),
         });
     }
     if cohorts.is_empty() {

@@ -217,6 +217,20 @@ pub struct Formation {
     pub cohorts: Vec<Cohort>,
     /// Balance figures, with a random feasible assignment as reference.
     pub report: QualityReport,
+    /// Learners no cohort could take, in id order, each with the rule and
+    /// why: one learner who fits nowhere does not stop the others.
+    pub unplaced: Vec<Unplaced>,
+}
+
+/// A learner formation left out, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unplaced {
+    /// The learner.
+    pub id: String,
+    /// The rule that left them out.
+    pub constraint: Constraint,
+    /// Why, with the figures (the group, its size, what it lacks).
+    pub reason: String,
 }
 
 /// Why formation, a late assignment or a move was refused.
@@ -388,7 +402,28 @@ pub fn form_cohorts(req: &FormationRequest<'_>) -> Result<Formation, CohortError
             locked: false,
         });
     }
-    verify_partition(req.learners, &cohorts, cons).map_err(CohortError::Violation)?;
+    let mut left_out = vec![false; req.learners.len()];
+    for (i, _, _) in &plan.unplaced {
+        left_out[*i] = true;
+    }
+    let placed: Vec<CohortLearner> = req
+        .learners
+        .iter()
+        .zip(&left_out)
+        .filter(|(_, out)| !**out)
+        .map(|(l, _)| l.clone())
+        .collect();
+    verify_partition(&placed, &cohorts, cons).map_err(CohortError::Violation)?;
+    let mut unplaced: Vec<Unplaced> = plan
+        .unplaced
+        .iter()
+        .map(|(i, constraint, reason)| Unplaced {
+            id: req.learners[*i].id.clone(),
+            constraint: *constraint,
+            reason: reason.clone(),
+        })
+        .collect();
+    unplaced.sort_by(|a, b| a.id.cmp(&b.id));
 
     let report = report::QualityReport::measure(
         &problem,
@@ -397,7 +432,11 @@ pub fn form_cohorts(req: &FormationRequest<'_>) -> Result<Formation, CohortError
         req.locked.len(),
         start.elapsed(),
     );
-    Ok(Formation { cohorts, report })
+    Ok(Formation {
+        cohorts,
+        report,
+        unplaced,
+    })
 }
 
 #[cfg(test)]

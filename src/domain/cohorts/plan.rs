@@ -35,6 +35,9 @@ pub struct Block {
 pub struct Plan {
     /// Blocks in a deterministic order (language, then offset).
     pub blocks: Vec<Block>,
+    /// Learners no cohort can take (a language or time-zone group too small
+    /// to fill one), with the rule and the reason: the others are formed.
+    pub unplaced: Vec<(usize, Constraint, String)>,
 }
 
 /// Whether `n` learners can be split into cohorts within the size bounds.
@@ -75,16 +78,25 @@ pub fn plan_blocks(
         }
         return Ok(Plan::default());
     }
-    let groups = language_groups(learners, pool, cons)?;
+    let mut unplaced = Vec::new();
+    let groups = language_groups(learners, pool, cons, &mut unplaced);
     let mut blocks = Vec::new();
     for (label, members) in groups {
-        for (seg_label, seg) in tz_segments(learners, &members, cons, &label)? {
+        for (seg_label, seg) in tz_segments(learners, &members, cons, &label, &mut unplaced) {
             blocks.push(Block {
                 learners: seg,
                 sizes: Vec::new(),
                 label: seg_label,
             });
         }
+    }
+    if blocks.is_empty() {
+        // Nobody can be placed: the first reason is the refusal.
+        let (_, constraint, reason) = unplaced
+            .into_iter()
+            .next()
+            .expect("a non-empty pool is placed or unplaced");
+        return Err(CohortError::Infeasible { constraint, reason });
     }
     if blocks.len() == 1 {
         blocks[0].label.clear();
@@ -93,18 +105,30 @@ pub fn plan_blocks(
     for (b, k) in blocks.iter_mut().zip(counts) {
         b.sizes = choose_sizes(learners, b, k, cons)?;
     }
-    Ok(Plan { blocks })
+    Ok(Plan { blocks, unplaced })
+}
+
+/// Marks `members` unplaced for `reason`.
+fn leave_out(
+    unplaced: &mut Vec<(usize, Constraint, String)>,
+    members: &[usize],
+    constraint: Constraint,
+    reason: &str,
+) {
+    unplaced.extend(members.iter().map(|&i| (i, constraint, reason.to_string())));
 }
 
 /// Groups by language; learners without one fill groups that are too small,
-/// then join the largest group.
+/// then join the largest group. A group that cannot fill a cohort even so
+/// is left out (`unplaced`), so that the others are formed.
 fn language_groups(
     learners: &[CohortLearner],
     pool: &[usize],
     cons: &CohortConstraints,
-) -> Result<Vec<(String, Vec<usize>)>, CohortError> {
+    unplaced: &mut Vec<(usize, Constraint, String)>,
+) -> Vec<(String, Vec<usize>)> {
     if !cons.single_language {
-        return Ok(vec![(String::new(), pool.to_vec())]);
+        return vec![(String::new(), pool.to_vec())];
     }
     let mut by_lang: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut wild = Vec::new();
@@ -116,56 +140,66 @@ fn language_groups(
     }
     if by_lang.len() <= 1 {
         // One language (or none known): language cannot be the obstacle.
-        return Ok(vec![(String::new(), pool.to_vec())]);
+        return vec![(String::new(), pool.to_vec())];
     }
-    let mut groups: Vec<(String, Vec<usize>)> = by_lang
-        .into_iter()
-        .map(|(l, m)| (format!("language {l:?}"), m))
-        .collect();
-    for (label, g) in groups.iter_mut() {
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    // Largest groups first: they are the likeliest to be filled.
+    let mut by_size: Vec<(&str, Vec<usize>)> = by_lang.into_iter().collect();
+    by_size.sort_by_key(|(l, m)| (std::cmp::Reverse(m.len()), *l));
+    for (l, mut g) in by_size {
+        let label = format!("language {l:?}");
         let need = deficit(g.len(), cons);
         if need > wild.len() {
-            return Err(CohortError::Infeasible {
-                constraint: Constraint::Language,
-                reason: format!(
-                    "{label} has {} learners, which cannot fill cohorts of {}..{} \
-                     ({need} more needed) and only {} learners of unknown language are left to join",
-                    g.len(),
-                    cons.min_size,
-                    cons.max_size,
-                    wild.len()
-                ),
-            });
+            let reason = format!(
+                "{label} has {} learners, which cannot fill cohorts of {}..{} \
+                 ({need} more needed) and only {} learners of unknown language are left to join",
+                g.len(),
+                cons.min_size,
+                cons.max_size,
+                wild.len()
+            );
+            leave_out(unplaced, &g, Constraint::Language, &reason);
+            continue;
         }
         g.extend(wild.drain(wild.len() - need..));
+        groups.push((label, g));
     }
+    groups.sort();
     if !wild.is_empty() {
         let mut order: Vec<usize> = (0..groups.len()).collect();
         order.sort_by_key(|&g| std::cmp::Reverse(groups[g].1.len()));
-        let g = order
+        match order
             .into_iter()
             .find(|&g| representable(groups[g].1.len() + wild.len(), cons))
-            .ok_or_else(|| CohortError::Infeasible {
-                constraint: Constraint::Size,
-                reason: format!(
+        {
+            Some(g) => groups[g].1.append(&mut wild),
+            None if groups.is_empty() && representable(wild.len(), cons) => {
+                groups.push((String::new(), std::mem::take(&mut wild)));
+            }
+            None => {
+                let reason = format!(
                     "{} learners of unknown language fit no language group within cohorts of {}..{}",
                     wild.len(),
                     cons.min_size,
                     cons.max_size
-                ),
-            })?;
-        groups[g].1.append(&mut wild);
+                );
+                leave_out(unplaced, &wild, Constraint::Size, &reason);
+            }
+        }
     }
-    Ok(groups)
+    groups
 }
 
-/// Cuts a language group into time-zone windows whose sizes fit the bounds.
+/// Cuts a language group into time-zone windows whose sizes fit the bounds;
+/// the learners of a window that cannot fill a cohort (too few within the
+/// spread, too few of unknown time zone to join) are left out (`unplaced`).
 fn tz_segments(
     learners: &[CohortLearner],
     members: &[usize],
     cons: &CohortConstraints,
     label: &str,
-) -> Result<Vec<(String, Vec<usize>)>, CohortError> {
+    unplaced: &mut Vec<(usize, Constraint, String)>,
+) -> Vec<(String, Vec<usize>)> {
     let mut known: Vec<(i64, usize)> = Vec::new();
     let mut unknown: Vec<usize> = Vec::new();
     for &i in members {
@@ -185,18 +219,17 @@ fn tz_segments(
     };
     if known.is_empty() || known[known.len() - 1].0 - known[0].0 <= spread {
         if !representable(members.len(), cons) {
-            return Err(CohortError::Infeasible {
-                constraint: Constraint::Size,
-                reason: format!(
-                    "the {} learners{} cannot fill cohorts of {}..{}",
-                    members.len(),
-                    within(label),
-                    cons.min_size,
-                    cons.max_size
-                ),
-            });
+            let reason = format!(
+                "the {} learners{} cannot fill cohorts of {}..{}",
+                members.len(),
+                within(label),
+                cons.min_size,
+                cons.max_size
+            );
+            leave_out(unplaced, members, Constraint::Size, &reason);
+            return Vec::new();
         }
-        return Ok(vec![(label.to_string(), members.to_vec())]);
+        return vec![(label.to_string(), members.to_vec())];
     }
     let offs: Vec<i64> = known.iter().map(|k| k.0).collect();
     // First try cuts between distinct offsets only (few states), then any
@@ -209,18 +242,18 @@ fn tz_segments(
         cuts = (0..=offs.len()).collect();
         best = segment_dp(&offs, &cuts, spread, cons);
     }
-    let (total_deficit, bounds) = best;
+    let (total_deficit, mut bounds) = best;
     if total_deficit > unknown.len() {
-        let (a, b) = bounds
+        // Leave out the windows that lack companions; the others form.
+        let short: Vec<(usize, usize)> = bounds
             .iter()
             .copied()
-            .find(|&(a, b)| deficit(b - a, cons) > 0)
-            .unwrap_or((0, offs.len()));
-        return Err(CohortError::Infeasible {
-            constraint: Constraint::TimezoneSpread,
-            reason: format!(
+            .filter(|&(a, b)| deficit(b - a, cons) > 0)
+            .collect();
+        for &(a, b) in &short {
+            let reason = format!(
                 "learners{} span {}..{}, and no cut into windows of at most {} h gives groups \
-                 that fill cohorts of {}..{}: e.g. the {} learners at {}..{} lack {} companions \
+                 that fill cohorts of {}..{}: the {} learners at {}..{} lack {} companions \
                  within {} h, with {} learners of unknown time zone needed in all but {} available",
                 within(label),
                 fmt_offset(offs[0]),
@@ -235,8 +268,11 @@ fn tz_segments(
                 cons.max_tz_spread_hours,
                 total_deficit,
                 unknown.len()
-            ),
-        });
+            );
+            let left: Vec<usize> = known[a..b].iter().map(|k| k.1).collect();
+            leave_out(unplaced, &left, Constraint::TimezoneSpread, &reason);
+        }
+        bounds.retain(|&(a, b)| deficit(b - a, cons) == 0);
     }
     let mut segs: Vec<(String, Vec<usize>)> = bounds
         .iter()
@@ -258,22 +294,27 @@ fn tz_segments(
     if !unknown.is_empty() {
         let mut order: Vec<usize> = (0..segs.len()).collect();
         order.sort_by_key(|&g| std::cmp::Reverse(segs[g].1.len()));
-        let g = order
+        match order
             .into_iter()
             .find(|&g| representable(segs[g].1.len() + unknown.len(), cons))
-            .ok_or_else(|| CohortError::Infeasible {
-                constraint: Constraint::Size,
-                reason: format!(
+        {
+            Some(g) => segs[g].1.append(&mut unknown),
+            None if segs.is_empty() && representable(unknown.len(), cons) => {
+                segs.push((label.to_string(), std::mem::take(&mut unknown)));
+            }
+            None => {
+                let reason = format!(
                     "{} learners of unknown time zone{} fit no time-zone window within cohorts of {}..{}",
                     unknown.len(),
                     within(label),
                     cons.min_size,
                     cons.max_size
-                ),
-            })?;
-        segs[g].1.append(&mut unknown);
+                );
+                leave_out(unplaced, &unknown, Constraint::Size, &reason);
+            }
+        }
     }
-    Ok(segs)
+    segs
 }
 
 /// Minimises (missing learners, number of windows) over cuts of the sorted

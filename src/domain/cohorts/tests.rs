@@ -105,15 +105,23 @@ fn languages_are_not_mixed() {
     assert_eq!(f.cohorts.iter().map(|c| c.members.len()).sum::<usize>(), 90);
 }
 
+/// A language group too small to fill a cohort is left out, each learner
+/// with the reason; the others are formed. Alone, it is a refusal.
 #[test]
-fn small_language_group_is_refused() {
+fn small_language_group_is_left_out() {
     let mut ls = simple(70, 10);
     for l in ls.iter_mut().take(10) {
         l.language = "de".into();
     }
-    let (c, reason) = infeasible(form(&ls, CohortConstraints::default(), &[]));
-    assert_eq!(c, Constraint::Language);
-    assert!(reason.contains("\"de\""), "{reason}");
+    let f = form(&ls, CohortConstraints::default(), &[]).unwrap();
+    assert_eq!(f.unplaced.len(), 10);
+    for u in &f.unplaced {
+        assert_eq!(u.constraint, Constraint::Language);
+        assert!(u.reason.contains("\"de\""), "{}", u.reason);
+    }
+    assert_eq!(f.cohorts.iter().map(|c| c.members.len()).sum::<usize>(), 60);
+    let (c, _) = infeasible(form(&ls[..10], CohortConstraints::default(), &[]));
+    assert_eq!(c, Constraint::Size);
 }
 
 #[test]
@@ -154,15 +162,23 @@ fn time_zones_are_split_into_windows() {
     }
 }
 
+/// Learners of a time zone with too few companions within the spread are
+/// left out with the reason; the others are formed.
 #[test]
-fn isolated_time_zone_is_refused() {
+fn isolated_time_zone_is_left_out() {
     let mut ls = simple(40, 10);
     for (i, l) in ls.iter_mut().enumerate() {
         l.utc_offset_minutes = Some(if i < 32 { 60 } else { 540 });
     }
-    let (c, reason) = infeasible(form(&ls, CohortConstraints::default(), &[]));
-    assert_eq!(c, Constraint::TimezoneSpread);
-    assert!(reason.contains("UTC+09:00"), "{reason}");
+    let f = form(&ls, CohortConstraints::default(), &[]).unwrap();
+    assert_eq!(f.unplaced.len(), 8);
+    assert_eq!(f.unplaced[0].constraint, Constraint::TimezoneSpread);
+    assert!(
+        f.unplaced[0].reason.contains("UTC+09:00"),
+        "{}",
+        f.unplaced[0].reason
+    );
+    assert_eq!(f.cohorts.iter().map(|c| c.members.len()).sum::<usize>(), 32);
 }
 
 #[test]
@@ -364,7 +380,7 @@ fn csv_round_trip_and_line_numbers() {
         reference_instant: "2025-01-15T12:00:00Z".parse().unwrap(),
     };
     let mut out = Vec::new();
-    let report = run_offline(input.as_bytes(), &mut out, &opts).unwrap();
+    let (report, _) = run_offline(input.as_bytes(), &mut out, &opts).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert_eq!(text.lines().count(), 41);
     assert!(text.starts_with("learner_id,cohort_id\nu0,cohort-"));
@@ -393,4 +409,37 @@ fn offsets_follow_daylight_saving() {
     assert_eq!(utc_offset_minutes("Europe/Paris", winter), Ok(60));
     assert_eq!(utc_offset_minutes("Europe/Paris", summer), Ok(120));
     assert_eq!(utc_offset_minutes("Asia/Kolkata", winter), Ok(330));
+}
+
+/// A newcomer who brings a cohort closer to the population lowers its
+/// cost: the reported increase is then 0, never negative.
+#[test]
+fn late_cost_increase_is_never_negative() {
+    let at = |i: usize, level: f64| CohortLearner {
+        id: format!("L{i:04}"),
+        company: format!("C{}", i % 10),
+        language: "en".into(),
+        utc_offset_minutes: Some(60),
+        mastery: vec![level, level],
+    };
+    let ls: Vec<CohortLearner> = (0..30)
+        .map(|i| at(i, if i < 15 { 0.9 } else { 0.1 }))
+        .collect();
+    let cohorts = vec![
+        Cohort {
+            id: "high".into(),
+            members: ls[..15].iter().map(|l| l.id.clone()).collect(),
+            locked: false,
+        },
+        Cohort {
+            id: "low".into(),
+            members: ls[15..].iter().map(|l| l.id.clone()).collect(),
+            locked: false,
+        },
+    ];
+    let newcomer = at(99, 0.1);
+    let cons = CohortConstraints::default();
+    let p = assign_late(&ls, &cohorts, &newcomer, &cons, Objective::Balanced).unwrap();
+    assert_eq!(p.cohort_id, "high", "it pulls the high cohort's mean back");
+    assert_eq!(p.cost_increase, 0.0);
 }
