@@ -1,7 +1,11 @@
 //! xAPI ingestion throughput: statements/s posted in batches over real
 //! HTTP/1.1 on loopback (keep-alive connections, one per client), through
 //! the whole path: JSON parsing and validation, idempotency records,
-//! Q-matrix mapping, `record_attempts` with its write-ahead log.
+//! Q-matrix mapping, `record_attempts` with its write-ahead log. The
+//! catalog is an ordinary one: items and the program have ids of their
+//! own, and the LMS's activity IRIs are their external ids, so every
+//! statement is mapped through the alias index, its program found from
+//! the Moodle-like course in its context.
 //!
 //! Run: `cargo bench --bench xapi` (release build). Options after `--`:
 //! `--seconds N` (default 5), `--clients N` concurrent posters (default
@@ -41,6 +45,18 @@ fn id(tag: u16, client: usize, call: usize, k: usize) -> String {
     )
 }
 
+/// The course every statement's context names: an external id of the
+/// program `sql-101`.
+const COURSE: &str = "https://lms.example.com/course/view.php?id=1";
+
+/// A Moodle-like context: the site, the course, the quiz.
+fn context(n: usize) -> String {
+    format!(
+        r#"{{"platform":"Moodle","registration":"11111111-2222-4333-8444-555555555555","contextActivities":{{"grouping":[{{"id":"https://lms.example.com","definition":{{"type":"http://id.tincanapi.com/activitytype/lms"}}}},{{"id":"{COURSE}","definition":{{"type":"http://id.tincanapi.com/activitytype/lms/course"}}}}],"parent":[{{"id":"https://lms.example.com/mod/quiz/view.php?id={}"}}]}}}}"#,
+        n % 20
+    )
+}
+
 /// A batch of `batch` Moodle-like answered statements as JSON.
 fn body(tag: u16, client: usize, call: usize, batch: usize) -> String {
     let mut out = String::with_capacity(batch * 520);
@@ -52,10 +68,11 @@ fn body(tag: u16, client: usize, call: usize, batch: usize) -> String {
             out.push(',');
         }
         out.push_str(&format!(
-            r#"{{"id":"{}","actor":{{"objectType":"Agent","account":{{"homePage":"https://lms.example.com","name":"learner-{learner}"}}}},"verb":{{"id":"http://adlnet.gov/expapi/verbs/answered","display":{{"en":"answered"}}}},"object":{{"id":"{}","definition":{{"type":"http://adlnet.gov/expapi/activities/cmi.interaction","interactionType":"choice"}}}},"result":{{"success":{},"duration":"PT30S"}},"timestamp":"{}"}}"#,
+            r#"{{"id":"{}","actor":{{"objectType":"Agent","account":{{"homePage":"https://lms.example.com","name":"learner-{learner}"}}}},"verb":{{"id":"http://adlnet.gov/expapi/verbs/answered","display":{{"en":"answered"}}}},"object":{{"id":"{}","definition":{{"type":"http://adlnet.gov/expapi/activities/cmi.interaction","interactionType":"choice"}}}},"result":{{"success":{},"duration":"PT30S"}},"context":{},"timestamp":"{}"}}"#,
             id(tag, client, call, k),
             item(n % ITEMS),
             n % 3 != 0,
+            context(n),
             // One second apart per client, as the gRPC ingest bench does;
             // each phase (tag) later than the one before, so that answers
             // mostly arrive in time order as they do from an LMS.
@@ -122,13 +139,25 @@ async fn main() {
             modules: vec![],
             items: (0..ITEMS)
                 .map(|n| pb::Item {
-                    external_ids: Vec::new(),
+                    external_ids: vec![item(n)],
                     pass_mark: None,
-                    id: item(n),
+                    id: format!("q-{n}"),
                     skill_ids: vec![format!("skill-{}", n % SKILLS)],
                     title: String::new(),
                 })
                 .collect(),
+        })
+        .await
+        .unwrap();
+    pb::program_service_client::ProgramServiceClient::new(server.channels[0].clone())
+        .upsert_program(pb::UpsertProgramRequest {
+            program: Some(pb::Program {
+                id: "sql-101".into(),
+                name: "SQL 101".into(),
+                skill_ids: vec!["skill-0".into()],
+                external_ids: vec![COURSE.into()],
+                ..Default::default()
+            }),
         })
         .await
         .unwrap();
@@ -155,9 +184,10 @@ async fn main() {
                 out.push(',');
             }
             out.push_str(&format!(
-                r#"{{"id":"{}","actor":{{"account":{{"homePage":"https://lms.example.com","name":"learner-{learner}"}}}},"verb":{{"id":"http://adlnet.gov/expapi/verbs/answered"}},"object":{{"id":"{}"}},"result":{{"success":true}},"timestamp":"2026-01-01T00:00:00Z"}}"#,
+                r#"{{"id":"{}","actor":{{"account":{{"homePage":"https://lms.example.com","name":"learner-{learner}"}}}},"verb":{{"id":"http://adlnet.gov/expapi/verbs/answered"}},"object":{{"id":"{}"}},"result":{{"success":true}},"context":{},"timestamp":"2026-01-01T00:00:00Z"}}"#,
                 id(0xffff, 0, call, k),
                 item(learner % ITEMS),
+                context(learner),
             ));
         }
         out.push(']');
@@ -242,12 +272,14 @@ async fn main() {
         direct.ms(0.99),
     );
     println!(
-        "  stored {} statements, {} attempts, {} duplicates; max RSS {:.0} MB",
+        "  stored {} statements, {} attempts, {} duplicates, {} waiting; max RSS {:.0} MB",
         counters.stored,
         counters.attempts,
         counters.duplicates,
+        counters.unresolved_now,
         max_rss_mb()
     );
+    assert_eq!(counters.unresolved_now, 0, "every statement maps");
     let _ = stop.send(());
     let _ = http.await;
     server.stop().await;

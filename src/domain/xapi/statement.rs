@@ -283,6 +283,9 @@ pub fn parse_one(value: &Value, at: &str, now: Micros) -> Result<Parsed> {
         .get("context")
         .map(|c| context(c, &format!("{at}.context")))
         .transpose()?;
+    if let Some(list) = map.get("attachments") {
+        attachments(list, &format!("{at}.attachments"))?;
+    }
     let timestamp = opt_str(map, at, "timestamp")?
         .map(|t| timestamp(&format!("{at}.timestamp"), t, now))
         .transpose()?;
@@ -606,6 +609,39 @@ fn statement_object(value: &Value, at: &str) -> Result<Object> {
             format!("'{other}' is not Activity, Agent, Group, StatementRef or SubStatement"),
         )),
     }
+}
+
+/// The `attachments` array (xAPI 1.0.3 part 2, section 2.4.11): objects
+/// with `usageType` (an IRI), `contentType` and `sha2`; `display` (a
+/// language map), `length` (a whole number of bytes) and `fileUrl` checked
+/// when given. The payloads themselves are the HTTP edge's business
+/// (multipart).
+fn attachments(value: &Value, at: &str) -> Result<()> {
+    let Value::Array(list) = value else {
+        return Err(Error::invalid(at, "must be an array of attachments"));
+    };
+    for (j, attachment) in list.iter().enumerate() {
+        let at = format!("{at}[{j}]");
+        let map = object(attachment, &at)?;
+        iri(&format!("{at}.usageType"), req_str(map, &at, "usageType")?)?;
+        req_str(map, &at, "contentType")?;
+        req_str(map, &at, "sha2")?;
+        // `display` and `length` are required by the specification, but
+        // TinCanJS sends attachments without `length`: checked when given.
+        if let Some(display) = map.get("display") {
+            object(display, &format!("{at}.display"))?;
+        }
+        if map.get("length").is_some_and(|l| !l.is_u64()) {
+            return Err(Error::invalid(
+                format!("{at}.length"),
+                "must be a whole number of bytes",
+            ));
+        }
+        if let Some(url) = opt_str(map, &at, "fileUrl")? {
+            iri(&format!("{at}.fileUrl"), url)?;
+        }
+    }
+    Ok(())
 }
 
 /// An activity definition, read leniently (see [`Definition`]); it must
@@ -1049,6 +1085,38 @@ mod tests {
             let mut v = answered();
             v["version"] = json!(bad);
             assert!(parse_one(&v, "statement", NOW).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn attachments_are_checked_naming_the_field() {
+        let good = json!({"usageType": "http://adlnet.gov/expapi/attachments/signature",
+            "display": {"en": "sig"}, "contentType": "application/octet-stream",
+            "length": 12, "sha2": "abc"});
+        let mut a = answered();
+        a["attachments"] = json!([good.clone()]);
+        assert!(parse_one(&a, "statement", NOW).is_ok());
+        for (key, bad, field) in [
+            ("length", json!(-1), "statement.attachments[1].length"),
+            (
+                "usageType",
+                json!("sig"),
+                "statement.attachments[1].usageType",
+            ),
+            ("sha2", Value::Null, "statement.attachments[1].sha2"),
+            ("display", json!("sig"), "statement.attachments[1].display"),
+        ] {
+            let mut broken = good.clone();
+            if bad.is_null() {
+                broken.as_object_mut().unwrap().remove(key);
+            } else {
+                broken[key] = bad;
+            }
+            a["attachments"] = json!([good.clone(), broken]);
+            match parse_one(&a, "statement", NOW) {
+                Err(Error::InvalidArgument { field: got, .. }) => assert_eq!(got, field),
+                other => panic!("{key}: {other:?}"),
+            }
         }
     }
 
