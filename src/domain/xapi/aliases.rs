@@ -12,7 +12,9 @@ use super::record::{ObjectKind, ObjectMapping};
 /// External id -> owner id, per kind, plus the ignored activities.
 #[derive(Debug, Clone, Default)]
 pub struct Aliases {
-    owners: HashMap<(ObjectKind, String), String>,
+    /// External id -> (kind, owner) pairs, at most one per kind: looked
+    /// up by `&str` for every statement, without allocating.
+    owners: HashMap<String, Vec<(ObjectKind, String)>>,
     ignored: HashSet<String>,
     /// Every program's own id: few, and context activities are checked
     /// against them for every statement.
@@ -34,10 +36,12 @@ impl Aliases {
         rows: impl IntoIterator<Item = (ObjectKind, String, ObjectMapping)>,
         ignored: impl IntoIterator<Item = String>,
     ) -> Self {
-        let mut owners = HashMap::new();
+        let mut owners: HashMap<String, Vec<(ObjectKind, String)>> = HashMap::new();
         for (kind, owner, row) in rows {
             for external in row.external_ids {
-                owners.insert((kind, external), owner.clone());
+                let entry = owners.entry(external).or_default();
+                entry.retain(|(k, _)| *k != kind);
+                entry.push((kind, owner.clone()));
             }
         }
         Self {
@@ -62,8 +66,11 @@ impl Aliases {
 
     /// The owner of external id `id` among objects of `kind`.
     pub fn owner(&self, kind: ObjectKind, id: &str) -> Option<&str> {
-        // A tuple key needs an owned String; external ids are short.
-        self.owners.get(&(kind, id.to_string())).map(String::as_str)
+        self.owners
+            .get(id)?
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, owner)| owner.as_str())
     }
 
     /// Whether `id` was marked as ignored.
