@@ -337,85 +337,135 @@ pub fn parse_one(value: &Value, at: &str, now: Micros) -> Result<Parsed> {
 /// `version`), the verb's `display` and every activity `definition` (object
 /// and context) left out; the timestamp written as its UTC instant; a
 /// single context activity taken as a one-element list; ids that are UUIDs
-/// (registration, statement references) in lowercase.
+/// (registration, statement references) in lowercase. Streamed into the
+/// hasher ([`Canonical`]), without a copy of the statement.
 fn content_hash(map: &Map<String, Value>, timestamp: Option<Micros>) -> [u8; 32] {
-    let mut canonical = Map::new();
-    for (key, value) in map {
-        let value = match key.as_str() {
-            "id" | "stored" | "authority" | "version" => continue,
-            "verb" => without(value, &["display"]),
-            "object" => canonical_object(value),
-            "context" => canonical_context(value),
-            "timestamp" => match timestamp {
-                Some(t) => Value::String(format_instant(t)),
-                None => value.clone(),
-            },
-            _ => value.clone(),
-        };
-        canonical.insert(key.clone(), value);
-    }
+    let instant = timestamp.map(format_instant);
+    let canonical = Canonical {
+        value: &Value::Null,
+        map: Some(map),
+        rule: Rule::Statement,
+        instant: instant.as_deref(),
+    };
     let mut hasher = HashWriter(Sha256::new());
     serde_json::to_writer(&mut hasher, &canonical).expect("json of a json value");
     hasher.0.finalize().into()
 }
 
-/// A JSON object without some keys (other values unchanged).
-fn without(value: &Value, keys: &[&str]) -> Value {
+/// What the canonical form changes in a part of a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    /// Written as it is.
+    Verbatim,
+    /// The statement: LRS-set properties dropped, parts by their rules.
+    Statement,
+    /// The verb: without `display`.
+    Verb,
+    /// An object or context activity: without `definition`; a statement
+    /// reference's id in lowercase; a sub-statement's verb and object
+    /// canonical in turn.
+    Object,
+    /// The context: registration in lowercase, activity lists canonical.
+    Context,
+    /// `contextActivities`: each list (or single activity) as a list of
+    /// canonical activities.
+    Lists,
+}
+
+/// A part of a statement written in canonical form.
+struct Canonical<'a> {
+    value: &'a Value,
+    /// The object to write instead of `value` (the top-level statement).
+    map: Option<&'a Map<String, Value>>,
+    rule: Rule,
+    /// The statement's instant, written for its `timestamp`.
+    instant: Option<&'a str>,
+}
+
+impl<'a> Canonical<'a> {
+    fn part(value: &'a Value, rule: Rule) -> Self {
+        Self {
+            value,
+            map: None,
+            rule,
+            instant: None,
+        }
+    }
+}
+
+impl Serialize for Canonical<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let map = match (self.map, self.value) {
+            (Some(map), _) => map,
+            (None, Value::Object(map)) if self.rule != Rule::Verbatim => map,
+            (None, value) => return value.serialize(serializer),
+        };
+        let lowercase_id = self.rule == Rule::Object
+            && map.get("objectType").and_then(Value::as_str) == Some("StatementRef");
+        let sub_statement = self.rule == Rule::Object
+            && map.get("objectType").and_then(Value::as_str) == Some("SubStatement");
+        let mut out = serializer.serialize_map(None)?;
+        for (key, value) in map {
+            let key = key.as_str();
+            let rule = match (self.rule, key) {
+                (Rule::Statement, "id" | "stored" | "authority" | "version") => continue,
+                (Rule::Statement, "timestamp") if self.instant.is_some() => {
+                    out.serialize_entry(key, &self.instant)?;
+                    continue;
+                }
+                (Rule::Statement, "verb") => Rule::Verb,
+                (Rule::Statement, "object") => Rule::Object,
+                (Rule::Statement, "context") => Rule::Context,
+                (Rule::Verb, "display") | (Rule::Object, "definition") => continue,
+                (Rule::Object, "verb") if sub_statement => Rule::Verb,
+                (Rule::Object, "object") if sub_statement => Rule::Object,
+                (Rule::Object, "id") if lowercase_id => {
+                    out.serialize_entry(key, &lowercase(value))?;
+                    continue;
+                }
+                (Rule::Context, "registration") => {
+                    out.serialize_entry(key, &lowercase(value))?;
+                    continue;
+                }
+                (Rule::Context, "contextActivities") => Rule::Lists,
+                (Rule::Lists, _) => {
+                    let list = ActivityList(value);
+                    out.serialize_entry(key, &list)?;
+                    continue;
+                }
+                _ => Rule::Verbatim,
+            };
+            out.serialize_entry(key, &Canonical::part(value, rule))?;
+        }
+        out.end()
+    }
+}
+
+/// One `contextActivities` list: a single activity counts as a list of one.
+struct ActivityList<'a>(&'a Value);
+
+impl Serialize for ActivityList<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let items: &[Value] = match self.0 {
+            Value::Array(items) => items,
+            single => std::slice::from_ref(single),
+        };
+        let mut out = serializer.serialize_seq(Some(items.len()))?;
+        for item in items {
+            out.serialize_element(&Canonical::part(item, Rule::Object))?;
+        }
+        out.end()
+    }
+}
+
+/// A string value in lowercase (other values as they are).
+fn lowercase(value: &Value) -> Value {
     match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .filter(|(k, _)| !keys.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ),
+        Value::String(text) => Value::String(text.to_ascii_lowercase()),
         other => other.clone(),
     }
-}
-
-/// The object without its definition; a statement reference's id in
-/// lowercase; a sub-statement canonical in turn.
-fn canonical_object(value: &Value) -> Value {
-    let mut object = without(value, &["definition"]);
-    if let Value::Object(map) = &mut object {
-        match map.get("objectType").and_then(Value::as_str) {
-            Some("StatementRef") => {
-                if let Some(Value::String(id)) = map.get_mut("id") {
-                    *id = id.to_ascii_lowercase();
-                }
-            }
-            Some("SubStatement") => {
-                for (key, clean) in [("verb", &["display"][..]), ("object", &["definition"][..])] {
-                    if let Some(inner) = map.get_mut(key) {
-                        *inner = without(inner, clean);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    object
-}
-
-/// The context with its activities as lists without definitions and the
-/// registration in lowercase.
-fn canonical_context(value: &Value) -> Value {
-    let mut context = value.clone();
-    let Value::Object(map) = &mut context else {
-        return context;
-    };
-    if let Some(Value::String(registration)) = map.get_mut("registration") {
-        *registration = registration.to_ascii_lowercase();
-    }
-    if let Some(Value::Object(lists)) = map.get_mut("contextActivities") {
-        for list in lists.values_mut() {
-            let items = match &*list {
-                Value::Array(items) => items.iter().map(|a| without(a, &["definition"])).collect(),
-                single => vec![without(single, &["definition"])],
-            };
-            *list = Value::Array(items);
-        }
-    }
-    context
 }
 
 /// An instant as RFC 3339 UTC with microseconds: one spelling per instant.
@@ -1067,6 +1117,26 @@ mod tests {
         assert_eq!(parse_one(&other, "statement", NOW).unwrap().hash, base);
         other["timestamp"] = json!("2026-11-20T08:00:01Z");
         assert_ne!(parse_one(&other, "statement", NOW).unwrap().hash, base);
+        // A statement reference's id in either case; a sub-statement's verb
+        // display and object definition do not count either.
+        let reference = |id: &str| {
+            let mut v = answered();
+            v["object"] = json!({"objectType": "StatementRef", "id": id});
+            parse_one(&v, "statement", NOW).unwrap().hash
+        };
+        assert_eq!(
+            reference("6F1C2B9A-7E3D-4C5B-8A9F-0E1D2C3B4A59"),
+            reference("6f1c2b9a-7e3d-4c5b-8a9f-0e1d2c3b4a59")
+        );
+        let sub = |display: &str| {
+            let mut v = answered();
+            v["object"] = json!({"objectType": "SubStatement",
+                "actor": {"mbox": "mailto:b@example.com"},
+                "verb": {"id": "http://adlnet.gov/expapi/verbs/answered", "display": {"en": display}},
+                "object": {"id": "https://q/1", "definition": {"name": {"en": display}}}});
+            parse_one(&v, "statement", NOW).unwrap().hash
+        };
+        assert_eq!(sub("a"), sub("b"));
     }
 
     /// What real emitters send against the specification is stored, not
