@@ -204,6 +204,7 @@ impl Engine {
         let aliases = self.aliases();
         let mut counts: BTreeMap<String, (u64, HashSet<String>)> = BTreeMap::new();
         let now = now_micros();
+        let view = super::xapi::View::new(self, &catalog, &aliases);
         for (id, waiting) in self.store.all_unresolved()? {
             let Ok(value) = serde_json::from_str(&waiting.raw) else {
                 continue;
@@ -211,7 +212,6 @@ impl Engine {
             let Ok(parsed) = parse_one(&value, &id, now) else {
                 continue;
             };
-            let view = super::xapi::View::new(self, &catalog, &aliases);
             if let Effect::Unresolved { unknown, .. } = resolve(&parsed.statement, &view) {
                 let learner = crate::domain::xapi::mapping::learner(&parsed.statement.actor)
                     .map(|l| l.id)
