@@ -214,7 +214,6 @@ pub struct ReplayReport {
 /// The catalog as the mapping sees it.
 pub(crate) struct View<'a> {
     catalog: &'a Catalog,
-    modules: HashSet<&'a str>,
     aliases: &'a Aliases,
     store: &'a Store,
 }
@@ -222,7 +221,6 @@ pub(crate) struct View<'a> {
 impl<'a> View<'a> {
     pub(crate) fn new(engine: &'a Engine, catalog: &'a Catalog, aliases: &'a Aliases) -> Self {
         Self {
-            modules: catalog.modules.iter().map(|m| m.id.as_str()).collect(),
             catalog,
             aliases,
             store: &engine.store,
@@ -245,7 +243,8 @@ impl CatalogView for View<'_> {
 
     fn module(&self, id: &str) -> Option<&str> {
         let id = self.aliases.owner(ObjectKind::Module, id).unwrap_or(id);
-        self.modules.get(id).copied()
+        let at = self.catalog.index.module(id)?;
+        Some(self.catalog.modules[at].id.as_str())
     }
 
     fn program(&self, id: &str) -> Option<String> {
