@@ -298,6 +298,7 @@ pub fn generate(options: &DemoOptions) -> DemoWorld {
         seed: options.seed,
         skills: SKILL_NAMES.len(),
         modules: 120,
+        world: crate::domain::simulator::WorldKind::Bkt,
         ..SimOptions::default()
     };
     let world = World::generate(&sim_options);
@@ -506,7 +507,7 @@ struct Play<'a> {
 impl Play<'_> {
     /// Plays placement then the sessions; returns the skills passed.
     fn run(&mut self, path: &[usize], persona: Persona, start: Micros, weeks: u32) -> usize {
-        let mut known = self.sim.known.clone();
+        let mut known: Vec<bool> = self.sim.theta.iter().map(|t| *t >= 0.0).collect();
         let mut passed = vec![false; known.len()];
         // Day 0: a placement quiz on every skill of the path.
         let mut t = start + minutes(60.0 * self.rng.random_range(8.0..11.0));

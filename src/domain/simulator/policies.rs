@@ -1,23 +1,27 @@
-//! The three policies the simulator compares.
+//! The policies the simulator compares.
 //!
 //! * **adaptive**: the production policy,
-//!   [`crate::domain::remediation::recommend`], asked for one module, with
-//!   the per-module learn rates fitted on earlier learners (see
-//!   [`super::population`]).
-//! * **fixed**: what a typical course does. Skills in topological order of
-//!   the prerequisite graph (ties by id); for the current skill, its modules
-//!   in the learner's language in catalog order, cycling back to the first
-//!   after the last; the course moves on to the next skill as soon as the
-//!   engine's P(mastered) of the current one reaches the threshold (the
-//!   mastery-learning course of the brief; it never gives up on a skill). At
-//!   the end of the course, when the LMS's final exam reopens skills, it goes
-//!   through the course again, skipping mastered skills. It is given the
-//!   same quizzes and the same BKT as the adaptive policy: only the choice
-//!   of module differs.
+//!   [`crate::domain::remediation::recommend`], asked for one
+//!   recommendation, with what production has (the fitted per-module learn
+//!   rates, see [`super::population`]).
+//! * **every_module**: what a typical course does. Skills in topological
+//!   order of the prerequisite graph (ties by id), and for each skill every
+//!   module in the learner's language, in catalog order, once. When the
+//!   LMS's final exam fails skills, the course goes through the modules of
+//!   those skills again.
+//! * **mastery_learning**: mastery learning with placement: skills in
+//!   topological order, skipping those passed at the placement quiz; for
+//!   the current skill, its first module in the learner's language,
+//!   repeated until the quiz after it is passed (two thirds right), then
+//!   the next skill. Skills the final exam fails are taken up again.
+//! * **mastery_learning_all**: the same without the placement skip.
 //! * **random_ready**: a module drawn uniformly among the modules in the
 //!   learner's language that teach a skill of the engine's fringe (ready
 //!   program skills or deepest unmastered prerequisites): knows what to
 //!   target, not how.
+//!
+//! Every policy sees the same placement quiz, quizzes and final exam, and
+//! the same BKT beliefs: only the choices differ.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,24 +32,30 @@ use serde::{Deserialize, Serialize};
 use super::SimOptions;
 use super::world::World;
 use crate::domain::bkt::BktParams;
-use crate::domain::remediation::{self, ModuleOutcome, RecommendInput, language_matches};
+use crate::domain::remediation::{self, ModuleOutcome, RecommendInput, Status, language_matches};
 
 /// The policies compared, in report order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PolicyKind {
     /// The production remediation policy.
     Adaptive,
-    /// A fixed curriculum in topological order.
-    Fixed,
+    /// Mastery learning, skipping skills passed at placement.
+    MasteryLearning,
+    /// Mastery learning without the placement skip.
+    MasteryLearningAll,
+    /// Every module of the course, in order.
+    EveryModule,
     /// A random module teaching a ready skill.
     RandomReady,
 }
 
 impl PolicyKind {
     /// Every policy, in report order.
-    pub const ALL: [PolicyKind; 3] = [
+    pub const ALL: [PolicyKind; 5] = [
         PolicyKind::Adaptive,
-        PolicyKind::Fixed,
+        PolicyKind::MasteryLearning,
+        PolicyKind::MasteryLearningAll,
+        PolicyKind::EveryModule,
         PolicyKind::RandomReady,
     ];
 
@@ -53,10 +63,26 @@ impl PolicyKind {
     pub fn name(self) -> &'static str {
         match self {
             PolicyKind::Adaptive => "adaptive",
-            PolicyKind::Fixed => "fixed",
+            PolicyKind::MasteryLearning => "mastery_learning",
+            PolicyKind::MasteryLearningAll => "mastery_learning_all",
+            PolicyKind::EveryModule => "every_module",
             PolicyKind::RandomReady => "random_ready",
         }
     }
+}
+
+/// What the LMS knows of a learner besides the engine's beliefs: quiz
+/// results, the placement, and the items answered per skill since the
+/// latest module on it.
+pub struct LmsView<'a> {
+    /// Whether the placement quiz passed each skill (by skill index).
+    pub placement_passed: &'a [bool],
+    /// Whether the latest quiz or exam on each skill passed (`None`: none
+    /// since the placement).
+    pub last_passed: &'a [Option<bool>],
+    /// Distinct item ids answered on each skill since its latest module
+    /// (the placement counts for skills never taught).
+    pub evidence: &'a BTreeMap<String, BTreeSet<String>>,
 }
 
 /// What a policy sees: the catalog and the engine's state of the learner,
@@ -75,6 +101,21 @@ pub struct View<'a> {
     /// Per-module learn rates fitted on the learners served before (see
     /// [`super::population`]); empty for the first cohort.
     pub rates: &'a BTreeMap<String, f64>,
+    /// What the LMS knows.
+    pub lms: LmsView<'a>,
+}
+
+/// What a policy asks the learner to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Do module number `m` (then its quiz).
+    Module(usize),
+    /// Answer these items: (skill index, item number in its bank).
+    Items(Vec<(usize, usize)>),
+    /// Nothing more to do: the policy considers the program done.
+    Done,
+    /// Something needs work but nothing usable teaches it.
+    Stuck,
 }
 
 impl View<'_> {
@@ -100,11 +141,18 @@ impl View<'_> {
         f(&input)
     }
 
-    fn p(&self, skill: &str) -> f64 {
-        self.mastery
-            .get(skill)
-            .copied()
-            .unwrap_or(BktParams::default().prior)
+    /// The modules teaching skill `id` in the learner's language, in
+    /// catalog order.
+    fn modules_of(&self, id: &str) -> Vec<usize> {
+        self.world
+            .modules
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| {
+                m.skill_ids.iter().any(|s| s == id) && language_matches(self.language, &m.language)
+            })
+            .map(|(i, _)| i)
+            .collect()
     }
 }
 
@@ -112,13 +160,20 @@ impl View<'_> {
 pub enum Policy {
     /// See [`PolicyKind::Adaptive`].
     Adaptive,
-    /// See [`PolicyKind::Fixed`]: position in the topological order and the
-    /// number of modules done on the current skill.
-    Fixed {
+    /// See [`PolicyKind::MasteryLearning`] (`skip`) and
+    /// [`PolicyKind::MasteryLearningAll`].
+    Mastery {
+        /// Whether skills passed at placement are skipped.
+        skip: bool,
+    },
+    /// See [`PolicyKind::EveryModule`].
+    EveryModule {
         /// Index in `World::topo` of the current skill.
         skill: usize,
         /// Modules already done for the current skill.
         done: usize,
+        /// Rounds through the course already finished.
+        round: u32,
     },
     /// See [`PolicyKind::RandomReady`].
     RandomReady,
@@ -129,52 +184,70 @@ impl Policy {
     pub fn new(kind: PolicyKind) -> Policy {
         match kind {
             PolicyKind::Adaptive => Policy::Adaptive,
-            PolicyKind::Fixed => Policy::Fixed { skill: 0, done: 0 },
+            PolicyKind::MasteryLearning => Policy::Mastery { skip: true },
+            PolicyKind::MasteryLearningAll => Policy::Mastery { skip: false },
+            PolicyKind::EveryModule => Policy::EveryModule {
+                skill: 0,
+                done: 0,
+                round: 0,
+            },
             PolicyKind::RandomReady => Policy::RandomReady,
         }
     }
 
-    /// The index (in `World::modules`) of the next module, or `None` when
-    /// the policy has nothing left to offer.
-    pub fn next(&mut self, view: &View<'_>, rng: &mut ChaCha8Rng) -> Option<usize> {
+    /// What the learner does next.
+    pub fn next(&mut self, view: &View<'_>, rng: &mut ChaCha8Rng) -> Action {
         let world = view.world;
         match self {
             Policy::Adaptive => view.with_input(1, |input| {
-                let answer = remediation::recommend(input).ok()?;
-                let first = answer.items.first()?;
-                world.module_index.get(&first.module_id).copied()
+                let Ok(answer) = remediation::recommend(input) else {
+                    return Action::Stuck;
+                };
+                match answer.items.first() {
+                    Some(first) => world
+                        .module_index
+                        .get(&first.module_id)
+                        .map_or(Action::Stuck, |&m| Action::Module(m)),
+                    None if answer.status == Status::AllMastered => Action::Done,
+                    None => Action::Stuck,
+                }
             }),
-            Policy::Fixed { skill, done } => loop {
+            Policy::Mastery { skip } => {
+                for id in &world.topo {
+                    let s = world.skill_index[id];
+                    let passed = match view.lms.last_passed[s] {
+                        Some(passed) => passed,
+                        None => *skip && view.lms.placement_passed[s],
+                    };
+                    if passed {
+                        continue;
+                    }
+                    if let Some(&m) = view.modules_of(id).first() {
+                        return Action::Module(m);
+                    }
+                }
+                Action::Done
+            }
+            Policy::EveryModule { skill, done, round } => loop {
                 let Some(id) = world.topo.get(*skill) else {
-                    // End of the course. The LMS runs its final exam; if that
-                    // reopens skills, the next call goes through the course
-                    // again from the start, skipping mastered skills.
+                    // End of the course: the LMS's final exam; if it fails
+                    // skills, the next call goes through them again.
                     *skill = 0;
                     *done = 0;
-                    return None;
+                    *round += 1;
+                    return Action::Done;
                 };
-                if view.p(id) >= view.options.threshold {
+                let s = world.skill_index[id];
+                let modules = view.modules_of(id);
+                let wanted = *round == 0 || view.lms.last_passed[s] == Some(false);
+                if !wanted || *done >= modules.len() {
                     *skill += 1;
                     *done = 0;
                     continue;
                 }
-                let modules: Vec<usize> = world
-                    .modules
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, m)| {
-                        m.skill_ids.contains(id) && language_matches(view.language, &m.language)
-                    })
-                    .map(|(i, _)| i)
-                    .collect();
-                if modules.is_empty() {
-                    *skill += 1;
-                    *done = 0;
-                    continue;
-                }
-                let pick = modules[*done % modules.len()];
+                let pick = modules[*done];
                 *done += 1;
-                return Some(pick);
+                return Action::Module(pick);
             },
             Policy::RandomReady => {
                 let fringe = view.with_input(1, remediation::fringe);
@@ -189,9 +262,13 @@ impl Policy {
                     .map(|(i, _)| i)
                     .collect();
                 if modules.is_empty() {
-                    None
+                    if fringe.unmastered_program.is_empty() {
+                        Action::Done
+                    } else {
+                        Action::Stuck
+                    }
                 } else {
-                    Some(modules[rng.random_range(0..modules.len())])
+                    Action::Module(modules[rng.random_range(0..modules.len())])
                 }
             }
         }

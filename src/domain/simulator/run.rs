@@ -1,16 +1,22 @@
 //! The simulated LMS loop for one learner under one policy.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::SimOptions;
-use super::policies::{Policy, PolicyKind, View};
+use super::policies::{Action, LmsView, Policy, PolicyKind, View};
 use super::population::{Step, Trace};
-use super::world::{LEARNER_STREAM, SimLearner, World, rng};
+use super::world::{
+    FORGET_PER_MINUTE, LEARNER_STREAM, MASTERY_THETA, MAX_FORGET, SimLearner, World, WorldKind, rng,
+};
 use crate::domain::bkt::{Belief, BktParams, Observation};
 use crate::domain::remediation::{ModuleOutcome, SkillChange};
+
+/// Ability below which a certified skill counts as falsely certified (the
+/// issue's "truly far below mastery"); half an ability unit.
+pub const FAR_BELOW: f64 = MASTERY_THETA - 0.5;
 
 /// Most recent modules passed to the policy (what an LMS would keep).
 const HISTORY_WINDOW: usize = 40;
@@ -45,76 +51,26 @@ impl Tracked {
 /// What the LMS records of a run for the population fit, when asked.
 type Recorder<'a> = Option<&'a mut Trace>;
 
-/// One quiz item on skill `s`, answered by the learner with slip and guess.
-fn answer(learner: &SimLearner, known: bool, rng: &mut ChaCha8Rng) -> Observation {
-    let correct = if known {
-        !rng.random_bool(learner.slip)
-    } else {
-        rng.random_bool(learner.guess)
-    };
-    Observation {
-        correct,
-        score: None,
-    }
-}
-
-/// The end-of-course exam: `quiz_items` items on every program skill,
-/// through the engine's BKT (the caller counts its minutes). Returns whether
-/// it reopened a skill (some program skill fell below the threshold).
-fn final_exam(
-    world: &World,
-    learner: &SimLearner,
-    options: &SimOptions,
-    known: &[bool],
-    mastery: &mut Tracked,
-    rng: &mut ChaCha8Rng,
-    trace: &mut Recorder<'_>,
-) -> bool {
-    let engine = BktParams::default();
-    let mut reopened = false;
-    for id in &world.program {
-        let s = world.skill_index[id];
-        let mut belief = mastery.belief(id, &engine);
-        let mut correct = 0;
-        for _ in 0..options.quiz_items {
-            let a = answer(learner, known[s], rng);
-            correct += u32::from(a.correct);
-            belief = engine.update(belief, a);
-        }
-        if let Some(t) = trace.as_deref_mut() {
-            t.push(
-                s,
-                Step {
-                    module: None,
-                    correct,
-                    items: options.quiz_items,
-                },
-            );
-        }
-        let p = mastery.set(id, belief);
-        reopened |= p < options.threshold;
-    }
-    reopened
-}
-
 /// How a learner's run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
-    /// Every program skill truly mastered.
+    /// Every program skill truly mastered, or the program certified while
+    /// every skill was within [`FAR_BELOW`] of mastery (IRT world: a skill
+    /// just below the line answers as one just above, no test tells them
+    /// apart).
     Mastered,
-    /// The policy had nothing more to offer and the LMS's final exam passed
-    /// before true mastery: the program would be certified although the
-    /// learner has not mastered it (lucky answers the engine could not tell
-    /// apart from mastery). Reported, never silent.
+    /// The program was certified (the policy was done and the LMS's final
+    /// exam agreed) although a skill is truly far below mastery: a false
+    /// certification, reported as such.
     Stopped,
-    /// The time cap was reached.
+    /// The time cap was reached, or the policy had nothing usable to offer.
     Capped,
 }
 
 /// The result of one learner under one policy.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LearnerOutcome {
-    /// Learner minutes spent (modules and quizzes).
+    /// Learner minutes spent (placement, modules, quizzes, exams).
     pub minutes: u32,
     /// How the run ended.
     pub end: End,
@@ -123,6 +79,109 @@ pub struct LearnerOutcome {
     /// Of which targeted a skill not truly mastered whose prerequisites were
     /// truly mastered (work the learner could profit from).
     pub useful: u32,
+    /// Of which were near-useless modules.
+    pub useless: u32,
+    /// Diagnostic items asked by the policy (not quizzes or exams).
+    pub diagnostic_items: u32,
+}
+
+/// One learner's run: the hidden truth, the engine's beliefs and what the
+/// LMS records.
+struct Session<'a> {
+    world: &'a World,
+    learner: &'a SimLearner,
+    options: &'a SimOptions,
+    theta: Vec<f64>,
+    /// Best ability reached per skill (forgetting loses at most
+    /// [`MAX_FORGET`] below it).
+    best: Vec<f64>,
+    mastery: Tracked,
+    history: Vec<ModuleOutcome>,
+    placement_passed: Vec<bool>,
+    last_passed: Vec<Option<bool>>,
+    evidence: BTreeMap<String, BTreeSet<String>>,
+    minutes: u32,
+    engine: BktParams,
+}
+
+impl Session<'_> {
+    /// Asks `count` distinct items of skill `s` (fewer if the bank is
+    /// smaller), through the engine's BKT; returns the right answers.
+    fn quiz(
+        &mut self,
+        s: usize,
+        count: u32,
+        rng: &mut ChaCha8Rng,
+        module: Option<u32>,
+        trace: &mut Recorder<'_>,
+    ) -> u32 {
+        let bank = self.world.bank[s].len();
+        let mut picked: Vec<usize> = Vec::new();
+        while picked.len() < (count as usize).min(bank) {
+            let k = rng.random_range(0..bank);
+            if !picked.contains(&k) {
+                picked.push(k);
+            }
+        }
+        let picked: Vec<(usize, usize)> = picked.into_iter().map(|k| (s, k)).collect();
+        let correct = self.ask(&picked, rng);
+        if let Some(t) = trace.as_deref_mut() {
+            t.push(
+                s,
+                Step {
+                    module,
+                    correct,
+                    items: picked.len() as u32,
+                },
+            );
+        }
+        correct
+    }
+
+    /// Asks the given items, updating beliefs and evidence; counts their
+    /// minutes; returns the right answers.
+    fn ask(&mut self, items: &[(usize, usize)], rng: &mut ChaCha8Rng) -> u32 {
+        let mut correct = 0;
+        for &(s, k) in items {
+            let id = &self.world.skill_ids[s];
+            let right = self.world.answer(self.learner, s, k, self.theta[s], rng);
+            correct += u32::from(right);
+            let belief = self.engine.update(
+                self.mastery.belief(id, &self.engine),
+                Observation {
+                    correct: right,
+                    score: None,
+                },
+            );
+            self.mastery.set(id, belief);
+            self.evidence
+                .entry(id.clone())
+                .or_default()
+                .insert(self.world.bank[s][k].id.clone());
+            self.minutes += self.options.minutes_per_item;
+        }
+        correct
+    }
+
+    /// Forgetting (IRT world): every skill not practised during the last
+    /// `minutes` loses ability, down to its starting level.
+    fn forget(&mut self, minutes: u32, practised: &[usize]) {
+        if self.world.kind != WorldKind::Irt {
+            return;
+        }
+        for (s, theta) in self.theta.iter_mut().enumerate() {
+            let best = &mut self.best[s];
+            *best = best.max(*theta);
+            let floor = self.learner.theta[s].max(*best - MAX_FORGET);
+            if *theta > floor && !practised.contains(&s) {
+                *theta = (*theta - FORGET_PER_MINUTE * f64::from(minutes)).max(floor);
+            }
+        }
+    }
+
+    fn passed(&self, correct: u32, items: u32) -> bool {
+        3 * correct >= 2 * items
+    }
 }
 
 /// Plays the LMS loop (see the module doc of `simulator`) for `learner`
@@ -144,109 +203,140 @@ pub fn run_learner(
         options.seed ^ 0x5eed_5eed_5eed_5eed,
         LEARNER_STREAM + index as u64,
     );
-    let engine = BktParams::default();
-    let mut known = learner.known.clone();
-    let mut mastery = Tracked::default();
-    let mut history: Vec<ModuleOutcome> = Vec::new();
+    let n = world.skill_ids.len();
+    let mut session = Session {
+        world,
+        learner,
+        options,
+        theta: learner.theta.clone(),
+        best: learner.theta.clone(),
+        mastery: Tracked::default(),
+        history: Vec::new(),
+        placement_passed: vec![false; n],
+        last_passed: vec![None; n],
+        evidence: BTreeMap::new(),
+        minutes: 0,
+        engine: BktParams::default(),
+    };
     let mut policy = Policy::new(kind);
     let mut out = LearnerOutcome {
         minutes: 0,
         end: End::Capped,
         recommendations: 0,
         useful: 0,
+        useless: 0,
+        diagnostic_items: 0,
     };
     let program: Vec<usize> = world.program.iter().map(|s| world.skill_index[s]).collect();
+    // The placement quiz, the same for every policy.
+    for &s in &program {
+        let correct = session.quiz(s, options.placement_items, &mut rng, None, &mut trace);
+        session.placement_passed[s] = correct == options.placement_items;
+    }
+    let mut exam_passed = false;
     loop {
-        if program.iter().all(|&s| known[s]) {
+        if program.iter().all(|&s| session.theta[s] >= MASTERY_THETA) {
             out.end = End::Mastered;
-            return out;
+            break;
         }
-        if out.minutes >= options.max_minutes {
+        if session.minutes >= options.max_minutes {
             out.end = End::Capped;
-            return out;
+            break;
         }
-        let start = history.len().saturating_sub(HISTORY_WINDOW);
+        let start = session.history.len().saturating_sub(HISTORY_WINDOW);
         let view = View {
             world,
             language: &learner.language,
-            mastery: &mastery.p,
-            history: &history[start..],
+            mastery: &session.mastery.p,
+            history: &session.history[start..],
             options,
             rates,
+            lms: LmsView {
+                placement_passed: &session.placement_passed,
+                last_passed: &session.last_passed,
+                evidence: &session.evidence,
+            },
         };
-        let Some(m) = policy.next(&view, &mut rng) else {
-            // The course is over for the engine: the LMS's final exam, the
-            // same for every policy, may reopen skills believed mastered.
-            let reopened = final_exam(
-                world,
-                learner,
-                options,
-                &known,
-                &mut mastery,
-                &mut rng,
-                &mut trace,
-            );
-            out.minutes +=
-                world.program.len() as u32 * options.quiz_items * options.minutes_per_item;
-            if !reopened {
-                // The LMS certifies the program although a skill is not
-                // truly mastered: a false certification, reported as such.
-                out.end = End::Stopped;
-                return out;
+        let action = policy.next(&view, &mut rng);
+        let before = session.minutes;
+        match action {
+            Action::Stuck => {
+                out.end = End::Capped;
+                break;
             }
-            continue;
-        };
-        let module = &world.modules[m];
-        let skills = &world.module_skills[m];
-        out.recommendations += 1;
-        let learnable =
-            |s: usize, known: &[bool]| !known[s] && world.prereqs[s].iter().all(|&q| known[q]);
-        if skills.iter().any(|&s| learnable(s, &known)) {
-            out.useful += 1;
-        }
-        out.minutes += module.duration_minutes + options.quiz_items * options.minutes_per_item;
-        // Learning happens only on truly learnable skills.
-        let p_learn = world.p_learn(learner, m);
-        for &s in skills {
-            if learnable(s, &known) && rng.random_bool(p_learn) {
-                known[s] = true;
+            Action::Done if exam_passed => {
+                // The policy is done and the LMS's exam agreed: certified
+                // although some skill is not truly mastered; within the
+                // tolerance of any test (IRT world) it counts as mastered.
+                let far = program.iter().any(|&s| session.theta[s] < FAR_BELOW);
+                out.end = if far { End::Stopped } else { End::Mastered };
+                break;
             }
-        }
-        // The quiz, through the engine's BKT.
-        let mut changes = Vec::with_capacity(skills.len());
-        for &s in skills {
-            let id = &world.skill_ids[s];
-            let mut belief = mastery.belief(id, &engine);
-            let before = belief.p_known();
-            let mut correct = 0;
-            for _ in 0..options.quiz_items {
-                let a = answer(learner, known[s], &mut rng);
-                correct += u32::from(a.correct);
-                belief = engine.update(belief, a);
+            Action::Done => {
+                // The LMS's final exam, the same for every policy.
+                let mut all = true;
+                for &s in &program {
+                    let correct = session.quiz(s, options.quiz_items, &mut rng, None, &mut trace);
+                    let passed = session.passed(correct, options.quiz_items);
+                    session.last_passed[s] = Some(passed);
+                    if !passed {
+                        session.placement_passed[s] = false;
+                    }
+                    all &= passed;
+                }
+                exam_passed = all;
+                let spent = session.minutes - before;
+                session.forget(spent, &program);
             }
-            if let Some(t) = trace.as_deref_mut() {
-                t.push(
-                    s,
-                    Step {
-                        module: Some(m as u32),
-                        correct,
-                        items: options.quiz_items,
-                    },
-                );
+            Action::Items(items) => {
+                exam_passed = false;
+                out.diagnostic_items += items.len() as u32;
+                session.ask(&items, &mut rng);
+                let spent = session.minutes - before;
+                let practised: Vec<usize> = items.iter().map(|(s, _)| *s).collect();
+                session.forget(spent, &practised);
             }
-            let p = mastery.set(id, belief);
-            changes.push(SkillChange {
-                skill_id: id.clone(),
-                before,
-                after: p,
-            });
-        }
-        history.push(ModuleOutcome {
-            module_id: module.id.clone(),
-            changes,
-        });
-        if history.len() > 4 * HISTORY_WINDOW {
-            history.drain(..history.len() - HISTORY_WINDOW);
+            Action::Module(m) => {
+                exam_passed = false;
+                let module = &world.modules[m];
+                let skills = &world.module_skills[m];
+                out.recommendations += 1;
+                if skills.iter().any(|&s| world.learnable(s, &session.theta)) {
+                    out.useful += 1;
+                }
+                out.useless += u32::from(world.useless[m]);
+                session.minutes += module.duration_minutes;
+                world.teach(learner, m, &mut session.theta, &mut rng);
+                let mut changes = Vec::with_capacity(skills.len());
+                for &s in skills {
+                    let id = world.skill_ids[s].clone();
+                    session.evidence.remove(&id);
+                    let before =
+                        session.mastery.p.get(&id).copied().unwrap_or_else(|| {
+                            session.mastery.belief(&id, &session.engine).p_known()
+                        });
+                    let correct =
+                        session.quiz(s, options.quiz_items, &mut rng, Some(m as u32), &mut trace);
+                    session.last_passed[s] = Some(session.passed(correct, options.quiz_items));
+                    changes.push(SkillChange {
+                        after: session.mastery.p[&id],
+                        skill_id: id,
+                        before,
+                    });
+                }
+                session.history.push(ModuleOutcome {
+                    module_id: module.id.clone(),
+                    changes,
+                });
+                if session.history.len() > 4 * HISTORY_WINDOW {
+                    let drop = session.history.len() - HISTORY_WINDOW;
+                    session.history.drain(..drop);
+                }
+                let spent = session.minutes - before;
+                session.forget(spent, skills);
+            }
         }
     }
+    out.minutes = session.minutes;
+    out
 }

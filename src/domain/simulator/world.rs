@@ -11,7 +11,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::SimOptions;
-use crate::domain::catalog::{Format, Module, Skill};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::catalog::{Format, Item, Module, Skill};
 use crate::domain::catalog_index::CatalogIndex;
 
 /// Stream of the world's draws; learner `i` uses stream `LEARNER_STREAM + i`.
@@ -64,19 +66,64 @@ fn format_profile(format: Format) -> (u32, u32, f64) {
     }
 }
 
+/// Which hidden learner model the simulated learners follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum WorldKind {
+    /// Not the engine's model: per-skill continuous ability, answers from a
+    /// three-parameter IRT curve (item difficulty, discrimination, guess),
+    /// gains that grow with the module's quality and the learner's format
+    /// affinity, and forgetting. The world a policy was not designed around.
+    #[default]
+    Irt,
+    /// The engine's own model: a skill is known or not, answers slip and
+    /// guess, a module teaches with some probability.
+    Bkt,
+}
+
+impl WorldKind {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorldKind::Irt => "irt",
+            WorldKind::Bkt => "bkt",
+        }
+    }
+}
+
+/// One quiz item of the bank, with its hidden IRT parameters.
+#[derive(Debug, Clone)]
+pub struct BankItem {
+    /// Item id (what the engine sees).
+    pub id: String,
+    /// Discrimination `a`.
+    pub a: f64,
+    /// Difficulty `b`, on the ability scale.
+    pub b: f64,
+    /// Guess floor `c`.
+    pub c: f64,
+}
+
 /// The catalog and the hidden module qualities.
 #[derive(Debug, Clone)]
 pub struct World {
+    /// The learner model.
+    pub kind: WorldKind,
     /// The skills, by id (what the engine sees).
     pub skills: BTreeMap<String, Skill>,
     /// The modules, sorted by id (what the engine sees).
     pub modules: Vec<Module>,
+    /// The item bank, as the engine sees it (ids and skills).
+    pub items: Vec<Item>,
+    /// The bank per skill index (hidden parameters).
+    pub bank: Vec<Vec<BankItem>>,
     /// The program: every skill of the catalog.
     pub program: Vec<String>,
     /// Skill ids in topological order (prerequisites first, ties by id).
     pub topo: Vec<String>,
     /// Hidden per-module quality multiplier, aligned with `modules`.
     pub quality: Vec<f64>,
+    /// Hidden: whether each module is near-useless.
+    pub useless: Vec<bool>,
     /// Skill id to index in `skill_ids`.
     pub skill_index: BTreeMap<String, usize>,
     /// Skill ids by index.
@@ -96,23 +143,49 @@ pub struct World {
 pub struct SimLearner {
     /// BCP 47 language tag.
     pub language: String,
-    /// True mastery per skill index at the start.
-    pub known: Vec<bool>,
+    /// True ability per skill index at the start; a skill is truly mastered
+    /// at [`MASTERY_THETA`] or above (BKT world: ±1, known or not).
+    pub theta: Vec<f64>,
     /// Learning multiplier per format (index in [`Format::ALL`]).
     pub affinity: [f64; 8],
     /// Overall learning speed multiplier.
     pub speed: f64,
-    /// P(wrong answer | skill known).
+    /// BKT world: P(wrong answer | skill known).
     pub slip: f64,
-    /// P(right answer | skill unknown).
+    /// BKT world: P(right answer | skill unknown).
     pub guess: f64,
 }
+
+/// Ability at or above which a skill is truly mastered.
+pub const MASTERY_THETA: f64 = 0.0;
+
+/// Items per skill in the bank.
+const ITEMS_PER_SKILL: usize = 8;
+
+/// Share of near-useless modules (quality a twentieth of a normal one).
+const USELESS_SHARE: f64 = 0.12;
+
+/// IRT world: ability gained by an average learner in a 15-minute module of
+/// quality 1 whose prerequisites are known.
+const GAIN: f64 = 1.2;
+
+/// IRT world: what a module teaches when a prerequisite is truly unknown.
+const BLOCKED_GAIN: f64 = 0.15;
+
+/// IRT world: ability lost per learner minute on a skill not practised,
+/// down to the learner's starting level (learners study about half an hour
+/// a day: about 0.05 a month, at most [`MAX_FORGET`] in all).
+pub const FORGET_PER_MINUTE: f64 = 0.00005;
+
+/// IRT world: most ability a skill loses to forgetting below its best.
+pub const MAX_FORGET: f64 = 0.3;
 
 impl World {
     /// Builds the catalog from the seed: a layered DAG of `skills` skills
     /// (a few roots, then one to three prerequisites among the ten previous
     /// skills), and `modules` modules with every skill taught at least once
-    /// in English and once in French (`fr` or `fr-CA`).
+    /// in English and once in French (`fr` or `fr-CA`); about one module in
+    /// eight is near-useless; each skill has a bank of items, a few hard.
     pub fn generate(options: &SimOptions) -> World {
         let mut rng = rng(options.seed, WORLD_STREAM);
         let n = options.skills.max(2);
@@ -180,12 +253,16 @@ impl World {
         let mwidth = total.to_string().len().max(3);
         let mut modules = Vec::with_capacity(total);
         let mut quality = Vec::with_capacity(total);
+        let mut useless = Vec::with_capacity(total);
         let mut module_skills = Vec::with_capacity(total);
         for (k, (taught, language)) in drafts.into_iter().enumerate() {
             let format = Format::ALL[rng.random_range(0..Format::ALL.len())];
             let (lo, hi, factor) = format_profile(format);
             let duration = rng.random_range(lo..=hi);
-            quality.push(factor * (QUALITY_SPREAD * normal(&mut rng)).exp());
+            let q = factor * (QUALITY_SPREAD * normal(&mut rng)).exp();
+            let bad = rng.random_bool(USELESS_SHARE);
+            quality.push(if bad { 0.05 * q.min(1.0) } else { q });
+            useless.push(bad);
             modules.push(Module {
                 external_ids: Vec::new(),
                 id: format!("m{k:0mwidth$}"),
@@ -205,8 +282,37 @@ impl World {
             });
             module_skills.push(taught);
         }
+        let mut items = Vec::with_capacity(n * ITEMS_PER_SKILL);
+        let mut bank = Vec::with_capacity(n);
+        for id in &skill_ids {
+            let mut own = Vec::with_capacity(ITEMS_PER_SKILL);
+            for k in 0..ITEMS_PER_SKILL {
+                // Most items sit below the mastery level; two are hard.
+                let b = if k < 2 {
+                    0.6 + 0.3 * normal(&mut rng)
+                } else {
+                    -0.3 + 0.3 * normal(&mut rng)
+                };
+                let item = BankItem {
+                    id: format!("{id}-i{k}"),
+                    a: rng.random_range(1.2..2.5),
+                    b,
+                    c: rng.random_range(0.1..0.25),
+                };
+                items.push(Item {
+                    id: item.id.clone(),
+                    skill_ids: vec![id.clone()],
+                    title: String::new(),
+                    external_ids: Vec::new(),
+                    pass_mark: None,
+                });
+                own.push(item);
+            }
+            bank.push(own);
+        }
         let topo = topological(&skill_ids, &prereqs);
         World {
+            kind: options.world,
             catalog_index: CatalogIndex::new(&skills, &modules),
             program: skill_ids.clone(),
             skill_index: skill_ids
@@ -221,8 +327,11 @@ impl World {
                 .collect(),
             skills,
             modules,
+            items,
+            bank,
             topo,
             quality,
+            useless,
             skill_ids,
             prereqs,
             module_skills,
@@ -230,8 +339,10 @@ impl World {
     }
 
     /// Draws learner `index` from its own stream: language, true initial
-    /// knowledge (consistent with the DAG: nothing known above an unknown
-    /// prerequisite), format affinities, speed, slip and guess.
+    /// ability (consistent with the DAG: nothing mastered above an
+    /// unmastered prerequisite; 55 % of learners with some prior
+    /// knowledge), format affinities (three learners in ten are hands-on
+    /// and get a quarter from video or podcast), speed, slip and guess.
     pub fn learner(&self, options: &SimOptions, index: usize) -> SimLearner {
         let mut rng = rng(options.seed, LEARNER_STREAM + index as u64);
         let language = if rng.random_bool(options.french_share.clamp(0.0, 1.0)) {
@@ -239,20 +350,42 @@ impl World {
         } else {
             "en"
         };
-        let experience: f64 = rng.random_range(0.0..0.5);
+        let experienced = rng.random_bool(0.55);
+        let experience: f64 = if experienced {
+            rng.random_range(0.2..0.8)
+        } else {
+            0.0
+        };
+        let mut theta = vec![0.0; self.skill_ids.len()];
         let mut known = vec![false; self.skill_ids.len()];
         // Indices are already a topological order (prerequisites are lower).
         for i in 0..known.len() {
             let ready = self.prereqs[i].iter().all(|&q| known[q]);
             known[i] = ready && rng.random_bool(experience);
+            let z = normal(&mut rng);
+            theta[i] = match (self.kind, known[i]) {
+                (WorldKind::Bkt, true) => 1.0,
+                (WorldKind::Bkt, false) => -1.0,
+                (WorldKind::Irt, true) => (0.9 + 0.5 * z).max(0.1),
+                (WorldKind::Irt, false) => (-1.5 + 0.5 * z).min(-0.3),
+            };
         }
         let mut affinity = [1.0; 8];
         for a in &mut affinity {
-            *a = (0.6 * normal(&mut rng)).exp();
+            *a = (0.4 * normal(&mut rng)).exp();
+        }
+        if rng.random_bool(0.3) {
+            for (f, a) in Format::ALL.iter().zip(affinity.iter_mut()) {
+                match f {
+                    Format::Video | Format::Podcast => *a *= 0.25,
+                    Format::Exercise | Format::SeriousGame | Format::Workshop => *a *= 1.3,
+                    _ => {}
+                }
+            }
         }
         SimLearner {
             language: language.to_string(),
-            known,
+            theta,
             affinity,
             speed: (0.3 * normal(&mut rng)).exp(),
             slip: rng.random_range(0.05..0.15),
@@ -260,21 +393,89 @@ impl World {
         }
     }
 
-    /// The true probability that `learner` learns each learnable skill of
-    /// module `m`: saturating in time spent, scaled by the module's hidden
-    /// quality, the learner's affinity for its format and speed (see
-    /// [`LEARNING_EXPONENT`]); clamped to [0.01, 0.95].
-    pub fn p_learn(&self, learner: &SimLearner, m: usize) -> f64 {
+    /// The learner's effort in module `m`: saturating in time spent, scaled
+    /// by the module's hidden quality, the learner's affinity for its format
+    /// and speed (see [`LEARNING_EXPONENT`]).
+    fn effort(&self, learner: &SimLearner, m: usize) -> f64 {
         let module = &self.modules[m];
         let f = Format::ALL
             .iter()
             .position(|f| *f == module.format)
             .unwrap_or(0);
-        let effort = (f64::from(module.duration_minutes) / MINUTES_SCALE).powf(LEARNING_EXPONENT)
+        (f64::from(module.duration_minutes) / MINUTES_SCALE).powf(LEARNING_EXPONENT)
             * self.quality[m]
             * learner.affinity[f]
-            * learner.speed;
-        (1.0 - (-effort).exp()).clamp(0.01, 0.95)
+            * learner.speed
+    }
+
+    /// BKT world: the true probability that `learner` learns each learnable
+    /// skill of module `m`, clamped to [0.01, 0.95] (0.01 for a
+    /// near-useless module).
+    pub fn p_learn(&self, learner: &SimLearner, m: usize) -> f64 {
+        (1.0 - (-self.effort(learner, m)).exp()).clamp(0.01, 0.95)
+    }
+
+    /// Plays module `m` on the learner's true abilities: in the BKT world a
+    /// learnable skill (unknown, prerequisites known) becomes known with
+    /// [`World::p_learn`]; in the IRT world every skill of the module gains
+    /// ability (less once mastered, much less while a prerequisite is truly
+    /// unmastered).
+    pub fn teach(&self, learner: &SimLearner, m: usize, theta: &mut [f64], rng: &mut ChaCha8Rng) {
+        match self.kind {
+            WorldKind::Bkt => {
+                let p = self.p_learn(learner, m);
+                for &s in &self.module_skills[m] {
+                    if self.learnable(s, theta) && rng.random_bool(p) {
+                        theta[s] = 1.0;
+                    }
+                }
+            }
+            WorldKind::Irt => {
+                let effort = self.effort(learner, m);
+                for &s in &self.module_skills[m] {
+                    let ready = self.prereqs[s].iter().all(|&q| theta[q] >= MASTERY_THETA);
+                    let mut gain = GAIN * effort * (0.7 + 0.6 * rng.random::<f64>());
+                    if !ready {
+                        gain *= BLOCKED_GAIN;
+                    }
+                    if theta[s] >= MASTERY_THETA + 1.0 {
+                        gain *= 0.3;
+                    }
+                    theta[s] += gain;
+                }
+            }
+        }
+    }
+
+    /// A skill the learner could profit from: not truly mastered, every
+    /// prerequisite truly mastered.
+    pub fn learnable(&self, s: usize, theta: &[f64]) -> bool {
+        theta[s] < MASTERY_THETA && self.prereqs[s].iter().all(|&q| theta[q] >= MASTERY_THETA)
+    }
+
+    /// One answer on item `k` of skill `s` at ability `theta`.
+    pub fn answer(
+        &self,
+        learner: &SimLearner,
+        s: usize,
+        k: usize,
+        theta: f64,
+        rng: &mut ChaCha8Rng,
+    ) -> bool {
+        match self.kind {
+            WorldKind::Bkt => {
+                if theta >= MASTERY_THETA {
+                    !rng.random_bool(learner.slip)
+                } else {
+                    rng.random_bool(learner.guess)
+                }
+            }
+            WorldKind::Irt => {
+                let item = &self.bank[s][k];
+                let p = item.c + (1.0 - item.c) / (1.0 + (-item.a * (theta - item.b)).exp());
+                rng.random_bool(p.clamp(0.0, 1.0))
+            }
+        }
     }
 }
 
@@ -343,8 +544,8 @@ mod tests {
         for i in 0..50 {
             let l = world.learner(&options, i);
             for (s, ps) in world.prereqs.iter().enumerate() {
-                if l.known[s] {
-                    assert!(ps.iter().all(|&q| l.known[q]));
+                if l.theta[s] >= MASTERY_THETA {
+                    assert!(ps.iter().all(|&q| l.theta[q] >= MASTERY_THETA));
                 }
             }
         }
