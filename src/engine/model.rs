@@ -31,7 +31,8 @@ use crate::store::models::MasteryBasis;
 pub struct FitRequest {
     /// Fit P(F).
     pub forgets: bool,
-    /// One learn rate per module (the module completed last before an attempt).
+    /// One learn rate per module (the latest module teaching the attempt's
+    /// skill completed since the previous attempt on that skill).
     pub multilearn: bool,
     /// One guess and slip per quiz item.
     pub multigs: bool,
@@ -194,12 +195,21 @@ impl Engine {
                 &b.attempt_id,
             ))
         });
+        let catalog = self.catalog();
+        let teaches: BTreeMap<&str, &[String]> = catalog
+            .modules
+            .iter()
+            .map(|m| (m.id.as_str(), m.skill_ids.as_slice()))
+            .collect();
         let mut dataset = Dataset::new();
         let mut completed: Vec<(i64, String)> = Vec::new();
+        // Time of the previous attempt on each skill of the current learner.
+        let mut previous: BTreeMap<&str, i64> = BTreeMap::new();
         let mut current_learner = None;
         for attempt in &attempts {
             if request.multilearn && current_learner != Some(&attempt.learner_id) {
                 current_learner = Some(&attempt.learner_id);
+                previous.clear();
                 completed = self
                     .store
                     .recent_activities(&attempt.learner_id, ActivityKind::Completed, usize::MAX)?
@@ -207,16 +217,28 @@ impl Engine {
                     .map(|a| (a.activity.occurred_at, a.activity.module_id))
                     .collect();
             }
-            let template = if request.multilearn {
-                // The module completed last before the attempt.
-                let done = completed.partition_point(|(at, _)| *at <= attempt.occurred_at);
-                done.checked_sub(1).map(|i| completed[i].1.as_str())
-            } else if request.multigs {
-                Some(attempt.item_id.as_str())
-            } else {
-                None
-            };
             for skill in &attempt.skill_ids {
+                let template = if request.multilearn {
+                    // The latest module teaching this skill completed since
+                    // the previous attempt on it: an answer on skill B after
+                    // a module on skill A says nothing about A.
+                    let since = previous.insert(skill, attempt.occurred_at);
+                    let done = completed.partition_point(|(at, _)| *at <= attempt.occurred_at);
+                    completed[..done]
+                        .iter()
+                        .rev()
+                        .take_while(|(at, _)| since.is_none_or(|prev| *at > prev))
+                        .find(|(_, m)| {
+                            teaches
+                                .get(m.as_str())
+                                .is_some_and(|skills| skills.contains(skill))
+                        })
+                        .map(|(_, m)| m.as_str())
+                } else if request.multigs {
+                    Some(attempt.item_id.as_str())
+                } else {
+                    None
+                };
                 dataset.push(AttemptRecord {
                     learner: &attempt.learner_id,
                     skill,
