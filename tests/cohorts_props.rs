@@ -20,7 +20,7 @@ fn learners(raw: &[Raw], companies: u8, languages: u8, zones: &[i32]) -> Vec<Coh
             id: format!("L{i}"),
             company: format!("C{}", c % companies),
             language: ["en", "fr", "de"][(l % languages) as usize].to_string(),
-            utc_offset_minutes: Some(zones[*z as usize % zones.len()]),
+            utc_offsets: vec![zones[*z as usize % zones.len()]],
             mastery: m.clone(),
         })
         .collect()
@@ -154,7 +154,7 @@ proptest! {
     fn other_infeasibilities_are_named(raw in raw_learners(40..120, 2), few in 1usize..15, seed in any::<u64>()) {
         let mut ls = learners(&raw, 30, 1, &[60]);
         for l in ls.iter_mut().take(few) {
-            l.utc_offset_minutes = Some(600);
+            l.utc_offsets = vec![600];
         }
         let f = form(&ls, CohortConstraints::default(), Objective::Balanced, seed).unwrap();
         prop_assert_eq!(f.unplaced.len(), few);
