@@ -66,7 +66,7 @@ fn instance(
                 id: format!("L{i:06}"),
                 company: format!("C{:02}", company_of(&mut rng, companies)),
                 language: ["en", "fr", "ja"][lang % 3].to_string(),
-                utc_offset_minutes: Some(tz),
+                utc_offsets: vec![tz],
                 mastery: (0..skills).map(|_| rng.random::<f64>()).collect(),
             }
         })

@@ -13,14 +13,16 @@ use spoc_engine::domain::cohorts::{
 /// Raw description of a learner: company, language, zone, mastery.
 type Raw = (u8, u8, u8, Vec<f64>);
 
-fn learners(raw: &[Raw], companies: u8, languages: u8, zones: &[i32]) -> Vec<CohortLearner> {
+/// `zones`: offsets of each zone at the formation's instants (one list per
+/// zone, all of the same length).
+fn learners(raw: &[Raw], companies: u8, languages: u8, zones: &[Vec<i32>]) -> Vec<CohortLearner> {
     raw.iter()
         .enumerate()
         .map(|(i, (c, l, z, m))| CohortLearner {
             id: format!("L{i}"),
             company: format!("C{}", c % companies),
             language: ["en", "fr", "de"][(l % languages) as usize].to_string(),
-            utc_offset_minutes: Some(zones[*z as usize % zones.len()]),
+            utc_offsets: zones[*z as usize % zones.len()].clone(),
             mastery: m.clone(),
         })
         .collect()
@@ -62,7 +64,16 @@ proptest! {
         raw in raw_learners(15..220, 3),
         companies in 2u8..12,
         languages in 1u8..3,
-        zones in prop::sample::select(vec![vec![60], vec![0, 60, 120], vec![-300, 60], vec![-300, -240, 60, 330]]),
+        zones in prop::sample::select(vec![
+            vec![vec![60]],
+            vec![vec![0], vec![60], vec![120]],
+            vec![vec![-300], vec![60]],
+            vec![vec![-300], vec![-240], vec![60], vec![330]],
+            // Over a program's dates, at two instants: London, Sao Paulo,
+            // Paris, New York, Dubai, Santiago (3 h apart one season, 4 h
+            // the other; pairs whose order flips).
+            vec![vec![0, 60], vec![-180, -180], vec![60, 120], vec![-300, -240], vec![240, 240], vec![-180, -240]],
+        ]),
         min in 15usize..25,
         extra in 0usize..26,
         share in 0.2f64..1.0,
@@ -105,7 +116,7 @@ proptest! {
         raw in raw_learners(30..300, 4),
         seed in any::<u64>(),
     ) {
-        let ls = learners(&raw, 20, 1, &[60])
+        let ls = learners(&raw, 20, 1, &[vec![60]])
             .into_iter()
             .enumerate()
             .map(|(i, mut l)| { l.company = format!("C{}", i % 20); l })
@@ -125,7 +136,7 @@ proptest! {
         share in 0.2f64..0.6,
         seed in any::<u64>(),
     ) {
-        let mut ls = learners(&raw, 30, 1, &[60]);
+        let mut ls = learners(&raw, 30, 1, &[vec![60]]);
         let big = ((share + 0.05) * ls.len() as f64).ceil() as usize;
         for l in ls.iter_mut().take(big) {
             l.company = "Dominant".into();
@@ -138,7 +149,7 @@ proptest! {
     /// A language group smaller than a cohort is refused as a language issue.
     #[test]
     fn lonely_language_is_left_out(raw in raw_learners(40..120, 2), few in 1usize..15, seed in any::<u64>()) {
-        let mut ls = learners(&raw, 30, 1, &[60]);
+        let mut ls = learners(&raw, 30, 1, &[vec![60]]);
         for l in ls.iter_mut().take(few) {
             l.language = "de".into();
         }
@@ -152,9 +163,9 @@ proptest! {
     /// count issue.
     #[test]
     fn other_infeasibilities_are_named(raw in raw_learners(40..120, 2), few in 1usize..15, seed in any::<u64>()) {
-        let mut ls = learners(&raw, 30, 1, &[60]);
+        let mut ls = learners(&raw, 30, 1, &[vec![60]]);
         for l in ls.iter_mut().take(few) {
-            l.utc_offset_minutes = Some(600);
+            l.utc_offsets = vec![600];
         }
         let f = form(&ls, CohortConstraints::default(), Objective::Balanced, seed).unwrap();
         prop_assert_eq!(f.unplaced.len(), few);

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use super::convert::timestamp;
 use super::pb::{self, cohort_service_server::CohortService};
 use super::validate as check;
-use crate::domain::cohorts::{Objective, QualityReport};
+use crate::domain::cohorts::{Breach, Objective, QualityReport};
 use crate::engine::Engine;
 use crate::engine::cohorts::{CohortView, FormOptions};
 use crate::error::{Error, Result};
@@ -82,6 +82,20 @@ impl From<CohortView> for pb::Cohort {
             locked: c.locked,
             version: c.version,
             updated_at: Some(timestamp(c.updated_at)),
+            violations: view.violations.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<Breach> for pb::CohortViolation {
+    fn from(b: Breach) -> Self {
+        Self {
+            rule: b.rule().to_string(),
+            message: b.message,
+            learner_ids: b.learners,
+            company_ids: b.companies,
+            value: b.value,
+            limit: b.limit,
         }
     }
 }

@@ -200,6 +200,14 @@ pub fn cohort_json(c: &pb::Cohort) -> serde_json::Value {
         "locked": c.locked,
         "version": c.version,
         "learner_ids": c.learner_ids,
+        "violations": c.violations.iter().map(|v| serde_json::json!({
+            "rule": v.rule,
+            "message": v.message,
+            "learner_ids": v.learner_ids,
+            "company_ids": v.company_ids,
+            "value": v.value,
+            "limit": v.limit,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -229,6 +237,11 @@ pub fn formation_text(r: &pb::FormCohortsResponse) -> String {
             ""
         }
     ));
+    // Locked cohorts kept while breaking a rule (tightened since, or a
+    // member's language or time zone changed).
+    for v in r.cohorts.iter().flat_map(|c| &c.violations) {
+        out.push_str(&format!("breaks {}: {}\n", v.rule, v.message));
+    }
     if let Some(q) = &r.report {
         out.push_str(&balance_text(q));
     }

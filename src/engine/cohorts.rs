@@ -19,10 +19,11 @@ use super::{Engine, now_micros};
 use crate::domain::catalog_index::primary_subtag;
 use crate::domain::cohorts::records::{FormationRecord, StoredCohort};
 use crate::domain::cohorts::{
-    Cohort, CohortConstraints, CohortError, CohortLearner, FormationRequest, LockedCohort,
-    Objective, QualityReport, Unplaced, assign_late, check_move, form_cohorts, utc_offset_minutes,
+    Breach, Cohort, CohortConstraints, CohortError, CohortLearner, FormationRequest, LockedCohort,
+    Objective, QualityReport, Unplaced, Window, ZoneOffsets, assign_late, check_move,
+    cohort_breaches, form_cohorts,
 };
-use crate::domain::learner::{CohortRules, Program};
+use crate::domain::learner::{CohortRules, Learner, Program};
 use crate::error::{Error, Result};
 use crate::store::Page;
 
@@ -39,7 +40,7 @@ pub struct FormOptions {
 }
 
 /// A stored cohort with the figures a manager looks at, computed from its
-/// members' current learner records.
+/// members' current learner records and the program's current rules.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CohortView {
     /// The cohort as stored.
@@ -49,23 +50,42 @@ pub struct CohortView {
     /// The members' known languages, sorted and joined with `,` (one
     /// language for a single-language cohort, empty if none is known).
     pub language: String,
+    /// The rules the cohort breaks now (empty for a cohort as formed):
+    /// learners' languages and time zones and the program's rules may have
+    /// changed since it was formed, and formation keeps locked cohorts as
+    /// they are.
+    pub violations: Vec<Breach>,
 }
 
 impl CohortView {
-    /// Summarises `cohort` from its members' (company, language) pairs.
-    fn new<'a>(cohort: StoredCohort, members: impl Iterator<Item = (&'a str, &'a str)>) -> Self {
+    /// Summarises `cohort` from the population its members are in (`index`:
+    /// learner id to position; members missing from it are skipped).
+    fn new(
+        cohort: StoredCohort,
+        population: &[CohortLearner],
+        index: &BTreeMap<&str, usize>,
+        cons: &CohortConstraints,
+    ) -> Self {
+        let members: Vec<usize> = cohort
+            .members
+            .iter()
+            .filter_map(|m| index.get(m.as_str()).copied())
+            .collect();
         let mut companies = BTreeSet::new();
         let mut languages = BTreeSet::new();
-        for (company, language) in members {
-            companies.insert(company);
-            if !language.is_empty() {
-                languages.insert(language);
+        for &m in &members {
+            let l = &population[m];
+            companies.insert(l.company.as_str());
+            if !l.language.is_empty() {
+                languages.insert(l.language.as_str());
             }
         }
         let language = languages.into_iter().collect::<Vec<_>>().join(",");
+        let violations = cohort_breaches(population, &cohort.id, &members, cons);
         Self {
             company_count: companies.len(),
             language,
+            violations,
             cohort,
         }
     }
@@ -157,7 +177,26 @@ fn domain_cohorts(cohorts: &[StoredCohort]) -> Vec<Cohort> {
         .collect()
 }
 
-/// Inserts `learner` into sorted `members`.
+/// The dates over which a program's cohorts keep their time-zone spread:
+/// from `start_date` (now when unset) to `end_date` (the start when
+/// unset), since offsets move with daylight saving time.
+fn program_window(program: &Program) -> Window {
+    let now = Timestamp::now();
+    let at = |m: i64| Timestamp::from_microsecond(m).unwrap_or(now);
+    let from = program.start_date.map_or(now, at);
+    let until = program.end_date.map_or(from, at);
+    Window::new(from, until)
+}
+
+/// Position of each learner of `population` by id.
+fn index_of(population: &[CohortLearner]) -> BTreeMap<&str, usize> {
+    population
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.id.as_str(), i))
+        .collect()
+}
+
 /// The language a learner is grouped by: the primary subtag of their tag,
 /// lowercased, the one modules are matched on (`fr-BE` is served `fr`
 /// modules, so it shares cohorts with `fr`).
@@ -165,6 +204,7 @@ fn cohort_language(tag: &str) -> String {
     primary_subtag(tag).to_ascii_lowercase()
 }
 
+/// Inserts `learner` into sorted `members`.
 fn add_member(members: &mut Vec<String>, learner: &str) {
     if let Err(at) = members.binary_search_by(|m| m.as_str().cmp(learner)) {
         members.insert(at, learner.to_string());
@@ -189,7 +229,7 @@ impl Engine {
             )));
         }
         let ids: Vec<&str> = enrolments.iter().map(|e| e.learner_id.as_str()).collect();
-        let learners = self.cohort_learners(&program, &ids, Timestamp::now())?;
+        let learners = self.cohort_learners(&program, &ids)?;
         let current = self.store.program_cohorts(program_id)?;
         let locked: Vec<LockedCohort> = current
             .iter()
@@ -205,9 +245,10 @@ impl Engine {
             .map_or(0, |r| r.version)
             + 1;
 
+        let cons = constraints(&program.cohort_rules);
         let formation = form_cohorts(&FormationRequest {
             learners: &learners,
-            constraints: constraints(&program.cohort_rules),
+            constraints: cons,
             objective: options.objective,
             seed: options.seed,
             locked: &locked,
@@ -255,19 +296,10 @@ impl Engine {
             self.store.replace_cohorts(&record, &cohorts)?;
             self.forget_cohort_members(program_id);
         }
-        let by_id: BTreeMap<&str, &CohortLearner> =
-            learners.iter().map(|l| (l.id.as_str(), l)).collect();
+        let index = index_of(&learners);
         let views = cohorts
             .into_iter()
-            .map(|c| {
-                let attrs: Vec<(&str, &str)> = c
-                    .members
-                    .iter()
-                    .filter_map(|m| by_id.get(m.as_str()))
-                    .map(|l| (l.company.as_str(), l.language.as_str()))
-                    .collect();
-                CohortView::new(c, attrs.into_iter())
-            })
+            .map(|c| CohortView::new(c, &learners, &index, &cons))
             .collect();
         Ok(FormedCohorts {
             version,
@@ -303,16 +335,14 @@ impl Engine {
                 already_placed: true,
             });
         }
-        let at = Timestamp::now();
-        let members: Vec<&str> = cohorts
+        // One call, so that the newcomer's offsets are at the same instants.
+        let ids: Vec<&str> = cohorts
             .iter()
             .flat_map(|c| c.members.iter().map(String::as_str))
+            .chain([learner_id])
             .collect();
-        let population = self.cohort_learners(&program, &members, at)?;
-        let newcomer = self
-            .cohort_learners(&program, &[learner_id], at)?
-            .pop()
-            .expect("one learner asked, one returned");
+        let mut population = self.cohort_learners(&program, &ids)?;
+        let newcomer = population.pop().expect("the newcomer was asked last");
         let placement = assign_late(
             &population,
             &domain_cohorts(&cohorts),
@@ -364,7 +394,7 @@ impl Engine {
                 .iter()
                 .flat_map(|c| c.members.iter().map(String::as_str))
                 .collect();
-            let population = self.cohort_learners(&program, &members, Timestamp::now())?;
+            let population = self.cohort_learners(&program, &members)?;
             check_move(
                 &population,
                 &domain_cohorts(&cohorts),
@@ -383,8 +413,9 @@ impl Engine {
                 .update_cohorts(&[cohorts[from].clone(), cohorts[to].clone()])?;
             self.forget_cohort_members(program_id);
         }
-        let source = self.view(cohorts[from].clone())?;
-        let target = self.view(cohorts[to].clone())?;
+        let mut views = self.views(vec![cohorts[from].clone(), cohorts[to].clone()])?;
+        let target = views.pop().expect("two cohorts viewed");
+        let source = views.pop().expect("two cohorts viewed");
         Ok((source, target))
     }
 
@@ -430,11 +461,7 @@ impl Engine {
             .cohort_formation(program_id)?
             .map_or(0, |r| r.version);
         let (cohorts, next) = self.store.list_cohorts(program_id, after, limit)?;
-        let views = cohorts
-            .into_iter()
-            .map(|c| self.view(c))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(((views, next), version))
+        Ok(((self.views(cohorts)?, next), version))
     }
 
     /// The latest formation of a program, or FAILED_PRECONDITION when its
@@ -449,62 +476,107 @@ impl Engine {
 
     /// Summarises a stored cohort from its members' current records.
     fn view(&self, cohort: StoredCohort) -> Result<CohortView> {
-        let mut attrs = Vec::with_capacity(cohort.members.len());
-        for id in &cohort.members {
-            if let Some(l) = self.store.learner(id)? {
-                attrs.push((l.company_id, cohort_language(&l.language)));
+        Ok(self.views(vec![cohort])?.pop().expect("one cohort viewed"))
+    }
+
+    /// Summarises stored cohorts (of one program or more) from their
+    /// members' current records and their program's current rules, with
+    /// the rules each breaks now.
+    fn views(&self, cohorts: Vec<StoredCohort>) -> Result<Vec<CohortView>> {
+        let mut by_program: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, c) in cohorts.iter().enumerate() {
+            by_program.entry(c.program_id.clone()).or_default().push(i);
+        }
+        let mut views: Vec<Option<CohortView>> = vec![None; cohorts.len()];
+        let mut cohorts: Vec<Option<StoredCohort>> = cohorts.into_iter().map(Some).collect();
+        for (program_id, at) in by_program {
+            let program = self.program(&program_id)?;
+            let mut learners = Vec::new();
+            for &i in &at {
+                for id in &cohorts[i].as_ref().expect("each taken once").members {
+                    // A member erased meanwhile is skipped.
+                    if let Some(l) = self.store.learner(id)? {
+                        learners.push(l);
+                    }
+                }
+            }
+            let population = self.population(&program, learners, false)?;
+            let index = index_of(&population);
+            let cons = constraints(&program.cohort_rules);
+            for i in at {
+                let cohort = cohorts[i].take().expect("each taken once");
+                views[i] = Some(CohortView::new(cohort, &population, &index, &cons));
             }
         }
-        Ok(CohortView::new(
-            cohort,
-            attrs.iter().map(|(c, l)| (c.as_str(), l.as_str())),
-        ))
+        Ok(views
+            .into_iter()
+            .map(|v| v.expect("every cohort viewed"))
+            .collect())
     }
 
     /// The learners `ids` as cohort formation sees them: company,
-    /// language, UTC offset of their time zone at `at`, and P(mastered) of
-    /// each program skill (the skill's prior when never attempted).
-    fn cohort_learners(
-        &self,
-        program: &Program,
-        ids: &[&str],
-        at: Timestamp,
-    ) -> Result<Vec<CohortLearner>> {
-        let params = self.params();
-        ids.iter()
+    /// language, UTC offsets of their time zone over the program's dates
+    /// (see [`program_window`]), and P(mastered) of each program skill (the
+    /// skill's prior when never attempted).
+    fn cohort_learners(&self, program: &Program, ids: &[&str]) -> Result<Vec<CohortLearner>> {
+        let learners = ids
+            .iter()
             .map(|&id| {
-                let learner = self.store.learner(id)?.ok_or_else(|| Error::Corrupt {
+                self.store.learner(id)?.ok_or_else(|| Error::Corrupt {
                     tree: "learners",
                     key: id.to_string(),
                     reason: format!("learner of program '{}' is missing", program.id),
-                })?;
-                let utc_offset_minutes = if learner.time_zone.is_empty() {
-                    None
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.population(program, learners, true)
+    }
+
+    /// Turns learner records into the cohort module's learners, with their
+    /// mastery of the program's skills when `mastery` (rule checks alone
+    /// need none).
+    fn population(
+        &self,
+        program: &Program,
+        learners: Vec<Learner>,
+        mastery: bool,
+    ) -> Result<Vec<CohortLearner>> {
+        let zones = ZoneOffsets::over(
+            learners.iter().map(|l| l.time_zone.as_str()),
+            program_window(program),
+        )
+        .map_err(|err| Error::Corrupt {
+            tree: "learners",
+            key: learners
+                .iter()
+                .find(|l| l.time_zone == err.zone)
+                .map_or_else(String::new, |l| l.id.clone()),
+            reason: err.to_string(),
+        })?;
+        let params = self.params();
+        learners
+            .into_iter()
+            .map(|learner| {
+                let mastery = if mastery {
+                    let stored = self.store.learner_mastery(&learner.id)?;
+                    program
+                        .skill_ids
+                        .iter()
+                        .map(|skill| match stored.get(skill) {
+                            Some(state) => state.p_mastered(),
+                            None => params.for_skill(skill).prior,
+                        })
+                        .collect()
                 } else {
-                    Some(
-                        utc_offset_minutes(&learner.time_zone, at).map_err(|reason| {
-                            Error::Corrupt {
-                                tree: "learners",
-                                key: id.to_string(),
-                                reason,
-                            }
-                        })?,
-                    )
+                    Vec::new()
                 };
-                let stored = self.store.learner_mastery(id)?;
-                let mastery = program
-                    .skill_ids
-                    .iter()
-                    .map(|skill| match stored.get(skill) {
-                        Some(state) => state.p_mastered(),
-                        None => params.for_skill(skill).prior,
-                    })
-                    .collect();
                 Ok(CohortLearner {
+                    utc_offsets: zones
+                        .of(&learner.time_zone)
+                        .map_or_else(Vec::new, <[i32]>::to_vec),
+                    language: cohort_language(&learner.language),
                     id: learner.id,
                     company: learner.company_id,
-                    language: cohort_language(&learner.language),
-                    utc_offset_minutes,
                     mastery,
                 })
             })

@@ -5,12 +5,13 @@
 //! checks are public so the service can re-verify stored cohorts and vet a
 //! manager's manual move before applying it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Cohort, CohortConstraints, CohortLearner};
+use super::plan::fmt_offset;
+use super::{Cohort, CohortConstraints, CohortLearner, offsets};
 
 /// The hard constraints by name, so callers can map a refusal to the
 /// setting the manager should relax without parsing messages.
@@ -222,30 +223,121 @@ impl fmt::Display for Violation {
     }
 }
 
-/// Checks one cohort, given as population indices, against every per-cohort
-/// rule: size, company share, language, time-zone spread.
+/// One hard rule a cohort breaks, with what a manager needs to repair it:
+/// who is concerned, and the measured figure against the limit.
+///
+/// Formation and moves never produce one; stored cohorts can hold one
+/// after a learner's language or time zone changed, the program's rules
+/// were tightened, or formation kept a locked cohort that breaks them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Breach {
+    /// The breach as refusals report it.
+    pub violation: Violation,
+    /// Members concerned, in id order: those of the company over its cap,
+    /// those outside the cohort's most common language, those at the
+    /// lowest and highest offsets where the spread is widest; empty for a
+    /// size breach (the cohort as a whole).
+    pub learners: Vec<String>,
+    /// The company over its cap (company share only).
+    pub companies: Vec<String>,
+    /// The measured figure: members (size), the company's share of the
+    /// cohort in `[0, 1]`, distinct languages, spread in hours.
+    pub value: f64,
+    /// The limit broken, in the same unit: the minimum or maximum size,
+    /// the share cap, 1 language, the spread allowed in hours.
+    pub limit: f64,
+    /// One sentence with the figures.
+    pub message: String,
+}
+
+impl Breach {
+    /// The program setting the breach is against, as `CohortRules` names
+    /// it: `min_size`, `max_size`, `max_company_share`, `single_language`
+    /// or `max_timezone_spread_hours`.
+    pub fn rule(&self) -> &'static str {
+        match self.violation {
+            Violation::TooSmall { .. } => "min_size",
+            Violation::TooLarge { .. } => "max_size",
+            Violation::CompanyShare { .. } => "max_company_share",
+            Violation::MixedLanguages { .. } => "single_language",
+            _ => "max_timezone_spread_hours",
+        }
+    }
+
+    /// How far beyond its limit, larger being worse: compares two states
+    /// of one cohort (a move may not make a breach worse).
+    fn excess(&self) -> f64 {
+        match self.violation {
+            Violation::TooSmall { .. } => self.limit - self.value,
+            _ => self.value - self.limit,
+        }
+    }
+
+    /// Whether `self` is the same breach as `other` (same rule, same
+    /// company) and no worse.
+    fn within(&self, other: &Breach) -> bool {
+        self.rule() == other.rule()
+            && self.companies == other.companies
+            && self.excess() <= other.excess()
+    }
+}
+
+/// Every hard rule one cohort, given as population indices, breaks: size,
+/// then company share (one breach per company over its cap, by name), one
+/// language, time-zone spread (the widest at one instant).
 ///
 /// Empty company or language and unknown offsets are "unknown": they never
 /// count against a cap and fit any cohort.
-pub fn check_cohort(
+pub fn cohort_breaches(
     learners: &[CohortLearner],
     id: &str,
     members: &[usize],
     cons: &CohortConstraints,
-) -> Result<(), Violation> {
+) -> Vec<Breach> {
+    let mut out = Vec::new();
     let size = members.len();
+    let ids = |pick: &dyn Fn(&CohortLearner) -> bool| -> Vec<String> {
+        let mut v: Vec<String> = members
+            .iter()
+            .map(|&m| &learners[m])
+            .filter(|l| pick(l))
+            .map(|l| l.id.clone())
+            .collect();
+        v.sort();
+        v
+    };
     if size < cons.min_size {
-        return Err(Violation::TooSmall {
-            cohort: id.to_string(),
-            size,
-            min: cons.min_size,
+        out.push(Breach {
+            violation: Violation::TooSmall {
+                cohort: id.to_string(),
+                size,
+                min: cons.min_size,
+            },
+            learners: Vec::new(),
+            companies: Vec::new(),
+            value: size as f64,
+            limit: cons.min_size as f64,
+            message: format!(
+                "cohort {id} has {size} learners, below the minimum of {}",
+                cons.min_size
+            ),
         });
     }
     if size > cons.max_size {
-        return Err(Violation::TooLarge {
-            cohort: id.to_string(),
-            size,
-            max: cons.max_size,
+        out.push(Breach {
+            violation: Violation::TooLarge {
+                cohort: id.to_string(),
+                size,
+                max: cons.max_size,
+            },
+            learners: Vec::new(),
+            companies: Vec::new(),
+            value: size as f64,
+            limit: cons.max_size as f64,
+            message: format!(
+                "cohort {id} has {size} learners, above the maximum of {}",
+                cons.max_size
+            ),
         });
     }
     let cap = cons.company_cap(size);
@@ -256,44 +348,110 @@ pub fn check_cohort(
             *per_company.entry(c).or_default() += 1;
         }
     }
-    if let Some((company, &count)) = per_company.iter().find(|(_, n)| **n > cap) {
-        return Err(Violation::CompanyShare {
-            cohort: id.to_string(),
-            company: company.to_string(),
-            count,
-            size,
-            cap,
+    for (company, &count) in per_company.iter().filter(|(_, n)| **n > cap) {
+        let share = count as f64 / size as f64;
+        out.push(Breach {
+            violation: Violation::CompanyShare {
+                cohort: id.to_string(),
+                company: company.to_string(),
+                count,
+                size,
+                cap,
+            },
+            learners: ids(&|l| l.company == *company),
+            companies: vec![company.to_string()],
+            value: share,
+            limit: cons.max_company_share,
+            message: format!(
+                "cohort {id} holds {count} learners of company {company:?} out of {size} \
+                 ({:.1}%), above the cap of {}% ({cap} learners)",
+                100.0 * share,
+                100.0 * cons.max_company_share
+            ),
         });
     }
     if cons.single_language {
-        let langs: BTreeSet<&str> = members
-            .iter()
-            .map(|&m| learners[m].language.as_str())
-            .filter(|l| !l.is_empty())
-            .collect();
-        let mut it = langs.iter();
-        if let (Some(a), Some(b)) = (it.next(), it.next()) {
-            return Err(Violation::MixedLanguages {
-                cohort: id.to_string(),
-                first: a.to_string(),
-                second: b.to_string(),
+        let mut langs: BTreeMap<&str, usize> = BTreeMap::new();
+        for &m in members {
+            let l = learners[m].language.as_str();
+            if !l.is_empty() {
+                *langs.entry(l).or_default() += 1;
+            }
+        }
+        if langs.len() > 1 {
+            let mut names = langs.keys();
+            let (first, second) = (names.next().unwrap(), names.next().unwrap());
+            let main = langs
+                .iter()
+                .max_by_key(|(l, n)| (**n, std::cmp::Reverse(**l)))
+                .map(|(l, _)| *l)
+                .expect("two languages");
+            let list: Vec<String> = langs.keys().map(|l| format!("{l:?}")).collect();
+            out.push(Breach {
+                violation: Violation::MixedLanguages {
+                    cohort: id.to_string(),
+                    first: first.to_string(),
+                    second: second.to_string(),
+                },
+                learners: ids(&|l| !l.language.is_empty() && l.language != main),
+                companies: Vec::new(),
+                value: langs.len() as f64,
+                limit: 1.0,
+                message: format!(
+                    "cohort {id} mixes {} languages ({}), where one is allowed; {:?} is the \
+                     most common",
+                    langs.len(),
+                    list.join(", "),
+                    main
+                ),
             });
         }
     }
-    let offsets = members
-        .iter()
-        .filter_map(|&m| learners[m].utc_offset_minutes);
-    let (lo, hi) = offsets.fold((i64::MAX, i64::MIN), |(lo, hi), o| {
-        (lo.min(o as i64), hi.max(o as i64))
-    });
-    if lo <= hi && hi - lo > cons.max_tz_spread_minutes() {
-        return Err(Violation::TimezoneSpread {
-            cohort: id.to_string(),
-            spread_minutes: hi - lo,
-            max_minutes: cons.max_tz_spread_minutes(),
+    let widest = offsets::widest(members.iter().map(|&m| learners[m].utc_offsets.as_slice()));
+    if let Some(w) = widest.filter(|w| w.minutes > cons.max_tz_spread_minutes()) {
+        let at_edge = |l: &CohortLearner| {
+            l.utc_offsets
+                .get(w.instant)
+                .is_some_and(|&o| o == w.low || o == w.high)
+        };
+        out.push(Breach {
+            violation: Violation::TimezoneSpread {
+                cohort: id.to_string(),
+                spread_minutes: w.minutes,
+                max_minutes: cons.max_tz_spread_minutes(),
+            },
+            learners: ids(&at_edge),
+            companies: Vec::new(),
+            value: w.minutes as f64 / 60.0,
+            limit: cons.max_tz_spread_hours,
+            message: format!(
+                "cohort {id} spans {} h of UTC offsets ({} to {}), above the maximum of {} h",
+                w.minutes as f64 / 60.0,
+                fmt_offset(w.low.into()),
+                fmt_offset(w.high.into()),
+                cons.max_tz_spread_hours
+            ),
         });
     }
-    Ok(())
+    out
+}
+
+/// Checks one cohort, given as population indices, against every per-cohort
+/// rule (size, company share, language, time-zone spread) and returns the
+/// first breach, in that order.
+pub fn check_cohort(
+    learners: &[CohortLearner],
+    id: &str,
+    members: &[usize],
+    cons: &CohortConstraints,
+) -> Result<(), Violation> {
+    match cohort_breaches(learners, id, members, cons)
+        .into_iter()
+        .next()
+    {
+        Some(b) => Err(b.violation),
+        None => Ok(()),
+    }
 }
 
 /// Verifies a whole partition of `learners`: every learner in exactly one
@@ -306,6 +464,18 @@ pub fn verify_partition(
     learners: &[CohortLearner],
     cohorts: &[Cohort],
     cons: &CohortConstraints,
+) -> Result<(), Violation> {
+    verify(learners, cohorts, cons, true)
+}
+
+/// [`verify_partition`], checking the per-cohort rules of locked cohorts
+/// only when `check_locked` (formation keeps locked cohorts as they are,
+/// whatever they break; their breaches are reported on the stored cohort).
+pub(crate) fn verify(
+    learners: &[CohortLearner],
+    cohorts: &[Cohort],
+    cons: &CohortConstraints,
+    check_locked: bool,
 ) -> Result<(), Violation> {
     let index: BTreeMap<&str, usize> = learners
         .iter()
@@ -322,7 +492,9 @@ pub fn verify_partition(
                 });
             }
         }
-        check_cohort(learners, &c.id, &members, cons)?;
+        if check_locked || !c.locked {
+            check_cohort(learners, &c.id, &members, cons)?;
+        }
     }
     if let Some(i) = seen.iter().position(|s| !s) {
         return Err(Violation::MissingLearner {
@@ -361,7 +533,10 @@ pub(crate) fn resolve(index: &BTreeMap<&str, usize>, c: &Cohort) -> Result<Vec<u
 /// cohorts: leaving can break the source's minimum size or, since the cap
 /// shrinks with the size, its company share).
 ///
-/// Lets a manager's drag-and-drop be vetted before anything is written.
+/// A cohort that already breaks a rule (see [`Breach`]) may keep breaking
+/// it as long as the move does not make it worse: moves are how a manager
+/// repairs a locked cohort, one learner at a time. Lets a manager's
+/// drag-and-drop be vetted before anything is written.
 pub fn check_move(
     learners: &[CohortLearner],
     cohorts: &[Cohort],
@@ -401,9 +576,22 @@ pub fn check_move(
     if from == to {
         return Ok(());
     }
+    let src_before = src_members.clone();
     src_members.remove(pos);
-    let mut dst_members = resolve(&index, dst)?;
+    let dst_before = resolve(&index, dst)?;
+    let mut dst_members = dst_before.clone();
     dst_members.push(who);
-    check_cohort(learners, to, &dst_members, cons)?;
-    check_cohort(learners, from, &src_members, cons)
+    for (id, before, after) in [
+        (to, &dst_before, &dst_members),
+        (from, &src_before, &src_members),
+    ] {
+        let old = cohort_breaches(learners, id, before, cons);
+        if let Some(b) = cohort_breaches(learners, id, after, cons)
+            .into_iter()
+            .find(|b| !old.iter().any(|o| b.within(o)))
+        {
+            return Err(b.violation);
+        }
+    }
+    Ok(())
 }

@@ -12,8 +12,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
 
+use super::offsets::utc_offset_minutes;
 use super::{
     Cohort, CohortConstraints, CohortError, CohortLearner, FormationRequest, Objective,
     QualityReport, form_cohorts,
@@ -30,14 +30,6 @@ pub struct OfflineOptions {
     pub seed: u64,
     /// Instant at which time-zone names are turned into UTC offsets.
     pub reference_instant: Timestamp,
-}
-
-/// Converts an IANA time-zone name to its UTC offset in minutes at `at`.
-///
-/// Uses jiff's bundled tz database, so results do not depend on the host.
-pub fn utc_offset_minutes(name: &str, at: Timestamp) -> Result<i32, String> {
-    let tz = TimeZone::get(name).map_err(|e| format!("unknown time zone {name:?}: {e}"))?;
-    Ok(tz.to_offset(at).seconds() / 60)
 }
 
 /// Splits one CSV line into fields; double quotes protect commas and `""`
@@ -174,10 +166,10 @@ pub fn parse_learners(
         if f[1].is_empty() {
             return Err(bad("empty company_id".into()));
         }
-        let utc_offset_minutes = if f[3].is_empty() {
-            None
+        let utc_offsets = if f[3].is_empty() {
+            Vec::new()
         } else {
-            Some(utc_offset_minutes(&f[3], at).map_err(bad)?)
+            vec![utc_offset_minutes(&f[3], at).map_err(bad)?]
         };
         let mut mastery = Vec::with_capacity(skills.len());
         for (s, v) in skills.iter().zip(&f[HEADER.len()..]) {
@@ -193,7 +185,7 @@ pub fn parse_learners(
             id: f[0].clone(),
             company: f[1].clone(),
             language: f[2].clone(),
-            utc_offset_minutes,
+            utc_offsets,
             mastery,
         });
     }

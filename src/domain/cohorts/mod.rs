@@ -17,8 +17,9 @@
 //!    company caps (a capacity-aware greedy).
 //! 3. [`search`] improves it by exchanging learners between pairs of
 //!    cohorts, with O(features) incremental updates per candidate swap.
-//! 4. [`constraints::verify_partition`] re-checks the result: nothing
-//!    leaves this module that breaks a hard constraint.
+//! 4. [`constraints::verify_partition`] re-checks the result: no new
+//!    cohort leaves this module breaking a hard constraint (locked cohorts
+//!    are kept as they are; [`cohort_breaches`] says what they break).
 //! 5. [`report`] measures the balance against a random feasible
 //!    assignment so the manager can see what the optimisation bought.
 
@@ -29,6 +30,7 @@ pub mod knn;
 pub mod late;
 pub mod leveled;
 pub mod objective;
+pub mod offsets;
 pub mod plan;
 pub mod records;
 pub mod report;
@@ -41,9 +43,12 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-pub use constraints::{Constraint, Violation, check_move, verify_partition};
-pub use csv::{OfflineOptions, parse_learners, run_offline, utc_offset_minutes, write_assignment};
+pub use constraints::{
+    Breach, Constraint, Violation, check_move, cohort_breaches, verify_partition,
+};
+pub use csv::{OfflineOptions, parse_learners, run_offline, write_assignment};
 pub use late::{Placement, assign_late};
+pub use offsets::{Window, ZoneOffsets, utc_offset_minutes};
 pub use report::{QualityReport, SkillSpread};
 
 /// Smallest cohort size the product allows: below it live sessions lose
@@ -66,9 +71,12 @@ pub struct CohortLearner {
     pub company: String,
     /// Language tag; empty means "unknown", which fits any cohort.
     pub language: String,
-    /// UTC offset in minutes at the reference instant; `None` when the
-    /// time zone is unknown, which fits any cohort.
-    pub utc_offset_minutes: Option<i32>,
+    /// UTC offsets of the learner's time zone, in minutes, at the
+    /// formation's instants: the same instants in the same order for every
+    /// learner of a request (one for a single reference instant; over a
+    /// program's dates, see [`offsets::ZoneOffsets`]). Empty when the time
+    /// zone is unknown, which fits any cohort.
+    pub utc_offsets: Vec<i32>,
     /// Mastery per skill in `[0, 1]`, the same skills in the same order for
     /// every learner of a program.
     pub mastery: Vec<f64>,
@@ -282,6 +290,7 @@ impl CohortError {
 pub(crate) fn validate_learners(learners: &[CohortLearner]) -> Result<usize, CohortError> {
     let skills = learners.first().map_or(0, |l| l.mastery.len());
     let mut seen = BTreeSet::new();
+    let mut instants = None;
     for l in learners {
         if l.id.is_empty() {
             return Err(CohortError::InvalidInput(
@@ -301,6 +310,19 @@ pub(crate) fn validate_learners(learners: &[CohortLearner]) -> Result<usize, Coh
                 l.mastery.len()
             )));
         }
+        if !l.utc_offsets.is_empty() {
+            match instants {
+                None => instants = Some(l.utc_offsets.len()),
+                Some(n) if n != l.utc_offsets.len() => {
+                    return Err(CohortError::InvalidInput(format!(
+                        "learner {:?} has {} UTC offsets, expected {n} (one per instant)",
+                        l.id,
+                        l.utc_offsets.len()
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
         if let Some(v) = l.mastery.iter().find(|v| !(0.0..=1.0).contains(*v)) {
             return Err(CohortError::InvalidInput(format!(
                 "learner {:?} has mastery {v} outside [0, 1]",
@@ -314,10 +336,11 @@ pub(crate) fn validate_learners(learners: &[CohortLearner]) -> Result<usize, Coh
 /// Forms cohorts for a program: the single entry point of the service and
 /// the CLI.
 ///
-/// Locked cohorts are checked and kept; everybody else is split into new
-/// cohorts that satisfy every hard constraint, optimised for the chosen
-/// objective. The result is re-verified before it is returned, so a bug
-/// surfaces as an error instead of a silently broken partition.
+/// Locked cohorts are kept as they are, even when they break a rule (see
+/// [`cohort_breaches`]); everybody else is split into new cohorts that
+/// satisfy every hard constraint, optimised for the chosen objective. The
+/// result is re-verified before it is returned, so a bug surfaces as an
+/// error instead of a silently broken partition.
 pub fn form_cohorts(req: &FormationRequest<'_>) -> Result<Formation, CohortError> {
     let start = Instant::now();
     let cons = &req.constraints;
@@ -330,7 +353,7 @@ pub fn form_cohorts(req: &FormationRequest<'_>) -> Result<Formation, CohortError
         .map(|(i, l)| (l.id.as_str(), i))
         .collect();
 
-    // Locked cohorts: members leave the pool; the cohorts must be valid.
+    // Locked cohorts: members leave the pool.
     let mut taken = vec![false; req.learners.len()];
     let mut locked_ids = BTreeSet::new();
     for lc in req.locked {
@@ -340,7 +363,6 @@ pub fn form_cohorts(req: &FormationRequest<'_>) -> Result<Formation, CohortError
                 lc.id
             )));
         }
-        let mut members = Vec::with_capacity(lc.members.len());
         for m in &lc.members {
             let &i = index.get(m.as_str()).ok_or_else(|| {
                 CohortError::InvalidInput(format!(
@@ -353,10 +375,10 @@ pub fn form_cohorts(req: &FormationRequest<'_>) -> Result<Formation, CohortError
                     "learner {m:?} is in more than one locked cohort"
                 )));
             }
-            members.push(i);
         }
-        constraints::check_cohort(req.learners, &lc.id, &members, cons)
-            .map_err(CohortError::Violation)?;
+        // Kept as it is even if it breaks a rule now (a member's language
+        // or time zone changed, the rules were tightened): a lock is the
+        // manager's word; the stored cohort reports its breaches.
     }
     let pool: Vec<usize> = (0..req.learners.len()).filter(|&i| !taken[i]).collect();
 
@@ -413,7 +435,7 @@ pub fn form_cohorts(req: &FormationRequest<'_>) -> Result<Formation, CohortError
         .filter(|(_, out)| !**out)
         .map(|(l, _)| l.clone())
         .collect();
-    verify_partition(&placed, &cohorts, cons).map_err(CohortError::Violation)?;
+    constraints::verify(&placed, &cohorts, cons, false).map_err(CohortError::Violation)?;
     let mut unplaced: Vec<Unplaced> = plan
         .unplaced
         .iter()

@@ -7,12 +7,18 @@
 //! learners at UTC+08:00 are too few for a cohort") instead of a search
 //! that silently fails.
 //!
-//! Time zones: for sizes and spread alone, if any partition exists then one
-//! exists whose cohorts are contiguous in offset order (swap members of
-//! interleaved cohorts). So cutting the sorted offsets into windows of at
-//! most the allowed spread, by dynamic programming, is exact for those two
-//! rules; we keep windows as large as possible so the balance search has
-//! the most freedom.
+//! Time zones: each learner has an offset at each of the formation's
+//! instants (one instant, or the instants of the program's dates where an
+//! offset changes, see [`offsets`](super::offsets)). Learners are sorted
+//! by their offsets (lexicographically) and the sorted order is cut into
+//! windows whose spread, the widest at one instant, is within the allowed
+//! one, by dynamic programming. With one instant this is exact for sizes
+//! and spread: if any partition exists then one exists whose cohorts are
+//! contiguous in offset order (swap members of interleaved cohorts). With
+//! several instants it stays exact while zones keep their order through
+//! the program's dates (London stays behind Paris and ahead of Sao Paulo),
+//! and is always safe: every window holds. We keep windows as large as
+//! possible so the balance search has the most freedom.
 
 use std::collections::BTreeMap;
 
@@ -200,15 +206,16 @@ fn tz_segments(
     label: &str,
     unplaced: &mut Vec<(usize, Constraint, String)>,
 ) -> Vec<(String, Vec<usize>)> {
-    let mut known: Vec<(i64, usize)> = Vec::new();
+    let mut known: Vec<(&[i32], usize)> = Vec::new();
     let mut unknown: Vec<usize> = Vec::new();
     for &i in members {
-        match learners[i].utc_offset_minutes {
-            Some(o) => known.push((o as i64, i)),
-            None => unknown.push(i),
+        match learners[i].utc_offsets.as_slice() {
+            [] => unknown.push(i),
+            o => known.push((o, i)),
         }
     }
     known.sort_unstable();
+    let offs = Offsets::new(known.iter().map(|k| k.0).collect());
     let spread = cons.max_tz_spread_minutes();
     let within = |a: &str| {
         if a.is_empty() {
@@ -217,7 +224,7 @@ fn tz_segments(
             format!(" in {a}")
         }
     };
-    if known.is_empty() || known[known.len() - 1].0 - known[0].0 <= spread {
+    if known.is_empty() || offs.spread(0, known.len()) <= spread {
         if !representable(members.len(), cons) {
             let reason = format!(
                 "the {} learners{} cannot fill cohorts of {}..{}",
@@ -231,15 +238,15 @@ fn tz_segments(
         }
         return vec![(label.to_string(), members.to_vec())];
     }
-    let offs: Vec<i64> = known.iter().map(|k| k.0).collect();
+    let n = known.len();
     // First try cuts between distinct offsets only (few states), then any
     // position, which can split one offset between two windows.
-    let mut cuts: Vec<usize> = (0..=offs.len())
-        .filter(|&p| p == 0 || p == offs.len() || offs[p] != offs[p - 1])
+    let mut cuts: Vec<usize> = (0..=n)
+        .filter(|&p| p == 0 || p == n || offs.rows[p] != offs.rows[p - 1])
         .collect();
     let mut best = segment_dp(&offs, &cuts, spread, cons);
     if best.0 > unknown.len() {
-        cuts = (0..=offs.len()).collect();
+        cuts = (0..=n).collect();
         best = segment_dp(&offs, &cuts, spread, cons);
     }
     let (total_deficit, mut bounds) = best;
@@ -252,18 +259,16 @@ fn tz_segments(
             .collect();
         for &(a, b) in &short {
             let reason = format!(
-                "learners{} span {}..{}, and no cut into windows of at most {} h gives groups \
-                 that fill cohorts of {}..{}: the {} learners at {}..{} lack {} companions \
+                "learners{} span {}, and no cut into windows of at most {} h gives groups \
+                 that fill cohorts of {}..{}: the {} learners at {} lack {} companions \
                  within {} h, with {} learners of unknown time zone needed in all but {} available",
                 within(label),
-                fmt_offset(offs[0]),
-                fmt_offset(offs[offs.len() - 1]),
+                offs.envelope(0, n),
                 cons.max_tz_spread_hours,
                 cons.min_size,
                 cons.max_size,
                 b - a,
-                fmt_offset(offs[a]),
-                fmt_offset(offs[b - 1]),
+                offs.envelope(a, b),
                 deficit(b - a, cons),
                 cons.max_tz_spread_hours,
                 total_deficit,
@@ -278,11 +283,10 @@ fn tz_segments(
         .iter()
         .map(|&(a, b)| {
             let l = format!(
-                "{}{}{}..{}",
+                "{}{}{}",
                 label,
                 if label.is_empty() { "" } else { ", " },
-                fmt_offset(offs[a]),
-                fmt_offset(offs[b - 1])
+                offs.envelope(a, b)
             );
             (l, known[a..b].iter().map(|k| k.1).collect::<Vec<_>>())
         })
@@ -317,23 +321,93 @@ fn tz_segments(
     segs
 }
 
+/// Learners' offset lists in sorted order, with what the window search
+/// asks of them.
+struct Offsets<'a> {
+    /// One list per learner, sorted, all of the same length.
+    rows: Vec<&'a [i32]>,
+    /// `next[p]`: the first position after `p` with another list, so
+    /// that equal lists are looked at once.
+    next: Vec<usize>,
+}
+
+impl<'a> Offsets<'a> {
+    fn new(rows: Vec<&'a [i32]>) -> Self {
+        let mut next = vec![rows.len(); rows.len()];
+        for p in (0..rows.len().saturating_sub(1)).rev() {
+            next[p] = if rows[p + 1] != rows[p] {
+                p + 1
+            } else {
+                next[p + 1]
+            };
+        }
+        Offsets { rows, next }
+    }
+
+    /// Widens `lo`/`hi` (per instant) by the distinct lists in `[a, b)`.
+    fn widen(&self, lo: &mut [i32], hi: &mut [i32], a: usize, b: usize) {
+        let mut p = a;
+        while p < b {
+            for ((l, h), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(self.rows[p]) {
+                *l = (*l).min(v);
+                *h = (*h).max(v);
+            }
+            p = self.next[p];
+        }
+    }
+
+    /// Widest spread at one instant of positions `[a, b)`, in minutes.
+    fn spread(&self, a: usize, b: usize) -> i64 {
+        let t = self.rows[a].len();
+        let (mut lo, mut hi) = (vec![i32::MAX; t], vec![i32::MIN; t]);
+        self.widen(&mut lo, &mut hi, a, b);
+        widest(&lo, &hi)
+    }
+
+    /// Lowest and highest offsets of positions `[a, b)` at any instant,
+    /// as `UTC-03:00..UTC+01:00`, for messages.
+    fn envelope(&self, a: usize, b: usize) -> String {
+        let t = self.rows[a].len();
+        let (mut lo, mut hi) = (vec![i32::MAX; t], vec![i32::MIN; t]);
+        self.widen(&mut lo, &mut hi, a, b);
+        let low = lo.iter().copied().min().unwrap_or(0);
+        let high = hi.iter().copied().max().unwrap_or(0);
+        format!("{}..{}", fmt_offset(low.into()), fmt_offset(high.into()))
+    }
+}
+
+/// Largest `hi - lo` over instants, in minutes.
+fn widest(lo: &[i32], hi: &[i32]) -> i64 {
+    lo.iter()
+        .zip(hi)
+        .map(|(&l, &h)| i64::from(h) - i64::from(l))
+        .max()
+        .unwrap_or(0)
+}
+
 /// Minimises (missing learners, number of windows) over cuts of the sorted
 /// offsets at the allowed positions; returns the total deficit and the
 /// windows as `[a, b)` ranges.
 fn segment_dp(
-    offs: &[i64],
+    offs: &Offsets<'_>,
     cuts: &[usize],
     spread: i64,
     cons: &CohortConstraints,
 ) -> (usize, Vec<(usize, usize)>) {
     let m = cuts.len();
+    let t = offs.rows.first().map_or(0, |r| r.len());
+    let (mut lo, mut hi) = (vec![0; t], vec![0; t]);
     let mut dp = vec![(usize::MAX, usize::MAX); m];
     let mut parent = vec![0usize; m];
     dp[0] = (0, 0);
     for b in 1..m {
+        lo.fill(i32::MAX);
+        hi.fill(i32::MIN);
         for a in (0..b).rev() {
             let (pa, pb) = (cuts[a], cuts[b]);
-            if offs[pb - 1] - offs[pa] > spread {
+            // Extend the window [pa, pb) leftwards by [pa, cuts[a + 1]).
+            offs.widen(&mut lo, &mut hi, pa, cuts[a + 1]);
+            if widest(&lo, &hi) > spread {
                 break;
             }
             if dp[a].0 == usize::MAX {

@@ -10,7 +10,7 @@ fn learner(i: usize, company: &str, lang: &str, tz: Option<i32>) -> CohortLearne
         id: format!("L{i:04}"),
         company: company.to_string(),
         language: lang.to_string(),
-        utc_offset_minutes: tz,
+        utc_offsets: tz.into_iter().collect(),
         mastery: vec![m(0), m(1), m(2)],
     }
 }
@@ -141,7 +141,7 @@ fn unknown_language_fills_a_small_group() {
 fn time_zones_are_split_into_windows() {
     let mut ls = simple(60, 10);
     for (i, l) in ls.iter_mut().enumerate() {
-        l.utc_offset_minutes = Some(if i < 30 { -300 } else { 60 });
+        l.utc_offsets = vec![if i < 30 { -300 } else { 60 }];
     }
     let cons = CohortConstraints::default();
     let f = form(&ls, cons, &[]).unwrap();
@@ -150,13 +150,7 @@ fn time_zones_are_split_into_windows() {
         let offs: BTreeSet<i32> = c
             .members
             .iter()
-            .map(|m| {
-                ls.iter()
-                    .find(|l| &l.id == m)
-                    .unwrap()
-                    .utc_offset_minutes
-                    .unwrap()
-            })
+            .map(|m| ls.iter().find(|l| &l.id == m).unwrap().utc_offsets[0])
             .collect();
         assert_eq!(offs.len(), 1, "cohort {} spans {offs:?}", c.id);
     }
@@ -168,7 +162,7 @@ fn time_zones_are_split_into_windows() {
 fn isolated_time_zone_is_left_out() {
     let mut ls = simple(40, 10);
     for (i, l) in ls.iter_mut().enumerate() {
-        l.utc_offset_minutes = Some(if i < 32 { 60 } else { 540 });
+        l.utc_offsets = vec![if i < 32 { 60 } else { 540 }];
     }
     let f = form(&ls, CohortConstraints::default(), &[]).unwrap();
     assert_eq!(f.unplaced.len(), 8);
@@ -240,15 +234,178 @@ fn locked_cohorts_are_kept() {
     assert!(verify_partition(&ls, &f.cohorts, &CohortConstraints::default()).is_ok());
 }
 
+/// A locked cohort that breaks a rule now (too small here) is kept as it
+/// is, not refused: the others are formed around it, and the breach is
+/// what `cohort_breaches` reports.
 #[test]
-fn invalid_locked_cohort_is_refused() {
+fn broken_locked_cohort_is_kept() {
     let ls = simple(80, 10);
     let locked = vec![LockedCohort {
         id: "tiny".into(),
         members: ls[..5].iter().map(|l| l.id.clone()).collect(),
     }];
-    let err = form(&ls, CohortConstraints::default(), &locked).unwrap_err();
-    assert_eq!(err.constraint(), Some(Constraint::Size));
+    let cons = CohortConstraints::default();
+    let f = form(&ls, cons, &locked).unwrap();
+    assert_eq!(f.cohorts[0].id, "tiny");
+    assert_eq!(f.cohorts[0].members, locked[0].members);
+    let placed: usize = f.cohorts.iter().map(|c| c.members.len()).sum();
+    assert_eq!(placed, 80);
+    let breaches = cohort_breaches(&ls, "tiny", &[0, 1, 2, 3, 4], &cons);
+    assert_eq!(breaches.len(), 1);
+    assert_eq!(breaches[0].rule(), "min_size");
+    assert_eq!((breaches[0].value, breaches[0].limit), (5.0, 15.0));
+    // The strict check still refuses it.
+    assert!(matches!(
+        verify_partition(&ls, &f.cohorts, &cons),
+        Err(Violation::TooSmall { .. })
+    ));
+}
+
+/// Every rule a cohort breaks is reported, with the learners and company
+/// concerned and the figure against the limit.
+#[test]
+fn breaches_name_the_rule_the_members_and_the_figures() {
+    let mut ls = simple(20, 10);
+    for l in ls.iter_mut().take(6) {
+        l.company = "acme".into();
+    }
+    ls[7].language = "fr".into();
+    ls[8].utc_offsets = vec![600];
+    ls[9].utc_offsets = vec![-180];
+    let cons = CohortConstraints {
+        max_company_share: 0.15,
+        ..Default::default()
+    };
+    let members: Vec<usize> = (0..20).collect();
+    let b = cohort_breaches(&ls, "c", &members, &cons);
+    let rules: Vec<&str> = b.iter().map(Breach::rule).collect();
+    assert_eq!(
+        rules,
+        [
+            "max_company_share",
+            "single_language",
+            "max_timezone_spread_hours"
+        ]
+    );
+    assert_eq!(b[0].companies, ["acme"]);
+    assert_eq!(b[0].learners.len(), 6);
+    assert_eq!((b[0].value, b[0].limit), (0.3, 0.15));
+    assert!(
+        b[0].message
+            .contains("6 learners of company \"acme\" out of 20"),
+        "{}",
+        b[0].message
+    );
+    assert_eq!(b[1].learners, [ls[7].id.clone()]);
+    assert_eq!((b[1].value, b[1].limit), (2.0, 1.0));
+    assert_eq!(b[2].learners, [ls[8].id.clone(), ls[9].id.clone()]);
+    assert_eq!((b[2].value, b[2].limit), (13.0, 3.0));
+    assert!(
+        b[2].message.contains("UTC-03:00 to UTC+10:00"),
+        "{}",
+        b[2].message
+    );
+    // check_cohort reports the first of them.
+    assert!(matches!(
+        constraints::check_cohort(&ls, "c", &members, &cons),
+        Err(Violation::CompanyShare { .. })
+    ));
+}
+
+/// A move may leave a broken cohort broken, but not worse: moving a
+/// member out of a cohort above a tightened maximum is allowed, moving one
+/// in is refused.
+#[test]
+fn moves_may_repair_but_not_worsen_a_breach() {
+    let ls = simple(80, 10);
+    let cohorts = vec![
+        Cohort {
+            id: "big".into(),
+            members: ls[..45].iter().map(|l| l.id.clone()).collect(),
+            locked: true,
+        },
+        Cohort {
+            id: "small".into(),
+            members: ls[45..].iter().map(|l| l.id.clone()).collect(),
+            locked: false,
+        },
+    ];
+    let cons = CohortConstraints {
+        max_size: 40,
+        ..Default::default()
+    };
+    assert!(check_move(&ls, &cohorts, &ls[0].id, "big", "small", &cons).is_ok());
+    let v = check_move(&ls, &cohorts, &ls[50].id, "small", "big", &cons).unwrap_err();
+    assert!(matches!(v, Violation::TooLarge { size: 46, .. }), "{v}");
+}
+
+/// Offsets over a program's dates: London and Sao Paulo are 3 h apart in
+/// December and 4 h in July; a window from December to July sees both.
+#[test]
+fn offsets_over_a_window_see_daylight_saving() {
+    let dec = "2024-12-01T00:00:00Z".parse().unwrap();
+    let jun = "2025-06-01T00:00:00Z".parse().unwrap();
+    let jul = "2025-07-31T00:00:00Z".parse().unwrap();
+    let zones = ["Europe/London", "America/Sao_Paulo", ""];
+    let summer = ZoneOffsets::over(zones, Window::new(jun, jul)).unwrap();
+    assert_eq!(summer.instants.len(), 1);
+    assert_eq!(summer.of("Europe/London"), Some(&[60][..]));
+    assert_eq!(summer.of("America/Sao_Paulo"), Some(&[-180][..]));
+    assert_eq!(summer.of(""), None);
+    let long = ZoneOffsets::over(zones, Window::new(dec, jul)).unwrap();
+    assert_eq!(long.of("Europe/London"), Some(&[0, 60][..]));
+    assert_eq!(long.of("America/Sao_Paulo"), Some(&[-180, -180][..]));
+    let spread = offsets::widest(
+        ["Europe/London", "America/Sao_Paulo"]
+            .iter()
+            .map(|z| long.of(z).unwrap()),
+    )
+    .unwrap();
+    assert_eq!((spread.minutes, spread.low, spread.high), (240, -180, 60));
+    // Repeated combinations are dropped, and a window to year 9999 is
+    // looked at over two years.
+    let far = "9999-01-01T00:00:00Z".parse().unwrap();
+    let forever =
+        ZoneOffsets::over(["Europe/London", "America/New_York"], Window::new(dec, far)).unwrap();
+    assert!(forever.instants.len() <= 4, "{:?}", forever.instants);
+    assert!(ZoneOffsets::over(["Mars/Olympus"], Window::at(dec)).is_err());
+}
+
+/// 20 learners in London and 20 in Sao Paulo: 3 h apart in December, so
+/// one cohort when formed for a December instant; 4 h apart all summer, so
+/// two cohorts when formed over a June-July program's offsets.
+#[test]
+fn formation_keeps_the_spread_over_the_window() {
+    let london_sao_paulo = |london: &[i32], sao_paulo: &[i32]| -> Vec<CohortLearner> {
+        (0..40)
+            .map(|i| {
+                let mut l = learner(i, &format!("C{}", i % 10), "en", None);
+                l.utc_offsets = if i < 20 { london } else { sao_paulo }.to_vec();
+                l
+            })
+            .collect()
+    };
+    let cons = CohortConstraints::default();
+    let winter = london_sao_paulo(&[0], &[-180]);
+    assert_eq!(form(&winter, cons, &[]).unwrap().cohorts.len(), 1);
+    let both = london_sao_paulo(&[0, 60], &[-180, -180]);
+    let f = form(&both, cons, &[]).unwrap();
+    assert_eq!(f.cohorts.len(), 2);
+    for c in &f.cohorts {
+        let idx: Vec<usize> = c
+            .members
+            .iter()
+            .map(|m| both.iter().position(|l| &l.id == m).unwrap())
+            .collect();
+        assert!(cohort_breaches(&both, &c.id, &idx, &cons).is_empty());
+    }
+    // Offsets at different numbers of instants are refused.
+    let mut bad = both.clone();
+    bad[0].utc_offsets = vec![0];
+    assert!(matches!(
+        form(&bad, cons, &[]),
+        Err(CohortError::InvalidInput(_))
+    ));
 }
 
 #[test]
@@ -419,7 +576,7 @@ fn late_cost_increase_is_never_negative() {
         id: format!("L{i:04}"),
         company: format!("C{}", i % 10),
         language: "en".into(),
-        utc_offset_minutes: Some(60),
+        utc_offsets: vec![60],
         mastery: vec![level, level],
     };
     let ls: Vec<CohortLearner> = (0..30)
