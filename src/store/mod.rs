@@ -22,6 +22,7 @@ pub mod mapping;
 pub mod mastery_cache;
 pub mod models;
 pub mod privacy;
+pub mod private;
 pub mod recommended;
 pub mod state_cache;
 pub mod table;
@@ -139,8 +140,9 @@ impl Checkpoints {
 impl Store {
     /// Opens (or creates) the store in `dir`, checking its format version.
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::Storage(format!("cannot create {}: {e}", dir.display())))?;
+        // 0700, refused if others can write it, umask 0077 for what sled
+        // creates, leftovers of killed backups and fits removed.
+        private::open_private(dir)?;
         // Throughput mode and no timer flush: durability comes from the
         // write-ahead log and explicit flushes (checkpoints, group commit),
         // so sled's own 500 ms flush would only add write amplification.

@@ -488,11 +488,11 @@ fn io_error(path: &Path, err: std::io::Error) -> Error {
 
 fn create_segment(dir: &Path, seq: u64) -> Result<File> {
     let path = dir.join(format!("wal-{seq:016x}.log"));
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| io_error(&path, e))?;
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, super::private::FILE_MODE);
+    let file = options.open(&path).map_err(|e| io_error(&path, e))?;
     // Make the new file's directory entry durable too.
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
