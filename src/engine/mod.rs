@@ -139,8 +139,11 @@ impl Engine {
             return Ok(());
         }
         let (mut recorded, mut failed, mut first_error) = (0, 0, None);
+        let mut dropped = 0;
         for record in &backlog {
-            let record = &self.without_erased(record)?;
+            let (record, missing) = self.without_missing_learners(record)?;
+            dropped += missing;
+            let record = &record;
             let outcome = match record {
                 WalRecord::Attempts(batch) => self
                     .apply_attempts(batch, &[], mastery::Ingest::Replay)
@@ -155,6 +158,14 @@ impl Engine {
                     first_error.get_or_insert(err);
                 }
             }
+        }
+        if dropped > 0 {
+            tracing::info!(
+                entries = dropped,
+                "logged entries of learners the store does not hold were not replayed: \
+                 learners erased after the entries were logged, or learners whose creation \
+                 was still running at the stop (never acknowledged; clients resend it)"
+            );
         }
         tracing::info!(
             batches = backlog.len(),
