@@ -165,10 +165,7 @@ impl Wal {
     pub fn open(dir: &Path) -> Result<(Self, Vec<WalRecord>)> {
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         let segments = list_segments(dir)?;
-        let mut backlog = Vec::new();
-        for (_, path) in &segments {
-            backlog.extend(read_segment(path)?);
-        }
+        let backlog = read_segments(&segments)?;
         let next = segments.last().map_or(1, |(seq, _)| seq + 1);
         let shared = Arc::new(Shared {
             segment: Mutex::new(Segment {
@@ -500,7 +497,8 @@ fn create_segment(dir: &Path, seq: u64) -> Result<File> {
     Ok(file)
 }
 
-fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+/// The segments in `dir`, oldest first.
+pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
         let path = entry.map_err(|e| io_error(dir, e))?.path();
@@ -518,60 +516,106 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Reads a segment's records. A damaged record at the very end is a write
-/// torn by a crash (never acknowledged: replies wait for the sync) and is
-/// ignored with a warning; damage before the end is corruption, reported.
-fn read_segment(path: &Path) -> Result<Vec<WalRecord>> {
+/// No record is larger: a gRPC message is at most 16 MiB and an xAPI body
+/// less, so a longer length field is damage, never a torn write.
+pub const MAX_RECORD: usize = 64 << 20;
+
+/// Reads the records of every segment, in order. A damaged record is
+/// taken for a write torn by a crash (never acknowledged: replies wait for
+/// the sync) only at the end of the last segment holding data, when no
+/// valid record follows it; anything else is damage, reported with the
+/// file and offset, so that no acknowledged record is dropped silently.
+pub fn read_segments(segments: &[(u64, PathBuf)]) -> Result<Vec<WalRecord>> {
+    let last_with_data = segments
+        .iter()
+        .rposition(|(_, path)| std::fs::metadata(path).map_or(true, |m| m.len() > 0));
+    let mut records = Vec::new();
+    for (i, (_, path)) in segments.iter().enumerate() {
+        records.extend(read_segment(path, Some(i) == last_with_data)?);
+    }
+    Ok(records)
+}
+
+/// Reads a segment's records; `last`: a torn tail is allowed (see
+/// [`read_segments`]).
+pub fn read_segment(path: &Path, last: bool) -> Result<Vec<WalRecord>> {
     let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
     let mut records = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
-        let header = bytes.get(at..at + 8);
-        let frame = header.and_then(|h| {
-            let len = u32::from_le_bytes(h[..4].try_into().expect("4 bytes")) as usize;
-            let crc = u32::from_le_bytes(h[4..].try_into().expect("4 bytes"));
-            // No record is empty: a zero length is damage (zero-filled tail).
-            let payload = bytes.get(at + 8..at + 8 + len).filter(|_| len > 0)?;
-            (crc32fast::hash(payload) == crc).then_some((len, payload))
-        });
-        match frame {
+        match frame_at(&bytes, at) {
             Some((len, payload)) => {
                 let key = format!("{}@{at}", path.display());
                 records.push(codec::decode("wal", key.as_bytes(), payload)?);
                 at += 8 + len;
             }
-            None if is_tail(&bytes, at) => {
-                tracing::warn!(file = %path.display(), offset = at, "ignoring a torn record at the end of the write-ahead log");
+            None if last && is_tail(&bytes, at) => {
+                tracing::warn!(
+                    file = %path.display(),
+                    offset = at,
+                    "ignoring a record torn by a crash at the end of the write-ahead log \
+                     (it was never acknowledged)"
+                );
                 break;
             }
-            None => {
-                return Err(Error::Corrupt {
-                    tree: "wal",
-                    key: format!("{}@{at}", path.display()),
-                    reason: "damaged record before the end of the log".into(),
-                });
-            }
+            None => return Err(damaged(path, at, last)),
         }
     }
     Ok(records)
 }
 
-/// Whether a damaged record at `at` is the end of the file: a header or
-/// payload cut short by the end of the file, or zeros up to the end (some
-/// filesystems zero-fill a file's tail after a crash). A damaged record with
-/// valid data after it is corruption, not a torn write.
+/// The record at `at` if its frame is whole and its CRC matches: (payload
+/// length, payload).
+fn frame_at(bytes: &[u8], at: usize) -> Option<(usize, &[u8])> {
+    let header = bytes.get(at..at + 8)?;
+    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+    // No record is empty: a zero length is damage (zero-filled tail).
+    if len == 0 || len > MAX_RECORD {
+        return None;
+    }
+    let payload = bytes.get(at + 8..at + 8 + len)?;
+    (crc32fast::hash(payload) == crc).then_some((len, payload))
+}
+
+/// The error of a damaged record: the file, the offset and what to do.
+fn damaged(path: &Path, at: usize, last: bool) -> Error {
+    let why = if last {
+        "a damaged record with data after it (not a write torn by a crash)"
+    } else {
+        "a damaged record in a segment that later segments follow (only the last one can \
+         hold a torn write)"
+    };
+    Error::Corrupt {
+        tree: "wal",
+        key: format!("{} at byte {at}", path.display()),
+        reason: format!(
+            "{why}: acknowledged records may be lost, so the server does not start. \
+             Keep the data folder as it is, run `spoc verify --data-dir DIR`, then follow \
+             the recovery procedure of OPERATIONS.md (restore the last backup, replay the \
+             newer log segments)"
+        ),
+    }
+}
+
+/// Whether a damaged record at `at` is a torn end of the file: zeros up to
+/// the end (some filesystems zero-fill a file's tail after a crash), or a
+/// plausible header or payload cut short by the end of the file with no
+/// valid record anywhere after it. A damaged record followed by valid
+/// data is corruption, not a torn write.
 fn is_tail(bytes: &[u8], at: usize) -> bool {
     let rest = &bytes[at..];
     if rest.iter().all(|b| *b == 0) {
         return true;
     }
-    match rest.get(..4) {
+    let cut_short = match rest.get(..4) {
         None => true,
         Some(len) => {
             let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
-            len > 0 && 8 + len > rest.len()
+            len > 0 && len <= MAX_RECORD && 8 + len > rest.len()
         }
-    }
+    };
+    cut_short && !(at + 1..bytes.len()).any(|p| frame_at(bytes, p).is_some())
 }
 
 #[cfg(test)]
@@ -733,6 +777,55 @@ mod tests {
         }
         bytes[9] ^= 0xff; // first record's payload
         std::fs::write(&path, bytes).unwrap();
-        assert!(matches!(read_segment(&path), Err(Error::Corrupt { .. })));
+        assert!(matches!(read_segment(&path, true), Err(Error::Corrupt { .. })));
+    }
+
+    /// Three framed records of one attempt each.
+    fn three_records() -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for id in ["a", "b", "c"] {
+            let payload = codec::encode(&WalRecord::Attempts(vec![attempt(id)]));
+            bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+            bytes.extend_from_slice(&payload);
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_damaged_length_is_not_taken_for_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal-0000000000000001.log");
+        let whole = three_records();
+        let second = (whole.len() / 3) as usize;
+        for (byte, flip) in [(3, 0x5a), (0, 0x01), (second + 3, 0x80), (second, 0x10)] {
+            let mut bytes = whole.clone();
+            bytes[byte] ^= flip;
+            std::fs::write(&path, &bytes).unwrap();
+            let err = read_segment(&path, true).unwrap_err().to_string();
+            assert!(err.contains("wal-0000000000000001.log at byte"), "{err}");
+        }
+        // A record cut short at the end of the last segment: a torn write.
+        std::fs::write(&path, &whole[..whole.len() - 5]).unwrap();
+        assert_eq!(read_segment(&path, true).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_torn_record_is_only_allowed_in_the_last_segment_with_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = three_records();
+        let first = dir.path().join("wal-0000000000000001.log");
+        let second = dir.path().join("wal-0000000000000002.log");
+        let third = dir.path().join("wal-0000000000000003.log");
+        std::fs::write(&first, &whole[..whole.len() - 5]).unwrap();
+        std::fs::write(&third, b"").unwrap();
+        std::fs::write(&second, &whole).unwrap();
+        let err = read_segments(&list_segments(dir.path()).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("wal-0000000000000001.log at byte"), "{err}");
+        std::fs::write(&second, b"").unwrap();
+        let records = read_segments(&list_segments(dir.path()).unwrap()).unwrap();
+        assert_eq!(records.len(), 2, "later segments are empty: a torn tail");
     }
 }
