@@ -72,7 +72,13 @@ fn modes(dir: &Path) -> Vec<(PathBuf, u32)> {
 /// `spoc serve` on `dir` that must refuse to start: its stderr.
 fn refused_start(dir: &Path) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_spoc"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
         .arg("--data-dir")
         .arg(dir)
         .env("RUST_LOG", "warn")
@@ -104,7 +110,10 @@ async fn data_files_are_private() {
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     spoc.kill();
     let found = modes(&dir);
-    assert!(found.iter().any(|(p, _)| p.ends_with("sled/db")), "{found:?}");
+    assert!(
+        found.iter().any(|(p, _)| p.ends_with("sled/db")),
+        "{found:?}"
+    );
     assert!(found.iter().any(|(p, _)| p.ends_with("admin-key")));
     let wide: Vec<_> = found.iter().filter(|(_, m)| m & 0o077 != 0).collect();
     assert!(wide.is_empty(), "readable by others: {wide:?}");
@@ -122,7 +131,10 @@ async fn data_files_are_private() {
     let (spoc, channel) = serve(&dir).await;
     record(&channel, 5, 1).await;
     spoc.kill();
-    assert!(!leftover.exists(), "the killed backup's copy is still there");
+    assert!(
+        !leftover.exists(),
+        "the killed backup's copy is still there"
+    );
     let wide: Vec<_> = modes(&dir)
         .into_iter()
         .filter(|(_, m)| m & 0o077 != 0)
@@ -134,4 +146,224 @@ async fn data_files_are_private() {
     let stderr = refused_start(&dir);
     assert!(stderr.contains(&dir.display().to_string()), "{stderr}");
     assert!(stderr.contains("chmod 700"), "{stderr}");
+}
+
+/// alice's attempt count on skill `a` (0 without a state).
+async fn attempt_count(channel: &AuthChannel) -> i32 {
+    pb::mastery_service_client::MasteryServiceClient::new(channel.clone())
+        .get_mastery(pb::GetMasteryRequest {
+            learner_id: "alice".into(),
+            skill_ids: vec!["a".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .skills
+        .first()
+        .map_or(0, |m| m.attempt_count)
+}
+
+/// `spoc verify --data-dir DIR`: (exit code, stdout + stderr).
+fn verify(dir: &Path) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spoc"))
+        .arg("verify")
+        .arg("--data-dir")
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run spoc verify");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// The log segments holding data, oldest first.
+fn segments_with_data(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| std::fs::metadata(p).unwrap().len() > 0)
+        .collect();
+    out.sort();
+    out
+}
+
+/// A data folder whose log holds three acknowledged attempts, sled none
+/// of them (killed before a checkpoint trimmed the log); returns the
+/// segment holding them.
+async fn logged_attempts(dir: &Path) -> PathBuf {
+    let (spoc, channel) = serve(dir).await;
+    seed_attempts(&channel, 0).await;
+    // Checkpoints run every second: retry until the kill beats one.
+    for round in 0..5 {
+        record(&channel, round * 3, 3).await;
+        let before = segments_with_data(dir);
+        if let Some(segment) = before.last() {
+            if std::fs::metadata(segment).unwrap().len() > 0 {
+                let copy = std::fs::read(segment).unwrap();
+                spoc.kill();
+                // Whatever raced with the kill, keep exactly those bytes.
+                std::fs::write(segment, copy).unwrap();
+                return segment.clone();
+            }
+        }
+    }
+    panic!("every round was checkpointed before the kill");
+}
+
+/// A flipped high byte of a record's length is damage, not a torn tail:
+/// the start is refused naming the file and offset, and `spoc verify`
+/// exits 1 naming them too; nothing is trimmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_log_length_stops_the_start() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let segment = logged_attempts(&dir).await;
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let whole = bytes.clone();
+    bytes[3] ^= 0x5a;
+    std::fs::write(&segment, &bytes).unwrap();
+    let name = segment.file_name().unwrap().to_string_lossy().into_owned();
+    let stderr = refused_start(&dir);
+    assert!(
+        stderr.contains(&name) && stderr.contains("at byte 0"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let (code, text) = verify(&dir);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains(&name), "{text}");
+    // Repaired (as a restore would), every acknowledged attempt is back.
+    std::fs::write(&segment, &whole).unwrap();
+    let (spoc, channel) = serve(&dir).await;
+    assert!(attempt_count(&channel).await >= 3);
+    spoc.kill();
+}
+
+/// Damage in a segment that a later segment with data follows is never a
+/// torn tail, even at its very end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_in_a_middle_segment_stops_the_start() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let segment = logged_attempts(&dir).await;
+    let bytes = std::fs::read(&segment).unwrap();
+    // A later segment with the same (idempotent) records.
+    let later = dir.join("wal").join("wal-00000000ffffffff.log");
+    std::fs::write(&later, &bytes).unwrap();
+    // The middle one loses its last bytes, as a torn write would.
+    std::fs::write(&segment, &bytes[..bytes.len() - 3]).unwrap();
+    let name = segment.file_name().unwrap().to_string_lossy().into_owned();
+    let stderr = refused_start(&dir);
+    assert!(stderr.contains(&name), "{stderr}");
+    let (code, text) = verify(&dir);
+    assert_eq!(code, 1, "{text}");
+}
+
+/// A record cut short at the end of the last segment is a torn write of a
+/// call never acknowledged: the server starts with the records before it,
+/// and verify finds nothing once the replay applied them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_tail_still_starts() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let segment = logged_attempts(&dir).await;
+    let bytes = std::fs::read(&segment).unwrap();
+    std::fs::write(&segment, &bytes[..bytes.len() - 3]).unwrap();
+    let (spoc, channel) = serve(&dir).await;
+    assert!(attempt_count(&channel).await >= 2);
+    spoc.kill();
+    let (code, text) = verify(&dir);
+    assert_eq!(code, 0, "{text}");
+}
+
+/// Flipped bytes in `sled/db`: the server either refuses naming the file
+/// (never a panic), or starts with every acknowledged attempt; `spoc
+/// verify` answers 0 or 1, never crashes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flipped_bytes_in_sled_never_pass_silently() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let (spoc, channel) = serve(&dir).await;
+    seed_attempts(&channel, 40).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    spoc.kill();
+    let (code, text) = verify(&dir);
+    assert_eq!(code, 0, "{text}");
+    // Flip where sled wrote something (its file is mostly preallocated).
+    let clean = std::fs::read(dir.join("sled").join("db")).unwrap();
+    let len = clean.len();
+    let written: Vec<usize> = (0..len - 16).filter(|i| clean[*i] != 0).collect();
+    let picks = [1, 3, 5, 7, 9, 11, 13, 15].map(|k| written[written.len() * k / 16]);
+    for (n, at) in picks.into_iter().enumerate() {
+        let dir = temp.path().join(format!("flip-{n}"));
+        copy_dir(&temp.path().join("data"), &dir);
+        let db = dir.join("sled").join("db");
+        let mut bytes = std::fs::read(&db).unwrap();
+        for b in &mut bytes[at..at + 16] {
+            *b ^= 0xa5;
+        }
+        std::fs::write(&db, &bytes).unwrap();
+        let addr = free_addr();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spoc"))
+            .args([
+                "serve",
+                "--listen",
+                &addr.to_string(),
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(&dir)
+            .env("RUST_LOG", "warn")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Up, or exited: whichever comes first.
+        let mut up = false;
+        for _ in 0..500 {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if std::net::TcpStream::connect(addr).is_ok() {
+                up = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if up {
+            let channel = authed(connect_when_up(addr).await, Some(&admin_key_in(&dir)));
+            let count = attempt_count(&channel).await;
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("flip at {at} of {len}: started, {count} attempts");
+            assert_eq!(count, 40, "flip at {at}: started with attempts missing");
+        } else {
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success());
+            assert!(!stderr.contains("panicked"), "flip at {at}: {stderr}");
+            assert!(stderr.contains("sled"), "flip at {at}: {stderr}");
+            eprintln!("flip at {at} of {len}: refused: {stderr}");
+        }
+        let (code, text) = verify(&dir);
+        assert!(code == 0 || code == 1, "flip at {at}: {text}");
+    }
+}
+
+/// Copies the folder `from` to the new folder `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }

@@ -24,6 +24,7 @@ pub mod risk_history;
 pub mod seen;
 #[cfg(test)]
 mod testing;
+pub mod verify;
 pub mod xapi;
 
 use std::collections::{BTreeMap, HashMap};

@@ -777,7 +777,10 @@ mod tests {
         }
         bytes[9] ^= 0xff; // first record's payload
         std::fs::write(&path, bytes).unwrap();
-        assert!(matches!(read_segment(&path, true), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            read_segment(&path, true),
+            Err(Error::Corrupt { .. })
+        ));
     }
 
     /// Three framed records of one attempt each.
@@ -797,7 +800,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal-0000000000000001.log");
         let whole = three_records();
-        let second = (whole.len() / 3) as usize;
+        let second = whole.len() / 3;
         for (byte, flip) in [(3, 0x5a), (0, 0x01), (second + 3, 0x80), (second, 0x10)] {
             let mut bytes = whole.clone();
             bytes[byte] ^= flip;
