@@ -367,3 +367,147 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Failed answers of `learner` on skill `a` (three raise a blocking point).
+async fn fail_three(server: &TestServer, learner: &str) {
+    let attempts = (0..3)
+        .map(|k| {
+            attempt(
+                &format!("{learner}-f{k}"),
+                learner,
+                &["a"],
+                false,
+                1_700_000_000 + k,
+            )
+        })
+        .collect();
+    server
+        .mastery()
+        .await
+        .record_attempts(pb::RecordAttemptsRequest { attempts })
+        .await
+        .expect("record attempts");
+}
+
+/// Forms the cohorts of `program` (one cohort of its 16 learners).
+async fn form(server: &TestServer, program: &str) -> String {
+    let formed = server
+        .cohorts()
+        .await
+        .form_cohorts(pb::FormCohortsRequest {
+            program_id: program.into(),
+            objective: 0,
+            seed: 1,
+            dry_run: false,
+        })
+        .await
+        .expect("form cohorts")
+        .into_inner();
+    assert_eq!(formed.cohorts.len(), 1);
+    formed.cohorts[0].id.clone()
+}
+
+/// Every page of ListAlerts for `key` with page_size 1: (alerts of each
+/// page, tokens).
+async fn walk(server: &TestServer, key: &str) -> (Vec<Vec<pb::Alert>>, Vec<String>) {
+    let mut client =
+        pb::alert_service_client::AlertServiceClient::new(server.channel_with(Some(key)).await);
+    let (mut pages, mut tokens) = (Vec::new(), Vec::new());
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_alerts(pb::ListAlertsRequest {
+                page_size: 1,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("list alerts")
+            .into_inner();
+        pages.push(page.alerts);
+        if page.next_page_token.is_empty() {
+            return (pages, tokens);
+        }
+        token = page.next_page_token;
+        tokens.push(token.clone());
+    }
+}
+
+/// A trainer's ListAlerts scopes first, then pages: with page_size 1 every
+/// page holds one of its alerts (no empty pages counting other cohorts'
+/// alerts), and no token carries an alert id outside its scope. After a new
+/// formation the former trainer loses the learners' alerts at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trainer_pages_over_its_own_alerts_only() {
+    use base64::Engine as _;
+    let server = TestServer::start().await;
+    let p1: Vec<pb::Learner> = (0..16)
+        .map(|i| learner(&format!("l{i:02}"), &format!("co{}", i % 5)))
+        .collect();
+    let p2: Vec<pb::Learner> = (0..16)
+        .map(|i| learner(&format!("m{i:02}"), &format!("other{}", i % 5)))
+        .collect();
+    seed_cohort_program(&server, "p1", None, &p1).await;
+    seed_cohort_program(&server, "p2", None, &p2).await;
+    let cohort1 = form(&server, "p1").await;
+    form(&server, "p2").await;
+    // Other cohorts' alerts before, between and after the trainer's.
+    for learner in ["m00", "l00", "m01", "m02", "l01", "m03", "l02", "m04"] {
+        fail_three(&server, learner).await;
+    }
+    let mut admin = server.alerts().await;
+    let all = loop {
+        let alerts = admin
+            .list_alerts(pb::ListAlertsRequest {
+                page_size: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .alerts;
+        if alerts.len() >= 8 {
+            break alerts;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let trainer = server.key(pb::ApiKeyRole::Trainer, &[&cohort1], "").await;
+    let (pages, tokens) = walk(&server, &trainer).await;
+    let seen: Vec<&str> = pages
+        .iter()
+        .flatten()
+        .map(|a| a.learner_id.as_str())
+        .collect();
+    assert_eq!(seen, ["l00", "l01", "l02"], "pages: {pages:?}");
+    assert!(pages.iter().all(|p| p.len() == 1), "empty pages: {pages:?}");
+    for token in &tokens {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for other in all.iter().filter(|a| !a.learner_id.starts_with('l')) {
+            assert!(
+                !text.contains(&other.id),
+                "token {token} carries {}",
+                other.id
+            );
+        }
+    }
+
+    // A new formation: the former cohort is gone, and its alerts with it.
+    form(&server, "p1").await;
+    let (pages, _) = walk(&server, &trainer).await;
+    assert!(pages.iter().all(|p| p.is_empty()), "still sees {pages:?}");
+    let l00 = all.iter().find(|a| a.learner_id == "l00").unwrap();
+    let status = pb::alert_service_client::AlertServiceClient::new(
+        server.channel_with(Some(&trainer)).await,
+    )
+    .acknowledge_alert(pb::AcknowledgeAlertRequest {
+        alert_id: l00.id.clone(),
+        by: "former trainer".into(),
+        note: String::new(),
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+}
