@@ -511,3 +511,130 @@ async fn a_trainer_pages_over_its_own_alerts_only() {
     .unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
 }
+
+/// Sends the head of a statements POST declaring `length` bytes of body
+/// (none sent) with `key`; returns the open connection.
+async fn slow_upload(addr: std::net::SocketAddr, key: &str, length: u64) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /xapi/statements HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
+         X-Experience-API-Version: 1.0.3\r\nContent-Type: application/json\r\n\
+         Content-Length: {length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
+/// The status line of the reply on `stream`.
+async fn status_line(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !reply.windows(2).any(|w| w == b"\r\n") {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "connection closed without a reply");
+        reply.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    text.lines().next().unwrap().to_string()
+}
+
+/// The HTTP edge: a declared body over the limit gets 413 before any byte
+/// of it; one key's slow uploads take at most its own share of the slots,
+/// so another key's request is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_or_huge_uploads_of_one_key_do_not_block_the_others() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let (grpc, http) = (free_addr(), free_addr());
+    let spoc = Spoc::start(&dir, grpc, &http.to_string(), &[]);
+    let channel = authed(connect_when_up(grpc).await, Some(&admin_key_in(&dir)));
+    let admin = pb::admin_service_client::AdminServiceClient::new(channel);
+    let lms_key = || {
+        let request = pb::CreateApiKeyRequest {
+            role: pb::ApiKeyRole::Lms as i32,
+            cohort_ids: vec![],
+            company_id: String::new(),
+            display_name: "lms".into(),
+        };
+        let mut admin = admin.clone();
+        async move {
+            admin
+                .create_api_key(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .secret
+        }
+    };
+    let (greedy, other) = (lms_key().await, lms_key().await);
+
+    let mut huge = slow_upload(http, &greedy, 1_000_000_000_000).await;
+    assert!(status_line(&mut huge).await.contains(" 413 "));
+
+    let limit = spoc_engine::http::limits::PER_KEY_IN_FLIGHT;
+    let mut held = Vec::new();
+    for _ in 0..limit {
+        held.push(slow_upload(http, &greedy, 100).await);
+    }
+    // Wait until the server took them all in (each holds a slot).
+    let mut refused = None;
+    for _ in 0..200 {
+        let mut one_more = slow_upload(http, &greedy, 100).await;
+        let line = status_line_or_pending(&mut one_more).await;
+        if let Some(line) = line {
+            refused = Some(line);
+            break;
+        }
+        held.push(one_more);
+    }
+    let refused = refused.expect("the greedy key was never refused");
+    assert!(refused.contains(" 429 "), "{refused}");
+    // The other key still gets an answer about its request (400: the
+    // body is not a statement), not a 503.
+    let mut fine = slow_upload(http, &other, 2).await;
+    tokio::io::AsyncWriteExt::write_all(&mut fine, b"{}")
+        .await
+        .unwrap();
+    let line = status_line(&mut fine).await;
+    assert!(line.contains(" 400 "), "{line}");
+    drop(held);
+    spoc.kill();
+}
+
+/// The status line if a reply arrives within a moment, `None` while the
+/// server waits for the body.
+async fn status_line_or_pending(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    tokio::time::timeout(std::time::Duration::from_millis(300), status_line(stream))
+        .await
+        .ok()
+}
+
+/// A client that sends part of its headers and then nothing is cut off
+/// after the header read timeout (it would otherwise hold its connection
+/// forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickled_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let (grpc, http) = (free_addr(), free_addr());
+    let spoc = Spoc::start(&dir, grpc, &http.to_string(), &[]);
+    connect_when_up(grpc).await;
+    let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
+    stream
+        .write_all(b"POST /xapi/statements HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // The server closes the connection (possibly after a 408): the read
+    // ends instead of waiting forever.
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest).await;
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    spoc.kill();
+}
