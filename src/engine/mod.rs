@@ -183,7 +183,19 @@ impl Engine {
                 backlog.len()
             )));
         }
-        self.store.flush()
+        match self.store.flush() {
+            // A start on a full disk serves reads: the replayed batches
+            // are applied in memory, the log keeps them until a checkpoint
+            // succeeds, and writes answer UNAVAILABLE meanwhile.
+            Err(Error::Unavailable(reason)) => {
+                tracing::error!(
+                    error = %reason,
+                    "disk full at start: serving reads; writes are refused until space is freed"
+                );
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// The catalog as last written (a snapshot).

@@ -140,7 +140,12 @@ pub fn mark_in_file(dir: &Path, generation: u64) -> Result<()> {
     use std::io::Write;
     let file = dir.join(CHECKPOINT_FILE);
     let tmp = dir.join(".checkpoint.tmp");
-    let fail = |e: std::io::Error| Error::Storage(format!("{}: {e}", file.display()));
+    let fail = |e: std::io::Error| match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::EDQUOT) => {
+            Error::Unavailable(format!("disk full: {}: {e}", file.display()))
+        }
+        _ => Error::Storage(format!("{}: {e}", file.display())),
+    };
     let mut out = super::backup::private_file(&tmp).map_err(fail)?;
     out.write_all(format!("{generation}\n").as_bytes())
         .map_err(fail)?;

@@ -803,6 +803,15 @@ fn transaction_error(err: sled::transaction::TransactionError<()>) -> Error {
 
 impl From<sled::Error> for Error {
     fn from(err: sled::Error) -> Self {
-        Error::Storage(err.to_string())
+        match &err {
+            // A full disk is temporary: the client retries once space is
+            // freed (UNAVAILABLE), as for the write-ahead log.
+            sled::Error::Io(io)
+                if matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) =>
+            {
+                Error::Unavailable(format!("disk full: {err}; retry in a few seconds"))
+            }
+            _ => Error::Storage(err.to_string()),
+        }
     }
 }

@@ -71,16 +71,24 @@ impl Segment {
     /// Writes the pending records to the file. On failure the file is cut
     /// back to its last whole record, and the error says so (or that the
     /// cut failed too).
-    fn write_pending(&mut self) -> std::result::Result<(), String> {
+    fn write_pending(&mut self, full: &FullDisk) -> std::result::Result<(), WriteFailure> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        if let Err(err) = self.file.write_all(&self.pending) {
+        let written = match full.injected() {
+            true => Err(std::io::Error::from_raw_os_error(libc::ENOSPC)),
+            false => self.file.write_all(&self.pending),
+        };
+        if let Err(err) = written {
+            let no_space = matches!(err.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
             return Err(match self.file.set_len(self.len) {
-                Ok(()) => format!("wal write failed: {err}"),
-                Err(cut) => {
-                    format!("wal write failed: {err}; cutting the partial write failed: {cut}")
-                }
+                // Nothing of the records stays in the file: they stay
+                // pending, and the write is tried again once space is back.
+                Ok(()) if no_space => WriteFailure::NoSpace(format!("wal write failed: {err}")),
+                Ok(()) => WriteFailure::Fatal(format!("wal write failed: {err}")),
+                Err(cut) => WriteFailure::Fatal(format!(
+                    "wal write failed: {err}; cutting the partial write failed: {cut}"
+                )),
             });
         }
         self.len += self.pending.len() as u64;
@@ -89,7 +97,51 @@ impl Segment {
     }
 }
 
+/// Why pending records could not be written.
+enum WriteFailure {
+    /// The disk (or quota) is full; the file was cut back to its last
+    /// whole record, so the records can be written again later.
+    NoSpace(String),
+    /// Anything else: the log is unusable until a restart.
+    Fatal(String),
+}
+
+impl WriteFailure {
+    fn reason(self) -> String {
+        match self {
+            WriteFailure::NoSpace(r) | WriteFailure::Fatal(r) => r,
+        }
+    }
+}
+
+/// Starts every error of a batch caught by a full disk: `Wal::wait` turns
+/// it into UNAVAILABLE.
+const DISK_FULL: &str = "disk full";
+
+/// How long the sync thread waits before writing again after a full disk.
+const FULL_RETRY: Duration = Duration::from_secs(1);
+
+/// Whether the disk was found full (writes refused until space is back),
+/// and a switch tests use to make writes fail with ENOSPC.
+#[derive(Default)]
+struct FullDisk {
+    full: std::sync::atomic::AtomicBool,
+    inject: std::sync::atomic::AtomicBool,
+}
+
+impl FullDisk {
+    fn is_full(&self) -> bool {
+        self.full.load(Ordering::SeqCst)
+    }
+
+    fn injected(&self) -> bool {
+        self.inject.load(Ordering::SeqCst)
+    }
+}
+
 struct Shared {
+    /// Set while pending records wait for disk space.
+    disk: FullDisk,
     segment: Mutex<Segment>,
     /// Records appended so far (tickets).
     appended: AtomicU64,
@@ -122,6 +174,20 @@ struct Waiters {
 impl Shared {
     fn waiters(&self) -> std::sync::MutexGuard<'_, Waiters> {
         self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells every waiting caller that its batch was not written for want
+    /// of space (it may be stored later: unknown), without failing the log.
+    fn settle_unknown(&self, reason: &str) {
+        let waiting = std::mem::take(&mut self.waiters().waiting);
+        let message = format!(
+            "{DISK_FULL}: {reason}; whether the batch is stored is unknown (it is written \
+             once space is back, unless the server stops first): free space, then resend it \
+             (idempotent per id)"
+        );
+        for (_, tx) in waiting {
+            let _ = tx.send(Err(message.clone()));
+        }
     }
 
     /// Records the outcome of a sync up to `target` and wakes the callers
@@ -168,6 +234,7 @@ impl Wal {
         let backlog = read_segments(&segments)?;
         let next = segments.last().map_or(1, |(seq, _)| seq + 1);
         let shared = Arc::new(Shared {
+            disk: FullDisk::default(),
             segment: Mutex::new(Segment {
                 seq: next,
                 file: create_segment(dir, next)?,
@@ -215,6 +282,14 @@ impl Wal {
                 "wal unusable since a failed sync: {reason}"
             )));
         }
+        if self.shared.disk.is_full() {
+            return Err(Error::Unavailable(format!(
+                "{DISK_FULL}: the write-ahead log cannot be written, so this batch is not \
+                 durable (attempts were not stored; module events may be, until a restart): \
+                 resend it in a few seconds, it is idempotent per id; ingestion resumes by \
+                 itself once space is freed"
+            )));
+        }
         let (ticket, wake) = loop {
             let erasures = self.shared.erasures.load(Ordering::SeqCst);
             let Some(frame) = self.frame(record, erasures) else {
@@ -258,6 +333,7 @@ impl Wal {
         };
         match rx.await {
             Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) if reason.starts_with(DISK_FULL) => Err(Error::Unavailable(reason)),
             Ok(Err(reason)) => Err(Error::Storage(format!("wal sync failed: {reason}"))),
             Err(_) => Err(Error::Unavailable("store is shutting down".into())),
         }
@@ -269,12 +345,25 @@ impl Wal {
         let file = {
             let mut segment = self.shared.segment.lock().expect("wal lock");
             segment
-                .write_pending()
-                .map_err(|reason| self.poison(reason))?;
+                .write_pending(&self.shared.disk)
+                .map_err(|failure| self.fail(failure))?;
             segment.file.try_clone()
         };
         file.and_then(|f| f.sync_data())
             .map_err(|e| self.poison(format!("wal sync failed: {e}")))
+    }
+
+    /// The error of a failed write: UNAVAILABLE for a full disk (the
+    /// records stay pending, written again later), the log poisoned
+    /// otherwise.
+    fn fail(&self, failure: WriteFailure) -> Error {
+        match failure {
+            WriteFailure::NoSpace(reason) => {
+                self.shared.disk.full.store(true, Ordering::SeqCst);
+                Error::Unavailable(format!("{DISK_FULL}: {reason}; retry in a few seconds"))
+            }
+            WriteFailure::Fatal(reason) => self.poison(reason),
+        }
     }
 
     /// Fails every waiting and later call for good (see [`Wal::write`]).
@@ -358,8 +447,8 @@ impl Wal {
     pub fn rotate(&self) -> Result<u64> {
         let mut segment = self.shared.segment.lock().expect("wal lock");
         segment
-            .write_pending()
-            .map_err(|reason| self.poison(reason))?;
+            .write_pending(&self.shared.disk)
+            .map_err(|failure| self.fail(failure))?;
         segment
             .file
             .sync_data()
@@ -454,9 +543,31 @@ fn sync_loop(shared: Arc<Shared>) {
             let mut segment = shared.segment.lock().expect("wal lock");
             let target = shared.appended.load(Ordering::SeqCst);
             segment
-                .write_pending()
-                .and_then(|()| segment.file.try_clone().map_err(|e| e.to_string()))
+                .write_pending(&shared.disk)
+                .and_then(|()| {
+                    segment
+                        .file
+                        .try_clone()
+                        .map_err(|e| WriteFailure::Fatal(e.to_string()))
+                })
                 .map(|file| (target, file))
+        };
+        let taken = match taken {
+            Err(WriteFailure::NoSpace(reason)) => {
+                // The records stay pending; new writes are refused until
+                // they are written (`Wal::write`). Their callers hear that
+                // the outcome is unknown; try again in a moment.
+                if !shared.disk.full.swap(true, Ordering::SeqCst) {
+                    tracing::error!(error = %reason, "disk full: ingestion refused until space is freed");
+                }
+                shared.settle_unknown(&reason);
+                if *shared.closed.lock().expect("wal lock") {
+                    return; // stopping: the records were never acknowledged
+                }
+                std::thread::sleep(FULL_RETRY);
+                continue;
+            }
+            other => other.map_err(WriteFailure::reason),
         };
         let outcome = taken.and_then(|(target, file)| {
             file.sync_data()
@@ -468,6 +579,9 @@ fn sync_loop(shared: Arc<Shared>) {
                 last_covered = target - done;
                 done = target;
                 shared.synced(Ok(done));
+                if shared.disk.full.swap(false, Ordering::SeqCst) {
+                    tracing::warn!("disk space is back: ingestion resumed");
+                }
             }
             Err(reason) => {
                 // Sticky: every waiter, now and later, gets the error.
@@ -781,6 +895,65 @@ mod tests {
             read_segment(&path, true),
             Err(Error::Corrupt { .. })
         ));
+    }
+
+    /// A full disk: the batch caught by it is answered UNAVAILABLE (its
+    /// outcome unknown), later ones are refused UNAVAILABLE without being
+    /// logged, and once space is back the caught batch is written and new
+    /// ones go through, without a restart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_disk_refuses_then_resumes_by_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (wal, _) = Wal::open(dir.path()).unwrap();
+            wal.append(&WalRecord::Attempts(vec![attempt("before")]))
+                .await
+                .unwrap();
+            wal.shared.disk.inject.store(true, Ordering::SeqCst);
+            let caught = wal
+                .append(&WalRecord::Attempts(vec![attempt("caught")]))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&caught, Error::Unavailable(m) if m.contains("unknown")),
+                "{caught}"
+            );
+            let refused = wal
+                .append(&WalRecord::Attempts(vec![attempt("refused")]))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&refused, Error::Unavailable(m) if m.contains("not durable")),
+                "{refused}"
+            );
+            wal.shared.disk.inject.store(false, Ordering::SeqCst);
+            let mut after = None;
+            for _ in 0..50 {
+                match wal
+                    .append(&WalRecord::Attempts(vec![attempt("after")]))
+                    .await
+                {
+                    Ok(()) => {
+                        after = Some(());
+                        break;
+                    }
+                    Err(Error::Unavailable(_)) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await
+                    }
+                    Err(other) => panic!("{other}"),
+                }
+            }
+            after.expect("ingestion never resumed");
+        }
+        let (_, backlog) = Wal::open(dir.path()).unwrap();
+        let ids: Vec<String> = backlog
+            .iter()
+            .map(|r| match r {
+                WalRecord::Attempts(a) => a[0].attempt_id.clone(),
+                WalRecord::Activities(_) => unreachable!(),
+            })
+            .collect();
+        assert_eq!(ids, ["before", "caught", "after"]);
     }
 
     /// Three framed records of one attempt each.
