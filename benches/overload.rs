@@ -8,6 +8,12 @@
 //! code, how fast refusals come back, and the server's resident memory
 //! (before, peak during, and the kernel's high-water mark).
 //!
+//! `--expensive 1` measures the cost class of expensive calls instead: 64
+//! clients call `GetProgramReport` in a closed loop over a program of every
+//! learner while one client calls `GetMastery`; it prints the answers by
+//! code, how fast refusals come back, the cheap call's latency beside the
+//! load and the server's peak memory.
+//!
 //! `cargo bench --bench overload` (`SPOC_OVERLOAD_SECONDS=5` to shorten;
 //! `--factor 4`, `--probe-seconds 5`, `--max-in-flight N` to change;
 //! `SPOC_BENCH_LOG=tonic=debug` for the server's connection errors).
@@ -171,6 +177,10 @@ async fn main() {
             .unwrap();
     }
     let rss_before = proc_kib(pid, "VmRSS:");
+    if arg("--expensive", 0) == 1 {
+        expensive_phase(pid, &channels, seconds, rss_before).await;
+        return;
+    }
 
     // 1. The sustainable rate: closed loop, every call waits for its reply.
     let probe_channels = channels.clone();
@@ -333,4 +343,130 @@ async fn main() {
         after.ms(0.99)
     );
     drop(server);
+}
+
+/// The expensive-call phase (`--expensive 1`): see the module comment.
+async fn expensive_phase(pid: u32, channels: &[AuthChannel], seconds: u64, rss_before: u64) {
+    let ch = channels[0].clone();
+    pb::program_service_client::ProgramServiceClient::new(ch.clone())
+        .upsert_program(pb::UpsertProgramRequest {
+            program: Some(pb::Program {
+                id: "p".into(),
+                name: "Program p".into(),
+                skill_ids: vec!["a".into(), "b".into()],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let mut learners = pb::learner_service_client::LearnerServiceClient::new(ch.clone());
+    let mut mastery = pb::mastery_service_client::MasteryServiceClient::new(ch.clone());
+    for i in 0..LEARNERS {
+        learners
+            .enroll_learner(pb::EnrollLearnerRequest {
+                enrolled_at: None,
+                learner_id: format!("l{i}"),
+                program_id: "p".into(),
+            })
+            .await
+            .unwrap();
+        let attempts = (0..20)
+            .map(|k| attempt(format!("e{i}-{k}"), (i * 20 + k) as u64))
+            .collect();
+        mastery
+            .record_attempts(pb::RecordAttemptsRequest { attempts })
+            .await
+            .unwrap();
+    }
+    let outcomes: Outcomes = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..64 {
+        let (outcomes, stop) = (outcomes.clone(), stop.clone());
+        let mut client =
+            pb::report_service_client::ReportServiceClient::new(channels[c % CONNECTIONS].clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let reply = client
+                    .get_program_report(pb::GetProgramReportRequest {
+                        program_id: "p".into(),
+                        ..Default::default()
+                    })
+                    .await;
+                let code = reply.err().map(|s| s.code());
+                outcomes.lock().unwrap().push((code, started.elapsed()));
+                if code == Some(tonic::Code::ResourceExhausted) {
+                    // A client backing off a little, as told.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }));
+    }
+    // The cheap call beside the load.
+    let cheap: Outcomes = Arc::default();
+    let (cheap_out, cheap_stop) = (cheap.clone(), stop.clone());
+    let mut client = pb::mastery_service_client::MasteryServiceClient::new(channels[1].clone());
+    tasks.push(tokio::spawn(async move {
+        while !cheap_stop.load(Ordering::Relaxed) {
+            let started = Instant::now();
+            let reply = client
+                .get_mastery(pb::GetMasteryRequest {
+                    learner_id: "l1".into(),
+                    skill_ids: vec![],
+                })
+                .await;
+            cheap_out
+                .lock()
+                .unwrap()
+                .push((reply.err().map(|s| s.code()), started.elapsed()));
+        }
+    }));
+    let mut peak = 0;
+    let until = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < until {
+        peak = peak.max(proc_kib(pid, "VmRSS:"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let percentile = |mut v: Vec<Duration>, q: f64| -> f64 {
+        if v.is_empty() {
+            return 0.0;
+        }
+        v.sort();
+        v[((v.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0
+    };
+    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
+    let mut by_code: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
+    for (code, latency) in outcomes {
+        let name = code.map_or("OK".to_string(), |c| format!("{c:?}"));
+        by_code.entry(name).or_default().push(latency);
+    }
+    println!(
+        "64 clients calling GetProgramReport ({LEARNERS} learners, 20 attempts each) for {seconds} s:"
+    );
+    for (code, latencies) in by_code {
+        println!(
+            "  {code:<20} {:>7} calls  p50 {:>8.2} ms  p99 {:>8.2} ms",
+            latencies.len(),
+            percentile(latencies.clone(), 0.5),
+            percentile(latencies, 0.99)
+        );
+    }
+    let cheap: Vec<Duration> = cheap.lock().unwrap().iter().map(|(_, d)| *d).collect();
+    println!(
+        "  GetMastery beside it: {} calls, p50 {:.2} ms, p99 {:.2} ms",
+        cheap.len(),
+        percentile(cheap.clone(), 0.5),
+        percentile(cheap, 0.99)
+    );
+    println!(
+        "server RSS: {:.1} MiB before, {:.1} MiB peak sampled, {:.1} MiB VmHWM",
+        rss_before as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        proc_kib(pid, "VmHWM:") as f64 / 1024.0
+    );
 }

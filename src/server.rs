@@ -142,6 +142,9 @@ pub struct ApiStack {
     /// The permits of requests in flight, shared by both listeners.
     in_flight: Arc<tokio::sync::Semaphore>,
     max_in_flight: usize,
+    /// The admission of expensive calls (`api/admission.rs`), shared by
+    /// both listeners.
+    admission: crate::api::admission::Admission,
 }
 
 impl ApiStack {
@@ -204,6 +207,7 @@ impl ApiStack {
             routes,
             in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1))),
             max_in_flight,
+            admission: crate::api::admission::Admission::default(),
         }
     }
 
@@ -224,7 +228,7 @@ impl ApiStack {
             .layer(GlobalConcurrencyLimitLayer::with_semaphore(
                 self.in_flight.clone(),
             ))
-            .layer(AuthLayer::new(self.engine.clone()))
+            .layer(AuthLayer::new(self.engine.clone(), self.admission.clone()))
     }
 
     /// The services as one tower service, for a caller in this process: the

@@ -170,13 +170,9 @@ impl AlertService for AlertApi {
         let who = super::scope::authorize(&self.engine, &request)?;
         let engine = self.engine.clone();
         let (alerts, next) = tokio::task::spawn_blocking(move || {
-            let (alerts, next) = engine.list_alerts(filter, after.as_deref(), limit)?;
-            // A scoped key sees only the alerts of its scope: a page may
-            // come back short, its token still leads on (AIP-158).
-            let alerts = engine.visible(&who, alerts, |a: &Alert| {
-                (a.learner_id.as_str(), a.cohort_id.as_str())
-            })?;
-            Ok::<_, Error>((alerts, next))
+            // Scoped before paging: pages and tokens of a scoped key hold
+            // only alerts it may see.
+            engine.list_alerts(&who, filter, after.as_deref(), limit)
         })
         .await
         .map_err(|e| Status::internal(format!("alert task failed: {e}")))??;

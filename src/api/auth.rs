@@ -19,6 +19,7 @@ use tonic::Status;
 use tonic::codegen::Service;
 use tonic::codegen::http;
 
+use super::admission::{Admission, is_expensive};
 use crate::domain::access::{Principal, is_public};
 use crate::engine::Engine;
 use crate::error::Error;
@@ -27,12 +28,14 @@ use crate::error::Error;
 #[derive(Clone)]
 pub struct AuthLayer {
     engine: Arc<Engine>,
+    admission: Admission,
 }
 
 impl AuthLayer {
-    /// A layer checking keys against `engine`'s key cache.
-    pub fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+    /// A layer checking keys against `engine`'s key cache, admitting
+    /// expensive calls through `admission` (shared by every listener).
+    pub fn new(engine: Arc<Engine>, admission: Admission) -> Self {
+        Self { engine, admission }
     }
 }
 
@@ -43,6 +46,7 @@ impl<S> tower_layer::Layer<S> for AuthLayer {
         Authenticated {
             inner,
             engine: self.engine.clone(),
+            admission: self.admission.clone(),
         }
     }
 }
@@ -52,6 +56,7 @@ impl<S> tower_layer::Layer<S> for AuthLayer {
 pub struct Authenticated<S> {
     inner: S,
     engine: Arc<Engine>,
+    admission: Admission,
 }
 
 /// The token of an `authorization` header value `Bearer <token>` (scheme
@@ -106,19 +111,88 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let method = request.uri().path();
+        let expensive = is_expensive(method).then(|| method.to_string());
         if !is_public(method) {
             match self.authorize(&request, method) {
                 Ok(principal) => {
                     request.extensions_mut().insert(principal);
                 }
                 Err(err) => {
-                    tracing::info!(method, error = %err, "call refused");
+                    if let Some(suppressed) = REFUSALS.admit() {
+                        tracing::info!(
+                            method,
+                            error = %err,
+                            suppressed,
+                            "call refused (at most one line a second; `suppressed`: \
+                             refusals not logged since the last line)"
+                        );
+                    }
                     let response = Status::from(err).into_http();
                     return Box::pin(std::future::ready(Ok(response)));
                 }
             }
         }
+        if let Some(method) = expensive {
+            let admission = self.admission.clone();
+            let call = self.inner.call(request);
+            return Box::pin(async move {
+                match admission.enter(&method).await {
+                    Ok(_turn) => call.await,
+                    Err(status) => Ok(status.into_http()),
+                }
+            });
+        }
         Box::pin(self.inner.call(request))
+    }
+}
+
+/// Refused calls are logged at most once a second: a flood of calls
+/// without a valid key must not flood the log.
+static REFUSALS: LogLimit = LogLimit::new();
+
+/// One log line a second at most, counting the lines left out.
+pub struct LogLimit {
+    /// Seconds (since the process's first refusal) of the last line.
+    last: std::sync::atomic::AtomicU64,
+    /// Refusals since that line.
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl LogLimit {
+    /// A limit that lets the first line through.
+    pub const fn new() -> Self {
+        Self {
+            last: std::sync::atomic::AtomicU64::new(u64::MAX),
+            suppressed: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(lines left out since the last one)` when a line may be
+    /// written now, `None` otherwise (counted).
+    pub fn admit(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let now = START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_secs();
+        let last = self.last.load(Ordering::Relaxed);
+        if (last == u64::MAX || now > last)
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::Relaxed));
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+impl Default for LogLimit {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

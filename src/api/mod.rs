@@ -8,6 +8,7 @@
 //! through `scope`.
 
 pub mod admin;
+pub mod admission;
 pub mod alerts;
 pub mod auth;
 pub mod backup;

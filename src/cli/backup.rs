@@ -44,31 +44,12 @@ pub fn backup(args: BackupArgs) -> Result<(), BoxError> {
     temp.push(".partial");
     let temp = PathBuf::from(temp);
     let outcome = runtime()?.block_on(async {
-        let mut client = Service::connect(&args.client).await?.backup();
-        let mut stream = client
-            .create_backup(pb::CreateBackupRequest {})
-            .await
-            .map_err(|s| describe("backup refused", &s))?
-            .into_inner();
-        let mut file = std::io::BufWriter::new(crate::store::backup::private_file(&temp)?);
-        let (mut received, mut expected) = (0u64, None);
-        while let Some(chunk) = stream
-            .message()
-            .await
-            .map_err(|s| describe("backup interrupted", &s))?
-        {
-            expected = Some(chunk.total_bytes as u64);
-            received += chunk.data.len() as u64;
-            file.write_all(&chunk.data)?;
+        // Ctrl-C or SIGTERM while the snapshot streams: the partial file
+        // is removed below like on any other failure.
+        tokio::select! {
+            outcome = receive(&args, &temp) => outcome,
+            () = interrupted() => Err("backup interrupted by a signal".into()),
         }
-        let file = file.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        if expected != Some(received) {
-            return Err(
-                format!("backup incomplete: received {received} bytes of {expected:?}").into(),
-            );
-        }
-        Ok::<_, BoxError>(())
     });
     if let Err(err) = outcome {
         let _ = std::fs::remove_file(&temp);
@@ -81,8 +62,10 @@ pub fn backup(args: BackupArgs) -> Result<(), BoxError> {
             return Err(err.into());
         }
     };
-    std::fs::rename(&temp, &args.out)?;
-    sync_parent(&args.out)?;
+    if let Err(err) = std::fs::rename(&temp, &args.out).and_then(|()| sync_parent(&args.out)) {
+        let _ = std::fs::remove_file(&temp);
+        return Err(format!("cannot move the snapshot to {}: {err}", args.out.display()).into());
+    }
     println!(
         "wrote {} ({} bytes, {} entries in {} tables, {} files)",
         args.out.display(),
@@ -91,6 +74,55 @@ pub fn backup(args: BackupArgs) -> Result<(), BoxError> {
         summary.trees,
         summary.files
     );
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Streams the snapshot into `temp` and syncs it.
+async fn receive(args: &BackupArgs, temp: &std::path::Path) -> Result<(), BoxError> {
+    let mut client = Service::connect(&args.client).await?.backup();
+    let mut stream = client
+        .create_backup(pb::CreateBackupRequest {})
+        .await
+        .map_err(|s| describe("backup refused", &s))?
+        .into_inner();
+    let mut file = std::io::BufWriter::new(crate::store::backup::private_file(temp)?);
+    let (mut received, mut expected) = (0u64, None);
+    while let Some(chunk) = stream
+        .message()
+        .await
+        .map_err(|s| describe("backup interrupted", &s))?
+    {
+        expected = Some(chunk.total_bytes as u64);
+        received += chunk.data.len() as u64;
+        file.write_all(&chunk.data)?;
+    }
+    let file = file.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    if expected != Some(received) {
+        return Err(format!("backup incomplete: received {received} bytes of {expected:?}").into());
+    }
     Ok(())
 }
 

@@ -14,6 +14,7 @@ pub mod report;
 pub mod serve;
 pub mod simulate;
 pub mod train_risk;
+pub mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -63,6 +64,9 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// Restore a snapshot file into an empty data folder (offline).
     Restore(backup::RestoreArgs),
+    /// Check a stopped server's data folder: every value decoded, the trees
+    /// agreeing; exit 0 clean, 1 damage found, 2 could not check.
+    Verify(verify::VerifyArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -88,6 +92,7 @@ pub fn main() -> std::process::ExitCode {
         Command::TrainRisk(args) => train_risk::run(args),
         Command::Backup(args) => backup::backup(args),
         Command::Restore(args) => backup::restore(args),
+        Command::Verify(args) => return verify::run(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

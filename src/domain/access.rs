@@ -312,13 +312,32 @@ fn trainer_sees(
 ) -> Result<bool> {
     match resource {
         Resource::Cohort(id) => Ok(cohorts.contains(id)),
-        Resource::Row { cohort, .. } => Ok(cohorts.contains(cohort)),
+        Resource::Row { learner, cohort } => member_now(cohorts, learner, cohort, facts),
         Resource::Learner(id) => any_cohort(cohorts, facts, |c| c.members.iter().any(|m| m == id)),
         Resource::Program(id) => any_cohort(cohorts, facts, |c| c.program_id == id),
-        Resource::Alert(id) => Ok(facts
-            .alert_subject(id)?
-            .is_some_and(|(_, cohort)| cohorts.contains(&cohort))),
+        Resource::Alert(id) => match facts.alert_subject(id)? {
+            Some((learner, cohort)) => member_now(cohorts, &learner, &cohort, facts),
+            None => Ok(false),
+        },
     }
+}
+
+/// Whether a row about `learner` in `cohort` is a trainer's: the cohort is
+/// one of its cohorts *and* the learner is a member of it now. A row keeps
+/// the cohort it was written with (an alert raised before a move or a new
+/// formation); the former trainer loses it as soon as the cohort changes.
+fn member_now(
+    cohorts: &BTreeSet<String>,
+    learner: &str,
+    cohort: &str,
+    facts: &impl ScopeFacts,
+) -> Result<bool> {
+    if !cohorts.contains(cohort) {
+        return Ok(false);
+    }
+    Ok(facts
+        .cohort(cohort)?
+        .is_some_and(|c| c.members.iter().any(|m| m == learner)))
 }
 
 fn any_cohort(

@@ -29,6 +29,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use super::locks::StripedLocks;
 use super::{Engine, now_micros};
+use crate::domain::access::Principal;
 use crate::domain::alerts::{
     Alert, AlertChange, AlertStatus, RESOLVED_BY_ENGINE, alert_id, reconcile,
 };
@@ -735,6 +736,7 @@ impl Engine {
     /// cohorts or learners are NOT_FOUND. Blocking, as [`Engine::alert`].
     pub fn list_alerts(
         &self,
+        who: &Principal,
         filter: AlertFilter,
         after: Option<&[u8]>,
         limit: usize,
@@ -751,7 +753,13 @@ impl Engine {
             }
         }
         self.publish_pending()?;
-        self.store.list_alerts(|a| filter.matches(a), after, limit)
+        // Scope first, then page: a scoped key's pages and tokens only
+        // ever hold alerts it may see.
+        self.store.list_alerts(
+            |a| Ok(filter.matches(a) && self.sees_row(who, &a.learner_id, &a.cohort_id)?),
+            after,
+            limit,
+        )
     }
 
     /// Acknowledges or resolves an alert for a trainer. Acting twice is a

@@ -24,6 +24,7 @@ pub mod risk_history;
 pub mod seen;
 #[cfg(test)]
 mod testing;
+pub mod verify;
 pub mod xapi;
 
 use std::collections::{BTreeMap, HashMap};
@@ -139,8 +140,11 @@ impl Engine {
             return Ok(());
         }
         let (mut recorded, mut failed, mut first_error) = (0, 0, None);
+        let mut dropped = 0;
         for record in &backlog {
-            let record = &self.without_erased(record)?;
+            let (record, missing) = self.without_missing_learners(record)?;
+            dropped += missing;
+            let record = &record;
             let outcome = match record {
                 WalRecord::Attempts(batch) => self
                     .apply_attempts(batch, &[], mastery::Ingest::Replay)
@@ -155,6 +159,14 @@ impl Engine {
                     first_error.get_or_insert(err);
                 }
             }
+        }
+        if dropped > 0 {
+            tracing::info!(
+                entries = dropped,
+                "logged entries of learners the store does not hold were not replayed: \
+                 learners erased after the entries were logged, or learners whose creation \
+                 was still running at the stop (never acknowledged; clients resend it)"
+            );
         }
         tracing::info!(
             batches = backlog.len(),
@@ -171,7 +183,19 @@ impl Engine {
                 backlog.len()
             )));
         }
-        self.store.flush()
+        match self.store.flush() {
+            // A start on a full disk serves reads: the replayed batches
+            // are applied in memory, the log keeps them until a checkpoint
+            // succeeds, and writes answer UNAVAILABLE meanwhile.
+            Err(Error::Unavailable(reason)) => {
+                tracing::error!(
+                    error = %reason,
+                    "disk full at start: serving reads; writes are refused until space is freed"
+                );
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// The catalog as last written (a snapshot).

@@ -319,7 +319,7 @@ impl Engine {
 /// The basis of states computed with `params` under model `id`: only the
 /// per-skill parameters enter the digest (module learn rates serve
 /// remediation, not mastery).
-fn basis(id: &str, params: &ParamSet) -> MasteryBasis {
+pub(crate) fn basis(id: &str, params: &ParamSet) -> MasteryBasis {
     let skills = serde_json::to_vec(&(&params.default, &params.skills))
         .expect("parameters serialize to JSON");
     let digest = Sha256::digest(&skills);

@@ -129,24 +129,36 @@ impl Engine {
         }
     }
 
-    /// A logged batch without the entries of learners that no longer
-    /// exist. Only an erasure deletes a learner, and every logged batch was
-    /// applied while its learners existed, so a missing learner was erased
-    /// after the batch: replaying it would bring erased data back.
-    pub(crate) fn without_erased(&self, record: &WalRecord) -> Result<WalRecord> {
+    /// A logged batch without the entries of learners the store does not
+    /// hold, and how many entries were dropped. Such a learner was either
+    /// erased after the batch was logged (replaying it would bring erased
+    /// data back), or created by a call that never finished: its batch
+    /// reached the log, its learner never reached sled before the stop
+    /// (xAPI makes a new learner durable before logging its attempts, but
+    /// a `RecordAttempts` racing an unacknowledged `UpsertLearner` can log
+    /// first). Without the learner the entries cannot be applied either
+    /// way; the replay reports the count once.
+    pub(crate) fn without_missing_learners(
+        &self,
+        record: &WalRecord,
+    ) -> Result<(WalRecord, usize)> {
         let mut exists: BTreeMap<String, bool> = BTreeMap::new();
+        let mut dropped = 0;
         let mut keep = |learner: &str| -> Result<bool> {
-            if let Some(known) = exists.get(learner) {
-                return Ok(*known);
-            }
-            let found = self.store.has_learner(learner)?;
+            let found = match exists.get(learner) {
+                Some(known) => *known,
+                None => {
+                    let found = self.store.has_learner(learner)?;
+                    exists.insert(learner.to_string(), found);
+                    found
+                }
+            };
             if !found {
-                tracing::warn!("dropping logged entries of an erased learner");
+                dropped += 1;
             }
-            exists.insert(learner.to_string(), found);
             Ok(found)
         };
-        Ok(match record {
+        let record = match record {
             WalRecord::Attempts(batch) => {
                 let mut out = Vec::with_capacity(batch.len());
                 for a in batch {
@@ -165,6 +177,7 @@ impl Engine {
                 }
                 WalRecord::Activities(out)
             }
-        })
+        };
+        Ok((record, dropped))
     }
 }

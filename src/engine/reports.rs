@@ -244,7 +244,7 @@ impl Engine {
         }
         let in_scope: BTreeSet<&str> = learners.iter().map(|l| l.learner_id.as_str()).collect();
         let (alerts, _) = self.store.list_alerts(
-            |a| a.program_id == program.id && in_scope.contains(a.learner_id.as_str()),
+            |a| Ok(a.program_id == program.id && in_scope.contains(a.learner_id.as_str())),
             None,
             usize::MAX,
         )?;

@@ -601,6 +601,11 @@ impl Engine {
             }
         }
         let (n_attempts, n_activities) = (plan.attempts.len(), plan.activities.len());
+        if created > 0 && !(plan.attempts.is_empty() && plan.activities.is_empty()) {
+            // New learners reach the disk before their entries reach the
+            // log: a replay after a crash finds every logged learner.
+            self.store.durable().await?;
+        }
         if !plan.attempts.is_empty() {
             self.record_attempts(plan.attempts).await?;
         }

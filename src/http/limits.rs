@@ -55,16 +55,124 @@ pub async fn shed(State(in_flight): State<InFlight>, request: Request, next: Nex
     }
 }
 
-/// 401 / 403 before the body of a statements request is read.
+/// Statements requests one API key may have in flight: one LMS sending
+/// slow uploads cannot take every slot of [`MAX_IN_FLIGHT`] from the others.
+pub const PER_KEY_IN_FLIGHT: usize = 32;
+/// Time to receive a statements body once its headers are in: a slow
+/// upload is cut (408) instead of holding a slot for the whole request
+/// timeout.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Statements requests in flight per key id.
+#[derive(Debug, Default)]
+pub struct PerKey(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+impl PerKey {
+    /// A slot for `key`, or `None` when it has [`PER_KEY_IN_FLIGHT`].
+    fn enter(self: &Arc<Self>, key: &str) -> Option<KeySlot> {
+        let mut counts = self.0.lock().expect("per-key lock");
+        let count = counts.entry(key.to_string()).or_insert(0);
+        if *count >= PER_KEY_IN_FLIGHT {
+            return None;
+        }
+        *count += 1;
+        Some(KeySlot {
+            of: self.clone(),
+            key: key.to_string(),
+        })
+    }
+}
+
+/// A key's slot, given back when dropped.
+struct KeySlot {
+    of: Arc<PerKey>,
+    key: String,
+}
+
+impl Drop for KeySlot {
+    fn drop(&mut self) {
+        let mut counts = self.of.0.lock().expect("per-key lock");
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Before the body of a statements request is read: 401 / 403 for the
+/// key, 413 at once for a declared `Content-Length` over the limit, 429
+/// past the key's requests in flight; then the body is read within
+/// [`BODY_READ_TIMEOUT`] (408 otherwise).
 pub async fn statements_key(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
-    match auth::authorize(&state.engine, request.headers(), XAPI_STATEMENTS) {
-        Ok(_) => next.run(request).await,
-        Err(err) => err.into_response(),
+    let caller = match auth::authorize(&state.engine, request.headers(), XAPI_STATEMENTS) {
+        Ok(caller) => caller,
+        Err(err) => return err.into_response(),
+    };
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > super::MAX_BODY_BYTES as u64) {
+        return too_large();
     }
+    let Some(_slot) = state.per_key.enter(&caller.key_id) else {
+        return HttpError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "this API key has {PER_KEY_IN_FLIGHT} statements requests in flight; \
+                 retry with backoff"
+            ),
+        )
+        .into_response();
+    };
+    let (parts, body) = request.into_parts();
+    let read = axum::body::to_bytes(body, super::MAX_BODY_BYTES);
+    let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(err)) => {
+            let too_big = std::error::Error::source(&err)
+                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+            if too_big {
+                return too_large();
+            }
+            return HttpError::new(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {err}"),
+            )
+            .into_response();
+        }
+        Err(_) => {
+            return HttpError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s; send it again",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            )
+            .into_response();
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
+/// 413 for a body over the limit.
+fn too_large() -> Response {
+    HttpError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the body is larger than {} bytes; send fewer statements per request",
+            super::MAX_BODY_BYTES
+        ),
+    )
+    .into_response()
 }
 
 #[cfg(test)]

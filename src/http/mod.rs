@@ -36,7 +36,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::{Json, Router, middleware};
 use tokio::net::TcpListener;
 
@@ -59,6 +58,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Refused requests by status, for `/metrics`.
     pub rejected: Arc<Rejections>,
+    /// Statements requests in flight per API key (`limits.rs`).
+    pub per_key: Arc<limits::PerKey>,
 }
 
 /// Counters of refused requests, one per counted status.
@@ -83,6 +84,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
     let state = AppState {
         engine,
         rejected: Arc::new(Rejections::default()),
+        per_key: Arc::new(limits::PerKey::default()),
     };
     let xapi = Router::new()
         .route(
@@ -156,16 +158,79 @@ pub async fn serve_with(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    // TCP_NODELAY: a reply is written in pieces, and Nagle's algorithm
-    // would hold the last one back for a delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let engine = stack.engine().clone();
     let app = router(engine.clone()).merge(connect::routes(&stack));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    accept_loop(listener, app, shutdown).await;
     engine.store().flush()?;
     Ok(())
+}
+
+/// Time a connection has to send a request's headers (idle keep-alive
+/// connections included): a client trickling its headers (slowloris) is
+/// cut off instead of holding a connection and its task forever. Bodies
+/// have their own limit (`limits::BODY_READ_TIMEOUT`).
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accepts connections and serves `app` on each (HTTP/1.1 with
+/// [`HEADER_READ_TIMEOUT`]) until `shutdown`; then lets every connection
+/// finish its request in flight and returns. `axum::serve` has no header
+/// timeout, hence this loop.
+async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt as _;
+
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let (open, all_closed) = tokio::sync::mpsc::channel::<()>(1);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(err) => {
+                    // Out of file descriptors and the like: wait a little
+                    // rather than spin.
+                    tracing::warn!(error = %err, "HTTP accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // TCP_NODELAY: a reply is written in pieces, and Nagle's algorithm
+        // would hold the last one back for a delayed ACK.
+        let _ = tcp.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone().map_request(
+            |r: axum::http::Request<hyper::body::Incoming>| r.map(axum::body::Body::new),
+        ));
+        let (mut stopping, open) = (stopping.clone(), open.clone());
+        tokio::spawn(async move {
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = async { stopping.wait_for(|s| *s).await.map(|_| ()) } => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    stop.send_replace(true);
+    drop(open);
+    let mut all_closed = all_closed;
+    // Resolves once every connection task dropped its sender.
+    let _ = all_closed.recv().await;
 }

@@ -177,7 +177,7 @@ impl Store {
     /// read past alerts that do not match.
     pub fn list_alerts(
         &self,
-        keep: impl Fn(&Alert) -> bool,
+        mut keep: impl FnMut(&Alert) -> Result<bool>,
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Page<Alert>> {
@@ -195,7 +195,7 @@ impl Store {
         for entry in range {
             let (key, bytes) = entry?;
             let alert: Alert = codec::decode(ALERTS, &key, &bytes)?;
-            if !keep(&alert) {
+            if !keep(&alert)? {
                 continue;
             }
             if out.len() == limit {

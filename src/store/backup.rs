@@ -239,7 +239,9 @@ fn restore_into(path: &Path, dir: &Path) -> Result<()> {
                 if let Some(parent) = target.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
                 }
-                std::fs::write(&target, bytes).map_err(|e| io_error(&target, e))?;
+                private_file(&target)
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
+                    .map_err(|e| io_error(&target, e))?;
             }
         }
         Ok(())

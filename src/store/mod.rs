@@ -15,6 +15,7 @@ pub mod api_keys;
 pub mod backup;
 pub mod codec;
 pub mod cohorts;
+pub mod damage;
 pub mod durability;
 pub mod items;
 pub mod keys;
@@ -22,9 +23,11 @@ pub mod mapping;
 pub mod mastery_cache;
 pub mod models;
 pub mod privacy;
+pub mod private;
 pub mod recommended;
 pub mod state_cache;
 pub mod table;
+pub mod verify;
 pub mod wal;
 pub mod write_behind;
 pub mod xapi;
@@ -105,6 +108,10 @@ pub struct Store {
 
 /// What the background checkpointer shares with the store.
 struct Checkpoints {
+    /// The data folder (the `checkpoint` file).
+    dir: std::path::PathBuf,
+    /// The last checkpoint generation (see `damage.rs`).
+    generation: AtomicU64,
     db: sled::Db,
     wal: Wal,
     behind: Arc<WriteBehind>,
@@ -129,7 +136,11 @@ impl Checkpoints {
         let appended = self.wal.appended();
         let keep_from = self.wal.rotate()?;
         self.settle()?;
+        let generation = self.generation.load(Ordering::SeqCst) + 1;
+        damage::mark_in_sled(&self.db, generation)?;
         self.db.flush()?;
+        damage::mark_in_file(&self.dir, generation)?;
+        self.generation.store(generation, Ordering::SeqCst);
         self.wal.remove_before(keep_from)?;
         self.covered.store(appended, Ordering::SeqCst);
         Ok(())
@@ -139,18 +150,14 @@ impl Checkpoints {
 impl Store {
     /// Opens (or creates) the store in `dir`, checking its format version.
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::Storage(format!("cannot create {}: {e}", dir.display())))?;
-        // Throughput mode and no timer flush: durability comes from the
-        // write-ahead log and explicit flushes (checkpoints, group commit),
-        // so sled's own 500 ms flush would only add write amplification.
-        let db = sled::Config::new()
-            .path(dir.join("sled"))
-            .cache_capacity(256 * 1024 * 1024)
-            .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(None)
-            .open()?;
+        // 0700, refused if others can write it, umask 0077 for what sled
+        // creates, leftovers of killed backups and fits removed.
+        private::open_private(dir)?;
+        // A panic or damage is reported naming the file; a sled that lost
+        // flushed writes is refused (`damage.rs`).
+        let db = damage::open_sled(dir, sled_config(dir))?;
         check_format(&db)?;
+        let generation = damage::check_generation(dir, &db)?;
         let (wal, backlog) = Wal::open(&dir.join("wal"))?;
         let attempts = Table::open(&db, "attempts")?;
         let observations = Table::open(&db, "observations")?;
@@ -161,6 +168,8 @@ impl Store {
             mastery.tree.clone(),
         ));
         let checkpoints = Arc::new(Checkpoints {
+            dir: dir.to_path_buf(),
+            generation: AtomicU64::new(generation),
             db: db.clone(),
             wal,
             behind: behind.clone(),
@@ -748,6 +757,18 @@ fn page<T: Serialize + serde::de::DeserializeOwned>(
 }
 
 /// Writes the format version on a new store, refuses an unknown one.
+/// How the store opens sled in `dir/sled`.
+pub(crate) fn sled_config(dir: &Path) -> sled::Config {
+    // Throughput mode and no timer flush: durability comes from the
+    // write-ahead log and explicit flushes (checkpoints, group commit),
+    // so sled's own 500 ms flush would only add write amplification.
+    sled::Config::new()
+        .path(dir.join("sled"))
+        .cache_capacity(256 * 1024 * 1024)
+        .mode(sled::Mode::HighThroughput)
+        .flush_every_ms(None)
+}
+
 fn check_format(db: &sled::Db) -> Result<()> {
     let meta = db.open_tree("meta")?;
     match meta.get(keys::FORMAT_VERSION_KEY)? {
@@ -782,6 +803,15 @@ fn transaction_error(err: sled::transaction::TransactionError<()>) -> Error {
 
 impl From<sled::Error> for Error {
     fn from(err: sled::Error) -> Self {
-        Error::Storage(err.to_string())
+        match &err {
+            // A full disk is temporary: the client retries once space is
+            // freed (UNAVAILABLE), as for the write-ahead log.
+            sled::Error::Io(io)
+                if matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) =>
+            {
+                Error::Unavailable(format!("disk full: {err}; retry in a few seconds"))
+            }
+            _ => Error::Storage(err.to_string()),
+        }
     }
 }

@@ -44,7 +44,8 @@ impl Store {
         let id = format!("bkt-{created_at_ms:013}.json");
         let tmp = dir.join(format!(".{id}.tmp"));
         let json = serde_json::to_vec_pretty(model).map_err(|e| Error::Storage(e.to_string()))?;
-        std::fs::write(&tmp, json)
+        super::backup::private_file(&tmp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &json))
             .map_err(|e| Error::Storage(format!("{}: {e}", tmp.display())))?;
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())

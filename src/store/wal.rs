@@ -71,16 +71,24 @@ impl Segment {
     /// Writes the pending records to the file. On failure the file is cut
     /// back to its last whole record, and the error says so (or that the
     /// cut failed too).
-    fn write_pending(&mut self) -> std::result::Result<(), String> {
+    fn write_pending(&mut self, full: &FullDisk) -> std::result::Result<(), WriteFailure> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        if let Err(err) = self.file.write_all(&self.pending) {
+        let written = match full.injected() {
+            true => Err(std::io::Error::from_raw_os_error(libc::ENOSPC)),
+            false => self.file.write_all(&self.pending),
+        };
+        if let Err(err) = written {
+            let no_space = matches!(err.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
             return Err(match self.file.set_len(self.len) {
-                Ok(()) => format!("wal write failed: {err}"),
-                Err(cut) => {
-                    format!("wal write failed: {err}; cutting the partial write failed: {cut}")
-                }
+                // Nothing of the records stays in the file: they stay
+                // pending, and the write is tried again once space is back.
+                Ok(()) if no_space => WriteFailure::NoSpace(format!("wal write failed: {err}")),
+                Ok(()) => WriteFailure::Fatal(format!("wal write failed: {err}")),
+                Err(cut) => WriteFailure::Fatal(format!(
+                    "wal write failed: {err}; cutting the partial write failed: {cut}"
+                )),
             });
         }
         self.len += self.pending.len() as u64;
@@ -89,7 +97,51 @@ impl Segment {
     }
 }
 
+/// Why pending records could not be written.
+enum WriteFailure {
+    /// The disk (or quota) is full; the file was cut back to its last
+    /// whole record, so the records can be written again later.
+    NoSpace(String),
+    /// Anything else: the log is unusable until a restart.
+    Fatal(String),
+}
+
+impl WriteFailure {
+    fn reason(self) -> String {
+        match self {
+            WriteFailure::NoSpace(r) | WriteFailure::Fatal(r) => r,
+        }
+    }
+}
+
+/// Starts every error of a batch caught by a full disk: `Wal::wait` turns
+/// it into UNAVAILABLE.
+const DISK_FULL: &str = "disk full";
+
+/// How long the sync thread waits before writing again after a full disk.
+const FULL_RETRY: Duration = Duration::from_secs(1);
+
+/// Whether the disk was found full (writes refused until space is back),
+/// and a switch tests use to make writes fail with ENOSPC.
+#[derive(Default)]
+struct FullDisk {
+    full: std::sync::atomic::AtomicBool,
+    inject: std::sync::atomic::AtomicBool,
+}
+
+impl FullDisk {
+    fn is_full(&self) -> bool {
+        self.full.load(Ordering::SeqCst)
+    }
+
+    fn injected(&self) -> bool {
+        self.inject.load(Ordering::SeqCst)
+    }
+}
+
 struct Shared {
+    /// Set while pending records wait for disk space.
+    disk: FullDisk,
     segment: Mutex<Segment>,
     /// Records appended so far (tickets).
     appended: AtomicU64,
@@ -122,6 +174,20 @@ struct Waiters {
 impl Shared {
     fn waiters(&self) -> std::sync::MutexGuard<'_, Waiters> {
         self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells every waiting caller that its batch was not written for want
+    /// of space (it may be stored later: unknown), without failing the log.
+    fn settle_unknown(&self, reason: &str) {
+        let waiting = std::mem::take(&mut self.waiters().waiting);
+        let message = format!(
+            "{DISK_FULL}: {reason}; whether the batch is stored is unknown (it is written \
+             once space is back, unless the server stops first): free space, then resend it \
+             (idempotent per id)"
+        );
+        for (_, tx) in waiting {
+            let _ = tx.send(Err(message.clone()));
+        }
     }
 
     /// Records the outcome of a sync up to `target` and wakes the callers
@@ -165,12 +231,10 @@ impl Wal {
     pub fn open(dir: &Path) -> Result<(Self, Vec<WalRecord>)> {
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         let segments = list_segments(dir)?;
-        let mut backlog = Vec::new();
-        for (_, path) in &segments {
-            backlog.extend(read_segment(path)?);
-        }
+        let backlog = read_segments(&segments)?;
         let next = segments.last().map_or(1, |(seq, _)| seq + 1);
         let shared = Arc::new(Shared {
+            disk: FullDisk::default(),
             segment: Mutex::new(Segment {
                 seq: next,
                 file: create_segment(dir, next)?,
@@ -218,6 +282,14 @@ impl Wal {
                 "wal unusable since a failed sync: {reason}"
             )));
         }
+        if self.shared.disk.is_full() {
+            return Err(Error::Unavailable(format!(
+                "{DISK_FULL}: the write-ahead log cannot be written, so this batch is not \
+                 durable (attempts were not stored; module events may be, until a restart): \
+                 resend it in a few seconds, it is idempotent per id; ingestion resumes by \
+                 itself once space is freed"
+            )));
+        }
         let (ticket, wake) = loop {
             let erasures = self.shared.erasures.load(Ordering::SeqCst);
             let Some(frame) = self.frame(record, erasures) else {
@@ -261,6 +333,7 @@ impl Wal {
         };
         match rx.await {
             Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) if reason.starts_with(DISK_FULL) => Err(Error::Unavailable(reason)),
             Ok(Err(reason)) => Err(Error::Storage(format!("wal sync failed: {reason}"))),
             Err(_) => Err(Error::Unavailable("store is shutting down".into())),
         }
@@ -272,12 +345,25 @@ impl Wal {
         let file = {
             let mut segment = self.shared.segment.lock().expect("wal lock");
             segment
-                .write_pending()
-                .map_err(|reason| self.poison(reason))?;
+                .write_pending(&self.shared.disk)
+                .map_err(|failure| self.fail(failure))?;
             segment.file.try_clone()
         };
         file.and_then(|f| f.sync_data())
             .map_err(|e| self.poison(format!("wal sync failed: {e}")))
+    }
+
+    /// The error of a failed write: UNAVAILABLE for a full disk (the
+    /// records stay pending, written again later), the log poisoned
+    /// otherwise.
+    fn fail(&self, failure: WriteFailure) -> Error {
+        match failure {
+            WriteFailure::NoSpace(reason) => {
+                self.shared.disk.full.store(true, Ordering::SeqCst);
+                Error::Unavailable(format!("{DISK_FULL}: {reason}; retry in a few seconds"))
+            }
+            WriteFailure::Fatal(reason) => self.poison(reason),
+        }
     }
 
     /// Fails every waiting and later call for good (see [`Wal::write`]).
@@ -361,8 +447,8 @@ impl Wal {
     pub fn rotate(&self) -> Result<u64> {
         let mut segment = self.shared.segment.lock().expect("wal lock");
         segment
-            .write_pending()
-            .map_err(|reason| self.poison(reason))?;
+            .write_pending(&self.shared.disk)
+            .map_err(|failure| self.fail(failure))?;
         segment
             .file
             .sync_data()
@@ -457,9 +543,31 @@ fn sync_loop(shared: Arc<Shared>) {
             let mut segment = shared.segment.lock().expect("wal lock");
             let target = shared.appended.load(Ordering::SeqCst);
             segment
-                .write_pending()
-                .and_then(|()| segment.file.try_clone().map_err(|e| e.to_string()))
+                .write_pending(&shared.disk)
+                .and_then(|()| {
+                    segment
+                        .file
+                        .try_clone()
+                        .map_err(|e| WriteFailure::Fatal(e.to_string()))
+                })
                 .map(|file| (target, file))
+        };
+        let taken = match taken {
+            Err(WriteFailure::NoSpace(reason)) => {
+                // The records stay pending; new writes are refused until
+                // they are written (`Wal::write`). Their callers hear that
+                // the outcome is unknown; try again in a moment.
+                if !shared.disk.full.swap(true, Ordering::SeqCst) {
+                    tracing::error!(error = %reason, "disk full: ingestion refused until space is freed");
+                }
+                shared.settle_unknown(&reason);
+                if *shared.closed.lock().expect("wal lock") {
+                    return; // stopping: the records were never acknowledged
+                }
+                std::thread::sleep(FULL_RETRY);
+                continue;
+            }
+            other => other.map_err(WriteFailure::reason),
         };
         let outcome = taken.and_then(|(target, file)| {
             file.sync_data()
@@ -471,6 +579,9 @@ fn sync_loop(shared: Arc<Shared>) {
                 last_covered = target - done;
                 done = target;
                 shared.synced(Ok(done));
+                if shared.disk.full.swap(false, Ordering::SeqCst) {
+                    tracing::warn!("disk space is back: ingestion resumed");
+                }
             }
             Err(reason) => {
                 // Sticky: every waiter, now and later, gets the error.
@@ -488,11 +599,11 @@ fn io_error(path: &Path, err: std::io::Error) -> Error {
 
 fn create_segment(dir: &Path, seq: u64) -> Result<File> {
     let path = dir.join(format!("wal-{seq:016x}.log"));
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| io_error(&path, e))?;
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, super::private::FILE_MODE);
+    let file = options.open(&path).map_err(|e| io_error(&path, e))?;
     // Make the new file's directory entry durable too.
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
@@ -500,7 +611,8 @@ fn create_segment(dir: &Path, seq: u64) -> Result<File> {
     Ok(file)
 }
 
-fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+/// The segments in `dir`, oldest first.
+pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
         let path = entry.map_err(|e| io_error(dir, e))?.path();
@@ -518,60 +630,106 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Reads a segment's records. A damaged record at the very end is a write
-/// torn by a crash (never acknowledged: replies wait for the sync) and is
-/// ignored with a warning; damage before the end is corruption, reported.
-fn read_segment(path: &Path) -> Result<Vec<WalRecord>> {
+/// No record is larger: a gRPC message is at most 16 MiB and an xAPI body
+/// less, so a longer length field is damage, never a torn write.
+pub const MAX_RECORD: usize = 64 << 20;
+
+/// Reads the records of every segment, in order. A damaged record is
+/// taken for a write torn by a crash (never acknowledged: replies wait for
+/// the sync) only at the end of the last segment holding data, when no
+/// valid record follows it; anything else is damage, reported with the
+/// file and offset, so that no acknowledged record is dropped silently.
+pub fn read_segments(segments: &[(u64, PathBuf)]) -> Result<Vec<WalRecord>> {
+    let last_with_data = segments
+        .iter()
+        .rposition(|(_, path)| std::fs::metadata(path).map_or(true, |m| m.len() > 0));
+    let mut records = Vec::new();
+    for (i, (_, path)) in segments.iter().enumerate() {
+        records.extend(read_segment(path, Some(i) == last_with_data)?);
+    }
+    Ok(records)
+}
+
+/// Reads a segment's records; `last`: a torn tail is allowed (see
+/// [`read_segments`]).
+pub fn read_segment(path: &Path, last: bool) -> Result<Vec<WalRecord>> {
     let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
     let mut records = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
-        let header = bytes.get(at..at + 8);
-        let frame = header.and_then(|h| {
-            let len = u32::from_le_bytes(h[..4].try_into().expect("4 bytes")) as usize;
-            let crc = u32::from_le_bytes(h[4..].try_into().expect("4 bytes"));
-            // No record is empty: a zero length is damage (zero-filled tail).
-            let payload = bytes.get(at + 8..at + 8 + len).filter(|_| len > 0)?;
-            (crc32fast::hash(payload) == crc).then_some((len, payload))
-        });
-        match frame {
+        match frame_at(&bytes, at) {
             Some((len, payload)) => {
                 let key = format!("{}@{at}", path.display());
                 records.push(codec::decode("wal", key.as_bytes(), payload)?);
                 at += 8 + len;
             }
-            None if is_tail(&bytes, at) => {
-                tracing::warn!(file = %path.display(), offset = at, "ignoring a torn record at the end of the write-ahead log");
+            None if last && is_tail(&bytes, at) => {
+                tracing::warn!(
+                    file = %path.display(),
+                    offset = at,
+                    "ignoring a record torn by a crash at the end of the write-ahead log \
+                     (it was never acknowledged)"
+                );
                 break;
             }
-            None => {
-                return Err(Error::Corrupt {
-                    tree: "wal",
-                    key: format!("{}@{at}", path.display()),
-                    reason: "damaged record before the end of the log".into(),
-                });
-            }
+            None => return Err(damaged(path, at, last)),
         }
     }
     Ok(records)
 }
 
-/// Whether a damaged record at `at` is the end of the file: a header or
-/// payload cut short by the end of the file, or zeros up to the end (some
-/// filesystems zero-fill a file's tail after a crash). A damaged record with
-/// valid data after it is corruption, not a torn write.
+/// The record at `at` if its frame is whole and its CRC matches: (payload
+/// length, payload).
+fn frame_at(bytes: &[u8], at: usize) -> Option<(usize, &[u8])> {
+    let header = bytes.get(at..at + 8)?;
+    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+    // No record is empty: a zero length is damage (zero-filled tail).
+    if len == 0 || len > MAX_RECORD {
+        return None;
+    }
+    let payload = bytes.get(at + 8..at + 8 + len)?;
+    (crc32fast::hash(payload) == crc).then_some((len, payload))
+}
+
+/// The error of a damaged record: the file, the offset and what to do.
+fn damaged(path: &Path, at: usize, last: bool) -> Error {
+    let why = if last {
+        "a damaged record with data after it (not a write torn by a crash)"
+    } else {
+        "a damaged record in a segment that later segments follow (only the last one can \
+         hold a torn write)"
+    };
+    Error::Corrupt {
+        tree: "wal",
+        key: format!("{} at byte {at}", path.display()),
+        reason: format!(
+            "{why}: acknowledged records may be lost, so the server does not start. \
+             Keep the data folder as it is, run `spoc verify --data-dir DIR`, then follow \
+             the recovery procedure of OPERATIONS.md (restore the last backup, replay the \
+             newer log segments)"
+        ),
+    }
+}
+
+/// Whether a damaged record at `at` is a torn end of the file: zeros up to
+/// the end (some filesystems zero-fill a file's tail after a crash), or a
+/// plausible header or payload cut short by the end of the file with no
+/// valid record anywhere after it. A damaged record followed by valid
+/// data is corruption, not a torn write.
 fn is_tail(bytes: &[u8], at: usize) -> bool {
     let rest = &bytes[at..];
     if rest.iter().all(|b| *b == 0) {
         return true;
     }
-    match rest.get(..4) {
+    let cut_short = match rest.get(..4) {
         None => true,
         Some(len) => {
             let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
-            len > 0 && 8 + len > rest.len()
+            len > 0 && len <= MAX_RECORD && 8 + len > rest.len()
         }
-    }
+    };
+    cut_short && !(at + 1..bytes.len()).any(|p| frame_at(bytes, p).is_some())
 }
 
 #[cfg(test)]
@@ -733,6 +891,117 @@ mod tests {
         }
         bytes[9] ^= 0xff; // first record's payload
         std::fs::write(&path, bytes).unwrap();
-        assert!(matches!(read_segment(&path), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            read_segment(&path, true),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+
+    /// A full disk: the batch caught by it is answered UNAVAILABLE (its
+    /// outcome unknown), later ones are refused UNAVAILABLE without being
+    /// logged, and once space is back the caught batch is written and new
+    /// ones go through, without a restart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_disk_refuses_then_resumes_by_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (wal, _) = Wal::open(dir.path()).unwrap();
+            wal.append(&WalRecord::Attempts(vec![attempt("before")]))
+                .await
+                .unwrap();
+            wal.shared.disk.inject.store(true, Ordering::SeqCst);
+            let caught = wal
+                .append(&WalRecord::Attempts(vec![attempt("caught")]))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&caught, Error::Unavailable(m) if m.contains("unknown")),
+                "{caught}"
+            );
+            let refused = wal
+                .append(&WalRecord::Attempts(vec![attempt("refused")]))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&refused, Error::Unavailable(m) if m.contains("not durable")),
+                "{refused}"
+            );
+            wal.shared.disk.inject.store(false, Ordering::SeqCst);
+            let mut after = None;
+            for _ in 0..50 {
+                match wal
+                    .append(&WalRecord::Attempts(vec![attempt("after")]))
+                    .await
+                {
+                    Ok(()) => {
+                        after = Some(());
+                        break;
+                    }
+                    Err(Error::Unavailable(_)) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await
+                    }
+                    Err(other) => panic!("{other}"),
+                }
+            }
+            after.expect("ingestion never resumed");
+        }
+        let (_, backlog) = Wal::open(dir.path()).unwrap();
+        let ids: Vec<String> = backlog
+            .iter()
+            .map(|r| match r {
+                WalRecord::Attempts(a) => a[0].attempt_id.clone(),
+                WalRecord::Activities(_) => unreachable!(),
+            })
+            .collect();
+        assert_eq!(ids, ["before", "caught", "after"]);
+    }
+
+    /// Three framed records of one attempt each.
+    fn three_records() -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for id in ["a", "b", "c"] {
+            let payload = codec::encode(&WalRecord::Attempts(vec![attempt(id)]));
+            bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+            bytes.extend_from_slice(&payload);
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_damaged_length_is_not_taken_for_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal-0000000000000001.log");
+        let whole = three_records();
+        let second = whole.len() / 3;
+        for (byte, flip) in [(3, 0x5a), (0, 0x01), (second + 3, 0x80), (second, 0x10)] {
+            let mut bytes = whole.clone();
+            bytes[byte] ^= flip;
+            std::fs::write(&path, &bytes).unwrap();
+            let err = read_segment(&path, true).unwrap_err().to_string();
+            assert!(err.contains("wal-0000000000000001.log at byte"), "{err}");
+        }
+        // A record cut short at the end of the last segment: a torn write.
+        std::fs::write(&path, &whole[..whole.len() - 5]).unwrap();
+        assert_eq!(read_segment(&path, true).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_torn_record_is_only_allowed_in_the_last_segment_with_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = three_records();
+        let first = dir.path().join("wal-0000000000000001.log");
+        let second = dir.path().join("wal-0000000000000002.log");
+        let third = dir.path().join("wal-0000000000000003.log");
+        std::fs::write(&first, &whole[..whole.len() - 5]).unwrap();
+        std::fs::write(&third, b"").unwrap();
+        std::fs::write(&second, &whole).unwrap();
+        let err = read_segments(&list_segments(dir.path()).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("wal-0000000000000001.log at byte"), "{err}");
+        std::fs::write(&second, b"").unwrap();
+        let records = read_segments(&list_segments(dir.path()).unwrap()).unwrap();
+        assert_eq!(records.len(), 2, "later segments are empty: a torn tail");
     }
 }

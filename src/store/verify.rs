@@ -1,0 +1,436 @@
+//! `spoc verify`: the full check of a stopped server's data folder.
+//!
+//! Reads every log segment and every sled tree, decodes every value with
+//! its type (the codec reports corrupt values), and checks what the trees
+//! must agree on: every attempt indexed in `observations` and every index
+//! entry pointing at an attempt, mastery equal to the fold of the indexed
+//! attempts, attempts of existing learners, `enrolments` and
+//! `program_members` mirroring each other, cohort members enrolled in the
+//! cohort's program. Findings name the file or the tree and key.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use super::codec;
+use super::keys::{self, SEP};
+use crate::domain::bkt::Observation;
+use crate::domain::mastery::{Attempt, MasteryState, Position};
+use crate::error::{Error, Result};
+
+/// One piece of damage: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// The file, or `tree/key`.
+    pub place: String,
+    /// What is wrong there.
+    pub what: String,
+}
+
+/// What a verification found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Damage found; empty when the folder is clean.
+    pub findings: Vec<Finding>,
+    /// Values decoded, per tree.
+    pub trees: BTreeMap<String, usize>,
+    /// Records found in the write-ahead log (replayed at the next start).
+    pub logged: usize,
+    /// Remarks that are not damage (checks skipped, and why).
+    pub notes: Vec<String>,
+    /// What the stored mastery states were computed with, if recorded.
+    pub basis: Option<super::models::MasteryBasis>,
+    /// Every mastery state whose count and last attempt match its index,
+    /// with the indexed observations in order: the engine compares the
+    /// value with the fold (`engine/verify.rs`), the store knows no BKT.
+    pub folds: Vec<Fold>,
+}
+
+/// A stored mastery state and the observations it must be the fold of.
+#[derive(Debug)]
+pub struct Fold {
+    /// The learner.
+    pub learner: String,
+    /// The skill.
+    pub skill: String,
+    /// The stored state.
+    pub state: MasteryState,
+    /// The indexed observations, in time order.
+    pub history: Vec<Observation>,
+}
+
+/// Why a verification could not run at all (exit code 2): the folder is
+/// missing, or sled is held by a running server, or cannot be read.
+#[derive(Debug)]
+pub struct Unreadable(pub String);
+
+/// Verifies the data folder `dir` (the mastery values are compared with
+/// the fold by the caller, see [`Report::folds`]).
+pub fn verify(dir: &Path) -> std::result::Result<Report, Unreadable> {
+    if !dir.join("sled").is_dir() {
+        return Err(Unreadable(format!(
+            "{} holds no store (no sled folder)",
+            dir.display()
+        )));
+    }
+    let mut report = Report::default();
+    check_log(dir, &mut report).map_err(|e| Unreadable(e.to_string()))?;
+    let db = match super::damage::open_sled(dir, super::sled_config(dir)) {
+        Ok(db) => db,
+        Err(err @ Error::Corrupt { .. }) => {
+            report.findings.push(Finding {
+                place: dir.join("sled").display().to_string(),
+                what: err.to_string(),
+            });
+            return Ok(report);
+        }
+        Err(err) => {
+            return Err(Unreadable(format!(
+                "{err} (is a server running on this folder? stop it first)"
+            )));
+        }
+    };
+    if let Err(err) = super::damage::check_generation(dir, &db) {
+        report.findings.push(Finding {
+            place: dir.join("sled").display().to_string(),
+            what: err.to_string(),
+        });
+    }
+    let mut trees = Trees::default();
+    for name in db.tree_names() {
+        let name = String::from_utf8_lossy(&name).into_owned();
+        if name == "__sled__default" {
+            continue;
+        }
+        let tree = db.open_tree(&name).map_err(|e| Unreadable(e.to_string()))?;
+        read_tree(&name, &tree, &mut trees, &mut report);
+    }
+    if report.logged > 0 {
+        report.notes.push(format!(
+            "the write-ahead log holds {} records not yet in sled: attempts, index and \
+             mastery are checked against each other after the next start replays them \
+             (start and stop the server, then verify again)",
+            report.logged
+        ));
+    } else {
+        check_ingestion(&trees, &mut report);
+    }
+    check_enrolments(&trees, &mut report);
+    Ok(report)
+}
+
+/// The values the cross-tree checks need, decoded once.
+#[derive(Default)]
+struct Trees {
+    learners: BTreeSet<String>,
+    attempts: Vec<Attempt>,
+    observations: BTreeMap<(String, String), Vec<(Position, Observation)>>,
+    mastery: BTreeMap<(String, String), MasteryState>,
+    enrolments: BTreeSet<(String, String)>,
+    members: BTreeSet<(String, String)>,
+    cohorts: Vec<crate::domain::cohorts::records::StoredCohort>,
+}
+
+/// Reads every segment of the log; damage is a finding.
+fn check_log(dir: &Path, report: &mut Report) -> Result<()> {
+    let wal = dir.join("wal");
+    if !wal.is_dir() {
+        return Ok(());
+    }
+    let segments = super::wal::list_segments(&wal)?;
+    match super::wal::read_segments(&segments) {
+        Ok(records) => report.logged = records.len(),
+        Err(err) => report.findings.push(Finding {
+            place: wal.display().to_string(),
+            what: err.to_string(),
+        }),
+    }
+    Ok(())
+}
+
+/// Decodes every value of `tree` with its type, keeping what the later
+/// checks need.
+fn read_tree(name: &str, tree: &sled::Tree, trees: &mut Trees, report: &mut Report) {
+    use crate::domain as d;
+    let mut count = 0;
+    for entry in tree.iter() {
+        let (key, value) = match entry {
+            Ok(kv) => kv,
+            Err(err) => {
+                report.findings.push(Finding {
+                    place: format!("tree {name}"),
+                    what: format!("sled cannot read past this point: {err}"),
+                });
+                break;
+            }
+        };
+        count += 1;
+        let tree_name: &'static str = static_name(name);
+        macro_rules! decode {
+            ($t:ty) => {
+                codec::decode::<$t>(tree_name, &key, &value)
+            };
+        }
+        let outcome: Result<()> = match name {
+            "skills" => decode!(d::catalog::Skill).map(drop),
+            "modules" => decode!(d::catalog::Module).map(drop),
+            "items" => decode!(d::catalog::Item).map(drop),
+            "learners" => decode!(d::learner::Learner).map(|l| {
+                trees.learners.insert(l.id);
+            }),
+            "programs" => decode!(d::learner::Program).map(drop),
+            "enrolments" => decode!(d::learner::Enrolment).map(|e| {
+                trees.enrolments.insert((e.learner_id, e.program_id));
+            }),
+            "program_members" => decode!(d::learner::Enrolment).map(|e| {
+                trees.members.insert((e.learner_id, e.program_id));
+            }),
+            "attempts" => decode!(Attempt).map(|a| trees.attempts.push(a)),
+            "observations" => decode!(super::StoredObservation).and_then(|o| {
+                let (learner, skill, position) = observation_key(&key)?;
+                trees
+                    .observations
+                    .entry((learner, skill))
+                    .or_default()
+                    .push((
+                        position,
+                        Observation {
+                            correct: o.correct,
+                            score: o.score,
+                        },
+                    ));
+                Ok(())
+            }),
+            "mastery" => decode!(MasteryState).and_then(|m| {
+                let text = String::from_utf8_lossy(&key);
+                let (learner, skill) = text.split_once('\0').ok_or_else(|| Error::Corrupt {
+                    tree: "mastery",
+                    key: keys::display(&key),
+                    reason: "key has no separator".into(),
+                })?;
+                trees
+                    .mastery
+                    .insert((learner.to_string(), skill.to_string()), m);
+                Ok(())
+            }),
+            "activities" | "learner_activity" => decode!(d::activity::StoredActivity).map(drop),
+            "recommended" | "retracted" => decode!(d::learner::Micros).map(drop),
+            "cohorts" => decode!(d::cohorts::records::StoredCohort).map(|c| trees.cohorts.push(c)),
+            "cohort_formations" => decode!(d::cohorts::records::FormationRecord).map(drop),
+            "cohort_index" | "alert_active" | "xapi_voids" => decode!(String).map(drop),
+            "alerts" | "alert_log" => decode!(d::alerts::Alert).map(drop),
+            "api_keys" => decode!(d::access::ApiKey).map(drop),
+            "xapi_statements" => decode!(d::xapi::record::StatementRecord).map(drop),
+            "xapi_unresolved" => decode!(d::xapi::record::Unresolved).map(drop),
+            "xapi_mapping" => decode!(d::xapi::record::ObjectMapping).map(drop),
+            "xapi_activities" => decode!(d::xapi::record::SeenActivity).map(drop),
+            "meta" => check_meta(&key, &value).map(|()| {
+                if key.as_ref() == keys::MASTERY_BASIS {
+                    report.basis = codec::decode("meta", &key, &value).ok();
+                }
+            }),
+            _ => Ok(()),
+        };
+        if let Err(err) = outcome {
+            report.findings.push(Finding {
+                place: format!("tree {name}, key {}", keys::display(&key)),
+                what: err.to_string(),
+            });
+        }
+    }
+    report.trees.insert(name.to_string(), count);
+}
+
+/// The `meta` entries, each in its own encoding.
+fn check_meta(key: &[u8], value: &[u8]) -> Result<()> {
+    let bad = |reason: &str| Error::Corrupt {
+        tree: "meta",
+        key: keys::display(key),
+        reason: reason.into(),
+    };
+    match key {
+        keys::FORMAT_VERSION_KEY if value != keys::FORMAT_VERSION.to_be_bytes() => {
+            Err(bad("not the supported store format"))
+        }
+        super::damage::CHECKPOINT_KEY if value.len() != 8 => Err(bad("not 8 bytes")),
+        keys::MASTERY_BASIS => {
+            codec::decode::<super::models::MasteryBasis>("meta", key, value).map(drop)
+        }
+        keys::ADMIN_KEY_BOOTSTRAPPED => {
+            codec::decode::<crate::domain::learner::Micros>("meta", key, value).map(drop)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Attempts, their index and mastery agree; attempts name existing learners.
+fn check_ingestion(t: &Trees, report: &mut Report) {
+    let mut indexed: BTreeSet<(String, String, String)> = BTreeSet::new();
+    for ((learner, skill), list) in &t.observations {
+        for (position, _) in list {
+            indexed.insert((learner.clone(), skill.clone(), position.attempt_id.clone()));
+        }
+    }
+    let mut attempt_ids = BTreeSet::new();
+    for a in &t.attempts {
+        attempt_ids.insert((a.learner_id.as_str(), a.attempt_id.as_str()));
+        if !t.learners.contains(&a.learner_id) {
+            report.findings.push(Finding {
+                place: format!("tree attempts, key {}", a.attempt_id),
+                what: format!("learner {} does not exist", a.learner_id),
+            });
+        }
+        for skill in &a.skill_ids {
+            if !indexed.contains(&(a.learner_id.clone(), skill.clone(), a.attempt_id.clone())) {
+                report.findings.push(Finding {
+                    place: format!("tree attempts, key {}", a.attempt_id),
+                    what: format!("not indexed in observations for skill {skill}"),
+                });
+            }
+        }
+    }
+    for (learner, skill, id) in &indexed {
+        if !attempt_ids.contains(&(learner.as_str(), id.as_str())) {
+            report.findings.push(Finding {
+                place: format!("tree observations, key {learner}/{skill}/.../{id}"),
+                what: "indexes an attempt that is not stored".into(),
+            });
+        }
+    }
+    for ((learner, skill), state) in &t.mastery {
+        let mut history = t
+            .observations
+            .get(&(learner.clone(), skill.clone()))
+            .cloned()
+            .unwrap_or_default();
+        history.sort_by(|a, b| a.0.cmp(&b.0));
+        let place = format!("tree mastery, key {learner}/{skill}");
+        let last = history.last().map(|(p, _)| p);
+        if state.attempt_count as usize != history.len() || Some(&state.last) != last {
+            report.findings.push(Finding {
+                place,
+                what: format!(
+                    "folds {} attempts up to {:?}, but {} are indexed (last {:?})",
+                    state.attempt_count,
+                    state.last,
+                    history.len(),
+                    last
+                ),
+            });
+            continue;
+        }
+        report.folds.push(Fold {
+            learner: learner.clone(),
+            skill: skill.clone(),
+            state: state.clone(),
+            history: history.into_iter().map(|(_, o)| o).collect(),
+        });
+    }
+    for (learner, skill) in t.observations.keys() {
+        if !t.mastery.contains_key(&(learner.clone(), skill.clone())) {
+            report.findings.push(Finding {
+                place: format!("tree mastery, key {learner}/{skill}"),
+                what: "missing, though attempts are indexed".into(),
+            });
+        }
+    }
+}
+
+/// `enrolments` and `program_members` mirror each other; cohort members are
+/// enrolled in the cohort's program.
+fn check_enrolments(t: &Trees, report: &mut Report) {
+    for (learner, program) in t.enrolments.difference(&t.members) {
+        report.findings.push(Finding {
+            place: format!("tree program_members, key {program}/{learner}"),
+            what: "missing for a stored enrolment".into(),
+        });
+    }
+    for (learner, program) in t.members.difference(&t.enrolments) {
+        report.findings.push(Finding {
+            place: format!("tree enrolments, key {learner}/{program}"),
+            what: "missing for a program_members entry".into(),
+        });
+    }
+    for cohort in &t.cohorts {
+        for member in &cohort.members {
+            if !t
+                .enrolments
+                .contains(&(member.clone(), cohort.program_id.clone()))
+            {
+                report.findings.push(Finding {
+                    place: format!("tree cohorts, key {}/{}", cohort.program_id, cohort.id),
+                    what: format!("member {member} is not enrolled in the program"),
+                });
+            }
+        }
+    }
+}
+
+/// (learner, skill, position) of an `observations` key.
+fn observation_key(key: &[u8]) -> Result<(String, String, Position)> {
+    let bad = || Error::Corrupt {
+        tree: "observations",
+        key: keys::display(key),
+        reason: "malformed key".into(),
+    };
+    let first = key.iter().position(|b| *b == SEP).ok_or_else(bad)?;
+    let second = first
+        + 1
+        + key[first + 1..]
+            .iter()
+            .position(|b| *b == SEP)
+            .ok_or_else(bad)?;
+    let rest = &key[second + 1..];
+    if rest.len() < 8 {
+        return Err(bad());
+    }
+    let (time, id) = rest.split_at(8);
+    let occurred_at = (u64::from_be_bytes(time.try_into().expect("8 bytes")) ^ (1 << 63)) as i64;
+    Ok((
+        String::from_utf8_lossy(&key[..first]).into_owned(),
+        String::from_utf8_lossy(&key[first + 1..second]).into_owned(),
+        Position {
+            occurred_at,
+            attempt_id: String::from_utf8_lossy(id).into_owned(),
+        },
+    ))
+}
+
+/// The tree name as the codec's `&'static str` (known trees; others are
+/// not decoded).
+fn static_name(name: &str) -> &'static str {
+    const KNOWN: [&str; 28] = [
+        "skills",
+        "modules",
+        "items",
+        "learners",
+        "programs",
+        "enrolments",
+        "program_members",
+        "attempts",
+        "observations",
+        "mastery",
+        "activities",
+        "learner_activity",
+        "recommended",
+        "retracted",
+        "cohorts",
+        "cohort_formations",
+        "cohort_index",
+        "alert_active",
+        "xapi_voids",
+        "alerts",
+        "alert_log",
+        "api_keys",
+        "xapi_statements",
+        "xapi_unresolved",
+        "xapi_mapping",
+        "xapi_activities",
+        "meta",
+        "wal",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| **k == name)
+        .copied()
+        .unwrap_or("other")
+}
