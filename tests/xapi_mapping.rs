@@ -754,3 +754,117 @@ async fn the_cli_lists_maps_and_ignores() {
     );
     let _ = stack.stop.send(true);
 }
+
+/// `spoc catalog import`: items and modules from CSV files, external ids
+/// and pass marks included; a statement about an external id then maps.
+#[tokio::test]
+async fn the_cli_imports_external_ids_from_csv() {
+    let stack = Stack::start().await;
+    stack
+        .catalog()
+        .await
+        .import_catalog(pb::ImportCatalogRequest {
+            skills: vec![skill("sql", &[])],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let items = dir.path().join("items.csv");
+    std::fs::write(
+        &items,
+        "id,skill_ids,title,external_ids,pass_mark\n\
+         q1,sql,Joins,https://lms/q/1|https://lms/q/1-bis,0.8\n",
+    )
+    .unwrap();
+    let modules = dir.path().join("modules.csv");
+    std::fs::write(
+        &modules,
+        "id,title,skill_ids,format,duration_minutes,language,external_ids\n\
+         m1,Joins video,sql,video,12,en,https://lms/mod/7\n",
+    )
+    .unwrap();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "id,title,skill_ids,format,duration_minutes,language,external_ids\n\
+         m2,X,sql,hologram,12,en,\n",
+    )
+    .unwrap();
+    let (addr, key) = (format!("http://{}", stack.grpc), stack.key.clone());
+    let run = move |args: Vec<String>| {
+        let (addr, key) = (addr.clone(), key.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_spoc"))
+                .args(&args)
+                .args(["--addr", &addr, "--api-key", &key, "--format", "json"])
+                .output()
+                .unwrap()
+        })
+    };
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let out = run(vec![
+        "catalog".into(),
+        "import".into(),
+        "--items".into(),
+        path(&items),
+        "--modules".into(),
+        path(&modules),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            reply["items_upserted"].as_i64(),
+            reply["modules_upserted"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
+    let out = run(vec![
+        "catalog".into(),
+        "import".into(),
+        "--modules".into(),
+        path(&bad),
+    ])
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.csv:2") && err.contains("column format"),
+        "{err}"
+    );
+    let item = stack
+        .catalog()
+        .await
+        .get_item(pb::GetItemRequest {
+            item_id: "q1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        item.external_ids,
+        ["https://lms/q/1", "https://lms/q/1-bis"]
+    );
+    assert_eq!(item.pass_mark, Some(0.8));
+    // A score of 0.7 is below the item's pass mark of 0.8: wrong.
+    let statement = json!({"actor": {"mbox": "mailto:a@acme.example"},
+        "verb": {"id": "http://adlnet.gov/expapi/verbs/answered"},
+        "object": {"id": "https://lms/q/1-bis"}, "result": {"score": {"scaled": 0.7}}});
+    assert_eq!(stack.post(&statement).await.0, 200);
+    assert_eq!(stack.attempts("a@acme.example", "sql").await, 1);
+    assert!(
+        stack
+            .metrics()
+            .await
+            .contains(r#"spoc_xapi_statements_total{outcome="attempt",verb="answered"} 1"#)
+    );
+    let _ = stack.stop.send(true);
+}

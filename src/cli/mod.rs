@@ -3,6 +3,7 @@
 pub mod activities;
 pub mod alerts;
 pub mod backup;
+pub mod catalog;
 pub mod client;
 pub mod cohorts;
 pub mod demo;
@@ -53,6 +54,9 @@ pub enum Command {
     /// The BKT model of a running service: fit on stored attempts, show.
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// Items and modules (external ids included) from CSV files.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
     /// xAPI activities nothing maps yet: list them, map one, ignore one.
     #[command(subcommand)]
     Activities(activities::ActivitiesCommand),
@@ -88,6 +92,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Alerts(command) => alerts::run(command),
         Command::Model(command) => model::run(command),
         Command::Activities(command) => activities::run(command),
+        Command::Catalog(command) => catalog::run(command),
         Command::Report(args) => report::run(args),
         Command::TrainRisk(args) => train_risk::run(args),
         Command::Backup(args) => backup::backup(args),
