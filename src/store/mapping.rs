@@ -54,37 +54,29 @@ pub trait Mapped {
     fn mapping(&self) -> ObjectMapping;
 }
 
-impl Mapped for crate::domain::learner::Program {
-    const KIND: ObjectKind = ObjectKind::Program;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn set_mapping(&mut self, mapping: ObjectMapping) {
-        self.external_ids = mapping.external_ids;
-    }
-    fn mapping(&self) -> ObjectMapping {
-        ObjectMapping {
-            external_ids: self.external_ids.clone(),
-            pass_mark: None,
+/// Programs and modules keep external ids only.
+macro_rules! mapped_by_external_ids {
+    ($type:ty, $kind:expr) => {
+        impl Mapped for $type {
+            const KIND: ObjectKind = $kind;
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn set_mapping(&mut self, mapping: ObjectMapping) {
+                self.external_ids = mapping.external_ids;
+            }
+            fn mapping(&self) -> ObjectMapping {
+                ObjectMapping {
+                    external_ids: self.external_ids.clone(),
+                    pass_mark: None,
+                }
+            }
         }
-    }
+    };
 }
 
-impl Mapped for crate::domain::catalog::Module {
-    const KIND: ObjectKind = ObjectKind::Module;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn set_mapping(&mut self, mapping: ObjectMapping) {
-        self.external_ids = mapping.external_ids;
-    }
-    fn mapping(&self) -> ObjectMapping {
-        ObjectMapping {
-            external_ids: self.external_ids.clone(),
-            pass_mark: None,
-        }
-    }
-}
+mapped_by_external_ids!(crate::domain::learner::Program, ObjectKind::Program);
+mapped_by_external_ids!(crate::domain::catalog::Module, ObjectKind::Module);
 
 impl Mapped for crate::domain::catalog::Item {
     const KIND: ObjectKind = ObjectKind::Item;
