@@ -638,3 +638,117 @@ async fn trickled_headers_are_cut_off() {
     );
     spoc.kill();
 }
+
+/// A tmpfs of `mb` megabytes mounted on a fresh folder, unmounted on drop;
+/// `None` where mounting is not allowed (not root, no CAP_SYS_ADMIN).
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(mb: u32) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Self(dir))
+    }
+
+    /// Fills the disk with a file, leaving at most a few KB.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.0.path().join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while file.write_all(&block).is_ok() {}
+        let small = [0u8; 512];
+        while file.write_all(&small).is_ok() {}
+        let _ = file.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// A full disk: writes are UNAVAILABLE (never INTERNAL, never a failure
+/// for what was stored), reads keep working, ingestion resumes by itself
+/// once space is freed, and nothing acknowledged is lost across a restart.
+#[tokio::test]
+async fn a_full_disk_is_unavailable_then_ingestion_resumes() {
+    let Some(disk) = SmallDisk::mount(48) else {
+        eprintln!("note: cannot mount a tmpfs here (not root?): full-disk test skipped");
+        return;
+    };
+    let dir = disk.0.path().join("data");
+    let (spoc, channel) = serve(&dir).await;
+    seed_attempts(&channel, 5).await;
+    let filler = disk.fill();
+    let mut mastery = pb::mastery_service_client::MasteryServiceClient::new(channel.clone());
+    let mut acknowledged = 5;
+    let mut refused = 0;
+    // Batches of 50 until the disk refuses (the log and sled fill what
+    // little room is left within a few batches).
+    for call in 0..60 {
+        let attempts: Vec<_> = (0..50)
+            .map(|k| {
+                let i = 5 + call * 50 + k;
+                attempt(
+                    &format!("t{i}"),
+                    "alice",
+                    &["a"],
+                    true,
+                    1_700_000_000 + i as i64,
+                )
+            })
+            .collect();
+        let reply = mastery
+            .record_attempts(pb::RecordAttemptsRequest { attempts })
+            .await;
+        match reply {
+            Ok(_) => acknowledged += 50,
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                refused += 1;
+            }
+        }
+        if refused >= 5 {
+            break;
+        }
+    }
+    assert!(refused > 0, "a full disk refused nothing");
+    // Reads are served while writes cannot be.
+    assert!(attempt_count(&channel).await >= 5);
+    std::fs::remove_file(filler).unwrap();
+    // Ingestion resumes by itself once space is back.
+    let mut resumed = false;
+    for _ in 0..100 {
+        if mastery
+            .record_attempts(pb::RecordAttemptsRequest {
+                attempts: vec![attempt("after", "alice", &["a"], true, 1_700_100_000)],
+            })
+            .await
+            .is_ok()
+        {
+            resumed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(resumed, "ingestion did not resume after space was freed");
+    let before_restart = attempt_count(&channel).await;
+    assert!(
+        before_restart >= acknowledged + 1,
+        "{before_restart} < {acknowledged} + 1"
+    );
+    spoc.kill();
+    let (spoc, channel) = serve(&dir).await;
+    assert_eq!(attempt_count(&channel).await, before_restart);
+    spoc.kill();
+}
