@@ -829,3 +829,82 @@ async fn the_recovery_procedure_restores_the_last_backup() {
     assert_eq!(attempt_count(&channel).await, 15);
     spoc.kill();
 }
+
+/// POSTs a JSON body to the xAPI listener; returns the HTTP status.
+fn post_statements(http: std::net::SocketAddr, key: &str, body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(http).unwrap();
+    write!(
+        stream,
+        "POST /xapi/statements HTTP/1.1\r\nHost: {http}\r\nAuthorization: Bearer {key}\r\n\
+         X-Experience-API-Version: 1.0.3\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// xAPI statements that create their learner, acknowledged, then SIGKILL
+/// before any checkpoint: the restart's log replay keeps every attempt
+/// (the learner was made durable before its attempts were logged; before,
+/// the replay dropped them as "entries of an erased learner").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_xapi_attempts_of_new_learners_survive_sigkill() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    for round in 0..4 {
+        let (grpc, http) = (free_addr(), free_addr());
+        let spoc = Spoc::start(&dir, grpc, &http.to_string(), &[]);
+        let channel = authed(connect_when_up(grpc).await, Some(&admin_key_in(&dir)));
+        if round == 0 {
+            pb::catalog_service_client::CatalogServiceClient::new(channel.clone())
+                .import_catalog(pb::ImportCatalogRequest {
+                    skills: vec![skill("a", &[])],
+                    items: vec![pb::Item {
+                        id: "https://lms.example.com/q/1".into(),
+                        skill_ids: vec!["a".into()],
+                        ..Default::default()
+                    }],
+                    modules: vec![],
+                })
+                .await
+                .unwrap();
+        } else {
+            // Every learner of the rounds before kept its acknowledged
+            // attempts across the kill.
+            for earlier in 0..round {
+                let skills = pb::mastery_service_client::MasteryServiceClient::new(channel.clone())
+                    .get_mastery(pb::GetMasteryRequest {
+                        learner_id: format!("x{earlier}"),
+                        skill_ids: vec!["a".into()],
+                    })
+                    .await
+                    .expect("learner kept")
+                    .into_inner()
+                    .skills;
+                assert_eq!(skills[0].attempt_count, 5, "round {earlier}");
+            }
+        }
+        let body: Vec<String> = (0..5)
+            .map(|k| {
+                format!(
+                    r#"{{"id":"00000000-0000-4000-8000-{round:06}{k:06}","actor":{{"account":{{"homePage":"https://lms.example.com","name":"x{round}"}}}},"verb":{{"id":"http://adlnet.gov/expapi/verbs/answered"}},"object":{{"id":"https://lms.example.com/q/1"}},"result":{{"success":true}},"timestamp":"2026-11-20T09:00:0{k}Z"}}"#
+                )
+            })
+            .collect();
+        let key = admin_key_in(&dir);
+        let body = format!("[{}]", body.join(","));
+        let status = tokio::task::spawn_blocking(move || post_statements(http, &key, &body))
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        spoc.kill();
+    }
+}
