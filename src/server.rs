@@ -91,6 +91,10 @@ impl Default for ServeOptions {
 /// Accepted connections with TCP_NODELAY: a unary reply is several HTTP/2
 /// frames, and Nagle's algorithm would hold the last ones back for a
 /// delayed ACK (40 ms per call, measured).
+/// Longest a client may take over its TLS handshake: a connection that
+/// opens and sends nothing is closed then, instead of holding its slot.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
@@ -323,7 +327,11 @@ pub async fn serve_stack(
 
     let mut builder = Server::builder();
     if let Some(identity) = tls {
-        builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
+        builder = builder.tls_config(
+            ServerTlsConfig::new()
+                .identity(identity)
+                .timeout(TLS_HANDSHAKE_TIMEOUT),
+        )?;
     }
     builder
         // Per connection, tonic's own limit sheds the same way as the

@@ -106,6 +106,20 @@ async fn serves_over_tls_with_a_self_signed_certificate() {
         "a certificate nobody trusts was accepted"
     );
 
+    // A connection that never starts its handshake is closed once the
+    // handshake time is up, instead of holding its place for ever.
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let wait = spoc_engine::server::TLS_HANDSHAKE_TIMEOUT + std::time::Duration::from_secs(10);
+    let mut byte = [0u8; 1];
+    let closed =
+        tokio::time::timeout(wait, tokio::io::AsyncReadExt::read(&mut silent, &mut byte)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a silent connection was still open after {wait:?}: {closed:?}"
+    );
+
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
