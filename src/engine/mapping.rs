@@ -164,13 +164,7 @@ impl Engine {
             },
             other => other,
         })?;
-        let mut row = self
-            .store
-            .all_mappings()?
-            .into_iter()
-            .find(|(k, id, _)| *k == kind && id == owner)
-            .map(|(_, _, row)| row)
-            .unwrap_or_default();
+        let mut row = self.store.mapping(kind, owner)?;
         if !row.external_ids.iter().any(|e| e == activity_id) {
             row.external_ids.push(activity_id.to_string());
         }

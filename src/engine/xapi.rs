@@ -134,15 +134,7 @@ pub(crate) fn load_aliases(store: &Store) -> Result<Aliases> {
         .filter(|(_, seen)| seen.ignored)
         .map(|(id, _)| id);
     let mut aliases = Aliases::new(store.all_mappings()?, ignored);
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let (programs, next) = store.list_programs(after.as_deref(), 1000)?;
-        aliases.add_programs(programs.into_iter().map(|p| p.id));
-        match next {
-            Some(key) => after = Some(key),
-            None => break,
-        }
-    }
+    aliases.add_programs(store.program_ids()?);
     Ok(aliases)
 }
 

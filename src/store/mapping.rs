@@ -114,6 +114,14 @@ impl Store {
             .collect())
     }
 
+    /// One object's mapping row (empty when it has none).
+    pub fn mapping(&self, kind: ObjectKind, id: &str) -> Result<ObjectMapping> {
+        Ok(self
+            .mapping_table()?
+            .get(&mapping_key(kind, id))?
+            .unwrap_or_default())
+    }
+
     /// Fills the mapping fields of objects read from their own tree.
     pub fn fill_mapping<T: Mapped>(&self, objects: &mut [T]) -> Result<()> {
         let table = self.mapping_table()?;

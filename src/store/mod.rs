@@ -414,6 +414,17 @@ impl Store {
             .map_err(transaction_error)
     }
 
+    /// Every program id (the xAPI mapping resolves context activities
+    /// against them).
+    pub fn program_ids(&self) -> Result<Vec<String>> {
+        self.programs
+            .tree
+            .iter()
+            .keys()
+            .map(|key| Ok(String::from_utf8_lossy(&key?).into_owned()))
+            .collect()
+    }
+
     /// A page of programs in id order.
     pub fn list_programs(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<Program>> {
         let (mut programs, next) = page(&self.programs, b"", after, limit)?;
