@@ -348,3 +348,131 @@ async fn recommended_modules_feed_the_started_share_signal() {
         (2, 1)
     );
 }
+
+/// A learner whose every skill looks mastered is not certified on answers
+/// older than the latest module: RecommendNext asks diagnostic items from
+/// the bank (VERIFYING), and answering them certifies (ALL_MASTERED, no
+/// recommendation).
+#[tokio::test]
+async fn certification_asks_diagnostic_items_then_certifies() {
+    let server = TestServer::start().await;
+    seed_enrolled(&server).await;
+    let items: Vec<pb::Item> = ["a", "b", "c"]
+        .iter()
+        .flat_map(|s| {
+            (0..4).map(move |k| pb::Item {
+                id: format!("{s}-q{k}"),
+                skill_ids: vec![s.to_string()],
+                ..Default::default()
+            })
+        })
+        .collect();
+    server
+        .catalog()
+        .await
+        .upsert_items(pb::UpsertItemsRequest { items })
+        .await
+        .expect("upsert items");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let start = now - 3_600;
+    // Eight right answers on each skill, then module m-a completed.
+    let mut answers = Vec::new();
+    for (k, skill) in ["a", "b", "c"].iter().enumerate() {
+        for i in 0..8 {
+            let id = format!("{skill}{i}");
+            answers.push(attempt(
+                &id,
+                "alice",
+                &[skill],
+                true,
+                start + (k * 10 + i) as i64,
+            ));
+        }
+    }
+    let mut mastery = pb::mastery_service_client::MasteryServiceClient::new(server.channel().await);
+    mastery
+        .record_attempts(pb::RecordAttemptsRequest { attempts: answers })
+        .await
+        .expect("record answers");
+    let mut remediation =
+        pb::remediation_service_client::RemediationServiceClient::new(server.channel().await);
+    remediation
+        .record_activity(pb::RecordActivityRequest {
+            activities: vec![activity(
+                "done-a",
+                "m-a",
+                pb::ActivityKind::Completed,
+                start + 100,
+            )],
+        })
+        .await
+        .expect("record activity");
+    let ask = pb::RecommendNextRequest {
+        learner_id: "alice".into(),
+        program_id: "excel".into(),
+        count: 5,
+        exclude_module_ids: vec![],
+    };
+    let answer = remediation
+        .recommend_next(ask.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        answer.status,
+        pb::RecommendationStatus::Verifying as i32,
+        "{answer:?}"
+    );
+    assert_eq!(answer.recommendations.len(), 3, "{answer:?}");
+    for r in &answer.recommendations {
+        assert_eq!(r.kind, pb::RecommendationKind::Diagnostic as i32);
+        assert_eq!(
+            r.target,
+            pb::RecommendationTarget::CertificationEvidence as i32
+        );
+        assert!(r.module_id.is_empty() && !r.item_ids.is_empty(), "{r:?}");
+        assert_eq!(r.format, pb::ModuleFormat::Quiz as i32);
+        assert_eq!(r.duration_minutes as usize, r.item_ids.len());
+        assert!(
+            r.item_ids
+                .iter()
+                .all(|i| i.starts_with(&format!("{}-q", r.skill_id))),
+            "items of the bank on the skill: {r:?}"
+        );
+        assert!(
+            r.reason.contains("before the program is certified"),
+            "{}",
+            r.reason
+        );
+    }
+    // The learner answers every item asked, right.
+    let mut asked = Vec::new();
+    for (n, r) in answer.recommendations.iter().enumerate() {
+        for (k, item) in r.item_ids.iter().enumerate() {
+            asked.push(pb::Attempt {
+                item_id: item.clone(),
+                ..attempt(
+                    &format!("check-{n}-{k}"),
+                    "alice",
+                    &[&r.skill_id],
+                    true,
+                    start + 200 + (n * 10 + k) as i64,
+                )
+            });
+        }
+    }
+    mastery
+        .record_attempts(pb::RecordAttemptsRequest { attempts: asked })
+        .await
+        .expect("record checks");
+    let done = remediation.recommend_next(ask).await.unwrap().into_inner();
+    assert_eq!(
+        done.status,
+        pb::RecommendationStatus::AllMastered as i32,
+        "{done:?}"
+    );
+    assert!(done.recommendations.is_empty());
+}

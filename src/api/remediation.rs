@@ -9,7 +9,7 @@ use super::pb::{self, remediation_service_server::RemediationService};
 use super::validate as check;
 use crate::domain::activity::{Activity, ActivityKind};
 use crate::domain::learner::Micros;
-use crate::domain::remediation::{self as policy, Recommendation, Target};
+use crate::domain::remediation::{self as policy, Kind, Recommendation, Target};
 use crate::engine::{Engine, now_micros};
 use crate::error::{Error, Result};
 
@@ -156,6 +156,19 @@ impl From<Recommendation> for pb::Recommendation {
             target: pb::RecommendationTarget::from(r.target) as i32,
             reason: r.reason,
             language_fallback: r.language_fallback,
+            kind: pb::RecommendationKind::from(r.kind) as i32,
+            item_ids: r.item_ids,
+            tried_by: r.tried_by,
+            moved_for: r.moved_for,
+        }
+    }
+}
+
+impl From<Kind> for pb::RecommendationKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Module => Self::Module,
+            Kind::Diagnostic => Self::Diagnostic,
         }
     }
 }
@@ -166,6 +179,7 @@ impl From<Target> for pb::RecommendationTarget {
             Target::PrerequisiteReview => Self::PrerequisiteReview,
             Target::ProgramSkill => Self::ProgramSkill,
             Target::DeepPrerequisite => Self::DeepPrerequisite,
+            Target::CertificationEvidence => Self::CertificationEvidence,
         }
     }
 }
@@ -176,6 +190,7 @@ impl From<policy::Status> for pb::RecommendationStatus {
             policy::Status::Recommending => Self::Recommending,
             policy::Status::AllMastered => Self::AllMastered,
             policy::Status::NoContent => Self::NoContent,
+            policy::Status::Verifying => Self::Verifying,
         }
     }
 }

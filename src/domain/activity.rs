@@ -54,6 +54,7 @@ pub fn outcomes(completed: &[StoredActivity], current: impl Fn(&str) -> f64) -> 
         .enumerate()
         .map(|(i, done)| ModuleOutcome {
             module_id: done.activity.module_id.clone(),
+            completed_at: done.activity.occurred_at,
             changes: done
                 .mastery_before
                 .iter()

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::catalog::{Module, Skill};
+use super::catalog::{Item, Module, Skill};
 
 /// Dense numbering of a catalog's skills and modules.
 ///
@@ -23,6 +23,8 @@ pub struct CatalogIndex {
     module_skills: Vec<Vec<usize>>,
     modules_of: Vec<Vec<usize>>,
     module_language: Vec<String>,
+    /// Item ids testing each skill number, sorted (see [`CatalogIndex::with_items`]).
+    items_of: Vec<Vec<String>>,
 }
 
 impl CatalogIndex {
@@ -70,6 +72,30 @@ impl CatalogIndex {
             }
         }
         index
+    }
+
+    /// Adds the item bank: which items test each skill, for diagnostic
+    /// questions. Items naming a skill unknown to the catalog are skipped.
+    pub fn with_items<'a>(mut self, items: impl IntoIterator<Item = &'a Item>) -> Self {
+        self.items_of = vec![Vec::new(); self.skill_ids.len()];
+        for item in items {
+            for s in &item.skill_ids {
+                if let Some(&at) = self.skill_at.get(s) {
+                    self.items_of[at].push(item.id.clone());
+                }
+            }
+        }
+        self.items_of.iter_mut().for_each(|ids| {
+            ids.sort_unstable();
+            ids.dedup();
+        });
+        self
+    }
+
+    /// The item ids testing skill number `at`, sorted; empty when the
+    /// index was built without items.
+    pub fn items_of(&self, at: usize) -> &[String] {
+        self.items_of.get(at).map_or(&[], Vec::as_slice)
     }
 
     fn intern(&mut self, id: &str) -> usize {

@@ -88,6 +88,10 @@ impl Engine {
         let from_item: Vec<bool> = attempts.iter().map(|a| a.skill_ids.is_empty()).collect();
         self.fill_item_skills(&mut attempts)?;
         let (outcome, ticket) = self.apply_attempts(&attempts, &from_item, Ingest::Live)?;
+        // Best effort: module statistics must not cost the LMS its write.
+        if let Err(err) = self.effect_answers(&attempts) {
+            tracing::warn!(error = %err, "could not credit modules with answers");
+        }
         Ok(Staged { outcome, ticket })
     }
 

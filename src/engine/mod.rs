@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod backup;
 pub mod catalog;
 pub mod cohorts;
+pub mod effects;
 pub mod history;
 pub mod learners;
 pub mod locks;
@@ -74,6 +75,9 @@ pub struct Engine {
     histories: history::Histories,
     /// `learner 00 module` pairs whose first recommendation is stored.
     noted_recommendations: seen::SeenSet,
+    /// What modules did for the population, and the windows still
+    /// waiting for answers.
+    effects: effects::EffectsState,
     /// At-risk alerts: model, pending evaluations, sequence, watchers.
     alerts: alerts::AlertHub,
     /// API keys, cached for authentication.
@@ -106,9 +110,11 @@ impl Engine {
             None => (model::ActiveModel::defaults(), config.params.clone()),
         };
         let alerts = alerts::AlertHub::new(store.last_alert_sequence()?)?;
+        let effects = effects::EffectsState::load(&store)?;
         let access = access::AccessKeys::load(&store)?;
         let xapi = xapi::XapiState::new(store.count_unresolved()?, xapi::load_aliases(&store)?);
         let engine = Self {
+            effects,
             access,
             xapi,
             alerts,
@@ -237,15 +243,16 @@ impl Catalog {
     fn load(store: &Store) -> Result<Self> {
         let skills = store.all_skills()?;
         let modules = store.all_modules()?;
+        let items: BTreeMap<String, Item> = store
+            .all_items()?
+            .into_iter()
+            .map(|item| (item.id.clone(), item))
+            .collect();
         Ok(Self {
-            index: CatalogIndex::new(&skills, &modules),
+            index: CatalogIndex::new(&skills, &modules).with_items(items.values()),
             skills,
             modules,
-            items: store
-                .all_items()?
-                .into_iter()
-                .map(|item| (item.id.clone(), item))
-                .collect(),
+            items,
         })
     }
 }

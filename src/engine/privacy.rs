@@ -107,6 +107,7 @@ impl Engine {
             self.known_learners.clear();
             self.noted_recommendations.clear();
             self.histories.forget([learner]);
+            self.effects.forget([learner]);
             let Some(erased) = outcome? else {
                 return Ok(None);
             };

@@ -25,16 +25,28 @@ impl Engine {
     /// completed module keeps a snapshot of its skills' mastery so the
     /// policy can later tell whether it worked.
     pub async fn record_activity(&self, events: Vec<Activity>) -> Result<ActivityRecorded> {
-        let outcome = self.apply_activity(&events)?;
+        let (outcome, fresh) = self.apply_new_activity(&events)?;
         let touched: Vec<String> = events.iter().map(|e| e.learner_id.clone()).collect();
         self.store.log(&WalRecord::Activities(events)).await?;
         self.alerts_touched(touched.iter().map(String::as_str));
+        // Best effort: module statistics must not cost the LMS its write.
+        if let Err(err) = self.open_effect_windows(&fresh) {
+            tracing::warn!(error = %err, "could not open module effect windows");
+        }
         Ok(outcome)
     }
 
     /// The synchronous part of [`Engine::record_activity`], also replayed
     /// from the write-ahead log at start.
     pub(crate) fn apply_activity(&self, events: &[Activity]) -> Result<ActivityRecorded> {
+        self.apply_new_activity(events).map(|(outcome, _)| outcome)
+    }
+
+    /// [`Engine::apply_activity`], also returning the events newly stored.
+    fn apply_new_activity(
+        &self,
+        events: &[Activity],
+    ) -> Result<(ActivityRecorded, Vec<StoredActivity>)> {
         let catalog = self.catalog();
         let modules: BTreeMap<&str, _> =
             catalog.modules.iter().map(|m| (m.id.as_str(), m)).collect();
@@ -123,10 +135,13 @@ impl Engine {
         if !new.is_empty() {
             self.store.put_activities(&new)?;
         }
-        Ok(ActivityRecorded {
-            recorded: new.len(),
-            duplicates,
-        })
+        Ok((
+            ActivityRecorded {
+                recorded: new.len(),
+                duplicates,
+            },
+            new,
+        ))
     }
 
     /// Ranks the next modules for a learner in a program.
@@ -166,28 +181,62 @@ impl Engine {
                 .copied()
                 .unwrap_or_else(|| params.for_skill(skill).prior)
         });
+        // Certification counts answers since each skill's latest module;
+        // read them only when every program skill looks mastered.
+        let threshold = self.mastery_threshold();
+        let looks_mastered = program.skill_ids.iter().all(|s| {
+            mastery
+                .get(s)
+                .copied()
+                .unwrap_or_else(|| params.for_skill(s).prior)
+                >= threshold
+        });
+        let evidence = if looks_mastered {
+            let skills = program.skill_ids.iter().map(String::as_str);
+            self.skill_evidence(learner_id, skills, &completed, true)?
+        } else {
+            // Checks of doubtful skills and prerequisite reviews look at the
+            // answers on the skills of recent modules and their
+            // prerequisites.
+            let mut skills: BTreeSet<&str> = BTreeSet::new();
+            for done in &completed {
+                for (skill, _) in &done.mastery_before {
+                    skills.insert(skill);
+                    if let Some(s) = catalog.skills.get(skill) {
+                        skills.extend(s.prerequisite_ids.iter().map(String::as_str));
+                    }
+                }
+            }
+            self.skill_evidence(learner_id, skills, &completed, false)?
+        };
+        let effects = self.effects.read();
         let answer = recommend(&RecommendInput {
             skills: &catalog.skills,
             modules: &catalog.modules,
             index: &catalog.index,
             program_skill_ids: &program.skill_ids,
             mastery: mastery.as_ref(),
-            threshold: self.mastery_threshold(),
+            threshold,
             default_params: params.default,
             skill_params: &params.skills,
             module_learn_rates: &params.modules,
+            effects: &effects,
+            evidence: &evidence,
             language: &learner.language,
             history: &history,
             count,
             exclude,
             allow_language_fallback: false,
+            seed: draw_seed(learner_id, &completed),
             config: PolicyConfig::default(),
         })?;
+        drop(effects);
         // Best effort: a failure here must not cost the LMS its answer.
         let key = |module: &str| format!("{learner_id}\0{module}");
         let fresh: Vec<&str> = answer
             .items
             .iter()
+            .filter(|r| !r.module_id.is_empty())
             .map(|r| r.module_id.as_str())
             .filter(|m| !self.noted_recommendations.contains(&key(m)))
             .collect();
@@ -213,4 +262,19 @@ impl Engine {
         }
         Ok(answer)
     }
+}
+
+/// The seed of the policy's draws for a learner: stable while nothing
+/// changes (the same question gets the same answer), new after each module.
+fn draw_seed(learner: &str, completed: &[StoredActivity]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let last = completed.last().map_or(0, |d| d.activity.occurred_at);
+    for b in learner
+        .bytes()
+        .chain(last.to_le_bytes())
+        .chain((completed.len() as u64).to_le_bytes())
+    {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }

@@ -22,6 +22,7 @@
 //! | `activities`    | event id                                                | `StoredActivity`       |
 //! | `learner_activity` | learner id `00` occurred_at (8 bytes, order-preserving) event id | `StoredActivity` (index) |
 //! | `recommended`   | learner id `00` module id                               | `Micros` first recommended (best effort) |
+//! | `module_effects` | module id `00` skill id                                | `ModuleEffect` (population evidence, best effort) |
 //! | `cohorts`       | program id `00` cohort id                               | `StoredCohort`         |
 //! | `cohort_index`  | cohort id                                               | program id (`String`)  |
 //! | `cohort_formations` | program id                                          | `FormationRecord`      |

@@ -17,6 +17,7 @@ pub mod codec;
 pub mod cohorts;
 pub mod damage;
 pub mod durability;
+pub mod effects;
 pub mod items;
 pub mod keys;
 pub mod mapping;

@@ -56,6 +56,7 @@ pub use policies::PolicyKind;
 pub use report::{PolicyReport, SimReport};
 pub use world::{World, WorldKind};
 
+use crate::domain::remediation::effects::Effects;
 use crate::domain::remediation::{DEFAULT_THRESHOLD, PolicyConfig};
 
 /// What to simulate; [`Default`] gives the figures quoted in the README.
@@ -138,6 +139,11 @@ pub fn simulate(options: &SimOptions) -> SimReport {
 }
 
 /// The outcomes of one seed's learners, in order.
+///
+/// The adaptive policy learns from the learners before (module effects
+/// after every module, the fitted rates every cohort), so its runs go one
+/// learner after the other, as the engine sees them; the other policies
+/// learn nothing and run in parallel.
 fn simulate_seed(options: &SimOptions) -> Vec<Outcomes> {
     let world = World::generate(options);
     let cohort = match options.refit_every {
@@ -147,28 +153,57 @@ fn simulate_seed(options: &SimOptions) -> Vec<Outcomes> {
     let mut outcomes: Vec<Outcomes> = Vec::with_capacity(options.learners);
     let mut traces: Vec<population::Trace> = Vec::new();
     let mut rates = std::collections::BTreeMap::new();
+    let mut effects = Effects::default();
     for start in (0..options.learners).step_by(cohort) {
         if options.refit_every > 0 && start > 0 {
             rates = population::fit_module_rates(&world, &traces);
         }
         let end = (start + cohort).min(options.learners);
-        let done: Vec<(Outcomes, population::Trace)> = (start..end)
-            .into_par_iter()
-            .map(|i| {
-                let learner = world.learner(options, i);
-                let mut trace = population::Trace::default();
-                let result = PolicyKind::ALL.map(|kind| {
-                    let record = (kind == PolicyKind::Adaptive).then_some(&mut trace);
-                    run::run_learner(&world, &learner, kind, options, i, &rates, record)
-                });
-                (result, trace)
-            })
-            .collect();
-        for (result, trace) in done {
-            outcomes.push(result);
+        let learners: Vec<_> = (start..end).map(|i| world.learner(options, i)).collect();
+        let mut adaptive = Vec::with_capacity(learners.len());
+        for (i, learner) in (start..end).zip(&learners) {
+            let mut trace = population::Trace::default();
+            let population = run::Population {
+                rates: &rates,
+                effects: &mut effects,
+            };
+            let outcome = run::run_learner(
+                &world,
+                learner,
+                PolicyKind::Adaptive,
+                options,
+                i,
+                population,
+                Some(&mut trace),
+            );
+            adaptive.push(outcome);
             if options.refit_every > 0 {
                 traces.push(trace);
             }
+        }
+        let others: Vec<Vec<run::LearnerOutcome>> = (start..end)
+            .into_par_iter()
+            .zip(learners.par_iter())
+            .map(|(i, learner)| {
+                let mut unused = Effects::default();
+                PolicyKind::ALL[1..]
+                    .iter()
+                    .map(|&kind| {
+                        let population = run::Population {
+                            rates: &rates,
+                            effects: &mut unused,
+                        };
+                        run::run_learner(&world, learner, kind, options, i, population, None)
+                    })
+                    .collect()
+            })
+            .collect();
+        for (first, rest) in adaptive.into_iter().zip(others) {
+            let mut all = [first; PolicyKind::ALL.len()];
+            for (slot, outcome) in all[1..].iter_mut().zip(rest) {
+                *slot = outcome;
+            }
+            outcomes.push(all);
         }
     }
     outcomes
@@ -178,10 +213,15 @@ fn simulate_seed(options: &SimOptions) -> Vec<Outcomes> {
 mod tests {
     use super::*;
 
+    /// A world small enough for a debug build: 12 skills, a refit after 50
+    /// learners, a shorter time cap.
     fn small(seed: u64) -> SimOptions {
         SimOptions {
-            learners: 60,
+            learners: 55,
             seed,
+            skills: 12,
+            modules: 40,
+            max_minutes: 6_000,
             ..SimOptions::default()
         }
     }
@@ -199,7 +239,7 @@ mod tests {
     fn json_has_exactly_the_promised_shape() {
         let report = simulate(&SimOptions {
             learners: 5,
-            ..SimOptions::default()
+            ..small(1)
         });
         let value = serde_json::to_value(&report).unwrap();
         let top: Vec<&String> = value.as_object().unwrap().keys().collect();
@@ -237,7 +277,7 @@ mod tests {
 
     /// The population fit is the engine's data flow for the adaptive policy
     /// only: the other policies do exactly the same without it, and the
-    /// adaptive one changes once rates are fitted (learners 50..60).
+    /// adaptive one changes once rates are fitted (learners 50..55).
     #[test]
     fn population_rates_only_change_the_adaptive_policy() {
         let with = simulate(&small(3));

@@ -32,7 +32,10 @@ use serde::{Deserialize, Serialize};
 use super::SimOptions;
 use super::world::World;
 use crate::domain::bkt::BktParams;
-use crate::domain::remediation::{self, ModuleOutcome, RecommendInput, Status, language_matches};
+use crate::domain::remediation::effects::Effects;
+use crate::domain::remediation::{
+    self, Kind, ModuleOutcome, RecommendInput, SkillEvidence, Status, language_matches,
+};
 
 /// The policies compared, in report order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -80,9 +83,9 @@ pub struct LmsView<'a> {
     /// Whether the latest quiz or exam on each skill passed (`None`: none
     /// since the placement).
     pub last_passed: &'a [Option<bool>],
-    /// Distinct item ids answered on each skill since its latest module
-    /// (the placement counts for skills never taught).
-    pub evidence: &'a BTreeMap<String, BTreeSet<String>>,
+    /// Answers on each skill since its latest module (the placement counts
+    /// for skills never taught).
+    pub evidence: &'a BTreeMap<String, SkillEvidence>,
 }
 
 /// What a policy sees: the catalog and the engine's state of the learner,
@@ -101,6 +104,10 @@ pub struct View<'a> {
     /// Per-module learn rates fitted on the learners served before (see
     /// [`super::population`]); empty for the first cohort.
     pub rates: &'a BTreeMap<String, f64>,
+    /// What modules did for the learners served before (adaptive only).
+    pub effects: &'a Effects,
+    /// Seed of the adaptive policy's draws for this request.
+    pub seed: u64,
     /// What the LMS knows.
     pub lms: LmsView<'a>,
 }
@@ -131,11 +138,14 @@ impl View<'_> {
             default_params: BktParams::default(),
             skill_params: &params,
             module_learn_rates: self.rates,
+            effects: self.effects,
+            evidence: self.lms.evidence,
             language: self.language,
             history: self.history,
             count,
             exclude: &exclude,
             allow_language_fallback: false,
+            seed: self.seed,
             config: self.options.policy,
         };
         f(&input)
@@ -204,6 +214,13 @@ impl Policy {
                     return Action::Stuck;
                 };
                 match answer.items.first() {
+                    Some(first) if first.kind == Kind::Diagnostic => Action::Items(
+                        first
+                            .item_ids
+                            .iter()
+                            .filter_map(|id| world.item_index.get(id).copied())
+                            .collect(),
+                    ),
                     Some(first) => world
                         .module_index
                         .get(&first.module_id)

@@ -1,6 +1,6 @@
 //! The simulated LMS loop for one learner under one policy.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -12,11 +12,15 @@ use super::world::{
     FORGET_PER_MINUTE, LEARNER_STREAM, MASTERY_THETA, MAX_FORGET, SimLearner, World, WorldKind, rng,
 };
 use crate::domain::bkt::{Belief, BktParams, Observation};
-use crate::domain::remediation::{ModuleOutcome, SkillChange};
+use crate::domain::remediation::effects::{EVIDENCE_ANSWERS, EffectEvidence, Effects};
+use crate::domain::remediation::{ModuleOutcome, SkillChange, SkillEvidence};
 
 /// Ability below which a certified skill counts as falsely certified (the
 /// issue's "truly far below mastery"); half an ability unit.
 pub const FAR_BELOW: f64 = MASTERY_THETA - 0.5;
+
+/// Answer times kept per skill (what the engine reads back).
+const ANSWER_TIMES: usize = 16;
 
 /// Most recent modules passed to the policy (what an LMS would keep).
 const HISTORY_WINDOW: usize = 40;
@@ -99,7 +103,9 @@ struct Session<'a> {
     history: Vec<ModuleOutcome>,
     placement_passed: Vec<bool>,
     last_passed: Vec<Option<bool>>,
-    evidence: BTreeMap<String, BTreeSet<String>>,
+    evidence: BTreeMap<String, SkillEvidence>,
+    /// The latest answers per skill index (at most [`EVIDENCE_ANSWERS`]).
+    recent: Vec<Vec<bool>>,
     minutes: u32,
     engine: BktParams,
 }
@@ -154,11 +160,18 @@ impl Session<'_> {
                 },
             );
             self.mastery.set(id, belief);
-            self.evidence
-                .entry(id.clone())
-                .or_default()
-                .insert(self.world.bank[s][k].id.clone());
             self.minutes += self.options.minutes_per_item;
+            let recent = &mut self.recent[s];
+            recent.push(right);
+            if recent.len() > EVIDENCE_ANSWERS as usize {
+                recent.remove(0);
+            }
+            let evidence = self.evidence.entry(id.clone()).or_default();
+            evidence.items.insert(self.world.bank[s][k].id.clone());
+            evidence.recent.push((i64::from(self.minutes), right));
+            if evidence.recent.len() > ANSWER_TIMES {
+                evidence.recent.remove(0);
+            }
         }
         correct
     }
@@ -179,25 +192,43 @@ impl Session<'_> {
         }
     }
 
+    /// (right, wrong) among the latest answers on skill `s`.
+    fn level(&self, s: usize) -> (u32, u32) {
+        let right = self.recent[s].iter().filter(|r| **r).count() as u32;
+        (right, self.recent[s].len() as u32 - right)
+    }
+
     fn passed(&self, correct: u32, items: u32) -> bool {
         3 * correct >= 2 * items
     }
 }
 
+/// What the population has taught the engine so far: the per-module rates
+/// of the last fit and the module effects, which the run of an adaptive
+/// learner updates as the engine does (each module credited with the quiz
+/// after it).
+pub struct Population<'a> {
+    /// Fitted per-module rates (empty before the first fit).
+    pub rates: &'a BTreeMap<String, f64>,
+    /// Module effects, updated live.
+    pub effects: &'a mut Effects,
+}
+
 /// Plays the LMS loop (see the module doc of `simulator`) for `learner`
-/// under policy `kind`, with the per-module learn rates fitted so far
-/// (`rates`, used by the adaptive policy only), recording what the LMS sees
-/// into `trace` when given. Draws come from the learner's own stream, the
-/// same for every policy.
+/// under policy `kind`, with what the population taught so far (used by
+/// the adaptive policy only, and updated by it), recording what the LMS
+/// sees into `trace` when given. Draws come from the learner's own stream,
+/// the same for every policy.
 pub fn run_learner(
     world: &World,
     learner: &SimLearner,
     kind: PolicyKind,
     options: &SimOptions,
     index: usize,
-    rates: &BTreeMap<String, f64>,
+    population: Population<'_>,
     mut trace: Recorder<'_>,
 ) -> LearnerOutcome {
+    let Population { rates, effects } = population;
     // Another stream than the learner's generation, shared by all policies.
     let mut rng = rng(
         options.seed ^ 0x5eed_5eed_5eed_5eed,
@@ -215,6 +246,7 @@ pub fn run_learner(
         placement_passed: vec![false; n],
         last_passed: vec![None; n],
         evidence: BTreeMap::new(),
+        recent: vec![Vec::new(); n],
         minutes: 0,
         engine: BktParams::default(),
     };
@@ -251,6 +283,10 @@ pub fn run_learner(
             history: &session.history[start..],
             options,
             rates,
+            effects,
+            seed: (index as u64) << 24
+                ^ u64::from(out.recommendations) << 8
+                ^ u64::from(out.diagnostic_items),
             lms: LmsView {
                 placement_passed: &session.placement_passed,
                 last_passed: &session.last_passed,
@@ -310,7 +346,9 @@ pub fn run_learner(
                 let mut changes = Vec::with_capacity(skills.len());
                 for &s in skills {
                     let id = world.skill_ids[s].clone();
+                    // The learner's level: the latest answers before it.
                     session.evidence.remove(&id);
+                    let level = session.level(s);
                     let before =
                         session.mastery.p.get(&id).copied().unwrap_or_else(|| {
                             session.mastery.belief(&id, &session.engine).p_known()
@@ -318,6 +356,25 @@ pub fn run_learner(
                     let correct =
                         session.quiz(s, options.quiz_items, &mut rng, Some(m as u32), &mut trace);
                     session.last_passed[s] = Some(session.passed(correct, options.quiz_items));
+                    if kind == PolicyKind::Adaptive {
+                        // What the engine credits: the answers after the module.
+                        let asked = options.quiz_items.min(world.bank[s].len() as u32);
+                        effects.observe(
+                            &module.id,
+                            &id,
+                            &EffectEvidence {
+                                before,
+                                right_before: level.0,
+                                wrong_before: level.1,
+                                right: correct,
+                                wrong: asked - correct,
+                                guess: session.engine.guess,
+                                slip: session.engine.slip,
+                                weight: 1.0,
+                            },
+                            options.threshold,
+                        );
+                    }
                     changes.push(SkillChange {
                         after: session.mastery.p[&id],
                         skill_id: id,
@@ -326,6 +383,7 @@ pub fn run_learner(
                 }
                 session.history.push(ModuleOutcome {
                     module_id: module.id.clone(),
+                    completed_at: i64::from(session.minutes),
                     changes,
                 });
                 if session.history.len() > 4 * HISTORY_WINDOW {

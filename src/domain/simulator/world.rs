@@ -134,6 +134,8 @@ pub struct World {
     pub module_skills: Vec<Vec<usize>>,
     /// Module id to index in `modules`.
     pub module_index: BTreeMap<String, usize>,
+    /// Item id to (skill index, number in its bank).
+    pub item_index: BTreeMap<String, (usize, usize)>,
     /// The policy's lookup tables over `skills` and `modules`.
     pub catalog_index: CatalogIndex,
 }
@@ -185,7 +187,8 @@ impl World {
     /// (a few roots, then one to three prerequisites among the ten previous
     /// skills), and `modules` modules with every skill taught at least once
     /// in English and once in French (`fr` or `fr-CA`); about one module in
-    /// eight is near-useless; each skill has a bank of items, a few hard.
+    /// eight is near-useless (never all of a skill's modules in one
+    /// language); each skill has a bank of items, a few hard.
     pub fn generate(options: &SimOptions) -> World {
         let mut rng = rng(options.seed, WORLD_STREAM);
         let n = options.skills.max(2);
@@ -255,6 +258,7 @@ impl World {
         let mut quality = Vec::with_capacity(total);
         let mut useless = Vec::with_capacity(total);
         let mut module_skills = Vec::with_capacity(total);
+        let mut working = Vec::with_capacity(total);
         for (k, (taught, language)) in drafts.into_iter().enumerate() {
             let format = Format::ALL[rng.random_range(0..Format::ALL.len())];
             let (lo, hi, factor) = format_profile(format);
@@ -262,6 +266,7 @@ impl World {
             let q = factor * (QUALITY_SPREAD * normal(&mut rng)).exp();
             let bad = rng.random_bool(USELESS_SHARE);
             quality.push(if bad { 0.05 * q.min(1.0) } else { q });
+            working.push(q);
             useless.push(bad);
             modules.push(Module {
                 external_ids: Vec::new(),
@@ -281,6 +286,25 @@ impl World {
                 language: language.to_string(),
             });
             module_skills.push(taught);
+        }
+        // Every skill keeps one working module per language: a language
+        // whose only content does not work is a content gap, which the
+        // engine reports (NO_CONTENT), not a choice any policy can make.
+        for skill in 0..n {
+            for french in [false, true] {
+                let of_language: Vec<usize> = (0..modules.len())
+                    .filter(|&m| {
+                        module_skills[m].contains(&skill)
+                            && modules[m].language.starts_with("fr") == french
+                    })
+                    .collect();
+                if of_language.iter().all(|&m| useless[m]) {
+                    if let Some(&m) = of_language.first() {
+                        useless[m] = false;
+                        quality[m] = working[m];
+                    }
+                }
+            }
         }
         let mut items = Vec::with_capacity(n * ITEMS_PER_SKILL);
         let mut bank = Vec::with_capacity(n);
@@ -313,7 +337,16 @@ impl World {
         let topo = topological(&skill_ids, &prereqs);
         World {
             kind: options.world,
-            catalog_index: CatalogIndex::new(&skills, &modules),
+            catalog_index: CatalogIndex::new(&skills, &modules).with_items(&items),
+            item_index: bank
+                .iter()
+                .enumerate()
+                .flat_map(|(s, own)| {
+                    own.iter()
+                        .enumerate()
+                        .map(move |(k, item)| (item.id.clone(), (s, k)))
+                })
+                .collect(),
             program: skill_ids.clone(),
             skill_index: skill_ids
                 .iter()

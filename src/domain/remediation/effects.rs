@@ -1,0 +1,398 @@
+//! What each module really does for each skill, learnt from the population.
+//!
+//! A fitted model gives every module one learn rate, and without one every
+//! module of a skill looks the same: the policy then ranks by duration
+//! alone and serves a near-useless short module again and again. So the
+//! engine keeps, per (module, skill), what happened to the learners who did
+//! it while the skill was unmastered: how much better they answered on the
+//! skill right after it than just before it.
+//!
+//! That *value added* (share right after − share right before, `Δ`) is
+//! measured against each learner's own level, so it does not depend on who
+//! happens to take the module (a module tried late by strong learners is
+//! not credited with their strength), and it needs no learner model: a
+//! likelihood under BKT would read the mixed answers of a half-learnt skill
+//! as "nothing learnt" for every module alike. Under BKT a module teaching
+//! with probability `ℓ` raises the share right by `ℓ · (1 − slip − guess)`,
+//! which turns `Δ` back into a learn rate.
+//!
+//! The estimate is a posterior mean with the fitted (or default) rate as a
+//! prior worth [`PRIOR_STRENGTH`] learners, and a normal uncertainty. The
+//! policy *draws* a rate from it (Thompson sampling) with a uniform drawn
+//! from a seed of the request: an untried module gets tried now and then, a
+//! module that works wins most draws, and one that does not move anyone
+//! stops being drawn high.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Strength of the prior, in pseudo-learners: small, so that a handful of
+/// learners outweigh a fitted rate that a whole-population fit got wrong.
+pub const PRIOR_STRENGTH: f64 = 2.0;
+
+/// Variance of one learner's `Δ` assumed by the prior: a three-item quiz
+/// moves the share right in steps of a third.
+const PRIOR_VARIANCE: f64 = 0.16;
+
+/// Answers after a module that decide its outcome: the first ones on the
+/// skill (later ones may follow other work); as many before it set the
+/// learner's level.
+pub const EVIDENCE_ANSWERS: u32 = 3;
+
+/// One module's outcome for one learner on one skill.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EffectEvidence {
+    /// P(mastered) of the skill just before the module, as the engine saw it.
+    pub before: f64,
+    /// Right answers among the latest answers on the skill before the
+    /// module (at most [`EVIDENCE_ANSWERS`]).
+    pub right_before: u32,
+    /// Wrong answers among them.
+    pub wrong_before: u32,
+    /// Right answers on the skill after the module (the first few).
+    pub right: u32,
+    /// Wrong answers on the skill after the module (the first few).
+    pub wrong: u32,
+    /// The skill's guess (P(right | not mastered)).
+    pub guess: f64,
+    /// The skill's slip (P(wrong | mastered)).
+    pub slip: f64,
+    /// Weight of this evidence in (0, 1]: `1 / k` when `k` modules on the
+    /// skill were done before the same answers (each gets a share).
+    pub weight: f64,
+}
+
+impl EffectEvidence {
+    /// Whether the answers show the skill learnt: two thirds right, the
+    /// usual pass mark of a short quiz.
+    pub fn passed(&self) -> bool {
+        3 * self.right >= 2 * (self.right + self.wrong) && self.right > 0
+    }
+
+    /// The share right before the module: the learner's latest answers,
+    /// smoothed towards what the engine's belief predicts (worth two
+    /// answers). A module is usually chosen right after a failed quiz,
+    /// whose share right is below the learner's level: the raw share would
+    /// credit every module with the regression to the mean that follows.
+    fn level_before(&self) -> f64 {
+        let p = finite_or(self.before, 0.0).clamp(0.0, 1.0);
+        let predicted = p * (1.0 - self.slip) + (1.0 - p) * self.guess;
+        let n = f64::from(self.right_before + self.wrong_before);
+        (f64::from(self.right_before) + 2.0 * predicted) / (n + 2.0)
+    }
+}
+
+/// The evidence on one (module, skill) pair.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModuleEffect {
+    /// Learners who did the module while the skill was unmastered and then
+    /// answered on it.
+    pub tried: u32,
+    /// Of whom passed the answers after it.
+    pub moved: u32,
+    /// Weighted count of value-added observations.
+    pub weight: f64,
+    /// Weighted sum of `Δ`.
+    pub sum: f64,
+    /// Weighted sum of `Δ²`.
+    pub sum_sq: f64,
+}
+
+impl ModuleEffect {
+    /// Adds one learner's outcome. Evidence gathered while the skill was
+    /// already mastered says little about the module (the answers are at
+    /// their ceiling), so it is left out.
+    pub fn observe(&mut self, e: &EffectEvidence, threshold: f64) {
+        let weight = finite_or(e.weight, 1.0).clamp(0.0, 1.0);
+        let after = e.right + e.wrong;
+        let p = finite_or(e.before, 0.0);
+        if after == 0 || weight == 0.0 || p >= threshold {
+            return;
+        }
+        self.tried += 1;
+        self.moved += u32::from(e.passed());
+        let delta = f64::from(e.right) / f64::from(after) - e.level_before();
+        self.weight += weight;
+        self.sum += weight * delta;
+        self.sum_sq += weight * delta * delta;
+    }
+
+    /// The posterior over the learn rate, with `prior_rate` (the fitted
+    /// module rate, or the skill's) as its prior, for a skill of that
+    /// guess and slip.
+    pub fn posterior(&self, prior_rate: f64, guess: f64, slip: f64) -> Posterior {
+        let span = (1.0 - finite_or(slip, 0.1) - finite_or(guess, 0.2)).clamp(0.1, 1.0);
+        let prior = finite_or(prior_rate, 0.15).clamp(0.0, 1.0) * span;
+        let n = PRIOR_STRENGTH + self.weight.max(0.0);
+        let mean = (PRIOR_STRENGTH * prior + self.sum) / n;
+        let squares = PRIOR_STRENGTH * (PRIOR_VARIANCE + prior * prior) + self.sum_sq;
+        let variance = (squares / n - mean * mean).max(0.01);
+        Posterior {
+            mean: mean / span,
+            sd: (variance / n).sqrt() / span,
+        }
+    }
+}
+
+fn finite_or(x: f64, default: f64) -> f64 {
+    if x.is_finite() { x } else { default }
+}
+
+/// What is known of a module's learn rate: a mean and its uncertainty.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Posterior {
+    mean: f64,
+    sd: f64,
+}
+
+/// Smallest rate a draw or a mean returns: a module is never worth exactly
+/// nothing (the ranking still needs an order).
+const FLOOR: f64 = 0.005;
+
+impl Posterior {
+    /// The estimated learn rate, in [0.005, 1].
+    pub fn mean(&self) -> f64 {
+        self.mean.clamp(FLOOR, 1.0)
+    }
+
+    /// The rate at cumulative probability `u` of the (normal) posterior,
+    /// clamped to [0.005, 1]: a posterior draw when `u` is uniform.
+    pub fn sample(&self, u: f64) -> f64 {
+        (self.mean + self.sd * normal_quantile(u)).clamp(FLOOR, 1.0)
+    }
+}
+
+/// The standard normal quantile (Acklam's rational approximation, relative
+/// error under 1.2e-9), for `u` in (0, 1).
+fn normal_quantile(u: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    let u = finite_or(u, 0.5).clamp(1e-12, 1.0 - 1e-12);
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if u < 0.02425 {
+        tail((-2.0 * u.ln()).sqrt())
+    } else if u > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - u).ln()).sqrt())
+    } else {
+        let q = u - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
+
+/// The evidence on every (module, skill) pair, by module id then skill id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Effects {
+    by_module: BTreeMap<String, BTreeMap<String, ModuleEffect>>,
+}
+
+impl Effects {
+    /// The evidence on `module` for `skill`, if any.
+    pub fn get(&self, module: &str, skill: &str) -> Option<&ModuleEffect> {
+        self.by_module.get(module)?.get(skill)
+    }
+
+    /// Adds one outcome; returns the updated pair (to be stored).
+    pub fn observe(
+        &mut self,
+        module: &str,
+        skill: &str,
+        evidence: &EffectEvidence,
+        threshold: f64,
+    ) -> &ModuleEffect {
+        let effect = self
+            .by_module
+            .entry(module.to_string())
+            .or_default()
+            .entry(skill.to_string())
+            .or_default();
+        effect.observe(evidence, threshold);
+        effect
+    }
+
+    /// Puts a stored pair back (loading at start).
+    pub fn insert(&mut self, module: String, skill: String, effect: ModuleEffect) {
+        self.by_module
+            .entry(module)
+            .or_default()
+            .insert(skill, effect);
+    }
+
+    /// Every pair, by module then skill.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &ModuleEffect)> {
+        self.by_module
+            .iter()
+            .flat_map(|(m, skills)| skills.iter().map(move |(s, e)| (m.as_str(), s.as_str(), e)))
+    }
+}
+
+/// A uniform in [0, 1) from a request seed and a module id: the same
+/// request gives the same draw (reproducible answers), another learner or
+/// another moment another draw. SplitMix64 over FNV-1a of the id.
+pub fn uniform(seed: u64, module: &str) -> f64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in module.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut z = seed ^ h;
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn evidence(before: (u32, u32), right: u32, wrong: u32) -> EffectEvidence {
+        EffectEvidence {
+            before: 0.2,
+            right_before: before.0,
+            wrong_before: before.1,
+            right,
+            wrong,
+            guess: 0.2,
+            slip: 0.1,
+            weight: 1.0,
+        }
+    }
+
+    fn rate(e: &ModuleEffect) -> f64 {
+        e.posterior(0.15, 0.2, 0.1).mean()
+    }
+
+    #[test]
+    fn progress_raises_the_rate_and_none_lowers_it() {
+        let (mut good, mut bad) = (ModuleEffect::default(), ModuleEffect::default());
+        for _ in 0..20 {
+            good.observe(&evidence((1, 2), 3, 0), 0.95);
+            bad.observe(&evidence((1, 2), 1, 2), 0.95);
+        }
+        let prior = rate(&ModuleEffect::default());
+        assert!((prior - 0.15).abs() < 1e-9, "{prior}");
+        assert!(rate(&good) > 0.8, "{}", rate(&good));
+        assert!(rate(&bad) < 0.03, "{}", rate(&bad));
+        assert_eq!(
+            (good.tried, good.moved, bad.tried, bad.moved),
+            (20, 20, 20, 0)
+        );
+    }
+
+    #[test]
+    fn a_strong_learner_passing_is_not_the_module_s_merit() {
+        // Learners who already answered two thirds right and still do: the
+        // module added nothing, however often they pass after it.
+        let mut e = ModuleEffect::default();
+        for _ in 0..30 {
+            e.observe(
+                &EffectEvidence {
+                    before: 0.7,
+                    ..evidence((2, 1), 2, 1)
+                },
+                0.95,
+            );
+        }
+        assert_eq!(e.moved, 30);
+        assert!(rate(&e) < 0.03, "{}", rate(&e));
+    }
+
+    #[test]
+    fn a_mastered_skill_tells_nothing_about_the_module() {
+        let mut e = ModuleEffect::default();
+        e.observe(
+            &EffectEvidence {
+                before: 0.99,
+                ..evidence((3, 0), 0, 3)
+            },
+            0.95,
+        );
+        assert_eq!(e, ModuleEffect::default());
+    }
+
+    #[test]
+    fn without_earlier_answers_the_belief_sets_the_level() {
+        // (With answers, it is worth two of them.)
+        // P 0.2 predicts 0.2·0.9 + 0.8·0.2 = 0.34 right: three right is +0.66.
+        let mut e = ModuleEffect::default();
+        e.observe(&evidence((0, 0), 3, 0), 0.95);
+        assert!((e.sum - 0.66).abs() < 1e-9, "{}", e.sum);
+    }
+
+    #[test]
+    fn uncertainty_shrinks_with_learners_and_draws_follow_it() {
+        let mut e = ModuleEffect::default();
+        let wide = e.posterior(0.15, 0.2, 0.1);
+        for _ in 0..50 {
+            e.observe(&evidence((1, 2), 2, 1), 0.95);
+        }
+        let narrow = e.posterior(0.15, 0.2, 0.1);
+        let spread = |p: Posterior| p.sample(0.9) - p.sample(0.1);
+        assert!(spread(narrow) < spread(wide) / 3.0);
+        let n = 4000;
+        let mean: f64 = (0..n).map(|i| narrow.sample(uniform(i, "m"))).sum::<f64>() / n as f64;
+        assert!(
+            (mean - narrow.mean()).abs() < 0.02,
+            "{mean} vs {}",
+            narrow.mean()
+        );
+        assert!(normal_quantile(0.975) > 1.959 && normal_quantile(0.975) < 1.961);
+        assert!(normal_quantile(0.001) < -3.09 && normal_quantile(0.001) > -3.1);
+    }
+
+    #[test]
+    fn weight_tempers_the_evidence() {
+        let (mut full, mut half) = (ModuleEffect::default(), ModuleEffect::default());
+        full.observe(&evidence((0, 3), 3, 0), 0.95);
+        half.observe(
+            &EffectEvidence {
+                weight: 0.5,
+                ..evidence((0, 3), 3, 0)
+            },
+            0.95,
+        );
+        assert!(rate(&full) > rate(&half) && rate(&half) > rate(&ModuleEffect::default()));
+    }
+
+    #[test]
+    fn uniform_is_spread_and_reproducible() {
+        assert_eq!(uniform(7, "a"), uniform(7, "a"));
+        assert_ne!(uniform(7, "a"), uniform(8, "a"));
+        let below: usize = (0..1000).filter(|&i| uniform(i, "x") < 0.25).count();
+        assert!((200..300).contains(&below), "{below}");
+    }
+}

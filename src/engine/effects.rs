@@ -1,0 +1,413 @@
+//! Crediting modules with the answers that follow them, and the evidence
+//! certification counts.
+//!
+//! When a learner completes a module, a *window* opens for each skill it
+//! teaches, holding P(mastered) just before it. The next answers on that
+//! skill fill it; at [`EVIDENCE_ANSWERS`] answers it closes and credits the
+//! module (`domain::remediation::effects`). Only answers on the module's own
+//! skills, given after it, count: an answer on skill B after a module on
+//! skill A credits nothing to A. When several modules on a skill were done
+//! before the same answers, each is credited with a share (`1 / k`).
+//!
+//! Windows live in memory (a restart forgets the few open ones; the
+//! population keeps bringing evidence), at most [`WINDOWS_PER_LEARNER`] per
+//! learner; the effects themselves are stored.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+
+use super::Engine;
+use crate::domain::activity::StoredActivity;
+use crate::domain::learner::Micros;
+use crate::domain::mastery::Attempt;
+use crate::domain::remediation::SkillEvidence;
+use crate::domain::remediation::effects::{
+    EVIDENCE_ANSWERS, EffectEvidence, Effects, ModuleEffect,
+};
+use crate::error::Result;
+use crate::store::Store;
+
+/// Open windows kept per learner (the oldest go first).
+pub const WINDOWS_PER_LEARNER: usize = 8;
+
+/// Answers read back per skill when gathering a learner's evidence.
+const EVIDENCE_DEPTH: usize = 16;
+
+/// A completed module waiting for the answers on one of its skills.
+#[derive(Debug, Clone)]
+struct Window {
+    module: String,
+    skill: String,
+    before: f64,
+    /// (right, wrong) among the latest answers before the module.
+    level: (u32, u32),
+    completed_at: Micros,
+    right: u32,
+    wrong: u32,
+}
+
+impl Window {
+    fn answers(&self) -> u32 {
+        self.right + self.wrong
+    }
+}
+
+/// The population's module effects and the open windows.
+#[derive(Default)]
+pub struct EffectsState {
+    table: RwLock<Effects>,
+    windows: Mutex<HashMap<String, Vec<Window>>>,
+}
+
+impl EffectsState {
+    /// Loads the stored effects.
+    pub fn load(store: &Store) -> Result<Self> {
+        Ok(Self {
+            table: RwLock::new(store.all_effects()?),
+            windows: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The effects, for a recommendation (held for microseconds).
+    pub fn read(&self) -> RwLockReadGuard<'_, Effects> {
+        self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn windows(&self) -> MutexGuard<'_, HashMap<String, Vec<Window>>> {
+        self.windows.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets the open windows of erased learners.
+    pub fn forget<'a>(&self, learners: impl IntoIterator<Item = &'a str>) {
+        let mut windows = self.windows();
+        for learner in learners {
+            windows.remove(learner);
+        }
+    }
+}
+
+/// A window that closed, to be credited.
+struct Closed {
+    module: String,
+    skill: String,
+    before: f64,
+    level: (u32, u32),
+    right: u32,
+    wrong: u32,
+    weight: f64,
+}
+
+/// Closes the windows of `learner` on `skill` that have their answers (or
+/// all of them, `force`), sharing the credit between modules that saw the
+/// same answers.
+fn close(list: &mut Vec<Window>, skill: &str, force: bool, out: &mut Vec<Closed>) {
+    let ready = |w: &Window| w.skill == skill && (w.answers() >= EVIDENCE_ANSWERS || force);
+    let closing: Vec<Window> = list.iter().filter(|w| ready(w)).cloned().collect();
+    list.retain(|w| !ready(w));
+    let with_answers: Vec<&Window> = closing.iter().filter(|w| w.answers() > 0).collect();
+    let k = with_answers.len().max(1) as f64;
+    for w in with_answers {
+        out.push(Closed {
+            module: w.module.clone(),
+            skill: w.skill.clone(),
+            before: w.before,
+            level: w.level,
+            right: w.right,
+            wrong: w.wrong,
+            weight: 1.0 / k,
+        });
+    }
+}
+
+impl Engine {
+    /// Opens windows for newly completed modules (live ingestion only), and
+    /// counts the answers already stored after them (an xAPI batch stores
+    /// its answers before its module events).
+    pub(crate) fn open_effect_windows(&self, fresh: &[StoredActivity]) -> Result<()> {
+        let mut closed = Vec::new();
+        for done in fresh {
+            let event = &done.activity;
+            if event.kind != crate::domain::activity::ActivityKind::Completed {
+                continue;
+            }
+            for (skill, before) in &done.mastery_before {
+                let observations = self.store.observations(&event.learner_id, skill)?;
+                let (earlier, later): (Vec<_>, Vec<_>) = observations
+                    .iter()
+                    .partition(|(at, _)| at.occurred_at <= event.occurred_at);
+                let tally = |answers: &mut dyn Iterator<Item = bool>| {
+                    answers.fold(
+                        (0, 0),
+                        |(r, w), right| {
+                            if right { (r + 1, w) } else { (r, w + 1) }
+                        },
+                    )
+                };
+                let n = EVIDENCE_ANSWERS as usize;
+                let level = tally(&mut earlier.iter().rev().take(n).map(|(_, o)| o.correct));
+                let (right, wrong) = tally(&mut later.iter().take(n).map(|(_, o)| o.correct));
+                let window = Window {
+                    module: event.module_id.clone(),
+                    skill: skill.clone(),
+                    before: *before,
+                    level,
+                    completed_at: event.occurred_at,
+                    right,
+                    wrong,
+                };
+                let mut windows = self.effects.windows();
+                let list = windows.entry(event.learner_id.clone()).or_default();
+                // A new module on the skill ends the older windows on it:
+                // the answers after it belong to both only if none came in
+                // between.
+                if list.iter().any(|w| w.skill == *skill && w.answers() > 0) {
+                    close(list, skill, true, &mut closed);
+                }
+                list.push(window);
+                close(list, skill, false, &mut closed);
+                if list.len() > WINDOWS_PER_LEARNER {
+                    let drop = list.len() - WINDOWS_PER_LEARNER;
+                    list.drain(..drop);
+                }
+                if list.is_empty() {
+                    windows.remove(&event.learner_id);
+                }
+            }
+        }
+        self.credit(closed)
+    }
+
+    /// Counts live answers into the open windows of their learners.
+    pub(crate) fn effect_answers(&self, attempts: &[Attempt]) -> Result<()> {
+        let mut closed = Vec::new();
+        {
+            let mut windows = self.effects.windows();
+            if windows.is_empty() {
+                return Ok(());
+            }
+            for attempt in attempts {
+                let Some(list) = windows.get_mut(&attempt.learner_id) else {
+                    continue;
+                };
+                let mut touched: BTreeSet<String> = BTreeSet::new();
+                for w in list.iter_mut() {
+                    if w.completed_at < attempt.occurred_at
+                        && attempt.skill_ids.contains(&w.skill)
+                        && w.answers() < EVIDENCE_ANSWERS
+                    {
+                        if attempt.correct {
+                            w.right += 1;
+                        } else {
+                            w.wrong += 1;
+                        }
+                        touched.insert(w.skill.clone());
+                    }
+                }
+                for skill in &touched {
+                    close(list, skill, false, &mut closed);
+                }
+                if list.is_empty() {
+                    windows.remove(&attempt.learner_id);
+                }
+            }
+        }
+        self.credit(closed)
+    }
+
+    /// Folds closed windows into the effects and stores the pairs changed.
+    fn credit(&self, closed: Vec<Closed>) -> Result<()> {
+        if closed.is_empty() {
+            return Ok(());
+        }
+        let params = self.params();
+        let threshold = self.mastery_threshold();
+        let mut changed: BTreeMap<(String, String), ModuleEffect> = BTreeMap::new();
+        {
+            let mut table = self
+                .effects
+                .table
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            for c in closed {
+                let p = params.for_skill(&c.skill);
+                let evidence = EffectEvidence {
+                    before: c.before,
+                    right_before: c.level.0,
+                    wrong_before: c.level.1,
+                    right: c.right,
+                    wrong: c.wrong,
+                    guess: p.guess,
+                    slip: p.slip,
+                    weight: c.weight,
+                };
+                let effect = table.observe(&c.module, &c.skill, &evidence, threshold);
+                changed.insert((c.module, c.skill), effect.clone());
+            }
+        }
+        for ((module, skill), effect) in changed {
+            self.store.put_effect(&module, &skill, &effect)?;
+        }
+        Ok(())
+    }
+
+    /// What the learner answered on each of `skills`: the latest answers
+    /// (times and correctness) and, with `items`, the distinct items since
+    /// the latest completed module teaching the skill (`completed`, oldest
+    /// first), which cost one read per answer and only certification needs.
+    pub(crate) fn skill_evidence<'a>(
+        &self,
+        learner: &str,
+        skills: impl IntoIterator<Item = &'a str>,
+        completed: &[StoredActivity],
+        items: bool,
+    ) -> Result<BTreeMap<String, SkillEvidence>> {
+        let mut out = BTreeMap::new();
+        for skill in skills {
+            let observations = self.store.observations(learner, skill)?;
+            if observations.is_empty() {
+                continue;
+            }
+            let mut evidence = SkillEvidence::default();
+            let start = observations.len().saturating_sub(EVIDENCE_DEPTH);
+            evidence.recent = observations[start..]
+                .iter()
+                .map(|(at, obs)| (at.occurred_at, obs.correct))
+                .collect();
+            if items {
+                let since = completed
+                    .iter()
+                    .rev()
+                    .find(|done| done.mastery_before.iter().any(|(s, _)| s == skill))
+                    .map_or(Micros::MIN, |done| done.activity.occurred_at);
+                let fresh = observations
+                    .iter()
+                    .rev()
+                    .take_while(|(at, _)| at.occurred_at > since)
+                    .take(EVIDENCE_DEPTH);
+                for (at, _) in fresh {
+                    if let Some(attempt) = self.store.attempt(&at.attempt_id)? {
+                        evidence.items.insert(attempt.item_id);
+                    }
+                }
+            }
+            out.insert(skill.to_string(), evidence);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::activity::{Activity, ActivityKind};
+    use crate::domain::catalog::{Format, Module, Skill};
+    use crate::domain::mastery::test_attempt;
+    use crate::engine::testing;
+
+    fn module(id: &str, skill: &str) -> Module {
+        Module {
+            external_ids: Vec::new(),
+            id: id.into(),
+            title: id.into(),
+            skill_ids: vec![skill.into()],
+            format: Format::Video,
+            duration_minutes: 10,
+            language: "en".into(),
+        }
+    }
+
+    fn completed(id: &str, module: &str, at: Micros) -> Activity {
+        Activity {
+            event_id: id.into(),
+            learner_id: "l".into(),
+            module_id: module.into(),
+            program_id: String::new(),
+            kind: ActivityKind::Completed,
+            occurred_at: at,
+            time_spent_ms: 0,
+        }
+    }
+
+    fn on(skill: &str, id: &str, at: Micros, correct: bool) -> Attempt {
+        Attempt {
+            skill_ids: vec![skill.into()],
+            ..test_attempt(id, at, correct)
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_credit_only_the_modules_that_teach_their_skill() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = testing::engine(dir.path());
+        testing::skill_s_and_learner_l(&engine, vec![module("ms", "s")]).await;
+        engine
+            .import_catalog(
+                vec![Skill {
+                    id: "b".into(),
+                    name: "B".into(),
+                    prerequisite_ids: vec![],
+                }],
+                vec![module("mb", "b")],
+            )
+            .await
+            .unwrap();
+        let t = 1_700_000_000_000_000;
+        engine
+            .record_activity(vec![completed("e1", "ms", t)])
+            .await
+            .unwrap();
+        // Answers on b after a module on s: nothing for ms.
+        let on_b: Vec<Attempt> = (0..3)
+            .map(|i| on("b", &format!("b{i}"), t + 10 + i, true))
+            .collect();
+        engine.record_attempts(on_b).await.unwrap();
+        assert!(engine.effects.read().get("ms", "s").is_none());
+        assert!(engine.effects.read().get("mb", "b").is_none());
+        // Two answers on s: still open; the third closes it.
+        let on_s: Vec<Attempt> = (0..3)
+            .map(|i| on("s", &format!("s{i}"), t + 20 + i, true))
+            .collect();
+        engine.record_attempts(on_s[..2].to_vec()).await.unwrap();
+        assert!(engine.effects.read().get("ms", "s").is_none());
+        engine.record_attempts(on_s[2..].to_vec()).await.unwrap();
+        let effect = engine.effects.read().get("ms", "s").cloned().unwrap();
+        assert_eq!((effect.tried, effect.moved), (1, 1));
+        assert!(effect.sum > 0.0, "three right after it: {effect:?}");
+        // Answers before a module do not count for it; the effect is
+        // stored and comes back at the next start.
+        drop(engine);
+        let engine = testing::engine(dir.path());
+        assert_eq!(engine.effects.read().get("ms", "s"), Some(&effect));
+        engine
+            .record_activity(vec![completed("e2", "ms", t + 100)])
+            .await
+            .unwrap();
+        engine
+            .record_attempts(vec![on("s", "late", t + 50, false)])
+            .await
+            .unwrap();
+        assert_eq!(engine.effects.read().get("ms", "s"), Some(&effect));
+    }
+
+    #[tokio::test]
+    async fn two_modules_before_the_same_answers_share_the_credit() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = testing::engine(dir.path());
+        testing::skill_s_and_learner_l(&engine, vec![module("m1", "s"), module("m2", "s")]).await;
+        let t = 1_700_000_000_000_000;
+        engine
+            .record_activity(vec![completed("e1", "m1", t), completed("e2", "m2", t + 1)])
+            .await
+            .unwrap();
+        let answers: Vec<Attempt> = (0..3)
+            .map(|i| on("s", &format!("a{i}"), t + 10 + i, true))
+            .collect();
+        engine.record_attempts(answers).await.unwrap();
+        let effects = engine.effects.read();
+        let (a, b) = (
+            effects.get("m1", "s").unwrap(),
+            effects.get("m2", "s").unwrap(),
+        );
+        assert!((a.weight - 0.5).abs() < 1e-12 && (b.weight - 0.5).abs() < 1e-12);
+    }
+}
