@@ -237,7 +237,7 @@ async fn main() {
                 serde_json::from_str(&body(2, client, call, batch)).unwrap();
             let parsed = spoc_engine::domain::xapi::statement::parse_body(
                 &json,
-                spoc_engine::engine::now_micros(),
+                spoc_engine::clock::now_micros(),
             )
             .unwrap();
             engine.ingest_statements(parsed).await.unwrap();

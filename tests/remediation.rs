@@ -266,11 +266,12 @@ async fn activity_is_idempotent_and_steers_the_policy() {
 /// recommended modules started" counts the ones the learner then opened.
 #[tokio::test]
 async fn recommended_modules_feed_the_started_share_signal() {
+    use spoc_engine::clock::now_micros;
     use spoc_engine::domain::activity::{Activity, ActivityKind};
     use spoc_engine::domain::catalog::{Format, Module, Skill};
     use spoc_engine::domain::learner::{CohortRules, Learner, Program};
     use spoc_engine::engine::params::ParamSet;
-    use spoc_engine::engine::{Engine, EngineConfig, now_micros};
+    use spoc_engine::engine::{Engine, EngineConfig};
     use spoc_engine::store::Store;
 
     let dir = tempfile::tempdir().unwrap();

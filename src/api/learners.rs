@@ -7,8 +7,9 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, required};
 use super::pb::{self, learner_service_server::LearnerService};
 use super::validate as check;
+use crate::clock::now_micros;
+use crate::engine::Engine;
 use crate::engine::learners::EnrolmentOwner;
-use crate::engine::{Engine, now_micros};
 use crate::error::Error;
 
 /// Serves learners and enrolments over the engine.

@@ -7,8 +7,9 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use super::pb::{self, mastery_service_server::MasteryService};
 use super::validate as check;
+use crate::clock::now_micros;
+use crate::engine::Engine;
 use crate::engine::model::{ActiveModel, FitRequest, FitState, module_learn_rates};
-use crate::engine::{Engine, now_micros};
 use crate::error::Error;
 
 /// Batches of this many attempts or more are ingested on the blocking

@@ -7,10 +7,11 @@ use tonic::{Request, Response, Status};
 
 use super::pb::{self, remediation_service_server::RemediationService};
 use super::validate as check;
+use crate::clock::now_micros;
 use crate::domain::activity::{Activity, ActivityKind};
 use crate::domain::learner::Micros;
 use crate::domain::remediation::{self as policy, Recommendation, Target};
-use crate::engine::{Engine, now_micros};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 
 /// Largest number of recommendations one call may ask for.

@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use ring::rand::SecureRandom;
 use subtle::ConstantTimeEq;
 
-use super::{Engine, now_micros};
+use super::Engine;
+use crate::clock::now_micros;
 use crate::domain::access::{ApiKey, CohortFacts, Principal, Resource, Role, Scope, ScopeFacts};
 use crate::domain::reports::CohortReport;
 use crate::error::{Error, Result};

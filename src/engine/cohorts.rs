@@ -14,8 +14,9 @@ use std::sync::{MutexGuard, OnceLock};
 
 use jiff::Timestamp;
 
+use super::Engine;
 use super::locks::StripedLocks;
-use super::{Engine, now_micros};
+use crate::clock::now_micros;
 use crate::domain::catalog_index::primary_subtag;
 use crate::domain::cohorts::records::{FormationRecord, StoredCohort};
 use crate::domain::cohorts::{
@@ -181,7 +182,7 @@ fn domain_cohorts(cohorts: &[StoredCohort]) -> Vec<Cohort> {
 /// from `start_date` (now when unset) to `end_date` (the start when
 /// unset), since offsets move with daylight saving time.
 fn program_window(program: &Program) -> Window {
-    let now = Timestamp::now();
+    let now = Timestamp::from_microsecond(now_micros()).unwrap_or(Timestamp::UNIX_EPOCH);
     let at = |m: i64| Timestamp::from_microsecond(m).unwrap_or(now);
     let from = program.start_date.map_or(now, at);
     let until = program.end_date.map_or(from, at);

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use super::{Engine, now_micros};
+use super::Engine;
+use crate::clock::now_micros;
 use crate::domain::learner::{Enrolment, Learner, Micros, Program};
 use crate::domain::xapi::record::ObjectKind;
 use crate::error::{Error, Result};

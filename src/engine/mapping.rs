@@ -5,7 +5,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::{Catalog, Engine, now_micros};
+use super::{Catalog, Engine};
+use crate::clock::now_micros;
 use crate::domain::xapi::aliases::{Aliases, Clash};
 use crate::domain::xapi::mapping::{Effect, resolve};
 use crate::domain::xapi::record::{ObjectKind, SeenActivity};

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::domain::catalog::{Item, Module, Skill};
 use crate::domain::catalog_index::CatalogIndex;
-use crate::domain::learner::{Micros, Program};
+use crate::domain::learner::Program;
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::store::wal::WalRecord;
@@ -250,10 +250,7 @@ impl Catalog {
     }
 }
 
-/// The current time in microseconds since the epoch.
-pub fn now_micros() -> Micros {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as Micros)
-        .unwrap_or(0)
-}
+/// The clock under its former path, for the engine files rewritten
+/// elsewhere meanwhile (`alerts.rs`, `mastery.rs`, `model.rs`,
+/// `remediation.rs`). New code uses [`crate::clock`].
+pub use crate::clock::now_micros;

@@ -16,7 +16,8 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use super::{Engine, now_micros};
+use super::Engine;
+use crate::clock::now_micros;
 use crate::domain::learner::Micros;
 use crate::error::{Error, Result};
 use crate::store::privacy::{Erased, LearnerRecords};

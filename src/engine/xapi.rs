@@ -28,7 +28,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::{Catalog, Engine, now_micros};
+use super::{Catalog, Engine};
+use crate::clock::now_micros;
 use crate::domain::activity::Activity;
 use crate::domain::learner::{Learner, Micros};
 use crate::domain::limits::MAX_ID_BYTES;

@@ -13,8 +13,8 @@ use serde_json::Value;
 use super::error::HttpError;
 use super::multipart::{self, MediaType};
 use super::{AppState, MAX_STATEMENTS_PER_BATCH, attachments, version};
+use crate::clock::now_micros;
 use crate::domain::xapi::statement::{Parsed, parse_body, uuid};
-use crate::engine::now_micros;
 
 /// The query of a PUT.
 #[derive(Debug, Deserialize)]
