@@ -101,7 +101,7 @@ async fn main() {
         .unwrap_or(30);
     let max_in_flight = arg(
         "--max-in-flight",
-        spoc_engine::server::DEFAULT_MAX_IN_FLIGHT as u64,
+        spoc_engine::domain::limits::DEFAULT_MAX_IN_FLIGHT as u64,
     );
 
     let temp = tempfile::tempdir().unwrap();

@@ -41,16 +41,11 @@ use crate::api::pb::report_service_server::ReportServiceServer;
 use crate::api::programs::ProgramApi;
 use crate::api::remediation::RemediationApi;
 use crate::api::reports::ReportApi;
+use crate::domain::limits::{DEFAULT_MAX_IN_FLIGHT, MAX_MESSAGE_BYTES, REQUEST_TIMEOUT};
 use crate::engine::Engine;
 
-/// Largest request accepted, in bytes: a full `ImportCatalog` fits, a
-/// runaway client does not.
-pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Concurrent requests served per connection; more wait in the transport.
 pub const CONCURRENCY_PER_CONNECTION: usize = 256;
-/// A request still running after this is cancelled with DEADLINE_EXCEEDED
-/// (streaming calls are exempt through their own keep-alive).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// HTTP/2 connection flow-control window. h2 bounds the small DATA frames
 /// a connection may hold unread to half of it (a flood guard); at the
@@ -63,10 +58,6 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// every stream's unread frames and bounds what one connection can make
 /// the server buffer.
 pub const CONNECTION_WINDOW_BYTES: u32 = 1 << 20;
-
-/// Requests in flight across all connections before new ones are refused
-/// at once with RESOURCE_EXHAUSTED (`spoc serve --max-in-flight`).
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
 /// Limits a deployment may tune.
 #[derive(Debug, Clone)]

@@ -163,6 +163,31 @@ async fn unknown_ids_and_bad_counts_are_refused() {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{}", err.message());
     assert_field_named(&err, "activities[1].program_id");
+    // Time spent: up to a week (the longest module), as over xAPI.
+    let week = 7 * 24 * 3600;
+    let mut long = activity("week", "m-a", pb::ActivityKind::Started, 1_700_000_002);
+    long.time_spent = Some(prost_types::Duration {
+        seconds: week,
+        nanos: 0,
+    });
+    remediation
+        .record_activity(pb::RecordActivityRequest {
+            activities: vec![long.clone()],
+        })
+        .await
+        .unwrap();
+    long.event_id = "longer".into();
+    long.time_spent = Some(prost_types::Duration {
+        seconds: week,
+        nanos: 1_000_000,
+    });
+    let err = remediation
+        .record_activity(pb::RecordActivityRequest {
+            activities: vec![long],
+        })
+        .await
+        .unwrap_err();
+    assert_invalid_field(&err, "activities[0].time_spent");
     server.stop().await;
 }
 

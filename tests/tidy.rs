@@ -98,17 +98,6 @@ fn imports_point_down_the_layers() {
         let text = std::fs::read_to_string(file).unwrap();
         found.extend(layers::violations(&rel, &text));
     }
-    // Known, being fixed: each goes as its fix lands.
-    const KNOWN: &[&str] = &[
-        "src/api/backup.rs:61:",
-        "src/api/backup.rs:62:",
-        "src/http/admin.rs:15:",
-        "src/http/connect/bridge.rs:27:",
-        "src/http/connect/mod.rs:39:",
-        "src/http/limits.rs:25:",
-        "src/http/mod.rs:150:",
-    ];
-    found.retain(|v| !KNOWN.iter().any(|k| v.starts_with(k)));
     assert!(
         found.is_empty(),
         "imports against the layers:\n{}",

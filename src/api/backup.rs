@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::pb::{self, backup_service_server::BackupService};
 use crate::engine::Engine;
+use crate::engine::backup::{SnapshotSummary, TempSnapshot};
 
 /// Bytes per streamed chunk.
 pub const CHUNK_BYTES: usize = 1 << 20;
@@ -58,8 +59,8 @@ impl BackupService for BackupApi {
 
 /// Sends the snapshot file in chunks, then lets it be deleted.
 async fn stream_file(
-    file: crate::store::backup::TempSnapshot,
-    summary: crate::store::backup::SnapshotSummary,
+    file: TempSnapshot,
+    summary: SnapshotSummary,
     tx: tokio::sync::mpsc::Sender<Result<pb::BackupChunk, Status>>,
 ) {
     let _ = tokio::task::spawn_blocking(move || {

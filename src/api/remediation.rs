@@ -139,7 +139,7 @@ fn activity(at: &str, value: pb::ModuleActivity, now: Micros) -> Result<Activity
         time_spent_ms: check::duration_ms(
             format_args!("{at}.time_spent"),
             time_spent.as_ref(),
-            super::convert::MAX_TIME_SPENT_MS,
+            crate::domain::limits::MAX_MODULE_TIME_MS,
         )?,
     })
 }

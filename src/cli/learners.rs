@@ -14,10 +14,10 @@ use tokio::task::JoinSet;
 
 use super::client::{AuthChannel, BoxError, ClientArgs, Service, describe, runtime};
 use super::output::{self, OutputFormat};
-use crate::api::convert;
 use crate::api::pb;
 use crate::api::pb::learner_service_client::LearnerServiceClient;
 use crate::domain::learner::Learner;
+use crate::domain::validate;
 
 /// Columns the import file must start with; later columns are ignored (an
 /// export of the offline `spoc cohorts form` input, skills included, loads
@@ -123,17 +123,14 @@ pub fn parse_roster(input: impl Read) -> Result<Vec<RosterRow>, String> {
                 f.len()
             )));
         }
-        let learner = convert::learner(
-            "row",
-            pb::Learner {
-                id: f[0].clone(),
-                company_id: f[1].clone(),
-                language: f[2].clone(),
-                time_zone: f[3].clone(),
-                display_name: String::new(),
-            },
-        )
-        .map_err(|e| bad(csv_field_error(&e.to_string())))?;
+        let raw = Learner {
+            id: f[0].clone(),
+            company_id: f[1].clone(),
+            language: f[2].clone(),
+            time_zone: f[3].clone(),
+            display_name: String::new(),
+        };
+        let learner = validate::learner(raw, column).map_err(|e| bad(e.to_string()))?;
         if let Some(prev) = seen.insert(learner.id.clone(), line) {
             return Err(bad(format!(
                 "learner_id {:?} already appears on line {prev}",
@@ -145,13 +142,14 @@ pub fn parse_roster(input: impl Read) -> Result<Vec<RosterRow>, String> {
     Ok(rows)
 }
 
-/// Renames the API's field paths (`row.time_zone`) to the CSV's columns.
-fn csv_field_error(message: &str) -> String {
-    message
-        .replace("row.id", "learner_id")
-        .replace("row.company_id", "company_id")
-        .replace("row.language", "language")
-        .replace("row.time_zone", "timezone")
+/// The import file's column for a learner field.
+fn column(field: &str) -> String {
+    match field {
+        "id" => "learner_id",
+        "time_zone" => "timezone",
+        other => other,
+    }
+    .to_string()
 }
 
 /// Splits one CSV line into fields; double quotes protect commas and `""`

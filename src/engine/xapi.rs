@@ -116,6 +116,7 @@ impl Outcome {
             Effect::Void { .. } => Outcome::Voided,
             Effect::Unresolved { .. } => Outcome::Waiting,
             Effect::Ignored { .. } => Outcome::NoEffect,
+            Effect::Refused { .. } => Outcome::Refused,
         }
     }
 }
@@ -304,6 +305,10 @@ impl Plan {
                 tracing::debug!(statement = id, %reason, "xAPI statement without effect");
                 self.needs_flush = true;
                 Fate::Ignored
+            }
+            // The whole batch is refused, as the gRPC edge refuses it.
+            Effect::Refused { field, reason } => {
+                return Err(Error::invalid(format!("{at}.{field}"), reason));
             }
             // Voids and waiting statements are planned by the caller.
             Effect::Void { target } => Fate::Voided(target),
@@ -705,6 +710,12 @@ impl Engine {
                 }
                 let fate = match resolve(&parsed.statement, &view) {
                     Effect::Unresolved { .. } => {
+                        report.waiting += 1;
+                        continue;
+                    }
+                    // As one that no longer parses: it keeps waiting.
+                    Effect::Refused { field, reason } => {
+                        tracing::warn!(statement = %id, %field, %reason, "a waiting xAPI statement is refused now; it stays waiting");
                         report.waiting += 1;
                         continue;
                     }

@@ -16,13 +16,11 @@ use tokio::sync::Semaphore;
 use super::error::HttpError;
 use super::{AppState, auth};
 use crate::domain::access::XAPI_STATEMENTS;
+use crate::domain::limits::REQUEST_TIMEOUT;
 
 /// Requests served at once; more are refused with 503. A batch of 100
 /// statements takes ~5 ms of CPU, so this is seconds of work queued.
 pub const MAX_IN_FLIGHT: usize = 256;
-/// A request still running after this is answered 503 (its effects, if
-/// any, stay: statement ids make the retry idempotent).
-pub const REQUEST_TIMEOUT: Duration = crate::server::REQUEST_TIMEOUT;
 
 /// The shared bound on requests in flight.
 #[derive(Debug, Clone)]
@@ -36,7 +34,8 @@ impl InFlight {
 }
 
 /// Refuses a request at once when the bound is reached; otherwise runs it
-/// under [`REQUEST_TIMEOUT`].
+/// under [`REQUEST_TIMEOUT`], past which it is answered 503 (its effects,
+/// if any, stay: statement ids make the retry idempotent).
 pub async fn shed(State(in_flight): State<InFlight>, request: Request, next: Next) -> Response {
     let Ok(_permit) = in_flight.0.clone().try_acquire_owned() else {
         return HttpError::new(

@@ -147,7 +147,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let stack = ApiStack::new(engine, crate::server::DEFAULT_MAX_IN_FLIGHT);
+    let stack = ApiStack::new(engine, crate::domain::limits::DEFAULT_MAX_IN_FLIGHT);
     serve_with(stack, listener, shutdown).await
 }
 

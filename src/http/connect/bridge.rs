@@ -24,7 +24,8 @@ use tracing::Instrument;
 use super::error::ConnectError;
 use super::frame::{self, FLAG_COMPRESSED, FLAG_END_STREAM, Frames};
 use super::schema::Codec;
-use crate::server::{InProcessRequest, InProcessService, REQUEST_TIMEOUT};
+use crate::domain::limits::REQUEST_TIMEOUT;
+use crate::server::{InProcessRequest, InProcessService};
 
 /// Request headers that are HTTP's or Connect's own, not call metadata.
 const NOT_METADATA: [&str; 11] = [
