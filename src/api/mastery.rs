@@ -11,6 +11,7 @@ use crate::clock::now_micros;
 use crate::engine::Engine;
 use crate::engine::model::{ActiveModel, FitRequest, FitState, module_learn_rates};
 use crate::error::Error;
+use crate::offload;
 
 /// Batches of this many attempts or more are ingested on the blocking
 /// pool; smaller ones (a few hundred microseconds at most) stay on the
@@ -47,9 +48,7 @@ impl MasteryService for MasteryApi {
         // A large batch is milliseconds of CPU: off the workers, so that
         // the calls queued behind it are not held back (`offload.rs`).
         let staged = if offloaded {
-            crate::offload::offload_cpu(stage)
-                .await
-                .map_err(super::task_failed)??
+            offload::cpu(stage).await??
         } else {
             stage()?
         };

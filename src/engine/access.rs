@@ -151,23 +151,39 @@ impl Engine {
             .contains_key(key_id)
     }
 
-    /// Creates a key; returns it and its token. The scope must fit the role
-    /// (INVALID_ARGUMENT otherwise). Call `store().durable()` before
-    /// handing the token out.
-    pub fn create_api_key(&self, name: &str, role: Role, scope: Scope) -> Result<(ApiKey, String)> {
+    /// Creates a key; returns it and its token, once the key is on disk (a
+    /// token handed out is never lost to a crash). The scope must fit the
+    /// role (INVALID_ARGUMENT otherwise).
+    pub async fn create_api_key(
+        &self,
+        name: &str,
+        role: Role,
+        scope: Scope,
+    ) -> Result<(ApiKey, String)> {
         Scope::check_for(role, &scope)?;
         let (key, token) = new_key(name, role, scope)?;
-        let _write = self.access.write.lock().expect("key write lock");
-        self.store.put_api_key(&key)?;
-        self.access.remember(&key);
+        {
+            let _write = self.access.write.lock().expect("key write lock");
+            self.store.put_api_key(&key)?;
+            self.access.remember(&key);
+        }
         tracing::info!(key_id = %key.id, role = role.name(), "API key created");
+        self.store.durable().await?;
         Ok((key, token))
     }
 
-    /// Revokes a key at once (the cache forgets it before this returns).
-    /// Refuses to revoke the last active admin key, which would lock every
-    /// administrator out.
-    pub fn revoke_api_key(&self, id: &str) -> Result<ApiKey> {
+    /// Revokes a key at once (the cache forgets it before this returns) and
+    /// on disk. Refuses to revoke the last active admin key, which would
+    /// lock every administrator out.
+    pub async fn revoke_api_key(&self, id: &str) -> Result<ApiKey> {
+        let key = self.revoke_locked(id)?;
+        self.store.durable().await?;
+        Ok(key)
+    }
+
+    /// [`Engine::revoke_api_key`] under the key write lock, before the wait
+    /// for the disk.
+    fn revoke_locked(&self, id: &str) -> Result<ApiKey> {
         let _write = self.access.write.lock().expect("key write lock");
         let mut key = self
             .store

@@ -14,6 +14,7 @@ use super::error::HttpError;
 use super::{AppState, auth};
 use crate::domain::access::XAPI_ADMIN;
 use crate::domain::paging;
+use crate::offload;
 
 /// The query of `GET /xapi/unresolved`.
 #[derive(Debug, Deserialize)]
@@ -85,7 +86,7 @@ pub async fn replay(
 ) -> Result<impl IntoResponse, HttpError> {
     auth::authorize(&state.engine, &headers, XAPI_ADMIN)?;
     let engine = state.engine.clone();
-    let report = super::off_runtime(async move { Ok(engine.replay_unresolved().await?) }).await?;
+    let report = offload::blocking(async move { engine.replay_unresolved().await }).await??;
     Ok(Json(Replayed {
         applied: report.applied,
         waiting: report.waiting,

@@ -41,7 +41,6 @@ use tokio::net::TcpListener;
 
 use crate::engine::Engine;
 use crate::server::ApiStack;
-use error::HttpError;
 
 /// Largest request body, in bytes (413 beyond): a batch of
 /// [`MAX_STATEMENTS_PER_BATCH`] rich statements fits.
@@ -108,21 +107,6 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     xapi.route("/metrics", get(admin::metrics))
         .with_state(state)
-}
-
-/// Runs a request's work on tokio's blocking pool ([`crate::offload`]):
-/// parsing a batch (up to 8 MiB of JSON) and ingesting it take
-/// milliseconds of CPU between two awaits. `offload` bounds the jobs
-/// running at once.
-async fn off_runtime<T: Send + 'static>(
-    work: impl Future<Output = Result<T, HttpError>> + Send + 'static,
-) -> Result<T, HttpError> {
-    crate::offload::offload(work).await.map_err(|e| {
-        HttpError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            format!("request task failed: {e}"),
-        )
-    })?
 }
 
 /// `GET /xapi/about`: the versions this endpoint speaks.
