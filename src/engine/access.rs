@@ -9,8 +9,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
+use parking_lot::{Mutex, RwLock};
 use ring::rand::SecureRandom;
 use subtle::ConstantTimeEq;
 
@@ -58,7 +59,7 @@ impl AccessKeys {
 
     /// Puts an active key in the cache, or drops a revoked one from it.
     fn remember(&self, key: &ApiKey) {
-        let mut active = self.active.write().expect("key cache lock");
+        let mut active = self.active.write();
         if key.revoked_at.is_some() {
             active.remove(&key.id);
             return;
@@ -132,7 +133,7 @@ impl Engine {
     /// hot path).
     pub fn authenticate_shared(&self, token: &str) -> Result<Arc<Principal>> {
         let (id, secret) = split_token(token).ok_or_else(unauthenticated)?;
-        let active = self.access.active.read().expect("key cache lock");
+        let active = self.access.active.read();
         let key = active.get(id).ok_or_else(unauthenticated)?;
         if bool::from(key.secret_hash.ct_eq(&hash(secret))) {
             Ok(key.principal.clone())
@@ -144,11 +145,7 @@ impl Engine {
     /// Whether the key `key_id` is still active: a long-lived stream (an
     /// alert watch) stops serving a key revoked after it started.
     pub fn key_is_active(&self, key_id: &str) -> bool {
-        self.access
-            .active
-            .read()
-            .expect("key cache lock")
-            .contains_key(key_id)
+        self.access.active.read().contains_key(key_id)
     }
 
     /// Creates a key; returns it and its token, once the key is on disk (a
@@ -163,7 +160,7 @@ impl Engine {
         Scope::check_for(role, &scope)?;
         let (key, token) = new_key(name, role, scope)?;
         {
-            let _write = self.access.write.lock().expect("key write lock");
+            let _write = self.access.write.lock();
             self.store.put_api_key(&key)?;
             self.access.remember(&key);
         }
@@ -184,7 +181,7 @@ impl Engine {
     /// [`Engine::revoke_api_key`] under the key write lock, before the wait
     /// for the disk.
     fn revoke_locked(&self, id: &str) -> Result<ApiKey> {
-        let _write = self.access.write.lock().expect("key write lock");
+        let _write = self.access.write.lock();
         let mut key = self
             .store
             .api_key(id)?
@@ -197,7 +194,6 @@ impl Engine {
                 .access
                 .active
                 .read()
-                .expect("key cache lock")
                 .values()
                 .filter(|k| k.principal.role == Role::Admin)
                 .count();
@@ -224,7 +220,7 @@ impl Engine {
     /// Afterwards, never again (a marker in the store says so, even if the
     /// file is deleted): returns `None`.
     pub fn bootstrap_admin_key(&self, data_dir: &Path) -> Result<Option<PathBuf>> {
-        let _write = self.access.write.lock().expect("key write lock");
+        let _write = self.access.write.lock();
         if self.store.admin_key_bootstrapped()? || !self.store.api_keys()?.is_empty() {
             return Ok(None);
         }

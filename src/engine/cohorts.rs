@@ -12,7 +12,9 @@
 //! write is on disk when it returns.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{MutexGuard, OnceLock};
+use std::sync::OnceLock;
+
+use parking_lot::MutexGuard;
 
 use jiff::Timestamp;
 

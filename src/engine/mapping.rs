@@ -125,7 +125,7 @@ impl Engine {
     }
 
     fn write_mapping(&self, activity_id: &str, target: &MapTarget) -> Result<()> {
-        let _guard = self.catalog_write.lock().expect("catalog lock");
+        let _guard = self.catalog_write.lock();
         let (kind, owner) = match target {
             MapTarget::Ignore => {
                 let aliases = self.aliases();
@@ -174,14 +174,10 @@ impl Engine {
         self.reload_aliases()?;
         match kind {
             ObjectKind::Program => {
-                self.programs
-                    .write()
-                    .expect("programs lock")
-                    .remove(owner.as_str());
+                self.programs.write().remove(owner.as_str());
             }
             ObjectKind::Module | ObjectKind::Item => {
-                *self.catalog.write().expect("catalog lock") =
-                    std::sync::Arc::new(Catalog::load(&self.store)?);
+                *self.catalog.write() = std::sync::Arc::new(Catalog::load(&self.store)?);
             }
         }
         Ok(())

@@ -28,7 +28,9 @@ pub mod verify;
 pub mod xapi;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use crate::domain::catalog::{Item, Module, Skill};
 use crate::domain::catalog_index::CatalogIndex;
@@ -200,7 +202,7 @@ impl Engine {
 
     /// The catalog as last written (a snapshot).
     pub fn catalog(&self) -> Arc<Catalog> {
-        self.catalog.read().expect("catalog lock").clone()
+        self.catalog.read().clone()
     }
 
     /// The store, for front ends that need a read the engine does not wrap.
@@ -216,7 +218,7 @@ impl Engine {
     /// The BKT parameters in force (a snapshot: a model swap does not tear
     /// a computation in two).
     pub fn params(&self) -> Arc<ParamSet> {
-        self.params.read().expect("params lock").clone()
+        self.params.read().clone()
     }
 }
 

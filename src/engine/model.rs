@@ -115,10 +115,7 @@ pub fn module_learn_rates(fitted: &FittedModel) -> BTreeMap<String, f64> {
 impl Engine {
     /// The model in force and the state of the last fit.
     pub fn model(&self) -> (ActiveModel, FitState) {
-        (
-            self.model.read().expect("model lock").clone(),
-            self.fit_state.lock().expect("fit lock").clone(),
-        )
+        (self.model.read().clone(), self.fit_state.lock().clone())
     }
 
     /// Starts a fit in the background; refuses when one is running or no
@@ -136,7 +133,7 @@ impl Engine {
             ));
         }
         {
-            let mut state = self.fit_state.lock().expect("fit lock");
+            let mut state = self.fit_state.lock();
             if *state == FitState::Running {
                 return Err(Error::FailedPrecondition("a fit is already running".into()));
             }
@@ -147,7 +144,7 @@ impl Engine {
             .name("spoc-fit".into())
             .spawn(move || {
                 let outcome = engine.run_fit(request);
-                let mut state = engine.fit_state.lock().expect("fit lock");
+                let mut state = engine.fit_state.lock();
                 *state = match outcome {
                     Ok(()) => FitState::Succeeded,
                     Err(err) => {
@@ -157,7 +154,7 @@ impl Engine {
                 };
             });
         if let Err(err) = spawned {
-            *self.fit_state.lock().expect("fit lock") = FitState::Failed(err.to_string());
+            *self.fit_state.lock() = FitState::Failed(err.to_string());
             return Err(Error::Unavailable(format!("cannot start the fit: {err}")));
         }
         Ok(())
@@ -259,8 +256,8 @@ impl Engine {
     /// returns once the recomputed states and their basis are durable.
     pub(crate) fn activate(&self, id: String, fitted: FittedModel) -> Result<()> {
         let params = Arc::new(ParamSet::from_fitted(&self.config.params, &fitted));
-        *self.params.write().expect("params lock") = params.clone();
-        *self.model.write().expect("model lock") = ActiveModel {
+        *self.params.write() = params.clone();
+        *self.model.write() = ActiveModel {
             id: id.clone(),
             fitted: Some(Arc::new(fitted)),
         };
@@ -273,7 +270,7 @@ impl Engine {
     /// (or nobody recorded with what: a store older than the record).
     pub(crate) fn check_mastery_basis(&self) -> Result<()> {
         let params = self.params();
-        let id = self.model.read().expect("model lock").id.clone();
+        let id = self.model.read().id.clone();
         let wanted = basis(&id, &params);
         let stored = self.store.mastery_basis()?;
         if stored.as_ref() == Some(&wanted) {
@@ -355,7 +352,7 @@ mod tests {
         params.default.learn = 0.4;
         params.skills.clear();
         let params = Arc::new(params);
-        *engine.params.write().unwrap() = params.clone();
+        *engine.params.write() = params.clone();
         engine.recompute_mastery(&params).unwrap();
         engine.record_attempts(sent[2..].to_vec()).await.unwrap();
 

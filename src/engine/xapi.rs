@@ -25,8 +25,10 @@
 //! collides with the stored attempt (409).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+
+use parking_lot::{Mutex, RwLock};
 
 use super::{Catalog, Engine};
 use crate::clock::now_micros;
@@ -184,7 +186,7 @@ impl XapiState {
         for key in counted {
             *local.entry(key).or_default() += 1;
         }
-        let mut outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut outcomes = self.outcomes.lock();
         for (key, n) in local {
             *outcomes.entry(key).or_default() += n;
         }
@@ -760,18 +762,14 @@ impl Engine {
 
     /// The alias index now.
     pub(crate) fn aliases(&self) -> Arc<Aliases> {
-        self.xapi
-            .aliases
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.xapi.aliases.read().clone()
     }
 
     /// Rebuilds the alias index from the store, after a write that changed
     /// external ids, programs or ignored activities.
     pub(crate) fn reload_aliases(&self) -> Result<()> {
         let aliases = Arc::new(load_aliases(&self.store)?);
-        *self.xapi.aliases.write().unwrap_or_else(|p| p.into_inner()) = aliases;
+        *self.xapi.aliases.write() = aliases;
         Ok(())
     }
 
@@ -780,7 +778,6 @@ impl Engine {
         self.xapi
             .outcomes
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .iter()
             .map(|(&(outcome, label), &n)| (outcome, label, n))
             .collect()

@@ -64,12 +64,12 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Statements requests in flight per key id.
 #[derive(Debug, Default)]
-pub struct PerKey(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+pub struct PerKey(parking_lot::Mutex<std::collections::HashMap<String, usize>>);
 
 impl PerKey {
     /// A slot for `key`, or `None` when it has [`PER_KEY_IN_FLIGHT`].
     fn enter(self: &Arc<Self>, key: &str) -> Option<KeySlot> {
-        let mut counts = self.0.lock().expect("per-key lock");
+        let mut counts = self.0.lock();
         let count = counts.entry(key.to_string()).or_insert(0);
         if *count >= PER_KEY_IN_FLIGHT {
             return None;
@@ -90,7 +90,7 @@ struct KeySlot {
 
 impl Drop for KeySlot {
     fn drop(&mut self) {
-        let mut counts = self.of.0.lock().expect("per-key lock");
+        let mut counts = self.of.0.lock();
         if let Some(count) = counts.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {
