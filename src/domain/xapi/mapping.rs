@@ -229,7 +229,7 @@ pub fn resolve(statement: &Statement, catalog: &impl CatalogView) -> Effect {
             };
             let time_spent_ms = match time_spent(result, MAX_ATTEMPT_TIME_MS) {
                 Ok(ms) => ms,
-                Err(refused) => return refused,
+                Err(refused) => return *refused,
             };
             Effect::Attempt {
                 attempt: Attempt {
@@ -258,7 +258,7 @@ pub fn resolve(statement: &Statement, catalog: &impl CatalogView) -> Effect {
             let time_spent_ms = if verb.counts_time() {
                 match time_spent(result, MAX_MODULE_TIME_MS) {
                     Ok(ms) => ms,
-                    Err(refused) => return refused,
+                    Err(refused) => return *refused,
                 }
             } else {
                 0
@@ -486,7 +486,7 @@ fn evidence(
 
 /// The time spent a statement reports (0 without one), refused over `cap`
 /// as the gRPC edge refuses it ([`validate::time_spent`]).
-fn time_spent(result: Option<&Outcome>, cap: u64) -> Result<u64, Effect> {
+fn time_spent(result: Option<&Outcome>, cap: u64) -> Result<u64, Box<Effect>> {
     let Some(result) = result else { return Ok(0) };
     let Some(ms) = result.duration_ms else {
         return Ok(0);
@@ -496,12 +496,14 @@ fn time_spent(result: Option<&Outcome>, cap: u64) -> Result<u64, Effect> {
     } else {
         "result.duration".to_string()
     };
-    validate::time_spent(&field, ms, cap).map_err(|err| Effect::Refused {
-        reason: match err {
-            Error::InvalidArgument { reason, .. } => reason,
-            other => other.to_string(),
-        },
-        field,
+    validate::time_spent(&field, ms, cap).map_err(|err| {
+        Box::new(Effect::Refused {
+            reason: match err {
+                Error::InvalidArgument { reason, .. } => reason,
+                other => other.to_string(),
+            },
+            field,
+        })
     })
 }
 
