@@ -5,6 +5,9 @@
 //!
 //! `cargo bench --bench auth -- --calls 1000000`
 
+// A bench is a measuring tool: a failure may panic.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;

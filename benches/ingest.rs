@@ -15,6 +15,9 @@
 //! write-ahead log and waits for the sync (the cost of an
 //! acknowledged-on-disk reply).
 
+// A bench is a measuring tool: a failure may panic.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;

@@ -22,6 +22,9 @@
 //! scheduled send time, so they include the generator's own queueing when
 //! the CPU is saturated.
 
+// A bench is a measuring tool: a failure may panic.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -12,6 +12,9 @@
 //! 16), `--batch N` statements per POST (default 100). The clients build
 //! their JSON on the same machine, so the figure includes their CPU.
 
+// A bench is a measuring tool: a failure may panic.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;

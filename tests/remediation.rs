@@ -1,5 +1,8 @@
 //! Remediation through gRPC: recommendations, their reasons, activity.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -2,6 +2,9 @@
 //! of ended programs, labelled by whether they completed the program (a
 //! completed module for each of its skills).
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use spoc_engine::clock::now_micros;
 use spoc_engine::domain::activity::{Activity, ActivityKind};
 use spoc_engine::domain::catalog::{Format, Module, Skill};

@@ -2,6 +2,9 @@
 //! gRPC: statements shaped like Moodle's and Open edX's become mastery,
 //! module activity and enrolments, with the semantics of an LRS.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::net::SocketAddr;
