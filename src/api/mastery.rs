@@ -146,16 +146,10 @@ fn model_message(active: ActiveModel, state: FitState) -> pb::Model {
         error,
         ..Default::default()
     };
+    message.fitted_at = active.fitted_at().map(super::convert::timestamp);
     let Some(fitted) = active.fitted else {
         return message;
     };
-    // Model ids are `bkt-<unix millis>.json`.
-    message.fitted_at = active
-        .id
-        .strip_prefix("bkt-")
-        .and_then(|rest| rest.strip_suffix(".json"))
-        .and_then(|ms| ms.parse::<i64>().ok())
-        .map(|ms| super::convert::timestamp(ms * 1000));
     message.log_likelihood = fitted.log_likelihood;
     if let Some(cv) = &fitted.cv {
         message.cv_auc = cv.auc;

@@ -75,6 +75,15 @@ impl ActiveModel {
             fitted: None,
         }
     }
+
+    /// When the model in force was fitted, in microseconds: its id is the
+    /// time `Store::save_model` wrote it (`bkt-<unix millis>.json`); `None`
+    /// for the defaults.
+    pub fn fitted_at(&self) -> Option<i64> {
+        self.fitted.as_ref()?;
+        let millis = self.id.strip_prefix("bkt-")?.strip_suffix(".json")?;
+        millis.parse::<i64>().ok().map(|ms| ms * 1000)
+    }
 }
 
 impl ParamSet {
