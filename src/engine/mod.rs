@@ -253,6 +253,6 @@ impl Catalog {
 }
 
 /// The clock under its former path, for the engine files rewritten
-/// elsewhere meanwhile (`alerts.rs`, `mastery.rs`, `model.rs`,
+/// elsewhere meanwhile (`alerts.rs`, `mastery.rs`,
 /// `remediation.rs`). New code uses [`crate::clock`].
 pub use crate::clock::now_micros;

@@ -16,8 +16,9 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::Engine;
 use super::params::ParamSet;
-use super::{Engine, now_micros};
+use crate::clock::now_micros;
 use crate::domain::activity::ActivityKind;
 use crate::domain::fit::{
     AttemptRecord, Dataset, FitOptions, FittedModel, NONE_KEY, Variants, build_model,
