@@ -10,6 +10,9 @@
 //! passes (default 60, as served). Prints the alert latency p50/p99/max, the
 //! load achieved and the RecordAttempts latency.
 
+// A bench is a measuring tool: a failure may panic.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashMap;

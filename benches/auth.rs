@@ -5,6 +5,9 @@
 //!
 //! `cargo bench --bench auth -- --calls 1000000`
 
+// A bench is a measuring tool: a failure may panic.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -33,13 +36,21 @@ fn main() {
     );
     engine.bootstrap_admin_key(temp.path()).unwrap();
     // A realistic cache: a few hundred keys (trainers, companies).
-    for i in 0..300 {
-        let cohort = Scope::Cohorts([format!("p/v1/c{i:03}")].into());
-        engine
-            .create_api_key(&format!("trainer {i}"), Role::Trainer, cohort)
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let token = runtime.block_on(async {
+        for i in 0..300 {
+            let cohort = Scope::Cohorts([format!("p/v1/c{i:03}")].into());
+            engine
+                .create_api_key(&format!("trainer {i}"), Role::Trainer, cohort)
+                .await
+                .unwrap();
+        }
+        let (_, token) = engine
+            .create_api_key("lms", Role::Lms, Scope::All)
+            .await
             .unwrap();
-    }
-    let (_, token) = engine.create_api_key("lms", Role::Lms, Scope::All).unwrap();
+        token
+    });
 
     let run = |threads: usize| {
         let start = Instant::now();

@@ -10,6 +10,9 @@
 //! Data shape: 5 skills, 20 attempts per learner and skill, learners scaled
 //! to the size (200k = 2,000 learners, pyBKT's reference workload). With
 //! `--templates T` each skill has T templates (`template_id`).
+
+// A bench is a measuring tool: a failure may panic.
+#![allow(clippy::unwrap_used)]
 #![cfg_attr(test, allow(dead_code))]
 
 use std::time::Instant;

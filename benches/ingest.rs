@@ -15,6 +15,9 @@
 //! write-ahead log and waits for the sync (the cost of an
 //! acknowledged-on-disk reply).
 
+// A bench is a measuring tool: a failure may panic.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -99,7 +102,7 @@ fn late_attempts(client: usize, call: usize) -> Vec<pb::Attempt> {
 
 /// The domain form of bench attempts, as the gRPC edge would convert them.
 fn convert_attempts(batch: Vec<pb::Attempt>) -> Vec<spoc_engine::domain::mastery::Attempt> {
-    spoc_engine::api::convert::attempts(&batch, spoc_engine::engine::now_micros()).expect("valid")
+    spoc_engine::api::convert::attempts(&batch, spoc_engine::clock::now_micros()).expect("valid")
 }
 
 /// A MasteryService without the engine, for the floors: it answers

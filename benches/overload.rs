@@ -22,6 +22,9 @@
 //! scheduled send time, so they include the generator's own queueing when
 //! the CPU is saturated.
 
+// A bench is a measuring tool: a failure may panic.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -101,7 +104,7 @@ async fn main() {
         .unwrap_or(30);
     let max_in_flight = arg(
         "--max-in-flight",
-        spoc_engine::server::DEFAULT_MAX_IN_FLIGHT as u64,
+        spoc_engine::domain::limits::DEFAULT_MAX_IN_FLIGHT as u64,
     );
 
     let temp = tempfile::tempdir().unwrap();

@@ -9,6 +9,9 @@
 //! `--engine-calls N` calls of the engine-only measurement (20000; raise it
 //! to attach a profiler to that phase).
 
+// A bench is a measuring tool: a failure may panic.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

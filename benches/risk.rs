@@ -6,6 +6,9 @@
 //! cargo bench --bench risk -- --sizes 5000 --seed 7
 //! ```
 
+// A bench is a measuring tool: a failure may panic.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Instant;
 
 use spoc_engine::domain::risk::synth::{SynthOptions, samples};

@@ -19,6 +19,7 @@
 //! - [`server`]: assembles services, health and reflection; the one service
 //!   stack both listeners use.
 //! - [`offload`]: long work off the runtime's workers.
+//! - [`clock`]: the wall clock, read in one place.
 //! - [`cli`]: the `spoc` subcommands.
 //! - [`error`]: the one error enum.
 
@@ -30,6 +31,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod domain;
 pub mod engine;
 pub mod error;

@@ -4,15 +4,18 @@
 //! Both `spoc serve` and the integration tests go through [`serve`], so the
 //! tests exercise exactly the stack that runs in production.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::codegen::http;
+use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic_health::ServingStatus;
 use tower::layer::util::{Identity as NoLayer, Stack};
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
@@ -41,16 +44,11 @@ use crate::api::pb::report_service_server::ReportServiceServer;
 use crate::api::programs::ProgramApi;
 use crate::api::remediation::RemediationApi;
 use crate::api::reports::ReportApi;
+use crate::domain::limits::{DEFAULT_MAX_IN_FLIGHT, MAX_MESSAGE_BYTES, REQUEST_TIMEOUT};
 use crate::engine::Engine;
 
-/// Largest request accepted, in bytes: a full `ImportCatalog` fits, a
-/// runaway client does not.
-pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Concurrent requests served per connection; more wait in the transport.
 pub const CONCURRENCY_PER_CONNECTION: usize = 256;
-/// A request still running after this is cancelled with DEADLINE_EXCEEDED
-/// (streaming calls are exempt through their own keep-alive).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// HTTP/2 connection flow-control window. h2 bounds the small DATA frames
 /// a connection may hold unread to half of it (a flood guard); at the
@@ -63,10 +61,6 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// every stream's unread frames and bounds what one connection can make
 /// the server buffer.
 pub const CONNECTION_WINDOW_BYTES: u32 = 1 << 20;
-
-/// Requests in flight across all connections before new ones are refused
-/// at once with RESOURCE_EXHAUSTED (`spoc serve --max-in-flight`).
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
 /// Limits a deployment may tune.
 #[derive(Debug, Clone)]
@@ -143,6 +137,8 @@ pub struct ApiStack {
     engine: Arc<Engine>,
     /// `spoc.v1.*` services only (health and reflection are gRPC's own).
     routes: Routes,
+    /// Their names, which the health service reports as serving.
+    names: Arc<[&'static str]>,
     /// The permits of requests in flight, shared by both listeners.
     in_flight: Arc<tokio::sync::Semaphore>,
     max_in_flight: usize,
@@ -168,47 +164,45 @@ impl ApiStack {
         max_in_flight: usize,
         mastery: M,
     ) -> Self {
-        let routes = Routes::default()
-            .add_service(
+        let services = Services::default()
+            .add(
                 AdminServiceServer::new(AdminApi::new(engine.clone()))
                     .max_decoding_message_size(MAX_MESSAGE_BYTES),
             )
-            .add_service(
+            .add(
                 CatalogServiceServer::new(CatalogApi::new(engine.clone()))
                     .max_decoding_message_size(MAX_MESSAGE_BYTES),
             )
-            .add_service(
+            .add(
                 LearnerServiceServer::new(LearnerApi::new(engine.clone()))
                     .max_decoding_message_size(MAX_MESSAGE_BYTES),
             )
-            .add_service(
+            .add(
                 ProgramServiceServer::new(ProgramApi::new(engine.clone()))
                     .max_decoding_message_size(MAX_MESSAGE_BYTES),
             )
-            .add_service(
-                MasteryServiceServer::new(mastery).max_decoding_message_size(MAX_MESSAGE_BYTES),
-            )
-            .add_service(
+            .add(MasteryServiceServer::new(mastery).max_decoding_message_size(MAX_MESSAGE_BYTES))
+            .add(
                 RemediationServiceServer::new(RemediationApi::new(engine.clone()))
                     .max_decoding_message_size(MAX_MESSAGE_BYTES),
             )
-            .add_service(
+            .add(
                 CohortServiceServer::new(CohortApi::new(engine.clone()))
                     .max_decoding_message_size(MAX_MESSAGE_BYTES),
             )
-            .add_service(
+            .add(
                 AlertServiceServer::new(AlertApi::new(engine.clone()))
                     .max_decoding_message_size(MAX_MESSAGE_BYTES),
             )
-            .add_service(
+            .add(
                 ReportServiceServer::new(ReportApi::new(engine.clone()))
                     .max_decoding_message_size(MAX_MESSAGE_BYTES),
             )
-            .add_service(BackupServiceServer::new(BackupApi::new(engine.clone())))
-            .prepare();
+            .add(BackupServiceServer::new(BackupApi::new(engine.clone())));
         Self {
             engine,
-            routes,
+            routes: services.routes.prepare(),
+            names: services.names.into(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1))),
             max_in_flight,
             admission: crate::api::admission::Admission::default(),
@@ -245,6 +239,33 @@ impl ApiStack {
     }
 }
 
+/// Our `spoc.v1` services, each listed once: the routes, and the names
+/// the health service reports as serving.
+#[derive(Default)]
+struct Services {
+    routes: Routes,
+    names: Vec<&'static str>,
+}
+
+impl Services {
+    /// Adds `service` under its name.
+    fn add<S>(mut self, service: S) -> Self
+    where
+        S: tower::Service<http::Request<tonic::body::Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.names.push(S::NAME);
+        self.routes = self.routes.add_service(service);
+        self
+    }
+}
+
 /// The layers of [`ApiStack::front`], outermost last: `F` turns the load
 /// shedder's refusal into RESOURCE_EXHAUSTED.
 type Front<F> = ServiceBuilder<
@@ -278,36 +299,11 @@ pub async fn serve_stack(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let engine = stack.engine.clone();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<AdminServiceServer<AdminApi>>()
-        .await;
-    health_reporter
-        .set_serving::<CatalogServiceServer<CatalogApi>>()
-        .await;
-    health_reporter
-        .set_serving::<LearnerServiceServer<LearnerApi>>()
-        .await;
-    health_reporter
-        .set_serving::<ProgramServiceServer<ProgramApi>>()
-        .await;
-    health_reporter
-        .set_serving::<MasteryServiceServer<MasteryApi>>()
-        .await;
-    health_reporter
-        .set_serving::<RemediationServiceServer<RemediationApi>>()
-        .await;
-    health_reporter
-        .set_serving::<CohortServiceServer<CohortApi>>()
-        .await;
-    health_reporter
-        .set_serving::<AlertServiceServer<AlertApi>>()
-        .await;
-    health_reporter
-        .set_serving::<ReportServiceServer<ReportApi>>()
-        .await;
-    health_reporter
-        .set_serving::<BackupServiceServer<BackupApi>>()
-        .await;
+    for name in stack.names.iter() {
+        health_reporter
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
     // Alert evaluation runs beside the server; watches end when shutdown
     // starts, so that graceful shutdown does not wait for open streams.
     engine.start_alerts()?;

@@ -2,6 +2,9 @@
 //! stream, dedup, trainer actions, resume after reconnect, filters and
 //! paging, per-program thresholds, and refusals naming the field.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -3,6 +3,9 @@
 //! and out of scope, asserting the exact code; company isolation in
 //! reports; trainer scoping of alerts; key management; the first admin key.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -6,6 +6,9 @@
 //! before the backup started is there). A quiet backup restores to tables
 //! equal to the original's.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

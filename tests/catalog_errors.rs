@@ -2,6 +2,9 @@
 //! `skill`), in the message and in the google.rpc.BadRequest detail, never
 //! by skill id, and leave the stored catalog unchanged.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

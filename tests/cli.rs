@@ -2,6 +2,9 @@
 //! server: their JSON output parses and says what the server holds, and
 //! bad flags fail with a clear message.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::process::{Output, Stdio};

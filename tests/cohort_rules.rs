@@ -5,6 +5,9 @@
 //! the cohort (`violations`) until FormCohorts or moves repair it, and the
 //! time-zone spread holds over the program's dates.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -2,6 +2,9 @@
 //! refusals naming the constraint, late enrolments, moves, locks, and the
 //! CSV round trip through the real `spoc` binary.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -4,6 +4,9 @@
 //! learners who fit no cohort are left out naming the constraint, and
 //! instances where nobody can be placed are refused naming it.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use proptest::prelude::*;
 use spoc_engine::domain::cohorts::{
     CohortConstraints, CohortError, CohortLearner, Constraint, FormationRequest, Objective,

@@ -5,6 +5,9 @@
 //! client (connect-es on Node) when the machine has them. Last, in process,
 //! both listeners over one stack: one bound on requests in flight.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::net::SocketAddr;

@@ -6,6 +6,9 @@
 //! `spoc serve` writes its first admin key to `DATA_DIR/admin-key` before
 //! it listens; every call carries it.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,6 +1,9 @@
 //! `spoc demo` end to end: the real binary, at the default scale,
 //! on a fresh data folder, without serving afterwards.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use serde_json::Value;
 
 /// The demo loads 30 skills, 120 modules, 600 learners from 12 companies

@@ -1,6 +1,9 @@
 //! Faults and abuse through the real `spoc serve` binary: private data
 //! files, damaged data found and named.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -11,6 +11,9 @@
 //!   it and names `attempts[i].<field>` (structured generation, plus the
 //!   real server for each kind of badness).
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::{Arc, OnceLock};

@@ -2,6 +2,9 @@
 //! stored as their zone, language and time zone are required, and a second
 //! enrolment with another date is refused, naming the field.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -2,6 +2,9 @@
 //! is refused at once with RESOURCE_EXHAUSTED (never queued, never another
 //! code), and the server serves normally once the burst is over.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -3,6 +3,9 @@
 //! (with prost's description, naming the field where it can), never
 //! INTERNAL, and nothing stored changes.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

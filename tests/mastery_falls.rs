@@ -2,6 +2,9 @@
 //! to round P(mastered) to 1.0 as one number, wrong answers still bring it
 //! down through gRPC, and the mastery-drop alert fires.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

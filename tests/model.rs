@@ -1,6 +1,9 @@
 //! Model fitting through gRPC: FitModel in the background, GetModel,
 //! activation with mastery recomputed, and the model file reloaded.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

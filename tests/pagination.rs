@@ -3,6 +3,9 @@
 //! a token is refused (INVALID_ARGUMENT naming `page_token`) by another
 //! list, with other filters, or when the server never issued it.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeSet;

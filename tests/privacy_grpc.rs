@@ -3,6 +3,9 @@
 //! values, as raw bytes) nor write-ahead log file holds the learner's id,
 //! before and after a restart; other learners keep their data.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -12,6 +12,9 @@
 //! each learner's mastery through gRPC. Without python3 it says so and
 //! passes; `SPOC_SKIP_RALPH=1` skips it.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

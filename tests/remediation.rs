@@ -1,5 +1,8 @@
 //! Remediation through gRPC: recommendations, their reasons, activity.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;
@@ -163,6 +166,31 @@ async fn unknown_ids_and_bad_counts_are_refused() {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{}", err.message());
     assert_field_named(&err, "activities[1].program_id");
+    // Time spent: up to a week (the longest module), as over xAPI.
+    let week = 7 * 24 * 3600;
+    let mut long = activity("week", "m-a", pb::ActivityKind::Started, 1_700_000_002);
+    long.time_spent = Some(prost_types::Duration {
+        seconds: week,
+        nanos: 0,
+    });
+    remediation
+        .record_activity(pb::RecordActivityRequest {
+            activities: vec![long.clone()],
+        })
+        .await
+        .unwrap();
+    long.event_id = "longer".into();
+    long.time_spent = Some(prost_types::Duration {
+        seconds: week,
+        nanos: 1_000_000,
+    });
+    let err = remediation
+        .record_activity(pb::RecordActivityRequest {
+            activities: vec![long],
+        })
+        .await
+        .unwrap_err();
+    assert_invalid_field(&err, "activities[0].time_spent");
     server.stop().await;
 }
 
@@ -266,11 +294,12 @@ async fn activity_is_idempotent_and_steers_the_policy() {
 /// recommended modules started" counts the ones the learner then opened.
 #[tokio::test]
 async fn recommended_modules_feed_the_started_share_signal() {
+    use spoc_engine::clock::now_micros;
     use spoc_engine::domain::activity::{Activity, ActivityKind};
     use spoc_engine::domain::catalog::{Format, Module, Skill};
     use spoc_engine::domain::learner::{CohortRules, Learner, Program};
     use spoc_engine::engine::params::ParamSet;
-    use spoc_engine::engine::{Engine, EngineConfig, now_micros};
+    use spoc_engine::engine::{Engine, EngineConfig};
     use spoc_engine::store::Store;
 
     let dir = tempfile::tempdir().unwrap();

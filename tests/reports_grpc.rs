@@ -3,6 +3,9 @@
 //! skill vs one who did not, CSV / HTML renderings, `spoc report`, and
 //! refusals.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

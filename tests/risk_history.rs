@@ -2,13 +2,17 @@
 //! of ended programs, labelled by whether they completed the program (a
 //! completed module for each of its skills).
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use spoc_engine::clock::now_micros;
 use spoc_engine::domain::activity::{Activity, ActivityKind};
 use spoc_engine::domain::catalog::{Format, Module, Skill};
 use spoc_engine::domain::learner::{CohortRules, Learner, Program};
 use spoc_engine::domain::mastery::Attempt;
 use spoc_engine::domain::risk::{TrainOptions, train};
 use spoc_engine::engine::params::ParamSet;
-use spoc_engine::engine::{Engine, EngineConfig, now_micros};
+use spoc_engine::engine::{Engine, EngineConfig};
 use spoc_engine::store::Store;
 
 const DAY: i64 = 86_400_000_000;

@@ -1,6 +1,9 @@
 //! The walking skeleton through gRPC: catalog, learners, programs,
 //! attempts and mastery, restart, and the standard services.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -2,6 +2,9 @@
 //! (`server::serve_with`) and as `spoc serve --tls-cert --tls-key`; clients
 //! trust a self-signed certificate generated here with rcgen.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::process::Command;

@@ -12,6 +12,9 @@
 //! python3) is missing says so and passes; `SPOC_SKIP_XAPI_CLIENTS=1`
 //! skips them all. A failed install fails the test.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -2,6 +2,9 @@
 //! gRPC: statements shaped like Moodle's and Open edX's become mastery,
 //! module activity and enrolments, with the semantics of an LRS.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::net::SocketAddr;
@@ -456,6 +459,13 @@ async fn a_batch_is_all_or_nothing() {
     let reply = s.post(bad.to_string()).await;
     assert_eq!(reply.status, 400, "{}", reply.text);
     assert_eq!(reply.json()["field"], "statement[1].result.score.scaled");
+    // A time spent over the cap gRPC holds (a day per answer) is refused
+    // the same way, not shortened.
+    let mut long = batch.clone();
+    long[1]["result"]["duration"] = json!("P2D");
+    let reply = s.post(long.to_string()).await;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert_eq!(reply.json()["field"], "statement[1].result.duration");
     let missing = pb::learner_service_client::LearnerServiceClient::new(s.channel().await)
         .get_learner(pb::GetLearnerRequest {
             learner_id: "carol@globex.example".into(),

@@ -5,6 +5,9 @@
 //! mapped once with `MapActivity`, the waiting statements replay, and
 //! every statement with a learning effect has it.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::net::SocketAddr;

@@ -120,8 +120,7 @@ impl AdminService for AdminApi {
                 .into());
             }
         };
-        let (key, secret) = self.engine.create_api_key(&name, role, scope)?;
-        self.engine.store().durable().await?;
+        let (key, secret) = self.engine.create_api_key(&name, role, scope).await?;
         Ok(Response::new(pb::CreateApiKeyResponse {
             api_key: Some(key.into()),
             secret,
@@ -133,8 +132,7 @@ impl AdminService for AdminApi {
         request: Request<pb::RevokeApiKeyRequest>,
     ) -> Result<Response<pb::ApiKey>, Status> {
         let id = check::id("key_id", &request.into_inner().key_id)?;
-        let key = self.engine.revoke_api_key(&id)?;
-        self.engine.store().durable().await?;
+        let key = self.engine.revoke_api_key(&id).await?;
         Ok(Response::new(key.into()))
     }
 

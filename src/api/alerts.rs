@@ -16,6 +16,7 @@ use crate::domain::risk::{AlertKind, Severity};
 use crate::engine::Engine;
 use crate::engine::alerts::{AlertFilter, AlertScope, TrainerAction};
 use crate::error::{Error, Result};
+use crate::offload;
 
 /// Most cohorts one watch may name.
 pub const MAX_WATCHED_COHORTS: usize = 1000;
@@ -41,10 +42,8 @@ impl AlertApi {
         note: String,
     ) -> Result<pb::Alert, Status> {
         let engine = self.engine.clone();
-        let alert =
-            tokio::task::spawn_blocking(move || engine.act_on_alert(&id, action, &by, &note))
-                .await
-                .map_err(|e| Status::internal(format!("alert task failed: {e}")))??;
+        let alert = offload::blocking(async move { engine.act_on_alert(&id, action, &by, &note) })
+            .await??;
         self.engine.store().durable().await?;
         Ok(alert.into())
     }
@@ -169,13 +168,12 @@ impl AlertService for AlertApi {
         let after = check::page_token("page_token", &r.page_token, &scope)?;
         let who = super::scope::authorize(&self.engine, &request)?;
         let engine = self.engine.clone();
-        let (alerts, next) = tokio::task::spawn_blocking(move || {
+        let (alerts, next) = offload::blocking(async move {
             // Scoped before paging: pages and tokens of a scoped key hold
             // only alerts it may see.
             engine.list_alerts(&who, filter, after.as_deref(), limit)
         })
-        .await
-        .map_err(|e| Status::internal(format!("alert task failed: {e}")))??;
+        .await??;
         Ok(Response::new(pb::ListAlertsResponse {
             alerts: alerts.into_iter().map(Into::into).collect(),
             next_page_token: check::next_page_token(next, &scope),
@@ -189,7 +187,8 @@ impl AlertService for AlertApi {
         let id = check::id("alert_id", &request.get_ref().alert_id)?;
         super::scope::authorize(&self.engine, &request)?;
         // Blocking: it may flush alert changes waiting for publication.
-        let alert = super::off_runtime(&self.engine, move |e| e.alert(&id)).await?;
+        let engine = self.engine.clone();
+        let alert = offload::blocking(async move { engine.alert(&id) }).await??;
         Ok(Response::new(alert.into()))
     }
 

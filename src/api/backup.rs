@@ -8,6 +8,8 @@ use tonic::{Request, Response, Status};
 
 use super::pb::{self, backup_service_server::BackupService};
 use crate::engine::Engine;
+use crate::engine::backup::{SnapshotSummary, TempSnapshot};
+use crate::offload;
 
 /// Bytes per streamed chunk.
 pub const CHUNK_BYTES: usize = 1 << 20;
@@ -43,62 +45,77 @@ impl BackupService for BackupApi {
         // store takes longer than that to copy. A failed snapshot is the
         // stream's status before any chunk.
         tokio::spawn(async move {
-            let (file, summary) = match super::off_runtime(&engine, |e| e.snapshot()).await {
-                Ok(taken) => taken,
+            let taken = offload::blocking(async move { engine.snapshot() }).await;
+            match taken
+                .map_err(Status::from)
+                .and_then(|t| t.map_err(Status::from))
+            {
+                Ok((file, summary)) => stream_file(file, summary, tx).await,
                 Err(status) => {
                     let _ = tx.send(Err(status)).await;
-                    return;
                 }
-            };
-            stream_file(file, summary, tx).await;
+            }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
 
-/// Sends the snapshot file in chunks, then lets it be deleted.
+/// Sends the snapshot file in chunks, each read off the workers (a turn
+/// per chunk: a slow reader holds none), then lets it be deleted.
 async fn stream_file(
-    file: crate::store::backup::TempSnapshot,
-    summary: crate::store::backup::SnapshotSummary,
+    file: TempSnapshot,
+    summary: SnapshotSummary,
     tx: tokio::sync::mpsc::Sender<Result<pb::BackupChunk, Status>>,
 ) {
-    let _ = tokio::task::spawn_blocking(move || {
-        // `file` lives until the last chunk is read, then is deleted.
-        let mut reader = match std::fs::File::open(&file.path) {
-            Ok(reader) => reader,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(Status::internal(format!(
-                    "cannot read the snapshot: {e}"
-                ))));
+    let unreadable = |e: std::io::Error| Status::internal(format!("cannot read the snapshot: {e}"));
+    let path = file.path.clone();
+    let opened = offload::blocking(async move { std::fs::File::open(path) }).await;
+    let mut reader = match opened
+        .map_err(Status::from)
+        .and_then(|r| r.map_err(unreadable))
+    {
+        Ok(reader) => reader,
+        Err(status) => {
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
+    };
+    loop {
+        let read = offload::blocking(async move {
+            let mut data = vec![0u8; CHUNK_BYTES];
+            let read = read_full(&mut reader, &mut data).map(|n| {
+                data.truncate(n);
+                data
+            });
+            (reader, read)
+        })
+        .await;
+        let data = match read {
+            Ok((back, Ok(data))) => {
+                reader = back;
+                data
+            }
+            Ok((_, Err(e))) => {
+                let _ = tx.send(Err(unreadable(e))).await;
+                return;
+            }
+            Err(panicked) => {
+                let _ = tx.send(Err(panicked.into())).await;
                 return;
             }
         };
-        loop {
-            let mut data = vec![0u8; CHUNK_BYTES];
-            let n = match read_full(&mut reader, &mut data) {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(Status::internal(format!(
-                        "cannot read the snapshot: {e}"
-                    ))));
-                    return;
-                }
-            };
-            if n == 0 {
-                return;
-            }
-            data.truncate(n);
-            let chunk = pb::BackupChunk {
-                data,
-                total_bytes: summary.bytes as i64,
-                entries: summary.entries as i64,
-            };
-            if tx.blocking_send(Ok(chunk)).is_err() {
-                return; // the client went away
-            }
+        if data.is_empty() {
+            return; // `file` is dropped, and deleted, here
         }
-    })
-    .await;
+        let chunk = pb::BackupChunk {
+            data,
+            total_bytes: summary.bytes as i64,
+            entries: summary.entries as i64,
+        };
+        if tx.send(Ok(chunk)).await.is_err() {
+            return; // the client went away
+        }
+    }
 }
 
 /// Reads until `buf` is full or the file ends.

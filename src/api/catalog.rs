@@ -9,6 +9,7 @@ use super::pb::{self, catalog_service_server::CatalogService};
 use super::validate as check;
 use crate::engine::Engine;
 use crate::error::Error;
+use crate::offload;
 
 /// Serves the catalog over the engine.
 pub struct CatalogApi {
@@ -209,10 +210,10 @@ impl CatalogService for CatalogApi {
         let after = check::page_token("page_token", &page_token, scope)?
             .map(|key| String::from_utf8_lossy(&key).into_owned());
         // Every waiting statement is resolved again: off the workers.
-        let (activities, next) = super::off_runtime(&self.engine, move |engine| {
-            engine.unmapped_activities(after.as_deref(), limit)
-        })
-        .await?;
+        let engine = self.engine.clone();
+        let (activities, next) =
+            offload::blocking(async move { engine.unmapped_activities(after.as_deref(), limit) })
+                .await??;
         Ok(Response::new(pb::ListUnmappedActivitiesResponse {
             activities: activities.into_iter().map(Into::into).collect(),
             next_page_token: check::next_page_token(next.map(String::into_bytes), scope),

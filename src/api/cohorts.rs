@@ -8,13 +8,15 @@ use super::convert::timestamp;
 use super::pb::{self, cohort_service_server::CohortService};
 use super::validate as check;
 use crate::domain::cohorts::{Breach, Objective, QualityReport};
+use crate::domain::limits::MAX_ID_BYTES;
 use crate::engine::Engine;
 use crate::engine::cohorts::{CohortView, FormOptions};
 use crate::error::{Error, Result};
+use crate::offload;
 
 /// Longest cohort id accepted, in bytes: a program id (at most
-/// [`check::MAX_ID_BYTES`]) plus the `/vN/cNNN` suffix the server adds.
-pub const MAX_COHORT_ID_BYTES: usize = check::MAX_ID_BYTES + 64;
+/// [`MAX_ID_BYTES`]) plus the `/vN/cNNN` suffix the server adds.
+pub const MAX_COHORT_ID_BYTES: usize = MAX_ID_BYTES + 64;
 
 /// Serves cohort formation and maintenance over the engine.
 pub struct CohortApi {
@@ -25,18 +27,6 @@ impl CohortApi {
     /// Wraps a shared engine.
     pub fn new(engine: Arc<Engine>) -> Self {
         Self { engine }
-    }
-
-    /// Runs a blocking engine call (formation is CPU-bound, and every
-    /// cohort write may wait for a formation holding the program's lock)
-    /// off the async runtime, then waits until its writes are on disk.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        call: impl FnOnce(&Engine) -> Result<T> + Send + 'static,
-    ) -> Result<T, Status> {
-        let out = super::off_runtime(&self.engine, call).await?;
-        self.engine.store().durable().await?;
-        Ok(out)
     }
 }
 
@@ -150,10 +140,11 @@ impl CohortService for CohortApi {
             seed,
             dry_run,
         };
-        let id = program_id.clone();
-        let formed = self
-            .blocking(move |engine| engine.form_cohorts(&id, options))
-            .await?;
+        let (engine, id) = (self.engine.clone(), program_id.clone());
+        // Formation is CPU-bound, and every cohort write may wait for a
+        // formation holding the program's lock: off the workers.
+        let formed =
+            offload::blocking(async move { engine.form_cohorts(&id, options).await }).await??;
         Ok(Response::new(pb::FormCohortsResponse {
             program_id,
             version: formed.version,
@@ -181,9 +172,11 @@ impl CohortService for CohortApi {
         } = request.into_inner();
         let program_id = check::id("program_id", &program_id)?;
         let learner_id = check::id("learner_id", &learner_id)?;
-        let placed = self
-            .blocking(move |engine| engine.assign_late_enrolment(&program_id, &learner_id))
-            .await?;
+        let engine = self.engine.clone();
+        let placed = offload::blocking(async move {
+            engine.assign_late_enrolment(&program_id, &learner_id).await
+        })
+        .await??;
         Ok(Response::new(pb::AssignLateEnrolmentResponse {
             cohort: Some(placed.cohort.into()),
             cost_increase: placed.cost_increase,
@@ -203,9 +196,11 @@ impl CohortService for CohortApi {
         let program_id = check::id("program_id", &program_id)?;
         let learner_id = check::id("learner_id", &learner_id)?;
         let target = cohort_id("target_cohort_id", &target_cohort_id)?;
-        let (source, target) = self
-            .blocking(move |engine| engine.move_learner(&program_id, &learner_id, &target))
-            .await?;
+        let engine = self.engine.clone();
+        let (source, target) = offload::blocking(async move {
+            engine.move_learner(&program_id, &learner_id, &target).await
+        })
+        .await??;
         Ok(Response::new(pb::MoveLearnerResponse {
             source: Some(source.into()),
             target: Some(target.into()),
@@ -221,9 +216,9 @@ impl CohortService for CohortApi {
             locked,
         } = request.into_inner();
         let id = cohort_id("cohort_id", &id)?;
-        let cohort = self
-            .blocking(move |engine| engine.lock_cohort(&id, locked))
-            .await?;
+        let engine = self.engine.clone();
+        let cohort =
+            offload::blocking(async move { engine.lock_cohort(&id, locked).await }).await??;
         Ok(Response::new(cohort.into()))
     }
 

@@ -9,6 +9,7 @@ use super::pb;
 use super::validate as check;
 use crate::domain::catalog::{Format, Item, Module, Skill};
 use crate::domain::learner::{CohortRules, Enrolment, Learner, Micros, Program, RiskRules};
+use crate::domain::limits::{MAX_ATTEMPT_TIME_MS, MAX_MODULE_MINUTES};
 use crate::domain::mastery::Attempt;
 use crate::engine::mapping::{MapTarget, UnmappedActivity};
 use crate::engine::mastery::SkillMastery;
@@ -18,10 +19,6 @@ use crate::error::{Error, Result};
 pub const MAX_ATTEMPTS_PER_CALL: usize = 1000;
 /// Largest number of skills or modules in one `ImportCatalog` call.
 pub const MAX_IMPORT_OBJECTS: usize = 10_000;
-/// Longest module, in minutes (a week).
-pub const MAX_MODULE_MINUTES: u32 = 7 * 24 * 60;
-/// Longest time spent on one quiz item, in milliseconds (a day).
-pub const MAX_TIME_SPENT_MS: u64 = 24 * 3_600_000;
 
 /// Unwraps a required sub-message.
 pub fn required<T>(field: &str, value: Option<T>) -> Result<T> {
@@ -208,23 +205,14 @@ pub fn learner(at: &str, value: pb::Learner) -> Result<Learner> {
         time_zone,
         display_name,
     } = value;
-    Ok(Learner {
-        id: check::id(format_args!("{at}.id"), &id)?,
-        company_id: check::id(format_args!("{at}.company_id"), &company_id)?,
-        // Both required: modules are picked in the language, cohorts
-        // bound the spread of zones; neither has a safe default.
-        language: check::language(format_args!("{at}.language"), &language, true)?,
-        time_zone: match time_zone.as_str() {
-            "" => {
-                return Err(Error::invalid(
-                    format!("{at}.time_zone"),
-                    "must not be empty",
-                ));
-            }
-            zone => check::time_zone(format_args!("{at}.time_zone"), zone)?,
-        },
-        display_name: check::text(format_args!("{at}.display_name"), &display_name)?,
-    })
+    let raw = Learner {
+        id,
+        company_id,
+        language,
+        time_zone,
+        display_name,
+    };
+    check::learner(raw, |field| format!("{at}.{field}"))
 }
 
 impl From<Learner> for pb::Learner {
@@ -514,7 +502,7 @@ fn attempt(i: usize, value: &pb::Attempt, now: Micros) -> Result<Attempt> {
         time_spent_ms: check::duration_ms(
             format_args!("attempts[{i}].time_spent"),
             time_spent.as_ref(),
-            MAX_TIME_SPENT_MS,
+            MAX_ATTEMPT_TIME_MS,
         )?,
     })
 }

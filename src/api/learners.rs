@@ -7,9 +7,11 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, required};
 use super::pb::{self, learner_service_server::LearnerService};
 use super::validate as check;
+use crate::clock::now_micros;
+use crate::engine::Engine;
 use crate::engine::learners::EnrolmentOwner;
-use crate::engine::{Engine, now_micros};
 use crate::error::Error;
+use crate::offload;
 
 /// Serves learners and enrolments over the engine.
 pub struct LearnerApi {
@@ -137,7 +139,8 @@ impl LearnerService for LearnerApi {
     ) -> Result<Response<pb::ExportLearnerResponse>, Status> {
         let pb::ExportLearnerRequest { learner_id } = request.into_inner();
         let id = check::id("learner_id", &learner_id)?;
-        let json = super::off_runtime(&self.engine, move |e| e.export_learner(&id)).await?;
+        let engine = self.engine.clone();
+        let json = offload::blocking(async move { engine.export_learner(&id) }).await??;
         Ok(Response::new(pb::ExportLearnerResponse { json }))
     }
 
@@ -147,7 +150,8 @@ impl LearnerService for LearnerApi {
     ) -> Result<Response<pb::EraseLearnerResponse>, Status> {
         let pb::EraseLearnerRequest { learner_id } = request.into_inner();
         let id = check::id("learner_id", &learner_id)?;
-        let erased = super::off_runtime(&self.engine, move |e| e.erase_learner(&id)).await?;
+        let engine = self.engine.clone();
+        let erased = offload::blocking(async move { engine.erase_learner(&id) }).await??;
         Ok(Response::new(pb::EraseLearnerResponse {
             removed_entries: erased.removed as i64,
             rewritten_entries: erased.rewritten as i64,

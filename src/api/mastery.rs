@@ -7,9 +7,11 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use super::pb::{self, mastery_service_server::MasteryService};
 use super::validate as check;
+use crate::clock::now_micros;
+use crate::engine::Engine;
 use crate::engine::model::{ActiveModel, FitRequest, FitState, module_learn_rates};
-use crate::engine::{Engine, now_micros};
 use crate::error::Error;
+use crate::offload;
 
 /// Batches of this many attempts or more are ingested on the blocking
 /// pool; smaller ones (a few hundred microseconds at most) stay on the
@@ -46,9 +48,7 @@ impl MasteryService for MasteryApi {
         // A large batch is milliseconds of CPU: off the workers, so that
         // the calls queued behind it are not held back (`offload.rs`).
         let staged = if offloaded {
-            crate::offload::offload_cpu(stage)
-                .await
-                .map_err(super::task_failed)??
+            offload::cpu(stage).await??
         } else {
             stage()?
         };
@@ -146,16 +146,10 @@ fn model_message(active: ActiveModel, state: FitState) -> pb::Model {
         error,
         ..Default::default()
     };
+    message.fitted_at = active.fitted_at().map(super::convert::timestamp);
     let Some(fitted) = active.fitted else {
         return message;
     };
-    // Model ids are `bkt-<unix millis>.json`.
-    message.fitted_at = active
-        .id
-        .strip_prefix("bkt-")
-        .and_then(|rest| rest.strip_suffix(".json"))
-        .and_then(|ms| ms.parse::<i64>().ok())
-        .map(|ms| super::convert::timestamp(ms * 1000));
     message.log_likelihood = fitted.log_likelihood;
     if let Some(cv) = &fitted.cv {
         message.cv_auc = cv.auc;

@@ -25,25 +25,6 @@ pub mod scope;
 pub mod status;
 pub mod validate;
 
-/// Runs a synchronous, possibly long engine call (cohort formation, a
-/// report over every answer in scope) on tokio's blocking pool, so that the
-/// async workers keep serving ingestion.
-pub(crate) async fn off_runtime<T: Send + 'static>(
-    engine: &std::sync::Arc<crate::engine::Engine>,
-    call: impl FnOnce(&crate::engine::Engine) -> crate::error::Result<T> + Send + 'static,
-) -> Result<T, tonic::Status> {
-    let engine = engine.clone();
-    tokio::task::spawn_blocking(move || call(&engine))
-        .await
-        .map_err(task_failed)?
-        .map_err(Into::into)
-}
-
-/// INTERNAL for an engine task on the blocking pool that panicked.
-pub(crate) fn task_failed(err: tokio::task::JoinError) -> tonic::Status {
-    tonic::Status::internal(format!("engine task failed: {err}"))
-}
-
 /// Code generated from `proto/spoc/v1/*.proto`.
 #[allow(missing_docs, clippy::all)]
 pub mod pb {

@@ -7,10 +7,11 @@ use tonic::{Request, Response, Status};
 
 use super::pb::{self, remediation_service_server::RemediationService};
 use super::validate as check;
+use crate::clock::now_micros;
 use crate::domain::activity::{Activity, ActivityKind};
 use crate::domain::learner::Micros;
 use crate::domain::remediation::{self as policy, Kind, Recommendation, Target};
-use crate::engine::{Engine, now_micros};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 
 /// Largest number of recommendations one call may ask for.
@@ -138,7 +139,7 @@ fn activity(at: &str, value: pb::ModuleActivity, now: Micros) -> Result<Activity
         time_spent_ms: check::duration_ms(
             format_args!("{at}.time_spent"),
             time_spent.as_ref(),
-            super::convert::MAX_TIME_SPENT_MS,
+            crate::domain::limits::MAX_MODULE_TIME_MS,
         )?,
     })
 }

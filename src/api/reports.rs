@@ -12,6 +12,7 @@ use crate::domain::risk::AlertKind;
 use crate::engine::Engine;
 use crate::engine::reports::CertificationView;
 use crate::error::{Error, Result};
+use crate::offload;
 
 /// The least time a scoped `GetCohortReport` takes to answer NOT_FOUND:
 /// above what reading a cohort's members takes, so that an existing cohort
@@ -27,15 +28,6 @@ impl ReportApi {
     /// Wraps a shared engine.
     pub fn new(engine: Arc<Engine>) -> Self {
         Self { engine }
-    }
-
-    /// Runs a report off the async runtime: it reads every answer of every
-    /// learner in scope and may render charts.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        call: impl FnOnce(&Engine) -> Result<T> + Send + 'static,
-    ) -> Result<T, Status> {
-        super::off_runtime(&self.engine, call).await
     }
 }
 
@@ -225,13 +217,15 @@ impl ReportService for ReportApi {
                 return Err(status);
             }
         };
-        let response = self
-            .blocking(move |engine| {
-                let program = (!program_id.is_empty()).then_some(program_id.as_str());
-                let report = engine.cohort_report_for(&who, &cohort_id, program)?;
-                Ok(respond(report, format))
-            })
-            .await?;
+        // A report reads every answer of every learner in scope and may
+        // render charts: off the workers.
+        let engine = self.engine.clone();
+        let response = offload::blocking(async move {
+            let program = (!program_id.is_empty()).then_some(program_id.as_str());
+            let report = engine.cohort_report_for(&who, &cohort_id, program)?;
+            Ok::<_, Error>(respond(report, format))
+        })
+        .await??;
         Ok(Response::new(response))
     }
 
@@ -242,14 +236,12 @@ impl ReportService for ReportApi {
         let program_id = check::id("program_id", &request.get_ref().program_id)?;
         let format = format_from_pb("format", request.get_ref().format)?;
         let who = super::scope::authorize(&self.engine, &request)?;
-        let response = self
-            .blocking(move |engine| {
-                Ok(respond(
-                    engine.program_report_for(&who, &program_id)?,
-                    format,
-                ))
-            })
-            .await?;
+        let engine = self.engine.clone();
+        let response = offload::blocking(async move {
+            let report = engine.program_report_for(&who, &program_id)?;
+            Ok::<_, Error>(respond(report, format))
+        })
+        .await??;
         Ok(Response::new(response))
     }
 
@@ -260,9 +252,9 @@ impl ReportService for ReportApi {
         let learner_id = check::id("learner_id", &request.get_ref().learner_id)?;
         let program_id = check::id("program_id", &request.get_ref().program_id)?;
         super::scope::authorize(&self.engine, &request)?;
-        let view = self
-            .blocking(move |engine| engine.certification(&learner_id, &program_id))
-            .await?;
+        let engine = self.engine.clone();
+        let view = offload::blocking(async move { engine.certification(&learner_id, &program_id) })
+            .await??;
         Ok(Response::new(view.into()))
     }
 }

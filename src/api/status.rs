@@ -9,6 +9,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::error::Error;
+use crate::offload::Panicked;
 
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
@@ -41,5 +42,12 @@ impl From<Error> for Status {
             Error::PermissionDenied(_) => Status::permission_denied(message),
             Error::Unavailable(_) => Status::unavailable(message),
         }
+    }
+}
+
+impl From<Panicked> for Status {
+    fn from(err: Panicked) -> Self {
+        tracing::error!(error = %err, "a task of a call failed");
+        Status::internal(err.to_string())
     }
 }

@@ -18,6 +18,7 @@ use clap::Args;
 use super::client::{BoxError, ClientArgs, Service, describe, runtime};
 use super::output::{self, OutputFormat};
 use crate::api::pb;
+use crate::domain::spreadsheet::{self, Row};
 
 /// Columns of an items file.
 pub const ITEM_HEADER: [&str; 5] = ["id", "skill_ids", "title", "external_ids", "pass_mark"];
@@ -107,34 +108,22 @@ fn import(args: ImportArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Reads a CSV whose header starts with `header`, each row through `row`;
-/// errors name the file, the line and the column.
+/// Reads a CSV whose header starts with `header` ([`spreadsheet::read`]),
+/// each row through `row`; errors name the file, the line and the column.
 fn read<T>(
     path: &Path,
     header: &[&str],
-    row: impl Fn(&csv::StringRecord) -> Result<T, (usize, String)>,
+    row: impl Fn(&Row) -> Result<T, (usize, String)>,
 ) -> Result<Vec<T>, BoxError> {
     let file = path.display();
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| format!("{file}: {e}"))?;
-    let found = reader
-        .headers()
-        .map_err(|e| format!("{file}: {e}"))?
-        .clone();
-    if found.len() < header.len() || found.iter().zip(header).any(|(a, b)| a != *b) {
-        return Err(format!("{file}:1: the header must start with {}", header.join(",")).into());
-    }
-    let mut out = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| format!("{file}: {e}"))?;
-        let line = record.position().map_or(0, |p| p.line());
-        out.push(
-            row(&record).map_err(|(column, why)| {
-                format!("{file}:{line}: column {}: {why}", header[column])
-            })?,
-        );
+    let input = std::fs::File::open(path).map_err(|e| format!("{file}: {e}"))?;
+    let table = spreadsheet::read(std::io::BufReader::new(input), header)
+        .map_err(|e| format!("{file}:{}: {}", e.line, e.reason))?;
+    let mut out = Vec::with_capacity(table.rows.len());
+    for record in &table.rows {
+        out.push(row(record).map_err(|(column, why)| {
+            format!("{file}:{}: column {}: {why}", record.line, header[column])
+        })?);
     }
     Ok(out)
 }
@@ -148,12 +137,8 @@ fn list(cell: &str) -> Vec<String> {
         .collect()
 }
 
-fn cell(record: &csv::StringRecord, i: usize) -> &str {
-    record.get(i).unwrap_or("")
-}
-
-fn item(record: &csv::StringRecord) -> Result<pb::Item, (usize, String)> {
-    let pass_mark = match cell(record, 4) {
+fn item(record: &Row) -> Result<pb::Item, (usize, String)> {
+    let pass_mark = match record.get(4) {
         "" => None,
         text => Some(
             text.parse::<f64>()
@@ -161,30 +146,30 @@ fn item(record: &csv::StringRecord) -> Result<pb::Item, (usize, String)> {
         ),
     };
     Ok(pb::Item {
-        id: cell(record, 0).to_string(),
-        skill_ids: list(cell(record, 1)),
-        title: cell(record, 2).to_string(),
-        external_ids: list(cell(record, 3)),
+        id: record.get(0).to_string(),
+        skill_ids: list(record.get(1)),
+        title: record.get(2).to_string(),
+        external_ids: list(record.get(3)),
         pass_mark,
     })
 }
 
-fn module(record: &csv::StringRecord) -> Result<pb::Module, (usize, String)> {
-    let format = cell(record, 3);
+fn module(record: &Row) -> Result<pb::Module, (usize, String)> {
+    let format = record.get(3);
     let format =
         pb::ModuleFormat::from_str_name(&format!("MODULE_FORMAT_{}", format.to_ascii_uppercase()))
             .filter(|f| *f != pb::ModuleFormat::Unspecified)
             .ok_or_else(|| (3, format!("'{format}' is not a module format")))?;
-    let minutes = cell(record, 4);
+    let minutes = record.get(4);
     Ok(pb::Module {
-        id: cell(record, 0).to_string(),
-        title: cell(record, 1).to_string(),
-        skill_ids: list(cell(record, 2)),
+        id: record.get(0).to_string(),
+        title: record.get(1).to_string(),
+        skill_ids: list(record.get(2)),
         format: format as i32,
         duration_minutes: minutes
             .parse()
             .map_err(|_| (4, format!("'{minutes}' is not a whole number of minutes")))?,
-        language: cell(record, 5).to_string(),
-        external_ids: list(cell(record, 6)),
+        language: record.get(5).to_string(),
+        external_ids: list(record.get(6)),
     })
 }

@@ -9,7 +9,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::client::{BoxError, ClientArgs, Service, describe, runtime};
 use super::output::{self, OutputFormat};
 use crate::api::pb;
-use crate::domain::cohorts::{CohortConstraints, Objective, OfflineOptions, run_offline};
+use crate::domain::cohorts::{
+    CohortConstraints, Objective, OfflineOptions, assignment_csv, run_offline,
+};
 
 /// `spoc cohorts ...`
 #[derive(Debug, Subcommand)]
@@ -137,12 +139,11 @@ fn form_in_service(args: ServiceFormArgs) -> Result<(), BoxError> {
             .map_err(|s| BoxError::from(describe(&format!("forming cohorts of {program:?}"), &s)))
     })?;
     if let Some(path) = &args.output {
-        let mut text = String::from("learner_id,cohort_id\n");
-        for cohort in &response.cohorts {
-            for learner in &cohort.learner_ids {
-                text.push_str(&format!("{learner},{}\n", cohort.id));
-            }
-        }
+        let text = assignment_csv(response.cohorts.iter().flat_map(|c| {
+            c.learner_ids
+                .iter()
+                .map(move |l| (l.as_str(), c.id.as_str()))
+        }));
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     match args.format {

@@ -14,15 +14,11 @@ use tokio::task::JoinSet;
 
 use super::client::{AuthChannel, BoxError, ClientArgs, Service, describe, runtime};
 use super::output::{self, OutputFormat};
-use crate::api::convert;
 use crate::api::pb;
 use crate::api::pb::learner_service_client::LearnerServiceClient;
-use crate::domain::learner::Learner;
-
-/// Columns the import file must start with; later columns are ignored (an
-/// export of the offline `spoc cohorts form` input, skills included, loads
-/// as it is).
-pub const IMPORT_HEADER: [&str; 4] = ["learner_id", "company_id", "language", "timezone"];
+use crate::domain::cohorts::assignment_csv;
+use crate::domain::roster::{self, RosterRow, read_roster};
+use crate::domain::validate;
 
 /// Learners written to the service at once: enough to hide round trips,
 /// few enough not to crowd a server serving live traffic.
@@ -77,134 +73,21 @@ pub fn run(command: LearnersCommand) -> Result<(), BoxError> {
     }
 }
 
-/// One learner row of the import file, checked like the service checks
-/// `UpsertLearner`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RosterRow {
-    /// 1-based line in the file, for messages.
-    pub line: usize,
-    /// The learner (display name empty: a stored one is kept).
-    pub learner: Learner,
-}
-
-/// Reads and checks the whole import file before anything is sent, so a
-/// typo on line 900 does not leave 899 learners half-imported.
+/// Reads and checks the whole import file (a [`read_roster`] roster,
+/// each learner checked as the service checks `UpsertLearner`, errors
+/// naming the file's columns) before anything is sent, so a typo on line
+/// 900 does not leave 899 learners half-imported.
 pub fn parse_roster(input: impl Read) -> Result<Vec<RosterRow>, String> {
-    let mut text = String::new();
-    std::io::BufReader::new(input)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read the input: {e}"))?;
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim_start_matches('\u{feff}')))
-        .filter(|(_, l)| !l.trim().is_empty());
-    let (hline, header) = lines
-        .next()
-        .ok_or("line 1: empty input: a header row is required")?;
-    let header = split_record(header).map_err(|e| format!("line {hline}: {e}"))?;
-    let lower: Vec<String> = header.iter().map(|f| f.to_ascii_lowercase()).collect();
-    if lower.len() < IMPORT_HEADER.len() || lower[..IMPORT_HEADER.len()] != IMPORT_HEADER {
-        return Err(format!(
-            "line {hline}: header must start with {}, found {}",
-            IMPORT_HEADER.join(","),
-            header.join(",")
-        ));
-    }
-    let mut rows = Vec::new();
-    let mut seen = std::collections::BTreeMap::new();
-    for (line, text) in lines {
-        let bad = |reason: String| format!("line {line}: {reason}");
-        let f = split_record(text).map_err(bad)?;
-        if f.len() != header.len() {
-            return Err(bad(format!(
-                "expected {} fields, found {}",
-                header.len(),
-                f.len()
-            )));
-        }
-        let learner = convert::learner(
-            "row",
-            pb::Learner {
-                id: f[0].clone(),
-                company_id: f[1].clone(),
-                language: f[2].clone(),
-                time_zone: f[3].clone(),
-                display_name: String::new(),
-            },
-        )
-        .map_err(|e| bad(csv_field_error(&e.to_string())))?;
-        if let Some(prev) = seen.insert(learner.id.clone(), line) {
-            return Err(bad(format!(
-                "learner_id {:?} already appears on line {prev}",
-                learner.id
-            )));
-        }
-        rows.push(RosterRow { line, learner });
-    }
-    Ok(rows)
-}
-
-/// Renames the API's field paths (`row.time_zone`) to the CSV's columns.
-fn csv_field_error(message: &str) -> String {
-    message
-        .replace("row.id", "learner_id")
-        .replace("row.company_id", "company_id")
-        .replace("row.language", "language")
-        .replace("row.time_zone", "timezone")
-}
-
-/// Splits one CSV line into fields; double quotes protect commas and `""`
-/// stands for a quote inside a quoted field. Unquoted fields are trimmed.
-fn split_record(line: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut chars = line.chars().peekable();
-    loop {
-        let mut field = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    Some('"') if chars.peek() == Some(&'"') => {
-                        chars.next();
-                        field.push('"');
-                    }
-                    Some('"') => break,
-                    Some(c) => field.push(c),
-                    None => return Err("unterminated quoted field".into()),
-                }
-            }
-            match chars.next() {
-                None => {
-                    fields.push(field);
-                    return Ok(fields);
-                }
-                Some(',') => fields.push(field),
-                Some(c) => return Err(format!("unexpected {c:?} after a closing quote")),
-            }
-        } else {
-            loop {
-                match chars.next() {
-                    None => {
-                        fields.push(field.trim().to_string());
-                        return Ok(fields);
-                    }
-                    Some(',') => break,
-                    Some(c) => field.push(c),
-                }
-            }
-            fields.push(field.trim().to_string());
-        }
-    }
-}
-
-/// Quotes a field for CSV output when it needs it.
-fn quote(field: &str) -> String {
-    if field.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_string()
-    }
+    let roster = read_roster(input).map_err(|e| e.to_string())?;
+    roster
+        .rows
+        .into_iter()
+        .map(|mut row| {
+            row.learner = validate::learner(row.learner, roster::column)
+                .map_err(|e| format!("line {}: {e}", row.line))?;
+            Ok(row)
+        })
+        .collect()
 }
 
 /// `spoc learners import`: check the file, then upsert and enrol every
@@ -309,8 +192,8 @@ pub fn export_cohorts(args: ExportArgs) -> Result<(), BoxError> {
     let program_id = args.program.clone();
     let (text, cohorts, learners) = runtime()?.block_on(async move {
         let mut client = Service::connect(&args.client).await?.cohorts();
-        let mut text = String::from("learner_id,cohort_id\n");
-        let (mut cohorts, mut learners) = (0usize, 0usize);
+        let mut rows: Vec<(String, String)> = Vec::new();
+        let mut cohorts = 0usize;
         let mut page_token = String::new();
         loop {
             let page = client
@@ -328,19 +211,22 @@ pub fn export_cohorts(args: ExportArgs) -> Result<(), BoxError> {
                 )
                 .into());
             }
-            for cohort in &page.cohorts {
+            for cohort in page.cohorts {
                 cohorts += 1;
-                for learner in &cohort.learner_ids {
-                    learners += 1;
-                    text.push_str(&format!("{},{}\n", quote(learner), quote(&cohort.id)));
-                }
+                rows.extend(
+                    cohort
+                        .learner_ids
+                        .into_iter()
+                        .map(|l| (l, cohort.id.clone())),
+                );
             }
             if page.next_page_token.is_empty() {
                 break;
             }
             page_token = page.next_page_token;
         }
-        Ok::<_, BoxError>((text, cohorts, learners))
+        let text = assignment_csv(rows.iter().map(|(l, c)| (l.as_str(), c.as_str())));
+        Ok::<_, BoxError>((text, cohorts, rows.len()))
     })?;
     std::fs::write(&args.output, text)
         .map_err(|e| format!("cannot write {}: {e}", args.output.display()))?;

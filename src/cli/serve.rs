@@ -40,7 +40,7 @@ pub struct ServeArgs {
     pub alert_pass_seconds: u64,
     /// Requests in flight over all connections before new ones are refused
     /// at once with RESOURCE_EXHAUSTED (load shedding).
-    #[arg(long, env = "SPOC_MAX_IN_FLIGHT", default_value_t = crate::server::DEFAULT_MAX_IN_FLIGHT)]
+    #[arg(long, env = "SPOC_MAX_IN_FLIGHT", default_value_t = crate::domain::limits::DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
     /// PEM certificate chain: with --tls-key, serve over TLS (rustls).
     #[arg(long, env = "SPOC_TLS_CERT", requires = "tls_key")]

@@ -50,7 +50,7 @@ pub fn run(args: TrainRiskArgs) -> Result<(), Box<dyn std::error::Error + Send +
                     params: crate::engine::params::ParamSet::load(args.bkt_params.as_deref())?,
                 },
             )?;
-            let samples = engine.risk_history(crate::engine::now_micros())?;
+            let samples = engine.risk_history(crate::clock::now_micros())?;
             let options = TrainOptions {
                 seed: args.seed,
                 source: format!(

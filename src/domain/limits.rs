@@ -1,6 +1,9 @@
-//! Size and time limits every edge enforces (gRPC in `api/validate.rs`,
-//! xAPI in `domain/xapi/`): kept in one place so that an id or a time one
-//! edge accepts, the other accepts too.
+//! Size and time limits every edge enforces (gRPC in `api/`, xAPI and
+//! Connect in `http/`, CSV files in `cli/`), checked by
+//! `domain/validate.rs`: kept in one place so that an id, a time or a
+//! request one edge accepts, the other accepts too.
+
+use std::time::Duration;
 
 use super::learner::Micros;
 
@@ -24,3 +27,50 @@ pub const BEFORE_2000: &str =
 
 /// How far in the future an event time may lie (clock skew allowance).
 pub const MAX_FUTURE_MICROS: Micros = 3_600_000_000;
+
+/// Longest name or title accepted, in bytes.
+pub const MAX_TEXT_BYTES: usize = 512;
+
+/// Longest language tag accepted: RFC 5646 asks for at least 35
+/// characters; private-use subtags may otherwise chain without end.
+pub const MAX_LANGUAGE_BYTES: usize = 64;
+
+/// Most ids one list field may hold (skills of a program, filters...):
+/// each becomes a store lookup, so the list is bounded, not just the message.
+pub const MAX_IDS_PER_LIST: usize = 10_000;
+
+/// Most external ids one program, module or item carries.
+pub const MAX_EXTERNAL_IDS: usize = 100;
+
+/// Page size used when the caller sends 0.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+
+/// Largest page returned; larger requests are coerced (AIP-158).
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// Longest time spent on one answer, in milliseconds (a day). Both edges
+/// refuse more, naming the field (gRPC `time_spent`, xAPI
+/// `result.duration`), rather than store a shortened time.
+pub const MAX_ATTEMPT_TIME_MS: u64 = 24 * 3_600_000;
+
+/// Longest module a catalog holds, in minutes (a week).
+pub const MAX_MODULE_MINUTES: u32 = 7 * 24 * 60;
+
+/// Longest time spent on a module that one module event carries, in
+/// milliseconds: as long as the longest module (a week). Both edges refuse
+/// more, naming the field.
+pub const MAX_MODULE_TIME_MS: u64 = MAX_MODULE_MINUTES as u64 * 60_000;
+
+/// Largest gRPC message accepted, in bytes: a full `ImportCatalog` fits, a
+/// runaway client does not. Connect calls are held to it too.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// A request still running after this is cancelled: DEADLINE_EXCEEDED over
+/// gRPC and Connect, 503 over xAPI (streaming calls are exempt through their
+/// own keep-alive).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Requests in flight across all connections of both listeners before new
+/// ones are refused at once with RESOURCE_EXHAUSTED (`spoc serve
+/// --max-in-flight`).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;

@@ -9,12 +9,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
+use parking_lot::{Mutex, RwLock};
 use ring::rand::SecureRandom;
 use subtle::ConstantTimeEq;
 
-use super::{Engine, now_micros};
+use super::Engine;
+use crate::clock::now_micros;
 use crate::domain::access::{ApiKey, CohortFacts, Principal, Resource, Role, Scope, ScopeFacts};
 use crate::domain::reports::CohortReport;
 use crate::error::{Error, Result};
@@ -57,7 +59,7 @@ impl AccessKeys {
 
     /// Puts an active key in the cache, or drops a revoked one from it.
     fn remember(&self, key: &ApiKey) {
-        let mut active = self.active.write().expect("key cache lock");
+        let mut active = self.active.write();
         if key.revoked_at.is_some() {
             active.remove(&key.id);
             return;
@@ -131,7 +133,7 @@ impl Engine {
     /// hot path).
     pub fn authenticate_shared(&self, token: &str) -> Result<Arc<Principal>> {
         let (id, secret) = split_token(token).ok_or_else(unauthenticated)?;
-        let active = self.access.active.read().expect("key cache lock");
+        let active = self.access.active.read();
         let key = active.get(id).ok_or_else(unauthenticated)?;
         if bool::from(key.secret_hash.ct_eq(&hash(secret))) {
             Ok(key.principal.clone())
@@ -143,31 +145,43 @@ impl Engine {
     /// Whether the key `key_id` is still active: a long-lived stream (an
     /// alert watch) stops serving a key revoked after it started.
     pub fn key_is_active(&self, key_id: &str) -> bool {
-        self.access
-            .active
-            .read()
-            .expect("key cache lock")
-            .contains_key(key_id)
+        self.access.active.read().contains_key(key_id)
     }
 
-    /// Creates a key; returns it and its token. The scope must fit the role
-    /// (INVALID_ARGUMENT otherwise). Call `store().durable()` before
-    /// handing the token out.
-    pub fn create_api_key(&self, name: &str, role: Role, scope: Scope) -> Result<(ApiKey, String)> {
+    /// Creates a key; returns it and its token, once the key is on disk (a
+    /// token handed out is never lost to a crash). The scope must fit the
+    /// role (INVALID_ARGUMENT otherwise).
+    pub async fn create_api_key(
+        &self,
+        name: &str,
+        role: Role,
+        scope: Scope,
+    ) -> Result<(ApiKey, String)> {
         Scope::check_for(role, &scope)?;
         let (key, token) = new_key(name, role, scope)?;
-        let _write = self.access.write.lock().expect("key write lock");
-        self.store.put_api_key(&key)?;
-        self.access.remember(&key);
+        {
+            let _write = self.access.write.lock();
+            self.store.put_api_key(&key)?;
+            self.access.remember(&key);
+        }
         tracing::info!(key_id = %key.id, role = role.name(), "API key created");
+        self.store.durable().await?;
         Ok((key, token))
     }
 
-    /// Revokes a key at once (the cache forgets it before this returns).
-    /// Refuses to revoke the last active admin key, which would lock every
-    /// administrator out.
-    pub fn revoke_api_key(&self, id: &str) -> Result<ApiKey> {
-        let _write = self.access.write.lock().expect("key write lock");
+    /// Revokes a key at once (the cache forgets it before this returns) and
+    /// on disk. Refuses to revoke the last active admin key, which would
+    /// lock every administrator out.
+    pub async fn revoke_api_key(&self, id: &str) -> Result<ApiKey> {
+        let key = self.revoke_locked(id)?;
+        self.store.durable().await?;
+        Ok(key)
+    }
+
+    /// [`Engine::revoke_api_key`] under the key write lock, before the wait
+    /// for the disk.
+    fn revoke_locked(&self, id: &str) -> Result<ApiKey> {
+        let _write = self.access.write.lock();
         let mut key = self
             .store
             .api_key(id)?
@@ -180,7 +194,6 @@ impl Engine {
                 .access
                 .active
                 .read()
-                .expect("key cache lock")
                 .values()
                 .filter(|k| k.principal.role == Role::Admin)
                 .count();
@@ -207,7 +220,7 @@ impl Engine {
     /// Afterwards, never again (a marker in the store says so, even if the
     /// file is deleted): returns `None`.
     pub fn bootstrap_admin_key(&self, data_dir: &Path) -> Result<Option<PathBuf>> {
-        let _write = self.access.write.lock().expect("key write lock");
+        let _write = self.access.write.lock();
         if self.store.admin_key_bootstrapped()? || !self.store.api_keys()?.is_empty() {
             return Ok(None);
         }

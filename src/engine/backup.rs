@@ -5,7 +5,10 @@
 
 use super::Engine;
 use crate::error::Result;
-use crate::store::backup::{SnapshotSummary, TempSnapshot};
+
+/// The snapshot file and its summary, as the engine hands them out: the
+/// edges stream them without knowing the store.
+pub use crate::store::backup::{SnapshotSummary, TempSnapshot};
 
 impl Engine {
     /// Writes a consistent snapshot of the whole store to a temporary file

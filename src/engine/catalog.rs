@@ -94,7 +94,7 @@ impl Engine {
         mut modules: Vec<Module>,
         mut items: Vec<Item>,
     ) -> Result<(Vec<Skill>, Vec<Module>, Vec<Item>)> {
-        let _guard = self.catalog_write.lock().expect("catalog lock");
+        let _guard = self.catalog_write.lock();
         let current = self.catalog();
         let stored = &current.skills;
         let no_refs: &[String] = &[];
@@ -162,8 +162,7 @@ impl Engine {
         self.store.put_catalog(&skills, &modules, &items)?;
         // Still under the write lock: the cache changes in the same order as
         // the store.
-        *self.catalog.write().expect("catalog lock") =
-            std::sync::Arc::new(super::Catalog::load(&self.store)?);
+        *self.catalog.write() = std::sync::Arc::new(super::Catalog::load(&self.store)?);
         if !(modules.is_empty() && items.is_empty()) {
             self.reload_aliases()?;
         }

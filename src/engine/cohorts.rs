@@ -6,16 +6,21 @@
 //! program's cohorts holds that program's cohort lock, so a move cannot
 //! interleave with a formation and undo half of it.
 //!
-//! Formation is CPU-heavy (seconds for tens of thousands of learners): its
-//! callers run [`Engine::form_cohorts`] on a blocking thread.
+//! Formation is CPU-heavy (seconds for tens of thousands of learners), and
+//! every cohort write may wait for a formation holding the program's lock:
+//! callers run these off the async workers (`offload::blocking`). Each
+//! write is on disk when it returns.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{MutexGuard, OnceLock};
+use std::sync::OnceLock;
+
+use parking_lot::MutexGuard;
 
 use jiff::Timestamp;
 
+use super::Engine;
 use super::locks::StripedLocks;
-use super::{Engine, now_micros};
+use crate::clock::now_micros;
 use crate::domain::catalog_index::primary_subtag;
 use crate::domain::cohorts::records::{FormationRecord, StoredCohort};
 use crate::domain::cohorts::{
@@ -181,7 +186,7 @@ fn domain_cohorts(cohorts: &[StoredCohort]) -> Vec<Cohort> {
 /// from `start_date` (now when unset) to `end_date` (the start when
 /// unset), since offsets move with daylight saving time.
 fn program_window(program: &Program) -> Window {
-    let now = Timestamp::now();
+    let now = Timestamp::from_microsecond(now_micros()).unwrap_or(Timestamp::UNIX_EPOCH);
     let at = |m: i64| Timestamp::from_microsecond(m).unwrap_or(now);
     let from = program.start_date.map_or(now, at);
     let until = program.end_date.map_or(from, at);
@@ -216,8 +221,20 @@ impl Engine {
     /// locked cohorts, and (unless a dry run) replaces the stored cohorts
     /// and increments the program's cohort version in one transaction.
     ///
-    /// Blocking and CPU-heavy: call it from a blocking thread.
-    pub fn form_cohorts(&self, program_id: &str, options: FormOptions) -> Result<FormedCohorts> {
+    /// Blocking and CPU-heavy: call it off the async workers.
+    pub async fn form_cohorts(
+        &self,
+        program_id: &str,
+        options: FormOptions,
+    ) -> Result<FormedCohorts> {
+        let formed = self.form_locked(program_id, options)?;
+        self.store.durable().await?;
+        Ok(formed)
+    }
+
+    /// [`Engine::form_cohorts`] under the program's lock, before the wait
+    /// for the disk.
+    fn form_locked(&self, program_id: &str, options: FormOptions) -> Result<FormedCohorts> {
         let program = self.program(program_id)?;
         let _guard = program_lock(program_id);
         let (enrolments, _) = self
@@ -313,11 +330,18 @@ impl Engine {
     /// Places a learner enrolled after formation in the existing cohort
     /// where the formation's objective suffers least, moving nobody else.
     /// Idempotent: a learner who already has a cohort keeps it.
-    pub fn assign_late_enrolment(
+    pub async fn assign_late_enrolment(
         &self,
         program_id: &str,
         learner_id: &str,
     ) -> Result<LatePlacement> {
+        let placed = self.assign_late_locked(program_id, learner_id)?;
+        self.store.durable().await?;
+        Ok(placed)
+    }
+
+    /// [`Engine::assign_late_enrolment`] before the wait for the disk.
+    fn assign_late_locked(&self, program_id: &str, learner_id: &str) -> Result<LatePlacement> {
         let program = self.program(program_id)?;
         self.learner(learner_id)?;
         if self.store.enrolment(learner_id, program_id)?.is_none() {
@@ -366,7 +390,19 @@ impl Engine {
     /// Moves one learner to another cohort of the same program, refusing a
     /// move after which either cohort would break a hard rule. Returns the
     /// source and target cohorts as they are now.
-    pub fn move_learner(
+    pub async fn move_learner(
+        &self,
+        program_id: &str,
+        learner_id: &str,
+        target_id: &str,
+    ) -> Result<(CohortView, CohortView)> {
+        let moved = self.move_locked(program_id, learner_id, target_id)?;
+        self.store.durable().await?;
+        Ok(moved)
+    }
+
+    /// [`Engine::move_learner`] before the wait for the disk.
+    fn move_locked(
         &self,
         program_id: &str,
         learner_id: &str,
@@ -420,7 +456,14 @@ impl Engine {
     }
 
     /// Locks (kept as it is by re-forming) or unlocks a cohort.
-    pub fn lock_cohort(&self, cohort_id: &str, locked: bool) -> Result<CohortView> {
+    pub async fn lock_cohort(&self, cohort_id: &str, locked: bool) -> Result<CohortView> {
+        let cohort = self.lock_locked(cohort_id, locked)?;
+        self.store.durable().await?;
+        Ok(cohort)
+    }
+
+    /// [`Engine::lock_cohort`] before the wait for the disk.
+    fn lock_locked(&self, cohort_id: &str, locked: bool) -> Result<CohortView> {
         let found = self
             .store
             .cohort(cohort_id)?

@@ -13,8 +13,8 @@
 //! population keeps bringing evidence), at most [`WINDOWS_PER_LEARNER`] per
 //! learner; the effects themselves are stored.
 
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use super::Engine;
 use crate::domain::activity::StoredActivity;
@@ -70,11 +70,11 @@ impl EffectsState {
 
     /// The effects, for a recommendation (held for microseconds).
     pub fn read(&self) -> RwLockReadGuard<'_, Effects> {
-        self.table.read().unwrap_or_else(|e| e.into_inner())
+        self.table.read()
     }
 
     fn windows(&self) -> MutexGuard<'_, HashMap<String, Vec<Window>>> {
-        self.windows.lock().unwrap_or_else(|e| e.into_inner())
+        self.windows.lock()
     }
 
     /// Forgets the open windows of erased learners.
@@ -223,11 +223,7 @@ impl Engine {
         let threshold = self.mastery_threshold();
         let mut changed: BTreeMap<(String, String), ModuleEffect> = BTreeMap::new();
         {
-            let mut table = self
-                .effects
-                .table
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut table = self.effects.table.write();
             for c in closed {
                 let p = params.for_skill(&c.skill);
                 let evidence = EffectEvidence {

@@ -18,8 +18,10 @@
 //! cache starts over: a miss costs one store read, never a wrong answer.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::domain::bkt::Observation;
 use crate::domain::mastery::Position;
@@ -54,8 +56,8 @@ impl Inner {
 }
 
 impl Histories {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// The cached history of a pair. Caller holds the learner's lock.

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use super::{Engine, now_micros};
+use super::Engine;
+use crate::clock::now_micros;
 use crate::domain::learner::{Enrolment, Learner, Micros, Program};
 use crate::domain::xapi::record::ObjectKind;
 use crate::error::{Error, Result};
@@ -48,7 +49,7 @@ impl Engine {
             }
         }
         {
-            let _guard = self.catalog_write.lock().expect("catalog lock");
+            let _guard = self.catalog_write.lock();
             let catalog = self.catalog();
             self.check_external_ids(
                 &[(
@@ -64,7 +65,6 @@ impl Engine {
         }
         self.programs
             .write()
-            .expect("programs lock")
             .insert(program.id.clone(), Arc::new(program.clone()));
         self.store.durable().await?;
         Ok(program)
@@ -73,7 +73,7 @@ impl Engine {
     /// One program, or NOT_FOUND; served from memory once read (every
     /// recommendation reads its program).
     pub fn program(&self, id: &str) -> Result<Arc<Program>> {
-        if let Some(program) = self.programs.read().expect("programs lock").get(id) {
+        if let Some(program) = self.programs.read().get(id) {
             return Ok(program.clone());
         }
         let program = Arc::new(
@@ -86,7 +86,6 @@ impl Engine {
         Ok(self
             .programs
             .write()
-            .expect("programs lock")
             .entry(id.to_string())
             .or_insert(program)
             .clone())

@@ -7,7 +7,8 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::{Mutex, MutexGuard};
+
+use parking_lot::{Mutex, MutexGuard};
 
 /// A fixed set of mutexes selected by hashing an id.
 pub struct StripedLocks {
@@ -36,7 +37,7 @@ impl StripedLocks {
         indices.dedup();
         indices
             .into_iter()
-            .map(|i| self.stripes[i].lock().unwrap_or_else(|p| p.into_inner()))
+            .map(|i| self.stripes[i].lock())
             .collect()
     }
 }

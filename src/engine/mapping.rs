@@ -5,7 +5,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::{Catalog, Engine, now_micros};
+use super::{Catalog, Engine};
+use crate::clock::now_micros;
 use crate::domain::xapi::aliases::{Aliases, Clash};
 use crate::domain::xapi::mapping::{Effect, resolve};
 use crate::domain::xapi::record::{ObjectKind, SeenActivity};
@@ -124,7 +125,7 @@ impl Engine {
     }
 
     fn write_mapping(&self, activity_id: &str, target: &MapTarget) -> Result<()> {
-        let _guard = self.catalog_write.lock().expect("catalog lock");
+        let _guard = self.catalog_write.lock();
         let (kind, owner) = match target {
             MapTarget::Ignore => {
                 let aliases = self.aliases();
@@ -173,14 +174,10 @@ impl Engine {
         self.reload_aliases()?;
         match kind {
             ObjectKind::Program => {
-                self.programs
-                    .write()
-                    .expect("programs lock")
-                    .remove(owner.as_str());
+                self.programs.write().remove(owner.as_str());
             }
             ObjectKind::Module | ObjectKind::Item => {
-                *self.catalog.write().expect("catalog lock") =
-                    std::sync::Arc::new(Catalog::load(&self.store)?);
+                *self.catalog.write() = std::sync::Arc::new(Catalog::load(&self.store)?);
             }
         }
         Ok(())

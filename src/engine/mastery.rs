@@ -679,8 +679,8 @@ mod tests {
     async fn concurrent_shuffled_ingestion_equals_the_time_ordered_replay() {
         use crate::domain::catalog::Skill;
         use crate::engine::testing::learner;
+        use parking_lot::Mutex;
         use std::collections::VecDeque;
-        use std::sync::Mutex;
 
         let dir = tempfile::tempdir().unwrap();
         let skills: Vec<String> = (0..3).map(|k| format!("s{k}")).collect();
@@ -746,7 +746,7 @@ mod tests {
                 let (engine, batches) = (engine.clone(), batches.clone());
                 tokio::spawn(async move {
                     loop {
-                        let Some(batch) = batches.lock().unwrap().pop_front() else {
+                        let Some(batch) = batches.lock().pop_front() else {
                             break;
                         };
                         engine.record_attempts(batch).await.unwrap();

@@ -16,8 +16,9 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::Engine;
 use super::params::ParamSet;
-use super::{Engine, now_micros};
+use crate::clock::now_micros;
 use crate::domain::activity::ActivityKind;
 use crate::domain::fit::{
     AttemptRecord, Dataset, FitOptions, FittedModel, NONE_KEY, Variants, build_model,
@@ -75,6 +76,15 @@ impl ActiveModel {
             fitted: None,
         }
     }
+
+    /// When the model in force was fitted, in microseconds: its id is the
+    /// time `Store::save_model` wrote it (`bkt-<unix millis>.json`); `None`
+    /// for the defaults.
+    pub fn fitted_at(&self) -> Option<i64> {
+        self.fitted.as_ref()?;
+        let millis = self.id.strip_prefix("bkt-")?.strip_suffix(".json")?;
+        millis.parse::<i64>().ok().map(|ms| ms * 1000)
+    }
 }
 
 impl ParamSet {
@@ -115,10 +125,7 @@ pub fn module_learn_rates(fitted: &FittedModel) -> BTreeMap<String, f64> {
 impl Engine {
     /// The model in force and the state of the last fit.
     pub fn model(&self) -> (ActiveModel, FitState) {
-        (
-            self.model.read().expect("model lock").clone(),
-            self.fit_state.lock().expect("fit lock").clone(),
-        )
+        (self.model.read().clone(), self.fit_state.lock().clone())
     }
 
     /// Starts a fit in the background; refuses when one is running or no
@@ -136,7 +143,7 @@ impl Engine {
             ));
         }
         {
-            let mut state = self.fit_state.lock().expect("fit lock");
+            let mut state = self.fit_state.lock();
             if *state == FitState::Running {
                 return Err(Error::FailedPrecondition("a fit is already running".into()));
             }
@@ -147,7 +154,7 @@ impl Engine {
             .name("spoc-fit".into())
             .spawn(move || {
                 let outcome = engine.run_fit(request);
-                let mut state = engine.fit_state.lock().expect("fit lock");
+                let mut state = engine.fit_state.lock();
                 *state = match outcome {
                     Ok(()) => FitState::Succeeded,
                     Err(err) => {
@@ -157,7 +164,7 @@ impl Engine {
                 };
             });
         if let Err(err) = spawned {
-            *self.fit_state.lock().expect("fit lock") = FitState::Failed(err.to_string());
+            *self.fit_state.lock() = FitState::Failed(err.to_string());
             return Err(Error::Unavailable(format!("cannot start the fit: {err}")));
         }
         Ok(())
@@ -259,8 +266,8 @@ impl Engine {
     /// returns once the recomputed states and their basis are durable.
     pub(crate) fn activate(&self, id: String, fitted: FittedModel) -> Result<()> {
         let params = Arc::new(ParamSet::from_fitted(&self.config.params, &fitted));
-        *self.params.write().expect("params lock") = params.clone();
-        *self.model.write().expect("model lock") = ActiveModel {
+        *self.params.write() = params.clone();
+        *self.model.write() = ActiveModel {
             id: id.clone(),
             fitted: Some(Arc::new(fitted)),
         };
@@ -273,7 +280,7 @@ impl Engine {
     /// (or nobody recorded with what: a store older than the record).
     pub(crate) fn check_mastery_basis(&self) -> Result<()> {
         let params = self.params();
-        let id = self.model.read().expect("model lock").id.clone();
+        let id = self.model.read().id.clone();
         let wanted = basis(&id, &params);
         let stored = self.store.mastery_basis()?;
         if stored.as_ref() == Some(&wanted) {
@@ -355,7 +362,7 @@ mod tests {
         params.default.learn = 0.4;
         params.skills.clear();
         let params = Arc::new(params);
-        *engine.params.write().unwrap() = params.clone();
+        *engine.params.write() = params.clone();
         engine.recompute_mastery(&params).unwrap();
         engine.record_attempts(sent[2..].to_vec()).await.unwrap();
 

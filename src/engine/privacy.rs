@@ -12,11 +12,12 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashSet};
 use std::hash::BuildHasher;
-use std::sync::Mutex;
 
+use parking_lot::Mutex;
 use serde::Serialize;
 
-use super::{Engine, now_micros};
+use super::Engine;
+use crate::clock::now_micros;
 use crate::domain::learner::Micros;
 use crate::error::{Error, Result};
 use crate::store::privacy::{Erased, LearnerRecords};
@@ -59,7 +60,7 @@ impl Default for RecentErasures {
 
 impl RecentErasures {
     fn note(&self, id: &str) {
-        let mut seen = self.seen.lock().expect("erasures lock");
+        let mut seen = self.seen.lock();
         if seen.len() >= RECENT_ERASURES {
             seen.clear();
         }
@@ -67,10 +68,7 @@ impl RecentErasures {
     }
 
     fn contains(&self, id: &str) -> bool {
-        self.seen
-            .lock()
-            .expect("erasures lock")
-            .contains(&self.hasher.hash_one(id))
+        self.seen.lock().contains(&self.hasher.hash_one(id))
     }
 }
 

@@ -248,7 +248,7 @@ impl Engine {
                 Ok(true) => self.store.note_recommended(
                     learner_id,
                     fresh.iter().copied(),
-                    super::now_micros(),
+                    crate::clock::now_micros(),
                 ),
                 Ok(false) => return Ok(answer),
                 Err(err) => Err(err),

@@ -9,8 +9,9 @@
 
 use std::collections::BTreeSet;
 
+use super::Engine;
 use super::alerts::{completion_plan, thresholds};
-use super::{Engine, now_micros};
+use crate::clock::now_micros;
 use crate::domain::activity::ActivityKind;
 use crate::domain::learner::{Micros, Program};
 use crate::domain::reports::{

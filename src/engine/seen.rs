@@ -8,7 +8,8 @@
 //! one store lookup, never a wrong answer.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+
+use parking_lot::{Mutex, MutexGuard};
 
 /// A set of keys with a size cap.
 pub struct SeenSet {
@@ -33,8 +34,8 @@ impl SeenSet {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// Whether `key` was recorded.

@@ -25,10 +25,13 @@
 //! collides with the stored attempt (409).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 
-use super::{Catalog, Engine, now_micros};
+use parking_lot::{Mutex, RwLock};
+
+use super::{Catalog, Engine};
+use crate::clock::now_micros;
 use crate::domain::activity::Activity;
 use crate::domain::learner::{Learner, Micros};
 use crate::domain::limits::MAX_ID_BYTES;
@@ -115,6 +118,7 @@ impl Outcome {
             Effect::Void { .. } => Outcome::Voided,
             Effect::Unresolved { .. } => Outcome::Waiting,
             Effect::Ignored { .. } => Outcome::NoEffect,
+            Effect::Refused { .. } => Outcome::Refused,
         }
     }
 }
@@ -182,7 +186,7 @@ impl XapiState {
         for key in counted {
             *local.entry(key).or_default() += 1;
         }
-        let mut outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut outcomes = self.outcomes.lock();
         for (key, n) in local {
             *outcomes.entry(key).or_default() += n;
         }
@@ -303,6 +307,10 @@ impl Plan {
                 tracing::debug!(statement = id, %reason, "xAPI statement without effect");
                 self.needs_flush = true;
                 Fate::Ignored
+            }
+            // The whole batch is refused, as the gRPC edge refuses it.
+            Effect::Refused { field, reason } => {
+                return Err(Error::invalid(format!("{at}.{field}"), reason));
             }
             // Voids and waiting statements are planned by the caller.
             Effect::Void { target } => Fate::Voided(target),
@@ -707,6 +715,12 @@ impl Engine {
                         report.waiting += 1;
                         continue;
                     }
+                    // As one that no longer parses: it keeps waiting.
+                    Effect::Refused { field, reason } => {
+                        tracing::warn!(statement = %id, %field, %reason, "a waiting xAPI statement is refused now; it stays waiting");
+                        report.waiting += 1;
+                        continue;
+                    }
                     effect => {
                         let label = verb_label(&parsed.statement.verb_id);
                         plan.outcomes.push((Outcome::of(&effect), label));
@@ -748,18 +762,14 @@ impl Engine {
 
     /// The alias index now.
     pub(crate) fn aliases(&self) -> Arc<Aliases> {
-        self.xapi
-            .aliases
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.xapi.aliases.read().clone()
     }
 
     /// Rebuilds the alias index from the store, after a write that changed
     /// external ids, programs or ignored activities.
     pub(crate) fn reload_aliases(&self) -> Result<()> {
         let aliases = Arc::new(load_aliases(&self.store)?);
-        *self.xapi.aliases.write().unwrap_or_else(|p| p.into_inner()) = aliases;
+        *self.xapi.aliases.write() = aliases;
         Ok(())
     }
 
@@ -768,7 +778,6 @@ impl Engine {
         self.xapi
             .outcomes
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .iter()
             .map(|(&(outcome, label), &n)| (outcome, label, n))
             .collect()

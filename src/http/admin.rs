@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::HttpError;
 use super::{AppState, auth};
-use crate::api::validate as check;
 use crate::domain::access::XAPI_ADMIN;
+use crate::domain::paging;
+use crate::offload;
 
 /// The query of `GET /xapi/unresolved`.
 #[derive(Debug, Deserialize)]
@@ -55,10 +56,10 @@ pub async fn unresolved(
     Query(query): Query<ListQuery>,
 ) -> Result<impl IntoResponse, HttpError> {
     auth::authorize(&state.engine, &headers, XAPI_ADMIN)?;
-    let limit = check::page_size("page_size", query.page_size.unwrap_or(0))?;
+    let limit = paging::page_size("page_size", query.page_size.unwrap_or(0))?;
     let scope = "GET /xapi/unresolved";
     let page_token = query.page_token.as_deref().unwrap_or("");
-    let after = check::page_token("page_token", page_token, scope)?;
+    let after = paging::page_token("page_token", page_token, scope)?;
     let (rows, next) = state
         .engine
         .unresolved_statements(after.as_deref(), limit)?;
@@ -73,7 +74,7 @@ pub async fn unresolved(
         .collect();
     Ok(Json(WaitingPage {
         statements,
-        next_page_token: check::next_page_token(next, scope),
+        next_page_token: paging::next_page_token(next, scope),
     }))
 }
 
@@ -85,7 +86,7 @@ pub async fn replay(
 ) -> Result<impl IntoResponse, HttpError> {
     auth::authorize(&state.engine, &headers, XAPI_ADMIN)?;
     let engine = state.engine.clone();
-    let report = super::off_runtime(async move { Ok(engine.replay_unresolved().await?) }).await?;
+    let report = offload::blocking(async move { engine.replay_unresolved().await }).await??;
     Ok(Json(Replayed {
         applied: report.applied,
         waiting: report.waiting,

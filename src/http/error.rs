@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::offload::Panicked;
 
 /// An error reply: `{"code": 400, "error": "bad_request", "field": ..., "message": ...}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +69,13 @@ impl From<Error> for HttpError {
             Error::Unauthenticated(_) => Self::new(StatusCode::UNAUTHORIZED, message),
             Error::PermissionDenied(_) => Self::new(StatusCode::FORBIDDEN, message),
         }
+    }
+}
+
+impl From<Panicked> for HttpError {
+    fn from(err: Panicked) -> Self {
+        tracing::error!(error = %err, "a task of an xAPI request failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
     }
 }
 

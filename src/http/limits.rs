@@ -16,13 +16,11 @@ use tokio::sync::Semaphore;
 use super::error::HttpError;
 use super::{AppState, auth};
 use crate::domain::access::XAPI_STATEMENTS;
+use crate::domain::limits::REQUEST_TIMEOUT;
 
 /// Requests served at once; more are refused with 503. A batch of 100
 /// statements takes ~5 ms of CPU, so this is seconds of work queued.
 pub const MAX_IN_FLIGHT: usize = 256;
-/// A request still running after this is answered 503 (its effects, if
-/// any, stay: statement ids make the retry idempotent).
-pub const REQUEST_TIMEOUT: Duration = crate::server::REQUEST_TIMEOUT;
 
 /// The shared bound on requests in flight.
 #[derive(Debug, Clone)]
@@ -36,7 +34,8 @@ impl InFlight {
 }
 
 /// Refuses a request at once when the bound is reached; otherwise runs it
-/// under [`REQUEST_TIMEOUT`].
+/// under [`REQUEST_TIMEOUT`], past which it is answered 503 (its effects,
+/// if any, stay: statement ids make the retry idempotent).
 pub async fn shed(State(in_flight): State<InFlight>, request: Request, next: Next) -> Response {
     let Ok(_permit) = in_flight.0.clone().try_acquire_owned() else {
         return HttpError::new(
@@ -65,12 +64,12 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Statements requests in flight per key id.
 #[derive(Debug, Default)]
-pub struct PerKey(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+pub struct PerKey(parking_lot::Mutex<std::collections::HashMap<String, usize>>);
 
 impl PerKey {
     /// A slot for `key`, or `None` when it has [`PER_KEY_IN_FLIGHT`].
     fn enter(self: &Arc<Self>, key: &str) -> Option<KeySlot> {
-        let mut counts = self.0.lock().expect("per-key lock");
+        let mut counts = self.0.lock();
         let count = counts.entry(key.to_string()).or_insert(0);
         if *count >= PER_KEY_IN_FLIGHT {
             return None;
@@ -91,7 +90,7 @@ struct KeySlot {
 
 impl Drop for KeySlot {
     fn drop(&mut self) {
-        let mut counts = self.of.0.lock().expect("per-key lock");
+        let mut counts = self.of.0.lock();
         if let Some(count) = counts.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {

@@ -41,7 +41,6 @@ use tokio::net::TcpListener;
 
 use crate::engine::Engine;
 use crate::server::ApiStack;
-use error::HttpError;
 
 /// Largest request body, in bytes (413 beyond): a batch of
 /// [`MAX_STATEMENTS_PER_BATCH`] rich statements fits.
@@ -110,21 +109,6 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .with_state(state)
 }
 
-/// Runs a request's work on tokio's blocking pool ([`crate::offload`]):
-/// parsing a batch (up to 8 MiB of JSON) and ingesting it take
-/// milliseconds of CPU between two awaits. `offload` bounds the jobs
-/// running at once.
-async fn off_runtime<T: Send + 'static>(
-    work: impl Future<Output = Result<T, HttpError>> + Send + 'static,
-) -> Result<T, HttpError> {
-    crate::offload::offload(work).await.map_err(|e| {
-        HttpError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            format!("request task failed: {e}"),
-        )
-    })?
-}
-
 /// `GET /xapi/about`: the versions this endpoint speaks.
 async fn about() -> impl IntoResponse {
     Json(serde_json::json!({ "version": version::SPOKEN }))
@@ -147,7 +131,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let stack = ApiStack::new(engine, crate::server::DEFAULT_MAX_IN_FLIGHT);
+    let stack = ApiStack::new(engine, crate::domain::limits::DEFAULT_MAX_IN_FLIGHT);
     serve_with(stack, listener, shutdown).await
 }
 

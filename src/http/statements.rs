@@ -13,8 +13,9 @@ use serde_json::Value;
 use super::error::HttpError;
 use super::multipart::{self, MediaType};
 use super::{AppState, MAX_STATEMENTS_PER_BATCH, attachments, version};
+use crate::clock::now_micros;
 use crate::domain::xapi::statement::{Parsed, parse_body, uuid};
-use crate::engine::now_micros;
+use crate::offload;
 
 /// The query of a PUT.
 #[derive(Debug, Deserialize)]
@@ -30,11 +31,13 @@ pub async fn post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Vec<String>>, HttpError> {
-    super::off_runtime(async move {
+    // Parsing a batch (up to 8 MiB of JSON) and ingesting it take
+    // milliseconds of CPU between two awaits: off the workers.
+    offload::blocking(async move {
         let parsed = parse_batch(&headers, body)?;
         Ok(Json(state.engine.ingest_statements(parsed).await?))
     })
-    .await
+    .await?
 }
 
 /// The statements of a POST body.
@@ -66,12 +69,12 @@ pub async fn put(
     query: Result<Query<PutQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
-    super::off_runtime(async move {
+    offload::blocking(async move {
         let parsed = parse_put(&headers, query, body)?;
         state.engine.ingest_statements(parsed).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })
-    .await
+    .await?
 }
 
 /// The statement of a PUT body, under the id its query names.

@@ -161,7 +161,7 @@ impl Store {
         let temp = TempSnapshot {
             path: self
                 .dir
-                .join(format!(".snapshot-{}-{n}.tmp", crate::engine::now_micros())),
+                .join(format!(".snapshot-{}-{n}.tmp", crate::clock::now_micros())),
         };
         let summary = self.snapshot_to(&temp.path)?;
         Ok((temp, summary))

@@ -255,7 +255,7 @@ impl Store {
         let mut trees: Vec<&sled::Tree> = removals.iter().map(|(t, _)| t).collect();
         trees.push(&cohorts);
         trees.push(&log);
-        let now = crate::engine::now_micros();
+        let now = crate::clock::now_micros();
         let erased = trees
             .as_slice()
             .transaction(|views| {
@@ -355,9 +355,7 @@ impl Store {
             .filter(|(_, u)| {
                 serde_json::from_str(&u.raw)
                     .ok()
-                    .and_then(|json| {
-                        parse_one(&json, "statement", crate::engine::now_micros()).ok()
-                    })
+                    .and_then(|json| parse_one(&json, "statement", crate::clock::now_micros()).ok())
                     .and_then(|parsed| actor_learner(&parsed.statement.actor))
                     .is_some_and(|who| who.id == learner)
             })

@@ -378,9 +378,8 @@ pub fn cohort_breaches(
                 *langs.entry(l).or_default() += 1;
             }
         }
-        if langs.len() > 1 {
-            let mut names = langs.keys();
-            let (first, second) = (names.next().unwrap(), names.next().unwrap());
+        let mut names = langs.keys();
+        if let (Some(first), Some(second)) = (names.next(), names.next()) {
             let main = langs
                 .iter()
                 .max_by_key(|(l, n)| (**n, std::cmp::Reverse(**l)))

@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 pub use constraints::{
     Breach, Constraint, Violation, check_move, cohort_breaches, verify_partition,
 };
-pub use csv::{OfflineOptions, parse_learners, run_offline, write_assignment};
+pub use csv::{OfflineOptions, assignment_csv, parse_learners, run_offline, write_assignment};
 pub use late::{Placement, assign_late};
 pub use offsets::{Window, ZoneOffsets, utc_offset_minutes};
 pub use report::{QualityReport, SkillSpread};

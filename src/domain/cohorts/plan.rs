@@ -523,10 +523,9 @@ fn choose_sizes(
     }
     let mut companies: Vec<(&str, usize)> = per.into_iter().collect();
     companies.sort_by_key(|&(c, m)| (std::cmp::Reverse(m), c));
-    let first = company_check(&companies, n, &even_sizes(n, k), cons, &block.label);
-    if first.is_ok() {
+    let Err(first) = company_check(&companies, n, &even_sizes(n, k), cons, &block.label) else {
         return Ok(even_sizes(n, k));
-    }
+    };
     if cons.target_cohorts.is_none() {
         let (lo, hi) = (n.div_ceil(cons.max_size), n / cons.min_size);
         let mut ks: Vec<usize> = (lo..=hi).filter(|&x| x != k).collect();
@@ -538,7 +537,7 @@ fn choose_sizes(
             }
         }
     }
-    Err(first.unwrap_err())
+    Err(first)
 }
 
 /// Exact test that companies of the given sizes can be spread over cohorts

@@ -13,81 +13,38 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::kpi::{BlockingScope, CohortReport, ScopeKind, iso_date};
+use crate::domain::spreadsheet::Writer;
 
 /// The report as one CSV table in long format: `section,id,name,metric,value`.
 ///
 /// One row per figure keeps a single file that any spreadsheet pivots,
 /// instead of one file per table. Fields are quoted per RFC 4180 when
-/// needed; numbers use `.` and up to 4 decimals.
+/// needed and guarded against formulas ([`crate::domain::spreadsheet`]); numbers use `.`
+/// and up to 4 decimals.
 pub fn to_csv(report: &CohortReport) -> String {
-    let mut rows: Vec<[String; 5]> = Vec::new();
-    let mut row = |section: &str, id: &str, name: &str, metric: &str, value: String| {
-        rows.push([section.into(), id.into(), name.into(), metric.into(), value]);
-    };
+    let mut out = Writer::new(["section", "id", "name", "metric", "value"]);
     let s = &report.scope;
-    row(
-        "summary",
-        &s.id,
-        &s.name,
-        "learners",
-        report.learners.to_string(),
-    );
-    row(
-        "summary",
-        &s.id,
-        &s.name,
-        "completed",
-        report.completed.to_string(),
-    );
-    row(
-        "summary",
-        &s.id,
-        &s.name,
-        "completion_rate",
-        num(report.completion_rate),
-    );
-    row(
-        "summary",
-        &s.id,
-        &s.name,
-        "certified",
-        report.certified.len().to_string(),
-    );
-    row(
-        "summary",
-        &s.id,
-        &s.name,
-        "alerts_raised",
-        report.alerts.raised.to_string(),
-    );
-    row(
-        "summary",
-        &s.id,
-        &s.name,
-        "alerts_resolved",
-        report.alerts.resolved.to_string(),
+    figures(
+        &mut out,
+        ("summary", &s.id, &s.name),
+        [
+            ("learners", report.learners.to_string()),
+            ("completed", report.completed.to_string()),
+            ("completion_rate", num(report.completion_rate)),
+            ("certified", report.certified.len().to_string()),
+            ("alerts_raised", report.alerts.raised.to_string()),
+            ("alerts_resolved", report.alerts.resolved.to_string()),
+        ],
     );
     for m in &report.module_time {
-        row(
-            "module_time",
-            &m.module_id,
-            &m.name,
-            "learners",
-            m.learners.to_string(),
-        );
-        row(
-            "module_time",
-            &m.module_id,
-            &m.name,
-            "median_minutes",
-            num(m.median_minutes),
-        );
-        row(
-            "module_time",
-            &m.module_id,
-            &m.name,
-            "p90_minutes",
-            num(m.p90_minutes),
+        figures(
+            &mut out,
+            ("module_time", &m.module_id, &m.name),
+            [
+                ("learners", m.learners.to_string()),
+                ("median_minutes", num(m.median_minutes)),
+                ("p90_minutes", num(m.p90_minutes)),
+            ],
         );
     }
     for b in &report.blocking_points {
@@ -95,109 +52,75 @@ pub fn to_csv(report: &CohortReport) -> String {
             BlockingScope::Skill => "blocking_skill",
             BlockingScope::Module => "blocking_module",
         };
-        row(
-            section,
-            &b.id,
-            &b.name,
-            "learners_blocked",
-            b.learners_blocked.to_string(),
-        );
-        row(
-            section,
-            &b.id,
-            &b.name,
-            "learners_attempted",
-            b.learners_attempted.to_string(),
-        );
-        row(
-            section,
-            &b.id,
-            &b.name,
-            "failed_attempts",
-            b.failed_attempts.to_string(),
+        figures(
+            &mut out,
+            (section, &b.id, &b.name),
+            [
+                ("learners_blocked", b.learners_blocked.to_string()),
+                ("learners_attempted", b.learners_attempted.to_string()),
+                ("failed_attempts", b.failed_attempts.to_string()),
+            ],
         );
     }
     for c in &report.competence {
-        row(
-            "competence",
-            &c.skill_id,
-            &c.name,
-            "learners",
-            c.learners.to_string(),
-        );
-        row(
-            "competence",
-            &c.skill_id,
-            &c.name,
-            "before_mean",
-            num(c.before_mean),
-        );
-        row(
-            "competence",
-            &c.skill_id,
-            &c.name,
-            "after_mean",
-            num(c.after_mean),
-        );
-        row(
-            "competence",
-            &c.skill_id,
-            &c.name,
-            "mastered_now",
-            c.mastered_now.to_string(),
+        figures(
+            &mut out,
+            ("competence", &c.skill_id, &c.name),
+            [
+                ("learners", c.learners.to_string()),
+                ("before_mean", num(c.before_mean)),
+                ("after_mean", num(c.after_mean)),
+                ("mastered_now", c.mastered_now.to_string()),
+            ],
         );
     }
     for w in &report.participation {
-        row(
-            "participation",
-            &w.week,
-            &w.starts_on,
-            "active_learners",
-            w.active_learners.to_string(),
-        );
-        row(
-            "participation",
-            &w.week,
-            &w.starts_on,
-            "completed_cumulative",
-            w.completed_cumulative.to_string(),
+        figures(
+            &mut out,
+            ("participation", &w.week, &w.starts_on),
+            [
+                ("active_learners", w.active_learners.to_string()),
+                ("completed_cumulative", w.completed_cumulative.to_string()),
+            ],
         );
     }
     for (kind, count) in &report.alerts_by_kind {
-        row(
-            "alerts",
-            kind.as_str(),
-            "",
-            "raised",
-            count.raised.to_string(),
-        );
-        row(
-            "alerts",
-            kind.as_str(),
-            "",
-            "resolved",
-            count.resolved.to_string(),
+        figures(
+            &mut out,
+            ("alerts", kind.as_str(), ""),
+            [
+                ("raised", count.raised.to_string()),
+                ("resolved", count.resolved.to_string()),
+            ],
         );
     }
     for c in &report.certified {
-        row(
-            "certified",
-            &c.learner_id,
-            "",
-            "certified_on",
-            c.certified_on.clone(),
+        let learner = ("certified", c.learner_id.as_str(), "");
+        figures(
+            &mut out,
+            learner,
+            [("certified_on", c.certified_on.clone())],
         );
         for (skill, n) in &c.attempts_per_skill {
-            row("certified", &c.learner_id, skill, "attempts", n.to_string());
+            figures(
+                &mut out,
+                ("certified", &c.learner_id, skill),
+                [("attempts", n.to_string())],
+            );
         }
     }
-    let mut out = String::from("section,id,name,metric,value\n");
-    for r in rows {
-        let fields: Vec<String> = r.iter().map(|f| csv_field(f)).collect();
-        out.push_str(&fields.join(","));
-        out.push('\n');
+    out.finish()
+}
+
+/// One row per `(metric, value)` of the thing `(section, id, name)`.
+fn figures<const N: usize>(
+    out: &mut Writer,
+    (section, id, name): (&str, &str, &str),
+    values: [(&str, String); N],
+) {
+    for (metric, value) in values {
+        out.row([section, id, name, metric, &value]);
     }
-    out
 }
 
 /// A number with at most 4 decimals and no trailing zeros.
@@ -205,23 +128,6 @@ fn num(v: f64) -> String {
     let s = format!("{v:.4}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     if s == "-0" { "0".into() } else { s.into() }
-}
-
-/// RFC 4180 quoting; also neutralizes spreadsheet formulas (`=`, `+`, `-`,
-/// `@` at the start of a text field) since names come from users.
-fn csv_field(f: &str) -> String {
-    let formula =
-        f.starts_with(['=', '+', '@']) || (f.starts_with('-') && f.parse::<f64>().is_err());
-    let f = if formula {
-        format!("'{f}")
-    } else {
-        f.to_string()
-    };
-    if f.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", f.replace('"', "\"\""))
-    } else {
-        f
-    }
 }
 
 /// Escapes text for HTML element content and attribute values.

@@ -27,17 +27,16 @@
 
 use super::record::derived_id;
 use super::responses;
-use super::statement::{Actor, ContextList, Definition, Ifi, Object, Outcome, Statement};
+use super::statement::{
+    Actor, ContextList, Definition, Ifi, Object, Outcome, PLAYED_SEGMENTS, Statement,
+};
 use super::verbs::{self, Verb};
 use crate::domain::activity::Activity;
-use crate::domain::limits::MAX_IRI_BYTES;
+use crate::domain::limits::{MAX_ATTEMPT_TIME_MS, MAX_IRI_BYTES, MAX_MODULE_TIME_MS};
 use crate::domain::mastery::Attempt;
+use crate::domain::validate;
+use crate::error::Error;
 
-/// Longest time spent credited to one answer, in milliseconds (a day, as
-/// at the gRPC edge); longer durations are capped.
-pub const MAX_ATTEMPT_MS: u64 = 24 * 3_600_000;
-/// Longest time spent credited to one module event (a week).
-pub const MAX_ACTIVITY_MS: u64 = 7 * 24 * 3_600_000;
 /// The scaled score from which an answer counts as right, for items that
 /// set no pass mark of their own.
 pub const DEFAULT_PASS_MARK: f64 = 0.5;
@@ -136,6 +135,14 @@ pub enum Effect {
         /// Why, in words.
         reason: String,
     },
+    /// Refused: what it would record breaks a limit that the gRPC edge
+    /// refuses too (a time spent over its cap).
+    Refused {
+        /// The offending field, within the statement (`result.duration`).
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// What a statement's object turned out to be.
@@ -220,6 +227,10 @@ pub fn resolve(statement: &Statement, catalog: &impl CatalogView) -> Effect {
                 Ok(program) => program,
                 Err(unresolved) => return *unresolved,
             };
+            let time_spent_ms = match time_spent(result, MAX_ATTEMPT_TIME_MS) {
+                Ok(ms) => ms,
+                Err(refused) => return *refused,
+            };
             Effect::Attempt {
                 attempt: Attempt {
                     attempt_id: derived_id(&statement.id),
@@ -229,7 +240,7 @@ pub fn resolve(statement: &Statement, catalog: &impl CatalogView) -> Effect {
                     correct,
                     score,
                     occurred_at: statement.timestamp,
-                    time_spent_ms: duration(result, MAX_ATTEMPT_MS),
+                    time_spent_ms,
                 },
                 learner,
                 program,
@@ -244,6 +255,14 @@ pub fn resolve(statement: &Statement, catalog: &impl CatalogView) -> Effect {
                 Ok(program) => program,
                 Err(unresolved) => return *unresolved,
             };
+            let time_spent_ms = if verb.counts_time() {
+                match time_spent(result, MAX_MODULE_TIME_MS) {
+                    Ok(ms) => ms,
+                    Err(refused) => return *refused,
+                }
+            } else {
+                0
+            };
             Effect::Activity {
                 activity: Activity {
                     event_id: derived_id(&statement.id),
@@ -252,11 +271,7 @@ pub fn resolve(statement: &Statement, catalog: &impl CatalogView) -> Effect {
                     program_id: program.unwrap_or_default(),
                     kind,
                     occurred_at: statement.timestamp,
-                    time_spent_ms: if verb.counts_time() {
-                        duration(result, MAX_ACTIVITY_MS)
-                    } else {
-                        0
-                    },
+                    time_spent_ms,
                 },
                 learner,
             }
@@ -469,10 +484,27 @@ fn evidence(
     Some((correct, score))
 }
 
-fn duration(result: Option<&Outcome>, cap: u64) -> u64 {
-    result
-        .and_then(|r| r.duration_ms)
-        .map_or(0, |ms| ms.min(cap))
+/// The time spent a statement reports (0 without one), refused over `cap`
+/// as the gRPC edge refuses it ([`validate::time_spent`]).
+fn time_spent(result: Option<&Outcome>, cap: u64) -> Result<u64, Box<Effect>> {
+    let Some(result) = result else { return Ok(0) };
+    let Some(ms) = result.duration_ms else {
+        return Ok(0);
+    };
+    let field = if result.duration_played {
+        format!("result.extensions[\"{PLAYED_SEGMENTS}\"]")
+    } else {
+        "result.duration".to_string()
+    };
+    validate::time_spent(&field, ms, cap).map_err(|err| {
+        Box::new(Effect::Refused {
+            reason: match err {
+                Error::InvalidArgument { reason, .. } => reason,
+                other => other.to_string(),
+            },
+            field,
+        })
+    })
 }
 
 #[cfg(test)]
@@ -602,6 +634,7 @@ mod tests {
             ),
             Effect::Ignored { .. } => "ignored".into(),
             Effect::Void { .. } => "void".into(),
+            Effect::Refused { field, reason } => format!("refused {field}: {reason}"),
         }
     }
 
@@ -750,6 +783,56 @@ mod tests {
             panic!()
         };
         assert_eq!(activity.time_spent_ms, 60_000);
+    }
+
+    /// Times spent over the caps the gRPC edge holds are refused, naming
+    /// where the time came from; a verb that counts no time ignores it.
+    #[test]
+    fn time_spent_over_the_caps_is_refused() {
+        let v = view();
+        let on = |verb: &str, object: &str, result: Value| {
+            kind(resolve(&statement(verb, object, result), &v))
+        };
+        let day = json!({"success": true, "duration": "PT24H"});
+        assert_eq!(
+            on("answered", "https://q/1", day),
+            "attempt https://q/1 true "
+        );
+        assert_eq!(
+            on(
+                "answered",
+                "https://q/1",
+                json!({"success": true, "duration": "PT24H0.001S"})
+            ),
+            format!("refused result.duration: must be at most {MAX_ATTEMPT_TIME_MS} ms")
+        );
+        // A module event may report up to a week, the longest module.
+        assert!(
+            on("experienced", "https://m/1", json!({"duration": "P7D"})).starts_with("Started")
+        );
+        assert_eq!(
+            on("experienced", "https://m/1", json!({"duration": "P8D"})),
+            format!("refused result.duration: must be at most {MAX_MODULE_TIME_MS} ms")
+        );
+        assert!(
+            on(
+                "https://w3id.org/xapi/adl/verbs/waived",
+                "https://m/1",
+                json!({"duration": "P8D"})
+            )
+            .starts_with("Completed")
+        );
+        let played = json!({"extensions": {PLAYED_SEGMENTS: "0[.]700000"}});
+        assert_eq!(
+            on(
+                "https://w3id.org/xapi/video/verbs/paused",
+                "https://m/1",
+                played
+            ),
+            format!(
+                "refused result.extensions[\"{PLAYED_SEGMENTS}\"]: must be at most {MAX_MODULE_TIME_MS} ms"
+            )
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::duration;
 use crate::domain::learner::Micros;
 use crate::error::{Error, Result};
 
-use crate::domain::limits::{BEFORE_2000, MAX_FUTURE_MICROS, MIN_EVENT_MICROS};
+use crate::domain::validate::event_micros;
 /// The extension a statement's context may carry to name its program
 /// explicitly, when `contextActivities.grouping` does not.
 pub const PROGRAM_EXTENSION: &str = "https://spoc-engine.dev/xapi/extensions/program-id";
@@ -139,6 +139,10 @@ pub struct Outcome {
     /// `result.duration`, in milliseconds; else the time a video profile
     /// statement says was watched (`played-segments`).
     pub duration_ms: Option<u64>,
+    /// Whether `duration_ms` is the time watched (`played-segments`), not
+    /// `result.duration`: what a refusal names.
+    #[serde(default)]
+    pub duration_played: bool,
     /// `result.response`: what the learner answered.
     pub response: Option<String>,
 }
@@ -758,6 +762,7 @@ fn outcome(value: &Value, at: &str) -> Result<Outcome> {
         success,
         completion,
         scaled,
+        duration_played: duration_ms.is_none() && played_ms.is_some(),
         duration_ms: duration_ms.or(played_ms),
         response: opt_str(map, at, "response")?.map(str::to_string),
     })
@@ -888,14 +893,7 @@ fn timestamp(field: &str, text: &str, now: Micros) -> Result<Micros> {
                 format!("'{text}' is not an ISO 8601 timestamp such as '2026-11-20T09:00:00Z'"),
             )
         })?;
-    let micros = parsed.as_microsecond();
-    if micros < MIN_EVENT_MICROS {
-        return Err(Error::invalid(field, BEFORE_2000));
-    }
-    if micros > now + MAX_FUTURE_MICROS {
-        return Err(Error::invalid(field, "is more than one hour in the future"));
-    }
-    Ok(micros)
+    event_micros(field, parsed.as_microsecond(), now)
 }
 
 /// A time as RFC 3339 UTC with milliseconds.

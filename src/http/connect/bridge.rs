@@ -24,7 +24,9 @@ use tracing::Instrument;
 use super::error::ConnectError;
 use super::frame::{self, FLAG_COMPRESSED, FLAG_END_STREAM, Frames};
 use super::schema::Codec;
-use crate::server::{InProcessRequest, InProcessService, REQUEST_TIMEOUT};
+use crate::domain::limits::REQUEST_TIMEOUT;
+use crate::offload;
+use crate::server::{InProcessRequest, InProcessService};
 
 /// Request headers that are HTTP's or Connect's own, not call metadata.
 const NOT_METADATA: [&str; 11] = [
@@ -50,7 +52,7 @@ const STREAM_BUFFER: usize = 16;
 const OFFLOAD_BYTES: usize = 64 * 1024;
 
 /// Runs a transcoding of a `size`-byte message: inline when small, on the
-/// blocking pool ([`crate::offload::offload_cpu`]) otherwise.
+/// blocking pool ([`offload::cpu`]) otherwise.
 pub async fn transcode(
     size: usize,
     work: impl FnOnce() -> Result<Bytes, Status> + Send + 'static,
@@ -58,9 +60,9 @@ pub async fn transcode(
     let outcome = if size <= OFFLOAD_BYTES {
         work()
     } else {
-        crate::offload::offload_cpu(work)
+        offload::cpu(work)
             .await
-            .map_err(|e| ConnectError::new(Code::Internal, format!("transcoding failed: {e}")))?
+            .map_err(|e| ConnectError::new(Code::Internal, e.to_string()))?
     };
     outcome.map_err(|status| ConnectError::from_status(&status))
 }

@@ -36,7 +36,8 @@ use tokio::time::Instant;
 use tonic::Code;
 use tracing::Instrument;
 
-use crate::server::{ApiStack, InProcessService, MAX_MESSAGE_BYTES};
+use crate::domain::limits::MAX_MESSAGE_BYTES;
+use crate::server::{ApiStack, InProcessService};
 use bridge::Call;
 use error::ConnectError;
 use frame::{FLAG_COMPRESSED, Frames};
