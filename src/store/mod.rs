@@ -13,6 +13,7 @@
 pub mod alerts;
 pub mod api_keys;
 pub mod backup;
+pub mod budget;
 pub mod codec;
 pub mod cohorts;
 pub mod damage;
@@ -104,6 +105,8 @@ pub struct Store {
     state_cache: state_cache::StateCache,
     /// Ingested rows not yet in sled (see `write_behind.rs`).
     behind: Arc<WriteBehind>,
+    /// What every cache is sized from (`budget.rs`).
+    budget: budget::MemoryBudget,
 }
 
 /// What the background checkpointer shares with the store.
@@ -148,24 +151,32 @@ impl Checkpoints {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`, checking its format version.
+    /// Opens (or creates) the store in `dir` with the default memory
+    /// budget.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, budget::MemoryBudget::default())
+    }
+
+    /// Opens (or creates) the store in `dir`, checking its format version;
+    /// sled's cache and the store's caches are sized from `budget`.
+    pub fn open_with(dir: &Path, budget: budget::MemoryBudget) -> Result<Self> {
         // 0700, refused if others can write it, umask 0077 for what sled
         // creates, leftovers of killed backups and fits removed.
         private::open_private(dir)?;
         // A panic or damage is reported naming the file; a sled that lost
         // flushed writes is refused (`damage.rs`).
-        let db = damage::open_sled(dir, sled_config(dir))?;
+        let db = damage::open_sled(dir, sled_config(dir, &budget))?;
         check_format(&db)?;
         let generation = damage::check_generation(dir, &db)?;
         let (wal, backlog) = Wal::open(&dir.join("wal"))?;
         let attempts = Table::open(&db, "attempts")?;
         let observations = Table::open(&db, "observations")?;
         let mastery = Table::open(&db, "mastery")?;
-        let behind = Arc::new(WriteBehind::new(
+        let behind = Arc::new(WriteBehind::bounded(
             attempts.tree.clone(),
             observations.tree.clone(),
             mastery.tree.clone(),
+            budget.waiting_rows(),
         ));
         let checkpoints = Arc::new(Checkpoints {
             dir: dir.to_path_buf(),
@@ -223,8 +234,9 @@ impl Store {
             learner_activity: Table::open(&db, "learner_activity")?,
             commit: GroupCommit::start(db.clone()),
             gate: std::sync::RwLock::new(()),
-            mastery_cache: mastery_cache::MasteryCache::default(),
-            state_cache: state_cache::StateCache::default(),
+            mastery_cache: mastery_cache::MasteryCache::new(budget.mastery_vector_entries()),
+            state_cache: state_cache::StateCache::new(budget.cached_states()),
+            budget,
             db,
         })
     }
@@ -238,6 +250,12 @@ impl Store {
         name: &'static str,
     ) -> Result<Table<T>> {
         Table::open(&self.db, name)
+    }
+
+    /// The memory budget the store was opened with: the engine sizes its
+    /// own caches from it.
+    pub fn budget(&self) -> budget::MemoryBudget {
+        self.budget
     }
 
     /// Waits until every write made before this call is on disk.
@@ -526,6 +544,54 @@ impl Store {
             .collect()
     }
 
+    /// Visits every stored observation in (learner, skill, time, attempt
+    /// id) order, one sequential scan of the `observations` index with
+    /// nothing kept: the training data of a fit, read without holding
+    /// every attempt in memory. `visit(learner, skill, occurred_at,
+    /// attempt id, observation)`.
+    pub fn for_each_observation(
+        &self,
+        mut visit: impl FnMut(&str, &str, i64, &str, Observation) -> Result<()>,
+    ) -> Result<()> {
+        self.settle()?;
+        for entry in self.observations.tree.iter() {
+            let (key, bytes) = entry?;
+            let corrupt = |reason: &str| Error::Corrupt {
+                tree: "observations",
+                key: keys::display(&key),
+                reason: reason.into(),
+            };
+            let stored: StoredObservation = codec::decode(self.observations.name, &key, &bytes)?;
+            // Ids hold no NUL byte: the first two separate learner and
+            // skill; the time after them may hold any byte.
+            let mut parts = key.splitn(3, |b| *b == keys::SEP);
+            let (Some(learner), Some(skill), Some(rest)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(corrupt("key has fewer than three parts"));
+            };
+            if rest.len() < 8 {
+                return Err(corrupt("key too short"));
+            }
+            let (time, id) = rest.split_at(8);
+            let occurred_at =
+                (u64::from_be_bytes(time.try_into().expect("8 bytes")) ^ (1 << 63)) as i64;
+            let text = |b| std::str::from_utf8(b).map_err(|_| corrupt("id is not UTF-8"));
+            let observation = Observation {
+                correct: stored.correct,
+                score: stored.score,
+            };
+            visit(
+                text(learner)?,
+                text(skill)?,
+                occurred_at,
+                text(id)?,
+                observation,
+            )?;
+        }
+        Ok(())
+    }
+
     /// The stored mastery of one (learner, skill).
     pub fn mastery(&self, learner: &str, skill: &str) -> Result<Option<MasteryState>> {
         if let Some(state) = self.state_cache.get(learner, skill) {
@@ -767,19 +833,19 @@ fn page<T: Serialize + serde::de::DeserializeOwned>(
     Ok((rows.into_iter().map(|(_, v)| v).collect(), next))
 }
 
-/// Writes the format version on a new store, refuses an unknown one.
-/// How the store opens sled in `dir/sled`.
-pub(crate) fn sled_config(dir: &Path) -> sled::Config {
+/// How the store opens sled in `dir/sled`, its cache sized from `budget`.
+pub(crate) fn sled_config(dir: &Path, budget: &budget::MemoryBudget) -> sled::Config {
     // Throughput mode and no timer flush: durability comes from the
     // write-ahead log and explicit flushes (checkpoints, group commit),
     // so sled's own 500 ms flush would only add write amplification.
     sled::Config::new()
         .path(dir.join("sled"))
-        .cache_capacity(256 * 1024 * 1024)
+        .cache_capacity(budget.sled_cache_bytes())
         .mode(sled::Mode::HighThroughput)
         .flush_every_ms(None)
 }
 
+/// Writes the format version on a new store, refuses an unknown one.
 fn check_format(db: &sled::Db) -> Result<()> {
     let meta = db.open_tree("meta")?;
     match meta.get(keys::FORMAT_VERSION_KEY)? {

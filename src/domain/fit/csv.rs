@@ -101,7 +101,10 @@ pub fn read_csv_sized(input: impl Read, bytes: Option<u64>) -> Result<Dataset, C
         if !lines.next()? {
             return Err(CsvError::Empty);
         }
-        let line = lines.line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&lines.line);
+        let line = lines
+            .line
+            .strip_prefix(b"\xef\xbb\xbf")
+            .unwrap_or(&lines.line);
         if line.trim_ascii().is_empty() {
             continue;
         }
@@ -255,11 +258,7 @@ struct LastNames {
 }
 
 /// `name`'s id in `interner`, from `last` when it is the previous row's.
-fn intern_cached(
-    interner: &mut Interner,
-    last: &mut Option<(Vec<u8>, u32)>,
-    name: &str,
-) -> u32 {
+fn intern_cached(interner: &mut Interner, last: &mut Option<(Vec<u8>, u32)>, name: &str) -> u32 {
     if let Some((bytes, id)) = last
         && bytes.as_slice() == name.as_bytes()
     {
@@ -356,7 +355,10 @@ impl Rows {
         }
         let mut index: Vec<u32> = (0..self.attempts.len() as u32).collect();
         index.sort_by_key(|&i| self.orders[i as usize]);
-        index.into_iter().map(|i| self.attempts[i as usize]).collect()
+        index
+            .into_iter()
+            .map(|i| self.attempts[i as usize])
+            .collect()
     }
 }
 
