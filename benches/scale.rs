@@ -290,10 +290,12 @@ async fn ingest(channels: &[AuthChannel], from: u64, to: u64) -> f64 {
                     }
                     let first = from + b * BATCH;
                     let attempts = (first..(first + BATCH).min(to)).map(attempt).collect();
-                    mastery
-                        .record_attempts(pb::RecordAttemptsRequest { attempts })
-                        .await
-                        .unwrap();
+                    let request = pb::RecordAttemptsRequest { attempts };
+                    // UNAVAILABLE means "retry later": retried, never dropped.
+                    while let Err(status) = mastery.record_attempts(request.clone()).await {
+                        assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                 }
             })
         })
@@ -459,4 +461,22 @@ async fn main() {
         server.mib("VmHWM:")
     );
     server.stop();
+
+    // Where the bytes go, read from the stopped server's folder.
+    let (trees, sled_bytes) = spoc_engine::store::footprint::footprint(&data).expect("footprint");
+    let attempts = (total + if fit { 200_000 } else { 0 }) as f64;
+    println!(
+        "on disk: {:.0} bytes per attempt in sled ({} MiB); live keys and values per tree:",
+        sled_bytes as f64 / attempts,
+        sled_bytes / (1024 * 1024)
+    );
+    for t in trees.iter().take(8) {
+        println!(
+            "  {:<18} {:>10} entries  keys {:>6.1} B/attempt  values {:>6.1} B/attempt",
+            t.name,
+            t.entries,
+            t.key_bytes as f64 / attempts,
+            t.value_bytes as f64 / attempts
+        );
+    }
 }

@@ -213,6 +213,16 @@ impl Store {
         logged: Option<&WalRecord>,
     ) -> Result<Option<u64>> {
         let _gate = self.write_gate();
+        if self.behind.crowded() {
+            // Backpressure: sled's applies fall behind ingestion (a busy
+            // disk, or CPU taken by others), so this writer applies the
+            // waiting rows itself before adding its own, rather than let
+            // them grow in memory. Only if that keeps failing does the
+            // bound refuse batches (`write_behind.rs`).
+            if let Err(err) = self.checkpoints.settle() {
+                tracing::warn!(error = %err, "applying waiting rows before a batch failed");
+            }
+        }
         let mut observation_rows = Vec::new();
         for attempt in &attempts {
             let stored = StoredObservation {

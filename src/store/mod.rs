@@ -20,6 +20,7 @@ pub mod codec;
 pub mod cohorts;
 pub mod damage;
 pub mod durability;
+pub mod footprint;
 pub mod items;
 pub mod keys;
 mod learners;

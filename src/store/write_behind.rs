@@ -142,6 +142,17 @@ impl WriteBehind {
         Ok(logged)
     }
 
+    /// Rows waiting in the generation that takes new writes.
+    pub(crate) fn waiting(&self) -> usize {
+        self.read().current.len()
+    }
+
+    /// Whether so many rows wait that the writer should apply them itself
+    /// before adding its own (half the bound, see `Store::commit_attempts`).
+    pub(crate) fn crowded(&self) -> bool {
+        self.waiting() >= self.max_waiting / 2
+    }
+
     /// A waiting attempt; `None` means "ask sled".
     pub(crate) fn attempt(&self, id: &str) -> Option<Attempt> {
         let rows = self.read();
