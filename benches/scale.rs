@@ -6,7 +6,8 @@
 //! then attempts in batches of 500 (8 callers), then a paced load of
 //! GetMastery and RecommendNext (1,000 calls/s each, latency counted from
 //! when each call was due), then a restart. Printed per step: stored
-//! attempts, learners, server RSS (now and high-water mark), bytes on disk
+//! attempts, learners, server RSS (now, high-water mark, and just after
+//! the restart, before any call), bytes on disk
 //! per attempt, batched ingest rate, p50/p99 of both calls, restart time to
 //! healthy. At the end: FitModel on the whole store (with batched ingestion
 //! going on beside it) and FormCohorts for a program of up to 20,000
@@ -331,11 +332,12 @@ async fn main() {
         total / ATTEMPTS_PER_LEARNER
     );
     println!(
-        "{:>11} {:>9} {:>8} {:>8} {:>9} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "{:>11} {:>9} {:>8} {:>8} {:>8} {:>9} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9}",
         "attempts",
         "learners",
         "RSS MiB",
         "HWM MiB",
+        "restarted",
         "B/attempt",
         "ingest/s",
         "GM p50",
@@ -403,12 +405,16 @@ async fn main() {
         server = Server::start(&data, memory_mb);
         channels = server.channels(&data).await;
         let restart = started.elapsed().as_secs_f64();
+        // What the restarted server holds before any call: sled's page
+        // table and the engine's start state, without the caches.
+        let rss_restarted = server.mib("VmRSS:");
         println!(
-            "{:>11} {:>9} {:>8.0} {:>8.0} {:>9.0} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2}",
+            "{:>11} {:>9} {:>8.0} {:>8.0} {:>8.0} {:>9.0} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2}",
             done,
             learners_to,
             rss,
             hwm,
+            rss_restarted,
             bytes as f64 / done as f64,
             ingest_rate,
             gm.ms(0.50),
@@ -422,6 +428,13 @@ async fn main() {
     if fit {
         // FitModel on the whole store while batches keep coming in.
         let mut model = pb::mastery_service_client::MasteryServiceClient::new(channels[0].clone());
+        let side_learners = total.div_ceil(ATTEMPTS_PER_LEARNER);
+        add_learners(
+            &channels,
+            side_learners,
+            side_learners + 200_000 / ATTEMPTS_PER_LEARNER,
+        )
+        .await;
         let side = {
             let channels = channels[1..].to_vec();
             tokio::spawn(async move { ingest(&channels, total, total + 200_000).await })
