@@ -448,10 +448,27 @@ async fn main() {
             })
             .await
             .unwrap();
-        let fit_seconds = started.elapsed().as_secs_f64();
+        // The job runs in the background: wait until it is over (fit, then
+        // every learner's mastery recomputed and durable).
+        let finished = loop {
+            let model = model
+                .get_model(pb::GetModelRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            if model.fit_state != pb::FitState::Running as i32 {
+                break model;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let job_seconds = started.elapsed().as_secs_f64();
         let side_rate = side.await.unwrap();
         println!(
-            "FitModel on {total} attempts: {fit_seconds:.1} s (batched ingestion beside it: {side_rate:.0} attempts/s); server HWM {:.0} MiB",
+            "FitModel on {total} attempts: job {job_seconds:.1} s, of which the fit {:.1} s ({} attempts, state {}, {}); batched ingestion beside it: {side_rate:.0} attempts/s; server HWM {:.0} MiB",
+            finished.fit_seconds,
+            finished.attempts,
+            finished.fit_state,
+            finished.error,
             server.mib("VmHWM:")
         );
     }
