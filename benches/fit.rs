@@ -5,6 +5,7 @@
 //! cargo bench --bench fit                       # the full table (10k, 100k, 200k, 1M)
 //! cargo bench --bench fit -- --sizes 200000     # only some sizes
 //! cargo bench --bench fit -- --write-csv /tmp/a.csv --attempts 200000 [--multilearn]
+//! cargo bench --bench fit -- --write-csv /tmp/a.csv --attempts 408000 --assistments
 //! ```
 //!
 //! Data shape: 5 skills, 20 attempts per learner and skill, learners scaled
@@ -17,11 +18,14 @@
 
 use std::time::Instant;
 
-use spoc_engine::domain::fit::synth::{SynthSpec, generate, max_error, write_csv};
+use spoc_engine::domain::fit::synth::{
+    SynthSpec, generate, max_error, write_assistments_csv, write_csv,
+};
 use spoc_engine::domain::fit::{FitOptions, Variants, cross_validate, fit};
 
 struct Args {
     write_csv: Option<String>,
+    assistments: bool,
     attempts: usize,
     sizes: Vec<usize>,
     skills: usize,
@@ -37,6 +41,7 @@ struct Args {
 fn parse() -> Args {
     let mut a = Args {
         write_csv: None,
+        assistments: false,
         attempts: 200_000,
         sizes: vec![10_000, 100_000, 200_000, 1_000_000],
         skills: 5,
@@ -71,6 +76,7 @@ fn parse() -> Args {
             "--folds" => a.folds = value(&mut i).parse().expect("--folds N"),
             "--seed" => a.seed = value(&mut i).parse().expect("--seed N"),
             "--multilearn" => a.multilearn = true,
+            "--assistments" => a.assistments = true,
             "--forgets" => a.forgets = true,
             // `cargo bench` passes `--bench`; ignore it and other harness flags.
             _ => {}
@@ -115,7 +121,11 @@ fn main() {
         let spec = spec(&a, a.attempts, a.multilearn);
         let (ds, truth) = generate(&spec);
         let file = std::fs::File::create(path).expect("create CSV");
-        write_csv(&ds, file).expect("write CSV");
+        if a.assistments {
+            write_assistments_csv(&ds, file).expect("write CSV");
+        } else {
+            write_csv(&ds, file).expect("write CSV");
+        }
         eprintln!(
             "wrote {} attempts ({} learners x {} skills x {}) to {path}",
             ds.len(),

@@ -68,6 +68,7 @@ pub fn run(args: FitArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>
         },
         restarts: args.restarts,
         seed: args.seed,
+        input_bytes: file.metadata().ok().map(|m| m.len()),
     };
     let model = run_cli(
         std::io::BufReader::new(file),

@@ -42,6 +42,11 @@ pub struct ServeArgs {
     /// at once with RESOURCE_EXHAUSTED (load shedding).
     #[arg(long, env = "SPOC_MAX_IN_FLIGHT", default_value_t = crate::domain::limits::DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
+    /// Memory budget in MiB: sled's cache and every cache of the engine
+    /// are sized from it (see OPERATIONS.md, "Memory").
+    #[arg(long, env = "SPOC_MEMORY_MB", default_value_t = crate::store::budget::DEFAULT_MB,
+          value_parser = clap::value_parser!(u64).range(crate::store::budget::MIN_MB..))]
+    pub memory_mb: u64,
     /// PEM certificate chain: with --tls-key, serve over TLS (rustls).
     #[arg(long, env = "SPOC_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -98,7 +103,10 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
         .as_deref()
         .map(crate::engine::alerts::load_risk_model)
         .transpose()?;
-    let store = Store::open(&args.data_dir)?;
+    let store = Store::open_with(
+        &args.data_dir,
+        crate::store::budget::MemoryBudget::from_mb(args.memory_mb),
+    )?;
     let engine = Arc::new(Engine::new(
         store,
         EngineConfig {

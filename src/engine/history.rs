@@ -29,12 +29,11 @@ use crate::domain::mastery::Position;
 /// A pair's observations, sorted by position, without duplicates.
 pub type History = Arc<Vec<(Position, Observation)>>;
 
-/// Observations kept at most, over all pairs (~100 bytes each).
-pub const CAPACITY: usize = 1 << 20;
-
 /// Histories by (learner, skill).
-#[derive(Default)]
 pub struct Histories {
+    /// Observations kept at most, over all pairs (from the memory budget,
+    /// `store/budget.rs`).
+    capacity: usize,
     inner: Mutex<Inner>,
     /// Whether an entry was ever filled: until then, in-order ingestion
     /// skips the lock.
@@ -55,7 +54,22 @@ impl Inner {
     }
 }
 
+impl Default for Histories {
+    fn default() -> Self {
+        Self::new(crate::store::budget::MemoryBudget::default().history_observations())
+    }
+}
+
 impl Histories {
+    /// An empty cache of at most `capacity` observations.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            inner: Mutex::default(),
+            any: AtomicBool::new(false),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock()
     }
@@ -71,11 +85,11 @@ impl Histories {
     /// Keeps a pair's history as read from the store (sorted, without
     /// duplicates). Caller holds the learner's lock.
     pub fn fill(&self, learner: &str, skill: &str, history: History) {
-        if history.len() > CAPACITY / 4 {
+        if history.len() > self.capacity / 4 {
             return; // one pair must not flush everyone else's
         }
         let mut inner = self.lock();
-        if inner.observations + history.len() > CAPACITY {
+        if inner.observations + history.len() > self.capacity {
             inner.clear();
         }
         inner.observations += history.len();
@@ -111,7 +125,7 @@ impl Histories {
         }
         let added = history.len() - before;
         inner.observations += added;
-        if inner.observations > CAPACITY {
+        if inner.observations > self.capacity {
             inner.clear(); // start over, as a fill would
         }
     }

@@ -145,7 +145,60 @@ impl Engine {
         from_item: &[bool],
         mode: Ingest,
     ) -> Result<(Recorded, Option<u64>)> {
-        // References must exist; checked before any lock or write.
+        let known_learners = self.check_references(attempts)?;
+        let _guards = self
+            .learner_locks
+            .lock_all(known_learners.iter().map(String::as_str));
+        self.still_exist(&known_learners)?;
+        let Split {
+            fresh,
+            mut as_stored,
+            duplicates,
+            touched,
+        } = self.split_fresh(attempts, from_item, mode)?;
+        let (groups, mut states) = self.fold_new(&fresh, mode)?;
+
+        let rows: Vec<(String, String, MasteryState)> = states
+            .iter()
+            .map(|((l, s), state)| (l.clone(), s.clone(), state.clone()))
+            .collect();
+        let new_attempts: Vec<Attempt> = fresh.values().map(|a| (*a).clone()).collect();
+        // The whole batch is logged, resent attempts included: a resend may
+        // race with the first send's own log write, and must not be
+        // acknowledged before the attempt is durable.
+        let record = (mode == Ingest::Live).then(|| {
+            let mut logged = attempts.to_vec();
+            for (i, stored) in std::mem::take(&mut as_stored) {
+                logged[i] = stored;
+            }
+            WalRecord::Attempts(logged)
+        });
+        let ticket = self
+            .store
+            .commit_attempts(new_attempts, &rows, record.as_ref())?;
+        for (&(learner, skill), new) in &groups {
+            self.histories.extend(learner, skill, new);
+        }
+
+        let mut mastery = Vec::with_capacity(touched.len());
+        for (learner, skill) in touched {
+            let state = match states.remove(&(learner.clone(), skill.clone())) {
+                Some(state) => Some(state),
+                None => self.store.mastery(&learner, &skill)?,
+            };
+            mastery.push(self.report(&learner, &skill, state.as_ref()));
+        }
+        let recorded = Recorded {
+            recorded: attempts.len() - duplicates,
+            mastery,
+            duplicates,
+        };
+        Ok((recorded, ticket))
+    }
+
+    /// Phase 1 of ingestion: every learner and skill the batch names must
+    /// exist; checked before any lock or write. Returns the learners.
+    fn check_references(&self, attempts: &[Attempt]) -> Result<BTreeSet<String>> {
         let catalog = self.catalog();
         let mut known_learners = BTreeSet::new();
         let mut known_skills = BTreeSet::new();
@@ -175,14 +228,18 @@ impl Engine {
                 }
             }
         }
+        Ok(known_learners)
+    }
 
-        let _guards = self
-            .learner_locks
-            .lock_all(known_learners.iter().map(String::as_str));
-        self.still_exist(&known_learners)?;
-
-        // Split new attempts from resent ones; a resent id must carry the
-        // same content, within the batch and against the store.
+    /// Phase 2, under the learners' locks: splits new attempts from resent
+    /// ones; a resent id must carry the same content, within the batch and
+    /// against the store.
+    fn split_fresh<'a>(
+        &self,
+        attempts: &'a [Attempt],
+        from_item: &[bool],
+        mode: Ingest,
+    ) -> Result<Split<'a>> {
         let mut fresh: BTreeMap<&str, &Attempt> = BTreeMap::new();
         // Resends logged as stored rather than as sent (see below).
         let mut as_stored: BTreeMap<usize, Attempt> = BTreeMap::new();
@@ -265,7 +322,27 @@ impl Engine {
                 }
             }
         }
+        Ok(Split {
+            fresh,
+            as_stored,
+            duplicates,
+            touched,
+        })
+    }
 
+    /// Phase 3: groups the new observations by (learner, skill) in time
+    /// order and folds each group into its pair's state (replaying the
+    /// history when late, or in replay mode). Returns the groups and the
+    /// states that changed.
+    #[allow(clippy::type_complexity)]
+    fn fold_new<'a>(
+        &self,
+        fresh: &BTreeMap<&'a str, &'a Attempt>,
+        mode: Ingest,
+    ) -> Result<(
+        BTreeMap<(&'a str, &'a str), Vec<(Position, Observation)>>,
+        BTreeMap<(String, String), MasteryState>,
+    )> {
         // Group the new observations by (learner, skill), in time order.
         let mut groups: BTreeMap<(&str, &str), Vec<(Position, Observation)>> = BTreeMap::new();
         for attempt in fresh.values() {
@@ -306,43 +383,7 @@ impl Engine {
             }
             states.insert((learner.to_string(), skill.to_string()), state);
         }
-
-        let rows: Vec<(String, String, MasteryState)> = states
-            .iter()
-            .map(|((l, s), state)| (l.clone(), s.clone(), state.clone()))
-            .collect();
-        let new_attempts: Vec<Attempt> = fresh.values().map(|a| (*a).clone()).collect();
-        // The whole batch is logged, resent attempts included: a resend may
-        // race with the first send's own log write, and must not be
-        // acknowledged before the attempt is durable.
-        let record = (mode == Ingest::Live).then(|| {
-            let mut logged = attempts.to_vec();
-            for (i, stored) in std::mem::take(&mut as_stored) {
-                logged[i] = stored;
-            }
-            WalRecord::Attempts(logged)
-        });
-        let ticket = self
-            .store
-            .commit_attempts(new_attempts, &rows, record.as_ref())?;
-        for (&(learner, skill), new) in &groups {
-            self.histories.extend(learner, skill, new);
-        }
-
-        let mut mastery = Vec::with_capacity(touched.len());
-        for (learner, skill) in touched {
-            let state = match states.remove(&(learner.clone(), skill.clone())) {
-                Some(state) => Some(state),
-                None => self.store.mastery(&learner, &skill)?,
-            };
-            mastery.push(self.report(&learner, &skill, state.as_ref()));
-        }
-        let recorded = Recorded {
-            recorded: attempts.len() - duplicates,
-            mastery,
-            duplicates,
-        };
-        Ok((recorded, ticket))
+        Ok((groups, states))
     }
 
     /// Retracts attempts (an xAPI voiding): removes them and their index
@@ -496,6 +537,18 @@ impl Engine {
             updated_at: state.map(|s| s.updated_at),
         }
     }
+}
+
+/// New attempts of a batch told from resent ones (`split_fresh`).
+struct Split<'a> {
+    /// New attempts by id, each once.
+    fresh: BTreeMap<&'a str, &'a Attempt>,
+    /// Resends to log as stored rather than as sent, by batch position.
+    as_stored: BTreeMap<usize, Attempt>,
+    /// Attempts of the batch already stored (or retracted, or repeated).
+    duplicates: usize,
+    /// Every (learner, skill) the batch touched, resends included.
+    touched: BTreeSet<(String, String)>,
 }
 
 #[cfg(test)]

@@ -115,6 +115,8 @@ impl Engine {
         let effects = effects::EffectsState::load(&store)?;
         let access = access::AccessKeys::load(&store)?;
         let xapi = xapi::XapiState::new(store.count_unresolved()?, xapi::load_aliases(&store)?);
+        // Every engine cache is sized from the store's memory budget.
+        let budget = store.budget();
         let engine = Self {
             effects,
             access,
@@ -129,9 +131,9 @@ impl Engine {
             catalog_write: Mutex::new(()),
             programs: RwLock::new(HashMap::new()),
             learner_locks: StripedLocks::new(256),
-            known_learners: seen::SeenSet::new(1 << 20),
-            noted_recommendations: seen::SeenSet::new(1 << 20),
-            histories: history::Histories::default(),
+            known_learners: seen::SeenSet::new(budget.seen_keys()),
+            noted_recommendations: seen::SeenSet::new(budget.seen_keys()),
+            histories: history::Histories::new(budget.history_observations()),
             recent_erasures: privacy::RecentErasures::default(),
         };
         engine.replay()?;

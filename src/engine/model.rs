@@ -191,17 +191,12 @@ impl Engine {
         self.activate(id, fitted)
     }
 
-    /// Every stored attempt in time order per learner, one row per skill it
-    /// tests, with the module (multilearn) or item (multigs) as template.
+    /// Every stored attempt in time order per learner and skill, one row
+    /// per skill it tests, with the module (multilearn) or item (multigs)
+    /// as template. Read as one scan of the observation index, straight
+    /// into the dataset's interned columns: no attempt is held in memory
+    /// besides its row (multigs reads each attempt's item by id).
     fn training_set(&self, request: &FitRequest) -> Result<Dataset> {
-        let mut attempts = self.store.all_attempts()?;
-        attempts.sort_by(|a, b| {
-            (&a.learner_id, a.occurred_at, &a.attempt_id).cmp(&(
-                &b.learner_id,
-                b.occurred_at,
-                &b.attempt_id,
-            ))
-        });
         let catalog = self.catalog();
         let teaches: BTreeMap<&str, &[String]> = catalog
             .modules
@@ -210,27 +205,38 @@ impl Engine {
             .collect();
         let mut dataset = Dataset::new();
         let mut completed: Vec<(i64, String)> = Vec::new();
-        // Time of the previous attempt on each skill of the current learner.
-        let mut previous: BTreeMap<&str, i64> = BTreeMap::new();
-        let mut current_learner = None;
-        for attempt in &attempts {
-            if request.multilearn && current_learner != Some(&attempt.learner_id) {
-                current_learner = Some(&attempt.learner_id);
-                previous.clear();
-                completed = self
-                    .store
-                    .recent_activities(&attempt.learner_id, ActivityKind::Completed, usize::MAX)?
-                    .into_iter()
-                    .map(|a| (a.activity.occurred_at, a.activity.module_id))
-                    .collect();
-            }
-            for skill in &attempt.skill_ids {
+        let mut current_learner = String::new();
+        // The current (learner, skill) pair and the time of its previous
+        // attempt.
+        let mut current_skill = String::new();
+        let mut previous: Option<i64> = None;
+        self.store.for_each_observation(
+            |learner, skill, occurred_at, attempt_id, observation| {
+                if current_learner != learner {
+                    current_learner.clear();
+                    current_learner.push_str(learner);
+                    current_skill.clear();
+                    if request.multilearn {
+                        completed = self
+                            .store
+                            .recent_activities(learner, ActivityKind::Completed, usize::MAX)?
+                            .into_iter()
+                            .map(|a| (a.activity.occurred_at, a.activity.module_id))
+                            .collect();
+                    }
+                }
+                if current_skill != skill {
+                    current_skill.clear();
+                    current_skill.push_str(skill);
+                    previous = None;
+                }
+                let item;
                 let template = if request.multilearn {
                     // The latest module teaching this skill completed since
                     // the previous attempt on it: an answer on skill B after
                     // a module on skill A says nothing about A.
-                    let since = previous.insert(skill, attempt.occurred_at);
-                    let done = completed.partition_point(|(at, _)| *at <= attempt.occurred_at);
+                    let since = previous.replace(occurred_at);
+                    let done = completed.partition_point(|(at, _)| *at <= occurred_at);
                     completed[..done]
                         .iter()
                         .rev()
@@ -238,27 +244,29 @@ impl Engine {
                         .find(|(_, m)| {
                             teaches
                                 .get(m.as_str())
-                                .is_some_and(|skills| skills.contains(skill))
+                                .is_some_and(|skills| skills.iter().any(|s| s == skill))
                         })
                         .map(|(_, m)| m.as_str())
                 } else if request.multigs {
-                    Some(attempt.item_id.as_str())
+                    item = self.store.attempt(attempt_id)?.map(|a| a.item_id);
+                    item.as_deref()
                 } else {
                     None
                 };
                 dataset.push(AttemptRecord {
-                    learner: &attempt.learner_id,
+                    learner,
                     skill,
-                    correct: match attempt.score {
+                    correct: match observation.score {
                         Some(score) => score >= 0.5,
-                        None => attempt.correct,
+                        None => observation.correct,
                     },
                     template,
                     group: None,
-                    timestamp: Some(attempt.occurred_at.div_euclid(1_000_000)),
+                    timestamp: Some(occurred_at.div_euclid(1_000_000)),
                 });
-            }
-        }
+                Ok(())
+            },
+        )?;
         Ok(dataset)
     }
 

@@ -19,23 +19,47 @@ use std::sync::{Arc, Mutex};
 /// P(mastered) per skill id of one learner.
 pub type MasteryVector = Arc<BTreeMap<String, f64>>;
 
-/// Learners kept at most; past it the cache starts over (a vector of 30
-/// skills is ~1.5 kB, so this bounds the cache near 100 MB).
-pub const CAPACITY: usize = 65_536;
-
 /// The cache: learner id → mastery vector, and the eviction generation.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MasteryCache {
-    vectors: Mutex<HashMap<String, MasteryVector>>,
+    vectors: Mutex<Vectors>,
     generation: AtomicU64,
+    /// Skill entries kept at most, over all vectors (from the memory
+    /// budget, `budget.rs`): counted in entries, not learners, because a
+    /// vector's size is its learner's number of skills.
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct Vectors {
+    by_learner: HashMap<String, MasteryVector>,
+    /// Skill entries held in all.
+    entries: usize,
+}
+
+impl Default for MasteryCache {
+    fn default() -> Self {
+        Self::new(super::budget::MemoryBudget::default().mastery_vector_entries())
+    }
 }
 
 impl MasteryCache {
+    /// An empty cache of at most `capacity` skill entries; past it the
+    /// cache starts over.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            vectors: Mutex::default(),
+            generation: AtomicU64::new(0),
+            capacity,
+        }
+    }
+
     /// The cached vector of `learner`, if any.
     pub fn get(&self, learner: &str) -> Option<MasteryVector> {
         self.vectors
             .lock()
             .expect("mastery cache")
+            .by_learner
             .get(learner)
             .cloned()
     }
@@ -53,10 +77,13 @@ impl MasteryCache {
         if self.generation.load(Ordering::SeqCst) != generation {
             return;
         }
-        if vectors.len() >= CAPACITY {
-            vectors.clear();
+        if vectors.entries + vector.len() > self.capacity {
+            *vectors = Vectors::default();
         }
-        vectors.insert(learner.to_string(), vector);
+        vectors.entries += vector.len();
+        if let Some(old) = vectors.by_learner.insert(learner.to_string(), vector) {
+            vectors.entries -= old.len();
+        }
     }
 
     /// Forgets `learners`: call it after their mastery rows were written.
@@ -64,7 +91,9 @@ impl MasteryCache {
         let mut vectors = self.vectors.lock().expect("mastery cache");
         self.generation.fetch_add(1, Ordering::SeqCst);
         for learner in learners {
-            vectors.remove(learner);
+            if let Some(old) = vectors.by_learner.remove(learner) {
+                vectors.entries -= old.len();
+            }
         }
     }
 }
@@ -89,5 +118,20 @@ mod tests {
         assert_eq!(cache.get("alice").unwrap()["s"], 0.2);
         cache.evict(["bob", "alice"]);
         assert!(cache.get("alice").is_none());
+    }
+
+    /// The bound counts skill entries: a fill past it starts over.
+    #[test]
+    fn a_full_cache_starts_over() {
+        let cache = MasteryCache::new(2);
+        let two = Arc::new(BTreeMap::from([
+            ("s".to_string(), 0.1),
+            ("t".to_string(), 0.2),
+        ]));
+        cache.fill("alice", two.clone(), cache.generation());
+        cache.fill("alice", two.clone(), cache.generation());
+        assert!(cache.get("alice").is_some(), "a refill replaces, not adds");
+        cache.fill("bob", vector(0.3), cache.generation());
+        assert!(cache.get("alice").is_none() && cache.get("bob").is_some());
     }
 }

@@ -15,14 +15,13 @@ use std::sync::Mutex;
 
 use crate::domain::mastery::MasteryState;
 
-/// States kept at most; past it the cache starts over. A state with its
-/// keys is about 200 bytes, so this bounds the cache near 50 MB.
-pub const CAPACITY: usize = 1 << 18;
-
 /// learner id → skill id → the last state written.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StateCache {
     inner: Mutex<Inner>,
+    /// States kept at most (from the memory budget, `budget.rs`); past it
+    /// the cache starts over.
+    capacity: usize,
 }
 
 #[derive(Debug, Default)]
@@ -31,7 +30,21 @@ struct Inner {
     states: usize,
 }
 
+impl Default for StateCache {
+    fn default() -> Self {
+        Self::new(super::budget::MemoryBudget::default().cached_states())
+    }
+}
+
 impl StateCache {
+    /// An empty cache of at most `capacity` states.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::default(),
+            capacity,
+        }
+    }
+
     /// The state last written for (`learner`, `skill`), if kept.
     pub fn get(&self, learner: &str, skill: &str) -> Option<MasteryState> {
         let inner = self.inner.lock().expect("state cache");
@@ -52,7 +65,7 @@ impl StateCache {
                 *kept = state.clone();
                 continue;
             }
-            if inner.states >= CAPACITY {
+            if inner.states >= self.capacity {
                 *inner = Inner::default();
             }
             inner
@@ -113,7 +126,8 @@ mod tests {
 
     #[test]
     fn a_full_cache_starts_over() {
-        let cache = StateCache::default();
+        const CAPACITY: usize = 1000;
+        let cache = StateCache::new(CAPACITY);
         let rows: Vec<_> = (0..CAPACITY)
             .map(|i| row(&format!("l{}", i % 1000), &format!("s{i}"), 0.1))
             .collect();

@@ -74,7 +74,10 @@ pub fn verify(dir: &Path) -> std::result::Result<Report, Unreadable> {
     }
     let mut report = Report::default();
     check_log(dir, &mut report).map_err(|e| Unreadable(e.to_string()))?;
-    let db = match super::damage::open_sled(dir, super::sled_config(dir)) {
+    let db = match super::damage::open_sled(
+        dir,
+        super::sled_config(dir, &super::budget::MemoryBudget::default()),
+    ) {
         Ok(db) => db,
         Err(err @ Error::Corrupt { .. }) => {
             report.findings.push(Finding {

@@ -33,11 +33,6 @@ use super::{StoredObservation, codec};
 use crate::domain::mastery::{Attempt, MasteryState};
 use crate::error::{Error, Result};
 
-/// Rows that may wait at most. Normally a generation holds 100 ms of
-/// ingestion (a few thousand rows); this many means sled writes keep
-/// failing, and new batches are refused rather than held in memory.
-const MAX_WAITING_ROWS: usize = 1_000_000;
-
 /// Rows waiting for sled, keyed as in sled (see `keys.rs`).
 #[derive(Default)]
 struct Rows {
@@ -66,6 +61,11 @@ struct Generations {
 /// in sled, and the sled trees they go to.
 pub(crate) struct WriteBehind {
     rows: RwLock<Generations>,
+    /// Rows that may wait at most (from the memory budget, `budget.rs`).
+    /// Normally a generation holds 100 ms of ingestion (a few thousand
+    /// rows); this many means sled writes keep failing, and new batches are
+    /// refused rather than held in memory.
+    max_waiting: usize,
     /// Shared by a writer while it logs its rows and adds them; exclusive
     /// when a generation is taken, so every row taken is logged.
     order: RwLock<()>,
@@ -77,9 +77,26 @@ pub(crate) struct WriteBehind {
 }
 
 impl WriteBehind {
-    /// Write-behind over the three ingestion trees.
+    /// Write-behind over the three ingestion trees, default bound.
+    #[cfg(test)]
     pub(crate) fn new(attempts: sled::Tree, observations: sled::Tree, mastery: sled::Tree) -> Self {
+        Self::bounded(
+            attempts,
+            observations,
+            mastery,
+            super::budget::MemoryBudget::default().waiting_rows(),
+        )
+    }
+
+    /// Write-behind holding at most `max_waiting` rows.
+    pub(crate) fn bounded(
+        attempts: sled::Tree,
+        observations: sled::Tree,
+        mastery: sled::Tree,
+        max_waiting: usize,
+    ) -> Self {
         Self {
+            max_waiting,
             rows: RwLock::new(Generations::default()),
             order: RwLock::new(()),
             apply: Mutex::new(()),
@@ -108,7 +125,7 @@ impl WriteBehind {
         log: impl FnOnce() -> Result<R>,
     ) -> Result<R> {
         let _order = self.order.read().unwrap_or_else(|p| p.into_inner());
-        if self.read().current.len() > MAX_WAITING_ROWS {
+        if self.read().current.len() > self.max_waiting {
             return Err(Error::Unavailable(
                 "ingested attempts are not reaching the store (see the server log); retry later"
                     .into(),
@@ -123,6 +140,17 @@ impl WriteBehind {
         current.observations.extend(observations);
         current.mastery.extend(mastery);
         Ok(logged)
+    }
+
+    /// Rows waiting in the generation that takes new writes.
+    pub(crate) fn waiting(&self) -> usize {
+        self.read().current.len()
+    }
+
+    /// Whether so many rows wait that the writer should apply them itself
+    /// before adding its own (half the bound, see `Store::commit_attempts`).
+    pub(crate) fn crowded(&self) -> bool {
+        self.waiting() >= self.max_waiting / 2
     }
 
     /// A waiting attempt; `None` means "ask sled".

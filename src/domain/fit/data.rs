@@ -56,8 +56,6 @@ pub struct Attempt {
     pub group: Option<u32>,
     /// Whether the answer was right.
     pub correct: bool,
-    /// When it happened (Unix seconds), when known; only summarised.
-    pub timestamp: Option<i64>,
 }
 
 /// An attempt as a caller describes it, by names; see [`Dataset::push`].
@@ -89,6 +87,9 @@ pub struct Dataset {
     pub(crate) skills: Interner,
     pub(crate) templates: Interner,
     pub(crate) groups: Interner,
+    /// Earliest and latest timestamp pushed (Unix seconds): times are only
+    /// summarised, so rows do not carry them.
+    span: Option<(i64, i64)>,
 }
 
 impl Dataset {
@@ -107,9 +108,22 @@ impl Dataset {
             template: record.template.map(|t| self.templates.intern(t)),
             group: record.group.map(|g| self.groups.intern(g)),
             correct: record.correct,
-            timestamp: record.timestamp,
         };
+        if let Some(t) = record.timestamp {
+            self.saw_timestamp(t);
+        }
         self.attempts.push(attempt);
+    }
+
+    /// Widens the summarised time span to `t` (Unix seconds).
+    pub(crate) fn saw_timestamp(&mut self, t: i64) {
+        self.span = Some(self.span.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
+    }
+
+    /// Replaces the rows by `attempts`, whose ids were interned by this
+    /// dataset (the CSV reader lays its rows out once, this way).
+    pub(crate) fn set_attempts(&mut self, attempts: Vec<Attempt>) {
+        self.attempts = attempts;
     }
 
     /// All attempts, in insertion order.
@@ -159,16 +173,7 @@ impl Dataset {
 
     /// What the data looks like, for the model file.
     pub fn summary(&self) -> DataSummary {
-        let mut first = None::<i64>;
-        let mut last = None::<i64>;
-        let mut correct = 0usize;
-        for a in &self.attempts {
-            correct += usize::from(a.correct);
-            if let Some(t) = a.timestamp {
-                first = Some(first.map_or(t, |f| f.min(t)));
-                last = Some(last.map_or(t, |l| l.max(t)));
-            }
-        }
+        let correct = self.attempts.iter().filter(|a| a.correct).count();
         DataSummary {
             attempts: self.attempts.len(),
             learners: self.learners.len(),
@@ -180,8 +185,8 @@ impl Dataset {
             } else {
                 correct as f64 / self.attempts.len() as f64
             },
-            first_timestamp: first,
-            last_timestamp: last,
+            first_timestamp: self.span.map(|(first, _)| first),
+            last_timestamp: self.span.map(|(_, last)| last),
         }
     }
 

@@ -26,7 +26,7 @@ mod report;
 pub mod synth;
 mod variants;
 
-pub use csv::{CsvError, read_csv};
+pub use csv::{CsvError, read_csv, read_csv_sized};
 pub use cv::{CvReport, assign_folds, cross_validate};
 pub use data::{Attempt, AttemptRecord, DataSummary, Dataset};
 pub use em::FitError;

@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::csv::{CsvError, read_csv};
+use super::csv::{CsvError, read_csv_sized};
 use super::cv::{CvReport, cross_validate};
 use super::data::{DataSummary, Dataset};
 use super::em::{self, FitError, SkillFit, fit_layout};
@@ -232,6 +232,9 @@ pub struct CliOptions {
     pub restarts: usize,
     /// `--seed`: seed of the restarts and of the fold split.
     pub seed: u64,
+    /// Size of the input in bytes, when known (a file): the rows are
+    /// allocated once, from it, instead of growing with the reading.
+    pub input_bytes: Option<u64>,
 }
 
 impl Default for CliOptions {
@@ -245,6 +248,7 @@ impl Default for CliOptions {
             format: OutputFormat::Table,
             restarts: 5,
             seed: 42,
+            input_bytes: None,
         }
     }
 }
@@ -321,7 +325,7 @@ pub fn run_cli(
     options: &CliOptions,
     mut out: impl Write,
 ) -> Result<FittedModel, CliError> {
-    let ds = read_csv(input)?;
+    let ds = read_csv_sized(input, options.input_bytes)?;
     let model = build_model(&ds, &options.fit_options(), options.folds, options.seed)?;
     match options.format {
         OutputFormat::Json => {

@@ -209,6 +209,52 @@ pub fn write_csv(ds: &Dataset, out: impl Write) -> io::Result<()> {
     out.flush()
 }
 
+/// The columns of the ASSISTments 2009 skill-builder file, as pyBKT reads it.
+const ASSISTMENTS_COLUMNS: &str = "order_id,assignment_id,user_id,assistment_id,problem_id,\
+original,correct,attempt_count,ms_first_response,tutor_mode,answer_type,sequence_id,\
+student_class_id,position,type,base_sequence_id,skill_id,skill_name,teacher_id,school_id,\
+hint_count,hint_total,overlap_time,template_id,answer_id,answer_text,first_action,\
+bottom_hint,opportunity,opportunity_original";
+
+/// Writes `ds` as the ASSISTments 2009 skill-builder file pyBKT reads
+/// (30 columns, quoted multi-word skill names, numeric ids): the shape of
+/// the real file, for measuring `spoc fit` on it. Learners are numbered,
+/// skills get a descriptive name, every other column a plausible filler.
+pub fn write_assistments_csv(ds: &Dataset, out: impl Write) -> io::Result<()> {
+    let mut out = io::BufWriter::with_capacity(1 << 16, out);
+    writeln!(out, "{ASSISTMENTS_COLUMNS}")?;
+    for (i, a) in ds.attempts().iter().enumerate() {
+        let n = i as u64;
+        let skill = a.skill;
+        let template = a.template.map_or(30_000 + skill, |t| 40_000 + t);
+        writeln!(
+            out,
+            "{order},{assignment},{user},{assistment},{problem},1,{correct},1,{ms},tutor,\
+             algebra,{sequence},{class},{position},MasteryAssignment,{sequence},{skill_id},\
+             \"Equation Solving, Skill {skill} of the Unit\",{teacher},{school},0,3,{overlap},\
+             {template},{answer},{answer_text},0,,{opportunity},{opportunity}",
+            order = 20_000_000 + n,
+            assignment = 270_000 + skill * 7,
+            user = 64_000 + a.learner,
+            assistment = 33_000 + n % 9_000,
+            problem = 51_000 + n % 26_000,
+            correct = u8::from(a.correct),
+            ms = 8_000 + (n * 37) % 40_000,
+            sequence = 5_900 + skill,
+            class = 11_000 + a.learner % 300,
+            position = 1 + n % 40,
+            skill_id = 10 + skill,
+            teacher = 22_000 + a.learner % 150,
+            school = 73 + a.learner % 60,
+            overlap = 8_000 + (n * 53) % 60_000,
+            answer = 176_000 + n % 5_000,
+            answer_text = (n * 7) % 100,
+            opportunity = 1 + n % 25,
+        )?;
+    }
+    out.flush()
+}
+
 /// Largest absolute gap between a fitted and a true parameter (prior,
 /// learn, guess, slip, forget, and per-template learns when both have them);
 /// infinite when a skill is missing from the model.
@@ -265,6 +311,25 @@ mod tests {
         write_csv(&ds, &mut buf).unwrap();
         let back = read_csv(&buf[..]).unwrap();
         assert_eq!(back.attempts(), ds.attempts());
+    }
+
+    #[test]
+    fn the_assistments_layout_reads_back() {
+        let spec = SynthSpec {
+            learners: 4,
+            skills: 3,
+            attempts_per_skill: 2,
+            ..SynthSpec::default()
+        };
+        let (ds, _) = generate(&spec);
+        let mut buf = Vec::new();
+        write_assistments_csv(&ds, &mut buf).unwrap();
+        let back = read_csv(&buf[..]).unwrap();
+        assert_eq!(back.len(), ds.len());
+        assert_eq!(back.num_learners(), 4);
+        assert_eq!(back.num_skills(), 3);
+        let corrects = |d: &Dataset| d.attempts().iter().map(|a| a.correct).collect::<Vec<_>>();
+        assert_eq!(corrects(&back), corrects(&ds));
     }
 
     #[test]

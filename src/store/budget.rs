@@ -1,0 +1,139 @@
+//! The memory budget (`spoc serve --memory-mb`, default 512): one figure
+//! from which sled's cache and every cache of the store and the engine are
+//! sized, so that the server's resident memory stays under it whatever the
+//! size of the data folder.
+//!
+//! Why shares of one figure rather than a setting per cache: an operator
+//! knows how much memory the machine gives the service, not how many
+//! mastery vectors fit in it. Each cache gets a share of the bytes and
+//! turns it into a number of entries with the measured cost of one entry
+//! (`*_BYTES` below: key, value, heap parts and the hash table's slot,
+//! under mimalloc). What is not shared out is headroom for what no cache
+//! holds: the runtime, connections and their buffers, requests in flight,
+//! the catalog, the allocator's free pages and sled's own overhead beyond
+//! the cache it is given (its page table and the buffers of its log).
+//!
+//! | share | what                                                   |
+//! |-------|--------------------------------------------------------|
+//! | 20%   | sled's page cache (`cache_capacity`)                   |
+//! | 10%   | P(mastered) vectors (`mastery_cache.rs`)               |
+//! | 6%    | last mastery state per (learner, skill) (`state_cache.rs`) |
+//! | 6%    | observation histories of late pairs (`engine/history.rs`) |
+//! | 3%    | learners known to exist (`engine/seen.rs`)             |
+//! | 3%    | recommendations already noted (`engine/seen.rs`)       |
+//! | 10%   | ingested rows waiting for sled before refusing (`write_behind.rs`) |
+//! | 42%   | headroom (see above)                                   |
+
+/// Default of `--memory-mb`.
+pub const DEFAULT_MB: u64 = 512;
+
+/// The smallest budget accepted: below it the fixed costs (runtime, sled's
+/// buffers, two threads' stacks per core) leave the caches nothing.
+pub const MIN_MB: u64 = 64;
+
+/// One skill's entry in a cached P(mastered) vector: skill id string
+/// (24 bytes + heap), `f64`, B-tree node share, and the learner's key and
+/// `Arc` spread over its skills.
+const VECTOR_ENTRY_BYTES: u64 = 80;
+/// One cached mastery state: skill and learner keys, `MasteryState` with
+/// its attempt id, hash table slots.
+const STATE_BYTES: u64 = 200;
+/// One cached observation: `Position` (time, attempt id string) and the
+/// observation, in a vector.
+const OBSERVATION_BYTES: u64 = 90;
+/// One remembered key (learner id, or learner and module): string, heap,
+/// hash set slot.
+const SEEN_KEY_BYTES: u64 = 72;
+/// One ingested row waiting for sled (attempt with its strings, index
+/// entry or mastery state, map node).
+const WAITING_ROW_BYTES: u64 = 320;
+
+/// How many bytes the server may hold, and each cache's share of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBudget {
+    bytes: u64,
+}
+
+impl Default for MemoryBudget {
+    fn default() -> Self {
+        Self::from_mb(DEFAULT_MB)
+    }
+}
+
+impl MemoryBudget {
+    /// A budget of `mb` MiB; at least [`MIN_MB`] (the edge refuses less).
+    pub fn from_mb(mb: u64) -> Self {
+        Self {
+            bytes: mb.max(MIN_MB) * 1024 * 1024,
+        }
+    }
+
+    /// The whole budget in MiB.
+    pub fn mb(&self) -> u64 {
+        self.bytes / (1024 * 1024)
+    }
+
+    fn share(&self, percent: u64, per_entry: u64) -> usize {
+        (self.bytes * percent / 100 / per_entry) as usize
+    }
+
+    /// sled's `cache_capacity` in bytes.
+    pub fn sled_cache_bytes(&self) -> u64 {
+        self.bytes * 20 / 100
+    }
+
+    /// Skill entries the P(mastered) vectors may hold in all.
+    pub fn mastery_vector_entries(&self) -> usize {
+        self.share(10, VECTOR_ENTRY_BYTES)
+    }
+
+    /// Mastery states the ingestion cache may hold.
+    pub fn cached_states(&self) -> usize {
+        self.share(6, STATE_BYTES)
+    }
+
+    /// Observations the late-arrival histories may hold.
+    pub fn history_observations(&self) -> usize {
+        self.share(6, OBSERVATION_BYTES)
+    }
+
+    /// Keys each remembered-fact set may hold (known learners, noted
+    /// recommendations).
+    pub fn seen_keys(&self) -> usize {
+        self.share(3, SEEN_KEY_BYTES)
+    }
+
+    /// Rows that may wait for sled before ingestion is refused.
+    pub fn waiting_rows(&self) -> usize {
+        self.share(10, WAITING_ROW_BYTES)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_scale_with_the_budget_and_stay_inside_it() {
+        let small = MemoryBudget::from_mb(128);
+        let default = MemoryBudget::default();
+        assert_eq!(default.mb(), 512);
+        assert_eq!(
+            default.mastery_vector_entries(),
+            4 * small.mastery_vector_entries()
+        );
+        assert_eq!(MemoryBudget::from_mb(1).mb(), MIN_MB);
+        let b = default;
+        let shared = b.sled_cache_bytes()
+            + b.mastery_vector_entries() as u64 * VECTOR_ENTRY_BYTES
+            + b.cached_states() as u64 * STATE_BYTES
+            + b.history_observations() as u64 * OBSERVATION_BYTES
+            + 2 * b.seen_keys() as u64 * SEEN_KEY_BYTES
+            + b.waiting_rows() as u64 * WAITING_ROW_BYTES;
+        assert!(shared <= b.bytes * 58 / 100, "{shared} of {}", b.bytes);
+        // The default keeps the figures the caches had before the budget
+        // within a small factor (65,536 learners of ~10 skills, 2^18 states).
+        assert!(b.mastery_vector_entries() > 600_000);
+        assert!(b.cached_states() > 150_000);
+    }
+}
