@@ -20,5 +20,6 @@ pub mod remediation;
 pub mod reports;
 pub mod risk;
 pub mod simulator;
+pub mod webhooks;
 pub mod xapi;
 pub mod zones;
