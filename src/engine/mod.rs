@@ -25,6 +25,7 @@ pub mod seen;
 #[cfg(test)]
 mod testing;
 pub mod verify;
+pub mod webhooks;
 pub mod xapi;
 
 use std::collections::{BTreeMap, HashMap};
@@ -82,6 +83,8 @@ pub struct Engine {
     xapi: xapi::XapiState,
     /// Learners erased lately (keyed hashes), so that a retry succeeds.
     recent_erasures: privacy::RecentErasures,
+    /// Webhook subscriptions, outbox follower and delivery worker.
+    webhooks: webhooks::WebhookHub,
 }
 
 impl Engine {
@@ -107,6 +110,7 @@ impl Engine {
         };
         let alerts = alerts::AlertHub::new(store.last_alert_sequence()?)?;
         let access = access::AccessKeys::load(&store)?;
+        let webhooks = webhooks::WebhookHub::new(&store)?;
         let xapi = xapi::XapiState::new(store.count_unresolved()?, xapi::load_aliases(&store)?);
         let engine = Self {
             access,
@@ -125,6 +129,7 @@ impl Engine {
             noted_recommendations: seen::SeenSet::new(1 << 20),
             histories: history::Histories::default(),
             recent_erasures: privacy::RecentErasures::default(),
+            webhooks,
         };
         engine.replay()?;
         engine.check_mastery_basis()?;
