@@ -23,6 +23,7 @@ pub mod remediation;
 pub mod reports;
 pub mod scope;
 pub mod status;
+pub mod subscriptions;
 pub mod validate;
 
 /// Runs a synchronous, possibly long engine call (cohort formation, a
