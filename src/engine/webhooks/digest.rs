@@ -13,21 +13,23 @@ use crate::domain::learner::Micros;
 use crate::domain::webhooks::{
     DIGEST_EVENT_TYPE, Delivery, Message, digest_message_id, payload, schedule,
 };
+use crate::engine::now_micros;
 use crate::error::Result;
 
 impl Engine {
-    /// Closes every digest whose time came by `now` (the worker calls it;
-    /// tests call it with a later `now`). Returns the messages put in the
-    /// outbox. Blocking: runs on a blocking thread.
-    pub fn send_due_digests(&self, now: Micros) -> Result<usize> {
+    /// Closes every digest whose time came by `at` (the worker passes the
+    /// clock; tests a later time). Returns the messages put in the outbox,
+    /// due at once. Blocking: runs on a blocking thread.
+    pub fn send_due_digests(&self, at: Micros) -> Result<usize> {
         let hub = self.webhooks();
+        let now = now_micros();
         let _writes = hub.writes.lock().expect("webhook writes lock");
         let mut sent = 0;
         for s in hub.subscriptions().iter() {
             let Delivery::DailyDigest { hour, time_zone } = &s.delivery else {
                 continue;
             };
-            let slot = schedule::last_slot(now, *hour, time_zone)?;
+            let slot = schedule::last_slot(at, *hour, time_zone)?;
             let previous = self.store.digest_sent(&s.id)?.unwrap_or(s.created_at);
             if slot <= previous {
                 continue;
