@@ -353,6 +353,7 @@ pub async fn serve_stack(
         .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
+    engine.webhooks_stopped().await;
     engine.stop_alerts();
 
     engine.store().flush()?;

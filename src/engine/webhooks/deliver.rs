@@ -75,12 +75,15 @@ pub(super) async fn run(
 ) {
     let in_flight = Arc::new(Mutex::new(InFlight::default()));
     let done = Arc::new(Notify::new());
+    // Deliveries in flight, aborted at a stop (their messages stay due).
+    let mut attempts = tokio::task::JoinSet::new();
     let digest_every = engine.webhooks().options().digest_check;
     let mut next_digest = tokio::time::Instant::now();
     loop {
         if *stop.borrow_and_update() {
-            return;
+            break;
         }
+        while attempts.try_join_next().is_some() {}
         if tokio::time::Instant::now() >= next_digest {
             next_digest = tokio::time::Instant::now() + digest_every;
             let e = engine.clone();
@@ -93,7 +96,15 @@ pub(super) async fn run(
         let next_due = match take_due(&engine, &in_flight).await {
             Ok((rows, next_due)) => {
                 for (key, message) in rows {
-                    start(&engine, &client, &in_flight, &done, key, message);
+                    start(
+                        &mut attempts,
+                        &engine,
+                        &client,
+                        &in_flight,
+                        &done,
+                        key,
+                        message,
+                    );
                 }
                 next_due
             }
@@ -113,9 +124,11 @@ pub(super) async fn run(
             _ = engine.webhooks().wake.notified() => {}
             _ = done.notified() => {}
             _ = tokio::time::sleep(timer.min(until_digest)) => {}
-            _ = stop.changed() => return,
+            _ = stop.changed() => break,
         }
     }
+    attempts.abort_all();
+    while attempts.join_next().await.is_some() {}
 }
 
 /// The due messages that may start now, within the limits; and when the
@@ -191,6 +204,7 @@ fn subscription_of(key: &[u8]) -> Option<&str> {
 
 /// Starts one delivery in its own task.
 fn start(
+    attempts: &mut tokio::task::JoinSet<()>,
     engine: &Arc<Engine>,
     client: &reqwest::Client,
     in_flight: &Arc<Mutex<InFlight>>,
@@ -215,7 +229,7 @@ fn start(
         in_flight.clone(),
         done.clone(),
     );
-    tokio::spawn(async move {
+    attempts.spawn(async move {
         let sub_id = message.subscription_id.clone();
         let outcome = attempt(&engine, &client, &subscription, key.clone(), message).await;
         if let Err(err) = outcome {

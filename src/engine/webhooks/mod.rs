@@ -170,6 +170,8 @@ pub struct WebhookHub {
     cursor: AtomicU64,
     started: AtomicBool,
     stop: watch::Sender<bool>,
+    /// The follower and worker tasks, awaited at shutdown.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl WebhookHub {
@@ -201,6 +203,7 @@ impl WebhookHub {
             cursor: AtomicU64::new(cursor),
             started: AtomicBool::new(false),
             stop: watch::channel(false).0,
+            tasks: Mutex::new(Vec::new()),
         })
     }
 
@@ -439,16 +442,35 @@ impl Engine {
         }
         hub.stop.send_replace(false);
         let client = deliver::client(&hub.options())?;
-        tokio::spawn(follow::run(self.clone(), hub.stop.subscribe()));
-        tokio::spawn(deliver::run(self.clone(), client, hub.stop.subscribe()));
+        let mut tasks = hub.tasks.lock().expect("webhook tasks lock");
+        tasks.push(tokio::spawn(follow::run(
+            self.clone(),
+            hub.stop.subscribe(),
+        )));
+        tasks.push(tokio::spawn(deliver::run(
+            self.clone(),
+            client,
+            hub.stop.subscribe(),
+        )));
         Ok(())
     }
 
-    /// Stops the follower and the worker (deliveries in flight are left in
-    /// the outbox and sent again after a restart).
+    /// Tells the follower and the worker to stop, without waiting (called
+    /// when shutdown starts). Deliveries in flight are abandoned: their
+    /// messages stay in the outbox and go again after a restart.
     pub fn stop_webhooks(&self) {
+        self.webhooks().stop.send_replace(true);
+    }
+
+    /// [`Engine::stop_webhooks`], then waits until the follower and the
+    /// worker have ended (and dropped their hold on the engine).
+    pub async fn webhooks_stopped(&self) {
         let hub = self.webhooks();
-        hub.stop.send_replace(true);
+        self.stop_webhooks();
+        let tasks = std::mem::take(&mut *hub.tasks.lock().expect("webhook tasks lock"));
+        for task in tasks {
+            let _ = task.await;
+        }
         hub.started.store(false, Ordering::SeqCst);
     }
 
