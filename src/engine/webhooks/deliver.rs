@@ -68,21 +68,39 @@ struct InFlight {
 }
 
 /// Runs until `stop` turns true.
-pub(super) async fn run(
-    engine: Arc<Engine>,
-    client: reqwest::Client,
-    mut stop: watch::Receiver<bool>,
-) {
+pub(super) async fn run(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     let in_flight = Arc::new(Mutex::new(InFlight::default()));
     let done = Arc::new(Notify::new());
     // Deliveries in flight, aborted at a stop (their messages stay due).
     let mut attempts = tokio::task::JoinSet::new();
-    let digest_every = engine.webhooks().options().digest_check;
+    let mut version = u64::MAX;
+    let mut client = None;
+    let mut digest_every = Duration::from_secs(30);
     let mut next_digest = tokio::time::Instant::now();
     loop {
         if *stop.borrow_and_update() {
             break;
         }
+        // The options in force (they may change while the server runs).
+        let now_version = engine.webhooks().options_version.load(Ordering::SeqCst);
+        if now_version != version {
+            let options = engine.webhooks().options();
+            match self::client(&options) {
+                Ok(built) => client = Some(built),
+                Err(err) => tracing::error!(error = %err, "webhook client unavailable"),
+            }
+            digest_every = options.digest_check;
+            next_digest = next_digest.min(tokio::time::Instant::now() + digest_every);
+            version = now_version;
+        }
+        let Some(client) = client.clone() else {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => break,
+            }
+            version = u64::MAX;
+            continue;
+        };
         while attempts.try_join_next().is_some() {}
         if tokio::time::Instant::now() >= next_digest {
             next_digest = tokio::time::Instant::now() + digest_every;

@@ -152,6 +152,8 @@ pub struct WebhookStats {
 /// The webhook state of a running engine.
 pub struct WebhookHub {
     options: RwLock<WebhookOptions>,
+    /// Bumped by every options change: the worker rebuilds its client.
+    options_version: AtomicU64,
     /// Every subscription, in id order (read by each fan-out).
     subscriptions: RwLock<Arc<Vec<Arc<Subscription>>>>,
     /// Serializes fan-outs, digests and subscription writes: a fan-out
@@ -193,6 +195,7 @@ impl WebhookHub {
             .collect();
         Ok(Self {
             options: RwLock::new(WebhookOptions::default()),
+            options_version: AtomicU64::new(0),
             subscriptions: RwLock::new(Arc::new(subscriptions)),
             writes: Mutex::new(()),
             wake: Notify::new(),
@@ -441,17 +444,12 @@ impl Engine {
             return Ok(());
         }
         hub.stop.send_replace(false);
-        let client = deliver::client(&hub.options())?;
         let mut tasks = hub.tasks.lock().expect("webhook tasks lock");
         tasks.push(tokio::spawn(follow::run(
             self.clone(),
             hub.stop.subscribe(),
         )));
-        tasks.push(tokio::spawn(deliver::run(
-            self.clone(),
-            client,
-            hub.stop.subscribe(),
-        )));
+        tasks.push(tokio::spawn(deliver::run(self.clone(), hub.stop.subscribe())));
         Ok(())
     }
 
