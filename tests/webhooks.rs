@@ -1274,3 +1274,40 @@ async fn a_thousand_undelivered_messages_survive_a_kill() {
     }
     assert_eq!(alerts.len(), N, "one message per learner's alert");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_keys_subscriptions_deliver_nothing_more() {
+    let receiver = Receiver::start(200).await;
+    let server = Hooked::start(local_options(RetryPolicy::default())).await;
+    world(server.channel(&server.admin_key).await, &["excel"], 2).await;
+    let manager = server.key(pb::ApiKeyRole::Manager, &[]).await;
+    server
+        .alerts_as(&manager)
+        .await
+        .create_subscription(subscription(&receiver.url()))
+        .await
+        .expect("create subscription");
+    let names = learners("excel", 2);
+    fail(server.channel(&server.admin_key).await, &names[..1], 0, 3).await;
+    blocking_points(&server, 1).await;
+    server.drained().await;
+    assert_eq!(receiver.delivered().len(), 1);
+    let key_id = manager.split('_').nth(1).unwrap().to_string();
+    pb::admin_service_client::AdminServiceClient::new(server.channel(&server.admin_key).await)
+        .revoke_api_key(pb::RevokeApiKeyRequest { key_id })
+        .await
+        .expect("revoke");
+    let listed = server
+        .alerts()
+        .await
+        .list_subscriptions(pb::ListSubscriptionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .subscriptions;
+    assert!(!listed[0].active, "shown inactive to the admin");
+    fail(server.channel(&server.admin_key).await, &names[1..], 0, 3).await;
+    blocking_points(&server, 2).await;
+    server.drained().await;
+    assert_eq!(receiver.got().len(), 1, "nothing after the revocation");
+}
