@@ -132,8 +132,12 @@ pub(super) async fn run(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
             }
         };
         let now = now_micros();
+        let idle = in_flight.lock().expect("in flight lock").keys.is_empty();
         let timer = match next_due {
             Some(due) if due > now => Duration::from_micros((due - now) as u64),
+            // More due with nothing in flight: the read stopped at dropped
+            // messages (deleted subscriptions, revoked keys); read again.
+            Some(_) if idle => Duration::ZERO,
             // Due now but not started (limits): a finishing delivery wakes us.
             _ => Duration::from_secs(3600),
         };

@@ -449,7 +449,10 @@ impl Engine {
             self.clone(),
             hub.stop.subscribe(),
         )));
-        tasks.push(tokio::spawn(deliver::run(self.clone(), hub.stop.subscribe())));
+        tasks.push(tokio::spawn(deliver::run(
+            self.clone(),
+            hub.stop.subscribe(),
+        )));
         Ok(())
     }
 
