@@ -189,7 +189,12 @@ async fn main() {
                     let attempts = (0..batch)
                         .map(|k| {
                             let n = (c * 1_000_003 + i * batch + k) % background;
-                            attempt(format!("bg-{c}-{i}-{k}"), names[n].clone(), true, T0 + i as i64)
+                            attempt(
+                                format!("bg-{c}-{i}-{k}"),
+                                names[n].clone(),
+                                true,
+                                T0 + i as i64,
+                            )
                         })
                         .collect();
                     client
@@ -251,6 +256,16 @@ async fn main() {
         stats.dead_lettered,
         stats.pending
     );
+    if figures.latencies.len() < probes {
+        let (waiting, _) = server
+            .engine
+            .store()
+            .due_messages(i64::MAX, |_| false, 3)
+            .unwrap();
+        for (_, message) in waiting {
+            println!("waiting: {} after {} attempts: {}", message.id, message.attempts, message.last_error);
+        }
+    }
     println!(
         "target p99 < 2000 ms: {}",
         if figures.ms(0.99) < 2000.0 && figures.latencies.len() == probes {

@@ -248,14 +248,13 @@ impl Engine {
         &self.webhooks
     }
 
-    /// Sets the delivery options; takes effect for subscriptions created
-    /// after, and for deliveries once the worker (re)starts.
+    /// Sets the delivery options; they apply to subscriptions created and
+    /// attempts started from now on (the worker rebuilds its client).
     pub fn set_webhook_options(&self, options: WebhookOptions) {
-        *self
-            .webhooks()
-            .options
-            .write()
-            .expect("webhook options lock") = options;
+        let hub = self.webhooks();
+        *hub.options.write().expect("webhook options lock") = options;
+        hub.options_version.fetch_add(1, Ordering::SeqCst);
+        hub.wake.notify_one();
     }
 
     /// Creates a subscription for `who`: checks the programs and cohorts
