@@ -263,7 +263,10 @@ async fn main() {
             .due_messages(i64::MAX, |_| false, 3)
             .unwrap();
         for (_, message) in waiting {
-            println!("waiting: {} after {} attempts: {}", message.id, message.attempts, message.last_error);
+            println!(
+                "waiting: {} after {} attempts: {}",
+                message.id, message.attempts, message.last_error
+            );
         }
     }
     println!(

@@ -17,7 +17,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -1219,7 +1219,7 @@ fn spoc(dir: &Path, grpc: SocketAddr) -> Spoc {
     Spoc::start(dir, grpc, "127.0.0.1:0", &args)
 }
 
-async fn admin_channel(dir: &PathBuf, grpc: SocketAddr) -> AuthChannel {
+async fn admin_channel(dir: &Path, grpc: SocketAddr) -> AuthChannel {
     let key_file = dir.join("admin-key");
     eventually("the admin key file", async || {
         key_file.exists().then_some(())

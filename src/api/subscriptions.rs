@@ -305,6 +305,9 @@ mod tests {
         }
     }
 
+    /// One change making a request bad.
+    type Change = Box<dyn Fn(&mut pb::CreateSubscriptionRequest)>;
+
     fn field_of(r: pb::CreateSubscriptionRequest) -> String {
         match new_subscription(&r) {
             Err(Error::InvalidArgument { field, .. }) => field,
@@ -315,7 +318,7 @@ mod tests {
     #[test]
     fn every_bad_field_is_named() {
         assert!(new_subscription(&request()).is_ok());
-        let cases: Vec<(&str, Box<dyn Fn(&mut pb::CreateSubscriptionRequest)>)> = vec![
+        let cases: Vec<(&str, Change)> = vec![
             ("url", Box::new(|r| r.url.clear())),
             (
                 "url",
