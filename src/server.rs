@@ -307,10 +307,14 @@ pub async fn serve_stack(
     // Alert evaluation runs beside the server; watches end when shutdown
     // starts, so that graceful shutdown does not wait for open streams.
     engine.start_alerts()?;
+    // Webhook delivery follows the alerts (`engine/webhooks`); what is in
+    // flight at shutdown stays in the outbox for the next start.
+    engine.start_webhooks()?;
     let watched = engine.clone();
     let shutdown = async move {
         shutdown.await;
         watched.signal_alerts_stop();
+        watched.stop_webhooks();
     };
 
     let reflection = || {
@@ -345,6 +349,7 @@ pub async fn serve_stack(
         .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
+    engine.webhooks_stopped().await;
     engine.stop_alerts();
 
     engine.store().flush()?;

@@ -50,7 +50,7 @@ impl AlertApi {
 }
 
 /// A kind filter: unspecified means any; unknown values are refused.
-fn kind_filter(field: &str, value: i32) -> Result<Option<AlertKind>> {
+pub(super) fn kind_filter(field: &str, value: i32) -> Result<Option<AlertKind>> {
     use pb::AlertKind as K;
     match K::try_from(value) {
         Ok(K::Unspecified) => Ok(None),
@@ -287,5 +287,35 @@ impl AlertService for AlertApi {
             Err(err) => Err(Status::from(err)),
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    // ---- Webhook subscriptions: served by `subscriptions.rs` ----
+
+    async fn create_subscription(
+        &self,
+        request: Request<pb::CreateSubscriptionRequest>,
+    ) -> Result<Response<pb::CreateSubscriptionResponse>, Status> {
+        super::subscriptions::create(&self.engine, request).await
+    }
+
+    async fn list_subscriptions(
+        &self,
+        request: Request<pb::ListSubscriptionsRequest>,
+    ) -> Result<Response<pb::ListSubscriptionsResponse>, Status> {
+        super::subscriptions::list(&self.engine, request).await
+    }
+
+    async fn delete_subscription(
+        &self,
+        request: Request<pb::DeleteSubscriptionRequest>,
+    ) -> Result<Response<pb::DeleteSubscriptionResponse>, Status> {
+        super::subscriptions::delete(&self.engine, request).await
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<pb::ListDeadLettersRequest>,
+    ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
+        super::subscriptions::dead_letters(&self.engine, request).await
     }
 }

@@ -23,6 +23,7 @@ pub mod remediation;
 pub mod reports;
 pub mod scope;
 pub mod status;
+pub mod subscriptions;
 pub mod validate;
 
 /// Code generated from `proto/spoc/v1/*.proto`.

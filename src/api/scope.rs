@@ -27,6 +27,12 @@ pub const SCOPE_CHECKED: &[&str] = &[
     "/spoc.v1.AlertService/AcknowledgeAlert",
     "/spoc.v1.AlertService/ResolveAlert",
     "/spoc.v1.AlertService/WatchAlerts",
+    // Webhooks: the programs and cohorts a subscription names; a scoped
+    // key lists and deletes only its own subscriptions (engine).
+    "/spoc.v1.AlertService/CreateSubscription",
+    "/spoc.v1.AlertService/ListSubscriptions",
+    "/spoc.v1.AlertService/DeleteSubscription",
+    "/spoc.v1.AlertService/ListDeadLetters",
 ];
 
 /// A request message that names learners, cohorts, programs or alerts.
@@ -120,6 +126,36 @@ impl Touches for pb::WatchAlertsRequest {
         let mut out = set(&cohorts, Resource::Cohort);
         out.extend(set(&[&self.program_id], Resource::Program));
         out
+    }
+}
+
+impl Touches for pb::CreateSubscriptionRequest {
+    fn touches(&self) -> Vec<Resource<'_>> {
+        let programs: Vec<&str> = self.program_ids.iter().map(String::as_str).collect();
+        let cohorts: Vec<&str> = self.cohort_ids.iter().map(String::as_str).collect();
+        let mut out = set(&programs, Resource::Program);
+        out.extend(set(&cohorts, Resource::Cohort));
+        out
+    }
+}
+
+/// Subscriptions are not scope resources: the engine shows a scoped key
+/// only the subscriptions it made.
+impl Touches for pb::ListSubscriptionsRequest {
+    fn touches(&self) -> Vec<Resource<'_>> {
+        Vec::new()
+    }
+}
+
+impl Touches for pb::DeleteSubscriptionRequest {
+    fn touches(&self) -> Vec<Resource<'_>> {
+        Vec::new()
+    }
+}
+
+impl Touches for pb::ListDeadLettersRequest {
+    fn touches(&self) -> Vec<Resource<'_>> {
+        Vec::new()
     }
 }
 

@@ -53,6 +53,61 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "SPOC_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Allow webhook targets on private, loopback, link-local and other
+    /// non-public addresses, and plain http (a receiver on this host or
+    /// network); refused otherwise, against server-side request forgery.
+    #[arg(long, env = "SPOC_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+    /// Milliseconds before the first webhook retry (doubling after each
+    /// failure); tests shorten it.
+    #[arg(
+        long,
+        env = "SPOC_WEBHOOK_RETRY_FIRST_MS",
+        default_value_t = 5_000,
+        hide = true
+    )]
+    pub webhook_retry_first_ms: u64,
+    /// Longest pause between two webhook retries, in milliseconds.
+    #[arg(
+        long,
+        env = "SPOC_WEBHOOK_RETRY_MAX_MS",
+        default_value_t = 3_600_000,
+        hide = true
+    )]
+    pub webhook_retry_max_ms: u64,
+    /// How long a webhook message is retried before it becomes a dead
+    /// letter, in seconds.
+    #[arg(
+        long,
+        env = "SPOC_WEBHOOK_RETRY_WINDOW_SECONDS",
+        default_value_t = 86_400,
+        hide = true
+    )]
+    pub webhook_retry_window_seconds: u64,
+}
+
+/// The webhook options the flags ask for.
+fn webhook_options(
+    args: &ServeArgs,
+) -> Result<crate::engine::webhooks::WebhookOptions, Box<dyn std::error::Error + Send + Sync>> {
+    use std::time::Duration;
+    if args.webhook_retry_first_ms == 0 || args.webhook_retry_max_ms < args.webhook_retry_first_ms {
+        return Err(
+            "--webhook-retry-first-ms must be at least 1 and at most --webhook-retry-max-ms".into(),
+        );
+    }
+    if args.webhook_retry_window_seconds == 0 {
+        return Err("--webhook-retry-window-seconds must be at least 1".into());
+    }
+    Ok(crate::engine::webhooks::WebhookOptions {
+        allow_private: args.webhook_allow_private,
+        retry: crate::domain::webhooks::retry::RetryPolicy {
+            first_delay: Duration::from_millis(args.webhook_retry_first_ms),
+            max_delay: Duration::from_millis(args.webhook_retry_max_ms),
+            window: Duration::from_secs(args.webhook_retry_window_seconds),
+        },
+        ..Default::default()
+    })
 }
 
 /// The TLS identity from the PEM files, if both are given.
@@ -87,6 +142,7 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
         return Err("--alert-pass-seconds must be at least 1".into());
     }
     let tls = tls_identity(&args)?;
+    let webhooks = webhook_options(&args)?;
     if tls.is_some() && !args.http_listen.ip().is_loopback() {
         // The xAPI listener speaks plain HTTP: with TLS asked for, API keys
         // must not cross a network in clear on the side door.
@@ -118,6 +174,13 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
         engine.set_risk_model(Some(model));
     }
     engine.set_alert_pass_interval(std::time::Duration::from_secs(args.alert_pass_seconds));
+    if webhooks.allow_private {
+        tracing::warn!(
+            "--webhook-allow-private: webhooks may reach private and loopback addresses over \
+             plain http"
+        );
+    }
+    engine.set_webhook_options(webhooks);
     if let Some(path) = engine.bootstrap_admin_key(&args.data_dir)? {
         tracing::warn!(
             path = %path.display(),

@@ -246,6 +246,11 @@ pub const PERMISSIONS: &[(&str, &[Role])] = &[
     ("/spoc.v1.AlertService/AcknowledgeAlert", &[T]),
     ("/spoc.v1.AlertService/ResolveAlert", &[T]),
     ("/spoc.v1.AlertService/WatchAlerts", &[M, T]),
+    // Webhooks: as the alerts they carry; a trainer within its cohorts.
+    ("/spoc.v1.AlertService/CreateSubscription", &[M, T]),
+    ("/spoc.v1.AlertService/ListSubscriptions", &[M, T]),
+    ("/spoc.v1.AlertService/DeleteSubscription", &[M, T]),
+    ("/spoc.v1.AlertService/ListDeadLetters", &[M, T]),
 ];
 
 /// Whether `method` needs no key at all (health, reflection).

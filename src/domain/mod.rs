@@ -24,5 +24,6 @@ pub mod roster;
 pub mod simulator;
 pub mod spreadsheet;
 pub mod validate;
+pub mod webhooks;
 pub mod xapi;
 pub mod zones;

@@ -253,6 +253,23 @@ impl Engine {
         self.hub().sequence.lock().expect("sequence lock").last
     }
 
+    /// Follows every alert change, for in-process consumers (webhook
+    /// delivery, `engine/webhooks`): a receiver of the changes published
+    /// from now on, and the latest sequence on disk, up to which the log
+    /// holds them ([`crate::store::Store::alert_changes_after`]). Blocks
+    /// while a flush holds the sequence lock.
+    pub fn follow_alert_changes(&self) -> (broadcast::Receiver<Arc<Alert>>, u64) {
+        // Subscribe before reading the bound: nothing falls in between.
+        let receiver = self.hub().sender.subscribe();
+        (receiver, self.durable_alert_sequence())
+    }
+
+    /// The latest alert sequence on disk: what a log reader may read up
+    /// to; later changes are published on the channel once flushed.
+    pub fn durable_alert_sequence(&self) -> u64 {
+        self.hub().sequence.lock().expect("sequence lock").durable()
+    }
+
     /// Runs `erase` while the learner's alert evaluations are held off,
     /// then forgets what the hub remembers of them (pending evaluation,
     /// cached cohort maps). Used by a GDPR erasure.

@@ -26,6 +26,7 @@ pub mod seen;
 #[cfg(test)]
 mod testing;
 pub mod verify;
+pub mod webhooks;
 pub mod xapi;
 
 use std::collections::{BTreeMap, HashMap};
@@ -88,6 +89,8 @@ pub struct Engine {
     xapi: xapi::XapiState,
     /// Learners erased lately (keyed hashes), so that a retry succeeds.
     recent_erasures: privacy::RecentErasures,
+    /// Webhook subscriptions, outbox follower and delivery worker.
+    webhooks: webhooks::WebhookHub,
 }
 
 impl Engine {
@@ -114,6 +117,7 @@ impl Engine {
         let alerts = alerts::AlertHub::new(store.last_alert_sequence()?)?;
         let effects = effects::EffectsState::load(&store)?;
         let access = access::AccessKeys::load(&store)?;
+        let webhooks = webhooks::WebhookHub::new(&store)?;
         let xapi = xapi::XapiState::new(store.count_unresolved()?, xapi::load_aliases(&store)?);
         // Every engine cache is sized from the store's memory budget.
         let budget = store.budget();
@@ -135,6 +139,7 @@ impl Engine {
             noted_recommendations: seen::SeenSet::new(budget.seen_keys()),
             histories: history::Histories::new(budget.history_observations()),
             recent_erasures: privacy::RecentErasures::default(),
+            webhooks,
         };
         engine.replay()?;
         engine.check_mastery_basis()?;

@@ -106,9 +106,11 @@ impl Engine {
             self.noted_recommendations.clear();
             self.histories.forget([learner]);
             self.effects.forget([learner]);
-            let Some(erased) = outcome? else {
+            let Some(mut erased) = outcome? else {
                 return Ok(None);
             };
+            // Webhook messages, dead letters and digest rows naming them.
+            erased.removed += self.erase_webhook_rows(learner)?;
             self.store.forget_in_log(learner);
             self.store.flush()?;
             Ok(Some(erased))

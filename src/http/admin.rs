@@ -190,6 +190,13 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             count.load(Ordering::Relaxed)
         );
     }
+    // The outbox gauges count tree entries: off the runtime's workers.
+    let engine = state.engine.clone();
+    match tokio::task::spawn_blocking(move || engine.webhook_stats()).await {
+        Ok(Ok(stats)) => webhook_metrics(&stats, &mut out),
+        Ok(Err(err)) => tracing::error!(error = %err, "webhook figures unreadable"),
+        Err(err) => tracing::error!(error = %err, "webhook figures task failed"),
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -197,4 +204,45 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         out,
     )
+}
+
+/// The webhook delivery counters and gauges (`engine/webhooks`).
+fn webhook_metrics(stats: &crate::engine::webhooks::WebhookStats, out: &mut String) {
+    for (name, kind, help, value) in [
+        (
+            "spoc_webhook_delivered_total",
+            "counter",
+            "Webhook messages delivered (2xx) since start.",
+            stats.delivered,
+        ),
+        (
+            "spoc_webhook_retried_total",
+            "counter",
+            "Failed webhook attempts scheduled for a retry since start.",
+            stats.retried,
+        ),
+        (
+            "spoc_webhook_dead_lettered_total",
+            "counter",
+            "Webhook messages given up after the retry window since start.",
+            stats.dead_lettered,
+        ),
+        (
+            "spoc_webhook_pending",
+            "gauge",
+            "Webhook messages waiting for delivery or a retry now.",
+            stats.pending,
+        ),
+        (
+            "spoc_webhook_dead_letters",
+            "gauge",
+            "Webhook dead letters kept now.",
+            stats.dead_letters,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
 }

@@ -38,6 +38,12 @@
 //! | `xapi_mapping`  | `p`, `m` or `i` `00` program, module or item id          | `ObjectMapping` (external ids, an item's pass mark) |
 //! | `xapi_activities` | activity IRI                                           | `SeenActivity` (unmapped or ignored activity) |
 //! | `retracted`     | `attempt` or `activity` `00` id                         | `Micros` retracted at (tombstone) |
+//! | `webhook_subscriptions` | subscription id (`sub_` + 16 hex digits)        | `Subscription` (filters, target, format, creating key and scope, signing secret) |
+//! | `webhook_outbox` | due time (µs, `u64` big-endian) subscription id `00` message id | `Message` (rendered body, attempts, last error) |
+//! | `webhook_dead`  | subscription id `00` message id                         | `DeadLetter` (the message, its URL, when given up) |
+//! | `webhook_digest` | subscription id `00` alert id                          | `Alert` (latest state since the last digest) |
+//! | `webhook_digest_sent` | subscription id                                   | `Micros` of the last digest slot closed |
+//! | `webhook_cursor` | `b"cursor"`                                            | `u64` last alert sequence fanned out to subscriptions |
 //!
 //! Outside sled, `wal/wal-<seq>.log` holds the write-ahead log of ingested
 //! batches (format in `wal.rs`); it is replayed at start and trimmed after
@@ -63,6 +69,15 @@
 //! attempt, its `observations` entries and updates `mastery` together with
 //! its `retracted` tombstone (events: `activities`, `learner_activity`);
 //! ingestion and the write-ahead log replay skip tombstoned ids.
+//! The webhook follower writes a batch of alert changes' `webhook_outbox`
+//! messages, `webhook_digest` rows and the `webhook_cursor` position after
+//! them in one transaction (`outbox.rs`), so a crash loses all three
+//! together and the changes are fanned out again from `alert_log`; a
+//! delivered message is removed, a failed one moved to its next due time
+//! (one transaction on `webhook_outbox`) or to `webhook_dead`; a digest
+//! moves its rows into one message and records its slot in
+//! `webhook_digest_sent` in one transaction; deleting a subscription
+//! removes its rows of every webhook tree in one transaction.
 
 use crate::domain::learner::Micros;
 

@@ -29,6 +29,7 @@ pub mod mapping;
 mod mastery;
 pub mod mastery_cache;
 pub mod models;
+pub mod outbox;
 pub mod privacy;
 pub mod private;
 pub mod recommended;

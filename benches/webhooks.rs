@@ -1,0 +1,281 @@
+//! Webhook latency: time from the `RecordAttempts` call that makes a
+//! blocking point to the signed CloudEvents message at a receiver on
+//! loopback, under a background load of attempts.
+//!
+//! Run: `cargo bench --bench webhooks` (release build). Options after
+//! `--`: `--probes N` blocking points (default 300), `--per-second N` of
+//! them (default 10), `--learners N` background learners (default 2000),
+//! `--rate N` background attempts/s (default 500). Prints the delivery
+//! latency p50/p99/max, messages missing, and the outbox counters.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use common::{BenchServer, Figures, arg};
+use spoc_engine::api::pb;
+use spoc_engine::domain::webhooks::signature;
+use spoc_engine::engine::webhooks::WebhookOptions;
+
+const T0: i64 = 1_700_000_000;
+
+fn attempt(id: String, learner: String, correct: bool, at: i64) -> pb::Attempt {
+    pb::Attempt {
+        attempt_id: id,
+        learner_id: learner,
+        item_id: "item-0".into(),
+        skill_ids: vec!["skill-0".into()],
+        correct,
+        score: None,
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: at,
+            nanos: 0,
+        }),
+        time_spent: None,
+    }
+}
+
+/// What the receiver saw of one message: when, about whom, and whether
+/// its signature verified.
+type Arrivals = Arc<Mutex<HashMap<String, (Instant, bool)>>>;
+
+#[tokio::main]
+async fn main() {
+    let probes = arg("--probes", 300) as usize;
+    let per_second = arg("--per-second", 10).max(1);
+    let background = arg("--learners", 2000) as usize;
+    let rate = arg("--rate", 500);
+
+    let server = BenchServer::start(4).await;
+    server.engine.set_webhook_options(WebhookOptions {
+        allow_private: true,
+        ..Default::default()
+    });
+    let channels = server.channels.clone();
+    pb::catalog_service_client::CatalogServiceClient::new(channels[0].clone())
+        .import_catalog(pb::ImportCatalogRequest {
+            skills: vec![pb::Skill {
+                id: "skill-0".into(),
+                name: "Skill 0".into(),
+                prerequisite_ids: vec![],
+            }],
+            modules: vec![],
+            items: vec![],
+        })
+        .await
+        .unwrap();
+    pb::program_service_client::ProgramServiceClient::new(channels[0].clone())
+        .upsert_program(pb::UpsertProgramRequest {
+            program: Some(pb::Program {
+                id: "bench".into(),
+                name: "Bench".into(),
+                skill_ids: vec!["skill-0".into()],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let names: Arc<Vec<String>> = Arc::new(
+        (0..background)
+            .map(|l| format!("learner-{l}"))
+            .chain((0..probes).map(|p| format!("probe-{p}")))
+            .collect(),
+    );
+    let tasks: Vec<_> = (0..32)
+        .map(|c| {
+            let names = names.clone();
+            let channel = channels[c % channels.len()].clone();
+            tokio::spawn(async move {
+                let mut client = pb::learner_service_client::LearnerServiceClient::new(channel);
+                for id in names.iter().skip(c).step_by(32) {
+                    client
+                        .upsert_learner(pb::UpsertLearnerRequest {
+                            learner: Some(pb::Learner {
+                                id: id.clone(),
+                                company_id: "acme".into(),
+                                language: "fr".into(),
+                                time_zone: "Europe/Paris".into(),
+                                display_name: String::new(),
+                            }),
+                        })
+                        .await
+                        .unwrap();
+                    client
+                        .enroll_learner(pb::EnrollLearnerRequest {
+                            enrolled_at: None,
+                            learner_id: id.clone(),
+                            program_id: "bench".into(),
+                        })
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    // The receiver: arrival of each probe's blocking point.
+    let arrivals: Arrivals = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let secret: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let (seen, key) = (arrivals.clone(), secret.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let (seen, key) = (seen.clone(), key.clone());
+            async move {
+                let at = Instant::now();
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let (id, signed) = (header("webhook-id"), header("webhook-signature"));
+                let timestamp: i64 = header("webhook-timestamp").parse().unwrap_or(0);
+                let valid = signature::verify(&key.lock().unwrap(), &id, timestamp, &body, &signed);
+                let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                if let Some(learner) = event["data"]["learnerId"].as_str() {
+                    seen.lock()
+                        .unwrap()
+                        .entry(learner.to_string())
+                        .or_insert((at, valid));
+                }
+                "ok"
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let created = pb::alert_service_client::AlertServiceClient::new(channels[0].clone())
+        .create_subscription(pb::CreateSubscriptionRequest {
+            url,
+            kinds: vec![pb::AlertKind::BlockingPoint as i32],
+            delivery: pb::SubscriptionDelivery::Immediate as i32,
+            format: pb::SubscriptionFormat::Cloudevents as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    *secret.lock().unwrap() = signature::decode_secret(&created.secret).unwrap();
+    println!(
+        "spoc-engine webhook bench: {probes} blocking points at {per_second}/s, \
+         {background} background learners at {rate} attempts/s"
+    );
+
+    // Background load: correct answers (no alert), spread over learners.
+    let seconds = (probes as u64).div_ceil(per_second) + 2;
+    let load = {
+        let channels = channels.clone();
+        let names = names.clone();
+        tokio::spawn(async move {
+            if rate == 0 || background == 0 {
+                return;
+            }
+            let batch = 10usize;
+            common::paced(4, (rate / batch as u64 / 4).max(1), seconds, move |c, i| {
+                let mut client =
+                    pb::mastery_service_client::MasteryServiceClient::new(channels[c].clone());
+                let names = names.clone();
+                async move {
+                    let attempts = (0..batch)
+                        .map(|k| {
+                            let n = (c * 1_000_003 + i * batch + k) % background;
+                            attempt(
+                                format!("bg-{c}-{i}-{k}"),
+                                names[n].clone(),
+                                true,
+                                T0 + i as i64,
+                            )
+                        })
+                        .collect();
+                    client
+                        .record_attempts(pb::RecordAttemptsRequest { attempts })
+                        .await
+                        .unwrap();
+                }
+            })
+            .await;
+        })
+    };
+
+    // Probes: three failures in one call make a blocking point.
+    let started: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second as u32);
+    let mut client = pb::mastery_service_client::MasteryServiceClient::new(channels[1].clone());
+    for p in 0..probes {
+        let due = tick.tick().await.into_std();
+        let learner = format!("probe-{p}");
+        started.lock().unwrap().insert(learner.clone(), due);
+        let attempts = (0..3)
+            .map(|k| attempt(format!("p-{p}-{k}"), learner.clone(), false, T0 + k))
+            .collect();
+        client
+            .record_attempts(pb::RecordAttemptsRequest { attempts })
+            .await
+            .unwrap();
+    }
+    load.await.unwrap();
+    // Wait for the stragglers (30 s at most), then count.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while arrivals.lock().unwrap().len() < probes && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let arrivals = arrivals.lock().unwrap().clone();
+    let started = started.lock().unwrap().clone();
+    let mut latencies = Vec::new();
+    let mut unsigned = 0;
+    for (learner, due) in &started {
+        if let Some((at, valid)) = arrivals.get(learner) {
+            latencies.push(at.saturating_duration_since(*due));
+            unsigned += usize::from(!valid);
+        }
+    }
+    let figures = Figures::new(latencies, Duration::from_secs(seconds));
+    let stats = server.engine.webhook_stats().unwrap();
+    println!(
+        "delivery latency RecordAttempts -> receiver: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        figures.ms(0.5),
+        figures.ms(0.99),
+        figures.max_ms()
+    );
+    println!(
+        "messages missing: {} of {probes}; bad signatures: {unsigned}; delivered {}, retried {}, \
+         dead {}, pending {}",
+        probes - figures.latencies.len(),
+        stats.delivered,
+        stats.retried,
+        stats.dead_lettered,
+        stats.pending
+    );
+    if figures.latencies.len() < probes {
+        let (waiting, _) = server
+            .engine
+            .store()
+            .due_messages(i64::MAX, |_| false, 3)
+            .unwrap();
+        for (_, message) in waiting {
+            println!(
+                "waiting: {} after {} attempts: {}",
+                message.id, message.attempts, message.last_error
+            );
+        }
+    }
+    println!(
+        "target p99 < 2000 ms: {}",
+        if figures.ms(0.99) < 2000.0 && figures.latencies.len() == probes {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    server.stop().await;
+}
