@@ -18,6 +18,7 @@ pub mod cohorts;
 pub mod convert;
 pub mod learners;
 pub mod mastery;
+pub mod pauses;
 pub mod programs;
 pub mod remediation;
 pub mod reports;

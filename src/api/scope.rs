@@ -27,6 +27,10 @@ pub const SCOPE_CHECKED: &[&str] = &[
     "/spoc.v1.AlertService/AcknowledgeAlert",
     "/spoc.v1.AlertService/ResolveAlert",
     "/spoc.v1.AlertService/WatchAlerts",
+    "/spoc.v1.AlertService/DeclarePause",
+    "/spoc.v1.AlertService/EndPause",
+    "/spoc.v1.AlertService/ListPauses",
+    "/spoc.v1.AlertService/GetAlertDigest",
 ];
 
 /// A request message that names learners, cohorts, programs or alerts.

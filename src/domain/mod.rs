@@ -16,6 +16,7 @@ pub mod fit;
 pub mod learner;
 pub mod limits;
 pub mod mastery;
+pub mod pauses;
 pub mod remediation;
 pub mod reports;
 pub mod risk;

@@ -22,6 +22,7 @@ pub mod keys;
 pub mod mapping;
 pub mod mastery_cache;
 pub mod models;
+pub mod pauses;
 pub mod privacy;
 pub mod private;
 pub mod recommended;

@@ -50,8 +50,10 @@ impl Engine {
     }
 
     /// Acknowledges or resolves an alert for a trainer. Acting twice is a
-    /// no-op; acknowledging a resolved alert is refused. The caller waits
-    /// for durability before replying.
+    /// no-op; acknowledging a resolved alert is refused. A resolved alert
+    /// closes its episode: no alert of that kind is raised again for the
+    /// learner until its condition clears. The caller waits for durability
+    /// before replying.
     pub fn act_on_alert(
         &self,
         id: &str,
@@ -76,6 +78,13 @@ impl Engine {
             )));
         }
         let now = now_micros();
+        if target == AlertStatus::Resolved {
+            // One alert per episode: the kind stays silent for the learner
+            // until its condition clears (the next evaluation that finds it
+            // gone ends the episode).
+            self.store
+                .close_episode(&current.learner_id, &current.program_id, current.kind, id)?;
+        }
         let mut written = self.write_alerts(Publication::Immediate, |sequence| {
             let mut a = current;
             a.status = target;

@@ -1,32 +1,76 @@
 //! Evaluation: what the signals of a learner say now, and the alert
-//! changes it makes (raise, update, clear), one learner at a time or in a
-//! full pass.
+//! changes it makes (raise, update, refresh, clear), one learner at a time
+//! as events arrive, or every learner in a full pass.
+//!
+//! A full pass evaluates everyone first, writing updates and clears, and
+//! only then offers the new alerts, most urgent first, while each group's
+//! budget has room: the open alerts are the most urgent ones, the others
+//! wait in the digest. As events arrive, a learner's new alert takes a
+//! seat only if the budget has room after the waiting drafts that outrank
+//! it.
 
+use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 
 use super::super::{Engine, now_micros};
-use super::hub::{Publication, PublicationGroup};
+use super::budget::Group;
+use super::hub::{LIVE_LAG, Publication, PublicationGroup};
 use super::{completion_plan, thresholds};
 use crate::domain::alerts::{
-    Alert, AlertChange, AlertStatus, RESOLVED_BY_ENGINE, alert_id, reconcile,
+    Alert, AlertChange, AlertStatus, RESOLVED_BY_ENGINE, Verdict, alert_id, notes, reconcile,
 };
-use crate::domain::bkt::Observation;
-use crate::domain::learner::{Enrolment, Micros, Program};
+use crate::domain::learner::Micros;
 use crate::domain::reports::quantile;
-use crate::domain::risk::signals::trace_mastery;
-use crate::domain::risk::{ProgramCalendar, SignalInput, SkillAttempt, evaluate};
+use crate::domain::risk::{AlertDraft, Standing, assess};
 use crate::error::{Error, Result};
 
+/// How an evaluation treats a learner and their new alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// As events arrive: a learner touched by a bulk load is held until
+    /// the load ends; a new alert needs a seat after the waiting drafts
+    /// that outrank it.
+    Live,
+    /// Asked for directly (a declared pause, a test): never held.
+    Direct,
+    /// In a full pass: new alerts are collected and offered afterwards,
+    /// most urgent first.
+    Pass,
+}
+
+/// What evaluating one learner came to.
+#[derive(Debug)]
+pub(super) enum Evaluated {
+    /// Part of a bulk load still arriving: evaluated when it ends.
+    Held,
+    /// Evaluated; in a pass, the drafts that wait to be offered a seat.
+    Done(Vec<Waiting>),
+}
+
+/// A draft a pass offers a seat once every learner is evaluated.
+#[derive(Debug, Clone)]
+pub(super) struct Waiting {
+    learner: String,
+    program: String,
+    cohort: String,
+    draft: AlertDraft,
+}
+
 impl Engine {
-    /// Evaluates every learner enrolled in any program: the periodic pass.
-    /// Refreshes the cohort medians of time spent first. CPU-heavy: runs
-    /// on its own thread.
+    /// Evaluates every learner enrolled in any program: the periodic pass,
+    /// and the evaluation at the end of a bulk load. Refreshes the cohort
+    /// medians of time spent, the group sizes and the open alerts of the
+    /// budget first; offers new alerts last, most urgent first. CPU-heavy:
+    /// runs on a thread of its own.
     pub fn evaluate_all_alerts(&self) -> Result<usize> {
+        let _pass = self.hub().pass_lock.lock().expect("pass lock");
+        let _busy = self.hub().busy();
         let now = now_micros();
         let (programs, _) = self.store.list_programs(None, usize::MAX)?;
         let mut learners = BTreeSet::new();
         let mut medians = HashMap::new();
+        let mut sizes: HashMap<Group, usize> = HashMap::new();
         let catalog = self.catalog();
         for program in &programs {
             let (enrolments, _) = self
@@ -48,6 +92,9 @@ impl Engine {
                     .map(|a| a.activity.time_spent_ms)
                     .sum();
                 let cohort = members.get(&e.learner_id).cloned().unwrap_or_default();
+                *sizes
+                    .entry((program.id.clone(), cohort.clone()))
+                    .or_default() += 1;
                 times.entry(cohort).or_default().push(spent as f64);
                 times.entry(String::new()).or_default().push(spent as f64);
                 learners.insert(e.learner_id.clone());
@@ -61,19 +108,56 @@ impl Engine {
             }
         }
         *self.hub().medians.write().expect("medians lock") = medians;
-        self.evaluate_in_groups(learners.iter().map(String::as_str), now, |_, err| Err(err))?;
+        {
+            let active = self.store.all_active_alerts()?;
+            let mut budget = self.hub().budget.lock().expect("budget lock");
+            budget.rebuild(&active);
+            budget.set_sizes(sizes);
+        }
+        let mut waiting = Vec::new();
+        self.evaluate_in_groups(
+            learners.iter().map(String::as_str),
+            now,
+            Mode::Pass,
+            |w| waiting.extend(w),
+            |_, err| Err(err),
+        )?;
+        // Most urgent first: severity, urgency, then learner for a stable
+        // order.
+        waiting.sort_by(|a, b| {
+            b.draft
+                .severity
+                .cmp(&a.draft.severity)
+                .then(b.draft.urgency.total_cmp(&a.draft.urgency))
+                .then(a.learner.cmp(&b.learner))
+        });
+        let mut group = PublicationGroup::new();
+        for w in waiting {
+            if self.hub().stop.load(Ordering::Relaxed) {
+                break;
+            }
+            self.offer_seat(w, now)?;
+            if group.full() {
+                self.publish_pending()?;
+                group = PublicationGroup::new();
+            }
+        }
+        self.publish_pending()?;
         Ok(learners.len())
     }
 
-    /// Evaluates `learners`, publishing their changes per [`PublicationGroup`] (one
-    /// flush for many learners) and at the end, until a stop. `failed`
-    /// decides what an evaluation error does: end the run (`Err`) or not.
-    /// A failed publication keeps the changes for the next one; the last
-    /// one's error is returned.
+    /// Evaluates `learners`, publishing their changes per
+    /// [`PublicationGroup`] (one flush for many learners) and at the end,
+    /// until a stop. `waiting` receives the drafts a pass offers later;
+    /// `failed` decides what an evaluation error does: end the run (`Err`)
+    /// or not. A failed publication keeps the changes for the next one; the
+    /// last one's error is returned.
     pub(super) fn evaluate_in_groups<'a>(
         &self,
         learners: impl IntoIterator<Item = &'a str>,
         now: Micros,
+        mode: Mode,
+        mut waiting: impl FnMut(Vec<Waiting>),
         mut failed: impl FnMut(&str, Error) -> Result<()>,
     ) -> Result<()> {
         let mut group = PublicationGroup::new();
@@ -82,10 +166,14 @@ impl Engine {
             if self.hub().stop.load(Ordering::Relaxed) {
                 break;
             }
-            if let Err(err) = self.evaluate_learner_in(learner, now, Publication::WithGroup) {
-                outcome = failed(learner, err);
-                if outcome.is_err() {
-                    break;
+            match self.evaluate_learner_in(learner, now, Publication::WithGroup, mode) {
+                Ok(Evaluated::Done(w)) => waiting(w),
+                Ok(Evaluated::Held) => {}
+                Err(err) => {
+                    outcome = failed(learner, err);
+                    if outcome.is_err() {
+                        break;
+                    }
                 }
             }
             if group.full() {
@@ -102,27 +190,30 @@ impl Engine {
         outcome.and(published)
     }
 
-    /// Evaluates one learner in each program they are enrolled in and
-    /// writes the resulting alert changes.
+    /// Evaluates one learner in each program they are enrolled in, now,
+    /// and writes the resulting alert changes (never held by a bulk load).
     pub fn evaluate_learner(&self, learner: &str, now: Micros) -> Result<()> {
-        self.evaluate_learner_in(learner, now, Publication::Immediate)
+        self.evaluate_learner_in(learner, now, Publication::Immediate, Mode::Direct)
+            .map(drop)
     }
 
     pub(super) fn evaluate_learner_in(
         &self,
         learner: &str,
         now: Micros,
-        publish: Publication,
-    ) -> Result<()> {
+        publication: Publication,
+        mode: Mode,
+    ) -> Result<Evaluated> {
         let (enrolments, _) = self.store.learner_enrolments(learner, None, usize::MAX)?;
         if enrolments.is_empty() {
-            return Ok(());
+            return Ok(Evaluated::Done(Vec::new()));
         }
-        let model = self.hub().model.read().expect("model lock").clone();
+        let models = self.hub().model.read().expect("model lock").clone();
         let _guard = self.hub().locks.lock_all([learner]);
         if !self.store.has_learner(learner)? {
-            return Ok(()); // erased since the enrolments were read
+            return Ok(Evaluated::Done(Vec::new())); // erased since the enrolments were read
         }
+        let mut inputs = Vec::new();
         for enrolment in &enrolments {
             let Some(program) = self.store.program(&enrolment.program_id)? else {
                 continue;
@@ -141,23 +232,215 @@ impl Engine {
                 .copied()
                 .unwrap_or(0);
             let input = self.signal_input(&program, enrolment, now, median)?;
-            let drafts = evaluate(&input, &thresholds(&program.risk_rules), model.as_deref());
-            let active = self.store.active_alerts(learner, &program.id)?;
-            let changes = reconcile(&active, drafts, &cohort);
-            if changes.is_empty() {
-                continue;
+            inputs.push((program, cohort, input));
+        }
+        if mode == Mode::Live {
+            // History is not news: a learner whose newest event is old was
+            // touched by a bulk load, evaluated once it ends.
+            let newest = inputs
+                .iter()
+                .flat_map(|(_, _, i)| {
+                    i.attempts
+                        .last()
+                        .map(|a| a.at)
+                        .into_iter()
+                        .chain(i.module_events.last().map(|e| e.0))
+                })
+                .max();
+            let backfill = newest.is_some_and(|t| t < now - LIVE_LAG);
+            if self.hold_if_loading(learner, backfill) {
+                return Ok(Evaluated::Held);
             }
-            self.write_alerts(publish, |sequence| {
-                changes
-                    .into_iter()
-                    .map(|change| {
-                        let n = sequence();
-                        match change {
-                            AlertChange::Raise(d) => Alert {
+        }
+        let mut waiting = Vec::new();
+        for (program, cohort, input) in inputs {
+            let assessment = assess(&input, &thresholds(&program.risk_rules), models.as_deref());
+            let withdrawn = self.store.withdrawal(learner, &program.id)?.is_some();
+            let paused = input.pauses.iter().any(|&(s, e)| s <= now && now < e);
+            let verdict = if withdrawn {
+                Verdict::Closed(notes::WITHDRAWN)
+            } else if assessment.standing == Standing::Completed {
+                Verdict::Closed(notes::COMPLETED)
+            } else {
+                Verdict::Drafts {
+                    drafts: &assessment.drafts,
+                    paused,
+                }
+            };
+            let closed = self.store.closed_episodes(learner, &program.id)?;
+            let active = self.store.active_alerts(learner, &program.id)?;
+            let group: Group = (program.id.clone(), cohort.clone());
+            if mode != Mode::Pass {
+                self.count_group(&group)?;
+            }
+            let seat = Cell::new(false);
+            let reconciled = reconcile(&active, verdict, &cohort, &closed, |draft| {
+                mode != Mode::Pass && {
+                    let mut budget = self.hub().budget.lock().expect("budget lock");
+                    let taken = budget.take_seat(&group, learner, draft, true);
+                    seat.set(taken);
+                    taken
+                }
+            });
+            for kind in &reconciled.episodes_ended {
+                self.store.end_episode(learner, &program.id, *kind)?;
+            }
+            let mut digest = reconciled.waiting.clone();
+            if mode == Mode::Pass {
+                if let Some(draft) = digest.take() {
+                    waiting.push(Waiting {
+                        learner: learner.to_string(),
+                        program: program.id.clone(),
+                        cohort: cohort.clone(),
+                        draft,
+                    });
+                }
+            }
+            self.hub().budget.lock().expect("budget lock").set_waiting(
+                &program.id,
+                &cohort,
+                learner,
+                digest.as_ref(),
+                now,
+            );
+            let written = self.apply_changes(
+                learner,
+                &program.id,
+                &cohort,
+                &active,
+                reconciled.changes,
+                now,
+                publication,
+            );
+            if written.is_err() && seat.get() {
+                self.hub()
+                    .budget
+                    .lock()
+                    .expect("budget lock")
+                    .give_back(&group, learner);
+            }
+            written?;
+        }
+        self.hub().evaluations.fetch_add(1, Ordering::Relaxed);
+        Ok(Evaluated::Done(waiting))
+    }
+
+    /// Offers a pass's waiting draft a seat: raised if the learner still
+    /// has no active alert in the program and the group has room, else
+    /// left in the digest.
+    fn offer_seat(&self, w: Waiting, now: Micros) -> Result<()> {
+        let _guard = self.hub().locks.lock_all([w.learner.as_str()]);
+        if !self.store.has_learner(&w.learner)?
+            || !self.store.active_alerts(&w.learner, &w.program)?.is_empty()
+        {
+            return Ok(());
+        }
+        let group: Group = (w.program.clone(), w.cohort.clone());
+        let taken = {
+            let mut budget = self.hub().budget.lock().expect("budget lock");
+            let taken = budget.take_seat(&group, &w.learner, &w.draft, false);
+            let digest = (!taken).then_some(&w.draft);
+            budget.set_waiting(&w.program, &w.cohort, &w.learner, digest, now);
+            taken
+        };
+        if !taken {
+            return Ok(());
+        }
+        let written = self.apply_changes(
+            &w.learner,
+            &w.program,
+            &w.cohort,
+            &[],
+            vec![AlertChange::Raise(w.draft)],
+            now,
+            Publication::WithGroup,
+        );
+        if written.is_err() {
+            self.hub()
+                .budget
+                .lock()
+                .expect("budget lock")
+                .give_back(&group, &w.learner);
+        }
+        written
+    }
+
+    /// Counts the learners of a group for the budget when no pass has yet.
+    fn count_group(&self, group: &Group) -> Result<()> {
+        if self
+            .hub()
+            .budget
+            .lock()
+            .expect("budget lock")
+            .size(group)
+            .is_some()
+        {
+            return Ok(());
+        }
+        let members = self.cohort_members(&group.0, false)?;
+        let size = if group.1.is_empty() {
+            let (enrolments, _) = self.store.program_enrolments(&group.0, None, usize::MAX)?;
+            enrolments
+                .iter()
+                .filter(|e| !members.contains_key(&e.learner_id))
+                .count()
+        } else {
+            members.values().filter(|c| **c == group.1).count()
+        };
+        let mut budget = self.hub().budget.lock().expect("budget lock");
+        if !budget.loaded {
+            budget.rebuild(&self.store.all_active_alerts()?);
+        }
+        budget.set_size(group.clone(), size);
+        Ok(())
+    }
+
+    /// Writes what [`reconcile`] decided for one learner in one program:
+    /// refreshed figures in place (no sequence number, not news), every
+    /// other change numbered, committed and published.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_changes(
+        &self,
+        learner: &str,
+        program: &str,
+        cohort: &str,
+        active: &[Alert],
+        changes: Vec<AlertChange>,
+        now: Micros,
+        publication: Publication,
+    ) -> Result<()> {
+        let (refreshes, changes): (Vec<_>, Vec<_>) = changes
+            .into_iter()
+            .partition(|c| matches!(c, AlertChange::Refresh { .. }));
+        let refreshed: Vec<Alert> = refreshes
+            .into_iter()
+            .filter_map(|c| match c {
+                AlertChange::Refresh { index, signals } => {
+                    let mut a = active[index].clone();
+                    a.signals = signals;
+                    Some(a)
+                }
+                _ => None,
+            })
+            .collect();
+        if !refreshed.is_empty() {
+            self.refresh_alerts(&refreshed)?;
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.write_alerts(publication, |sequence| {
+            changes
+                .into_iter()
+                .filter_map(|change| {
+                    Some(match change {
+                        AlertChange::Raise(d) => {
+                            let n = sequence();
+                            Alert {
                                 id: alert_id(n),
                                 learner_id: learner.to_string(),
-                                program_id: program.id.clone(),
-                                cohort_id: cohort.clone(),
+                                program_id: program.to_string(),
+                                cohort_id: cohort.to_string(),
                                 kind: d.kind,
                                 severity: d.severity,
                                 reason: d.reason,
@@ -170,146 +453,46 @@ impl Engine {
                                 note: String::new(),
                                 resolved_at: None,
                                 sequence: n,
-                            },
-                            AlertChange::Update {
-                                index,
-                                draft,
-                                reopen,
-                            } => {
-                                let mut a = active[index].clone();
-                                a.severity = draft.severity;
-                                a.reason = draft.reason;
-                                a.skill_id = draft.skill_id;
-                                a.signals = draft.signals;
-                                a.cohort_id = cohort.clone();
-                                a.updated_at = now;
-                                if reopen {
-                                    a.status = AlertStatus::Open;
-                                    a.status_by.clear();
-                                    a.note.clear();
-                                }
-                                a.sequence = n;
-                                a
-                            }
-                            AlertChange::Clear { index } => {
-                                let mut a = active[index].clone();
-                                a.status = AlertStatus::Resolved;
-                                a.status_by = RESOLVED_BY_ENGINE.to_string();
-                                a.note = "condition cleared".to_string();
-                                a.resolved_at = Some(now);
-                                a.updated_at = now;
-                                a.sequence = n;
-                                a
                             }
                         }
+                        AlertChange::Update {
+                            index,
+                            draft,
+                            reopen,
+                        } => {
+                            let n = sequence();
+                            let mut a = active[index].clone();
+                            a.severity = draft.severity;
+                            a.reason = draft.reason;
+                            a.skill_id = draft.skill_id;
+                            a.signals = draft.signals;
+                            a.cohort_id = cohort.to_string();
+                            a.updated_at = now;
+                            if reopen {
+                                a.status = AlertStatus::Open;
+                                a.status_by.clear();
+                                a.note.clear();
+                            }
+                            a.sequence = n;
+                            a
+                        }
+                        AlertChange::Clear { index, note } => {
+                            let n = sequence();
+                            let mut a = active[index].clone();
+                            a.status = AlertStatus::Resolved;
+                            a.status_by = RESOLVED_BY_ENGINE.to_string();
+                            a.note = note.to_string();
+                            a.resolved_at = Some(now);
+                            a.updated_at = now;
+                            a.sequence = n;
+                            a
+                        }
+                        // Written in place above.
+                        AlertChange::Refresh { .. } => return None,
                     })
-                    .collect()
-            })?;
-        }
-        self.hub().evaluations.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Gathers what the signals of one learner in one program depend on,
-    /// from the store, as of `now`.
-    pub fn signal_input(
-        &self,
-        program: &Program,
-        enrolment: &Enrolment,
-        now: Micros,
-        cohort_median_time_spent_ms: u64,
-    ) -> Result<SignalInput> {
-        let learner = enrolment.learner_id.as_str();
-        let catalog = self.catalog();
-        let plan = completion_plan(&catalog, program);
-        let modules = plan.modules();
-        let attempts = self.skill_history(learner, &program.skill_ids, now)?;
-        let activities = self.store.learner_activities(learner)?;
-        let mut last_activity_at = None;
-        let mut completed = BTreeSet::new();
-        let mut time_spent_ms = 0;
-        for a in activities.iter().map(|s| &s.activity) {
-            if a.occurred_at > now {
-                continue;
-            }
-            last_activity_at = last_activity_at.max(Some(a.occurred_at));
-            if modules.contains(a.module_id.as_str()) {
-                time_spent_ms += a.time_spent_ms;
-                if a.kind == crate::domain::activity::ActivityKind::Completed {
-                    completed.insert(a.module_id.as_str());
-                }
-            }
-        }
-        // Program modules recommended to the learner, and how many of them
-        // the learner opened after the first recommendation.
-        let mut recommended_modules = 0;
-        let mut recommended_started = 0;
-        for (module, first) in self.store.recommended(learner)? {
-            if first > now || !modules.contains(module.as_str()) {
-                continue;
-            }
-            recommended_modules += 1;
-            let opened = activities.iter().any(|a| {
-                a.activity.module_id == module
-                    && a.activity.occurred_at >= first
-                    && a.activity.occurred_at <= now
-            });
-            if opened {
-                recommended_started += 1;
-            }
-        }
-        Ok(SignalInput {
-            now,
-            calendar: ProgramCalendar {
-                starts_at: program.start_date.unwrap_or(0),
-                ends_at: program.end_date.unwrap_or(0),
-                units: plan.units() as u32,
-            },
-            enrolled_at: enrolment.enrolled_at,
-            last_activity_at,
-            units_completed: plan.covered(|m| completed.contains(m)) as u32,
-            attempts,
-            time_spent_ms,
-            cohort_median_time_spent_ms,
-            recommended_modules,
-            recommended_started,
-            skill_names: program
-                .skill_ids
-                .iter()
-                .filter_map(|s| {
-                    catalog
-                        .skills
-                        .get(s)
-                        .filter(|k| !k.name.is_empty())
-                        .map(|k| (s.clone(), k.name.clone()))
                 })
-                .collect(),
-        })
-    }
-
-    /// A learner's answers on `skills` up to `now`, oldest first, with the
-    /// P(mastered) before and after each under the parameters in force.
-    pub fn skill_history(
-        &self,
-        learner: &str,
-        skills: &[String],
-        now: Micros,
-    ) -> Result<Vec<SkillAttempt>> {
-        let params = self.params();
-        let mut answers: Vec<(Micros, String, &str, Observation)> = Vec::new();
-        for skill in skills {
-            for (position, obs) in self.store.observations(learner, skill)? {
-                if position.occurred_at <= now {
-                    answers.push((position.occurred_at, position.attempt_id, skill, obs));
-                }
-            }
-        }
-        answers.sort_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
-        Ok(trace_mastery(
-            answers
-                .iter()
-                .map(|(at, _, skill, obs)| (*skill, *obs, *at)),
-            |skill| *params.for_skill(skill),
-        ))
+                .collect()
+        })?;
+        Ok(())
     }
 }

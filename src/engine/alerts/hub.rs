@@ -1,9 +1,18 @@
 //! The alert state of a running engine: sequence numbering, commit and
-//! publication of changes, the queue of learners waiting for evaluation,
-//! and the two background threads (evaluation, periodic pass).
+//! publication of changes, the queue of learners waiting for evaluation
+//! (and those held while a bulk load arrives), and the two background
+//! threads (evaluation, periodic pass).
+//!
+//! History is not news: a learner whose newest event is older than
+//! [`LIVE_LAG`] when touched was touched by a bulk load (an LMS sending
+//! its history). While such touches keep coming, every touched learner is
+//! held instead of evaluated, and the periodic pass waits; once none came
+//! for [`LOAD_SETTLE`], one full pass evaluates everyone, so a load raises
+//! its alerts once, at its end, and none that the rest of the load would
+//! resolve.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -12,10 +21,24 @@ use tokio::sync::{broadcast, watch};
 
 use super::super::locks::StripedLocks;
 use super::super::{Engine, now_micros};
+use super::budget::{BudgetIndex, DEFAULT_ALERTS_PER_25};
+use super::evaluation::Mode;
 use super::{BROADCAST_CAPACITY, DEFAULT_PASS_INTERVAL, SHIPPED_RISK_MODEL};
 use crate::domain::alerts::Alert;
-use crate::domain::risk::RiskModel;
+use crate::domain::learner::Micros;
+use crate::domain::risk::RiskModels;
 use crate::error::{Error, Result};
+
+/// A touched learner whose newest event is older than this was touched by
+/// a bulk load, not by a learner at work.
+pub const LIVE_LAG: Micros = 15 * 60 * 1_000_000;
+
+/// A bulk load has ended once no learner was touched by one for this long.
+pub const LOAD_SETTLE: Duration = Duration::from_secs(5);
+
+/// Longest a bulk load holds evaluations: past it, a full pass runs even
+/// while the load goes on.
+pub const MAX_HOLD: Duration = Duration::from_secs(600);
 
 /// How long a program's learner → cohort map is reused (moves and
 /// formations show up in alerts within this delay).
@@ -29,8 +52,8 @@ struct CohortMap {
 
 /// The alert state of a running engine.
 pub struct AlertHub {
-    /// The dropout model in force (`None` disables model alerts).
-    pub(super) model: RwLock<Option<Arc<RiskModel>>>,
+    /// The alert models in force (`None` disables model alerts).
+    pub(super) model: RwLock<Option<Arc<RiskModels>>>,
     /// Publication of every alert change.
     pub(super) sender: broadcast::Sender<Arc<Alert>>,
     /// The latest sequence number and the committed changes not published
@@ -58,12 +81,35 @@ pub struct AlertHub {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Evaluations done since start (figures for benchmarks and logs).
     pub(super) evaluations: AtomicU64,
+    /// The budget: open alerts per group, group sizes, the digest.
+    pub(super) budget: Mutex<BudgetIndex>,
+    /// Serializes full passes (the pass thread, the end of a load).
+    pub(super) pass_lock: Mutex<()>,
+    /// Evaluation rounds and passes running now.
+    in_flight: AtomicUsize,
+}
+
+/// Counts a running evaluation round while alive.
+pub(super) struct Busy<'a>(&'a AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl AlertHub {
+    /// Marks an evaluation round as running until the guard drops.
+    pub(super) fn busy(&self) -> Busy<'_> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        Busy(&self.in_flight)
+    }
 }
 
 impl AlertHub {
     /// Builds the hub over a store's alert log with the shipped model.
     pub fn new(last_sequence: u64) -> Result<Self> {
-        let model = RiskModel::from_json(SHIPPED_RISK_MODEL)?;
+        let model = RiskModels::from_json(SHIPPED_RISK_MODEL)?;
         let (sender, _) = broadcast::channel(BROADCAST_CAPACITY);
         let (stopped, _) = watch::channel(false);
         Ok(Self {
@@ -83,6 +129,9 @@ impl AlertHub {
             stopped,
             threads: Mutex::new(Vec::new()),
             evaluations: AtomicU64::new(0),
+            budget: Mutex::new(BudgetIndex::new(DEFAULT_ALERTS_PER_25)),
+            pass_lock: Mutex::new(()),
+            in_flight: AtomicUsize::new(0),
         })
     }
 }
@@ -92,9 +141,94 @@ impl Engine {
         &self.alerts
     }
 
-    /// Replaces the dropout model (`None` turns model alerts off).
-    pub fn set_risk_model(&self, model: Option<RiskModel>) {
+    /// Replaces the alert models (`None` turns model alerts off).
+    pub fn set_risk_model(&self, model: Option<RiskModels>) {
         *self.hub().model.write().expect("model lock") = model.map(Arc::new);
+    }
+
+    /// Sets the budget: open alerts per 25 learners of a group (0: no
+    /// budget). Takes effect at the next seat taken.
+    pub fn set_alert_budget(&self, per_25: u32) {
+        self.hub().budget.lock().expect("budget lock").per_25 = per_25;
+    }
+
+    /// The drafts waiting for room in a program (or one of its cohorts),
+    /// most urgent first: the digest.
+    pub fn alert_digest(&self, program: &str, cohort: Option<&str>) -> Vec<super::DigestEntry> {
+        self.hub()
+            .budget
+            .lock()
+            .expect("budget lock")
+            .digest(program, cohort)
+    }
+
+    /// Open alerts and budget of a cohort of a program, or of the whole
+    /// program (every group) when `cohort` is `None`.
+    pub fn alert_budget_usage(
+        &self,
+        program: &str,
+        cohort: Option<&str>,
+    ) -> (usize, Option<usize>) {
+        let budget = self.hub().budget.lock().expect("budget lock");
+        match cohort {
+            Some(c) => budget.usage(&(program.to_string(), c.to_string())),
+            None => budget.program_usage(program),
+        }
+    }
+
+    /// Whether alert evaluation has nothing to do: no learner queued or
+    /// held by a bulk load, no round or pass running.
+    pub fn alerts_idle(&self) -> bool {
+        let hub = self.hub();
+        let queue = hub.pending.lock().expect("pending lock");
+        queue.learners.is_empty()
+            && queue.held.is_empty()
+            && queue.last_backfill.is_none()
+            && hub.in_flight.load(Ordering::SeqCst) == 0
+    }
+
+    /// While a bulk load arrives, holds `learner` for the evaluation at its
+    /// end; `backfill` says this touch belongs to one. Whether the learner
+    /// was held.
+    pub(super) fn hold_if_loading(&self, learner: &str, backfill: bool) -> bool {
+        let mut queue = self.hub().pending.lock().expect("pending lock");
+        if backfill {
+            queue.last_backfill = Some(Instant::now());
+            queue.hold_started.get_or_insert_with(Instant::now);
+        }
+        if queue.last_backfill.is_some() {
+            queue.held.insert(learner.to_string());
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether a bulk load is arriving (the periodic pass waits).
+    fn loading(&self) -> bool {
+        self.hub()
+            .pending
+            .lock()
+            .expect("pending lock")
+            .last_backfill
+            .is_some()
+    }
+
+    /// Ends the current bulk load if it settled (or held too long): forgets
+    /// the held learners, whom the full pass that follows evaluates.
+    /// Whether it ended.
+    fn end_load_if_settled(&self) -> bool {
+        let mut queue = self.hub().pending.lock().expect("pending lock");
+        let settled = queue
+            .last_backfill
+            .is_some_and(|t| t.elapsed() >= LOAD_SETTLE)
+            || queue.hold_started.is_some_and(|t| t.elapsed() >= MAX_HOLD);
+        if settled {
+            queue.last_backfill = None;
+            queue.hold_started = None;
+            queue.held.clear();
+        }
+        settled
     }
 
     /// Sets the interval of the full pass; takes effect after the current
@@ -132,12 +266,19 @@ impl Engine {
             .expect("sequence lock")
             .unpublished
             .retain(|a| a.learner_id != learner);
-        hub.pending
-            .lock()
-            .expect("pending lock")
-            .learners
-            .remove(learner);
+        {
+            let mut queue = hub.pending.lock().expect("pending lock");
+            queue.learners.remove(learner);
+            queue.held.remove(learner);
+        }
         hub.cohorts.lock().expect("cohort cache lock").clear();
+        hub.budget
+            .lock()
+            .expect("budget lock")
+            .forget_learner(learner);
+        if let Err(err) = self.store.erase_alert_state(learner) {
+            tracing::error!(error = %err, learner, "erasing pauses and episodes failed");
+        }
         out
     }
 
@@ -230,10 +371,24 @@ impl Engine {
         self.store.commit_alerts(&alerts)?;
         sequence_state.last = next;
         sequence_state.unpublished.extend(alerts.iter().cloned());
+        {
+            let mut budget = hub.budget.lock().expect("budget lock");
+            for a in &alerts {
+                budget.record(a);
+            }
+        }
         if publish == Publication::Immediate {
             self.publish(&mut sequence_state)?;
         }
         Ok(alerts)
+    }
+
+    /// Stores alerts whose figures were recomputed, in place: the same
+    /// sequence number (the alert and its log entry stay equal), no
+    /// publication (not news). The caller holds the learner's lock, as
+    /// every writer of the learner's alerts does.
+    pub(super) fn refresh_alerts(&self, alerts: &[Alert]) -> Result<()> {
+        self.store.commit_alerts(alerts)
     }
 
     /// Flushes and publishes the changes committed but not published yet.
@@ -266,6 +421,11 @@ impl Engine {
             .lock()
             .expect("cohort cache lock")
             .remove(program);
+        self.hub()
+            .budget
+            .lock()
+            .expect("budget lock")
+            .forget_sizes(program);
     }
 
     /// The learner → cohort map of a program, read again when older than
@@ -358,12 +518,20 @@ impl PublicationGroup {
     }
 }
 
-/// Learners touched since the evaluation thread last took them, and
-/// whether it waits for more (only then does a touch need to wake it).
+/// Learners touched since the evaluation thread last took them, whether
+/// it waits for more (only then does a touch need to wake it), and the
+/// bulk load in progress, if any.
 #[derive(Default)]
 struct EvaluationQueue {
     learners: BTreeSet<String>,
     waiting: bool,
+    /// Learners held until the bulk load ends.
+    held: BTreeSet<String>,
+    /// When a learner was last touched by a bulk load; `None` when no
+    /// load is in progress.
+    last_backfill: Option<Instant>,
+    /// When the load in progress began holding evaluations.
+    hold_started: Option<Instant>,
 }
 
 /// The evaluation thread: drains the pending set whenever woken.
@@ -375,7 +543,7 @@ fn evaluation_loop(engine: Weak<Engine>) {
             return;
         };
         let hub = strong.hub();
-        let batch: Vec<String> = {
+        let (batch, busy) = {
             let mut pending = hub.pending.lock().expect("pending lock");
             if pending.learners.is_empty() && !hub.stop.load(Ordering::SeqCst) {
                 pending.waiting = true;
@@ -389,18 +557,37 @@ fn evaluation_loop(engine: Weak<Engine>) {
             if hub.stop.load(Ordering::SeqCst) {
                 return;
             }
-            std::mem::take(&mut pending.learners).into_iter().collect()
+            // Busy from the moment the queue is taken: never idle between.
+            let batch: Vec<String> = std::mem::take(&mut pending.learners).into_iter().collect();
+            (batch, hub.busy())
         };
         let now = now_micros();
         let worked = !batch.is_empty();
-        let evaluated =
-            strong.evaluate_in_groups(batch.iter().map(String::as_str), now, |learner, err| {
+        let evaluated = strong.evaluate_in_groups(
+            batch.iter().map(String::as_str),
+            now,
+            Mode::Live,
+            |_| {},
+            |learner, err| {
                 tracing::error!(error = %err, learner = %learner, "alert evaluation failed");
                 Ok(())
-            });
+            },
+        );
         if let Err(err) = evaluated {
             tracing::error!(error = %err, "alert publication failed");
         }
+        if strong.end_load_if_settled() {
+            let started = Instant::now();
+            match strong.evaluate_all_alerts() {
+                Ok(n) => tracing::info!(
+                    learners = n,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "bulk load ended: every learner evaluated once"
+                ),
+                Err(err) => tracing::error!(error = %err, "alert pass after a bulk load failed"),
+            }
+        }
+        drop(busy);
         drop(strong);
         if worked {
             // Let touches accumulate: under load a learner answering ten
@@ -424,6 +611,12 @@ fn pass_loop(engine: Weak<Engine>) {
             };
             if strong.hub().stop.load(Ordering::SeqCst) {
                 return;
+            }
+            if strong.loading() {
+                // The pass at the end of the load will do.
+                drop(strong);
+                std::thread::park_timeout(Duration::from_millis(200));
+                continue;
             }
             let started = Instant::now();
             match strong.evaluate_all_alerts() {
@@ -528,10 +721,10 @@ mod tests {
         let engine = engine(dir.path());
         blocked_learners(&engine, 2).await;
         engine
-            .evaluate_learner_in("l0", now_micros(), Publication::WithGroup)
+            .evaluate_learner_in("l0", now_micros(), Publication::WithGroup, Mode::Direct)
             .unwrap();
         engine
-            .evaluate_learner_in("l1", now_micros(), Publication::WithGroup)
+            .evaluate_learner_in("l1", now_micros(), Publication::WithGroup, Mode::Direct)
             .unwrap();
         let mut watcher = engine.hub().sender.subscribe();
         engine.erase_learner("l0").unwrap();

@@ -19,14 +19,19 @@
 //! reconnecting watcher replays the log from the last sequence it saw, so
 //! no change is ever missed.
 //!
-//! Files: `hub.rs` (the shared state, numbering, publication and the two
-//! background threads), `evaluation.rs` (signals, rules and the changes
-//! they make), `actions.rs` (reads and trainer actions), `watch.rs` (live
-//! streams with catch-up from the log).
+//! Files: `hub.rs` (the shared state, numbering, publication, bulk loads
+//! and the two background threads), `input.rs` (what the signals read,
+//! from the store), `evaluation.rs` (rules, models and the changes they
+//! make), `budget.rs` (open alerts per group, the digest), `pauses.rs`
+//! (declared pauses and withdrawals), `actions.rs` (reads and trainer
+//! actions), `watch.rs` (live streams with catch-up from the log).
 
 mod actions;
+mod budget;
 mod evaluation;
 mod hub;
+mod input;
+mod pauses;
 mod watch;
 
 use std::collections::BTreeSet;
@@ -36,11 +41,12 @@ use std::time::Duration;
 use crate::domain::alerts::{Alert, AlertStatus};
 use crate::domain::completion::CompletionPlan;
 use crate::domain::learner::{Program, RiskRules};
-use crate::domain::risk::{AlertKind, RiskModel, RiskThresholds};
+use crate::domain::risk::{AlertKind, RiskModels, RiskThresholds};
 use crate::error::{Error, Result};
-pub use hub::{AlertHub, EVALUATION_COALESCE};
+pub use budget::{DEFAULT_ALERTS_PER_25, DigestEntry};
+pub use hub::{AlertHub, EVALUATION_COALESCE, LIVE_LAG, LOAD_SETTLE, MAX_HOLD};
 
-/// The shipped dropout model, embedded at compile time: a server started
+/// The shipped alert models, embedded at compile time: a server started
 /// from another directory still scores learners.
 pub const SHIPPED_RISK_MODEL: &str = include_str!("../../../models/risk.json");
 
@@ -81,7 +87,9 @@ pub struct AlertFilter {
     pub cohort: Option<String>,
     /// Only this learner.
     pub learner: Option<String>,
-    /// Only this kind.
+    /// Only this kind; [`AlertKind::PredictedDropout`], the retired kind,
+    /// also matches the two that replace it (behind schedule, stopping), so
+    /// that a client filtering on it keeps seeing model alerts.
     pub kind: Option<AlertKind>,
     /// Only this status.
     pub status: Option<AlertStatus>,
@@ -93,7 +101,11 @@ impl AlertFilter {
         self.program.as_ref().is_none_or(|p| *p == a.program_id)
             && self.cohort.as_ref().is_none_or(|c| *c == a.cohort_id)
             && self.learner.as_ref().is_none_or(|l| *l == a.learner_id)
-            && self.kind.is_none_or(|k| k == a.kind)
+            && self.kind.is_none_or(|k| {
+                k == a.kind
+                    || (k == AlertKind::PredictedDropout
+                        && matches!(a.kind, AlertKind::BehindSchedule | AlertKind::Stopping))
+            })
             && self.status.is_none_or(|s| s == a.status)
     }
 }
@@ -119,7 +131,8 @@ pub enum TrainerAction {
 
 /// The program's thresholds: defaults overridden by its rules. A changed
 /// warning threshold moves the critical one with it (twice the days, 0.2
-/// further for a drop), as the defaults are set.
+/// further for a drop). A program's `inactivity_days` is the fewest days
+/// away before a "check in" whatever the learner's rhythm.
 pub fn thresholds(rules: &RiskRules) -> RiskThresholds {
     let mut t = RiskThresholds::default();
     if let Some(days) = rules.inactivity_days {
@@ -136,11 +149,11 @@ pub fn thresholds(rules: &RiskRules) -> RiskThresholds {
     t
 }
 
-/// Loads a dropout model file (`--risk-model`).
-pub fn load_risk_model(path: &std::path::Path) -> Result<RiskModel> {
+/// Loads an alert model file (`--risk-model`).
+pub fn load_risk_model(path: &std::path::Path) -> Result<RiskModels> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::invalid(path.display().to_string(), format!("cannot read: {e}")))?;
-    RiskModel::from_json(&text).map_err(|e| match e {
+    RiskModels::from_json(&text).map_err(|e| match e {
         Error::InvalidArgument { field, reason } => {
             Error::invalid(format!("{}: {field}", path.display()), reason)
         }
