@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::learner::Micros;
+use super::risk::rules::rank_order;
 use super::risk::{AlertDraft, AlertKind, Severity};
 
 /// Where an alert is in a trainer's hands.
@@ -249,9 +250,10 @@ pub fn reconcile(
             .iter()
             .filter(|d| !closed.contains(&d.kind))
             .max_by(|a, b| {
-                a.severity
-                    .cmp(&b.severity)
-                    .then(a.urgency.total_cmp(&b.urgency))
+                rank_order(
+                    (a.severity, a.kind, a.urgency),
+                    (b.severity, b.kind, b.urgency),
+                )
             });
         if let Some(best) = best {
             if room(best) {

@@ -10,12 +10,17 @@
 //! to them. Declared pauses are taken out of every span: a week off is
 //! neither a gap nor a fall in effort.
 //!
-//! A session is a day (UTC) with any module event or quiz answer.
+//! A session is a run of module events and quiz answers with no pause of
+//! [`SESSION_BREAK_HOURS`] or more inside: independent of time zones and
+//! of where midnight falls.
 
 use serde::{Deserialize, Serialize};
 
 use super::signals::{MICROS_PER_DAY, SignalInput};
 use crate::domain::learner::Micros;
+
+/// Hours without an event that end a session.
+pub const SESSION_BREAK_HOURS: f64 = 4.0;
 
 /// Days of the recent window the trends compare with the learner's past.
 pub const RECENT_DAYS: f64 = 14.0;
@@ -44,8 +49,9 @@ pub struct Engagement {
     /// Days since the last session (or since enrolment or the program
     /// start when there is none), declared pauses left out.
     pub days_away: f64,
-    /// The learner's usual gap between sessions in days: the median gap,
-    /// shrunk towards [`PRIOR_GAP_DAYS`] while there are few; at least 1.
+    /// The learner's usual gap between the starts of two sessions in days:
+    /// the median gap, shrunk towards [`PRIOR_GAP_DAYS`] while there are
+    /// few; at least 1.
     pub usual_gap: f64,
     /// `days_away / usual_gap`: 1 is on rhythm.
     pub gap_ratio: f64,
@@ -139,7 +145,7 @@ fn median(values: &mut [f64]) -> f64 {
 pub fn engagement(input: &SignalInput) -> Engagement {
     let now = input.now;
     let pauses = &input.pauses;
-    // Session days and their first event time.
+    // Sessions, by their first event time.
     let mut times: Vec<Micros> = input
         .attempts
         .iter()
@@ -148,17 +154,18 @@ pub fn engagement(input: &SignalInput) -> Engagement {
         .filter(|at| *at <= now)
         .collect();
     times.sort_unstable();
-    let mut days: Vec<(i64, Micros)> = Vec::new();
-    for at in &times {
-        let day = at.div_euclid(MICROS_PER_DAY);
-        if days.last().is_none_or(|(d, _)| *d != day) {
-            days.push((day, *at));
+    let session_break = (SESSION_BREAK_HOURS * 3_600_000_000.0) as Micros;
+    let mut starts: Vec<Micros> = Vec::new();
+    let mut previous: Option<Micros> = None;
+    for &at in &times {
+        if previous.is_none_or(|p| at - p >= session_break) {
+            starts.push(at);
         }
+        previous = Some(at);
     }
-    let day_start = |d: i64| d * MICROS_PER_DAY;
-    let gaps: Vec<f64> = days
+    let gaps: Vec<f64> = starts
         .windows(2)
-        .map(|w| open_days(pauses, day_start(w[0].0), day_start(w[1].0)).max(1.0))
+        .map(|w| open_days(pauses, w[0], w[1]))
         .collect();
     let usual_gap = if gaps.is_empty() {
         PRIOR_GAP_DAYS
@@ -196,12 +203,12 @@ pub fn engagement(input: &SignalInput) -> Engagement {
             .sum::<f64>()
     };
     let recent_minutes = minutes(recent_from, now + 1);
-    let recent_sessions = days.iter().filter(|(_, at)| *at >= recent_from).count() as u32;
+    let recent_sessions = starts.iter().filter(|at| **at >= recent_from).count() as u32;
     let (time_trend, session_trend) = if past_open >= MIN_PAST_DAYS && recent_open >= 1.0 {
         let per_fortnight = |total: f64, open: f64| total / open * RECENT_DAYS;
         let past_minutes = per_fortnight(minutes(Micros::MIN, recent_from), past_open);
         let past_sessions = per_fortnight(
-            days.iter().filter(|(_, at)| *at < recent_from).count() as f64,
+            starts.iter().filter(|at| **at < recent_from).count() as f64,
             past_open,
         );
         let now_minutes = per_fortnight(recent_minutes, recent_open);
@@ -237,7 +244,7 @@ pub fn engagement(input: &SignalInput) -> Engagement {
         usual_gap,
         gap_ratio: days_away / usual_gap,
         last_gap_ratio,
-        sessions: days.len() as u32,
+        sessions: starts.len() as u32,
         recent_sessions,
         recent_minutes,
         time_trend,

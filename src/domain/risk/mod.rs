@@ -12,6 +12,7 @@
 //! deployment's own history, and shipped as `models/risk.json`.
 
 pub mod engagement;
+pub mod evaluation;
 pub mod features;
 pub mod model;
 pub mod rules;

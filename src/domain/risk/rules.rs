@@ -77,6 +77,20 @@ impl AlertKind {
     pub fn silenced_by_pause(self) -> bool {
         matches!(self, AlertKind::Inactivity | AlertKind::Stopping)
     }
+
+    /// Order among drafts of the same severity (higher first): a learner
+    /// drifting away before one stuck on a skill, before one behind
+    /// schedule (a slow problem the calendar will still show next week).
+    pub fn priority(self) -> u8 {
+        match self {
+            AlertKind::Inactivity => 5,
+            AlertKind::Stopping => 4,
+            AlertKind::BlockingPoint => 3,
+            AlertKind::MasteryDrop => 2,
+            AlertKind::BehindSchedule => 1,
+            AlertKind::PredictedDropout => 0,
+        }
+    }
 }
 
 /// How urgently a trainer should look; ordered `Info < Warning < Critical`.
@@ -138,10 +152,10 @@ impl Default for RiskThresholds {
             lost_gaps: 6.0,
             mastery_drop: 0.3,
             mastery_drop_critical: 0.5,
-            stopping_warning: 0.3,
-            stopping_critical: 0.5,
-            behind_info: 0.6,
-            behind_warning: 0.8,
+            stopping_warning: 0.2,
+            stopping_critical: 0.3,
+            behind_info: 0.9,
+            behind_warning: 0.98,
             history_days: 7.0,
         }
     }
@@ -168,10 +182,25 @@ pub struct AlertDraft {
 }
 
 impl AlertDraft {
-    /// The order of the budget: severity, then urgency.
-    pub fn rank(&self) -> (Severity, f64) {
-        (self.severity, self.urgency)
+    /// Whether this draft comes before `other` in the budget: severity,
+    /// then kind ([`AlertKind::priority`]), then urgency.
+    pub fn outranks(&self, other: &AlertDraft) -> bool {
+        rank_order(
+            (self.severity, self.kind, self.urgency),
+            (other.severity, other.kind, other.urgency),
+        )
+        .is_gt()
     }
+}
+
+/// The budget's order of two (severity, kind, urgency) triples.
+pub fn rank_order(
+    a: (Severity, AlertKind, f64),
+    b: (Severity, AlertKind, f64),
+) -> std::cmp::Ordering {
+    a.0.cmp(&b.0)
+        .then(a.1.priority().cmp(&b.1.priority()))
+        .then(a.2.total_cmp(&b.2))
 }
 
 /// Where a learner stands in a program.
@@ -858,9 +887,9 @@ mod tests {
         // Day 28 of 56, 2 of 12 units done (6 expected).
         let mut input = learner(28, Vec::new());
         rhythm(&mut input, 1, 27);
-        // P(not completing) = sigmoid(3 x pace gap): 0.73 at a third behind.
+        // P(not completing) = sigmoid(7 x pace gap): 0.91 at a third behind.
         let behind = LinearModel {
-            coefficients: vec![3.0],
+            coefficients: vec![7.0],
             ..one_feature("pace_gap", 0.0)
         };
         let m = models(one_feature("pace_gap", 100.0), behind);

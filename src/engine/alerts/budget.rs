@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::domain::alerts::{Alert, AlertStatus, budget};
 use crate::domain::learner::Micros;
+use crate::domain::risk::rules::rank_order;
 use crate::domain::risk::{AlertDraft, AlertKind, Severity};
 
 /// Open alerts per 25 learners by default.
@@ -36,7 +37,7 @@ pub struct DigestEntry {
     pub kind: AlertKind,
     /// How urgent.
     pub severity: Severity,
-    /// Rank within the severity, in `[0, 1]`.
+    /// Rank within the severity and kind, in `[0, 1]`.
     pub urgency: f64,
     /// The draft's reason.
     pub reason: String,
@@ -45,8 +46,8 @@ pub struct DigestEntry {
 }
 
 impl DigestEntry {
-    fn rank(&self) -> (Severity, f64) {
-        (self.severity, self.urgency)
+    fn rank(&self) -> (Severity, AlertKind, f64) {
+        (self.severity, self.kind, self.urgency)
     }
 }
 
@@ -65,10 +66,6 @@ pub(super) struct BudgetIndex {
     waiting: HashMap<Group, BTreeMap<String, DigestEntry>>,
     /// Whether `open` was read from the store since start.
     pub(super) loaded: bool,
-}
-
-fn outranks(a: (Severity, f64), b: (Severity, f64)) -> bool {
-    a.0 > b.0 || (a.0 == b.0 && a.1 > b.1)
 }
 
 impl BudgetIndex {
@@ -149,7 +146,11 @@ impl BudgetIndex {
             let ahead = if queue {
                 self.waiting.get(group).map_or(0, |w| {
                     w.values()
-                        .filter(|e| e.learner_id != learner && outranks(e.rank(), draft.rank()))
+                        .filter(|e| {
+                            e.learner_id != learner
+                                && rank_order(e.rank(), (draft.severity, draft.kind, draft.urgency))
+                                    .is_gt()
+                        })
                         .count()
                 })
             } else {
@@ -231,12 +232,7 @@ impl BudgetIndex {
             .filter(|((p, c), _)| p == program && cohort.is_none_or(|x| x == c))
             .flat_map(|(_, entries)| entries.values().cloned())
             .collect();
-        out.sort_by(|a, b| {
-            b.severity
-                .cmp(&a.severity)
-                .then(b.urgency.total_cmp(&a.urgency))
-                .then(a.learner_id.cmp(&b.learner_id))
-        });
+        out.sort_by(|a, b| rank_order(b.rank(), a.rank()).then(a.learner_id.cmp(&b.learner_id)));
         out
     }
 

@@ -22,7 +22,8 @@ use crate::domain::alerts::{
 };
 use crate::domain::learner::Micros;
 use crate::domain::reports::quantile;
-use crate::domain::risk::{AlertDraft, Standing, assess};
+use crate::domain::risk::rules::rank_order;
+use crate::domain::risk::{AlertDraft, Assessment, Standing, assess};
 use crate::error::{Error, Result};
 
 /// How an evaluation treats a learner and their new alerts.
@@ -32,8 +33,11 @@ pub(super) enum Mode {
     /// the load ends; a new alert needs a seat after the waiting drafts
     /// that outrank it.
     Live,
-    /// Asked for directly (a declared pause, a test): never held.
+    /// Asked for directly (a test, a tool): never held.
     Direct,
+    /// After a declared pause or withdrawal: held if a bulk load is in
+    /// progress (the declaration is part of it), never starting one.
+    Declared,
     /// In a full pass: new alerts are collected and offered afterwards,
     /// most urgent first.
     Pass,
@@ -122,14 +126,11 @@ impl Engine {
             |w| waiting.extend(w),
             |_, err| Err(err),
         )?;
-        // Most urgent first: severity, urgency, then learner for a stable
-        // order.
+        // Most urgent first: severity, kind, urgency, then learner for a
+        // stable order.
         waiting.sort_by(|a, b| {
-            b.draft
-                .severity
-                .cmp(&a.draft.severity)
-                .then(b.draft.urgency.total_cmp(&a.draft.urgency))
-                .then(a.learner.cmp(&b.learner))
+            let rank = |w: &Waiting| (w.draft.severity, w.draft.kind, w.draft.urgency);
+            rank_order(rank(b), rank(a)).then(a.learner.cmp(&b.learner))
         });
         let mut group = PublicationGroup::new();
         for w in waiting {
@@ -197,6 +198,55 @@ impl Engine {
             .map(drop)
     }
 
+    /// Evaluates a learner after a declaration about them (a pause, a
+    /// withdrawal): at once, unless a bulk load is arriving.
+    pub(super) fn evaluate_declared(&self, learner: &str) -> Result<()> {
+        self.evaluate_learner_in(
+            learner,
+            now_micros(),
+            Publication::Immediate,
+            Mode::Declared,
+        )
+        .map(drop)
+    }
+
+    /// What the rules and models say of one learner in one program at
+    /// `now`, writing nothing: the scores behind the alerts (the alert
+    /// evaluation reads them for every learner).
+    pub fn assess_learner(&self, learner: &str, program: &str, now: Micros) -> Result<Assessment> {
+        let program = self.program(program)?;
+        let (enrolments, _) = self.store.learner_enrolments(learner, None, usize::MAX)?;
+        let enrolment = enrolments
+            .iter()
+            .find(|e| e.program_id == program.id)
+            .ok_or_else(|| {
+                Error::FailedPrecondition(format!(
+                    "learner '{learner}' is not enrolled in program '{}'",
+                    program.id
+                ))
+            })?;
+        let cohort = self
+            .cohort_members(&program.id, false)?
+            .get(learner)
+            .cloned()
+            .unwrap_or_default();
+        let median = self
+            .hub()
+            .medians
+            .read()
+            .expect("medians lock")
+            .get(&(program.id.clone(), cohort))
+            .copied()
+            .unwrap_or(0);
+        let input = self.signal_input(&program, enrolment, now, median)?;
+        let models = self.hub().model.read().expect("model lock").clone();
+        Ok(assess(
+            &input,
+            &thresholds(&program.risk_rules),
+            models.as_deref(),
+        ))
+    }
+
     pub(super) fn evaluate_learner_in(
         &self,
         learner: &str,
@@ -233,6 +283,9 @@ impl Engine {
                 .unwrap_or(0);
             let input = self.signal_input(&program, enrolment, now, median)?;
             inputs.push((program, cohort, input));
+        }
+        if mode == Mode::Declared && self.hold_if_loading(learner, false) {
+            return Ok(Evaluated::Held);
         }
         if mode == Mode::Live {
             // History is not news: a learner whose newest event is old was

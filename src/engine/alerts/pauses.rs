@@ -60,7 +60,7 @@ impl Engine {
             let _guard = self.hub().locks.lock_all([learner]);
             self.store.put_pause(&pause)?;
         }
-        self.evaluate_learner(learner, now_micros())?;
+        self.evaluate_declared(learner)?;
         Ok(pause)
     }
 
@@ -83,7 +83,7 @@ impl Engine {
             self.store.put_pause(&pause)?;
             pause
         };
-        self.evaluate_learner(learner, now_micros())?;
+        self.evaluate_declared(learner)?;
         Ok(pause)
     }
 
@@ -157,7 +157,7 @@ impl Engine {
             self.store.put_withdrawal(&withdrawal)?;
             withdrawal
         };
-        self.evaluate_learner(learner, now_micros())?;
+        self.evaluate_declared(learner)?;
         Ok(withdrawal)
     }
 }
