@@ -109,6 +109,41 @@ pub mod notes {
         "predicted_dropout is retired: see the behind_schedule and stopping alerts";
 }
 
+/// An episode a trainer closed by resolving its alert while its condition
+/// still held: drafts of the same condition stay silent until it clears.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClosedEpisode {
+    /// The kind of the alert resolved.
+    pub kind: AlertKind,
+    /// Its skill, for blocking points and mastery drops.
+    pub skill_id: Option<String>,
+    /// When its condition began ([`AlertDraft::since`]; 0 for a model's
+    /// estimate, which any later draft of the kind continues).
+    pub since: Micros,
+    /// The alert resolved.
+    pub alert_id: String,
+}
+
+impl ClosedEpisode {
+    /// The episode of a resolved alert.
+    pub fn of(alert: &Alert) -> Self {
+        Self {
+            kind: alert.kind,
+            skill_id: alert.skill_id.clone(),
+            since: alert
+                .signals
+                .get(super::risk::rules::EPISODE_SINCE)
+                .map_or(0, |s| *s as Micros),
+            alert_id: alert.id.clone(),
+        }
+    }
+
+    /// Whether `draft` continues this episode: same kind, skill and start.
+    pub fn continues(&self, draft: &AlertDraft) -> bool {
+        draft.kind == self.kind && draft.skill_id == self.skill_id && draft.since == self.since
+    }
+}
+
 /// Open alerts a group of `size` learners may have at once with a budget
 /// of `per_25` per 25 learners: at least one; `None` when there is no
 /// budget (`per_25` 0).
@@ -172,13 +207,14 @@ pub struct Reconciled {
     pub changes: Vec<AlertChange>,
     /// The draft that would be raised but found no room: the digest.
     pub waiting: Option<AlertDraft>,
-    /// Kinds whose trainer-closed episode ended (the condition cleared).
+    /// Trainer-closed episodes that ended (the condition cleared, or
+    /// another episode of the kind began).
     pub episodes_ended: Vec<AlertKind>,
 }
 
 /// Compares the active alerts of one learner in one program with what the
 /// rules say now, the learner being in `cohort_id` now (empty before any
-/// formation). `closed` holds the kinds whose episode a trainer closed;
+/// formation). `closed` holds the episodes a trainer closed;
 /// `room` is asked (at most once) whether the most urgent draft may become
 /// a new alert.
 ///
@@ -189,7 +225,7 @@ pub fn reconcile(
     active: &[Alert],
     verdict: Verdict<'_>,
     cohort_id: &str,
-    closed: &[AlertKind],
+    closed: &[ClosedEpisode],
     room: impl FnOnce(&AlertDraft) -> bool,
 ) -> Reconciled {
     let mut out = Reconciled::default();
@@ -198,7 +234,7 @@ pub fn reconcile(
             out.changes = (0..active.len())
                 .map(|index| AlertChange::Clear { index, note })
                 .collect();
-            out.episodes_ended = closed.to_vec();
+            out.episodes_ended = closed.iter().map(|e| e.kind).collect();
             return out;
         }
         Verdict::Drafts { drafts, paused } => (drafts, paused),
@@ -240,21 +276,19 @@ pub fn reconcile(
             }
         }
     }
+    let silent = |d: &AlertDraft| closed.iter().any(|e| e.continues(d));
     out.episodes_ended = closed
         .iter()
-        .copied()
-        .filter(|k| draft_of(*k).is_none())
+        .filter(|e| draft_of(e.kind).is_none_or(|d| !e.continues(d)))
+        .map(|e| e.kind)
         .collect();
     if kept == 0 {
-        let best = drafts
-            .iter()
-            .filter(|d| !closed.contains(&d.kind))
-            .max_by(|a, b| {
-                rank_order(
-                    (a.severity, a.kind, a.urgency),
-                    (b.severity, b.kind, b.urgency),
-                )
-            });
+        let best = drafts.iter().filter(|d| !silent(d)).max_by(|a, b| {
+            rank_order(
+                (a.severity, a.kind, a.urgency),
+                (b.severity, b.kind, b.urgency),
+            )
+        });
         if let Some(best) = best {
             if room(best) {
                 out.changes.push(AlertChange::Raise(best.clone()));
@@ -277,7 +311,17 @@ mod tests {
             urgency: 0.5,
             reason: reason.into(),
             skill_id: None,
+            since: 0,
             signals: BTreeMap::new(),
+        }
+    }
+
+    fn closed(kind: AlertKind) -> ClosedEpisode {
+        ClosedEpisode {
+            kind,
+            skill_id: None,
+            since: 0,
+            alert_id: alert_id(1),
         }
     }
 
@@ -409,7 +453,7 @@ mod tests {
             &active,
             Verdict::Closed(notes::COMPLETED),
             "",
-            &[AlertKind::Stopping],
+            &[closed(AlertKind::Stopping)],
             |_| true,
         );
         assert_eq!(r.changes.len(), 2);
@@ -426,12 +470,31 @@ mod tests {
     #[test]
     fn a_closed_episode_stays_silent_until_its_condition_clears() {
         let d = [draft(AlertKind::Stopping, Severity::Warning, "likely")];
-        let closed = [AlertKind::Stopping];
+        let closed = [closed(AlertKind::Stopping)];
         let r = reconcile(&[], drafts(&d), "", &closed, |_| true);
         assert!(r.changes.is_empty() && r.waiting.is_none());
         assert!(r.episodes_ended.is_empty());
         let r = reconcile(&[], drafts(&[]), "", &closed, |_| true);
-        assert_eq!(r.episodes_ended, closed);
+        assert_eq!(r.episodes_ended, [AlertKind::Stopping]);
+    }
+
+    #[test]
+    fn a_condition_that_began_again_is_a_new_episode() {
+        // A trainer closed the blocking point that began at 10; the run
+        // now under way began at 20 (a right answer came between).
+        let mut episode = closed(AlertKind::BlockingPoint);
+        episode.since = 10;
+        let mut d = draft(AlertKind::BlockingPoint, Severity::Warning, "3 failed");
+        d.since = 20;
+        let r = reconcile(
+            &[],
+            drafts(std::slice::from_ref(&d)),
+            "",
+            &[episode],
+            |_| true,
+        );
+        assert_eq!(r.changes, vec![AlertChange::Raise(d)]);
+        assert_eq!(r.episodes_ended, [AlertKind::BlockingPoint]);
     }
 
     #[test]

@@ -1,12 +1,13 @@
-//! Declared pauses and withdrawals (trees `pauses`, `withdrawals`) and the
-//! alert episodes a trainer closed (tree `alert_episodes`); layout in
-//! [`super::keys`].
+//! Declared pauses and withdrawals (trees `pauses`, `withdrawals`), the
+//! alert episodes a trainer closed (tree `alert_episodes`), and the
+//! recomputed figures of active alerts; layout in [`super::keys`].
 //!
-//! All three are keyed by learner first, so a learner's rows are one
+//! The three trees are keyed by learner first, so a learner's rows are one
 //! prefix scan, and an erasure removes them with [`Store::erase_alert_state`].
 
 use super::table::Table;
 use super::{Store, keys};
+use crate::domain::alerts::{Alert, ClosedEpisode};
 use crate::domain::pauses::{Pause, Withdrawal};
 use crate::domain::risk::AlertKind;
 use crate::error::Result;
@@ -15,9 +16,9 @@ use crate::error::Result;
 const PAUSES: &str = "pauses";
 /// Tree from (learner, program) to the withdrawal.
 const WITHDRAWALS: &str = "withdrawals";
-/// Tree from (learner, program, alert kind) to the id of the alert a
-/// trainer resolved while its condition held: the episode stays silent
-/// until the condition clears.
+/// Tree from (learner, program, alert kind) to the episode of the alert a
+/// trainer resolved while its condition held: it stays silent until the
+/// condition clears.
 const EPISODES: &str = "alert_episodes";
 
 impl Store {
@@ -29,7 +30,7 @@ impl Store {
         self.table(WITHDRAWALS)
     }
 
-    fn episodes_table(&self) -> Result<Table<String>> {
+    fn episodes_table(&self) -> Result<Table<ClosedEpisode>> {
         self.table(EPISODES)
     }
 
@@ -80,33 +81,28 @@ impl Store {
             .get(&keys::compose(&[learner, program]))
     }
 
-    /// The alert kinds of a learner in a program whose episode a trainer
-    /// closed while its condition still held.
-    pub fn closed_episodes(&self, learner: &str, program: &str) -> Result<Vec<AlertKind>> {
-        let prefix = keys::prefix(&[learner, program]);
+    /// The episodes of a learner in a program that a trainer closed while
+    /// their condition still held.
+    pub fn closed_episodes(&self, learner: &str, program: &str) -> Result<Vec<ClosedEpisode>> {
         Ok(self
             .episodes_table()?
-            .scan(&prefix)?
+            .scan(&keys::prefix(&[learner, program]))?
             .into_iter()
-            .filter_map(|(key, _)| {
-                let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-                AlertKind::ALL.into_iter().find(|k| k.as_str() == name)
-            })
+            .map(|(_, e)| e)
             .collect())
     }
 
-    /// Marks the episode of `kind` closed by a trainer (`alert` resolved).
+    /// Records an episode a trainer closed (one per kind: the latest).
     pub fn close_episode(
         &self,
         learner: &str,
         program: &str,
-        kind: AlertKind,
-        alert: &str,
+        episode: &ClosedEpisode,
     ) -> Result<()> {
         let _gate = self.write_gate();
         self.episodes_table()?.put(
-            &keys::compose(&[learner, program, kind.as_str()]),
-            &alert.to_string(),
+            &keys::compose(&[learner, program, episode.kind.as_str()]),
+            episode,
         )
     }
 
@@ -118,6 +114,18 @@ impl Store {
             .tree
             .remove(keys::compose(&[learner, program, kind.as_str()]))?;
         Ok(())
+    }
+
+    /// Stores an active alert whose figures (`signals`) were recomputed:
+    /// the `alerts` row only, under the same sequence number. The
+    /// `alert_log` keeps each change as it was published (what a watcher
+    /// saw, what a resuming one replays), and the dedup index is unchanged:
+    /// a refresh is not a change. The caller holds the learner's lock, as
+    /// every writer of their alerts does.
+    pub fn refresh_alert(&self, alert: &Alert) -> Result<()> {
+        let _gate = self.write_gate();
+        self.table::<Alert>("alerts")?
+            .put(alert.id.as_bytes(), alert)
     }
 
     /// Removes a learner's pauses, withdrawals and closed episodes (an
@@ -167,13 +175,14 @@ mod tests {
         // "ann" is a prefix of "anna": the separator keeps them apart.
         store.put_pause(&pause("anna", "pause-1")).unwrap();
         assert_eq!(store.learner_pauses("ann").unwrap().len(), 2);
-        store
-            .close_episode("ann", "p", AlertKind::Stopping, "alert-1")
-            .unwrap();
-        assert_eq!(
-            store.closed_episodes("ann", "p").unwrap(),
-            [AlertKind::Stopping]
-        );
+        let episode = ClosedEpisode {
+            kind: AlertKind::Stopping,
+            skill_id: None,
+            since: 0,
+            alert_id: "alert-1".into(),
+        };
+        store.close_episode("ann", "p", &episode).unwrap();
+        assert_eq!(store.closed_episodes("ann", "p").unwrap(), [episode]);
         store.end_episode("ann", "p", AlertKind::Stopping).unwrap();
         assert!(store.closed_episodes("ann", "p").unwrap().is_empty());
         store

@@ -46,8 +46,10 @@ const TIME_SMOOTHING_MINUTES: f64 = 30.0;
 /// The engagement of one learner in one program at one time.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Engagement {
-    /// Days since the last session (or since enrolment or the program
-    /// start when there is none), declared pauses left out.
+    /// When the learner was last seen: their latest event, or enrolment
+    /// or the program start when later or when there is none.
+    pub last_seen: Micros,
+    /// Days since `last_seen`, declared pauses left out.
     pub days_away: f64,
     /// The learner's usual gap between the starts of two sessions in days:
     /// the median gap, shrunk towards [`PRIOR_GAP_DAYS`] while there are
@@ -240,6 +242,7 @@ pub fn engagement(input: &SignalInput) -> Engagement {
     };
     let paused = pauses.iter().any(|&(s, e)| s <= now && now < e);
     Engagement {
+        last_seen,
         days_away,
         usual_gap,
         gap_ratio: days_away / usual_gap,

@@ -9,7 +9,8 @@
 //!   whose evidence has aged out clears;
 //! - *inactivity* compares the time away with the learner's usual gap
 //!   (`engagement`): warning reads "check in", critical "probably lost";
-//! - *stopping* asks the stopping model (likely to stop within 21 days);
+//! - *stopping* asks the stopping model (likely to stop within 21 days)
+//!   once the learner has a past to compare with (3 sessions over a week);
 //! - *behind schedule* asks the behind-schedule model (will not finish on
 //!   time) when the program has a calendar and the learner is behind.
 //!
@@ -28,6 +29,12 @@ use super::features::{Features, features_of, pace};
 use super::model::{LinearModel, RiskModels};
 use super::signals::{MICROS_PER_DAY, SignalInput, failure_streaks, mastery_falls, signals};
 use crate::domain::learner::Micros;
+
+/// Sessions a learner needs before the stopping model is asked (their own
+/// past to compare with).
+pub const STOPPING_MIN_SESSIONS: u32 = 3;
+/// Days since the first session the stopping model needs, likewise.
+pub const STOPPING_MIN_DAYS: f64 = 7.0;
 
 /// What an alert is about.
 ///
@@ -177,9 +184,17 @@ pub struct AlertDraft {
     pub reason: String,
     /// The skill concerned, for blocking points and mastery drops.
     pub skill_id: Option<String>,
+    /// When the condition began (the first failure of a run, the peak a
+    /// skill fell from, the last activity), 0 for a model's estimate:
+    /// with the kind and skill, what tells one episode from the next. Also
+    /// in `signals` as `episode_since`.
+    pub since: Micros,
     /// The figures behind the alert: every feature plus the rule's own.
     pub signals: BTreeMap<String, f64>,
 }
+
+/// The name of the signal that holds [`AlertDraft::since`].
+pub const EPISODE_SINCE: &str = "episode_since";
 
 impl AlertDraft {
     /// Whether this draft comes before `other` in the budget: severity,
@@ -259,7 +274,7 @@ pub fn assess(
     drafts.extend(blocking_point(input, thresholds, &base, fresh));
     let lost = running && !e.paused && is_lost(&e, thresholds);
     if running && !e.paused {
-        drafts.extend(inactivity(input, &e, thresholds, &base));
+        drafts.extend(inactivity(&e, thresholds, &base));
     }
     drafts.extend(mastery_drop(input, thresholds, &base, fresh));
     if let (Some(models), Some(p), true) = (models, behind, running) {
@@ -271,7 +286,12 @@ pub fn assess(
             &base,
         ));
     }
-    if let (Some(models), Some(p), true, false) = (models, stopping, running && !e.paused, lost) {
+    // The stopping model compares recent engagement with the learner's own
+    // past: it needs one.
+    let has_past = e.sessions >= STOPPING_MIN_SESSIONS && e.tenure_days >= STOPPING_MIN_DAYS;
+    if let (Some(models), Some(p), true, false) =
+        (models, stopping, running && !e.paused && has_past, lost)
+    {
         drafts.extend(stopping_draft(&models.stopping, p, thresholds, &base));
     }
     drafts.sort_by_key(|d| AlertKind::ALL.iter().position(|k| *k == d.kind));
@@ -317,8 +337,10 @@ fn blocking_point(
     signals.insert("streak_failures".into(), f64::from(worst.failures));
     signals.insert("streak_mastery_gain".into(), worst.gain());
     signals.insert("blocked_skills".into(), blocked.len() as f64);
+    signals.insert(EPISODE_SINCE.into(), worst.since as f64);
     Some(AlertDraft {
         kind: AlertKind::BlockingPoint,
+        since: worst.since,
         severity: if worst.failures >= 2 * t.blocking_failures {
             Severity::Critical
         } else {
@@ -344,19 +366,14 @@ fn is_lost(e: &Engagement, t: &RiskThresholds) -> bool {
     e.days_away > inactivity_limits(e, t).1
 }
 
-fn inactivity(
-    input: &SignalInput,
-    e: &Engagement,
-    t: &RiskThresholds,
-    base: &Features,
-) -> Option<AlertDraft> {
+fn inactivity(e: &Engagement, t: &RiskThresholds, base: &Features) -> Option<AlertDraft> {
     let (check_in, lost) = inactivity_limits(e, t);
     if e.days_away <= check_in {
         return None;
     }
     let critical = e.days_away > lost;
     let days = e.days_away.floor();
-    let since = input.now - (e.days_away * MICROS_PER_DAY as f64) as i64;
+    let since = e.last_seen;
     let what = if critical {
         "probably lost"
     } else {
@@ -366,17 +383,19 @@ fn inactivity(
         format!("{what}: no activity since enrolment, {days} days")
     } else {
         format!(
-            "{what}: no activity for {days} days (since {}), {:.1} times their usual gap of {:.0} days",
+            "{what}: no activity for {days} days (since {}), {} their usual gap of {:.0} days",
             day_month(since),
-            e.gap_ratio,
+            times(e.gap_ratio),
             e.usual_gap
         )
     };
     let mut signals = base.clone();
     signals.insert("check_in_days".into(), check_in);
     signals.insert("lost_days".into(), lost);
+    signals.insert(EPISODE_SINCE.into(), since as f64);
     Some(AlertDraft {
         kind: AlertKind::Inactivity,
+        since,
         severity: if critical {
             Severity::Critical
         } else {
@@ -402,8 +421,10 @@ fn mastery_drop(
     let mut signals = base.clone();
     signals.insert("mastery_peak".into(), worst.peak);
     signals.insert("mastery_now".into(), worst.current);
+    signals.insert(EPISODE_SINCE.into(), worst.peak_at as f64);
     Some(AlertDraft {
         kind: AlertKind::MasteryDrop,
+        since: worst.peak_at,
         severity: if worst.drop() > t.mastery_drop_critical {
             Severity::Critical
         } else {
@@ -455,13 +476,16 @@ fn behind_schedule(
         reason.push_str(&format!("; mainly {}", words.join(", ")));
     }
     reason.push(')');
+    let mut signals = base.clone();
+    signals.insert(EPISODE_SINCE.into(), 0.0);
     Some(AlertDraft {
         kind: AlertKind::BehindSchedule,
         severity,
         urgency: p,
         reason,
         skill_id: None,
-        signals: base.clone(),
+        since: 0,
+        signals,
     })
 }
 
@@ -483,13 +507,16 @@ fn stopping_draft(
     if !words.is_empty() {
         reason.push_str(&format!(": {}", words.join(", ")));
     }
+    let mut signals = base.clone();
+    signals.insert(EPISODE_SINCE.into(), 0.0);
     Some(AlertDraft {
         kind: AlertKind::Stopping,
         severity,
         urgency: p,
         reason,
         skill_id: None,
-        signals: base.clone(),
+        since: 0,
+        signals,
     })
 }
 
@@ -521,14 +548,16 @@ fn describe(name: &str, f: &Features) -> String {
     let down = |trend: f64| ((1.0 - trend.exp()) * 100.0).round();
     match name {
         "log_gap_ratio" | "gap_ratio" | "log_days_away" | "days_away" => format!(
-            "away {:.0} days, {:.1} times their usual gap",
+            "away {:.0} days, {} their usual gap",
             v("days_away"),
-            v("gap_ratio")
+            times(v("gap_ratio"))
         ),
-        "log_last_gap_ratio" | "last_gap_ratio" => format!(
-            "their last gap was {:.1} times the usual",
-            v("last_gap_ratio")
-        ),
+        "log_last_gap_ratio" | "last_gap_ratio" => {
+            format!(
+                "their last gap was {} the usual",
+                times(v("last_gap_ratio"))
+            )
+        }
         "time_trend" => format!(
             "time spent down {:.0}% on their own past",
             down(v("time_trend"))
@@ -552,6 +581,16 @@ fn describe(name: &str, f: &Features) -> String {
         "elapsed_share" => format!("{:.0}% of the calendar gone", v("elapsed_share") * 100.0),
         "days_inactive" => format!("{:.0} days inactive", v("days_inactive")),
         other => format!("{other} = {:.2}", v(other)),
+    }
+}
+
+/// A ratio in words, rounded so that a reason does not change with every
+/// evaluation: "close to" under 1.5, else "3 times".
+fn times(ratio: f64) -> String {
+    if ratio < 1.5 {
+        "close to".to_string()
+    } else {
+        format!("{ratio:.0} times")
     }
 }
 

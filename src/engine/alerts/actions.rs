@@ -5,7 +5,7 @@ use super::super::{Engine, now_micros};
 use super::hub::Publication;
 use super::{AlertFilter, TrainerAction};
 use crate::domain::access::Principal;
-use crate::domain::alerts::{Alert, AlertStatus};
+use crate::domain::alerts::{Alert, AlertStatus, ClosedEpisode};
 use crate::error::{Error, Result};
 use crate::store::Page;
 
@@ -82,8 +82,11 @@ impl Engine {
             // One alert per episode: the kind stays silent for the learner
             // until its condition clears (the next evaluation that finds it
             // gone ends the episode).
-            self.store
-                .close_episode(&current.learner_id, &current.program_id, current.kind, id)?;
+            self.store.close_episode(
+                &current.learner_id,
+                &current.program_id,
+                &ClosedEpisode::of(&current),
+            )?;
         }
         let mut written = self.write_alerts(Publication::Immediate, |sequence| {
             let mut a = current;

@@ -273,6 +273,7 @@ mod tests {
             urgency,
             reason: "r".into(),
             skill_id: None,
+            since: 0,
             signals: BTreeMap::new(),
         }
     }

@@ -384,11 +384,14 @@ impl Engine {
     }
 
     /// Stores alerts whose figures were recomputed, in place: the same
-    /// sequence number (the alert and its log entry stay equal), no
-    /// publication (not news). The caller holds the learner's lock, as
-    /// every writer of the learner's alerts does.
+    /// sequence number, no log entry, no publication (not news). The
+    /// caller holds the learner's lock, as every writer of the learner's
+    /// alerts does.
     pub(super) fn refresh_alerts(&self, alerts: &[Alert]) -> Result<()> {
-        self.store.commit_alerts(alerts)
+        for alert in alerts {
+            self.store.refresh_alert(alert)?;
+        }
+        Ok(())
     }
 
     /// Flushes and publishes the changes committed but not published yet.
@@ -653,9 +656,10 @@ mod tests {
     use crate::engine::testing::{engine, learner, skill_s_and_learner_l};
 
     /// Program `p` over skill `s`, and `learners` learners `l0`, `l1`...
-    /// enrolled in it, each with three failures on `s` (a blocking point
-    /// once evaluated).
+    /// enrolled in it, each with three failures on `s` a minute ago (a
+    /// blocking point once evaluated), with no budget: every one raised.
     async fn blocked_learners(engine: &Engine, learners: usize) {
+        engine.set_alert_budget(0);
         skill_s_and_learner_l(engine, vec![]).await;
         engine
             .upsert_program(Program {
@@ -677,7 +681,7 @@ mod tests {
             let failures = (0..3)
                 .map(|k| {
                     let mut a =
-                        test_attempt(&format!("{id}-{k}"), 1_700_000_000_000_000 + k, false);
+                        test_attempt(&format!("{id}-{k}"), now_micros() - 60_000_000 + k, false);
                     a.learner_id = id.clone();
                     a
                 })
