@@ -112,7 +112,11 @@ fn optional(field: &str, value: &str) -> Result<Option<String>> {
     Ok((!value.is_empty()).then_some(value))
 }
 
-fn ids<'a>(values: &[(&'a str, fn(&'a str) -> Resource<'a>)]) -> Vec<Resource<'a>> {
+/// An id and the kind of object it names.
+type Named<'a> = (&'a str, fn(&'a str) -> Resource<'a>);
+
+/// The objects named by the ids that are set.
+fn ids<'a>(values: &[Named<'a>]) -> Vec<Resource<'a>> {
     values
         .iter()
         .filter(|(id, _)| !id.is_empty())

@@ -92,7 +92,7 @@ pub fn pace(input: &SignalInput) -> Pace {
     let day = MICROS_PER_DAY as f64;
     let since_start = ((input.now - calendar.starts_at) as f64 / day).max(0.0);
     let remaining = ((calendar.ends_at - input.now) as f64 / day).max(0.0);
-    let span = since_start.min(PACE_WINDOW_DAYS).max(1.0);
+    let span = since_start.clamp(1.0, PACE_WINDOW_DAYS);
     let projected = f64::from(input.units_completed) + f64::from(recent_units) / span * remaining;
     Pace {
         elapsed_share,

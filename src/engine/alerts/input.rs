@@ -162,7 +162,157 @@ fn unit_completions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::activity::Activity;
+    use crate::domain::catalog::{Format, Module, Skill};
     use crate::domain::completion::CompletionPlan;
+    use crate::domain::learner::CohortRules;
+    use crate::domain::mastery::Attempt;
+    use crate::domain::pauses::{Pause, pause_id};
+    use crate::domain::risk::training::{
+        BASELINE_FEATURES, BEHIND_SCHEDULE_FEATURES, STOPPING_FEATURES, input_at,
+    };
+    use crate::domain::risk::world::{EventKind, WorldParams, generate};
+    use crate::domain::risk::{features, signals::MICROS_PER_DAY};
+    use crate::engine::testing::{engine, learner};
+
+    /// The engine reads a learner from its store exactly as the models were
+    /// trained on: a simulated world's events, stored through the engine
+    /// (shifted in time, as the evaluation does), give the same features as
+    /// the simulator computes from the events themselves.
+    #[tokio::test]
+    async fn the_engine_computes_the_features_the_models_were_trained_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        let world = generate(&WorldParams {
+            learners: 40,
+            ..WorldParams::base("same", 5)
+        });
+        let cut = world.day(30);
+        let shift = crate::engine::now_micros() - cut;
+        engine
+            .import_catalog(
+                world
+                    .units
+                    .iter()
+                    .map(|u| Skill {
+                        id: u.skill.clone(),
+                        name: u.skill.clone(),
+                        prerequisite_ids: vec![],
+                    })
+                    .collect(),
+                world
+                    .units
+                    .iter()
+                    .flat_map(|u| {
+                        u.modules.iter().map(|m| Module {
+                            external_ids: Vec::new(),
+                            id: m.clone(),
+                            title: m.clone(),
+                            skill_ids: vec![u.skill.clone()],
+                            format: Format::Video,
+                            duration_minutes: 45,
+                            language: "en".into(),
+                        })
+                    })
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        engine
+            .upsert_program(Program {
+                external_ids: Vec::new(),
+                id: "w".into(),
+                name: "W".into(),
+                skill_ids: world.units.iter().map(|u| u.skill.clone()).collect(),
+                cohort_rules: CohortRules::default(),
+                start_date: Some(world.starts_at + shift),
+                end_date: Some(world.ends_at + shift),
+                risk_rules: Default::default(),
+            })
+            .await
+            .unwrap();
+        for l in &world.learners {
+            engine.upsert_learner(learner(&l.id)).await.unwrap();
+            engine
+                .enroll_at(&l.id, "w", Some(world.starts_at + shift))
+                .await
+                .unwrap();
+            let (mut attempts, mut activities) = (Vec::new(), Vec::new());
+            for (k, e) in l.events.iter().enumerate().filter(|(_, e)| e.at < cut) {
+                let id = format!("{}-{k}", l.id);
+                match &e.kind {
+                    EventKind::Answer { skill, correct } => attempts.push(Attempt {
+                        attempt_id: id,
+                        learner_id: l.id.clone(),
+                        item_id: "q".into(),
+                        skill_ids: vec![skill.clone()],
+                        correct: *correct,
+                        score: None,
+                        occurred_at: e.at + shift,
+                        time_spent_ms: e.time_spent_ms,
+                    }),
+                    EventKind::ModuleStarted { module } | EventKind::ModuleCompleted { module } => {
+                        activities.push(Activity {
+                            event_id: id,
+                            learner_id: l.id.clone(),
+                            module_id: module.clone(),
+                            program_id: "w".into(),
+                            kind: if matches!(e.kind, EventKind::ModuleCompleted { .. }) {
+                                ActivityKind::Completed
+                            } else {
+                                ActivityKind::Started
+                            },
+                            occurred_at: e.at + shift,
+                            time_spent_ms: e.time_spent_ms,
+                        })
+                    }
+                }
+            }
+            engine.record_activity(activities).await.unwrap();
+            engine.record_attempts(attempts).await.unwrap();
+            if let Some(p) = l.pause.filter(|p| p.declared && p.starts_at <= cut) {
+                engine
+                    .store()
+                    .put_pause(&Pause {
+                        id: pause_id(p.starts_at),
+                        learner_id: l.id.clone(),
+                        program_id: "w".into(),
+                        starts_at: p.starts_at + shift,
+                        ends_at: p.ends_at + shift,
+                        note: String::new(),
+                        declared_by: "lms".into(),
+                        declared_at: p.starts_at + shift,
+                    })
+                    .unwrap();
+            }
+        }
+        let program = engine.program("w").unwrap();
+        let names: Vec<&str> = STOPPING_FEATURES
+            .iter()
+            .chain(&BEHIND_SCHEDULE_FEATURES)
+            .chain(&BASELINE_FEATURES)
+            .copied()
+            .collect();
+        for l in &world.learners {
+            let (enrolments, _) = engine.store().learner_enrolments(&l.id, None, 1).unwrap();
+            let served = features(
+                &engine
+                    .signal_input(&program, &enrolments[0], cut + shift, 0)
+                    .unwrap(),
+            );
+            let trained = features(&input_at(&world, l, cut, 0));
+            for name in &names {
+                let (a, b) = (served[*name], trained[*name]);
+                // Times shifted by a non-round amount: equal up to rounding.
+                assert!(
+                    (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                    "{}: {name} served {a}, trained on {b} ({} days)",
+                    l.id,
+                    (cut - world.starts_at) / MICROS_PER_DAY
+                );
+            }
+        }
+    }
 
     #[test]
     fn units_are_timed_when_their_first_module_is_done() {
