@@ -23,6 +23,9 @@
 //! attempt): 10M attempts make 200k learners. The generator runs on the
 //! same machine and shares its cores with the server.
 
+// Benches unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;

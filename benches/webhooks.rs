@@ -8,6 +8,9 @@
 //! `--rate N` background attempts/s (default 500). Prints the delivery
 //! latency p50/p99/max, messages missing, and the outbox counters.
 
+// Benches unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashMap;

@@ -1,6 +1,7 @@
 //! At-risk alerts through gRPC: a blocking point on an open WatchAlerts
-//! stream, dedup, trainer actions, resume after reconnect, filters and
-//! paging, per-program thresholds, and refusals naming the field.
+//! stream, dedup, trainer actions and episodes, resume after reconnect,
+//! filters and paging, per-program thresholds, and refusals naming the
+//! field.
 
 // Tests unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -15,10 +16,6 @@ use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::codec::Streaming;
 
-/// 2023-11-14T22:13:20Z: attempts are dated in the past, enrolment is now,
-/// so no learner is inactive.
-const T0: i64 = 1_700_000_000;
-
 /// Records `n` failed answers of `learner` on `skill`, ids `{tag}-{k}`.
 async fn fail(server: &TestServer, learner: &str, skill: &str, tag: &str, n: usize) {
     let attempts = (0..n)
@@ -28,7 +25,7 @@ async fn fail(server: &TestServer, learner: &str, skill: &str, tag: &str, n: usi
                 learner,
                 &[skill],
                 false,
-                T0 + k as i64,
+                t0() + k as i64,
             )
         })
         .collect();
@@ -313,8 +310,29 @@ async fn trainers_acknowledge_and_resolve_and_the_engine_resolves_cleared_condit
         "a refused call changes nothing"
     );
 
-    // Still blocked: the next failure raises a new alert.
+    // Still blocked, but the trainer closed this episode: the next failure
+    // raises nothing. A right answer ends the episode (there is nothing
+    // to resolve), and a new run of failures is a new episode.
     fail(&server, "alice", "a", "al4", 1).await;
+    let answer = |id: &str, correct: bool, at: i64| attempt(id, "alice", &["a"], correct, at);
+    server
+        .mastery()
+        .await
+        .record_attempts(pb::RecordAttemptsRequest {
+            attempts: vec![answer("al-ok", true, t0() + 100)],
+        })
+        .await
+        .unwrap();
+    server
+        .mastery()
+        .await
+        .record_attempts(pb::RecordAttemptsRequest {
+            attempts: (0..3)
+                .map(|k| answer(&format!("al-again-{k}"), false, t0() + 200 + k))
+                .collect(),
+        })
+        .await
+        .unwrap();
     let alerts = wait_for(&server, list_request("alice"), |a| blocking(a).len() == 2).await;
     let new = blocking(&alerts)
         .into_iter()
@@ -322,14 +340,18 @@ async fn trainers_acknowledge_and_resolve_and_the_engine_resolves_cleared_condit
         .unwrap()
         .clone();
     assert_eq!(new.status, pb::AlertStatus::Open as i32);
-    assert!(new.reason.starts_with("4 failed"), "{}", new.reason);
+    assert!(
+        new.reason.starts_with("3 failed"),
+        "no alert for the closed episode's fourth failure: {}",
+        new.reason
+    );
 
     // A right answer ends the streak: the engine resolves the alert.
     server
         .mastery()
         .await
         .record_attempts(pb::RecordAttemptsRequest {
-            attempts: vec![attempt("al-ok", "alice", &["a"], true, T0 + 100)],
+            attempts: vec![answer("al-ok2", true, t0() + 300)],
         })
         .await
         .unwrap();
@@ -340,12 +362,16 @@ async fn trainers_acknowledge_and_resolve_and_the_engine_resolves_cleared_condit
     .await;
     let cleared = alerts.iter().find(|a| a.id == new.id).unwrap();
     assert_eq!(cleared.status_by, "engine");
+    assert_eq!(cleared.note, "condition cleared");
+    assert_eq!(blocking(&alerts).len(), 2, "{alerts:#?}");
     server.stop().await;
 }
 
 #[tokio::test]
 async fn filters_and_pages() {
     let server = TestServer::start().await;
+    // Filters and pages, not the budget: every alert may be open.
+    server.engine.set_alert_budget(0);
     seed(&server).await;
     let mut learners = server.learners().await;
     for id in ["carol", "dave"] {
@@ -494,7 +520,7 @@ async fn program_thresholds_are_applied_and_checked() {
     };
     let stored = programs
         .upsert_program(pb::UpsertProgramRequest {
-            program: Some(program(five, T0, T0 + 86_400 * 56)),
+            program: Some(program(five, t0(), t0() + 86_400 * 56)),
         })
         .await
         .unwrap()
@@ -509,8 +535,8 @@ async fn program_thresholds_are_applied_and_checked() {
                     blocking_failures: Some(0),
                     ..Default::default()
                 },
-                T0,
-                T0 + 10,
+                t0(),
+                t0() + 10,
             ),
             "program.risk_rules.blocking_failures",
         ),
@@ -520,8 +546,8 @@ async fn program_thresholds_are_applied_and_checked() {
                     inactivity_days: Some(-1.0),
                     ..Default::default()
                 },
-                T0,
-                T0 + 10,
+                t0(),
+                t0() + 10,
             ),
             "program.risk_rules.inactivity_days",
         ),
@@ -531,13 +557,13 @@ async fn program_thresholds_are_applied_and_checked() {
                     mastery_drop: Some(1.5),
                     ..Default::default()
                 },
-                T0,
-                T0 + 10,
+                t0(),
+                t0() + 10,
             ),
             "program.risk_rules.mastery_drop",
         ),
         (
-            program(pb::RiskRules::default(), T0, T0),
+            program(pb::RiskRules::default(), t0(), t0()),
             "program.end_date",
         ),
     ] {

@@ -14,9 +14,6 @@ use common::*;
 use spoc_engine::api::pb;
 use tonic::{Code, Status};
 
-/// Attempts are dated in the past, enrolment is now: nobody is inactive.
-const T0: i64 = 1_700_000_000;
-
 /// Who calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Caller {
@@ -86,7 +83,7 @@ async fn form(server: &TestServer, program: &str) -> String {
 
 async fn fail(server: &TestServer, learner: &str, tag: &str) {
     let attempts = (0..4)
-        .map(|k| attempt(&format!("{tag}-{k}"), learner, &["a"], false, T0 + k))
+        .map(|k| attempt(&format!("{tag}-{k}"), learner, &["a"], false, t0() + k))
         .collect();
     server
         .mastery()
@@ -276,6 +273,11 @@ enum Rpc {
     ListSubscriptions,
     DeleteSubscription,
     ListDeadLetters,
+    DeclarePause,
+    EndPause,
+    ListPauses,
+    WithdrawLearner,
+    GetAlertDigest,
     UnknownMethod,
 }
 
@@ -343,6 +345,15 @@ const MATRIX: &[(Rpc, &[Caller], Code)] = &[
     (Rpc::ListSubscriptions, &[A, M, T], Code::Ok),
     (Rpc::DeleteSubscription, &[A, M, T], Code::NotFound),
     (Rpc::ListDeadLetters, &[A, M, T], Code::Ok),
+    // Pauses: the LMS or a trainer of the learner's cohort.
+    (Rpc::DeclarePause, &[A, L, T], Code::Ok),
+    // An unknown pause: NOT_FOUND proves the key passed.
+    (Rpc::EndPause, &[A, L, T], Code::NotFound),
+    (Rpc::ListPauses, &[A, M, L, T], Code::Ok),
+    // An unknown program: NOT_FOUND proves the key passed, and nobody of
+    // the shared world is withdrawn.
+    (Rpc::WithdrawLearner, &[A, M, L], Code::NotFound),
+    (Rpc::GetAlertDigest, &[A, M, T], Code::Ok),
     // Unknown methods are for admins only (who then get UNIMPLEMENTED).
     (Rpc::UnknownMethod, &[A], Code::Unimplemented),
 ];
@@ -607,7 +618,7 @@ async fn call(rpc: Rpc, ch: AuthChannel, ids: &Ids, world: &World) -> Result<(),
         Rpc::RecordAttempts => code(
             Mastery::new(ch)
                 .record_attempts(pb::RecordAttemptsRequest {
-                    attempts: vec![attempt("matrix-1", "l05", &["c"], true, T0)],
+                    attempts: vec![attempt("matrix-1", "l05", &["c"], true, t0())],
                 })
                 .await,
         ),
@@ -641,7 +652,7 @@ async fn call(rpc: Rpc, ch: AuthChannel, ids: &Ids, world: &World) -> Result<(),
         Rpc::RecordActivity => code(
             Remediation::new(ch)
                 .record_activity(pb::RecordActivityRequest {
-                    activities: vec![activity("matrix-ev", "l05", "m-a", false, T0, 1)],
+                    activities: vec![activity("matrix-ev", "l05", "m-a", false, t0(), 1)],
                 })
                 .await,
         ),
@@ -723,6 +734,37 @@ async fn call(rpc: Rpc, ch: AuthChannel, ids: &Ids, world: &World) -> Result<(),
                 })
                 .await,
         ),
+        Rpc::DeclarePause => code(
+            Alerts::new(ch)
+                .declare_pause(pb::DeclarePauseRequest {
+                    learner_id: ids.learner.clone(),
+                    program_id: ids.program.clone(),
+                    starts_at: None,
+                    ends_at: Some(prost_types::Timestamp {
+                        seconds: t0() + 7 * 86_400,
+                        nanos: 0,
+                    }),
+                    note: String::new(),
+                    by: "trainer-1".into(),
+                })
+                .await,
+        ),
+        Rpc::EndPause => code(
+            Alerts::new(ch)
+                .end_pause(pb::EndPauseRequest {
+                    learner_id: ids.learner.clone(),
+                    pause_id: "pause-0000000000000000".into(),
+                })
+                .await,
+        ),
+        Rpc::ListPauses => code(
+            Alerts::new(ch)
+                .list_pauses(pb::ListPausesRequest {
+                    learner_id: ids.learner.clone(),
+                    ..Default::default()
+                })
+                .await,
+        ),
         Rpc::ListSubscriptions => code(
             Alerts::new(ch)
                 .list_subscriptions(pb::ListSubscriptionsRequest::default())
@@ -738,6 +780,25 @@ async fn call(rpc: Rpc, ch: AuthChannel, ids: &Ids, world: &World) -> Result<(),
         Rpc::ListDeadLetters => code(
             Alerts::new(ch)
                 .list_dead_letters(pb::ListDeadLettersRequest::default())
+                .await,
+        ),
+        Rpc::WithdrawLearner => code(
+            Alerts::new(ch)
+                .withdraw_learner(pb::WithdrawLearnerRequest {
+                    learner_id: ids.learner.clone(),
+                    program_id: "nope".into(),
+                    withdrawn_at: None,
+                    note: String::new(),
+                    by: "lms".into(),
+                })
+                .await,
+        ),
+        Rpc::GetAlertDigest => code(
+            Alerts::new(ch)
+                .get_alert_digest(pb::GetAlertDigestRequest {
+                    program_id: ids.program.clone(),
+                    cohort_id: ids.cohort.clone(),
+                })
                 .await,
         ),
         Rpc::UnknownMethod => {
@@ -871,7 +932,7 @@ async fn company_reports_never_show_another_companys_learners() {
                 learner,
                 &[skill],
                 true,
-                T0 + 100 + k as i64,
+                t0() + 100 + k as i64,
             ));
         }
     }

@@ -284,7 +284,7 @@ async fn list_watch_acknowledge_and_resolve_alerts() {
     }
     let now = jiff::Timestamp::now().as_second();
     let failures: Vec<pb::Attempt> = (0..4)
-        .map(|i| attempt(&format!("f{i}"), "alice", &["a"], false, now - 3600 + i))
+        .map(|i| attempt(&format!("f{i}"), "alice", &["a"], false, now - 300 + i))
         .collect();
     server
         .mastery()

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use base64::Engine as _;
-use common::{AuthChannel, Spoc, authed, connect_when_up, free_addr, hand_bkt};
+use common::{AuthChannel, Spoc, authed, connect_when_up, free_addr, hand_bkt, t0};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -291,7 +291,8 @@ async fn seed(served: &Served) {
 fn attempt(id: &str, skill: &str, correct: bool, seconds: u32) -> Value {
     json!({"attemptId": id, "learnerId": "ann", "itemId": format!("item-{id}"),
         "skillIds": [skill], "correct": correct,
-        "occurredAt": format!("2026-03-02T09:00:{seconds:02}Z"), "timeSpent": "30s"})
+        "occurredAt": jiff::Timestamp::from_second(t0() + i64::from(seconds)).unwrap().to_string(),
+        "timeSpent": "30s"})
 }
 
 /// Unary calls in JSON and in protobuf reach the same handlers as gRPC and

@@ -94,7 +94,9 @@ fn demo_runs_on_a_fresh_folder_and_shows_everything() {
         }
     }
 
-    assert!(summary["alerts"]["open"].as_u64().unwrap() >= 1);
+    // Alerts worth a trainer's time: at most 5 open per 25 learners.
+    let open = summary["alerts"]["open"].as_u64().unwrap();
+    assert!((1..=600 * 5 / 25).contains(&open), "{open} open alerts");
     assert!(!summary["alerts"]["shown"].as_array().unwrap().is_empty());
 
     let reports = summary["reports"].as_array().unwrap();

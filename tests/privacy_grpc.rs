@@ -16,8 +16,6 @@ use tonic::Code;
 
 /// The erased learner: an id that appears nowhere else by chance.
 const SUBJECT: &str = "subject-7f3a9c";
-/// 2023-11-14T22:13:20Z.
-const T0: i64 = 1_700_000_000;
 
 fn holds(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
@@ -94,7 +92,7 @@ async fn populate(server: &TestServer) -> String {
     let mut mastery = server.mastery().await;
     for (who, tag) in [(SUBJECT, "s"), ("l00", "o")] {
         let attempts = (0..3)
-            .map(|k| attempt(&format!("{tag}-{k}"), who, &["a"], false, T0 + k))
+            .map(|k| attempt(&format!("{tag}-{k}"), who, &["a"], false, t0() + k))
             .collect();
         mastery
             .record_attempts(pb::RecordAttemptsRequest { attempts })
@@ -104,7 +102,7 @@ async fn populate(server: &TestServer) -> String {
     let mut remediation = server.remediation().await;
     remediation
         .record_activity(pb::RecordActivityRequest {
-            activities: vec![activity("ev-1", SUBJECT, "m-a", false, T0 + 10, 5)],
+            activities: vec![activity("ev-1", SUBJECT, "m-a", false, t0() + 10, 5)],
         })
         .await
         .expect("record activity");
@@ -212,7 +210,7 @@ async fn export_then_erase_leaves_no_trace_of_the_learner() {
         .mastery()
         .await
         .record_attempts(pb::RecordAttemptsRequest {
-            attempts: vec![attempt("s-9", SUBJECT, &["a"], true, T0 + 99)],
+            attempts: vec![attempt("s-9", SUBJECT, &["a"], true, t0() + 99)],
         })
         .await
         .unwrap_err();

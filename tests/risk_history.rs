@@ -1,6 +1,7 @@
-//! The risk model can be retrained on a deployment's own history: learners
-//! of ended programs, labelled by whether they completed the program (a
-//! completed module for each of its skills).
+//! The alert models can be retrained on a deployment's own history:
+//! learners of ended programs observed every week while still in them,
+//! labelled by whether they stopped within 21 days (stopping) and whether
+//! they completed the program (behind schedule).
 
 // Tests unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -10,16 +11,18 @@ use spoc_engine::domain::activity::{Activity, ActivityKind};
 use spoc_engine::domain::catalog::{Format, Module, Skill};
 use spoc_engine::domain::learner::{CohortRules, Learner, Program};
 use spoc_engine::domain::mastery::Attempt;
-use spoc_engine::domain::risk::{TrainOptions, train};
+use spoc_engine::domain::risk::LinearModel;
+use spoc_engine::domain::risk::model::Sample;
+use spoc_engine::domain::risk::training::train_on;
 use spoc_engine::engine::params::ParamSet;
 use spoc_engine::engine::{Engine, EngineConfig};
 use spoc_engine::store::Store;
 
 const DAY: i64 = 86_400_000_000;
 
-/// Completers and drop-outs of an ended program become labelled samples
-/// whose signals are taken at the program's midpoint, and a model trained
-/// on them tells the two apart.
+/// Completers and drop-outs of an ended program become labelled
+/// observations, each from what the store held then, and models trained
+/// on them tell the two apart.
 #[tokio::test]
 async fn ended_programs_give_labelled_samples_that_train_a_model() {
     let dir = tempfile::tempdir().unwrap();
@@ -109,21 +112,27 @@ async fn ended_programs_give_labelled_samples_that_train_a_model() {
         engine.record_attempts(attempts).await.unwrap();
     }
 
-    let samples = engine.risk_history(now_micros()).unwrap();
-    assert_eq!(samples.len(), 60);
-    assert_eq!(samples.iter().filter(|(_, dropped)| *dropped).count(), 30);
-    let model = train(
-        &samples,
-        &TrainOptions {
-            source: "test history".into(),
-            ..TrainOptions::default()
-        },
-    )
-    .unwrap();
-    assert!(model.auc > 0.9, "auc {}", model.auc);
-    let dropped = samples.iter().find(|(_, d)| *d).unwrap();
-    let kept = samples.iter().find(|(_, d)| !*d).unwrap();
-    assert!(model.predict(&dropped.0) > model.predict(&kept.0));
+    let set = engine.risk_history(now_micros()).unwrap();
+    // Observed on days 7, 14, 21 and 28 of 40 (up to a week before the
+    // end): completers until they complete (day 26), drop-outs while still
+    // seen (their last answer is on day 7).
+    assert_eq!(set.stopping.len(), 30 * 3 + 30, "{:?}", set.stopping.len());
+    assert_eq!(set.stopping.iter().filter(|s| s.label).count(), 30);
+    assert_eq!(set.behind_schedule.len(), 120);
+    assert_eq!(set.behind_schedule.iter().filter(|s| s.label).count(), 30);
+    let models = train_on(&set, 42, "test history").unwrap();
+    // On average, those who stopped (or did not complete) score higher.
+    let mean = |samples: &[Sample], model: &LinearModel, label: bool| {
+        let scores: Vec<f64> = samples
+            .iter()
+            .filter(|s| s.label == label)
+            .map(|s| model.predict(&s.features))
+            .collect();
+        scores.iter().sum::<f64>() / scores.len() as f64
+    };
+    let (stop, behind) = (&models.stopping, &models.behind_schedule);
+    assert!(mean(&set.stopping, stop, true) > mean(&set.stopping, stop, false));
+    assert!(mean(&set.behind_schedule, behind, true) > mean(&set.behind_schedule, behind, false));
 
     // The same history through `spoc train-risk --data-dir`, which opens
     // the store with the service's BKT parameters (`--bkt-params`).
@@ -155,5 +164,6 @@ async fn ended_programs_give_labelled_samples_that_train_a_model() {
     assert!(trained.status.success(), "{stderr}");
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
-    assert_eq!(written["training"]["samples"], 60, "{written}");
+    assert_eq!(written["stopping"]["training"]["samples"], 120, "{written}");
+    assert_eq!(written["version"], 2, "{written}");
 }

@@ -12,6 +12,9 @@
 //! engine's options (or the binary's hidden flags) so that the tests stay
 //! fast; nothing here asserts a duration.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -58,6 +58,8 @@ pub(super) fn kind_filter(field: &str, value: i32) -> Result<Option<AlertKind>> 
         Ok(K::Inactivity) => Ok(Some(AlertKind::Inactivity)),
         Ok(K::MasteryDrop) => Ok(Some(AlertKind::MasteryDrop)),
         Ok(K::PredictedDropout) => Ok(Some(AlertKind::PredictedDropout)),
+        Ok(K::BehindSchedule) => Ok(Some(AlertKind::BehindSchedule)),
+        Ok(K::Stopping) => Ok(Some(AlertKind::Stopping)),
         Err(_) => Err(Error::invalid(field, format!("unknown alert kind {value}"))),
     }
 }
@@ -90,6 +92,8 @@ impl From<AlertKind> for pb::AlertKind {
             AlertKind::Inactivity => Self::Inactivity,
             AlertKind::MasteryDrop => Self::MasteryDrop,
             AlertKind::PredictedDropout => Self::PredictedDropout,
+            AlertKind::BehindSchedule => Self::BehindSchedule,
+            AlertKind::Stopping => Self::Stopping,
         }
     }
 }
@@ -317,5 +321,52 @@ impl AlertService for AlertApi {
         request: Request<pb::ListDeadLettersRequest>,
     ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
         super::subscriptions::dead_letters(&self.engine, request).await
+    }
+
+    // --- Pauses, withdrawals and the digest (`api/pauses.rs`) ---
+
+    async fn declare_pause(
+        &self,
+        request: Request<pb::DeclarePauseRequest>,
+    ) -> Result<Response<pb::Pause>, Status> {
+        super::pauses::declare_pause(&self.engine, request)
+            .await
+            .map(Response::new)
+    }
+
+    async fn end_pause(
+        &self,
+        request: Request<pb::EndPauseRequest>,
+    ) -> Result<Response<pb::Pause>, Status> {
+        super::pauses::end_pause(&self.engine, request)
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_pauses(
+        &self,
+        request: Request<pb::ListPausesRequest>,
+    ) -> Result<Response<pb::ListPausesResponse>, Status> {
+        super::pauses::list_pauses(&self.engine, request)
+            .await
+            .map(Response::new)
+    }
+
+    async fn withdraw_learner(
+        &self,
+        request: Request<pb::WithdrawLearnerRequest>,
+    ) -> Result<Response<pb::Withdrawal>, Status> {
+        super::pauses::withdraw_learner(&self.engine, request)
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_alert_digest(
+        &self,
+        request: Request<pb::GetAlertDigestRequest>,
+    ) -> Result<Response<pb::AlertDigest>, Status> {
+        super::pauses::alert_digest(&self.engine, request)
+            .await
+            .map(Response::new)
     }
 }

@@ -18,6 +18,7 @@ pub mod cohorts;
 pub mod convert;
 pub mod learners;
 pub mod mastery;
+pub mod pauses;
 pub mod programs;
 pub mod remediation;
 pub mod reports;
@@ -34,4 +35,18 @@ pub mod pb {
     /// The descriptor set of our protos, served by reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("spoc_v1_descriptor");
+}
+
+/// Runs a synchronous engine call through `offload::blocking` (the one way
+/// off the runtime), with its errors and a panic mapped to a status.
+pub(crate) async fn off_runtime<T, F>(
+    engine: &std::sync::Arc<crate::engine::Engine>,
+    work: F,
+) -> Result<T, tonic::Status>
+where
+    T: Send + 'static,
+    F: FnOnce(&crate::engine::Engine) -> crate::error::Result<T> + Send + 'static,
+{
+    let engine = std::sync::Arc::clone(engine);
+    Ok(crate::offload::blocking(async move { work(&engine) }).await??)
 }

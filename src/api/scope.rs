@@ -33,6 +33,10 @@ pub const SCOPE_CHECKED: &[&str] = &[
     "/spoc.v1.AlertService/ListSubscriptions",
     "/spoc.v1.AlertService/DeleteSubscription",
     "/spoc.v1.AlertService/ListDeadLetters",
+    "/spoc.v1.AlertService/DeclarePause",
+    "/spoc.v1.AlertService/EndPause",
+    "/spoc.v1.AlertService/ListPauses",
+    "/spoc.v1.AlertService/GetAlertDigest",
 ];
 
 /// A request message that names learners, cohorts, programs or alerts.

@@ -245,7 +245,7 @@ pub async fn list(
     let after = check::page_token("page_token", &r.page_token, scope)?
         .map(|key| String::from_utf8_lossy(&key).into_owned());
     let who = super::scope::authorize(engine, &request)?;
-    let (views, next) = off(engine, move |e| {
+    let (views, next) = super::off_runtime(engine, move |e| {
         e.list_subscriptions(&who, after.as_deref(), limit)
     })
     .await?;
@@ -262,7 +262,7 @@ pub async fn delete(
 ) -> Result<Response<pb::DeleteSubscriptionResponse>, Status> {
     let id = check::id("subscription_id", &request.get_ref().subscription_id)?;
     let who = super::scope::authorize(engine, &request)?;
-    let dropped = off(engine, move |e| e.delete_subscription(&who, &id)).await?;
+    let dropped = super::off_runtime(engine, move |e| e.delete_subscription(&who, &id)).await?;
     engine.store().durable().await?;
     Ok(Response::new(pb::DeleteSubscriptionResponse {
         dropped_pending: dropped.pending,
@@ -281,7 +281,7 @@ pub async fn dead_letters(
     let scope = format!("ListDeadLetters\0{subscription}");
     let after = check::page_token("page_token", &r.page_token, &scope)?;
     let who = super::scope::authorize(engine, &request)?;
-    let (letters, next) = off(engine, move |e| {
+    let (letters, next) = super::off_runtime(engine, move |e| {
         let subscription = (!subscription.is_empty()).then_some(subscription.as_str());
         e.list_dead_letters(&who, subscription, after.as_deref(), limit)
     })
@@ -395,14 +395,4 @@ mod tests {
             }
         );
     }
-}
-
-/// Runs an engine call off the async runtime (`offload::blocking`).
-async fn off<T, F>(engine: &Arc<Engine>, work: F) -> std::result::Result<T, Status>
-where
-    T: Send + 'static,
-    F: FnOnce(&Engine) -> Result<T> + Send + 'static,
-{
-    let engine = Arc::clone(engine);
-    Ok(crate::offload::blocking(async move { work(&engine) }).await??)
 }

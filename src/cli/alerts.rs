@@ -38,14 +38,20 @@ pub enum KindArg {
     /// Repeated failures on one skill without mastery gain.
     #[value(alias = "blocking_point")]
     BlockingPoint,
-    /// No activity for longer than the program tolerates.
+    /// Away much longer than the learner's usual rhythm.
     Inactivity,
     /// Mastery of a skill fell well below its peak.
     #[value(alias = "mastery_drop")]
     MasteryDrop,
-    /// The dropout model predicts the learner will not complete.
+    /// Retired (no longer raised); as a filter, also matches the two kinds
+    /// that replace it.
     #[value(alias = "predicted_dropout")]
     PredictedDropout,
+    /// Will likely not complete the program by its end.
+    #[value(alias = "behind_schedule")]
+    BehindSchedule,
+    /// Likely to stop within the next weeks.
+    Stopping,
 }
 
 /// Options of `spoc alerts list`.
@@ -165,6 +171,8 @@ fn list(args: ListArgs) -> Result<(), BoxError> {
             KindArg::Inactivity => pb::AlertKind::Inactivity,
             KindArg::MasteryDrop => pb::AlertKind::MasteryDrop,
             KindArg::PredictedDropout => pb::AlertKind::PredictedDropout,
+            KindArg::BehindSchedule => pb::AlertKind::BehindSchedule,
+            KindArg::Stopping => pb::AlertKind::Stopping,
         }) as i32,
         status: args
             .state

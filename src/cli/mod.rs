@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod client;
 pub mod cohorts;
 pub mod demo;
+pub mod eval_alerts;
 pub mod fit;
 pub mod learners;
 pub mod model;
@@ -62,8 +63,12 @@ pub enum Command {
     Activities(activities::ActivitiesCommand),
     /// Write a cohort or program report (HTML or CSV) from a running service.
     Report(report::ReportArgs),
-    /// Train the dropout model on synthetic learners (models/risk.json).
+    /// Train the alert models (behind schedule, stopping) on simulated
+    /// cohort worlds or a data folder's history (models/risk.json).
     TrainRisk(train_risk::TrainRiskArgs),
+    /// Measure the alerts on simulated cohort worlds whose future is
+    /// known, through a service started in process.
+    EvalAlerts(eval_alerts::EvalAlertsArgs),
     /// Write a consistent snapshot of a running service's store to a file.
     Backup(backup::BackupArgs),
     /// Restore a snapshot file into an empty data folder (offline).
@@ -77,11 +82,13 @@ pub enum Command {
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The demo prints for people: only warnings and errors unless asked.
-    init_logging(if matches!(cli.command, Command::Demo(_)) {
-        "warn"
-    } else {
-        "info"
-    });
+    init_logging(
+        if matches!(cli.command, Command::Demo(_) | Command::EvalAlerts(_)) {
+            "warn"
+        } else {
+            "info"
+        },
+    );
     let outcome = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Serve(args) => serve::run(args),
@@ -95,6 +102,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Catalog(command) => catalog::run(command),
         Command::Report(args) => report::run(args),
         Command::TrainRisk(args) => train_risk::run(args),
+        Command::EvalAlerts(args) => eval_alerts::run(args),
         Command::Backup(args) => backup::backup(args),
         Command::Restore(args) => backup::restore(args),
         Command::Verify(args) => return verify::run(args),

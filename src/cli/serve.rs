@@ -31,13 +31,18 @@ pub struct ServeArgs {
     /// BKT parameter file; defaults to the shipped models/bkt-defaults.json.
     #[arg(long, env = "SPOC_BKT_PARAMS")]
     pub bkt_params: Option<PathBuf>,
-    /// Dropout model file; defaults to the shipped models/risk.json.
+    /// Alert model file (behind schedule, stopping); defaults to the
+    /// shipped models/risk.json.
     #[arg(long, env = "SPOC_RISK_MODEL")]
     pub risk_model: Option<PathBuf>,
     /// Seconds between two full alert passes (time-based rules such as
     /// inactivity); touched learners are evaluated at once regardless.
     #[arg(long, env = "SPOC_ALERT_PASS_SECONDS", default_value_t = 60)]
     pub alert_pass_seconds: u64,
+    /// Open alerts allowed per 25 learners of a cohort (most urgent first,
+    /// the rest in the digest); 0 for no budget.
+    #[arg(long, env = "SPOC_ALERTS_PER_25", default_value_t = crate::engine::alerts::DEFAULT_ALERTS_PER_25)]
+    pub alerts_per_25: u32,
     /// Requests in flight over all connections before new ones are refused
     /// at once with RESOURCE_EXHAUSTED (load shedding).
     #[arg(long, env = "SPOC_MAX_IN_FLIGHT", default_value_t = crate::domain::limits::DEFAULT_MAX_IN_FLIGHT)]
@@ -181,6 +186,7 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
         );
     }
     engine.set_webhook_options(webhooks);
+    engine.set_alert_budget(args.alerts_per_25);
     if let Some(path) = engine.bootstrap_admin_key(&args.data_dir)? {
         tracing::warn!(
             path = %path.display(),

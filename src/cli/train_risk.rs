@@ -1,26 +1,29 @@
-//! `spoc train-risk`: train the dropout model on synthetic learner histories,
-//! or on a deployment's own history (`--data-dir`: learners of programs that
-//! have ended, labelled completed or not), and write it as the model file
-//! the server loads (`models/risk.json`, or `--risk-model`).
+//! `spoc train-risk`: train the two alert models (behind schedule,
+//! stopping) on simulated cohort worlds, or on a deployment's own history
+//! (`--data-dir`: learners of programs that have ended, observed weekly),
+//! and write them as the model file the server loads (`models/risk.json`,
+//! or `--risk-model`).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
 
-use crate::domain::risk::{LearnerSignals, TrainOptions, train, train_default};
+use crate::domain::risk::training::train_on;
+use crate::domain::risk::{LinearModel, train_default};
 
 /// Options of `spoc train-risk`.
 #[derive(Debug, Args)]
 pub struct TrainRiskArgs {
-    /// Synthetic learners to simulate (30% are held out for the AUC).
-    #[arg(long, default_value_t = 5000)]
+    /// Learners per simulated training world (three worlds; 30% of the
+    /// learners are held out for the AUC).
+    #[arg(long, default_value_t = 1000)]
     pub learners: usize,
-    /// Seed of the simulation and of the train/test split.
+    /// Seed of the train/test split.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Train on this data folder's own history instead of synthetic
-    /// learners (the service must be stopped: the store is opened here).
+    /// Train on this data folder's own history instead of simulated
+    /// worlds (the service must be stopped: the store is opened here).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// With `--data-dir`: the BKT parameter file the service runs with
@@ -36,10 +39,11 @@ pub struct TrainRiskArgs {
     pub output: PathBuf,
 }
 
-/// Trains, prints the held-out AUC and the coefficients, writes the file.
+/// Trains, prints each model's held-out AUC and coefficients, writes the
+/// file.
 pub fn run(args: TrainRiskArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let started = Instant::now();
-    let model = match &args.data_dir {
+    let models = match &args.data_dir {
         None => train_default(args.seed, args.learners)?,
         Some(dir) => {
             let store = crate::store::Store::open(dir)?;
@@ -50,39 +54,41 @@ pub fn run(args: TrainRiskArgs) -> Result<(), Box<dyn std::error::Error + Send +
                     params: crate::engine::params::ParamSet::load(args.bkt_params.as_deref())?,
                 },
             )?;
-            let samples = engine.risk_history(crate::clock::now_micros())?;
-            let options = TrainOptions {
-                seed: args.seed,
-                source: format!(
-                    "history of {} ({} learners of ended programs)",
-                    dir.display(),
-                    samples.len()
-                ),
-                ..TrainOptions::default()
-            };
-            train(&samples, &options)?
+            let set = engine.risk_history(crate::clock::now_micros())?;
+            let source = format!(
+                "history of {} ({} observations of learners of ended programs)",
+                dir.display(),
+                set.behind_schedule.len()
+            );
+            train_on(&set, args.seed, &source)?
         }
     };
-    let t = &model.training;
     println!(
-        "trained on {} learners ({} did not complete): {} train, {} held out, {:.2}s",
-        t.samples,
-        t.positives,
-        t.train_size,
-        t.test_size,
-        started.elapsed().as_secs_f64()
+        "trained in {:.2}s on {}",
+        started.elapsed().as_secs_f64(),
+        models.stopping.training.source
     );
-    println!("held-out AUC {:.4}", model.auc);
-    println!("intercept {:+.4}", model.intercept);
-    for (name, w) in LearnerSignals::NAMES.iter().zip(&model.coefficients) {
-        println!("  {name:<26} {w:+.4}");
-    }
+    print_model("behind schedule", &models.behind_schedule);
+    print_model("stopping", &models.stopping);
     if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    std::fs::write(&args.output, model.to_json() + "\n")
+    std::fs::write(&args.output, models.to_json() + "\n")
         .map_err(|e| format!("cannot write {}: {e}", args.output.display()))?;
-    eprintln!("model written to {}", args.output.display());
+    eprintln!("models written to {}", args.output.display());
     Ok(())
+}
+
+/// One model: its data, held-out AUC and coefficients.
+fn print_model(name: &str, m: &LinearModel) {
+    let t = &m.training;
+    println!(
+        "{name} ({}): {} examples ({} positive), {} train, {} held out, held-out AUC {:.4}",
+        m.target, t.samples, t.positives, t.train_size, t.test_size, m.auc
+    );
+    println!("  intercept {:+.4}", m.intercept);
+    for (feature, w) in m.features.iter().zip(&m.coefficients) {
+        println!("  {feature:<22} {w:+.4}");
+    }
 }

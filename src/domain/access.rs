@@ -251,6 +251,14 @@ pub const PERMISSIONS: &[(&str, &[Role])] = &[
     ("/spoc.v1.AlertService/ListSubscriptions", &[M, T]),
     ("/spoc.v1.AlertService/DeleteSubscription", &[M, T]),
     ("/spoc.v1.AlertService/ListDeadLetters", &[M, T]),
+    // Pauses: the learner's LMS or a trainer of their cohort declares
+    // them; withdrawals come from the LMS or a manager; the digest is read
+    // like the alerts.
+    ("/spoc.v1.AlertService/DeclarePause", &[L, T]),
+    ("/spoc.v1.AlertService/EndPause", &[L, T]),
+    ("/spoc.v1.AlertService/ListPauses", &[M, L, T]),
+    ("/spoc.v1.AlertService/WithdrawLearner", &[M, L]),
+    ("/spoc.v1.AlertService/GetAlertDigest", &[M, T]),
 ];
 
 /// Whether `method` needs no key at all (health, reflection).

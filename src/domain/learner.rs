@@ -79,7 +79,8 @@ pub struct Program {
 /// default (see `domain::risk::RiskThresholds`).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct RiskRules {
-    /// Days without activity before an inactivity alert, in (0, 365].
+    /// Fewest days without activity before an inactivity alert, whatever
+    /// the learner's rhythm (`risk::rules`), in (0, 365].
     pub inactivity_days: Option<f64>,
     /// Consecutive failures on one skill without mastery gain that make a
     /// blocking point, in 1..=100.

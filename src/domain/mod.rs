@@ -17,6 +17,7 @@ pub mod learner;
 pub mod limits;
 pub mod mastery;
 pub mod paging;
+pub mod pauses;
 pub mod remediation;
 pub mod reports;
 pub mod risk;

@@ -29,6 +29,9 @@
 //! | `alerts`        | alert id                                                | `Alert`                |
 //! | `alert_active`  | learner id `00` program id `00` alert kind name         | alert id (`String`, dedup index) |
 //! | `alert_log`     | sequence number (`u64` big-endian)                      | `Alert` after that change (append-only) |
+//! | `pauses`        | learner id `00` pause id                                | `Pause` (declared break; silences inactivity and stopping alerts) |
+//! | `withdrawals`   | learner id `00` program id                              | `Withdrawal`           |
+//! | `alert_episodes` | learner id `00` program id `00` alert kind name        | `ClosedEpisode` (kind, skill, start): a trainer resolved its alert while the condition held |
 //! | `api_keys`      | key id                                                  | `ApiKey` (role, scope, SHA-256 of the secret, never the secret) |
 //! | `meta`          | `b"admin_key_bootstrapped"`                             | `Micros` when the first admin key was written |
 //! | `items`         | item id (an xAPI activity IRI fits: up to 512 bytes)    | `Item` (Q-matrix row)  |

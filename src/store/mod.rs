@@ -30,6 +30,7 @@ mod mastery;
 pub mod mastery_cache;
 pub mod models;
 pub mod outbox;
+pub mod pauses;
 pub mod privacy;
 pub mod private;
 pub mod recommended;

@@ -110,6 +110,9 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     /// The admin key every client of [`TestServer::channel`] sends.
     pub admin_key: String,
+    /// The engine it serves, for settings no RPC changes (e.g. the alert
+    /// budget).
+    pub engine: Arc<Engine>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _temp: Option<tempfile::TempDir>,
@@ -128,6 +131,7 @@ impl TestServer {
     /// Starts a server on the store in `dir` (which may hold data).
     pub async fn start_in(dir: &Path) -> Self {
         let (engine, admin_key) = engine_in(dir);
+        let handle = engine.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -144,6 +148,7 @@ impl TestServer {
             addr,
             data_dir: dir.to_path_buf(),
             admin_key,
+            engine: handle,
             stop: Some(stop),
             task: Some(task),
             _temp: None,
@@ -260,6 +265,22 @@ pub fn learner(id: &str, company: &str) -> pb::Learner {
         time_zone: "Europe/Paris".into(),
         display_name: String::new(),
     }
+}
+
+/// A base time for test events, in seconds: ten minutes ago, taken once
+/// per test binary. Events dated from it (plus a few minutes) are news to
+/// the alert rules (events older than 7 days raise no alert) and arrive
+/// live rather than as a bulk load (events older than 15 minutes are held
+/// until the load ends).
+pub fn t0() -> i64 {
+    static T0: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *T0.get_or_init(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("the clock is after 1970")
+            .as_secs() as i64;
+        now - 600
+    })
 }
 
 /// An attempt at `seconds` after the epoch.

@@ -8,7 +8,8 @@
 //! report, the next modules for three learners with their reasons, the open
 //! at-risk alerts and where the HTML reports were written. Then it keeps
 //! serving, so that grpcurl and the `spoc` client commands can be tried
-//! against it.
+//! against it. The alerts are evaluated once the history has arrived
+//! (history is not news), within the budget of open alerts per cohort.
 //!
 //! Module map: [`world`] draws the world (pure), [`load`] sends it through
 //! gRPC, [`print`] renders the outcome for people.
@@ -178,6 +179,10 @@ pub struct AlertsSummary {
     pub by_kind: BTreeMap<String, usize>,
     /// Open alerts per severity.
     pub by_severity: BTreeMap<String, usize>,
+    /// The budget: open alerts allowed per 25 learners of a cohort.
+    pub budget_per_25: u32,
+    /// Drafts waiting for room (the digest), over both programs.
+    pub digest: usize,
     /// The most urgent ones, as JSON.
     pub shown: Vec<serde_json::Value>,
     /// The same, for printing.
@@ -415,13 +420,24 @@ async fn show(
     .await?;
     let load_seconds = started.elapsed().as_secs_f64();
 
-    // The service evaluates touched learners in the background; one full
-    // pass now (as the periodic pass would) makes the alerts complete and
-    // the output deterministic.
-    step("evaluating at-risk alerts");
-    let evaluator = engine.clone();
-    tokio::task::spawn_blocking(move || evaluator.evaluate_all_alerts()).await??;
-    let alerts = open_alerts(&service).await?;
+    // History is not news: the service holds the learners of a bulk load
+    // and evaluates everyone once, when the load has ended (no history
+    // for a few seconds); wait for it.
+    step("evaluating at-risk alerts once the history has arrived");
+    let deadline = Instant::now() + std::time::Duration::from_secs(300);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    while !engine.alerts_idle() {
+        if Instant::now() > deadline {
+            return Err("the alert evaluation of the loaded history did not finish".into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut alerts = open_alerts(&service).await?;
+    alerts.0.digest = world
+        .programs
+        .iter()
+        .map(|p| engine.alert_digest(&p.id, None).len())
+        .sum();
 
     step("writing the program reports");
     let reports = write_reports(&service, &world, &args.data_dir).await?;
@@ -506,6 +522,8 @@ async fn open_alerts(
             learners: by_learner.len(),
             by_kind,
             by_severity,
+            budget_per_25: crate::engine::alerts::DEFAULT_ALERTS_PER_25,
+            digest: 0,
             shown: open.iter().map(super::alerts::alert_json).collect(),
             shown_alerts: open,
         },

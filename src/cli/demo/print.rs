@@ -113,6 +113,12 @@ pub fn render(s: &DemoSummary) -> String {
         kinds.join(", "),
         severities.join(", ")
     );
+    let _ = writeln!(
+        out,
+        "(at most {} open per 25 learners of a cohort, most urgent first; {} more wait in the \
+         digest: spoc.v1.AlertService/GetAlertDigest)",
+        s.alerts.budget_per_25, s.alerts.digest
+    );
     if !s.alerts.shown_alerts.is_empty() {
         let _ = writeln!(
             out,

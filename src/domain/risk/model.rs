@@ -1,67 +1,91 @@
-//! The dropout model: standardized logistic regression over
-//! [`LearnerSignals`], fitted with `linfa-logistic`, stored as plain JSON.
+//! The alert models: standardized logistic regressions over named
+//! [`Features`], fitted with `linfa-logistic`, stored as plain JSON.
 //!
-//! A linear model is enough for eight hand-made signals, trains in
-//! milliseconds on a deployment's own history, and each prediction can be
+//! Two questions, two models ([`RiskModels`]): *behind schedule* (will the
+//! learner not complete the program by its end?) and *stopping* (will the
+//! learner stop within the next three weeks?). A linear model trains in
+//! milliseconds on a deployment's own history, and each prediction is
 //! explained by its per-feature contributions (coefficient × standardized
 //! value), which is what an alert reason needs. The file carries what it
-//! takes to score without linfa (means, scales, coefficients, intercept) and
-//! what a reader needs to trust it (training data, held-out AUC).
+//! takes to score without linfa (feature names, means, scales,
+//! coefficients, intercept) and what a reader needs to trust it (training
+//! data, held-out AUC).
 
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2};
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::signals::LearnerSignals;
+use super::features::{Features, is_feature};
 use crate::error::{Error, Result};
 
 /// Version of the model file layout; bumped on any incompatible change.
-pub const MODEL_FORMAT_VERSION: u32 = 1;
+/// Version 1 held one dropout model over eight fixed signals.
+pub const MODEL_FORMAT_VERSION: u32 = 2;
 
-/// A trained dropout model: P(the learner will not complete the program).
+/// One trained logistic model: P(`target`) from named features.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RiskModel {
-    /// File layout version ([`MODEL_FORMAT_VERSION`]).
-    pub version: u32,
-    /// Area under the ROC curve on the held-out learners: the one number to
+pub struct LinearModel {
+    /// What it predicts, in words (`"stops within 21 days"`).
+    pub target: String,
+    /// Area under the ROC curve on held-out learners: the one number to
     /// judge the model by (0.5 = chance).
     pub auc: f64,
-    /// Feature names in coefficient order; must equal
-    /// [`LearnerSignals::NAMES`] to score.
+    /// Feature names in coefficient order (see `features::FEATURE_NAMES`).
     pub features: Vec<String>,
     /// Training mean of each feature (standardization).
     pub means: Vec<f64>,
     /// Training standard deviation of each feature (1 for constant ones).
     pub scales: Vec<f64>,
-    /// Weight of each standardized feature towards "will not complete".
+    /// Weight of each standardized feature towards the target.
     pub coefficients: Vec<f64>,
-    /// Log-odds of not completing for a learner at the training means.
+    /// Log-odds of the target at the training means.
     pub intercept: f64,
     /// Where the model comes from.
     pub training: TrainingInfo,
 }
 
+/// The two alert models, as `models/risk.json` stores them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskModels {
+    /// File layout version ([`MODEL_FORMAT_VERSION`]).
+    pub version: u32,
+    /// P(the learner does not complete the program by its end).
+    pub behind_schedule: LinearModel,
+    /// P(the learner stops within the next 21 days).
+    pub stopping: LinearModel,
+}
+
 /// Description of the data and settings a model was trained with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingInfo {
-    /// Free text naming the data, e.g. the synthetic generator and its seed.
+    /// Free text naming the data, e.g. the simulated worlds and seeds.
     pub source: String,
-    /// Learners in the data set.
+    /// Examples in the data set (learner × observation time).
     pub samples: usize,
-    /// Of which did not complete.
+    /// Of which positive.
     pub positives: usize,
-    /// Learners used to fit.
+    /// Examples used to fit.
     pub train_size: usize,
-    /// Learners held out to measure the AUC.
+    /// Examples held out to measure the AUC (whole learners).
     pub test_size: usize,
     /// L2 penalty used by the fit.
     pub alpha: f64,
     /// Seed of the train/test split.
     pub seed: u64,
+}
+
+/// One labelled example: its features, its label, and the group it
+/// belongs to (a learner: all their observation times fall on the same
+/// side of the train/test split).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The features at the observation time.
+    pub features: Features,
+    /// Whether the target happened.
+    pub label: bool,
+    /// Split group (e.g. a hash of world and learner).
+    pub group: u64,
 }
 
 /// Settings of [`train`].
@@ -70,9 +94,9 @@ pub struct TrainOptions {
     /// L2 penalty. linfa's default (1.0) flattens a small model towards the
     /// base rate, hence a small default.
     pub alpha: f64,
-    /// Share of learners held out for the AUC, in `(0, 1)`.
+    /// Share of groups held out for the AUC, in `(0, 1)`.
     pub test_fraction: f64,
-    /// Seed of the shuffle that splits train from test.
+    /// Seed of the split.
     pub seed: u64,
     /// Iteration cap of the L-BFGS fit.
     pub max_iterations: u64,
@@ -93,77 +117,142 @@ impl Default for TrainOptions {
     }
 }
 
-impl RiskModel {
-    /// Checks that the file can score today's signals: right version, right
-    /// feature names, consistent lengths, finite numbers.
-    pub fn validate(&self) -> Result<()> {
-        if self.version != MODEL_FORMAT_VERSION {
+impl LinearModel {
+    /// Checks that the model can be scored: known feature names,
+    /// consistent lengths, finite numbers. `at` prefixes the field names
+    /// of errors.
+    pub fn validate(&self, at: &str) -> Result<()> {
+        if self.features.is_empty() {
             return Err(Error::invalid(
-                "version",
-                format!(
-                    "risk model version {} is not supported (expected {MODEL_FORMAT_VERSION})",
-                    self.version
-                ),
+                format!("{at}.features"),
+                "must not be empty",
             ));
         }
-        if self.features != LearnerSignals::NAMES {
+        if let Some(unknown) = self.features.iter().find(|f| !is_feature(f)) {
             return Err(Error::invalid(
-                "features",
-                format!(
-                    "expected {:?}, got {:?}",
-                    LearnerSignals::NAMES,
-                    self.features
-                ),
+                format!("{at}.features"),
+                format!("unknown feature '{unknown}'"),
             ));
         }
+        let n = self.features.len();
         for (name, v) in [
             ("means", &self.means),
             ("scales", &self.scales),
             ("coefficients", &self.coefficients),
         ] {
-            if v.len() != LearnerSignals::LEN {
+            if v.len() != n {
                 return Err(Error::invalid(
-                    name,
-                    format!("expected {} values, got {}", LearnerSignals::LEN, v.len()),
+                    format!("{at}.{name}"),
+                    format!("expected {n} values, got {}", v.len()),
                 ));
             }
             if v.iter().any(|x| !x.is_finite()) {
-                return Err(Error::invalid(name, "values must be finite"));
+                return Err(Error::invalid(
+                    format!("{at}.{name}"),
+                    "values must be finite",
+                ));
             }
         }
         if self.scales.iter().any(|s| *s <= 0.0) {
-            return Err(Error::invalid("scales", "values must be positive"));
+            return Err(Error::invalid(
+                format!("{at}.scales"),
+                "values must be positive",
+            ));
         }
         if !self.intercept.is_finite() {
-            return Err(Error::invalid("intercept", "must be finite"));
+            return Err(Error::invalid(format!("{at}.intercept"), "must be finite"));
         }
         Ok(())
     }
 
+    /// Per-feature contribution to the log-odds (coefficient ×
+    /// standardized value), in [`LinearModel::features`] order: positive
+    /// values push towards the target. A missing feature counts as its
+    /// training mean (no contribution). Explains a prediction.
+    pub fn contributions(&self, features: &Features) -> Vec<f64> {
+        self.features
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let x = features.get(name).copied().unwrap_or(self.means[i]);
+                self.coefficients[i] * (x - self.means[i]) / self.scales[i]
+            })
+            .collect()
+    }
+
+    /// P(target), in `(0, 1)`.
+    pub fn predict(&self, features: &Features) -> f64 {
+        sigmoid(self.intercept + self.contributions(features).iter().sum::<f64>())
+    }
+}
+
+impl RiskModels {
+    /// Checks both models and the version.
+    pub fn validate(&self) -> Result<()> {
+        if self.version != MODEL_FORMAT_VERSION {
+            return Err(Error::invalid(
+                "version",
+                format!(
+                    "risk model version {} is not supported (expected {MODEL_FORMAT_VERSION}; \
+                     a version 1 file holds the former single dropout model: retrain with \
+                     `spoc train-risk`)",
+                    self.version
+                ),
+            ));
+        }
+        self.behind_schedule.validate("behind_schedule")?;
+        self.stopping.validate("stopping")
+    }
+
     /// Parses and validates a model file.
     pub fn from_json(text: &str) -> Result<Self> {
-        let model: RiskModel =
+        #[derive(Deserialize)]
+        struct Version {
+            version: u32,
+        }
+        // The version first: an old file gets the version message, not a
+        // missing field.
+        let version: Version =
             serde_json::from_str(text).map_err(|e| Error::invalid("risk model", e.to_string()))?;
-        model.validate()?;
-        Ok(model)
+        if version.version != MODEL_FORMAT_VERSION {
+            let placeholder = RiskModels {
+                version: version.version,
+                behind_schedule: empty_model(),
+                stopping: empty_model(),
+            };
+            placeholder.validate()?;
+        }
+        let models: RiskModels =
+            serde_json::from_str(text).map_err(|e| Error::invalid("risk model", e.to_string()))?;
+        models.validate()?;
+        Ok(models)
     }
 
     /// The model file, pretty-printed.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a risk model always serializes")
+        serde_json::to_string_pretty(self).expect("risk models always serialize")
     }
+}
 
-    /// Per-feature contribution to the log-odds of not completing
-    /// (coefficient × standardized value), in [`LearnerSignals::NAMES`]
-    /// order: positive values push towards dropout. Explains a prediction.
-    pub fn contributions(&self, signals: &LearnerSignals) -> [f64; LearnerSignals::LEN] {
-        let x = signals.to_array();
-        std::array::from_fn(|i| self.coefficients[i] * (x[i] - self.means[i]) / self.scales[i])
-    }
-
-    /// P(the learner will not complete the program), in `(0, 1)`.
-    pub fn predict(&self, signals: &LearnerSignals) -> f64 {
-        sigmoid(self.intercept + self.contributions(signals).iter().sum::<f64>())
+/// A model with no features (only to carry a version error).
+fn empty_model() -> LinearModel {
+    LinearModel {
+        target: String::new(),
+        auc: f64::NAN,
+        features: Vec::new(),
+        means: Vec::new(),
+        scales: Vec::new(),
+        coefficients: Vec::new(),
+        intercept: 0.0,
+        training: TrainingInfo {
+            source: String::new(),
+            samples: 0,
+            positives: 0,
+            train_size: 0,
+            test_size: 0,
+            alpha: 0.0,
+            seed: 0,
+        },
     }
 }
 
@@ -172,54 +261,78 @@ fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
-/// Trains a model on labelled signals (`true` = did not complete), from any
-/// source: the synthetic generator or a deployment's own history.
+/// A 64-bit mix of a group id and the seed (SplitMix64): which side of the
+/// split a group falls on, stable for given seeds.
+fn mix(group: u64, seed: u64) -> u64 {
+    let mut z = group ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Trains a model of `target` on `features` of labelled samples.
 ///
-/// Shuffles with `options.seed`, holds out `options.test_fraction`, fits
-/// standardization and the regression on the rest, and measures the AUC on
-/// the held-out part. Deterministic for given samples and options.
-pub fn train(samples: &[(LearnerSignals, bool)], options: &TrainOptions) -> Result<RiskModel> {
+/// Holds out `options.test_fraction` of the groups (whole learners),
+/// fits standardization and the regression on the rest, and measures the
+/// AUC on the held-out part. Deterministic for given samples and options.
+pub fn train(
+    samples: &[Sample],
+    features: &[&str],
+    target: &str,
+    options: &TrainOptions,
+) -> Result<LinearModel> {
     if !(options.test_fraction > 0.0 && options.test_fraction < 1.0) {
         return Err(Error::invalid("test_fraction", "must be in (0, 1)"));
     }
     if !(options.alpha.is_finite() && options.alpha >= 0.0) {
         return Err(Error::invalid("alpha", "must be finite and non-negative"));
     }
-    if let Some(i) = samples
-        .iter()
-        .position(|(s, _)| s.to_array().iter().any(|x| !x.is_finite()))
-    {
+    if let Some(unknown) = features.iter().find(|f| !is_feature(f)) {
         return Err(Error::invalid(
-            format!("samples[{i}]"),
-            "signals must be finite",
+            "features",
+            format!("unknown feature '{unknown}'"),
         ));
     }
-    let mut order: Vec<usize> = (0..samples.len()).collect();
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(options.seed));
-    let test_size = (samples.len() as f64 * options.test_fraction).round() as usize;
-    let (test_idx, train_idx) = order.split_at(test_size);
-    let has_both =
-        |idx: &[usize]| idx.iter().any(|&i| samples[i].1) && idx.iter().any(|&i| !samples[i].1);
-    if !has_both(train_idx) || !has_both(test_idx) {
+    let n = features.len();
+    let rows: Vec<Vec<f64>> = samples
+        .iter()
+        .map(|s| {
+            features
+                .iter()
+                .map(|f| s.features.get(*f).copied().unwrap_or(0.0))
+                .collect()
+        })
+        .collect();
+    if let Some(i) = rows.iter().position(|r| r.iter().any(|x| !x.is_finite())) {
+        return Err(Error::invalid(
+            format!("samples[{i}]"),
+            "features must be finite",
+        ));
+    }
+    let cut = (options.test_fraction * u64::MAX as f64) as u64;
+    let (test_idx, train_idx): (Vec<usize>, Vec<usize>) =
+        (0..samples.len()).partition(|&i| mix(samples[i].group, options.seed) < cut);
+    let has_both = |idx: &[usize]| {
+        idx.iter().any(|&i| samples[i].label) && idx.iter().any(|&i| !samples[i].label)
+    };
+    if !has_both(&train_idx) || !has_both(&test_idx) {
         return Err(Error::FailedPrecondition(format!(
-            "training needs completers and non-completers in both the training and the held-out \
-             part ({} samples, {} did not complete)",
+            "training needs positive and negative examples in both the training and the \
+             held-out part ({} samples, {} positive)",
             samples.len(),
-            samples.iter().filter(|(_, y)| *y).count()
+            samples.iter().filter(|s| s.label).count()
         )));
     }
-
-    let n = LearnerSignals::LEN;
     let mut means = vec![0.0; n];
     let mut scales = vec![0.0; n];
-    for &i in train_idx {
-        for (m, x) in means.iter_mut().zip(samples[i].0.to_array()) {
+    for &i in &train_idx {
+        for (m, x) in means.iter_mut().zip(&rows[i]) {
             *m += x;
         }
     }
     means.iter_mut().for_each(|m| *m /= train_idx.len() as f64);
-    for &i in train_idx {
-        for (j, x) in samples[i].0.to_array().into_iter().enumerate() {
+    for &i in &train_idx {
+        for (j, x) in rows[i].iter().enumerate() {
             scales[j] += (x - means[j]).powi(2);
         }
     }
@@ -227,28 +340,22 @@ pub fn train(samples: &[(LearnerSignals, bool)], options: &TrainOptions) -> Resu
         let sd = (*s / train_idx.len() as f64).sqrt();
         *s = if sd > 1e-12 { sd } else { 1.0 };
     }
-    let standardize = |idx: &[usize]| {
-        Array2::from_shape_fn((idx.len(), n), |(r, c)| {
-            (samples[idx[r]].0.to_array()[c] - means[c]) / scales[c]
-        })
-    };
-    let x_train = standardize(train_idx);
-    let y_train: Array1<bool> = train_idx.iter().map(|&i| samples[i].1).collect();
+    let x_train = Array2::from_shape_fn((train_idx.len(), n), |(r, c)| {
+        (rows[train_idx[r]][c] - means[c]) / scales[c]
+    });
+    let y_train: Array1<bool> = train_idx.iter().map(|&i| samples[i].label).collect();
     let fitted = LogisticRegression::default()
         .alpha(options.alpha)
         .max_iterations(options.max_iterations)
         .fit(&Dataset::new(x_train, y_train))
         .map_err(|e| Error::FailedPrecondition(format!("logistic regression failed: {e}")))?;
-    // linfa models P(larger training class), which is "completed" whenever
-    // most learners complete: flip the sign to always model P(not complete).
+    // linfa models P(the more frequent training label): flip the sign to
+    // always model P(target).
     let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
-    let model_without_auc = RiskModel {
-        version: MODEL_FORMAT_VERSION,
+    let mut model = LinearModel {
+        target: target.to_string(),
         auc: f64::NAN,
-        features: LearnerSignals::NAMES
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        features: features.iter().map(|s| s.to_string()).collect(),
         means,
         scales,
         coefficients: fitted.params().iter().map(|w| sign * w).collect(),
@@ -256,7 +363,7 @@ pub fn train(samples: &[(LearnerSignals, bool)], options: &TrainOptions) -> Resu
         training: TrainingInfo {
             source: options.source.clone(),
             samples: samples.len(),
-            positives: samples.iter().filter(|(_, y)| *y).count(),
+            positives: samples.iter().filter(|s| s.label).count(),
             train_size: train_idx.len(),
             test_size: test_idx.len(),
             alpha: options.alpha,
@@ -265,14 +372,11 @@ pub fn train(samples: &[(LearnerSignals, bool)], options: &TrainOptions) -> Resu
     };
     let scores: Vec<f64> = test_idx
         .iter()
-        .map(|&i| model_without_auc.predict(&samples[i].0))
+        .map(|&i| model.predict(&samples[i].features))
         .collect();
-    let labels: Vec<bool> = test_idx.iter().map(|&i| samples[i].1).collect();
-    let model = RiskModel {
-        auc: auc(&scores, &labels),
-        ..model_without_auc
-    };
-    model.validate()?;
+    let labels: Vec<bool> = test_idx.iter().map(|&i| samples[i].label).collect();
+    model.auc = auc(&scores, &labels);
+    model.validate("model")?;
     Ok(model)
 }
 
@@ -325,66 +429,92 @@ mod tests {
         assert!(auc(&[0.9, 0.1], &[true, true]).is_nan());
     }
 
-    /// Samples whose label is a noisy threshold on inactivity only; the
-    /// minority class is "did not complete" so linfa's positive class is
-    /// `false`, which `train` must undo.
-    fn inactivity_samples(n: usize) -> Vec<(LearnerSignals, bool)> {
+    /// Samples whose label is a noisy threshold on `days_away` only; the
+    /// positives are the minority, so linfa's positive class is `false`,
+    /// which `train` must undo.
+    fn samples(n: usize) -> Vec<Sample> {
         (0..n)
             .map(|i| {
                 let days = (i % 20) as f64;
-                let mut x = [0.0; LearnerSignals::LEN];
-                x[0] = days;
-                x[6] = 1.0 + (i % 7) as f64 / 10.0;
-                (LearnerSignals::from_array(x), days >= 14.0 && i % 11 != 0)
+                let features = Features::from([
+                    ("days_away".to_string(), days),
+                    ("time_trend".to_string(), 1.0 + (i % 7) as f64 / 10.0),
+                    ("pace_gap".to_string(), 0.0),
+                ]);
+                Sample {
+                    features,
+                    label: days >= 14.0 && i % 11 != 0,
+                    group: i as u64,
+                }
             })
             .collect()
     }
 
+    const FEATURES: [&str; 3] = ["days_away", "time_trend", "pace_gap"];
+
     #[test]
-    fn predicts_not_completing_even_when_it_is_the_minority() {
-        let samples = inactivity_samples(400);
-        assert!(samples.iter().filter(|(_, y)| *y).count() < 200);
-        let model = train(&samples, &TrainOptions::default()).unwrap();
+    fn predicts_the_target_even_when_it_is_the_minority() {
+        let data = samples(400);
+        assert!(data.iter().filter(|s| s.label).count() < 200);
+        let model = train(&data, &FEATURES, "stops", &TrainOptions::default()).unwrap();
         assert!(model.coefficients[0] > 0.0, "{model:?}");
-        let mut idle = [0.0; LearnerSignals::LEN];
-        idle[0] = 19.0;
-        let busy = [0.0; LearnerSignals::LEN];
-        let p_idle = model.predict(&LearnerSignals::from_array(idle));
-        let p_busy = model.predict(&LearnerSignals::from_array(busy));
-        assert!(p_idle > 0.5 && p_busy < 0.5, "{p_idle} {p_busy}");
+        let idle = Features::from([("days_away".to_string(), 19.0)]);
+        let busy = Features::from([("days_away".to_string(), 0.0)]);
+        assert!(model.predict(&idle) > 0.5 && model.predict(&busy) < 0.5);
         assert!(model.auc > 0.9, "{}", model.auc);
         // The constant feature got a unit scale, not a division by zero.
-        assert_eq!(model.scales[1], 1.0);
+        assert_eq!(model.scales[2], 1.0);
+    }
+
+    #[test]
+    fn a_learner_never_falls_on_both_sides_of_the_split() {
+        let mut data = samples(400);
+        // Four samples per group.
+        for (i, s) in data.iter_mut().enumerate() {
+            s.group = (i / 4) as u64;
+        }
+        let model = train(&data, &FEATURES, "stops", &TrainOptions::default()).unwrap();
+        assert_eq!(model.training.test_size % 4, 0, "{:?}", model.training);
+        assert!((80..160).contains(&model.training.test_size));
     }
 
     #[test]
     fn json_round_trip_and_validation() {
-        let model = train(&inactivity_samples(200), &TrainOptions::default()).unwrap();
-        let json = model.to_json();
-        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-        assert!(value["auc"].is_f64());
-        // serde_json may parse a float one ulp away: compare what matters.
-        let back = RiskModel::from_json(&json).unwrap();
-        assert_eq!(back.features, model.features);
-        assert_eq!(back.training, model.training);
-        let x = LearnerSignals::from_array([9.0, 0.2, -0.1, 0.0, 2.0, 0.1, 0.8, 1.0]);
-        assert!((back.predict(&x) - model.predict(&x)).abs() < 1e-12);
-        let mut bad = model.clone();
-        bad.features.swap(0, 1);
+        let m = train(&samples(200), &FEATURES, "stops", &TrainOptions::default()).unwrap();
+        let models = RiskModels {
+            version: MODEL_FORMAT_VERSION,
+            behind_schedule: m.clone(),
+            stopping: m.clone(),
+        };
+        let back = RiskModels::from_json(&models.to_json()).unwrap();
+        let x = Features::from([("days_away".to_string(), 9.0)]);
+        assert!((back.stopping.predict(&x) - m.predict(&x)).abs() < 1e-12);
+        let mut bad = models.clone();
+        bad.stopping.features[0] = "nope".into();
+        let err = RiskModels::from_json(&bad.to_json())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("stopping.features") && err.contains("nope"),
+            "{err}"
+        );
+        let err = RiskModels::from_json(r#"{"version": 1, "auc": 0.9}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("version 1"), "{err}");
+        let mut bad = models;
+        bad.behind_schedule.scales.pop();
         assert!(bad.validate().is_err());
-        let mut bad = model;
-        bad.version = 99;
-        assert!(RiskModel::from_json(&bad.to_json()).is_err());
     }
 
     #[test]
     fn refuses_one_class_data() {
-        let samples: Vec<_> = inactivity_samples(100)
+        let data: Vec<Sample> = samples(100)
             .into_iter()
-            .map(|(s, _)| (s, false))
+            .map(|s| Sample { label: false, ..s })
             .collect();
         assert!(matches!(
-            train(&samples, &TrainOptions::default()),
+            train(&data, &FEATURES, "stops", &TrainOptions::default()),
             Err(Error::FailedPrecondition(_))
         ));
     }

@@ -104,6 +104,19 @@ pub struct SignalInput {
     /// Display names of skills, for alert reasons; ids are used when absent.
     #[serde(default)]
     pub skill_names: BTreeMap<String, String>,
+    /// Module events in the program's modules as (time, time spent in
+    /// milliseconds), oldest first: with the attempts, the sessions and
+    /// effort the engagement signals compare with the learner's habit.
+    #[serde(default)]
+    pub module_events: Vec<(Micros, u64)>,
+    /// When each covered unit got its first completed module, oldest
+    /// first (as many as `units_completed`): the recent pace.
+    #[serde(default)]
+    pub unit_completions: Vec<Micros>,
+    /// Declared pauses of the learner in the program as (start, end),
+    /// those begun by `now`: left out of every gap and span.
+    #[serde(default)]
+    pub pauses: Vec<(Micros, Micros)>,
 }
 
 impl SignalInput {
@@ -211,6 +224,8 @@ pub struct FailureStreak {
     pub failures: u32,
     /// When the first failure of the run happened.
     pub since: Micros,
+    /// When the latest failure of the run happened.
+    pub last_at: Micros,
     /// P(mastered) before the run.
     pub p_start: f64,
     /// P(mastered) now.
@@ -236,6 +251,8 @@ pub struct MasteryFall {
     pub peak_at: Micros,
     /// P(mastered) now.
     pub current: f64,
+    /// When the skill was last answered (the latest evidence of the fall).
+    pub current_at: Micros,
 }
 
 impl MasteryFall {
@@ -351,6 +368,7 @@ pub fn failure_streaks(attempts: &[SkillAttempt]) -> Vec<FailureStreak> {
                 skill_id: skill.to_string(),
                 failures: run as u32,
                 since: first.at,
+                last_at: last.at,
                 p_start: first.p_before,
                 p_end: last.p_after,
             })
@@ -368,12 +386,14 @@ pub fn mastery_falls(attempts: &[SkillAttempt]) -> Vec<MasteryFall> {
             peak: a.p_after,
             peak_at: a.at,
             current: a.p_after,
+            current_at: a.at,
         });
         if a.p_after > fall.peak {
             fall.peak = a.p_after;
             fall.peak_at = a.at;
         }
         fall.current = a.p_after;
+        fall.current_at = a.at;
     }
     falls.into_values().collect()
 }
@@ -444,6 +464,9 @@ mod tests {
             recommended_modules: 0,
             recommended_started: 0,
             skill_names: BTreeMap::new(),
+            module_events: Vec::new(),
+            unit_completions: Vec::new(),
+            pauses: Vec::new(),
         }
     }
 

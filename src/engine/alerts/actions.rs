@@ -1,0 +1,105 @@
+//! Reads and trainer actions: one alert, a filtered page, acknowledge and
+//! resolve.
+
+use super::super::{Engine, now_micros};
+use super::hub::Publication;
+use super::{AlertFilter, TrainerAction};
+use crate::domain::access::Principal;
+use crate::domain::alerts::{Alert, AlertStatus, ClosedEpisode};
+use crate::error::{Error, Result};
+use crate::store::Page;
+
+impl Engine {
+    /// One alert, or NOT_FOUND. Blocking: changes waiting for publication
+    /// are flushed first, so that no alert is shown before it is durable.
+    pub fn alert(&self, id: &str) -> Result<Alert> {
+        self.publish_pending()?;
+        self.store
+            .alert(id)?
+            .ok_or_else(|| Error::not_found("alert", id))
+    }
+
+    /// A page of alerts in creation order; filters on unknown programs,
+    /// cohorts or learners are NOT_FOUND. Blocking, as [`Engine::alert`].
+    pub fn list_alerts(
+        &self,
+        who: &Principal,
+        filter: AlertFilter,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<Alert>> {
+        if let Some(program) = &filter.program {
+            self.program(program)?;
+        }
+        if let Some(learner) = &filter.learner {
+            self.learner(learner)?;
+        }
+        if let Some(cohort) = &filter.cohort {
+            if self.store.cohort(cohort)?.is_none() {
+                return Err(Error::not_found("cohort", cohort.clone()));
+            }
+        }
+        self.publish_pending()?;
+        // Scope first, then page: a scoped key's pages and tokens only
+        // ever hold alerts it may see.
+        self.store.list_alerts(
+            |a| Ok(filter.matches(a) && self.sees_row(who, &a.learner_id, &a.cohort_id)?),
+            after,
+            limit,
+        )
+    }
+
+    /// Acknowledges or resolves an alert for a trainer. Acting twice is a
+    /// no-op; acknowledging a resolved alert is refused. A resolved alert
+    /// closes its episode: no alert of that kind is raised again for the
+    /// learner until its condition clears. The caller waits for durability
+    /// before replying.
+    pub fn act_on_alert(
+        &self,
+        id: &str,
+        action: TrainerAction,
+        by: &str,
+        note: &str,
+    ) -> Result<Alert> {
+        let learner = self.alert(id)?.learner_id;
+        let _guard = self.hub().locks.lock_all([learner.as_str()]);
+        // Read again under the lock: an evaluation may have changed it.
+        let current = self.alert(id)?;
+        let target = match action {
+            TrainerAction::Acknowledge => AlertStatus::Acknowledged,
+            TrainerAction::Resolve => AlertStatus::Resolved,
+        };
+        if current.status == target {
+            return Ok(current);
+        }
+        if current.status == AlertStatus::Resolved {
+            return Err(Error::FailedPrecondition(format!(
+                "alert '{id}' is resolved and cannot be acknowledged"
+            )));
+        }
+        let now = now_micros();
+        if target == AlertStatus::Resolved {
+            // One alert per episode: the kind stays silent for the learner
+            // until its condition clears (the next evaluation that finds it
+            // gone ends the episode).
+            self.store.close_episode(
+                &current.learner_id,
+                &current.program_id,
+                &ClosedEpisode::of(&current),
+            )?;
+        }
+        let mut written = self.write_alerts(Publication::Immediate, |sequence| {
+            let mut a = current;
+            a.status = target;
+            a.status_by = by.to_string();
+            a.note = note.to_string();
+            a.updated_at = now;
+            if target == AlertStatus::Resolved {
+                a.resolved_at = Some(now);
+            }
+            a.sequence = sequence();
+            vec![a]
+        })?;
+        Ok(written.remove(0))
+    }
+}
