@@ -844,7 +844,7 @@ fn score_modules<'a>(
         let m = &input.modules[at];
         let mut best: Option<(Target, f64, &str)> = None;
         let (mut score_gain, mut gain) = (0.0, 0.0);
-        let (mut fallback, mut repeated, mut skipped) = (false, false, false);
+        let (mut fallback, mut repeated) = (false, false);
         let mut taught: Vec<&str> = Vec::new();
         for &s in index.module_skills(at) {
             let s = index.skill_id(s);
@@ -860,7 +860,6 @@ fn score_modules<'a>(
             let rec = &records[s];
             if rec.just_failed == Some(m.id.as_str()) {
                 if untried_alternatives(s, &m.id) {
-                    skipped = true;
                     continue;
                 }
                 repeated = true;
@@ -891,7 +890,6 @@ fn score_modules<'a>(
             taught.push(s);
         }
         let Some((target, _, primary)) = best else {
-            let _ = skipped;
             continue;
         };
         if input.exclude.contains(&m.id) {
