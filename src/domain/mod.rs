@@ -13,6 +13,7 @@ pub mod catalog_index;
 pub mod cohorts;
 pub mod completion;
 pub mod fit;
+pub mod hashing;
 pub mod learner;
 pub mod limits;
 pub mod mastery;

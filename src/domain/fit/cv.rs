@@ -35,14 +35,7 @@ pub fn assign_folds(ds: &Dataset, folds: usize, seed: u64) -> Vec<usize> {
     fold
 }
 
-/// FNV-1a, 64 bits, of a string's UTF-8 bytes.
-pub(crate) fn fnv1a(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
+pub(crate) use crate::domain::hashing::fnv1a;
 
 /// Cross-validated scores of a fit configuration (part of the model file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

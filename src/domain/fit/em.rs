@@ -534,20 +534,11 @@ pub(crate) fn validate(opts: &FitOptions) -> Result<(), FitError> {
 /// Seed of restart `r` of a skill, from the skill's *name* so that a skill
 /// gets the same starts whatever other skills the data holds (CV folds).
 fn restart_seed(seed: u64, skill: &str, restart: usize) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in skill.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = crate::domain::hashing::fnv1a(skill);
     splitmix(seed ^ splitmix(h ^ (restart as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
 }
 
-/// SplitMix64 finaliser: a cheap, well-mixed hash of a `u64`.
-pub(crate) fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+pub(crate) use crate::domain::hashing::splitmix;
 
 /// Fits every skill of a layout: (skill, restart) pairs run in parallel on
 /// the rayon pool, each worker reusing one forward buffer.

@@ -27,6 +27,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::hashing::{fnv1a, splitmix};
+
 /// Strength of the prior, in pseudo-learners: small, so that a handful of
 /// learners outweigh a fitted rate that a whole-population fit got wrong.
 pub const PRIOR_STRENGTH: f64 = 2.0;
@@ -262,17 +264,7 @@ impl Effects {
 /// request gives the same draw (reproducible answers), another learner or
 /// another moment another draw. SplitMix64 over FNV-1a of the id.
 pub fn uniform(seed: u64, module: &str) -> f64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in module.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    let mut z = seed ^ h;
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
+    (splitmix(seed ^ fnv1a(module)) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

@@ -79,6 +79,7 @@ use self::record::{SkillRecord, record, shrink};
 use super::bkt::BktParams;
 use super::catalog::{Format, Module, Skill};
 use super::catalog_index::{CatalogIndex, primary_subtag};
+use super::hashing::fnv1a;
 use crate::error::{Error, Result};
 
 /// The mastery threshold the product promises when none is configured.
@@ -866,7 +867,7 @@ fn score_modules<'a>(
             }
             let posterior = posterior_of(&m.id, s);
             let drawn = if input.config.explore {
-                posterior.sample(uniform(input.seed ^ hash_str(s), &m.id))
+                posterior.sample(uniform(input.seed ^ fnv1a(s), &m.id))
             } else {
                 posterior.mean()
             };
@@ -915,13 +916,6 @@ fn score_modules<'a>(
         in_language,
         excluded,
     }
-}
-
-/// FNV-1a of a string: mixes the skill into the seed of a module's draw.
-fn hash_str(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Why the list is shorter than asked.
