@@ -580,6 +580,11 @@ fn describe(name: &str, f: &Features) -> String {
         "done_share" => format!("{:.0}% of the units done", v("done_share") * 100.0),
         "elapsed_share" => format!("{:.0}% of the calendar gone", v("elapsed_share") * 100.0),
         "days_inactive" => format!("{:.0} days inactive", v("days_inactive")),
+        "days_enrolled" => format!("{:.0} days since enrolment", v("days_enrolled")),
+        "sessions" => format!("{:.0} sessions so far", v("sessions")),
+        "recent_sessions" => format!("{:.0} sessions in the last 14 days", v("recent_sessions")),
+        "recent_minutes" => format!("{:.0} minutes in the last 14 days", v("recent_minutes")),
+        "failure_streak" => format!("{:.0} wrong answers in a row", v("failure_streak")),
         other => format!("{other} = {:.2}", v(other)),
     }
 }
@@ -614,6 +619,19 @@ mod tests {
     const DAY: i64 = MICROS_PER_DAY;
     /// 2024-11-01T00:00:00Z.
     const NOV_1: i64 = 1_730_419_200_000_000;
+
+    #[test]
+    fn every_feature_the_models_read_is_said_in_words() {
+        // A reason naming a feature as `name = 0.42` tells a trainer
+        // nothing: every feature a shipped model reads has words.
+        use super::super::training::{BEHIND_SCHEDULE_FEATURES, STOPPING_FEATURES};
+        let f = Features::new();
+        for name in STOPPING_FEATURES.iter().chain(&BEHIND_SCHEDULE_FEATURES) {
+            let words = describe(name, &f);
+            assert!(!words.contains(" = "), "{name}: {words}");
+        }
+        assert_eq!(describe("no_such_feature", &f), "no_such_feature = 0.00");
+    }
 
     fn attempt(skill: &str, correct: bool, day: i64, before: f64, after: f64) -> SkillAttempt {
         SkillAttempt {

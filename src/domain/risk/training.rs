@@ -28,11 +28,15 @@ use crate::error::Result;
 pub const STOP_HORIZON_DAYS: f64 = 21.0;
 
 /// What the stopping model reads: engagement against the learner's own
-/// habit (time away over their usual gap, trends of time spent and
-/// sessions against their own past), time away, how long they have been
-/// in the program and how many sessions so far, the current failure run
-/// and recent success.
-pub const STOPPING_FEATURES: [&str; 8] = [
+/// habit (time away over their usual gap, their last gap, trends of time
+/// spent and sessions against their own past) and the baseline's absolute
+/// observables beside them (days inactive, sessions and minutes of the
+/// last two weeks, pace, sessions so far, days enrolled, the current
+/// failure run, recent success). Relative figures alone lost to the
+/// baseline on worlds of even rhythms, where absolute figures carry the
+/// signal; with both, the model is at least the baseline on every world
+/// left out (BENCHMARKS.md).
+pub const STOPPING_FEATURES: [&str; 13] = [
     "log_gap_ratio",
     "time_trend",
     "session_trend",
@@ -41,6 +45,11 @@ pub const STOPPING_FEATURES: [&str; 8] = [
     "sessions",
     "failure_streak",
     "recent_success",
+    "days_inactive",
+    "recent_sessions",
+    "recent_minutes",
+    "pace_gap",
+    "log_last_gap_ratio",
 ];
 
 /// What the behind-schedule model reads: pace against the calendar.
