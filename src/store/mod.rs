@@ -250,7 +250,6 @@ impl Store {
     /// A typed view of the tree `name`, opened on demand: lets a feature keep
     /// its storage code in its own file (`impl Store` blocks next to this
     /// one) without widening this struct. Document every tree in `keys.rs`.
-    #[allow(dead_code)] // first callers arrive with the cohort and alert stores
     pub(crate) fn table<T: Serialize + serde::de::DeserializeOwned>(
         &self,
         name: &'static str,

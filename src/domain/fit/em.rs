@@ -143,27 +143,57 @@ impl Shape {
     }
 
     /// Closed-form M-step with clamping and pinned values.
-    pub(crate) fn m_step(&self, c: &Counts, th: &mut Theta, b: &Bounds, fx: &Fixed) {
-        for (g, p) in th.prior.iter_mut().enumerate() {
-            *p = estimate(c.init_k[g], self.n_seq[g], b.prior, fx.prior, *p);
+    pub(crate) fn m_step(
+        &self,
+        counts: &Counts,
+        theta: &mut Theta,
+        bounds: &Bounds,
+        fixed: &Fixed,
+    ) {
+        for (g, p) in theta.prior.iter_mut().enumerate() {
+            *p = estimate(
+                counts.init_k[g],
+                self.n_seq[g],
+                bounds.prior,
+                fixed.prior,
+                *p,
+            );
         }
         let mut gk_total = 0.0;
-        for (r, l) in th.learn.iter_mut().enumerate() {
-            gk_total += c.gk_trans[r];
-            let unknown = self.n_trans[r] - c.gk_trans[r];
-            *l = estimate(c.xi_uk[r], unknown, b.learn, fx.learn, *l);
+        for (r, l) in theta.learn.iter_mut().enumerate() {
+            gk_total += counts.gk_trans[r];
+            let unknown = self.n_trans[r] - counts.gk_trans[r];
+            *l = estimate(counts.xi_uk[r], unknown, bounds.learn, fixed.learn, *l);
         }
-        th.forget = if self.forgets {
-            estimate(c.xi_ku, gk_total, b.forget, fx.forget, th.forget)
+        theta.forget = if self.forgets {
+            estimate(
+                counts.xi_ku,
+                gk_total,
+                bounds.forget,
+                fixed.forget,
+                theta.forget,
+            )
         } else {
             0.0
         };
-        for i in 0..th.guess.len() {
-            let unknown = self.n_item[i] - c.em_gk[i];
-            let unknown_right = self.n_right[i] - c.em_gk_right[i];
-            th.guess[i] = estimate(unknown_right, unknown, b.guess, fx.guess, th.guess[i]);
-            let wrong_known = c.em_gk[i] - c.em_gk_right[i];
-            th.slip[i] = estimate(wrong_known, c.em_gk[i], b.slip, fx.slip, th.slip[i]);
+        for i in 0..theta.guess.len() {
+            let unknown = self.n_item[i] - counts.em_gk[i];
+            let unknown_right = self.n_right[i] - counts.em_gk_right[i];
+            theta.guess[i] = estimate(
+                unknown_right,
+                unknown,
+                bounds.guess,
+                fixed.guess,
+                theta.guess[i],
+            );
+            let wrong_known = counts.em_gk[i] - counts.em_gk_right[i];
+            theta.slip[i] = estimate(
+                wrong_known,
+                counts.em_gk[i],
+                bounds.slip,
+                fixed.slip,
+                theta.slip[i],
+            );
         }
     }
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::SimOptions;
 use super::policies::PolicyKind;
 use super::run::{End, LearnerOutcome};
+use crate::domain::reports::kpi::quantile;
 
 /// Learners after which a skill counts as "seen by the population": the
 /// near-useless share is also reported over the learners served after them.
@@ -60,15 +61,6 @@ pub struct PolicyReport {
     pub mean_modules: f64,
     /// Mean number of diagnostic items the policy asked per learner.
     pub mean_diagnostic_items: f64,
-}
-
-/// Nearest-rank quantile of sorted values.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 fn share(part: u64, whole: u64) -> f64 {
@@ -195,18 +187,5 @@ impl fmt::Display for SimReport {
              learner could learn and had not; useless = share of near-useless modules served \
              (warm: after the first {WARMED_UP} learners of each seed); items = diagnostic items asked"
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_rank_quantiles() {
-        let v = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
-        assert_eq!(quantile(&v, 0.5), 5.0);
-        assert_eq!(quantile(&v, 0.9), 9.0);
-        assert_eq!(quantile(&[], 0.5), 0.0);
     }
 }
