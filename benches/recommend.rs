@@ -1,7 +1,9 @@
 //! RecommendNext latency through gRPC on loopback, with 10,000 learners and
 //! a 30-skill / 120-module catalog in the store: p50/p99 at a steady open-loop
 //! load (default 2,000 calls/s), and the maximum call rate next to the
-//! health-check rate on the same server.
+//! health-check rate on the same server. Learners have completed modules
+//! and answered after them, so the policy's reads of module outcomes and
+//! recent answers (checks, certification evidence) are in the figures.
 //!
 //! Run: `cargo bench --bench recommend` (release build). Options after `--`:
 //! `--learners N` (10000), `--rate N` calls/s (2000), `--seconds N` (5),
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::{BenchServer, Figures, arg, closed_loop, health_baseline, max_rss_mb};
 use spoc_engine::api::pb;
+use spoc_engine::domain::remediation::Kind;
 
 const SKILLS: usize = 30;
 const MODULES_PER_SKILL: usize = 4;
@@ -63,10 +66,22 @@ fn catalog() -> pb::ImportCatalogRequest {
             }
         })
         .collect();
+    // A bank of six items per skill: what checks and certification ask.
+    let items = (0..SKILLS)
+        .flat_map(|s| {
+            (0..6).map(move |i| pb::Item {
+                id: format!("item-s{s}-{i}"),
+                skill_ids: vec![format!("s{s}")],
+                title: format!("Question {i} on skill {s}"),
+                external_ids: Vec::new(),
+                pass_mark: None,
+            })
+        })
+        .collect();
     pb::ImportCatalogRequest {
         skills,
         modules,
-        items: vec![],
+        items,
     }
 }
 
@@ -100,7 +115,9 @@ async fn main() {
         .unwrap();
     let mut learner_client = pb::learner_service_client::LearnerServiceClient::new(ch.clone());
     let mut mastery = pb::mastery_service_client::MasteryServiceClient::new(ch.clone());
+    let mut remediation = pb::remediation_service_client::RemediationServiceClient::new(ch.clone());
     let mut pending = Vec::new();
+    let mut activities = Vec::new();
     for l in 0..learners {
         let id = format!("learner-{l}");
         learner_client
@@ -123,19 +140,39 @@ async fn main() {
             })
             .await
             .unwrap();
-        // Learners are spread over the graph: the first k skills answered right.
+        // Learners are spread over the graph: the first k skills, each
+        // after a completed module in the learner's language, then three
+        // answers (odd learners get one wrong), so that RecommendNext reads
+        // module outcomes and recent answers as it does in production.
         let depth = l % 12;
         for k in 0..depth {
+            let skill = (k % 5) * 5 + k / 5;
+            let at = 1_700_000_000 + (k * 10) as i64;
+            activities.push(pb::ModuleActivity {
+                event_id: format!("{id}-module-{k}"),
+                learner_id: id.clone(),
+                module_id: format!(
+                    "m{}",
+                    skill * MODULES_PER_SKILL + if l % 3 == 0 { 3 } else { 0 }
+                ),
+                program_id: "program".into(),
+                kind: pb::ActivityKind::Completed as i32,
+                occurred_at: Some(prost_types::Timestamp {
+                    seconds: at,
+                    nanos: 0,
+                }),
+                time_spent: None,
+            });
             for r in 0..3 {
                 pending.push(pb::Attempt {
                     attempt_id: format!("{id}-{k}-{r}"),
                     learner_id: id.clone(),
-                    item_id: format!("item-{k}"),
-                    skill_ids: vec![format!("s{}", (k % 5) * 5 + k / 5)],
+                    item_id: format!("item-s{skill}-{r}"),
+                    skill_ids: vec![format!("s{skill}")],
                     correct: r != 1 || l % 2 == 0,
                     score: None,
                     occurred_at: Some(prost_types::Timestamp {
-                        seconds: 1_700_000_000 + (k * 3 + r) as i64,
+                        seconds: at + 1 + r as i64,
                         nanos: 0,
                     }),
                     time_spent: None,
@@ -143,6 +180,12 @@ async fn main() {
             }
         }
         if pending.len() >= 900 {
+            remediation
+                .record_activity(pb::RecordActivityRequest {
+                    activities: std::mem::take(&mut activities),
+                })
+                .await
+                .unwrap();
             mastery
                 .record_attempts(pb::RecordAttemptsRequest {
                     attempts: std::mem::take(&mut pending),
@@ -152,6 +195,10 @@ async fn main() {
         }
     }
     if !pending.is_empty() {
+        remediation
+            .record_activity(pb::RecordActivityRequest { activities })
+            .await
+            .unwrap();
         mastery
             .record_attempts(pb::RecordAttemptsRequest { attempts: pending })
             .await
@@ -174,15 +221,22 @@ async fn main() {
     let exclude = std::collections::BTreeSet::new();
     let t0 = Instant::now();
     let n = arg("--engine-calls", 20_000) as usize;
+    let (mut diagnostic, mut modules) = (0usize, 0usize);
     for i in 0..n {
         let req = request(i);
-        server
+        let answer = server
             .engine
             .recommend_next(&req.learner_id, &req.program_id, 3, &exclude)
             .unwrap();
+        for r in &answer.items {
+            match r.kind {
+                Kind::Diagnostic => diagnostic += 1,
+                Kind::Module => modules += 1,
+            }
+        }
     }
     println!(
-        "engine only (no gRPC): {:.1} us per RecommendNext",
+        "engine only (no gRPC): {:.1} us per RecommendNext ({modules} modules, {diagnostic} diagnostic items recommended)",
         t0.elapsed().as_secs_f64() * 1e6 / n as f64
     );
 
