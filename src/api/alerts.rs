@@ -33,7 +33,7 @@ impl AlertApi {
     }
 
     /// Runs a trainer action off the async runtime (it may wait for the
-    /// learner's evaluation lock), then waits until it is on disk.
+    /// learner's evaluation lock); the engine returns once it is on disk.
     async fn act(
         &self,
         id: String,
@@ -42,9 +42,9 @@ impl AlertApi {
         note: String,
     ) -> Result<pb::Alert, Status> {
         let engine = self.engine.clone();
-        let alert = offload::blocking(async move { engine.act_on_alert(&id, action, &by, &note) })
-            .await??;
-        self.engine.store().durable().await?;
+        let alert =
+            offload::blocking(async move { engine.act_on_alert(&id, action, &by, &note).await })
+                .await??;
         Ok(alert.into())
     }
 }

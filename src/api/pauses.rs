@@ -17,6 +17,7 @@ use crate::domain::pauses::{Pause, Withdrawal};
 use crate::engine::Engine;
 use crate::engine::alerts::DigestEntry;
 use crate::error::{Error, Result};
+use crate::offload;
 
 impl From<Pause> for pb::Pause {
     fn from(p: Pause) -> Self {
@@ -180,11 +181,13 @@ pub async fn declare_pause(
     let note = check::text("note", &r.note)?;
     let by = check::id("by", &r.by)?;
     super::scope::authorize(engine, &request)?;
-    let pause = super::off_runtime(engine, move |e| {
-        e.declare_pause(&learner, &program, starts_at, ends_at, &note, &by)
+    let engine = engine.clone();
+    let pause = offload::blocking(async move {
+        engine
+            .declare_pause(&learner, &program, starts_at, ends_at, &note, &by)
+            .await
     })
-    .await?;
-    engine.store().durable().await?;
+    .await??;
     Ok(pause.into())
 }
 
@@ -197,8 +200,8 @@ pub async fn end_pause(
     let learner = check::id("learner_id", &r.learner_id)?;
     let id = check::id("pause_id", &r.pause_id)?;
     super::scope::authorize(engine, &request)?;
-    let pause = super::off_runtime(engine, move |e| e.end_pause(&learner, &id)).await?;
-    engine.store().durable().await?;
+    let engine = engine.clone();
+    let pause = offload::blocking(async move { engine.end_pause(&learner, &id).await }).await??;
     Ok(pause.into())
 }
 
@@ -243,11 +246,13 @@ pub async fn withdraw_learner(
     let note = check::text("note", &r.note)?;
     let by = check::id("by", &r.by)?;
     super::scope::authorize(engine, &request)?;
-    let withdrawal = super::off_runtime(engine, move |e| {
-        e.withdraw_learner(&learner, &program, at, &note, &by)
+    let engine = engine.clone();
+    let withdrawal = offload::blocking(async move {
+        engine
+            .withdraw_learner(&learner, &program, at, &note, &by)
+            .await
     })
-    .await?;
-    engine.store().durable().await?;
+    .await??;
     Ok(withdrawal.into())
 }
 

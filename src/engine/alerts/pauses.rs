@@ -27,9 +27,25 @@ impl Engine {
 
     /// Declares a pause of `learner` in `program` (empty: every program)
     /// from `starts_at` (default now) to `ends_at`; inactivity and
-    /// stopping alerts are silenced while it lasts. The caller waits for
-    /// durability before replying.
-    pub fn declare_pause(
+    /// stopping alerts are silenced while it lasts. Returns once the pause
+    /// is on disk. Blocking: call it off the async workers.
+    pub async fn declare_pause(
+        &self,
+        learner: &str,
+        program: &str,
+        starts_at: Option<Micros>,
+        ends_at: Micros,
+        note: &str,
+        by: &str,
+    ) -> Result<Pause> {
+        let pause = self.declare_pause_locked(learner, program, starts_at, ends_at, note, by)?;
+        self.store.durable().await?;
+        Ok(pause)
+    }
+
+    /// [`Engine::declare_pause`] under the learner's lock, before the wait
+    /// for the disk.
+    fn declare_pause_locked(
         &self,
         learner: &str,
         program: &str,
@@ -66,8 +82,17 @@ impl Engine {
 
     /// Ends a pause now (the learner is back early); a pause not begun yet
     /// is cancelled (its end set to its start). Ending an ended pause
-    /// changes nothing.
-    pub fn end_pause(&self, learner: &str, id: &str) -> Result<Pause> {
+    /// changes nothing. Returns once that is on disk. Blocking: call it
+    /// off the async workers.
+    pub async fn end_pause(&self, learner: &str, id: &str) -> Result<Pause> {
+        let pause = self.end_pause_locked(learner, id)?;
+        self.store.durable().await?;
+        Ok(pause)
+    }
+
+    /// [`Engine::end_pause`] under the learner's lock, before the wait for
+    /// the disk.
+    fn end_pause_locked(&self, learner: &str, id: &str) -> Result<Pause> {
         self.learner(learner)?;
         let now = now_micros();
         let pause = {
@@ -132,8 +157,24 @@ impl Engine {
 
     /// Withdraws a learner from a program: every alert of theirs in it
     /// resolves and none is raised again. Withdrawing twice returns the
-    /// first withdrawal. The caller waits for durability before replying.
-    pub fn withdraw_learner(
+    /// first withdrawal. Returns once it is on disk. Blocking: call it off
+    /// the async workers.
+    pub async fn withdraw_learner(
+        &self,
+        learner: &str,
+        program: &str,
+        withdrawn_at: Option<Micros>,
+        note: &str,
+        by: &str,
+    ) -> Result<Withdrawal> {
+        let withdrawal = self.withdraw_locked(learner, program, withdrawn_at, note, by)?;
+        self.store.durable().await?;
+        Ok(withdrawal)
+    }
+
+    /// [`Engine::withdraw_learner`] under the learner's lock, before the
+    /// wait for the disk.
+    fn withdraw_locked(
         &self,
         learner: &str,
         program: &str,
