@@ -5,7 +5,7 @@
 //! the retired PREDICTED_DROPOUT filter finds the model alerts that replace
 //! it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 use spoc_engine::api::pb;
@@ -36,41 +36,33 @@ async fn alerts_of(server: &TestServer, learner: &str) -> Vec<pb::Alert> {
         .alerts
 }
 
-/// Polls the alerts of `learner` until `done` holds (20 s at most: a bulk
-/// load settles in 5).
+/// The alerts of `learner` once `done` holds of them.
 async fn wait_for(
     server: &TestServer,
     learner: &str,
     done: impl Fn(&[pb::Alert]) -> bool,
 ) -> Vec<pb::Alert> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let alerts = alerts_of(server, learner).await;
-        if done(&alerts) {
-            return alerts;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "condition never held: {alerts:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let request = pb::ListAlertsRequest {
+        learner_id: learner.into(),
+        ..Default::default()
+    };
+    server.alerts_when(request, done).await
 }
 
 /// Waits until the engine has evaluated everything it was given, then for
 /// `passes` more full passes (the pass interval being short).
 async fn settle(server: &TestServer, passes: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    while !server.engine.alerts_idle() {
-        assert!(Instant::now() < deadline, "never idle");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let from = server.engine.alert_evaluations();
-    while server.engine.alert_evaluations() < from + passes {
-        assert!(Instant::now() < deadline, "no pass");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let engine = &server.engine;
+    eventually("idle alert evaluation", async || {
+        engine.alerts_idle().then_some(())
+    })
+    .await;
+    let from = engine.alert_evaluations();
+    eventually("more evaluation passes", async || {
+        (engine.alert_evaluations() >= from + passes).then_some(())
+    })
+    .await;
 }
 
 fn open(alerts: &[pb::Alert], kind: pb::AlertKind) -> Vec<&pb::Alert> {
@@ -444,14 +436,10 @@ async fn the_budget_keeps_a_handful_open_and_the_rest_in_the_digest() {
         })
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if listed(&mut client).await.len() == 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no room made");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("room made for a second alert", async || {
+        (listed(&mut client).await.len() == 2).then_some(())
+    })
+    .await;
     server.stop().await;
 }
 

@@ -39,32 +39,6 @@ fn list_request(learner: &str) -> pb::ListAlertsRequest {
     }
 }
 
-/// Polls ListAlerts until `done` holds (5 s at most).
-async fn wait_for(
-    server: &TestServer,
-    request: pb::ListAlertsRequest,
-    done: impl Fn(&[pb::Alert]) -> bool,
-) -> Vec<pb::Alert> {
-    let mut client = server.alerts().await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let alerts = client
-            .list_alerts(request.clone())
-            .await
-            .expect("list alerts")
-            .into_inner()
-            .alerts;
-        if done(&alerts) {
-            return alerts;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "condition never held; alerts: {alerts:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn blocking(alerts: &[pb::Alert]) -> Vec<&pb::Alert> {
     alerts
         .iter()
@@ -167,7 +141,9 @@ async fn blocking_point_is_streamed_updated_not_duplicated_and_resumable() {
         updated.reason
     );
     assert_eq!(updated.created_at, alert.created_at);
-    let listed = wait_for(&server, list_request("l00"), |a| !a.is_empty()).await;
+    let listed = server
+        .alerts_when(list_request("l00"), |a| !a.is_empty())
+        .await;
     assert_eq!(
         blocking(&listed).len(),
         1,
@@ -178,7 +154,9 @@ async fn blocking_point_is_streamed_updated_not_duplicated_and_resumable() {
     // Disconnect; meanwhile a new alert is raised and one acknowledged.
     drop(stream);
     fail(&server, "l01", "b", "l01-b", 3).await;
-    wait_for(&server, list_request("l01"), |a| !blocking(a).is_empty()).await;
+    server
+        .alerts_when(list_request("l01"), |a| !blocking(a).is_empty())
+        .await;
     server
         .alerts()
         .await
@@ -245,9 +223,12 @@ async fn trainers_acknowledge_and_resolve_and_the_engine_resolves_cleared_condit
     let mut client = server.alerts().await;
 
     fail(&server, "alice", "a", "al", 3).await;
-    let alert =
-        blocking(&wait_for(&server, list_request("alice"), |a| !blocking(a).is_empty()).await)[0]
-            .clone();
+    let alert = blocking(
+        &server
+            .alerts_when(list_request("alice"), |a| !blocking(a).is_empty())
+            .await,
+    )[0]
+    .clone();
 
     let acked = client
         .acknowledge_alert(pb::AcknowledgeAlertRequest {
@@ -328,7 +309,9 @@ async fn trainers_acknowledge_and_resolve_and_the_engine_resolves_cleared_condit
         })
         .await
         .unwrap();
-    let alerts = wait_for(&server, list_request("alice"), |a| blocking(a).len() == 2).await;
+    let alerts = server
+        .alerts_when(list_request("alice"), |a| blocking(a).len() == 2)
+        .await;
     let new = blocking(&alerts)
         .into_iter()
         .find(|a| a.id != alert.id)
@@ -350,11 +333,12 @@ async fn trainers_acknowledge_and_resolve_and_the_engine_resolves_cleared_condit
         })
         .await
         .unwrap();
-    let alerts = wait_for(&server, list_request("alice"), |a| {
-        a.iter()
-            .any(|x| x.id == new.id && x.status == pb::AlertStatus::Resolved as i32)
-    })
-    .await;
+    let alerts = server
+        .alerts_when(list_request("alice"), |a| {
+            a.iter()
+                .any(|x| x.id == new.id && x.status == pb::AlertStatus::Resolved as i32)
+        })
+        .await;
     let cleared = alerts.iter().find(|a| a.id == new.id).unwrap();
     assert_eq!(cleared.status_by, "engine");
     assert_eq!(cleared.note, "condition cleared");
@@ -409,10 +393,9 @@ async fn filters_and_pages() {
     for id in ["alice", "bob", "carol"] {
         fail(&server, id, "a", id, 3).await;
     }
-    let all = wait_for(&server, pb::ListAlertsRequest::default(), |a| {
-        blocking(a).len() == 4
-    })
-    .await;
+    let all = server
+        .alerts_when(pb::ListAlertsRequest::default(), |a| blocking(a).len() == 4)
+        .await;
     let mut client = server.alerts().await;
 
     // Pages of two cover everything once, in creation order.
@@ -591,7 +574,9 @@ async fn program_thresholds_are_applied_and_checked() {
     // Three failures are not a blocking point for this program; five are.
     fail(&server, "alice", "a", "al", 3).await;
     fail(&server, "bob", "a", "bo", 5).await;
-    let bob = wait_for(&server, list_request("bob"), |a| !blocking(a).is_empty()).await;
+    let bob = server
+        .alerts_when(list_request("bob"), |a| !blocking(a).is_empty())
+        .await;
     assert!(blocking(&bob)[0].reason.starts_with("5 failed"));
     let alice = server
         .alerts()

@@ -88,27 +88,17 @@ async fn fail(server: &TestServer, learner: &str, tag: &str) {
         .expect("record attempts");
 }
 
-/// The blocking-point alert of `learner` once raised (5 s at most).
+/// The blocking-point alert of `learner` once raised.
 async fn alert_of(server: &TestServer, learner: &str) -> pb::Alert {
-    let mut client = server.alerts().await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let alerts = client
-            .list_alerts(pb::ListAlertsRequest {
-                learner_id: learner.into(),
-                kind: pb::AlertKind::BlockingPoint as i32,
-                ..Default::default()
-            })
-            .await
-            .expect("list alerts")
-            .into_inner()
-            .alerts;
-        if let Some(alert) = alerts.into_iter().next() {
-            return alert;
-        }
-        assert!(Instant::now() < deadline, "no alert for {learner}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let request = pb::ListAlertsRequest {
+        learner_id: learner.into(),
+        kind: pb::AlertKind::BlockingPoint as i32,
+        ..Default::default()
+    };
+    server
+        .alerts_when(request, |a| !a.is_empty())
+        .await
+        .remove(0)
 }
 
 async fn world() -> World {

@@ -174,9 +174,13 @@ async fn backup_under_writes_restores_a_consistent_store() {
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Acked::default()));
     let writers = start_writers(&server, stop.clone(), acked.clone()).await;
-    while acked.lock().await.attempts.len() < 60 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let acked_past = |n: usize| {
+        let acked = acked.clone();
+        eventually("more acknowledged writes", async move || {
+            (acked.lock().await.attempts.len() >= n).then_some(())
+        })
+    };
+    acked_past(60).await;
     let before = acked.lock().await.attempts.len();
     let learners_before = acked.lock().await.learners.len();
     let file = work.path().join("live.snap");
@@ -195,9 +199,7 @@ async fn backup_under_writes_restores_a_consistent_store() {
     }
     let during = acked.lock().await.attempts.len();
     // Let writes go on after the snapshot too, then stop them.
-    while acked.lock().await.attempts.len() < during + 20 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    acked_past(during + 20).await;
     stop.store(true, Ordering::SeqCst);
     for w in writers {
         w.await.unwrap();

@@ -53,25 +53,17 @@ fn json(out: &Output) -> Value {
     })
 }
 
-/// Polls until the server holds an open alert of `program`, returning it.
+/// The first open alert of `program`, once the server holds one.
 async fn first_open_alert(server: &TestServer, program: &str) -> pb::Alert {
-    let mut alerts = server.alerts().await;
-    for _ in 0..200 {
-        let page = alerts
-            .list_alerts(pb::ListAlertsRequest {
-                program_id: program.into(),
-                status: pb::AlertStatus::Open as i32,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if let Some(alert) = page.alerts.into_iter().next() {
-            return alert;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("no alert was raised");
+    let request = pb::ListAlertsRequest {
+        program_id: program.into(),
+        status: pb::AlertStatus::Open as i32,
+        ..Default::default()
+    };
+    server
+        .alerts_when(request, |a| !a.is_empty())
+        .await
+        .remove(0)
 }
 
 /// `learners import` loads a roster and reports it in JSON; `cohorts form`

@@ -447,22 +447,11 @@ async fn a_trainer_pages_over_its_own_alerts_only() {
     for learner in ["m00", "l00", "m01", "m02", "l01", "m03", "l02", "m04"] {
         fail_three(&server, learner).await;
     }
-    let mut admin = server.alerts().await;
-    let all = loop {
-        let alerts = admin
-            .list_alerts(pb::ListAlertsRequest {
-                page_size: 100,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .alerts;
-        if alerts.len() >= 8 {
-            break alerts;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let request = pb::ListAlertsRequest {
+        page_size: 100,
+        ..Default::default()
     };
+    let all = server.alerts_when(request, |a| a.len() >= 8).await;
     let trainer = server.key(pb::ApiKeyRole::Trainer, &[&cohort1], "").await;
     let (pages, tokens) = walk(&server, &trainer).await;
     let seen: Vec<&str> = pages
@@ -719,21 +708,15 @@ async fn a_full_disk_is_unavailable_then_ingestion_resumes() {
     assert!(attempt_count(&channel).await >= 5);
     std::fs::remove_file(filler).unwrap();
     // Ingestion resumes by itself once space is back.
-    let mut resumed = false;
-    for _ in 0..100 {
-        if mastery
+    eventually("ingestion resuming after space was freed", async || {
+        mastery
             .record_attempts(pb::RecordAttemptsRequest {
                 attempts: vec![attempt("after", "alice", &["a"], true, 1_700_100_000)],
             })
             .await
-            .is_ok()
-        {
-            resumed = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(resumed, "ingestion did not resume after space was freed");
+            .ok()
+    })
+    .await;
     let before_restart = attempt_count(&channel).await;
     assert!(
         before_restart > acknowledged,

@@ -4,7 +4,7 @@
 
 use crate::common::*;
 use spoc_engine::api::pb;
-use spoc_engine::server::{ServeOptions, serve_with};
+use spoc_engine::server::ServeOptions;
 use tonic::Code;
 
 /// Bursts of large concurrent batches against a server that admits one
@@ -12,25 +12,14 @@ use tonic::Code;
 /// succeed, nothing else happens; afterwards every call succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_beyond_the_global_limit_are_shed() {
-    let temp = tempfile::tempdir().unwrap();
-    let (engine, key) = engine_in(temp.path());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_with(
-        engine,
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-        ServeOptions {
-            max_in_flight: 1,
-            ..Default::default()
-        },
-    ));
+    let server = TestServer::start_with(ServeOptions {
+        max_in_flight: 1,
+        ..Default::default()
+    })
+    .await;
     let mut channels = Vec::new();
     while channels.len() < 4 {
-        channels.push(authed(connect_when_up(addr).await, Some(&key)));
+        channels.push(server.channel().await);
     }
     let mut catalog = pb::catalog_service_client::CatalogServiceClient::new(channels[0].clone());
     catalog
@@ -107,6 +96,5 @@ async fn requests_beyond_the_global_limit_are_shed() {
             .await
             .expect("served after the burst");
     }
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }

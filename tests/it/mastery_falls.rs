@@ -2,8 +2,6 @@
 //! to round P(mastered) to 1.0 as one number, wrong answers still bring it
 //! down through gRPC, and the alert carries the fall.
 
-use std::time::{Duration, Instant};
-
 use crate::common::*;
 use spoc_engine::api::pb;
 
@@ -56,35 +54,23 @@ async fn wrong_answers_after_a_long_run_of_right_ones_bring_mastery_down() {
 
     // One alert per learner: the run of 30 wrong answers raised a
     // blocking point on the skill first, and its figures carry the fall.
-    let mut alerts = server.alerts().await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let listed = alerts
-            .list_alerts(pb::ListAlertsRequest {
-                learner_id: "ann".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .alerts;
-        if let Some(alert) = listed.iter().find(|a| {
-            a.status == pb::AlertStatus::Open as i32
-                && a.signals.get("mastery_drop").is_some_and(|d| *d > 0.8)
-        }) {
-            assert_eq!(alert.skill_id, "a", "{alert:?}");
-            assert!(
-                [pb::AlertKind::BlockingPoint, pb::AlertKind::MasteryDrop]
-                    .map(|k| k as i32)
-                    .contains(&alert.kind),
-                "{alert:?}"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no alert carrying the fall: {listed:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let carries_the_fall = |a: &pb::Alert| {
+        a.status == pb::AlertStatus::Open as i32
+            && a.signals.get("mastery_drop").is_some_and(|d| *d > 0.8)
+    };
+    let request = pb::ListAlertsRequest {
+        learner_id: "ann".into(),
+        ..Default::default()
+    };
+    let listed = server
+        .alerts_when(request, |l| l.iter().any(carries_the_fall))
+        .await;
+    let alert = listed.into_iter().find(carries_the_fall).unwrap();
+    assert_eq!(alert.skill_id, "a", "{alert:?}");
+    assert!(
+        [pb::AlertKind::BlockingPoint, pb::AlertKind::MasteryDrop]
+            .map(|k| k as i32)
+            .contains(&alert.kind),
+        "{alert:?}"
+    );
 }

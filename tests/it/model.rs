@@ -40,18 +40,15 @@ fn synthetic_attempts(learners: usize) -> Vec<pb::Attempt> {
 async fn wait_for_fit(
     client: &mut pb::mastery_service_client::MasteryServiceClient<crate::common::AuthChannel>,
 ) -> pb::Model {
-    for _ in 0..600 {
+    eventually("the fit finishing", async || {
         let model = client
             .get_model(pb::GetModelRequest {})
             .await
             .unwrap()
             .into_inner();
-        if model.fit_state != pb::FitState::Running as i32 {
-            return model;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("the fit did not finish in 60 s");
+        (model.fit_state != pb::FitState::Running as i32).then_some(model)
+    })
+    .await
 }
 
 /// A fit on stored attempts recovers the generating parameters roughly,

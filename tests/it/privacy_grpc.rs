@@ -3,8 +3,6 @@
 //! values, as raw bytes) nor write-ahead log file holds the learner's id,
 //! before and after a restart; other learners keep their data.
 
-use std::time::{Duration, Instant};
-
 use crate::common::*;
 use spoc_engine::api::pb;
 use tonic::Code;
@@ -112,25 +110,12 @@ async fn populate(server: &TestServer) -> String {
         .expect("recommend");
 
     // The alert thread raises a blocking point for both learners.
-    let mut alerts = server.alerts().await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let listed = alerts
-            .list_alerts(pb::ListAlertsRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .alerts;
-        let of = |id: &str| listed.iter().any(|a| a.learner_id == id);
-        if of(SUBJECT) && of("l00") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "alerts never raised: {listed:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server
+        .alerts_when(pb::ListAlertsRequest::default(), |listed| {
+            let of = |id: &str| listed.iter().any(|a| a.learner_id == id);
+            of(SUBJECT) && of("l00")
+        })
+        .await;
     cohort
 }
 

@@ -3,8 +3,6 @@
 //! skill vs one who did not, CSV / HTML renderings, `spoc report`, and
 //! refusals.
 
-use std::time::{Duration, Instant};
-
 use crate::common::*;
 use spoc_engine::api::pb;
 use tonic::Code;
@@ -112,24 +110,11 @@ async fn fixture(server: &TestServer) -> String {
         .await
         .unwrap();
     // The blocking point of l01 is raised in the background.
-    let mut alerts = server.alerts().await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let listed = alerts
-            .list_alerts(pb::ListAlertsRequest {
-                learner_id: "l01".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .alerts;
-        if !listed.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no alert for l01");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let request = pb::ListAlertsRequest {
+        learner_id: "l01".into(),
+        ..Default::default()
+    };
+    server.alerts_when(request, |l| !l.is_empty()).await;
     cohort
 }
 

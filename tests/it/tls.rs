@@ -3,7 +3,6 @@
 //! trust a self-signed certificate generated here with rcgen.
 
 use std::process::Command;
-use std::time::Duration;
 
 use crate::common::*;
 use spoc_engine::api::pb;
@@ -17,45 +16,31 @@ fn self_signed() -> (String, String) {
 }
 
 /// A TLS channel to 127.0.0.1:`port` trusting `ca_pem` for `localhost`,
-/// once the server accepts (5 s at most).
+/// once the server accepts.
 async fn tls_channel(port: u16, ca_pem: &str) -> Channel {
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca_pem))
         .domain_name("localhost");
-    for _ in 0..250 {
-        let endpoint = Channel::from_shared(format!("https://127.0.0.1:{port}"))
-            .unwrap()
-            .tls_config(tls.clone())
-            .expect("tls config");
-        if let Ok(channel) = endpoint.connect().await {
-            return channel;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("no TLS server on port {port}");
+    let endpoint = Channel::from_shared(format!("https://127.0.0.1:{port}"))
+        .unwrap()
+        .tls_config(tls)
+        .expect("tls config");
+    eventually(&format!("a TLS server on port {port}"), async || {
+        endpoint.connect().await.ok()
+    })
+    .await
 }
 
 /// A health check and a keyed call over TLS; plain text is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_over_tls_with_a_self_signed_certificate() {
     let (cert, key) = self_signed();
-    let temp = tempfile::tempdir().unwrap();
-    let (engine, admin_key) = engine_in(temp.path());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let identity = Identity::from_pem(&cert, &key);
-    let server = tokio::spawn(spoc_engine::server::serve_with(
-        engine,
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-        spoc_engine::server::ServeOptions {
-            tls: Some(identity),
-            ..Default::default()
-        },
-    ));
+    let server = TestServer::start_with(spoc_engine::server::ServeOptions {
+        tls: Some(Identity::from_pem(&cert, &key)),
+        ..Default::default()
+    })
+    .await;
+    let (port, admin_key) = (server.addr.port(), server.admin_key.clone());
 
     let channel = tls_channel(port, &cert).await;
     let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
@@ -118,8 +103,7 @@ async fn serves_over_tls_with_a_self_signed_certificate() {
         "a silent connection was still open after {wait:?}: {closed:?}"
     );
 
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 /// `spoc serve --tls-cert --tls-key` serves over TLS, with the first admin

@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 use axum::body::Bytes;
@@ -112,19 +112,6 @@ impl Receiver {
             .filter(|r| (200..300).contains(&r.answered))
             .map(|r| (r.id.clone(), r))
             .collect()
-    }
-}
-
-/// Polls `check` every 20 ms until it returns `Some` (60 s at most: a
-/// debug build on a busy machine).
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -4,9 +4,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::common::{AuthChannel, Spoc, assert_invalid_field, free_addr, hand_bkt, skill};
+use crate::common::outside::wait_for_listener;
+use crate::common::{
+    AuthChannel, Spoc, assert_invalid_field, authed, connect_when_up, eventually, free_addr,
+    hand_bkt, skill,
+};
 use axum::body::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -16,7 +19,6 @@ use spoc_engine::engine::params::ParamSet;
 use spoc_engine::engine::{Engine, EngineConfig};
 use spoc_engine::store::Store;
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
 /// The Moodle fixtures' course URL.
 const MOODLE_COURSE: &str = "https://moodle.example.com/course/view.php?id=12";
@@ -118,12 +120,11 @@ impl Addrs {
     /// The same addresses with the admin key read from `dir`, and a new
     /// `lms` key for the forwarder.
     async fn with_keys(mut self, dir: &std::path::Path) -> Self {
-        for _ in 0..250 {
-            if dir.join("admin-key").exists() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let key_file = dir.join("admin-key");
+        eventually("the first admin key", async || {
+            key_file.exists().then_some(())
+        })
+        .await;
         self.key = Box::leak(crate::common::admin_key_in(dir).into_boxed_str());
         let lms = self.new_key(pb::ApiKeyRole::Lms).await;
         self.basic = basic(&lms);
@@ -171,17 +172,7 @@ impl Addrs {
     }
 
     async fn channel(&self) -> AuthChannel {
-        for _ in 0..250 {
-            if let Ok(channel) = Channel::from_shared(format!("http://{}", self.grpc))
-                .unwrap()
-                .connect()
-                .await
-            {
-                return crate::common::authed(channel, Some(self.key));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("gRPC at {} never accepted a connection", self.grpc);
+        authed(connect_when_up(self.grpc).await, Some(self.key))
     }
 
     async fn catalog(&self) -> pb::catalog_service_client::CatalogServiceClient<AuthChannel> {
@@ -789,17 +780,6 @@ async fn record_attempts_takes_skills_from_the_q_matrix() {
     stack.stop().await;
 }
 
-/// Waits until the HTTP listener answers.
-async fn wait_http(addrs: Addrs) {
-    for _ in 0..250 {
-        if tokio::net::TcpStream::connect(addrs.http).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("HTTP listener never came up");
-}
-
 /// Voiding undoes an answer (mastery back to the prior) and stays undone
 /// through a SIGKILL and restart of the real binary, and against a resend
 /// of the voided statement or of its derived attempt over gRPC.
@@ -815,7 +795,7 @@ async fn voiding_retracts_the_attempt_and_survives_a_restart() {
     let spoc = Spoc::start(temp.path(), addrs.grpc, &addrs.http.to_string(), &[]);
     let addrs = addrs.with_keys(temp.path()).await;
     addrs.channel().await;
-    wait_http(addrs).await;
+    wait_for_listener(addrs.http).await;
     addrs.seed(false).await;
     assert_eq!(
         addrs.post(fixture("moodle_answered.json")).await.status,
@@ -839,7 +819,7 @@ async fn voiding_retracts_the_attempt_and_survives_a_restart() {
 
     let spoc = Spoc::start(temp.path(), addrs.grpc, &addrs.http.to_string(), &[]);
     addrs.channel().await;
-    wait_http(addrs).await;
+    wait_for_listener(addrs.http).await;
     let (p, count) = addrs.mastery_of("alice", "sql-joins").await;
     assert_eq!(count, 0, "the retracted attempt came back after restart");
     assert!((p - prior).abs() < 1e-12);

@@ -10,11 +10,13 @@ pub mod outside;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use spoc_engine::api::auth::BearerKey;
 use spoc_engine::api::pb;
 use spoc_engine::engine::params::ParamSet;
 use spoc_engine::engine::{Engine, EngineConfig};
+use spoc_engine::server::{ServeOptions, serve_with};
 use spoc_engine::store::Store;
 use tokio::sync::oneshot;
 use tonic::service::interceptor::InterceptedService;
@@ -60,21 +62,33 @@ pub fn engine_in(dir: &Path) -> (Arc<Engine>, String) {
     (engine, admin_key)
 }
 
+/// Polls `check` every 20 ms until it returns `Some`, and returns that:
+/// the one way a test waits for something the server does in the
+/// background. Fails naming `what` after 60 s, a bound that only stops a
+/// test that would hang (a debug build on a busy machine), never a timing.
+pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A plain-text channel to `addr`, once a server accepts connections there
-/// (it may still be starting, or replaying its log: up to 10 s).
+/// (it may still be starting, or replaying its log).
 pub async fn connect_when_up(addr: SocketAddr) -> Channel {
     let endpoint = format!("http://{addr}");
-    for _ in 0..500 {
-        if let Ok(channel) = Channel::from_shared(endpoint.clone())
+    eventually(&format!("a server accepting at {endpoint}"), async || {
+        Channel::from_shared(endpoint.clone())
             .expect("endpoint")
             .connect()
             .await
-        {
-            return channel;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("server at {endpoint} never accepted a connection");
+            .ok()
+    })
+    .await
 }
 
 /// A loopback address free right now, for a child `spoc serve`.
@@ -119,15 +133,25 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on a fresh temporary store.
     pub async fn start() -> Self {
+        Self::start_with(ServeOptions::default()).await
+    }
+
+    /// Starts a server on a fresh temporary store with `options` (a
+    /// load-shedding limit, TLS).
+    pub async fn start_with(options: ServeOptions) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
         let dir = temp.path().to_path_buf();
-        let mut server = Self::start_in(&dir).await;
+        let mut server = Self::serve(&dir, options).await;
         server._temp = Some(temp);
         server
     }
 
     /// Starts a server on the store in `dir` (which may hold data).
     pub async fn start_in(dir: &Path) -> Self {
+        Self::serve(dir, ServeOptions::default()).await
+    }
+
+    async fn serve(dir: &Path, options: ServeOptions) -> Self {
         let (engine, admin_key) = engine_in(dir);
         let handle = engine.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -135,12 +159,13 @@ impl TestServer {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async {
+            let _ = stopped.await;
+        };
         let task = tokio::spawn(async move {
-            spoc_engine::server::serve(engine, listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("server");
+            serve_with(engine, listener, shutdown, options)
+                .await
+                .expect("server");
         });
         Self {
             addr,
@@ -432,6 +457,26 @@ impl TestServer {
     /// An alert client.
     pub async fn alerts(&self) -> pb::alert_service_client::AlertServiceClient<AuthChannel> {
         pb::alert_service_client::AlertServiceClient::new(self.channel().await)
+    }
+
+    /// What `request` lists (admin key) once `done` holds of it: alerts
+    /// are raised in the background, after the calls that cause them.
+    pub async fn alerts_when(
+        &self,
+        request: pb::ListAlertsRequest,
+        done: impl Fn(&[pb::Alert]) -> bool,
+    ) -> Vec<pb::Alert> {
+        let mut client = self.alerts().await;
+        eventually(&format!("alerts as awaited for {request:?}"), async || {
+            let alerts = client
+                .list_alerts(request.clone())
+                .await
+                .expect("list alerts")
+                .into_inner()
+                .alerts;
+            done(&alerts).then_some(alerts)
+        })
+        .await
     }
 
     /// A report client.

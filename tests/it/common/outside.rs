@@ -107,15 +107,12 @@ pub async fn mastery(channel: AuthChannel, learner: &str, skill: &str) -> (f64, 
     (skill.p_mastered, skill.attempt_count)
 }
 
-/// Waits until something accepts connections at `addr` (up to 10 s).
+/// Waits until something accepts connections at `addr`.
 pub async fn wait_for_listener(addr: SocketAddr) {
-    for _ in 0..500 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("nothing listens at {addr}");
+    super::eventually(&format!("a listener at {addr}"), async || {
+        tokio::net::TcpStream::connect(addr).await.ok()
+    })
+    .await;
 }
 
 /// A folder of the install cache under `target/` (kept between runs).
