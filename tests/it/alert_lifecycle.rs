@@ -72,6 +72,35 @@ fn open(alerts: &[pb::Alert], kind: pb::AlertKind) -> Vec<&pb::Alert> {
         .collect()
 }
 
+/// Learners `ids` of `acme`, enrolled in `excel` at `enrolled_at`.
+async fn join_excel(server: &TestServer, ids: &[String], enrolled_at: i64) {
+    for id in ids {
+        server
+            .learners()
+            .await
+            .upsert_learner(pb::UpsertLearnerRequest {
+                learner: Some(learner(id, "acme")),
+            })
+            .await
+            .unwrap();
+        enrol(server, id, "excel", enrolled_at).await;
+    }
+}
+
+/// Three failed answers of each of `ids` on skill `a`, from `from` on.
+async fn fail_three(server: &TestServer, ids: &[String], from: i64) {
+    let mut mastery = server.mastery().await;
+    for id in ids {
+        let fails = (0..3)
+            .map(|k| attempt(&format!("{id}-f{k}"), id, &["a"], false, from + k))
+            .collect();
+        mastery
+            .record_attempts(pb::RecordAttemptsRequest { attempts: fails })
+            .await
+            .unwrap();
+    }
+}
+
 async fn enrol(server: &TestServer, learner: &str, program: &str, enrolled_at: i64) {
     server
         .learners()
@@ -299,28 +328,10 @@ async fn a_bulk_load_is_evaluated_once_at_its_end() {
     let server = TestServer::start().await;
     seed(&server).await;
     let learners: Vec<String> = (0..10).map(|i| format!("h{i}")).collect();
-    for id in &learners {
-        server
-            .learners()
-            .await
-            .upsert_learner(pb::UpsertLearnerRequest {
-                learner: Some(learner(id, "acme")),
-            })
-            .await
-            .unwrap();
-        enrol(&server, id, "excel", now() - 2 * DAY).await;
-    }
-    let mut mastery = server.mastery().await;
+    join_excel(&server, &learners, now() - 2 * DAY).await;
     let two_hours_ago = now() - 7200;
-    for id in &learners {
-        let fails = (0..3)
-            .map(|k| attempt(&format!("{id}-f{k}"), id, &["a"], false, two_hours_ago + k))
-            .collect();
-        mastery
-            .record_attempts(pb::RecordAttemptsRequest { attempts: fails })
-            .await
-            .unwrap();
-    }
+    fail_three(&server, &learners, two_hours_ago).await;
+    let mut mastery = server.mastery().await;
     // Time for the evaluation thread to see the first calls.
     tokio::time::sleep(Duration::from_millis(500)).await;
     for id in &learners {
@@ -373,27 +384,8 @@ async fn the_budget_keeps_a_handful_open_and_the_rest_in_the_digest() {
         .set_alert_pass_interval(Duration::from_millis(200));
     seed(&server).await;
     let learners: Vec<String> = (0..10).map(|i| format!("b{i}")).collect();
-    for id in &learners {
-        server
-            .learners()
-            .await
-            .upsert_learner(pb::UpsertLearnerRequest {
-                learner: Some(learner(id, "acme")),
-            })
-            .await
-            .unwrap();
-        enrol(&server, id, "excel", t0()).await;
-    }
-    let mut mastery = server.mastery().await;
-    for id in &learners[..5] {
-        let fails = (0..3)
-            .map(|k| attempt(&format!("{id}-f{k}"), id, &["a"], false, t0() + k))
-            .collect();
-        mastery
-            .record_attempts(pb::RecordAttemptsRequest { attempts: fails })
-            .await
-            .unwrap();
-    }
+    join_excel(&server, &learners, t0()).await;
+    fail_three(&server, &learners[..5], t0()).await;
     settle(&server, 2).await;
     let mut client = server.alerts().await;
     let listed = |client: &mut pb::alert_service_client::AlertServiceClient<AuthChannel>| {

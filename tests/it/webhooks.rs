@@ -45,6 +45,19 @@ struct Received {
     answered: u16,
 }
 
+impl Received {
+    /// Whether its signature verifies with `secret`.
+    fn signed_with(&self, secret: &[u8]) -> bool {
+        signature::verify(
+            secret,
+            &self.id,
+            self.timestamp,
+            &self.body,
+            &self.signature,
+        )
+    }
+}
+
 /// A local HTTP receiver answering every POST with a status the test
 /// sets, recording each request.
 #[derive(Clone)]
@@ -427,17 +440,8 @@ async fn signed_cloud_events_reach_the_receiver_and_verify() {
     for (id, r) in &delivered {
         assert!(id.starts_with("msg_"), "{id}");
         assert!((r.timestamp - now).abs() < 300, "timestamp {}", r.timestamp);
-        assert!(
-            signature::verify(&secret, id, r.timestamp, &r.body, &r.signature),
-            "signature of {id} does not verify"
-        );
-        assert!(!signature::verify(
-            &[0; 32],
-            id,
-            r.timestamp,
-            &r.body,
-            &r.signature
-        ));
+        assert!(r.signed_with(&secret), "signature of {id} does not verify");
+        assert!(!r.signed_with(&[0; 32]));
         assert_eq!(
             r.content_type,
             "application/cloudevents+json; charset=utf-8"
@@ -975,14 +979,8 @@ async fn a_receiver_down_for_a_while_gets_every_event_afterwards() {
     server.drained().await;
     let delivered = receiver.delivered();
     assert_eq!(delivered.len(), 20);
-    for (id, r) in &delivered {
-        assert!(signature::verify(
-            &secret,
-            id,
-            r.timestamp,
-            &r.body,
-            &r.signature
-        ));
+    for r in delivered.values() {
+        assert!(r.signed_with(&secret));
         let message = json(&r.body);
         let text = message["text"].as_str().expect("a Slack message has text");
         assert!(
@@ -1139,17 +1137,11 @@ async fn a_daily_digest_lists_the_days_changes_once() {
     assert_eq!(delivered.len(), 2);
     let secret = signature::decode_secret(&events.secret).unwrap();
     let events_suffix = shown.id.strip_prefix("sub_").unwrap().to_string();
-    let (id, r) = delivered
+    let (_, r) = delivered
         .iter()
         .find(|(id, _)| id.contains(&events_suffix))
         .unwrap();
-    assert!(signature::verify(
-        &secret,
-        id,
-        r.timestamp,
-        &r.body,
-        &r.signature
-    ));
+    assert!(r.signed_with(&secret));
     let digest = json(&r.body);
     assert_eq!(digest["type"], "spoc.alert.digest");
     assert_eq!(digest["data"]["total"], 3);
@@ -1248,14 +1240,8 @@ async fn a_thousand_undelivered_messages_survive_a_kill() {
     })
     .await;
     let mut alerts = BTreeSet::new();
-    for (id, r) in &delivered {
-        assert!(signature::verify(
-            &secret,
-            id,
-            r.timestamp,
-            &r.body,
-            &r.signature
-        ));
+    for r in delivered.values() {
+        assert!(r.signed_with(&secret));
         alerts.insert(alert_of(&json(&r.body)).learner_id);
     }
     assert_eq!(alerts.len(), N, "one message per learner's alert");

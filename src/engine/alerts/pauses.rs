@@ -38,22 +38,6 @@ impl Engine {
         note: &str,
         by: &str,
     ) -> Result<Pause> {
-        let pause = self.declare_pause_locked(learner, program, starts_at, ends_at, note, by)?;
-        self.store.durable().await?;
-        Ok(pause)
-    }
-
-    /// [`Engine::declare_pause`] under the learner's lock, before the wait
-    /// for the disk.
-    fn declare_pause_locked(
-        &self,
-        learner: &str,
-        program: &str,
-        starts_at: Option<Micros>,
-        ends_at: Micros,
-        note: &str,
-        by: &str,
-    ) -> Result<Pause> {
         self.check_enrolled(learner, program)?;
         let now = now_micros();
         let starts_at = starts_at.unwrap_or(now);
@@ -77,6 +61,7 @@ impl Engine {
             self.store.put_pause(&pause)?;
         }
         self.evaluate_declared(learner)?;
+        self.store.durable().await?;
         Ok(pause)
     }
 
@@ -85,30 +70,25 @@ impl Engine {
     /// changes nothing. Returns once that is on disk. Blocking: call it
     /// off the async workers.
     pub async fn end_pause(&self, learner: &str, id: &str) -> Result<Pause> {
-        let pause = self.end_pause_locked(learner, id)?;
-        self.store.durable().await?;
-        Ok(pause)
-    }
-
-    /// [`Engine::end_pause`] under the learner's lock, before the wait for
-    /// the disk.
-    fn end_pause_locked(&self, learner: &str, id: &str) -> Result<Pause> {
         self.learner(learner)?;
         let now = now_micros();
-        let pause = {
+        let (pause, ended) = {
             let _guard = self.hub().locks.lock_all([learner]);
             let mut pause = self
                 .store
                 .pause(learner, id)?
                 .ok_or_else(|| Error::not_found("pause", id))?;
-            if pause.ends_at <= now {
-                return Ok(pause);
+            let ended = pause.ends_at > now;
+            if ended {
+                pause.ends_at = now.max(pause.starts_at);
+                self.store.put_pause(&pause)?;
             }
-            pause.ends_at = now.max(pause.starts_at);
-            self.store.put_pause(&pause)?;
-            pause
+            (pause, ended)
         };
-        self.evaluate_declared(learner)?;
+        if ended {
+            self.evaluate_declared(learner)?;
+        }
+        self.store.durable().await?;
         Ok(pause)
     }
 
@@ -167,38 +147,28 @@ impl Engine {
         note: &str,
         by: &str,
     ) -> Result<Withdrawal> {
-        let withdrawal = self.withdraw_locked(learner, program, withdrawn_at, note, by)?;
-        self.store.durable().await?;
-        Ok(withdrawal)
-    }
-
-    /// [`Engine::withdraw_learner`] under the learner's lock, before the
-    /// wait for the disk.
-    fn withdraw_locked(
-        &self,
-        learner: &str,
-        program: &str,
-        withdrawn_at: Option<Micros>,
-        note: &str,
-        by: &str,
-    ) -> Result<Withdrawal> {
         self.check_enrolled(learner, program)?;
-        let withdrawal = {
+        let (withdrawal, new) = {
             let _guard = self.hub().locks.lock_all([learner]);
-            if let Some(existing) = self.store.withdrawal(learner, program)? {
-                return Ok(existing);
+            match self.store.withdrawal(learner, program)? {
+                Some(existing) => (existing, false),
+                None => {
+                    let withdrawal = Withdrawal {
+                        learner_id: learner.to_string(),
+                        program_id: program.to_string(),
+                        withdrawn_at: withdrawn_at.unwrap_or_else(now_micros),
+                        note: note.to_string(),
+                        declared_by: by.to_string(),
+                    };
+                    self.store.put_withdrawal(&withdrawal)?;
+                    (withdrawal, true)
+                }
             }
-            let withdrawal = Withdrawal {
-                learner_id: learner.to_string(),
-                program_id: program.to_string(),
-                withdrawn_at: withdrawn_at.unwrap_or_else(now_micros),
-                note: note.to_string(),
-                declared_by: by.to_string(),
-            };
-            self.store.put_withdrawal(&withdrawal)?;
-            withdrawal
         };
-        self.evaluate_declared(learner)?;
+        if new {
+            self.evaluate_declared(learner)?;
+        }
+        self.store.durable().await?;
         Ok(withdrawal)
     }
 }
