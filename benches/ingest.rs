@@ -261,13 +261,10 @@ async fn main() {
     for l in 0..LEARNERS {
         learners
             .upsert_learner(pb::UpsertLearnerRequest {
-                learner: Some(pb::Learner {
-                    id: format!("learner-{l}"),
-                    company_id: format!("company-{}", l % 40),
-                    language: "fr".into(),
-                    time_zone: "Europe/Paris".into(),
-                    display_name: String::new(),
-                }),
+                learner: Some(common::learner(
+                    format!("learner-{l}"),
+                    format!("company-{}", l % 40),
+                )),
             })
             .await
             .unwrap();

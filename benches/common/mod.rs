@@ -135,13 +135,7 @@ impl BenchServer {
                     for id in names.iter().skip(c).step_by(64) {
                         client
                             .upsert_learner(pb::UpsertLearnerRequest {
-                                learner: Some(pb::Learner {
-                                    id: id.clone(),
-                                    company_id: "acme".into(),
-                                    language: "fr".into(),
-                                    time_zone: "Europe/Paris".into(),
-                                    display_name: String::new(),
-                                }),
+                                learner: Some(learner(id.clone(), "acme".into())),
                             })
                             .await
                             .unwrap();
@@ -180,6 +174,17 @@ pub fn skills(n: usize) -> Vec<pb::Skill> {
             prerequisite_ids: vec![],
         })
         .collect()
+}
+
+/// A French-speaking learner in Paris's time zone.
+pub fn learner(id: String, company: String) -> pb::Learner {
+    pb::Learner {
+        id,
+        company_id: company,
+        language: "fr".into(),
+        time_zone: "Europe/Paris".into(),
+        display_name: String::new(),
+    }
 }
 
 /// A numeric option `--name N` from the command line.
