@@ -23,16 +23,7 @@ fn form(program: &str, seed: u64) -> pb::FormCohortsRequest {
 #[tokio::test]
 async fn regional_tags_share_cohorts_with_their_language() {
     let server = TestServer::start().await;
-    let mut staff: Vec<pb::Learner> = (0..30)
-        .map(|i| {
-            learner_in(
-                &format!("l{i:02}"),
-                &format!("co{}", i % 5),
-                "fr",
-                "Europe/Paris",
-            )
-        })
-        .collect();
+    let mut staff = people("l", 30, 5, "fr");
     staff.push(learner_in("belgian", "co9", "fr-BE", "Europe/Brussels"));
     seed_cohort_program(&server, "p", None, &staff).await;
     let formed = server
@@ -59,16 +50,7 @@ async fn regional_tags_share_cohorts_with_their_language() {
 #[tokio::test]
 async fn a_move_into_a_locked_cohort_is_kept() {
     let server = TestServer::start().await;
-    let staff: Vec<pb::Learner> = (0..60)
-        .map(|i| {
-            learner_in(
-                &format!("l{i:02}"),
-                &format!("co{}", i % 6),
-                "fr",
-                "Europe/Paris",
-            )
-        })
-        .collect();
+    let staff = people("l", 60, 6, "fr");
     seed_cohort_program(&server, "p", None, &staff).await;
     let mut cohorts = server.cohorts().await;
     let first = cohorts
@@ -115,16 +97,7 @@ async fn a_move_into_a_locked_cohort_is_kept() {
 #[tokio::test]
 async fn learners_who_fit_no_cohort_are_returned_unplaced() {
     let server = TestServer::start().await;
-    let mut staff: Vec<pb::Learner> = (0..30)
-        .map(|i| {
-            learner_in(
-                &format!("l{i:02}"),
-                &format!("co{}", i % 5),
-                "fr",
-                "Europe/Paris",
-            )
-        })
-        .collect();
+    let mut staff = people("l", 30, 5, "fr");
     staff.push(learner_in("hans", "co1", "de", "Europe/Berlin"));
     staff.push(learner_in("ute", "co2", "de", "Europe/Berlin"));
     seed_cohort_program(&server, "p", None, &staff).await;
@@ -221,16 +194,7 @@ fn date(s: &str) -> Option<prost_types::Timestamp> {
 #[tokio::test]
 async fn a_learner_change_that_breaks_a_cohort_is_flagged_then_repaired() {
     let server = TestServer::start().await;
-    let staff: Vec<pb::Learner> = (0..30)
-        .map(|i| {
-            learner_in(
-                &format!("l{i:02}"),
-                &format!("co{}", i % 5),
-                "fr",
-                "Europe/Paris",
-            )
-        })
-        .collect();
+    let staff = people("l", 30, 5, "fr");
     seed_cohort_program(&server, "p", None, &staff).await;
     let mut cohorts = server.cohorts().await;
     let formed = cohorts
@@ -350,16 +314,7 @@ async fn a_tighter_company_share_is_flagged_on_every_cohort_it_breaks() {
 #[tokio::test]
 async fn a_locked_cohort_that_breaks_tightened_rules_is_kept_and_flagged() {
     let server = TestServer::start().await;
-    let staff: Vec<pb::Learner> = (0..60)
-        .map(|i| {
-            learner_in(
-                &format!("l{i:02}"),
-                &format!("co{}", i % 6),
-                "fr",
-                "Europe/Paris",
-            )
-        })
-        .collect();
+    let staff = people("l", 60, 6, "fr");
     seed_cohort_program(&server, "p", None, &staff).await;
     let mut cohorts = server.cohorts().await;
     let first = cohorts

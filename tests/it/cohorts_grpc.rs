@@ -9,20 +9,6 @@ use spoc_engine::api::pb;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-/// `n` learners `{prefix}NN` spread round-robin over `companies`.
-fn people(prefix: &str, n: usize, companies: usize, language: &str) -> Vec<pb::Learner> {
-    (0..n)
-        .map(|i| {
-            learner_in(
-                &format!("{prefix}{i:02}"),
-                &format!("co{}", i % companies),
-                language,
-                "Europe/Paris",
-            )
-        })
-        .collect()
-}
-
 /// Gives some learners a few right answers so mastery differs.
 async fn vary_mastery(server: &TestServer, learners: &[pb::Learner]) {
     let attempts = learners

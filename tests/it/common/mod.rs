@@ -402,6 +402,21 @@ pub fn learner_in(id: &str, company: &str, language: &str, time_zone: &str) -> p
     }
 }
 
+/// `n` learners `{prefix}00`.. in Paris's time zone, spread round-robin
+/// over `companies` companies `co0`...
+pub fn people(prefix: &str, n: usize, companies: usize, language: &str) -> Vec<pb::Learner> {
+    (0..n)
+        .map(|i| {
+            learner_in(
+                &format!("{prefix}{i:02}"),
+                &format!("co{}", i % companies),
+                language,
+                "Europe/Paris",
+            )
+        })
+        .collect()
+}
+
 /// Creates a program over skills `a`, `b`, `c` (imported if missing) with
 /// the given cohort rules, then upserts and enrols `learners` in it.
 pub async fn seed_cohort_program(
