@@ -74,32 +74,6 @@ async fn main() {
     let history_from = now() - 7200;
     let channels = server.channels.clone();
     let setup = Instant::now();
-    pb::catalog_service_client::CatalogServiceClient::new(channels[0].clone())
-        .import_catalog(pb::ImportCatalogRequest {
-            skills: (0..SKILLS)
-                .map(|s| pb::Skill {
-                    id: format!("skill-{s}"),
-                    name: format!("Skill {s}"),
-                    prerequisite_ids: vec![],
-                })
-                .collect(),
-            modules: vec![],
-            items: vec![],
-        })
-        .await
-        .unwrap();
-    pb::program_service_client::ProgramServiceClient::new(channels[0].clone())
-        .upsert_program(pb::UpsertProgramRequest {
-            program: Some(pb::Program {
-                id: "bench".into(),
-                name: "Bench".into(),
-                skill_ids: (0..SKILLS).map(|s| format!("skill-{s}")).collect(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
-    // Learners and enrolments, 64 callers at a time.
     let names: Vec<String> = (0..learners)
         .map(|l| {
             if l < background {
@@ -110,40 +84,7 @@ async fn main() {
         })
         .collect();
     let names = Arc::new(names);
-    let tasks: Vec<_> = (0..64)
-        .map(|c| {
-            let names = names.clone();
-            let channel = channels[c % channels.len()].clone();
-            tokio::spawn(async move {
-                let mut client = pb::learner_service_client::LearnerServiceClient::new(channel);
-                for id in names.iter().skip(c).step_by(64) {
-                    client
-                        .upsert_learner(pb::UpsertLearnerRequest {
-                            learner: Some(pb::Learner {
-                                id: id.clone(),
-                                company_id: "acme".into(),
-                                language: "fr".into(),
-                                time_zone: "Europe/Paris".into(),
-                                display_name: String::new(),
-                            }),
-                        })
-                        .await
-                        .unwrap();
-                    client
-                        .enroll_learner(pb::EnrollLearnerRequest {
-                            enrolled_at: None,
-                            learner_id: id.clone(),
-                            program_id: "bench".into(),
-                        })
-                        .await
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
+    server.seed_program(SKILLS, &names).await;
     // A history for every background learner, in batches of 1000.
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut mastery = pb::mastery_service_client::MasteryServiceClient::new(channels[0].clone());

@@ -251,13 +251,7 @@ async fn main() {
     let mut catalog = pb::catalog_service_client::CatalogServiceClient::new(channels[0].clone());
     catalog
         .import_catalog(pb::ImportCatalogRequest {
-            skills: (0..SKILLS)
-                .map(|s| pb::Skill {
-                    id: format!("skill-{s}"),
-                    name: format!("Skill {s}"),
-                    prerequisite_ids: vec![],
-                })
-                .collect(),
+            skills: common::skills(SKILLS),
             modules: vec![],
             items: vec![],
         })
@@ -267,13 +261,10 @@ async fn main() {
     for l in 0..LEARNERS {
         learners
             .upsert_learner(pb::UpsertLearnerRequest {
-                learner: Some(pb::Learner {
-                    id: format!("learner-{l}"),
-                    company_id: format!("company-{}", l % 40),
-                    language: "fr".into(),
-                    time_zone: "Europe/Paris".into(),
-                    display_name: String::new(),
-                }),
+                learner: Some(common::learner(
+                    format!("learner-{l}"),
+                    format!("company-{}", l % 40),
+                )),
             })
             .await
             .unwrap();

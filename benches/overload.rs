@@ -168,13 +168,7 @@ async fn main() {
     for i in 0..LEARNERS {
         learners
             .upsert_learner(pb::UpsertLearnerRequest {
-                learner: Some(pb::Learner {
-                    id: format!("l{i}"),
-                    company_id: "acme".into(),
-                    language: "fr".into(),
-                    time_zone: "Europe/Paris".into(),
-                    display_name: String::new(),
-                }),
+                learner: Some(common::learner(format!("l{i}"), "acme".into())),
             })
             .await
             .unwrap();

@@ -59,69 +59,13 @@ async fn main() {
         ..Default::default()
     });
     let channels = server.channels.clone();
-    pb::catalog_service_client::CatalogServiceClient::new(channels[0].clone())
-        .import_catalog(pb::ImportCatalogRequest {
-            skills: vec![pb::Skill {
-                id: "skill-0".into(),
-                name: "Skill 0".into(),
-                prerequisite_ids: vec![],
-            }],
-            modules: vec![],
-            items: vec![],
-        })
-        .await
-        .unwrap();
-    pb::program_service_client::ProgramServiceClient::new(channels[0].clone())
-        .upsert_program(pb::UpsertProgramRequest {
-            program: Some(pb::Program {
-                id: "bench".into(),
-                name: "Bench".into(),
-                skill_ids: vec!["skill-0".into()],
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
     let names: Arc<Vec<String>> = Arc::new(
         (0..background)
             .map(|l| format!("learner-{l}"))
             .chain((0..probes).map(|p| format!("probe-{p}")))
             .collect(),
     );
-    let tasks: Vec<_> = (0..32)
-        .map(|c| {
-            let names = names.clone();
-            let channel = channels[c % channels.len()].clone();
-            tokio::spawn(async move {
-                let mut client = pb::learner_service_client::LearnerServiceClient::new(channel);
-                for id in names.iter().skip(c).step_by(32) {
-                    client
-                        .upsert_learner(pb::UpsertLearnerRequest {
-                            learner: Some(pb::Learner {
-                                id: id.clone(),
-                                company_id: "acme".into(),
-                                language: "fr".into(),
-                                time_zone: "Europe/Paris".into(),
-                                display_name: String::new(),
-                            }),
-                        })
-                        .await
-                        .unwrap();
-                    client
-                        .enroll_learner(pb::EnrollLearnerRequest {
-                            enrolled_at: None,
-                            learner_id: id.clone(),
-                            program_id: "bench".into(),
-                        })
-                        .await
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
+    server.seed_program(1, &names).await;
 
     // The receiver: arrival of each probe's blocking point.
     let arrivals: Arrivals = Arc::default();

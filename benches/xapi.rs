@@ -132,13 +132,7 @@ async fn main() {
         pb::catalog_service_client::CatalogServiceClient::new(server.channels[0].clone());
     catalog
         .import_catalog(pb::ImportCatalogRequest {
-            skills: (0..SKILLS)
-                .map(|s| pb::Skill {
-                    id: format!("skill-{s}"),
-                    name: format!("Skill {s}"),
-                    prerequisite_ids: vec![],
-                })
-                .collect(),
+            skills: common::skills(SKILLS),
             modules: vec![],
             items: (0..ITEMS)
                 .map(|n| pb::Item {

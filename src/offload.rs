@@ -17,18 +17,29 @@
 //! thread. The turn goes with the job: a caller that gives up (a deadline,
 //! a disconnect) frees it only when the job, which cannot be stopped, ends.
 //! A job that panics is a [`Panicked`] error, which each edge answers as
-//! an internal error (`api/status.rs`, `http/error.rs`).
+//! an internal error (`api/status.rs`, `http/error.rs`); in the engine it
+//! becomes the crate's [`Error::Storage`], like any failed write.
 
 use std::future::Future;
 use std::sync::{Arc, LazyLock};
 
 use tokio::sync::Semaphore;
 
+use crate::error::Error;
+
 /// A job run off the runtime panicked (a bug): the edges answer INTERNAL
 /// (gRPC, Connect) or 500 (xAPI).
 #[derive(Debug, thiserror::Error)]
 #[error("a task off the runtime failed: {0}")]
 pub struct Panicked(String);
+
+/// The engine's own offloaded jobs (alert watches, webhook deliveries)
+/// return the crate's error: a panic there is a failed storage step.
+impl From<Panicked> for Error {
+    fn from(err: Panicked) -> Self {
+        Error::Storage(err.to_string())
+    }
+}
 
 /// Cores of this machine (2 if unknown).
 fn cores() -> usize {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use spoc_engine::api::auth::BearerKey;
+use spoc_engine::api::pb;
 use spoc_engine::api::pb::mastery_service_server::MasteryService;
 use spoc_engine::engine::params::ParamSet;
 use spoc_engine::engine::{Engine, EngineConfig};
@@ -101,12 +102,88 @@ impl BenchServer {
         }
     }
 
+    /// Imports [`skills`]`(count)` and the program `bench` over them, then
+    /// upserts `names` as learners of company `acme` and enrols them in
+    /// `bench`, 64 callers at a time.
+    pub async fn seed_program(&self, count: usize, names: &Arc<Vec<String>>) {
+        let channels = &self.channels;
+        pb::catalog_service_client::CatalogServiceClient::new(channels[0].clone())
+            .import_catalog(pb::ImportCatalogRequest {
+                skills: skills(count),
+                modules: vec![],
+                items: vec![],
+            })
+            .await
+            .unwrap();
+        pb::program_service_client::ProgramServiceClient::new(channels[0].clone())
+            .upsert_program(pb::UpsertProgramRequest {
+                program: Some(pb::Program {
+                    id: "bench".into(),
+                    name: "Bench".into(),
+                    skill_ids: (0..count).map(|s| format!("skill-{s}")).collect(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..64)
+            .map(|c| {
+                let names = names.clone();
+                let channel = channels[c % channels.len()].clone();
+                tokio::spawn(async move {
+                    let mut client = pb::learner_service_client::LearnerServiceClient::new(channel);
+                    for id in names.iter().skip(c).step_by(64) {
+                        client
+                            .upsert_learner(pb::UpsertLearnerRequest {
+                                learner: Some(learner(id.clone(), "acme".into())),
+                            })
+                            .await
+                            .unwrap();
+                        client
+                            .enroll_learner(pb::EnrollLearnerRequest {
+                                enrolled_at: None,
+                                learner_id: id.clone(),
+                                program_id: "bench".into(),
+                            })
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    }
+
     /// Stops the server gracefully.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         let _ = self.task.await;
+    }
+}
+
+/// The skills `skill-0` to `skill-{n-1}`, without prerequisites.
+pub fn skills(n: usize) -> Vec<pb::Skill> {
+    (0..n)
+        .map(|s| pb::Skill {
+            id: format!("skill-{s}"),
+            name: format!("Skill {s}"),
+            prerequisite_ids: vec![],
+        })
+        .collect()
+}
+
+/// A French-speaking learner in Paris's time zone.
+pub fn learner(id: String, company: String) -> pb::Learner {
+    pb::Learner {
+        id,
+        company_id: company,
+        language: "fr".into(),
+        time_zone: "Europe/Paris".into(),
+        display_name: String::new(),
     }
 }
 

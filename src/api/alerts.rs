@@ -33,7 +33,7 @@ impl AlertApi {
     }
 
     /// Runs a trainer action off the async runtime (it may wait for the
-    /// learner's evaluation lock), then waits until it is on disk.
+    /// learner's evaluation lock); the engine returns once it is on disk.
     async fn act(
         &self,
         id: String,
@@ -42,9 +42,9 @@ impl AlertApi {
         note: String,
     ) -> Result<pb::Alert, Status> {
         let engine = self.engine.clone();
-        let alert = offload::blocking(async move { engine.act_on_alert(&id, action, &by, &note) })
-            .await??;
-        self.engine.store().durable().await?;
+        let alert =
+            offload::blocking(async move { engine.act_on_alert(&id, action, &by, &note).await })
+                .await??;
         Ok(alert.into())
     }
 }
@@ -329,44 +329,34 @@ impl AlertService for AlertApi {
         &self,
         request: Request<pb::DeclarePauseRequest>,
     ) -> Result<Response<pb::Pause>, Status> {
-        super::pauses::declare_pause(&self.engine, request)
-            .await
-            .map(Response::new)
+        super::pauses::declare_pause(&self.engine, request).await
     }
 
     async fn end_pause(
         &self,
         request: Request<pb::EndPauseRequest>,
     ) -> Result<Response<pb::Pause>, Status> {
-        super::pauses::end_pause(&self.engine, request)
-            .await
-            .map(Response::new)
+        super::pauses::end_pause(&self.engine, request).await
     }
 
     async fn list_pauses(
         &self,
         request: Request<pb::ListPausesRequest>,
     ) -> Result<Response<pb::ListPausesResponse>, Status> {
-        super::pauses::list_pauses(&self.engine, request)
-            .await
-            .map(Response::new)
+        super::pauses::list_pauses(&self.engine, request).await
     }
 
     async fn withdraw_learner(
         &self,
         request: Request<pb::WithdrawLearnerRequest>,
     ) -> Result<Response<pb::Withdrawal>, Status> {
-        super::pauses::withdraw_learner(&self.engine, request)
-            .await
-            .map(Response::new)
+        super::pauses::withdraw_learner(&self.engine, request).await
     }
 
     async fn get_alert_digest(
         &self,
         request: Request<pb::GetAlertDigestRequest>,
     ) -> Result<Response<pb::AlertDigest>, Status> {
-        super::pauses::alert_digest(&self.engine, request)
-            .await
-            .map(Response::new)
+        super::pauses::alert_digest(&self.engine, request).await
     }
 }

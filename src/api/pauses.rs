@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tonic::{Request, Status};
+use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
 use super::pb;
@@ -17,6 +17,7 @@ use crate::domain::pauses::{Pause, Withdrawal};
 use crate::engine::Engine;
 use crate::engine::alerts::DigestEntry;
 use crate::error::{Error, Result};
+use crate::offload;
 
 impl From<Pause> for pb::Pause {
     fn from(p: Pause) -> Self {
@@ -170,7 +171,7 @@ impl Touches for pb::GetAlertDigestRequest {
 pub async fn declare_pause(
     engine: &Arc<Engine>,
     request: Request<pb::DeclarePauseRequest>,
-) -> Result<pb::Pause, Status> {
+) -> Result<Response<pb::Pause>, Status> {
     let r = request.get_ref();
     let learner = check::id("learner_id", &r.learner_id)?;
     let program = optional("program_id", &r.program_id)?.unwrap_or_default();
@@ -180,33 +181,35 @@ pub async fn declare_pause(
     let note = check::text("note", &r.note)?;
     let by = check::id("by", &r.by)?;
     super::scope::authorize(engine, &request)?;
-    let pause = super::off_runtime(engine, move |e| {
-        e.declare_pause(&learner, &program, starts_at, ends_at, &note, &by)
+    let engine = engine.clone();
+    let pause = offload::blocking(async move {
+        engine
+            .declare_pause(&learner, &program, starts_at, ends_at, &note, &by)
+            .await
     })
-    .await?;
-    engine.store().durable().await?;
-    Ok(pause.into())
+    .await??;
+    Ok(Response::new(pause.into()))
 }
 
 /// `EndPause`: the pause as ended, once durable.
 pub async fn end_pause(
     engine: &Arc<Engine>,
     request: Request<pb::EndPauseRequest>,
-) -> Result<pb::Pause, Status> {
+) -> Result<Response<pb::Pause>, Status> {
     let r = request.get_ref();
     let learner = check::id("learner_id", &r.learner_id)?;
     let id = check::id("pause_id", &r.pause_id)?;
     super::scope::authorize(engine, &request)?;
-    let pause = super::off_runtime(engine, move |e| e.end_pause(&learner, &id)).await?;
-    engine.store().durable().await?;
-    Ok(pause.into())
+    let engine = engine.clone();
+    let pause = offload::blocking(async move { engine.end_pause(&learner, &id).await }).await??;
+    Ok(Response::new(pause.into()))
 }
 
 /// `ListPauses`: a scoped key sees the pauses of its learners only.
 pub async fn list_pauses(
     engine: &Arc<Engine>,
     request: Request<pb::ListPausesRequest>,
-) -> Result<pb::ListPausesResponse, Status> {
+) -> Result<Response<pb::ListPausesResponse>, Status> {
     let r = request.get_ref();
     let learner = optional("learner_id", &r.learner_id)?;
     let program = optional("program_id", &r.program_id)?;
@@ -226,16 +229,16 @@ pub async fn list_pauses(
         Ok(seen)
     })
     .await?;
-    Ok(pb::ListPausesResponse {
+    Ok(Response::new(pb::ListPausesResponse {
         pauses: pauses.into_iter().map(Into::into).collect(),
-    })
+    }))
 }
 
 /// `WithdrawLearner`: the withdrawal, once durable.
 pub async fn withdraw_learner(
     engine: &Arc<Engine>,
     request: Request<pb::WithdrawLearnerRequest>,
-) -> Result<pb::Withdrawal, Status> {
+) -> Result<Response<pb::Withdrawal>, Status> {
     let r = request.get_ref();
     let learner = check::id("learner_id", &r.learner_id)?;
     let program = check::id("program_id", &r.program_id)?;
@@ -243,19 +246,21 @@ pub async fn withdraw_learner(
     let note = check::text("note", &r.note)?;
     let by = check::id("by", &r.by)?;
     super::scope::authorize(engine, &request)?;
-    let withdrawal = super::off_runtime(engine, move |e| {
-        e.withdraw_learner(&learner, &program, at, &note, &by)
+    let engine = engine.clone();
+    let withdrawal = offload::blocking(async move {
+        engine
+            .withdraw_learner(&learner, &program, at, &note, &by)
+            .await
     })
-    .await?;
-    engine.store().durable().await?;
-    Ok(withdrawal.into())
+    .await??;
+    Ok(Response::new(withdrawal.into()))
 }
 
 /// `GetAlertDigest`: a scoped key sees the entries of its learners only.
 pub async fn alert_digest(
     engine: &Arc<Engine>,
     request: Request<pb::GetAlertDigestRequest>,
-) -> Result<pb::AlertDigest, Status> {
+) -> Result<Response<pb::AlertDigest>, Status> {
     let r = request.get_ref();
     let program = check::id("program_id", &r.program_id)?;
     let cohort = if r.cohort_id.is_empty() {
@@ -285,5 +290,5 @@ pub async fn alert_digest(
         })
     })
     .await?;
-    Ok(digest)
+    Ok(Response::new(digest))
 }

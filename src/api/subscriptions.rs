@@ -21,6 +21,7 @@ use crate::engine::webhooks::{
     DEFAULT_DIGEST_HOUR, MAX_FILTER_IDS, MAX_URL_BYTES, NewSubscription, SubscriptionView,
 };
 use crate::error::{Error, Result};
+use crate::offload;
 
 /// The fields of a `CreateSubscriptionRequest`, checked.
 pub fn new_subscription(r: &pb::CreateSubscriptionRequest) -> Result<NewSubscription> {
@@ -262,8 +263,9 @@ pub async fn delete(
 ) -> Result<Response<pb::DeleteSubscriptionResponse>, Status> {
     let id = check::id("subscription_id", &request.get_ref().subscription_id)?;
     let who = super::scope::authorize(engine, &request)?;
-    let dropped = super::off_runtime(engine, move |e| e.delete_subscription(&who, &id)).await?;
-    engine.store().durable().await?;
+    let engine = engine.clone();
+    let dropped =
+        offload::blocking(async move { engine.delete_subscription(&who, &id).await }).await??;
     Ok(Response::new(pb::DeleteSubscriptionResponse {
         dropped_pending: dropped.pending,
         dropped_dead_letters: dropped.dead,

@@ -192,7 +192,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     }
     // The outbox gauges count tree entries: off the runtime's workers.
     let engine = state.engine.clone();
-    match tokio::task::spawn_blocking(move || engine.webhook_stats()).await {
+    match offload::blocking(async move { engine.webhook_stats() }).await {
         Ok(Ok(stats)) => webhook_metrics(&stats, &mut out),
         Ok(Err(err)) => tracing::error!(error = %err, "webhook figures unreadable"),
         Err(err) => tracing::error!(error = %err, "webhook figures task failed"),

@@ -32,6 +32,7 @@ use super::output::{self, OutputFormat};
 use crate::api::pb;
 use crate::engine::params::ParamSet;
 use crate::engine::{DEFAULT_MASTERY_THRESHOLD, Engine, EngineConfig};
+use crate::offload;
 use crate::store::Store;
 use world::{DemoOptions, DemoWorld, Persona};
 
@@ -352,7 +353,7 @@ async fn show(
         seed: args.seed,
         now,
     };
-    let world = tokio::task::spawn_blocking(move || world::generate(&options)).await?;
+    let world = offload::cpu(move || world::generate(&options)).await?;
     let service = Service::connect(&ClientArgs::new(address.to_string(), key.clone())).await?;
 
     let started = Instant::now();

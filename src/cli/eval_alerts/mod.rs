@@ -36,6 +36,7 @@ use crate::domain::risk::{AlertKind, LinearModel};
 use crate::engine::alerts::DEFAULT_ALERTS_PER_25;
 use crate::engine::params::ParamSet;
 use crate::engine::{DEFAULT_MASTERY_THRESHOLD, Engine, EngineConfig, now_micros};
+use crate::offload;
 use crate::store::Store;
 
 /// Which worlds to evaluate on.
@@ -133,7 +134,7 @@ pub async fn evaluate(args: &EvalAlertsArgs) -> Result<Evaluation, BoxError> {
     };
     progress("training the baseline on the training worlds");
     let baseline_learners = args.baseline_learners;
-    let baseline = tokio::task::spawn_blocking(move || {
+    let baseline = offload::cpu(move || {
         let worlds: Vec<World> = training_worlds(baseline_learners)
             .iter()
             .map(generate)
@@ -268,7 +269,7 @@ async fn observe(
     let world = world.clone();
     let alerts = alerts.to_vec();
     let baseline = baseline.clone();
-    let seen = tokio::task::spawn_blocking(move || -> Result<Vec<Seen>, BoxError> {
+    let seen = offload::blocking(async move {
         let now = now_micros();
         let mut out = Vec::with_capacity(world.learners.len());
         for l in &world.learners {
@@ -301,7 +302,7 @@ async fn observe(
                 baseline_risk: baseline.predict(&a.signals),
             });
         }
-        Ok(out)
+        Ok::<_, BoxError>(out)
     })
     .await??;
     Ok(seen)

@@ -4,7 +4,7 @@
 //! The CloudEvents `data` is the alert in protobuf's canonical JSON mapping
 //! of `spoc.v1.Alert` (camelCase names, enum value names, RFC 3339 times,
 //! 64-bit integers as strings), written here by hand because the domain
-//! knows no generated type; `tests/webhooks.rs` parses it back with the
+//! knows no generated type; `tests/it/webhooks.rs` parses it back with the
 //! descriptor set, so the two cannot drift apart. Chat messages are short
 //! texts for people: kind, severity, learner, program, cohort, reason.
 

@@ -52,15 +52,24 @@ impl Engine {
     /// Acknowledges or resolves an alert for a trainer. Acting twice is a
     /// no-op; acknowledging a resolved alert is refused. A resolved alert
     /// closes its episode: no alert of that kind is raised again for the
-    /// learner until its condition clears. The caller waits for durability
-    /// before replying.
-    pub fn act_on_alert(
+    /// learner until its condition clears. Returns once the change is on
+    /// disk. Blocking (it may wait for the learner's evaluation lock): call
+    /// it off the async workers.
+    pub async fn act_on_alert(
         &self,
         id: &str,
         action: TrainerAction,
         by: &str,
         note: &str,
     ) -> Result<Alert> {
+        let alert = self.act_locked(id, action, by, note)?;
+        self.store.durable().await?;
+        Ok(alert)
+    }
+
+    /// [`Engine::act_on_alert`] under the learner's lock, before the wait
+    /// for the disk.
+    fn act_locked(&self, id: &str, action: TrainerAction, by: &str, note: &str) -> Result<Alert> {
         let learner = self.alert(id)?.learner_id;
         let _guard = self.hub().locks.lock_all([learner.as_str()]);
         // Read again under the lock: an evaluation may have changed it.

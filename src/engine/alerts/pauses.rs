@@ -27,9 +27,9 @@ impl Engine {
 
     /// Declares a pause of `learner` in `program` (empty: every program)
     /// from `starts_at` (default now) to `ends_at`; inactivity and
-    /// stopping alerts are silenced while it lasts. The caller waits for
-    /// durability before replying.
-    pub fn declare_pause(
+    /// stopping alerts are silenced while it lasts. Returns once the pause
+    /// is on disk. Blocking: call it off the async workers.
+    pub async fn declare_pause(
         &self,
         learner: &str,
         program: &str,
@@ -61,29 +61,34 @@ impl Engine {
             self.store.put_pause(&pause)?;
         }
         self.evaluate_declared(learner)?;
+        self.store.durable().await?;
         Ok(pause)
     }
 
     /// Ends a pause now (the learner is back early); a pause not begun yet
     /// is cancelled (its end set to its start). Ending an ended pause
-    /// changes nothing.
-    pub fn end_pause(&self, learner: &str, id: &str) -> Result<Pause> {
+    /// changes nothing. Returns once that is on disk. Blocking: call it
+    /// off the async workers.
+    pub async fn end_pause(&self, learner: &str, id: &str) -> Result<Pause> {
         self.learner(learner)?;
         let now = now_micros();
-        let pause = {
+        let (pause, ended) = {
             let _guard = self.hub().locks.lock_all([learner]);
             let mut pause = self
                 .store
                 .pause(learner, id)?
                 .ok_or_else(|| Error::not_found("pause", id))?;
-            if pause.ends_at <= now {
-                return Ok(pause);
+            let ended = pause.ends_at > now;
+            if ended {
+                pause.ends_at = now.max(pause.starts_at);
+                self.store.put_pause(&pause)?;
             }
-            pause.ends_at = now.max(pause.starts_at);
-            self.store.put_pause(&pause)?;
-            pause
+            (pause, ended)
         };
-        self.evaluate_declared(learner)?;
+        if ended {
+            self.evaluate_declared(learner)?;
+        }
+        self.store.durable().await?;
         Ok(pause)
     }
 
@@ -132,8 +137,9 @@ impl Engine {
 
     /// Withdraws a learner from a program: every alert of theirs in it
     /// resolves and none is raised again. Withdrawing twice returns the
-    /// first withdrawal. The caller waits for durability before replying.
-    pub fn withdraw_learner(
+    /// first withdrawal. Returns once it is on disk. Blocking: call it off
+    /// the async workers.
+    pub async fn withdraw_learner(
         &self,
         learner: &str,
         program: &str,
@@ -142,22 +148,27 @@ impl Engine {
         by: &str,
     ) -> Result<Withdrawal> {
         self.check_enrolled(learner, program)?;
-        let withdrawal = {
+        let (withdrawal, new) = {
             let _guard = self.hub().locks.lock_all([learner]);
-            if let Some(existing) = self.store.withdrawal(learner, program)? {
-                return Ok(existing);
+            match self.store.withdrawal(learner, program)? {
+                Some(existing) => (existing, false),
+                None => {
+                    let withdrawal = Withdrawal {
+                        learner_id: learner.to_string(),
+                        program_id: program.to_string(),
+                        withdrawn_at: withdrawn_at.unwrap_or_else(now_micros),
+                        note: note.to_string(),
+                        declared_by: by.to_string(),
+                    };
+                    self.store.put_withdrawal(&withdrawal)?;
+                    (withdrawal, true)
+                }
             }
-            let withdrawal = Withdrawal {
-                learner_id: learner.to_string(),
-                program_id: program.to_string(),
-                withdrawn_at: withdrawn_at.unwrap_or_else(now_micros),
-                note: note.to_string(),
-                declared_by: by.to_string(),
-            };
-            self.store.put_withdrawal(&withdrawal)?;
-            withdrawal
         };
-        self.evaluate_declared(learner)?;
+        if new {
+            self.evaluate_declared(learner)?;
+        }
+        self.store.durable().await?;
         Ok(withdrawal)
     }
 }

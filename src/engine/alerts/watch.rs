@@ -10,6 +10,7 @@ use super::super::Engine;
 use super::{AlertScope, WATCH_BUFFER, WatchEvent};
 use crate::domain::alerts::Alert;
 use crate::error::{Error, Result};
+use crate::offload;
 
 /// Log entries read per catch-up step.
 const CATCH_UP_BATCH: usize = 1000;
@@ -75,7 +76,7 @@ impl Engine {
             // The snapshot and its sequence are read under the sequence
             // lock, so they describe one moment.
             let engine = self.clone();
-            let (latest, active) = tokio::task::spawn_blocking(move || {
+            let (latest, active) = offload::blocking(async move {
                 let mut sequence_state = engine.hub().sequence.lock().expect("sequence lock");
                 // Only durable changes may be shown: publish what waits.
                 engine.publish(&mut sequence_state)?;
@@ -84,8 +85,7 @@ impl Engine {
                     .all_active_alerts()
                     .map(|a| (sequence_state.last, a))
             })
-            .await
-            .map_err(|e| Error::Storage(format!("alert snapshot task failed: {e}")))??;
+            .await??;
             let mut active: Vec<Alert> = active.into_iter().filter(|a| scope.matches(a)).collect();
             active.sort_by_key(|a| a.sequence);
             for alert in active {
@@ -105,7 +105,7 @@ impl Engine {
                 loop {
                     let engine = self.clone();
                     let from = last;
-                    let batch = tokio::task::spawn_blocking(move || {
+                    let batch = offload::blocking(async move {
                         // Read after subscribing (and off the runtime: a
                         // flush may hold the lock): a change past this
                         // bound is published later, so the channel brings it.
@@ -119,8 +119,7 @@ impl Engine {
                             .store
                             .alert_changes_after(from, through, CATCH_UP_BATCH)
                     })
-                    .await
-                    .map_err(|e| Error::Storage(format!("alert log task failed: {e}")))??;
+                    .await??;
                     let done = batch.len() < CATCH_UP_BATCH;
                     for alert in batch {
                         last = alert.sequence;

@@ -26,6 +26,7 @@ use crate::domain::webhooks::retry::AfterFailure;
 use crate::domain::webhooks::{DeadLetter, Message, Subscription, signature};
 use crate::engine::now_micros;
 use crate::error::{Error, Result};
+use crate::offload;
 use crate::store::outbox::OutboxRow;
 
 /// Deliveries in flight over every receiver.
@@ -105,7 +106,7 @@ pub(super) async fn run(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
         if tokio::time::Instant::now() >= next_digest {
             next_digest = tokio::time::Instant::now() + digest_every;
             let e = engine.clone();
-            match tokio::task::spawn_blocking(move || e.send_due_digests(now_micros())).await {
+            match offload::blocking(async move { e.send_due_digests(now_micros()) }).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(err)) => tracing::error!(error = %err, "webhook digests failed"),
                 Err(err) => tracing::error!(error = %err, "webhook digest task failed"),
@@ -165,7 +166,7 @@ async fn take_due(
     }
     let e = engine.clone();
     let flying = in_flight.clone();
-    tokio::task::spawn_blocking(move || {
+    offload::blocking(async move {
         let now = now_micros();
         // A copy: finishing deliveries must not wait for the scan.
         let (keys, full): (HashSet<Vec<u8>>, HashSet<String>) = {
@@ -213,8 +214,7 @@ async fn take_due(
         }
         Ok((taken, next_due))
     })
-    .await
-    .map_err(|e| Error::Storage(format!("webhook outbox task failed: {e}")))?
+    .await?
 }
 
 /// The subscription id inside an outbox key (see `store/outbox.rs`).
@@ -293,15 +293,14 @@ async fn attempt(
         Ok(()) => {
             hub.delivered.fetch_add(1, Ordering::Relaxed);
             let was_failing = hub.failing.lock().expect("failing lock").remove(&sub_id);
-            let moved = tokio::task::spawn_blocking(move || {
+            let moved = offload::blocking(async move {
                 e.store.remove_message(&key)?;
                 if was_failing {
                     return e.store.expedite_messages(&sub_id, now);
                 }
                 Ok(0)
             })
-            .await
-            .map_err(|e| Error::Storage(format!("webhook task failed: {e}")))??;
+            .await??;
             if moved > 0 {
                 tracing::info!(
                     subscription = %subscription.id,
@@ -332,9 +331,8 @@ async fn attempt(
                 AfterFailure::RetryAt(due) => {
                     message.due_at = due;
                     hub.retried.fetch_add(1, Ordering::Relaxed);
-                    tokio::task::spawn_blocking(move || e.store.retry_message(&key, &message))
-                        .await
-                        .map_err(|e| Error::Storage(format!("webhook task failed: {e}")))??;
+                    offload::blocking(async move { e.store.retry_message(&key, &message) })
+                        .await??;
                 }
                 AfterFailure::GiveUp => {
                     tracing::warn!(
@@ -350,9 +348,7 @@ async fn attempt(
                         url,
                         dead_at: now,
                     };
-                    tokio::task::spawn_blocking(move || e.store.bury_message(&key, &dead))
-                        .await
-                        .map_err(|e| Error::Storage(format!("webhook task failed: {e}")))??;
+                    offload::blocking(async move { e.store.bury_message(&key, &dead) }).await??;
                 }
             }
         }

@@ -20,7 +20,8 @@ use super::{Engine, WebhookHub};
 use crate::domain::alerts::Alert;
 use crate::domain::webhooks::{Delivery, Message, change_message_id, payload};
 use crate::engine::now_micros;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::offload;
 use crate::store::outbox::FanOut;
 
 /// Alert log entries read per catch-up step.
@@ -48,16 +49,14 @@ pub(super) async fn run(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Runs `call` on tokio's blocking pool (the sequence lock may be held by
-/// a flush; sled reads and writes block).
+/// Runs `call` off the runtime (the sequence lock may be held by a flush;
+/// sled reads and writes block).
 async fn blocking<T: Send + 'static>(
     engine: &Arc<Engine>,
     call: impl FnOnce(&Engine) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let engine = engine.clone();
-    tokio::task::spawn_blocking(move || call(&engine))
-        .await
-        .map_err(|e| Error::Storage(format!("webhook task failed: {e}")))?
+    offload::blocking(async move { call(&engine) }).await?
 }
 
 async fn follow(engine: &Arc<Engine>, stop: &mut watch::Receiver<bool>) -> Result<()> {

@@ -36,6 +36,7 @@ use crate::domain::risk::Severity;
 use crate::domain::webhooks::retry::RetryPolicy;
 use crate::domain::webhooks::{DeadLetter, Delivery, Format, Subscription, schedule, signature};
 use crate::error::{Error, Result};
+use crate::offload;
 use crate::store::outbox::Dropped;
 use crate::store::{Page, Store};
 use resolve::{HostResolver, SystemResolver};
@@ -300,7 +301,7 @@ impl Engine {
         fill_random(&mut id)?;
         let engine = self.clone();
         let who = who.clone();
-        let subscription = tokio::task::spawn_blocking(move || {
+        let subscription = offload::blocking(async move {
             let hub = engine.webhooks();
             let _writes = hub.writes.lock().expect("webhook writes lock");
             let all = hub.subscriptions();
@@ -342,8 +343,7 @@ impl Engine {
             hub.replace_subscriptions(|all| all.push(stored));
             Ok(subscription)
         })
-        .await
-        .map_err(|e| Error::Storage(format!("subscription task failed: {e}")))??;
+        .await??;
         self.store.durable().await?;
         tracing::info!(
             subscription = %subscription.id,
@@ -386,8 +386,17 @@ impl Engine {
     }
 
     /// Deletes a subscription `who` may see, with its waiting messages,
-    /// dead letters and digest rows; NOT_FOUND otherwise.
-    pub fn delete_subscription(&self, who: &Principal, id: &str) -> Result<Dropped> {
+    /// dead letters and digest rows, and returns once that is on disk;
+    /// NOT_FOUND otherwise. Blocking: call it off the async workers.
+    pub async fn delete_subscription(&self, who: &Principal, id: &str) -> Result<Dropped> {
+        let dropped = self.delete_subscription_locked(who, id)?;
+        self.store.durable().await?;
+        Ok(dropped)
+    }
+
+    /// [`Engine::delete_subscription`] under the writes' lock, before the
+    /// wait for the disk.
+    fn delete_subscription_locked(&self, who: &Principal, id: &str) -> Result<Dropped> {
         let hub = self.webhooks();
         let _writes = hub.writes.lock().expect("webhook writes lock");
         match hub.subscription(id) {
