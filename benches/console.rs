@@ -75,9 +75,9 @@ async fn main() {
                 name: "Bench program".into(),
                 skill_ids: skill_ids.clone(),
                 cohort_rules: Some(pb::CohortRules {
-                    min_size: learners as u32,
-                    max_size: learners as u32,
-                    max_company_share: 1.0,
+                    min_size: Some(learners as u32),
+                    max_size: Some(learners as u32),
+                    max_company_share: Some(1.0),
                     ..Default::default()
                 }),
                 ..Default::default()

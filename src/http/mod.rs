@@ -144,7 +144,13 @@ pub async fn serve_with(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    serve_with_options(stack, listener, shutdown, console::ConsoleOptions::default()).await
+    serve_with_options(
+        stack,
+        listener,
+        shutdown,
+        console::ConsoleOptions::default(),
+    )
+    .await
 }
 
 /// [`serve_with`], the console deployed as `console` says (cookies marked

@@ -292,13 +292,9 @@ async fn demo(args: DemoArgs) -> Result<(), BoxError> {
     };
     let http_address = http_listener.local_addr()?;
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http = tokio::spawn(crate::http::serve(
-        engine.clone(),
-        http_listener,
-        async {
-            let _ = http_stopped.await;
-        },
-    ));
+    let http = tokio::spawn(crate::http::serve(engine.clone(), http_listener, async {
+        let _ = http_stopped.await;
+    }));
     let key_path = args.data_dir.join(crate::engine::access::ADMIN_KEY_FILE);
     let key = std::fs::read_to_string(&key_path)
         .ok()

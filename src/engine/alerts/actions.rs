@@ -49,6 +49,21 @@ impl Engine {
         )
     }
 
+    /// [`Engine::act_on_alert`], returning once the change is on disk (the
+    /// console's actions; off the runtime, as it may wait for the
+    /// learner's evaluation lock).
+    pub async fn act_on_alert_durably(
+        &self,
+        id: &str,
+        action: TrainerAction,
+        by: &str,
+        note: &str,
+    ) -> Result<Alert> {
+        let alert = self.act_on_alert(id, action, by, note)?;
+        self.store.durable().await?;
+        Ok(alert)
+    }
+
     /// Acknowledges or resolves an alert for a trainer. Acting twice is a
     /// no-op; acknowledging a resolved alert is refused. A resolved alert
     /// closes its episode: no alert of that kind is raised again for the

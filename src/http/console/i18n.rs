@@ -122,11 +122,19 @@ pub const MESSAGES: &[(&str, &str, &str)] = &[
     ("role_manager", "manager", "responsable"),
     ("role_admin", "administrator", "administrateur"),
     ("my_cohorts", "My cohorts", "Mes cohortes"),
-    ("no_cohorts", "No cohort to show.", "Aucune cohorte à afficher."),
+    (
+        "no_cohorts",
+        "No cohort to show.",
+        "Aucune cohorte à afficher.",
+    ),
     ("cohort", "Cohort", "Cohorte"),
     ("program", "Program", "Programme"),
     ("programs", "Programs", "Programmes"),
-    ("no_programs", "No program yet.", "Aucun programme pour l’instant."),
+    (
+        "no_programs",
+        "No program yet.",
+        "Aucun programme pour l’instant.",
+    ),
     ("learners", "Learners", "Apprenants"),
     ("learner", "Learner", "Apprenant"),
     ("skills", "Skills", "Compétences"),
@@ -152,8 +160,16 @@ pub const MESSAGES: &[(&str, &str, &str)] = &[
     ("kind_blocking_point", "blocking point", "point de blocage"),
     ("kind_inactivity", "inactivity", "inactivité"),
     ("kind_mastery_drop", "mastery drop", "baisse de maîtrise"),
-    ("kind_predicted_dropout", "predicted dropout", "abandon prévu"),
-    ("kind_behind_schedule", "behind schedule", "en retard sur le calendrier"),
+    (
+        "kind_predicted_dropout",
+        "predicted dropout",
+        "abandon prévu",
+    ),
+    (
+        "kind_behind_schedule",
+        "behind schedule",
+        "en retard sur le calendrier",
+    ),
     ("kind_stopping", "stopping", "en train d’arrêter"),
     ("heat_map", "Mastery by skill", "Maîtrise par compétence"),
     (
@@ -167,28 +183,56 @@ pub const MESSAGES: &[(&str, &str, &str)] = &[
         "Mises à jour en direct : les nouvelles alertes apparaissent sans recharger.",
     ),
     ("new_alert", "Alert updated:", "Alerte mise à jour :"),
-    ("cohort_report", "Cohort report (HTML)", "Rapport de cohorte (HTML)"),
-    ("program_report", "Program report (HTML)", "Rapport de programme (HTML)"),
+    (
+        "cohort_report",
+        "Cohort report (HTML)",
+        "Rapport de cohorte (HTML)",
+    ),
+    (
+        "program_report",
+        "Program report (HTML)",
+        "Rapport de programme (HTML)",
+    ),
     ("mastery", "Mastery", "Maîtrise"),
     ("attempts", "Answers", "Réponses"),
     ("updated", "Updated", "Mis à jour"),
     ("mastered", "mastered", "maîtrisée"),
     ("not_mastered", "not yet", "pas encore"),
     ("recent_answers", "Recent answers", "Réponses récentes"),
-    ("no_answers", "No answer yet.", "Aucune réponse pour l’instant."),
+    (
+        "no_answers",
+        "No answer yet.",
+        "Aucune réponse pour l’instant.",
+    ),
     ("when", "When", "Quand"),
     ("item", "Item", "Question"),
     ("correct", "correct", "juste"),
     ("wrong", "wrong", "fausse"),
     ("result", "Result", "Résultat"),
     ("recent_modules", "Recent modules", "Modules récents"),
-    ("no_modules", "No module activity yet.", "Aucune activité sur les modules pour l’instant."),
+    (
+        "no_modules",
+        "No module activity yet.",
+        "Aucune activité sur les modules pour l’instant.",
+    ),
     ("module", "Module", "Module"),
     ("event", "Event", "Événement"),
-    ("next_modules", "Next recommended modules", "Prochains modules recommandés"),
-    ("no_recommendation", "Nothing to recommend:", "Rien à recommander :"),
+    (
+        "next_modules",
+        "Next recommended modules",
+        "Prochains modules recommandés",
+    ),
+    (
+        "no_recommendation",
+        "Nothing to recommend:",
+        "Rien à recommander :",
+    ),
     ("why", "Why", "Pourquoi"),
-    ("mastery_history", "Mastery over time", "Maîtrise au fil du temps"),
+    (
+        "mastery_history",
+        "Mastery over time",
+        "Maîtrise au fil du temps",
+    ),
     (
         "mastery_history_caption",
         "P(mastered) after each answer, oldest first.",
@@ -213,12 +257,24 @@ pub const MESSAGES: &[(&str, &str, &str)] = &[
         "Prévisualisez d’abord une formation (rien n’est enregistré), puis validez-la.",
     ),
     ("objective", "Objective", "Objectif"),
-    ("balanced", "balanced (mixed levels)", "équilibrée (niveaux mélangés)"),
-    ("leveled", "leveled (similar levels)", "par niveau (niveaux proches)"),
+    (
+        "balanced",
+        "balanced (mixed levels)",
+        "équilibrée (niveaux mélangés)",
+    ),
+    (
+        "leveled",
+        "leveled (similar levels)",
+        "par niveau (niveaux proches)",
+    ),
     ("seed", "Seed", "Graine"),
     ("preview", "Preview", "Prévisualiser"),
     ("commit", "Commit this formation", "Valider cette formation"),
-    ("preview_title", "Formation preview", "Aperçu de la formation"),
+    (
+        "preview_title",
+        "Formation preview",
+        "Aperçu de la formation",
+    ),
     (
         "preview_note",
         "Preview only: nothing was stored. Commit to replace the program's unlocked cohorts.",
@@ -235,18 +291,34 @@ pub const MESSAGES: &[(&str, &str, &str)] = &[
     ("mean_gap", "mean gap", "écart moyen"),
     ("sd_gap", "sd of gap", "écart-type"),
     ("objective_value", "Objective value", "Valeur de l’objectif"),
-    ("max_company_share", "Largest company share", "Part maximale d’une entreprise"),
+    (
+        "max_company_share",
+        "Largest company share",
+        "Part maximale d’une entreprise",
+    ),
     ("unplaced", "Not placed", "Non placés"),
-    ("committed", "Formation committed: version", "Formation validée : version"),
+    (
+        "committed",
+        "Formation committed: version",
+        "Formation validée : version",
+    ),
     ("move_learner", "Move a learner", "Déplacer un apprenant"),
     ("target_cohort", "Target cohort", "Cohorte cible"),
     ("move", "Move", "Déplacer"),
     ("moved", "Learner moved.", "Apprenant déplacé."),
-    ("lock_changed", "Cohort lock changed.", "Verrouillage de la cohorte modifié."),
+    (
+        "lock_changed",
+        "Cohort lock changed.",
+        "Verrouillage de la cohorte modifié.",
+    ),
     ("members", "Members", "Membres"),
     ("error", "Error", "Erreur"),
     ("not_found", "Not found.", "Introuvable."),
-    ("forbidden", "Your key may not do this.", "Votre clé ne permet pas cette action."),
+    (
+        "forbidden",
+        "Your key may not do this.",
+        "Votre clé ne permet pas cette action.",
+    ),
     ("back", "Back", "Retour"),
     ("generated_in", "Rendered in", "Page générée en"),
 ];
@@ -257,9 +329,15 @@ mod tests {
 
     #[test]
     fn the_browser_preference_decides_with_q_values() {
-        assert_eq!(Lang::from_accept_language("fr-FR,fr;q=0.9,en;q=0.8"), Lang::Fr);
+        assert_eq!(
+            Lang::from_accept_language("fr-FR,fr;q=0.9,en;q=0.8"),
+            Lang::Fr
+        );
         assert_eq!(Lang::from_accept_language("en-GB,fr;q=0.5"), Lang::En);
-        assert_eq!(Lang::from_accept_language("de, fr;q=0.3, en;q=0.2"), Lang::Fr);
+        assert_eq!(
+            Lang::from_accept_language("de, fr;q=0.3, en;q=0.2"),
+            Lang::Fr
+        );
         assert_eq!(Lang::from_accept_language("fr;q=0, en;q=0.1"), Lang::En);
         assert_eq!(Lang::from_accept_language("de"), Lang::En);
         assert_eq!(Lang::from_accept_language(""), Lang::En);

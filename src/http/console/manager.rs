@@ -273,16 +273,16 @@ pub async fn form(
     let program = form.program.clone();
     let formed =
         offload::blocking(async move { engine.form_cohorts(&program, options).await }).await;
-    let formed = match formed.map_err(PageError::from).and_then(|r| r.map_err(Into::into)) {
+    let formed = match formed
+        .map_err(PageError::from)
+        .and_then(|r| r.map_err(Into::into))
+    {
         Ok(f) => f,
         Err(err) => return reply(&state, Err((lang, err))),
     };
     if options.dry_run {
         let ctx = formation_context(lang, &form.program, &form, &formed);
-        return reply(
-            &state,
-            html(lang, Some(&signed), "formation.html", ctx),
-        );
+        return reply(&state, html(lang, Some(&signed), "formation.html", ctx));
     }
     Redirect::to(&format!(
         "{}&done=committed&version={}",
@@ -327,11 +327,13 @@ pub async fn move_learner(
     }
     let engine = state.engine.clone();
     let (program, learner, target) = (form.program.clone(), form.learner, form.target);
-    let done = offload::blocking(async move {
-        engine.move_learner(&program, &learner, &target).await
-    })
-    .await;
-    match done.map_err(PageError::from).and_then(|r| r.map_err(Into::into)) {
+    let done =
+        offload::blocking(async move { engine.move_learner(&program, &learner, &target).await })
+            .await;
+    match done
+        .map_err(PageError::from)
+        .and_then(|r| r.map_err(Into::into))
+    {
         Ok(_) => {
             Redirect::to(&format!("{}&done=moved", program_url(&form.program))).into_response()
         }
@@ -365,7 +367,10 @@ pub async fn lock(
     let locked = form.locked == "true";
     let done =
         offload::blocking(async move { engine.lock_cohort(&form.cohort, locked).await }).await;
-    match done.map_err(PageError::from).and_then(|r| r.map_err(Into::into)) {
+    match done
+        .map_err(PageError::from)
+        .and_then(|r| r.map_err(Into::into))
+    {
         Ok(view) => Redirect::to(&format!(
             "{}&done=lock",
             program_url(&view.cohort.program_id)
@@ -395,7 +400,10 @@ pub async fn program_report(
         Ok::<_, Error>(crate::domain::reports::export::to_html(&report))
     })
     .await;
-    match page.map_err(PageError::from).and_then(|r| r.map_err(Into::into)) {
+    match page
+        .map_err(PageError::from)
+        .and_then(|r| r.map_err(Into::into))
+    {
         Ok(page) => super::trainer::report_reply(page),
         Err(err) => reply(&state, Err((lang, err))),
     }

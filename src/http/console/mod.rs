@@ -225,7 +225,12 @@ pub fn html(lang: Lang, signed: Option<&Signed>, template: &str, extra: Value) -
 
 /// The error page with `status` and `message` (plain text if even that
 /// page fails).
-pub fn error_page(_state: &ConsoleState, lang: Lang, status: StatusCode, message: &str) -> Response {
+pub fn error_page(
+    _state: &ConsoleState,
+    lang: Lang,
+    status: StatusCode,
+    message: &str,
+) -> Response {
     let title = match status {
         StatusCode::NOT_FOUND => lang.text("not_found"),
         StatusCode::FORBIDDEN => lang.text("forbidden"),
@@ -438,5 +443,43 @@ pub fn scoped_cohorts(who: &Principal) -> Option<&std::collections::BTreeSet<Str
     match &who.scope {
         Scope::Cohorts(c) => Some(c),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The console calls the engine: no gRPC, no Connect bridge, no
+    /// protobuf type, no store (ARCHITECTURE.md, `http/console/`).
+    #[test]
+    fn the_console_calls_the_engine_only() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http/console");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = text.lines().take_while(|l| !l.starts_with("#[cfg(test)]"));
+            for line in code.filter(|l| !l.trim_start().starts_with("//")) {
+                for banned in [
+                    "crate::api",
+                    "crate::server",
+                    "crate::store",
+                    "super::connect",
+                    "tonic",
+                    "prost",
+                    ".store()",
+                ] {
+                    assert!(
+                        !line.contains(banned),
+                        "{} names {banned}: {line}",
+                        path.display()
+                    );
+                }
+            }
+            checked += 1;
+        }
+        assert!(checked >= 5);
     }
 }

@@ -199,7 +199,10 @@ pub fn cohort_context(
     // Pages in creation order; the active ones are kept.
     loop {
         let (page, next) = engine.list_alerts(who, filter.clone(), after_key.as_deref(), 1000)?;
-        alerts.extend(page.into_iter().filter(|a| a.status != AlertStatus::Resolved));
+        alerts.extend(
+            page.into_iter()
+                .filter(|a| a.status != AlertStatus::Resolved),
+        );
         match next {
             Some(n) => after_key = Some(n),
             None => break,
@@ -216,7 +219,10 @@ pub fn cohort_context(
         .skill_ids
         .iter()
         .map(|s| {
-            let name = catalog.skills.get(s).map_or(s.as_str(), |k| k.name.as_str());
+            let name = catalog
+                .skills
+                .get(s)
+                .map_or(s.as_str(), |k| k.name.as_str());
             context! { id => s, name => name }
         })
         .collect();
@@ -291,7 +297,10 @@ pub async fn cohort(
         .await
         .map_err(PageError::from)
         .and_then(|r| r);
-    reply(&state, page.map(|p| Html(p).into_response()).map_err(|e| (lang, e)))
+    reply(
+        &state,
+        page.map(|p| Html(p).into_response()).map_err(|e| (lang, e)),
+    )
 }
 
 /// `GET /console/cohort/events?id=&after=`: every change of the cohort's
@@ -425,12 +434,15 @@ async fn act(
         let id = crate::domain::validate::id("alert", &form.alert)?;
         let note = crate::domain::validate::text("note", &form.note)?;
         who.check(Resource::Alert(&id), engine.as_ref())?;
-        let alert = engine.act_on_alert(&id, action, &who.name, &note)?;
-        engine.store().durable().await?;
-        Ok::<_, Error>(alert)
+        engine
+            .act_on_alert_durably(&id, action, &who.name, &note)
+            .await
     })
     .await;
-    match done.map_err(PageError::from).and_then(|r| r.map_err(Into::into)) {
+    match done
+        .map_err(PageError::from)
+        .and_then(|r| r.map_err(Into::into))
+    {
         Ok(alert) => Redirect::to(&cohort_url(&alert.cohort_id)).into_response(),
         Err(err) => reply(&state, Err((lang, err))),
     }
@@ -464,7 +476,10 @@ pub async fn cohort_report(
         Ok::<_, Error>(crate::domain::reports::export::to_html(&report))
     })
     .await;
-    match page.map_err(PageError::from).and_then(|r| r.map_err(Into::into)) {
+    match page
+        .map_err(PageError::from)
+        .and_then(|r| r.map_err(Into::into))
+    {
         Ok(page) => report_reply(page),
         Err(err) => reply(&state, Err((lang, err))),
     }
@@ -601,8 +616,7 @@ pub async fn learner(
     let engine = state.engine.clone();
     let who: Arc<Principal> = signed.principal.clone();
     let ctx =
-        offload::blocking(async move { learner_context(&engine, &who, &q.id, &q.program) })
-            .await;
+        offload::blocking(async move { learner_context(&engine, &who, &q.id, &q.program) }).await;
     let result = ctx
         .map_err(PageError::from)
         .and_then(|r| r.map_err(Into::into))
