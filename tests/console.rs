@@ -378,6 +378,17 @@ async fn sign_in_cookies_csrf_and_scopes_hold_over_plain_http() {
         403
     );
 
+    // The cohort's HTML report, not another's.
+    let report = get(console.url(&format!("/console/cohort/report?id={}", console.cohort))).await;
+    assert_eq!(report.status(), 200);
+    assert!(report.text().await.unwrap().contains("Cohort report"));
+    let report = get(console.url(&format!(
+        "/console/cohort/report?id={}",
+        console.other_cohort
+    )))
+    .await;
+    assert_eq!(report.status(), 404);
+
     // An alert in each cohort.
     let mine = console.blocking_point("l01", "mine").await;
     let theirs = console.blocking_point("m01", "theirs").await;
@@ -527,6 +538,59 @@ async fn sign_in_cookies_csrf_and_scopes_hold_over_plain_http() {
         .unwrap();
     assert_eq!(bad.status(), 400);
     assert!(bad.text().await.unwrap().contains("action"));
+
+    // Lock the new cohort; the program's HTML report.
+    let cohort = console
+        .server
+        .cohorts()
+        .await
+        .list_cohorts(pb::ListCohortsRequest {
+            program_id: "excel".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .cohorts
+        .remove(0);
+    assert!(!cohort.locked);
+    let locked = http
+        .post(console.url("/console/cohort/lock"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("cohort", cohort.id.as_str()),
+            ("locked", "true"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(locked.status(), 303);
+    let now = console
+        .server
+        .cohorts()
+        .await
+        .get_cohort(pb::GetCohortRequest {
+            cohort_id: cohort.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(now.locked);
+    let report = http
+        .get(console.url("/console/program/report?id=excel"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(report.status(), 200);
+    assert!(
+        report.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'none'")
+    );
+    assert!(report.text().await.unwrap().contains("Program report"));
 }
 
 #[tokio::test]
