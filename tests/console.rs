@@ -920,3 +920,85 @@ async fn a_trainer_and_a_manager_work_in_a_real_browser() {
     browser.client.close().await.unwrap();
     drop(driver);
 }
+
+#[tokio::test]
+async fn a_manager_moves_a_learner_between_cohorts() {
+    let console = Console::start(ConsoleOptions::default()).await;
+    let people: Vec<pb::Learner> = (0..32)
+        .map(|i| learner(&format!("b{i:02}"), &format!("co{}", i % 8)))
+        .collect();
+    let rules = pb::CohortRules {
+        min_size: Some(15),
+        max_size: Some(20),
+        ..Default::default()
+    };
+    seed_cohort_program(&console.server, "big", Some(rules), &people).await;
+    let formed = console
+        .server
+        .cohorts()
+        .await
+        .form_cohorts(pb::FormCohortsRequest {
+            program_id: "big".into(),
+            objective: 0,
+            seed: 1,
+            dry_run: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(formed.cohorts.len(), 2);
+    let (from, to) = (&formed.cohorts[0], &formed.cohorts[1]);
+    let learner = from.learner_ids[0].clone();
+
+    let (cookie, csrf) = sign_in(&console, &console.manager).await;
+    let page = client()
+        .get(console.url("/console/program?id=big"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"move-learner\""), "{page}");
+    let moved = client()
+        .post(console.url("/console/program/move"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("program", "big"),
+            ("learner", learner.as_str()),
+            ("target", to.id.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 303);
+    let target = console
+        .server
+        .cohorts()
+        .await
+        .get_cohort(pb::GetCohortRequest {
+            cohort_id: to.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(target.learner_ids.contains(&learner), "{target:?}");
+
+    // A trainer key has no manager pages.
+    let (cookie, csrf) = sign_in(&console, &console.trainer).await;
+    let refused = client()
+        .post(console.url("/console/program/move"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("program", "big"),
+            ("learner", learner.as_str()),
+            ("target", from.id.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+}
