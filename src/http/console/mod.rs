@@ -98,11 +98,13 @@ pub fn routes(engine: Arc<Engine>, options: ConsoleOptions) -> Router {
         .route("/console/program/move", post(manager::move_learner))
         .route("/console/program/report", get(manager::program_report))
         .route("/console/cohort/lock", post(manager::lock))
-        .layer(middleware::from_fn_with_state(
+        // Route layers: the merged router's fallback (other paths, the
+        // Connect bridge's) stays untouched.
+        .route_layer(middleware::from_fn_with_state(
             state.clone(),
             session::csrf_guard,
         ))
-        .layer(middleware::map_response(security_headers))
+        .route_layer(middleware::map_response(security_headers))
         .with_state(state)
 }
 
