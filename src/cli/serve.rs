@@ -147,6 +147,7 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
         return Err("--alert-pass-seconds must be at least 1".into());
     }
     let tls = tls_identity(&args)?;
+    let under_tls = tls.is_some();
     let webhooks = webhook_options(&args)?;
     if tls.is_some() && !args.http_listen.ip().is_loopback() {
         // The xAPI listener speaks plain HTTP: with TLS asked for, API keys
@@ -229,9 +230,19 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
             grpc_stop.send_replace(true);
             outcome
         };
+        // Under TLS the HTTP listener sits behind a TLS-terminating proxy
+        // (checked above): the console's cookies are then `Secure`.
+        let console = crate::http::console::ConsoleOptions {
+            secure_cookies: under_tls,
+        };
         let http = async {
-            let outcome =
-                crate::http::serve_with(stack.clone(), http_listener, wait(stopped.clone())).await;
+            let outcome = crate::http::serve_with_options(
+                stack.clone(),
+                http_listener,
+                wait(stopped.clone()),
+                console,
+            )
+            .await;
             http_stop.send_replace(true);
             outcome
         };

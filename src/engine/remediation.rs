@@ -144,8 +144,52 @@ impl Engine {
         ))
     }
 
-    /// Ranks the next modules for a learner in a program.
+    /// Ranks the next modules for a learner in a program, and notes them
+    /// as recommended (what the LMS shows the learner).
     pub fn recommend_next(
+        &self,
+        learner_id: &str,
+        program_id: &str,
+        count: usize,
+        exclude: &BTreeSet<String>,
+    ) -> Result<Recommendations> {
+        let answer = self.rank_next(learner_id, program_id, count, exclude)?;
+        self.note_recommended(learner_id, &answer);
+        Ok(answer)
+    }
+
+    /// The next modules [`Engine::recommend_next`] would give, noting
+    /// nothing: a trainer looking at them in the console does not show
+    /// them to the learner.
+    pub fn peek_next(
+        &self,
+        learner_id: &str,
+        program_id: &str,
+        count: usize,
+    ) -> Result<Recommendations> {
+        self.rank_next(learner_id, program_id, count, &BTreeSet::new())
+    }
+
+    /// A learner's latest `limit` module events (started and completed),
+    /// oldest first.
+    pub fn recent_module_events(&self, learner_id: &str, limit: usize) -> Result<Vec<Activity>> {
+        self.learner(learner_id)?;
+        let mut events: Vec<Activity> = Vec::new();
+        for kind in [ActivityKind::Started, ActivityKind::Completed] {
+            events.extend(
+                self.store
+                    .recent_activities(learner_id, kind, limit)?
+                    .into_iter()
+                    .map(|s| s.activity),
+            );
+        }
+        events.sort_by(|a, b| (a.occurred_at, &a.event_id).cmp(&(b.occurred_at, &b.event_id)));
+        let skip = events.len().saturating_sub(limit);
+        Ok(events.split_off(skip))
+    }
+
+    /// The ranking of [`Engine::recommend_next`].
+    fn rank_next(
         &self,
         learner_id: &str,
         program_id: &str,
@@ -231,6 +275,11 @@ impl Engine {
             config: PolicyConfig::default(),
         })?;
         drop(effects);
+        Ok(answer)
+    }
+
+    /// Notes the modules of `answer` as recommended to the learner.
+    fn note_recommended(&self, learner_id: &str, answer: &Recommendations) {
         // Best effort: a failure here must not cost the LMS its answer.
         let key = |module: &str| format!("{learner_id}\0{module}");
         let fresh: Vec<&str> = answer
@@ -250,7 +299,7 @@ impl Engine {
                     fresh.iter().copied(),
                     crate::clock::now_micros(),
                 ),
-                Ok(false) => return Ok(answer),
+                Ok(false) => return,
                 Err(err) => Err(err),
             };
             match noted {
@@ -260,7 +309,6 @@ impl Engine {
                 Err(err) => tracing::warn!(error = %err, "could not record recommendations"),
             }
         }
-        Ok(answer)
     }
 }
 

@@ -18,11 +18,13 @@
 //! | `POST /xapi/unresolved/replay` | apply those the catalog now resolves (admin) |
 //! | `GET /metrics` | Prometheus counters |
 //! | `POST /spoc.v1.<Service>/<Method>` | every RPC in JSON or protobuf, the Connect protocol ([`connect`]) |
+//! | `/console/` | the web console for trainers and managers ([`console`]) |
 
 pub mod admin;
 pub mod attachments;
 pub mod auth;
 pub mod connect;
+pub mod console;
 pub mod error;
 pub mod limits;
 pub mod multipart;
@@ -142,8 +144,27 @@ pub async fn serve_with(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    serve_with_options(
+        stack,
+        listener,
+        shutdown,
+        console::ConsoleOptions::default(),
+    )
+    .await
+}
+
+/// [`serve_with`], the console deployed as `console` says (cookies marked
+/// `Secure` under TLS).
+pub async fn serve_with_options(
+    stack: ApiStack,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    console: console::ConsoleOptions,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let engine = stack.engine().clone();
-    let app = router(engine.clone()).merge(connect::routes(&stack));
+    let app = router(engine.clone())
+        .merge(connect::routes(&stack))
+        .merge(console::routes(engine.clone(), console));
     accept_loop(listener, app, shutdown).await;
     engine.store().flush()?;
     Ok(())

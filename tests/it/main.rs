@@ -28,6 +28,7 @@ mod cohort_rules;
 mod cohorts_grpc;
 mod cohorts_props;
 mod connect_http;
+mod console;
 mod crash;
 mod demo;
 mod faults;

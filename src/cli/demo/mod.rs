@@ -59,6 +59,10 @@ pub struct DemoArgs {
     /// Address the demo service listens on (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// Address of the HTTP listener (the web console, xAPI, JSON); when it
+    /// is taken, any free port (the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http_listen: SocketAddr,
     /// Seed of the demo world: the same seed gives the same learners.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -225,6 +229,21 @@ pub struct DemoSummary {
     pub alerts: AlertsSummary,
     /// HTML reports written.
     pub reports: Vec<ReportFile>,
+    /// The web console and keys to sign in with.
+    pub console: Option<ConsoleAccess>,
+}
+
+/// Where the web console is and keys to sign in with, made for the demo.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsoleAccess {
+    /// The console's address.
+    pub url: String,
+    /// A trainer key scoped to one cohort.
+    pub trainer_key: String,
+    /// That cohort.
+    pub trainer_cohort: String,
+    /// A manager key.
+    pub manager_key: String,
 }
 
 /// Runs `spoc demo`.
@@ -268,18 +287,32 @@ async fn demo(args: DemoArgs) -> Result<(), BoxError> {
     let server = tokio::spawn(crate::server::serve(engine.clone(), listener, async {
         let _ = stopped.await;
     }));
+    let http_listener = match tokio::net::TcpListener::bind(args.http_listen).await {
+        Ok(l) => l,
+        Err(_) => tokio::net::TcpListener::bind((args.http_listen.ip(), 0)).await?,
+    };
+    let http_address = http_listener.local_addr()?;
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(crate::http::serve(engine.clone(), http_listener, async {
+        let _ = http_stopped.await;
+    }));
     let key_path = args.data_dir.join(crate::engine::access::ADMIN_KEY_FILE);
     let key = std::fs::read_to_string(&key_path)
         .ok()
         .map(|k| k.trim().to_string())
         .filter(|k| !k.is_empty());
 
-    let outcome = show(&args, &engine, address, key.clone(), &key_path).await;
+    let outcome = match show(&args, &engine, address, key.clone(), &key_path).await {
+        Ok(summary) => console_access(&engine, http_address, summary).await,
+        Err(err) => Err(err),
+    };
     let summary = match outcome {
         Ok(summary) => summary,
         Err(err) => {
             let _ = stop.send(());
+            let _ = http_stop.send(());
             let _ = server.await;
+            let _ = http.await;
             return Err(err);
         }
     };
@@ -302,10 +335,49 @@ async fn demo(args: DemoArgs) -> Result<(), BoxError> {
         eprintln!("stopping: finishing in-flight calls, flushing the store");
     }
     let _ = stop.send(());
+    let _ = http_stop.send(());
     server
         .await
         .map_err(|e| format!("demo server task failed: {e}"))??;
+    http.await
+        .map_err(|e| format!("demo HTTP task failed: {e}"))??;
     Ok(())
+}
+
+/// Adds the web console's address to `summary`, with a trainer key for the
+/// first cohort formed and a manager key to sign in with.
+async fn console_access(
+    engine: &Engine,
+    http: SocketAddr,
+    mut summary: DemoSummary,
+) -> Result<DemoSummary, BoxError> {
+    use crate::domain::access::{Role, Scope};
+    let cohort = summary
+        .programs
+        .iter()
+        .flat_map(|p| p.response.cohorts.iter())
+        .max_by_key(|c| c.size)
+        .map(|c| c.id.clone());
+    let Some(cohort) = cohort else {
+        return Ok(summary);
+    };
+    let (_, trainer_key) = engine
+        .create_api_key(
+            "demo trainer",
+            Role::Trainer,
+            Scope::Cohorts([cohort.clone()].into()),
+        )
+        .await?;
+    let (_, manager_key) = engine
+        .create_api_key("demo manager", Role::Manager, Scope::All)
+        .await?;
+    summary.console = Some(ConsoleAccess {
+        url: format!("http://{http}/console/"),
+        trainer_key,
+        trainer_cohort: cohort,
+        manager_key,
+    });
+    Ok(summary)
 }
 
 /// Makes `dir` an empty demo folder: created when missing, wiped when a
@@ -471,6 +543,7 @@ async fn show(
         recommendations,
         alerts: alerts.0,
         reports,
+        console: None,
     })
 }
 

@@ -154,6 +154,13 @@ pub fn serving(s: &DemoSummary) -> String {
     let mut out = String::new();
     section(&mut out, "The service keeps running");
     let _ = writeln!(out, "serving on {addr} (data in {})", s.data_dir);
+    if let Some(console) = &s.console {
+        let _ = writeln!(
+            out,
+            "web console: {}\n  sign in as a trainer of {} with {}\n  or as a manager with {}",
+            console.url, console.trainer_cohort, console.trainer_key, console.manager_key
+        );
+    }
     match &s.key_file {
         Some(path) => {
             let _ = writeln!(

@@ -1,0 +1,410 @@
+//! The manager's pages: programs, a program's cohorts (lock, move a
+//! learner), cohort formation as a preview (a dry run, nothing stored) with
+//! the balance report beside the random draw, then the commit; the HTML
+//! program report.
+//!
+//! Each action needs the role of its gRPC method (`FormCohorts`,
+//! `MoveLearner`, `LockCohort`, `GetProgramReport`): managers and admins.
+
+use axum::extract::{Form, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use minijinja::{Value, context};
+use serde::{Deserialize, Serialize};
+
+use super::i18n::Lang;
+use super::session::Signed;
+use super::{ConsoleState, PageError, html, may, reply};
+use crate::domain::access::{Principal, Resource};
+use crate::domain::cohorts::Objective;
+use crate::engine::Engine;
+use crate::engine::cohorts::{CohortView, FormOptions, FormedCohorts};
+use crate::error::{Error, Result};
+use crate::offload;
+
+const LIST_PROGRAMS: &str = "/spoc.v1.ProgramService/ListPrograms";
+const FORM_COHORTS: &str = "/spoc.v1.CohortService/FormCohorts";
+const MOVE_LEARNER: &str = "/spoc.v1.CohortService/MoveLearner";
+const LOCK_COHORT: &str = "/spoc.v1.CohortService/LockCohort";
+const LIST_COHORTS: &str = "/spoc.v1.CohortService/ListCohorts";
+const PROGRAM_REPORT: &str = "/spoc.v1.ReportService/GetProgramReport";
+
+/// Most programs the home page lists.
+pub const MAX_PROGRAMS_SHOWN: usize = 200;
+/// Most cohorts a program page lists.
+pub const MAX_COHORTS_SHOWN: usize = 1000;
+
+/// Whether `who` has the manager's pages (managers and admins).
+pub fn is_manager(who: &Principal) -> bool {
+    [
+        LIST_PROGRAMS,
+        FORM_COHORTS,
+        MOVE_LEARNER,
+        LOCK_COHORT,
+        LIST_COHORTS,
+    ]
+    .iter()
+    .all(|m| may(who, m))
+}
+
+/// One program on the home page.
+#[derive(Debug, Serialize)]
+pub struct ProgramLine {
+    /// Program id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its skills.
+    pub skills: usize,
+}
+
+/// The programs, first [`MAX_PROGRAMS_SHOWN`].
+pub fn programs(engine: &Engine) -> Result<Vec<ProgramLine>> {
+    let (programs, _) = engine.list_programs(None, MAX_PROGRAMS_SHOWN)?;
+    Ok(programs
+        .into_iter()
+        .map(|p| ProgramLine {
+            skills: p.skill_ids.len(),
+            id: p.id,
+            name: p.name,
+        })
+        .collect())
+}
+
+fn cohort_value(lang: Lang, view: &CohortView) -> Value {
+    context! {
+        id => view.cohort.id.clone(),
+        size => view.cohort.members.len(),
+        companies => view.company_count,
+        language => view.language.clone(),
+        locked => view.cohort.locked,
+        locked_text => lang.text(if view.cohort.locked { "yes" } else { "no" }),
+        members => view.cohort.members.clone(),
+        violations => view.violations.iter().map(|b| b.message.clone()).collect::<Vec<_>>(),
+    }
+}
+
+/// The query of a program page.
+#[derive(Debug, Deserialize)]
+pub struct ProgramQuery {
+    /// Program id.
+    #[serde(default)]
+    pub id: String,
+    /// What was just done: `committed`, `moved`, `lock`.
+    #[serde(default)]
+    pub done: String,
+    /// The formation version just committed.
+    #[serde(default)]
+    pub version: u64,
+}
+
+fn check_manager(who: &Principal, lang: Lang) -> Result<(), PageError> {
+    if is_manager(who) {
+        Ok(())
+    } else {
+        Err(PageError::forbidden(lang))
+    }
+}
+
+/// The context of a program page.
+pub fn program_context(engine: &Engine, who: &Principal, id: &str, lang: Lang) -> Result<Value> {
+    who.check(Resource::Program(id), engine)?;
+    let program = engine.program(id)?;
+    let ((cohorts, _), version) = engine.list_cohorts(id, None, MAX_COHORTS_SHOWN)?;
+    let mut members: Vec<Value> = Vec::new();
+    for c in &cohorts {
+        for m in &c.cohort.members {
+            members.push(context! { learner => m, cohort => c.cohort.id.clone() });
+        }
+    }
+    Ok(context! {
+        program => context! { id => program.id.clone(), name => program.name.clone() },
+        version => version,
+        cohorts => cohorts.iter().map(|c| cohort_value(lang, c)).collect::<Vec<_>>(),
+        members => members,
+        report => may(who, PROGRAM_REPORT),
+    })
+}
+
+/// `GET /console/program?id=`.
+pub async fn program(
+    State(state): State<ConsoleState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Query(q): Query<ProgramQuery>,
+) -> Response {
+    let lang = Lang::from_headers(&headers);
+    if let Err(err) = check_manager(&signed.principal, lang) {
+        return reply(&state, Err((lang, err)));
+    }
+    let engine = state.engine.clone();
+    let who = signed.principal.clone();
+    let id = q.id.clone();
+    let ctx = offload::blocking(async move { program_context(&engine, &who, &id, lang) }).await;
+    let flash = match q.done.as_str() {
+        "committed" => Some(format!("{} {}", lang.text("committed"), q.version)),
+        "moved" => Some(lang.text("moved").to_string()),
+        "lock" => Some(lang.text("lock_changed").to_string()),
+        _ => None,
+    };
+    let result = ctx
+        .map_err(PageError::from)
+        .and_then(|r| r.map_err(Into::into))
+        .map_err(|e| (lang, e))
+        .and_then(|ctx| {
+            html(
+                lang,
+                Some(&signed),
+                "program.html",
+                context! { flash => flash, ..ctx },
+            )
+        });
+    reply(&state, result)
+}
+
+/// The formation form.
+#[derive(Debug, Deserialize)]
+pub struct FormationForm {
+    /// Program id.
+    #[serde(default)]
+    pub program: String,
+    /// `balanced` or `leveled`.
+    #[serde(default)]
+    pub objective: String,
+    /// Seed of the formation (the commit repeats the preview's).
+    #[serde(default)]
+    pub seed: String,
+    /// `preview` (dry run) or `commit`.
+    #[serde(default)]
+    pub action: String,
+}
+
+/// The options of a formation form, checked, naming the field.
+fn form_options(form: &FormationForm) -> Result<FormOptions> {
+    let objective = match form.objective.as_str() {
+        "" | "balanced" => Objective::Balanced,
+        "leveled" => Objective::Leveled,
+        other => {
+            return Err(Error::invalid(
+                "objective",
+                format!("must be balanced or leveled, got '{other}'"),
+            ));
+        }
+    };
+    let seed = if form.seed.trim().is_empty() {
+        1
+    } else {
+        form.seed
+            .trim()
+            .parse()
+            .map_err(|_| Error::invalid("seed", "must be a whole number from 0"))?
+    };
+    let dry_run = match form.action.as_str() {
+        "preview" => true,
+        "commit" => false,
+        other => {
+            return Err(Error::invalid(
+                "action",
+                format!("must be preview or commit, got '{other}'"),
+            ));
+        }
+    };
+    Ok(FormOptions {
+        objective,
+        seed,
+        dry_run,
+    })
+}
+
+/// The context of a formation preview: the cohorts it would make, the
+/// balance figures beside the random draw's, who could not be placed, and
+/// the same choices for the commit.
+pub fn formation_context(
+    lang: Lang,
+    program: &str,
+    form: &FormationForm,
+    formed: &FormedCohorts,
+) -> Value {
+    let r = &formed.report;
+    let skills: Vec<Value> = r
+        .skills
+        .iter()
+        .map(|s| {
+            context! {
+                skill => s.name.clone(),
+                mean_gap => format!("{:.3}", s.mean_gap),
+                sd_gap => format!("{:.3}", s.sd_gap),
+                random_mean_gap => format!("{:.3}", s.random_mean_gap),
+                random_sd_gap => format!("{:.3}", s.random_sd_gap),
+            }
+        })
+        .collect();
+    context! {
+        program => program,
+        objective => if form.objective == "leveled" { "leveled" } else { "balanced" },
+        seed => form.seed.trim(),
+        version => formed.version,
+        cohorts => formed.cohorts.iter().map(|c| cohort_value(lang, c)).collect::<Vec<_>>(),
+        skills => skills,
+        objective_value => format!("{:.3}", r.objective_value),
+        random_objective_value => format!("{:.3}", r.random_objective_value),
+        max_company_share => format!("{:.0} %", r.max_company_share * 100.0),
+        unplaced => formed.unplaced.iter().map(|u| context! { id => u.id.clone(), reason => u.reason.clone() }).collect::<Vec<_>>(),
+    }
+}
+
+/// `POST /console/program/form`: a preview renders the dry run with a
+/// commit button; a commit forms and stores, then shows the program.
+pub async fn form(
+    State(state): State<ConsoleState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Form(form): Form<FormationForm>,
+) -> Response {
+    let lang = Lang::from_headers(&headers);
+    if let Err(err) = check_manager(&signed.principal, lang) {
+        return reply(&state, Err((lang, err)));
+    }
+    let options = match form_options(&form) {
+        Ok(o) => o,
+        Err(err) => return reply(&state, Err((lang, err.into()))),
+    };
+    let engine = state.engine.clone();
+    let program = form.program.clone();
+    let formed =
+        offload::blocking(async move { engine.form_cohorts(&program, options).await }).await;
+    let formed = match formed
+        .map_err(PageError::from)
+        .and_then(|r| r.map_err(Into::into))
+    {
+        Ok(f) => f,
+        Err(err) => return reply(&state, Err((lang, err))),
+    };
+    if options.dry_run {
+        let ctx = formation_context(lang, &form.program, &form, &formed);
+        return reply(&state, html(lang, Some(&signed), "formation.html", ctx));
+    }
+    Redirect::to(&format!(
+        "{}&done=committed&version={}",
+        program_url(&form.program),
+        formed.version
+    ))
+    .into_response()
+}
+
+/// The console address of program `id`.
+pub fn program_url(id: &str) -> String {
+    format!(
+        "/console/program?id={}",
+        url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+    )
+}
+
+/// The move form.
+#[derive(Debug, Deserialize)]
+pub struct MoveForm {
+    /// Program id.
+    #[serde(default)]
+    pub program: String,
+    /// The learner to move.
+    #[serde(default)]
+    pub learner: String,
+    /// The cohort to move them to.
+    #[serde(default)]
+    pub target: String,
+}
+
+/// `POST /console/program/move`.
+pub async fn move_learner(
+    State(state): State<ConsoleState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Form(form): Form<MoveForm>,
+) -> Response {
+    let lang = Lang::from_headers(&headers);
+    if let Err(err) = check_manager(&signed.principal, lang) {
+        return reply(&state, Err((lang, err)));
+    }
+    let engine = state.engine.clone();
+    let (program, learner, target) = (form.program.clone(), form.learner, form.target);
+    let done =
+        offload::blocking(async move { engine.move_learner(&program, &learner, &target).await })
+            .await;
+    match done
+        .map_err(PageError::from)
+        .and_then(|r| r.map_err(Into::into))
+    {
+        Ok(_) => {
+            Redirect::to(&format!("{}&done=moved", program_url(&form.program))).into_response()
+        }
+        Err(err) => reply(&state, Err((lang, err))),
+    }
+}
+
+/// The lock form.
+#[derive(Debug, Deserialize)]
+pub struct LockForm {
+    /// The cohort.
+    #[serde(default)]
+    pub cohort: String,
+    /// `true` to lock, anything else to unlock.
+    #[serde(default)]
+    pub locked: String,
+}
+
+/// `POST /console/cohort/lock`.
+pub async fn lock(
+    State(state): State<ConsoleState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Form(form): Form<LockForm>,
+) -> Response {
+    let lang = Lang::from_headers(&headers);
+    if let Err(err) = check_manager(&signed.principal, lang) {
+        return reply(&state, Err((lang, err)));
+    }
+    let engine = state.engine.clone();
+    let locked = form.locked == "true";
+    let done =
+        offload::blocking(async move { engine.lock_cohort(&form.cohort, locked).await }).await;
+    match done
+        .map_err(PageError::from)
+        .and_then(|r| r.map_err(Into::into))
+    {
+        Ok(view) => Redirect::to(&format!(
+            "{}&done=lock",
+            program_url(&view.cohort.program_id)
+        ))
+        .into_response(),
+        Err(err) => reply(&state, Err((lang, err))),
+    }
+}
+
+/// `GET /console/program/report?id=`: the program's HTML report, as
+/// `GetProgramReport` gives it to this key.
+pub async fn program_report(
+    State(state): State<ConsoleState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Query(q): Query<ProgramQuery>,
+) -> Response {
+    let lang = Lang::from_headers(&headers);
+    if !may(&signed.principal, PROGRAM_REPORT) {
+        return reply(&state, Err((lang, PageError::forbidden(lang))));
+    }
+    let engine = state.engine.clone();
+    let who = signed.principal.clone();
+    let page = offload::blocking(async move {
+        who.check(Resource::Program(&q.id), engine.as_ref())?;
+        let report = engine.program_report_for(&who, &q.id)?;
+        Ok::<_, Error>(crate::domain::reports::export::to_html(&report))
+    })
+    .await;
+    match page
+        .map_err(PageError::from)
+        .and_then(|r| r.map_err(Into::into))
+    {
+        Ok(page) => super::trainer::report_reply(page),
+        Err(err) => reply(&state, Err((lang, err))),
+    }
+}
