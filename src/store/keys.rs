@@ -86,7 +86,7 @@ use crate::domain::learner::Micros;
 
 /// Version of this layout, stored in `meta`; a store written by a newer
 /// layout is refused at open rather than misread.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Key of the format version in the `meta` tree.
 pub const FORMAT_VERSION_KEY: &[u8] = b"format_version";
