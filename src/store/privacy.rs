@@ -77,8 +77,8 @@ pub struct CohortMembership {
 /// What an erasure removed or rewrote, in entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Erased {
-    /// Entries removed, over all trees (an attempt counts as one, though
-    /// attempts are stored many to a key).
+    /// Entries removed, over all trees (an attempt and its index entry
+    /// count one each, though they are stored many to a key).
     pub removed: u64,
     /// Entries rewritten without the learner (cohorts, alert log).
     pub rewritten: u64,
@@ -281,7 +281,8 @@ impl Store {
                 for key in &block_keys {
                     block_view.remove(key.as_slice())?;
                 }
-                erased.removed += attempts.len() as u64;
+                // An attempt and its index entry count one each.
+                erased.removed += 2 * attempts.len() as u64;
                 for (key, value) in &index_pages {
                     match value {
                         Some(value) => index_view.insert(key.as_slice(), value.as_slice())?,
