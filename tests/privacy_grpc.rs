@@ -190,7 +190,7 @@ async fn export_then_erase_leaves_no_trace_of_the_learner() {
         .expect("erase")
         .into_inner();
     // learner, enrolment x2, attempts x3, their index entries x3, mastery,
-    // interned id x2, event x2, recommendation(s), alert, dedup entry: at
+    // interned id, event x2, recommendation(s), alert, dedup entry: at
     // least 15.
     assert!(erased.removed_entries >= 15, "{erased:?}");
     assert!(

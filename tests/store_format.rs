@@ -222,6 +222,8 @@ async fn a_format_1_folder_is_migrated_with_every_record() {
     let data = temp.path().join("data");
     let before = tree_names(&data);
     assert!(before.contains(&"attempts".to_string()), "{before:?}");
+    let (ok, text) = verify(&data);
+    assert!(ok && text.contains("store format 1"), "{text}");
 
     let server = TestServer::start_in(&data).await;
     assert_eq!(observed(&server).await, expected);
@@ -273,18 +275,24 @@ async fn a_format_1_folder_is_migrated_with_every_record() {
     let server = TestServer::start_in(&data).await;
     assert_eq!(observed(&server).await, after);
     server.stop().await;
+    let (ok, text) = verify(&data);
+    assert!(ok && !text.contains("store format 1"), "{text}");
+}
+
+/// `spoc verify` on a stopped server's folder: (clean, its output).
+fn verify(data: &Path) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_spoc"))
         .arg("verify")
         .arg("--data-dir")
-        .arg(&data)
+        .arg(data)
         .output()
         .expect("spoc verify");
-    assert!(
-        out.status.success(),
-        "verify: {}{}",
+    let text = format!(
+        "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    (out.status.success(), text)
 }
 
 /// The sled trees of the folder that hold entries.

@@ -3,8 +3,9 @@
 //!
 //! Why: an attempt names a learner, an item and skills, and spelling them
 //! out in every stored row cost more than the attempt itself. The table is
-//! small (one entry per learner, item and skill) and held in memory whole,
-//! loaded at open. A number is written to sled (plain inserts) when first
+//! small (one entry per learner, item and skill: number to id; the map
+//! from id to number is built from it) and held in memory whole, loaded at
+//! open. A number is written to sled (plain inserts) when first
 //! assigned, before any row that uses it can reach sled, and never reused:
 //! an erased learner's entries go, the high-water mark stays.
 
@@ -42,13 +43,6 @@ impl Kind {
     }
 
     const ALL: [Kind; 3] = [Kind::Learner, Kind::Item, Kind::Skill];
-}
-
-/// Key of an id's number: tag, `00`, the id.
-pub fn forward_key(kind: Kind, id: &str) -> Vec<u8> {
-    let mut key = vec![kind.tag(), 0];
-    key.extend_from_slice(id.as_bytes());
-    key
 }
 
 /// Key of a number's id: tag, `01`, the number (`u32` big-endian).
@@ -94,7 +88,6 @@ impl Interner {
             };
             let table = &mut tables[kind.index()];
             match key.get(1) {
-                Some(0) => {} // read from the reverse entries
                 Some(1) => {
                     let n = key
                         .get(2..)
@@ -161,7 +154,6 @@ impl Interner {
             .ok_or_else(|| Error::Storage(format!("no {kind:?} number left to assign")))?;
         self.tree.insert(next_key(kind), &next.to_be_bytes())?;
         self.tree.insert(reverse_key(kind, n), id.as_bytes())?;
-        self.tree.insert(forward_key(kind, id), &n.to_be_bytes())?;
         let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
         let table = &mut tables[kind.index()];
         let name: Arc<str> = id.into();
@@ -178,7 +170,7 @@ impl Interner {
     /// empty if it was never interned.
     pub fn keys_of(&self, kind: Kind, id: &str) -> Vec<Vec<u8>> {
         match self.get(kind, id) {
-            Some(n) => vec![forward_key(kind, id), reverse_key(kind, n)],
+            Some(n) => vec![reverse_key(kind, n)],
             None => Vec::new(),
         }
     }

@@ -48,9 +48,9 @@ impl Store {
         &self,
         learner: &str,
     ) -> Result<BTreeMap<String, Vec<(Position, Observation)>>> {
-        self.settle()?;
+        let waiting = self.behind.attempts_of(learner);
         let mut by_skill: BTreeMap<String, BTreeMap<Position, Observation>> = BTreeMap::new();
-        for attempt in self.ingested.learner_attempts(learner)? {
+        for attempt in self.ingested.learner_attempts(learner)?.into_iter().chain(waiting) {
             for skill in &attempt.skill_ids {
                 by_skill
                     .entry(skill.clone())

@@ -1,5 +1,5 @@
-//! Write-behind for ingestion: new attempts, their observation index entries
-//! and the mastery they produce wait in memory and reach sled in batches.
+//! Write-behind for ingestion: new attempts and the mastery they produce
+//! wait in memory and reach sled in batches.
 //!
 //! Why: sled 0.34 rolls its IO buffer to disk (a `pwrite` and a waiting
 //! `sync_file_range`) on every transaction and batch, and a transaction
@@ -212,6 +212,18 @@ impl WriteBehind {
         let mut out = Vec::new();
         rows.applying.observations(learner, skill, &mut out);
         rows.current.observations(learner, skill, &mut out);
+        out
+    }
+
+    /// Waiting attempts of a learner; read before sled, as above.
+    pub(crate) fn attempts_of(&self, learner: &str) -> Vec<Attempt> {
+        let rows = self.read();
+        let mut out = Vec::new();
+        for generation in [&*rows.applying, &rows.current] {
+            for id in generation.by_learner.get(learner).into_iter().flatten() {
+                out.extend(generation.attempts.get(id).cloned());
+            }
+        }
         out
     }
 
