@@ -9,6 +9,9 @@
 //! mastery and the program's cohorts), which the migrated store must answer
 //! the same.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;

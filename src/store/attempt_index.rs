@@ -18,6 +18,12 @@ use super::compact::{COMPACT_VERSION, Reader, put_varint};
 use crate::domain::hashing::{fnv1a, splitmix};
 use crate::error::{Error, Result};
 
+/// A page's entries: (fingerprint, learner number).
+pub type Entries = Vec<(u32, u32)>;
+
+/// Rows to write: (key, new value, or `None` to remove the key).
+pub type Rewrites = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
 /// Entries per page: appending rewrites the last page, so pages stay small.
 pub const PAGE_ENTRIES: usize = 32;
 
@@ -71,7 +77,7 @@ pub fn encode(entries: &[(u32, u32)]) -> Vec<u8> {
 }
 
 /// Decodes a page: (fingerprint, learner number) entries.
-pub fn decode(key: &[u8], bytes: &[u8]) -> Result<Vec<(u32, u32)>> {
+pub fn decode(key: &[u8], bytes: &[u8]) -> Result<Entries> {
     let read = || {
         let mut r = Reader::new(bytes);
         if r.byte()? != COMPACT_VERSION {
@@ -92,7 +98,7 @@ pub fn decode(key: &[u8], bytes: &[u8]) -> Result<Vec<(u32, u32)>> {
 }
 
 /// The pages of a bucket, in order, decoded.
-pub fn pages(tree: &sled::Tree, bucket: u16) -> Result<Vec<(Vec<u8>, Vec<(u32, u32)>)>> {
+pub fn pages(tree: &sled::Tree, bucket: u16) -> Result<Vec<(Vec<u8>, Entries)>> {
     tree.scan_prefix(bucket.to_be_bytes())
         .map(|entry| {
             let (key, value) = entry?;
@@ -156,10 +162,7 @@ pub fn add(tree: &sled::Tree, entries: &[(Slot, u32)]) -> Result<()> {
 /// `None` to remove an emptied page). Read outside a transaction, written
 /// inside one; the caller keeps other writers of the index away meanwhile
 /// (`WriteBehind::exclusive`).
-pub fn without(
-    tree: &sled::Tree,
-    entries: &[(Slot, u32)],
-) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>> {
+pub fn without(tree: &sled::Tree, entries: &[(Slot, u32)]) -> Result<Rewrites> {
     let mut by_bucket: BTreeMap<u16, Vec<(u32, u32)>> = BTreeMap::new();
     for (slot, learner) in entries {
         by_bucket

@@ -50,7 +50,12 @@ impl Store {
     ) -> Result<BTreeMap<String, Vec<(Position, Observation)>>> {
         let waiting = self.behind.attempts_of(learner);
         let mut by_skill: BTreeMap<String, BTreeMap<Position, Observation>> = BTreeMap::new();
-        for attempt in self.ingested.learner_attempts(learner)?.into_iter().chain(waiting) {
+        for attempt in self
+            .ingested
+            .learner_attempts(learner)?
+            .into_iter()
+            .chain(waiting)
+        {
             for skill in &attempt.skill_ids {
                 by_skill
                     .entry(skill.clone())

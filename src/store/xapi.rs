@@ -216,7 +216,7 @@ impl Store {
             let removed: BTreeSet<&str> = attempts.iter().map(|a| a.attempt_id.as_str()).collect();
             let learners: BTreeSet<&str> = attempts.iter().map(|a| a.learner_id.as_str()).collect();
             // (key, new value or None to remove), per tree.
-            let mut blocks: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+            let mut blocks: attempt_index::Rewrites = Vec::new();
             for learner in learners {
                 for (key, packed) in t.learner_blocks(learner)? {
                     let kept: Vec<_> = packed
@@ -238,7 +238,7 @@ impl Store {
                     .or_default()
                     .push((skill.as_str(), state.as_ref()));
             }
-            let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+            let mut records: attempt_index::Rewrites = Vec::new();
             for (learner, changes) in changes {
                 records.push((
                     learner.as_bytes().to_vec(),
