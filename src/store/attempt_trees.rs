@@ -228,14 +228,25 @@ impl AttemptTrees {
 
     /// Appends new attempts: index entries first, then each learner's last
     /// block (and new ones past [`BLOCK_BYTES`]). Attempts of one learner
-    /// go in position order.
-    pub fn append(&self, attempts: &[&Attempt]) -> Result<()> {
+    /// go in position order. An attempt the learner's last block already
+    /// holds is skipped, and with `retry` (the rows of a failed apply,
+    /// which may have written some blocks) one any block holds: appending
+    /// is then idempotent, as the inserts of format 1 were.
+    pub fn append(&self, attempts: &[&Attempt], retry: bool) -> Result<()> {
         attempt_index::add(&self.index, &self.index_entries(attempts.iter().copied())?)?;
         let mut by_learner: BTreeMap<&str, Vec<&Attempt>> = BTreeMap::new();
         for a in attempts {
             by_learner.entry(&a.learner_id).or_default().push(a);
         }
         for (learner, mut new) in by_learner {
+            if retry {
+                let held: std::collections::HashSet<String> = self
+                    .learner_blocks(learner)?
+                    .into_iter()
+                    .flat_map(|(_, packed)| packed.into_iter().map(|p| p.attempt_id))
+                    .collect();
+                new.retain(|a| !held.contains(&a.attempt_id));
+            }
             new.sort_by(|a, b| (a.occurred_at, &a.attempt_id).cmp(&(b.occurred_at, &b.attempt_id)));
             let (mut n, mut block) =
                 match self.blocks.scan_prefix(block_prefix(learner)).next_back() {
@@ -253,6 +264,7 @@ impl AttemptTrees {
                     }
                     None => (0, Vec::new()),
                 };
+            new.retain(|a| !block.iter().any(|p| p.attempt_id == a.attempt_id));
             let mut size = compact::encode_block(&block).len();
             let mut dirty = false;
             for a in new {
@@ -409,4 +421,61 @@ fn observation(p: Packed) -> (Position, Observation) {
             score: p.score,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(id: &str, learner: &str, at: i64, skill: &str) -> Attempt {
+        Attempt {
+            learner_id: learner.into(),
+            skill_ids: vec![skill.into()],
+            ..crate::domain::mastery::test_attempt(id, at, at % 3 == 0)
+        }
+    }
+
+    /// Blocks roll over past their size, every attempt is found by id and
+    /// by (learner, skill), and appending again adds nothing.
+    #[test]
+    fn appends_roll_over_stay_findable_and_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let trees = AttemptTrees::open(&db).unwrap();
+        let all: Vec<Attempt> = (0..300)
+            .map(|i| {
+                attempt(
+                    &format!("att-{i:05}"),
+                    ["l1", "l2"][i % 2],
+                    i as i64 * 7,
+                    ["a", "b"][i % 3 % 2],
+                )
+            })
+            .collect();
+        trees.intern(&all).unwrap();
+        for chunk in all.chunks(40) {
+            trees
+                .append(&chunk.iter().collect::<Vec<_>>(), false)
+                .unwrap();
+        }
+        assert!(trees.learner_blocks("l1").unwrap().len() > 1, "rolled over");
+        for a in all.iter().step_by(13) {
+            assert_eq!(trees.find(&a.attempt_id).unwrap().as_ref(), Some(a));
+        }
+        assert!(trees.find("att-99999").unwrap().is_none());
+        let l1_a = all
+            .iter()
+            .filter(|a| a.learner_id == "l1" && a.skill_ids[0] == "a")
+            .count();
+        assert_eq!(trees.observations("l1", "a").unwrap().len(), l1_a);
+        // A failed apply's rows applied again: nothing doubles.
+        trees.append(&all.iter().collect::<Vec<_>>(), true).unwrap();
+        let last = all.last().unwrap();
+        trees.append(&[last], false).unwrap();
+        assert_eq!(
+            trees.learner_attempts("l1").unwrap().len()
+                + trees.learner_attempts("l2").unwrap().len(),
+            all.len()
+        );
+    }
 }

@@ -87,7 +87,7 @@ fn migrate_from_1(db: &sled::Db, meta: &sled::Tree) -> Result<AttemptTrees> {
     let mut migrated = 0usize;
     let mut flush = |chunk: &mut Vec<Attempt>| -> Result<()> {
         trees.intern(chunk)?;
-        trees.append(&chunk.iter().collect::<Vec<_>>())?;
+        trees.append(&chunk.iter().collect::<Vec<_>>(), false)?;
         migrated += chunk.len();
         chunk.clear();
         Ok(())

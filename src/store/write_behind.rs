@@ -41,6 +41,8 @@ struct Rows {
     attempts: HashMap<String, Attempt>,
     by_learner: HashMap<String, Vec<String>>,
     mastery: BTreeMap<(String, String), MasteryState>,
+    /// Holds the rows of a failed apply, some of which may be in sled.
+    retry: bool,
 }
 
 impl Rows {
@@ -64,6 +66,7 @@ impl Rows {
 
     /// Adds `newer`'s rows over these.
     fn merge(&mut self, newer: Rows) {
+        self.retry = true;
         for (_, attempt) in newer.attempts {
             self.add_attempt(attempt);
         }
@@ -299,7 +302,7 @@ impl WriteBehind {
     /// see `attempt_trees.rs` for why that order.
     fn write_to_sled(&self, rows: &Rows) -> Result<()> {
         let attempts: Vec<&Attempt> = rows.attempts.values().collect();
-        self.trees.append(&attempts)?;
+        self.trees.append(&attempts, rows.retry)?;
         self.trees.put_states(
             rows.mastery
                 .iter()
