@@ -193,9 +193,9 @@ impl Engine {
 
     /// Every stored attempt in time order per learner and skill, one row
     /// per skill it tests, with the module (multilearn) or item (multigs)
-    /// as template. Read as one scan of the observation index, straight
-    /// into the dataset's interned columns: no attempt is held in memory
-    /// besides its row (multigs reads each attempt's item by id).
+    /// as template. Read as one scan of the attempt blocks, a learner at a
+    /// time, straight into the dataset's interned columns: no attempt is
+    /// held in memory besides its learner's.
     fn training_set(&self, request: &FitRequest) -> Result<Dataset> {
         let catalog = self.catalog();
         let teaches: BTreeMap<&str, &[String]> = catalog

@@ -24,7 +24,7 @@
 //! | `attempt_blocks` | learner id `00` block number (`u32` BE)                | compact block of the learner's attempts, up to ~1 KiB (`compact.rs`): the observation index too |
 //! | `attempt_index` | bucket (`u16` BE) page (`u32` BE)                       | compact page of (fingerprint `u32`, learner number) entries of hashed attempt ids (`attempt_index.rs`) |
 //! | `learner_mastery` | learner id                                            | compact record of the learner's `MasteryState`s by skill number (belief as log-odds) |
-//! | `meta`          | `b"mastery_basis"`                                      | `MasteryBasis` (filter and parameters the `mastery` states were computed with) |
+//! | `meta`          | `b"mastery_basis"`                                      | `MasteryBasis` (filter and parameters the `learner_mastery` states were computed with) |
 //! | `activities`    | event id                                                | `StoredActivity`       |
 //! | `learner_activity` | learner id `00` occurred_at (8 bytes, order-preserving) event id | `StoredActivity` (index) |
 //! | `recommended`   | learner id `00` module id                               | `Micros` first recommended (best effort) |
@@ -100,7 +100,7 @@ pub const FORMAT_VERSION: u32 = 2;
 /// Key of the format version in the `meta` tree.
 pub const FORMAT_VERSION_KEY: &[u8] = b"format_version";
 
-/// Key in `meta` of what the `mastery` states were computed with; a store
+/// Key in `meta` of what the mastery states were computed with; a store
 /// without it (written before filter 2, whose states held P(mastered)
 /// where they now hold log-odds) has every state recomputed at start.
 pub const MASTERY_BASIS: &[u8] = b"mastery_basis";

@@ -2,10 +2,11 @@
 //! for an erasure (GDPR articles 15 and 17).
 //!
 //! A learner's records sit under keys that start with their id
-//! (`learners`, `enrolments`, `observations`, `mastery`,
+//! (`learners`, `enrolments`, `attempt_blocks`, `learner_mastery`,
 //! `learner_activity`, `recommended`, `alert_active`), under keys found
-//! through those indexes (`attempts` and `activities` by id,
-//! `program_members` by program), and inside values that list them
+//! through those (`activities` by id, `program_members` by program, the
+//! learner's number in `ids`, and the `attempt_index` pages holding their
+//! attempts' entries, rewritten without them), and inside values that list them
 //! (`cohorts` member lists, `alerts` and the append-only `alert_log`), and
 //! in the xAPI statements still waiting for the catalog (`xapi_unresolved`,
 //! matched by their actor).
