@@ -3,10 +3,14 @@
 //!
 //! Why not one key per attempt id: sled costs about 140 bytes on disk per
 //! small key, the whole budget of an attempt. So ids are hashed (FNV-1a,
-//! then SplitMix64: stable across releases) into 65,536 buckets, and a
-//! bucket is a run of pages (`bucket` `u16` BE, `page` `u32` BE), each
+//! then SplitMix64: stable across releases) into 2^20 buckets, and a
+//! bucket is a run of pages (`bucket` `u32` BE, `page` `u32` BE), each
 //! holding up to [`PAGE_ENTRIES`] entries of (32-bit fingerprint of the id,
-//! learner number, see `interner.rs`), appended to the last page. A lookup
+//! learner number, see `interner.rs`), appended to the last page. Many
+//! small buckets rather than few large ones: an append rewrites its page,
+//! so the page's size is the garbage sled's log keeps per attempt, and a
+//! lookup reads the bucket's pages (one page, about ten entries, at 10M
+//! attempts). A lookup
 //! reads its bucket's pages and gives the learners whose fingerprint
 //! matches: candidates only, which the caller confirms in their attempt
 //! blocks. An entry whose attempt is not in the blocks (a crash between the
@@ -24,14 +28,15 @@ pub type Entries = Vec<(u32, u32)>;
 /// Rows to write: (key, new value, or `None` to remove the key).
 pub type Rewrites = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
-/// Entries per page: appending rewrites the last page, so pages stay small.
-pub const PAGE_ENTRIES: usize = 32;
+/// Entries per page: a bucket outgrowing it (past about 60M attempts)
+/// gets a second page rather than an ever larger value to rewrite.
+pub const PAGE_ENTRIES: usize = 64;
 
 /// Where an attempt id goes: its bucket and fingerprint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Slot {
-    /// The bucket (the hash's top 16 bits).
-    pub bucket: u16,
+    /// The bucket (the hash's top 20 bits).
+    pub bucket: u32,
     /// The next 32 bits of the hash.
     pub fingerprint: u32,
 }
@@ -40,26 +45,26 @@ pub struct Slot {
 pub fn slot(attempt_id: &str) -> Slot {
     let h = splitmix(fnv1a(attempt_id));
     Slot {
-        bucket: (h >> 48) as u16,
-        fingerprint: (h >> 16) as u32,
+        bucket: (h >> 44) as u32,
+        fingerprint: (h >> 12) as u32,
     }
 }
 
 /// Key of page `page` of `bucket`.
-pub fn page_key(bucket: u16, page: u32) -> [u8; 6] {
-    let mut key = [0; 6];
-    key[..2].copy_from_slice(&bucket.to_be_bytes());
-    key[2..].copy_from_slice(&page.to_be_bytes());
+pub fn page_key(bucket: u32, page: u32) -> [u8; 8] {
+    let mut key = [0; 8];
+    key[..4].copy_from_slice(&bucket.to_be_bytes());
+    key[4..].copy_from_slice(&page.to_be_bytes());
     key
 }
 
 /// Printable form of a page key for error messages: `bucket/page`.
 pub fn display(key: &[u8]) -> String {
-    match <[u8; 6]>::try_from(key) {
+    match <[u8; 8]>::try_from(key) {
         Ok(k) => format!(
             "{}/{}",
-            u16::from_be_bytes([k[0], k[1]]),
-            u32::from_be_bytes([k[2], k[3], k[4], k[5]])
+            u32::from_be_bytes([k[0], k[1], k[2], k[3]]),
+            u32::from_be_bytes([k[4], k[5], k[6], k[7]])
         ),
         Err(_) => super::keys::display(key),
     }
@@ -98,7 +103,7 @@ pub fn decode(key: &[u8], bytes: &[u8]) -> Result<Entries> {
 }
 
 /// The pages of a bucket, in order, decoded.
-pub fn pages(tree: &sled::Tree, bucket: u16) -> Result<Vec<(Vec<u8>, Entries)>> {
+pub fn pages(tree: &sled::Tree, bucket: u32) -> Result<Vec<(Vec<u8>, Entries)>> {
     tree.scan_prefix(bucket.to_be_bytes())
         .map(|entry| {
             let (key, value) = entry?;
@@ -125,7 +130,7 @@ pub fn candidates(tree: &sled::Tree, attempt_id: &str) -> Result<Vec<u32>> {
 /// Appends entries to their buckets' last pages (plain inserts, one per
 /// page touched).
 pub fn add(tree: &sled::Tree, entries: &[(Slot, u32)]) -> Result<()> {
-    let mut by_bucket: BTreeMap<u16, Vec<(u32, u32)>> = BTreeMap::new();
+    let mut by_bucket: BTreeMap<u32, Vec<(u32, u32)>> = BTreeMap::new();
     for (slot, learner) in entries {
         by_bucket
             .entry(slot.bucket)
@@ -136,11 +141,15 @@ pub fn add(tree: &sled::Tree, entries: &[(Slot, u32)]) -> Result<()> {
         let (mut page, mut held) = match tree.scan_prefix(bucket.to_be_bytes()).next_back() {
             Some(entry) => {
                 let (key, value) = entry?;
-                let n = u32::from_be_bytes(key[2..6].try_into().map_err(|_| Error::Corrupt {
-                    tree: "attempt_index",
-                    key: display(&key),
-                    reason: "key is not 6 bytes".into(),
-                })?);
+                let n = key
+                    .get(4..8)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(u32::from_be_bytes)
+                    .ok_or_else(|| Error::Corrupt {
+                        tree: "attempt_index",
+                        key: display(&key),
+                        reason: "key is not 8 bytes".into(),
+                    })?;
                 (n, decode(&key, &value)?)
             }
             None => (0, Vec::new()),
@@ -163,7 +172,7 @@ pub fn add(tree: &sled::Tree, entries: &[(Slot, u32)]) -> Result<()> {
 /// inside one; the caller keeps other writers of the index away meanwhile
 /// (`WriteBehind::exclusive`).
 pub fn without(tree: &sled::Tree, entries: &[(Slot, u32)]) -> Result<Rewrites> {
-    let mut by_bucket: BTreeMap<u16, Vec<(u32, u32)>> = BTreeMap::new();
+    let mut by_bucket: BTreeMap<u32, Vec<(u32, u32)>> = BTreeMap::new();
     for (slot, learner) in entries {
         by_bucket
             .entry(slot.bucket)

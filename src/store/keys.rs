@@ -22,7 +22,7 @@
 //! | `program_members` | program id `00` learner id                            | `Enrolment` (index)    |
 //! | `ids`           | kind (`l`, `i`, `s`) `01` number (`u32` BE) / kind `02` | the id / the next number to assign: interned learner, item and skill ids (`interner.rs`) |
 //! | `attempt_blocks` | learner id `00` block number (`u32` BE)                | compact block of the learner's attempts, up to ~1 KiB (`compact.rs`): the observation index too |
-//! | `attempt_index` | bucket (`u16` BE) page (`u32` BE)                       | compact page of (fingerprint `u32`, learner number) entries of hashed attempt ids (`attempt_index.rs`) |
+//! | `attempt_index` | bucket (`u32` BE, 2^20 of them) page (`u32` BE)         | compact page of (fingerprint `u32`, learner number) entries of hashed attempt ids (`attempt_index.rs`) |
 //! | `learner_mastery` | learner id                                            | compact record of the learner's `MasteryState`s by skill number (belief as log-odds) |
 //! | `meta`          | `b"mastery_basis"`                                      | `MasteryBasis` (filter and parameters the `learner_mastery` states were computed with) |
 //! | `activities`    | event id                                                | `StoredActivity`       |

@@ -230,8 +230,8 @@ fn read_tree(name: &str, tree: &sled::Tree, trees: &mut Trees, report: &mut Repo
                     .map(|states| trees.records.push((learner, states)))
             }
             attempt_trees::INDEX => attempt_index::decode(&key, &value).map(|entries| {
-                if let Some(bucket) = key.get(..2) {
-                    let bucket = u16::from_be_bytes([bucket[0], bucket[1]]);
+                if let Some(bucket) = key.get(..4) {
+                    let bucket = u32::from_be_bytes([bucket[0], bucket[1], bucket[2], bucket[3]]);
                     for (fingerprint, learner) in entries {
                         trees.index.insert((
                             Slot {
