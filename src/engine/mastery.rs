@@ -572,11 +572,12 @@ mod tests {
         }
         {
             // The state a crash in the middle of applying leaves: the batch
-            // logged, one attempt row in sled, nothing else.
+            // logged, one attempt in sled, no mastery.
             let store = Store::open(dir.path()).unwrap();
-            let attempts = store.table::<Attempt>("attempts").unwrap();
-            attempts.put(b"a2", &batch[1]).unwrap();
-            attempts.tree.flush().unwrap();
+            store
+                .commit_attempts(vec![batch[1].clone()], &[], None)
+                .unwrap();
+            store.flush().unwrap();
         }
         {
             let (wal, _) = crate::store::wal::Wal::open(&dir.path().join("wal")).unwrap();

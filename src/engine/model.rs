@@ -193,9 +193,9 @@ impl Engine {
 
     /// Every stored attempt in time order per learner and skill, one row
     /// per skill it tests, with the module (multilearn) or item (multigs)
-    /// as template. Read as one scan of the observation index, straight
-    /// into the dataset's interned columns: no attempt is held in memory
-    /// besides its row (multigs reads each attempt's item by id).
+    /// as template. Read as one scan of the attempt blocks, a learner at a
+    /// time, straight into the dataset's interned columns: no attempt is
+    /// held in memory besides its learner's.
     fn training_set(&self, request: &FitRequest) -> Result<Dataset> {
         let catalog = self.catalog();
         let teaches: BTreeMap<&str, &[String]> = catalog
@@ -211,7 +211,7 @@ impl Engine {
         let mut current_skill = String::new();
         let mut previous: Option<i64> = None;
         self.store.for_each_observation(
-            |learner, skill, occurred_at, attempt_id, observation| {
+            |learner, skill, occurred_at, _attempt_id, item_id, observation| {
                 if current_learner != learner {
                     current_learner.clear();
                     current_learner.push_str(learner);
@@ -230,7 +230,6 @@ impl Engine {
                     current_skill.push_str(skill);
                     previous = None;
                 }
-                let item;
                 let template = if request.multilearn {
                     // The latest module teaching this skill completed since
                     // the previous attempt on it: an answer on skill B after
@@ -248,8 +247,7 @@ impl Engine {
                         })
                         .map(|(_, m)| m.as_str())
                 } else if request.multigs {
-                    item = self.store.attempt(attempt_id)?.map(|a| a.item_id);
-                    item.as_deref()
+                    Some(item_id)
                 } else {
                     None
                 };
@@ -313,11 +311,13 @@ impl Engine {
         for (learner, skills) in by_learner {
             let _guard = self.learner_locks.lock_all([learner.as_str()]);
             let mut rows = Vec::with_capacity(skills.len());
+            // One read of the learner's attempts for all their skills.
+            let mut histories = self.store.learner_observations(&learner)?;
             for skill in skills {
                 let Some(mut state) = self.store.mastery(&learner, &skill)? else {
                     continue;
                 };
-                let history = self.store.observations(&learner, &skill)?;
+                let history = histories.remove(&skill).unwrap_or_default();
                 state.belief = params
                     .for_skill(&skill)
                     .replay(history.iter().map(|(_, o)| *o));

@@ -23,7 +23,10 @@ pub fn check_folds(dir: &Path, base: &ParamSet, report: &mut Report) {
         let stored = fold.state.belief.p_known();
         if (expected - stored).abs() > 1e-9 {
             findings.push(Finding {
-                place: format!("tree mastery, key {}/{}", fold.learner, fold.skill),
+                place: format!(
+                    "tree learner_mastery, key {} (skill {})",
+                    fold.learner, fold.skill
+                ),
                 what: format!(
                     "P(mastered) {stored} is not the fold of its {} attempts ({expected})",
                     fold.history.len()

@@ -278,7 +278,9 @@ fn read_snapshot(
         return Err(bad(path, "not a spoc snapshot (bad magic)"));
     }
     let store_version = input.u32()?;
-    if store_version != keys::FORMAT_VERSION {
+    // Format 1 is restored as it was and migrated at the next start
+    // (`migrate.rs`).
+    if store_version != keys::FORMAT_VERSION && store_version != 1 {
         return Err(bad(
             path,
             &format!(

@@ -2,7 +2,12 @@
 //! value type, in one place.
 //!
 //! Values are encoded by [`super::codec`]: one format-version byte followed by
-//! the postcard encoding of the domain type. Ids never contain a NUL byte
+//! the postcard encoding of the domain type; the four ingestion trees
+//! (`ids`, `attempt_blocks`, `attempt_index`, `learner_mastery`) use the
+//! compact encodings of [`super::compact`] instead, many attempts or
+//! states to a key (store format 2; format 1, one `attempts`,
+//! `observations` and `mastery` row each, is migrated at open by
+//! [`super::migrate`]). Ids never contain a NUL byte
 //! (validated at the edge), so `0x00` separates the parts of composite keys
 //! and prefix scans over `id 0x00` are exact.
 //!
@@ -15,10 +20,11 @@
 //! | `programs`      | program id                                              | `Program`              |
 //! | `enrolments`    | learner id `00` program id                              | `Enrolment`            |
 //! | `program_members` | program id `00` learner id                            | `Enrolment` (index)    |
-//! | `attempts`      | attempt id                                              | `Attempt`              |
-//! | `observations`  | learner `00` skill `00` occurred_at (8 bytes, order-preserving) attempt id | `StoredObservation` |
-//! | `mastery`       | learner id `00` skill id                                | `MasteryState` (belief as log-odds) |
-//! | `meta`          | `b"mastery_basis"`                                      | `MasteryBasis` (filter and parameters the `mastery` states were computed with) |
+//! | `ids`           | kind (`l`, `i`, `s`) `01` number (`u32` BE) / kind `02` | the id / the next number to assign: interned learner, item and skill ids (`interner.rs`) |
+//! | `attempt_blocks` | learner id `00` block number (`u32` BE)                | compact block of the learner's attempts, up to ~1 KiB (`compact.rs`): the observation index too |
+//! | `attempt_index` | bucket (`u32` BE, 2^20 of them) page (`u32` BE)         | compact page of (fingerprint `u32`, learner number) entries of hashed attempt ids (`attempt_index.rs`) |
+//! | `learner_mastery` | learner id                                            | compact record of the learner's `MasteryState`s by skill number (belief as log-odds) |
+//! | `meta`          | `b"mastery_basis"`                                      | `MasteryBasis` (filter and parameters the `learner_mastery` states were computed with) |
 //! | `activities`    | event id                                                | `StoredActivity`       |
 //! | `learner_activity` | learner id `00` occurred_at (8 bytes, order-preserving) event id | `StoredActivity` (index) |
 //! | `recommended`   | learner id `00` module id                               | `Micros` first recommended (best effort) |
@@ -52,12 +58,14 @@
 //! batches (format in `wal.rs`); it is replayed at start and trimmed after
 //! every background checkpoint.
 //!
-//! `observations` is an index of `attempts` by (learner, skill, time): it is
-//! what an out-of-order attempt replays. Ingestion writes `attempts`,
-//! `observations` and `mastery` through the write-behind rows
-//! (`write_behind.rs`): logged first, then applied by plain inserts, so
-//! after a crash the three may disagree for batches still in the
-//! write-ahead log, whose replay rewrites them and rebuilds their mastery.
+//! A learner's `attempt_blocks` are what an out-of-order attempt replays
+//! (read whole, filtered by skill); `attempt_index` finds the learner of
+//! an attempt id (candidates, confirmed in the blocks). Ingestion writes
+//! the index, the blocks and `learner_mastery`, in that order, through the
+//! write-behind rows (`write_behind.rs`): logged first, then applied by
+//! plain inserts, so after a crash they may disagree for batches still in
+//! the write-ahead log, whose replay appends the attempts the blocks lack
+//! and rebuilds their mastery (`attempt_trees.rs`).
 //! An alert change writes `alerts`, `alert_active` and `alert_log` in one
 //! transaction (see `alerts.rs`). The first admin key and the
 //! `admin_key_bootstrapped` marker are written in one transaction, so that
@@ -69,8 +77,8 @@
 //! apart). An xAPI batch writes its `xapi_statements`,
 //! `xapi_unresolved` and `xapi_voids` rows in one transaction, after the
 //! attempts and events it produced (`xapi.rs`). A retraction removes an
-//! attempt, its `observations` entries and updates `mastery` together with
-//! its `retracted` tombstone (events: `activities`, `learner_activity`);
+//! attempt from its block and its `attempt_index` entry and updates
+//! `learner_mastery` together with its `retracted` tombstone (events: `activities`, `learner_activity`);
 //! ingestion and the write-ahead log replay skip tombstoned ids.
 //! The webhook follower writes a batch of alert changes' `webhook_outbox`
 //! messages, `webhook_digest` rows and the `webhook_cursor` position after
@@ -85,13 +93,14 @@
 use crate::domain::learner::Micros;
 
 /// Version of this layout, stored in `meta`; a store written by a newer
-/// layout is refused at open rather than misread.
-pub const FORMAT_VERSION: u32 = 1;
+/// layout is refused at open rather than misread, one of format 1 is
+/// migrated (`migrate.rs`).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Key of the format version in the `meta` tree.
 pub const FORMAT_VERSION_KEY: &[u8] = b"format_version";
 
-/// Key in `meta` of what the `mastery` states were computed with; a store
+/// Key in `meta` of what the mastery states were computed with; a store
 /// without it (written before filter 2, whose states held P(mastered)
 /// where they now hold log-odds) has every state recomputed at start.
 pub const MASTERY_BASIS: &[u8] = b"mastery_basis";
@@ -125,18 +134,14 @@ pub fn prefix(parts: &[&str]) -> Vec<u8> {
     key
 }
 
-/// Key of an observation: time is encoded big-endian with the sign bit
-/// flipped so that byte order is time order, negative times included.
-pub fn observation(learner: &str, skill: &str, occurred_at: Micros, attempt_id: &str) -> Vec<u8> {
-    timed(&prefix(&[learner, skill]), occurred_at, attempt_id)
-}
-
 /// Key of a learner's module event in time order.
 pub fn learner_activity(learner: &str, occurred_at: Micros, event_id: &str) -> Vec<u8> {
     timed(&prefix(&[learner]), occurred_at, event_id)
 }
 
-/// `prefix`, then the time in order-preserving bytes, then the id.
+/// `prefix`, then the time in order-preserving bytes (big-endian with the
+/// sign bit flipped, so that byte order is time order, negative times
+/// included), then the id.
 fn timed(prefix: &[u8], at: Micros, id: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(prefix.len() + 8 + id.len());
     key.extend_from_slice(prefix);
@@ -173,12 +178,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn observation_keys_sort_by_time_including_negative() {
-        let a = observation("l", "s", -5, "z");
-        let b = observation("l", "s", 3, "a");
-        let c = observation("l", "s", 3, "b");
+    fn timed_keys_sort_by_time_including_negative() {
+        let a = learner_activity("l", -5, "z");
+        let b = learner_activity("l", 3, "a");
+        let c = learner_activity("l", 3, "b");
         assert!(a < b && b < c);
-        assert!(a.starts_with(&prefix(&["l", "s"])));
+        assert!(a.starts_with(&prefix(&["l"])));
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! Attempts, their observation index and mastery in the store: the
-//! ingestion path (through the write-behind rows and the write-ahead log)
-//! and its readers.
+//! Attempts and mastery in the store: the ingestion path (through the
+//! write-behind rows and the write-ahead log) and its readers, over the
+//! compact trees of `attempt_trees.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,95 +14,91 @@ impl Store {
     pub fn attempt(&self, id: &str) -> Result<Option<Attempt>> {
         match self.behind.attempt(id) {
             Some(attempt) => Ok(Some(attempt)),
-            None => self.attempts.get(id.as_bytes()),
+            None => self.ingested.find(id),
         }
     }
 
     /// Applies every waiting ingestion row to sled: call it before reading
-    /// the `attempts`, `observations` or `mastery` trees directly.
+    /// the ingestion trees directly.
     pub(crate) fn settle(&self) -> Result<()> {
         self.checkpoints.settle()
     }
 
+    /// Settles, then runs `write` with no apply of waiting rows in between:
+    /// for writes that rewrite blocks, index pages or mastery records.
+    pub(crate) fn exclusive<T>(&self, write: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.behind.exclusive(|| self.checkpoints.wal.sync(), write)
+    }
+
     /// Every stored observation of one (learner, skill), in time order.
     pub fn observations(&self, learner: &str, skill: &str) -> Result<Vec<(Position, Observation)>> {
-        let prefix = keys::prefix(&[learner, skill]);
-        let waiting = self.behind.observations_under(&prefix);
-        let mut rows: BTreeMap<Vec<u8>, StoredObservation> =
-            self.observations.scan(&prefix)?.into_iter().collect();
+        let waiting = self.behind.observations_of(learner, skill);
+        let mut rows: BTreeMap<Position, Observation> = self
+            .ingested
+            .observations(learner, skill)?
+            .into_iter()
+            .collect();
         rows.extend(waiting);
-        rows.into_iter()
-            .map(|(key, stored)| {
-                let rest = &key[prefix.len()..];
-                if rest.len() < 8 {
-                    return Err(Error::Corrupt {
-                        tree: "observations",
-                        key: keys::display(&key),
-                        reason: "key too short".into(),
-                    });
-                }
-                let (time, id) = rest.split_at(8);
-                let occurred_at =
-                    (u64::from_be_bytes(time.try_into().expect("8 bytes")) ^ (1 << 63)) as i64;
-                let position = Position {
-                    occurred_at,
-                    attempt_id: String::from_utf8_lossy(id).into_owned(),
-                };
-                let obs = Observation {
-                    correct: stored.correct,
-                    score: stored.score,
-                };
-                Ok((position, obs))
-            })
-            .collect()
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Every stored observation of a learner by skill, each in time order:
+    /// one read of the learner's attempts for all their skills.
+    pub fn learner_observations(
+        &self,
+        learner: &str,
+    ) -> Result<BTreeMap<String, Vec<(Position, Observation)>>> {
+        let waiting = self.behind.attempts_of(learner);
+        let mut by_skill: BTreeMap<String, BTreeMap<Position, Observation>> = BTreeMap::new();
+        for attempt in self
+            .ingested
+            .learner_attempts(learner)?
+            .into_iter()
+            .chain(waiting)
+        {
+            for skill in &attempt.skill_ids {
+                by_skill
+                    .entry(skill.clone())
+                    .or_default()
+                    .insert(attempt.position(), attempt.observation());
+            }
+        }
+        Ok(by_skill
+            .into_iter()
+            .map(|(skill, rows)| (skill, rows.into_iter().collect()))
+            .collect())
     }
 
     /// Visits every stored observation in (learner, skill, time, attempt
-    /// id) order, one sequential scan of the `observations` index with
-    /// nothing kept: the training data of a fit, read without holding
-    /// every attempt in memory. `visit(learner, skill, occurred_at,
-    /// attempt id, observation)`.
+    /// id) order, one learner in memory at a time: the training data of a
+    /// fit, read without holding every attempt in memory. `visit(learner,
+    /// skill, occurred_at, attempt id, item id, observation)`.
     pub fn for_each_observation(
         &self,
-        mut visit: impl FnMut(&str, &str, i64, &str, Observation) -> Result<()>,
+        mut visit: impl FnMut(&str, &str, i64, &str, &str, Observation) -> Result<()>,
     ) -> Result<()> {
         self.settle()?;
-        for entry in self.observations.tree.iter() {
-            let (key, bytes) = entry?;
-            let corrupt = |reason: &str| Error::Corrupt {
-                tree: "observations",
-                key: keys::display(&key),
-                reason: reason.into(),
-            };
-            let stored: StoredObservation = codec::decode(self.observations.name, &key, &bytes)?;
-            // Ids hold no NUL byte: the first two separate learner and
-            // skill; the time after them may hold any byte.
-            let mut parts = key.splitn(3, |b| *b == keys::SEP);
-            let (Some(learner), Some(skill), Some(rest)) =
-                (parts.next(), parts.next(), parts.next())
-            else {
-                return Err(corrupt("key has fewer than three parts"));
-            };
-            if rest.len() < 8 {
-                return Err(corrupt("key too short"));
+        self.ingested.for_each_learner(|learner, attempts| {
+            let mut rows: Vec<(&str, &Attempt)> = attempts
+                .iter()
+                .flat_map(|a| a.skill_ids.iter().map(move |s| (s.as_str(), a)))
+                .collect();
+            rows.sort_by(|(s1, a1), (s2, a2)| {
+                (*s1, a1.occurred_at, &a1.attempt_id).cmp(&(*s2, a2.occurred_at, &a2.attempt_id))
+            });
+            rows.dedup_by(|(s1, a1), (s2, a2)| s1 == s2 && a1.attempt_id == a2.attempt_id);
+            for (skill, a) in rows {
+                visit(
+                    learner,
+                    skill,
+                    a.occurred_at,
+                    &a.attempt_id,
+                    &a.item_id,
+                    a.observation(),
+                )?;
             }
-            let (time, id) = rest.split_at(8);
-            let occurred_at =
-                (u64::from_be_bytes(time.try_into().expect("8 bytes")) ^ (1 << 63)) as i64;
-            let text = |b| std::str::from_utf8(b).map_err(|_| corrupt("id is not UTF-8"));
-            let observation = Observation {
-                correct: stored.correct,
-                score: stored.score,
-            };
-            visit(
-                text(learner)?,
-                text(skill)?,
-                occurred_at,
-                text(id)?,
-                observation,
-            )?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The stored mastery of one (learner, skill).
@@ -110,60 +106,55 @@ impl Store {
         if let Some(state) = self.state_cache.get(learner, skill) {
             return Ok(Some(state));
         }
-        let key = keys::compose(&[learner, skill]);
-        match self.behind.mastery(&key) {
+        match self.behind.mastery(learner, skill) {
             Some(state) => Ok(Some(state)),
-            None => self.mastery.get(&key),
+            None => self.ingested.state(learner, skill),
         }
     }
 
     /// Whether any attempt is stored.
     pub fn has_attempts(&self) -> Result<bool> {
         self.settle()?;
-        Ok(!self.attempts.tree.is_empty())
+        Ok(!self.ingested.blocks.is_empty())
     }
 
-    /// Every stored attempt, in attempt id order (the training data of a fit).
+    /// Every stored attempt, in attempt id order.
     pub fn all_attempts(&self) -> Result<Vec<Attempt>> {
         self.settle()?;
-        Ok(self
-            .attempts
-            .scan(b"")?
-            .into_iter()
-            .map(|(_, a)| a)
-            .collect())
+        let mut out = Vec::new();
+        self.ingested.for_each_learner(|_, attempts| {
+            out.extend(attempts);
+            Ok(())
+        })?;
+        out.sort_by(|a, b| a.attempt_id.cmp(&b.attempt_id));
+        Ok(out)
     }
 
     /// Every (learner, skill) that has a mastery state.
     pub fn mastery_keys(&self) -> Result<Vec<(String, String)>> {
         self.settle()?;
-        self.mastery
-            .tree
-            .iter()
-            .keys()
-            .map(|key| {
-                let key = key?;
-                let text = String::from_utf8_lossy(&key);
-                let (learner, skill) = text.split_once('\0').ok_or_else(|| Error::Corrupt {
-                    tree: "mastery",
-                    key: keys::display(&key),
-                    reason: "key has no separator".into(),
-                })?;
-                Ok((learner.to_string(), skill.to_string()))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for key in self.ingested.mastery.iter().keys() {
+            let key = key?;
+            let learner = String::from_utf8_lossy(&key).into_owned();
+            for skill in self.ingested.learner_states(&learner)?.into_keys() {
+                out.push((learner.clone(), skill));
+            }
+        }
+        Ok(out)
     }
 
     /// Replaces mastery states (a recomputation with new parameters).
     pub fn put_mastery(&self, rows: &[(String, String, MasteryState)]) -> Result<()> {
         let _gate = self.write_gate();
-        // Waiting rows first, so that none of them shadows a new state.
-        self.settle()?;
-        let mut batch = sled::Batch::default();
-        for (learner, skill, state) in rows {
-            batch.insert(keys::compose(&[learner, skill]), codec::encode(state));
-        }
-        self.mastery.tree.apply_batch(batch)?;
+        // Waiting rows first, so that none of them shadows a new state, and
+        // no apply rewrites these records meanwhile.
+        self.exclusive(|| {
+            self.ingested.put_states(
+                rows.iter()
+                    .map(|(learner, skill, state)| (learner.as_str(), skill.as_str(), Some(state))),
+            )
+        })?;
         self.mastery_written(rows.iter().map(|(learner, _, _)| learner.as_str()));
         Ok(())
     }
@@ -187,28 +178,21 @@ impl Store {
 
     /// Every stored mastery state of a learner, by skill id.
     pub fn learner_mastery(&self, learner: &str) -> Result<BTreeMap<String, MasteryState>> {
-        let prefix = keys::prefix(&[learner]);
-        let waiting = self.behind.mastery_under(&prefix);
-        let mut rows: BTreeMap<Vec<u8>, MasteryState> =
-            self.mastery.scan(&prefix)?.into_iter().collect();
+        let waiting = self.behind.mastery_of(learner);
+        let mut rows = self.ingested.learner_states(learner)?;
         rows.extend(waiting);
-        Ok(rows
-            .into_iter()
-            .map(|(key, state)| {
-                let skill = String::from_utf8_lossy(keys::last_part(&key)).into_owned();
-                (skill, state)
-            })
-            .collect())
+        Ok(rows)
     }
 
-    /// Stores new attempts, their index entries and the mastery states they
-    /// produced (in memory at once, in sled within [`APPLY_EVERY`], see
-    /// `write_behind.rs`) and writes `logged` to the write-ahead log.
-    /// Returns the log ticket to wait for ([`Store::logged`]) before
-    /// replying; `None` when nothing needed logging.
+    /// Stores new attempts and the mastery states they produced (in memory
+    /// at once, in sled within [`APPLY_EVERY`], see `write_behind.rs`) and
+    /// writes `logged` to the write-ahead log. Returns the log ticket to
+    /// wait for ([`Store::logged`]) before replying; `None` when nothing
+    /// needed logging. Without `logged` (the log's replay), attempts the
+    /// store already holds are not stored again.
     pub fn commit_attempts(
         &self,
-        attempts: Vec<Attempt>,
+        mut attempts: Vec<Attempt>,
         mastery: &[(String, String, MasteryState)],
         logged: Option<&WalRecord>,
     ) -> Result<Option<u64>> {
@@ -223,29 +207,24 @@ impl Store {
                 tracing::warn!(error = %err, "applying waiting rows before a batch failed");
             }
         }
-        let mut observation_rows = Vec::new();
-        for attempt in &attempts {
-            let stored = StoredObservation {
-                correct: attempt.correct,
-                score: attempt.score,
-            };
-            for skill in &attempt.skill_ids {
-                let key = keys::observation(
-                    &attempt.learner_id,
-                    skill,
-                    attempt.occurred_at,
-                    &attempt.attempt_id,
-                );
-                observation_rows.push((key, stored));
+        if logged.is_none() {
+            let mut fresh = Vec::with_capacity(attempts.len());
+            for attempt in attempts {
+                if self.attempt(&attempt.attempt_id)?.is_none() {
+                    fresh.push(attempt);
+                }
             }
+            attempts = fresh;
         }
+        // Numbers for new ids are in sled before any row using them.
+        self.ingested.intern(&attempts)?;
         let mastery_rows = mastery
             .iter()
-            .map(|(learner, skill, state)| (keys::compose(&[learner, skill]), state.clone()))
+            .map(|(learner, skill, state)| ((learner.clone(), skill.clone()), state.clone()))
             .collect();
         let ticket = self
             .behind
-            .put_logged(attempts, observation_rows, mastery_rows, || match logged {
+            .put_logged(attempts, mastery_rows, || match logged {
                 Some(record) => self.checkpoints.wal.write(record),
                 None => Ok(None),
             })?;
@@ -261,7 +240,7 @@ impl Store {
     }
 
     /// Forgets the cached mastery of `learners` after a writer other than
-    /// ingestion changed, or may have changed, their `mastery` rows
+    /// ingestion changed, or may have changed, their mastery records
     /// (recomputation, retraction, erasure).
     pub(crate) fn mastery_written<'a>(&self, learners: impl IntoIterator<Item = &'a str> + Clone) {
         self.mastery_cache.evict(learners.clone());

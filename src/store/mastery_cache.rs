@@ -1,9 +1,9 @@
 //! Each learner's P(mastered) per skill, kept in memory once read.
 //!
 //! Every `RecommendNext` needs the whole mastery vector of one learner; read
-//! from sled it is a prefix scan and ~30 decodes, half of the call's cost.
+//! from sled it is one `learner_mastery` record read and decoded.
 //! The cache lives in the store because the store is the only code that
-//! writes the `mastery` tree: every such write evicts the learners it
+//! writes the `learner_mastery` tree: every such write evicts the learners it
 //! touched (see the callers of [`MasteryCache::evict`]), so a cached vector
 //! is never older than what sled holds once the write returned.
 //!

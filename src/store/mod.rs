@@ -13,21 +13,26 @@
 mod activity;
 pub mod alerts;
 pub mod api_keys;
+pub mod attempt_index;
+pub mod attempt_trees;
 pub mod backup;
 pub mod budget;
 mod catalog;
 pub mod codec;
 pub mod cohorts;
+pub mod compact;
 pub mod damage;
 pub mod durability;
 pub mod effects;
 pub mod footprint;
+pub mod interner;
 pub mod items;
 pub mod keys;
 mod learners;
 pub mod mapping;
 mod mastery;
 pub mod mastery_cache;
+pub mod migrate;
 pub mod models;
 pub mod outbox;
 pub mod pauses;
@@ -46,7 +51,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::domain::activity::{ActivityKind, StoredActivity};
 use crate::domain::bkt::Observation;
@@ -54,6 +59,7 @@ use crate::domain::catalog::{Module, Skill};
 use crate::domain::learner::{Enrolment, Learner, Program};
 use crate::domain::mastery::{Attempt, MasteryState, Position};
 use crate::error::{Error, Result};
+use attempt_trees::AttemptTrees;
 use durability::GroupCommit;
 use table::Table;
 use wal::{Wal, WalRecord};
@@ -67,16 +73,6 @@ pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// checkpoints: small, frequent applies spread sled's disk writes instead
 /// of one burst per checkpoint that would delay the log's syncs.
 pub const APPLY_EVERY: Duration = Duration::from_millis(100);
-
-/// The stored form of one observation in the `observations` index: enough to
-/// replay BKT without reading the attempt itself.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct StoredObservation {
-    /// Whether the answer was right.
-    pub correct: bool,
-    /// Optional partial credit.
-    pub score: Option<f64>,
-}
 
 /// A page of results and the key to continue after, if more follow.
 pub type Page<T> = (Vec<T>, Option<Vec<u8>>);
@@ -92,9 +88,8 @@ pub struct Store {
     programs: Table<Program>,
     enrolments: Table<Enrolment>,
     program_members: Table<Enrolment>,
-    attempts: Table<Attempt>,
-    observations: Table<StoredObservation>,
-    mastery: Table<MasteryState>,
+    /// Attempts, their index and mastery, compact (`attempt_trees.rs`).
+    ingested: Arc<AttemptTrees>,
     activities: Table<StoredActivity>,
     learner_activity: Table<StoredActivity>,
     commit: GroupCommit,
@@ -172,16 +167,13 @@ impl Store {
         // A panic or damage is reported naming the file; a sled that lost
         // flushed writes is refused (`damage.rs`).
         let db = damage::open_sled(dir, sled_config(dir, &budget))?;
-        check_format(&db)?;
         let generation = damage::check_generation(dir, &db)?;
+        // An older layout is migrated here, before anything reads it
+        // (`migrate.rs`); a newer one is refused.
+        let ingested = Arc::new(migrate::open_current(&db)?);
         let (wal, backlog) = Wal::open(&dir.join("wal"))?;
-        let attempts = Table::open(&db, "attempts")?;
-        let observations = Table::open(&db, "observations")?;
-        let mastery = Table::open(&db, "mastery")?;
         let behind = Arc::new(WriteBehind::bounded(
-            attempts.tree.clone(),
-            observations.tree.clone(),
-            mastery.tree.clone(),
+            ingested.clone(),
             budget.waiting_rows(),
         ));
         let checkpoints = Arc::new(Checkpoints {
@@ -232,9 +224,7 @@ impl Store {
             programs: Table::open(&db, "programs")?,
             enrolments: Table::open(&db, "enrolments")?,
             program_members: Table::open(&db, "program_members")?,
-            attempts,
-            observations,
-            mastery,
+            ingested,
             behind,
             activities: Table::open(&db, "activities")?,
             learner_activity: Table::open(&db, "learner_activity")?,
@@ -330,30 +320,6 @@ pub(crate) fn sled_config(dir: &Path, budget: &budget::MemoryBudget) -> sled::Co
         .cache_capacity(budget.sled_cache_bytes())
         .mode(sled::Mode::HighThroughput)
         .flush_every_ms(None)
-}
-
-/// Writes the format version on a new store, refuses an unknown one.
-fn check_format(db: &sled::Db) -> Result<()> {
-    let meta = db.open_tree("meta")?;
-    match meta.get(keys::FORMAT_VERSION_KEY)? {
-        None => {
-            meta.insert(
-                keys::FORMAT_VERSION_KEY,
-                &keys::FORMAT_VERSION.to_be_bytes(),
-            )?;
-            Ok(())
-        }
-        Some(bytes) if bytes.as_ref() == keys::FORMAT_VERSION.to_be_bytes() => Ok(()),
-        Some(bytes) => Err(Error::Corrupt {
-            tree: "meta",
-            key: "format_version".into(),
-            reason: format!(
-                "store format {:?} is not the supported version {}",
-                bytes.as_ref(),
-                keys::FORMAT_VERSION
-            ),
-        }),
-    }
 }
 
 fn transaction_error(err: sled::transaction::TransactionError<()>) -> Error {

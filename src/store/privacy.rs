@@ -2,10 +2,11 @@
 //! for an erasure (GDPR articles 15 and 17).
 //!
 //! A learner's records sit under keys that start with their id
-//! (`learners`, `enrolments`, `observations`, `mastery`,
+//! (`learners`, `enrolments`, `attempt_blocks`, `learner_mastery`,
 //! `learner_activity`, `recommended`, `alert_active`), under keys found
-//! through those indexes (`attempts` and `activities` by id,
-//! `program_members` by program), and inside values that list them
+//! through those (`activities` by id, `program_members` by program, the
+//! learner's number in `ids`, and the `attempt_index` pages holding their
+//! attempts' entries, rewritten without them), and inside values that list them
 //! (`cohorts` member lists, `alerts` and the append-only `alert_log`), and
 //! in the xAPI statements still waiting for the catalog (`xapi_unresolved`,
 //! matched by their actor).
@@ -17,14 +18,15 @@
 //! A tree added later that mentions learners must be added here too; the
 //! privacy test scans every tree for the id and fails until it is.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use sled::Transactional;
 
+use super::interner::Kind;
 use super::table::Table;
 use super::xapi::UNRESOLVED;
-use super::{Store, codec, keys};
+use super::{Store, attempt_index, codec, keys};
 use crate::domain::activity::StoredActivity;
 use crate::domain::alerts::{Alert, AlertStatus};
 use crate::domain::cohorts::records::StoredCohort;
@@ -76,7 +78,8 @@ pub struct CohortMembership {
 /// What an erasure removed or rewrote, in entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Erased {
-    /// Entries removed, over all trees.
+    /// Entries removed, over all trees (an attempt and its index entry
+    /// count one each, though they are stored many to a key).
     pub removed: u64,
     /// Entries rewritten without the learner (cohorts, alert log).
     pub rewritten: u64,
@@ -122,12 +125,8 @@ impl Store {
             return Ok(None);
         };
         let (enrolments, _) = self.learner_enrolments(learner, None, usize::MAX)?;
-        let mut attempts = Vec::new();
-        for id in self.attempt_ids_of(learner)? {
-            if let Some(a) = self.attempt(&id)? {
-                attempts.push(a);
-            }
-        }
+        let mut attempts = self.ingested.learner_attempts(learner)?;
+        attempts.sort_by(|a, b| a.attempt_id.cmp(&b.attempt_id));
         let recommended = self.recommended(learner)?.into_iter().collect();
         let cohorts = self
             .cohorts_of(learner)?
@@ -175,7 +174,20 @@ impl Store {
     /// to make the erasure durable and trim the write-ahead log.
     pub fn erase_learner(&self, learner: &str) -> Result<Option<Erased>> {
         let _gate = self.write_gate();
-        self.settle()?;
+        // No apply of waiting rows meanwhile: the index pages rewritten
+        // here are shared with other learners' attempts.
+        let erased = self.exclusive(|| self.erase_settled(learner));
+        // Evicted whatever the outcome: a cache refills, a stale one lies.
+        self.mastery_written([learner]);
+        let erased = erased?;
+        if erased.is_some() {
+            self.ingested.ids.forget(Kind::Learner, learner);
+        }
+        Ok(erased)
+    }
+
+    /// [`Store::erase_learner`], once every waiting row is in sled.
+    fn erase_settled(&self, learner: &str) -> Result<Option<Erased>> {
         if !self.has_learner(learner)? {
             return Ok(None);
         }
@@ -202,17 +214,12 @@ impl Store {
             .collect();
         removals.push((self.enrolments.tree.clone(), enrolment_keys));
         removals.push((self.program_members.tree.clone(), member_keys));
-        let attempt_keys = self
-            .attempt_ids_of(learner)?
-            .into_iter()
-            .map(String::into_bytes)
-            .collect();
-        removals.push((self.attempts.tree.clone(), attempt_keys));
-        removals.push((
-            self.observations.tree.clone(),
-            under(&self.observations.tree)?,
-        ));
-        removals.push((self.mastery.tree.clone(), under(&self.mastery.tree)?));
+        let t = &self.ingested;
+        let attempts = t.learner_attempts(learner)?;
+        let index_pages = attempt_index::without(&t.index, &t.index_entries(&attempts)?)?;
+        let block_keys = under(&t.blocks)?;
+        removals.push((t.mastery.clone(), vec![learner.as_bytes().to_vec()]));
+        removals.push((t.ids.tree().clone(), t.ids.keys_of(Kind::Learner, learner)));
         let activity_index = under(&self.learner_activity.tree)?;
         let event_keys = activity_index
             .iter()
@@ -255,6 +262,8 @@ impl Store {
         let mut trees: Vec<&sled::Tree> = removals.iter().map(|(t, _)| t).collect();
         trees.push(&cohorts);
         trees.push(&log);
+        trees.push(&t.blocks);
+        trees.push(&t.index);
         let now = crate::clock::now_micros();
         let erased = trees
             .as_slice()
@@ -268,6 +277,19 @@ impl Store {
                     }
                 }
                 let (cohort_view, log_view) = (&views[removals.len()], &views[removals.len() + 1]);
+                let (block_view, index_view) =
+                    (&views[removals.len() + 2], &views[removals.len() + 3]);
+                for key in &block_keys {
+                    block_view.remove(key.as_slice())?;
+                }
+                // An attempt and its index entry count one each.
+                erased.removed += 2 * attempts.len() as u64;
+                for (key, value) in &index_pages {
+                    match value {
+                        Some(value) => index_view.insert(key.as_slice(), value.as_slice())?,
+                        None => index_view.remove(key.as_slice())?,
+                    };
+                }
                 for key in &cohort_keys {
                     let Some(bytes) = cohort_view.get(key.as_slice())? else {
                         continue;
@@ -292,8 +314,6 @@ impl Store {
                 sled::transaction::TransactionError::Abort(err) => err,
                 sled::transaction::TransactionError::Storage(err) => err.into(),
             });
-        // Evicted whatever the outcome: a cache refills, a stale one lies.
-        self.mastery_written([learner]);
         Ok(Some(erased?))
     }
 
@@ -301,28 +321,6 @@ impl Store {
     /// erasure calls it before its checkpoint (see `wal.rs`).
     pub fn forget_in_log(&self, learner: &str) {
         self.checkpoints.wal.forget_learner(learner);
-    }
-
-    /// Ids of the learner's attempts, from the `observations` index (every
-    /// attempt names at least one skill, so every attempt is indexed).
-    fn attempt_ids_of(&self, learner: &str) -> Result<BTreeSet<String>> {
-        let prefix = keys::prefix(&[learner]);
-        let mut ids = BTreeSet::new();
-        for key in self.observations.tree.scan_prefix(&prefix).keys() {
-            let key = key?;
-            let rest = &key[prefix.len()..];
-            let id = rest
-                .iter()
-                .position(|b| *b == keys::SEP)
-                .and_then(|skill_end| rest.get(skill_end + 1 + 8..))
-                .ok_or_else(|| Error::Corrupt {
-                    tree: "observations",
-                    key: keys::display(&key),
-                    reason: "key too short".into(),
-                })?;
-            ids.insert(String::from_utf8_lossy(id).into_owned());
-        }
-        Ok(ids)
     }
 
     /// The cohorts listing `learner` as a member, with their keys.

@@ -5,7 +5,7 @@
 //! state cost a tree lookup per attempt (about 4% of a single-attempt call,
 //! measured with perf). Only ingestion fills the cache, with the state it
 //! has just written, and it does so under the learner's lock; every other
-//! writer of the `mastery` tree (model recomputation, retraction, erasure)
+//! writer of the `learner_mastery` tree (model recomputation, retraction, erasure)
 //! evicts the learner after its write, also under the learner's lock. So a
 //! cached state is always the newest one, and a reader that finds none asks
 //! the write-behind rows, then sled.

@@ -1,5 +1,5 @@
-//! Write-behind for ingestion: new attempts, their observation index entries
-//! and the mastery they produce wait in memory and reach sled in batches.
+//! Write-behind for ingestion: new attempts and the mastery they produce
+//! wait in memory and reach sled in batches.
 //!
 //! Why: sled 0.34 rolls its IO buffer to disk (a `pwrite` and a waiting
 //! `sync_file_range`) on every transaction and batch, and a transaction
@@ -29,25 +29,70 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::{StoredObservation, codec};
-use crate::domain::mastery::{Attempt, MasteryState};
+use super::attempt_trees::AttemptTrees;
+use crate::domain::bkt::Observation;
+use crate::domain::mastery::{Attempt, MasteryState, Position};
 use crate::error::{Error, Result};
 
-/// Rows waiting for sled, keyed as in sled (see `keys.rs`).
-#[derive(Default)]
+/// Rows waiting for sled: attempts by id (with their ids per learner, for
+/// the reads by learner) and mastery states by (learner, skill).
+#[derive(Default, Clone)]
 struct Rows {
     attempts: HashMap<String, Attempt>,
-    observations: BTreeMap<Vec<u8>, StoredObservation>,
-    mastery: BTreeMap<Vec<u8>, MasteryState>,
+    by_learner: HashMap<String, Vec<String>>,
+    mastery: BTreeMap<(String, String), MasteryState>,
+    /// Holds the rows of a failed apply, some of which may be in sled.
+    retry: bool,
 }
 
 impl Rows {
     fn len(&self) -> usize {
-        self.attempts.len() + self.observations.len() + self.mastery.len()
+        self.attempts.len() + self.mastery.len()
     }
 
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    fn add_attempt(&mut self, attempt: Attempt) {
+        let id = attempt.attempt_id.clone();
+        if self.attempts.insert(id.clone(), attempt.clone()).is_none() {
+            self.by_learner
+                .entry(attempt.learner_id)
+                .or_default()
+                .push(id);
+        }
+    }
+
+    /// Adds `newer`'s rows over these.
+    fn merge(&mut self, newer: Rows) {
+        self.retry = true;
+        for (_, attempt) in newer.attempts {
+            self.add_attempt(attempt);
+        }
+        self.mastery.extend(newer.mastery);
+    }
+
+    /// The observations of (learner, skill) among these rows.
+    fn observations(&self, learner: &str, skill: &str, out: &mut Vec<(Position, Observation)>) {
+        for id in self.by_learner.get(learner).into_iter().flatten() {
+            if let Some(a) = self.attempts.get(id) {
+                if a.skill_ids.iter().any(|s| s == skill) {
+                    out.push((a.position(), a.observation()));
+                }
+            }
+        }
+    }
+
+    /// The mastery states of a learner among these rows.
+    fn states(&self, learner: &str, out: &mut BTreeMap<String, MasteryState>) {
+        let from = (learner.to_string(), String::new());
+        for ((l, skill), state) in self.mastery.range(from..) {
+            if l != learner {
+                break;
+            }
+            out.insert(skill.clone(), state.clone());
+        }
     }
 }
 
@@ -57,8 +102,8 @@ struct Generations {
     applying: Arc<Rows>,
 }
 
-/// The rows of the `attempts`, `observations` and `mastery` trees not yet
-/// in sled, and the sled trees they go to.
+/// The rows of the ingestion trees not yet in sled, and the trees they go
+/// to.
 pub(crate) struct WriteBehind {
     rows: RwLock<Generations>,
     /// Rows that may wait at most (from the memory budget, `budget.rs`).
@@ -69,40 +114,27 @@ pub(crate) struct WriteBehind {
     /// Shared by a writer while it logs its rows and adds them; exclusive
     /// when a generation is taken, so every row taken is logged.
     order: RwLock<()>,
-    /// Serializes appliers (checkpoints, settles).
+    /// Serializes appliers (checkpoints, settles) and the writers that
+    /// rewrite the same values (`WriteBehind::exclusive`).
     apply: Mutex<()>,
-    attempts: sled::Tree,
-    observations: sled::Tree,
-    mastery: sled::Tree,
+    trees: Arc<AttemptTrees>,
 }
 
 impl WriteBehind {
-    /// Write-behind over the three ingestion trees, default bound.
+    /// Write-behind over the ingestion trees, default bound.
     #[cfg(test)]
-    pub(crate) fn new(attempts: sled::Tree, observations: sled::Tree, mastery: sled::Tree) -> Self {
-        Self::bounded(
-            attempts,
-            observations,
-            mastery,
-            super::budget::MemoryBudget::default().waiting_rows(),
-        )
+    pub(crate) fn new(trees: Arc<AttemptTrees>) -> Self {
+        Self::bounded(trees, super::budget::MemoryBudget::default().waiting_rows())
     }
 
     /// Write-behind holding at most `max_waiting` rows.
-    pub(crate) fn bounded(
-        attempts: sled::Tree,
-        observations: sled::Tree,
-        mastery: sled::Tree,
-        max_waiting: usize,
-    ) -> Self {
+    pub(crate) fn bounded(trees: Arc<AttemptTrees>, max_waiting: usize) -> Self {
         Self {
             max_waiting,
             rows: RwLock::new(Generations::default()),
             order: RwLock::new(()),
             apply: Mutex::new(()),
-            attempts,
-            observations,
-            mastery,
+            trees,
         }
     }
 
@@ -120,8 +152,7 @@ impl WriteBehind {
     pub(crate) fn put_logged<R>(
         &self,
         attempts: Vec<Attempt>,
-        observations: Vec<(Vec<u8>, StoredObservation)>,
-        mastery: Vec<(Vec<u8>, MasteryState)>,
+        mastery: Vec<((String, String), MasteryState)>,
         log: impl FnOnce() -> Result<R>,
     ) -> Result<R> {
         let _order = self.order.read().unwrap_or_else(|p| p.into_inner());
@@ -134,10 +165,9 @@ impl WriteBehind {
         let logged = log()?;
         let mut rows = self.write();
         let current = &mut rows.current;
-        current
-            .attempts
-            .extend(attempts.into_iter().map(|a| (a.attempt_id.clone(), a)));
-        current.observations.extend(observations);
+        for attempt in attempts {
+            current.add_attempt(attempt);
+        }
         current.mastery.extend(mastery);
         Ok(logged)
     }
@@ -164,31 +194,50 @@ impl WriteBehind {
     }
 
     /// A waiting mastery state; `None` means "ask sled".
-    pub(crate) fn mastery(&self, key: &[u8]) -> Option<MasteryState> {
+    pub(crate) fn mastery(&self, learner: &str, skill: &str) -> Option<MasteryState> {
         let rows = self.read();
+        let key = (learner.to_string(), skill.to_string());
         rows.current
             .mastery
-            .get(key)
-            .or_else(|| rows.applying.mastery.get(key))
+            .get(&key)
+            .or_else(|| rows.applying.mastery.get(&key))
             .cloned()
     }
 
-    /// Waiting observations under `prefix`. Read these *before* sled: a row
-    /// that leaves memory meanwhile is in sled by then.
-    pub(crate) fn observations_under(&self, prefix: &[u8]) -> Vec<(Vec<u8>, StoredObservation)> {
+    /// Waiting observations of (learner, skill), unsorted. Read these
+    /// *before* sled: a row that leaves memory meanwhile is in sled by then.
+    pub(crate) fn observations_of(
+        &self,
+        learner: &str,
+        skill: &str,
+    ) -> Vec<(Position, Observation)> {
         let rows = self.read();
-        let mut out: BTreeMap<Vec<u8>, StoredObservation> =
-            under(&rows.applying.observations, prefix);
-        out.extend(under(&rows.current.observations, prefix));
-        out.into_iter().collect()
+        let mut out = Vec::new();
+        rows.applying.observations(learner, skill, &mut out);
+        rows.current.observations(learner, skill, &mut out);
+        out
     }
 
-    /// Waiting mastery states under `prefix`; read before sled, as above.
-    pub(crate) fn mastery_under(&self, prefix: &[u8]) -> Vec<(Vec<u8>, MasteryState)> {
+    /// Waiting attempts of a learner; read before sled, as above.
+    pub(crate) fn attempts_of(&self, learner: &str) -> Vec<Attempt> {
         let rows = self.read();
-        let mut out = under(&rows.applying.mastery, prefix);
-        out.extend(under(&rows.current.mastery, prefix));
-        out.into_iter().collect()
+        let mut out = Vec::new();
+        for generation in [&*rows.applying, &rows.current] {
+            for id in generation.by_learner.get(learner).into_iter().flatten() {
+                out.extend(generation.attempts.get(id).cloned());
+            }
+        }
+        out
+    }
+
+    /// Waiting mastery states of a learner by skill; read before sled, as
+    /// above.
+    pub(crate) fn mastery_of(&self, learner: &str) -> BTreeMap<String, MasteryState> {
+        let rows = self.read();
+        let mut out = BTreeMap::new();
+        rows.applying.states(learner, &mut out);
+        rows.current.states(learner, &mut out);
+        out
     }
 
     /// Writes every waiting row to sled and returns once sled has them (in
@@ -196,7 +245,23 @@ impl WriteBehind {
     /// between taking the rows and writing them: it must make every log
     /// record written so far durable.
     pub(crate) fn settle(&self, sync_log: impl FnOnce() -> Result<()>) -> Result<()> {
+        self.exclusive(sync_log, || Ok(()))
+    }
+
+    /// Settles, then runs `write` before any other apply: for writers that
+    /// rewrite values an apply also rewrites (blocks, mastery records,
+    /// index pages: retraction, erasure, recomputation).
+    pub(crate) fn exclusive<T>(
+        &self,
+        sync_log: impl FnOnce() -> Result<()>,
+        write: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
         let _apply = self.apply.lock().unwrap_or_else(|p| p.into_inner());
+        self.settle_locked(sync_log)?;
+        write()
+    }
+
+    fn settle_locked(&self, sync_log: impl FnOnce() -> Result<()>) -> Result<()> {
         let generation = {
             let _order = self.order.write().unwrap_or_else(|p| p.into_inner());
             let mut rows = self.write();
@@ -226,54 +291,30 @@ impl WriteBehind {
             let mut rows = self.write();
             let failed = std::mem::take(&mut rows.applying);
             let newer = std::mem::take(&mut rows.current);
-            let mut merged = Arc::try_unwrap(failed).unwrap_or_else(|shared| Rows {
-                attempts: shared.attempts.clone(),
-                observations: shared.observations.clone(),
-                mastery: shared.mastery.clone(),
-            });
-            merged.attempts.extend(newer.attempts);
-            merged.observations.extend(newer.observations);
-            merged.mastery.extend(newer.mastery);
+            let mut merged = Arc::try_unwrap(failed).unwrap_or_else(|shared| (*shared).clone());
+            merged.merge(newer);
             rows.current = merged;
         }
         outcome
     }
 
-    /// Plain inserts: observations and mastery first, attempts last (an
-    /// attempt row is what marks a resend as a duplicate). Each tree gets
-    /// its rows in key order: consecutive inserts then walk to the same or
-    /// a neighbouring leaf, which saves sled 10-20% of its insert time on
-    /// attempts, whose map has no order.
+    /// Plain inserts: attempts (index entries, then blocks) before mastery,
+    /// see `attempt_trees.rs` for why that order.
     fn write_to_sled(&self, rows: &Rows) -> Result<()> {
-        for (key, value) in &rows.observations {
-            self.observations
-                .insert(key.as_slice(), codec::encode(value))?;
-        }
-        for (key, value) in &rows.mastery {
-            self.mastery.insert(key.as_slice(), codec::encode(value))?;
-        }
-        let mut attempts: Vec<_> = rows.attempts.iter().collect();
-        attempts.sort_unstable_by_key(|(id, _)| id.as_str());
-        for (id, attempt) in attempts {
-            self.attempts
-                .insert(id.as_bytes(), codec::encode(attempt))?;
-        }
-        Ok(())
+        let attempts: Vec<&Attempt> = rows.attempts.values().collect();
+        self.trees.append(&attempts, rows.retry)?;
+        self.trees.put_states(
+            rows.mastery
+                .iter()
+                .map(|((learner, skill), state)| (learner.as_str(), skill.as_str(), Some(state))),
+        )
     }
-}
-
-/// The entries of `map` whose key starts with `prefix`.
-fn under<V: Clone>(map: &BTreeMap<Vec<u8>, V>, prefix: &[u8]) -> BTreeMap<Vec<u8>, V> {
-    map.range(prefix.to_vec()..)
-        .take_while(|(key, _)| key.starts_with(prefix))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::mastery::Position;
+    use crate::store::interner::Kind;
 
     fn attempt(id: &str) -> Attempt {
         crate::domain::mastery::test_attempt(id, 1, true)
@@ -281,7 +322,20 @@ mod tests {
 
     /// Reads as `Store` does: waiting rows first, then sled.
     fn visible(behind: &WriteBehind, id: &str) -> bool {
-        behind.attempt(id).is_some() || behind.attempts.get(id.as_bytes()).unwrap().is_some()
+        behind.attempt(id).is_some() || behind.trees.find(id).unwrap().is_some()
+    }
+
+    fn trees(db: &sled::Db) -> Arc<AttemptTrees> {
+        Arc::new(AttemptTrees::open(db).unwrap())
+    }
+
+    fn logged(
+        behind: &WriteBehind,
+        attempts: Vec<Attempt>,
+        mastery: Vec<((String, String), MasteryState)>,
+    ) {
+        behind.trees.intern(&attempts).unwrap();
+        behind.put_logged(attempts, mastery, || Ok(())).unwrap();
     }
 
     /// Writers add rows and read them back while an applier keeps moving
@@ -291,11 +345,7 @@ mod tests {
     fn rows_stay_visible_while_they_move_to_sled() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let behind = Arc::new(WriteBehind::new(
-            db.open_tree("attempts").unwrap(),
-            db.open_tree("observations").unwrap(),
-            db.open_tree("mastery").unwrap(),
-        ));
+        let behind = Arc::new(WriteBehind::new(trees(&db)));
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let applier = {
             let (behind, done) = (behind.clone(), done.clone());
@@ -313,7 +363,8 @@ mod tests {
                 let behind = behind.clone();
                 std::thread::spawn(move || {
                     for i in 0..2_000 {
-                        let a = attempt(&format!("w{w}-{i}"));
+                        let mut a = attempt(&format!("w{w}-{i}"));
+                        a.learner_id = format!("l{w}");
                         let state = MasteryState {
                             belief: crate::domain::bkt::Belief::from_log_odds(0.0),
                             attempt_count: 1,
@@ -323,16 +374,15 @@ mod tests {
                             },
                             updated_at: 1,
                         };
-                        let key = format!("l{w}\0s{i}").into_bytes();
-                        behind
-                            .put_logged(vec![a.clone()], vec![], vec![(key.clone(), state)], || {
-                                Ok(())
-                            })
-                            .unwrap();
+                        let (learner, skill) = (format!("l{w}"), format!("s{i}"));
+                        behind.trees.intern(&[a.clone()]).unwrap();
+                        behind.trees.ids.intern(Kind::Skill, &skill).unwrap();
+                        let key = (learner.clone(), skill.clone());
+                        logged(&behind, vec![a.clone()], vec![(key, state)]);
                         assert!(visible(&behind, &a.attempt_id), "{} vanished", a.attempt_id);
                         assert!(
-                            behind.mastery(&key).is_some()
-                                || behind.mastery.get(&key).unwrap().is_some()
+                            behind.mastery(&learner, &skill).is_some()
+                                || behind.trees.state(&learner, &skill).unwrap().is_some()
                         );
                     }
                 })
@@ -344,8 +394,14 @@ mod tests {
         done.store(true, std::sync::atomic::Ordering::SeqCst);
         assert!(applier.join().unwrap() > 0);
         behind.settle(|| Ok(())).unwrap();
-        assert_eq!(behind.attempts.len(), 4_000);
-        assert_eq!(behind.mastery.len(), 4_000);
+        for w in 0..2 {
+            let learner = format!("l{w}");
+            assert_eq!(
+                behind.trees.learner_attempts(&learner).unwrap().len(),
+                2_000
+            );
+            assert_eq!(behind.trees.learner_states(&learner).unwrap().len(), 2_000);
+        }
         assert!(
             behind.attempt("w0-0").is_none(),
             "nothing waits after a settle"
@@ -357,19 +413,16 @@ mod tests {
     fn a_failed_apply_keeps_the_rows() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let behind = WriteBehind::new(
-            db.open_tree("attempts").unwrap(),
-            db.open_tree("observations").unwrap(),
-            db.open_tree("mastery").unwrap(),
-        );
-        behind
-            .put_logged(vec![attempt("a")], vec![], vec![], || Ok(()))
-            .unwrap();
+        let behind = WriteBehind::new(trees(&db));
+        logged(&behind, vec![attempt("a")], vec![]);
         let failed = behind.settle(|| Err(Error::Storage("log sync failed".into())));
         assert!(failed.is_err());
         assert!(behind.attempt("a").is_some());
-        assert!(behind.attempts.is_empty(), "nothing reached sled unlogged");
+        assert!(
+            behind.trees.blocks.is_empty(),
+            "nothing reached sled unlogged"
+        );
         behind.settle(|| Ok(())).unwrap();
-        assert!(behind.attempts.get(b"a").unwrap().is_some());
+        assert!(behind.trees.find("a").unwrap().is_some());
     }
 }

@@ -9,11 +9,13 @@
 //! tombstone in one transaction, so a replay of the write-ahead log, which
 //! honours tombstones, cannot bring it back.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::table::{Rows, Table};
-use super::{Store, codec, keys, transaction_error};
+use super::{Store, attempt_index, codec, compact, keys, transaction_error};
 use crate::domain::activity::StoredActivity;
 use crate::domain::learner::Micros;
 use crate::domain::mastery::{Attempt, MasteryState};
@@ -194,7 +196,7 @@ impl Store {
         self.retracted_table()?.contains(&kind.key(id))
     }
 
-    /// Removes attempts with their observation index entries, writes the
+    /// Removes attempts (from their blocks and the id index), writes the
     /// recomputed mastery (`None`: no attempt left, back to the prior) and
     /// a tombstone for every id of `ids` (stored or not), in one
     /// transaction. Call [`Store::durable`] before replying.
@@ -206,57 +208,64 @@ impl Store {
         at: Micros,
     ) -> Result<()> {
         let _gate = self.write_gate();
-        self.settle()?;
         let tombstones: Vec<Vec<u8>> = ids.iter().map(|id| Retracted::Attempt.key(id)).collect();
         let stamp = codec::encode(&at);
-        let mut observation_keys = Vec::new();
-        for attempt in attempts {
-            for skill in &attempt.skill_ids {
-                observation_keys.push(keys::observation(
-                    &attempt.learner_id,
-                    skill,
-                    attempt.occurred_at,
-                    &attempt.attempt_id,
+        let retracted = self.retracted_table()?;
+        let t = &self.ingested;
+        let outcome = self.exclusive(|| {
+            let removed: BTreeSet<&str> = attempts.iter().map(|a| a.attempt_id.as_str()).collect();
+            let learners: BTreeSet<&str> = attempts.iter().map(|a| a.learner_id.as_str()).collect();
+            // (key, new value or None to remove), per tree.
+            let mut blocks: attempt_index::Rewrites = Vec::new();
+            for learner in learners {
+                for (key, packed) in t.learner_blocks(learner)? {
+                    let kept: Vec<_> = packed
+                        .iter()
+                        .filter(|p| !removed.contains(p.attempt_id.as_str()))
+                        .cloned()
+                        .collect();
+                    if kept.len() != packed.len() {
+                        let value = (!kept.is_empty()).then(|| compact::encode_block(&kept));
+                        blocks.push((key, value));
+                    }
+                }
+            }
+            let index = attempt_index::without(&t.index, &t.index_entries(attempts)?)?;
+            let mut changes: BTreeMap<&str, Vec<(&str, Option<&MasteryState>)>> = BTreeMap::new();
+            for (learner, skill, state) in mastery {
+                changes
+                    .entry(learner.as_str())
+                    .or_default()
+                    .push((skill.as_str(), state.as_ref()));
+            }
+            let mut records: attempt_index::Rewrites = Vec::new();
+            for (learner, changes) in changes {
+                records.push((
+                    learner.as_bytes().to_vec(),
+                    t.changed_record(learner, &changes)?,
                 ));
             }
-        }
-        let mastery_rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = mastery
-            .iter()
-            .map(|(learner, skill, state)| {
-                (
-                    keys::compose(&[learner, skill]),
-                    state.as_ref().map(codec::encode),
-                )
-            })
-            .collect();
-        let retracted = self.retracted_table()?;
-        let outcome = (
-            &self.attempts.tree,
-            &self.observations.tree,
-            &self.mastery.tree,
-            &retracted.tree,
-        )
-            .transaction(
-                |(attempt_tree, observation_tree, mastery_tree, tomb_tree)| {
-                    for attempt in attempts {
-                        attempt_tree.remove(attempt.attempt_id.as_bytes())?;
-                    }
-                    for key in &observation_keys {
-                        observation_tree.remove(key.as_slice())?;
-                    }
-                    for (key, value) in &mastery_rows {
-                        match value {
-                            Some(value) => mastery_tree.insert(key.as_slice(), value.as_slice())?,
-                            None => mastery_tree.remove(key.as_slice())?,
-                        };
+            (&t.blocks, &t.index, &t.mastery, &retracted.tree)
+                .transaction(|(block_tree, index_tree, mastery_tree, tomb_tree)| {
+                    for (tree, rows) in [
+                        (block_tree, &blocks),
+                        (index_tree, &index),
+                        (mastery_tree, &records),
+                    ] {
+                        for (key, value) in rows {
+                            match value {
+                                Some(value) => tree.insert(key.as_slice(), value.as_slice())?,
+                                None => tree.remove(key.as_slice())?,
+                            };
+                        }
                     }
                     for key in &tombstones {
                         tomb_tree.insert(key.as_slice(), stamp.as_slice())?;
                     }
                     Ok(())
-                },
-            )
-            .map_err(transaction_error);
+                })
+                .map_err(transaction_error)
+        });
         // Evicted whatever the outcome: a cache refills, a stale one lies.
         self.mastery_written(mastery.iter().map(|(learner, _, _)| learner.as_str()));
         outcome

@@ -169,8 +169,9 @@ async fn export_then_erase_leaves_no_trace_of_the_learner() {
         .await
         .expect("erase")
         .into_inner();
-    // learner, enrolment x2, attempts x3, observations x3, mastery, event
-    // x2, recommendation(s), alert, dedup entry: at least 15.
+    // learner, enrolment x2, attempts x3, their index entries x3, mastery,
+    // interned id, event x2, recommendation(s), alert, dedup entry: at
+    // least 15.
     assert!(erased.removed_entries >= 15, "{erased:?}");
     assert!(
         erased.rewritten_entries >= 2,

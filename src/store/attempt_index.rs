@@ -1,0 +1,233 @@
+//! The `attempt_index` tree: which learner holds an attempt id, for the
+//! lookups by id alone (a resend's duplicate check, a retraction).
+//!
+//! Why not one key per attempt id: sled costs about 140 bytes on disk per
+//! small key, the whole budget of an attempt. So ids are hashed (FNV-1a,
+//! then SplitMix64: stable across releases) into 2^20 buckets, and a
+//! bucket is a run of pages (`bucket` `u32` BE, `page` `u32` BE), each
+//! holding up to [`PAGE_ENTRIES`] entries of (32-bit fingerprint of the id,
+//! learner number, see `interner.rs`), appended to the last page. Many
+//! small buckets rather than few large ones: an append rewrites its page,
+//! so the page's size is the garbage sled's log keeps per attempt, and a
+//! lookup reads the bucket's pages (one page, about ten entries, at 10M
+//! attempts). A lookup
+//! reads its bucket's pages and gives the learners whose fingerprint
+//! matches: candidates only, which the caller confirms in their attempt
+//! blocks. An entry whose attempt is not in the blocks (a crash between the
+//! two writes) or one present twice is harmless for that reason.
+
+use std::collections::BTreeMap;
+
+use super::compact::{COMPACT_VERSION, Reader, put_varint};
+use crate::domain::hashing::{fnv1a, splitmix};
+use crate::error::{Error, Result};
+
+/// A page's entries: (fingerprint, learner number).
+pub type Entries = Vec<(u32, u32)>;
+
+/// Rows to write: (key, new value, or `None` to remove the key).
+pub type Rewrites = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// Entries per page: a bucket outgrowing it (past about 60M attempts)
+/// gets a second page rather than an ever larger value to rewrite.
+pub const PAGE_ENTRIES: usize = 64;
+
+/// Where an attempt id goes: its bucket and fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Slot {
+    /// The bucket (the hash's top 20 bits).
+    pub bucket: u32,
+    /// The next 32 bits of the hash.
+    pub fingerprint: u32,
+}
+
+/// The slot of an attempt id.
+pub fn slot(attempt_id: &str) -> Slot {
+    let h = splitmix(fnv1a(attempt_id));
+    Slot {
+        bucket: (h >> 44) as u32,
+        fingerprint: (h >> 12) as u32,
+    }
+}
+
+/// Key of page `page` of `bucket`.
+pub fn page_key(bucket: u32, page: u32) -> [u8; 8] {
+    let mut key = [0; 8];
+    key[..4].copy_from_slice(&bucket.to_be_bytes());
+    key[4..].copy_from_slice(&page.to_be_bytes());
+    key
+}
+
+/// Printable form of a page key for error messages: `bucket/page`.
+pub fn display(key: &[u8]) -> String {
+    match <[u8; 8]>::try_from(key) {
+        Ok(k) => format!(
+            "{}/{}",
+            u32::from_be_bytes([k[0], k[1], k[2], k[3]]),
+            u32::from_be_bytes([k[4], k[5], k[6], k[7]])
+        ),
+        Err(_) => super::keys::display(key),
+    }
+}
+
+/// Encodes a page.
+pub fn encode(entries: &[(u32, u32)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + entries.len() * 7);
+    out.push(COMPACT_VERSION);
+    for (fingerprint, learner) in entries {
+        out.extend_from_slice(&fingerprint.to_be_bytes());
+        put_varint(&mut out, u64::from(*learner));
+    }
+    out
+}
+
+/// Decodes a page: (fingerprint, learner number) entries.
+pub fn decode(key: &[u8], bytes: &[u8]) -> Result<Entries> {
+    let read = || {
+        let mut r = Reader::new(bytes);
+        if r.byte()? != COMPACT_VERSION {
+            return None;
+        }
+        let mut out = Vec::new();
+        while !r.done() {
+            let fp = u32::from_be_bytes(r.take(4)?.try_into().ok()?);
+            out.push((fp, r.u32()?));
+        }
+        Some(out)
+    };
+    read().ok_or_else(|| Error::Corrupt {
+        tree: "attempt_index",
+        key: display(key),
+        reason: "undecodable page".into(),
+    })
+}
+
+/// The pages of a bucket, in order, decoded.
+pub fn pages(tree: &sled::Tree, bucket: u32) -> Result<Vec<(Vec<u8>, Entries)>> {
+    tree.scan_prefix(bucket.to_be_bytes())
+        .map(|entry| {
+            let (key, value) = entry?;
+            Ok((key.to_vec(), decode(&key, &value)?))
+        })
+        .collect()
+}
+
+/// The learner numbers that may hold `attempt_id` (to be confirmed).
+pub fn candidates(tree: &sled::Tree, attempt_id: &str) -> Result<Vec<u32>> {
+    let slot = slot(attempt_id);
+    let mut out = Vec::new();
+    for entry in tree.scan_prefix(slot.bucket.to_be_bytes()) {
+        let (key, value) = entry?;
+        for (fp, learner) in decode(&key, &value)? {
+            if fp == slot.fingerprint && !out.contains(&learner) {
+                out.push(learner);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Appends entries to their buckets' last pages (plain inserts, one per
+/// page touched).
+pub fn add(tree: &sled::Tree, entries: &[(Slot, u32)]) -> Result<()> {
+    let mut by_bucket: BTreeMap<u32, Vec<(u32, u32)>> = BTreeMap::new();
+    for (slot, learner) in entries {
+        by_bucket
+            .entry(slot.bucket)
+            .or_default()
+            .push((slot.fingerprint, *learner));
+    }
+    for (bucket, new) in by_bucket {
+        let (mut page, mut held) = match tree.scan_prefix(bucket.to_be_bytes()).next_back() {
+            Some(entry) => {
+                let (key, value) = entry?;
+                let n = key
+                    .get(4..8)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(u32::from_be_bytes)
+                    .ok_or_else(|| Error::Corrupt {
+                        tree: "attempt_index",
+                        key: display(&key),
+                        reason: "key is not 8 bytes".into(),
+                    })?;
+                (n, decode(&key, &value)?)
+            }
+            None => (0, Vec::new()),
+        };
+        for entry in new {
+            if held.len() >= PAGE_ENTRIES {
+                tree.insert(page_key(bucket, page), encode(&held))?;
+                page += 1;
+                held.clear();
+            }
+            held.push(entry);
+        }
+        tree.insert(page_key(bucket, page), encode(&held))?;
+    }
+    Ok(())
+}
+
+/// The pages to rewrite so that `entries` are gone: (key, new value, or
+/// `None` to remove an emptied page). Read outside a transaction, written
+/// inside one; the caller keeps other writers of the index away meanwhile
+/// (`WriteBehind::exclusive`).
+pub fn without(tree: &sled::Tree, entries: &[(Slot, u32)]) -> Result<Rewrites> {
+    let mut by_bucket: BTreeMap<u32, Vec<(u32, u32)>> = BTreeMap::new();
+    for (slot, learner) in entries {
+        by_bucket
+            .entry(slot.bucket)
+            .or_default()
+            .push((slot.fingerprint, *learner));
+    }
+    let mut out = Vec::new();
+    for (bucket, gone) in by_bucket {
+        for (key, held) in pages(tree, bucket)? {
+            let kept: Vec<(u32, u32)> =
+                held.iter().copied().filter(|e| !gone.contains(e)).collect();
+            if kept.len() != held.len() {
+                out.push((key, (!kept.is_empty()).then(|| encode(&kept))));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_find_every_added_id_and_removals_take_them_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let tree = db.open_tree("attempt_index").unwrap();
+        let entries: Vec<(Slot, u32)> = (0..5_000u32)
+            .map(|n| (slot(&format!("a{n}")), n % 7))
+            .collect();
+        add(&tree, &entries[..2_500]).unwrap();
+        add(&tree, &entries[2_500..]).unwrap();
+        for n in (0..5_000u32).step_by(97) {
+            assert!(
+                candidates(&tree, &format!("a{n}"))
+                    .unwrap()
+                    .contains(&(n % 7))
+            );
+        }
+        let gone = &entries[..10];
+        for (key, value) in without(&tree, gone).unwrap() {
+            match value {
+                Some(v) => tree.insert(key, v).unwrap(),
+                None => tree.remove(key).unwrap(),
+            };
+        }
+        for n in 0..10u32 {
+            assert!(
+                !candidates(&tree, &format!("a{n}"))
+                    .unwrap()
+                    .contains(&(n % 7))
+            );
+        }
+        assert!(candidates(&tree, "a11").unwrap().contains(&(11 % 7)));
+        assert!(decode(b"k", &[COMPACT_VERSION, 1, 2]).is_err());
+    }
+}

@@ -1,0 +1,481 @@
+//! The ingestion trees of store format 2: attempts packed in per-learner
+//! blocks (`attempt_blocks`), the attempt id index (`attempt_index`), and
+//! one mastery record per learner (`learner_mastery`), ids interned
+//! (`ids`). Encodings in `compact.rs`, the index in `attempt_index.rs`.
+//!
+//! A learner's blocks are keyed `learner 00 n` (`u32` big-endian); new
+//! attempts are appended to the last block until it reaches
+//! [`BLOCK_BYTES`](super::compact::BLOCK_BYTES), then a new block starts.
+//! Reads by (learner, skill) decode the learner's blocks and keep that
+//! skill's attempts: the blocks are the observation index.
+//!
+//! Writes are plain inserts in this order: index entries, then blocks, then
+//! mastery. A crash between them leaves index entries without their attempt
+//! (harmless: an index hit is confirmed in the blocks) or attempts without
+//! their mastery (the write-ahead log replay rebuilds it, and skips the
+//! attempts the blocks hold, see `Store::commit_attempts`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::attempt_index::{self, Slot};
+use super::compact::{self, BLOCK_BYTES, Packed, PackedState};
+use super::interner::{Interner, Kind};
+use super::keys::SEP;
+use crate::domain::bkt::Observation;
+use crate::domain::mastery::{Attempt, MasteryState, Position};
+use crate::error::{Error, Result};
+
+/// Tree of attempt blocks.
+pub const BLOCKS: &str = "attempt_blocks";
+/// Tree of the attempt id index.
+pub const INDEX: &str = "attempt_index";
+/// Tree of per-learner mastery records.
+pub const MASTERY: &str = "learner_mastery";
+/// Tree of interned ids.
+pub const IDS: &str = "ids";
+
+/// The compact ingestion trees and the interned ids they use.
+pub struct AttemptTrees {
+    /// `attempt_blocks`.
+    pub blocks: sled::Tree,
+    /// `attempt_index`.
+    pub index: sled::Tree,
+    /// `learner_mastery`.
+    pub mastery: sled::Tree,
+    /// Interned ids (`ids`).
+    pub ids: Arc<Interner>,
+}
+
+/// The prefix of a learner's block keys.
+pub fn block_prefix(learner: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(learner.len() + 5);
+    key.extend_from_slice(learner.as_bytes());
+    key.push(SEP);
+    key
+}
+
+/// Key of block `n` of a learner.
+pub fn block_key(learner: &str, n: u32) -> Vec<u8> {
+    let mut key = block_prefix(learner);
+    key.extend_from_slice(&n.to_be_bytes());
+    key
+}
+
+/// (learner, block number) of a block key.
+pub fn parse_block_key(key: &[u8]) -> Option<(&str, u32)> {
+    let split = key.len().checked_sub(5)?;
+    if key[split] != SEP {
+        return None;
+    }
+    let learner = std::str::from_utf8(&key[..split]).ok()?;
+    let n = u32::from_be_bytes(key[split + 1..].try_into().ok()?);
+    Some((learner, n))
+}
+
+/// Printable form of a block key: `learner#n`.
+pub fn display_block(key: &[u8]) -> String {
+    match parse_block_key(key) {
+        Some((learner, n)) => format!("{learner}#{n}"),
+        None => super::keys::display(key),
+    }
+}
+
+impl AttemptTrees {
+    /// Opens (or creates) the trees of `db` and loads the interned ids.
+    pub fn open(db: &sled::Db) -> Result<Self> {
+        Ok(Self {
+            blocks: db.open_tree(BLOCKS)?,
+            index: db.open_tree(INDEX)?,
+            mastery: db.open_tree(MASTERY)?,
+            ids: Arc::new(Interner::open(db.open_tree(IDS)?)?),
+        })
+    }
+
+    /// Interns the learners, items and skills of `attempts` (before their
+    /// rows can reach sled).
+    pub fn intern(&self, attempts: &[Attempt]) -> Result<()> {
+        for a in attempts {
+            self.ids.intern(Kind::Learner, &a.learner_id)?;
+            self.ids.intern(Kind::Item, &a.item_id)?;
+            for skill in &a.skill_ids {
+                self.ids.intern(Kind::Skill, skill)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn number(&self, kind: Kind, id: &str) -> Result<u32> {
+        self.ids
+            .get(kind, id)
+            .ok_or_else(|| Error::Storage(format!("{kind:?} {id} was not interned")))
+    }
+
+    /// An attempt as a block holds it.
+    pub fn pack(&self, a: &Attempt) -> Result<Packed> {
+        Ok(Packed {
+            attempt_id: a.attempt_id.clone(),
+            item: self.number(Kind::Item, &a.item_id)?,
+            skills: a
+                .skill_ids
+                .iter()
+                .map(|s| self.number(Kind::Skill, s))
+                .collect::<Result<_>>()?,
+            correct: a.correct,
+            score: a.score,
+            occurred_at: a.occurred_at,
+            time_spent_ms: a.time_spent_ms,
+        })
+    }
+
+    /// The attempt a block entry of `learner` stands for; `key` names the
+    /// block if a number is unknown.
+    pub fn unpack(&self, learner: &str, p: Packed, key: &[u8]) -> Result<Attempt> {
+        let name = |kind, n| {
+            self.ids.name(kind, n).ok_or_else(|| Error::Corrupt {
+                tree: BLOCKS,
+                key: display_block(key),
+                reason: format!("attempt {} names unknown {kind:?} number {n}", p.attempt_id),
+            })
+        };
+        let item_id = name(Kind::Item, p.item)?.to_string();
+        let skill_ids = p
+            .skills
+            .iter()
+            .map(|s| name(Kind::Skill, *s).map(|n| n.to_string()))
+            .collect::<Result<_>>()?;
+        Ok(Attempt {
+            attempt_id: p.attempt_id,
+            learner_id: learner.to_string(),
+            item_id,
+            skill_ids,
+            correct: p.correct,
+            score: p.score,
+            occurred_at: p.occurred_at,
+            time_spent_ms: p.time_spent_ms,
+        })
+    }
+
+    /// A learner's blocks, decoded, in block order.
+    pub fn learner_blocks(&self, learner: &str) -> Result<Vec<(Vec<u8>, Vec<Packed>)>> {
+        self.blocks
+            .scan_prefix(block_prefix(learner))
+            .map(|entry| {
+                let (key, value) = entry?;
+                let packed = compact::decode_block(BLOCKS, &display_block(&key), &value)?;
+                Ok((key.to_vec(), packed))
+            })
+            .collect()
+    }
+
+    /// Every stored attempt of a learner, in the order stored.
+    pub fn learner_attempts(&self, learner: &str) -> Result<Vec<Attempt>> {
+        let mut out = Vec::new();
+        for (key, packed) in self.learner_blocks(learner)? {
+            for p in packed {
+                out.push(self.unpack(learner, p, &key)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stored observations of a (learner, skill), unsorted.
+    pub fn observations(&self, learner: &str, skill: &str) -> Result<Vec<(Position, Observation)>> {
+        let Some(skill) = self.ids.get(Kind::Skill, skill) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for (_, packed) in self.learner_blocks(learner)? {
+            for p in packed {
+                if p.skills.contains(&skill) {
+                    out.push(observation(p));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stored attempt under `id`, found through the index.
+    pub fn find(&self, id: &str) -> Result<Option<Attempt>> {
+        for n in attempt_index::candidates(&self.index, id)? {
+            let Some(learner) = self.ids.name(Kind::Learner, n) else {
+                continue; // an erased learner's leftover
+            };
+            for (key, packed) in self.learner_blocks(&learner)? {
+                if let Some(p) = packed.into_iter().find(|p| p.attempt_id == id) {
+                    return self.unpack(&learner, p, &key).map(Some);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Index entries of attempts (for adding or removing).
+    pub fn index_entries<'a>(
+        &self,
+        attempts: impl IntoIterator<Item = &'a Attempt>,
+    ) -> Result<Vec<(Slot, u32)>> {
+        attempts
+            .into_iter()
+            .map(|a| {
+                Ok((
+                    attempt_index::slot(&a.attempt_id),
+                    self.number(Kind::Learner, &a.learner_id)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Appends new attempts: index entries first, then each learner's last
+    /// block (and new ones past [`BLOCK_BYTES`]). Attempts of one learner
+    /// go in position order. An attempt the learner's last block already
+    /// holds is skipped, and with `retry` (the rows of a failed apply,
+    /// which may have written some blocks) one any block holds: appending
+    /// is then idempotent, as the inserts of format 1 were.
+    pub fn append(&self, attempts: &[&Attempt], retry: bool) -> Result<()> {
+        attempt_index::add(&self.index, &self.index_entries(attempts.iter().copied())?)?;
+        let mut by_learner: BTreeMap<&str, Vec<&Attempt>> = BTreeMap::new();
+        for a in attempts {
+            by_learner.entry(&a.learner_id).or_default().push(a);
+        }
+        for (learner, mut new) in by_learner {
+            if retry {
+                let held: std::collections::HashSet<String> = self
+                    .learner_blocks(learner)?
+                    .into_iter()
+                    .flat_map(|(_, packed)| packed.into_iter().map(|p| p.attempt_id))
+                    .collect();
+                new.retain(|a| !held.contains(&a.attempt_id));
+            }
+            new.sort_by(|a, b| (a.occurred_at, &a.attempt_id).cmp(&(b.occurred_at, &b.attempt_id)));
+            let (mut n, mut block) =
+                match self.blocks.scan_prefix(block_prefix(learner)).next_back() {
+                    Some(entry) => {
+                        let (key, value) = entry?;
+                        let shown = display_block(&key);
+                        let n = parse_block_key(&key).map(|(_, n)| n).ok_or_else(|| {
+                            Error::Corrupt {
+                                tree: BLOCKS,
+                                key: shown.clone(),
+                                reason: "malformed key".into(),
+                            }
+                        })?;
+                        (n, compact::decode_block(BLOCKS, &shown, &value)?)
+                    }
+                    None => (0, Vec::new()),
+                };
+            new.retain(|a| !block.iter().any(|p| p.attempt_id == a.attempt_id));
+            let mut size = compact::encode_block(&block).len();
+            let mut dirty = false;
+            for a in new {
+                if size >= BLOCK_BYTES {
+                    if dirty {
+                        self.blocks
+                            .insert(block_key(learner, n), compact::encode_block(&block))?;
+                    }
+                    n += 1;
+                    block.clear();
+                }
+                block.push(self.pack(a)?);
+                dirty = true;
+                size = compact::encode_block(&block).len();
+            }
+            if dirty {
+                self.blocks
+                    .insert(block_key(learner, n), compact::encode_block(&block))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A learner's mastery record, decoded (empty if none).
+    pub fn learner_record(&self, learner: &str) -> Result<Vec<PackedState>> {
+        match self.mastery.get(learner.as_bytes())? {
+            Some(bytes) => compact::decode_states(MASTERY, learner, &bytes),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// A learner's stored mastery states by skill id.
+    pub fn learner_states(&self, learner: &str) -> Result<BTreeMap<String, MasteryState>> {
+        self.learner_record(learner)?
+            .into_iter()
+            .map(|p| Ok((self.skill_name(learner, p.skill)?, p.state)))
+            .collect()
+    }
+
+    fn skill_name(&self, learner: &str, n: u32) -> Result<String> {
+        self.ids
+            .name(Kind::Skill, n)
+            .map(|s| s.to_string())
+            .ok_or_else(|| Error::Corrupt {
+                tree: MASTERY,
+                key: learner.to_string(),
+                reason: format!("names unknown skill number {n}"),
+            })
+    }
+
+    /// The stored mastery of one (learner, skill).
+    pub fn state(&self, learner: &str, skill: &str) -> Result<Option<MasteryState>> {
+        let Some(n) = self.ids.get(Kind::Skill, skill) else {
+            return Ok(None);
+        };
+        Ok(self
+            .learner_record(learner)?
+            .into_iter()
+            .find(|p| p.skill == n)
+            .map(|p| p.state))
+    }
+
+    /// A learner's record with `changes` made (a state, or `None` to drop
+    /// it): the new value, or `None` when no state is left.
+    pub fn changed_record(
+        &self,
+        learner: &str,
+        changes: &[(&str, Option<&MasteryState>)],
+    ) -> Result<Option<Vec<u8>>> {
+        let mut record: BTreeMap<u32, MasteryState> = self
+            .learner_record(learner)?
+            .into_iter()
+            .map(|p| (p.skill, p.state))
+            .collect();
+        for (skill, state) in changes {
+            let n = self.ids.intern(Kind::Skill, skill)?;
+            match state {
+                Some(state) => record.insert(n, (*state).clone()),
+                None => record.remove(&n),
+            };
+        }
+        if record.is_empty() {
+            return Ok(None);
+        }
+        let packed: Vec<PackedState> = record
+            .into_iter()
+            .map(|(skill, state)| PackedState { skill, state })
+            .collect();
+        Ok(Some(compact::encode_states(&packed)))
+    }
+
+    /// Writes mastery states, one record rewrite per learner (plain
+    /// inserts; the caller keeps other writers of these learners' records
+    /// away).
+    pub fn put_states<'a>(
+        &self,
+        rows: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a MasteryState>)>,
+    ) -> Result<()> {
+        let mut by_learner: BTreeMap<&str, Vec<(&str, Option<&MasteryState>)>> = BTreeMap::new();
+        for (learner, skill, state) in rows {
+            by_learner.entry(learner).or_default().push((skill, state));
+        }
+        for (learner, changes) in by_learner {
+            match self.changed_record(learner, &changes)? {
+                Some(value) => self.mastery.insert(learner.as_bytes(), value)?,
+                None => self.mastery.remove(learner.as_bytes())?,
+            };
+        }
+        Ok(())
+    }
+
+    /// Visits every learner's stored attempts, in learner id order, one
+    /// learner in memory at a time.
+    pub fn for_each_learner(
+        &self,
+        mut visit: impl FnMut(&str, Vec<Attempt>) -> Result<()>,
+    ) -> Result<()> {
+        let mut current: Option<(String, Vec<Attempt>)> = None;
+        for entry in self.blocks.iter() {
+            let (key, value) = entry?;
+            let shown = display_block(&key);
+            let (learner, _) = parse_block_key(&key).ok_or_else(|| Error::Corrupt {
+                tree: BLOCKS,
+                key: shown.clone(),
+                reason: "malformed key".into(),
+            })?;
+            if current.as_ref().is_none_or(|(l, _)| l != learner) {
+                if let Some((l, attempts)) = current.take() {
+                    visit(&l, attempts)?;
+                }
+                current = Some((learner.to_string(), Vec::new()));
+            }
+            let (_, attempts) = current.as_mut().expect("set above");
+            for p in compact::decode_block(BLOCKS, &shown, &value)? {
+                attempts.push(self.unpack(learner, p, &key)?);
+            }
+        }
+        if let Some((l, attempts)) = current {
+            visit(&l, attempts)?;
+        }
+        Ok(())
+    }
+}
+
+/// The observation a block entry carries, at its position.
+fn observation(p: Packed) -> (Position, Observation) {
+    (
+        Position {
+            occurred_at: p.occurred_at,
+            attempt_id: p.attempt_id,
+        },
+        Observation {
+            correct: p.correct,
+            score: p.score,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(id: &str, learner: &str, at: i64, skill: &str) -> Attempt {
+        Attempt {
+            learner_id: learner.into(),
+            skill_ids: vec![skill.into()],
+            ..crate::domain::mastery::test_attempt(id, at, at % 3 == 0)
+        }
+    }
+
+    /// Blocks roll over past their size, every attempt is found by id and
+    /// by (learner, skill), and appending again adds nothing.
+    #[test]
+    fn appends_roll_over_stay_findable_and_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let trees = AttemptTrees::open(&db).unwrap();
+        let all: Vec<Attempt> = (0..300)
+            .map(|i| {
+                attempt(
+                    &format!("att-{i:05}"),
+                    ["l1", "l2"][i % 2],
+                    i as i64 * 7,
+                    ["a", "b"][i % 3 % 2],
+                )
+            })
+            .collect();
+        trees.intern(&all).unwrap();
+        for chunk in all.chunks(40) {
+            trees
+                .append(&chunk.iter().collect::<Vec<_>>(), false)
+                .unwrap();
+        }
+        assert!(trees.learner_blocks("l1").unwrap().len() > 1, "rolled over");
+        for a in all.iter().step_by(13) {
+            assert_eq!(trees.find(&a.attempt_id).unwrap().as_ref(), Some(a));
+        }
+        assert!(trees.find("att-99999").unwrap().is_none());
+        let l1_a = all
+            .iter()
+            .filter(|a| a.learner_id == "l1" && a.skill_ids[0] == "a")
+            .count();
+        assert_eq!(trees.observations("l1", "a").unwrap().len(), l1_a);
+        // A failed apply's rows applied again: nothing doubles.
+        trees.append(&all.iter().collect::<Vec<_>>(), true).unwrap();
+        let last = all.last().unwrap();
+        trees.append(&[last], false).unwrap();
+        assert_eq!(
+            trees.learner_attempts("l1").unwrap().len()
+                + trees.learner_attempts("l2").unwrap().len(),
+            all.len()
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! The store format version and the migration of an older data folder, run
+//! at open (`spoc serve`, and every command that opens the store) before
+//! anything reads the ingestion trees.
+//!
+//! Format 1 kept one `attempts` row per attempt (ids spelt out), one
+//! `observations` row per (attempt, skill) and one `mastery` row per
+//! (learner, skill): 658 bytes on disk per attempt, mostly sled's cost per
+//! key. Format 2 packs them (`attempt_trees.rs`). The migration reads the
+//! format-1 trees in chunks, writes the format-2 trees, flushes, and only
+//! then records format 2 and drops the old trees: a migration stopped
+//! halfway leaves format 1 in `meta` and is started again from the
+//! beginning (the new trees are cleared first); one stopped after the
+//! version was written finds the old trees and drops them.
+
+use super::attempt_trees::{self, AttemptTrees};
+use super::codec;
+use super::keys::{self, FORMAT_VERSION, FORMAT_VERSION_KEY};
+use crate::domain::mastery::{Attempt, MasteryState};
+use crate::error::{Error, Result};
+
+/// The format-1 trees a migration replaces.
+pub const OLD_TREES: [&str; 3] = ["attempts", "observations", "mastery"];
+
+/// Attempts migrated per chunk (one chunk in memory at a time).
+const CHUNK: usize = 20_000;
+
+/// Checks the format version of `db`, writes it on a new store, migrates
+/// an older one, and opens the ingestion trees.
+pub fn open_current(db: &sled::Db) -> Result<AttemptTrees> {
+    let meta = db.open_tree("meta")?;
+    let version = match meta.get(FORMAT_VERSION_KEY)? {
+        None => {
+            meta.insert(FORMAT_VERSION_KEY, &FORMAT_VERSION.to_be_bytes())?;
+            FORMAT_VERSION
+        }
+        Some(bytes) => <[u8; 4]>::try_from(bytes.as_ref())
+            .map(u32::from_be_bytes)
+            .map_err(|_| Error::Corrupt {
+                tree: "meta",
+                key: "format_version".into(),
+                reason: format!("store format {:?} is not 4 bytes", bytes.as_ref()),
+            })?,
+    };
+    match version {
+        1 => migrate_from_1(db, &meta),
+        FORMAT_VERSION => {
+            drop_old_trees(db)?;
+            AttemptTrees::open(db)
+        }
+        other => Err(Error::Corrupt {
+            tree: "meta",
+            key: "format_version".into(),
+            reason: format!(
+                "store format {other} is not the supported version {FORMAT_VERSION} \
+                 (written by a newer release?)"
+            ),
+        }),
+    }
+}
+
+/// Drops the format-1 trees left by a migration stopped after it recorded
+/// format 2.
+fn drop_old_trees(db: &sled::Db) -> Result<()> {
+    let names = db.tree_names();
+    for old in OLD_TREES {
+        if names.iter().any(|n| n.as_ref() == old.as_bytes()) {
+            db.drop_tree(old)?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites the format-1 ingestion trees of `db` in format 2.
+fn migrate_from_1(db: &sled::Db, meta: &sled::Tree) -> Result<AttemptTrees> {
+    let started = std::time::Instant::now();
+    for name in [
+        attempt_trees::BLOCKS,
+        attempt_trees::INDEX,
+        attempt_trees::MASTERY,
+        attempt_trees::IDS,
+    ] {
+        db.drop_tree(name)?;
+    }
+    let trees = AttemptTrees::open(db)?;
+    let old_attempts = db.open_tree("attempts")?;
+    let mut chunk: Vec<Attempt> = Vec::with_capacity(CHUNK);
+    let mut migrated = 0usize;
+    let mut flush = |chunk: &mut Vec<Attempt>| -> Result<()> {
+        trees.intern(chunk)?;
+        trees.append(&chunk.iter().collect::<Vec<_>>(), false)?;
+        migrated += chunk.len();
+        chunk.clear();
+        Ok(())
+    };
+    for entry in old_attempts.iter() {
+        let (key, value) = entry?;
+        chunk.push(codec::decode("attempts", &key, &value)?);
+        if chunk.len() == CHUNK {
+            flush(&mut chunk)?;
+        }
+    }
+    flush(&mut chunk)?;
+    // Mastery rows are keyed learner 00 skill: a learner's rows are
+    // consecutive, written as one record.
+    let old_mastery = db.open_tree("mastery")?;
+    let mut learner: Option<String> = None;
+    let mut states: Vec<(String, MasteryState)> = Vec::new();
+    let write = |learner: &str, states: &mut Vec<(String, MasteryState)>| -> Result<()> {
+        trees.put_states(
+            states
+                .iter()
+                .map(|(skill, state)| (learner, skill.as_str(), Some(state))),
+        )?;
+        states.clear();
+        Ok(())
+    };
+    let mut learners = 0usize;
+    for entry in old_mastery.iter() {
+        let (key, value) = entry?;
+        let state: MasteryState = codec::decode("mastery", &key, &value)?;
+        let text = String::from_utf8_lossy(&key).into_owned();
+        let (l, skill) = text.split_once('\0').ok_or_else(|| Error::Corrupt {
+            tree: "mastery",
+            key: keys::display(&key),
+            reason: "key has no separator".into(),
+        })?;
+        if learner.as_deref() != Some(l) {
+            if let Some(previous) = learner.take() {
+                write(&previous, &mut states)?;
+            }
+            learner = Some(l.to_string());
+            learners += 1;
+        }
+        states.push((skill.to_string(), state));
+    }
+    if let Some(previous) = learner {
+        write(&previous, &mut states)?;
+    }
+    db.flush()?;
+    meta.insert(FORMAT_VERSION_KEY, &FORMAT_VERSION.to_be_bytes())?;
+    drop_old_trees(db)?;
+    db.flush()?;
+    tracing::info!(
+        attempts = migrated,
+        learners,
+        seconds = started.elapsed().as_secs_f64(),
+        "store migrated from format 1 to format {FORMAT_VERSION} (compact attempts)"
+    );
+    Ok(trees)
+}
