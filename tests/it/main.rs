@@ -45,6 +45,7 @@ mod ralph;
 mod remediation;
 mod reports_grpc;
 mod risk_history;
+mod store_format;
 mod tls;
 mod webhooks;
 mod xapi_clients;

@@ -434,9 +434,7 @@ async fn act(
         let id = crate::domain::validate::id("alert", &form.alert)?;
         let note = crate::domain::validate::text("note", &form.note)?;
         who.check(Resource::Alert(&id), engine.as_ref())?;
-        engine
-            .act_on_alert(&id, action, &who.name, &note)
-            .await
+        engine.act_on_alert(&id, action, &who.name, &note).await
     })
     .await;
     match done

@@ -3,20 +3,15 @@
 //! with this code, is migrated, and every record comes through.
 //!
 //! The fixture was written by `write_v1_fixture` below, run on the format-1
-//! code (`SPOC_FIXTURE_OUT=DIR cargo test --test store_format -- --ignored`),
+//! code (`SPOC_FIXTURE_OUT=DIR cargo test --test it store_format:: -- --ignored`),
 //! then packed with `tar -cf store-v1.tar -C DIR data expected.json`:
 //! `expected.json` holds what that release answered (each learner's export,
 //! mastery and the program's cohorts), which the migrated store must answer
 //! the same.
 
-// Tests unwrap: a panic is the failure report.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use spoc_engine::api::pb;
 
 /// Learners of the fixture.
