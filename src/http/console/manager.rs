@@ -13,6 +13,7 @@ use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
 
 use super::i18n::Lang;
+use super::off_runtime;
 use super::session::Signed;
 use super::{ConsoleState, PageError, html, may, reply};
 use crate::domain::access::{Principal, Resource};
@@ -20,7 +21,6 @@ use crate::domain::cohorts::Objective;
 use crate::engine::Engine;
 use crate::engine::cohorts::{CohortView, FormOptions, FormedCohorts};
 use crate::error::{Error, Result};
-use crate::offload;
 
 const LIST_PROGRAMS: &str = "/spoc.v1.ProgramService/ListPrograms";
 const FORM_COHORTS: &str = "/spoc.v1.CohortService/FormCohorts";
@@ -140,25 +140,21 @@ pub async fn program(
     let engine = state.engine.clone();
     let who = signed.principal.clone();
     let id = q.id.clone();
-    let ctx = offload::blocking(async move { program_context(&engine, &who, &id, lang) }).await;
+    let ctx = off_runtime(async move { program_context(&engine, &who, &id, lang) }).await;
     let flash = match q.done.as_str() {
         "committed" => Some(format!("{} {}", lang.text("committed"), q.version)),
         "moved" => Some(lang.text("moved").to_string()),
         "lock" => Some(lang.text("lock_changed").to_string()),
         _ => None,
     };
-    let result = ctx
-        .map_err(PageError::from)
-        .and_then(|r| r.map_err(Into::into))
-        .map_err(|e| (lang, e))
-        .and_then(|ctx| {
-            html(
-                lang,
-                Some(&signed),
-                "program.html",
-                context! { flash => flash, ..ctx },
-            )
-        });
+    let result = ctx.map_err(|e| (lang, e)).and_then(|ctx| {
+        html(
+            lang,
+            Some(&signed),
+            "program.html",
+            context! { flash => flash, ..ctx },
+        )
+    });
     reply(&state, result)
 }
 
@@ -271,12 +267,8 @@ pub async fn form(
     };
     let engine = state.engine.clone();
     let program = form.program.clone();
-    let formed =
-        offload::blocking(async move { engine.form_cohorts(&program, options).await }).await;
-    let formed = match formed
-        .map_err(PageError::from)
-        .and_then(|r| r.map_err(Into::into))
-    {
+    let formed = off_runtime(async move { engine.form_cohorts(&program, options).await }).await;
+    let formed = match formed {
         Ok(f) => f,
         Err(err) => return reply(&state, Err((lang, err))),
     };
@@ -328,12 +320,8 @@ pub async fn move_learner(
     let engine = state.engine.clone();
     let (program, learner, target) = (form.program.clone(), form.learner, form.target);
     let done =
-        offload::blocking(async move { engine.move_learner(&program, &learner, &target).await })
-            .await;
-    match done
-        .map_err(PageError::from)
-        .and_then(|r| r.map_err(Into::into))
-    {
+        off_runtime(async move { engine.move_learner(&program, &learner, &target).await }).await;
+    match done {
         Ok(_) => {
             Redirect::to(&format!("{}&done=moved", program_url(&form.program))).into_response()
         }
@@ -365,12 +353,8 @@ pub async fn lock(
     }
     let engine = state.engine.clone();
     let locked = form.locked == "true";
-    let done =
-        offload::blocking(async move { engine.lock_cohort(&form.cohort, locked).await }).await;
-    match done
-        .map_err(PageError::from)
-        .and_then(|r| r.map_err(Into::into))
-    {
+    let done = off_runtime(async move { engine.lock_cohort(&form.cohort, locked).await }).await;
+    match done {
         Ok(view) => Redirect::to(&format!(
             "{}&done=lock",
             program_url(&view.cohort.program_id)
@@ -394,16 +378,13 @@ pub async fn program_report(
     }
     let engine = state.engine.clone();
     let who = signed.principal.clone();
-    let page = offload::blocking(async move {
+    let page = off_runtime(async move {
         who.check(Resource::Program(&q.id), engine.as_ref())?;
         let report = engine.program_report_for(&who, &q.id)?;
         Ok::<_, Error>(crate::domain::reports::export::to_html(&report))
     })
     .await;
-    match page
-        .map_err(PageError::from)
-        .and_then(|r| r.map_err(Into::into))
-    {
+    match page {
         Ok(page) => super::trainer::report_reply(page),
         Err(err) => reply(&state, Err((lang, err))),
     }

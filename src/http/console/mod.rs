@@ -173,6 +173,21 @@ impl From<Error> for PageError {
     }
 }
 
+/// Page work off the runtime ([`crate::offload::blocking`]): a panic and
+/// the work's own error both come back as the page's error.
+pub(crate) async fn off_runtime<T, E>(
+    work: impl Future<Output = Result<T, E>> + Send + 'static,
+) -> Result<T, PageError>
+where
+    T: Send + 'static,
+    E: Into<PageError> + Send + 'static,
+{
+    crate::offload::blocking(work)
+        .await
+        .map_err(PageError::from)
+        .and_then(|r| r.map_err(Into::into))
+}
+
 impl From<Panicked> for PageError {
     fn from(err: Panicked) -> Self {
         tracing::error!(error = %err, "a console task failed");
@@ -277,7 +292,7 @@ async fn home(State(state): State<ConsoleState>, signed: Signed, headers: Header
     let engine = state.engine.clone();
     let who = signed.principal.clone();
     let result = async {
-        let (cohorts, programs) = crate::offload::blocking(async move {
+        let (cohorts, programs) = off_runtime(async move {
             let cohorts = if trainer::is_trainer(&who) {
                 trainer::my_cohorts(&engine, &who)?
             } else {
@@ -290,7 +305,7 @@ async fn home(State(state): State<ConsoleState>, signed: Signed, headers: Header
             };
             Ok::<_, Error>((cohorts, programs))
         })
-        .await??;
+        .await?;
         Ok::<_, PageError>(context! { cohorts => cohorts, programs => programs })
     }
     .await

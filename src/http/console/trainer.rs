@@ -22,6 +22,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::i18n::Lang;
+use super::off_runtime;
 use super::session::Signed;
 use super::{ConsoleState, PageError, html, may, reply, when};
 use crate::domain::access::{Principal, Resource};
@@ -30,7 +31,6 @@ use crate::domain::risk::{AlertKind, Severity};
 use crate::engine::Engine;
 use crate::engine::alerts::{AlertFilter, AlertScope, TrainerAction};
 use crate::error::{Error, Result};
-use crate::offload;
 
 const LIST_ALERTS: &str = "/spoc.v1.AlertService/ListAlerts";
 const GET_MASTERY: &str = "/spoc.v1.MasteryService/GetMastery";
@@ -293,10 +293,7 @@ pub async fn cohort(
     let lang = Lang::from_headers(&headers);
     let engine = state.engine.clone();
     let who = signed.clone();
-    let page = offload::blocking(async move { cohort_html(&engine, &who, &q.id, lang) })
-        .await
-        .map_err(PageError::from)
-        .and_then(|r| r);
+    let page = off_runtime(async move { cohort_html(&engine, &who, &q.id, lang) }).await;
     reply(
         &state,
         page.map(|p| Html(p).into_response()).map_err(|e| (lang, e)),
@@ -317,8 +314,8 @@ pub async fn events(
     let lang = Lang::from_headers(&headers);
     let engine = state.engine.clone();
     let (who, id) = (signed.principal.clone(), q.id.clone());
-    let checked = offload::blocking(async move { check_cohort(&engine, &who, &id, lang) }).await;
-    if let Err(err) = checked.map_err(PageError::from).and_then(|r| r) {
+    let checked = off_runtime(async move { check_cohort(&engine, &who, &id, lang) }).await;
+    if let Err(err) = checked {
         return reply(&state, Err((lang, err)));
     }
     let scope = AlertScope {
@@ -430,17 +427,14 @@ async fn act(
     }
     let engine = state.engine.clone();
     let who = signed.principal.clone();
-    let done = offload::blocking(async move {
+    let done = off_runtime(async move {
         let id = crate::domain::validate::id("alert", &form.alert)?;
         let note = crate::domain::validate::text("note", &form.note)?;
         who.check(Resource::Alert(&id), engine.as_ref())?;
         engine.act_on_alert(&id, action, &who.name, &note).await
     })
     .await;
-    match done
-        .map_err(PageError::from)
-        .and_then(|r| r.map_err(Into::into))
-    {
+    match done {
         Ok(alert) => Redirect::to(&cohort_url(&alert.cohort_id)).into_response(),
         Err(err) => reply(&state, Err((lang, err))),
     }
@@ -468,16 +462,13 @@ pub async fn cohort_report(
     }
     let engine = state.engine.clone();
     let who = signed.principal.clone();
-    let page = offload::blocking(async move {
+    let page = off_runtime(async move {
         who.check(Resource::Cohort(&q.id), engine.as_ref())?;
         let report = engine.cohort_report_for(&who, &q.id, None)?;
         Ok::<_, Error>(crate::domain::reports::export::to_html(&report))
     })
     .await;
-    match page
-        .map_err(PageError::from)
-        .and_then(|r| r.map_err(Into::into))
-    {
+    match page {
         Ok(page) => report_reply(page),
         Err(err) => reply(&state, Err((lang, err))),
     }
@@ -613,11 +604,8 @@ pub async fn learner(
     }
     let engine = state.engine.clone();
     let who: Arc<Principal> = signed.principal.clone();
-    let ctx =
-        offload::blocking(async move { learner_context(&engine, &who, &q.id, &q.program) }).await;
+    let ctx = off_runtime(async move { learner_context(&engine, &who, &q.id, &q.program) }).await;
     let result = ctx
-        .map_err(PageError::from)
-        .and_then(|r| r.map_err(Into::into))
         .map_err(|e| (lang, e))
         .and_then(|ctx| html(lang, Some(&signed), "learner.html", ctx));
     reply(&state, result)
