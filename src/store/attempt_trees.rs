@@ -273,7 +273,11 @@ impl AttemptTrees {
                         self.blocks
                             .insert(block_key(learner, n), compact::encode_block(&block))?;
                     }
-                    n += 1;
+                    n = n.checked_add(1).ok_or_else(|| Error::Corrupt {
+                        tree: BLOCKS,
+                        key: super::keys::display(&block_key(learner, n)),
+                        reason: "block number overflow".into(),
+                    })?;
                     block.clear();
                 }
                 block.push(self.pack(a)?);

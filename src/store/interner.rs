@@ -76,6 +76,22 @@ impl Interner {
     /// Loads every interned id of `tree`.
     pub fn open(tree: sled::Tree) -> Result<Self> {
         let mut tables: [Table; 3] = Default::default();
+        // Each kind's counter is written before any number it hands out:
+        // a number at or past it is damage, refused before it can size
+        // the table (a flipped high bit would allocate gigabytes).
+        let mut counters = [None; 3];
+        for kind in Kind::ALL {
+            if let Some(value) = tree.get(next_key(kind))? {
+                let next = <[u8; 4]>::try_from(value.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| Error::Corrupt {
+                        tree: "ids",
+                        key: super::keys::display(&next_key(kind)),
+                        reason: "not a number".into(),
+                    })?;
+                counters[kind.index()] = Some(next);
+            }
+        }
         for entry in tree.iter() {
             let (key, value) = entry?;
             let bad = |reason: &str| Error::Corrupt {
@@ -97,13 +113,16 @@ impl Interner {
                     let name: Arc<str> = std::str::from_utf8(&value)
                         .map_err(|_| bad("id is not UTF-8"))?
                         .into();
+                    if counters[kind.index()].is_none_or(|next| n >= next) {
+                        return Err(bad("number at or past the kind's counter"));
+                    }
                     let i = n as usize;
                     if table.names.len() <= i {
                         table.names.resize(i + 1, None);
                     }
                     table.names[i] = Some(name.clone());
                     table.numbers.insert(name, n);
-                    table.next = table.next.max(n + 1);
+                    table.next = table.next.max(n.saturating_add(1));
                 }
                 Some(2) => {
                     let next = <[u8; 4]>::try_from(value.as_ref())
@@ -222,5 +241,26 @@ mod tests {
         assert_eq!(ids.name(Kind::Learner, 1), None);
         assert_eq!(ids.intern(Kind::Learner, "bob").unwrap(), 2);
         assert_eq!(&*ids.name(Kind::Skill, 0).unwrap(), "alice");
+    }
+
+    #[test]
+    fn a_damaged_number_is_named_not_allocated() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let tree = db.open_tree("ids").unwrap();
+        let ids = Interner::open(tree.clone()).unwrap();
+        ids.intern(Kind::Learner, "alice").unwrap();
+        drop(ids);
+        // A flipped high bit: number 0xF000_0000 past the counter (1).
+        tree.insert(
+            reverse_key(Kind::Learner, 0xF000_0000),
+            "mallory".as_bytes(),
+        )
+        .unwrap();
+        let Err(err) = Interner::open(tree.clone()) else {
+            panic!("a number past the counter must be refused");
+        };
+        let text = err.to_string();
+        assert!(text.contains("ids") && text.contains("counter"), "{text}");
     }
 }
