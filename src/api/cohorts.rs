@@ -8,15 +8,12 @@ use super::convert::timestamp;
 use super::pb::{self, cohort_service_server::CohortService};
 use super::validate as check;
 use crate::domain::cohorts::{Breach, Objective, QualityReport};
-use crate::domain::limits::MAX_ID_BYTES;
 use crate::engine::Engine;
 use crate::engine::cohorts::{CohortView, FormOptions};
 use crate::error::{Error, Result};
 use crate::offload;
 
-/// Longest cohort id accepted, in bytes: a program id (at most
-/// [`MAX_ID_BYTES`]) plus the `/vN/cNNN` suffix the server adds.
-pub const MAX_COHORT_ID_BYTES: usize = MAX_ID_BYTES + 64;
+pub use crate::domain::limits::MAX_COHORT_ID_BYTES;
 
 /// Serves cohort formation and maintenance over the engine.
 pub struct CohortApi {

@@ -10,6 +10,10 @@ use super::learner::Micros;
 /// Longest id accepted, in bytes: ids become sled keys.
 pub const MAX_ID_BYTES: usize = 256;
 
+/// Longest cohort id accepted, in bytes: a program id (at most
+/// [`MAX_ID_BYTES`]) plus the `/vN/cNNN` suffix the server adds.
+pub const MAX_COHORT_ID_BYTES: usize = MAX_ID_BYTES + 64;
+
 /// Longest item or module id accepted, in bytes: xAPI activity ids are
 /// IRIs, often longer than a plain id.
 pub const MAX_IRI_BYTES: usize = 2 * MAX_ID_BYTES;

@@ -981,6 +981,24 @@ async fn a_manager_moves_a_learner_between_cohorts() {
         .into_inner();
     assert!(target.learner_ids.contains(&learner), "{target:?}");
 
+    // Ids are checked as over gRPC: an oversized one is a 400 naming it.
+    let long = "x".repeat(300);
+    let refused = client()
+        .post(console.url("/console/program/move"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("program", "big"),
+            ("learner", long.as_str()),
+            ("target", from.id.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("learner"), "{page}");
+
     // A trainer key has no manager pages.
     let (cookie, csrf) = sign_in(&console, &console.trainer).await;
     let refused = client()

@@ -18,6 +18,8 @@ use super::session::Signed;
 use super::{ConsoleState, PageError, html, may, reply};
 use crate::domain::access::{Principal, Resource};
 use crate::domain::cohorts::Objective;
+use crate::domain::limits::MAX_COHORT_ID_BYTES;
+use crate::domain::validate;
 use crate::engine::Engine;
 use crate::engine::cohorts::{CohortView, FormOptions, FormedCohorts};
 use crate::error::{Error, Result};
@@ -267,7 +269,11 @@ pub async fn form(
     };
     let engine = state.engine.clone();
     let program = form.program.clone();
-    let formed = off_runtime(async move { engine.form_cohorts(&program, options).await }).await;
+    let formed = off_runtime(async move {
+        let program = validate::id("program", &program)?;
+        engine.form_cohorts(&program, options).await
+    })
+    .await;
     let formed = match formed {
         Ok(f) => f,
         Err(err) => return reply(&state, Err((lang, err))),
@@ -319,8 +325,13 @@ pub async fn move_learner(
     }
     let engine = state.engine.clone();
     let (program, learner, target) = (form.program.clone(), form.learner, form.target);
-    let done =
-        off_runtime(async move { engine.move_learner(&program, &learner, &target).await }).await;
+    let done = off_runtime(async move {
+        let program = validate::id("program", &program)?;
+        let learner = validate::id("learner", &learner)?;
+        let target = validate::long_id("target", &target, MAX_COHORT_ID_BYTES)?;
+        engine.move_learner(&program, &learner, &target).await
+    })
+    .await;
     match done {
         Ok(_) => {
             Redirect::to(&format!("{}&done=moved", program_url(&form.program))).into_response()
@@ -353,7 +364,11 @@ pub async fn lock(
     }
     let engine = state.engine.clone();
     let locked = form.locked == "true";
-    let done = off_runtime(async move { engine.lock_cohort(&form.cohort, locked).await }).await;
+    let done = off_runtime(async move {
+        let cohort = validate::long_id("cohort", &form.cohort, MAX_COHORT_ID_BYTES)?;
+        engine.lock_cohort(&cohort, locked).await
+    })
+    .await;
     match done {
         Ok(view) => Redirect::to(&format!(
             "{}&done=lock",

@@ -40,6 +40,11 @@ pub const ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
 /// Most sessions held at once: beyond, sign-in is refused (503) until some
 /// expire, so that sign-ins cannot grow the server's memory without bound.
 pub const MAX_SESSIONS: usize = 10_000;
+
+/// Live sessions one key may hold: a new sign-in beyond it closes the
+/// key's oldest session, so one key holder cannot fill [`MAX_SESSIONS`]
+/// and lock everyone else out.
+pub const MAX_SESSIONS_PER_KEY: usize = 16;
 /// Random bytes in a session id and in a CSRF token (256 bits).
 const TOKEN_BYTES: usize = 32;
 /// Largest form body a console POST may send.
@@ -77,12 +82,24 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Opens a session for `principal`: its id and CSRF token. `None` when
+    /// Opens a session for `principal`: its id and CSRF token (closing the
+    /// key's oldest beyond [`MAX_SESSIONS_PER_KEY`]). `None` when
     /// [`MAX_SESSIONS`] live sessions exist already.
     pub fn open(&self, principal: Arc<Principal>) -> Option<(String, String)> {
         let (id, csrf) = (random_token()?, random_token()?);
         let now = Instant::now();
         let mut map = self.map.lock();
+        let mut own: Vec<(Instant, String)> = map
+            .iter()
+            .filter(|(_, s)| s.principal.key_id == principal.key_id)
+            .map(|(id, s)| (s.created, id.clone()))
+            .collect();
+        if own.len() >= MAX_SESSIONS_PER_KEY {
+            own.sort();
+            for (_, id) in &own[..=own.len() - MAX_SESSIONS_PER_KEY] {
+                map.remove(id);
+            }
+        }
         if map.len() >= MAX_SESSIONS {
             map.retain(|_, s| !s.expired(now));
             if map.len() >= MAX_SESSIONS {
@@ -275,6 +292,24 @@ mod tests {
         sessions.close(&a);
         assert!(sessions.get(&a).is_none());
         assert!(sessions.get(&b).is_some());
+    }
+
+    #[test]
+    fn one_key_cannot_fill_the_sessions() {
+        let sessions = Sessions::default();
+        let first = sessions.open(principal()).unwrap().0;
+        let later: Vec<String> = (0..MAX_SESSIONS_PER_KEY)
+            .map(|_| sessions.open(principal()).unwrap().0)
+            .collect();
+        assert!(sessions.get(&first).is_none(), "the oldest is closed");
+        assert!(later.iter().all(|id| sessions.get(id).is_some()));
+        let other = Arc::new(Principal {
+            key_id: "other".into(),
+            ..(*principal()).clone()
+        });
+        let theirs = sessions.open(other).unwrap().0;
+        assert!(sessions.get(&theirs).is_some());
+        assert_eq!(sessions.map.lock().len(), MAX_SESSIONS_PER_KEY + 1);
     }
 
     #[test]

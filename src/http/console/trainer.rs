@@ -481,7 +481,7 @@ pub fn report_reply(page: String) -> Response {
         StatusCode::OK,
         [(
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; base-uri 'none'",
         )],
         Html(page),
     )
