@@ -73,6 +73,8 @@ pub struct AlertHub {
     pub(super) medians: RwLock<HashMap<(String, String), u64>>,
     /// Interval of the full pass, in milliseconds.
     pass_interval_ms: AtomicU64,
+    /// Quiet time that ends a bulk load, in milliseconds ([`LOAD_SETTLE`]).
+    load_settle_ms: AtomicU64,
     /// Set to stop the background threads and end every watch.
     pub(super) stop: AtomicBool,
     /// Tells watchers to end (server shutdown).
@@ -125,6 +127,7 @@ impl AlertHub {
             cohorts: Mutex::new(HashMap::new()),
             medians: RwLock::new(HashMap::new()),
             pass_interval_ms: AtomicU64::new(DEFAULT_PASS_INTERVAL.as_millis() as u64),
+            load_settle_ms: AtomicU64::new(LOAD_SETTLE.as_millis() as u64),
             stop: AtomicBool::new(false),
             stopped,
             threads: Mutex::new(Vec::new()),
@@ -218,10 +221,9 @@ impl Engine {
     /// the held learners, whom the full pass that follows evaluates.
     /// Whether it ended.
     fn end_load_if_settled(&self) -> bool {
+        let quiet = Duration::from_millis(self.hub().load_settle_ms.load(Ordering::SeqCst));
         let mut queue = self.hub().pending.lock().expect("pending lock");
-        let settled = queue
-            .last_backfill
-            .is_some_and(|t| t.elapsed() >= LOAD_SETTLE)
+        let settled = queue.last_backfill.is_some_and(|t| t.elapsed() >= quiet)
             || queue.hold_started.is_some_and(|t| t.elapsed() >= MAX_HOLD);
         if settled {
             queue.last_backfill = None;
@@ -237,6 +239,16 @@ impl Engine {
         self.hub()
             .pass_interval_ms
             .store(interval.as_millis().max(1) as u64, Ordering::SeqCst);
+    }
+
+    /// Sets the quiet time that ends a bulk load (default [`LOAD_SETTLE`]):
+    /// an LMS whose history arrives with longer pauses between batches
+    /// needs more, and a test on a loaded machine sets it long so that a
+    /// stalled client does not end its load halfway.
+    pub fn set_load_settle(&self, quiet: Duration) {
+        self.hub()
+            .load_settle_ms
+            .store(quiet.as_millis().max(1) as u64, Ordering::SeqCst);
     }
 
     /// Evaluations done since start.
