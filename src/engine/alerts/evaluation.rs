@@ -225,8 +225,21 @@ impl Engine {
                     program.id
                 ))
             })?;
+        let (_, median) = self.cohort_and_median(&program.id, learner)?;
+        let input = self.signal_input(&program, enrolment, now, median)?;
+        let models = self.hub().model.read().expect("model lock").clone();
+        Ok(assess(
+            &input,
+            &thresholds(&program.risk_rules),
+            models.as_deref(),
+        ))
+    }
+
+    /// The learner's cohort in `program` (empty without one) and that
+    /// cohort's median time spent, which the signals compare against.
+    fn cohort_and_median(&self, program: &str, learner: &str) -> Result<(String, u64)> {
         let cohort = self
-            .cohort_members(&program.id, false)?
+            .cohort_members(program, false)?
             .get(learner)
             .cloned()
             .unwrap_or_default();
@@ -235,16 +248,10 @@ impl Engine {
             .medians
             .read()
             .expect("medians lock")
-            .get(&(program.id.clone(), cohort))
+            .get(&(program.to_string(), cohort.clone()))
             .copied()
             .unwrap_or(0);
-        let input = self.signal_input(&program, enrolment, now, median)?;
-        let models = self.hub().model.read().expect("model lock").clone();
-        Ok(assess(
-            &input,
-            &thresholds(&program.risk_rules),
-            models.as_deref(),
-        ))
+        Ok((cohort, median))
     }
 
     pub(super) fn evaluate_learner_in(
@@ -268,19 +275,7 @@ impl Engine {
             let Some(program) = self.store.program(&enrolment.program_id)? else {
                 continue;
             };
-            let cohort = self
-                .cohort_members(&program.id, false)?
-                .get(learner)
-                .cloned()
-                .unwrap_or_default();
-            let median = self
-                .hub()
-                .medians
-                .read()
-                .expect("medians lock")
-                .get(&(program.id.clone(), cohort.clone()))
-                .copied()
-                .unwrap_or(0);
+            let (cohort, median) = self.cohort_and_median(&program.id, learner)?;
             let input = self.signal_input(&program, enrolment, now, median)?;
             inputs.push((program, cohort, input));
         }
