@@ -17,6 +17,7 @@ use super::attempt_trees::{self, display_block, parse_block_key};
 use super::codec;
 use super::compact::{self, Packed, PackedState};
 use super::keys;
+use super::outbox;
 use crate::domain::bkt::Observation;
 use crate::domain::mastery::{MasteryState, Position};
 use crate::error::{Error, Result};
@@ -259,12 +260,31 @@ fn read_tree(name: &str, tree: &sled::Tree, trees: &mut Trees, report: &mut Repo
             "xapi_unresolved" => decode!(d::xapi::record::Unresolved).map(drop),
             "xapi_mapping" => decode!(d::xapi::record::ObjectMapping).map(drop),
             "xapi_activities" => decode!(d::xapi::record::SeenActivity).map(drop),
+            "module_effects" => decode!(d::remediation::effects::ModuleEffect).map(drop),
+            "pauses" => decode!(d::pauses::Pause).map(drop),
+            "withdrawals" => decode!(d::pauses::Withdrawal).map(drop),
+            "alert_episodes" => decode!(d::alerts::ClosedEpisode).map(drop),
+            outbox::SUBSCRIPTIONS => decode!(d::webhooks::Subscription).map(drop),
+            outbox::OUTBOX => decode!(d::webhooks::Message).map(drop),
+            outbox::DEAD => decode!(d::webhooks::DeadLetter).map(drop),
+            outbox::DIGEST => decode!(d::alerts::Alert).map(drop),
+            outbox::DIGEST_SENT => decode!(d::learner::Micros).map(drop),
+            outbox::CURSOR => decode!(u64).map(drop),
             "meta" => check_meta(&key, &value).map(|()| {
                 if key.as_ref() == keys::MASTERY_BASIS {
                     report.basis = codec::decode("meta", &key, &value).ok();
                 }
             }),
-            _ => Ok(()),
+            _ => {
+                // A tree this version does not know (a newer layout is
+                // refused at open, so this is not ours): say so, once.
+                if count == 1 {
+                    report.notes.push(format!(
+                        "tree {name} is not part of the layout: not checked"
+                    ));
+                }
+                Ok(())
+            }
         };
         if let Err(err) = outcome {
             report.findings.push(Finding {
@@ -474,7 +494,7 @@ fn check_enrolments(t: &Trees, report: &mut Report) {
 /// The tree name as the codec's `&'static str` (known trees; others are
 /// not decoded).
 fn static_name(name: &str) -> &'static str {
-    const KNOWN: [&str; 29] = [
+    const KNOWN: [&str; 39] = [
         "skills",
         "modules",
         "items",
@@ -504,10 +524,79 @@ fn static_name(name: &str) -> &'static str {
         "xapi_activities",
         "meta",
         "wal",
+        "module_effects",
+        "pauses",
+        "withdrawals",
+        "alert_episodes",
+        outbox::SUBSCRIPTIONS,
+        outbox::OUTBOX,
+        outbox::DEAD,
+        outbox::DIGEST,
+        outbox::DIGEST_SENT,
+        outbox::CURSOR,
     ];
     KNOWN
         .iter()
         .find(|k| **k == name)
         .copied()
         .unwrap_or("other")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every tree of the layout written down in `keys.rs`.
+    fn layout_trees() -> BTreeSet<String> {
+        include_str!("keys.rs")
+            .lines()
+            .filter_map(|line| line.strip_prefix("//! | `"))
+            .filter_map(|rest| rest.split('`').next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A damaged value in any tree of the layout is a finding naming the
+    /// tree: a tree the check does not decode would let damage pass
+    /// silently (as `module_effects`, `pauses` and the webhook trees did).
+    #[test]
+    fn damage_in_every_tree_of_the_layout_is_found() {
+        let trees = layout_trees();
+        assert!(trees.len() >= 35, "{trees:?}");
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
+        {
+            let db = super::super::damage::open_sled(
+                dir,
+                super::super::sled_config(dir, &super::super::budget::MemoryBudget::default()),
+            )
+            .unwrap();
+            for name in &trees {
+                let key: Vec<u8> = match name.as_str() {
+                    "meta" => keys::MASTERY_BASIS.to_vec(),
+                    "attempt_blocks" => b"alice\x00\x00\x00\x00\x00".to_vec(),
+                    "attempt_index" => vec![0, 0, 0, 1, 0, 0, 0, 0],
+                    "ids" => b"l\x01\x00\x00\x00\x00".to_vec(),
+                    _ => b"k".to_vec(),
+                };
+                // An unknown value version: no decoder can take it.
+                db.open_tree(name)
+                    .unwrap()
+                    .insert(key, &[0xee, 1, 2, 3][..])
+                    .unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let report = verify(dir).unwrap();
+        for name in &trees {
+            assert!(
+                report
+                    .findings
+                    .iter()
+                    .any(|f| f.place.starts_with(&format!("tree {name},"))),
+                "damage in {name} not found: {:?}",
+                report.findings
+            );
+        }
+    }
 }
