@@ -75,6 +75,16 @@ impl Store {
         )
     }
 
+    /// Every withdrawal of a learner, by program.
+    pub fn learner_withdrawals(&self, learner: &str) -> Result<Vec<Withdrawal>> {
+        Ok(self
+            .withdrawals_table()?
+            .scan(&keys::prefix(&[learner]))?
+            .into_iter()
+            .map(|(_, w)| w)
+            .collect())
+    }
+
     /// The withdrawal of a learner from a program, if any.
     pub fn withdrawal(&self, learner: &str, program: &str) -> Result<Option<Withdrawal>> {
         self.withdrawals_table()?

@@ -32,6 +32,7 @@ use crate::domain::alerts::{Alert, AlertStatus};
 use crate::domain::cohorts::records::StoredCohort;
 use crate::domain::learner::{Enrolment, Learner, Micros};
 use crate::domain::mastery::{Attempt, MasteryState};
+use crate::domain::pauses::{Pause, Withdrawal};
 use crate::domain::xapi::mapping::learner as actor_learner;
 use crate::domain::xapi::record::Unresolved;
 use crate::domain::xapi::statement::parse_one;
@@ -64,6 +65,10 @@ pub struct LearnerRecords {
     /// xAPI statements about them still waiting for the catalog to name
     /// what they are about (kept verbatim).
     pub xapi_waiting: Vec<Unresolved>,
+    /// Breaks declared for them (by their LMS or a trainer), with notes.
+    pub pauses: Vec<Pause>,
+    /// Programs they were withdrawn from, with notes.
+    pub withdrawals: Vec<Withdrawal>,
 }
 
 /// Membership of one cohort.
@@ -153,6 +158,8 @@ impl Store {
             .collect();
         Ok(Some(LearnerRecords {
             xapi_waiting,
+            pauses: self.learner_pauses(learner)?,
+            withdrawals: self.learner_withdrawals(learner)?,
             learner: record,
             enrolments,
             attempts,

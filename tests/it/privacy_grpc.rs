@@ -126,6 +126,28 @@ async fn export_then_erase_leaves_no_trace_of_the_learner() {
     let server = TestServer::start().await;
     let cohort = populate(&server).await;
     let mut learners = server.learners().await;
+    // A declared break, with a note only the export shows.
+    let in_a_week = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 7 * 86_400;
+    server
+        .alerts()
+        .await
+        .declare_pause(pb::DeclarePauseRequest {
+            learner_id: SUBJECT.into(),
+            program_id: String::new(),
+            starts_at: None,
+            ends_at: Some(prost_types::Timestamp {
+                seconds: in_a_week,
+                nanos: 0,
+            }),
+            note: "surgery, back next week".into(),
+            by: "trainer-1".into(),
+        })
+        .await
+        .expect("declare pause");
 
     // Export: one JSON document with every kind of record.
     let json = learners
@@ -160,6 +182,12 @@ async fn export_then_erase_leaves_no_trace_of_the_learner() {
         !doc["alert_history"].as_array().unwrap().is_empty(),
         "{json}"
     );
+    assert_eq!(
+        doc["pauses"][0]["note"], "surgery, back next week",
+        "{json}"
+    );
+    assert_eq!(doc["pauses"][0]["declared_by"], "trainer-1", "{json}");
+    assert!(doc["withdrawals"].as_array().unwrap().is_empty(), "{json}");
 
     // Erase.
     let erased = learners
