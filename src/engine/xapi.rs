@@ -358,7 +358,18 @@ impl Plan {
         if let Some(program) = program {
             self.enrolments.insert((learner.id.clone(), program));
         }
-        self.learners.insert(learner.id.clone(), learner);
+        // A statement without a language does not blank an earlier one's.
+        let language = match self.learners.get(&learner.id) {
+            Some(seen) if learner.language.is_empty() => seen.language.clone(),
+            _ => learner.language.clone(),
+        };
+        self.learners.insert(
+            learner.id.clone(),
+            LearnerRef {
+                language,
+                ..learner
+            },
+        );
         Ok(())
     }
 }
@@ -586,12 +597,22 @@ impl Engine {
                 self.store.put_learner(&Learner {
                     id: learner.id.clone(),
                     company_id: learner.company_hint.chars().take(256).collect(),
-                    language: String::new(),
+                    language: learner.language.clone(),
                     time_zone: String::new(),
                     display_name: learner.display_name.chars().take(128).collect(),
                 })?;
                 created += 1;
                 needs_flush = true;
+            } else if !learner.language.is_empty() {
+                // A learner created before their LMS sent a language gets
+                // it once; one the LMS or an admin gave a language keeps it.
+                if let Some(mut known) = self.store.learner(&learner.id)? {
+                    if known.language.is_empty() {
+                        known.language = learner.language.clone();
+                        self.store.put_learner(&known)?;
+                        needs_flush = true;
+                    }
+                }
             }
         }
         for (learner, program) in &plan.enrolments {
@@ -972,5 +993,87 @@ mod tests {
         // Retracting the last attempt takes the skill back to the prior.
         engine.retract_attempts(&["keep".into()]).await.unwrap();
         assert!(engine.store.mastery("l", "s").unwrap().is_none());
+    }
+
+    /// A learner created from xAPI takes the language of the statement's
+    /// context (canonical case), which a later statement without one does
+    /// not blank; a known learner without a language gets it once; one
+    /// with a language keeps theirs; a malformed tag is left out.
+    #[tokio::test]
+    async fn learners_from_xapi_take_the_context_language() {
+        let temp = tempfile::tempdir().unwrap();
+        let engine = engine(temp.path());
+        skill_s_and_learner_l(&engine, vec![]).await;
+        let item = "https://lms.example.com/item/1";
+        engine
+            .upsert_items(vec![crate::domain::catalog::Item {
+                external_ids: Vec::new(),
+                pass_mark: None,
+                id: item.into(),
+                skill_ids: vec!["s".into()],
+                title: String::new(),
+            }])
+            .await
+            .unwrap();
+        engine
+            .upsert_learner(Learner {
+                language: "de".into(),
+                ..crate::engine::testing::learner("known-de")
+            })
+            .await
+            .unwrap();
+        let answered = |id: &str, who: &str, language: Option<&str>| {
+            let mut statement = serde_json::json!({
+                "id": id,
+                "actor": {"account": {"homePage": "https://lms.example.com", "name": who}},
+                "verb": {"id": "http://adlnet.gov/expapi/verbs/answered"},
+                "object": {"id": item},
+                "result": {"success": true},
+                "timestamp": "2026-11-20T11:00:00Z"
+            });
+            if let Some(language) = language {
+                statement["context"] = serde_json::json!({ "language": language });
+            }
+            statement
+        };
+        let batch = serde_json::Value::Array(vec![
+            answered(
+                "0b9f3c6e-2d4a-4c8e-9f1a-3e5d7b9c1a21",
+                "new-fr",
+                Some("fr-fr"),
+            ),
+            answered("0b9f3c6e-2d4a-4c8e-9f1a-3e5d7b9c1a22", "new-fr", None),
+            answered("0b9f3c6e-2d4a-4c8e-9f1a-3e5d7b9c1a23", "l", Some("en-GB")),
+            answered(
+                "0b9f3c6e-2d4a-4c8e-9f1a-3e5d7b9c1a24",
+                "known-de",
+                Some("fr"),
+            ),
+            answered(
+                "0b9f3c6e-2d4a-4c8e-9f1a-3e5d7b9c1a25",
+                "sloppy",
+                Some("en_US!"),
+            ),
+        ]);
+        let parsed = crate::domain::xapi::statement::parse_body(&batch, now_micros()).unwrap();
+        engine.ingest_statements(parsed).await.unwrap();
+        let language = |id: &str| engine.learner(id).unwrap().language;
+        assert_eq!(language("new-fr"), "fr-FR");
+        assert_eq!(language("l"), "en-GB");
+        assert_eq!(language("known-de"), "de");
+        assert_eq!(language("sloppy"), "");
+        assert_eq!(
+            engine.mastery("new-fr", &["s".into()]).unwrap()[0].attempt_count,
+            2
+        );
+
+        // Not a string: refused, naming the field.
+        let wrong = serde_json::Value::Array(vec![{
+            let mut s = answered("0b9f3c6e-2d4a-4c8e-9f1a-3e5d7b9c1a26", "x", None);
+            s["context"] = serde_json::json!({ "language": 7 });
+            s
+        }]);
+        let err = crate::domain::xapi::statement::parse_body(&wrong, now_micros()).unwrap_err();
+        assert!(err.to_string().contains("context.language"), "{err}");
     }
 }

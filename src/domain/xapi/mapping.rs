@@ -79,6 +79,10 @@ pub struct LearnerRef {
     /// What may stand for the employer of a learner created from xAPI: the
     /// e-mail domain, else the account's home page, else `xapi`.
     pub company_hint: String,
+    /// The statement's `context.language` (empty when it gave none): the
+    /// language of a learner created from xAPI, so that their
+    /// recommendations are in it.
+    pub language: String,
 }
 
 /// An activity the catalog does not know, which a waiting statement needs
@@ -174,9 +178,12 @@ pub fn resolve(statement: &Statement, catalog: &impl CatalogView) -> Effect {
     let Some(verb) = verb else {
         return ignored(&format!("verb '{}' has no effect here", statement.verb_id));
     };
-    let Some(learner) = learner(&statement.actor) else {
+    let Some(mut learner) = learner(&statement.actor) else {
         return ignored("its actor is a group: mastery is tracked per person");
     };
+    if let Some(language) = statement.context.as_ref().and_then(|c| c.language.clone()) {
+        learner.language = language;
+    }
     if catalog.ignored(activity_id) {
         return ignored(&format!("activity '{activity_id}' is mapped as ignored"));
     }
@@ -351,6 +358,7 @@ pub fn learner(actor: &Actor) -> Option<LearnerRef> {
         } else {
             company_hint
         },
+        language: String::new(),
     })
 }
 

@@ -159,6 +159,12 @@ pub struct Context {
     /// `other` (each list in its own order): where a statement's course
     /// and the activity a per-attempt object belongs to are found.
     pub activities: Vec<ContextActivity>,
+    /// `context.language`, canonical, when it is a well-formed BCP 47 tag:
+    /// the language the learner took the activity in, which is the only
+    /// word an LMS gives of a learner created from xAPI (a malformed tag
+    /// is left out, not refused: it says nothing of the learning).
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 /// Which list of `contextActivities` an activity came from.
@@ -871,10 +877,25 @@ fn context(value: &Value, at: &str) -> Result<Context> {
             }
         }
     }
+    let language = match map.get("language") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(tag)) => {
+            crate::domain::validate::language(format!("{at}.language"), tag, false)
+                .ok()
+                .filter(|t| !t.is_empty())
+        }
+        Some(_) => {
+            return Err(Error::invalid(
+                format!("{at}.language"),
+                "must be a string (a BCP 47 language tag)",
+            ));
+        }
+    };
     Ok(Context {
         registration,
         program,
         activities: context_activities,
+        language,
     })
 }
 
