@@ -840,12 +840,35 @@ async fn a_trainer_and_a_manager_work_in_a_real_browser() {
         .await
         .unwrap();
 
-    // An alert raised now appears without a reload.
+    // An alert raised now appears without a reload, and the heat map's
+    // count of open alerts for its learner follows.
+    let count = "td[data-alerts-of=\"l02\"]";
+    let before: u32 = browser
+        .find(count)
+        .await
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
     let alert = console.blocking_point("l02", "live").await;
     let row = browser
         .find(&format!("tr[data-alert=\"{}\"]", alert.id))
         .await;
     assert!(row.text().await.unwrap().contains("l02"));
+    let after: u32 = browser
+        .find(count)
+        .await
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        after,
+        before + 1,
+        "the heat map's alert count did not follow"
+    );
     let same = browser
         .client
         .execute("return window.spocSamePage === true;", vec![])

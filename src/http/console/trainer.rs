@@ -302,7 +302,8 @@ pub async fn cohort(
 
 /// `GET /console/cohort/events?id=&after=`: every change of the cohort's
 /// alerts after sequence `after`, as server-sent events named `alert`
-/// whose data is JSON: the alert id, whether it is still active, its table
+/// whose data is JSON: the alert id, its learner (the heat map's count of
+/// open alerts follows), whether it is still active, its table
 /// row (HTML, forms with this session's CSRF token) and a sentence for
 /// screen readers. The stream ends with the session or the key.
 pub async fn events(
@@ -355,6 +356,7 @@ pub async fn events(
             .ok()?;
             let data = serde_json::json!({
                 "id": alert.id,
+                "learner": alert.learner_id,
                 "active": alert.status != AlertStatus::Resolved,
                 "html": row,
                 "text": format!(

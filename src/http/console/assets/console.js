@@ -1,5 +1,6 @@
 // Live alerts on a cohort page: server-sent events replace, add or remove
-// rows of the alert table, and a status line tells screen readers.
+// rows of the alert table, keep the heat map's count of open alerts per
+// learner, and a status line tells screen readers.
 (function () {
   var section = document.getElementById("alerts");
   if (!section || !window.EventSource) return;
@@ -14,10 +15,19 @@
   source.addEventListener("alert", function (event) {
     var change = JSON.parse(event.data);
     var old = document.getElementById("alert-" + change.id);
+    var delta = (change.active ? 1 : 0) - (old ? 1 : 0);
     if (old) old.remove();
     if (change.active) {
       rows.insertAdjacentHTML("afterbegin", change.html);
       rows.firstElementChild.classList.add("fresh");
+    }
+    if (delta !== 0) {
+      var counts = document.querySelectorAll("td[data-alerts-of]");
+      for (var i = 0; i < counts.length; i++) {
+        if (counts[i].dataset.alertsOf === change.learner) {
+          counts[i].textContent = Math.max(0, Number(counts[i].textContent) + delta);
+        }
+      }
     }
     empty.hidden = rows.children.length > 0;
     live.textContent = change.text;
