@@ -619,6 +619,32 @@ async fn cookies_are_secure_under_tls() {
     );
 }
 
+/// Behind a TLS-terminating proxy that says so, the cookies of a plain
+/// HTTP listener are `Secure` too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_are_secure_behind_an_https_proxy() {
+    let console = Console::start(ConsoleOptions::default()).await;
+    let form = client()
+        .get(console.url("/console/signin"))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    let signin = set_cookie(&form, "spoc_console_signin").unwrap();
+    assert!(signin.contains("; Secure"), "{signin}");
+    let token = cookie_value(&signin);
+    let signed = client()
+        .post(console.url("/console/signin"))
+        .header("forwarded", "for=192.0.2.60;proto=https")
+        .header("cookie", format!("spoc_console_signin={token}"))
+        .form(&[("csrf", token.as_str()), ("key", console.trainer.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let session = set_cookie(&signed, "spoc_console").unwrap();
+    assert!(session.contains("; Secure"), "{session}");
+}
+
 // ---- The real browser ----
 
 /// Whether a missing browser or axe fails the test instead of skipping it.

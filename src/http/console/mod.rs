@@ -55,6 +55,17 @@ pub struct ConsoleOptions {
     pub secure_cookies: bool,
 }
 
+impl ConsoleOptions {
+    /// Whether this request's cookies are `Secure`: always under TLS, and
+    /// when a proxy says it took the request over HTTPS (`X-Forwarded-Proto:
+    /// https` or `Forwarded: proto=https`). Trusting the header is safe
+    /// here: it can only add the flag, which a forger would set against
+    /// their own session.
+    pub fn secure_for(&self, headers: &HeaderMap) -> bool {
+        self.secure_cookies || session::forwarded_https(headers)
+    }
+}
+
 /// What every console handler shares.
 #[derive(Clone)]
 pub struct ConsoleState {
@@ -317,16 +328,19 @@ async fn home(State(state): State<ConsoleState>, signed: Signed, headers: Header
 /// `GET /console/signin`: the form, with a fresh double-submit token in
 /// its cookie.
 async fn signin_page(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
-    let lang = Lang::from_headers(&headers);
-    signin_form(&state, lang, StatusCode::OK, None)
+    signin_form(&state, &headers, StatusCode::OK, None)
 }
 
+/// The sign-in form in the browser's language, `status` and the reason of
+/// a refusal.
 fn signin_form(
     state: &ConsoleState,
-    lang: Lang,
+    headers: &HeaderMap,
     status: StatusCode,
     problem: Option<&str>,
 ) -> Response {
+    let lang = Lang::from_headers(headers);
+    let secure = state.options.secure_for(headers);
     let Some(token) = session::random_token() else {
         return error_page(
             state,
@@ -346,12 +360,7 @@ fn signin_form(
             let mut response = (status, Html(page)).into_response();
             response.headers_mut().insert(
                 header::SET_COOKIE,
-                session::set_cookie(
-                    SIGNIN_COOKIE,
-                    &token,
-                    state.options.secure_cookies,
-                    Some(600),
-                ),
+                session::set_cookie(SIGNIN_COOKIE, &token, secure, Some(600)),
             );
             response
         }
@@ -379,7 +388,7 @@ async fn signin(
     let Ok(principal) = state.engine.authenticate_shared(form.key.trim()) else {
         return signin_form(
             &state,
-            lang,
+            &headers,
             StatusCode::UNAUTHORIZED,
             Some(lang.text("bad_key")),
         );
@@ -387,7 +396,7 @@ async fn signin(
     if !session::console_role(principal.role) {
         return signin_form(
             &state,
-            lang,
+            &headers,
             StatusCode::FORBIDDEN,
             Some(lang.text("role_refused")),
         );
@@ -399,12 +408,12 @@ async fn signin(
     let Some((id, _)) = state.sessions.open(principal) else {
         return signin_form(
             &state,
-            lang,
+            &headers,
             StatusCode::SERVICE_UNAVAILABLE,
             Some(lang.text("too_many_sessions")),
         );
     };
-    let secure = state.options.secure_cookies;
+    let secure = state.options.secure_for(&headers);
     let mut response = Redirect::to("/console/").into_response();
     let headers = response.headers_mut();
     headers.append(
@@ -419,12 +428,17 @@ async fn signin(
 }
 
 /// `POST /console/signout`: ends the session, deletes the cookie.
-async fn signout(State(state): State<ConsoleState>, signed: Signed) -> Response {
+async fn signout(
+    State(state): State<ConsoleState>,
+    signed: Signed,
+    headers: HeaderMap,
+) -> Response {
     state.sessions.close(&signed.id);
+    let secure = state.options.secure_for(&headers);
     let mut response = Redirect::to("/console/signin").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        session::set_cookie(SESSION_COOKIE, "", state.options.secure_cookies, Some(0)),
+        session::set_cookie(SESSION_COOKIE, "", secure, Some(0)),
     );
     response
 }

@@ -177,6 +177,27 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// Whether a proxy in front says the request came over HTTPS: the first
+/// `X-Forwarded-Proto` value, or a `proto=` of the first `Forwarded`
+/// element (RFC 7239), is `https`.
+pub fn forwarded_https(headers: &HeaderMap) -> bool {
+    let first = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+    };
+    let https = |proto: &str| proto.trim_matches('"').eq_ignore_ascii_case("https");
+    first("x-forwarded-proto").is_some_and(https)
+        || first("forwarded").is_some_and(|element| {
+            element.split(';').any(|pair| {
+                pair.split_once('=')
+                    .is_some_and(|(k, v)| k.trim().eq_ignore_ascii_case("proto") && https(v.trim()))
+            })
+        })
+}
+
 /// A `Set-Cookie` value for the console: `HttpOnly`, `SameSite=Strict`,
 /// path `/console`, `Secure` when `secure`; `max_age` 0 deletes it, `None`
 /// makes a browser-session cookie.
@@ -268,6 +289,32 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_proxy_saying_https_makes_cookies_secure() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(
+                    axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            forwarded_https(&h)
+        };
+        assert!(with(&[("x-forwarded-proto", "https")]));
+        assert!(with(&[("x-forwarded-proto", "HTTPS, http")]));
+        assert!(with(&[(
+            "forwarded",
+            "for=192.0.2.60;proto=https;by=203.0.113.43"
+        )]));
+        assert!(with(&[("forwarded", "Proto=\"https\"")]));
+        assert!(!with(&[]));
+        assert!(!with(&[("x-forwarded-proto", "http")]));
+        assert!(!with(&[("x-forwarded-proto", "http, https")]));
+        assert!(!with(&[("forwarded", "proto=http, proto=https")]));
+        assert!(!with(&[("forwarded", "for=httpsproxy")]));
+    }
     use crate::domain::access::Scope;
 
     fn principal() -> Arc<Principal> {
