@@ -619,6 +619,47 @@ async fn cookies_are_secure_under_tls() {
     );
 }
 
+/// One session holds a bounded number of live event streams: past it a
+/// stream is refused with 429 and a page saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_holds_a_bounded_number_of_live_streams() {
+    let console = Console::start(ConsoleOptions::default()).await;
+    let (cookie, _) = sign_in(&console, &console.trainer).await;
+    let url = console.url(&format!("/console/cohort/events?id={}", console.cohort));
+    let open = || async {
+        client()
+            .get(&url)
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+    };
+    let mut held = Vec::new();
+    for _ in 0..spoc_engine::http::console::session::MAX_STREAMS_PER_SESSION {
+        let stream = open().await;
+        assert_eq!(stream.status(), 200);
+        held.push(stream);
+    }
+    let refused = open().await;
+    assert_eq!(refused.status(), 429);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("too many live pages")
+    );
+    // Another session of the same key has its own streams.
+    let (other, _) = sign_in(&console, &console.trainer).await;
+    let stream = client()
+        .get(&url)
+        .header("cookie", &other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+}
+
 /// Behind a TLS-terminating proxy that says so, the cookies of a plain
 /// HTTP listener are `Secure` too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

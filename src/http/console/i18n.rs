@@ -112,6 +112,11 @@ pub const MESSAGES: &[(&str, &str, &str)] = &[
         "Trop de sessions ouvertes : réessayez plus tard.",
     ),
     (
+        "too_many_streams",
+        "This session already follows too many live pages: close some tabs and reload.",
+        "Cette session suit déjà trop de pages en direct : fermez quelques onglets et rechargez.",
+    ),
+    (
         "csrf_refused",
         "This form expired or did not come from the console: reload the page and try again.",
         "Ce formulaire a expiré ou ne vient pas de la console : rechargez la page et réessayez.",

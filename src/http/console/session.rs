@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -45,6 +46,10 @@ pub const MAX_SESSIONS: usize = 10_000;
 /// key's oldest session, so one key holder cannot fill [`MAX_SESSIONS`]
 /// and lock everyone else out.
 pub const MAX_SESSIONS_PER_KEY: usize = 16;
+/// Live event streams one session may hold (a cohort page in a few tabs):
+/// beyond, a stream is refused (429), so that one session cannot hold the
+/// server's connections and alert watchers without bound.
+pub const MAX_STREAMS_PER_SESSION: usize = 4;
 /// Random bytes in a session id and in a CSRF token (256 bits).
 const TOKEN_BYTES: usize = 32;
 /// Largest form body a console POST may send.
@@ -66,6 +71,19 @@ struct Session {
     csrf: String,
     created: Instant,
     last_seen: Instant,
+    /// Event streams open, shared with their [`StreamSlot`]s.
+    streams: Arc<AtomicUsize>,
+}
+
+/// One of a session's event streams; dropping it (the stream ends, the
+/// browser goes away) gives the slot back.
+#[derive(Debug)]
+pub struct StreamSlot(Arc<AtomicUsize>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Session {
@@ -113,9 +131,23 @@ impl Sessions {
                 csrf: csrf.clone(),
                 created: now,
                 last_seen: now,
+                streams: Arc::default(),
             },
         );
         Some((id, csrf))
+    }
+
+    /// A slot for one more event stream of session `id`; `None` when it
+    /// holds [`MAX_STREAMS_PER_SESSION`] already (or is gone).
+    pub fn open_stream(&self, id: &str) -> Option<StreamSlot> {
+        let map = self.map.lock();
+        let streams = &map.get(id)?.streams;
+        streams
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_STREAMS_PER_SESSION).then_some(n + 1)
+            })
+            .ok()?;
+        Some(StreamSlot(streams.clone()))
     }
 
     /// The live session `id`, its idle clock restarted; an expired one is
@@ -289,6 +321,19 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_holds_a_bounded_number_of_streams() {
+        let sessions = Sessions::default();
+        let (id, _) = sessions.open(principal()).unwrap();
+        let slots: Vec<StreamSlot> = (0..MAX_STREAMS_PER_SESSION)
+            .map(|_| sessions.open_stream(&id).expect("a free slot"))
+            .collect();
+        assert!(sessions.open_stream(&id).is_none(), "one too many");
+        drop(slots);
+        assert!(sessions.open_stream(&id).is_some(), "slots come back");
+        assert!(sessions.open_stream("no-such-session").is_none());
+    }
 
     #[test]
     fn a_proxy_saying_https_makes_cookies_secure() {

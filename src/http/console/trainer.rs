@@ -319,6 +319,14 @@ pub async fn events(
     if let Err(err) = checked {
         return reply(&state, Err((lang, err)));
     }
+    let Some(slot) = state.sessions.open_stream(&signed.id) else {
+        return super::error_page(
+            &state,
+            lang,
+            StatusCode::TOO_MANY_REQUESTS,
+            lang.text("too_many_streams"),
+        );
+    };
     let scope = AlertScope {
         cohorts: BTreeSet::from([q.id.clone()]),
         program: None,
@@ -340,7 +348,11 @@ pub async fn events(
     let engine = state.engine.clone();
     let who = signed.principal.clone();
     let stream = ReceiverStream::new(receiver)
-        .take_while(move |_| live())
+        // The slot lives as long as the stream.
+        .take_while(move |_| {
+            let _held = &slot;
+            live()
+        })
         .filter_map(move |event| {
             let alert = event.ok()?.alert;
             engine
