@@ -49,6 +49,28 @@ impl Engine {
         )
     }
 
+    /// The active alerts of a cohort (raised in it, about its members) that
+    /// `who` may see, newest first; NOT_FOUND for an unknown cohort. Read
+    /// through the index of active alerts, so that a cohort page costs its
+    /// members, not every alert the store ever held. Blocking, as
+    /// [`Engine::alert`].
+    pub fn cohort_active_alerts(&self, who: &Principal, cohort: &str) -> Result<Vec<Alert>> {
+        let view = self.cohort(cohort)?;
+        self.publish_pending()?;
+        let mut out = Vec::new();
+        for learner in &view.cohort.members {
+            for alert in self.store.active_alerts(learner, &view.cohort.program_id)? {
+                if alert.cohort_id == cohort
+                    && self.sees_row(who, &alert.learner_id, &alert.cohort_id)?
+                {
+                    out.push(alert);
+                }
+            }
+        }
+        out.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        Ok(out)
+    }
+
     /// Acknowledges or resolves an alert for a trainer. Acting twice is a
     /// no-op; acknowledging a resolved alert is refused. A resolved alert
     /// closes its episode: no alert of that kind is raised again for the

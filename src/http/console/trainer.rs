@@ -29,7 +29,7 @@ use crate::domain::access::{Principal, Resource};
 use crate::domain::alerts::{Alert, AlertStatus};
 use crate::domain::risk::{AlertKind, Severity};
 use crate::engine::Engine;
-use crate::engine::alerts::{AlertFilter, AlertScope, TrainerAction};
+use crate::engine::alerts::{AlertScope, TrainerAction};
 use crate::error::{Error, Result};
 
 const LIST_ALERTS: &str = "/spoc.v1.AlertService/ListAlerts";
@@ -190,25 +190,7 @@ pub fn cohort_context(
     let program = engine.program(&view.cohort.program_id)?;
     let threshold = engine.mastery_threshold();
     let after = engine.alert_sequence();
-    let filter = AlertFilter {
-        cohort: Some(cohort_id.to_string()),
-        ..Default::default()
-    };
-    let mut alerts = Vec::new();
-    let mut after_key: Option<Vec<u8>> = None;
-    // Pages in creation order; the active ones are kept.
-    loop {
-        let (page, next) = engine.list_alerts(who, filter.clone(), after_key.as_deref(), 1000)?;
-        alerts.extend(
-            page.into_iter()
-                .filter(|a| a.status != AlertStatus::Resolved),
-        );
-        match next {
-            Some(n) => after_key = Some(n),
-            None => break,
-        }
-    }
-    alerts.reverse();
+    let mut alerts = engine.cohort_active_alerts(who, cohort_id)?;
     alerts.truncate(MAX_ALERTS_SHOWN);
     let mut open_by_learner: BTreeMap<&str, usize> = BTreeMap::new();
     for a in &alerts {
