@@ -22,7 +22,7 @@ use tokio::sync::{Notify, watch};
 use super::resolve::{self, Guarded};
 use super::{Engine, WebhookOptions, seconds};
 use crate::domain::learner::Micros;
-use crate::domain::webhooks::retry::AfterFailure;
+use crate::domain::webhooks::retry::{AfterFailure, retry_after};
 use crate::domain::webhooks::{DeadLetter, Message, Subscription, signature};
 use crate::engine::now_micros;
 use crate::error::{Error, Result};
@@ -310,7 +310,7 @@ async fn attempt(
                 hub.wake.notify_one();
             }
         }
-        Err(reason) => {
+        Err(Failed { reason, asked }) => {
             hub.failing
                 .lock()
                 .expect("failing lock")
@@ -324,10 +324,13 @@ async fn attempt(
             );
             message.last_error = reason;
             let jitter: f64 = rand::random();
-            match options
-                .retry
-                .after_failure(message.created_at, message.attempts, now, jitter)
-            {
+            match options.retry.after_failure(
+                message.created_at,
+                message.attempts,
+                now,
+                jitter,
+                asked,
+            ) {
                 AfterFailure::RetryAt(due) => {
                     message.due_at = due;
                     hub.retried.fetch_add(1, Ordering::Relaxed);
@@ -356,14 +359,31 @@ async fn attempt(
     Ok(())
 }
 
+/// Why an attempt did not land, and the wait the receiver asked for.
+struct Failed {
+    /// "HTTP 503", "connection refused", a refused target...
+    reason: String,
+    /// `Retry-After` of a 429 or 503 answer.
+    asked: Option<std::time::Duration>,
+}
+
+impl From<String> for Failed {
+    fn from(reason: String) -> Self {
+        Self {
+            reason,
+            asked: None,
+        }
+    }
+}
+
 /// Posts a message, signed for this attempt; `Err` says why it did not
-/// land ("HTTP 503", "connection refused", a refused target...).
+/// land.
 async fn post(
     client: &reqwest::Client,
     subscription: &Subscription,
     message: &Message,
     allow_private: bool,
-) -> Result<(), String> {
+) -> Result<(), Failed> {
     let url = Url::parse(&subscription.url).map_err(|e| format!("bad URL: {e}"))?;
     // The client resolves names through the guard; a literal address it
     // connects to as it is, so it is checked here.
@@ -375,7 +395,7 @@ async fn post(
     if let Some(ip) = literal
         && let Some(refused) = resolve::refuse(&ip.to_string(), ip, allow_private)
     {
-        return Err(refused.0);
+        return Err(refused.0.into());
     }
     let timestamp = seconds(now_micros());
     let signature = signature::sign(&subscription.secret, &message.id, timestamp, &message.body);
@@ -392,6 +412,14 @@ async fn post(
         .await
         .map_err(describe)?;
     let status = reply.status();
+    let asked = match status.as_u16() {
+        429 | 503 => reply
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry_after(v, now_micros())),
+        _ => None,
+    };
     let mut read = 0;
     while read < REPLY_BYTES {
         match reply.chunk().await {
@@ -402,7 +430,10 @@ async fn post(
     if status.is_success() {
         Ok(())
     } else {
-        Err(format!("HTTP {}", status.as_u16()))
+        Err(Failed {
+            reason: format!("HTTP {}", status.as_u16()),
+            asked,
+        })
     }
 }
 
