@@ -323,6 +323,13 @@ impl AlertService for AlertApi {
         super::subscriptions::dead_letters(&self.engine, request).await
     }
 
+    async fn redeliver_dead_letters(
+        &self,
+        request: Request<pb::RedeliverDeadLettersRequest>,
+    ) -> Result<Response<pb::RedeliverDeadLettersResponse>, Status> {
+        super::subscriptions::redeliver(&self.engine, request).await
+    }
+
     // --- Pauses, withdrawals and the digest (`api/pauses.rs`) ---
 
     async fn declare_pause(

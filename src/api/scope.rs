@@ -33,6 +33,7 @@ pub const SCOPE_CHECKED: &[&str] = &[
     "/spoc.v1.AlertService/ListSubscriptions",
     "/spoc.v1.AlertService/DeleteSubscription",
     "/spoc.v1.AlertService/ListDeadLetters",
+    "/spoc.v1.AlertService/RedeliverDeadLetters",
     "/spoc.v1.AlertService/DeclarePause",
     "/spoc.v1.AlertService/EndPause",
     "/spoc.v1.AlertService/ListPauses",
@@ -158,6 +159,12 @@ impl Touches for pb::DeleteSubscriptionRequest {
 }
 
 impl Touches for pb::ListDeadLettersRequest {
+    fn touches(&self) -> Vec<Resource<'_>> {
+        Vec::new()
+    }
+}
+
+impl Touches for pb::RedeliverDeadLettersRequest {
     fn touches(&self) -> Vec<Resource<'_>> {
         Vec::new()
     }

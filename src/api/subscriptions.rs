@@ -272,6 +272,22 @@ pub async fn delete(
     }))
 }
 
+/// `RedeliverDeadLetters`.
+pub async fn redeliver(
+    engine: &Arc<Engine>,
+    request: Request<pb::RedeliverDeadLettersRequest>,
+) -> Result<Response<pb::RedeliverDeadLettersResponse>, Status> {
+    let r = request.get_ref();
+    let id = check::id("subscription_id", &r.subscription_id)?;
+    let ids = check::id_list("message_ids", &r.message_ids)?;
+    let who = super::scope::authorize(engine, &request)?;
+    let engine = engine.clone();
+    let requeued =
+        offload::blocking(async move { engine.redeliver_dead_letters(&who, &id, &ids).await })
+            .await??;
+    Ok(Response::new(pb::RedeliverDeadLettersResponse { requeued }))
+}
+
 /// `ListDeadLetters`.
 pub async fn dead_letters(
     engine: &Arc<Engine>,

@@ -251,6 +251,7 @@ pub const PERMISSIONS: &[(&str, &[Role])] = &[
     ("/spoc.v1.AlertService/ListSubscriptions", &[M, T]),
     ("/spoc.v1.AlertService/DeleteSubscription", &[M, T]),
     ("/spoc.v1.AlertService/ListDeadLetters", &[M, T]),
+    ("/spoc.v1.AlertService/RedeliverDeadLetters", &[M, T]),
     // Pauses: the learner's LMS or a trainer of their cohort declares
     // them; withdrawals come from the LMS or a manager; the digest is read
     // like the alerts.

@@ -326,6 +326,45 @@ impl Store {
             .map_err(transaction_error)
     }
 
+    /// Puts dead letters of `subscription` (every one, or those whose
+    /// message id is in `ids`) back in the outbox, due `now` with a fresh
+    /// retry window (created now, no attempt counted), in one
+    /// transaction; returns how many went back. Unknown ids are skipped,
+    /// so that a retried call does nothing more.
+    pub fn requeue_dead_letters(
+        &self,
+        subscription: &str,
+        ids: &[String],
+        now: Micros,
+    ) -> Result<u64> {
+        let _gate = self.write_gate();
+        let (outbox, dead_table) = (self.outbox_table()?, self.dead_table()?);
+        let mut moves: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = Vec::new();
+        for (key, letter) in dead_table.scan(&keys::prefix(&[subscription]))? {
+            if !ids.is_empty() && !ids.contains(&letter.message.id) {
+                continue;
+            }
+            let mut message = letter.message;
+            message.created_at = now;
+            message.due_at = now;
+            message.attempts = 0;
+            message.first_attempt_at = None;
+            moves.push((key, outbox_key(&message), codec::encode(&message)));
+        }
+        (&outbox.tree, &dead_table.tree)
+            .transaction(|(outbox, dead)| {
+                let mut moved = 0;
+                for (dead_key, outbox_key, value) in &moves {
+                    if dead.remove(dead_key.as_slice())?.is_some() {
+                        outbox.insert(outbox_key.as_slice(), value.as_slice())?;
+                        moved += 1;
+                    }
+                }
+                Ok(moved)
+            })
+            .map_err(transaction_error)
+    }
+
     /// Brings every message of `subscription` due after `now` forward to
     /// `now` (its receiver answered again: the backlog goes at once);
     /// returns how many moved.

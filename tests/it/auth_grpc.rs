@@ -258,6 +258,7 @@ enum Rpc {
     ListSubscriptions,
     DeleteSubscription,
     ListDeadLetters,
+    RedeliverDeadLetters,
     DeclarePause,
     EndPause,
     ListPauses,
@@ -330,6 +331,7 @@ const MATRIX: &[(Rpc, &[Caller], Code)] = &[
     (Rpc::ListSubscriptions, &[A, M, T], Code::Ok),
     (Rpc::DeleteSubscription, &[A, M, T], Code::NotFound),
     (Rpc::ListDeadLetters, &[A, M, T], Code::Ok),
+    (Rpc::RedeliverDeadLetters, &[A, M, T], Code::NotFound),
     // Pauses: the LMS or a trainer of the learner's cohort.
     (Rpc::DeclarePause, &[A, L, T], Code::Ok),
     // An unknown pause: NOT_FOUND proves the key passed.
@@ -765,6 +767,14 @@ async fn call(rpc: Rpc, ch: AuthChannel, ids: &Ids, world: &World) -> Result<(),
         Rpc::ListDeadLetters => code(
             Alerts::new(ch)
                 .list_dead_letters(pb::ListDeadLettersRequest::default())
+                .await,
+        ),
+        Rpc::RedeliverDeadLetters => code(
+            Alerts::new(ch)
+                .redeliver_dead_letters(pb::RedeliverDeadLettersRequest {
+                    subscription_id: "sub_0000000000000000".into(),
+                    message_ids: vec![],
+                })
                 .await,
         ),
         Rpc::WithdrawLearner => code(

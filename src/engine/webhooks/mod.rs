@@ -410,6 +410,32 @@ impl Engine {
         Ok(dropped)
     }
 
+    /// Puts the dead letters of `subscription` (all, or those of `ids`)
+    /// back in the outbox, due now with a fresh retry window (the receiver
+    /// was mended); NOT_FOUND if the subscription is unknown or not
+    /// `who`'s. Returns how many went back, once on disk.
+    pub async fn redeliver_dead_letters(
+        &self,
+        who: &Principal,
+        subscription: &str,
+        ids: &[String],
+    ) -> Result<u64> {
+        let hub = self.webhooks();
+        match hub.subscription(subscription) {
+            Some(s) if owns(who, &s) => {}
+            _ => return Err(Error::not_found("subscription", subscription)),
+        }
+        let requeued = self
+            .store
+            .requeue_dead_letters(subscription, ids, now_micros())?;
+        self.store.durable().await?;
+        if requeued > 0 {
+            tracing::info!(subscription = %subscription, messages = requeued, "dead letters put back in the outbox");
+            hub.wake.notify_one();
+        }
+        Ok(requeued)
+    }
+
     /// A page of the dead letters of `subscription` (or of every one `who`
     /// may see), after the store key `after`.
     pub fn list_dead_letters(
