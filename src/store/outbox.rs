@@ -516,7 +516,6 @@ fn scan_keys(tree: &sled::Tree, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
 mod tests {
     use super::*;
     use crate::domain::access::{Role, Scope};
-    use crate::domain::webhooks::{Delivery, Format};
 
     fn message(sub: &str, id: &str, due_at: Micros) -> Message {
         Message {
@@ -539,20 +538,12 @@ mod tests {
         Subscription {
             id: id.into(),
             url: "https://example.com".into(),
-            program_ids: vec![],
-            cohort_ids: vec![],
-            kinds: vec![],
-            min_severity: None,
-            delivery: Delivery::Immediate,
-            format: Format::CloudEvents,
-            description: String::new(),
-            created_at: 0,
-            key_id: "k".into(),
             key_name: "k".into(),
             role: Role::Manager,
             scope: Scope::All,
             from_sequence: 0,
             secret: vec![0; 32],
+            ..crate::domain::webhooks::tests_support::subscription()
         }
     }
 
