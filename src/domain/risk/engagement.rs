@@ -261,34 +261,15 @@ pub fn engagement(input: &SignalInput) -> Engagement {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
-    use super::super::signals::{ProgramCalendar, SkillAttempt};
+    use super::super::signals::SkillAttempt;
+    use super::super::signals::tests_support::quiet_learner;
     use super::*;
 
     const DAY: i64 = MICROS_PER_DAY;
 
     fn input(now_day: i64) -> SignalInput {
-        SignalInput {
-            now: now_day * DAY,
-            calendar: ProgramCalendar {
-                starts_at: 0,
-                ends_at: 56 * DAY,
-                units: 10,
-            },
-            enrolled_at: 0,
-            last_activity_at: None,
-            units_completed: 0,
-            attempts: Vec::new(),
-            time_spent_ms: 0,
-            cohort_median_time_spent_ms: 0,
-            recommended_modules: 0,
-            recommended_started: 0,
-            skill_names: BTreeMap::new(),
-            module_events: Vec::new(),
-            unit_completions: Vec::new(),
-            pauses: Vec::new(),
-        }
+        quiet_learner(now_day * DAY, 56 * DAY, 10)
     }
 
     /// A session on `day` (at 10:00) of `minutes`, with answers.
