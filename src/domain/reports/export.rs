@@ -12,7 +12,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::kpi::{BlockingScope, CohortReport, ScopeKind, iso_date};
+use super::kpi::{BlockingScope, CohortReport, ScopeKind, WeekActivity, iso_date};
 use crate::domain::spreadsheet::Writer;
 
 /// The report as one CSV table in long format: `section,id,name,metric,value`.
@@ -165,12 +165,25 @@ const BLOCKED: RGBColor = RGBColor(200, 60, 50);
 
 /// The report as a self-contained HTML page (inline CSS and SVG charts).
 pub fn to_html(report: &CohortReport) -> String {
+    let mut page = String::new();
+    html_head(&mut page, report);
+    competence_section(&mut page, report);
+    page.push_str("<h2>Completion and participation over time</h2>\n");
+    page.push_str(&figure(timeline_chart(report), "Share of learners who completed the program (cumulative) and who were active, per ISO week"));
+    blocking_section(&mut page, report);
+    time_and_alert_sections(&mut page, report);
+    certified_section(&mut page, report);
+    page.push_str("</body>\n</html>\n");
+    page
+}
+
+/// The page's head, title and key figures.
+fn html_head(page: &mut String, report: &CohortReport) {
     let scope = match report.scope.kind {
         ScopeKind::Cohort => "Cohort",
         ScopeKind::Program => "Program",
     };
     let title = format!("{scope} report: {}", report.scope.name);
-    let mut page = String::new();
     let _ = write!(
         page,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -203,7 +216,10 @@ pub fn to_html(report: &CohortReport) -> String {
         report.alerts.raised,
         report.alerts.resolved
     );
+}
 
+/// Competence before and after: the chart and its table.
+fn competence_section(page: &mut String, report: &CohortReport) {
     page.push_str("<h2>Competence before and after</h2>\n");
     page.push_str(&figure(
         mastery_chart(report),
@@ -222,10 +238,10 @@ pub fn to_html(report: &CohortReport) -> String {
         );
     }
     page.push_str("</table>\n");
+}
 
-    page.push_str("<h2>Completion and participation over time</h2>\n");
-    page.push_str(&figure(timeline_chart(report), "Share of learners who completed the program (cumulative) and who were active, per ISO week"));
-
+/// Blocking points: the chart and its table, or a sentence when none.
+fn blocking_section(page: &mut String, report: &CohortReport) {
     page.push_str("<h2>Blocking points</h2>\n");
     if report.blocking_points.is_empty() {
         page.push_str("<p>No learner failed repeatedly on a skill or module.</p>\n");
@@ -251,7 +267,10 @@ pub fn to_html(report: &CohortReport) -> String {
         }
         page.push_str("</table>\n");
     }
+}
 
+/// The time-per-module and alert tables.
+fn time_and_alert_sections(page: &mut String, report: &CohortReport) {
     page.push_str("<h2>Time per module</h2>\n<table><tr><th>module</th><th>learners</th><th>median (min)</th><th>p90 (min)</th></tr>\n");
     for m in &report.module_time {
         let _ = writeln!(
@@ -278,7 +297,10 @@ pub fn to_html(report: &CohortReport) -> String {
         );
     }
     page.push_str("</table>\n");
+}
 
+/// The certified learners' table, or a sentence when none.
+fn certified_section(page: &mut String, report: &CohortReport) {
     page.push_str("<h2>Certified learners</h2>\n");
     if report.certified.is_empty() {
         page.push_str("<p>No learner has mastered every skill yet.</p>\n");
@@ -302,8 +324,6 @@ pub fn to_html(report: &CohortReport) -> String {
         }
         page.push_str("</table>\n");
     }
-    page.push_str("</body>\n</html>\n");
-    page
 }
 
 /// Wraps an SVG (or the reason it could not be drawn) in a `<figure>`.
@@ -386,14 +406,21 @@ fn mastery_chart(report: &CohortReport) -> Result<String, String> {
             ))
             .map_err(|e| e.to_string())?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| e.to_string())
+        legend(&mut chart)
     })
+}
+
+/// The series' legend, in a box at the chart's upper left.
+fn legend<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())
 }
 
 /// Axis-label text, anchored horizontally as asked and below its point.
@@ -422,35 +449,26 @@ fn timeline_chart(report: &CohortReport) -> Result<String, String> {
             .x_label_formatter(&|i| weeks.get(*i).map_or_else(String::new, |w| w.week.clone()))
             .draw()
             .map_err(|e| e.to_string())?;
-        chart
-            .draw_series(LineSeries::new(
-                weeks
-                    .iter()
-                    .enumerate()
-                    .map(|(i, w)| (i, w.completed_cumulative as f64 / learners)),
-                AFTER.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?
-            .label("completed the program")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], AFTER.stroke_width(2)));
-        chart
-            .draw_series(LineSeries::new(
-                weeks
-                    .iter()
-                    .enumerate()
-                    .map(|(i, w)| (i, w.active_learners as f64 / learners)),
-                ACTIVE.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?
-            .label("active that week")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], ACTIVE.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| e.to_string())
+        let lines: [(&str, RGBColor, fn(&WeekActivity) -> usize); 2] = [
+            ("completed the program", AFTER, |w| w.completed_cumulative),
+            ("active that week", ACTIVE, |w| w.active_learners),
+        ];
+        for (label, color, count) in lines {
+            chart
+                .draw_series(LineSeries::new(
+                    weeks
+                        .iter()
+                        .enumerate()
+                        .map(|(i, w)| (i, count(w) as f64 / learners)),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+        }
+        legend(&mut chart)
     })
 }
 
