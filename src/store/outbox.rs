@@ -518,19 +518,21 @@ mod tests {
     use crate::domain::access::{Role, Scope};
 
     fn message(sub: &str, id: &str, due_at: Micros) -> Message {
-        Message {
-            id: id.into(),
-            subscription_id: sub.into(),
-            event_type: "spoc.alert.raised".into(),
-            alert_id: "alert-1".into(),
-            learners: vec!["alice".into()],
-            content_type: "application/json".into(),
+        let rendered = crate::domain::webhooks::payload::Rendered {
+            content_type: "application/json",
             body: b"{}".to_vec(),
-            created_at: 0,
+        };
+        Message {
             due_at,
-            attempts: 0,
-            first_attempt_at: None,
-            last_error: String::new(),
+            ..Message::due_now(
+                id.into(),
+                sub,
+                "spoc.alert.raised",
+                "alert-1",
+                vec!["alice".into()],
+                rendered,
+                0,
+            )
         }
     }
 

@@ -195,6 +195,36 @@ pub struct Message {
     pub last_error: String,
 }
 
+impl Message {
+    /// A message put in the outbox at `now`, due at once and not yet
+    /// attempted: `alert_id` is empty for a digest, `learners` those the
+    /// body names.
+    pub fn due_now(
+        id: String,
+        subscription_id: &str,
+        event_type: &str,
+        alert_id: &str,
+        learners: Vec<String>,
+        rendered: payload::Rendered,
+        now: Micros,
+    ) -> Self {
+        Self {
+            id,
+            subscription_id: subscription_id.into(),
+            event_type: event_type.into(),
+            alert_id: alert_id.into(),
+            learners,
+            content_type: rendered.content_type.into(),
+            body: rendered.body,
+            created_at: now,
+            due_at: now,
+            attempts: 0,
+            first_attempt_at: None,
+            last_error: String::new(),
+        }
+    }
+}
+
 /// A message given up after the retry window, kept for the operator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
