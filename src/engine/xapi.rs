@@ -808,7 +808,7 @@ mod tests {
     use super::*;
     use crate::domain::activity::ActivityKind;
     use crate::domain::catalog::{Format, Module};
-    use crate::engine::testing::{engine, skill_s_and_learner_l};
+    use crate::engine::testing::{answers_of_l_on_s, engine, skill_s_and_learner_l};
 
     /// A crash may keep an attempt (write-ahead log) but lose its statement
     /// record (flushed with the next checkpoint): a voiding that then finds
@@ -956,15 +956,7 @@ mod tests {
             .unwrap();
         assert_eq!((again.recorded, again.duplicates), (0, 2));
         assert!(engine.store.attempt("drop").unwrap().is_none());
-        assert_eq!(
-            engine
-                .store
-                .mastery("l", "s")
-                .unwrap()
-                .unwrap()
-                .attempt_count,
-            1
-        );
+        assert_eq!(answers_of_l_on_s(&engine), 1);
         let events = engine.apply_activity(&[event]).unwrap();
         assert_eq!((events.recorded, events.duplicates), (0, 1));
         assert!(engine.store.activity("e").unwrap().is_none());
