@@ -476,11 +476,7 @@ pub(crate) fn verify(
     cons: &CohortConstraints,
     check_locked: bool,
 ) -> Result<(), Violation> {
-    let index: BTreeMap<&str, usize> = learners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.id.as_str(), i))
-        .collect();
+    let index = index_by_id(learners);
     let mut seen = vec![false; learners.len()];
     for c in cohorts {
         let members = resolve(&index, c)?;
@@ -509,6 +505,15 @@ pub(crate) fn verify(
         });
     }
     Ok(())
+}
+
+/// Each learner's position in `learners`, by id.
+fn index_by_id(learners: &[CohortLearner]) -> BTreeMap<&str, usize> {
+    learners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.id.as_str(), i))
+        .collect()
 }
 
 /// Maps a cohort's member ids to population indices.
@@ -544,11 +549,7 @@ pub fn check_move(
     to: &str,
     cons: &CohortConstraints,
 ) -> Result<(), Violation> {
-    let index: BTreeMap<&str, usize> = learners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.id.as_str(), i))
-        .collect();
+    let index = index_by_id(learners);
     let find = |id: &str| {
         cohorts
             .iter()
