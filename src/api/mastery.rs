@@ -91,14 +91,12 @@ impl MasteryService for MasteryApi {
             restarts,
             seed,
         } = request.into_inner();
-        let folds = count_or_five("folds", folds, 20)?;
-        let restarts = count_or_five("restarts", restarts, 50)?;
         self.engine.start_fit(FitRequest {
+            folds: count_or_five("folds", folds, 20)?,
+            restarts: count_or_five("restarts", restarts, 50)?,
             forgets,
             multilearn,
             multigs,
-            folds,
-            restarts,
             seed,
         })?;
         let (active, state) = self.engine.model();

@@ -225,19 +225,19 @@ fn competence_section(page: &mut String, report: &CohortReport) {
         mastery_chart(report),
         "P(mastered) per skill: mean after the first answer vs. now",
     ));
-    page.push_str("<table><tr><th>skill</th><th>learners</th><th>before</th><th>now</th><th>mastered now</th></tr>\n");
-    for c in &report.competence {
-        let _ = writeln!(
-            page,
-            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td></tr>",
-            html(&c.name),
-            c.learners,
-            c.before_mean,
-            c.after_mean,
-            c.mastered_now
-        );
-    }
-    page.push_str("</table>\n");
+    table(
+        page,
+        &["skill", "learners", "before", "now", "mastered now"],
+        report.competence.iter().map(|c| {
+            vec![
+                html(&c.name),
+                c.learners.to_string(),
+                format!("{:.2}", c.before_mean),
+                format!("{:.2}", c.after_mean),
+                c.mastered_now.to_string(),
+            ]
+        }),
+    );
 }
 
 /// Blocking points: the chart and its table, or a sentence when none.
@@ -245,58 +245,57 @@ fn blocking_section(page: &mut String, report: &CohortReport) {
     page.push_str("<h2>Blocking points</h2>\n");
     if report.blocking_points.is_empty() {
         page.push_str("<p>No learner failed repeatedly on a skill or module.</p>\n");
-    } else {
-        page.push_str(&figure(
-            blocking_chart(report),
-            "Learners with a run of repeated failures, worst first",
-        ));
-        page.push_str("<table><tr><th>skill / module</th><th>blocked</th><th>attempted</th><th>failed answers</th></tr>\n");
-        for b in &report.blocking_points {
+        return;
+    }
+    page.push_str(&figure(
+        blocking_chart(report),
+        "Learners with a run of repeated failures, worst first",
+    ));
+    table(
+        page,
+        &["skill / module", "blocked", "attempted", "failed answers"],
+        report.blocking_points.iter().map(|b| {
             let kind = match b.scope {
                 BlockingScope::Skill => "skill",
                 BlockingScope::Module => "module",
             };
-            let _ = writeln!(
-                page,
-                "<tr><td>{} ({kind})</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                html(&b.name),
-                b.learners_blocked,
-                b.learners_attempted,
-                b.failed_attempts
-            );
-        }
-        page.push_str("</table>\n");
-    }
+            vec![
+                format!("{} ({kind})", html(&b.name)),
+                b.learners_blocked.to_string(),
+                b.learners_attempted.to_string(),
+                b.failed_attempts.to_string(),
+            ]
+        }),
+    );
 }
 
 /// The time-per-module and alert tables.
 fn time_and_alert_sections(page: &mut String, report: &CohortReport) {
-    page.push_str("<h2>Time per module</h2>\n<table><tr><th>module</th><th>learners</th><th>median (min)</th><th>p90 (min)</th></tr>\n");
-    for m in &report.module_time {
-        let _ = writeln!(
-            page,
-            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td></tr>",
-            html(&m.name),
-            m.learners,
-            m.median_minutes,
-            m.p90_minutes
-        );
-    }
-    page.push_str("</table>\n");
-
-    page.push_str(
-        "<h2>Alerts</h2>\n<table><tr><th>kind</th><th>raised</th><th>resolved</th></tr>\n",
+    page.push_str("<h2>Time per module</h2>\n");
+    table(
+        page,
+        &["module", "learners", "median (min)", "p90 (min)"],
+        report.module_time.iter().map(|m| {
+            vec![
+                html(&m.name),
+                m.learners.to_string(),
+                format!("{:.1}", m.median_minutes),
+                format!("{:.1}", m.p90_minutes),
+            ]
+        }),
     );
-    for (kind, count) in &report.alerts_by_kind {
-        let _ = writeln!(
-            page,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            kind.as_str(),
-            count.raised,
-            count.resolved
-        );
-    }
-    page.push_str("</table>\n");
+    page.push_str("<h2>Alerts</h2>\n");
+    table(
+        page,
+        &["kind", "raised", "resolved"],
+        report.alerts_by_kind.iter().map(|(kind, count)| {
+            vec![
+                kind.as_str().to_string(),
+                count.raised.to_string(),
+                count.resolved.to_string(),
+            ]
+        }),
+    );
 }
 
 /// The certified learners' table, or a sentence when none.
@@ -304,26 +303,42 @@ fn certified_section(page: &mut String, report: &CohortReport) {
     page.push_str("<h2>Certified learners</h2>\n");
     if report.certified.is_empty() {
         page.push_str("<p>No learner has mastered every skill yet.</p>\n");
-    } else {
-        page.push_str(
-            "<table><tr><th>learner</th><th>certified on</th><th>answers per skill</th></tr>\n",
-        );
-        for c in &report.certified {
+        return;
+    }
+    table(
+        page,
+        &["learner", "certified on", "answers per skill"],
+        report.certified.iter().map(|c| {
             let evidence: Vec<String> = c
                 .attempts_per_skill
                 .iter()
                 .map(|(skill, n)| format!("{skill}: {n}"))
                 .collect();
-            let _ = writeln!(
-                page,
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            vec![
                 html(&c.learner_id),
-                c.certified_on,
-                html(&evidence.join(", "))
-            );
-        }
-        page.push_str("</table>\n");
+                c.certified_on.to_string(),
+                html(&evidence.join(", ")),
+            ]
+        }),
+    );
+}
+
+/// An HTML table: a header row of `header`, then one row of cells (already
+/// escaped) per item of `rows`.
+fn table(page: &mut String, header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
+    page.push_str("<table><tr>");
+    for h in header {
+        let _ = write!(page, "<th>{h}</th>");
     }
+    page.push_str("</tr>\n");
+    for row in rows {
+        page.push_str("<tr>");
+        for cell in row {
+            let _ = write!(page, "<td>{cell}</td>");
+        }
+        page.push_str("</tr>\n");
+    }
+    page.push_str("</table>\n");
 }
 
 /// Wraps an SVG (or the reason it could not be drawn) in a `<figure>`.
