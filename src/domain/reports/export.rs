@@ -425,6 +425,9 @@ fn mastery_chart(report: &CohortReport) -> Result<String, String> {
     })
 }
 
+/// A line of the timeline chart: its label, colour and count per week.
+type TimelineLine = (&'static str, RGBColor, fn(&WeekActivity) -> usize);
+
 /// The series' legend, in a box at the chart's upper left.
 fn legend<'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
@@ -464,7 +467,7 @@ fn timeline_chart(report: &CohortReport) -> Result<String, String> {
             .x_label_formatter(&|i| weeks.get(*i).map_or_else(String::new, |w| w.week.clone()))
             .draw()
             .map_err(|e| e.to_string())?;
-        let lines: [(&str, RGBColor, fn(&WeekActivity) -> usize); 2] = [
+        let lines: [TimelineLine; 2] = [
             ("completed the program", AFTER, |w| w.completed_cumulative),
             ("active that week", ACTIVE, |w| w.active_learners),
         ];
