@@ -31,41 +31,9 @@ pub async fn snapshot(
     shift: Micros,
 ) -> Result<usize, BoxError> {
     let at = |t: Micros| Some(timestamp(t + shift));
-    let skills: Vec<pb::Skill> = world
-        .units
-        .iter()
-        .map(|u| pb::Skill {
-            id: u.skill.clone(),
-            name: u.skill.clone(),
-            prerequisite_ids: Vec::new(),
-        })
-        .collect();
-    let modules: Vec<pb::Module> = world
-        .units
-        .iter()
-        .flat_map(|u| {
-            u.modules.iter().enumerate().map(|(k, m)| pb::Module {
-                external_ids: Vec::new(),
-                id: m.clone(),
-                title: m.clone(),
-                skill_ids: vec![u.skill.clone()],
-                format: if k == 0 {
-                    pb::ModuleFormat::Video
-                } else {
-                    pb::ModuleFormat::Document
-                } as i32,
-                duration_minutes: 45,
-                language: "en".into(),
-            })
-        })
-        .collect();
     service
         .catalog()
-        .import_catalog(pb::ImportCatalogRequest {
-            skills,
-            modules,
-            items: Vec::new(),
-        })
+        .import_catalog(catalog(world))
         .await
         .map_err(|s| describe("importing the catalog", &s))?;
     service
@@ -143,6 +111,44 @@ pub async fn snapshot(
         sent += done??;
     }
     Ok(sent)
+}
+
+/// The world's catalog: a skill per unit, taught by a video then a
+/// document module in English.
+fn catalog(world: &World) -> pb::ImportCatalogRequest {
+    let skills: Vec<pb::Skill> = world
+        .units
+        .iter()
+        .map(|u| pb::Skill {
+            id: u.skill.clone(),
+            name: u.skill.clone(),
+            prerequisite_ids: Vec::new(),
+        })
+        .collect();
+    let modules: Vec<pb::Module> = world
+        .units
+        .iter()
+        .flat_map(|u| {
+            u.modules.iter().enumerate().map(|(k, m)| pb::Module {
+                external_ids: Vec::new(),
+                id: m.clone(),
+                title: m.clone(),
+                skill_ids: vec![u.skill.clone()],
+                format: if k == 0 {
+                    pb::ModuleFormat::Video
+                } else {
+                    pb::ModuleFormat::Document
+                } as i32,
+                duration_minutes: 45,
+                language: "en".into(),
+            })
+        })
+        .collect();
+    pb::ImportCatalogRequest {
+        skills,
+        modules,
+        items: Vec::new(),
+    }
 }
 
 /// The requests of a chunk of learners: module events, answers and the
