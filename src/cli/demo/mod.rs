@@ -447,33 +447,7 @@ async fn show(
     ));
     let (placed, _) = load::history(&service, &world.placement, &[], "placement answers").await?;
     step("forming the cohorts of both programs");
-    let mut programs = Vec::new();
-    for program in &world.programs {
-        let response = service
-            .cohorts()
-            .form_cohorts(pb::FormCohortsRequest {
-                program_id: program.id.clone(),
-                objective: pb::CohortObjective::Balanced as i32,
-                seed: args.seed,
-                dry_run: false,
-            })
-            .await
-            .map_err(|s| describe(&format!("forming cohorts of {:?}", program.id), &s))?
-            .into_inner();
-        programs.push(ProgramSummary {
-            id: program.id.clone(),
-            name: program.name.clone(),
-            learners: world
-                .learners
-                .iter()
-                .filter(|l| l.program_id == program.id)
-                .count(),
-            start: day(program.start_date),
-            end: day(program.end_date),
-            formation: super::cohorts::formation_json(&response),
-            response,
-        });
-    }
+    let programs = form_cohorts(&service, &world, args.seed).await?;
     // The alert evaluator caches each program's learner → cohort map for
     // a second: wait it out, so that alerts raised from now on name the
     // cohorts just formed.
@@ -497,14 +471,7 @@ async fn show(
     // and evaluates everyone once, when the load has ended (no history
     // for a few seconds); wait for it.
     step("evaluating at-risk alerts once the history has arrived");
-    let deadline = Instant::now() + std::time::Duration::from_secs(300);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    while !engine.alerts_idle() {
-        if Instant::now() > deadline {
-            return Err("the alert evaluation of the loaded history did not finish".into());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    alerts_settled(engine).await?;
     let mut alerts = open_alerts(&service).await?;
     alerts.0.digest = world
         .programs
@@ -545,6 +512,55 @@ async fn show(
         reports,
         console: None,
     })
+}
+
+/// Forms the cohorts of every program of the world (balanced, stored).
+async fn form_cohorts(
+    service: &Service,
+    world: &DemoWorld,
+    seed: u64,
+) -> Result<Vec<ProgramSummary>, BoxError> {
+    let mut programs = Vec::new();
+    for program in &world.programs {
+        let response = service
+            .cohorts()
+            .form_cohorts(pb::FormCohortsRequest {
+                program_id: program.id.clone(),
+                objective: pb::CohortObjective::Balanced as i32,
+                seed,
+                dry_run: false,
+            })
+            .await
+            .map_err(|s| describe(&format!("forming cohorts of {:?}", program.id), &s))?
+            .into_inner();
+        programs.push(ProgramSummary {
+            id: program.id.clone(),
+            name: program.name.clone(),
+            learners: world
+                .learners
+                .iter()
+                .filter(|l| l.program_id == program.id)
+                .count(),
+            start: day(program.start_date),
+            end: day(program.end_date),
+            formation: super::cohorts::formation_json(&response),
+            response,
+        });
+    }
+    Ok(programs)
+}
+
+/// Waits until the engine's alert evaluation is idle (at most 5 minutes).
+async fn alerts_settled(engine: &Engine) -> Result<(), BoxError> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(300);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    while !engine.alerts_idle() {
+        if Instant::now() > deadline {
+            return Err("the alert evaluation of the loaded history did not finish".into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok(())
 }
 
 /// A day as `YYYY-MM-DD`, empty when unset.
