@@ -687,17 +687,7 @@ async fn recommendations(
         .collect();
     let mut out = Vec::new();
     for (profile, fits) in slots {
-        // Learners halfway through their path make the best example.
-        let mut candidates: Vec<&world::DemoLearner> = world
-            .learners
-            .iter()
-            .filter(|l| fits(l, alerts.contains_key(&l.learner.id)))
-            .collect();
-        if candidates.is_empty() {
-            candidates = world.learners.iter().collect();
-        }
-        candidates.sort_by_key(|l| (l.passed.abs_diff(l.path / 2), l.learner.id.clone()));
-        for l in candidates.into_iter().take(20) {
+        for l in candidates(world, alerts, fits) {
             if out
                 .iter()
                 .any(|r: &LearnerRecommendations| r.learner_id == l.learner.id)
@@ -750,31 +740,56 @@ async fn recommendations(
                 modules: reply
                     .recommendations
                     .iter()
-                    .map(|r| RecommendedModule {
-                        module_id: r.module_id.clone(),
-                        title: titles
-                            .get(r.module_id.as_str())
-                            .copied()
-                            .unwrap_or("")
-                            .to_string(),
-                        format: output::enum_name(
-                            pb::ModuleFormat::try_from(r.format)
-                                .unwrap_or_default()
-                                .as_str_name(),
-                            "MODULE_FORMAT_",
-                        )
-                        .replace('_', " "),
-                        minutes: r.duration_minutes,
-                        skill_id: r.skill_id.clone(),
-                        p_mastered: r.p_mastered,
-                        reason: r.reason.clone(),
-                    })
+                    .map(|r| recommended_module(r, &titles))
                     .collect(),
             });
             break;
         }
     }
     Ok(out)
+}
+
+/// The first 20 learners that fit a profile (everyone if none does),
+/// those halfway through their path first: they make the best example.
+fn candidates<'a>(
+    world: &'a DemoWorld,
+    alerts: &BTreeMap<String, Vec<String>>,
+    fits: fn(&world::DemoLearner, bool) -> bool,
+) -> Vec<&'a world::DemoLearner> {
+    let mut candidates: Vec<&world::DemoLearner> = world
+        .learners
+        .iter()
+        .filter(|l| fits(l, alerts.contains_key(&l.learner.id)))
+        .collect();
+    if candidates.is_empty() {
+        candidates = world.learners.iter().collect();
+    }
+    candidates.sort_by_key(|l| (l.passed.abs_diff(l.path / 2), l.learner.id.clone()));
+    candidates.truncate(20);
+    candidates
+}
+
+/// A recommendation as the demo prints it, titled from the catalog.
+fn recommended_module(r: &pb::Recommendation, titles: &BTreeMap<&str, &str>) -> RecommendedModule {
+    RecommendedModule {
+        module_id: r.module_id.clone(),
+        title: titles
+            .get(r.module_id.as_str())
+            .copied()
+            .unwrap_or("")
+            .to_string(),
+        format: output::enum_name(
+            pb::ModuleFormat::try_from(r.format)
+                .unwrap_or_default()
+                .as_str_name(),
+            "MODULE_FORMAT_",
+        )
+        .replace('_', " "),
+        minutes: r.duration_minutes,
+        skill_id: r.skill_id.clone(),
+        p_mastered: r.p_mastered,
+        reason: r.reason.clone(),
+    }
 }
 
 #[cfg(test)]
