@@ -117,19 +117,14 @@ fn delivery(r: &pb::CreateSubscriptionRequest) -> Result<Delivery> {
                 time_zone: if zone.is_empty() { "UTC".into() } else { zone },
             })
         }
-        Ok(pb::SubscriptionDelivery::Unspecified) => {
-            return Err(Error::invalid(
-                "delivery",
-                "is required: SUBSCRIPTION_DELIVERY_IMMEDIATE or \
-             SUBSCRIPTION_DELIVERY_DAILY_DIGEST",
-            ));
-        }
-        Err(_) => {
-            return Err(Error::invalid(
-                "delivery",
-                format!("unknown delivery {}", r.delivery),
-            ));
-        }
+        Ok(pb::SubscriptionDelivery::Unspecified) => Err(Error::invalid(
+            "delivery",
+            "is required: SUBSCRIPTION_DELIVERY_IMMEDIATE or SUBSCRIPTION_DELIVERY_DAILY_DIGEST",
+        )),
+        Err(_) => Err(Error::invalid(
+            "delivery",
+            format!("unknown delivery {}", r.delivery),
+        )),
     }
 }
 
@@ -139,16 +134,12 @@ fn format(value: i32) -> Result<Format> {
         Ok(pb::SubscriptionFormat::Cloudevents) => Ok(Format::CloudEvents),
         Ok(pb::SubscriptionFormat::Slack) => Ok(Format::Slack),
         Ok(pb::SubscriptionFormat::Teams) => Ok(Format::Teams),
-        Ok(pb::SubscriptionFormat::Unspecified) => {
-            return Err(Error::invalid(
-                "format",
-                "is required: SUBSCRIPTION_FORMAT_CLOUDEVENTS, SUBSCRIPTION_FORMAT_SLACK or \
+        Ok(pb::SubscriptionFormat::Unspecified) => Err(Error::invalid(
+            "format",
+            "is required: SUBSCRIPTION_FORMAT_CLOUDEVENTS, SUBSCRIPTION_FORMAT_SLACK or \
              SUBSCRIPTION_FORMAT_TEAMS",
-            ));
-        }
-        Err(_) => {
-            return Err(Error::invalid("format", format!("unknown format {value}")));
-        }
+        )),
+        Err(_) => Err(Error::invalid("format", format!("unknown format {value}"))),
     }
 }
 
