@@ -142,6 +142,45 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
+/// The first event time of each session (events closer than
+/// [`SESSION_BREAK_HOURS`] belong to one session); `times` sorted.
+fn session_starts(times: &[Micros]) -> Vec<Micros> {
+    let session_break = (SESSION_BREAK_HOURS * 3_600_000_000.0) as Micros;
+    let mut starts: Vec<Micros> = Vec::new();
+    let mut previous: Option<Micros> = None;
+    for &at in times {
+        if previous.is_none_or(|p| at - p >= session_break) {
+            starts.push(at);
+        }
+        previous = Some(at);
+    }
+    starts
+}
+
+/// The success rate of the last [`RECENT_ANSWERS`] answers (smoothed), and
+/// its change from the earlier answers' (0 with fewer than 5 earlier).
+fn success(input: &SignalInput) -> (f64, f64) {
+    let now = input.now;
+    let mut answers: Vec<(Micros, bool)> = input
+        .attempts
+        .iter()
+        .filter(|a| a.at <= now)
+        .map(|a| (a.at, a.correct))
+        .collect();
+    answers.sort_by_key(|(at, _)| *at);
+    let split = answers.len().saturating_sub(RECENT_ANSWERS);
+    let rate = |xs: &[(Micros, bool)]| {
+        (xs.iter().filter(|(_, c)| *c).count() as f64 + 1.0) / (xs.len() as f64 + 2.0)
+    };
+    let recent_success = rate(&answers[split..]);
+    let success_trend = if split >= 5 {
+        recent_success - rate(&answers[..split])
+    } else {
+        0.0
+    };
+    (recent_success, success_trend)
+}
+
 /// Computes the engagement of one learner. Pure; only events before or at
 /// `input.now` count.
 pub fn engagement(input: &SignalInput) -> Engagement {
@@ -156,15 +195,7 @@ pub fn engagement(input: &SignalInput) -> Engagement {
         .filter(|at| *at <= now)
         .collect();
     times.sort_unstable();
-    let session_break = (SESSION_BREAK_HOURS * 3_600_000_000.0) as Micros;
-    let mut starts: Vec<Micros> = Vec::new();
-    let mut previous: Option<Micros> = None;
-    for &at in &times {
-        if previous.is_none_or(|p| at - p >= session_break) {
-            starts.push(at);
-        }
-        previous = Some(at);
-    }
+    let starts = session_starts(&times);
     let gaps: Vec<f64> = starts
         .windows(2)
         .map(|w| open_days(pauses, w[0], w[1]))
@@ -223,23 +254,7 @@ pub fn engagement(input: &SignalInput) -> Engagement {
         (0.0, 0.0)
     };
 
-    let mut answers: Vec<(Micros, bool)> = input
-        .attempts
-        .iter()
-        .filter(|a| a.at <= now)
-        .map(|a| (a.at, a.correct))
-        .collect();
-    answers.sort_by_key(|(at, _)| *at);
-    let split = answers.len().saturating_sub(RECENT_ANSWERS);
-    let rate = |xs: &[(Micros, bool)]| {
-        (xs.iter().filter(|(_, c)| *c).count() as f64 + 1.0) / (xs.len() as f64 + 2.0)
-    };
-    let recent_success = rate(&answers[split..]);
-    let success_trend = if split >= 5 {
-        recent_success - rate(&answers[..split])
-    } else {
-        0.0
-    };
+    let (recent_success, success_trend) = success(input);
     let paused = pauses.iter().any(|&(s, e)| s <= now && now < e);
     Engagement {
         last_seen,
