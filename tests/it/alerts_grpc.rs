@@ -24,12 +24,7 @@ async fn fail(server: &TestServer, learner: &str, skill: &str, tag: &str, n: usi
             )
         })
         .collect();
-    server
-        .mastery()
-        .await
-        .record_attempts(pb::RecordAttemptsRequest { attempts })
-        .await
-        .expect("record attempts");
+    server.record(attempts).await;
 }
 
 fn list_request(learner: &str) -> pb::ListAlertsRequest {
@@ -61,20 +56,7 @@ async fn cohort_fixture(server: &TestServer, program: &str) -> String {
         .map(|i| learner(&format!("l{i:02}"), &format!("co{}", i % 5)))
         .collect();
     seed_cohort_program(server, program, None, &people).await;
-    let formed = server
-        .cohorts()
-        .await
-        .form_cohorts(pb::FormCohortsRequest {
-            program_id: program.into(),
-            objective: 0,
-            seed: 1,
-            dry_run: false,
-        })
-        .await
-        .expect("form cohorts")
-        .into_inner();
-    assert_eq!(formed.cohorts.len(), 1);
-    formed.cohorts[0].id.clone()
+    server.form_one_cohort(program).await
 }
 
 async fn watch(

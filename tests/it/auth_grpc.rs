@@ -60,32 +60,14 @@ struct World {
 }
 
 async fn form(server: &TestServer, program: &str) -> String {
-    let formed = server
-        .cohorts()
-        .await
-        .form_cohorts(pb::FormCohortsRequest {
-            program_id: program.into(),
-            objective: 0,
-            seed: 1,
-            dry_run: false,
-        })
-        .await
-        .expect("form cohorts")
-        .into_inner();
-    assert_eq!(formed.cohorts.len(), 1);
-    formed.cohorts[0].id.clone()
+    server.form_one_cohort(program).await
 }
 
 async fn fail(server: &TestServer, learner: &str, tag: &str) {
     let attempts = (0..4)
         .map(|k| attempt(&format!("{tag}-{k}"), learner, &["a"], false, t0() + k))
         .collect();
-    server
-        .mastery()
-        .await
-        .record_attempts(pb::RecordAttemptsRequest { attempts })
-        .await
-        .expect("record attempts");
+    server.record(attempts).await;
 }
 
 /// The blocking-point alert of `learner` once raised.

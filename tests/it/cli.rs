@@ -100,16 +100,7 @@ async fn import_form_and_export_cohorts() {
     let summary = json(&out);
     assert_eq!(summary["learners"], 40);
     assert_eq!(summary["companies"], 5);
-    let enrolled = server
-        .learners()
-        .await
-        .list_enrolments(pb::ListEnrolmentsRequest {
-            program_id: "excel".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let enrolled = server.enrolments("excel").await;
     assert_eq!(enrolled.enrolments.len(), 40);
 
     let formed_csv = dir.path().join("formed.csv");

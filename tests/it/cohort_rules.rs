@@ -149,15 +149,7 @@ async fn edit_program(server: &TestServer, id: &str, edit: impl FnOnce(&mut pb::
 }
 
 async fn get(server: &TestServer, id: &str) -> pb::Cohort {
-    server
-        .cohorts()
-        .await
-        .get_cohort(pb::GetCohortRequest {
-            cohort_id: id.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
+    server.cohort(id).await
 }
 
 async fn list(server: &TestServer, program: &str) -> Vec<pb::Cohort> {

@@ -668,21 +668,8 @@ async fn csv_import_and_export_through_the_binary() {
         .output()
         .await
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let enrolled = server
-        .learners()
-        .await
-        .list_enrolments(pb::ListEnrolmentsRequest {
-            program_id: "excel".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    crate::common::assert_success(&out);
+    let enrolled = server.enrolments("excel").await;
     assert_eq!(enrolled.enrolments.len(), 40);
 
     // A bad row is refused with its line, before anything is sent.
@@ -725,11 +712,7 @@ async fn csv_import_and_export_through_the_binary() {
         .output()
         .await
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     let text = std::fs::read_to_string(&output).unwrap();
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("learner_id,cohort_id"));

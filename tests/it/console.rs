@@ -154,20 +154,7 @@ async fn one_cohort(server: &TestServer, program: &str, prefix: &str) -> String 
         .map(|i| learner(&format!("{prefix}{i:02}"), &format!("co{}", i % 5)))
         .collect();
     seed_cohort_program(server, program, None, &people).await;
-    let formed = server
-        .cohorts()
-        .await
-        .form_cohorts(pb::FormCohortsRequest {
-            program_id: program.into(),
-            objective: 0,
-            seed: 1,
-            dry_run: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(formed.cohorts.len(), 1);
-    formed.cohorts[0].id.clone()
+    server.form_one_cohort(program).await
 }
 
 /// An HTTP client that does not follow redirects nor keep cookies: the
@@ -561,16 +548,7 @@ async fn sign_in_cookies_csrf_and_scopes_hold_over_plain_http() {
         .await
         .unwrap();
     assert_eq!(locked.status(), 303);
-    let now = console
-        .server
-        .cohorts()
-        .await
-        .get_cohort(pb::GetCohortRequest {
-            cohort_id: cohort.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let now = console.server.cohort(&cohort.id).await;
     assert!(now.locked);
     let report = http
         .get(console.url("/console/program/report?id=excel"))
@@ -969,16 +947,7 @@ async fn a_manager_moves_a_learner_between_cohorts() {
         .await
         .unwrap();
     assert_eq!(moved.status(), 303);
-    let target = console
-        .server
-        .cohorts()
-        .await
-        .get_cohort(pb::GetCohortRequest {
-            cohort_id: to.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let target = console.server.cohort(&to.id).await;
     assert!(target.learner_ids.contains(&learner), "{target:?}");
 
     // Ids are checked as over gRPC: an oversized one is a 400 naming it.

@@ -371,30 +371,12 @@ async fn fail_three(server: &TestServer, learner: &str) {
     let attempts = (0..3)
         .map(|k| attempt(&format!("{learner}-f{k}"), learner, &["a"], false, t0() + k))
         .collect();
-    server
-        .mastery()
-        .await
-        .record_attempts(pb::RecordAttemptsRequest { attempts })
-        .await
-        .expect("record attempts");
+    server.record(attempts).await;
 }
 
 /// Forms the cohorts of `program` (one cohort of its 16 learners).
 async fn form(server: &TestServer, program: &str) -> String {
-    let formed = server
-        .cohorts()
-        .await
-        .form_cohorts(pb::FormCohortsRequest {
-            program_id: program.into(),
-            objective: 0,
-            seed: 1,
-            dry_run: false,
-        })
-        .await
-        .expect("form cohorts")
-        .into_inner();
-    assert_eq!(formed.cohorts.len(), 1);
-    formed.cohorts[0].id.clone()
+    server.form_one_cohort(program).await
 }
 
 /// Every page of ListAlerts for `key` with page_size 1: (alerts of each
@@ -753,11 +735,7 @@ async fn the_recovery_procedure_restores_the_last_backup() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     // More writes after the backup, killed before a checkpoint trims the
     // log that holds them (retried until the kill wins the race).
     let mut segment = None;
@@ -786,11 +764,7 @@ async fn the_recovery_procedure_restores_the_last_backup() {
         .arg(&restored)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     let (code, text) = verify(&restored);
     assert_eq!(code, 0, "{text}");
     // The restored store holds the keys (hashed) of the backed-up one.

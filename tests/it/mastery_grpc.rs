@@ -409,16 +409,7 @@ async fn restart_keeps_everything() {
         .unwrap()
         .into_inner();
     assert_eq!(skill.prerequisite_ids, ["b"]);
-    let enrolments = server
-        .learners()
-        .await
-        .list_enrolments(pb::ListEnrolmentsRequest {
-            program_id: "excel".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let enrolments = server.enrolments("excel").await;
     assert_eq!(enrolments.enrolments.len(), 1);
     let after = server
         .mastery()

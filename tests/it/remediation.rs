@@ -41,8 +41,7 @@ async fn seed_enrolled(server: &TestServer) {
 async fn recommends_the_ready_skill_and_reports_missing_content() {
     let server = TestServer::start().await;
     seed_enrolled(&server).await;
-    let mut remediation =
-        pb::remediation_service_client::RemediationServiceClient::new(server.channel().await);
+    let mut remediation = server.remediation().await;
     let ask = pb::RecommendNextRequest {
         learner_id: "alice".into(),
         program_id: "excel".into(),
@@ -108,8 +107,7 @@ async fn recommends_the_ready_skill_and_reports_missing_content() {
 async fn unknown_ids_and_bad_counts_are_refused() {
     let server = TestServer::start().await;
     seed_enrolled(&server).await;
-    let mut remediation =
-        pb::remediation_service_client::RemediationServiceClient::new(server.channel().await);
+    let mut remediation = server.remediation().await;
     let request = |learner: &str, program: &str, count| pb::RecommendNextRequest {
         learner_id: learner.into(),
         program_id: program.into(),
@@ -204,8 +202,7 @@ async fn activity_is_idempotent_and_steers_the_policy() {
         })
         .await
         .unwrap();
-    let mut remediation =
-        pb::remediation_service_client::RemediationServiceClient::new(server.channel().await);
+    let mut remediation = server.remediation().await;
     let ask = pb::RecommendNextRequest {
         learner_id: "alice".into(),
         program_id: "excel".into(),
@@ -421,8 +418,7 @@ async fn certification_asks_diagnostic_items_then_certifies() {
         .record_attempts(pb::RecordAttemptsRequest { attempts: answers })
         .await
         .expect("record answers");
-    let mut remediation =
-        pb::remediation_service_client::RemediationServiceClient::new(server.channel().await);
+    let mut remediation = server.remediation().await;
     remediation
         .record_activity(pb::RecordActivityRequest {
             activities: vec![activity(

@@ -412,11 +412,7 @@ async fn spoc_report_writes_the_file_from_a_running_service() {
         .output()
         .await
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     let text = std::fs::read_to_string(&html).unwrap();
     assert!(text.starts_with("<!DOCTYPE html>") && text.contains("<svg"));
 
@@ -426,11 +422,7 @@ async fn spoc_report_writes_the_file_from_a_running_service() {
         .output()
         .await
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     let text = std::fs::read_to_string(&csv).unwrap();
     assert!(text.contains("summary,p,Program p,learners,15"), "{text}");
 

@@ -721,11 +721,7 @@ async fn the_cli_lists_maps_and_ignores() {
             .args(["--addr", &addr, "--api-key", &key, "--format", "json"])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::common::assert_success(&out);
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };
     let spoc = Arc::new(spoc);
@@ -814,11 +810,7 @@ async fn the_cli_imports_external_ids_from_csv() {
     ])
     .await
     .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (

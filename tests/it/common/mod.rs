@@ -389,6 +389,60 @@ impl TestServer {
     pub async fn cohorts(&self) -> pb::cohort_service_client::CohortServiceClient<AuthChannel> {
         pb::cohort_service_client::CohortServiceClient::new(self.channel().await)
     }
+
+    /// Forms and stores the cohorts of `program` (balanced, seed 1), which
+    /// must come out as one cohort; its id.
+    pub async fn form_one_cohort(&self, program: &str) -> String {
+        let formed = self
+            .cohorts()
+            .await
+            .form_cohorts(pb::FormCohortsRequest {
+                program_id: program.into(),
+                objective: 0,
+                seed: 1,
+                dry_run: false,
+            })
+            .await
+            .expect("form cohorts")
+            .into_inner();
+        assert_eq!(formed.cohorts.len(), 1);
+        formed.cohorts[0].id.clone()
+    }
+
+    /// Records `attempts` (the call must succeed).
+    pub async fn record(&self, attempts: Vec<pb::Attempt>) {
+        self.mastery()
+            .await
+            .record_attempts(pb::RecordAttemptsRequest { attempts })
+            .await
+            .expect("record attempts");
+    }
+
+    /// Cohort `id`, as GetCohort returns it (the call must succeed).
+    pub async fn cohort(&self, id: &str) -> pb::Cohort {
+        self.cohorts()
+            .await
+            .get_cohort(pb::GetCohortRequest {
+                cohort_id: id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// The first page of program `program`'s enrolments (the call must
+    /// succeed).
+    pub async fn enrolments(&self, program: &str) -> pb::ListEnrolmentsResponse {
+        self.learners()
+            .await
+            .list_enrolments(pb::ListEnrolmentsRequest {
+                program_id: program.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
 }
 
 /// A learner message with a chosen language and time zone.
@@ -536,6 +590,15 @@ pub fn activity(
 }
 
 /// Checks that `status` is INVALID_ARGUMENT with a BadRequest naming
+/// Asserts that a command succeeded, showing its stderr otherwise.
+pub fn assert_success(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `field`.
 pub fn assert_invalid_field(status: &tonic::Status, field: &str) {
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
