@@ -131,16 +131,7 @@ async fn import_form_and_export_cohorts() {
     assert_eq!(formed["report"]["learner_count"], 40);
     assert_eq!(formed["report"]["skills"].as_array().unwrap().len(), 3);
     assert!(formed["report"]["max_company_share"].as_f64().unwrap() <= 0.3);
-    let listed = server
-        .cohorts()
-        .await
-        .list_cohorts(pb::ListCohortsRequest {
-            program_id: "excel".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let listed = server.program_cohorts("excel").await;
     assert_eq!(listed.version, 1);
     let ids: Vec<&str> = cohorts.iter().map(|c| c["id"].as_str().unwrap()).collect();
     let server_ids: Vec<&str> = listed.cohorts.iter().map(|c| c.id.as_str()).collect();
@@ -190,16 +181,7 @@ async fn import_form_and_export_cohorts() {
         "{text}"
     );
     assert!(text.contains("dry run"), "{text}");
-    let listed = server
-        .cohorts()
-        .await
-        .list_cohorts(pb::ListCohortsRequest {
-            program_id: "excel".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let listed = server.program_cohorts("excel").await;
     assert_eq!(listed.version, 1, "a dry run stores nothing");
 
     // The offline mode: its flags, under its own name.

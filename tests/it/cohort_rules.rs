@@ -153,18 +153,7 @@ async fn get(server: &TestServer, id: &str) -> pb::Cohort {
 }
 
 async fn list(server: &TestServer, program: &str) -> Vec<pb::Cohort> {
-    server
-        .cohorts()
-        .await
-        .list_cohorts(pb::ListCohortsRequest {
-            program_id: program.into(),
-            page_size: 0,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .cohorts
+    server.program_cohorts(program).await.cohorts
 }
 
 fn rules(c: &pb::Cohort) -> Vec<&str> {

@@ -84,17 +84,7 @@ fn assert_constraints(cohorts: &[pb::Cohort], population: &[pb::Learner], min: u
 }
 
 async fn list(server: &TestServer, program: &str) -> pb::ListCohortsResponse {
-    server
-        .cohorts()
-        .await
-        .list_cohorts(pb::ListCohortsRequest {
-            program_id: program.into(),
-            page_size: 0,
-            page_token: String::new(),
-        })
-        .await
-        .expect("list cohorts")
-        .into_inner()
+    server.program_cohorts(program).await
 }
 
 /// A dry run stores nothing; real runs persist with versions 1 then 2;

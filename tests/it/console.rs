@@ -133,17 +133,7 @@ impl Console {
     }
 
     async fn cohort_version(&self, program: &str) -> u64 {
-        self.server
-            .cohorts()
-            .await
-            .list_cohorts(pb::ListCohortsRequest {
-                program_id: program.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .version
+        self.server.program_cohorts(program).await.version
     }
 }
 
@@ -524,15 +514,8 @@ async fn sign_in_cookies_csrf_and_scopes_hold_over_plain_http() {
     // Lock the new cohort; the program's HTML report.
     let cohort = console
         .server
-        .cohorts()
+        .program_cohorts("excel")
         .await
-        .list_cohorts(pb::ListCohortsRequest {
-            program_id: "excel".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
         .cohorts
         .remove(0);
     assert!(!cohort.locked);

@@ -17,11 +17,7 @@ async fn serve(dir: &Path) -> (Spoc, AuthChannel) {
 /// Skills `a` and `b`, learner `alice`, and `n` acknowledged attempts.
 async fn seed_attempts(channel: &AuthChannel, n: usize) {
     pb::catalog_service_client::CatalogServiceClient::new(channel.clone())
-        .import_catalog(pb::ImportCatalogRequest {
-            skills: vec![skill("a", &[]), skill("b", &[])],
-            modules: vec![],
-            items: vec![],
-        })
+        .import_catalog(crate::common::skills_a_b())
         .await
         .unwrap();
     pb::learner_service_client::LearnerServiceClient::new(channel.clone())

@@ -304,11 +304,7 @@ async fn model_activation_survives_sigkill() {
     let (spoc, addr) = start();
     let channel = connect(addr).await;
     pb::catalog_service_client::CatalogServiceClient::new(channel.clone())
-        .import_catalog(pb::ImportCatalogRequest {
-            skills: vec![skill("a", &[]), skill("b", &[])],
-            modules: vec![],
-            items: vec![],
-        })
+        .import_catalog(crate::common::skills_a_b())
         .await
         .unwrap();
     let mut learners = pb::learner_service_client::LearnerServiceClient::new(channel.clone());

@@ -416,11 +416,7 @@ async fn unresolved_statements_page_with_bound_tokens() {
     let channel = authed(connect_when_up(grpc_addr).await, Some(&key));
     let mut catalog = pb::catalog_service_client::CatalogServiceClient::new(channel);
     catalog
-        .import_catalog(pb::ImportCatalogRequest {
-            skills: vec![skill("a", &[]), skill("b", &[])],
-            modules: vec![],
-            items: vec![],
-        })
+        .import_catalog(crate::common::skills_a_b())
         .await
         .unwrap();
     let skills_token = catalog

@@ -36,14 +36,7 @@ async fn fixture(server: &TestServer) -> String {
     server
         .catalog()
         .await
-        .import_catalog(pb::ImportCatalogRequest {
-            skills: vec![skill("a", &[]), skill("b", &["a"]), skill("c", &["b"])],
-            modules: vec![
-                module("m-a", &["a"], pb::ModuleFormat::Video, 10),
-                module("m-b", &["b"], pb::ModuleFormat::Exercise, 20),
-            ],
-            items: vec![],
-        })
+        .import_catalog(small_catalog())
         .await
         .unwrap();
     let people: Vec<pb::Learner> = (0..15)

@@ -329,19 +329,34 @@ pub fn attempt(
     }
 }
 
-/// Seeds a small catalog (a <- b <- c), two learners and one program.
+/// A small catalog: skills a <- b <- c, module m-a (video, 10 min) on a and
+/// m-b (exercise, 20 min) on b, no items.
+pub fn small_catalog() -> pb::ImportCatalogRequest {
+    pb::ImportCatalogRequest {
+        skills: vec![skill("a", &[]), skill("b", &["a"]), skill("c", &["b"])],
+        modules: vec![
+            module("m-a", &["a"], pb::ModuleFormat::Video, 10),
+            module("m-b", &["b"], pb::ModuleFormat::Exercise, 20),
+        ],
+        items: vec![],
+    }
+}
+
+/// Two independent skills, a and b, and nothing else.
+pub fn skills_a_b() -> pb::ImportCatalogRequest {
+    pb::ImportCatalogRequest {
+        skills: vec![skill("a", &[]), skill("b", &[])],
+        modules: vec![],
+        items: vec![],
+    }
+}
+
+/// Seeds the [`small_catalog`], two learners and one program.
 pub async fn seed(server: &TestServer) {
     server
         .catalog()
         .await
-        .import_catalog(pb::ImportCatalogRequest {
-            skills: vec![skill("a", &[]), skill("b", &["a"]), skill("c", &["b"])],
-            modules: vec![
-                module("m-a", &["a"], pb::ModuleFormat::Video, 10),
-                module("m-b", &["b"], pb::ModuleFormat::Exercise, 20),
-            ],
-            items: vec![],
-        })
+        .import_catalog(small_catalog())
         .await
         .expect("import catalog");
     let mut learners = server.learners().await;
@@ -388,6 +403,20 @@ impl TestServer {
     /// A cohort client.
     pub async fn cohorts(&self) -> pb::cohort_service_client::CohortServiceClient<AuthChannel> {
         pb::cohort_service_client::CohortServiceClient::new(self.channel().await)
+    }
+
+    /// The first page of program `program`'s cohorts, with the formation
+    /// version (the call must succeed).
+    pub async fn program_cohorts(&self, program: &str) -> pb::ListCohortsResponse {
+        self.cohorts()
+            .await
+            .list_cohorts(pb::ListCohortsRequest {
+                program_id: program.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("list cohorts")
+            .into_inner()
     }
 
     /// Forms and stores the cohorts of `program` (balanced, seed 1), which
