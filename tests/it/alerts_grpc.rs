@@ -191,17 +191,7 @@ async fn blocking_point_is_streamed_updated_not_duplicated_and_resumable() {
 async fn trainers_acknowledge_and_resolve_and_the_engine_resolves_cleared_conditions() {
     let server = TestServer::start().await;
     seed(&server).await;
-    let mut learners = server.learners().await;
-    for id in ["alice", "bob"] {
-        learners
-            .enroll_learner(pb::EnrollLearnerRequest {
-                enrolled_at: None,
-                learner_id: id.into(),
-                program_id: "excel".into(),
-            })
-            .await
-            .expect("enrol");
-    }
+    server.enroll(&["alice", "bob"], "excel").await;
     let mut client = server.alerts().await;
 
     fail(&server, "alice", "a", "al", 3).await;
@@ -542,17 +532,7 @@ async fn program_thresholds_are_applied_and_checked() {
         .into_inner();
     assert_eq!(now, stored);
 
-    let mut learners = server.learners().await;
-    for id in ["alice", "bob"] {
-        learners
-            .enroll_learner(pb::EnrollLearnerRequest {
-                enrolled_at: None,
-                learner_id: id.into(),
-                program_id: "excel".into(),
-            })
-            .await
-            .unwrap();
-    }
+    server.enroll(&["alice", "bob"], "excel").await;
     // Three failures are not a blocking point for this program; five are.
     fail(&server, "alice", "a", "al", 3).await;
     fail(&server, "bob", "a", "bo", 5).await;

@@ -231,17 +231,7 @@ async fn import_form_and_export_cohorts() {
 async fn list_watch_acknowledge_and_resolve_alerts() {
     let server = TestServer::start().await;
     seed(&server).await;
-    let mut learners = server.learners().await;
-    for id in ["alice", "bob"] {
-        learners
-            .enroll_learner(pb::EnrollLearnerRequest {
-                enrolled_at: None,
-                learner_id: id.into(),
-                program_id: "excel".into(),
-            })
-            .await
-            .unwrap();
-    }
+    server.enroll(&["alice", "bob"], "excel").await;
     let now = jiff::Timestamp::now().as_second();
     let failures: Vec<pb::Attempt> = (0..4)
         .map(|i| attempt(&format!("f{i}"), "alice", &["a"], false, now - 300 + i))
@@ -400,12 +390,7 @@ async fn report_and_model_fit() {
         }
     }
     let stored = attempts.len();
-    server
-        .mastery()
-        .await
-        .record_attempts(pb::RecordAttemptsRequest { attempts })
-        .await
-        .unwrap();
+    server.record(attempts).await;
 
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("report.html");

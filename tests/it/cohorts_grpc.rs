@@ -27,12 +27,7 @@ async fn vary_mastery(server: &TestServer, learners: &[pb::Learner]) {
             })
         })
         .collect();
-    server
-        .mastery()
-        .await
-        .record_attempts(pb::RecordAttemptsRequest { attempts })
-        .await
-        .expect("attempts");
+    server.record(attempts).await;
 }
 
 fn form(program: &str, seed: u64, dry_run: bool) -> pb::FormCohortsRequest {

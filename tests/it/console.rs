@@ -89,12 +89,7 @@ impl Console {
         let attempts = (0..3)
             .map(|k| attempt(&format!("{tag}-{k}"), learner, &["a"], false, t0() + k))
             .collect();
-        self.server
-            .mastery()
-            .await
-            .record_attempts(pb::RecordAttemptsRequest { attempts })
-            .await
-            .unwrap();
+        self.server.record(attempts).await;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let alerts = self

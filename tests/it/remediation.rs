@@ -85,12 +85,7 @@ async fn recommends_the_ready_skill_and_reports_missing_content() {
             ]
         })
         .collect();
-    server
-        .mastery()
-        .await
-        .record_attempts(pb::RecordAttemptsRequest { attempts })
-        .await
-        .unwrap();
+    server.record(attempts).await;
     let later = remediation.recommend_next(ask).await.unwrap().into_inner();
     assert_eq!(later.status, pb::RecommendationStatus::NoContent as i32);
     assert!(later.recommendations.is_empty());

@@ -82,12 +82,7 @@ async fn fixture(server: &TestServer) -> String {
         ));
     }
     attempts.push(attempt("l01-b", "l01", &["b"], true, base() + 600));
-    server
-        .mastery()
-        .await
-        .record_attempts(pb::RecordAttemptsRequest { attempts })
-        .await
-        .unwrap();
+    server.record(attempts).await;
     server
         .remediation()
         .await

@@ -438,6 +438,22 @@ impl TestServer {
         formed.cohorts[0].id.clone()
     }
 
+    /// Enrols each of `learners` in `program`, now (the calls must
+    /// succeed).
+    pub async fn enroll(&self, learners: &[&str], program: &str) {
+        let mut client = self.learners().await;
+        for id in learners {
+            client
+                .enroll_learner(pb::EnrollLearnerRequest {
+                    enrolled_at: None,
+                    learner_id: id.to_string(),
+                    program_id: program.into(),
+                })
+                .await
+                .expect("enrol");
+        }
+    }
+
     /// Records `attempts` (the call must succeed).
     pub async fn record(&self, attempts: Vec<pb::Attempt>) {
         self.mastery()
