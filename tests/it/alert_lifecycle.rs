@@ -356,14 +356,7 @@ async fn a_bulk_load_is_evaluated_once_at_its_end() {
             .unwrap();
     }
     settle(&server, 0).await;
-    let all = server
-        .alerts()
-        .await
-        .list_alerts(pb::ListAlertsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .alerts;
+    let all = server.list_alerts(pb::ListAlertsRequest::default()).await;
     assert!(
         all.iter()
             .all(|a| a.kind != pb::AlertKind::BlockingPoint as i32),

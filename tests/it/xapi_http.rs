@@ -15,9 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use spoc_engine::api::pb;
-use spoc_engine::engine::params::ParamSet;
-use spoc_engine::engine::{Engine, EngineConfig};
-use spoc_engine::store::Store;
+use spoc_engine::engine::Engine;
 use tokio::sync::watch;
 
 /// The Moodle fixtures' course URL.
@@ -279,20 +277,9 @@ struct Stack {
 impl Stack {
     async fn start() -> Self {
         let temp = tempfile::tempdir().unwrap();
-        let store = Store::open(temp.path()).unwrap();
-        let engine = Arc::new(
-            Engine::new(
-                store,
-                EngineConfig {
-                    mastery_threshold: 0.95,
-                    params: ParamSet::load(None).unwrap(),
-                },
-            )
-            .unwrap(),
-        );
+        let (engine, _) = crate::common::engine_in(temp.path());
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        engine.bootstrap_admin_key(temp.path()).unwrap();
         let addrs = Addrs {
             grpc: grpc.local_addr().unwrap(),
             http: http.local_addr().unwrap(),

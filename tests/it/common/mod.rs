@@ -573,6 +573,17 @@ impl TestServer {
         pb::alert_service_client::AlertServiceClient::new(self.channel().await)
     }
 
+    /// What `request` lists now (admin key; the call must succeed).
+    pub async fn list_alerts(&self, request: pb::ListAlertsRequest) -> Vec<pb::Alert> {
+        self.alerts()
+            .await
+            .list_alerts(request)
+            .await
+            .expect("list alerts")
+            .into_inner()
+            .alerts
+    }
+
     /// What `request` lists (admin key) once `done` holds of it: alerts
     /// are raised in the background, after the calls that cause them.
     pub async fn alerts_when(
