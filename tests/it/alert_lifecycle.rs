@@ -24,16 +24,11 @@ fn now() -> i64 {
 /// Every alert of `learner` (any status).
 async fn alerts_of(server: &TestServer, learner: &str) -> Vec<pb::Alert> {
     server
-        .alerts()
-        .await
         .list_alerts(pb::ListAlertsRequest {
             learner_id: learner.into(),
             ..Default::default()
         })
         .await
-        .expect("list alerts")
-        .into_inner()
-        .alerts
 }
 
 /// The alerts of `learner` once `done` holds of them.

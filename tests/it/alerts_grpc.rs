@@ -52,9 +52,7 @@ async fn next_event(stream: &mut Streaming<pb::AlertEvent>, within: Duration) ->
 /// Sixteen learners of five companies enrolled in `program`, one cohort
 /// formed; returns the cohort id.
 async fn cohort_fixture(server: &TestServer, program: &str) -> String {
-    let people: Vec<pb::Learner> = (0..16)
-        .map(|i| learner(&format!("l{i:02}"), &format!("co{}", i % 5)))
-        .collect();
+    let people: Vec<pb::Learner> = staff("l", 16, "co", 5);
     seed_cohort_program(server, program, None, &people).await;
     server.form_one_cohort(program).await
 }

@@ -85,12 +85,8 @@ async fn alert_of(server: &TestServer, learner: &str) -> pb::Alert {
 
 async fn world() -> World {
     let server = TestServer::start().await;
-    let p1: Vec<pb::Learner> = (0..16)
-        .map(|i| learner(&format!("l{i:02}"), &format!("co{}", i % 5)))
-        .collect();
-    let p2: Vec<pb::Learner> = (0..16)
-        .map(|i| learner(&format!("m{i:02}"), &format!("other{}", i % 5)))
-        .collect();
+    let p1: Vec<pb::Learner> = staff("l", 16, "co", 5);
+    let p2: Vec<pb::Learner> = staff("m", 16, "other", 5);
     seed_cohort_program(&server, "p1", None, &p1).await;
     seed_cohort_program(&server, "p2", None, &p2).await;
     server

@@ -94,16 +94,11 @@ impl Console {
         loop {
             let alerts = self
                 .server
-                .alerts()
-                .await
                 .list_alerts(pb::ListAlertsRequest {
                     learner_id: learner.into(),
                     ..Default::default()
                 })
-                .await
-                .unwrap()
-                .into_inner()
-                .alerts;
+                .await;
             if let Some(a) = alerts
                 .into_iter()
                 .find(|a| a.kind == pb::AlertKind::BlockingPoint as i32)
@@ -135,9 +130,7 @@ impl Console {
 /// Sixteen learners `{prefix}00..15` of five companies in `program`, one
 /// cohort formed; its id.
 async fn one_cohort(server: &TestServer, program: &str, prefix: &str) -> String {
-    let people: Vec<pb::Learner> = (0..16)
-        .map(|i| learner(&format!("{prefix}{i:02}"), &format!("co{}", i % 5)))
-        .collect();
+    let people: Vec<pb::Learner> = staff(prefix, 16, "co", 5);
     seed_cohort_program(server, program, None, &people).await;
     server.form_one_cohort(program).await
 }
@@ -875,9 +868,7 @@ async fn a_trainer_and_a_manager_work_in_a_real_browser() {
 #[tokio::test]
 async fn a_manager_moves_a_learner_between_cohorts() {
     let console = Console::start(ConsoleOptions::default()).await;
-    let people: Vec<pb::Learner> = (0..32)
-        .map(|i| learner(&format!("b{i:02}"), &format!("co{}", i % 8)))
-        .collect();
+    let people: Vec<pb::Learner> = staff("b", 32, "co", 8);
     let rules = pb::CohortRules {
         min_size: Some(15),
         max_size: Some(20),

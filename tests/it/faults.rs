@@ -411,12 +411,8 @@ async fn a_trainer_pages_over_its_own_alerts_only() {
     let server = TestServer::start().await;
     // Scoped pages, not the budget: every alert may be open.
     server.engine.set_alert_budget(0);
-    let p1: Vec<pb::Learner> = (0..16)
-        .map(|i| learner(&format!("l{i:02}"), &format!("co{}", i % 5)))
-        .collect();
-    let p2: Vec<pb::Learner> = (0..16)
-        .map(|i| learner(&format!("m{i:02}"), &format!("other{}", i % 5)))
-        .collect();
+    let p1: Vec<pb::Learner> = staff("l", 16, "co", 5);
+    let p2: Vec<pb::Learner> = staff("m", 16, "other", 5);
     seed_cohort_program(&server, "p1", None, &p1).await;
     seed_cohort_program(&server, "p2", None, &p2).await;
     let cohort1 = form(&server, "p1").await;

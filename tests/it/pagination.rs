@@ -67,16 +67,7 @@ async fn add_program(server: &TestServer, id: &str) {
 
 /// Enrols `learner` in `program`.
 async fn enrol(server: &TestServer, learner: &str, program: &str) {
-    server
-        .learners()
-        .await
-        .enroll_learner(pb::EnrollLearnerRequest {
-            learner_id: learner.into(),
-            program_id: program.into(),
-            enrolled_at: None,
-        })
-        .await
-        .expect("enrol");
+    server.enroll(&[learner], program).await;
 }
 
 /// Walks `ListEnrolments` one enrolment a page from the first page to the

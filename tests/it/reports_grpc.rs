@@ -39,9 +39,7 @@ async fn fixture(server: &TestServer) -> String {
         .import_catalog(small_catalog())
         .await
         .unwrap();
-    let people: Vec<pb::Learner> = (0..15)
-        .map(|i| learner(&format!("l{i:02}"), &format!("co{}", i % 5)))
-        .collect();
+    let people: Vec<pb::Learner> = staff("l", 15, "co", 5);
     seed_cohort_program(server, "p", None, &people).await;
     let cohort = server
         .cohorts()

@@ -279,6 +279,19 @@ pub fn module(id: &str, skills: &[&str], format: pb::ModuleFormat, minutes: u32)
     }
 }
 
+/// Learners `{prefix}00`, `{prefix}01`... (`n` of them) of companies
+/// `{company}0` to `{company}{companies - 1}` in turn.
+pub fn staff(prefix: &str, n: usize, company: &str, companies: usize) -> Vec<pb::Learner> {
+    (0..n)
+        .map(|i| {
+            learner(
+                &format!("{prefix}{i:02}"),
+                &format!("{company}{}", i % companies),
+            )
+        })
+        .collect()
+}
+
 /// A learner message.
 pub fn learner(id: &str, company: &str) -> pb::Learner {
     pb::Learner {
