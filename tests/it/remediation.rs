@@ -285,19 +285,9 @@ async fn recommended_modules_feed_the_started_share_signal() {
     use spoc_engine::domain::activity::{Activity, ActivityKind};
     use spoc_engine::domain::catalog::{Format, Module, Skill};
     use spoc_engine::domain::learner::{CohortRules, Learner, Program};
-    use spoc_engine::engine::params::ParamSet;
-    use spoc_engine::engine::{Engine, EngineConfig};
-    use spoc_engine::store::Store;
 
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::new(
-        Store::open(dir.path()).unwrap(),
-        EngineConfig {
-            mastery_threshold: 0.95,
-            params: ParamSet::load(None).unwrap(),
-        },
-    )
-    .unwrap();
+    let (engine, _) = crate::common::engine_in(dir.path());
     let skill = Skill {
         id: "a".into(),
         name: "A".into(),

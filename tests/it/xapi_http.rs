@@ -11,8 +11,7 @@ use crate::common::{
     hand_bkt, skill,
 };
 use axum::body::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use spoc_engine::api::pb;
 use spoc_engine::engine::Engine;
@@ -57,22 +56,7 @@ async fn request(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Reply {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(connection);
-    let mut builder = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let response = sender
-        .send_request(builder.body(Full::new(body.into())).unwrap())
-        .await
-        .expect("response");
+    let response = crate::common::http1(addr, method, path, headers, body).await;
     let status = response.status().as_u16();
     let version = response
         .headers()

@@ -476,6 +476,18 @@ impl TestServer {
             .expect("record attempts");
     }
 
+    /// Skill `id`, as GetSkill returns it (the call must succeed).
+    pub async fn stored_skill(&self, id: &str) -> pb::Skill {
+        self.catalog()
+            .await
+            .get_skill(pb::GetSkillRequest {
+                skill_id: id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     /// Cohort `id`, as GetCohort returns it (the call must succeed).
     pub async fn cohort(&self, id: &str) -> pb::Cohort {
         self.cohorts()
@@ -659,6 +671,38 @@ pub fn activity(
 }
 
 /// Checks that `status` is INVALID_ARGUMENT with a BadRequest naming
+/// Sends one HTTP/1.1 request on a fresh connection; the reply head and
+/// its body, unread.
+pub async fn http1(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<axum::body::Bytes>,
+) -> hyper::Response<hyper::body::Incoming> {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(connection);
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    sender
+        .send_request(
+            builder
+                .body(http_body_util::Full::new(body.into()))
+                .unwrap(),
+        )
+        .await
+        .expect("response")
+}
+
 /// Asserts that a command succeeded, showing its stderr otherwise.
 pub fn assert_success(out: &std::process::Output) {
     assert!(
