@@ -156,6 +156,14 @@ async fn list(server: &TestServer, program: &str) -> Vec<pb::Cohort> {
     server.program_cohorts(program).await.cohorts
 }
 
+/// Whether no cohort of `program` breaks a rule.
+async fn within_rules(server: &TestServer, program: &str) -> bool {
+    list(server, program)
+        .await
+        .iter()
+        .all(|c| c.violations.is_empty())
+}
+
 fn rules(c: &pb::Cohort) -> Vec<&str> {
     c.violations.iter().map(|v| v.rule.as_str()).collect()
 }
@@ -218,12 +226,7 @@ async fn a_learner_change_that_breaks_a_cohort_is_flagged_then_repaired() {
     assert!(again.cohorts.iter().all(|c| c.violations.is_empty()));
     assert_eq!(again.unplaced.len(), 1);
     assert_eq!(again.unplaced[0].learner_id, "l00");
-    assert!(
-        list(&server, "p")
-            .await
-            .iter()
-            .all(|c| c.violations.is_empty())
-    );
+    assert!(within_rules(&server, "p").await);
 }
 
 /// Tightening `max_company_share` is accepted; both cohorts then flag the
@@ -279,12 +282,7 @@ async fn a_tighter_company_share_is_flagged_on_every_cohort_it_breaks() {
         p.cohort_rules.get_or_insert_default().max_company_share = Some(0.3);
     })
     .await;
-    assert!(
-        list(&server, "p")
-            .await
-            .iter()
-            .all(|c| c.violations.is_empty())
-    );
+    assert!(within_rules(&server, "p").await);
 }
 
 /// Lowering `max_size` below the formed cohorts' size flags both; the

@@ -739,6 +739,11 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
     }
 
+    /// Clicks the element `css` finds (once it is there).
+    async fn click(&self, css: &str) {
+        self.find(css).await.click().await.unwrap();
+    }
+
     async fn sign_in(&self, console: &Console, key: &str) {
         self.client.goto(&console.url("/console/")).await.unwrap();
         assert!(
@@ -750,7 +755,7 @@ impl Browser {
                 .ends_with("/console/signin")
         );
         self.find("#key").await.send_keys(key).await.unwrap();
-        self.find("#signin").await.click().await.unwrap();
+        self.click("#signin").await;
         self.find("nav .who").await;
     }
 }
@@ -775,12 +780,7 @@ async fn a_trainer_and_a_manager_work_in_a_real_browser() {
     browser.check("trainer-home").await;
 
     // The cohort page, its event stream open.
-    browser
-        .find("a[href^=\"/console/cohort?id=\"]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click("a[href^=\"/console/cohort?id=\"]").await;
     browser.find("body[data-live=\"on\"]").await;
     browser.find("table.heat").await;
     browser
@@ -826,34 +826,24 @@ async fn a_trainer_and_a_manager_work_in_a_real_browser() {
     );
 
     // The learner's page.
-    browser
-        .find("tr[data-alert] td a")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click("tr[data-alert] td a").await;
     browser.find("#mastery-h").await;
     browser.check("learner").await;
 
     // Sign out; a manager previews a formation, then commits it.
-    browser.find("nav form button").await.click().await.unwrap();
+    browser.click("nav form button").await;
     browser.find("#key").await;
     browser.sign_in(&console, &console.manager).await;
     browser.check("manager-home").await;
-    browser
-        .find("a[href=\"/console/program?id=excel\"]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click("a[href=\"/console/program?id=excel\"]").await;
     browser.find("#preview").await;
     browser.check("program").await;
     let before = console.cohort_version("excel").await;
-    browser.find("#preview").await.click().await.unwrap();
+    browser.click("#preview").await;
     browser.find("#balance").await;
     browser.check("formation-preview").await;
     assert_eq!(console.cohort_version("excel").await, before);
-    browser.find("#commit").await.click().await.unwrap();
+    browser.click("#commit").await;
     browser.find("#preview").await;
     browser.find(".flash").await;
     assert_eq!(console.cohort_version("excel").await, before + 1);
