@@ -37,19 +37,14 @@ fn now() -> i64 {
 }
 
 fn attempt(id: String, learner: String, skill: usize, correct: bool, at: i64) -> pb::Attempt {
-    pb::Attempt {
-        attempt_id: id,
-        learner_id: learner,
-        item_id: format!("item-{skill}"),
-        skill_ids: vec![format!("skill-{skill}")],
+    common::attempt(
+        id,
+        learner,
+        format!("item-{skill}"),
+        format!("skill-{skill}"),
         correct,
-        score: None,
-        occurred_at: Some(prost_types::Timestamp {
-            seconds: at,
-            nanos: 0,
-        }),
-        time_spent: None,
-    }
+        at,
+    )
 }
 
 #[tokio::main]

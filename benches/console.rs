@@ -127,18 +127,15 @@ async fn main() {
     let mut mastery = pb::mastery_service_client::MasteryServiceClient::new(channel.clone());
     for i in 0..learners {
         let attempts = (0..skills * answers)
-            .map(|k| pb::Attempt {
-                attempt_id: format!("a-{i}-{k}"),
-                learner_id: format!("l{i:03}"),
-                item_id: format!("item-{}", k % skills),
-                skill_ids: vec![skill_ids[k % skills].clone()],
-                correct: i >= 10 && (k + i) % 3 != 0,
-                score: None,
-                occurred_at: Some(prost_types::Timestamp {
-                    seconds: start + k as i64,
-                    nanos: 0,
-                }),
-                time_spent: None,
+            .map(|k| {
+                common::attempt(
+                    format!("a-{i}-{k}"),
+                    format!("l{i:03}"),
+                    format!("item-{}", k % skills),
+                    skill_ids[k % skills].clone(),
+                    i >= 10 && (k + i) % 3 != 0,
+                    start + k as i64,
+                )
             })
             .collect();
         mastery

@@ -55,19 +55,14 @@ fn attempts(tag: &str, epoch: i64, client: usize, call: usize, batch: usize) -> 
         .map(|k| {
             let n = call * batch + k;
             let learner = (client * 7919 + n) % LEARNERS;
-            pb::Attempt {
-                attempt_id: format!("{tag}-{client}-{n}"),
-                learner_id: format!("learner-{learner}"),
-                item_id: format!("item-{}", n % 500),
-                skill_ids: vec![format!("skill-{}", n % SKILLS)],
-                correct: n % 3 != 0,
-                score: None,
-                occurred_at: Some(prost_types::Timestamp {
-                    seconds: START + epoch + n as i64,
-                    nanos: 0,
-                }),
-                time_spent: None,
-            }
+            common::attempt(
+                format!("{tag}-{client}-{n}"),
+                format!("learner-{learner}"),
+                format!("item-{}", n % 500),
+                format!("skill-{}", n % SKILLS),
+                n % 3 != 0,
+                START + epoch + n as i64,
+            )
         })
         .collect()
 }
@@ -83,19 +78,14 @@ fn late_attempts(client: usize, call: usize) -> Vec<pb::Attempt> {
             let h = (client as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
                 ^ n.wrapping_mul(0xBF58_476D_1CE4_E5B9);
             let h = h ^ (h >> 31);
-            pb::Attempt {
-                attempt_id: format!("late-{client}-{n}"),
-                learner_id: format!("learner-{}", h % 10),
-                item_id: "item-1".into(),
-                skill_ids: vec![format!("skill-{}", (h >> 8) % 5)],
-                correct: (h >> 16) % 3 != 0,
-                score: None,
-                occurred_at: Some(prost_types::Timestamp {
-                    seconds: LATE_NOW - ((h >> 20) % (30 * 86_400)) as i64,
-                    nanos: 0,
-                }),
-                time_spent: None,
-            }
+            common::attempt(
+                format!("late-{client}-{n}"),
+                format!("learner-{}", h % 10),
+                "item-1".into(),
+                format!("skill-{}", (h >> 8) % 5),
+                (h >> 16) % 3 != 0,
+                LATE_NOW - ((h >> 20) % (30 * 86_400)) as i64,
+            )
         })
         .collect()
 }

@@ -53,6 +53,18 @@ const PROBE_CLIENTS: usize = 64;
 
 /// Each call's outcome (`None` = OK) and latency from its scheduled time.
 type Outcomes = Arc<std::sync::Mutex<Vec<(Option<tonic::Code>, Duration)>>>;
+
+/// The latencies recorded so far, by status code name (`OK` for success).
+fn by_code(outcomes: &Outcomes) -> BTreeMap<String, Vec<Duration>> {
+    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
+    let mut by_code: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
+    for (code, latency) in outcomes {
+        let name = code.map_or("OK".to_string(), |c| format!("{c:?}"));
+        by_code.entry(name).or_default().push(latency);
+    }
+    by_code
+}
+
 /// The first message seen for each error code.
 type Samples = Arc<std::sync::Mutex<BTreeMap<String, String>>>;
 
@@ -79,19 +91,14 @@ fn proc_kib(pid: u32, field: &str) -> u64 {
 }
 
 fn attempt(id: String, n: u64) -> pb::Attempt {
-    pb::Attempt {
-        attempt_id: id,
-        learner_id: format!("l{}", n % LEARNERS as u64),
-        item_id: "item".into(),
-        skill_ids: vec![if n % 2 == 0 { "a" } else { "b" }.into()],
-        correct: n % 3 != 0,
-        score: None,
-        occurred_at: Some(prost_types::Timestamp {
-            seconds: 1_700_000_000 + (n % 100_000) as i64,
-            nanos: 0,
-        }),
-        time_spent: None,
-    }
+    common::attempt(
+        id,
+        format!("l{}", n % LEARNERS as u64),
+        "item".into(),
+        if n % 2 == 0 { "a" } else { "b" }.into(),
+        n % 3 != 0,
+        1_700_000_000 + (n % 100_000) as i64,
+    )
 }
 
 #[tokio::main]
@@ -283,12 +290,7 @@ async fn main() {
         .max(proc_kib(pid, "VmRSS:"));
     let hwm = proc_kib(pid, "VmHWM:");
 
-    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
-    let mut by_code: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
-    for (code, latency) in outcomes {
-        let name = code.map_or("OK".to_string(), |c| format!("{c:?}"));
-        by_code.entry(name).or_default().push(latency);
-    }
+    let by_code = by_code(&outcomes);
     println!(
         "offered {offered:.0} calls/s ({factor}x) for {seconds} s: {total} calls due in {:.1} s (schedule kept at {:.0}/s), all answered after {:.1} s; peak in flight {} (cap {GENERATOR_IN_FLIGHT}), {dropped} not sent (generator at its cap, {:.1}%)",
         sent_in.as_secs_f64(),
@@ -436,12 +438,7 @@ async fn expensive_phase(pid: u32, channels: &[AuthChannel], seconds: u64, rss_b
         v.sort();
         v[((v.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0
     };
-    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
-    let mut by_code: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
-    for (code, latency) in outcomes {
-        let name = code.map_or("OK".to_string(), |c| format!("{c:?}"));
-        by_code.entry(name).or_default().push(latency);
-    }
+    let by_code = by_code(&outcomes);
     println!(
         "64 clients calling GetProgramReport ({LEARNERS} learners, 20 attempts each) for {seconds} s:"
     );

@@ -164,19 +164,14 @@ async fn main() {
                 time_spent: None,
             });
             for r in 0..3 {
-                pending.push(pb::Attempt {
-                    attempt_id: format!("{id}-{k}-{r}"),
-                    learner_id: id.clone(),
-                    item_id: format!("item-s{skill}-{r}"),
-                    skill_ids: vec![format!("s{skill}")],
-                    correct: r != 1 || l % 2 == 0,
-                    score: None,
-                    occurred_at: Some(prost_types::Timestamp {
-                        seconds: at + 1 + r as i64,
-                        nanos: 0,
-                    }),
-                    time_spent: None,
-                });
+                pending.push(common::attempt(
+                    format!("{id}-{k}-{r}"),
+                    id.clone(),
+                    format!("item-s{skill}-{r}"),
+                    format!("s{skill}"),
+                    r != 1 || l % 2 == 0,
+                    at + 1 + r as i64,
+                ));
             }
         }
         if pending.len() >= 900 {

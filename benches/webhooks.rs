@@ -27,19 +27,7 @@ use spoc_engine::engine::webhooks::WebhookOptions;
 const T0: i64 = 1_700_000_000;
 
 fn attempt(id: String, learner: String, correct: bool, at: i64) -> pb::Attempt {
-    pb::Attempt {
-        attempt_id: id,
-        learner_id: learner,
-        item_id: "item-0".into(),
-        skill_ids: vec!["skill-0".into()],
-        correct,
-        score: None,
-        occurred_at: Some(prost_types::Timestamp {
-            seconds: at,
-            nanos: 0,
-        }),
-        time_spent: None,
-    }
+    common::attempt(id, learner, "item-0".into(), "skill-0".into(), correct, at)
 }
 
 /// What the receiver saw of one message: when, about whom, and whether

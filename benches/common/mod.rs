@@ -176,6 +176,28 @@ pub fn skills(n: usize) -> Vec<pb::Skill> {
         .collect()
 }
 
+/// An answer of `learner` to `item` on one skill at `seconds` (Unix time),
+/// with no score and no time spent.
+pub fn attempt(
+    id: String,
+    learner: String,
+    item: String,
+    skill: String,
+    correct: bool,
+    seconds: i64,
+) -> pb::Attempt {
+    pb::Attempt {
+        attempt_id: id,
+        learner_id: learner,
+        item_id: item,
+        skill_ids: vec![skill],
+        correct,
+        score: None,
+        occurred_at: Some(prost_types::Timestamp { seconds, nanos: 0 }),
+        time_spent: None,
+    }
+}
+
 /// A French-speaking learner in Paris's time zone.
 pub fn learner(id: String, company: String) -> pb::Learner {
     pb::Learner {

@@ -91,32 +91,12 @@ impl MasteryService for MasteryApi {
             restarts,
             seed,
         } = request.into_inner();
-        let folds = match folds {
-            0 => 5,
-            1..=20 => folds as usize,
-            _ => {
-                return Err(
-                    Error::invalid("folds", format!("must be in 0..=20, got {folds}")).into(),
-                );
-            }
-        };
-        let restarts = match restarts {
-            0 => 5,
-            1..=50 => restarts as usize,
-            _ => {
-                return Err(Error::invalid(
-                    "restarts",
-                    format!("must be in 0..=50, got {restarts}"),
-                )
-                .into());
-            }
-        };
         self.engine.start_fit(FitRequest {
+            folds: count_or_five("folds", folds, 20)?,
+            restarts: count_or_five("restarts", restarts, 50)?,
             forgets,
             multilearn,
             multigs,
-            folds,
-            restarts,
             seed,
         })?;
         let (active, state) = self.engine.model();
@@ -173,4 +153,16 @@ fn model_message(active: ActiveModel, state: FitState) -> pb::Model {
         })
         .collect();
     message
+}
+
+/// A count the caller may leave at 0 for the default of 5, at most `max`.
+fn count_or_five(field: &str, value: i32, max: i32) -> Result<usize, Error> {
+    match value {
+        0 => Ok(5),
+        1.. if value <= max => Ok(value as usize),
+        _ => Err(Error::invalid(
+            field,
+            format!("must be in 0..={max}, got {value}"),
+        )),
+    }
 }

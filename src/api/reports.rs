@@ -29,6 +29,19 @@ impl ReportApi {
     pub fn new(engine: Arc<Engine>) -> Self {
         Self { engine }
     }
+
+    /// Builds a report off the workers (it reads every answer of every
+    /// learner in scope and may render charts) and answers it in `format`.
+    async fn report(
+        &self,
+        format: Format,
+        build: impl FnOnce(&Engine) -> Result<CohortReport> + Send + 'static,
+    ) -> Result<Response<pb::GetReportResponse>, Status> {
+        let engine = self.engine.clone();
+        let response =
+            offload::blocking(async move { build(&engine).map(|r| respond(r, format)) }).await??;
+        Ok(Response::new(response))
+    }
 }
 
 /// The text rendering asked for.
@@ -217,16 +230,11 @@ impl ReportService for ReportApi {
                 return Err(status);
             }
         };
-        // A report reads every answer of every learner in scope and may
-        // render charts: off the workers.
-        let engine = self.engine.clone();
-        let response = offload::blocking(async move {
+        self.report(format, move |engine| {
             let program = (!program_id.is_empty()).then_some(program_id.as_str());
-            let report = engine.cohort_report_for(&who, &cohort_id, program)?;
-            Ok::<_, Error>(respond(report, format))
+            engine.cohort_report_for(&who, &cohort_id, program)
         })
-        .await??;
-        Ok(Response::new(response))
+        .await
     }
 
     async fn get_program_report(
@@ -236,13 +244,10 @@ impl ReportService for ReportApi {
         let program_id = check::id("program_id", &request.get_ref().program_id)?;
         let format = format_from_pb("format", request.get_ref().format)?;
         let who = super::scope::authorize(&self.engine, &request)?;
-        let engine = self.engine.clone();
-        let response = offload::blocking(async move {
-            let report = engine.program_report_for(&who, &program_id)?;
-            Ok::<_, Error>(respond(report, format))
+        self.report(format, move |engine| {
+            engine.program_report_for(&who, &program_id)
         })
-        .await??;
-        Ok(Response::new(response))
+        .await
     }
 
     async fn get_certification(

@@ -34,29 +34,8 @@ pub fn new_subscription(r: &pb::CreateSubscriptionRequest) -> Result<NewSubscrip
             format!("must be at most {MAX_URL_BYTES} bytes, got {}", r.url.len()),
         ));
     }
-    let ids = |field: &str, values: &[String], one: fn(&str, &str) -> Result<String>| {
-        if values.len() > MAX_FILTER_IDS {
-            return Err(Error::invalid(
-                field,
-                format!(
-                    "must name at most {MAX_FILTER_IDS} ids, got {}",
-                    values.len()
-                ),
-            ));
-        }
-        let mut out: Vec<String> = Vec::with_capacity(values.len());
-        for (i, value) in values.iter().enumerate() {
-            let at = format!("{field}[{i}]");
-            let value = one(&at, value)?;
-            if out.contains(&value) {
-                return Err(Error::invalid(at, format!("'{value}' is named twice")));
-            }
-            out.push(value);
-        }
-        Ok(out)
-    };
-    let program_ids = ids("program_ids", &r.program_ids, |f, v| check::id(f, v))?;
-    let cohort_ids = ids("cohort_ids", &r.cohort_ids, super::cohorts::cohort_id)?;
+    let program_ids = filter_ids("program_ids", &r.program_ids, |f, v| check::id(f, v))?;
+    let cohort_ids = filter_ids("cohort_ids", &r.cohort_ids, super::cohorts::cohort_id)?;
     let mut kinds = Vec::with_capacity(r.kinds.len());
     for (i, value) in r.kinds.iter().enumerate() {
         let at = format!("kinds[{i}]");
@@ -69,62 +48,8 @@ pub fn new_subscription(r: &pb::CreateSubscriptionRequest) -> Result<NewSubscrip
         kinds.push(name);
     }
     let min_severity = severity("min_severity", r.min_severity)?;
-    let delivery = match pb::SubscriptionDelivery::try_from(r.delivery) {
-        Ok(pb::SubscriptionDelivery::Immediate) => {
-            if r.digest_hour.is_some() {
-                return Err(Error::invalid("digest_hour", "only for daily digests"));
-            }
-            if !r.digest_time_zone.is_empty() {
-                return Err(Error::invalid("digest_time_zone", "only for daily digests"));
-            }
-            Delivery::Immediate
-        }
-        Ok(pb::SubscriptionDelivery::DailyDigest) => {
-            let hour = r.digest_hour.unwrap_or(DEFAULT_DIGEST_HOUR as u32);
-            if hour > 23 {
-                return Err(Error::invalid(
-                    "digest_hour",
-                    format!("must be an hour from 0 to 23, got {hour}"),
-                ));
-            }
-            let zone = check::time_zone("digest_time_zone", &r.digest_time_zone)?;
-            Delivery::DailyDigest {
-                hour: hour as u8,
-                time_zone: if zone.is_empty() { "UTC".into() } else { zone },
-            }
-        }
-        Ok(pb::SubscriptionDelivery::Unspecified) => {
-            return Err(Error::invalid(
-                "delivery",
-                "is required: SUBSCRIPTION_DELIVERY_IMMEDIATE or \
-                 SUBSCRIPTION_DELIVERY_DAILY_DIGEST",
-            ));
-        }
-        Err(_) => {
-            return Err(Error::invalid(
-                "delivery",
-                format!("unknown delivery {}", r.delivery),
-            ));
-        }
-    };
-    let format = match pb::SubscriptionFormat::try_from(r.format) {
-        Ok(pb::SubscriptionFormat::Cloudevents) => Format::CloudEvents,
-        Ok(pb::SubscriptionFormat::Slack) => Format::Slack,
-        Ok(pb::SubscriptionFormat::Teams) => Format::Teams,
-        Ok(pb::SubscriptionFormat::Unspecified) => {
-            return Err(Error::invalid(
-                "format",
-                "is required: SUBSCRIPTION_FORMAT_CLOUDEVENTS, SUBSCRIPTION_FORMAT_SLACK or \
-                 SUBSCRIPTION_FORMAT_TEAMS",
-            ));
-        }
-        Err(_) => {
-            return Err(Error::invalid(
-                "format",
-                format!("unknown format {}", r.format),
-            ));
-        }
-    };
+    let delivery = delivery(r)?;
+    let format = format(r.format)?;
     Ok(NewSubscription {
         url: r.url.clone(),
         program_ids,
@@ -135,6 +60,87 @@ pub fn new_subscription(r: &pb::CreateSubscriptionRequest) -> Result<NewSubscrip
         format,
         description: check::text("description", &r.description)?,
     })
+}
+
+/// A filter's ids, each checked by `one` and named once, at most
+/// [`MAX_FILTER_IDS`].
+fn filter_ids(
+    field: &str,
+    values: &[String],
+    one: fn(&str, &str) -> Result<String>,
+) -> Result<Vec<String>> {
+    if values.len() > MAX_FILTER_IDS {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "must name at most {MAX_FILTER_IDS} ids, got {}",
+                values.len()
+            ),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(values.len());
+    for (i, value) in values.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let value = one(&at, value)?;
+        if out.contains(&value) {
+            return Err(Error::invalid(at, format!("'{value}' is named twice")));
+        }
+        out.push(value);
+    }
+    Ok(out)
+}
+
+/// The delivery asked for, with the digest's hour and time zone (only for
+/// daily digests).
+fn delivery(r: &pb::CreateSubscriptionRequest) -> Result<Delivery> {
+    match pb::SubscriptionDelivery::try_from(r.delivery) {
+        Ok(pb::SubscriptionDelivery::Immediate) => {
+            if r.digest_hour.is_some() {
+                return Err(Error::invalid("digest_hour", "only for daily digests"));
+            }
+            if !r.digest_time_zone.is_empty() {
+                return Err(Error::invalid("digest_time_zone", "only for daily digests"));
+            }
+            Ok(Delivery::Immediate)
+        }
+        Ok(pb::SubscriptionDelivery::DailyDigest) => {
+            let hour = r.digest_hour.unwrap_or(DEFAULT_DIGEST_HOUR as u32);
+            if hour > 23 {
+                return Err(Error::invalid(
+                    "digest_hour",
+                    format!("must be an hour from 0 to 23, got {hour}"),
+                ));
+            }
+            let zone = check::time_zone("digest_time_zone", &r.digest_time_zone)?;
+            Ok(Delivery::DailyDigest {
+                hour: hour as u8,
+                time_zone: if zone.is_empty() { "UTC".into() } else { zone },
+            })
+        }
+        Ok(pb::SubscriptionDelivery::Unspecified) => Err(Error::invalid(
+            "delivery",
+            "is required: SUBSCRIPTION_DELIVERY_IMMEDIATE or SUBSCRIPTION_DELIVERY_DAILY_DIGEST",
+        )),
+        Err(_) => Err(Error::invalid(
+            "delivery",
+            format!("unknown delivery {}", r.delivery),
+        )),
+    }
+}
+
+/// The body format asked for.
+fn format(value: i32) -> Result<Format> {
+    match pb::SubscriptionFormat::try_from(value) {
+        Ok(pb::SubscriptionFormat::Cloudevents) => Ok(Format::CloudEvents),
+        Ok(pb::SubscriptionFormat::Slack) => Ok(Format::Slack),
+        Ok(pb::SubscriptionFormat::Teams) => Ok(Format::Teams),
+        Ok(pb::SubscriptionFormat::Unspecified) => Err(Error::invalid(
+            "format",
+            "is required: SUBSCRIPTION_FORMAT_CLOUDEVENTS, SUBSCRIPTION_FORMAT_SLACK or \
+             SUBSCRIPTION_FORMAT_TEAMS",
+        )),
+        Err(_) => Err(Error::invalid("format", format!("unknown format {value}"))),
+    }
 }
 
 /// A minimum severity: unspecified means any; unknown values are refused.

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod client;
 pub mod cohorts;
 pub mod demo;
+pub mod enrol;
 pub mod eval_alerts;
 pub mod fit;
 pub mod learners;

@@ -133,19 +133,7 @@ fn tls_identity(
 
 /// Opens the store and serves until a shutdown signal.
 pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    if !(args.mastery_threshold > 0.0 && args.mastery_threshold <= 1.0) {
-        return Err(format!(
-            "--mastery-threshold must be in (0, 1], got {}",
-            args.mastery_threshold
-        )
-        .into());
-    }
-    if args.max_in_flight == 0 {
-        return Err("--max-in-flight must be at least 1".into());
-    }
-    if args.alert_pass_seconds == 0 {
-        return Err("--alert-pass-seconds must be at least 1".into());
-    }
+    check_numbers(&args)?;
     let tls = tls_identity(&args)?;
     let under_tls = tls.is_some();
     let webhooks = webhook_options(&args)?;
@@ -159,42 +147,7 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
         )
         .into());
     }
-    let params = ParamSet::load(args.bkt_params.as_deref())?;
-    let risk_model = args
-        .risk_model
-        .as_deref()
-        .map(crate::engine::alerts::load_risk_model)
-        .transpose()?;
-    let store = Store::open_with(
-        &args.data_dir,
-        crate::store::budget::MemoryBudget::from_mb(args.memory_mb),
-    )?;
-    let engine = Arc::new(Engine::new(
-        store,
-        EngineConfig {
-            mastery_threshold: args.mastery_threshold,
-            params,
-        },
-    )?);
-    if let Some(model) = risk_model {
-        engine.set_risk_model(Some(model));
-    }
-    engine.set_alert_pass_interval(std::time::Duration::from_secs(args.alert_pass_seconds));
-    if webhooks.allow_private {
-        tracing::warn!(
-            "--webhook-allow-private: webhooks may reach private and loopback addresses over \
-             plain http"
-        );
-    }
-    engine.set_webhook_options(webhooks);
-    engine.set_alert_budget(args.alerts_per_25);
-    if let Some(path) = engine.bootstrap_admin_key(&args.data_dir)? {
-        tracing::warn!(
-            path = %path.display(),
-            "new store: wrote the first admin API key there (mode 0600); \
-             use it to create other keys, then keep it safe or revoke it"
-        );
-    }
+    let engine = open_engine(&args, webhooks)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -253,6 +206,69 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
         tracing::info!("stopped; store flushed");
         Ok(())
     })
+}
+
+/// Refuses numeric options out of their range.
+fn check_numbers(args: &ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    if !(args.mastery_threshold > 0.0 && args.mastery_threshold <= 1.0) {
+        return Err(format!(
+            "--mastery-threshold must be in (0, 1], got {}",
+            args.mastery_threshold
+        )
+        .into());
+    }
+    if args.max_in_flight == 0 {
+        return Err("--max-in-flight must be at least 1".into());
+    }
+    if args.alert_pass_seconds == 0 {
+        return Err("--alert-pass-seconds must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// Opens the store and the engine with the options' parameters, models
+/// and settings, and writes the first admin key of a new store.
+fn open_engine(
+    args: &ServeArgs,
+    webhooks: crate::engine::webhooks::WebhookOptions,
+) -> Result<Arc<Engine>, Box<dyn std::error::Error + Send + Sync>> {
+    let params = ParamSet::load(args.bkt_params.as_deref())?;
+    let risk_model = args
+        .risk_model
+        .as_deref()
+        .map(crate::engine::alerts::load_risk_model)
+        .transpose()?;
+    let store = Store::open_with(
+        &args.data_dir,
+        crate::store::budget::MemoryBudget::from_mb(args.memory_mb),
+    )?;
+    let engine = Arc::new(Engine::new(
+        store,
+        EngineConfig {
+            mastery_threshold: args.mastery_threshold,
+            params,
+        },
+    )?);
+    if let Some(model) = risk_model {
+        engine.set_risk_model(Some(model));
+    }
+    engine.set_alert_pass_interval(std::time::Duration::from_secs(args.alert_pass_seconds));
+    if webhooks.allow_private {
+        tracing::warn!(
+            "--webhook-allow-private: webhooks may reach private and loopback addresses over \
+             plain http"
+        );
+    }
+    engine.set_webhook_options(webhooks);
+    engine.set_alert_budget(args.alerts_per_25);
+    if let Some(path) = engine.bootstrap_admin_key(&args.data_dir)? {
+        tracing::warn!(
+            path = %path.display(),
+            "new store: wrote the first admin API key there (mode 0600); \
+             use it to create other keys, then keep it safe or revoke it"
+        );
+    }
+    Ok(engine)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (also what stops `spoc demo`).

@@ -300,6 +300,36 @@ pub fn reconcile(
     out
 }
 
+/// Fixtures the crate's unit tests share.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// An open warning blocking point of learner `l` in program `p` (no
+    /// cohort, no skill, no signals, at time 0), raised at `sequence`:
+    /// tests override what they look at.
+    pub(crate) fn alert(sequence: u64) -> Alert {
+        Alert {
+            id: alert_id(sequence),
+            learner_id: "l".into(),
+            program_id: "p".into(),
+            cohort_id: String::new(),
+            kind: AlertKind::BlockingPoint,
+            severity: Severity::Warning,
+            reason: String::new(),
+            skill_id: None,
+            signals: BTreeMap::new(),
+            created_at: 0,
+            updated_at: 0,
+            status: AlertStatus::Open,
+            status_by: String::new(),
+            note: String::new(),
+            resolved_at: None,
+            sequence,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,22 +357,11 @@ mod tests {
 
     fn alert(kind: AlertKind, severity: Severity, reason: &str, status: AlertStatus) -> Alert {
         Alert {
-            id: alert_id(1),
-            learner_id: "l".into(),
-            program_id: "p".into(),
-            cohort_id: String::new(),
             kind,
             severity,
             reason: reason.into(),
-            skill_id: None,
-            signals: BTreeMap::new(),
-            created_at: 0,
-            updated_at: 0,
             status,
-            status_by: String::new(),
-            note: String::new(),
-            resolved_at: None,
-            sequence: 1,
+            ..tests_support::alert(1)
         }
     }
 

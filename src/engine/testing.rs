@@ -46,3 +46,13 @@ pub(crate) fn learner(id: &str) -> Learner {
         display_name: String::new(),
     }
 }
+
+/// How many answers of learner `l` on skill `s` the stored mastery counts.
+pub(crate) fn answers_of_l_on_s(engine: &Engine) -> u32 {
+    engine
+        .store
+        .mastery("l", "s")
+        .unwrap()
+        .expect("l has a mastery on s")
+        .attempt_count
+}

@@ -95,8 +95,52 @@ pub async fn replay(
 
 /// `GET /metrics`: Prometheus text exposition of the xAPI counters.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let c = state.engine.xapi_counters();
     let mut out = String::new();
+    xapi_metrics(&state.engine.xapi_counters(), &mut out);
+    let _ = writeln!(
+        out,
+        "# HELP spoc_xapi_statements_total Statements by what became of them (attempt, \
+         module_event, enrolment, voided, waiting, no_effect, refused) and verb; a waiting \
+         statement is counted again when a replay applies it.\n\
+         # TYPE spoc_xapi_statements_total counter"
+    );
+    for (outcome, verb, count) in state.engine.xapi_outcomes() {
+        let _ = writeln!(
+            out,
+            "spoc_xapi_statements_total{{outcome=\"{}\",verb=\"{verb}\"}} {count}",
+            outcome.label()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP spoc_xapi_requests_rejected_total xAPI requests refused, by HTTP status.\n\
+         # TYPE spoc_xapi_requests_rejected_total counter"
+    );
+    for (code, count) in state.rejected.iter() {
+        let _ = writeln!(
+            out,
+            "spoc_xapi_requests_rejected_total{{code=\"{code}\"}} {}",
+            count.load(Ordering::Relaxed)
+        );
+    }
+    // The outbox gauges count tree entries: off the runtime's workers.
+    let engine = state.engine.clone();
+    match offload::blocking(async move { engine.webhook_stats() }).await {
+        Ok(Ok(stats)) => webhook_metrics(&stats, &mut out),
+        Ok(Err(err)) => tracing::error!(error = %err, "webhook figures unreadable"),
+        Err(err) => tracing::error!(error = %err, "webhook figures task failed"),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+}
+
+/// The xAPI statement counters and the gauge of statements waiting.
+fn xapi_metrics(c: &crate::engine::xapi::XapiCounters, out: &mut String) {
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = writeln!(
             out,
@@ -164,46 +208,6 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Statements waiting for a replay now.",
         c.unresolved_now,
     );
-    let _ = writeln!(
-        out,
-        "# HELP spoc_xapi_statements_total Statements by what became of them (attempt, \
-         module_event, enrolment, voided, waiting, no_effect, refused) and verb; a waiting \
-         statement is counted again when a replay applies it.\n\
-         # TYPE spoc_xapi_statements_total counter"
-    );
-    for (outcome, verb, count) in state.engine.xapi_outcomes() {
-        let _ = writeln!(
-            out,
-            "spoc_xapi_statements_total{{outcome=\"{}\",verb=\"{verb}\"}} {count}",
-            outcome.label()
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP spoc_xapi_requests_rejected_total xAPI requests refused, by HTTP status.\n\
-         # TYPE spoc_xapi_requests_rejected_total counter"
-    );
-    for (code, count) in state.rejected.iter() {
-        let _ = writeln!(
-            out,
-            "spoc_xapi_requests_rejected_total{{code=\"{code}\"}} {}",
-            count.load(Ordering::Relaxed)
-        );
-    }
-    // The outbox gauges count tree entries: off the runtime's workers.
-    let engine = state.engine.clone();
-    match offload::blocking(async move { engine.webhook_stats() }).await {
-        Ok(Ok(stats)) => webhook_metrics(&stats, &mut out),
-        Ok(Err(err)) => tracing::error!(error = %err, "webhook figures unreadable"),
-        Err(err) => tracing::error!(error = %err, "webhook figures task failed"),
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
-    )
 }
 
 /// The webhook delivery counters and gauges (`engine/webhooks`).

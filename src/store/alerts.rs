@@ -62,25 +62,20 @@ impl Store {
     /// The active (open or acknowledged) alerts of one learner in one
     /// program, at most one per kind.
     pub fn active_alerts(&self, learner: &str, program: &str) -> Result<Vec<Alert>> {
-        let alerts = self.alerts_table()?;
-        self.alert_active_table()?
-            .scan(&keys::prefix(&[learner, program]))?
-            .into_iter()
-            .map(|(key, id)| {
-                alerts.get(id.as_bytes())?.ok_or_else(|| Error::Corrupt {
-                    tree: ACTIVE,
-                    key: keys::display(&key),
-                    reason: format!("points at missing alert '{id}'"),
-                })
-            })
-            .collect()
+        self.active_under(&keys::prefix(&[learner, program]))
     }
 
     /// Every active alert, in (learner, program, kind) order.
     pub fn all_active_alerts(&self) -> Result<Vec<Alert>> {
+        self.active_under(b"")
+    }
+
+    /// The active alerts whose index key starts with `prefix`, read
+    /// through the index (a dangling entry is damage, named).
+    fn active_under(&self, prefix: &[u8]) -> Result<Vec<Alert>> {
         let alerts = self.alerts_table()?;
         self.alert_active_table()?
-            .scan(b"")?
+            .scan(prefix)?
             .into_iter()
             .map(|(key, id)| {
                 alerts.get(id.as_bytes())?.ok_or_else(|| Error::Corrupt {
@@ -220,30 +215,13 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::domain::alerts::{AlertStatus, alert_id};
-    use crate::domain::risk::Severity;
 
     fn change(sequence: u64) -> Alert {
         Alert {
-            id: alert_id(sequence),
             learner_id: format!("l{sequence}"),
-            program_id: "p".into(),
-            cohort_id: String::new(),
-            kind: AlertKind::BlockingPoint,
-            severity: Severity::Warning,
             reason: "stuck".into(),
-            skill_id: None,
-            signals: BTreeMap::new(),
-            created_at: 0,
-            updated_at: 0,
-            status: AlertStatus::Open,
-            status_by: String::new(),
-            note: String::new(),
-            resolved_at: None,
-            sequence,
+            ..crate::domain::alerts::tests_support::alert(sequence)
         }
     }
 

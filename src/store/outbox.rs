@@ -555,22 +555,23 @@ fn scan_keys(tree: &sled::Tree, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
 mod tests {
     use super::*;
     use crate::domain::access::{Role, Scope};
-    use crate::domain::webhooks::{Delivery, Format};
 
     fn message(sub: &str, id: &str, due_at: Micros) -> Message {
-        Message {
-            id: id.into(),
-            subscription_id: sub.into(),
-            event_type: "spoc.alert.raised".into(),
-            alert_id: "alert-1".into(),
-            learners: vec!["alice".into()],
-            content_type: "application/json".into(),
+        let rendered = crate::domain::webhooks::payload::Rendered {
+            content_type: "application/json",
             body: b"{}".to_vec(),
-            created_at: 0,
+        };
+        Message {
             due_at,
-            attempts: 0,
-            first_attempt_at: None,
-            last_error: String::new(),
+            ..Message::due_now(
+                id.into(),
+                sub,
+                "spoc.alert.raised",
+                "alert-1",
+                vec!["alice".into()],
+                rendered,
+                0,
+            )
         }
     }
 
@@ -578,20 +579,12 @@ mod tests {
         Subscription {
             id: id.into(),
             url: "https://example.com".into(),
-            program_ids: vec![],
-            cohort_ids: vec![],
-            kinds: vec![],
-            min_severity: None,
-            delivery: Delivery::Immediate,
-            format: Format::CloudEvents,
-            description: String::new(),
-            created_at: 0,
-            key_id: "k".into(),
             key_name: "k".into(),
             role: Role::Manager,
             scope: Scope::All,
             from_sequence: 0,
             secret: vec![0; 32],
+            ..crate::domain::webhooks::tests_support::subscription()
         }
     }
 

@@ -198,58 +198,11 @@ impl Store {
         if !self.has_learner(learner)? {
             return Ok(None);
         }
-        let prefix = keys::prefix(&[learner]);
-        // (tree, keys to remove)
-        let mut removals: Vec<(sled::Tree, Vec<Vec<u8>>)> = Vec::new();
-        let under = |tree: &sled::Tree| -> Result<Vec<Vec<u8>>> {
-            tree.scan_prefix(&prefix)
-                .keys()
-                .map(|k| Ok(k?.to_vec()))
-                .collect()
-        };
-        removals.push((
-            self.learners.tree.clone(),
-            vec![learner.as_bytes().to_vec()],
-        ));
-        let enrolment_keys = under(&self.enrolments.tree)?;
-        let member_keys = enrolment_keys
-            .iter()
-            .map(|k| {
-                let program = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-                keys::compose(&[&program, learner])
-            })
-            .collect();
-        removals.push((self.enrolments.tree.clone(), enrolment_keys));
-        removals.push((self.program_members.tree.clone(), member_keys));
+        let removals = self.removals(learner)?;
         let t = &self.ingested;
         let attempts = t.learner_attempts(learner)?;
         let index_pages = attempt_index::without(&t.index, &t.index_entries(&attempts)?)?;
-        let block_keys = under(&t.blocks)?;
-        removals.push((t.mastery.clone(), vec![learner.as_bytes().to_vec()]));
-        removals.push((t.ids.tree().clone(), t.ids.keys_of(Kind::Learner, learner)));
-        let activity_index = under(&self.learner_activity.tree)?;
-        let event_keys = activity_index
-            .iter()
-            .filter_map(|k| k.get(prefix.len() + 8..).map(<[u8]>::to_vec))
-            .collect();
-        removals.push((self.activities.tree.clone(), event_keys));
-        removals.push((self.learner_activity.tree.clone(), activity_index));
-        let recommended = self.table::<Micros>("recommended")?.tree;
-        removals.push((recommended.clone(), under(&recommended)?));
-        let active = self.table::<String>("alert_active")?.tree;
-        removals.push((active.clone(), under(&active)?));
-        let alert_keys = self
-            .alerts_of(learner)?
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        removals.push((self.table::<Alert>("alerts")?.tree, alert_keys));
-        let waiting = self
-            .unresolved_of(learner)?
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        removals.push((self.table::<Unresolved>(UNRESOLVED)?.tree, waiting));
+        let block_keys = keys_under(&t.blocks, &keys::prefix(&[learner]))?;
 
         // Values rewritten without the learner, re-read inside the
         // transaction so that a concurrent cohort move is not undone.
@@ -322,6 +275,56 @@ impl Store {
                 sled::transaction::TransactionError::Storage(err) => err.into(),
             });
         Ok(Some(erased?))
+    }
+
+    /// The records of `learner` an erasure removes, tree by tree (the
+    /// attempts, their blocks and index pages apart).
+    fn removals(&self, learner: &str) -> Result<Vec<(sled::Tree, Vec<Vec<u8>>)>> {
+        let prefix = keys::prefix(&[learner]);
+        // (tree, keys to remove)
+        let mut removals: Vec<(sled::Tree, Vec<Vec<u8>>)> = Vec::new();
+        let under = |tree: &sled::Tree| keys_under(tree, &prefix);
+        removals.push((
+            self.learners.tree.clone(),
+            vec![learner.as_bytes().to_vec()],
+        ));
+        let enrolment_keys = under(&self.enrolments.tree)?;
+        let member_keys = enrolment_keys
+            .iter()
+            .map(|k| {
+                let program = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                keys::compose(&[&program, learner])
+            })
+            .collect();
+        removals.push((self.enrolments.tree.clone(), enrolment_keys));
+        removals.push((self.program_members.tree.clone(), member_keys));
+        let t = &self.ingested;
+        removals.push((t.mastery.clone(), vec![learner.as_bytes().to_vec()]));
+        removals.push((t.ids.tree().clone(), t.ids.keys_of(Kind::Learner, learner)));
+        let activity_index = under(&self.learner_activity.tree)?;
+        let event_keys = activity_index
+            .iter()
+            .filter_map(|k| k.get(prefix.len() + 8..).map(<[u8]>::to_vec))
+            .collect();
+        removals.push((self.activities.tree.clone(), event_keys));
+        removals.push((self.learner_activity.tree.clone(), activity_index));
+        let recommended = self.table::<Micros>("recommended")?.tree;
+        removals.push((recommended.clone(), under(&recommended)?));
+        let active = self.table::<String>("alert_active")?.tree;
+        removals.push((active.clone(), under(&active)?));
+        let alert_keys = self
+            .alerts_of(learner)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        removals.push((self.table::<Alert>("alerts")?.tree, alert_keys));
+        let waiting = self
+            .unresolved_of(learner)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        removals.push((self.table::<Unresolved>(UNRESOLVED)?.tree, waiting));
+        Ok(removals)
     }
 
     /// Makes the write-ahead log drop `learner`'s entries from now on; an
@@ -403,4 +406,12 @@ fn decode_in_txn<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
 ) -> std::result::Result<T, sled::transaction::ConflictableTransactionError<Error>> {
     codec::decode(tree, key, bytes).map_err(sled::transaction::ConflictableTransactionError::Abort)
+}
+
+/// The keys of `tree` under `prefix`.
+fn keys_under(tree: &sled::Tree, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+    tree.scan_prefix(prefix)
+        .keys()
+        .map(|k| Ok(k?.to_vec()))
+        .collect()
 }

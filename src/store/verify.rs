@@ -344,14 +344,24 @@ fn read_id(key: &[u8], value: &[u8]) -> Result<Option<(u8, u32, String)>> {
 /// Attempt blocks, their index, the interned ids and mastery agree;
 /// attempts name existing learners.
 fn check_ingestion(t: &Trees, report: &mut Report) {
+    let observations = check_blocks(t, report);
+    check_mastery(t, &observations, report);
+}
+
+/// Each (learner, skill)'s stored answers, with their positions.
+type Observations = BTreeMap<(String, String), Vec<(Position, Observation)>>;
+
+/// Every stored attempt is stored once, names an existing learner, item
+/// and skills, and is in the index; returns the answers by learner and
+/// skill.
+fn check_blocks(t: &Trees, report: &mut Report) -> Observations {
     let number_of: BTreeMap<(u8, &str), u32> = t
         .ids
         .iter()
         .map(|((tag, n), id)| ((*tag, id.as_str()), *n))
         .collect();
     let name = |tag: u8, n: u32| t.ids.get(&(tag, n));
-    let mut observations: BTreeMap<(String, String), Vec<(Position, Observation)>> =
-        BTreeMap::new();
+    let mut observations = Observations::new();
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
     for (learner, shown, p) in &t.blocks {
         let place = format!("tree attempt_blocks, key {shown}");
@@ -409,6 +419,13 @@ fn check_ingestion(t: &Trees, report: &mut Report) {
                 ));
         }
     }
+    observations
+}
+
+/// Each stored mastery folds exactly the stored answers, and every
+/// (learner, skill) with answers has one.
+fn check_mastery(t: &Trees, observations: &Observations, report: &mut Report) {
+    let name = |tag: u8, n: u32| t.ids.get(&(tag, n));
     let mut mastery: BTreeMap<(String, String), &MasteryState> = BTreeMap::new();
     for (learner, states) in &t.records {
         for p in states {

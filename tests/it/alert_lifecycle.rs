@@ -24,16 +24,11 @@ fn now() -> i64 {
 /// Every alert of `learner` (any status).
 async fn alerts_of(server: &TestServer, learner: &str) -> Vec<pb::Alert> {
     server
-        .alerts()
-        .await
         .list_alerts(pb::ListAlertsRequest {
             learner_id: learner.into(),
             ..Default::default()
         })
         .await
-        .expect("list alerts")
-        .into_inner()
-        .alerts
 }
 
 /// The alerts of `learner` once `done` holds of them.
@@ -356,14 +351,7 @@ async fn a_bulk_load_is_evaluated_once_at_its_end() {
             .unwrap();
     }
     settle(&server, 0).await;
-    let all = server
-        .alerts()
-        .await
-        .list_alerts(pb::ListAlertsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .alerts;
+    let all = server.list_alerts(pb::ListAlertsRequest::default()).await;
     assert!(
         all.iter()
             .all(|a| a.kind != pb::AlertKind::BlockingPoint as i32),

@@ -24,12 +24,7 @@ async fn fail(server: &TestServer, learner: &str, skill: &str, tag: &str, n: usi
             )
         })
         .collect();
-    server
-        .mastery()
-        .await
-        .record_attempts(pb::RecordAttemptsRequest { attempts })
-        .await
-        .expect("record attempts");
+    server.record(attempts).await;
 }
 
 fn list_request(learner: &str) -> pb::ListAlertsRequest {
@@ -57,24 +52,9 @@ async fn next_event(stream: &mut Streaming<pb::AlertEvent>, within: Duration) ->
 /// Sixteen learners of five companies enrolled in `program`, one cohort
 /// formed; returns the cohort id.
 async fn cohort_fixture(server: &TestServer, program: &str) -> String {
-    let people: Vec<pb::Learner> = (0..16)
-        .map(|i| learner(&format!("l{i:02}"), &format!("co{}", i % 5)))
-        .collect();
+    let people: Vec<pb::Learner> = staff("l", 16, "co", 5);
     seed_cohort_program(server, program, None, &people).await;
-    let formed = server
-        .cohorts()
-        .await
-        .form_cohorts(pb::FormCohortsRequest {
-            program_id: program.into(),
-            objective: 0,
-            seed: 1,
-            dry_run: false,
-        })
-        .await
-        .expect("form cohorts")
-        .into_inner();
-    assert_eq!(formed.cohorts.len(), 1);
-    formed.cohorts[0].id.clone()
+    server.form_one_cohort(program).await
 }
 
 async fn watch(
@@ -209,17 +189,7 @@ async fn blocking_point_is_streamed_updated_not_duplicated_and_resumable() {
 async fn trainers_acknowledge_and_resolve_and_the_engine_resolves_cleared_conditions() {
     let server = TestServer::start().await;
     seed(&server).await;
-    let mut learners = server.learners().await;
-    for id in ["alice", "bob"] {
-        learners
-            .enroll_learner(pb::EnrollLearnerRequest {
-                enrolled_at: None,
-                learner_id: id.into(),
-                program_id: "excel".into(),
-            })
-            .await
-            .expect("enrol");
-    }
+    server.enroll(&["alice", "bob"], "excel").await;
     let mut client = server.alerts().await;
 
     fail(&server, "alice", "a", "al", 3).await;
@@ -560,17 +530,7 @@ async fn program_thresholds_are_applied_and_checked() {
         .into_inner();
     assert_eq!(now, stored);
 
-    let mut learners = server.learners().await;
-    for id in ["alice", "bob"] {
-        learners
-            .enroll_learner(pb::EnrollLearnerRequest {
-                enrolled_at: None,
-                learner_id: id.into(),
-                program_id: "excel".into(),
-            })
-            .await
-            .unwrap();
-    }
+    server.enroll(&["alice", "bob"], "excel").await;
     // Three failures are not a blocking point for this program; five are.
     fail(&server, "alice", "a", "al", 3).await;
     fail(&server, "bob", "a", "bo", 5).await;
@@ -578,14 +538,7 @@ async fn program_thresholds_are_applied_and_checked() {
         .alerts_when(list_request("bob"), |a| !blocking(a).is_empty())
         .await;
     assert!(blocking(&bob)[0].reason.starts_with("5 failed"));
-    let alice = server
-        .alerts()
-        .await
-        .list_alerts(list_request("alice"))
-        .await
-        .unwrap()
-        .into_inner()
-        .alerts;
+    let alice = server.list_alerts(list_request("alice")).await;
     assert!(blocking(&alice).is_empty(), "{alice:#?}");
     server.stop().await;
 }

@@ -60,32 +60,14 @@ struct World {
 }
 
 async fn form(server: &TestServer, program: &str) -> String {
-    let formed = server
-        .cohorts()
-        .await
-        .form_cohorts(pb::FormCohortsRequest {
-            program_id: program.into(),
-            objective: 0,
-            seed: 1,
-            dry_run: false,
-        })
-        .await
-        .expect("form cohorts")
-        .into_inner();
-    assert_eq!(formed.cohorts.len(), 1);
-    formed.cohorts[0].id.clone()
+    server.form_one_cohort(program).await
 }
 
 async fn fail(server: &TestServer, learner: &str, tag: &str) {
     let attempts = (0..4)
         .map(|k| attempt(&format!("{tag}-{k}"), learner, &["a"], false, t0() + k))
         .collect();
-    server
-        .mastery()
-        .await
-        .record_attempts(pb::RecordAttemptsRequest { attempts })
-        .await
-        .expect("record attempts");
+    server.record(attempts).await;
 }
 
 /// The blocking-point alert of `learner` once raised.
@@ -103,12 +85,8 @@ async fn alert_of(server: &TestServer, learner: &str) -> pb::Alert {
 
 async fn world() -> World {
     let server = TestServer::start().await;
-    let p1: Vec<pb::Learner> = (0..16)
-        .map(|i| learner(&format!("l{i:02}"), &format!("co{}", i % 5)))
-        .collect();
-    let p2: Vec<pb::Learner> = (0..16)
-        .map(|i| learner(&format!("m{i:02}"), &format!("other{}", i % 5)))
-        .collect();
+    let p1: Vec<pb::Learner> = staff("l", 16, "co", 5);
+    let p2: Vec<pb::Learner> = staff("m", 16, "other", 5);
     seed_cohort_program(&server, "p1", None, &p1).await;
     seed_cohort_program(&server, "p2", None, &p2).await;
     server
@@ -931,12 +909,7 @@ async fn company_reports_never_show_another_companys_learners() {
             ));
         }
     }
-    server
-        .mastery()
-        .await
-        .record_attempts(pb::RecordAttemptsRequest { attempts })
-        .await
-        .expect("attempts");
+    server.record(attempts).await;
 
     let request = pb::GetCohortReportRequest {
         cohort_id: world.cohort1.clone(),
@@ -1032,13 +1005,8 @@ async fn trainer_sees_alerts_and_mastery_of_their_cohorts_only() {
     );
     let everything = world
         .server
-        .alerts()
-        .await
         .list_alerts(pb::ListAlertsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .alerts;
+        .await;
     assert!(everything.iter().any(|a| a.cohort_id == world.cohort2));
 
     // Watching program 1 whole: the snapshot holds cohort 1's alerts only.

@@ -45,6 +45,22 @@ async fn spoc(key: &str, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// `spoc restore --from <backup> --data-dir <dir>`: whether it succeeded,
+/// and what it printed.
+async fn restore(key: &str, backup: &std::path::Path, dir: &std::path::Path) -> (bool, String) {
+    spoc(
+        key,
+        &[
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ],
+    )
+    .await
+}
+
 /// Writers of attempts (two learners, two skills) and of new learners with
 /// their enrolment, until `stop`.
 async fn start_writers(
@@ -211,30 +227,10 @@ async fn backup_under_writes_restores_a_consistent_store() {
     let busy = work.path().join("busy");
     std::fs::create_dir_all(&busy).unwrap();
     std::fs::write(busy.join("x"), b"x").unwrap();
-    let (ok, out) = spoc(
-        &key,
-        &[
-            "restore",
-            "--from",
-            file.to_str().unwrap(),
-            "--data-dir",
-            busy.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let (ok, out) = restore(&key, &file, &busy).await;
     assert!(!ok && out.contains("not empty"), "{out}");
     let restored = work.path().join("restored");
-    let (ok, out) = spoc(
-        &key,
-        &[
-            "restore",
-            "--from",
-            file.to_str().unwrap(),
-            "--data-dir",
-            restored.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let (ok, out) = restore(&key, &file, &restored).await;
     assert!(ok, "spoc restore failed: {out}");
 
     // A server on the copy has everything acknowledged before the backup,
@@ -284,17 +280,7 @@ async fn backup_under_writes_restores_a_consistent_store() {
     assert!(ok, "{out}");
     let temp = server.stop().await.expect("temp dir");
     let again = work.path().join("again");
-    let (ok, out) = spoc(
-        &key,
-        &[
-            "restore",
-            "--from",
-            quiet.to_str().unwrap(),
-            "--data-dir",
-            again.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let (ok, out) = restore(&key, &quiet, &again).await;
     assert!(ok, "{out}");
     let original = tables(temp.path());
     assert_eq!(original.len(), 10, "{:?}", original.keys());

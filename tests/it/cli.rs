@@ -100,16 +100,7 @@ async fn import_form_and_export_cohorts() {
     let summary = json(&out);
     assert_eq!(summary["learners"], 40);
     assert_eq!(summary["companies"], 5);
-    let enrolled = server
-        .learners()
-        .await
-        .list_enrolments(pb::ListEnrolmentsRequest {
-            program_id: "excel".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let enrolled = server.enrolments("excel").await;
     assert_eq!(enrolled.enrolments.len(), 40);
 
     let formed_csv = dir.path().join("formed.csv");
@@ -140,16 +131,7 @@ async fn import_form_and_export_cohorts() {
     assert_eq!(formed["report"]["learner_count"], 40);
     assert_eq!(formed["report"]["skills"].as_array().unwrap().len(), 3);
     assert!(formed["report"]["max_company_share"].as_f64().unwrap() <= 0.3);
-    let listed = server
-        .cohorts()
-        .await
-        .list_cohorts(pb::ListCohortsRequest {
-            program_id: "excel".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let listed = server.program_cohorts("excel").await;
     assert_eq!(listed.version, 1);
     let ids: Vec<&str> = cohorts.iter().map(|c| c["id"].as_str().unwrap()).collect();
     let server_ids: Vec<&str> = listed.cohorts.iter().map(|c| c.id.as_str()).collect();
@@ -199,16 +181,7 @@ async fn import_form_and_export_cohorts() {
         "{text}"
     );
     assert!(text.contains("dry run"), "{text}");
-    let listed = server
-        .cohorts()
-        .await
-        .list_cohorts(pb::ListCohortsRequest {
-            program_id: "excel".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let listed = server.program_cohorts("excel").await;
     assert_eq!(listed.version, 1, "a dry run stores nothing");
 
     // The offline mode: its flags, under its own name.
@@ -258,17 +231,7 @@ async fn import_form_and_export_cohorts() {
 async fn list_watch_acknowledge_and_resolve_alerts() {
     let server = TestServer::start().await;
     seed(&server).await;
-    let mut learners = server.learners().await;
-    for id in ["alice", "bob"] {
-        learners
-            .enroll_learner(pb::EnrollLearnerRequest {
-                enrolled_at: None,
-                learner_id: id.into(),
-                program_id: "excel".into(),
-            })
-            .await
-            .unwrap();
-    }
+    server.enroll(&["alice", "bob"], "excel").await;
     let now = jiff::Timestamp::now().as_second();
     let failures: Vec<pb::Attempt> = (0..4)
         .map(|i| attempt(&format!("f{i}"), "alice", &["a"], false, now - 300 + i))
@@ -427,12 +390,7 @@ async fn report_and_model_fit() {
         }
     }
     let stored = attempts.len();
-    server
-        .mastery()
-        .await
-        .record_attempts(pb::RecordAttemptsRequest { attempts })
-        .await
-        .unwrap();
+    server.record(attempts).await;
 
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("report.html");

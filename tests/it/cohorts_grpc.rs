@@ -27,12 +27,7 @@ async fn vary_mastery(server: &TestServer, learners: &[pb::Learner]) {
             })
         })
         .collect();
-    server
-        .mastery()
-        .await
-        .record_attempts(pb::RecordAttemptsRequest { attempts })
-        .await
-        .expect("attempts");
+    server.record(attempts).await;
 }
 
 fn form(program: &str, seed: u64, dry_run: bool) -> pb::FormCohortsRequest {
@@ -84,17 +79,7 @@ fn assert_constraints(cohorts: &[pb::Cohort], population: &[pb::Learner], min: u
 }
 
 async fn list(server: &TestServer, program: &str) -> pb::ListCohortsResponse {
-    server
-        .cohorts()
-        .await
-        .list_cohorts(pb::ListCohortsRequest {
-            program_id: program.into(),
-            page_size: 0,
-            page_token: String::new(),
-        })
-        .await
-        .expect("list cohorts")
-        .into_inner()
+    server.program_cohorts(program).await
 }
 
 /// A dry run stores nothing; real runs persist with versions 1 then 2;
@@ -668,21 +653,8 @@ async fn csv_import_and_export_through_the_binary() {
         .output()
         .await
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let enrolled = server
-        .learners()
-        .await
-        .list_enrolments(pb::ListEnrolmentsRequest {
-            program_id: "excel".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    crate::common::assert_success(&out);
+    let enrolled = server.enrolments("excel").await;
     assert_eq!(enrolled.enrolments.len(), 40);
 
     // A bad row is refused with its line, before anything is sent.
@@ -725,11 +697,7 @@ async fn csv_import_and_export_through_the_binary() {
         .output()
         .await
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     let text = std::fs::read_to_string(&output).unwrap();
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("learner_id,cohort_id"));

@@ -12,9 +12,8 @@ use std::time::Duration;
 use crate::common::{AuthChannel, Spoc, authed, connect_when_up, free_addr, hand_bkt, t0};
 use axum::body::Bytes;
 use base64::Engine as _;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use prost::Message;
 use serde_json::{Value, json};
 use spoc_engine::api::pb;
@@ -113,33 +112,6 @@ impl Reply {
     }
 }
 
-/// Sends one HTTP/1.1 request on a fresh connection; the reply head and
-/// its body, unread.
-async fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: impl Into<Bytes>,
-) -> hyper::Response<Incoming> {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(connection);
-    let mut builder = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    sender
-        .send_request(builder.body(Full::new(body.into())).unwrap())
-        .await
-        .expect("response")
-}
-
 /// A POST, read whole.
 async fn post(
     addr: SocketAddr,
@@ -147,7 +119,7 @@ async fn post(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Reply {
-    let response = send(addr, "POST", path, headers, body).await;
+    let response = crate::common::http1(addr, "POST", path, headers, body).await;
     let status = response.status().as_u16();
     let content_type = response
         .headers()
@@ -222,7 +194,7 @@ async fn watch(
         ("authorization", bearer.as_str()),
     ];
     headers.extend_from_slice(extra);
-    let response = send(
+    let response = crate::common::http1(
         served.http,
         "POST",
         "/spoc.v1.AlertService/WatchAlerts",
@@ -501,7 +473,7 @@ async fn errors_carry_connect_codes_and_the_field_in_details() {
     // Other paths stay the HTTP router's.
     let reply = served.json(key, "/acme.v1.Other/Call", json!({})).await;
     assert_eq!(reply.status, 404);
-    let response = send(served.http, "GET", "/xapi/nothing", &[], "").await;
+    let response = crate::common::http1(served.http, "GET", "/xapi/nothing", &[], "").await;
     assert_eq!(response.status(), 404);
     let reply = post(
         served.http,
@@ -545,7 +517,7 @@ async fn errors_carry_connect_codes_and_the_field_in_details() {
     )
     .await;
     reply.error(501, "unimplemented");
-    let response = send(
+    let response = crate::common::http1(
         served.http,
         "GET",
         "/spoc.v1.CatalogService/ListSkills",
@@ -708,7 +680,7 @@ async fn watch_alerts_is_a_connect_server_stream() {
 
     // A request envelope announcing more than the message-size limit is
     // refused before its bytes are waited for.
-    let response = send(
+    let response = crate::common::http1(
         served.http,
         "POST",
         "/spoc.v1.AlertService/WatchAlerts",

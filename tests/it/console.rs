@@ -89,26 +89,16 @@ impl Console {
         let attempts = (0..3)
             .map(|k| attempt(&format!("{tag}-{k}"), learner, &["a"], false, t0() + k))
             .collect();
-        self.server
-            .mastery()
-            .await
-            .record_attempts(pb::RecordAttemptsRequest { attempts })
-            .await
-            .unwrap();
+        self.server.record(attempts).await;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let alerts = self
                 .server
-                .alerts()
-                .await
                 .list_alerts(pb::ListAlertsRequest {
                     learner_id: learner.into(),
                     ..Default::default()
                 })
-                .await
-                .unwrap()
-                .into_inner()
-                .alerts;
+                .await;
             if let Some(a) = alerts
                 .into_iter()
                 .find(|a| a.kind == pb::AlertKind::BlockingPoint as i32)
@@ -133,41 +123,16 @@ impl Console {
     }
 
     async fn cohort_version(&self, program: &str) -> u64 {
-        self.server
-            .cohorts()
-            .await
-            .list_cohorts(pb::ListCohortsRequest {
-                program_id: program.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .version
+        self.server.program_cohorts(program).await.version
     }
 }
 
 /// Sixteen learners `{prefix}00..15` of five companies in `program`, one
 /// cohort formed; its id.
 async fn one_cohort(server: &TestServer, program: &str, prefix: &str) -> String {
-    let people: Vec<pb::Learner> = (0..16)
-        .map(|i| learner(&format!("{prefix}{i:02}"), &format!("co{}", i % 5)))
-        .collect();
+    let people: Vec<pb::Learner> = staff(prefix, 16, "co", 5);
     seed_cohort_program(server, program, None, &people).await;
-    let formed = server
-        .cohorts()
-        .await
-        .form_cohorts(pb::FormCohortsRequest {
-            program_id: program.into(),
-            objective: 0,
-            seed: 1,
-            dry_run: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(formed.cohorts.len(), 1);
-    formed.cohorts[0].id.clone()
+    server.form_one_cohort(program).await
 }
 
 /// An HTTP client that does not follow redirects nor keep cookies: the
@@ -537,15 +502,8 @@ async fn sign_in_cookies_csrf_and_scopes_hold_over_plain_http() {
     // Lock the new cohort; the program's HTML report.
     let cohort = console
         .server
-        .cohorts()
+        .program_cohorts("excel")
         .await
-        .list_cohorts(pb::ListCohortsRequest {
-            program_id: "excel".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
         .cohorts
         .remove(0);
     assert!(!cohort.locked);
@@ -561,16 +519,7 @@ async fn sign_in_cookies_csrf_and_scopes_hold_over_plain_http() {
         .await
         .unwrap();
     assert_eq!(locked.status(), 303);
-    let now = console
-        .server
-        .cohorts()
-        .await
-        .get_cohort(pb::GetCohortRequest {
-            cohort_id: cohort.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let now = console.server.cohort(&cohort.id).await;
     assert!(now.locked);
     let report = http
         .get(console.url("/console/program/report?id=excel"))
@@ -857,6 +806,11 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
     }
 
+    /// Clicks the element `css` finds (once it is there).
+    async fn click(&self, css: &str) {
+        self.find(css).await.click().await.unwrap();
+    }
+
     async fn sign_in(&self, console: &Console, key: &str) {
         self.client.goto(&console.url("/console/")).await.unwrap();
         assert!(
@@ -868,7 +822,7 @@ impl Browser {
                 .ends_with("/console/signin")
         );
         self.find("#key").await.send_keys(key).await.unwrap();
-        self.find("#signin").await.click().await.unwrap();
+        self.click("#signin").await;
         self.find("nav .who").await;
     }
 }
@@ -893,12 +847,7 @@ async fn a_trainer_and_a_manager_work_in_a_real_browser() {
     browser.check("trainer-home").await;
 
     // The cohort page, its event stream open.
-    browser
-        .find("a[href^=\"/console/cohort?id=\"]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click("a[href^=\"/console/cohort?id=\"]").await;
     browser.find("body[data-live=\"on\"]").await;
     browser.find("table.heat").await;
     browser
@@ -967,34 +916,24 @@ async fn a_trainer_and_a_manager_work_in_a_real_browser() {
     );
 
     // The learner's page.
-    browser
-        .find("tr[data-alert] td a")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click("tr[data-alert] td a").await;
     browser.find("#mastery-h").await;
     browser.check("learner").await;
 
     // Sign out; a manager previews a formation, then commits it.
-    browser.find("nav form button").await.click().await.unwrap();
+    browser.click("nav form button").await;
     browser.find("#key").await;
     browser.sign_in(&console, &console.manager).await;
     browser.check("manager-home").await;
-    browser
-        .find("a[href=\"/console/program?id=excel\"]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click("a[href=\"/console/program?id=excel\"]").await;
     browser.find("#preview").await;
     browser.check("program").await;
     let before = console.cohort_version("excel").await;
-    browser.find("#preview").await.click().await.unwrap();
+    browser.click("#preview").await;
     browser.find("#balance").await;
     browser.check("formation-preview").await;
     assert_eq!(console.cohort_version("excel").await, before);
-    browser.find("#commit").await.click().await.unwrap();
+    browser.click("#commit").await;
     browser.find("#preview").await;
     browser.find(".flash").await;
     assert_eq!(console.cohort_version("excel").await, before + 1);
@@ -1009,9 +948,7 @@ async fn a_trainer_and_a_manager_work_in_a_real_browser() {
 #[tokio::test]
 async fn a_manager_moves_a_learner_between_cohorts() {
     let console = Console::start(ConsoleOptions::default()).await;
-    let people: Vec<pb::Learner> = (0..32)
-        .map(|i| learner(&format!("b{i:02}"), &format!("co{}", i % 8)))
-        .collect();
+    let people: Vec<pb::Learner> = staff("b", 32, "co", 8);
     let rules = pb::CohortRules {
         min_size: Some(15),
         max_size: Some(20),
@@ -1059,16 +996,7 @@ async fn a_manager_moves_a_learner_between_cohorts() {
         .await
         .unwrap();
     assert_eq!(moved.status(), 303);
-    let target = console
-        .server
-        .cohorts()
-        .await
-        .get_cohort(pb::GetCohortRequest {
-            cohort_id: to.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let target = console.server.cohort(&to.id).await;
     assert!(target.learner_ids.contains(&learner), "{target:?}");
 
     // Ids are checked as over gRPC: an oversized one is a 400 naming it.

@@ -64,11 +64,7 @@ async fn acknowledged_attempts_survive_sigkill() {
             let mut catalog =
                 pb::catalog_service_client::CatalogServiceClient::new(channel.clone());
             catalog
-                .import_catalog(pb::ImportCatalogRequest {
-                    skills: vec![skill("a", &[]), skill("b", &[])],
-                    modules: vec![],
-                    items: vec![],
-                })
+                .import_catalog(crate::common::skills_a_b())
                 .await
                 .unwrap();
             let mut learners =

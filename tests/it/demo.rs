@@ -108,11 +108,7 @@ fn demo_runs_on_a_fresh_folder_and_shows_everything() {
     // The folder is the demo's own: a second run wipes and reloads it.
     std::fs::write(dir.join("left-over"), "x").unwrap();
     let out = run(&dir);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     assert!(!dir.join("left-over").exists());
 
     // Anything else is refused and left alone.

@@ -17,11 +17,7 @@ async fn serve(dir: &Path) -> (Spoc, AuthChannel) {
 /// Skills `a` and `b`, learner `alice`, and `n` acknowledged attempts.
 async fn seed_attempts(channel: &AuthChannel, n: usize) {
     pb::catalog_service_client::CatalogServiceClient::new(channel.clone())
-        .import_catalog(pb::ImportCatalogRequest {
-            skills: vec![skill("a", &[]), skill("b", &[])],
-            modules: vec![],
-            items: vec![],
-        })
+        .import_catalog(crate::common::skills_a_b())
         .await
         .unwrap();
     pb::learner_service_client::LearnerServiceClient::new(channel.clone())
@@ -371,30 +367,12 @@ async fn fail_three(server: &TestServer, learner: &str) {
     let attempts = (0..3)
         .map(|k| attempt(&format!("{learner}-f{k}"), learner, &["a"], false, t0() + k))
         .collect();
-    server
-        .mastery()
-        .await
-        .record_attempts(pb::RecordAttemptsRequest { attempts })
-        .await
-        .expect("record attempts");
+    server.record(attempts).await;
 }
 
 /// Forms the cohorts of `program` (one cohort of its 16 learners).
 async fn form(server: &TestServer, program: &str) -> String {
-    let formed = server
-        .cohorts()
-        .await
-        .form_cohorts(pb::FormCohortsRequest {
-            program_id: program.into(),
-            objective: 0,
-            seed: 1,
-            dry_run: false,
-        })
-        .await
-        .expect("form cohorts")
-        .into_inner();
-    assert_eq!(formed.cohorts.len(), 1);
-    formed.cohorts[0].id.clone()
+    server.form_one_cohort(program).await
 }
 
 /// Every page of ListAlerts for `key` with page_size 1: (alerts of each
@@ -433,12 +411,8 @@ async fn a_trainer_pages_over_its_own_alerts_only() {
     let server = TestServer::start().await;
     // Scoped pages, not the budget: every alert may be open.
     server.engine.set_alert_budget(0);
-    let p1: Vec<pb::Learner> = (0..16)
-        .map(|i| learner(&format!("l{i:02}"), &format!("co{}", i % 5)))
-        .collect();
-    let p2: Vec<pb::Learner> = (0..16)
-        .map(|i| learner(&format!("m{i:02}"), &format!("other{}", i % 5)))
-        .collect();
+    let p1: Vec<pb::Learner> = staff("l", 16, "co", 5);
+    let p2: Vec<pb::Learner> = staff("m", 16, "other", 5);
     seed_cohort_program(&server, "p1", None, &p1).await;
     seed_cohort_program(&server, "p2", None, &p2).await;
     let cohort1 = form(&server, "p1").await;
@@ -753,11 +727,7 @@ async fn the_recovery_procedure_restores_the_last_backup() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     // More writes after the backup, killed before a checkpoint trims the
     // log that holds them (retried until the kill wins the race).
     let mut segment = None;
@@ -786,11 +756,7 @@ async fn the_recovery_procedure_restores_the_last_backup() {
         .arg(&restored)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     let (code, text) = verify(&restored);
     assert_eq!(code, 0, "{text}");
     // The restored store holds the keys (hashed) of the backed-up one.

@@ -30,8 +30,7 @@ use spoc_engine::api::{
     mastery::MasteryApi, programs::ProgramApi, remediation::RemediationApi, reports::ReportApi,
 };
 use spoc_engine::domain;
-use spoc_engine::engine::params::ParamSet;
-use spoc_engine::engine::{Engine, EngineConfig};
+use spoc_engine::engine::Engine;
 use spoc_engine::store::{Store, codec};
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -182,17 +181,9 @@ fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let engine = Arc::new(
-            Engine::new(
-                store,
-                EngineConfig {
-                    mastery_threshold: 0.95,
-                    params: ParamSet::load(None).unwrap(),
-                },
-            )
-            .unwrap(),
-        );
+        // The admin key it writes goes unused: the fuzz calls the services
+        // in process.
+        let (engine, _) = crate::common::engine_in(dir.path());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -115,15 +115,7 @@ async fn malformed_protobuf_is_invalid_argument() {
         .await
         .unwrap();
     assert_eq!(a, skill("a", &[]));
-    let b = server
-        .catalog()
-        .await
-        .get_skill(pb::GetSkillRequest {
-            skill_id: "b".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let b = server.stored_skill("b").await;
     assert_eq!(b, skill("b", &["a"]));
 
     assert_eq!(

@@ -399,26 +399,9 @@ async fn restart_keeps_everything() {
     let temp = server.stop().await;
 
     let server = TestServer::start_in(&dir).await;
-    let skill = server
-        .catalog()
-        .await
-        .get_skill(pb::GetSkillRequest {
-            skill_id: "c".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let skill = server.stored_skill("c").await;
     assert_eq!(skill.prerequisite_ids, ["b"]);
-    let enrolments = server
-        .learners()
-        .await
-        .list_enrolments(pb::ListEnrolmentsRequest {
-            program_id: "excel".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let enrolments = server.enrolments("excel").await;
     assert_eq!(enrolments.enrolments.len(), 1);
     let after = server
         .mastery()

@@ -88,16 +88,7 @@ async fn fit_model_activates_and_survives_restart() {
             .await
             .unwrap();
     }
-    let before = mastery
-        .get_mastery(pb::GetMasteryRequest {
-            learner_id: "l0".into(),
-            skill_ids: vec!["a".into()],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .skills[0]
-        .p_mastered;
+    let before = p_mastered_l0_a(&mut mastery).await;
 
     let started = mastery
         .fit_model(pb::FitModelRequest {
@@ -149,16 +140,7 @@ async fn fit_model_activates_and_survives_restart() {
     );
 
     // Mastery was recomputed with the fitted parameters.
-    let after = mastery
-        .get_mastery(pb::GetMasteryRequest {
-            learner_id: "l0".into(),
-            skill_ids: vec!["a".into()],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .skills[0]
-        .p_mastered;
+    let after = p_mastered_l0_a(&mut mastery).await;
     assert_ne!(after, before);
 
     let dir = server.data_dir.clone();
@@ -304,11 +286,7 @@ async fn model_activation_survives_sigkill() {
     let (spoc, addr) = start();
     let channel = connect(addr).await;
     pb::catalog_service_client::CatalogServiceClient::new(channel.clone())
-        .import_catalog(pb::ImportCatalogRequest {
-            skills: vec![skill("a", &[]), skill("b", &[])],
-            modules: vec![],
-            items: vec![],
-        })
+        .import_catalog(crate::common::skills_a_b())
         .await
         .unwrap();
     let mut learners = pb::learner_service_client::LearnerServiceClient::new(channel.clone());
@@ -400,4 +378,20 @@ async fn model_activation_survives_sigkill() {
     assert_eq!(stale_pairs(&before, &want), 0, "served before the kill");
     assert_eq!(stale_pairs(&after, &want), 0, "served after the restart");
     drop(spoc);
+}
+
+/// P(mastered) of learner l0 on skill a, as served.
+async fn p_mastered_l0_a(
+    mastery: &mut pb::mastery_service_client::MasteryServiceClient<AuthChannel>,
+) -> f64 {
+    mastery
+        .get_mastery(pb::GetMasteryRequest {
+            learner_id: "l0".into(),
+            skill_ids: vec!["a".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .skills[0]
+        .p_mastered
 }

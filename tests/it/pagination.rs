@@ -67,16 +67,7 @@ async fn add_program(server: &TestServer, id: &str) {
 
 /// Enrols `learner` in `program`.
 async fn enrol(server: &TestServer, learner: &str, program: &str) {
-    server
-        .learners()
-        .await
-        .enroll_learner(pb::EnrollLearnerRequest {
-            learner_id: learner.into(),
-            program_id: program.into(),
-            enrolled_at: None,
-        })
-        .await
-        .expect("enrol");
+    server.enroll(&[learner], program).await;
 }
 
 /// Walks `ListEnrolments` one enrolment a page from the first page to the
@@ -416,11 +407,7 @@ async fn unresolved_statements_page_with_bound_tokens() {
     let channel = authed(connect_when_up(grpc_addr).await, Some(&key));
     let mut catalog = pb::catalog_service_client::CatalogServiceClient::new(channel);
     catalog
-        .import_catalog(pb::ImportCatalogRequest {
-            skills: vec![skill("a", &[]), skill("b", &[])],
-            modules: vec![],
-            items: vec![],
-        })
+        .import_catalog(crate::common::skills_a_b())
         .await
         .unwrap();
     let skills_token = catalog

@@ -50,9 +50,7 @@ fn store_mentions(dir: &std::path::Path, id: &str) -> (usize, Vec<String>) {
 /// cohort membership, attempts and mastery, module activity, a
 /// recommendation, a blocking-point alert (active, dedup index, log).
 async fn populate(server: &TestServer) -> String {
-    let mut people: Vec<pb::Learner> = (0..15)
-        .map(|i| learner(&format!("l{i:02}"), &format!("co{}", i % 5)))
-        .collect();
+    let mut people: Vec<pb::Learner> = staff("l", 15, "co", 5);
     people.push(learner(SUBJECT, "co0"));
     seed_cohort_program(server, "p", None, &people).await;
     server
@@ -68,19 +66,7 @@ async fn populate(server: &TestServer) -> String {
         })
         .await
         .expect("import modules");
-    let formed = server
-        .cohorts()
-        .await
-        .form_cohorts(pb::FormCohortsRequest {
-            program_id: "p".into(),
-            objective: 0,
-            seed: 1,
-            dry_run: false,
-        })
-        .await
-        .expect("form cohorts")
-        .into_inner();
-    let cohort = formed.cohorts[0].id.clone();
+    let cohort = server.form_one_cohort("p").await;
 
     let mut mastery = server.mastery().await;
     for (who, tag) in [(SUBJECT, "s"), ("l00", "o")] {
@@ -251,14 +237,7 @@ async fn export_then_erase_leaves_no_trace_of_the_learner() {
     let members = format!("{kept:?}");
     assert!(!members.contains(SUBJECT), "{members}");
     assert!(members.contains("l00"), "{members}");
-    let alerts = server
-        .alerts()
-        .await
-        .list_alerts(pb::ListAlertsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .alerts;
+    let alerts = server.list_alerts(pb::ListAlertsRequest::default()).await;
     assert!(alerts.iter().all(|a| a.learner_id != SUBJECT));
     assert!(alerts.iter().any(|a| a.learner_id == "l00"));
 

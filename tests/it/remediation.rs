@@ -41,8 +41,7 @@ async fn seed_enrolled(server: &TestServer) {
 async fn recommends_the_ready_skill_and_reports_missing_content() {
     let server = TestServer::start().await;
     seed_enrolled(&server).await;
-    let mut remediation =
-        pb::remediation_service_client::RemediationServiceClient::new(server.channel().await);
+    let mut remediation = server.remediation().await;
     let ask = pb::RecommendNextRequest {
         learner_id: "alice".into(),
         program_id: "excel".into(),
@@ -86,12 +85,7 @@ async fn recommends_the_ready_skill_and_reports_missing_content() {
             ]
         })
         .collect();
-    server
-        .mastery()
-        .await
-        .record_attempts(pb::RecordAttemptsRequest { attempts })
-        .await
-        .unwrap();
+    server.record(attempts).await;
     let later = remediation.recommend_next(ask).await.unwrap().into_inner();
     assert_eq!(later.status, pb::RecommendationStatus::NoContent as i32);
     assert!(later.recommendations.is_empty());
@@ -108,8 +102,7 @@ async fn recommends_the_ready_skill_and_reports_missing_content() {
 async fn unknown_ids_and_bad_counts_are_refused() {
     let server = TestServer::start().await;
     seed_enrolled(&server).await;
-    let mut remediation =
-        pb::remediation_service_client::RemediationServiceClient::new(server.channel().await);
+    let mut remediation = server.remediation().await;
     let request = |learner: &str, program: &str, count| pb::RecommendNextRequest {
         learner_id: learner.into(),
         program_id: program.into(),
@@ -204,8 +197,7 @@ async fn activity_is_idempotent_and_steers_the_policy() {
         })
         .await
         .unwrap();
-    let mut remediation =
-        pb::remediation_service_client::RemediationServiceClient::new(server.channel().await);
+    let mut remediation = server.remediation().await;
     let ask = pb::RecommendNextRequest {
         learner_id: "alice".into(),
         program_id: "excel".into(),
@@ -293,19 +285,9 @@ async fn recommended_modules_feed_the_started_share_signal() {
     use spoc_engine::domain::activity::{Activity, ActivityKind};
     use spoc_engine::domain::catalog::{Format, Module, Skill};
     use spoc_engine::domain::learner::{CohortRules, Learner, Program};
-    use spoc_engine::engine::params::ParamSet;
-    use spoc_engine::engine::{Engine, EngineConfig};
-    use spoc_engine::store::Store;
 
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::new(
-        Store::open(dir.path()).unwrap(),
-        EngineConfig {
-            mastery_threshold: 0.95,
-            params: ParamSet::load(None).unwrap(),
-        },
-    )
-    .unwrap();
+    let (engine, _) = crate::common::engine_in(dir.path());
     let skill = Skill {
         id: "a".into(),
         name: "A".into(),
@@ -421,8 +403,7 @@ async fn certification_asks_diagnostic_items_then_certifies() {
         .record_attempts(pb::RecordAttemptsRequest { attempts: answers })
         .await
         .expect("record answers");
-    let mut remediation =
-        pb::remediation_service_client::RemediationServiceClient::new(server.channel().await);
+    let mut remediation = server.remediation().await;
     remediation
         .record_activity(pb::RecordActivityRequest {
             activities: vec![activity(

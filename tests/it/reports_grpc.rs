@@ -36,19 +36,10 @@ async fn fixture(server: &TestServer) -> String {
     server
         .catalog()
         .await
-        .import_catalog(pb::ImportCatalogRequest {
-            skills: vec![skill("a", &[]), skill("b", &["a"]), skill("c", &["b"])],
-            modules: vec![
-                module("m-a", &["a"], pb::ModuleFormat::Video, 10),
-                module("m-b", &["b"], pb::ModuleFormat::Exercise, 20),
-            ],
-            items: vec![],
-        })
+        .import_catalog(small_catalog())
         .await
         .unwrap();
-    let people: Vec<pb::Learner> = (0..15)
-        .map(|i| learner(&format!("l{i:02}"), &format!("co{}", i % 5)))
-        .collect();
+    let people: Vec<pb::Learner> = staff("l", 15, "co", 5);
     seed_cohort_program(server, "p", None, &people).await;
     let cohort = server
         .cohorts()
@@ -89,12 +80,7 @@ async fn fixture(server: &TestServer) -> String {
         ));
     }
     attempts.push(attempt("l01-b", "l01", &["b"], true, base() + 600));
-    server
-        .mastery()
-        .await
-        .record_attempts(pb::RecordAttemptsRequest { attempts })
-        .await
-        .unwrap();
+    server.record(attempts).await;
     server
         .remediation()
         .await
@@ -412,11 +398,7 @@ async fn spoc_report_writes_the_file_from_a_running_service() {
         .output()
         .await
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     let text = std::fs::read_to_string(&html).unwrap();
     assert!(text.starts_with("<!DOCTYPE html>") && text.contains("<svg"));
 
@@ -426,11 +408,7 @@ async fn spoc_report_writes_the_file_from_a_running_service() {
         .output()
         .await
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     let text = std::fs::read_to_string(&csv).unwrap();
     assert!(text.contains("summary,p,Program p,learners,15"), "{text}");
 

@@ -11,9 +11,6 @@ use spoc_engine::domain::mastery::Attempt;
 use spoc_engine::domain::risk::LinearModel;
 use spoc_engine::domain::risk::model::Sample;
 use spoc_engine::domain::risk::training::train_on;
-use spoc_engine::engine::params::ParamSet;
-use spoc_engine::engine::{Engine, EngineConfig};
-use spoc_engine::store::Store;
 
 const DAY: i64 = 86_400_000_000;
 
@@ -23,14 +20,7 @@ const DAY: i64 = 86_400_000_000;
 #[tokio::test]
 async fn ended_programs_give_labelled_samples_that_train_a_model() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::new(
-        Store::open(dir.path()).unwrap(),
-        EngineConfig {
-            mastery_threshold: 0.95,
-            params: ParamSet::load(None).unwrap(),
-        },
-    )
-    .unwrap();
+    let (engine, _) = crate::common::engine_in(dir.path());
     // Four skills, one module each.
     let skills: Vec<Skill> = (0..4)
         .map(|i| Skill {

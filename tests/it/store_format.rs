@@ -58,15 +58,8 @@ async fn observed(server: &TestServer) -> serde_json::Value {
         );
     }
     let cohorts = server
-        .cohorts()
+        .program_cohorts("excel")
         .await
-        .list_cohorts(pb::ListCohortsRequest {
-            program_id: "excel".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("cohorts")
-        .into_inner()
         .cohorts
         .into_iter()
         .map(|c| serde_json::json!({"id": c.id, "members": c.learner_ids}))
@@ -81,11 +74,6 @@ async fn populate(server: &TestServer) {
         .catalog()
         .await
         .import_catalog(pb::ImportCatalogRequest {
-            skills: vec![skill("a", &[]), skill("b", &["a"]), skill("c", &["b"])],
-            modules: vec![
-                module("m-a", &["a"], pb::ModuleFormat::Video, 10),
-                module("m-b", &["b"], pb::ModuleFormat::Exercise, 20),
-            ],
             items: vec![pb::Item {
                 external_ids: Vec::new(),
                 pass_mark: None,
@@ -93,6 +81,7 @@ async fn populate(server: &TestServer) {
                 skill_ids: vec!["a".into(), "b".into()],
                 title: "Question on a and b".into(),
             }],
+            ..small_catalog()
         })
         .await
         .expect("catalog");

@@ -2,6 +2,7 @@
 //! (`server::serve_with`) and as `spoc serve --tls-cert --tls-key`; clients
 //! trust a self-signed certificate generated here with rcgen.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use crate::common::*;
@@ -13,6 +14,18 @@ fn self_signed() -> (String, String) {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
         .expect("generate certificate");
     (certified.cert.pem(), certified.key_pair.serialize_pem())
+}
+
+/// A [`self_signed`] certificate and its key written to `cert.pem` and
+/// `key.pem` in a fresh folder: the folder, the certificate, the paths.
+fn cert_files() -> (tempfile::TempDir, String, PathBuf, PathBuf) {
+    let (cert, key) = self_signed();
+    let temp = tempfile::tempdir().unwrap();
+    let cert_path = temp.path().join("cert.pem");
+    let key_path = temp.path().join("key.pem");
+    std::fs::write(&cert_path, &cert).unwrap();
+    std::fs::write(&key_path, &key).unwrap();
+    (temp, cert, cert_path, key_path)
 }
 
 /// A TLS channel to 127.0.0.1:`port` trusting `ca_pem` for `localhost`,
@@ -110,12 +123,7 @@ async fn serves_over_tls_with_a_self_signed_certificate() {
 /// key it wrote to DATA_DIR/admin-key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoc_serve_takes_tls_flags_and_writes_the_first_admin_key() {
-    let (cert, key) = self_signed();
-    let temp = tempfile::tempdir().unwrap();
-    let cert_path = temp.path().join("cert.pem");
-    let key_path = temp.path().join("key.pem");
-    std::fs::write(&cert_path, &cert).unwrap();
-    std::fs::write(&key_path, &key).unwrap();
+    let (temp, cert, cert_path, key_path) = cert_files();
     let data = temp.path().join("data");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -149,12 +157,7 @@ async fn spoc_serve_takes_tls_flags_and_writes_the_first_admin_key() {
 /// network: `spoc serve` refuses a non-loopback `--http-listen`.
 #[test]
 fn tls_refuses_a_plain_xapi_listener_off_loopback() {
-    let (cert, key) = self_signed();
-    let temp = tempfile::tempdir().unwrap();
-    let cert_path = temp.path().join("cert.pem");
-    let key_path = temp.path().join("key.pem");
-    std::fs::write(&cert_path, &cert).unwrap();
-    std::fs::write(&key_path, &key).unwrap();
+    let (temp, _, cert_path, key_path) = cert_files();
     let out = Command::new(env!("CARGO_BIN_EXE_spoc"))
         .args([
             "serve",

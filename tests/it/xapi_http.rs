@@ -11,13 +11,10 @@ use crate::common::{
     hand_bkt, skill,
 };
 use axum::body::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use spoc_engine::api::pb;
-use spoc_engine::engine::params::ParamSet;
-use spoc_engine::engine::{Engine, EngineConfig};
-use spoc_engine::store::Store;
+use spoc_engine::engine::Engine;
 use tokio::sync::watch;
 
 /// The Moodle fixtures' course URL.
@@ -59,22 +56,7 @@ async fn request(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Reply {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(connection);
-    let mut builder = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let response = sender
-        .send_request(builder.body(Full::new(body.into())).unwrap())
-        .await
-        .expect("response");
+    let response = crate::common::http1(addr, method, path, headers, body).await;
     let status = response.status().as_u16();
     let version = response
         .headers()
@@ -279,20 +261,9 @@ struct Stack {
 impl Stack {
     async fn start() -> Self {
         let temp = tempfile::tempdir().unwrap();
-        let store = Store::open(temp.path()).unwrap();
-        let engine = Arc::new(
-            Engine::new(
-                store,
-                EngineConfig {
-                    mastery_threshold: 0.95,
-                    params: ParamSet::load(None).unwrap(),
-                },
-            )
-            .unwrap(),
-        );
+        let (engine, _) = crate::common::engine_in(temp.path());
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        engine.bootstrap_admin_key(temp.path()).unwrap();
         let addrs = Addrs {
             grpc: grpc.local_addr().unwrap(),
             http: http.local_addr().unwrap(),

@@ -14,9 +14,6 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use spoc_engine::api::pb;
-use spoc_engine::engine::params::ParamSet;
-use spoc_engine::engine::{Engine, EngineConfig};
-use spoc_engine::store::Store;
 use tokio::sync::watch;
 use tonic::Code;
 
@@ -45,19 +42,7 @@ struct Stack {
 impl Stack {
     async fn start() -> Self {
         let temp = tempfile::tempdir().unwrap();
-        let store = Store::open(temp.path()).unwrap();
-        let engine = Arc::new(
-            Engine::new(
-                store,
-                EngineConfig {
-                    mastery_threshold: 0.95,
-                    params: ParamSet::load(None).unwrap(),
-                },
-            )
-            .unwrap(),
-        );
-        engine.bootstrap_admin_key(temp.path()).unwrap();
-        let key = crate::common::admin_key_in(temp.path());
+        let (engine, key) = crate::common::engine_in(temp.path());
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
@@ -721,11 +706,7 @@ async fn the_cli_lists_maps_and_ignores() {
             .args(["--addr", &addr, "--api-key", &key, "--format", "json"])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::common::assert_success(&out);
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };
     let spoc = Arc::new(spoc);
@@ -814,11 +795,7 @@ async fn the_cli_imports_external_ids_from_csv() {
     ])
     .await
     .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (

@@ -10,6 +10,7 @@ use super::world::{DemoActivity, DemoAttempt, DemoWorld};
 use crate::api::convert::timestamp;
 use crate::api::pb;
 use crate::cli::client::{BoxError, Service, describe};
+use crate::cli::enrol::{Enrolment, enrol_all};
 use crate::cli::output;
 
 /// Events per RecordAttempts / RecordActivity call: the API's maximum.
@@ -18,9 +19,6 @@ pub const BATCH: usize = 1000;
 /// Calls in flight at once: enough to fill the service's group commit, few
 /// enough for two cores.
 pub const IN_FLIGHT: usize = 4;
-
-/// Learners written at once (each upsert and enrolment waits for a flush).
-pub const LEARNER_CONCURRENCY: usize = 32;
 
 /// Imports the catalog (all or nothing) and upserts the programs.
 pub async fn catalog_and_programs(service: &Service, world: &DemoWorld) -> Result<(), BoxError> {
@@ -48,40 +46,15 @@ pub async fn catalog_and_programs(service: &Service, world: &DemoWorld) -> Resul
 /// Upserts every learner and enrols them in their program.
 pub async fn learners(service: &Service, world: &DemoWorld) -> Result<(), BoxError> {
     let bar = output::bar(world.learners.len() as u64, "learners and enrolments");
-    let mut tasks = JoinSet::new();
-    for l in &world.learners {
-        if tasks.len() == LEARNER_CONCURRENCY {
-            tasks.join_next().await.expect("a task is running")??;
-            bar.inc(1);
-        }
-        let mut client = service.learners();
-        let (learner, program_id) = (l.learner.clone(), l.program_id.clone());
-        // Enrolled on day 0, like the LMS history being replayed: the
-        // inactivity of learners who stopped coming counts from there.
-        let enrolled_at = Some(crate::api::convert::timestamp(world.start));
-        tasks.spawn(async move {
-            let id = learner.id.clone();
-            client
-                .upsert_learner(pb::UpsertLearnerRequest {
-                    learner: Some(learner.into()),
-                })
-                .await
-                .map_err(|s| describe(&format!("learner {id:?}"), &s))?;
-            client
-                .enroll_learner(pb::EnrollLearnerRequest {
-                    learner_id: id.clone(),
-                    program_id,
-                    enrolled_at,
-                })
-                .await
-                .map_err(|s| describe(&format!("enrolling {id:?}"), &s))?;
-            Ok::<_, BoxError>(())
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done??;
-        bar.inc(1);
-    }
+    // Enrolled on day 0, like the LMS history being replayed: the
+    // inactivity of learners who stopped coming counts from there.
+    let enrolled_at = Some(crate::api::convert::timestamp(world.start));
+    let enrolments = world.learners.iter().map(|l| Enrolment {
+        learner: l.learner.clone().into(),
+        program_id: l.program_id.clone(),
+        enrolled_at,
+    });
+    enrol_all(service, enrolments, || bar.inc(1)).await?;
     bar.finish_and_clear();
     Ok(())
 }

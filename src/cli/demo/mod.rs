@@ -447,33 +447,7 @@ async fn show(
     ));
     let (placed, _) = load::history(&service, &world.placement, &[], "placement answers").await?;
     step("forming the cohorts of both programs");
-    let mut programs = Vec::new();
-    for program in &world.programs {
-        let response = service
-            .cohorts()
-            .form_cohorts(pb::FormCohortsRequest {
-                program_id: program.id.clone(),
-                objective: pb::CohortObjective::Balanced as i32,
-                seed: args.seed,
-                dry_run: false,
-            })
-            .await
-            .map_err(|s| describe(&format!("forming cohorts of {:?}", program.id), &s))?
-            .into_inner();
-        programs.push(ProgramSummary {
-            id: program.id.clone(),
-            name: program.name.clone(),
-            learners: world
-                .learners
-                .iter()
-                .filter(|l| l.program_id == program.id)
-                .count(),
-            start: day(program.start_date),
-            end: day(program.end_date),
-            formation: super::cohorts::formation_json(&response),
-            response,
-        });
-    }
+    let programs = form_cohorts(&service, &world, args.seed).await?;
     // The alert evaluator caches each program's learner → cohort map for
     // a second: wait it out, so that alerts raised from now on name the
     // cohorts just formed.
@@ -497,14 +471,7 @@ async fn show(
     // and evaluates everyone once, when the load has ended (no history
     // for a few seconds); wait for it.
     step("evaluating at-risk alerts once the history has arrived");
-    let deadline = Instant::now() + std::time::Duration::from_secs(300);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    while !engine.alerts_idle() {
-        if Instant::now() > deadline {
-            return Err("the alert evaluation of the loaded history did not finish".into());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    alerts_settled(engine).await?;
     let mut alerts = open_alerts(&service).await?;
     alerts.0.digest = world
         .programs
@@ -545,6 +512,55 @@ async fn show(
         reports,
         console: None,
     })
+}
+
+/// Forms the cohorts of every program of the world (balanced, stored).
+async fn form_cohorts(
+    service: &Service,
+    world: &DemoWorld,
+    seed: u64,
+) -> Result<Vec<ProgramSummary>, BoxError> {
+    let mut programs = Vec::new();
+    for program in &world.programs {
+        let response = service
+            .cohorts()
+            .form_cohorts(pb::FormCohortsRequest {
+                program_id: program.id.clone(),
+                objective: pb::CohortObjective::Balanced as i32,
+                seed,
+                dry_run: false,
+            })
+            .await
+            .map_err(|s| describe(&format!("forming cohorts of {:?}", program.id), &s))?
+            .into_inner();
+        programs.push(ProgramSummary {
+            id: program.id.clone(),
+            name: program.name.clone(),
+            learners: world
+                .learners
+                .iter()
+                .filter(|l| l.program_id == program.id)
+                .count(),
+            start: day(program.start_date),
+            end: day(program.end_date),
+            formation: super::cohorts::formation_json(&response),
+            response,
+        });
+    }
+    Ok(programs)
+}
+
+/// Waits until the engine's alert evaluation is idle (at most 5 minutes).
+async fn alerts_settled(engine: &Engine) -> Result<(), BoxError> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(300);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    while !engine.alerts_idle() {
+        if Instant::now() > deadline {
+            return Err("the alert evaluation of the loaded history did not finish".into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok(())
 }
 
 /// A day as `YYYY-MM-DD`, empty when unset.
@@ -671,17 +687,7 @@ async fn recommendations(
         .collect();
     let mut out = Vec::new();
     for (profile, fits) in slots {
-        // Learners halfway through their path make the best example.
-        let mut candidates: Vec<&world::DemoLearner> = world
-            .learners
-            .iter()
-            .filter(|l| fits(l, alerts.contains_key(&l.learner.id)))
-            .collect();
-        if candidates.is_empty() {
-            candidates = world.learners.iter().collect();
-        }
-        candidates.sort_by_key(|l| (l.passed.abs_diff(l.path / 2), l.learner.id.clone()));
-        for l in candidates.into_iter().take(20) {
+        for l in candidates(world, alerts, fits) {
             if out
                 .iter()
                 .any(|r: &LearnerRecommendations| r.learner_id == l.learner.id)
@@ -734,31 +740,56 @@ async fn recommendations(
                 modules: reply
                     .recommendations
                     .iter()
-                    .map(|r| RecommendedModule {
-                        module_id: r.module_id.clone(),
-                        title: titles
-                            .get(r.module_id.as_str())
-                            .copied()
-                            .unwrap_or("")
-                            .to_string(),
-                        format: output::enum_name(
-                            pb::ModuleFormat::try_from(r.format)
-                                .unwrap_or_default()
-                                .as_str_name(),
-                            "MODULE_FORMAT_",
-                        )
-                        .replace('_', " "),
-                        minutes: r.duration_minutes,
-                        skill_id: r.skill_id.clone(),
-                        p_mastered: r.p_mastered,
-                        reason: r.reason.clone(),
-                    })
+                    .map(|r| recommended_module(r, &titles))
                     .collect(),
             });
             break;
         }
     }
     Ok(out)
+}
+
+/// The first 20 learners that fit a profile (everyone if none does),
+/// those halfway through their path first: they make the best example.
+fn candidates<'a>(
+    world: &'a DemoWorld,
+    alerts: &BTreeMap<String, Vec<String>>,
+    fits: fn(&world::DemoLearner, bool) -> bool,
+) -> Vec<&'a world::DemoLearner> {
+    let mut candidates: Vec<&world::DemoLearner> = world
+        .learners
+        .iter()
+        .filter(|l| fits(l, alerts.contains_key(&l.learner.id)))
+        .collect();
+    if candidates.is_empty() {
+        candidates = world.learners.iter().collect();
+    }
+    candidates.sort_by_key(|l| (l.passed.abs_diff(l.path / 2), l.learner.id.clone()));
+    candidates.truncate(20);
+    candidates
+}
+
+/// A recommendation as the demo prints it, titled from the catalog.
+fn recommended_module(r: &pb::Recommendation, titles: &BTreeMap<&str, &str>) -> RecommendedModule {
+    RecommendedModule {
+        module_id: r.module_id.clone(),
+        title: titles
+            .get(r.module_id.as_str())
+            .copied()
+            .unwrap_or("")
+            .to_string(),
+        format: output::enum_name(
+            pb::ModuleFormat::try_from(r.format)
+                .unwrap_or_default()
+                .as_str_name(),
+            "MODULE_FORMAT_",
+        )
+        .replace('_', " "),
+        minutes: r.duration_minutes,
+        skill_id: r.skill_id.clone(),
+        p_mastered: r.p_mastered,
+        reason: r.reason.clone(),
+    }
 }
 
 #[cfg(test)]

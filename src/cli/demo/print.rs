@@ -15,8 +15,32 @@ fn section(out: &mut String, title: &str) {
 /// reports.
 pub fn render(s: &DemoSummary) -> String {
     let mut out = String::new();
-    let l = &s.loaded;
     section(&mut out, "1. A demo world, loaded through the gRPC API");
+    loaded(&mut out, s);
+    section(
+        &mut out,
+        "2. Cohorts: one language each, at most 30 % from one company, balanced in mastery",
+    );
+    for p in &s.programs {
+        let _ = writeln!(out, "{}", cohorts::formation_text(&p.response));
+    }
+    recommendations(&mut out, s);
+    open_alerts(&mut out, s);
+    section(&mut out, "5. Reports");
+    for r in &s.reports {
+        let _ = writeln!(
+            out,
+            "{}: {} learners, {} completed the program, {} certified -> {}",
+            r.program_id, r.learners, r.completed, r.certified, r.path
+        );
+    }
+    out
+}
+
+/// What was loaded, and the programs.
+fn loaded(out: &mut String, s: &DemoSummary) {
+    let l = &s.loaded;
+    section(out, "1. A demo world, loaded through the gRPC API");
     let _ = writeln!(
         out,
         "catalog: {} skills with prerequisites, {} modules in {} formats and {} languages ({})",
@@ -47,19 +71,11 @@ pub fn render(s: &DemoSummary) -> String {
     }
     output::align_right(&mut programs, &[2]);
     let _ = writeln!(out, "{programs}");
+}
 
-    section(
-        &mut out,
-        "2. Cohorts: one language each, at most 30 % from one company, balanced in mastery",
-    );
-    for p in &s.programs {
-        let _ = writeln!(out, "{}", cohorts::formation_text(&p.response));
-    }
-
-    section(
-        &mut out,
-        "3. Next modules for three learners, with the reasons",
-    );
+/// The three learners' next modules, with the reasons.
+fn recommendations(out: &mut String, s: &DemoSummary) {
+    section(out, "3. Next modules for three learners, with the reasons");
     for r in &s.recommendations {
         let _ = writeln!(
             out,
@@ -91,8 +107,11 @@ pub fn render(s: &DemoSummary) -> String {
         }
         out.push('\n');
     }
+}
 
-    section(&mut out, "4. Open at-risk alerts");
+/// The open alerts: counts by kind and severity, the most urgent.
+fn open_alerts(out: &mut String, s: &DemoSummary) {
+    section(out, "4. Open at-risk alerts");
     let kinds: Vec<String> = s
         .alerts
         .by_kind
@@ -127,16 +146,6 @@ pub fn render(s: &DemoSummary) -> String {
             alerts::alerts_table(&s.alerts.shown_alerts)
         );
     }
-
-    section(&mut out, "5. Reports");
-    for r in &s.reports {
-        let _ = writeln!(
-            out,
-            "{}: {} learners, {} completed the program, {} certified -> {}",
-            r.program_id, r.learners, r.completed, r.certified, r.path
-        );
-    }
-    out
 }
 
 /// The closing words: the service is up, here is how to talk to it.

@@ -303,6 +303,78 @@ pub fn generate(options: &DemoOptions) -> DemoWorld {
     };
     let world = World::generate(&sim_options);
     let ids: Vec<String> = SKILL_NAMES.iter().map(|n| slug(n)).collect();
+    let (skills, modules) = catalog(&world, &ids);
+    let start = options.now.div_euclid(MICROS_PER_DAY) * MICROS_PER_DAY
+        - i64::from(options.weeks.max(1)) * 7 * MICROS_PER_DAY;
+    let programs = programs(&ids, start);
+    let paths = paths(&world);
+    let company_weights: Vec<(usize, f64)> = COMPANIES
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i, c.2))
+        .collect();
+    let mut out = DemoWorld {
+        skills,
+        modules,
+        programs: Vec::new(),
+        companies: COMPANIES
+            .iter()
+            .map(|(id, name, _)| (id.to_string(), name.to_string()))
+            .collect(),
+        learners: Vec::with_capacity(options.learners),
+        placement: Vec::new(),
+        attempts: Vec::new(),
+        activities: Vec::new(),
+        start,
+    };
+    let width = options.learners.to_string().len().max(4);
+    for i in 0..options.learners {
+        let mut r = rng(options.seed, i as u64);
+        let (learner, persona, program) = draw_learner(&mut r, i, width, &company_weights);
+        let mut sim = world.learner(&sim_options, i);
+        sim.speed *= match persona {
+            Persona::Steady => 1.0,
+            Persona::Slow => 0.6,
+            Persona::Struggling => 0.3,
+            Persona::Stalling => 0.8,
+        };
+        if persona == Persona::Struggling {
+            sim.slip = sim.slip.max(0.2);
+        }
+        let mut play = Play {
+            world: &world,
+            ids: &ids,
+            modules: &out.modules,
+            learner: &learner,
+            program_id: PROGRAMS[program].0,
+            sim,
+            rng: r,
+            now: options.now,
+            attempts: 0,
+            events: 0,
+            placement: Vec::new(),
+            history: Vec::new(),
+            activities: Vec::new(),
+        };
+        let passed = play.run(&paths[program], persona, start, options.weeks);
+        out.placement.extend(play.placement);
+        out.attempts.extend(play.history);
+        out.activities.extend(play.activities);
+        out.learners.push(DemoLearner {
+            learner,
+            program_id: PROGRAMS[program].0.to_string(),
+            persona,
+            passed,
+            path: paths[program].len(),
+        });
+    }
+    out.programs = programs;
+    out
+}
+
+/// The catalog: the simulator's skills under the demo's names, and its
+/// modules titled by format and skills.
+fn catalog(world: &World, ids: &[String]) -> (Vec<Skill>, Vec<Module>) {
     let rename = |sim_id: &str| ids[world.skill_index[sim_id]].clone();
     let skills: Vec<Skill> = world
         .skill_ids
@@ -339,10 +411,12 @@ pub fn generate(options: &DemoOptions) -> DemoWorld {
             }
         })
         .collect();
+    (skills, modules)
+}
 
-    let start = options.now.div_euclid(MICROS_PER_DAY) * MICROS_PER_DAY
-        - i64::from(options.weeks.max(1)) * 7 * MICROS_PER_DAY;
-    let programs: Vec<Program> = PROGRAMS
+/// The demo's programs, all started at `start`.
+fn programs(ids: &[String], start: Micros) -> Vec<Program> {
+    PROGRAMS
         .iter()
         .map(|(id, name, lo, hi)| Program {
             external_ids: Vec::new(),
@@ -369,10 +443,13 @@ pub fn generate(options: &DemoOptions) -> DemoWorld {
                 ..RiskRules::default()
             },
         })
-        .collect();
-    // Each program's path: its skills and their prerequisites, in
-    // topological order (a learner cannot skip what a skill builds on).
-    let paths: Vec<Vec<usize>> = PROGRAMS
+        .collect()
+}
+
+/// Each program's path: its skills and their prerequisites, in
+/// topological order (a learner cannot skip what a skill builds on).
+fn paths(world: &World) -> Vec<Vec<usize>> {
+    PROGRAMS
         .iter()
         .map(|(_, _, lo, hi)| {
             let mut closure: BTreeSet<usize> = (*lo..*hi).collect();
@@ -391,100 +468,62 @@ pub fn generate(options: &DemoOptions) -> DemoWorld {
                 .filter(|s| closure.contains(s))
                 .collect()
         })
-        .collect();
+        .collect()
+}
 
-    let company_weights: Vec<(usize, f64)> = COMPANIES
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (i, c.2))
-        .collect();
-    let mut out = DemoWorld {
-        skills,
-        modules,
-        programs: Vec::new(),
-        companies: COMPANIES
-            .iter()
-            .map(|(id, name, _)| (id.to_string(), name.to_string()))
-            .collect(),
-        learners: Vec::with_capacity(options.learners),
-        placement: Vec::new(),
-        attempts: Vec::new(),
-        activities: Vec::new(),
-        start,
+/// Learner `i` as drawn from `r`: who they are, their persona and the
+/// index of their program (the draws in a fixed order, so a seed gives
+/// the same world).
+fn draw_learner(
+    r: &mut ChaCha8Rng,
+    i: usize,
+    width: usize,
+    company_weights: &[(usize, f64)],
+) -> (Learner, Persona, usize) {
+    let french = r.random_bool(FRENCH_SHARE);
+    let company = *weighted(r, company_weights);
+    let zone = if french {
+        *weighted(r, &FR_ZONES)
+    } else {
+        *weighted(r, &EN_ZONES)
     };
-    let width = options.learners.to_string().len().max(4);
-    for i in 0..options.learners {
-        let mut r = rng(options.seed, i as u64);
-        let french = r.random_bool(FRENCH_SHARE);
-        let company = *weighted(&mut r, &company_weights);
-        let zone = if french {
-            *weighted(&mut r, &FR_ZONES)
-        } else {
-            *weighted(&mut r, &EN_ZONES)
-        };
-        let (first, last) = if french {
-            (FIRST_FR, LAST_FR)
-        } else {
-            (FIRST_EN, LAST_EN)
-        };
-        let display_name = format!(
-            "{} {}",
-            first[r.random_range(0..first.len())],
-            last[r.random_range(0..last.len())]
-        );
-        let persona = match r.random_range(0..100) {
-            0..55 => Persona::Steady,
-            55..75 => Persona::Slow,
-            75..90 => Persona::Struggling,
-            _ => Persona::Stalling,
-        };
-        let program = usize::from(r.random_bool(0.5));
-        let mut sim = world.learner(&sim_options, i);
-        sim.speed *= match persona {
-            Persona::Steady => 1.0,
-            Persona::Slow => 0.6,
-            Persona::Struggling => 0.3,
-            Persona::Stalling => 0.8,
-        };
-        if persona == Persona::Struggling {
-            sim.slip = sim.slip.max(0.2);
-        }
-        let learner = Learner {
-            id: format!("l{i:0width$}"),
-            company_id: COMPANIES[company].0.to_string(),
-            language: if french { "fr" } else { "en" }.to_string(),
-            time_zone: zone.to_string(),
-            display_name,
-        };
-        let mut play = Play {
-            world: &world,
-            ids: &ids,
-            modules: &out.modules,
-            learner: &learner,
-            program_id: PROGRAMS[program].0,
-            sim,
-            rng: r,
-            now: options.now,
-            attempts: 0,
-            events: 0,
-            placement: Vec::new(),
-            history: Vec::new(),
-            activities: Vec::new(),
-        };
-        let passed = play.run(&paths[program], persona, start, options.weeks);
-        out.placement.extend(play.placement);
-        out.attempts.extend(play.history);
-        out.activities.extend(play.activities);
-        out.learners.push(DemoLearner {
-            learner,
-            program_id: PROGRAMS[program].0.to_string(),
-            persona,
-            passed,
-            path: paths[program].len(),
-        });
-    }
-    out.programs = programs;
-    out
+    let (first, last) = if french {
+        (FIRST_FR, LAST_FR)
+    } else {
+        (FIRST_EN, LAST_EN)
+    };
+    let display_name = format!(
+        "{} {}",
+        first[r.random_range(0..first.len())],
+        last[r.random_range(0..last.len())]
+    );
+    let persona = match r.random_range(0..100) {
+        0..55 => Persona::Steady,
+        55..75 => Persona::Slow,
+        75..90 => Persona::Struggling,
+        _ => Persona::Stalling,
+    };
+    let program = usize::from(r.random_bool(0.5));
+    let learner = Learner {
+        id: format!("l{i:0width$}"),
+        company_id: COMPANIES[company].0.to_string(),
+        language: if french { "fr" } else { "en" }.to_string(),
+        time_zone: zone.to_string(),
+        display_name,
+    };
+    (learner, persona, program)
+}
+
+/// What a learner knows and has shown, as the weeks go (by skill index).
+struct Progress {
+    /// Skills the learner knows now.
+    known: Vec<bool>,
+    /// Skills whose last quiz (or the placement) they passed.
+    passed: Vec<bool>,
+    /// Skills passed at placement.
+    placed: Vec<bool>,
+    /// Times each module was started.
+    tries: BTreeMap<usize, u32>,
 }
 
 /// One learner's weeks, played forward.
@@ -507,9 +546,54 @@ struct Play<'a> {
 impl Play<'_> {
     /// Plays placement then the sessions; returns the skills passed.
     fn run(&mut self, path: &[usize], persona: Persona, start: Micros, weeks: u32) -> usize {
-        let mut known: Vec<bool> = self.sim.theta.iter().map(|t| *t >= 0.0).collect();
+        let known: Vec<bool> = self.sim.theta.iter().map(|t| *t >= 0.0).collect();
+        let passed = self.placement_quiz(path, &known, start);
+        let mut progress = Progress {
+            known,
+            placed: passed.clone(),
+            passed,
+            tries: BTreeMap::new(),
+        };
+        let days = i64::from(weeks.max(1)) * 7;
+        let stop_day = match persona {
+            Persona::Stalling => self.rng.random_range(3..(days / 2).max(4)),
+            _ => days + 1,
+        };
+        let (p_day, forget) = match persona {
+            Persona::Steady => (0.55, 0.001),
+            Persona::Slow => (0.3, 0.006),
+            Persona::Struggling => (0.5, 0.006),
+            Persona::Stalling => (0.45, 0.003),
+        };
+        let course = self.course(path);
+        for day in 1..days.min(stop_day) {
+            let day_start = start + day * MICROS_PER_DAY;
+            let p = if weekday(day_start) >= 5 {
+                p_day * 0.15
+            } else {
+                p_day
+            };
+            if !self.rng.random_bool(p) {
+                continue;
+            }
+            // Some skills fade between sessions.
+            let pr = &mut progress;
+            for s in 0..pr.known.len() {
+                if pr.known[s] && pr.passed[s] && self.rng.random_bool(forget) {
+                    pr.known[s] = false;
+                }
+            }
+            if !self.session(path, persona, &course, &mut progress, day_start) {
+                break;
+            }
+        }
+        path.iter().filter(|&&s| progress.passed[s]).count()
+    }
+
+    /// Day 0: a placement quiz on every skill of the path; which skills the
+    /// learner passed.
+    fn placement_quiz(&mut self, path: &[usize], known: &[bool], start: Micros) -> Vec<bool> {
         let mut passed = vec![false; known.len()];
-        // Day 0: a placement quiz on every skill of the path.
         let mut t = start + minutes(60.0 * self.rng.random_range(8.0..11.0));
         for &s in path {
             let mut right = 0;
@@ -522,21 +606,13 @@ impl Play<'_> {
             }
             passed[s] = right == PLACEMENT_ITEMS;
         }
-        let placed = passed.clone();
-        let days = i64::from(weeks.max(1)) * 7;
-        let stop_day = match persona {
-            Persona::Stalling => self.rng.random_range(3..(days / 2).max(4)),
-            _ => days + 1,
-        };
-        let (p_day, forget) = match persona {
-            Persona::Steady => (0.55, 0.001),
-            Persona::Slow => (0.3, 0.006),
-            Persona::Struggling => (0.5, 0.006),
-            Persona::Stalling => (0.45, 0.003),
-        };
-        let mut tries: BTreeMap<usize, u32> = BTreeMap::new();
+        passed
+    }
+
+    /// The modules in the learner's language that teach a skill of `path`.
+    fn course(&self, path: &[usize]) -> Vec<usize> {
         let on_path: BTreeSet<&str> = path.iter().map(|&s| self.ids[s].as_str()).collect();
-        let course: Vec<usize> = (0..self.modules.len())
+        (0..self.modules.len())
             .filter(|&m| {
                 let module = &self.modules[m];
                 language_matches(&self.learner.language, &module.language)
@@ -545,104 +621,98 @@ impl Play<'_> {
                         .iter()
                         .any(|s| on_path.contains(s.as_str()))
             })
+            .collect()
+    }
+
+    /// One study session on the day that starts at `day_start`: sometimes a
+    /// review quiz, then modules and their quizzes. `false` once the
+    /// learner reaches the present or has nothing left to take: the play
+    /// ends there.
+    fn session(
+        &mut self,
+        path: &[usize],
+        persona: Persona,
+        course: &[usize],
+        pr: &mut Progress,
+        day_start: Micros,
+    ) -> bool {
+        let mut t = day_start + minutes(60.0 * self.rng.random_range(7.0..17.0));
+        // Sometimes the LMS opens with a review of a skill passed in
+        // the course (not at placement).
+        let reviewed: Vec<usize> = path
+            .iter()
+            .copied()
+            .filter(|&s| pr.passed[s] && !pr.placed[s])
             .collect();
-        'days: for day in 1..days {
-            if day >= stop_day {
+        if !reviewed.is_empty() && self.rng.random_bool(0.2) {
+            let s = reviewed[self.rng.random_range(0..reviewed.len())];
+            for _ in 0..QUIZ_ITEMS {
+                if t >= self.now - minutes(10.0) {
+                    return false;
+                }
+                let correct = self.answer(pr.known[s]);
+                let a = self.attempt(s, correct, t);
+                self.history.push(a);
+                t += minutes(self.rng.random_range(1.0..3.0));
+            }
+        }
+        let count = match persona {
+            Persona::Steady => self.rng.random_range(2..=3),
+            _ => self.rng.random_range(1..=2),
+        };
+        for _ in 0..count {
+            // The next skill of the path not passed yet; once all are,
+            // the course's modules in the learner's language not done.
+            let m = match path.iter().find(|&&s| !pr.passed[s]) {
+                Some(&target) => self.pick_module(target, &pr.tries),
+                None => match course.iter().find(|m| !pr.tries.contains_key(m)) {
+                    Some(&m) => m,
+                    None => return false,
+                },
+            };
+            *pr.tries.entry(m).or_default() += 1;
+            let module = &self.modules[m];
+            let spent = f64::from(module.duration_minutes) * self.rng.random_range(0.7..1.4);
+            let done_at = t + minutes(spent);
+            if done_at >= self.now - minutes(10.0) {
+                return false;
+            }
+            self.activity(m, false, t, 0);
+            let abandon = match persona {
+                Persona::Stalling => 0.2,
+                Persona::Struggling => 0.1,
+                _ => 0.03,
+            };
+            if self.rng.random_bool(abandon) {
                 break;
             }
-            let day_start = start + day * MICROS_PER_DAY;
-            let p = if weekday(day_start) >= 5 {
-                p_day * 0.15
-            } else {
-                p_day
-            };
-            if !self.rng.random_bool(p) {
-                continue;
-            }
-            // Some skills fade between sessions.
-            for s in 0..known.len() {
-                if known[s] && passed[s] && self.rng.random_bool(forget) {
-                    known[s] = false;
+            self.activity(m, true, done_at, spent.round() as i64);
+            // Learning happens only where the prerequisites are known.
+            let p_learn = self.world.p_learn(&self.sim, m);
+            let taught = self.world.module_skills[m].clone();
+            for &s in &taught {
+                let ready = self.world.prereqs[s].iter().all(|&q| pr.known[q]);
+                if !pr.known[s] && ready && self.rng.random_bool(p_learn) {
+                    pr.known[s] = true;
                 }
             }
-            let mut t = day_start + minutes(60.0 * self.rng.random_range(7.0..17.0));
-            // Sometimes the LMS opens with a review of a skill passed in
-            // the course (not at placement).
-            let reviewed: Vec<usize> = path
-                .iter()
-                .copied()
-                .filter(|&s| passed[s] && !placed[s])
-                .collect();
-            if !reviewed.is_empty() && self.rng.random_bool(0.2) {
-                let s = reviewed[self.rng.random_range(0..reviewed.len())];
+            t = done_at + minutes(1.0);
+            for &s in &taught {
+                let mut right = 0;
                 for _ in 0..QUIZ_ITEMS {
-                    if t >= self.now - minutes(10.0) {
-                        break 'days;
-                    }
-                    let correct = self.answer(known[s]);
+                    let correct = self.answer(pr.known[s]);
+                    right += u32::from(correct);
                     let a = self.attempt(s, correct, t);
                     self.history.push(a);
                     t += minutes(self.rng.random_range(1.0..3.0));
                 }
+                if right + 1 >= QUIZ_ITEMS {
+                    pr.passed[s] = true;
+                }
             }
-            let count = match persona {
-                Persona::Steady => self.rng.random_range(2..=3),
-                _ => self.rng.random_range(1..=2),
-            };
-            for _ in 0..count {
-                // The next skill of the path not passed yet; once all are,
-                // the course's modules in the learner's language not done.
-                let m = match path.iter().find(|&&s| !passed[s]) {
-                    Some(&target) => self.pick_module(target, &tries),
-                    None => match course.iter().find(|m| !tries.contains_key(m)) {
-                        Some(&m) => m,
-                        None => break 'days,
-                    },
-                };
-                *tries.entry(m).or_default() += 1;
-                let module = &self.modules[m];
-                let spent = f64::from(module.duration_minutes) * self.rng.random_range(0.7..1.4);
-                let done_at = t + minutes(spent);
-                if done_at >= self.now - minutes(10.0) {
-                    break 'days;
-                }
-                self.activity(m, false, t, 0);
-                let abandon = match persona {
-                    Persona::Stalling => 0.2,
-                    Persona::Struggling => 0.1,
-                    _ => 0.03,
-                };
-                if self.rng.random_bool(abandon) {
-                    break;
-                }
-                self.activity(m, true, done_at, spent.round() as i64);
-                // Learning happens only where the prerequisites are known.
-                let p_learn = self.world.p_learn(&self.sim, m);
-                let taught = self.world.module_skills[m].clone();
-                for &s in &taught {
-                    let ready = self.world.prereqs[s].iter().all(|&q| known[q]);
-                    if !known[s] && ready && self.rng.random_bool(p_learn) {
-                        known[s] = true;
-                    }
-                }
-                t = done_at + minutes(1.0);
-                for &s in &taught {
-                    let mut right = 0;
-                    for _ in 0..QUIZ_ITEMS {
-                        let correct = self.answer(known[s]);
-                        right += u32::from(correct);
-                        let a = self.attempt(s, correct, t);
-                        self.history.push(a);
-                        t += minutes(self.rng.random_range(1.0..3.0));
-                    }
-                    if right + 1 >= QUIZ_ITEMS {
-                        passed[s] = true;
-                    }
-                }
-                t += minutes(self.rng.random_range(2.0..10.0));
-            }
+            t += minutes(self.rng.random_range(2.0..10.0));
         }
-        path.iter().filter(|&&s| passed[s]).count()
+        true
     }
 
     /// A module teaching `skill`, in the learner's language when there is

@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 use crate::api::convert::timestamp;
 use crate::api::pb;
 use crate::cli::client::{BoxError, Service, describe};
+use crate::cli::enrol::{Enrolment, enrol_all};
 use crate::domain::learner::Micros;
 use crate::domain::risk::world::{EventKind, World, WorldLearner};
 
@@ -21,9 +22,6 @@ const BATCH: usize = 1000;
 /// Calls in flight at once.
 const IN_FLIGHT: usize = 4;
 
-/// Learners written at once (each upsert and enrolment waits for a flush).
-const LEARNER_CONCURRENCY: usize = 32;
-
 /// Loads the world as of `cut` (world time), shifting every time by
 /// `shift` (so that `cut + shift` is now). Returns the events sent.
 pub async fn snapshot(
@@ -33,41 +31,9 @@ pub async fn snapshot(
     shift: Micros,
 ) -> Result<usize, BoxError> {
     let at = |t: Micros| Some(timestamp(t + shift));
-    let skills: Vec<pb::Skill> = world
-        .units
-        .iter()
-        .map(|u| pb::Skill {
-            id: u.skill.clone(),
-            name: u.skill.clone(),
-            prerequisite_ids: Vec::new(),
-        })
-        .collect();
-    let modules: Vec<pb::Module> = world
-        .units
-        .iter()
-        .flat_map(|u| {
-            u.modules.iter().enumerate().map(|(k, m)| pb::Module {
-                external_ids: Vec::new(),
-                id: m.clone(),
-                title: m.clone(),
-                skill_ids: vec![u.skill.clone()],
-                format: if k == 0 {
-                    pb::ModuleFormat::Video
-                } else {
-                    pb::ModuleFormat::Document
-                } as i32,
-                duration_minutes: 45,
-                language: "en".into(),
-            })
-        })
-        .collect();
     service
         .catalog()
-        .import_catalog(pb::ImportCatalogRequest {
-            skills,
-            modules,
-            items: Vec::new(),
-        })
+        .import_catalog(catalog(world))
         .await
         .map_err(|s| describe("importing the catalog", &s))?;
     service
@@ -84,40 +50,18 @@ pub async fn snapshot(
         })
         .await
         .map_err(|s| describe("upserting the program", &s))?;
-    let mut tasks = JoinSet::new();
-    for (i, l) in world.learners.iter().enumerate() {
-        if tasks.len() == LEARNER_CONCURRENCY {
-            tasks.join_next().await.expect("a task is running")??;
-        }
-        let mut client = service.learners();
-        let (id, enrolled_at) = (l.id.clone(), at(world.starts_at));
-        tasks.spawn(async move {
-            client
-                .upsert_learner(pb::UpsertLearnerRequest {
-                    learner: Some(pb::Learner {
-                        id: id.clone(),
-                        company_id: format!("company-{}", i % 8),
-                        language: "en".into(),
-                        time_zone: "Europe/Paris".into(),
-                        display_name: String::new(),
-                    }),
-                })
-                .await
-                .map_err(|s| describe(&format!("learner {id:?}"), &s))?;
-            client
-                .enroll_learner(pb::EnrollLearnerRequest {
-                    learner_id: id.clone(),
-                    program_id: PROGRAM.into(),
-                    enrolled_at,
-                })
-                .await
-                .map_err(|s| describe(&format!("enrolling {id:?}"), &s))?;
-            Ok::<_, BoxError>(())
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done??;
-    }
+    let enrolments = world.learners.iter().enumerate().map(|(i, l)| Enrolment {
+        learner: pb::Learner {
+            id: l.id.clone(),
+            company_id: format!("company-{}", i % 8),
+            language: "en".into(),
+            time_zone: "Europe/Paris".into(),
+            display_name: String::new(),
+        },
+        program_id: PROGRAM.into(),
+        enrolled_at: at(world.starts_at),
+    });
+    enrol_all(service, enrolments, || {}).await?;
 
     // Whole learners per chunk, each learner's events in time order.
     let mut chunks: Vec<Vec<&WorldLearner>> = vec![Vec::new()];
@@ -167,6 +111,44 @@ pub async fn snapshot(
         sent += done??;
     }
     Ok(sent)
+}
+
+/// The world's catalog: a skill per unit, taught by a video then a
+/// document module in English.
+fn catalog(world: &World) -> pb::ImportCatalogRequest {
+    let skills: Vec<pb::Skill> = world
+        .units
+        .iter()
+        .map(|u| pb::Skill {
+            id: u.skill.clone(),
+            name: u.skill.clone(),
+            prerequisite_ids: Vec::new(),
+        })
+        .collect();
+    let modules: Vec<pb::Module> = world
+        .units
+        .iter()
+        .flat_map(|u| {
+            u.modules.iter().enumerate().map(|(k, m)| pb::Module {
+                external_ids: Vec::new(),
+                id: m.clone(),
+                title: m.clone(),
+                skill_ids: vec![u.skill.clone()],
+                format: if k == 0 {
+                    pb::ModuleFormat::Video
+                } else {
+                    pb::ModuleFormat::Document
+                } as i32,
+                duration_minutes: 45,
+                language: "en".into(),
+            })
+        })
+        .collect();
+    pb::ImportCatalogRequest {
+        skills,
+        modules,
+        items: Vec::new(),
+    }
 }
 
 /// The requests of a chunk of learners: module events, answers and the

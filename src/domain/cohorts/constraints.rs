@@ -294,145 +294,194 @@ pub fn cohort_breaches(
     members: &[usize],
     cons: &CohortConstraints,
 ) -> Vec<Breach> {
-    let mut out = Vec::new();
-    let size = members.len();
-    let ids = |pick: &dyn Fn(&CohortLearner) -> bool| -> Vec<String> {
-        let mut v: Vec<String> = members
+    let c = Checked {
+        learners,
+        id,
+        members,
+    };
+    let mut out = c.size_breaches(cons);
+    out.extend(c.company_breaches(cons));
+    out.extend(c.language_breach(cons));
+    out.extend(c.timezone_breach(cons));
+    out
+}
+
+/// One cohort under check: its members, as indices into the population.
+struct Checked<'a> {
+    learners: &'a [CohortLearner],
+    id: &'a str,
+    members: &'a [usize],
+}
+
+impl Checked<'_> {
+    /// The sorted ids of the members `pick` selects.
+    fn ids(&self, pick: impl Fn(&CohortLearner) -> bool) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .members
             .iter()
-            .map(|&m| &learners[m])
+            .map(|&m| &self.learners[m])
             .filter(|l| pick(l))
             .map(|l| l.id.clone())
             .collect();
         v.sort();
         v
-    };
-    if size < cons.min_size {
-        out.push(Breach {
-            violation: Violation::TooSmall {
-                cohort: id.to_string(),
-                size,
-                min: cons.min_size,
-            },
-            learners: Vec::new(),
-            companies: Vec::new(),
-            value: size as f64,
-            limit: cons.min_size as f64,
-            message: format!(
-                "cohort {id} has {size} learners, below the minimum of {}",
-                cons.min_size
-            ),
-        });
     }
-    if size > cons.max_size {
-        out.push(Breach {
-            violation: Violation::TooLarge {
-                cohort: id.to_string(),
-                size,
-                max: cons.max_size,
-            },
-            learners: Vec::new(),
-            companies: Vec::new(),
-            value: size as f64,
-            limit: cons.max_size as f64,
-            message: format!(
-                "cohort {id} has {size} learners, above the maximum of {}",
-                cons.max_size
-            ),
-        });
-    }
-    let cap = cons.company_cap(size);
-    let mut per_company: BTreeMap<&str, usize> = BTreeMap::new();
-    for &m in members {
-        let c = learners[m].company.as_str();
-        if !c.is_empty() {
-            *per_company.entry(c).or_default() += 1;
-        }
-    }
-    for (company, &count) in per_company.iter().filter(|(_, n)| **n > cap) {
-        let share = count as f64 / size as f64;
-        out.push(Breach {
-            violation: Violation::CompanyShare {
-                cohort: id.to_string(),
-                company: company.to_string(),
-                count,
-                size,
-                cap,
-            },
-            learners: ids(&|l| l.company == *company),
-            companies: vec![company.to_string()],
-            value: share,
-            limit: cons.max_company_share,
-            message: format!(
-                "cohort {id} holds {count} learners of company {company:?} out of {size} \
-                 ({:.1}%), above the cap of {}% ({cap} learners)",
-                100.0 * share,
-                100.0 * cons.max_company_share
-            ),
-        });
-    }
-    if cons.single_language {
-        let mut langs: BTreeMap<&str, usize> = BTreeMap::new();
-        for &m in members {
-            let l = learners[m].language.as_str();
-            if !l.is_empty() {
-                *langs.entry(l).or_default() += 1;
-            }
-        }
-        let mut names = langs.keys();
-        if let (Some(first), Some(second)) = (names.next(), names.next()) {
-            let main = langs
-                .iter()
-                .max_by_key(|(l, n)| (**n, std::cmp::Reverse(**l)))
-                .map(|(l, _)| *l)
-                .expect("two languages");
-            let list: Vec<String> = langs.keys().map(|l| format!("{l:?}")).collect();
+
+    /// Below the minimum or above the maximum size.
+    fn size_breaches(&self, cons: &CohortConstraints) -> Vec<Breach> {
+        let (id, size) = (self.id, self.members.len());
+        let mut out = Vec::new();
+        if size < cons.min_size {
             out.push(Breach {
-                violation: Violation::MixedLanguages {
-                    cohort: id.to_string(),
-                    first: first.to_string(),
-                    second: second.to_string(),
+                violation: Violation::TooSmall {
+                    cohort: self.id.to_string(),
+                    size,
+                    min: cons.min_size,
                 },
-                learners: ids(&|l| !l.language.is_empty() && l.language != main),
+                learners: Vec::new(),
                 companies: Vec::new(),
-                value: langs.len() as f64,
-                limit: 1.0,
+                value: size as f64,
+                limit: cons.min_size as f64,
                 message: format!(
-                    "cohort {id} mixes {} languages ({}), where one is allowed; {:?} is the \
-                     most common",
-                    langs.len(),
-                    list.join(", "),
-                    main
+                    "cohort {id} has {size} learners, below the minimum of {}",
+                    cons.min_size
                 ),
             });
         }
+        if size > cons.max_size {
+            out.push(Breach {
+                violation: Violation::TooLarge {
+                    cohort: self.id.to_string(),
+                    size,
+                    max: cons.max_size,
+                },
+                learners: Vec::new(),
+                companies: Vec::new(),
+                value: size as f64,
+                limit: cons.max_size as f64,
+                message: format!(
+                    "cohort {id} has {size} learners, above the maximum of {}",
+                    cons.max_size
+                ),
+            });
+        }
+        out
     }
-    let widest = offsets::widest(members.iter().map(|&m| learners[m].utc_offsets.as_slice()));
-    if let Some(w) = widest.filter(|w| w.minutes > cons.max_tz_spread_minutes()) {
-        let at_edge = |l: &CohortLearner| {
-            l.utc_offsets
-                .get(w.instant)
-                .is_some_and(|&o| o == w.low || o == w.high)
-        };
-        out.push(Breach {
-            violation: Violation::TimezoneSpread {
-                cohort: id.to_string(),
-                spread_minutes: w.minutes,
-                max_minutes: cons.max_tz_spread_minutes(),
-            },
-            learners: ids(&at_edge),
-            companies: Vec::new(),
-            value: w.minutes as f64 / 60.0,
-            limit: cons.max_tz_spread_hours,
-            message: format!(
-                "cohort {id} spans {} h of UTC offsets ({} to {}), above the maximum of {} h",
-                w.minutes as f64 / 60.0,
-                fmt_offset(w.low.into()),
-                fmt_offset(w.high.into()),
-                cons.max_tz_spread_hours
-            ),
-        });
+
+    /// One breach per company over its cap.
+    fn company_breaches(&self, cons: &CohortConstraints) -> Vec<Breach> {
+        let (id, size) = (self.id, self.members.len());
+        let mut out = Vec::new();
+        let cap = cons.company_cap(size);
+        let mut per_company: BTreeMap<&str, usize> = BTreeMap::new();
+        for &m in self.members {
+            let c = self.learners[m].company.as_str();
+            if !c.is_empty() {
+                *per_company.entry(c).or_default() += 1;
+            }
+        }
+        for (company, &count) in per_company.iter().filter(|(_, n)| **n > cap) {
+            let share = count as f64 / size as f64;
+            out.push(Breach {
+                violation: Violation::CompanyShare {
+                    cohort: self.id.to_string(),
+                    company: company.to_string(),
+                    count,
+                    size,
+                    cap,
+                },
+                learners: self.ids(|l| l.company == *company),
+                companies: vec![company.to_string()],
+                value: share,
+                limit: cons.max_company_share,
+                message: format!(
+                    "cohort {id} holds {count} learners of company {company:?} out of {size} \
+                     ({:.1}%), above the cap of {}% ({cap} learners)",
+                    100.0 * share,
+                    100.0 * cons.max_company_share
+                ),
+            });
+        }
+        out
     }
-    out
+
+    /// More than one language where one is required.
+    fn language_breach(&self, cons: &CohortConstraints) -> Option<Breach> {
+        let id = self.id;
+        if cons.single_language {
+            let mut langs: BTreeMap<&str, usize> = BTreeMap::new();
+            for &m in self.members {
+                let l = self.learners[m].language.as_str();
+                if !l.is_empty() {
+                    *langs.entry(l).or_default() += 1;
+                }
+            }
+            let mut names = langs.keys();
+            if let (Some(first), Some(second)) = (names.next(), names.next()) {
+                let main = langs
+                    .iter()
+                    .max_by_key(|(l, n)| (**n, std::cmp::Reverse(**l)))
+                    .map(|(l, _)| *l)
+                    .expect("two languages");
+                let list: Vec<String> = langs.keys().map(|l| format!("{l:?}")).collect();
+                return Some(Breach {
+                    violation: Violation::MixedLanguages {
+                        cohort: self.id.to_string(),
+                        first: first.to_string(),
+                        second: second.to_string(),
+                    },
+                    learners: self.ids(|l| !l.language.is_empty() && l.language != main),
+                    companies: Vec::new(),
+                    value: langs.len() as f64,
+                    limit: 1.0,
+                    message: format!(
+                        "cohort {id} mixes {} languages ({}), where one is allowed; {:?} is the \
+                         most common",
+                        langs.len(),
+                        list.join(", "),
+                        main
+                    ),
+                });
+            }
+        }
+        None
+    }
+
+    /// Time zones wider apart than allowed at some instant.
+    fn timezone_breach(&self, cons: &CohortConstraints) -> Option<Breach> {
+        let id = self.id;
+        let widest = offsets::widest(
+            self.members
+                .iter()
+                .map(|&m| self.learners[m].utc_offsets.as_slice()),
+        );
+        if let Some(w) = widest.filter(|w| w.minutes > cons.max_tz_spread_minutes()) {
+            let at_edge = |l: &CohortLearner| {
+                l.utc_offsets
+                    .get(w.instant)
+                    .is_some_and(|&o| o == w.low || o == w.high)
+            };
+            return Some(Breach {
+                violation: Violation::TimezoneSpread {
+                    cohort: self.id.to_string(),
+                    spread_minutes: w.minutes,
+                    max_minutes: cons.max_tz_spread_minutes(),
+                },
+                learners: self.ids(at_edge),
+                companies: Vec::new(),
+                value: w.minutes as f64 / 60.0,
+                limit: cons.max_tz_spread_hours,
+                message: format!(
+                    "cohort {id} spans {} h of UTC offsets ({} to {}), above the maximum of {} h",
+                    w.minutes as f64 / 60.0,
+                    fmt_offset(w.low.into()),
+                    fmt_offset(w.high.into()),
+                    cons.max_tz_spread_hours
+                ),
+            });
+        }
+        None
+    }
 }
 
 /// Checks one cohort, given as population indices, against every per-cohort
@@ -476,11 +525,7 @@ pub(crate) fn verify(
     cons: &CohortConstraints,
     check_locked: bool,
 ) -> Result<(), Violation> {
-    let index: BTreeMap<&str, usize> = learners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.id.as_str(), i))
-        .collect();
+    let index = index_by_id(learners);
     let mut seen = vec![false; learners.len()];
     for c in cohorts {
         let members = resolve(&index, c)?;
@@ -509,6 +554,15 @@ pub(crate) fn verify(
         });
     }
     Ok(())
+}
+
+/// Each learner's position in `learners`, by id.
+fn index_by_id(learners: &[CohortLearner]) -> BTreeMap<&str, usize> {
+    learners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.id.as_str(), i))
+        .collect()
 }
 
 /// Maps a cohort's member ids to population indices.
@@ -544,11 +598,7 @@ pub fn check_move(
     to: &str,
     cons: &CohortConstraints,
 ) -> Result<(), Violation> {
-    let index: BTreeMap<&str, usize> = learners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.id.as_str(), i))
-        .collect();
+    let index = index_by_id(learners);
     let find = |id: &str| {
         cohorts
             .iter()

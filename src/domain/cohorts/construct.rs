@@ -20,12 +20,7 @@ fn company_counts(p: &Problem, b: &BlockInfo, bi: usize) -> Result<Vec<Vec<usize
     let k = b.sizes.len();
     let mut m = vec![0usize; b.companies + 1];
     for li in b.learners.clone() {
-        let c = p.company[li];
-        m[if c == NO_COMPANY {
-            b.companies
-        } else {
-            c as usize
-        }] += 1;
+        m[company_slot(p, b, li)] += 1;
     }
     let caps: Vec<usize> = b.cohorts.clone().map(|j| p.caps[j] as usize).collect();
     let mut free = b.sizes.clone();
@@ -69,15 +64,17 @@ fn company_counts(p: &Problem, b: &BlockInfo, bi: usize) -> Result<Vec<Vec<usize
 fn by_company(p: &Problem, b: &BlockInfo) -> Vec<Vec<u32>> {
     let mut groups = vec![Vec::new(); b.companies + 1];
     for li in b.learners.clone() {
-        let c = p.company[li];
-        groups[if c == NO_COMPANY {
-            b.companies
-        } else {
-            c as usize
-        }]
-        .push(li as u32);
+        groups[company_slot(p, b, li)].push(li as u32);
     }
     groups
+}
+
+/// The block company row of learner `li` (the last row: no company).
+fn company_slot(p: &Problem, b: &BlockInfo, li: usize) -> usize {
+    match p.company[li] {
+        NO_COMPANY => b.companies,
+        c => c as usize,
+    }
 }
 
 /// A uniformly shuffled feasible assignment: the reference a manager would
@@ -85,16 +82,30 @@ fn by_company(p: &Problem, b: &BlockInfo) -> Vec<Vec<u32>> {
 pub fn random_feasible(p: &Problem, rng: &mut ChaCha8Rng) -> Result<Assignment, CohortError> {
     let mut out: Assignment = vec![Vec::new(); p.cohort_count()];
     for (bi, b) in p.blocks.iter().enumerate() {
-        let counts = company_counts(p, b, bi)?;
-        for (c, mut group) in by_company(p, b).into_iter().enumerate() {
-            group.shuffle(rng);
-            let mut it = group.into_iter();
-            for (j, &n) in counts[c].iter().enumerate() {
-                out[b.cohorts.start + j].extend(it.by_ref().take(n));
-            }
-        }
+        random_block(p, b, bi, rng, &mut out)?;
     }
     Ok(out)
+}
+
+/// Block `bi`'s learners drawn by lots into its cohorts of `out`, as many
+/// of each company in each cohort as the counts say (also the leveled
+/// start's fallback).
+pub(crate) fn random_block(
+    p: &Problem,
+    b: &BlockInfo,
+    bi: usize,
+    rng: &mut ChaCha8Rng,
+    out: &mut Assignment,
+) -> Result<(), CohortError> {
+    let counts = company_counts(p, b, bi)?;
+    for (c, mut group) in by_company(p, b).into_iter().enumerate() {
+        group.shuffle(rng);
+        let mut it = group.into_iter();
+        for (j, &n) in counts[c].iter().enumerate() {
+            out[b.cohorts.start + j].extend(it.by_ref().take(n));
+        }
+    }
+    Ok(())
 }
 
 /// A balanced start: within each company, learners sorted by overall
@@ -132,13 +143,4 @@ pub fn balanced_start(p: &Problem, rng: &mut ChaCha8Rng) -> Result<Assignment, C
         }
     }
     Ok(out)
-}
-
-/// Company counts for reuse by the leveled start's fallback.
-pub(crate) fn counts_for(
-    p: &Problem,
-    b: &BlockInfo,
-    bi: usize,
-) -> Result<Vec<Vec<usize>>, CohortError> {
-    company_counts(p, b, bi)
 }

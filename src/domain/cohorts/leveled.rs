@@ -31,26 +31,7 @@ pub fn leveled_start(p: &Problem, rng: &mut ChaCha8Rng) -> Result<Assignment, Co
                     out[b.cohorts.start + j] = g;
                 }
             }
-            None => {
-                let counts = construct::counts_for(p, b, bi)?;
-                let mut groups = vec![Vec::new(); b.companies + 1];
-                for li in b.learners.clone() {
-                    let c = p.company[li];
-                    groups[if c == NO_COMPANY {
-                        b.companies
-                    } else {
-                        c as usize
-                    }]
-                    .push(li as u32);
-                }
-                for (c, mut g) in groups.into_iter().enumerate() {
-                    g.shuffle(rng);
-                    let mut it = g.into_iter();
-                    for (j, &n) in counts[c].iter().enumerate() {
-                        out[b.cohorts.start + j].extend(it.by_ref().take(n));
-                    }
-                }
-            }
+            None => construct::random_block(p, b, bi, rng, &mut out)?,
         }
     }
     Ok(out)

@@ -346,41 +346,7 @@ pub fn form_cohorts(req: &FormationRequest<'_>) -> Result<Formation, CohortError
     let cons = &req.constraints;
     cons.validate()?;
     let skills = validate_learners(req.learners)?;
-    let index: BTreeMap<&str, usize> = req
-        .learners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.id.as_str(), i))
-        .collect();
-
-    // Locked cohorts: members leave the pool.
-    let mut taken = vec![false; req.learners.len()];
-    let mut locked_ids = BTreeSet::new();
-    for lc in req.locked {
-        if !locked_ids.insert(lc.id.as_str()) {
-            return Err(CohortError::InvalidInput(format!(
-                "locked cohort id {:?} appears twice",
-                lc.id
-            )));
-        }
-        for m in &lc.members {
-            let &i = index.get(m.as_str()).ok_or_else(|| {
-                CohortError::InvalidInput(format!(
-                    "locked cohort {:?} lists unknown learner {m:?}",
-                    lc.id
-                ))
-            })?;
-            if std::mem::replace(&mut taken[i], true) {
-                return Err(CohortError::InvalidInput(format!(
-                    "learner {m:?} is in more than one locked cohort"
-                )));
-            }
-        }
-        // Kept as it is even if it breaks a rule now (a member's language
-        // or time zone changed, the rules were tightened): a lock is the
-        // manager's word; the stored cohort reports its breaches.
-    }
-    let pool: Vec<usize> = (0..req.learners.len()).filter(|&i| !taken[i]).collect();
+    let (pool, locked_ids) = pool_and_locked(req)?;
 
     let mut rng = ChaCha8Rng::seed_from_u64(req.seed);
     let plan = plan::plan_blocks(req.learners, &pool, cons, req.locked.len())?;
@@ -394,36 +360,7 @@ pub fn form_cohorts(req: &FormationRequest<'_>) -> Result<Formation, CohortError
     };
     let final_assignment = search::optimise(&problem, initial, &mut rng);
 
-    // Build cohorts: locked first, then new ones with fresh ids.
-    let mut cohorts: Vec<Cohort> = req
-        .locked
-        .iter()
-        .map(|lc| Cohort {
-            id: lc.id.clone(),
-            members: lc.members.clone(),
-            locked: true,
-        })
-        .collect();
-    let mut next = 1usize;
-    for members in &final_assignment {
-        let id = loop {
-            let id = format!("cohort-{next:03}");
-            next += 1;
-            if !locked_ids.contains(id.as_str()) {
-                break id;
-            }
-        };
-        let mut ids: Vec<String> = members
-            .iter()
-            .map(|&li| req.learners[problem.global(li)].id.clone())
-            .collect();
-        ids.sort();
-        cohorts.push(Cohort {
-            id,
-            members: ids,
-            locked: false,
-        });
-    }
+    let cohorts = new_cohorts(req, &locked_ids, &final_assignment, &problem);
     let mut left_out = vec![false; req.learners.len()];
     for (i, _, _) in &plan.unplaced {
         left_out[*i] = true;
@@ -459,6 +396,90 @@ pub fn form_cohorts(req: &FormationRequest<'_>) -> Result<Formation, CohortError
         report,
         unplaced,
     })
+}
+
+/// The learners left to place (not in a locked cohort) and the locked
+/// cohorts' ids; a locked cohort named twice, naming an unknown learner
+/// or sharing one with another is refused.
+fn pool_and_locked<'a>(
+    req: &FormationRequest<'a>,
+) -> Result<(Vec<usize>, BTreeSet<&'a str>), CohortError> {
+    let index: BTreeMap<&str, usize> = req
+        .learners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.id.as_str(), i))
+        .collect();
+
+    // Locked cohorts: members leave the pool.
+    let mut taken = vec![false; req.learners.len()];
+    let mut locked_ids = BTreeSet::new();
+    for lc in req.locked {
+        if !locked_ids.insert(lc.id.as_str()) {
+            return Err(CohortError::InvalidInput(format!(
+                "locked cohort id {:?} appears twice",
+                lc.id
+            )));
+        }
+        for m in &lc.members {
+            let &i = index.get(m.as_str()).ok_or_else(|| {
+                CohortError::InvalidInput(format!(
+                    "locked cohort {:?} lists unknown learner {m:?}",
+                    lc.id
+                ))
+            })?;
+            if std::mem::replace(&mut taken[i], true) {
+                return Err(CohortError::InvalidInput(format!(
+                    "learner {m:?} is in more than one locked cohort"
+                )));
+            }
+        }
+        // Kept as it is even if it breaks a rule now (a member's language
+        // or time zone changed, the rules were tightened): a lock is the
+        // manager's word; the stored cohort reports its breaches.
+    }
+    let pool: Vec<usize> = (0..req.learners.len()).filter(|&i| !taken[i]).collect();
+    Ok((pool, locked_ids))
+}
+
+/// The cohorts: locked first, as they are, then the new ones with fresh
+/// ids (`cohort-001`...), their members sorted.
+fn new_cohorts(
+    req: &FormationRequest<'_>,
+    locked_ids: &BTreeSet<&str>,
+    assignment: &[Vec<u32>],
+    problem: &search::Problem,
+) -> Vec<Cohort> {
+    let mut cohorts: Vec<Cohort> = req
+        .locked
+        .iter()
+        .map(|lc| Cohort {
+            id: lc.id.clone(),
+            members: lc.members.clone(),
+            locked: true,
+        })
+        .collect();
+    let mut next = 1usize;
+    for members in assignment {
+        let id = loop {
+            let id = format!("cohort-{next:03}");
+            next += 1;
+            if !locked_ids.contains(id.as_str()) {
+                break id;
+            }
+        };
+        let mut ids: Vec<String> = members
+            .iter()
+            .map(|&li| req.learners[problem.global(li)].id.clone())
+            .collect();
+        ids.sort();
+        cohorts.push(Cohort {
+            id,
+            members: ids,
+            locked: false,
+        });
+    }
+    cohorts
 }
 
 #[cfg(test)]

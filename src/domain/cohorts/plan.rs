@@ -217,13 +217,6 @@ fn tz_segments(
     known.sort_unstable();
     let offs = Offsets::new(known.iter().map(|k| k.0).collect());
     let spread = cons.max_tz_spread_minutes();
-    let within = |a: &str| {
-        if a.is_empty() {
-            String::new()
-        } else {
-            format!(" in {a}")
-        }
-    };
     if known.is_empty() || offs.spread(0, known.len()) <= spread {
         if !representable(members.len(), cons) {
             let reason = format!(
@@ -291,6 +284,20 @@ fn tz_segments(
             (l, known[a..b].iter().map(|k| k.1).collect::<Vec<_>>())
         })
         .collect();
+    place_unknown(&mut segs, unknown, label, cons, unplaced);
+    segs
+}
+
+/// Gives each window the learners of unknown time zone it lacks, then the
+/// rest to the largest window that can take them (or a window of their
+/// own); those that fit nowhere are left out.
+fn place_unknown(
+    segs: &mut Vec<(String, Vec<usize>)>,
+    mut unknown: Vec<usize>,
+    label: &str,
+    cons: &CohortConstraints,
+    unplaced: &mut Vec<(usize, Constraint, String)>,
+) {
     for (_, s) in segs.iter_mut() {
         let need = deficit(s.len(), cons);
         s.extend(unknown.drain(unknown.len() - need..));
@@ -318,7 +325,15 @@ fn tz_segments(
             }
         }
     }
-    segs
+}
+
+/// ` in <label>`, or nothing for an empty label.
+fn within(label: &str) -> String {
+    if label.is_empty() {
+        String::new()
+    } else {
+        format!(" in {label}")
+    }
 }
 
 /// Learners' offset lists in sorted order, with what the window search

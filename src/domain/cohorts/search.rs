@@ -444,14 +444,11 @@ fn cohort_phi(s: &CohortState, tau: &[f64]) -> f64 {
     (0..s.sum.len()).map(|k| phi(s.err(k), tau[k])).sum()
 }
 
-/// Neighbour polish: swaps with near-identical learners anywhere in the
-/// block, first on the squared deviations, then with a band that shrinks
-/// towards the largest remaining deviation of each feature, which is what
-/// closes the max-min gaps.
-fn polish(p: &Problem, states: &mut [CohortState], rng: &mut ChaCha8Rng) {
-    let n = p.global.len();
+/// Each learner's [`NEIGHBOURS`] nearest learners of its block in mastery
+/// (itself where the block is smaller), `NEIGHBOURS` entries per learner.
+fn neighbour_table(p: &Problem) -> Vec<u32> {
     let k = NEIGHBOURS;
-    let mut nbrs = vec![0u32; n * k];
+    let mut nbrs = vec![0u32; p.global.len() * k];
     for b in &p.blocks {
         let pts: Vec<f64> = b
             .learners
@@ -466,6 +463,17 @@ fn polish(p: &Problem, states: &mut [CohortState], rng: &mut ChaCha8Rng) {
             }
         }
     }
+    nbrs
+}
+
+/// Neighbour polish: swaps with near-identical learners anywhere in the
+/// block, first on the squared deviations, then with a band that shrinks
+/// towards the largest remaining deviation of each feature, which is what
+/// closes the max-min gaps.
+fn polish(p: &Problem, states: &mut [CohortState], rng: &mut ChaCha8Rng) {
+    let n = p.global.len();
+    let k = NEIGHBOURS;
+    let nbrs = neighbour_table(p);
     let mut cohort_of = vec![0u32; n];
     let mut pos = vec![0u32; n];
     for (j, s) in states.iter_mut().enumerate() {

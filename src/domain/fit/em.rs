@@ -818,17 +818,22 @@ mod tests {
         }
     }
 
+    /// Variant set number `bits` of the 16: one bit per option.
+    fn variants(bits: u8) -> Variants {
+        Variants {
+            forgets: bits & 1 != 0,
+            multilearn: bits & 2 != 0,
+            multigs: bits & 4 != 0,
+            multiprior: bits & 8 != 0,
+        }
+    }
+
     #[test]
     fn forward_backward_matches_brute_force_in_every_variant() {
         let ds = small();
         let d = &ds.layout(None)[0];
         for bits in 0..16u8 {
-            let v = Variants {
-                forgets: bits & 1 != 0,
-                multilearn: bits & 2 != 0,
-                multigs: bits & 4 != 0,
-                multiprior: bits & 8 != 0,
-            };
+            let v = variants(bits);
             let s = Shape::new(d, v, &Fixed::default());
             let mut rng = ChaCha8Rng::seed_from_u64(u64::from(bits));
             let th = s.random_theta(&mut rng, &Bounds::default(), &Fixed::default());
@@ -926,12 +931,7 @@ mod tests {
         let ds = small();
         let d = &ds.layout(None)[0];
         for bits in 0..16u8 {
-            let v = Variants {
-                forgets: bits & 1 != 0,
-                multilearn: bits & 2 != 0,
-                multigs: bits & 4 != 0,
-                multiprior: bits & 8 != 0,
-            };
+            let v = variants(bits);
             let opts = FitOptions {
                 variants: v,
                 tolerance: 0.0,

@@ -12,7 +12,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::kpi::{BlockingScope, CohortReport, ScopeKind, iso_date};
+use super::kpi::{BlockingScope, CohortReport, ScopeKind, WeekActivity, iso_date};
 use crate::domain::spreadsheet::Writer;
 
 /// The report as one CSV table in long format: `section,id,name,metric,value`.
@@ -165,12 +165,25 @@ const BLOCKED: RGBColor = RGBColor(200, 60, 50);
 
 /// The report as a self-contained HTML page (inline CSS and SVG charts).
 pub fn to_html(report: &CohortReport) -> String {
+    let mut page = String::new();
+    html_head(&mut page, report);
+    competence_section(&mut page, report);
+    page.push_str("<h2>Completion and participation over time</h2>\n");
+    page.push_str(&figure(timeline_chart(report), "Share of learners who completed the program (cumulative) and who were active, per ISO week"));
+    blocking_section(&mut page, report);
+    time_and_alert_sections(&mut page, report);
+    certified_section(&mut page, report);
+    page.push_str("</body>\n</html>\n");
+    page
+}
+
+/// The page's head, title and key figures.
+fn html_head(page: &mut String, report: &CohortReport) {
     let scope = match report.scope.kind {
         ScopeKind::Cohort => "Cohort",
         ScopeKind::Program => "Program",
     };
     let title = format!("{scope} report: {}", report.scope.name);
-    let mut page = String::new();
     let _ = write!(
         page,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -203,107 +216,129 @@ pub fn to_html(report: &CohortReport) -> String {
         report.alerts.raised,
         report.alerts.resolved
     );
+}
 
+/// Competence before and after: the chart and its table.
+fn competence_section(page: &mut String, report: &CohortReport) {
     page.push_str("<h2>Competence before and after</h2>\n");
     page.push_str(&figure(
         mastery_chart(report),
         "P(mastered) per skill: mean after the first answer vs. now",
     ));
-    page.push_str("<table><tr><th>skill</th><th>learners</th><th>before</th><th>now</th><th>mastered now</th></tr>\n");
-    for c in &report.competence {
-        let _ = writeln!(
-            page,
-            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td></tr>",
-            html(&c.name),
-            c.learners,
-            c.before_mean,
-            c.after_mean,
-            c.mastered_now
-        );
-    }
-    page.push_str("</table>\n");
+    table(
+        page,
+        &["skill", "learners", "before", "now", "mastered now"],
+        report.competence.iter().map(|c| {
+            vec![
+                html(&c.name),
+                c.learners.to_string(),
+                format!("{:.2}", c.before_mean),
+                format!("{:.2}", c.after_mean),
+                c.mastered_now.to_string(),
+            ]
+        }),
+    );
+}
 
-    page.push_str("<h2>Completion and participation over time</h2>\n");
-    page.push_str(&figure(timeline_chart(report), "Share of learners who completed the program (cumulative) and who were active, per ISO week"));
-
+/// Blocking points: the chart and its table, or a sentence when none.
+fn blocking_section(page: &mut String, report: &CohortReport) {
     page.push_str("<h2>Blocking points</h2>\n");
     if report.blocking_points.is_empty() {
         page.push_str("<p>No learner failed repeatedly on a skill or module.</p>\n");
-    } else {
-        page.push_str(&figure(
-            blocking_chart(report),
-            "Learners with a run of repeated failures, worst first",
-        ));
-        page.push_str("<table><tr><th>skill / module</th><th>blocked</th><th>attempted</th><th>failed answers</th></tr>\n");
-        for b in &report.blocking_points {
+        return;
+    }
+    page.push_str(&figure(
+        blocking_chart(report),
+        "Learners with a run of repeated failures, worst first",
+    ));
+    table(
+        page,
+        &["skill / module", "blocked", "attempted", "failed answers"],
+        report.blocking_points.iter().map(|b| {
             let kind = match b.scope {
                 BlockingScope::Skill => "skill",
                 BlockingScope::Module => "module",
             };
-            let _ = writeln!(
-                page,
-                "<tr><td>{} ({kind})</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                html(&b.name),
-                b.learners_blocked,
-                b.learners_attempted,
-                b.failed_attempts
-            );
-        }
-        page.push_str("</table>\n");
-    }
-
-    page.push_str("<h2>Time per module</h2>\n<table><tr><th>module</th><th>learners</th><th>median (min)</th><th>p90 (min)</th></tr>\n");
-    for m in &report.module_time {
-        let _ = writeln!(
-            page,
-            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td></tr>",
-            html(&m.name),
-            m.learners,
-            m.median_minutes,
-            m.p90_minutes
-        );
-    }
-    page.push_str("</table>\n");
-
-    page.push_str(
-        "<h2>Alerts</h2>\n<table><tr><th>kind</th><th>raised</th><th>resolved</th></tr>\n",
+            vec![
+                format!("{} ({kind})", html(&b.name)),
+                b.learners_blocked.to_string(),
+                b.learners_attempted.to_string(),
+                b.failed_attempts.to_string(),
+            ]
+        }),
     );
-    for (kind, count) in &report.alerts_by_kind {
-        let _ = writeln!(
-            page,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            kind.as_str(),
-            count.raised,
-            count.resolved
-        );
-    }
-    page.push_str("</table>\n");
+}
 
+/// The time-per-module and alert tables.
+fn time_and_alert_sections(page: &mut String, report: &CohortReport) {
+    page.push_str("<h2>Time per module</h2>\n");
+    table(
+        page,
+        &["module", "learners", "median (min)", "p90 (min)"],
+        report.module_time.iter().map(|m| {
+            vec![
+                html(&m.name),
+                m.learners.to_string(),
+                format!("{:.1}", m.median_minutes),
+                format!("{:.1}", m.p90_minutes),
+            ]
+        }),
+    );
+    page.push_str("<h2>Alerts</h2>\n");
+    table(
+        page,
+        &["kind", "raised", "resolved"],
+        report.alerts_by_kind.iter().map(|(kind, count)| {
+            vec![
+                kind.as_str().to_string(),
+                count.raised.to_string(),
+                count.resolved.to_string(),
+            ]
+        }),
+    );
+}
+
+/// The certified learners' table, or a sentence when none.
+fn certified_section(page: &mut String, report: &CohortReport) {
     page.push_str("<h2>Certified learners</h2>\n");
     if report.certified.is_empty() {
         page.push_str("<p>No learner has mastered every skill yet.</p>\n");
-    } else {
-        page.push_str(
-            "<table><tr><th>learner</th><th>certified on</th><th>answers per skill</th></tr>\n",
-        );
-        for c in &report.certified {
+        return;
+    }
+    table(
+        page,
+        &["learner", "certified on", "answers per skill"],
+        report.certified.iter().map(|c| {
             let evidence: Vec<String> = c
                 .attempts_per_skill
                 .iter()
                 .map(|(skill, n)| format!("{skill}: {n}"))
                 .collect();
-            let _ = writeln!(
-                page,
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            vec![
                 html(&c.learner_id),
-                c.certified_on,
-                html(&evidence.join(", "))
-            );
-        }
-        page.push_str("</table>\n");
+                c.certified_on.to_string(),
+                html(&evidence.join(", ")),
+            ]
+        }),
+    );
+}
+
+/// An HTML table: a header row of `header`, then one row of cells (already
+/// escaped) per item of `rows`.
+fn table(page: &mut String, header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
+    page.push_str("<table><tr>");
+    for h in header {
+        let _ = write!(page, "<th>{h}</th>");
     }
-    page.push_str("</body>\n</html>\n");
-    page
+    page.push_str("</tr>\n");
+    for row in rows {
+        page.push_str("<tr>");
+        for cell in row {
+            let _ = write!(page, "<td>{cell}</td>");
+        }
+        page.push_str("</tr>\n");
+    }
+    page.push_str("</table>\n");
 }
 
 /// Wraps an SVG (or the reason it could not be drawn) in a `<figure>`.
@@ -386,14 +421,24 @@ fn mastery_chart(report: &CohortReport) -> Result<String, String> {
             ))
             .map_err(|e| e.to_string())?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| e.to_string())
+        legend(&mut chart)
     })
+}
+
+/// A line of the timeline chart: its label, colour and count per week.
+type TimelineLine = (&'static str, RGBColor, fn(&WeekActivity) -> usize);
+
+/// The series' legend, in a box at the chart's upper left.
+fn legend<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())
 }
 
 /// Axis-label text, anchored horizontally as asked and below its point.
@@ -422,35 +467,26 @@ fn timeline_chart(report: &CohortReport) -> Result<String, String> {
             .x_label_formatter(&|i| weeks.get(*i).map_or_else(String::new, |w| w.week.clone()))
             .draw()
             .map_err(|e| e.to_string())?;
-        chart
-            .draw_series(LineSeries::new(
-                weeks
-                    .iter()
-                    .enumerate()
-                    .map(|(i, w)| (i, w.completed_cumulative as f64 / learners)),
-                AFTER.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?
-            .label("completed the program")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], AFTER.stroke_width(2)));
-        chart
-            .draw_series(LineSeries::new(
-                weeks
-                    .iter()
-                    .enumerate()
-                    .map(|(i, w)| (i, w.active_learners as f64 / learners)),
-                ACTIVE.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?
-            .label("active that week")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], ACTIVE.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| e.to_string())
+        let lines: [TimelineLine; 2] = [
+            ("completed the program", AFTER, |w| w.completed_cumulative),
+            ("active that week", ACTIVE, |w| w.active_learners),
+        ];
+        for (label, color, count) in lines {
+            chart
+                .draw_series(LineSeries::new(
+                    weeks
+                        .iter()
+                        .enumerate()
+                        .map(|(i, w)| (i, count(w) as f64 / learners)),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+        }
+        legend(&mut chart)
     })
 }
 

@@ -142,6 +142,45 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
+/// The first event time of each session (events closer than
+/// [`SESSION_BREAK_HOURS`] belong to one session); `times` sorted.
+fn session_starts(times: &[Micros]) -> Vec<Micros> {
+    let session_break = (SESSION_BREAK_HOURS * 3_600_000_000.0) as Micros;
+    let mut starts: Vec<Micros> = Vec::new();
+    let mut previous: Option<Micros> = None;
+    for &at in times {
+        if previous.is_none_or(|p| at - p >= session_break) {
+            starts.push(at);
+        }
+        previous = Some(at);
+    }
+    starts
+}
+
+/// The success rate of the last [`RECENT_ANSWERS`] answers (smoothed), and
+/// its change from the earlier answers' (0 with fewer than 5 earlier).
+fn success(input: &SignalInput) -> (f64, f64) {
+    let now = input.now;
+    let mut answers: Vec<(Micros, bool)> = input
+        .attempts
+        .iter()
+        .filter(|a| a.at <= now)
+        .map(|a| (a.at, a.correct))
+        .collect();
+    answers.sort_by_key(|(at, _)| *at);
+    let split = answers.len().saturating_sub(RECENT_ANSWERS);
+    let rate = |xs: &[(Micros, bool)]| {
+        (xs.iter().filter(|(_, c)| *c).count() as f64 + 1.0) / (xs.len() as f64 + 2.0)
+    };
+    let recent_success = rate(&answers[split..]);
+    let success_trend = if split >= 5 {
+        recent_success - rate(&answers[..split])
+    } else {
+        0.0
+    };
+    (recent_success, success_trend)
+}
+
 /// Computes the engagement of one learner. Pure; only events before or at
 /// `input.now` count.
 pub fn engagement(input: &SignalInput) -> Engagement {
@@ -156,15 +195,7 @@ pub fn engagement(input: &SignalInput) -> Engagement {
         .filter(|at| *at <= now)
         .collect();
     times.sort_unstable();
-    let session_break = (SESSION_BREAK_HOURS * 3_600_000_000.0) as Micros;
-    let mut starts: Vec<Micros> = Vec::new();
-    let mut previous: Option<Micros> = None;
-    for &at in &times {
-        if previous.is_none_or(|p| at - p >= session_break) {
-            starts.push(at);
-        }
-        previous = Some(at);
-    }
+    let starts = session_starts(&times);
     let gaps: Vec<f64> = starts
         .windows(2)
         .map(|w| open_days(pauses, w[0], w[1]))
@@ -223,23 +254,7 @@ pub fn engagement(input: &SignalInput) -> Engagement {
         (0.0, 0.0)
     };
 
-    let mut answers: Vec<(Micros, bool)> = input
-        .attempts
-        .iter()
-        .filter(|a| a.at <= now)
-        .map(|a| (a.at, a.correct))
-        .collect();
-    answers.sort_by_key(|(at, _)| *at);
-    let split = answers.len().saturating_sub(RECENT_ANSWERS);
-    let rate = |xs: &[(Micros, bool)]| {
-        (xs.iter().filter(|(_, c)| *c).count() as f64 + 1.0) / (xs.len() as f64 + 2.0)
-    };
-    let recent_success = rate(&answers[split..]);
-    let success_trend = if split >= 5 {
-        recent_success - rate(&answers[..split])
-    } else {
-        0.0
-    };
+    let (recent_success, success_trend) = success(input);
     let paused = pauses.iter().any(|&(s, e)| s <= now && now < e);
     Engagement {
         last_seen,
@@ -261,34 +276,15 @@ pub fn engagement(input: &SignalInput) -> Engagement {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
-    use super::super::signals::{ProgramCalendar, SkillAttempt};
+    use super::super::signals::SkillAttempt;
+    use super::super::signals::tests_support::quiet_learner;
     use super::*;
 
     const DAY: i64 = MICROS_PER_DAY;
 
     fn input(now_day: i64) -> SignalInput {
-        SignalInput {
-            now: now_day * DAY,
-            calendar: ProgramCalendar {
-                starts_at: 0,
-                ends_at: 56 * DAY,
-                units: 10,
-            },
-            enrolled_at: 0,
-            last_activity_at: None,
-            units_completed: 0,
-            attempts: Vec::new(),
-            time_spent_ms: 0,
-            cohort_median_time_spent_ms: 0,
-            recommended_modules: 0,
-            recommended_started: 0,
-            skill_names: BTreeMap::new(),
-            module_events: Vec::new(),
-            unit_completions: Vec::new(),
-            pauses: Vec::new(),
-        }
+        quiet_learner(now_day * DAY, 56 * DAY, 10)
     }
 
     /// A session on `day` (at 10:00) of `minutes`, with answers.

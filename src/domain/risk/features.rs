@@ -142,31 +142,16 @@ pub fn features_of(input: &SignalInput, s: &LearnerSignals, e: &Engagement) -> F
 
 #[cfg(test)]
 mod tests {
-    use super::super::signals::ProgramCalendar;
+    use super::super::signals::tests_support::quiet_learner;
     use super::*;
 
     const DAY: i64 = MICROS_PER_DAY;
 
     fn input(now_day: i64, done: &[i64]) -> SignalInput {
         SignalInput {
-            now: now_day * DAY,
-            calendar: ProgramCalendar {
-                starts_at: 0,
-                ends_at: 40 * DAY,
-                units: 10,
-            },
-            enrolled_at: 0,
-            last_activity_at: None,
             units_completed: done.len() as u32,
-            attempts: Vec::new(),
-            time_spent_ms: 0,
-            cohort_median_time_spent_ms: 0,
-            recommended_modules: 0,
-            recommended_started: 0,
-            skill_names: BTreeMap::new(),
-            module_events: Vec::new(),
             unit_completions: done.iter().map(|d| d * DAY).collect(),
-            pauses: Vec::new(),
+            ..quiet_learner(now_day * DAY, 40 * DAY, 10)
         }
     }
 

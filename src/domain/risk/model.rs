@@ -235,7 +235,7 @@ impl RiskModels {
 }
 
 /// A model with no features (only to carry a version error).
-fn empty_model() -> LinearModel {
+pub(super) fn empty_model() -> LinearModel {
     LinearModel {
         target: String::new(),
         auc: f64::NAN,

@@ -613,6 +613,7 @@ pub fn day_month(at: Micros) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::model::{MODEL_FORMAT_VERSION, TrainingInfo};
+    use super::super::signals::tests_support::quiet_learner;
     use super::super::signals::{ProgramCalendar, SkillAttempt};
     use super::*;
 
@@ -645,24 +646,17 @@ mod tests {
 
     fn learner(now_day: i64, attempts: Vec<SkillAttempt>) -> SignalInput {
         SignalInput {
-            now: NOV_1 + now_day * DAY,
             calendar: ProgramCalendar {
                 starts_at: NOV_1,
                 ends_at: NOV_1 + 56 * DAY,
                 units: 12,
             },
             enrolled_at: NOV_1,
-            last_activity_at: None,
             units_completed: 2,
             attempts,
-            time_spent_ms: 0,
-            cohort_median_time_spent_ms: 0,
-            recommended_modules: 0,
-            recommended_started: 0,
             skill_names: [("sql".to_string(), "SQL joins".to_string())].into(),
-            module_events: Vec::new(),
             unit_completions: vec![NOV_1 + DAY, NOV_1 + 2 * DAY],
-            pauses: Vec::new(),
+            ..quiet_learner(NOV_1 + now_day * DAY, 0, 0)
         }
     }
 
@@ -676,6 +670,7 @@ mod tests {
 
     /// A hand-made model of one feature: 1 log-odd per unit above `mean`.
     fn one_feature(feature: &str, mean: f64) -> LinearModel {
+        let empty = super::super::model::empty_model();
         LinearModel {
             target: "test".into(),
             auc: 0.9,
@@ -683,16 +678,11 @@ mod tests {
             means: vec![mean],
             scales: vec![1.0],
             coefficients: vec![1.0],
-            intercept: 0.0,
             training: TrainingInfo {
                 source: "hand-made".into(),
-                samples: 0,
-                positives: 0,
-                train_size: 0,
-                test_size: 0,
-                alpha: 0.0,
-                seed: 0,
+                ..empty.training
             },
+            ..empty
         }
     }
 

@@ -431,8 +431,41 @@ pub fn trace_mastery<'a>(
         .collect()
 }
 
+/// Fixtures the risk modules' tests share.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A learner enrolled at time 0 in a program of `units` units that runs
+    /// from 0 to `ends_at`, seen at `now`, with no history at all: tests set
+    /// what they look at.
+    pub(crate) fn quiet_learner(now: Micros, ends_at: Micros, units: u32) -> SignalInput {
+        SignalInput {
+            now,
+            calendar: ProgramCalendar {
+                starts_at: 0,
+                ends_at,
+                units,
+            },
+            enrolled_at: 0,
+            last_activity_at: None,
+            units_completed: 0,
+            attempts: Vec::new(),
+            time_spent_ms: 0,
+            cohort_median_time_spent_ms: 0,
+            recommended_modules: 0,
+            recommended_started: 0,
+            skill_names: BTreeMap::new(),
+            module_events: Vec::new(),
+            unit_completions: Vec::new(),
+            pauses: Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::tests_support::quiet_learner;
     use super::*;
 
     const DAY: i64 = MICROS_PER_DAY;
@@ -448,26 +481,7 @@ mod tests {
     }
 
     fn base() -> SignalInput {
-        SignalInput {
-            now: 20 * DAY,
-            calendar: ProgramCalendar {
-                starts_at: 0,
-                ends_at: 40 * DAY,
-                units: 10,
-            },
-            enrolled_at: 0,
-            last_activity_at: None,
-            units_completed: 0,
-            attempts: Vec::new(),
-            time_spent_ms: 0,
-            cohort_median_time_spent_ms: 0,
-            recommended_modules: 0,
-            recommended_started: 0,
-            skill_names: BTreeMap::new(),
-            module_events: Vec::new(),
-            unit_completions: Vec::new(),
-            pauses: Vec::new(),
-        }
+        quiet_learner(20 * DAY, 40 * DAY, 10)
     }
 
     #[test]

@@ -347,13 +347,32 @@ pub fn generate(params: &WorldParams) -> World {
     }
 }
 
-/// Plays one learner's weeks.
-fn simulate(
-    params: &WorldParams,
-    units: &[Unit],
-    id: String,
-    rng: &mut ChaCha8Rng,
-) -> WorldLearner {
+/// A learner's character, drawn once before their first day.
+struct Traits {
+    profile: Profile,
+    /// The motivation they revert to.
+    mean: f64,
+    /// Their motivation on day 0.
+    motivation: f64,
+    /// Daily random walk of the motivation.
+    drift: f64,
+    /// Sessions per week.
+    rate: f64,
+    /// Typical session length.
+    session_minutes: f64,
+    ability: f64,
+    /// Minutes of study a unit takes them.
+    need: f64,
+    /// Scales their stopping hazards (slow-but-steady learners rarely stop).
+    hazard_scale: f64,
+    pause: Option<WorldPause>,
+    /// Which of each unit's modules they take.
+    module_choice: usize,
+}
+
+/// Draws a learner's traits (the draws in a fixed order, so a seed gives
+/// the same world).
+fn draw_traits(params: &WorldParams, total_days: i64, rng: &mut ChaCha8Rng) -> Traits {
     let draw: f64 = rng.random();
     let profile = if draw < params.slow_share {
         Profile::SlowSteady
@@ -368,7 +387,7 @@ fn simulate(
     } else {
         normal(rng)
     };
-    let mut motivation = mean + 0.4 * normal(rng);
+    let motivation = mean + 0.4 * normal(rng);
     let drift = if slow {
         0.3 * params.drift
     } else {
@@ -386,7 +405,6 @@ fn simulate(
     };
     let need = params.unit_minutes * (-0.35 * ability).exp();
     let hazard_scale = if slow { 0.25 } else { 1.0 };
-    let total_days = i64::from(params.weeks) * 7 + GRACE_DAYS;
     let pause = (profile == Profile::Pauser).then(|| {
         let latest = (total_days - GRACE_DAYS - 21).max(11);
         let start = rng.random_range(10..=latest);
@@ -398,76 +416,87 @@ fn simulate(
         }
     });
     let module_choice = usize::from(rng.random_bool(0.5));
+    Traits {
+        profile,
+        mean,
+        motivation,
+        drift,
+        rate,
+        session_minutes,
+        ability,
+        need,
+        hazard_scale,
+        pause,
+        module_choice,
+    }
+}
 
+/// How a learner stands as the days go.
+struct Standing {
+    motivation: f64,
+    /// Wrong answers in a row.
+    wrong_run: u32,
+    /// Days spent drifting away, while it lasts.
+    drifting: Option<u32>,
+}
+
+/// Plays one learner's weeks.
+fn simulate(
+    params: &WorldParams,
+    units: &[Unit],
+    id: String,
+    rng: &mut ChaCha8Rng,
+) -> WorldLearner {
+    let total_days = i64::from(params.weeks) * 7 + GRACE_DAYS;
+    let t = draw_traits(params, total_days, rng);
     let mut learner = WorldLearner {
         id,
-        profile,
+        profile: t.profile,
         events: Vec::new(),
-        pause,
+        pause: t.pause,
         stopped_at: None,
         completed_at: None,
     };
+    let mut st = Standing {
+        motivation: t.motivation,
+        wrong_run: 0,
+        drifting: None,
+    };
     let mut unit = 0usize;
     let mut progress = 0.0f64;
-    let mut wrong_run = 0u32;
     let mut stopped = None;
-    // Days spent drifting away, while it lasts.
-    let mut drifting: Option<u32> = None;
     for day in 0..total_days {
         let midnight = WORLD_EPOCH + day * MICROS_PER_DAY;
-        motivation += params.reversion * (mean - motivation) + drift * normal(rng);
-        let paused = pause.is_some_and(|p| p.starts_at <= midnight && midnight < p.ends_at);
+        st.motivation += params.reversion * (t.mean - st.motivation) + t.drift * normal(rng);
+        let paused = t
+            .pause
+            .is_some_and(|p| p.starts_at <= midnight && midnight < p.ends_at);
         if paused {
             continue;
         }
         // Stopping is judged before the end only: after it, learners who
         // have not finished simply run out of time.
-        if day < total_days - GRACE_DAYS {
-            match drifting {
-                None => {
-                    let hazard = hazard_scale
-                        * sigmoid(
-                            params.hazard_base - params.hazard_motivation * motivation
-                                + params.hazard_failures * f64::from(wrong_run.min(6)),
-                        );
-                    if rng.random_bool(hazard.clamp(0.0, 1.0)) {
-                        drifting = Some(0);
-                    }
-                }
-                Some(days) => {
-                    if rng.random_bool((1.0 / params.drift_days).clamp(0.0, 1.0)) {
-                        stopped = Some(midnight);
-                        break;
-                    }
-                    drifting = if rng.random_bool(params.recover) {
-                        None
-                    } else {
-                        Some(days + 1)
-                    };
-                }
-            }
-            if rng.random_bool(params.abrupt * hazard_scale) {
-                stopped = Some(midnight);
-                break;
-            }
+        if day < total_days - GRACE_DAYS && stops_today(params, &t, &mut st, rng) {
+            stopped = Some(midnight);
+            break;
         }
-        let fading = drifting.map_or(0.0, |d| params.fade * f64::from(d));
+        let fading = st.drifting.map_or(0.0, |d| params.fade * f64::from(d));
         let weekend = day % 7 >= 5;
-        let p = (rate / 5.0
-            * (0.7 * (motivation - mean) - fading).exp()
+        let p = (t.rate / 5.0
+            * (0.7 * (st.motivation - t.mean) - fading).exp()
             * if weekend { 0.12 } else { 1.0 })
         .clamp(0.0, 0.95);
         if !rng.random_bool(p) {
             continue;
         }
         let start = midnight + rng.random_range(8 * 60..19 * 60) * 60_000_000;
-        let minutes = (session_minutes
-            * (0.4 * (motivation - mean) - 0.5 * fading + 0.25 * normal(rng)).exp())
+        let minutes = (t.session_minutes
+            * (0.4 * (st.motivation - t.mean) - 0.5 * fading + 0.25 * normal(rng)).exp())
         .clamp(5.0, 180.0);
         let Unit { skill, modules } = &units[unit];
-        progress += minutes / need;
+        progress += minutes / t.need;
         let ends = start + (minutes * 60_000_000.0) as i64;
-        let module = modules[module_choice].clone();
+        let module = modules[t.module_choice].clone();
         let done = progress >= 1.0;
         learner.events.push(WorldEvent {
             at: ends,
@@ -478,26 +507,8 @@ fn simulate(
             },
             time_spent_ms: (minutes * 60_000.0) as u64,
         });
-        // The quiz follows the module.
-        let answers = 2 + usize::from(rng.random_bool(0.5));
-        for k in 0..answers {
-            let p_right = sigmoid(0.2 + ability + 1.6 * progress.min(1.2) - 0.8);
-            let correct = rng.random_bool(p_right);
-            if correct {
-                wrong_run = 0;
-            } else {
-                wrong_run += 1;
-                motivation -= params.failure_motivation;
-            }
-            learner.events.push(WorldEvent {
-                at: ends + (k as i64 + 1) * 2 * 60_000_000,
-                kind: EventKind::Answer {
-                    skill: skill.clone(),
-                    correct,
-                },
-                time_spent_ms: 60_000,
-            });
-        }
+        let answers = quiz(params, &t, progress, skill, ends, &mut st, rng);
+        learner.events.extend(answers);
         if done {
             unit += 1;
             progress = 0.0;
@@ -509,6 +520,69 @@ fn simulate(
     }
     learner.stopped_at = stopped;
     learner
+}
+
+/// Whether the learner stops today: a drift away may start (likelier with
+/// low motivation and failures), then end in stopping or recover; an
+/// abrupt stop may come any day.
+fn stops_today(params: &WorldParams, t: &Traits, st: &mut Standing, rng: &mut ChaCha8Rng) -> bool {
+    match st.drifting {
+        None => {
+            let hazard = t.hazard_scale
+                * sigmoid(
+                    params.hazard_base - params.hazard_motivation * st.motivation
+                        + params.hazard_failures * f64::from(st.wrong_run.min(6)),
+                );
+            if rng.random_bool(hazard.clamp(0.0, 1.0)) {
+                st.drifting = Some(0);
+            }
+        }
+        Some(days) => {
+            if rng.random_bool((1.0 / params.drift_days).clamp(0.0, 1.0)) {
+                return true;
+            }
+            st.drifting = if rng.random_bool(params.recover) {
+                None
+            } else {
+                Some(days + 1)
+            };
+        }
+    }
+    rng.random_bool(params.abrupt * t.hazard_scale)
+}
+
+/// The quiz that follows a module session ending at `ends`: two or three
+/// answers on `skill`, each failure lowering the motivation.
+fn quiz(
+    params: &WorldParams,
+    t: &Traits,
+    progress: f64,
+    skill: &str,
+    ends: Micros,
+    st: &mut Standing,
+    rng: &mut ChaCha8Rng,
+) -> Vec<WorldEvent> {
+    let answers = 2 + usize::from(rng.random_bool(0.5));
+    (0..answers)
+        .map(|k| {
+            let p_right = sigmoid(0.2 + t.ability + 1.6 * progress.min(1.2) - 0.8);
+            let correct = rng.random_bool(p_right);
+            if correct {
+                st.wrong_run = 0;
+            } else {
+                st.wrong_run += 1;
+                st.motivation -= params.failure_motivation;
+            }
+            WorldEvent {
+                at: ends + (k as i64 + 1) * 2 * 60_000_000,
+                kind: EventKind::Answer {
+                    skill: skill.to_string(),
+                    correct,
+                },
+                time_spent_ms: 60_000,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -195,6 +195,36 @@ pub struct Message {
     pub last_error: String,
 }
 
+impl Message {
+    /// A message put in the outbox at `now`, due at once and not yet
+    /// attempted: `alert_id` is empty for a digest, `learners` those the
+    /// body names.
+    pub fn due_now(
+        id: String,
+        subscription_id: &str,
+        event_type: &str,
+        alert_id: &str,
+        learners: Vec<String>,
+        rendered: payload::Rendered,
+        now: Micros,
+    ) -> Self {
+        Self {
+            id,
+            subscription_id: subscription_id.into(),
+            event_type: event_type.into(),
+            alert_id: alert_id.into(),
+            learners,
+            content_type: rendered.content_type.into(),
+            body: rendered.body,
+            created_at: now,
+            due_at: now,
+            attempts: 0,
+            first_attempt_at: None,
+            last_error: String::new(),
+        }
+    }
+}
+
 /// A message given up after the retry window, kept for the operator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
@@ -209,42 +239,27 @@ pub struct DeadLetter {
 /// Fixtures shared by the tests of the webhook modules.
 #[cfg(test)]
 pub(crate) mod tests_support {
-    use std::collections::BTreeMap;
+    use std::collections::BTreeSet;
 
     use super::*;
-    use crate::domain::risk::AlertKind;
 
     /// An open warning blocking point about alice, raised at `sequence`.
     pub(crate) fn alert(sequence: u64) -> Alert {
         Alert {
-            id: alert_id(sequence),
             learner_id: "alice".into(),
             program_id: "excel".into(),
             cohort_id: "excel/v1/c001".into(),
-            kind: AlertKind::BlockingPoint,
-            severity: Severity::Warning,
             reason: "4 failed attempts".into(),
             skill_id: Some("joins".into()),
-            signals: BTreeMap::new(),
             created_at: 1_700_000_000_000_000,
             updated_at: 1_700_000_000_000_000,
-            status: AlertStatus::Open,
-            status_by: String::new(),
-            note: String::new(),
-            resolved_at: None,
-            sequence,
+            ..crate::domain::alerts::tests_support::alert(sequence)
         }
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    use super::tests_support::alert;
-    use super::*;
-
-    fn subscription() -> Subscription {
+    /// An immediate CloudEvents subscription of trainer key `k` scoped to
+    /// cohort `excel/v1/c001`, following from sequence 5, with no filter.
+    pub(crate) fn subscription() -> Subscription {
         Subscription {
             id: "sub_0123456789abcdef".into(),
             url: "https://hooks.example.com/x".into(),
@@ -264,6 +279,12 @@ mod tests {
             secret: vec![1; 32],
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::{alert, subscription};
+    use super::*;
 
     #[test]
     fn filters_combine_places_with_or_and_the_rest_with_and() {

@@ -188,101 +188,139 @@ pub fn resolve(statement: &Statement, catalog: &impl CatalogView) -> Effect {
         return ignored(&format!("activity '{activity_id}' is mapped as ignored"));
     }
     let Some(target) = target(statement, activity_id, verb, catalog) else {
-        // Everything a mapping would need, listed at once: the object (or,
-        // for a per-attempt id, the activities of its context), and an
-        // unknown course the program would come from.
-        let mut unknown = if is_per_attempt(definition.as_ref()) {
-            context_candidates(statement, catalog)
-        } else {
-            Vec::new()
-        };
-        if unknown.is_empty() {
-            unknown.push(Unknown {
-                id: activity_id.clone(),
-                definition: definition.clone(),
-            });
-        }
-        if let Err(waiting) = program(statement, &learner, catalog) {
-            if let Effect::Unresolved {
-                unknown: courses, ..
-            } = *waiting
-            {
-                unknown.extend(courses);
-            }
-        }
-        return Effect::Unresolved {
-            reason: format!(
-                "unknown activity '{activity_id}' (no program, module or item has this id or external id)"
-            ),
-            unknown,
-        };
+        return unresolved(
+            statement,
+            activity_id,
+            definition.as_ref(),
+            &learner,
+            catalog,
+        );
     };
-    let result = statement.result.as_ref();
     match target {
         Target::Program(program) if verb.enrols() => Effect::Enrolment { learner, program },
         Target::Program(_) => ignored("this verb has no effect on a program"),
-        Target::Item(item) => {
-            if !verb.may_attempt() {
-                return ignored("this verb is no answer: it has no effect on an item");
-            }
-            let Some((correct, score)) = evidence(verb, result, item, definition.as_ref()) else {
-                return ignored(
-                    "no result.success, result.score or scorable result.response to learn from",
-                );
-            };
-            let program = match program(statement, &learner, catalog) {
-                Ok(program) => program,
-                Err(unresolved) => return *unresolved,
-            };
-            let time_spent_ms = match time_spent(result, MAX_ATTEMPT_TIME_MS) {
-                Ok(ms) => ms,
-                Err(refused) => return *refused,
-            };
-            Effect::Attempt {
-                attempt: Attempt {
-                    attempt_id: derived_id(&statement.id),
-                    learner_id: learner.id.clone(),
-                    item_id: item.id.to_string(),
-                    skill_ids: item.skill_ids.to_vec(),
-                    correct,
-                    score,
-                    occurred_at: statement.timestamp,
-                    time_spent_ms,
-                },
-                learner,
-                program,
-            }
+        Target::Item(item) => attempt(statement, verb, item, definition.as_ref(), learner, catalog),
+        Target::Module(module) => activity(statement, verb, module, learner, catalog),
+    }
+}
+
+/// The effect of a statement whose activity the catalog does not know:
+/// unresolved, listing at once everything a mapping would need.
+fn unresolved(
+    statement: &Statement,
+    activity_id: &str,
+    definition: Option<&Definition>,
+    learner: &LearnerRef,
+    catalog: &impl CatalogView,
+) -> Effect {
+    // Everything a mapping would need, listed at once: the object (or,
+    // for a per-attempt id, the activities of its context), and an
+    // unknown course the program would come from.
+    let mut unknown = if is_per_attempt(definition) {
+        context_candidates(statement, catalog)
+    } else {
+        Vec::new()
+    };
+    if unknown.is_empty() {
+        unknown.push(Unknown {
+            id: activity_id.to_string(),
+            definition: definition.cloned(),
+        });
+    }
+    if let Err(waiting) = program(statement, learner, catalog) {
+        if let Effect::Unresolved {
+            unknown: courses, ..
+        } = *waiting
+        {
+            unknown.extend(courses);
         }
-        Target::Module(module) => {
-            let completion = result.and_then(|r| r.completion) == Some(true);
-            let Some(kind) = verb.module_event(completion) else {
-                return ignored("an answer needs an item, and this activity is a module");
-            };
-            let program = match program(statement, &learner, catalog) {
-                Ok(program) => program,
-                Err(unresolved) => return *unresolved,
-            };
-            let time_spent_ms = if verb.counts_time() {
-                match time_spent(result, MAX_MODULE_TIME_MS) {
-                    Ok(ms) => ms,
-                    Err(refused) => return *refused,
-                }
-            } else {
-                0
-            };
-            Effect::Activity {
-                activity: Activity {
-                    event_id: derived_id(&statement.id),
-                    learner_id: learner.id.clone(),
-                    module_id: module.to_string(),
-                    program_id: program.unwrap_or_default(),
-                    kind,
-                    occurred_at: statement.timestamp,
-                    time_spent_ms,
-                },
-                learner,
-            }
+    }
+    Effect::Unresolved {
+        reason: format!(
+            "unknown activity '{activity_id}' (no program, module or item has this id or external id)"
+        ),
+        unknown,
+    }
+}
+
+/// The effect of an answer to `item`.
+fn attempt(
+    statement: &Statement,
+    verb: Verb,
+    item: ItemRef<'_>,
+    definition: Option<&Definition>,
+    learner: LearnerRef,
+    catalog: &impl CatalogView,
+) -> Effect {
+    let result = statement.result.as_ref();
+    if !verb.may_attempt() {
+        return ignored("this verb is no answer: it has no effect on an item");
+    }
+    let Some((correct, score)) = evidence(verb, result, item, definition) else {
+        return ignored(
+            "no result.success, result.score or scorable result.response to learn from",
+        );
+    };
+    let program = match program(statement, &learner, catalog) {
+        Ok(program) => program,
+        Err(unresolved) => return *unresolved,
+    };
+    let time_spent_ms = match time_spent(result, MAX_ATTEMPT_TIME_MS) {
+        Ok(ms) => ms,
+        Err(refused) => return *refused,
+    };
+    Effect::Attempt {
+        attempt: Attempt {
+            attempt_id: derived_id(&statement.id),
+            learner_id: learner.id.clone(),
+            item_id: item.id.to_string(),
+            skill_ids: item.skill_ids.to_vec(),
+            correct,
+            score,
+            occurred_at: statement.timestamp,
+            time_spent_ms,
+        },
+        learner,
+        program,
+    }
+}
+
+/// The effect of a module event on `module`.
+fn activity(
+    statement: &Statement,
+    verb: Verb,
+    module: &str,
+    learner: LearnerRef,
+    catalog: &impl CatalogView,
+) -> Effect {
+    let result = statement.result.as_ref();
+    let completion = result.and_then(|r| r.completion) == Some(true);
+    let Some(kind) = verb.module_event(completion) else {
+        return ignored("an answer needs an item, and this activity is a module");
+    };
+    let program = match program(statement, &learner, catalog) {
+        Ok(program) => program,
+        Err(unresolved) => return *unresolved,
+    };
+    let time_spent_ms = if verb.counts_time() {
+        match time_spent(result, MAX_MODULE_TIME_MS) {
+            Ok(ms) => ms,
+            Err(refused) => return *refused,
         }
+    } else {
+        0
+    };
+    Effect::Activity {
+        activity: Activity {
+            event_id: derived_id(&statement.id),
+            learner_id: learner.id.clone(),
+            module_id: module.to_string(),
+            program_id: program.unwrap_or_default(),
+            kind,
+            occurred_at: statement.timestamp,
+            time_spent_ms,
+        },
+        learner,
     }
 }
 

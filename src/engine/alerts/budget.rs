@@ -315,21 +315,9 @@ mod tests {
         let mut index = BudgetIndex::new(5);
         let mut a = Alert {
             id: "alert-1".into(),
-            learner_id: "l".into(),
-            program_id: "p".into(),
             cohort_id: "c".into(),
             kind: AlertKind::Stopping,
-            severity: Severity::Warning,
-            reason: String::new(),
-            skill_id: None,
-            signals: BTreeMap::new(),
-            created_at: 0,
-            updated_at: 0,
-            status: AlertStatus::Open,
-            status_by: String::new(),
-            note: String::new(),
-            resolved_at: None,
-            sequence: 1,
+            ..crate::domain::alerts::tests_support::alert(1)
         };
         index.record(&a);
         assert_eq!(index.usage(&group()).0, 1);

@@ -23,7 +23,7 @@ use crate::domain::alerts::{
 use crate::domain::learner::Micros;
 use crate::domain::reports::quantile;
 use crate::domain::risk::rules::rank_order;
-use crate::domain::risk::{AlertDraft, Assessment, Standing, assess};
+use crate::domain::risk::{AlertDraft, Assessment, SignalInput, Standing, assess};
 use crate::error::{Error, Result};
 
 /// How an evaluation treats a learner and their new alerts.
@@ -285,16 +285,7 @@ impl Engine {
         if mode == Mode::Live {
             // History is not news: a learner whose newest event is old was
             // touched by a bulk load, evaluated once it ends.
-            let newest = inputs
-                .iter()
-                .flat_map(|(_, _, i)| {
-                    i.attempts
-                        .last()
-                        .map(|a| a.at)
-                        .into_iter()
-                        .chain(i.module_events.last().map(|e| e.0))
-                })
-                .max();
+            let newest = newest_event(inputs.iter().map(|(_, _, i)| i));
             let backfill = newest.is_some_and(|t| t < now - LIVE_LAG);
             if self.hold_if_loading(learner, backfill) {
                 return Ok(Evaluated::Held);
@@ -305,16 +296,7 @@ impl Engine {
             let assessment = assess(&input, &thresholds(&program.risk_rules), models.as_deref());
             let withdrawn = self.store.withdrawal(learner, &program.id)?.is_some();
             let paused = input.pauses.iter().any(|&(s, e)| s <= now && now < e);
-            let verdict = if withdrawn {
-                Verdict::Closed(notes::WITHDRAWN)
-            } else if assessment.standing == Standing::Completed {
-                Verdict::Closed(notes::COMPLETED)
-            } else {
-                Verdict::Drafts {
-                    drafts: &assessment.drafts,
-                    paused,
-                }
-            };
+            let verdict = verdict(&assessment, withdrawn, paused);
             let closed = self.store.closed_episodes(learner, &program.id)?;
             let active = self.store.active_alerts(learner, &program.id)?;
             let group: Group = (program.id.clone(), cohort.clone());
@@ -542,5 +524,33 @@ impl Engine {
                 .collect()
         })?;
         Ok(())
+    }
+}
+
+/// The newest answer or module event of a learner's inputs.
+fn newest_event<'a>(inputs: impl Iterator<Item = &'a SignalInput>) -> Option<Micros> {
+    inputs
+        .flat_map(|i| {
+            i.attempts
+                .last()
+                .map(|a| a.at)
+                .into_iter()
+                .chain(i.module_events.last().map(|e| e.0))
+        })
+        .max()
+}
+
+/// What the rules' assessment means for a learner's alerts in a program:
+/// closed once withdrawn or completed, else its drafts.
+fn verdict(assessment: &Assessment, withdrawn: bool, paused: bool) -> Verdict<'_> {
+    if withdrawn {
+        Verdict::Closed(notes::WITHDRAWN)
+    } else if assessment.standing == Standing::Completed {
+        Verdict::Closed(notes::COMPLETED)
+    } else {
+        Verdict::Drafts {
+            drafts: &assessment.drafts,
+            paused,
+        }
     }
 }

@@ -46,20 +46,15 @@ impl Engine {
             let message = (!alerts.is_empty()).then(|| {
                 let id = digest_message_id(&s.id, slot);
                 let body = payload::digest(s.format, &id, &alerts, previous, slot, now);
-                Message {
+                Message::due_now(
                     id,
-                    subscription_id: s.id.clone(),
-                    event_type: DIGEST_EVENT_TYPE.into(),
-                    alert_id: String::new(),
-                    learners: learners(&alerts),
-                    content_type: body.content_type.into(),
-                    body: body.body,
-                    created_at: now,
-                    due_at: now,
-                    attempts: 0,
-                    first_attempt_at: None,
-                    last_error: String::new(),
-                }
+                    &s.id,
+                    DIGEST_EVENT_TYPE,
+                    "",
+                    learners(&alerts),
+                    body,
+                    now,
+                )
             });
             self.store
                 .close_digest(&s.id, slot, message.as_ref(), &ids)?;

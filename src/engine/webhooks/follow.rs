@@ -160,20 +160,15 @@ impl Engine {
                     Delivery::Immediate => {
                         let id = change_message_id(&s.id, alert.sequence);
                         let body = payload::change(s.format, &id, alert, now);
-                        batch.messages.push(Message {
+                        batch.messages.push(Message::due_now(
                             id,
-                            subscription_id: s.id.clone(),
-                            event_type: crate::domain::webhooks::event_type(alert).into(),
-                            alert_id: alert.id.clone(),
-                            learners: vec![alert.learner_id.clone()],
-                            content_type: body.content_type.into(),
-                            body: body.body,
-                            created_at: now,
-                            due_at: now,
-                            attempts: 0,
-                            first_attempt_at: None,
-                            last_error: String::new(),
-                        });
+                            &s.id,
+                            crate::domain::webhooks::event_type(alert),
+                            &alert.id,
+                            vec![alert.learner_id.clone()],
+                            body,
+                            now,
+                        ));
                     }
                     Delivery::DailyDigest { .. } => {
                         batch.digest_rows.push((s.id.clone(), (**alert).clone()));

@@ -6,16 +6,16 @@
 //! Each action needs the role of its gRPC method (`FormCohorts`,
 //! `MoveLearner`, `LockCohort`, `GetProgramReport`): managers and admins.
 
-use axum::extract::{Form, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{Form, Query};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
 
 use super::i18n::Lang;
+use super::may;
 use super::off_runtime;
-use super::session::Signed;
-use super::{ConsoleState, PageError, html, may, reply};
+use super::page::Page;
+use super::trainer::report_page;
 use crate::domain::access::{Principal, Resource};
 use crate::domain::cohorts::Objective;
 use crate::domain::limits::MAX_COHORT_ID_BYTES;
@@ -100,14 +100,6 @@ pub struct ProgramQuery {
     pub version: u64,
 }
 
-fn check_manager(who: &Principal, lang: Lang) -> Result<(), PageError> {
-    if is_manager(who) {
-        Ok(())
-    } else {
-        Err(PageError::forbidden(lang))
-    }
-}
-
 /// The context of a program page.
 pub fn program_context(engine: &Engine, who: &Principal, id: &str, lang: Lang) -> Result<Value> {
     who.check(Resource::Program(id), engine)?;
@@ -129,18 +121,11 @@ pub fn program_context(engine: &Engine, who: &Principal, id: &str, lang: Lang) -
 }
 
 /// `GET /console/program?id=`.
-pub async fn program(
-    State(state): State<ConsoleState>,
-    signed: Signed,
-    headers: HeaderMap,
-    Query(q): Query<ProgramQuery>,
-) -> Response {
-    let lang = Lang::from_headers(&headers);
-    if let Err(err) = check_manager(&signed.principal, lang) {
-        return reply(&state, Err((lang, err)));
+pub async fn program(page: Page, Query(q): Query<ProgramQuery>) -> Response {
+    if !is_manager(&page.signed.principal) {
+        return page.forbidden();
     }
-    let engine = state.engine.clone();
-    let who = signed.principal.clone();
+    let (engine, who, lang) = (page.engine(), page.who(), page.lang);
     let id = q.id.clone();
     let ctx = off_runtime(async move { program_context(&engine, &who, &id, lang) }).await;
     let flash = match q.done.as_str() {
@@ -149,15 +134,10 @@ pub async fn program(
         "lock" => Some(lang.text("lock_changed").to_string()),
         _ => None,
     };
-    let result = ctx.map_err(|e| (lang, e)).and_then(|ctx| {
-        html(
-            lang,
-            Some(&signed),
-            "program.html",
-            context! { flash => flash, ..ctx },
-        )
-    });
-    reply(&state, result)
+    page.render(
+        "program.html",
+        ctx.map(|ctx| context! { flash => flash, ..ctx }),
+    )
 }
 
 /// The formation form.
@@ -253,21 +233,15 @@ pub fn formation_context(
 
 /// `POST /console/program/form`: a preview renders the dry run with a
 /// commit button; a commit forms and stores, then shows the program.
-pub async fn form(
-    State(state): State<ConsoleState>,
-    signed: Signed,
-    headers: HeaderMap,
-    Form(form): Form<FormationForm>,
-) -> Response {
-    let lang = Lang::from_headers(&headers);
-    if let Err(err) = check_manager(&signed.principal, lang) {
-        return reply(&state, Err((lang, err)));
+pub async fn form(page: Page, Form(form): Form<FormationForm>) -> Response {
+    if !is_manager(&page.signed.principal) {
+        return page.forbidden();
     }
     let options = match form_options(&form) {
         Ok(o) => o,
-        Err(err) => return reply(&state, Err((lang, err.into()))),
+        Err(err) => return page.fail(err),
     };
-    let engine = state.engine.clone();
+    let engine = page.engine();
     let program = form.program.clone();
     let formed = off_runtime(async move {
         let program = validate::id("program", &program)?;
@@ -276,11 +250,11 @@ pub async fn form(
     .await;
     let formed = match formed {
         Ok(f) => f,
-        Err(err) => return reply(&state, Err((lang, err))),
+        Err(err) => return page.fail(err),
     };
     if options.dry_run {
-        let ctx = formation_context(lang, &form.program, &form, &formed);
-        return reply(&state, html(lang, Some(&signed), "formation.html", ctx));
+        let ctx = formation_context(page.lang, &form.program, &form, &formed);
+        return page.render("formation.html", Ok(ctx));
     }
     Redirect::to(&format!(
         "{}&done=committed&version={}",
@@ -313,17 +287,11 @@ pub struct MoveForm {
 }
 
 /// `POST /console/program/move`.
-pub async fn move_learner(
-    State(state): State<ConsoleState>,
-    signed: Signed,
-    headers: HeaderMap,
-    Form(form): Form<MoveForm>,
-) -> Response {
-    let lang = Lang::from_headers(&headers);
-    if let Err(err) = check_manager(&signed.principal, lang) {
-        return reply(&state, Err((lang, err)));
+pub async fn move_learner(page: Page, Form(form): Form<MoveForm>) -> Response {
+    if !is_manager(&page.signed.principal) {
+        return page.forbidden();
     }
-    let engine = state.engine.clone();
+    let engine = page.engine();
     let (program, learner, target) = (form.program.clone(), form.learner, form.target);
     let done = off_runtime(async move {
         let program = validate::id("program", &program)?;
@@ -336,7 +304,7 @@ pub async fn move_learner(
         Ok(_) => {
             Redirect::to(&format!("{}&done=moved", program_url(&form.program))).into_response()
         }
-        Err(err) => reply(&state, Err((lang, err))),
+        Err(err) => page.fail(err),
     }
 }
 
@@ -352,17 +320,11 @@ pub struct LockForm {
 }
 
 /// `POST /console/cohort/lock`.
-pub async fn lock(
-    State(state): State<ConsoleState>,
-    signed: Signed,
-    headers: HeaderMap,
-    Form(form): Form<LockForm>,
-) -> Response {
-    let lang = Lang::from_headers(&headers);
-    if let Err(err) = check_manager(&signed.principal, lang) {
-        return reply(&state, Err((lang, err)));
+pub async fn lock(page: Page, Form(form): Form<LockForm>) -> Response {
+    if !is_manager(&page.signed.principal) {
+        return page.forbidden();
     }
-    let engine = state.engine.clone();
+    let engine = page.engine();
     let locked = form.locked == "true";
     let done = off_runtime(async move {
         let cohort = validate::long_id("cohort", &form.cohort, MAX_COHORT_ID_BYTES)?;
@@ -375,32 +337,16 @@ pub async fn lock(
             program_url(&view.cohort.program_id)
         ))
         .into_response(),
-        Err(err) => reply(&state, Err((lang, err))),
+        Err(err) => page.fail(err),
     }
 }
 
 /// `GET /console/program/report?id=`: the program's HTML report, as
 /// `GetProgramReport` gives it to this key.
-pub async fn program_report(
-    State(state): State<ConsoleState>,
-    signed: Signed,
-    headers: HeaderMap,
-    Query(q): Query<ProgramQuery>,
-) -> Response {
-    let lang = Lang::from_headers(&headers);
-    if !may(&signed.principal, PROGRAM_REPORT) {
-        return reply(&state, Err((lang, PageError::forbidden(lang))));
-    }
-    let engine = state.engine.clone();
-    let who = signed.principal.clone();
-    let page = off_runtime(async move {
-        who.check(Resource::Program(&q.id), engine.as_ref())?;
-        let report = engine.program_report_for(&who, &q.id)?;
-        Ok::<_, Error>(crate::domain::reports::export::to_html(&report))
+pub async fn program_report(page: Page, Query(q): Query<ProgramQuery>) -> Response {
+    report_page(page, PROGRAM_REPORT, move |engine, who| {
+        who.check(Resource::Program(&q.id), engine)?;
+        engine.program_report_for(who, &q.id)
     })
-    .await;
-    match page {
-        Ok(page) => super::trainer::report_reply(page),
-        Err(err) => reply(&state, Err((lang, err))),
-    }
+    .await
 }

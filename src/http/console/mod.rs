@@ -25,6 +25,7 @@
 
 pub mod i18n;
 pub mod manager;
+pub mod page;
 pub mod session;
 pub mod templates;
 pub mod trainer;
@@ -298,31 +299,26 @@ pub fn may(who: &Principal, method: &str) -> bool {
 }
 
 /// `GET /console/`: my cohorts and programs, as the role allows.
-async fn home(State(state): State<ConsoleState>, signed: Signed, headers: HeaderMap) -> Response {
-    let lang = Lang::from_headers(&headers);
-    let engine = state.engine.clone();
-    let who = signed.principal.clone();
-    let result = async {
-        let (cohorts, programs) = off_runtime(async move {
-            let cohorts = if trainer::is_trainer(&who) {
-                trainer::my_cohorts(&engine, &who)?
-            } else {
-                Vec::new()
-            };
-            let programs = if manager::is_manager(&who) {
-                manager::programs(&engine)?
-            } else {
-                Vec::new()
-            };
-            Ok::<_, Error>((cohorts, programs))
-        })
-        .await?;
-        Ok::<_, PageError>(context! { cohorts => cohorts, programs => programs })
-    }
-    .await
-    .map_err(|e| (lang, e))
-    .and_then(|ctx| html(lang, Some(&signed), "home.html", ctx));
-    reply(&state, result)
+async fn home(page: page::Page) -> Response {
+    let (engine, who) = (page.engine(), page.who());
+    let lists = off_runtime(async move {
+        let cohorts = if trainer::is_trainer(&who) {
+            trainer::my_cohorts(&engine, &who)?
+        } else {
+            Vec::new()
+        };
+        let programs = if manager::is_manager(&who) {
+            manager::programs(&engine)?
+        } else {
+            Vec::new()
+        };
+        Ok::<_, Error>((cohorts, programs))
+    })
+    .await;
+    page.render(
+        "home.html",
+        lists.map(|(cohorts, programs)| context! { cohorts => cohorts, programs => programs }),
+    )
 }
 
 /// `GET /console/signin`: the form, with a fresh double-submit token in

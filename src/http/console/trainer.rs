@@ -9,10 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Form, Query, State};
+use axum::extract::{Form, Query};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -23,10 +22,12 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::i18n::Lang;
 use super::off_runtime;
+use super::page::Page;
 use super::session::Signed;
-use super::{ConsoleState, PageError, html, may, reply, when};
+use super::{PageError, may, when};
 use crate::domain::access::{Principal, Resource};
 use crate::domain::alerts::{Alert, AlertStatus};
+use crate::domain::reports::CohortReport;
 use crate::domain::risk::{AlertKind, Severity};
 use crate::engine::Engine;
 use crate::engine::alerts::{AlertScope, TrainerAction};
@@ -266,20 +267,13 @@ pub fn cohort_html(
 }
 
 /// `GET /console/cohort?id=`.
-pub async fn cohort(
-    State(state): State<ConsoleState>,
-    signed: Signed,
-    headers: HeaderMap,
-    Query(q): Query<CohortQuery>,
-) -> Response {
-    let lang = Lang::from_headers(&headers);
-    let engine = state.engine.clone();
-    let who = signed.clone();
-    let page = off_runtime(async move { cohort_html(&engine, &who, &q.id, lang) }).await;
-    reply(
-        &state,
-        page.map(|p| Html(p).into_response()).map_err(|e| (lang, e)),
-    )
+pub async fn cohort(page: Page, Query(q): Query<CohortQuery>) -> Response {
+    let (engine, who, lang) = (page.engine(), page.signed.clone(), page.lang);
+    let html = off_runtime(async move { cohort_html(&engine, &who, &q.id, lang) }).await;
+    match html {
+        Ok(html) => Html(html).into_response(),
+        Err(err) => page.fail(err),
+    }
 }
 
 /// `GET /console/cohort/events?id=&after=`: every change of the cohort's
@@ -288,18 +282,12 @@ pub async fn cohort(
 /// open alerts follows), whether it is still active, its table
 /// row (HTML, forms with this session's CSRF token) and a sentence for
 /// screen readers. The stream ends with the session or the key.
-pub async fn events(
-    State(state): State<ConsoleState>,
-    signed: Signed,
-    headers: HeaderMap,
-    Query(q): Query<CohortQuery>,
-) -> Response {
-    let lang = Lang::from_headers(&headers);
-    let engine = state.engine.clone();
-    let (who, id) = (signed.principal.clone(), q.id.clone());
+pub async fn events(page: Page, headers: HeaderMap, Query(q): Query<CohortQuery>) -> Response {
+    let (engine, who, lang) = (page.engine(), page.who(), page.lang);
+    let id = q.id.clone();
     let checked = off_runtime(async move { check_cohort(&engine, &who, &id, lang) }).await;
     if let Err(err) = checked {
-        return reply(&state, Err((lang, err)));
+        return page.fail(err);
     }
     let Some(slot) = state.sessions.open_stream(&signed.id) else {
         return super::error_page(
@@ -319,10 +307,11 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .map_or(q.after, |last| last.max(q.after));
-    let receiver = match state.engine.watch_alerts(scope, after) {
+    let receiver = match page.state.engine.watch_alerts(scope, after) {
         Ok(r) => r,
-        Err(err) => return reply(&state, Err((lang, err.into()))),
+        Err(err) => return page.fail(err),
     };
+    let Page { state, signed, .. } = page;
     let (engine, sessions) = (state.engine.clone(), state.sessions.clone());
     let session_id = signed.id.clone();
     let who = signed.principal.clone();
@@ -385,44 +374,26 @@ pub struct AlertForm {
 }
 
 /// `POST /console/alert/acknowledge`.
-pub async fn acknowledge(
-    state: State<ConsoleState>,
-    signed: Signed,
-    headers: HeaderMap,
-    form: Form<AlertForm>,
-) -> Response {
-    act(state, signed, headers, form, TrainerAction::Acknowledge).await
+pub async fn acknowledge(page: Page, form: Form<AlertForm>) -> Response {
+    act(page, form, TrainerAction::Acknowledge).await
 }
 
 /// `POST /console/alert/resolve`.
-pub async fn resolve(
-    state: State<ConsoleState>,
-    signed: Signed,
-    headers: HeaderMap,
-    form: Form<AlertForm>,
-) -> Response {
-    act(state, signed, headers, form, TrainerAction::Resolve).await
+pub async fn resolve(page: Page, form: Form<AlertForm>) -> Response {
+    act(page, form, TrainerAction::Resolve).await
 }
 
 /// Acts on an alert as `AcknowledgeAlert` / `ResolveAlert` would (role,
 /// scope, the note checked as a text field), then back to its cohort.
-async fn act(
-    State(state): State<ConsoleState>,
-    signed: Signed,
-    headers: HeaderMap,
-    Form(form): Form<AlertForm>,
-    action: TrainerAction,
-) -> Response {
-    let lang = Lang::from_headers(&headers);
+async fn act(page: Page, Form(form): Form<AlertForm>, action: TrainerAction) -> Response {
     let method = match action {
         TrainerAction::Acknowledge => ACKNOWLEDGE,
         TrainerAction::Resolve => RESOLVE,
     };
-    if !may(&signed.principal, method) {
-        return reply(&state, Err((lang, PageError::forbidden(lang))));
+    if !may(&page.signed.principal, method) {
+        return page.forbidden();
     }
-    let engine = state.engine.clone();
-    let who = signed.principal.clone();
+    let (engine, who) = (page.engine(), page.who());
     let done = off_runtime(async move {
         let id = crate::domain::validate::id("alert", &form.alert)?;
         let note = crate::domain::validate::text("note", &form.note)?;
@@ -432,7 +403,7 @@ async fn act(
     .await;
     match done {
         Ok(alert) => Redirect::to(&cohort_url(&alert.cohort_id)).into_response(),
-        Err(err) => reply(&state, Err((lang, err))),
+        Err(err) => page.fail(err),
     }
 }
 
@@ -446,27 +417,33 @@ pub fn cohort_url(id: &str) -> String {
 
 /// `GET /console/cohort/report?id=`: the cohort's HTML report, as
 /// `GetCohortReport` gives it to this key.
-pub async fn cohort_report(
-    State(state): State<ConsoleState>,
-    signed: Signed,
-    headers: HeaderMap,
-    Query(q): Query<CohortQuery>,
+pub async fn cohort_report(page: Page, Query(q): Query<CohortQuery>) -> Response {
+    report_page(page, COHORT_REPORT, move |engine, who| {
+        who.check(Resource::Cohort(&q.id), engine)?;
+        engine.cohort_report_for(who, &q.id, None)
+    })
+    .await
+}
+
+/// A report page standing for gRPC `method`: refused without its role,
+/// else built off the runtime by `build` for this key, as HTML.
+pub async fn report_page(
+    page: Page,
+    method: &str,
+    build: impl FnOnce(&Engine, &Principal) -> Result<CohortReport> + Send + 'static,
 ) -> Response {
-    let lang = Lang::from_headers(&headers);
-    if !may(&signed.principal, COHORT_REPORT) {
-        return reply(&state, Err((lang, PageError::forbidden(lang))));
+    if !may(&page.signed.principal, method) {
+        return page.forbidden();
     }
-    let engine = state.engine.clone();
-    let who = signed.principal.clone();
-    let page = off_runtime(async move {
-        who.check(Resource::Cohort(&q.id), engine.as_ref())?;
-        let report = engine.cohort_report_for(&who, &q.id, None)?;
+    let (engine, who) = (page.engine(), page.who());
+    let html = off_runtime(async move {
+        let report = build(&engine, &who)?;
         Ok::<_, Error>(crate::domain::reports::export::to_html(&report))
     })
     .await;
-    match page {
-        Ok(page) => report_reply(page),
-        Err(err) => reply(&state, Err((lang, err))),
+    match html {
+        Ok(html) => report_reply(html),
+        Err(err) => page.fail(err),
     }
 }
 
@@ -588,21 +565,11 @@ pub fn learner_context(
 }
 
 /// `GET /console/learner?id=&program=`.
-pub async fn learner(
-    State(state): State<ConsoleState>,
-    signed: Signed,
-    headers: HeaderMap,
-    Query(q): Query<LearnerQuery>,
-) -> Response {
-    let lang = Lang::from_headers(&headers);
-    if !is_trainer(&signed.principal) {
-        return reply(&state, Err((lang, PageError::forbidden(lang))));
+pub async fn learner(page: Page, Query(q): Query<LearnerQuery>) -> Response {
+    if !is_trainer(&page.signed.principal) {
+        return page.forbidden();
     }
-    let engine = state.engine.clone();
-    let who: Arc<Principal> = signed.principal.clone();
+    let (engine, who) = (page.engine(), page.who());
     let ctx = off_runtime(async move { learner_context(&engine, &who, &q.id, &q.program) }).await;
-    let result = ctx
-        .map_err(|e| (lang, e))
-        .and_then(|ctx| html(lang, Some(&signed), "learner.html", ctx));
-    reply(&state, result)
+    page.render("learner.html", ctx)
 }

@@ -279,6 +279,19 @@ pub fn module(id: &str, skills: &[&str], format: pb::ModuleFormat, minutes: u32)
     }
 }
 
+/// Learners `{prefix}00`, `{prefix}01`... (`n` of them) of companies
+/// `{company}0` to `{company}{companies - 1}` in turn.
+pub fn staff(prefix: &str, n: usize, company: &str, companies: usize) -> Vec<pb::Learner> {
+    (0..n)
+        .map(|i| {
+            learner(
+                &format!("{prefix}{i:02}"),
+                &format!("{company}{}", i % companies),
+            )
+        })
+        .collect()
+}
+
 /// A learner message.
 pub fn learner(id: &str, company: &str) -> pb::Learner {
     pb::Learner {
@@ -329,19 +342,34 @@ pub fn attempt(
     }
 }
 
-/// Seeds a small catalog (a <- b <- c), two learners and one program.
+/// A small catalog: skills a <- b <- c, module m-a (video, 10 min) on a and
+/// m-b (exercise, 20 min) on b, no items.
+pub fn small_catalog() -> pb::ImportCatalogRequest {
+    pb::ImportCatalogRequest {
+        skills: vec![skill("a", &[]), skill("b", &["a"]), skill("c", &["b"])],
+        modules: vec![
+            module("m-a", &["a"], pb::ModuleFormat::Video, 10),
+            module("m-b", &["b"], pb::ModuleFormat::Exercise, 20),
+        ],
+        items: vec![],
+    }
+}
+
+/// Two independent skills, a and b, and nothing else.
+pub fn skills_a_b() -> pb::ImportCatalogRequest {
+    pb::ImportCatalogRequest {
+        skills: vec![skill("a", &[]), skill("b", &[])],
+        modules: vec![],
+        items: vec![],
+    }
+}
+
+/// Seeds the [`small_catalog`], two learners and one program.
 pub async fn seed(server: &TestServer) {
     server
         .catalog()
         .await
-        .import_catalog(pb::ImportCatalogRequest {
-            skills: vec![skill("a", &[]), skill("b", &["a"]), skill("c", &["b"])],
-            modules: vec![
-                module("m-a", &["a"], pb::ModuleFormat::Video, 10),
-                module("m-b", &["b"], pb::ModuleFormat::Exercise, 20),
-            ],
-            items: vec![],
-        })
+        .import_catalog(small_catalog())
         .await
         .expect("import catalog");
     let mut learners = server.learners().await;
@@ -388,6 +416,102 @@ impl TestServer {
     /// A cohort client.
     pub async fn cohorts(&self) -> pb::cohort_service_client::CohortServiceClient<AuthChannel> {
         pb::cohort_service_client::CohortServiceClient::new(self.channel().await)
+    }
+
+    /// The first page of program `program`'s cohorts, with the formation
+    /// version (the call must succeed).
+    pub async fn program_cohorts(&self, program: &str) -> pb::ListCohortsResponse {
+        self.cohorts()
+            .await
+            .list_cohorts(pb::ListCohortsRequest {
+                program_id: program.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("list cohorts")
+            .into_inner()
+    }
+
+    /// Forms and stores the cohorts of `program` (balanced, seed 1), which
+    /// must come out as one cohort; its id.
+    pub async fn form_one_cohort(&self, program: &str) -> String {
+        let formed = self
+            .cohorts()
+            .await
+            .form_cohorts(pb::FormCohortsRequest {
+                program_id: program.into(),
+                objective: 0,
+                seed: 1,
+                dry_run: false,
+            })
+            .await
+            .expect("form cohorts")
+            .into_inner();
+        assert_eq!(formed.cohorts.len(), 1);
+        formed.cohorts[0].id.clone()
+    }
+
+    /// Enrols each of `learners` in `program`, now (the calls must
+    /// succeed).
+    pub async fn enroll(&self, learners: &[&str], program: &str) {
+        let mut client = self.learners().await;
+        for id in learners {
+            client
+                .enroll_learner(pb::EnrollLearnerRequest {
+                    enrolled_at: None,
+                    learner_id: id.to_string(),
+                    program_id: program.into(),
+                })
+                .await
+                .expect("enrol");
+        }
+    }
+
+    /// Records `attempts` (the call must succeed).
+    pub async fn record(&self, attempts: Vec<pb::Attempt>) {
+        self.mastery()
+            .await
+            .record_attempts(pb::RecordAttemptsRequest { attempts })
+            .await
+            .expect("record attempts");
+    }
+
+    /// Skill `id`, as GetSkill returns it (the call must succeed).
+    pub async fn stored_skill(&self, id: &str) -> pb::Skill {
+        self.catalog()
+            .await
+            .get_skill(pb::GetSkillRequest {
+                skill_id: id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Cohort `id`, as GetCohort returns it (the call must succeed).
+    pub async fn cohort(&self, id: &str) -> pb::Cohort {
+        self.cohorts()
+            .await
+            .get_cohort(pb::GetCohortRequest {
+                cohort_id: id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// The first page of program `program`'s enrolments (the call must
+    /// succeed).
+    pub async fn enrolments(&self, program: &str) -> pb::ListEnrolmentsResponse {
+        self.learners()
+            .await
+            .list_enrolments(pb::ListEnrolmentsRequest {
+                program_id: program.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
     }
 }
 
@@ -474,6 +598,17 @@ impl TestServer {
         pb::alert_service_client::AlertServiceClient::new(self.channel().await)
     }
 
+    /// What `request` lists now (admin key; the call must succeed).
+    pub async fn list_alerts(&self, request: pb::ListAlertsRequest) -> Vec<pb::Alert> {
+        self.alerts()
+            .await
+            .list_alerts(request)
+            .await
+            .expect("list alerts")
+            .into_inner()
+            .alerts
+    }
+
     /// What `request` lists (admin key) once `done` holds of it: alerts
     /// are raised in the background, after the calls that cause them.
     pub async fn alerts_when(
@@ -536,6 +671,47 @@ pub fn activity(
 }
 
 /// Checks that `status` is INVALID_ARGUMENT with a BadRequest naming
+/// Sends one HTTP/1.1 request on a fresh connection; the reply head and
+/// its body, unread.
+pub async fn http1(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<axum::body::Bytes>,
+) -> hyper::Response<hyper::body::Incoming> {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(connection);
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    sender
+        .send_request(
+            builder
+                .body(http_body_util::Full::new(body.into()))
+                .unwrap(),
+        )
+        .await
+        .expect("response")
+}
+
+/// Asserts that a command succeeded, showing its stderr otherwise.
+pub fn assert_success(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `field`.
 pub fn assert_invalid_field(status: &tonic::Status, field: &str) {
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
