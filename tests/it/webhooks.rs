@@ -23,6 +23,7 @@ use std::time::Duration;
 use crate::common::*;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use spoc_engine::api::pb;
 use spoc_engine::domain::webhooks::retry::RetryPolicy;
 use spoc_engine::domain::webhooks::signature;
@@ -43,6 +44,8 @@ struct Received {
     body: Bytes,
     /// The status it answered.
     answered: u16,
+    /// When it arrived.
+    at: std::time::Instant,
 }
 
 impl Received {
@@ -64,6 +67,8 @@ impl Received {
 struct Receiver {
     addr: SocketAddr,
     status: Arc<AtomicU16>,
+    /// A `Retry-After` header to answer with, if any.
+    retry_after: Arc<Mutex<Option<String>>>,
     got: Arc<Mutex<Vec<Received>>>,
 }
 
@@ -74,6 +79,7 @@ impl Receiver {
         let receiver = Self {
             addr,
             status: Arc::new(AtomicU16::new(status)),
+            retry_after: Arc::default(),
             got: Arc::new(Mutex::new(Vec::new())),
         };
         let state = receiver.clone();
@@ -97,8 +103,16 @@ impl Receiver {
                         content_type: header("content-type"),
                         body,
                         answered,
+                        at: std::time::Instant::now(),
                     });
-                    StatusCode::from_u16(answered).unwrap()
+                    let wait = state.retry_after.lock().unwrap().clone();
+                    let mut reply = StatusCode::from_u16(answered).unwrap().into_response();
+                    if let Some(wait) = wait {
+                        reply
+                            .headers_mut()
+                            .insert("retry-after", wait.parse().unwrap());
+                    }
+                    reply
                 }
             }),
         );
@@ -1065,6 +1079,63 @@ async fn messages_past_the_retry_window_become_dead_letters() {
         .into_inner()
         .subscriptions;
     assert_eq!(listed[0].dead_letters, 2);
+
+    // The receiver mended, one dead letter then the rest go again, with a
+    // fresh window; a retry puts nothing back twice.
+    receiver.answer(200);
+    let left: Vec<String> = client
+        .list_dead_letters(pb::ListDeadLettersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .dead_letters
+        .into_iter()
+        .map(|l| l.message_id)
+        .collect();
+    let redeliver = |ids: &[String]| pb::RedeliverDeadLettersRequest {
+        subscription_id: sub.id.clone(),
+        message_ids: ids.to_vec(),
+    };
+    let first = client
+        .redeliver_dead_letters(redeliver(&left[..1]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.requeued, 1);
+    eventually("the first redelivered", async || {
+        receiver.delivered().contains_key(&left[0]).then_some(())
+    })
+    .await;
+    assert!(!receiver.delivered().contains_key(&left[1]));
+    let rest = client
+        .redeliver_dead_letters(redeliver(&[]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.requeued, 1);
+    server.drained().await;
+    assert_eq!(receiver.delivered().len(), 2);
+    let again = client
+        .redeliver_dead_letters(redeliver(&[]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.requeued, 0);
+    assert_eq!(server.metric("spoc_webhook_dead_letters").await, 0);
+    let status = client
+        .redeliver_dead_letters(pb::RedeliverDeadLettersRequest::default())
+        .await
+        .unwrap_err();
+    assert_invalid_field(&status, "subscription_id");
+    let status = client
+        .redeliver_dead_letters(pb::RedeliverDeadLettersRequest {
+            subscription_id: "sub_0000000000000000".into(),
+            message_ids: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+
     let dropped = client
         .delete_subscription(pb::DeleteSubscriptionRequest {
             subscription_id: sub.id,
@@ -1072,8 +1143,49 @@ async fn messages_past_the_retry_window_become_dead_letters() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(dropped.dropped_dead_letters, 2);
+    assert_eq!(dropped.dropped_dead_letters, 0);
     assert_eq!(server.metric("spoc_webhook_dead_letters").await, 0);
+}
+
+/// A receiver answering 429 with `Retry-After: 2` is not tried again
+/// before two seconds, where the schedule alone would retry in 50 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receivers_retry_after_is_honoured() {
+    let receiver = Receiver::start(429).await;
+    *receiver.retry_after.lock().unwrap() = Some("2".into());
+    let server = Hooked::start(local_options(RetryPolicy {
+        first_delay: Duration::from_millis(50),
+        max_delay: Duration::from_secs(10),
+        window: Duration::from_secs(3600),
+    }))
+    .await;
+    world(server.channel(&server.admin_key).await, &["excel"], 1).await;
+    server
+        .alerts()
+        .await
+        .create_subscription(subscription(&receiver.url()))
+        .await
+        .unwrap();
+    fail(
+        server.channel(&server.admin_key).await,
+        &learners("excel", 1),
+        0,
+        3,
+    )
+    .await;
+    eventually("a first attempt", async || {
+        (!receiver.got().is_empty()).then_some(())
+    })
+    .await;
+    receiver.answer(200);
+    server.drained().await;
+    let got = receiver.got();
+    assert_eq!(got.len(), 2, "one refusal, one delivery: {got:?}");
+    let waited = got[1].at.duration_since(got[0].at);
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "retried after {waited:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

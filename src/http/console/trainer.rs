@@ -289,13 +289,11 @@ pub async fn events(page: Page, headers: HeaderMap, Query(q): Query<CohortQuery>
     if let Err(err) = checked {
         return page.fail(err);
     }
-    let Some(slot) = state.sessions.open_stream(&signed.id) else {
-        return super::error_page(
-            &state,
-            lang,
-            StatusCode::TOO_MANY_REQUESTS,
-            lang.text("too_many_streams"),
-        );
+    let Some(slot) = page.state.sessions.open_stream(&page.signed.id) else {
+        return page.fail(PageError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: lang.text("too_many_streams").to_string(),
+        });
     };
     let scope = AlertScope {
         cohorts: BTreeSet::from([q.id.clone()]),
