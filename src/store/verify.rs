@@ -616,4 +616,115 @@ mod tests {
             );
         }
     }
+
+    /// Values the store itself wrote in each of those trees decode as the
+    /// types the check expects: no false finding on a healthy folder.
+    #[test]
+    fn values_the_store_writes_verify_clean() {
+        use crate::domain::alerts::ClosedEpisode;
+        use crate::domain::pauses::{Pause, Withdrawal};
+        use crate::domain::remediation::effects::ModuleEffect;
+        use crate::domain::risk::AlertKind;
+        use crate::domain::webhooks::tests_support::{alert, subscription};
+        use crate::domain::webhooks::{DeadLetter, Message, payload::Rendered};
+
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
+        {
+            let store = super::super::Store::open(dir).unwrap();
+            store
+                .put_pause(&Pause {
+                    id: "pause-1".into(),
+                    learner_id: "ann".into(),
+                    program_id: String::new(),
+                    starts_at: 1,
+                    ends_at: 2,
+                    note: "n".into(),
+                    declared_by: "lms".into(),
+                    declared_at: 1,
+                })
+                .unwrap();
+            store
+                .put_withdrawal(&Withdrawal {
+                    learner_id: "ann".into(),
+                    program_id: "p".into(),
+                    withdrawn_at: 3,
+                    note: String::new(),
+                    declared_by: "lms".into(),
+                })
+                .unwrap();
+            let episode = ClosedEpisode {
+                kind: AlertKind::BlockingPoint,
+                skill_id: Some("s".into()),
+                since: 1,
+                alert_id: "alert-1".into(),
+            };
+            store.close_episode("ann", "p", &episode).unwrap();
+            store
+                .put_effect("m", "s", &ModuleEffect::default())
+                .unwrap();
+            let sub = subscription();
+            store.create_subscription(&sub, Some(5)).unwrap();
+            let message = |id: &str| {
+                Message::due_now(
+                    id.into(),
+                    &sub.id,
+                    "spoc.alert.raised",
+                    "alert-1",
+                    vec!["ann".into()],
+                    Rendered {
+                        content_type: "application/json",
+                        body: b"{}".to_vec(),
+                    },
+                    10,
+                )
+            };
+            store
+                .fan_out(&super::super::outbox::FanOut {
+                    messages: vec![message("msg_a"), message("msg_b")],
+                    digest_rows: vec![(sub.id.clone(), alert(1))],
+                    cursor: 1,
+                })
+                .unwrap();
+            let dead = DeadLetter {
+                message: message("msg_b"),
+                url: sub.url.clone(),
+                dead_at: 20,
+            };
+            assert!(
+                store
+                    .bury_message(&super::super::outbox::outbox_key(&dead.message), &dead)
+                    .unwrap()
+            );
+            store.flush().unwrap();
+        }
+        // sled releases its folder lock from a background thread.
+        let report = (0..250)
+            .find_map(|_| {
+                verify(dir).ok().or_else(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    None
+                })
+            })
+            .expect("the folder can be checked");
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+        for tree in [
+            "module_effects",
+            "pauses",
+            "withdrawals",
+            "alert_episodes",
+            outbox::SUBSCRIPTIONS,
+            outbox::OUTBOX,
+            outbox::DEAD,
+            outbox::DIGEST,
+            outbox::DIGEST_SENT,
+            outbox::CURSOR,
+        ] {
+            assert!(
+                report.trees.get(tree).is_some_and(|n| *n > 0),
+                "nothing read in {tree}: {:?}",
+                report.trees
+            );
+        }
+    }
 }
