@@ -858,28 +858,17 @@ async fn a_trainer_and_a_manager_work_in_a_real_browser() {
 
     // An alert raised now appears without a reload, and the heat map's
     // count of open alerts for its learner follows.
-    let count = "td[data-alerts-of=\"l02\"]";
-    let before: u32 = browser
-        .find(count)
-        .await
-        .text()
-        .await
-        .unwrap()
-        .parse()
-        .unwrap();
+    let count = async || -> u32 {
+        let cell = browser.find("td[data-alerts-of=\"l02\"]").await;
+        cell.text().await.unwrap().parse().unwrap()
+    };
+    let before = count().await;
     let alert = console.blocking_point("l02", "live").await;
     let row = browser
         .find(&format!("tr[data-alert=\"{}\"]", alert.id))
         .await;
     assert!(row.text().await.unwrap().contains("l02"));
-    let after: u32 = browser
-        .find(count)
-        .await
-        .text()
-        .await
-        .unwrap()
-        .parse()
-        .unwrap();
+    let after = count().await;
     assert_eq!(
         after,
         before + 1,
