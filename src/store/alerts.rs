@@ -202,6 +202,33 @@ impl Store {
         Ok((out, None))
     }
 
+    /// [`Store::list_alerts`] over the active (open or acknowledged)
+    /// alerts only, read through their index: the same pages and tokens
+    /// for a filter that keeps only active alerts, at the cost of the
+    /// active set rather than of every alert ever raised.
+    pub fn list_active_alerts(
+        &self,
+        mut keep: impl FnMut(&Alert) -> Result<bool>,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<Alert>> {
+        let mut active = self.all_active_alerts()?;
+        active.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut out = Vec::new();
+        let mut last_key = None;
+        for alert in active {
+            if after.is_some_and(|after| alert.id.as_bytes() <= after) || !keep(&alert)? {
+                continue;
+            }
+            if out.len() == limit {
+                return Ok((out, last_key));
+            }
+            last_key = Some(alert.id.as_bytes().to_vec());
+            out.push(alert);
+        }
+        Ok((out, None))
+    }
+
     /// Every module event of a learner, oldest first (signals and reports).
     pub fn learner_activities(&self, learner: &str) -> Result<Vec<StoredActivity>> {
         Ok(self
@@ -216,6 +243,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::alerts::AlertStatus;
 
     fn change(sequence: u64) -> Alert {
         Alert {
@@ -223,6 +251,44 @@ mod tests {
             reason: "stuck".into(),
             ..crate::domain::alerts::tests_support::alert(sequence)
         }
+    }
+
+    /// Listing open alerts through the index gives the pages (and
+    /// tokens) of the full scan with the same filter.
+    #[test]
+    fn active_listing_pages_as_the_full_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut changes: Vec<Alert> = (1..=9).map(change).collect();
+        for (i, a) in changes.iter_mut().enumerate() {
+            if i % 3 == 1 {
+                a.status = AlertStatus::Resolved;
+            }
+            if i % 3 == 2 {
+                a.status = AlertStatus::Acknowledged;
+            }
+        }
+        store.commit_alerts(&changes).unwrap();
+        let open = |a: &Alert| Ok(a.status == AlertStatus::Open);
+        let pages = |active: bool| {
+            let mut out = Vec::new();
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                let (page, next) = if active {
+                    store.list_active_alerts(open, after.as_deref(), 2)
+                } else {
+                    store.list_alerts(open, after.as_deref(), 2)
+                }
+                .unwrap();
+                out.push(page.into_iter().map(|a| a.sequence).collect::<Vec<_>>());
+                match next {
+                    Some(n) => after = Some(n),
+                    None => return out,
+                }
+            }
+        };
+        assert_eq!(pages(false), [vec![1, 4], vec![7]]);
+        assert_eq!(pages(true), pages(false));
     }
 
     #[test]

@@ -42,11 +42,15 @@ impl Engine {
         self.publish_pending()?;
         // Scope first, then page: a scoped key's pages and tokens only
         // ever hold alerts it may see.
-        self.store.list_alerts(
-            |a| Ok(filter.matches(a) && self.sees_row(who, &a.learner_id, &a.cohort_id)?),
-            after,
-            limit,
-        )
+        let keep =
+            |a: &Alert| Ok(filter.matches(a) && self.sees_row(who, &a.learner_id, &a.cohort_id)?);
+        match filter.status {
+            // Only active alerts can match: read them through their index.
+            Some(AlertStatus::Open | AlertStatus::Acknowledged) => {
+                self.store.list_active_alerts(keep, after, limit)
+            }
+            _ => self.store.list_alerts(keep, after, limit),
+        }
     }
 
     /// The active alerts of a cohort (raised in it, about its members) that
