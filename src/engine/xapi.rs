@@ -596,13 +596,9 @@ impl Engine {
             } else if !learner.language.is_empty() {
                 // A learner created before their LMS sent a language gets
                 // it once; one the LMS or an admin gave a language keeps it.
-                if let Some(mut known) = self.store.learner(&learner.id)? {
-                    if known.language.is_empty() {
-                        known.language = learner.language.clone();
-                        self.store.put_learner(&known)?;
-                        needs_flush = true;
-                    }
-                }
+                needs_flush |= self
+                    .store
+                    .set_language_if_empty(&learner.id, &learner.language)?;
             }
         }
         for (learner, program) in &plan.enrolments {

@@ -27,6 +27,22 @@ impl Store {
         self.learners.put(learner.id.as_bytes(), learner)
     }
 
+    /// Gives learner `id` the language `language` if they have none;
+    /// true when it did. Read and written under the write gate, so that an
+    /// `UpsertLearner` or an erasure running meanwhile is neither reverted
+    /// nor undone (an erased learner stays erased).
+    pub fn set_language_if_empty(&self, id: &str, language: &str) -> Result<bool> {
+        let _gate = self.write_gate();
+        match self.learners.get(id.as_bytes())? {
+            Some(mut learner) if learner.language.is_empty() => {
+                learner.language = language.to_string();
+                self.learners.put(id.as_bytes(), &learner)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// A page of learners in id order, optionally of one company.
     ///
     /// The company filter scans learners in id order; pages stay bounded by

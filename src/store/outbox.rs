@@ -328,41 +328,64 @@ impl Store {
 
     /// Puts dead letters of `subscription` (every one, or those whose
     /// message id is in `ids`) back in the outbox, due `now` with a fresh
-    /// retry window (created now, no attempt counted), in one
-    /// transaction; returns how many went back. Unknown ids are skipped,
-    /// so that a retried call does nothing more.
+    /// retry window (created now, no attempt counted), a thousand to a
+    /// transaction (a letter is in one tree or the other, never both nor
+    /// neither); returns how many went back. Unknown ids are skipped, so
+    /// that a retried call does nothing more.
     pub fn requeue_dead_letters(
         &self,
         subscription: &str,
         ids: &[String],
         now: Micros,
     ) -> Result<u64> {
-        let _gate = self.write_gate();
+        /// Dead letters moved per transaction: a subscription's whole
+        /// backlog would make one unbounded transaction.
+        const BATCH: usize = 1_000;
         let (outbox, dead_table) = (self.outbox_table()?, self.dead_table()?);
-        let mut moves: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = Vec::new();
-        for (key, letter) in dead_table.scan(&keys::prefix(&[subscription]))? {
-            if !ids.is_empty() && !ids.contains(&letter.message.id) {
-                continue;
-            }
-            let mut message = letter.message;
-            message.created_at = now;
-            message.due_at = now;
-            message.attempts = 0;
-            message.first_attempt_at = None;
-            moves.push((key, outbox_key(&message), codec::encode(&message)));
-        }
-        (&outbox.tree, &dead_table.tree)
-            .transaction(|(outbox, dead)| {
-                let mut moved = 0;
-                for (dead_key, outbox_key, value) in &moves {
-                    if dead.remove(dead_key.as_slice())?.is_some() {
-                        outbox.insert(outbox_key.as_slice(), value.as_slice())?;
-                        moved += 1;
-                    }
+        let letters: Vec<(Vec<u8>, DeadLetter)> = if ids.is_empty() {
+            dead_table.scan(&keys::prefix(&[subscription]))?
+        } else {
+            let mut named = Vec::with_capacity(ids.len());
+            for id in ids {
+                let key = keys::compose(&[subscription, id]);
+                if let Some(letter) = dead_table.get(&key)? {
+                    named.push((key, letter));
                 }
-                Ok(moved)
-            })
-            .map_err(transaction_error)
+            }
+            named
+        };
+        let mut moved = 0;
+        for chunk in letters.chunks(BATCH) {
+            let moves: Vec<(&[u8], Vec<u8>, Vec<u8>)> = chunk
+                .iter()
+                .map(|(key, letter)| {
+                    let mut message = letter.message.clone();
+                    message.created_at = now;
+                    message.due_at = now;
+                    message.attempts = 0;
+                    message.first_attempt_at = None;
+                    (
+                        key.as_slice(),
+                        outbox_key(&message),
+                        codec::encode(&message),
+                    )
+                })
+                .collect();
+            let _gate = self.write_gate();
+            moved += (&outbox.tree, &dead_table.tree)
+                .transaction(|(outbox, dead)| {
+                    let mut n = 0;
+                    for (dead_key, outbox_key, value) in &moves {
+                        if dead.remove(*dead_key)?.is_some() {
+                            outbox.insert(outbox_key.as_slice(), value.as_slice())?;
+                            n += 1;
+                        }
+                    }
+                    Ok(n)
+                })
+                .map_err(transaction_error)?;
+        }
+        Ok(moved)
     }
 
     /// Brings every message of `subscription` due after `now` forward to

@@ -91,6 +91,17 @@ impl Store {
             .get(&keys::compose(&[learner, program]))
     }
 
+    /// Every episode of a learner a trainer closed while its condition
+    /// held, by program.
+    pub fn learner_episodes(&self, learner: &str) -> Result<Vec<ClosedEpisode>> {
+        Ok(self
+            .episodes_table()?
+            .scan(&keys::prefix(&[learner]))?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect())
+    }
+
     /// The episodes of a learner in a program that a trainer closed while
     /// their condition still held.
     pub fn closed_episodes(&self, learner: &str, program: &str) -> Result<Vec<ClosedEpisode>> {

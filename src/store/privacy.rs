@@ -28,7 +28,7 @@ use super::table::Table;
 use super::xapi::UNRESOLVED;
 use super::{Store, attempt_index, codec, keys};
 use crate::domain::activity::StoredActivity;
-use crate::domain::alerts::{Alert, AlertStatus};
+use crate::domain::alerts::{Alert, AlertStatus, ClosedEpisode};
 use crate::domain::cohorts::records::StoredCohort;
 use crate::domain::learner::{Enrolment, Learner, Micros};
 use crate::domain::mastery::{Attempt, MasteryState};
@@ -69,6 +69,9 @@ pub struct LearnerRecords {
     pub pauses: Vec<Pause>,
     /// Programs they were withdrawn from, with notes.
     pub withdrawals: Vec<Withdrawal>,
+    /// Alert episodes a trainer closed while their condition held (no
+    /// alert of that kind is raised again until it clears).
+    pub alert_episodes: Vec<ClosedEpisode>,
 }
 
 /// Membership of one cohort.
@@ -160,6 +163,7 @@ impl Store {
             xapi_waiting,
             pauses: self.learner_pauses(learner)?,
             withdrawals: self.learner_withdrawals(learner)?,
+            alert_episodes: self.learner_episodes(learner)?,
             learner: record,
             enrolments,
             attempts,

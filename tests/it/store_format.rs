@@ -206,13 +206,14 @@ async fn a_format_1_folder_is_migrated_with_every_record() {
     let mut expected: serde_json::Value =
         serde_json::from_slice(&std::fs::read(temp.path().join("expected.json")).expect("read"))
             .expect("expected.json");
-    // Exports gained the learner's pauses and withdrawals after the
-    // fixture was written; its learners have none.
+    // Exports gained the learner's pauses, withdrawals and closed alert
+    // episodes after the fixture was written; its learners have none.
     for learner in ["alice", "bob", "chloé-3"] {
         let export = &mut expected[learner]["export"];
         assert!(export.is_object(), "{learner} in expected.json");
         export["pauses"] = serde_json::json!([]);
         export["withdrawals"] = serde_json::json!([]);
+        export["alert_episodes"] = serde_json::json!([]);
     }
     let data = temp.path().join("data");
     let before = tree_names(&data);

@@ -67,8 +67,9 @@ impl Received {
 struct Receiver {
     addr: SocketAddr,
     status: Arc<AtomicU16>,
-    /// A `Retry-After` header to answer with, if any.
-    retry_after: Arc<Mutex<Option<String>>>,
+    /// Requests still to refuse with 429 and `Retry-After: 2`, whatever
+    /// the status.
+    refuse: Arc<std::sync::atomic::AtomicUsize>,
     got: Arc<Mutex<Vec<Received>>>,
 }
 
@@ -79,7 +80,7 @@ impl Receiver {
         let receiver = Self {
             addr,
             status: Arc::new(AtomicU16::new(status)),
-            retry_after: Arc::default(),
+            refuse: Arc::default(),
             got: Arc::new(Mutex::new(Vec::new())),
         };
         let state = receiver.clone();
@@ -95,7 +96,15 @@ impl Receiver {
                             .unwrap_or_default()
                             .to_string()
                     };
-                    let answered = state.status.load(Ordering::SeqCst);
+                    let refused = state
+                        .refuse
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    let answered = if refused {
+                        429
+                    } else {
+                        state.status.load(Ordering::SeqCst)
+                    };
                     state.got.lock().unwrap().push(Received {
                         id: header("webhook-id"),
                         timestamp: header("webhook-timestamp").parse().unwrap_or(0),
@@ -105,12 +114,11 @@ impl Receiver {
                         answered,
                         at: std::time::Instant::now(),
                     });
-                    let wait = state.retry_after.lock().unwrap().clone();
                     let mut reply = StatusCode::from_u16(answered).unwrap().into_response();
-                    if let Some(wait) = wait {
+                    if refused {
                         reply
                             .headers_mut()
-                            .insert("retry-after", wait.parse().unwrap());
+                            .insert("retry-after", "2".parse().unwrap());
                     }
                     reply
                 }
@@ -1148,44 +1156,49 @@ async fn messages_past_the_retry_window_become_dead_letters() {
 }
 
 /// A receiver answering 429 with `Retry-After: 2` is not tried again
-/// before two seconds, where the schedule alone would retry in 50 ms.
+/// before two seconds, where the schedule alone would retry in 50 ms, even
+/// when another message of the subscription lands meanwhile (a success
+/// brings the backlog forward, but not before the time asked).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receivers_retry_after_is_honoured() {
-    let receiver = Receiver::start(429).await;
-    *receiver.retry_after.lock().unwrap() = Some("2".into());
+    let receiver = Receiver::start(200).await;
+    receiver.refuse.store(1, Ordering::SeqCst);
     let server = Hooked::start(local_options(RetryPolicy {
         first_delay: Duration::from_millis(50),
         max_delay: Duration::from_secs(10),
         window: Duration::from_secs(3600),
     }))
     .await;
-    world(server.channel(&server.admin_key).await, &["excel"], 1).await;
+    world(server.channel(&server.admin_key).await, &["excel"], 2).await;
     server
         .alerts()
         .await
         .create_subscription(subscription(&receiver.url()))
         .await
         .unwrap();
-    fail(
-        server.channel(&server.admin_key).await,
-        &learners("excel", 1),
-        0,
-        3,
-    )
-    .await;
-    eventually("a first attempt", async || {
+    // The first alert's message is refused; the second lands meanwhile.
+    let names = learners("excel", 2);
+    fail(server.channel(&server.admin_key).await, &names[..1], 0, 3).await;
+    eventually("a refusal", async || {
         (!receiver.got().is_empty()).then_some(())
     })
     .await;
-    receiver.answer(200);
+    fail(server.channel(&server.admin_key).await, &names[1..], 0, 3).await;
+    blocking_points(&server, 2).await;
     server.drained().await;
     let got = receiver.got();
-    assert_eq!(got.len(), 2, "one refusal, one delivery: {got:?}");
-    let waited = got[1].at.duration_since(got[0].at);
+    assert_eq!(got.len(), 3, "one refusal, two deliveries: {got:?}");
+    let refused = got.iter().find(|r| r.answered == 429).expect("a refusal");
+    let again = got
+        .iter()
+        .find(|r| r.id == refused.id && r.answered == 200)
+        .expect("the refused message delivered later");
+    let waited = again.at.duration_since(refused.at);
     assert!(
         waited >= Duration::from_millis(1900),
         "retried after {waited:?}"
     );
+    assert!(got.iter().any(|r| r.id != refused.id && r.answered == 200));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1394,4 +1407,16 @@ async fn a_revoked_keys_subscriptions_deliver_nothing_more() {
     blocking_points(&server, 2).await;
     server.drained().await;
     assert_eq!(receiver.got().len(), 1, "nothing after the revocation");
+    // Redelivering what it would drop unsent is refused, naming the field.
+    let status = server
+        .alerts()
+        .await
+        .redeliver_dead_letters(pb::RedeliverDeadLettersRequest {
+            subscription_id: listed[0].id.clone(),
+            message_ids: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert!(status.message().contains("subscription_id"), "{status:?}");
 }

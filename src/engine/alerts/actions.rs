@@ -64,7 +64,9 @@ impl Engine {
         let mut out = Vec::new();
         for learner in &view.cohort.members {
             for alert in self.store.active_alerts(learner, &view.cohort.program_id)? {
-                if alert.cohort_id == cohort
+                // Resolved between the index read and the alert's: gone.
+                if alert.status != AlertStatus::Resolved
+                    && alert.cohort_id == cohort
                     && self.sees_row(who, &alert.learner_id, &alert.cohort_id)?
                 {
                     out.push(alert);

@@ -295,8 +295,9 @@ async fn attempt(
             let was_failing = hub.failing.lock().expect("failing lock").remove(&sub_id);
             let moved = offload::blocking(async move {
                 e.store.remove_message(&key)?;
-                if was_failing {
-                    return e.store.expedite_messages(&sub_id, now);
+                // Not before what the receiver asked of a refused one.
+                if let Some(not_before) = was_failing {
+                    return e.store.expedite_messages(&sub_id, now.max(not_before));
                 }
                 Ok(0)
             })
@@ -311,10 +312,15 @@ async fn attempt(
             }
         }
         Err(Failed { reason, asked }) => {
-            hub.failing
-                .lock()
-                .expect("failing lock")
-                .insert(sub_id.clone());
+            let not_before = asked.map_or(0, |wait| {
+                let wait = wait.min(options.retry.max_delay);
+                now.saturating_add(i64::try_from(wait.as_micros()).unwrap_or(i64::MAX))
+            });
+            {
+                let mut failing = hub.failing.lock().expect("failing lock");
+                let entry = failing.entry(sub_id.clone()).or_insert(0);
+                *entry = (*entry).max(not_before);
+            }
             tracing::debug!(
                 subscription = %sub_id,
                 message = %message.id,

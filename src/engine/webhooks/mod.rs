@@ -22,7 +22,7 @@ mod digest;
 mod follow;
 pub mod resolve;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -163,9 +163,11 @@ pub struct WebhookHub {
     writes: Mutex<()>,
     /// Wakes the delivery worker: new messages.
     wake: Notify,
-    /// Subscriptions whose last attempt failed (their backlog is brought
-    /// forward at the next success).
-    failing: Mutex<HashSet<String>>,
+    /// Subscriptions whose last attempt failed, with the time before which
+    /// their receiver asked not to be tried (`Retry-After`; 0 when it did
+    /// not): at the next success their backlog is brought forward to now,
+    /// or to that time.
+    failing: Mutex<HashMap<String, Micros>>,
     delivered: AtomicU64,
     retried: AtomicU64,
     dead_lettered: AtomicU64,
@@ -200,7 +202,7 @@ impl WebhookHub {
             subscriptions: RwLock::new(Arc::new(subscriptions)),
             writes: Mutex::new(()),
             wake: Notify::new(),
-            failing: Mutex::new(HashSet::new()),
+            failing: Mutex::new(HashMap::new()),
             delivered: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
@@ -422,7 +424,15 @@ impl Engine {
     ) -> Result<u64> {
         let hub = self.webhooks();
         match hub.subscription(subscription) {
-            Some(s) if owns(who, &s) => {}
+            Some(s) if owns(who, &s) => {
+                // Its messages would be dropped unsent: keep them listed.
+                if !self.key_is_active(&s.key_id) {
+                    return Err(Error::FailedPrecondition(format!(
+                        "subscription_id: subscription '{subscription}' was created by a revoked \
+                         key and delivers nothing; create it again with an active key"
+                    )));
+                }
+            }
             _ => return Err(Error::not_found("subscription", subscription)),
         }
         let requeued = self

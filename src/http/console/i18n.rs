@@ -187,6 +187,11 @@ pub const MESSAGES: &[(&str, &str, &str)] = &[
         "Live updates on: new alerts appear without reloading.",
         "Mises à jour en direct : les nouvelles alertes apparaissent sans recharger.",
     ),
+    (
+        "live_off",
+        "Live updates stopped (too many open pages, or the session ended): reload the page.",
+        "Mises à jour en direct interrompues (trop de pages ouvertes, ou session terminée) : rechargez la page.",
+    ),
     ("new_alert", "Alert updated:", "Alerte mise à jour :"),
     (
         "cohort_report",

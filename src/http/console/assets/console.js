@@ -12,6 +12,13 @@
     live.textContent = live.dataset.on;
     document.body.dataset.live = "on";
   });
+  // A stream refused (429) or ended for good: EventSource stops; say so.
+  source.addEventListener("error", function () {
+    if (source.readyState === EventSource.CLOSED) {
+      live.textContent = live.dataset.off;
+      document.body.dataset.live = "off";
+    }
+  });
   source.addEventListener("alert", function (event) {
     var change = JSON.parse(event.data);
     var old = document.getElementById("alert-" + change.id);
