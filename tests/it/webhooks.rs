@@ -649,6 +649,15 @@ async fn filters_and_the_creating_keys_scope_decide_what_is_delivered() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
+    // Nor redelivers another key's dead letters.
+    let err = as_trainer
+        .redeliver_dead_letters(pb::RedeliverDeadLettersRequest {
+            subscription_id: excel.subscription.as_ref().unwrap().id.clone(),
+            message_ids: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
     let all = as_manager
         .list_subscriptions(pb::ListSubscriptionsRequest {
             page_size: 3,
