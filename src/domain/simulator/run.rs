@@ -192,6 +192,77 @@ impl Session<'_> {
         }
     }
 
+    /// Plays module `m`: its minutes, what it teaches, the LMS's quiz on
+    /// each of its skills and the engine's view of it (module outcome;
+    /// with `effects`, the adaptive policy's, the population's credit).
+    fn take_module(
+        &mut self,
+        m: usize,
+        mut effects: Option<&mut Effects>,
+        out: &mut LearnerOutcome,
+        rng: &mut ChaCha8Rng,
+        trace: &mut Recorder<'_>,
+    ) {
+        let (world, options) = (self.world, self.options);
+        let module = &world.modules[m];
+        let skills = &world.module_skills[m];
+        out.recommendations += 1;
+        if skills.iter().any(|&s| world.learnable(s, &self.theta)) {
+            out.useful += 1;
+        }
+        out.useless += u32::from(world.useless[m]);
+        self.minutes += module.duration_minutes;
+        world.teach(self.learner, m, &mut self.theta, rng);
+        let mut changes = Vec::with_capacity(skills.len());
+        for &s in skills {
+            let id = world.skill_ids[s].clone();
+            // The learner's level: the latest answers before it.
+            self.evidence.remove(&id);
+            let level = self.level(s);
+            let before = self
+                .mastery
+                .p
+                .get(&id)
+                .copied()
+                .unwrap_or_else(|| self.mastery.belief(&id, &self.engine).p_known());
+            let correct = self.quiz(s, options.quiz_items, rng, Some(m as u32), trace);
+            self.last_passed[s] = Some(self.passed(correct, options.quiz_items));
+            if let Some(effects) = effects.as_deref_mut() {
+                // What the engine credits: the answers after the module.
+                let asked = options.quiz_items.min(world.bank[s].len() as u32);
+                effects.observe(
+                    &module.id,
+                    &id,
+                    &EffectEvidence {
+                        before,
+                        right_before: level.0,
+                        wrong_before: level.1,
+                        right: correct,
+                        wrong: asked - correct,
+                        guess: self.engine.guess,
+                        slip: self.engine.slip,
+                        weight: 1.0,
+                    },
+                    options.threshold,
+                );
+            }
+            changes.push(SkillChange {
+                after: self.mastery.p[&id],
+                skill_id: id,
+                before,
+            });
+        }
+        self.history.push(ModuleOutcome {
+            module_id: module.id.clone(),
+            completed_at: i64::from(self.minutes),
+            changes,
+        });
+        if self.history.len() > 4 * HISTORY_WINDOW {
+            let drop = self.history.len() - HISTORY_WINDOW;
+            self.history.drain(..drop);
+        }
+    }
+
     /// (right, wrong) among the latest answers on skill `s`.
     fn level(&self, s: usize) -> (u32, u32) {
         let right = self.recent[s].iter().filter(|r| **r).count() as u32;
@@ -334,64 +405,10 @@ pub fn run_learner(
             }
             Action::Module(m) => {
                 exam_passed = false;
-                let module = &world.modules[m];
-                let skills = &world.module_skills[m];
-                out.recommendations += 1;
-                if skills.iter().any(|&s| world.learnable(s, &session.theta)) {
-                    out.useful += 1;
-                }
-                out.useless += u32::from(world.useless[m]);
-                session.minutes += module.duration_minutes;
-                world.teach(learner, m, &mut session.theta, &mut rng);
-                let mut changes = Vec::with_capacity(skills.len());
-                for &s in skills {
-                    let id = world.skill_ids[s].clone();
-                    // The learner's level: the latest answers before it.
-                    session.evidence.remove(&id);
-                    let level = session.level(s);
-                    let before =
-                        session.mastery.p.get(&id).copied().unwrap_or_else(|| {
-                            session.mastery.belief(&id, &session.engine).p_known()
-                        });
-                    let correct =
-                        session.quiz(s, options.quiz_items, &mut rng, Some(m as u32), &mut trace);
-                    session.last_passed[s] = Some(session.passed(correct, options.quiz_items));
-                    if kind == PolicyKind::Adaptive {
-                        // What the engine credits: the answers after the module.
-                        let asked = options.quiz_items.min(world.bank[s].len() as u32);
-                        effects.observe(
-                            &module.id,
-                            &id,
-                            &EffectEvidence {
-                                before,
-                                right_before: level.0,
-                                wrong_before: level.1,
-                                right: correct,
-                                wrong: asked - correct,
-                                guess: session.engine.guess,
-                                slip: session.engine.slip,
-                                weight: 1.0,
-                            },
-                            options.threshold,
-                        );
-                    }
-                    changes.push(SkillChange {
-                        after: session.mastery.p[&id],
-                        skill_id: id,
-                        before,
-                    });
-                }
-                session.history.push(ModuleOutcome {
-                    module_id: module.id.clone(),
-                    completed_at: i64::from(session.minutes),
-                    changes,
-                });
-                if session.history.len() > 4 * HISTORY_WINDOW {
-                    let drop = session.history.len() - HISTORY_WINDOW;
-                    session.history.drain(..drop);
-                }
+                let adaptive = (kind == PolicyKind::Adaptive).then_some(&mut *effects);
+                session.take_module(m, adaptive, &mut out, &mut rng, &mut trace);
                 let spent = session.minutes - before;
-                session.forget(spent, skills);
+                session.forget(spent, &world.module_skills[m]);
             }
         }
     }
