@@ -99,11 +99,16 @@ impl<'a> Reader<'a> {
         Some(out)
     }
 
-    /// A LEB128 varint of at most 10 bytes.
+    /// A LEB128 varint of at most 10 bytes. The 10th byte carries the
+    /// 64th bit only: any other bit there would be dropped, so such a
+    /// value is refused as malformed rather than read as another number.
     pub fn varint(&mut self) -> Option<u64> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
+            if shift == 63 && b > 1 {
+                return None;
+            }
             v |= u64::from(b & 0x7f) << shift;
             if b < 0x80 {
                 return Some(v);
@@ -366,6 +371,32 @@ mod tests {
         assert_eq!(back[0].state.belief.log_odds(), f64::INFINITY);
         assert_eq!(back[0].state.last.occurred_at, -7);
         assert!(decode_states("learner_mastery", "k", &states[..states.len() - 1]).is_err());
+    }
+
+    /// The longest varint (`u64::MAX`, ten bytes) reads back; a tenth byte
+    /// with bits past the 64th, or an eleventh byte, is refused.
+    #[test]
+    fn a_varint_past_64_bits_is_refused() {
+        let mut max = Vec::new();
+        put_varint(&mut max, u64::MAX);
+        assert_eq!(max.len(), 10);
+        assert_eq!(*max.last().unwrap(), 1);
+        assert_eq!(Reader::new(&max).varint(), Some(u64::MAX));
+        let mut high = max.clone();
+        *high.last_mut().unwrap() = 0x02;
+        assert_eq!(Reader::new(&high).varint(), None);
+        let mut longer = max.clone();
+        *longer.last_mut().unwrap() = 0x81;
+        longer.push(0);
+        assert_eq!(Reader::new(&longer).varint(), None);
+        // In a block, such a time spent makes the block Corrupt.
+        let mut bytes = encode_block(&[packed("a", 1, None)]);
+        let spent = bytes.len() - 2; // 12,345 ms: two bytes
+        bytes.truncate(spent);
+        bytes.extend_from_slice(&[0xff; 9]);
+        bytes.push(0x7f);
+        let err = decode_block("attempt_blocks", "alice#0", &bytes).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     }
 
     proptest::proptest! {

@@ -24,6 +24,7 @@
 //! | `attempt_blocks` | learner id `00` block number (`u32` BE)                | compact block of the learner's attempts, up to ~1 KiB (`compact.rs`): the observation index too |
 //! | `attempt_index` | bucket (`u32` BE, 2^20 of them) page (`u32` BE)         | compact page of (fingerprint `u32`, learner number) entries of hashed attempt ids (`attempt_index.rs`) |
 //! | `learner_mastery` | learner id                                            | compact record of the learner's `MasteryState`s by skill number (belief as log-odds) |
+//! | `migration_skipped` | old tree name `00` old key                           | the format-1 row verbatim that the migration could not decode (`migrate.rs`; damage for `spoc verify`) |
 //! | `meta`          | `b"mastery_basis"`                                      | `MasteryBasis` (filter and parameters the `learner_mastery` states were computed with) |
 //! | `activities`    | event id                                                | `StoredActivity`       |
 //! | `learner_activity` | learner id `00` occurred_at (8 bytes, order-preserving) event id | `StoredActivity` (index) |

@@ -259,6 +259,13 @@ fn read_tree(name: &str, tree: &sled::Tree, trees: &mut Trees, report: &mut Repo
             "xapi_unresolved" => decode!(d::xapi::record::Unresolved).map(drop),
             "xapi_mapping" => decode!(d::xapi::record::ObjectMapping).map(drop),
             "xapi_activities" => decode!(d::xapi::record::SeenActivity).map(drop),
+            super::migrate::SKIPPED => Err(Error::Corrupt {
+                tree: super::migrate::SKIPPED,
+                key: keys::display(&key),
+                reason: "a format-1 row the migration to format 2 could not decode: skipped, \
+                         kept here verbatim (restore it from a backup, then remove this entry)"
+                    .into(),
+            }),
             "meta" => check_meta(&key, &value).map(|()| {
                 if key.as_ref() == keys::MASTERY_BASIS {
                     report.basis = codec::decode("meta", &key, &value).ok();
