@@ -130,18 +130,16 @@ impl Store {
         Ok(out)
     }
 
-    /// Every (learner, skill) that has a mastery state.
-    pub fn mastery_keys(&self) -> Result<Vec<(String, String)>> {
+    /// Every learner that has a mastery state, in id order (the keys of
+    /// `learner_mastery`, records not decoded).
+    pub fn mastery_learners(&self) -> Result<Vec<String>> {
         self.settle()?;
-        let mut out = Vec::new();
-        for key in self.ingested.mastery.iter().keys() {
-            let key = key?;
-            let learner = String::from_utf8_lossy(&key).into_owned();
-            for skill in self.ingested.learner_states(&learner)?.into_keys() {
-                out.push((learner.clone(), skill));
-            }
-        }
-        Ok(out)
+        self.ingested
+            .mastery
+            .iter()
+            .keys()
+            .map(|key| Ok(String::from_utf8_lossy(&key?).into_owned()))
+            .collect()
     }
 
     /// Replaces mastery states (a recomputation with new parameters).
