@@ -5,7 +5,7 @@
 //! the postcard encoding of the domain type; the four ingestion trees
 //! (`ids`, `attempt_blocks`, `attempt_index`, `learner_mastery`) use the
 //! compact encodings of [`super::compact`] instead, many attempts or
-//! states to a key (store format 2; format 1, one `attempts`,
+//! states to a key (store format 2 and 3; format 1, one `attempts`,
 //! `observations` and `mastery` row each, is migrated at open by
 //! [`super::migrate`]). Ids never contain a NUL byte
 //! (validated at the edge), so `0x00` separates the parts of composite keys
@@ -94,9 +94,15 @@
 use crate::domain::learner::Micros;
 
 /// Version of this layout, stored in `meta`; a store written by a newer
-/// layout is refused at open rather than misread, one of format 1 is
-/// migrated (`migrate.rs`).
-pub const FORMAT_VERSION: u32 = 2;
+/// layout is refused at open rather than misread, one of format 1 or 2 is
+/// migrated (`migrate.rs`). Format 3 writes mastery records of
+/// [`super::compact::STATES_VERSION`] 2, which a format-2 release cannot
+/// read; it reads format 2's records as they are.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The oldest format a snapshot or a data folder may have: older ones
+/// are migrated at open.
+pub const OLDEST_FORMAT: u32 = 1;
 
 /// Key of the format version in the `meta` tree.
 pub const FORMAT_VERSION_KEY: &[u8] = b"format_version";

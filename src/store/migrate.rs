@@ -5,7 +5,9 @@
 //! Format 1 kept one `attempts` row per attempt (ids spelt out), one
 //! `observations` row per (attempt, skill) and one `mastery` row per
 //! (learner, skill): 658 bytes on disk per attempt, mostly sled's cost per
-//! key. Format 2 packs them (`attempt_trees.rs`). The migration reads the
+//! key. Format 2 packs them (`attempt_trees.rs`); format 3 writes
+//! smaller mastery records and reads format 2 as it is (only the version
+//! is rewritten). The migration reads the
 //! format-1 trees in chunks, writes the format-2 trees, flushes, and only
 //! then records format 2 and drops the old trees: a migration stopped
 //! halfway leaves format 1 in `meta` and is started again from the
@@ -75,6 +77,16 @@ pub fn open_current(db: &sled::Db) -> Result<AttemptTrees> {
     };
     match version {
         1 => migrate_from_1(db, &meta),
+        2 => {
+            // Format 3 only writes mastery records in a smaller encoding
+            // and reads format 2's as they are: nothing to rewrite.
+            meta.insert(FORMAT_VERSION_KEY, &FORMAT_VERSION.to_be_bytes())?;
+            tracing::info!(
+                "store format 2 is now format {FORMAT_VERSION} (smaller mastery records)"
+            );
+            drop_old_trees(db)?;
+            AttemptTrees::open(db)
+        }
         FORMAT_VERSION => {
             drop_old_trees(db)?;
             AttemptTrees::open(db)
@@ -282,5 +294,73 @@ mod tests {
             "{:?}",
             report.findings
         );
+    }
+
+    /// A format-2 folder opens as format 3: its version-1 mastery records
+    /// read as they are, a rewrite uses the new encoding.
+    #[test]
+    fn a_format_2_folder_reads_its_records_and_writes_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = MasteryState {
+            belief: Belief::from_log_odds(0.25),
+            attempt_count: 1,
+            last: Position {
+                occurred_at: 1,
+                attempt_id: "a1".into(),
+            },
+            updated_at: 2,
+        };
+        {
+            let db = super::super::damage::open_sled(
+                dir.path(),
+                super::super::sled_config(
+                    dir.path(),
+                    &super::super::budget::MemoryBudget::from_mb(64),
+                ),
+            )
+            .unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert(FORMAT_VERSION_KEY, &2u32.to_be_bytes())
+                .unwrap();
+            let trees = AttemptTrees::open(&db).unwrap();
+            trees.intern(&[test_attempt("a1", 1, true)]).unwrap();
+            // Version 1 of the record, as format 2 wrote it.
+            let mut v1 = vec![super::super::compact::COMPACT_VERSION, 1];
+            super::super::compact::put_varint(&mut v1, 0);
+            v1.extend_from_slice(&state.belief.log_odds().to_le_bytes());
+            v1.push(1);
+            super::super::compact::put_signed(&mut v1, 1);
+            v1.extend_from_slice(&[2, b'a', b'1']);
+            super::super::compact::put_signed(&mut v1, 2);
+            trees.mastery.insert("l", v1).unwrap();
+            db.flush().unwrap();
+        }
+        let store = super::super::Store::open(dir.path()).unwrap();
+        assert_eq!(store.mastery("l", "s").unwrap(), Some(state.clone()));
+        let mut later = state;
+        later.attempt_count = 2;
+        store
+            .put_mastery(&[("l".into(), "s".into(), later.clone())])
+            .unwrap();
+        assert_eq!(store.mastery("l", "s").unwrap(), Some(later));
+        drop(store);
+        let db = super::super::damage::open_sled(
+            dir.path(),
+            super::super::sled_config(dir.path(), &super::super::budget::MemoryBudget::from_mb(64)),
+        )
+        .unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        assert_eq!(
+            meta.get(FORMAT_VERSION_KEY).unwrap().unwrap().as_ref(),
+            FORMAT_VERSION.to_be_bytes()
+        );
+        let record = db
+            .open_tree(attempt_trees::MASTERY)
+            .unwrap()
+            .get("l")
+            .unwrap()
+            .unwrap();
+        assert_eq!(record[0], super::super::compact::STATES_VERSION);
     }
 }

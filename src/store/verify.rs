@@ -262,7 +262,7 @@ fn read_tree(name: &str, tree: &sled::Tree, trees: &mut Trees, report: &mut Repo
             super::migrate::SKIPPED => Err(Error::Corrupt {
                 tree: super::migrate::SKIPPED,
                 key: keys::display(&key),
-                reason: "a format-1 row the migration to format 2 could not decode: skipped, \
+                reason: "a format-1 row the migration from format 1 could not decode: skipped, \
                          kept here verbatim (restore it from a backup, then remove this entry)"
                     .into(),
             }),
@@ -292,7 +292,7 @@ fn check_meta(key: &[u8], value: &[u8]) -> Result<()> {
     };
     match key {
         keys::FORMAT_VERSION_KEY
-            if value != keys::FORMAT_VERSION.to_be_bytes() && value != 1u32.to_be_bytes() =>
+            if !(keys::OLDEST_FORMAT..=keys::FORMAT_VERSION).any(|v| value == v.to_be_bytes()) =>
         {
             Err(bad("not the supported store format"))
         }
