@@ -136,9 +136,9 @@ pub fn purge_freed_memory_soon() {
 }
 
 /// The allocator's current purge delay in milliseconds.
-pub fn purge_delay_ms() -> i64 {
+pub fn purge_delay_ms() -> std::ffi::c_long {
     // SAFETY: a plain getter of mimalloc.
-    i64::from(unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) })
+    unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) }
 }
 
 #[cfg(test)]
@@ -151,7 +151,7 @@ mod tests {
     fn the_purge_delay_option_is_the_one_set() {
         assert_eq!(purge_delay_ms(), 1000, "index 15 is not purge_delay");
         purge_freed_memory_soon();
-        assert_eq!(purge_delay_ms(), i64::from(PURGE_DELAY_MS));
+        assert_eq!(purge_delay_ms(), PURGE_DELAY_MS);
     }
 
     #[test]
