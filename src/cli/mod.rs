@@ -81,6 +81,7 @@ pub enum Command {
 
 /// Parses the command line and runs the subcommand.
 pub fn main() -> std::process::ExitCode {
+    crate::store::budget::purge_freed_memory_soon();
     let cli = Cli::parse();
     // The demo prints for people: only warnings and errors unless asked.
     init_logging(

@@ -3,9 +3,9 @@
 //! A fit runs on its own thread (EM is CPU-bound; rayon parallelizes it
 //! across skills) so that ingestion keeps its latency. When it succeeds the
 //! model file is written, the parameters are swapped atomically, and every
-//! learner's mastery is recomputed with them, one learner at a time under
-//! that learner's lock: ingestion is never blocked for longer than one
-//! learner's replay. The recomputed states are flushed and only then is
+//! learner's mastery is recomputed with them, a small group of learners at
+//! a time under their locks: ingestion of a learner is never blocked for
+//! longer than one group's replay. The recomputed states are flushed and only then is
 //! the model recorded as their basis (`store::models::MasteryBasis`) and
 //! the fit reported as succeeded; a start that finds another basis than
 //! the model in force (a crash in between, a new parameter file, a new
@@ -26,6 +26,15 @@ use crate::domain::fit::{
 use crate::domain::mastery::FILTER_VERSION;
 use crate::error::{Error, Result};
 use crate::store::models::MasteryBasis;
+
+/// Learners recomputed under one take of their locks and written at once:
+/// ingestion of these learners waits for the group (a few milliseconds),
+/// and the waiting ingestion rows are applied once per group rather than
+/// once per learner.
+const RECOMPUTE_GROUP: usize = 32;
+
+/// Threads of a recomputation (at most; the machine's cores otherwise).
+const RECOMPUTE_THREADS: usize = 2;
 
 /// What a caller asks of a fit (pyBKT's variants and EM settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +182,7 @@ impl Engine {
     fn run_fit(&self, request: FitRequest) -> Result<()> {
         let started = std::time::Instant::now();
         let dataset = self.training_set(&request)?;
+        let read = started.elapsed().as_secs_f64();
         let options = FitOptions {
             variants: Variants {
                 forgets: request.forgets,
@@ -187,8 +197,21 @@ impl Engine {
         let fitted = build_model(&dataset, &options, request.folds, request.seed)
             .map_err(|e| Error::FailedPrecondition(format!("fit failed: {e}")))?;
         let id = self.store.save_model(&fitted, now_micros() / 1000)?;
-        tracing::info!(model = %id, attempts = dataset.len(), seconds = started.elapsed().as_secs_f64(), "model fitted");
-        self.activate(id, fitted)
+        let fitted_at = started.elapsed().as_secs_f64();
+        tracing::info!(
+            model = %id,
+            attempts = dataset.len(),
+            read_seconds = read,
+            seconds = fitted_at,
+            "model fitted"
+        );
+        drop(dataset);
+        self.activate(id, fitted)?;
+        tracing::info!(
+            recompute_seconds = started.elapsed().as_secs_f64() - fitted_at,
+            "mastery recomputed with the fitted model"
+        );
+        Ok(())
     }
 
     /// Every stored attempt in time order per learner and skill, one row
@@ -301,22 +324,57 @@ impl Engine {
         self.store.put_mastery_basis(&wanted)
     }
 
-    /// Replays every (learner, skill) with `params`, a learner at a time.
+    /// Replays every (learner, skill) with `params`, [`RECOMPUTE_GROUP`]
+    /// learners at a time under their locks, on up to
+    /// [`RECOMPUTE_THREADS`] threads: one read of a learner's attempts and
+    /// of their mastery record for all their skills, one write (and one
+    /// apply of the waiting ingestion rows) per group.
     fn recompute_mastery(&self, params: &ParamSet) -> Result<()> {
-        let mut by_learner: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (learner, skill) in self.store.mastery_keys()? {
-            by_learner.entry(learner).or_default().push(skill);
-        }
+        let learners = self.store.mastery_learners()?;
+        let groups: Vec<&[String]> = learners.chunks(RECOMPUTE_GROUP).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
         let now = now_micros();
-        for (learner, skills) in by_learner {
-            let _guard = self.learner_locks.lock_all([learner.as_str()]);
-            let mut rows = Vec::with_capacity(skills.len());
-            // One read of the learner's attempts for all their skills.
-            let mut histories = self.store.learner_observations(&learner)?;
-            for skill in skills {
-                let Some(mut state) = self.store.mastery(&learner, &skill)? else {
-                    continue;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, RECOMPUTE_THREADS);
+        let worker = || -> Result<()> {
+            while !failed.load(std::sync::atomic::Ordering::Relaxed) {
+                let g = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(group) = groups.get(g) else {
+                    return Ok(());
                 };
+                let outcome = self.recompute_group(group, params, now);
+                if outcome.is_err() {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return outcome;
+                }
+            }
+            Ok(())
+        };
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(worker)).collect();
+            let mut outcome = worker();
+            for helper in helpers {
+                let joined = helper.join().unwrap_or_else(|_| {
+                    Err(Error::Storage("a recomputation thread panicked".into()))
+                });
+                outcome = outcome.and(joined);
+            }
+            outcome
+        })
+    }
+
+    /// Recomputes the mastery of one group of learners (see
+    /// [`Engine::recompute_mastery`]).
+    fn recompute_group(&self, learners: &[String], params: &ParamSet, now: i64) -> Result<()> {
+        let _guard = self
+            .learner_locks
+            .lock_all(learners.iter().map(String::as_str));
+        let mut rows = Vec::new();
+        for learner in learners {
+            let mut histories = self.store.learner_observations(learner)?;
+            for (skill, mut state) in self.store.learner_mastery(learner)? {
                 let history = histories.remove(&skill).unwrap_or_default();
                 state.belief = params
                     .for_skill(&skill)
@@ -325,9 +383,8 @@ impl Engine {
                 state.updated_at = now;
                 rows.push((learner.clone(), skill, state));
             }
-            self.store.put_mastery(&rows)?;
         }
-        Ok(())
+        self.store.put_mastery(&rows)
     }
 }
 

@@ -168,6 +168,27 @@ impl AttemptTrees {
             .collect()
     }
 
+    /// Every stored attempt of a learner as the blocks hold it (ids
+    /// interned), in the order stored: for readers that need no names but
+    /// the skills', without an allocation per id per attempt.
+    pub fn learner_packed(&self, learner: &str) -> Result<Vec<Packed>> {
+        Ok(self
+            .learner_blocks(learner)?
+            .into_iter()
+            .flat_map(|(_, packed)| packed)
+            .collect())
+    }
+
+    /// The name of interned number `n` of `kind`, met in a block of
+    /// `learner`.
+    pub fn name_in(&self, learner: &str, kind: Kind, n: u32) -> Result<Arc<str>> {
+        self.ids.name(kind, n).ok_or_else(|| Error::Corrupt {
+            tree: BLOCKS,
+            key: learner.to_string(),
+            reason: format!("an attempt names unknown {kind:?} number {n}"),
+        })
+    }
+
     /// Every stored attempt of a learner, in the order stored.
     pub fn learner_attempts(&self, learner: &str) -> Result<Vec<Attempt>> {
         let mut out = Vec::new();
@@ -386,7 +407,22 @@ impl AttemptTrees {
         &self,
         mut visit: impl FnMut(&str, Vec<Attempt>) -> Result<()>,
     ) -> Result<()> {
-        let mut current: Option<(String, Vec<Attempt>)> = None;
+        self.for_each_learner_packed(|learner, packed| {
+            let attempts = packed
+                .into_iter()
+                .map(|p| self.unpack(learner, p, learner.as_bytes()))
+                .collect::<Result<_>>()?;
+            visit(learner, attempts)
+        })
+    }
+
+    /// Visits every learner's stored attempts as the blocks hold them (ids
+    /// interned), in learner id order, one learner in memory at a time.
+    pub fn for_each_learner_packed(
+        &self,
+        mut visit: impl FnMut(&str, Vec<Packed>) -> Result<()>,
+    ) -> Result<()> {
+        let mut current: Option<(String, Vec<Packed>)> = None;
         for entry in self.blocks.iter() {
             let (key, value) = entry?;
             let shown = display_block(&key);
@@ -402,9 +438,7 @@ impl AttemptTrees {
                 current = Some((learner.to_string(), Vec::new()));
             }
             let (_, attempts) = current.as_mut().expect("set above");
-            for p in compact::decode_block(BLOCKS, &shown, &value)? {
-                attempts.push(self.unpack(learner, p, &key)?);
-            }
+            attempts.extend(compact::decode_block(BLOCKS, &shown, &value)?);
         }
         if let Some((l, attempts)) = current {
             visit(&l, attempts)?;
@@ -414,7 +448,7 @@ impl AttemptTrees {
 }
 
 /// The observation a block entry carries, at its position.
-fn observation(p: Packed) -> (Position, Observation) {
+pub fn observation(p: Packed) -> (Position, Observation) {
     (
         Position {
             occurred_at: p.occurred_at,

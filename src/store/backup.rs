@@ -278,9 +278,9 @@ fn read_snapshot(
         return Err(bad(path, "not a spoc snapshot (bad magic)"));
     }
     let store_version = input.u32()?;
-    // Format 1 is restored as it was and migrated at the next start
-    // (`migrate.rs`).
-    if store_version != keys::FORMAT_VERSION && store_version != 1 {
+    // An older format is restored as it was and migrated at the next
+    // start (`migrate.rs`).
+    if !(keys::OLDEST_FORMAT..=keys::FORMAT_VERSION).contains(&store_version) {
         return Err(bad(
             path,
             &format!(

@@ -5,7 +5,7 @@
 //! the postcard encoding of the domain type; the four ingestion trees
 //! (`ids`, `attempt_blocks`, `attempt_index`, `learner_mastery`) use the
 //! compact encodings of [`super::compact`] instead, many attempts or
-//! states to a key (store format 2; format 1, one `attempts`,
+//! states to a key (store format 2 and 3; format 1, one `attempts`,
 //! `observations` and `mastery` row each, is migrated at open by
 //! [`super::migrate`]). Ids never contain a NUL byte
 //! (validated at the edge), so `0x00` separates the parts of composite keys
@@ -24,6 +24,7 @@
 //! | `attempt_blocks` | learner id `00` block number (`u32` BE)                | compact block of the learner's attempts, up to ~1 KiB (`compact.rs`): the observation index too |
 //! | `attempt_index` | bucket (`u32` BE, 2^20 of them) page (`u32` BE)         | compact page of (fingerprint `u32`, learner number) entries of hashed attempt ids (`attempt_index.rs`) |
 //! | `learner_mastery` | learner id                                            | compact record of the learner's `MasteryState`s by skill number (belief as log-odds) |
+//! | `migration_skipped` | old tree name `00` old key                           | the format-1 row verbatim that the migration could not decode (`migrate.rs`; damage for `spoc verify`) |
 //! | `meta`          | `b"mastery_basis"`                                      | `MasteryBasis` (filter and parameters the `learner_mastery` states were computed with) |
 //! | `activities`    | event id                                                | `StoredActivity`       |
 //! | `learner_activity` | learner id `00` occurred_at (8 bytes, order-preserving) event id | `StoredActivity` (index) |
@@ -93,9 +94,15 @@
 use crate::domain::learner::Micros;
 
 /// Version of this layout, stored in `meta`; a store written by a newer
-/// layout is refused at open rather than misread, one of format 1 is
-/// migrated (`migrate.rs`).
-pub const FORMAT_VERSION: u32 = 2;
+/// layout is refused at open rather than misread, one of format 1 or 2 is
+/// migrated (`migrate.rs`). Format 3 writes mastery records of
+/// [`super::compact::STATES_VERSION`] 2, which a format-2 release cannot
+/// read; it reads format 2's records as they are.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The oldest format a snapshot or a data folder may have: older ones
+/// are migrated at open.
+pub const OLDEST_FORMAT: u32 = 1;
 
 /// Key of the format version in the `meta` tree.
 pub const FORMAT_VERSION_KEY: &[u8] = b"format_version";

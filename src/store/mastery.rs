@@ -50,12 +50,22 @@ impl Store {
     ) -> Result<BTreeMap<String, Vec<(Position, Observation)>>> {
         let waiting = self.behind.attempts_of(learner);
         let mut by_skill: BTreeMap<String, BTreeMap<Position, Observation>> = BTreeMap::new();
-        for attempt in self
-            .ingested
-            .learner_attempts(learner)?
-            .into_iter()
-            .chain(waiting)
-        {
+        // Stored attempts as the blocks hold them: no names but the skills'.
+        for p in self.ingested.learner_packed(learner)? {
+            let skills = p.skills.clone();
+            let (position, observation) = attempt_trees::observation(p);
+            for n in skills {
+                let skill = self.ingested.name_in(learner, interner::Kind::Skill, n)?;
+                match by_skill.get_mut(&*skill) {
+                    Some(rows) => rows.insert(position.clone(), observation),
+                    None => by_skill
+                        .entry(skill.to_string())
+                        .or_default()
+                        .insert(position.clone(), observation),
+                };
+            }
+        }
+        for attempt in waiting {
             for skill in &attempt.skill_ids {
                 by_skill
                     .entry(skill.clone())
@@ -78,23 +88,36 @@ impl Store {
         mut visit: impl FnMut(&str, &str, i64, &str, &str, Observation) -> Result<()>,
     ) -> Result<()> {
         self.settle()?;
-        self.ingested.for_each_learner(|learner, attempts| {
-            let mut rows: Vec<(&str, &Attempt)> = attempts
-                .iter()
-                .flat_map(|a| a.skill_ids.iter().map(move |s| (s.as_str(), a)))
-                .collect();
+        // Blocks as they are (ids interned): names are looked up once per
+        // row, shared, instead of three strings allocated per attempt.
+        self.ingested.for_each_learner_packed(|learner, packed| {
+            let mut rows: Vec<(Arc<str>, &compact::Packed)> = Vec::with_capacity(packed.len());
+            for p in &packed {
+                for n in &p.skills {
+                    rows.push((
+                        self.ingested.name_in(learner, interner::Kind::Skill, *n)?,
+                        p,
+                    ));
+                }
+            }
             rows.sort_by(|(s1, a1), (s2, a2)| {
-                (*s1, a1.occurred_at, &a1.attempt_id).cmp(&(*s2, a2.occurred_at, &a2.attempt_id))
+                (s1, a1.occurred_at, &a1.attempt_id).cmp(&(s2, a2.occurred_at, &a2.attempt_id))
             });
             rows.dedup_by(|(s1, a1), (s2, a2)| s1 == s2 && a1.attempt_id == a2.attempt_id);
-            for (skill, a) in rows {
+            for (skill, p) in rows {
+                let item = self
+                    .ingested
+                    .name_in(learner, interner::Kind::Item, p.item)?;
                 visit(
                     learner,
-                    skill,
-                    a.occurred_at,
-                    &a.attempt_id,
-                    &a.item_id,
-                    a.observation(),
+                    &skill,
+                    p.occurred_at,
+                    &p.attempt_id,
+                    &item,
+                    Observation {
+                        correct: p.correct,
+                        score: p.score,
+                    },
                 )?;
             }
             Ok(())
@@ -130,18 +153,16 @@ impl Store {
         Ok(out)
     }
 
-    /// Every (learner, skill) that has a mastery state.
-    pub fn mastery_keys(&self) -> Result<Vec<(String, String)>> {
+    /// Every learner that has a mastery state, in id order (the keys of
+    /// `learner_mastery`, records not decoded).
+    pub fn mastery_learners(&self) -> Result<Vec<String>> {
         self.settle()?;
-        let mut out = Vec::new();
-        for key in self.ingested.mastery.iter().keys() {
-            let key = key?;
-            let learner = String::from_utf8_lossy(&key).into_owned();
-            for skill in self.ingested.learner_states(&learner)?.into_keys() {
-                out.push((learner.clone(), skill));
-            }
-        }
-        Ok(out)
+        self.ingested
+            .mastery
+            .iter()
+            .keys()
+            .map(|key| Ok(String::from_utf8_lossy(&key?).into_owned()))
+            .collect()
     }
 
     /// Replaces mastery states (a recomputation with new parameters).

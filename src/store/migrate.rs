@@ -5,12 +5,21 @@
 //! Format 1 kept one `attempts` row per attempt (ids spelt out), one
 //! `observations` row per (attempt, skill) and one `mastery` row per
 //! (learner, skill): 658 bytes on disk per attempt, mostly sled's cost per
-//! key. Format 2 packs them (`attempt_trees.rs`). The migration reads the
+//! key. Format 2 packs them (`attempt_trees.rs`); format 3 writes
+//! smaller mastery records and reads format 2 as it is (only the version
+//! is rewritten). The migration reads the
 //! format-1 trees in chunks, writes the format-2 trees, flushes, and only
 //! then records format 2 and drops the old trees: a migration stopped
 //! halfway leaves format 1 in `meta` and is started again from the
 //! beginning (the new trees are cleared first); one stopped after the
 //! version was written finds the old trees and drops them.
+//!
+//! A format-1 row that cannot be decoded does not stop the migration: the
+//! rest of the store is worth more than one damaged row. It is logged
+//! (warn, naming the tree and key), counted, and kept verbatim in
+//! [`SKIPPED`] (key: old tree name `00` old key), which `spoc verify`
+//! reports as damage until an operator restores the rows from a backup and
+//! removes the entries.
 
 use super::attempt_trees::{self, AttemptTrees};
 use super::codec;
@@ -23,6 +32,31 @@ pub const OLD_TREES: [&str; 3] = ["attempts", "observations", "mastery"];
 
 /// Attempts migrated per chunk (one chunk in memory at a time).
 const CHUNK: usize = 20_000;
+
+/// Tree of the format-1 rows the migration could not decode.
+pub const SKIPPED: &str = "migration_skipped";
+
+/// Key of a skipped row in [`SKIPPED`]: old tree `00` old key.
+pub fn skipped_key(tree: &str, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(tree.len() + 1 + key.len());
+    out.extend_from_slice(tree.as_bytes());
+    out.push(keys::SEP);
+    out.extend_from_slice(key);
+    out
+}
+
+/// Keeps an undecodable format-1 row in [`SKIPPED`] and logs it.
+fn skip(skipped: &sled::Tree, tree: &str, key: &[u8], value: &[u8], err: &Error) -> Result<()> {
+    tracing::warn!(
+        tree,
+        key = %keys::display(key),
+        error = %err,
+        "store migration: skipped a format-1 row that cannot be decoded (kept in {SKIPPED}; \
+         `spoc verify` reports it)"
+    );
+    skipped.insert(skipped_key(tree, key), value)?;
+    Ok(())
+}
 
 /// Checks the format version of `db`, writes it on a new store, migrates
 /// an older one, and opens the ingestion trees.
@@ -43,6 +77,16 @@ pub fn open_current(db: &sled::Db) -> Result<AttemptTrees> {
     };
     match version {
         1 => migrate_from_1(db, &meta),
+        2 => {
+            // Format 3 only writes mastery records in a smaller encoding
+            // and reads format 2's as they are: nothing to rewrite.
+            meta.insert(FORMAT_VERSION_KEY, &FORMAT_VERSION.to_be_bytes())?;
+            tracing::info!(
+                "store format 2 is now format {FORMAT_VERSION} (smaller mastery records)"
+            );
+            drop_old_trees(db)?;
+            AttemptTrees::open(db)
+        }
         FORMAT_VERSION => {
             drop_old_trees(db)?;
             AttemptTrees::open(db)
@@ -82,6 +126,9 @@ fn migrate_from_1(db: &sled::Db, meta: &sled::Tree) -> Result<AttemptTrees> {
         db.drop_tree(name)?;
     }
     let trees = AttemptTrees::open(db)?;
+    let skipped = db.open_tree(SKIPPED)?;
+    skipped.clear()?;
+    let mut damaged = 0usize;
     let old_attempts = db.open_tree("attempts")?;
     let mut chunk: Vec<Attempt> = Vec::with_capacity(CHUNK);
     let mut migrated = 0usize;
@@ -94,7 +141,14 @@ fn migrate_from_1(db: &sled::Db, meta: &sled::Tree) -> Result<AttemptTrees> {
     };
     for entry in old_attempts.iter() {
         let (key, value) = entry?;
-        chunk.push(codec::decode("attempts", &key, &value)?);
+        match codec::decode("attempts", &key, &value) {
+            Ok(attempt) => chunk.push(attempt),
+            Err(err) => {
+                skip(&skipped, "attempts", &key, &value, &err)?;
+                damaged += 1;
+                continue;
+            }
+        }
         if chunk.len() == CHUNK {
             flush(&mut chunk)?;
         }
@@ -117,13 +171,23 @@ fn migrate_from_1(db: &sled::Db, meta: &sled::Tree) -> Result<AttemptTrees> {
     let mut learners = 0usize;
     for entry in old_mastery.iter() {
         let (key, value) = entry?;
-        let state: MasteryState = codec::decode("mastery", &key, &value)?;
         let text = String::from_utf8_lossy(&key).into_owned();
-        let (l, skill) = text.split_once('\0').ok_or_else(|| Error::Corrupt {
-            tree: "mastery",
-            key: keys::display(&key),
-            reason: "key has no separator".into(),
-        })?;
+        let decoded = codec::decode::<MasteryState>("mastery", &key, &value).and_then(|state| {
+            let (l, skill) = text.split_once('\0').ok_or_else(|| Error::Corrupt {
+                tree: "mastery",
+                key: keys::display(&key),
+                reason: "key has no separator".into(),
+            })?;
+            Ok((l, skill, state))
+        });
+        let (l, skill, state) = match decoded {
+            Ok(row) => row,
+            Err(err) => {
+                skip(&skipped, "mastery", &key, &value, &err)?;
+                damaged += 1;
+                continue;
+            }
+        };
         if learner.as_deref() != Some(l) {
             if let Some(previous) = learner.take() {
                 write(&previous, &mut states)?;
@@ -143,8 +207,160 @@ fn migrate_from_1(db: &sled::Db, meta: &sled::Tree) -> Result<AttemptTrees> {
     tracing::info!(
         attempts = migrated,
         learners,
+        skipped = damaged,
         seconds = started.elapsed().as_secs_f64(),
         "store migrated from format 1 to format {FORMAT_VERSION} (compact attempts)"
     );
     Ok(trees)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::bkt::Belief;
+    use crate::domain::mastery::{Position, test_attempt};
+
+    /// Writes a format-1 store into `dir` (as the format-1 release did):
+    /// two good attempts and one damaged, one good mastery row and one
+    /// damaged.
+    fn format_1_folder(dir: &std::path::Path) {
+        let db = super::super::damage::open_sled(
+            dir,
+            super::super::sled_config(dir, &super::super::budget::MemoryBudget::from_mb(64)),
+        )
+        .unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert(FORMAT_VERSION_KEY, &1u32.to_be_bytes())
+            .unwrap();
+        let attempts = db.open_tree("attempts").unwrap();
+        for a in [test_attempt("a1", 1, true), test_attempt("a3", 3, false)] {
+            attempts
+                .insert(a.attempt_id.as_bytes(), codec::encode(&a))
+                .unwrap();
+        }
+        attempts.insert("a2", &[1u8, 0xff, 0xff][..]).unwrap();
+        let mastery = db.open_tree("mastery").unwrap();
+        let state = MasteryState {
+            belief: Belief::from_log_odds(0.5),
+            attempt_count: 2,
+            last: Position {
+                occurred_at: 3,
+                attempt_id: "a3".into(),
+            },
+            updated_at: 4,
+        };
+        mastery
+            .insert(keys::compose(&["l", "s"]), codec::encode(&state))
+            .unwrap();
+        mastery
+            .insert(keys::compose(&["l", "t"]), &[7u8][..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+
+    /// Undecodable format-1 rows are skipped and kept, the rest migrated,
+    /// and `spoc verify` names the skipped rows as damage.
+    #[test]
+    fn undecodable_rows_are_skipped_kept_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        format_1_folder(dir.path());
+        {
+            let store = super::super::Store::open(dir.path()).unwrap();
+            let ids: Vec<String> = store
+                .all_attempts()
+                .unwrap()
+                .into_iter()
+                .map(|a| a.attempt_id)
+                .collect();
+            assert_eq!(ids, ["a1", "a3"]);
+            assert_eq!(store.mastery("l", "s").unwrap().unwrap().attempt_count, 2);
+            assert!(store.mastery("l", "t").unwrap().is_none());
+            store.flush().unwrap();
+        }
+        let report = super::super::verify::verify(dir.path()).unwrap();
+        let places: Vec<&str> = report
+            .findings
+            .iter()
+            .filter(|f| f.what.contains("could not decode"))
+            .map(|f| f.place.as_str())
+            .collect();
+        assert_eq!(
+            places,
+            [
+                "tree migration_skipped, key attempts/a2",
+                "tree migration_skipped, key mastery/l/t"
+            ],
+            "{:?}",
+            report.findings
+        );
+    }
+
+    /// A format-2 folder opens as format 3: its version-1 mastery records
+    /// read as they are, a rewrite uses the new encoding.
+    #[test]
+    fn a_format_2_folder_reads_its_records_and_writes_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = MasteryState {
+            belief: Belief::from_log_odds(0.25),
+            attempt_count: 1,
+            last: Position {
+                occurred_at: 1,
+                attempt_id: "a1".into(),
+            },
+            updated_at: 2,
+        };
+        {
+            let db = super::super::damage::open_sled(
+                dir.path(),
+                super::super::sled_config(
+                    dir.path(),
+                    &super::super::budget::MemoryBudget::from_mb(64),
+                ),
+            )
+            .unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert(FORMAT_VERSION_KEY, &2u32.to_be_bytes())
+                .unwrap();
+            let trees = AttemptTrees::open(&db).unwrap();
+            trees.intern(&[test_attempt("a1", 1, true)]).unwrap();
+            // Version 1 of the record, as format 2 wrote it.
+            let mut v1 = vec![super::super::compact::COMPACT_VERSION, 1];
+            super::super::compact::put_varint(&mut v1, 0);
+            v1.extend_from_slice(&state.belief.log_odds().to_le_bytes());
+            v1.push(1);
+            super::super::compact::put_signed(&mut v1, 1);
+            v1.extend_from_slice(&[2, b'a', b'1']);
+            super::super::compact::put_signed(&mut v1, 2);
+            trees.mastery.insert("l", v1).unwrap();
+            db.flush().unwrap();
+        }
+        let store = super::super::Store::open(dir.path()).unwrap();
+        assert_eq!(store.mastery("l", "s").unwrap(), Some(state.clone()));
+        let mut later = state;
+        later.attempt_count = 2;
+        store
+            .put_mastery(&[("l".into(), "s".into(), later.clone())])
+            .unwrap();
+        assert_eq!(store.mastery("l", "s").unwrap(), Some(later));
+        drop(store);
+        let db = super::super::damage::open_sled(
+            dir.path(),
+            super::super::sled_config(dir.path(), &super::super::budget::MemoryBudget::from_mb(64)),
+        )
+        .unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        assert_eq!(
+            meta.get(FORMAT_VERSION_KEY).unwrap().unwrap().as_ref(),
+            FORMAT_VERSION.to_be_bytes()
+        );
+        let record = db
+            .open_tree(attempt_trees::MASTERY)
+            .unwrap()
+            .get("l")
+            .unwrap()
+            .unwrap();
+        assert_eq!(record[0], super::super::compact::STATES_VERSION);
+    }
 }

@@ -88,7 +88,7 @@ proptest! {
         decode_as::<domain::cohorts::records::StoredCohort>(&bytes)?;
         decode_as::<domain::cohorts::records::FormationRecord>(&bytes)?;
         decode_as::<domain::alerts::Alert>(&bytes)?;
-        // The compact ingestion values (store format 2).
+        // The compact ingestion values (store formats 2 and 3).
         let _ = spoc_engine::store::compact::decode_block("fuzz", "k", &bytes);
         let _ = spoc_engine::store::compact::decode_states("fuzz", "k", &bytes);
         let _ = spoc_engine::store::attempt_index::decode(b"k", &bytes);

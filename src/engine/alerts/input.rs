@@ -120,10 +120,18 @@ impl Engine {
     ) -> Result<Vec<SkillAttempt>> {
         let params = self.params();
         let mut answers: Vec<(Micros, String, &str, Observation)> = Vec::new();
+        // One read of the learner's attempts for all the skills (a read per
+        // skill decoded the learner's blocks once per skill).
+        let by_skill = self.store.learner_observations(learner)?;
         for skill in skills {
-            for (position, obs) in self.store.observations(learner, skill)? {
+            for (position, obs) in by_skill.get(skill.as_str()).into_iter().flatten() {
                 if position.occurred_at <= now {
-                    answers.push((position.occurred_at, position.attempt_id, skill, obs));
+                    answers.push((
+                        position.occurred_at,
+                        position.attempt_id.clone(),
+                        skill,
+                        *obs,
+                    ));
                 }
             }
         }
