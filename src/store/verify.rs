@@ -213,7 +213,7 @@ fn decode_entry(
     let tree_name: &'static str = static_name(name);
     macro_rules! decode {
         ($t:ty) => {
-            codec::decode::<$t>(tree_name, &key, &value)
+            codec::decode::<$t>(tree_name, key, value)
         };
     }
     match name {
@@ -231,15 +231,15 @@ fn decode_entry(
             trees.members.insert((e.learner_id, e.program_id));
         }),
         attempt_trees::BLOCKS => {
-            let shown = display_block(&key);
-            parse_block_key(&key)
+            let shown = display_block(key);
+            parse_block_key(key)
                 .ok_or_else(|| Error::Corrupt {
                     tree: attempt_trees::BLOCKS,
                     key: shown.clone(),
                     reason: "malformed key".into(),
                 })
                 .and_then(|(learner, _)| {
-                    let packed = compact::decode_block(attempt_trees::BLOCKS, &shown, &value)?;
+                    let packed = compact::decode_block(attempt_trees::BLOCKS, &shown, value)?;
                     for p in packed {
                         trees.blocks.push((learner.to_string(), shown.clone(), p));
                     }
@@ -247,11 +247,11 @@ fn decode_entry(
                 })
         }
         attempt_trees::MASTERY => {
-            let learner = String::from_utf8_lossy(&key).into_owned();
-            compact::decode_states(attempt_trees::MASTERY, &learner, &value)
+            let learner = String::from_utf8_lossy(key).into_owned();
+            compact::decode_states(attempt_trees::MASTERY, &learner, value)
                 .map(|states| trees.records.push((learner, states)))
         }
-        attempt_trees::INDEX => attempt_index::decode(&key, &value).map(|entries| {
+        attempt_trees::INDEX => attempt_index::decode(key, value).map(|entries| {
             if let Some(bucket) = key.get(..4) {
                 let bucket = u32::from_be_bytes([bucket[0], bucket[1], bucket[2], bucket[3]]);
                 for (fingerprint, learner) in entries {
@@ -265,7 +265,7 @@ fn decode_entry(
                 }
             }
         }),
-        attempt_trees::IDS => read_id(&key, &value).map(|entry| {
+        attempt_trees::IDS => read_id(key, value).map(|entry| {
             if let Some((tag, n, id)) = entry {
                 trees.ids.insert((tag, n), id);
             }
@@ -293,14 +293,14 @@ fn decode_entry(
         outbox::CURSOR => decode!(u64).map(drop),
         super::migrate::SKIPPED => Err(Error::Corrupt {
             tree: super::migrate::SKIPPED,
-            key: keys::display(&key),
+            key: keys::display(key),
             reason: "a format-1 row the migration from format 1 could not decode: skipped, \
                      kept here verbatim (restore it from a backup, then remove this entry)"
                 .into(),
         }),
-        "meta" => check_meta(&key, &value).map(|()| {
-            if key.as_ref() == keys::MASTERY_BASIS {
-                report.basis = codec::decode("meta", &key, &value).ok();
+        "meta" => check_meta(key, value).map(|()| {
+            if key == keys::MASTERY_BASIS {
+                report.basis = codec::decode("meta", key, value).ok();
             }
         }),
         _ => {
