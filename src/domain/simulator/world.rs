@@ -194,23 +194,7 @@ impl World {
         let n = options.skills.max(2);
         let width = n.to_string().len().max(2);
         let skill_ids: Vec<String> = (0..n).map(|i| format!("s{i:0width$}")).collect();
-        let roots = (n / 10).max(2);
-        let mut prereqs: Vec<Vec<usize>> = Vec::with_capacity(n);
-        for i in 0..n {
-            let mut p: Vec<usize> = Vec::new();
-            if i >= roots {
-                let k = 1 + usize::from(rng.random_bool(0.5)) + usize::from(rng.random_bool(0.15));
-                let lo = i.saturating_sub(10);
-                for _ in 0..k {
-                    let q = rng.random_range(lo..i);
-                    if !p.contains(&q) {
-                        p.push(q);
-                    }
-                }
-                p.sort_unstable();
-            }
-            prereqs.push(p);
-        }
+        let prereqs = prerequisite_graph(&mut rng, n);
         let skills: BTreeMap<String, Skill> = (0..n)
             .map(|i| {
                 let id = skill_ids[i].clone();
@@ -225,34 +209,7 @@ impl World {
 
         // Modules: (skills, language) drafts, then formats, durations, ids.
         let total = options.modules.max(3 * n);
-        let mut drafts: Vec<(Vec<usize>, &'static str)> = Vec::with_capacity(total);
-        for i in 0..n {
-            drafts.push((vec![i], "en"));
-            drafts.push((vec![i], if rng.random_bool(0.5) { "en" } else { "en-GB" }));
-            drafts.push((vec![i], if rng.random_bool(0.5) { "fr" } else { "fr-CA" }));
-        }
-        while drafts.len() < total {
-            let i = rng.random_range(0..n);
-            let mut taught = vec![i];
-            if rng.random_bool(0.15) && n > 1 {
-                // A module covering two neighbouring skills.
-                let j = if i + 1 < n { i + 1 } else { i - 1 };
-                taught.push(j);
-                taught.sort_unstable();
-            }
-            let language = match rng.random_range(0..10) {
-                0 => "fr",
-                1 => "fr-CA",
-                2 => "en-GB",
-                _ => "en",
-            };
-            drafts.push((taught, language));
-        }
-        // Shuffle so that catalog order says nothing about content.
-        for i in (1..drafts.len()).rev() {
-            let j = rng.random_range(0..=i);
-            drafts.swap(i, j);
-        }
+        let drafts = module_drafts(&mut rng, n, total);
         let mwidth = total.to_string().len().max(3);
         let mut modules = Vec::with_capacity(total);
         let mut quality = Vec::with_capacity(total);
@@ -287,53 +244,15 @@ impl World {
             });
             module_skills.push(taught);
         }
-        // Every skill keeps one working module per language: a language
-        // whose only content does not work is a content gap, which the
-        // engine reports (NO_CONTENT), not a choice any policy can make.
-        for skill in 0..n {
-            for french in [false, true] {
-                let of_language: Vec<usize> = (0..modules.len())
-                    .filter(|&m| {
-                        module_skills[m].contains(&skill)
-                            && modules[m].language.starts_with("fr") == french
-                    })
-                    .collect();
-                if of_language.iter().all(|&m| useless[m]) {
-                    if let Some(&m) = of_language.first() {
-                        useless[m] = false;
-                        quality[m] = working[m];
-                    }
-                }
-            }
-        }
-        let mut items = Vec::with_capacity(n * ITEMS_PER_SKILL);
-        let mut bank = Vec::with_capacity(n);
-        for id in &skill_ids {
-            let mut own = Vec::with_capacity(ITEMS_PER_SKILL);
-            for k in 0..ITEMS_PER_SKILL {
-                // Most items sit below the mastery level; two are hard.
-                let b = if k < 2 {
-                    0.6 + 0.3 * normal(&mut rng)
-                } else {
-                    -0.3 + 0.3 * normal(&mut rng)
-                };
-                let item = BankItem {
-                    id: format!("{id}-i{k}"),
-                    a: rng.random_range(1.2..2.5),
-                    b,
-                    c: rng.random_range(0.1..0.25),
-                };
-                items.push(Item {
-                    id: item.id.clone(),
-                    skill_ids: vec![id.clone()],
-                    title: String::new(),
-                    external_ids: Vec::new(),
-                    pass_mark: None,
-                });
-                own.push(item);
-            }
-            bank.push(own);
-        }
+        keep_one_working(
+            n,
+            &modules,
+            &module_skills,
+            &working,
+            &mut quality,
+            &mut useless,
+        );
+        let (items, bank) = item_bank(&mut rng, &skill_ids);
         let topo = topological(&skill_ids, &prereqs);
         World {
             kind: options.world,
@@ -510,6 +429,129 @@ impl World {
             }
         }
     }
+}
+
+/// The prerequisite graph of `n` skills: a few roots, then one to three
+/// prerequisites for each among the ten previous skills (by index).
+fn prerequisite_graph(rng: &mut ChaCha8Rng, n: usize) -> Vec<Vec<usize>> {
+    let roots = (n / 10).max(2);
+    let mut prereqs: Vec<Vec<usize>> = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut p: Vec<usize> = Vec::new();
+        if i >= roots {
+            let k = 1 + usize::from(rng.random_bool(0.5)) + usize::from(rng.random_bool(0.15));
+            let lo = i.saturating_sub(10);
+            for _ in 0..k {
+                let q = rng.random_range(lo..i);
+                if !p.contains(&q) {
+                    p.push(q);
+                }
+            }
+            p.sort_unstable();
+        }
+        prereqs.push(p);
+    }
+    prereqs
+}
+
+/// `total` (skills taught, language) drafts: three per skill (two English,
+/// one French), then random ones (some teaching two neighbouring skills),
+/// shuffled so that catalog order says nothing about content.
+fn module_drafts(rng: &mut ChaCha8Rng, n: usize, total: usize) -> Vec<(Vec<usize>, &'static str)> {
+    let mut drafts: Vec<(Vec<usize>, &'static str)> = Vec::with_capacity(total);
+    for i in 0..n {
+        drafts.push((vec![i], "en"));
+        drafts.push((vec![i], if rng.random_bool(0.5) { "en" } else { "en-GB" }));
+        drafts.push((vec![i], if rng.random_bool(0.5) { "fr" } else { "fr-CA" }));
+    }
+    while drafts.len() < total {
+        let i = rng.random_range(0..n);
+        let mut taught = vec![i];
+        if rng.random_bool(0.15) && n > 1 {
+            // A module covering two neighbouring skills.
+            let j = if i + 1 < n { i + 1 } else { i - 1 };
+            taught.push(j);
+            taught.sort_unstable();
+        }
+        let language = match rng.random_range(0..10) {
+            0 => "fr",
+            1 => "fr-CA",
+            2 => "en-GB",
+            _ => "en",
+        };
+        drafts.push((taught, language));
+    }
+    // Shuffle so that catalog order says nothing about content.
+    for i in (1..drafts.len()).rev() {
+        let j = rng.random_range(0..=i);
+        drafts.swap(i, j);
+    }
+    drafts
+}
+
+/// Every skill keeps one working module per language: a language whose
+/// only content does not work is a content gap, which the engine reports
+/// (NO_CONTENT), not a choice any policy can make. The first module of
+/// such a language gets its working quality back.
+fn keep_one_working(
+    n: usize,
+    modules: &[Module],
+    module_skills: &[Vec<usize>],
+    working: &[f64],
+    quality: &mut [f64],
+    useless: &mut [bool],
+) {
+    for skill in 0..n {
+        for french in [false, true] {
+            let of_language: Vec<usize> = (0..modules.len())
+                .filter(|&m| {
+                    module_skills[m].contains(&skill)
+                        && modules[m].language.starts_with("fr") == french
+                })
+                .collect();
+            if of_language.iter().all(|&m| useless[m]) {
+                if let Some(&m) = of_language.first() {
+                    useless[m] = false;
+                    quality[m] = working[m];
+                }
+            }
+        }
+    }
+}
+
+/// The item bank: [`ITEMS_PER_SKILL`] items per skill (two of them hard),
+/// as the engine sees them and with their hidden IRT parameters.
+fn item_bank(rng: &mut ChaCha8Rng, skill_ids: &[String]) -> (Vec<Item>, Vec<Vec<BankItem>>) {
+    let n = skill_ids.len();
+    let mut items = Vec::with_capacity(n * ITEMS_PER_SKILL);
+    let mut bank = Vec::with_capacity(n);
+    for id in skill_ids {
+        let mut own = Vec::with_capacity(ITEMS_PER_SKILL);
+        for k in 0..ITEMS_PER_SKILL {
+            // Most items sit below the mastery level; two are hard.
+            let b = if k < 2 {
+                0.6 + 0.3 * normal(rng)
+            } else {
+                -0.3 + 0.3 * normal(rng)
+            };
+            let item = BankItem {
+                id: format!("{id}-i{k}"),
+                a: rng.random_range(1.2..2.5),
+                b,
+                c: rng.random_range(0.1..0.25),
+            };
+            items.push(Item {
+                id: item.id.clone(),
+                skill_ids: vec![id.clone()],
+                title: String::new(),
+                external_ids: Vec::new(),
+                pass_mark: None,
+            });
+            own.push(item);
+        }
+        bank.push(own);
+    }
+    (items, bank)
 }
 
 /// Kahn's algorithm, smallest id first among the ready skills.
