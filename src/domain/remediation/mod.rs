@@ -372,48 +372,14 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
     if fringe.unmastered_program.is_empty() {
         return Ok(certify(input, &beliefs));
     }
-    let mut candidates: BTreeMap<&str, Candidate<'_>> = BTreeMap::new();
-    for s in &fringe.ready {
-        candidates.insert(
-            s.as_str(),
-            Candidate {
-                target: Target::ProgramSkill,
-                for_skills: Vec::new(),
-                reteach: false,
-            },
-        );
-    }
-    for (s, needed_by) in &fringe.deep {
-        candidates.insert(
-            s.as_str(),
-            Candidate {
-                target: Target::DeepPrerequisite,
-                for_skills: needed_by.iter().map(String::as_str).collect(),
-                reteach: false,
-            },
-        );
-    }
+    let mut candidates = candidates_of(&fringe);
     let mut records: BTreeMap<&str, SkillRecord<'_>> =
         candidates.keys().map(|&s| (s, record(input, s))).collect();
     add_reviews(input, &beliefs, &mut candidates, &mut records);
 
     // Checks first: a review or a doubtful skill is asked about when the
     // bank has items on it; the rest is taught.
-    let mut out: Vec<Recommendation> = Vec::new();
-    let mut checked: BTreeSet<&str> = BTreeSet::new();
-    for (&s, cand) in &candidates {
-        let doubt = (cand.target == Target::PrerequisiteReview && !cand.reteach)
-            || beliefs.doubtful.contains_key(s);
-        if !doubt {
-            continue;
-        }
-        if let Some(items) = diagnostic_items(input, s, input.config.diagnostic_items) {
-            let reason =
-                explain_diagnostic(input, &beliefs, s, cand.target, &cand.for_skills, &records);
-            out.push(diagnostic(input, &beliefs, s, cand.target, items, reason));
-            checked.insert(s);
-        }
-    }
+    let (mut out, checked) = checks(input, &beliefs, &candidates, &records);
     let scored = score_modules(input, &beliefs, &candidates, &records, &checked);
     // Deep prerequisites only when no ready program skill can be taught.
     let any_ready = scored
@@ -436,32 +402,7 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
     });
     for m in &modules {
         let cand = &candidates[m.primary];
-        let reason = explain_module(
-            input,
-            &beliefs,
-            m,
-            cand.target,
-            &cand.for_skills,
-            &records,
-            cand.reteach,
-        );
-        out.push(Recommendation {
-            kind: Kind::Module,
-            module_id: m.module.id.clone(),
-            item_ids: Vec::new(),
-            skill_id: m.primary.to_string(),
-            p_mastered: beliefs.p(m.primary),
-            expected_gain: m.gain,
-            duration_minutes: m.module.duration_minutes,
-            format: m.module.format,
-            language: m.module.language.clone(),
-            target: m.target,
-            score: m.score,
-            language_fallback: m.fallback,
-            tried_by: m.effect.map_or(0, |e| e.tried),
-            moved_for: m.effect.map_or(0, |e| e.moved),
-            reason,
-        });
+        out.push(module_recommendation(input, &beliefs, m, cand, &records));
     }
     // Bands first (reviews, program skills, deep), checks before modules
     // within a band: the sort is stable.
@@ -489,6 +430,95 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
         status,
         shortfall,
     })
+}
+
+/// The skills to work on now: the fringe's ready program skills, and its
+/// deep prerequisites with the program skills that need them.
+fn candidates_of(fringe: &Fringe) -> BTreeMap<&str, Candidate<'_>> {
+    let mut candidates: BTreeMap<&str, Candidate<'_>> = BTreeMap::new();
+    for s in &fringe.ready {
+        candidates.insert(
+            s.as_str(),
+            Candidate {
+                target: Target::ProgramSkill,
+                for_skills: Vec::new(),
+                reteach: false,
+            },
+        );
+    }
+    for (s, needed_by) in &fringe.deep {
+        candidates.insert(
+            s.as_str(),
+            Candidate {
+                target: Target::DeepPrerequisite,
+                for_skills: needed_by.iter().map(String::as_str).collect(),
+                reteach: false,
+            },
+        );
+    }
+    candidates
+}
+
+/// The diagnostic checks: a review to check (not reteach) or a doubtful
+/// skill, when the bank has items on it; with the skills so checked.
+fn checks<'a>(
+    input: &RecommendInput<'a>,
+    beliefs: &Beliefs<'a>,
+    candidates: &BTreeMap<&'a str, Candidate<'a>>,
+    records: &BTreeMap<&'a str, SkillRecord<'a>>,
+) -> (Vec<Recommendation>, BTreeSet<&'a str>) {
+    let mut out: Vec<Recommendation> = Vec::new();
+    let mut checked: BTreeSet<&str> = BTreeSet::new();
+    for (&s, cand) in candidates {
+        let doubt = (cand.target == Target::PrerequisiteReview && !cand.reteach)
+            || beliefs.doubtful.contains_key(s);
+        if !doubt {
+            continue;
+        }
+        if let Some(items) = diagnostic_items(input, s, input.config.diagnostic_items) {
+            let reason =
+                explain_diagnostic(input, beliefs, s, cand.target, &cand.for_skills, records);
+            out.push(diagnostic(input, beliefs, s, cand.target, items, reason));
+            checked.insert(s);
+        }
+    }
+    (out, checked)
+}
+
+/// A scored module as a recommendation, with its reason.
+fn module_recommendation(
+    input: &RecommendInput<'_>,
+    beliefs: &Beliefs<'_>,
+    m: &Scored<'_>,
+    cand: &Candidate<'_>,
+    records: &BTreeMap<&str, SkillRecord<'_>>,
+) -> Recommendation {
+    let reason = explain_module(
+        input,
+        beliefs,
+        m,
+        cand.target,
+        &cand.for_skills,
+        records,
+        cand.reteach,
+    );
+    Recommendation {
+        kind: Kind::Module,
+        module_id: m.module.id.clone(),
+        item_ids: Vec::new(),
+        skill_id: m.primary.to_string(),
+        p_mastered: beliefs.p(m.primary),
+        expected_gain: m.gain,
+        duration_minutes: m.module.duration_minutes,
+        format: m.module.format,
+        language: m.module.language.clone(),
+        target: m.target,
+        score: m.score,
+        language_fallback: m.fallback,
+        tried_by: m.effect.map_or(0, |e| e.tried),
+        moved_for: m.effect.map_or(0, |e| e.moved),
+        reason,
+    }
 }
 
 fn validate(input: &RecommendInput<'_>) -> Result<()> {
