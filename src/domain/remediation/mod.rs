@@ -65,21 +65,22 @@ pub mod effects;
 mod explain;
 mod fringe;
 mod record;
+mod scoring;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use self::beliefs::Beliefs;
-use self::effects::{Effects, ModuleEffect, uniform};
+use self::effects::{Effects, uniform};
 use self::explain::{explain_diagnostic, explain_module, join_names, quoted};
 use self::fringe::fringe_of;
 pub use self::fringe::{Fringe, fringe};
-use self::record::{SkillRecord, record, shrink};
+use self::record::{SkillRecord, record};
+use self::scoring::{Scored, score_modules};
 use super::bkt::BktParams;
 use super::catalog::{Format, Module, Skill};
 use super::catalog_index::{CatalogIndex, primary_subtag};
-use super::hashing::fnv1a;
 use crate::error::{Error, Result};
 
 /// The mastery threshold the product promises when none is configured.
@@ -344,10 +345,6 @@ pub fn language_matches(learner: &str, module: &str) -> bool {
     let (l, m) = (primary_subtag(learner), primary_subtag(module));
     l.is_empty() || m.is_empty() || l.eq_ignore_ascii_case(m)
 }
-
-/// Quantile of a module's rate that must reach a third of the best module
-/// of the skill for it to be served at all.
-const USELESS_BOUND: f64 = 0.975;
 
 /// One skill the policy wants to work on now, with why.
 struct Candidate<'a> {
@@ -753,198 +750,6 @@ fn certify(input: &RecommendInput<'_>, beliefs: &Beliefs<'_>) -> Recommendations
         items,
         status: Status::Verifying,
         shortfall,
-    }
-}
-
-/// One module scored for the learner.
-pub(crate) struct Scored<'m> {
-    pub(crate) module: &'m Module,
-    pub(crate) target: Target,
-    /// Drawn, penalised gain per minute.
-    pub(crate) score: f64,
-    /// Expected gain with the posterior mean of the effect.
-    pub(crate) gain: f64,
-    pub(crate) primary: &'m str,
-    pub(crate) fallback: bool,
-    /// Repeated although it just failed (no untried alternative left).
-    pub(crate) repeated: bool,
-    pub(crate) others: Vec<&'m str>,
-    /// The population's evidence on the module for its primary skill.
-    pub(crate) effect: Option<&'m ModuleEffect>,
-}
-
-/// What scoring found besides the scores: which candidate skills have
-/// content at all, in the learner's language, and how many modules the
-/// caller excluded.
-struct ScoredModules<'m> {
-    modules: Vec<Scored<'m>>,
-    any_language: BTreeSet<&'m str>,
-    in_language: BTreeSet<&'m str>,
-    excluded: usize,
-}
-
-/// Scores every module teaching a candidate skill not already checked.
-fn score_modules<'a>(
-    input: &RecommendInput<'a>,
-    beliefs: &Beliefs<'a>,
-    candidates: &BTreeMap<&'a str, Candidate<'a>>,
-    records: &BTreeMap<&'a str, SkillRecord<'a>>,
-    checked: &BTreeSet<&str>,
-) -> ScoredModules<'a> {
-    let index = input.index;
-    let learner_language = primary_subtag(input.language).to_ascii_lowercase();
-    let matches = |m: usize| {
-        let language = index.module_language(m);
-        learner_language.is_empty() || language.is_empty() || language == learner_language
-    };
-    let mut reachable: Vec<usize> = Vec::new();
-    let mut in_language: BTreeSet<&str> = BTreeSet::new();
-    let mut any_language: BTreeSet<&str> = BTreeSet::new();
-    for &s in candidates.keys() {
-        let Some(at) = index.skill(s) else {
-            continue;
-        };
-        for &m in index.modules_of(at) {
-            reachable.push(m);
-            any_language.insert(s);
-            if matches(m) {
-                in_language.insert(s);
-            }
-        }
-    }
-    reachable.sort_unstable();
-    reachable.dedup();
-    let usable = |m: usize, s: &str| {
-        matches(m) || (input.allow_language_fallback && !in_language.contains(s))
-    };
-    let posterior_of = |module: &str, s: &str| {
-        let params = beliefs.params(s);
-        let prior = input
-            .module_learn_rates
-            .get(module)
-            .copied()
-            .unwrap_or(beliefs.params(s).learn);
-        input.effects.get(module, s).map_or_else(
-            || ModuleEffect::default().posterior(prior, params.guess, params.slip),
-            |e| e.posterior(prior, params.guess, params.slip),
-        )
-    };
-    // Whether skill `s` has a module usable, not yet failed by this learner
-    // on it, and not known to the population to teach less than half as
-    // well as `except`: an alternative that forbids repeating `except`
-    // right after it failed (a module that works for nobody is no
-    // alternative).
-    let untried_alternatives = |s: &str, except: &str| {
-        let Some(at) = index.skill(s) else {
-            return false;
-        };
-        let bar = 0.5 * posterior_of(except, s).mean();
-        index.modules_of(at).iter().any(|&m| {
-            let id = input.modules[m].id.as_str();
-            id != except
-                && usable(m, s)
-                && !input.exclude.contains(id)
-                && !records[s].module_failures.contains_key(id)
-                && posterior_of(id, s).mean() >= bar
-        })
-    };
-    // Per candidate skill, the best estimated rate among the modules the
-    // learner could do: a module credibly far below it (its optimistic
-    // bound under a third of it) works for nobody and is not served.
-    let mut best_rate: BTreeMap<&str, f64> = BTreeMap::new();
-    for &at in &reachable {
-        let id = input.modules[at].id.as_str();
-        if input.exclude.contains(id) {
-            continue;
-        }
-        for &s in index.module_skills(at) {
-            let s = index.skill_id(s);
-            if candidates.contains_key(s) && usable(at, s) {
-                let mean = posterior_of(id, s).mean();
-                let best = best_rate.entry(s).or_insert(0.0);
-                *best = best.max(mean);
-            }
-        }
-    }
-    let useless = |module: &str, s: &str| {
-        posterior_of(module, s).sample(USELESS_BOUND) < best_rate.get(s).map_or(0.0, |b| b / 3.0)
-    };
-    let mut out = Vec::new();
-    let mut excluded = 0usize;
-    for at in reachable {
-        let m = &input.modules[at];
-        let mut best: Option<(Target, f64, &str)> = None;
-        let (mut score_gain, mut gain) = (0.0, 0.0);
-        let (mut fallback, mut repeated) = (false, false);
-        let mut taught: Vec<&str> = Vec::new();
-        for &s in index.module_skills(at) {
-            let s = index.skill_id(s);
-            let Some(cand) = candidates.get(s) else {
-                continue;
-            };
-            if checked.contains(s) || !usable(at, s) {
-                continue;
-            }
-            if useless(&m.id, s) {
-                continue;
-            }
-            let rec = &records[s];
-            if rec.just_failed == Some(m.id.as_str()) {
-                if untried_alternatives(s, &m.id) {
-                    continue;
-                }
-                repeated = true;
-            }
-            let posterior = posterior_of(&m.id, s);
-            let drawn = if input.config.explore {
-                posterior.sample(uniform(input.seed ^ fnv1a(s), &m.id))
-            } else {
-                posterior.mean()
-            };
-            let p = beliefs.p_for_gain(s);
-            let fmt_fails = rec.format_failures.get(&m.format).copied().unwrap_or(0);
-            let mod_fails = rec.module_failures.get(m.id.as_str()).copied().unwrap_or(0);
-            let penalty = shrink(input.config.format_failure_penalty, fmt_fails)
-                * shrink(input.config.module_failure_penalty, mod_fails);
-            let g = (1.0 - p) * drawn * penalty;
-            gain += (1.0 - p) * posterior.mean();
-            score_gain += g;
-            fallback |= !matches(at);
-            let key = (cand.target, g, s);
-            let better = match best {
-                None => true,
-                Some((t, bg, bs)) => (key.0, -key.1, key.2) < (t, -bg, bs),
-            };
-            if better {
-                best = Some(key);
-            }
-            taught.push(s);
-        }
-        let Some((target, _, primary)) = best else {
-            continue;
-        };
-        if input.exclude.contains(&m.id) {
-            excluded += 1;
-            continue;
-        }
-        let minutes = f64::from(m.duration_minutes.max(1)) + input.config.check_minutes.max(0.0);
-        out.push(Scored {
-            module: m,
-            target,
-            score: score_gain / minutes,
-            gain,
-            primary,
-            fallback,
-            repeated,
-            others: taught.into_iter().filter(|s| *s != primary).collect(),
-            effect: input.effects.get(&m.id, primary),
-        });
-    }
-    ScoredModules {
-        modules: out,
-        any_language,
-        in_language,
-        excluded,
     }
 }
 

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::effects::{EffectEvidence, Effects};
+use super::record::shrink;
 use super::*;
 use crate::domain::catalog::Item;
 
