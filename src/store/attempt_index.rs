@@ -128,17 +128,21 @@ pub fn candidates(tree: &sled::Tree, attempt_id: &str) -> Result<Vec<u32>> {
     Ok(out)
 }
 
-/// Appends entries to their buckets' first pages with room (plain
-/// inserts, one per page touched).
-pub fn add(tree: &sled::Tree, entries: &[(Slot, u32)]) -> Result<()> {
-    let mut by_bucket: BTreeMap<u32, Vec<(u32, u32)>> = BTreeMap::new();
+/// `entries` as (fingerprint, learner) pairs grouped by bucket.
+fn by_bucket(entries: &[(Slot, u32)]) -> BTreeMap<u32, Vec<(u32, u32)>> {
+    let mut out: BTreeMap<u32, Vec<(u32, u32)>> = BTreeMap::new();
     for (slot, learner) in entries {
-        by_bucket
-            .entry(slot.bucket)
+        out.entry(slot.bucket)
             .or_default()
             .push((slot.fingerprint, *learner));
     }
-    for (bucket, new) in by_bucket {
+    out
+}
+
+/// Appends entries to their buckets' first pages with room (plain
+/// inserts, one per page touched).
+pub fn add(tree: &sled::Tree, entries: &[(Slot, u32)]) -> Result<()> {
+    for (bucket, new) in by_bucket(entries) {
         let (mut page, mut held) = open_page(tree, bucket, 0)?;
         for entry in new {
             if held.len() >= PAGE_ENTRIES {
@@ -187,15 +191,8 @@ fn next_page(bucket: u32, page: u32) -> Result<u32> {
 /// inside one; the caller keeps other writers of the index away meanwhile
 /// (`WriteBehind::exclusive`).
 pub fn without(tree: &sled::Tree, entries: &[(Slot, u32)]) -> Result<Rewrites> {
-    let mut by_bucket: BTreeMap<u32, Vec<(u32, u32)>> = BTreeMap::new();
-    for (slot, learner) in entries {
-        by_bucket
-            .entry(slot.bucket)
-            .or_default()
-            .push((slot.fingerprint, *learner));
-    }
     let mut out = Vec::new();
-    for (bucket, gone) in by_bucket {
+    for (bucket, gone) in by_bucket(entries) {
         for (key, held) in pages(tree, bucket)? {
             let kept: Vec<(u32, u32)> =
                 held.iter().copied().filter(|e| !gone.contains(e)).collect();
