@@ -231,12 +231,7 @@ impl Store {
 
     /// Every module event of a learner, oldest first (signals and reports).
     pub fn learner_activities(&self, learner: &str) -> Result<Vec<StoredActivity>> {
-        Ok(self
-            .learner_activity
-            .scan(&keys::prefix(&[learner]))?
-            .into_iter()
-            .map(|(_, a)| a)
-            .collect())
+        self.learner_activity.values(&keys::prefix(&[learner]))
     }
 }
 

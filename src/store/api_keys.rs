@@ -24,12 +24,7 @@ impl Store {
 
     /// Every key, revoked ones included, in key id order.
     pub fn api_keys(&self) -> Result<Vec<ApiKey>> {
-        Ok(self
-            .api_keys_table()?
-            .scan(b"")?
-            .into_iter()
-            .map(|(_, key)| key)
-            .collect())
+        self.api_keys_table()?.values(b"")
     }
 
     /// One key by id.

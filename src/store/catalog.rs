@@ -35,12 +35,7 @@ impl Store {
 
     /// Every module.
     pub fn all_modules(&self) -> Result<Vec<Module>> {
-        let mut modules: Vec<Module> = self
-            .modules
-            .scan(b"")?
-            .into_iter()
-            .map(|(_, m)| m)
-            .collect();
+        let mut modules: Vec<Module> = self.modules.values(b"")?;
         self.fill_mapping(&mut modules)?;
         Ok(modules)
     }

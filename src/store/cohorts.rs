@@ -41,12 +41,7 @@ impl Store {
 
     /// Every current cohort of a program, in cohort id order.
     pub fn program_cohorts(&self, program: &str) -> Result<Vec<StoredCohort>> {
-        Ok(self
-            .cohorts_table()?
-            .scan(&keys::prefix(&[program]))?
-            .into_iter()
-            .map(|(_, cohort)| cohort)
-            .collect())
+        self.cohorts_table()?.values(&keys::prefix(&[program]))
     }
 
     /// A page of the current cohorts of a program, in cohort id order.

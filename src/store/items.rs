@@ -23,12 +23,7 @@ impl Store {
 
     /// Every item: the engine caches the whole Q-matrix.
     pub fn all_items(&self) -> Result<Vec<Item>> {
-        let mut items: Vec<Item> = self
-            .items_table()?
-            .scan(b"")?
-            .into_iter()
-            .map(|(_, item)| item)
-            .collect();
+        let mut items: Vec<Item> = self.items_table()?.values(b"")?;
         self.fill_mapping(&mut items)?;
         Ok(items)
     }

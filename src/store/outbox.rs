@@ -119,12 +119,7 @@ impl Store {
 
     /// Every subscription, in id order.
     pub fn webhook_subscriptions(&self) -> Result<Vec<Subscription>> {
-        Ok(self
-            .subscriptions_table()?
-            .scan(b"")?
-            .into_iter()
-            .map(|(_, s)| s)
-            .collect())
+        self.subscriptions_table()?.values(b"")
     }
 
     /// Stores a new subscription and, for a digest, the time its first
@@ -486,12 +481,7 @@ impl Store {
     /// The alerts waiting for a subscription's next digest, in alert id
     /// order.
     pub fn digest_rows(&self, subscription: &str) -> Result<Vec<Alert>> {
-        Ok(self
-            .digest_table()?
-            .scan(&keys::prefix(&[subscription]))?
-            .into_iter()
-            .map(|(_, a)| a)
-            .collect())
+        self.digest_table()?.values(&keys::prefix(&[subscription]))
     }
 
     /// When a subscription's last digest went out (or its first counts

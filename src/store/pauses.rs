@@ -48,22 +48,12 @@ impl Store {
 
     /// Every pause of a learner, oldest declaration first.
     pub fn learner_pauses(&self, learner: &str) -> Result<Vec<Pause>> {
-        Ok(self
-            .pauses_table()?
-            .scan(&keys::prefix(&[learner]))?
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect())
+        self.pauses_table()?.values(&keys::prefix(&[learner]))
     }
 
     /// Every pause, by learner.
     pub fn all_pauses(&self) -> Result<Vec<Pause>> {
-        Ok(self
-            .pauses_table()?
-            .scan(b"")?
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect())
+        self.pauses_table()?.values(b"")
     }
 
     /// Stores a withdrawal (once: the first one stays).
@@ -77,12 +67,7 @@ impl Store {
 
     /// Every withdrawal of a learner, by program.
     pub fn learner_withdrawals(&self, learner: &str) -> Result<Vec<Withdrawal>> {
-        Ok(self
-            .withdrawals_table()?
-            .scan(&keys::prefix(&[learner]))?
-            .into_iter()
-            .map(|(_, w)| w)
-            .collect())
+        self.withdrawals_table()?.values(&keys::prefix(&[learner]))
     }
 
     /// The withdrawal of a learner from a program, if any.
@@ -94,23 +79,14 @@ impl Store {
     /// Every episode of a learner a trainer closed while its condition
     /// held, by program.
     pub fn learner_episodes(&self, learner: &str) -> Result<Vec<ClosedEpisode>> {
-        Ok(self
-            .episodes_table()?
-            .scan(&keys::prefix(&[learner]))?
-            .into_iter()
-            .map(|(_, e)| e)
-            .collect())
+        self.episodes_table()?.values(&keys::prefix(&[learner]))
     }
 
     /// The episodes of a learner in a program that a trainer closed while
     /// their condition still held.
     pub fn closed_episodes(&self, learner: &str, program: &str) -> Result<Vec<ClosedEpisode>> {
-        Ok(self
-            .episodes_table()?
-            .scan(&keys::prefix(&[learner, program]))?
-            .into_iter()
-            .map(|(_, e)| e)
-            .collect())
+        self.episodes_table()?
+            .values(&keys::prefix(&[learner, program]))
     }
 
     /// Records an episode a trainer closed (one per kind: the latest).

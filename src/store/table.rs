@@ -73,6 +73,17 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
             .collect()
     }
 
+    /// The decoded values under `prefix`, in key order.
+    pub fn values(&self, prefix: &[u8]) -> Result<Vec<T>> {
+        self.tree
+            .scan_prefix(prefix)
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                codec::decode(self.name, &key, &bytes)
+            })
+            .collect()
+    }
+
     /// One page of the keys starting with `prefix` and strictly after
     /// `after` (a full key), at most `limit` long. Returns the page and
     /// whether more entries follow.
