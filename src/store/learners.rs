@@ -28,18 +28,27 @@ impl Store {
     }
 
     /// Gives learner `id` the language `language` if they have none;
-    /// true when it did. Read and written under the write gate, so that an
-    /// `UpsertLearner` or an erasure running meanwhile is neither reverted
-    /// nor undone (an erased learner stays erased).
+    /// true when it did. A compare-and-swap on the stored record: an
+    /// `UpsertLearner` or an erasure landing between the read and the
+    /// write is neither reverted nor undone (the swap fails, and the record
+    /// is read again; an erased learner stays erased).
     pub fn set_language_if_empty(&self, id: &str, language: &str) -> Result<bool> {
-        let _gate = self.write_gate();
-        match self.learners.get(id.as_bytes())? {
-            Some(mut learner) if learner.language.is_empty() => {
-                learner.language = language.to_string();
-                self.learners.put(id.as_bytes(), &learner)?;
-                Ok(true)
+        let tree = &self.learners.tree;
+        loop {
+            let Some(stored) = tree.get(id.as_bytes())? else {
+                return Ok(false);
+            };
+            let mut learner: Learner = codec::decode(self.learners.name, id.as_bytes(), &stored)?;
+            if !learner.language.is_empty() {
+                return Ok(false);
             }
-            _ => Ok(false),
+            learner.language = language.to_string();
+            let _gate = self.write_gate();
+            let swapped =
+                tree.compare_and_swap(id.as_bytes(), Some(&stored), Some(codec::encode(&learner)))?;
+            if swapped.is_ok() {
+                return Ok(true);
+            }
         }
     }
 
