@@ -6,6 +6,7 @@ use super::hub::Publication;
 use super::{AlertFilter, TrainerAction};
 use crate::domain::access::Principal;
 use crate::domain::alerts::{Alert, AlertStatus, ClosedEpisode};
+use crate::domain::cohorts::records::StoredCohort;
 use crate::error::{Error, Result};
 use crate::store::Page;
 
@@ -53,20 +54,22 @@ impl Engine {
         }
     }
 
-    /// The active alerts of a cohort (raised in it, about its members) that
-    /// `who` may see, newest first; NOT_FOUND for an unknown cohort. Read
-    /// through the index of active alerts, so that a cohort page costs its
-    /// members, not every alert the store ever held. Blocking, as
-    /// [`Engine::alert`].
-    pub fn cohort_active_alerts(&self, who: &Principal, cohort: &str) -> Result<Vec<Alert>> {
-        let view = self.cohort(cohort)?;
+    /// The active alerts of `cohort` (raised in it, about its members)
+    /// that `who` may see, newest first. Read through the index of active
+    /// alerts, so that a cohort page costs its members, not every alert the
+    /// store ever held. Blocking, as [`Engine::alert`].
+    pub fn cohort_active_alerts(
+        &self,
+        who: &Principal,
+        cohort: &StoredCohort,
+    ) -> Result<Vec<Alert>> {
         self.publish_pending()?;
         let mut out = Vec::new();
-        for learner in &view.cohort.members {
-            for alert in self.store.active_alerts(learner, &view.cohort.program_id)? {
+        for learner in &cohort.members {
+            for alert in self.store.active_alerts(learner, &cohort.program_id)? {
                 // Resolved between the index read and the alert's: gone.
                 if alert.status != AlertStatus::Resolved
-                    && alert.cohort_id == cohort
+                    && alert.cohort_id == cohort.id
                     && self.sees_row(who, &alert.learner_id, &alert.cohort_id)?
                 {
                     out.push(alert);

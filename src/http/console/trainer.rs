@@ -191,7 +191,7 @@ pub fn cohort_context(
     let program = engine.program(&view.cohort.program_id)?;
     let threshold = engine.mastery_threshold();
     let after = engine.alert_sequence();
-    let mut alerts = engine.cohort_active_alerts(who, cohort_id)?;
+    let mut alerts = engine.cohort_active_alerts(who, &view.cohort)?;
     alerts.truncate(MAX_ALERTS_SHOWN);
     let mut open_by_learner: BTreeMap<&str, usize> = BTreeMap::new();
     for a in &alerts {
