@@ -281,7 +281,7 @@ fn decode_entry(
         "xapi_unresolved" => decode!(d::xapi::record::Unresolved).map(drop),
         "xapi_mapping" => decode!(d::xapi::record::ObjectMapping).map(drop),
         "xapi_activities" => decode!(d::xapi::record::SeenActivity).map(drop),
-        "module_effects" => decode!(d::remediation::effects::ModuleEffect).map(drop),
+        super::effects::TREE => super::effects::decode_effect(key, value).map(drop),
         "pauses" => decode!(d::pauses::Pause).map(drop),
         "withdrawals" => decode!(d::pauses::Withdrawal).map(drop),
         "alert_episodes" => decode!(d::alerts::ClosedEpisode).map(drop),

@@ -16,6 +16,15 @@
 //! with probability `ℓ` raises the share right by `ℓ · (1 − slip − guess)`,
 //! which turns `Δ` back into a learn rate.
 //!
+//! A module is mostly chosen right after a failed quiz, and the answers
+//! after *any* module then regress towards the learner's level: a module
+//! usually served second (after the first one failed) would collect that
+//! regression as merit. So the evidence is also kept per *pattern* of the
+//! answers before (two right of three, none of three, ...), and a module is
+//! compared with the skill's other modules among learners who stood at the
+//! same place ([`Effects::posterior`]): the skill's pooled value added, plus
+//! how much better the module did than the pool within each pattern.
+//!
 //! The estimate is a posterior mean with the fitted (or default) rate as a
 //! prior worth [`PRIOR_STRENGTH`] learners, and a normal uncertainty. The
 //! policy *draws* a rate from it (Thompson sampling) with a uniform drawn
@@ -99,18 +108,65 @@ pub struct ModuleEffect {
     pub sum: f64,
     /// Weighted sum of `Δ²`.
     pub sum_sq: f64,
+    /// The same evidence per pattern of the answers before the module.
+    pub strata: Strata,
+}
+
+/// Patterns of the answers before a module: (right, wrong) with at most
+/// [`EVIDENCE_ANSWERS`] answers in all (none, 0/1, 1/1, 0/2, ...): ten.
+pub const PATTERNS: usize = 10;
+
+/// Weight and weighted sum of `Δ` per pattern of the answers before a
+/// module (index by [`pattern`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Strata {
+    /// Weight per pattern.
+    pub weight: [f64; PATTERNS],
+    /// Weighted sum of `Δ` per pattern.
+    pub sum: [f64; PATTERNS],
+}
+
+impl Strata {
+    fn add(&mut self, k: usize, weight: f64, delta: f64) {
+        self.weight[k] += weight;
+        self.sum[k] += weight * delta;
+    }
+}
+
+/// The index of a pattern of `right` right and `wrong` wrong answers before
+/// a module, in `0..PATTERNS`; more than [`EVIDENCE_ANSWERS`] answers are
+/// scaled down to that many.
+pub fn pattern(right: u32, wrong: u32) -> usize {
+    let n = u64::from(right) + u64::from(wrong);
+    let (right, n) = if n > u64::from(EVIDENCE_ANSWERS) {
+        let share = f64::from(right) / n as f64;
+        let scaled = (share * f64::from(EVIDENCE_ANSWERS)).round() as u32;
+        (scaled.min(EVIDENCE_ANSWERS), EVIDENCE_ANSWERS)
+    } else {
+        (right, n as u32)
+    };
+    (n * (n + 1) / 2 + right) as usize
+}
+
+/// What one outcome added to a module's evidence: its pattern, weight and
+/// value added.
+#[derive(Debug, Clone, Copy)]
+pub struct Observed {
+    pattern: usize,
+    weight: f64,
+    delta: f64,
 }
 
 impl ModuleEffect {
-    /// Adds one learner's outcome. Evidence gathered while the skill was
-    /// already mastered says little about the module (the answers are at
-    /// their ceiling), so it is left out.
-    pub fn observe(&mut self, e: &EffectEvidence, threshold: f64) {
+    /// Adds one learner's outcome and returns what it added. Evidence
+    /// gathered while the skill was already mastered says little about the
+    /// module (the answers are at their ceiling), so it is left out.
+    pub fn observe(&mut self, e: &EffectEvidence, threshold: f64) -> Option<Observed> {
         let weight = finite_or(e.weight, 1.0).clamp(0.0, 1.0);
         let after = e.right + e.wrong;
         let p = finite_or(e.before, 0.0);
         if after == 0 || weight == 0.0 || p >= threshold {
-            return;
+            return None;
         }
         self.tried += 1;
         self.moved += u32::from(e.passed());
@@ -118,20 +174,47 @@ impl ModuleEffect {
         self.weight += weight;
         self.sum += weight * delta;
         self.sum_sq += weight * delta * delta;
+        let pattern = pattern(e.right_before, e.wrong_before);
+        self.strata.add(pattern, weight, delta);
+        Some(Observed {
+            pattern,
+            weight,
+            delta,
+        })
     }
 
-    /// The posterior over the learn rate, with `prior_rate` (the fitted
-    /// module rate, or the skill's) as its prior, for a skill of that
-    /// guess and slip.
+    /// The posterior over the learn rate from this module's evidence alone,
+    /// with `prior_rate` (the fitted module rate, or the skill's) as its
+    /// prior, for a skill of that guess and slip.
     pub fn posterior(&self, prior_rate: f64, guess: f64, slip: f64) -> Posterior {
+        let mean = if self.weight > 0.0 {
+            self.sum / self.weight
+        } else {
+            0.0
+        };
+        self.posterior_around(mean, prior_rate, guess, slip)
+    }
+
+    /// The posterior when the evidence's mean value added is `mean` (this
+    /// module's own, or adjusted for the patterns it was taken at), with
+    /// the spread of its own outcomes around it.
+    fn posterior_around(&self, mean: f64, prior_rate: f64, guess: f64, slip: f64) -> Posterior {
         let span = (1.0 - finite_or(slip, 0.1) - finite_or(guess, 0.2)).clamp(0.1, 1.0);
         let prior = finite_or(prior_rate, 0.15).clamp(0.0, 1.0) * span;
-        let n = PRIOR_STRENGTH + self.weight.max(0.0);
-        let mean = (PRIOR_STRENGTH * prior + self.sum) / n;
-        let squares = PRIOR_STRENGTH * (PRIOR_VARIANCE + prior * prior) + self.sum_sq;
-        let variance = (squares / n - mean * mean).max(0.01);
+        let weight = self.weight.max(0.0);
+        let n = PRIOR_STRENGTH + weight;
+        // Σ(Δ − own mean)², the scatter of the outcomes, kept whatever mean.
+        let scatter = if weight > 0.0 {
+            (self.sum_sq - self.sum * self.sum / weight).max(0.0)
+        } else {
+            0.0
+        };
+        let post = (PRIOR_STRENGTH * prior + weight * mean) / n;
+        let squares =
+            PRIOR_STRENGTH * (PRIOR_VARIANCE + prior * prior) + scatter + weight * mean * mean;
+        let variance = (squares / n - post * post).max(0.01);
         Posterior {
-            mean: mean / span,
+            mean: post / span,
             sd: (variance / n).sqrt() / span,
         }
     }
@@ -215,9 +298,55 @@ fn normal_quantile(u: f64) -> f64 {
 }
 
 /// The evidence on every (module, skill) pair, by module id then skill id.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Effects {
     by_module: BTreeMap<String, BTreeMap<String, ModuleEffect>>,
+    /// Per skill, every module's evidence pooled (derived, not stored).
+    #[serde(skip)]
+    by_skill: BTreeMap<String, Pool>,
+}
+
+/// Equal when the pairs are (the pools are derived from them, summed in
+/// whatever order the pairs came).
+impl PartialEq for Effects {
+    fn eq(&self, other: &Self) -> bool {
+        self.by_module == other.by_module
+    }
+}
+
+/// A skill's evidence over all its modules.
+#[derive(Debug, Clone, Default)]
+struct Pool {
+    weight: f64,
+    sum: f64,
+    strata: Strata,
+}
+
+impl Pool {
+    fn add(&mut self, effect: &ModuleEffect) {
+        self.weight += effect.weight;
+        self.sum += effect.sum;
+        for k in 0..PATTERNS {
+            self.strata.add(k, effect.strata.weight[k], 0.0);
+            self.strata.sum[k] += effect.strata.sum[k];
+        }
+    }
+
+    /// The value added of `effect` adjusted for the patterns it was taken
+    /// at: the pool's mean, plus the module's weighted lead over the pool
+    /// within each pattern. `None` without patterns to compare (evidence
+    /// stored before patterns were kept).
+    fn adjusted_mean(&self, effect: &ModuleEffect) -> Option<f64> {
+        let (mut weight, mut lead) = (0.0, 0.0);
+        for k in 0..PATTERNS {
+            let (w, pooled) = (effect.strata.weight[k], self.strata.weight[k]);
+            if w > 0.0 && pooled > 0.0 {
+                weight += w;
+                lead += effect.strata.sum[k] - w * self.strata.sum[k] / pooled;
+            }
+        }
+        (weight > 0.0 && self.weight > 0.0).then(|| self.sum / self.weight + lead / weight)
+    }
 }
 
 impl Effects {
@@ -240,16 +369,59 @@ impl Effects {
             .or_default()
             .entry(skill.to_string())
             .or_default();
-        effect.observe(evidence, threshold);
+        if let Some(added) = effect.observe(evidence, threshold) {
+            let pool = self.by_skill.entry(skill.to_string()).or_default();
+            pool.weight += added.weight;
+            pool.sum += added.weight * added.delta;
+            pool.strata.add(added.pattern, added.weight, added.delta);
+        }
         effect
     }
 
     /// Puts a stored pair back (loading at start).
     pub fn insert(&mut self, module: String, skill: String, effect: ModuleEffect) {
-        self.by_module
-            .entry(module)
-            .or_default()
-            .insert(skill, effect);
+        self.by_skill.entry(skill.clone()).or_default().add(&effect);
+        let pairs = self.by_module.entry(module).or_default();
+        if pairs.insert(skill.clone(), effect).is_some() {
+            // A pair replaced: the pool counted the old one too.
+            self.repool(&skill);
+        }
+    }
+
+    /// Rebuilds the pool of `skill` from its pairs.
+    fn repool(&mut self, skill: &str) {
+        let mut pool = Pool::default();
+        for pairs in self.by_module.values() {
+            if let Some(effect) = pairs.get(skill) {
+                pool.add(effect);
+            }
+        }
+        self.by_skill.insert(skill.to_string(), pool);
+    }
+
+    /// What is known of `module`'s rate on `skill` (see the module doc):
+    /// its value added compared with the skill's other modules within each
+    /// pattern of the answers before, around the skill's pooled value
+    /// added; the module's own evidence alone when it has no patterns yet.
+    pub fn posterior(
+        &self,
+        module: &str,
+        skill: &str,
+        prior_rate: f64,
+        guess: f64,
+        slip: f64,
+    ) -> Posterior {
+        let Some(effect) = self.get(module, skill) else {
+            return ModuleEffect::default().posterior(prior_rate, guess, slip);
+        };
+        match self
+            .by_skill
+            .get(skill)
+            .and_then(|p| p.adjusted_mean(effect))
+        {
+            Some(mean) => effect.posterior_around(mean, prior_rate, guess, slip),
+            None => effect.posterior(prior_rate, guess, slip),
+        }
     }
 
     /// Every pair, by module then skill.
@@ -378,6 +550,70 @@ mod tests {
             0.95,
         );
         assert!(rate(&full) > rate(&half) && rate(&half) > rate(&ModuleEffect::default()));
+    }
+
+    #[test]
+    fn a_module_served_after_failed_quizzes_gets_no_credit_for_the_rebound() {
+        // Two modules that do exactly as well in each pattern: after a quiz
+        // of none right, one of three right follows (the rebound any
+        // module gets); after two of three, two of three. "late" is mostly
+        // served after failed quizzes, "first" mostly to learners at their
+        // level.
+        fn add(effects: &mut Effects, module: &str, before: (u32, u32), right: u32, times: usize) {
+            for _ in 0..times {
+                effects.observe(module, "s", &evidence(before, right, 3 - right), 0.95);
+            }
+        }
+        let mut effects = Effects::default();
+        add(&mut effects, "late", (0, 3), 1, 40);
+        add(&mut effects, "late", (2, 1), 2, 4);
+        add(&mut effects, "first", (0, 3), 1, 4);
+        add(&mut effects, "first", (2, 1), 2, 40);
+        let own = |effects: &Effects, m: &str| rate(effects.get(m, "s").unwrap());
+        let adjusted =
+            |effects: &Effects, m: &str| effects.posterior(m, "s", 0.15, 0.2, 0.1).mean();
+        // Alone, each module's evidence credits "late" with the rebound.
+        let (late, first) = (own(&effects, "late"), own(&effects, "first"));
+        assert!(late > first + 0.05, "{late} {first}");
+        // Compared within the patterns, they are equal.
+        let (late, first) = (adjusted(&effects, "late"), adjusted(&effects, "first"));
+        assert!((late - first).abs() < 1e-9, "{late} {first}");
+        // A module better than the pool within its pattern stays better.
+        add(&mut effects, "good", (0, 3), 3, 40);
+        assert!(adjusted(&effects, "good") > adjusted(&effects, "late") + 0.3);
+        // Loading the same pairs back gives the same pools.
+        let mut loaded = Effects::default();
+        for (m, s, e) in effects.iter() {
+            loaded.insert(m.to_string(), s.to_string(), e.clone());
+        }
+        let same = |loaded: &Effects| {
+            ["late", "first", "good"]
+                .iter()
+                .all(|m| (adjusted(loaded, m) - adjusted(&effects, m)).abs() < 1e-9)
+        };
+        assert_eq!(loaded, effects);
+        assert!(same(&loaded));
+        loaded.insert(
+            "good".into(),
+            "s".into(),
+            effects.get("good", "s").unwrap().clone(),
+        );
+        assert!(same(&loaded), "a pair replaced is not counted twice");
+    }
+
+    #[test]
+    fn patterns_cover_every_short_answer_history() {
+        let mut seen = std::collections::BTreeSet::new();
+        for n in 0..=EVIDENCE_ANSWERS {
+            for right in 0..=n {
+                assert!(seen.insert(pattern(right, n - right)));
+            }
+        }
+        assert_eq!(seen.len(), PATTERNS);
+        assert!(seen.iter().all(|&k| k < PATTERNS));
+        // Longer histories are scaled to three answers.
+        assert_eq!(pattern(4, 2), pattern(2, 1));
+        assert_eq!(pattern(u32::MAX, u32::MAX), pattern(2, 1));
     }
 
     #[test]

@@ -179,7 +179,7 @@ pub(super) fn explain_module(
             format!(" in '{}'", input.language)
         };
         text.push_str(&format!(
-            "; repeated although it just failed: no other module{language} that the learner has not failed teaches it"
+            "; repeated although it just failed: no other module{language} that the learner has not failed teaches it as well"
         ));
     }
     if scored.fallback {

@@ -100,7 +100,14 @@ pub struct PolicyConfig {
     /// failures the multiplier is κ / (κ + n).
     pub format_failure_penalty: f64,
     /// Extra multiplier after one earlier failure of the very same module on
-    /// the skill; `n` failures give κ / (κ + n) likewise.
+    /// the skill; `n` failures give κ / (κ + n) likewise; `1` (the default)
+    /// gives none. Off by default: the population's estimate already says
+    /// how well the module teaches, the format penalty catches a learner
+    /// for whom a format does not work, and a module that *just* failed
+    /// gives way to any alternative that may teach as well. On top of that,
+    /// the penalty made learners stuck on a skill alternate onto modules the
+    /// population had shown to teach less (a third of the near-useless
+    /// modules served in `spoc simulate`'s irt world).
     pub module_failure_penalty: f64,
     /// Consecutive failures on a skill after which its weakest prerequisite
     /// is re-checked first; `0` disables prerequisite reviews.
@@ -132,7 +139,7 @@ impl Default for PolicyConfig {
         Self {
             min_progress: 0.05,
             format_failure_penalty: 0.85,
-            module_failure_penalty: 0.7,
+            module_failure_penalty: 1.0,
             review_after_failures: 3,
             certify_items: 3,
             diagnostic_items: 3,

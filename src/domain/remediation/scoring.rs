@@ -13,8 +13,10 @@ use crate::domain::catalog::Module;
 use crate::domain::catalog_index::primary_subtag;
 use crate::domain::hashing::fnv1a;
 
-/// Quantile of a module's rate that must reach a third of the best module
-/// of the skill for it to be served at all.
+/// Quantile of a module's rate taken as its optimistic bound: it must reach
+/// a third of the best module of the skill for the module to be served at
+/// all, and the estimate of a module that just failed for it to count as
+/// an alternative.
 const USELESS_BOUND: f64 = 0.975;
 
 /// One module scored for the learner.
@@ -81,30 +83,31 @@ impl<'a> Scoring<'_, 'a> {
             .get(module)
             .copied()
             .unwrap_or(params.learn);
-        self.input.effects.get(module, s).map_or_else(
-            || ModuleEffect::default().posterior(prior, params.guess, params.slip),
-            |e| e.posterior(prior, params.guess, params.slip),
-        )
+        self.input
+            .effects
+            .posterior(module, s, prior, params.guess, params.slip)
     }
 
     /// Whether skill `s` has a module usable, not yet failed by this
-    /// learner on it, and not known to the population to teach less than
-    /// half as well as `except`: an alternative that forbids repeating
-    /// `except` right after it failed (a module that works for nobody is
-    /// no alternative).
+    /// learner on it, and that may teach as well as `except`: an
+    /// alternative that forbids repeating `except` right after it failed.
+    /// One the population has shown to teach less (even its optimistic
+    /// bound is below `except`'s estimate) is no alternative: switching to
+    /// it would trade a failure for a worse module. An untried one, whose
+    /// bound is wide, always is.
     fn untried_alternatives(&self, s: &str, except: &str) -> bool {
         let index = self.input.index;
         let Some(at) = index.skill(s) else {
             return false;
         };
-        let bar = 0.5 * self.posterior_of(except, s).mean();
+        let bar = self.posterior_of(except, s).mean();
         index.modules_of(at).iter().any(|&m| {
             let id = self.input.modules[m].id.as_str();
             id != except
                 && self.usable(m, s)
                 && !self.input.exclude.contains(id)
                 && !self.records[s].module_failures.contains_key(id)
-                && self.posterior_of(id, s).mean() >= bar
+                && self.posterior_of(id, s).sample(USELESS_BOUND) >= bar
         })
     }
 

@@ -223,7 +223,9 @@ fn a_module_that_just_failed_is_not_offered_while_an_untried_one_exists() {
     // lead over mb2 despite the failed video format (0.85).
     assert_eq!(b(&case.run()), ["mb3", "mb2"]);
     // A second video failure on b: mb3 out, mb2 first, mb1 back (it did
-    // not fail just now) but behind, shrunk for its failure and its format.
+    // not fail just now) but behind, shrunk for its failure (with a module
+    // penalty configured; none by default) and its format.
+    case.config.module_failure_penalty = 0.7;
     case.failed("mb3", "b", 0.17, 0.16);
     let r = case.run();
     assert_eq!(b(&r), ["mb2", "mb1"]);
@@ -590,6 +592,55 @@ fn an_untried_module_gets_tried_and_a_useless_one_stops_being_served() {
         ex.reason
     );
     assert!(served["md-ex"] > served["md"]);
+}
+
+/// Evidence of `right` of three right after a module, from a learner who
+/// answered `before.0` right and `before.1` wrong just before it.
+fn outcome(before: (u32, u32), right: u32) -> EffectEvidence {
+    EffectEvidence {
+        before: 0.2,
+        right_before: before.0,
+        wrong_before: before.1,
+        right,
+        wrong: 3 - right,
+        guess: 0.2,
+        slip: 0.1,
+        weight: 1.0,
+    }
+}
+
+#[test]
+fn a_just_failed_module_is_repeated_when_the_only_alternative_teaches_less() {
+    // Skill b: the video mb1 just failed; the exercise mb2 has not failed
+    // for this learner, but 60 learners showed it teaches far less.
+    let mut case = Case::new();
+    case.failed("mb1", "b", 0.2, 0.17);
+    for _ in 0..60 {
+        case.effects
+            .observe("mb1", "b", &outcome((1, 2), 3), DEFAULT_THRESHOLD);
+        case.effects
+            .observe("mb2", "b", &outcome((1, 2), 1), DEFAULT_THRESHOLD);
+    }
+    let r = case.run();
+    let b: Vec<_> = r.items.iter().filter(|i| i.skill_id == "b").collect();
+    assert_eq!(b[0].module_id, "mb1", "{r:?}");
+    assert!(
+        b[0].reason
+            .contains("repeated although it just failed: no other module in 'en' that the learner has not failed teaches it as well"),
+        "{}",
+        b[0].reason
+    );
+    // Had the population seen nothing of mb2, it would be tried instead.
+    let mut fresh = Case::new();
+    fresh.failed("mb1", "b", 0.2, 0.17);
+    for _ in 0..60 {
+        fresh
+            .effects
+            .observe("mb1", "b", &outcome((1, 2), 3), DEFAULT_THRESHOLD);
+    }
+    let r = fresh.run();
+    let first_b = r.items.iter().find(|i| i.skill_id == "b").unwrap();
+    assert_eq!(first_b.module_id, "mb2", "{r:?}");
 }
 
 #[test]
