@@ -1166,8 +1166,9 @@ async fn messages_past_the_retry_window_become_dead_letters() {
 
 /// A receiver answering 429 with `Retry-After: 2` is not tried again
 /// before two seconds, where the schedule alone would retry in 50 ms, even
-/// when another message of the subscription lands meanwhile (a success
-/// brings the backlog forward, but not before the time asked).
+/// when another message of the subscription lands meanwhile: that one
+/// waits too (a success brings the backlog forward, but not before the
+/// time asked).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receivers_retry_after_is_honoured() {
     let receiver = Receiver::start(200).await;
@@ -1188,8 +1189,9 @@ async fn a_receivers_retry_after_is_honoured() {
     // The first alert's message is refused; the second lands meanwhile.
     let names = learners("excel", 2);
     fail(server.channel(&server.admin_key).await, &names[..1], 0, 3).await;
+    // The engine has taken the refusal in (a retry is scheduled).
     eventually("a refusal", async || {
-        (!receiver.got().is_empty()).then_some(())
+        (server.metric("spoc_webhook_retried_total").await > 0).then_some(())
     })
     .await;
     fail(server.channel(&server.admin_key).await, &names[1..], 0, 3).await;
@@ -1207,7 +1209,15 @@ async fn a_receivers_retry_after_is_honoured() {
         waited >= Duration::from_millis(1900),
         "retried after {waited:?}"
     );
-    assert!(got.iter().any(|r| r.id != refused.id && r.answered == 200));
+    let other = got
+        .iter()
+        .find(|r| r.id != refused.id && r.answered == 200)
+        .expect("the other message delivered");
+    let held = other.at.duration_since(refused.at);
+    assert!(
+        held >= Duration::from_millis(1900),
+        "a new message went {held:?} after the refusal"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

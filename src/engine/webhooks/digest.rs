@@ -46,7 +46,7 @@ impl Engine {
             let message = (!alerts.is_empty()).then(|| {
                 let id = digest_message_id(&s.id, slot);
                 let body = payload::digest(s.format, &id, &alerts, previous, slot, now);
-                Message::due_now(
+                let mut message = Message::due_now(
                     id,
                     &s.id,
                     DIGEST_EVENT_TYPE,
@@ -54,7 +54,9 @@ impl Engine {
                     learners(&alerts),
                     body,
                     now,
-                )
+                );
+                message.due_at = hub.due_for(&s.id, now);
+                message
             });
             self.store
                 .close_digest(&s.id, slot, message.as_ref(), &ids)?;

@@ -160,7 +160,7 @@ impl Engine {
                     Delivery::Immediate => {
                         let id = change_message_id(&s.id, alert.sequence);
                         let body = payload::change(s.format, &id, alert, now);
-                        batch.messages.push(Message::due_now(
+                        let mut message = Message::due_now(
                             id,
                             &s.id,
                             crate::domain::webhooks::event_type(alert),
@@ -168,7 +168,9 @@ impl Engine {
                             vec![alert.learner_id.clone()],
                             body,
                             now,
-                        ));
+                        );
+                        message.due_at = hub.due_for(&s.id, now);
+                        batch.messages.push(message);
                     }
                     Delivery::DailyDigest { .. } => {
                         batch.digest_rows.push((s.id.clone(), (**alert).clone()));

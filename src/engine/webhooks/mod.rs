@@ -217,6 +217,17 @@ impl WebhookHub {
         self.options.read().expect("webhook options lock").clone()
     }
 
+    /// When a new message of `subscription` may go: `now`, or later while
+    /// its receiver's `Retry-After` runs (a new message must not knock on a
+    /// door that asked for quiet).
+    fn due_for(&self, subscription: &str, now: Micros) -> Micros {
+        self.failing
+            .lock()
+            .expect("failing lock")
+            .get(subscription)
+            .map_or(now, |&not_before| not_before.max(now))
+    }
+
     fn subscriptions(&self) -> Arc<Vec<Arc<Subscription>>> {
         self.subscriptions
             .read()
