@@ -71,6 +71,9 @@ pub struct ServeOptions {
     pub max_in_flight: usize,
     /// The server's certificate chain and key: serve over TLS (rustls).
     pub tls: Option<Identity>,
+    /// Longest a client may take over its TLS handshake
+    /// ([`TLS_HANDSHAKE_TIMEOUT`] unless a test wants it shorter).
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -78,6 +81,7 @@ impl Default for ServeOptions {
         Self {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             tls: None,
+            tls_handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -112,7 +116,7 @@ pub async fn serve_with(
     options: ServeOptions,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let stack = ApiStack::new(engine, options.max_in_flight);
-    serve_stack(stack, listener, shutdown, options.tls).await
+    serve_stack_with(stack, listener, shutdown, options).await
 }
 
 /// A request into [`ApiStack::in_process`]: a gRPC request (HTTP/2
@@ -297,6 +301,21 @@ pub async fn serve_stack(
     shutdown: impl Future<Output = ()> + Send + 'static,
     tls: Option<Identity>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let options = ServeOptions {
+        tls,
+        ..ServeOptions::default()
+    };
+    serve_stack_with(stack, listener, shutdown, options).await
+}
+
+/// [`serve_stack`] with the TLS identity and handshake time of `options`
+/// (its `max_in_flight` is already in `stack`).
+async fn serve_stack_with(
+    stack: ApiStack,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let engine = stack.engine.clone();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     for name in stack.names.iter() {
@@ -326,11 +345,11 @@ pub async fn serve_stack(
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let mut builder = Server::builder();
-    if let Some(identity) = tls {
+    if let Some(identity) = options.tls {
         builder = builder.tls_config(
             ServerTlsConfig::new()
                 .identity(identity)
-                .timeout(TLS_HANDSHAKE_TIMEOUT),
+                .timeout(options.tls_handshake_timeout),
         )?;
     }
     builder
@@ -366,5 +385,5 @@ pub async fn serve_with_mastery<M: MasteryService>(
     mastery: M,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let stack = ApiStack::with_mastery(engine, options.max_in_flight, mastery);
-    serve_stack(stack, listener, shutdown, options.tls).await
+    serve_stack_with(stack, listener, shutdown, options).await
 }

@@ -32,20 +32,25 @@ impl AlertApi {
         Self { engine }
     }
 
-    /// Runs a trainer action off the async runtime (it may wait for the
-    /// learner's evaluation lock); the engine returns once it is on disk.
-    async fn act(
+    /// A trainer action (acknowledge, resolve; their requests have the same
+    /// fields): the fields checked, the caller's scope, then the action off
+    /// the async runtime (it may wait for the learner's evaluation lock);
+    /// the engine returns once it is on disk.
+    async fn act<T: super::scope::Touches>(
         &self,
-        id: String,
+        request: &Request<T>,
         action: TrainerAction,
-        by: String,
-        note: String,
-    ) -> Result<pb::Alert, Status> {
+        [alert_id, by, note]: [&str; 3],
+    ) -> Result<Response<pb::Alert>, Status> {
+        let id = check::id("alert_id", alert_id)?;
+        let by = check::id("by", by)?;
+        let note = check::text("note", note)?;
+        super::scope::authorize(&self.engine, request)?;
         let engine = self.engine.clone();
         let alert =
             offload::blocking(async move { engine.act_on_alert(&id, action, &by, &note).await })
                 .await??;
-        Ok(alert.into())
+        Ok(Response::new(alert.into()))
     }
 }
 
@@ -200,28 +205,18 @@ impl AlertService for AlertApi {
         &self,
         request: Request<pb::AcknowledgeAlertRequest>,
     ) -> Result<Response<pb::Alert>, Status> {
-        let r = request.get_ref();
-        let id = check::id("alert_id", &r.alert_id)?;
-        let by = check::id("by", &r.by)?;
-        let note = check::text("note", &r.note)?;
-        super::scope::authorize(&self.engine, &request)?;
-        Ok(Response::new(
-            self.act(id, TrainerAction::Acknowledge, by, note).await?,
-        ))
+        let pb::AcknowledgeAlertRequest { alert_id, by, note } = request.get_ref();
+        self.act(&request, TrainerAction::Acknowledge, [alert_id, by, note])
+            .await
     }
 
     async fn resolve_alert(
         &self,
         request: Request<pb::ResolveAlertRequest>,
     ) -> Result<Response<pb::Alert>, Status> {
-        let r = request.get_ref();
-        let id = check::id("alert_id", &r.alert_id)?;
-        let by = check::id("by", &r.by)?;
-        let note = check::text("note", &r.note)?;
-        super::scope::authorize(&self.engine, &request)?;
-        Ok(Response::new(
-            self.act(id, TrainerAction::Resolve, by, note).await?,
-        ))
+        let pb::ResolveAlertRequest { alert_id, by, note } = request.get_ref();
+        self.act(&request, TrainerAction::Resolve, [alert_id, by, note])
+            .await
     }
 
     type WatchAlertsStream = AlertStream;

@@ -211,7 +211,7 @@ mod tests {
     use super::*;
     use num_bigint::BigInt;
     use num_rational::BigRational;
-    use num_traits::{One, Zero};
+    use num_traits::Zero;
     use proptest::prelude::*;
 
     fn obs(correct: bool) -> Observation {
@@ -320,43 +320,70 @@ mod tests {
         }
     }
 
-    /// Exact arithmetic: rationals hold P(known) and P(unknown) without
-    /// rounding, from the very `f64` parameter values the filter uses.
+    /// Exact arithmetic from the very `f64` parameter values the filter
+    /// uses: each is an integer over one common power-of-two denominator
+    /// `one`, and a belief is the pair of big integers P(known) and
+    /// P(unknown) are in proportion to. A step only multiplies and adds
+    /// (no rounding, and no reduction by a gcd, which made rationals slow
+    /// on long runs).
     struct Exact {
-        prior: BigRational,
-        learn: BigRational,
-        guess: BigRational,
-        slip: BigRational,
-        forget: BigRational,
+        one: BigInt,
+        prior: BigInt,
+        learn: BigInt,
+        guess: BigInt,
+        slip: BigInt,
+        forget: BigInt,
     }
 
-    fn q(x: f64) -> BigRational {
-        BigRational::from_float(x).expect("finite")
+    /// Weights of known and unknown: P(known) = known / (known + unknown).
+    struct Weights {
+        known: BigInt,
+        unknown: BigInt,
     }
 
     impl Exact {
         fn new(p: &BktParams) -> Self {
+            let values = [p.prior, p.learn, p.guess, p.slip, p.forget]
+                .map(|x| BigRational::from_float(x).expect("finite"));
+            // Every denominator is a power of two: the largest is a
+            // multiple of the others.
+            let one = values
+                .iter()
+                .map(|v| v.denom().clone())
+                .max()
+                .expect("five values");
+            let [prior, learn, guess, slip, forget] =
+                values.map(|v| v.numer() * (&one / v.denom()));
             Self {
-                prior: q(p.prior),
-                learn: q(p.learn),
-                guess: q(p.guess),
-                slip: q(p.slip),
-                forget: q(p.forget),
+                one,
+                prior,
+                learn,
+                guess,
+                slip,
+                forget,
             }
         }
 
-        /// One step on the pair (known, unknown).
-        fn update(&self, known: &BigRational, correct: bool) -> BigRational {
-            let one = BigRational::one();
-            let unknown = &one - known;
+        fn prior(&self) -> Weights {
+            Weights {
+                known: self.prior.clone(),
+                unknown: &self.one - &self.prior,
+            }
+        }
+
+        /// One step: the posterior k / (k + u), then learning and forgetting,
+        /// both weights scaled by the same (k + u) and `one`.
+        fn update(&self, w: &Weights, correct: bool) -> Weights {
             let (if_known, if_unknown) = if correct {
-                (&one - &self.slip, self.guess.clone())
+                (&self.one - &self.slip, self.guess.clone())
             } else {
-                (self.slip.clone(), &one - &self.guess)
+                (self.slip.clone(), &self.one - &self.guess)
             };
-            let (k, u) = (known * if_known, unknown * if_unknown);
-            let post = &k / (&k + &u);
-            &post * (&one - &self.forget) + (&one - &post) * &self.learn
+            let (k, u) = (&w.known * if_known, &w.unknown * if_unknown);
+            Weights {
+                known: &k * (&self.one - &self.forget) + &u * &self.learn,
+                unknown: &k * &self.forget + &u * (&self.one - &self.learn),
+            }
         }
     }
 
@@ -369,11 +396,9 @@ mod tests {
         top.ln() + shift as f64 * std::f64::consts::LN_2
     }
 
-    /// `ln(known / (1 - known))` of an exact belief strictly inside (0, 1).
-    fn exact_log_odds(known: &BigRational) -> f64 {
-        let unknown = BigRational::one() - known;
-        let ratio = known / unknown;
-        ln_big(ratio.numer()) - ln_big(ratio.denom())
+    /// `ln(known / unknown)` of an exact belief strictly inside (0, 1).
+    fn exact_log_odds(w: &Weights) -> f64 {
+        ln_big(&w.known) - ln_big(&w.unknown)
     }
 
     fn params() -> impl Strategy<Value = BktParams> {
@@ -409,7 +434,7 @@ mod tests {
             tail in proptest::collection::vec(proptest::bool::ANY, 0..40),
         ) {
             let exact = Exact::new(&p);
-            let mut known = exact.prior.clone();
+            let mut known = exact.prior();
             let mut belief = p.prior_belief();
             let mut was = exact_log_odds(&known);
             let answers = std::iter::repeat_n(true, right)
@@ -430,7 +455,7 @@ mod tests {
                 was = want;
                 let (k, u) = (next.p_known(), next.p_unknown());
                 prop_assert!((k + u - 1.0).abs() < 1e-12);
-                prop_assert!(!next_known.is_zero());
+                prop_assert!(!next_known.known.is_zero());
                 known = next_known;
                 belief = next;
             }

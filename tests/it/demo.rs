@@ -7,13 +7,15 @@ use serde_json::Value;
 /// in 2 programs through gRPC, forms cohorts with a balance report better
 /// than a random draw, shows three learners' next modules with reasons,
 /// finds open alerts, writes the HTML reports and prints every section;
-/// a second run wipes its own folder, and a folder it did not write is
-/// refused untouched.
+/// a second run (on a small world) wipes its own folder, and a folder it
+/// did not write is refused untouched.
 #[test]
 fn demo_runs_on_a_fresh_folder_and_shows_everything() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("demo");
-    let run = |dir: &std::path::Path| {
+    // The first run at the default scale; the later ones check what
+    // happens to the folder, on a small world.
+    let run = |dir: &std::path::Path, extra: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_spoc"))
             .args([
                 "demo",
@@ -23,11 +25,13 @@ fn demo_runs_on_a_fresh_folder_and_shows_everything() {
                 "--data-dir",
             ])
             .arg(dir)
+            .args(extra)
             .env_remove("RUST_LOG")
             .output()
             .expect("run spoc demo")
     };
-    let out = run(&dir);
+    let small = ["--learners", "100", "--weeks", "1"];
+    let out = run(&dir, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -107,15 +111,19 @@ fn demo_runs_on_a_fresh_folder_and_shows_everything() {
 
     // The folder is the demo's own: a second run wipes and reloads it.
     std::fs::write(dir.join("left-over"), "x").unwrap();
-    let out = run(&dir);
+    let out = run(&dir, &small);
     crate::common::assert_success(&out);
     assert!(!dir.join("left-over").exists());
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("demo-summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["loaded"]["learners"], 100, "reloaded: {summary}");
 
     // Anything else is refused and left alone.
     let other = temp.path().join("precious");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::write(other.join("data"), "keep me").unwrap();
-    let out = run(&other);
+    let out = run(&other, &small);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing"));
     assert_eq!(

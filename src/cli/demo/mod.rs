@@ -483,35 +483,47 @@ async fn show(
     let reports = write_reports(&service, &world, &args.data_dir).await?;
     let recommendations = recommendations(&service, &world, &alerts.1).await?;
 
-    let formats: std::collections::BTreeSet<_> = world.modules.iter().map(|m| m.format).collect();
-    let languages: std::collections::BTreeSet<String> = world
-        .modules
-        .iter()
-        .map(|m| m.language.split('-').next().unwrap_or("").to_string())
-        .collect();
     Ok(DemoSummary {
         address: address.to_string(),
         data_dir: args.data_dir.display().to_string(),
         key_file: key.map(|_| key_path.display().to_string()),
-        loaded: Loaded {
-            skills: world.skills.len(),
-            modules: world.modules.len(),
-            formats: formats.len(),
-            languages: languages.into_iter().collect(),
-            programs: world.programs.len(),
-            companies: world.companies.len(),
-            learners: world.learners.len(),
-            attempts: placed + answered,
-            module_events: events,
-            weeks: args.weeks,
-            load_seconds,
-        },
+        loaded: loaded(&world, placed + answered, events, args.weeks, load_seconds),
         programs,
         recommendations,
         alerts: alerts.0,
         reports,
         console: None,
     })
+}
+
+/// What the demo loaded: the world's counts, with the answers and module
+/// events the service took and how long the load took.
+fn loaded(
+    world: &DemoWorld,
+    attempts: usize,
+    module_events: usize,
+    weeks: u32,
+    load_seconds: f64,
+) -> Loaded {
+    let formats: std::collections::BTreeSet<_> = world.modules.iter().map(|m| m.format).collect();
+    let languages: std::collections::BTreeSet<String> = world
+        .modules
+        .iter()
+        .map(|m| m.language.split('-').next().unwrap_or("").to_string())
+        .collect();
+    Loaded {
+        skills: world.skills.len(),
+        modules: world.modules.len(),
+        formats: formats.len(),
+        languages: languages.into_iter().collect(),
+        programs: world.programs.len(),
+        companies: world.companies.len(),
+        learners: world.learners.len(),
+        attempts,
+        module_events,
+        weeks,
+        load_seconds,
+    }
 }
 
 /// Forms the cohorts of every program of the world (balanced, stored).

@@ -39,17 +39,7 @@ pub fn assign_late(
     objective: Objective,
 ) -> Result<Placement, CohortError> {
     cons.validate()?;
-    let mut pop: Vec<CohortLearner> = learners.to_vec();
-    let who = match pop.iter().position(|l| l.id == newcomer.id) {
-        Some(i) => {
-            pop[i] = newcomer.clone();
-            i
-        }
-        None => {
-            pop.push(newcomer.clone());
-            pop.len() - 1
-        }
-    };
+    let (pop, who) = with_newcomer(learners, newcomer);
     let skills = super::validate_learners(&pop)?;
     let index: BTreeMap<&str, usize> = pop
         .iter()
@@ -90,17 +80,7 @@ pub fn assign_late(
             }
             continue;
         }
-        let inc = match objective {
-            Objective::Balanced => (0..dim)
-                .map(|k| ((sum[k] + fnew[k]) / (n + 1.0)).powi(2) - (sum[k] / n.max(1.0)).powi(2))
-                .sum(),
-            Objective::Leveled => {
-                let d2: f64 = (0..dim)
-                    .map(|k| (fnew[k] - sum[k] / n.max(1.0)).powi(2))
-                    .sum();
-                n / (n + 1.0) * d2
-            }
-        };
+        let inc = cost_increase(objective, &sum, n, &fnew);
         if best.is_none_or(|(b, _)| inc < b) {
             best = Some((inc, ci));
         }
@@ -112,11 +92,58 @@ pub fn assign_late(
             cost_increase: inc.max(0.0),
         });
     }
+    Err(nothing_fits(cohorts, newcomer, &blocked))
+}
+
+/// The population with `newcomer` in it (replacing its older record, if
+/// any), and its index.
+fn with_newcomer(
+    learners: &[CohortLearner],
+    newcomer: &CohortLearner,
+) -> (Vec<CohortLearner>, usize) {
+    let mut pop: Vec<CohortLearner> = learners.to_vec();
+    let who = match pop.iter().position(|l| l.id == newcomer.id) {
+        Some(i) => {
+            pop[i] = newcomer.clone();
+            i
+        }
+        None => {
+            pop.push(newcomer.clone());
+            pop.len() - 1
+        }
+    };
+    (pop, who)
+}
+
+/// How much a cohort's cost grows when the newcomer with features `fnew`
+/// joins its `n` members, whose features sum to `sum`.
+fn cost_increase(objective: Objective, sum: &[f64], n: f64, fnew: &[f64]) -> f64 {
+    let dim = sum.len();
+    match objective {
+        Objective::Balanced => (0..dim)
+            .map(|k| ((sum[k] + fnew[k]) / (n + 1.0)).powi(2) - (sum[k] / n.max(1.0)).powi(2))
+            .sum(),
+        Objective::Leveled => {
+            let d2: f64 = (0..dim)
+                .map(|k| (fnew[k] - sum[k] / n.max(1.0)).powi(2))
+                .sum();
+            n / (n + 1.0) * d2
+        }
+    }
+}
+
+/// Why no cohort can take the newcomer: the constraint that blocked the
+/// most cohorts, with a count and an example of every one.
+fn nothing_fits(
+    cohorts: &[Cohort],
+    newcomer: &CohortLearner,
+    blocked: &BTreeMap<Constraint, (usize, String)>,
+) -> CohortError {
     if cohorts.is_empty() {
-        return Err(CohortError::Infeasible {
+        return CohortError::Infeasible {
             constraint: Constraint::Size,
             reason: format!("there is no cohort to place learner {:?} in", newcomer.id),
-        });
+        };
     }
     let (&constraint, _) = blocked
         .iter()
@@ -126,7 +153,7 @@ pub fn assign_late(
         .iter()
         .map(|(c, (n, example))| format!("{n} blocked by {c} (e.g. {example})"))
         .collect();
-    Err(CohortError::Infeasible {
+    CohortError::Infeasible {
         constraint,
         reason: format!(
             "no cohort can take learner {:?} without moving others: of {} cohorts, {}",
@@ -134,5 +161,5 @@ pub fn assign_late(
             cohorts.len(),
             parts.join("; ")
         ),
-    })
+    }
 }

@@ -70,7 +70,8 @@ fn prerequisites_mastered(skills: &BTreeMap<String, Skill>, skill: &str) -> Stri
     }
 }
 
-/// The reason of a module recommendation.
+/// The reason of a module recommendation: why its skill, then what the
+/// module brings.
 pub(super) fn explain_module(
     input: &RecommendInput<'_>,
     beliefs: &Beliefs<'_>,
@@ -80,10 +81,33 @@ pub(super) fn explain_module(
     records: &BTreeMap<&str, SkillRecord<'_>>,
     reteach: bool,
 ) -> String {
+    let mut text = why_the_skill(
+        input,
+        beliefs,
+        scored.primary,
+        target,
+        for_skills,
+        records,
+        reteach,
+    );
+    text.push_str(&what_the_module_brings(input, beliefs, scored, records));
+    text
+}
+
+/// Why `primary` is worked on: where the learner stands on it (or, for a
+/// prerequisite review, what did not improve), and what it is needed for.
+fn why_the_skill(
+    input: &RecommendInput<'_>,
+    beliefs: &Beliefs<'_>,
+    primary: &str,
+    target: Target,
+    for_skills: &[&str],
+    records: &BTreeMap<&str, SkillRecord<'_>>,
+    reteach: bool,
+) -> String {
     let skills = input.skills;
-    let primary = scored.primary;
     let p = shown(beliefs.p(primary), input.threshold);
-    let mut text = match target {
+    match target {
         Target::PrerequisiteReview => {
             let resisting: Vec<String> = for_skills.iter().map(|s| quoted(skills, s)).collect();
             let why = if reteach {
@@ -126,7 +150,22 @@ pub(super) fn explain_module(
             }
             t
         }
-    };
+    }
+}
+
+/// The rest of the reason, from "; also teaches": the other skills the
+/// module teaches, its format, length and gain, the population's evidence,
+/// the formats that failed before, and why a failed or other-language
+/// module is given.
+fn what_the_module_brings(
+    input: &RecommendInput<'_>,
+    beliefs: &Beliefs<'_>,
+    scored: &Scored<'_>,
+    records: &BTreeMap<&str, SkillRecord<'_>>,
+) -> String {
+    let skills = input.skills;
+    let primary = scored.primary;
+    let mut text = String::new();
     if !scored.others.is_empty() {
         let names: Vec<String> = scored
             .others

@@ -281,65 +281,10 @@ pub fn train(
     target: &str,
     options: &TrainOptions,
 ) -> Result<LinearModel> {
-    if !(options.test_fraction > 0.0 && options.test_fraction < 1.0) {
-        return Err(Error::invalid("test_fraction", "must be in (0, 1)"));
-    }
-    if !(options.alpha.is_finite() && options.alpha >= 0.0) {
-        return Err(Error::invalid("alpha", "must be finite and non-negative"));
-    }
-    if let Some(unknown) = features.iter().find(|f| !is_feature(f)) {
-        return Err(Error::invalid(
-            "features",
-            format!("unknown feature '{unknown}'"),
-        ));
-    }
     let n = features.len();
-    let rows: Vec<Vec<f64>> = samples
-        .iter()
-        .map(|s| {
-            features
-                .iter()
-                .map(|f| s.features.get(*f).copied().unwrap_or(0.0))
-                .collect()
-        })
-        .collect();
-    if let Some(i) = rows.iter().position(|r| r.iter().any(|x| !x.is_finite())) {
-        return Err(Error::invalid(
-            format!("samples[{i}]"),
-            "features must be finite",
-        ));
-    }
-    let cut = (options.test_fraction * u64::MAX as f64) as u64;
-    let (test_idx, train_idx): (Vec<usize>, Vec<usize>) =
-        (0..samples.len()).partition(|&i| mix(samples[i].group, options.seed) < cut);
-    let has_both = |idx: &[usize]| {
-        idx.iter().any(|&i| samples[i].label) && idx.iter().any(|&i| !samples[i].label)
-    };
-    if !has_both(&train_idx) || !has_both(&test_idx) {
-        return Err(Error::FailedPrecondition(format!(
-            "training needs positive and negative examples in both the training and the \
-             held-out part ({} samples, {} positive)",
-            samples.len(),
-            samples.iter().filter(|s| s.label).count()
-        )));
-    }
-    let mut means = vec![0.0; n];
-    let mut scales = vec![0.0; n];
-    for &i in &train_idx {
-        for (m, x) in means.iter_mut().zip(&rows[i]) {
-            *m += x;
-        }
-    }
-    means.iter_mut().for_each(|m| *m /= train_idx.len() as f64);
-    for &i in &train_idx {
-        for (j, x) in rows[i].iter().enumerate() {
-            scales[j] += (x - means[j]).powi(2);
-        }
-    }
-    for s in &mut scales {
-        let sd = (*s / train_idx.len() as f64).sqrt();
-        *s = if sd > 1e-12 { sd } else { 1.0 };
-    }
+    let rows = feature_rows(samples, features, options)?;
+    let (test_idx, train_idx) = split(samples, options)?;
+    let (means, scales) = standardization(&rows, &train_idx, n);
     let x_train = Array2::from_shape_fn((train_idx.len(), n), |(r, c)| {
         (rows[train_idx[r]][c] - means[c]) / scales[c]
     });
@@ -378,6 +323,87 @@ pub fn train(
     model.auc = auc(&scores, &labels);
     model.validate("model")?;
     Ok(model)
+}
+
+/// Each sample's values of `features` (0 for a feature it lacks), once
+/// the options and the feature names are checked; every value finite.
+fn feature_rows(
+    samples: &[Sample],
+    features: &[&str],
+    options: &TrainOptions,
+) -> Result<Vec<Vec<f64>>> {
+    if !(options.test_fraction > 0.0 && options.test_fraction < 1.0) {
+        return Err(Error::invalid("test_fraction", "must be in (0, 1)"));
+    }
+    if !(options.alpha.is_finite() && options.alpha >= 0.0) {
+        return Err(Error::invalid("alpha", "must be finite and non-negative"));
+    }
+    if let Some(unknown) = features.iter().find(|f| !is_feature(f)) {
+        return Err(Error::invalid(
+            "features",
+            format!("unknown feature '{unknown}'"),
+        ));
+    }
+    let rows: Vec<Vec<f64>> = samples
+        .iter()
+        .map(|s| {
+            features
+                .iter()
+                .map(|f| s.features.get(*f).copied().unwrap_or(0.0))
+                .collect()
+        })
+        .collect();
+    if let Some(i) = rows.iter().position(|r| r.iter().any(|x| !x.is_finite())) {
+        return Err(Error::invalid(
+            format!("samples[{i}]"),
+            "features must be finite",
+        ));
+    }
+    Ok(rows)
+}
+
+/// The held-out and the training samples' indices: whole groups fall on
+/// one side, by a hash of the group and the seed. Each side must hold
+/// both labels.
+fn split(samples: &[Sample], options: &TrainOptions) -> Result<(Vec<usize>, Vec<usize>)> {
+    let cut = (options.test_fraction * u64::MAX as f64) as u64;
+    let (test_idx, train_idx): (Vec<usize>, Vec<usize>) =
+        (0..samples.len()).partition(|&i| mix(samples[i].group, options.seed) < cut);
+    let has_both = |idx: &[usize]| {
+        idx.iter().any(|&i| samples[i].label) && idx.iter().any(|&i| !samples[i].label)
+    };
+    if !has_both(&train_idx) || !has_both(&test_idx) {
+        return Err(Error::FailedPrecondition(format!(
+            "training needs positive and negative examples in both the training and the \
+             held-out part ({} samples, {} positive)",
+            samples.len(),
+            samples.iter().filter(|s| s.label).count()
+        )));
+    }
+    Ok((test_idx, train_idx))
+}
+
+/// Means and standard deviations of the `n` features over the training
+/// rows (a constant feature gets a scale of 1).
+fn standardization(rows: &[Vec<f64>], train_idx: &[usize], n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut means = vec![0.0; n];
+    let mut scales = vec![0.0; n];
+    for &i in train_idx {
+        for (m, x) in means.iter_mut().zip(&rows[i]) {
+            *m += x;
+        }
+    }
+    means.iter_mut().for_each(|m| *m /= train_idx.len() as f64);
+    for &i in train_idx {
+        for (j, x) in rows[i].iter().enumerate() {
+            scales[j] += (x - means[j]).powi(2);
+        }
+    }
+    for s in &mut scales {
+        let sd = (*s / train_idx.len() as f64).sqrt();
+        *s = if sd > 1e-12 { sd } else { 1.0 };
+    }
+    (means, scales)
 }
 
 /// Area under the ROC curve: the probability that a random positive scores
