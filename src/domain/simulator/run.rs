@@ -110,7 +110,50 @@ struct Session<'a> {
     engine: BktParams,
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    /// A learner at their starting abilities, unknown to the engine.
+    fn new(world: &'a World, learner: &'a SimLearner, options: &'a SimOptions) -> Self {
+        let n = world.skill_ids.len();
+        Session {
+            world,
+            learner,
+            options,
+            theta: learner.theta.clone(),
+            best: learner.theta.clone(),
+            mastery: Tracked::default(),
+            history: Vec::new(),
+            placement_passed: vec![false; n],
+            last_passed: vec![None; n],
+            evidence: BTreeMap::new(),
+            recent: vec![Vec::new(); n],
+            minutes: 0,
+            engine: BktParams::default(),
+        }
+    }
+
+    /// The LMS's final exam on every program skill, the same for every
+    /// policy: whether all were passed (a failed skill no longer counts as
+    /// passed at placement).
+    fn final_exam(
+        &mut self,
+        program: &[usize],
+        rng: &mut ChaCha8Rng,
+        trace: &mut Recorder<'_>,
+    ) -> bool {
+        let items = self.options.quiz_items;
+        let mut all = true;
+        for &s in program {
+            let correct = self.quiz(s, items, rng, None, trace);
+            let passed = self.passed(correct, items);
+            self.last_passed[s] = Some(passed);
+            if !passed {
+                self.placement_passed[s] = false;
+            }
+            all &= passed;
+        }
+        all
+    }
+
     /// Asks `count` distinct items of skill `s` (fewer if the bank is
     /// smaller), through the engine's BKT; returns the right answers.
     fn quiz(
@@ -305,22 +348,7 @@ pub fn run_learner(
         options.seed ^ 0x5eed_5eed_5eed_5eed,
         LEARNER_STREAM + index as u64,
     );
-    let n = world.skill_ids.len();
-    let mut session = Session {
-        world,
-        learner,
-        options,
-        theta: learner.theta.clone(),
-        best: learner.theta.clone(),
-        mastery: Tracked::default(),
-        history: Vec::new(),
-        placement_passed: vec![false; n],
-        last_passed: vec![None; n],
-        evidence: BTreeMap::new(),
-        recent: vec![Vec::new(); n],
-        minutes: 0,
-        engine: BktParams::default(),
-    };
+    let mut session = Session::new(world, learner, options);
     let mut policy = Policy::new(kind);
     let mut out = LearnerOutcome {
         minutes: 0,
@@ -380,18 +408,7 @@ pub fn run_learner(
                 break;
             }
             Action::Done => {
-                // The LMS's final exam, the same for every policy.
-                let mut all = true;
-                for &s in &program {
-                    let correct = session.quiz(s, options.quiz_items, &mut rng, None, &mut trace);
-                    let passed = session.passed(correct, options.quiz_items);
-                    session.last_passed[s] = Some(passed);
-                    if !passed {
-                        session.placement_passed[s] = false;
-                    }
-                    all &= passed;
-                }
-                exam_passed = all;
+                exam_passed = session.final_exam(&program, &mut rng, &mut trace);
                 let spent = session.minutes - before;
                 session.forget(spent, &program);
             }
