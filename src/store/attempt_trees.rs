@@ -269,22 +269,21 @@ impl AttemptTrees {
                 new.retain(|a| !held.contains(&a.attempt_id));
             }
             new.sort_by(|a, b| (a.occurred_at, &a.attempt_id).cmp(&(b.occurred_at, &b.attempt_id)));
-            let (mut n, mut block) =
-                match self.blocks.scan_prefix(block_prefix(learner)).next_back() {
-                    Some(entry) => {
-                        let (key, value) = entry?;
-                        let shown = display_block(&key);
-                        let n = parse_block_key(&key).map(|(_, n)| n).ok_or_else(|| {
-                            Error::Corrupt {
+            let (mut n, mut block) = match self.last_block(learner)? {
+                Some((key, value)) => {
+                    let shown = display_block(&key);
+                    let n =
+                        parse_block_key(&key)
+                            .map(|(_, n)| n)
+                            .ok_or_else(|| Error::Corrupt {
                                 tree: BLOCKS,
                                 key: shown.clone(),
                                 reason: "malformed key".into(),
-                            }
-                        })?;
-                        (n, compact::decode_block(BLOCKS, &shown, &value)?)
-                    }
-                    None => (0, Vec::new()),
-                };
+                            })?;
+                    (n, compact::decode_block(BLOCKS, &shown, &value)?)
+                }
+                None => (0, Vec::new()),
+            };
             new.retain(|a| !block.iter().any(|p| p.attempt_id == a.attempt_id));
             let mut size = compact::encode_block(&block).len();
             let mut dirty = false;
@@ -311,6 +310,21 @@ impl AttemptTrees {
             }
         }
         Ok(())
+    }
+
+    /// A learner's last block (highest number), raw. A forward scan of
+    /// the learner's few keys: sled 0.34's reverse scan (`next_back`, also
+    /// behind `get_lt`) seeks its end from the root, then again for the
+    /// predecessor, copying a leaf each time (it cost three quarters of an
+    /// apply in the attempt index, see `attempt_index.rs`); point reads by
+    /// number would stop at a gap a retraction left (an emptied block is
+    /// removed).
+    fn last_block(&self, learner: &str) -> Result<Option<(sled::IVec, sled::IVec)>> {
+        let mut last = None;
+        for entry in self.blocks.scan_prefix(block_prefix(learner)) {
+            last = Some(entry?);
+        }
+        Ok(last)
     }
 
     /// A learner's mastery record, decoded (empty if none).
@@ -417,34 +431,69 @@ impl AttemptTrees {
     }
 
     /// Visits every learner's stored attempts as the blocks hold them (ids
-    /// interned), in learner id order, one learner in memory at a time.
+    /// interned), in learner id order. A second thread scans and decodes
+    /// the blocks up to [`READ_AHEAD`] learners ahead of `visit`: the fit's
+    /// training set is one scan of every block, and decoding (an attempt id
+    /// allocated per attempt) was half of reading it.
     pub fn for_each_learner_packed(
         &self,
         mut visit: impl FnMut(&str, Vec<Packed>) -> Result<()>,
     ) -> Result<()> {
-        let mut current: Option<(String, Vec<Packed>)> = None;
-        for entry in self.blocks.iter() {
-            let (key, value) = entry?;
-            let shown = display_block(&key);
-            let (learner, _) = parse_block_key(&key).ok_or_else(|| Error::Corrupt {
-                tree: BLOCKS,
-                key: shown.clone(),
-                reason: "malformed key".into(),
-            })?;
-            if current.as_ref().is_none_or(|(l, _)| l != learner) {
-                if let Some((l, attempts)) = current.take() {
-                    visit(&l, attempts)?;
-                }
-                current = Some((learner.to_string(), Vec::new()));
+        let (send, receive) = std::sync::mpsc::sync_channel(READ_AHEAD);
+        std::thread::scope(|scope| {
+            let blocks = &self.blocks;
+            std::thread::Builder::new()
+                .name("spoc-block-scan".into())
+                .spawn_scoped(scope, move || {
+                    // A send fails once the visitor stopped: nothing to do.
+                    let _ = scan_learners(blocks, |learner, packed| {
+                        send.send(Ok((learner, packed)))
+                            .map_err(|_| Error::Storage("scan abandoned".into()))
+                    })
+                    .map_err(|err| send.send(Err(err)));
+                })
+                .map_err(|err| Error::Storage(format!("cannot start the block scan: {err}")))?;
+            for next in receive {
+                let (learner, packed) = next?;
+                visit(&learner, packed)?;
             }
-            let (_, attempts) = current.as_mut().expect("set above");
-            attempts.extend(compact::decode_block(BLOCKS, &shown, &value)?);
-        }
-        if let Some((l, attempts)) = current {
-            visit(&l, attempts)?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
+}
+
+/// Learners whose decoded blocks may wait for the visitor of
+/// [`AttemptTrees::for_each_learner_packed`] (about 50 KiB each at 50
+/// attempts).
+const READ_AHEAD: usize = 64;
+
+/// Every learner's decoded blocks, in key order, one learner at a time.
+fn scan_learners(
+    blocks: &sled::Tree,
+    mut visit: impl FnMut(String, Vec<Packed>) -> Result<()>,
+) -> Result<()> {
+    let mut current: Option<(String, Vec<Packed>)> = None;
+    for entry in blocks.iter() {
+        let (key, value) = entry?;
+        let shown = || display_block(&key);
+        let (learner, _) = parse_block_key(&key).ok_or_else(|| Error::Corrupt {
+            tree: BLOCKS,
+            key: shown(),
+            reason: "malformed key".into(),
+        })?;
+        if current.as_ref().is_none_or(|(l, _)| l != learner) {
+            if let Some((l, attempts)) = current.take() {
+                visit(l, attempts)?;
+            }
+            current = Some((learner.to_string(), Vec::new()));
+        }
+        let (_, attempts) = current.as_mut().expect("set above");
+        attempts.extend(compact::decode_block(BLOCKS, &shown(), &value)?);
+    }
+    if let Some((l, attempts)) = current {
+        visit(l, attempts)?;
+    }
+    Ok(())
 }
 
 /// The observation a block entry carries, at its position.
