@@ -7,7 +7,8 @@
 //! (learner, skill): 658 bytes on disk per attempt, mostly sled's cost per
 //! key. Format 2 packs them (`attempt_trees.rs`); format 3 writes
 //! smaller mastery records and reads format 2 as it is (only the version
-//! is rewritten). The migration reads the
+//! is rewritten); format 4 likewise writes smaller attempt index pages
+//! (16-bit fingerprints) and reads format 3's. The migration reads the
 //! format-1 trees in chunks, writes the format-2 trees, flushes, and only
 //! then records format 2 and drops the old trees: a migration stopped
 //! halfway leaves format 1 in `meta` and is started again from the
@@ -77,12 +78,14 @@ pub fn open_current(db: &sled::Db) -> Result<AttemptTrees> {
     };
     match version {
         1 => migrate_from_1(db, &meta),
-        2 => {
-            // Format 3 only writes mastery records in a smaller encoding
-            // and reads format 2's as they are: nothing to rewrite.
+        2 | 3 => {
+            // Formats 3 and 4 only write mastery records (3) and attempt
+            // index pages (4) in smaller encodings and read the older ones
+            // as they are: nothing to rewrite.
             meta.insert(FORMAT_VERSION_KEY, &FORMAT_VERSION.to_be_bytes())?;
             tracing::info!(
-                "store format 2 is now format {FORMAT_VERSION} (smaller mastery records)"
+                "store format {version} is now format {FORMAT_VERSION} (smaller mastery records \
+                 and attempt index pages)"
             );
             drop_old_trees(db)?;
             AttemptTrees::open(db)

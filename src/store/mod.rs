@@ -315,11 +315,41 @@ pub(crate) fn sled_config(dir: &Path, budget: &budget::MemoryBudget) -> sled::Co
     // Throughput mode and no timer flush: durability comes from the
     // write-ahead log and explicit flushes (checkpoints, group commit),
     // so sled's own 500 ms flush would only add write amplification.
+    let path = dir.join("sled");
     sled::Config::new()
-        .path(dir.join("sled"))
+        .segment_size(segment_size(&path))
+        .path(path)
         .cache_capacity(budget.sled_cache_bytes())
         .mode(sled::Mode::HighThroughput)
         .flush_every_ms(None)
+}
+
+/// sled's log segment size for a new data folder, in place of sled's
+/// 512 KiB (16 MiB is sled's largest). sled frees a segment once at most
+/// half of it is live, and ingestion rewrites small values all over the
+/// store (an attempt index page per attempt): in small segments the live
+/// pages of every segment stay above half for long, in large ones the
+/// dead fragments pool. The scale bench's write pattern straight on sled
+/// (3M attempts, one run each): 512 KiB 204 bytes on disk per attempt,
+/// 128 KiB 209, 2 MiB 195, 8 MiB 177, 16 MiB 168, resident memory within
+/// 235 to 252 MiB for all (see BENCHMARKS.md).
+pub const SEGMENT_BYTES: usize = 16 << 20;
+
+/// The segment size of the sled folder `path`: the one its `conf` file
+/// records (sled refuses to open a folder with another; folders created
+/// before [`SEGMENT_BYTES`] keep 512 KiB), else [`SEGMENT_BYTES`].
+fn segment_size(path: &Path) -> usize {
+    std::fs::read(path.join("conf"))
+        .ok()
+        .and_then(|bytes| {
+            String::from_utf8_lossy(&bytes).lines().find_map(|line| {
+                line.strip_prefix("segment_size: ")?
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+            })
+        })
+        .unwrap_or(SEGMENT_BYTES)
 }
 
 fn transaction_error(err: sled::transaction::TransactionError<()>) -> Error {
@@ -343,5 +373,41 @@ impl From<sled::Error> for Error {
             }
             _ => Error::Storage(err.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new folder gets [`SEGMENT_BYTES`]; one sled created with its
+    /// default 512 KiB (every folder before it) opens with that size kept.
+    #[test]
+    fn segment_size_is_new_for_new_folders_and_kept_for_old_ones() {
+        let fresh = tempfile::tempdir().unwrap();
+        drop(Store::open(fresh.path()).unwrap());
+        assert_eq!(segment_size(&fresh.path().join("sled")), SEGMENT_BYTES);
+
+        let old = tempfile::tempdir().unwrap();
+        private::open_private(old.path()).unwrap();
+        let db = sled::Config::new()
+            .path(old.path().join("sled"))
+            .open()
+            .unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let store = Store::open(old.path()).unwrap();
+        store
+            .put_learner(&Learner {
+                id: "l".into(),
+                company_id: "c".into(),
+                language: String::new(),
+                time_zone: String::new(),
+                display_name: String::new(),
+            })
+            .unwrap();
+        drop(store);
+        assert_eq!(segment_size(&old.path().join("sled")), 512 * 1024);
+        assert!(Store::open(old.path()).unwrap().has_learner("l").unwrap());
     }
 }
