@@ -45,6 +45,9 @@ fn rss_mib() -> u64 {
 }
 
 fn main() {
+    // The allocator as the server sets it (freed memory returned after
+    // 10 ms), so that RSS compares with the server's.
+    spoc_engine::store::budget::purge_freed_memory_soon();
     let total = arg("--attempts", 3_000_000);
     let segment = arg("--segment-kib", 16 * 1024) as usize * 1024;
     let cache = arg("--cache-mb", 60) * 1024 * 1024;
