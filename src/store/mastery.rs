@@ -291,21 +291,60 @@ impl NameCache {
     }
 
     /// Looks up `n`'s name if not yet known; an unknown number is damage
-    /// in `learner`'s blocks.
+    /// in `learner`'s blocks. The name is looked up before the table
+    /// grows: a damaged block's huge number is refused, not allocated for.
     fn fill(&mut self, trees: &AttemptTrees, learner: &str, n: u32) -> Result<()> {
         let i = n as usize;
         if self.names.get(i).is_some_and(Option::is_some) {
             return Ok(());
         }
+        let name = trees.name_in(learner, self.kind, n)?;
         if self.names.len() <= i {
             self.names.resize(i + 1, None);
         }
-        self.names[i] = Some(trees.name_in(learner, self.kind, n)?);
+        self.names[i] = Some(name);
         Ok(())
     }
 
     /// The name of `n`, filled before.
     fn get(&self, n: u32) -> &str {
         self.names[n as usize].as_deref().expect("filled before")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A damaged block naming a huge unknown number is reported as damage
+    /// by a fit's scan, instead of sizing the name table after it.
+    #[test]
+    fn a_huge_unknown_number_in_a_block_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for (item, skills) in [(0xFFFF_FFF0, vec![]), (0, vec![0xFFFF_FFF0])] {
+            let block = compact::encode_block(&[compact::Packed {
+                attempt_id: "att-1".into(),
+                item,
+                skills,
+                correct: true,
+                score: None,
+                occurred_at: 1,
+                time_spent_ms: 0,
+            }]);
+            store
+                .ingested
+                .blocks
+                .insert(attempt_trees::block_key("l", 0), block)
+                .unwrap();
+            let err = store
+                .for_each_observation(|_, _, _, _, _, _| Ok(()))
+                .unwrap_err();
+            assert!(
+                matches!(&err, Error::Corrupt { tree, key, .. }
+                    if *tree == attempt_trees::BLOCKS && key == "l"),
+                "{err:?}"
+            );
+        }
     }
 }
