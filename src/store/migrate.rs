@@ -229,7 +229,8 @@ mod tests {
     fn format_1_folder(dir: &std::path::Path) {
         let db = super::super::damage::open_sled(
             dir,
-            super::super::sled_config(dir, &super::super::budget::MemoryBudget::from_mb(64)),
+            super::super::sled_config(dir, &super::super::budget::MemoryBudget::from_mb(64))
+                .unwrap(),
         )
         .unwrap();
         db.open_tree("meta")
@@ -319,7 +320,8 @@ mod tests {
                 super::super::sled_config(
                     dir.path(),
                     &super::super::budget::MemoryBudget::from_mb(64),
-                ),
+                )
+                .unwrap(),
             )
             .unwrap();
             db.open_tree("meta")
@@ -350,7 +352,8 @@ mod tests {
         drop(store);
         let db = super::super::damage::open_sled(
             dir.path(),
-            super::super::sled_config(dir.path(), &super::super::budget::MemoryBudget::from_mb(64)),
+            super::super::sled_config(dir.path(), &super::super::budget::MemoryBudget::from_mb(64))
+                .unwrap(),
         )
         .unwrap();
         let meta = db.open_tree("meta").unwrap();
