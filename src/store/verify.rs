@@ -90,11 +90,12 @@ pub fn verify(dir: &Path) -> std::result::Result<Report, Unreadable> {
             });
             return Ok(report);
         }
-        Err(err) => {
+        Err(err @ Error::Storage(_)) => {
             return Err(Unreadable(format!(
                 "{err} (is a server running on this folder? stop it first)"
             )));
         }
+        Err(err) => return Err(Unreadable(err.to_string())),
     };
     if let Err(err) = super::damage::check_generation(dir, &db) {
         report.findings.push(Finding {
