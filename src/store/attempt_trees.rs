@@ -432,29 +432,37 @@ impl AttemptTrees {
 
     /// Visits every learner's stored attempts as the blocks hold them (ids
     /// interned), in learner id order. A second thread scans and decodes
-    /// the blocks up to [`READ_AHEAD`] learners ahead of `visit`: the fit's
-    /// training set is one scan of every block, and decoding (an attempt id
-    /// allocated per attempt) was half of reading it.
+    /// the blocks up to [`READ_AHEAD`] attempts ahead of `visit` (at least
+    /// one learner, however many attempts it has): the fit's training set
+    /// is one scan of every block, and decoding (an attempt id allocated
+    /// per attempt) was half of reading it.
     pub fn for_each_learner_packed(
         &self,
         mut visit: impl FnMut(&str, Vec<Packed>) -> Result<()>,
     ) -> Result<()> {
-        let (send, receive) = std::sync::mpsc::sync_channel(READ_AHEAD);
+        let (send, receive) = std::sync::mpsc::channel();
+        let ahead = Ahead::default();
         std::thread::scope(|scope| {
             let blocks = &self.blocks;
+            let ahead = &ahead;
             std::thread::Builder::new()
                 .name("spoc-block-scan".into())
                 .spawn_scoped(scope, move || {
                     // A send fails once the visitor stopped: nothing to do.
                     let _ = scan_learners(blocks, |learner, packed| {
+                        ahead.reserve(packed.len())?;
                         send.send(Ok((learner, packed)))
                             .map_err(|_| Error::Storage("scan abandoned".into()))
                     })
                     .map_err(|err| send.send(Err(err)));
                 })
                 .map_err(|err| Error::Storage(format!("cannot start the block scan: {err}")))?;
+            // The scan stops waiting once the visitor stops, whatever the
+            // reason (an error, a panic).
+            let _stop = StopOnDrop(ahead);
             for next in receive {
                 let (learner, packed) = next?;
+                ahead.release(packed.len());
                 visit(&learner, packed)?;
             }
             Ok(())
@@ -462,10 +470,53 @@ impl AttemptTrees {
     }
 }
 
-/// Learners whose decoded blocks may wait for the visitor of
-/// [`AttemptTrees::for_each_learner_packed`] (about 50 KiB each at 50
-/// attempts).
-const READ_AHEAD: usize = 64;
+/// Decoded attempts that may wait for the visitor of
+/// [`AttemptTrees::for_each_learner_packed`]: about 130 bytes each decoded
+/// (the struct, its id and skill list), so about 0.5 MiB; bounded by
+/// attempts rather than learners, as one learner may hold thousands.
+const READ_AHEAD: usize = 4096;
+
+/// The attempts decoded and not yet visited, and whether the visitor
+/// stopped.
+#[derive(Default)]
+struct Ahead {
+    held: std::sync::Mutex<(usize, bool)>,
+    changed: std::sync::Condvar,
+}
+
+impl Ahead {
+    /// Waits until `n` more attempts fit in [`READ_AHEAD`] (or none wait);
+    /// an error once the visitor stopped.
+    fn reserve(&self, n: usize) -> Result<()> {
+        let mut held = self.held.lock().expect("read-ahead lock");
+        while held.0 > 0 && held.0 + n > READ_AHEAD && !held.1 {
+            held = self.changed.wait(held).expect("read-ahead lock");
+        }
+        if held.1 {
+            return Err(Error::Storage("scan abandoned".into()));
+        }
+        held.0 += n;
+        Ok(())
+    }
+
+    /// `n` attempts left the queue.
+    fn release(&self, n: usize) {
+        self.held.lock().expect("read-ahead lock").0 -= n;
+        self.changed.notify_all();
+    }
+}
+
+/// Marks the visitor stopped when dropped.
+struct StopOnDrop<'a>(&'a Ahead);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.0.held.lock() {
+            held.1 = true;
+        }
+        self.0.changed.notify_all();
+    }
+}
 
 /// Every learner's decoded blocks, in key order, one learner at a time.
 fn scan_learners(
@@ -564,5 +615,50 @@ mod tests {
                 + trees.learner_attempts("l2").unwrap().len(),
             all.len()
         );
+    }
+
+    /// The read-ahead holds back the scan past [`READ_AHEAD`] attempts and
+    /// lets it go when the visitor stops early: every attempt is visited
+    /// once, and a visitor's error ends the scan (no hang).
+    #[test]
+    fn the_read_ahead_scan_visits_all_and_stops_with_the_visitor() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let trees = AttemptTrees::open(&db).unwrap();
+        let learners = 12;
+        let all: Vec<Attempt> = (0..READ_AHEAD + 900)
+            .map(|i| {
+                attempt(
+                    &format!("att-{i:05}"),
+                    &format!("l{}", i % learners),
+                    i as i64,
+                    "a",
+                )
+            })
+            .collect();
+        trees.intern(&all).unwrap();
+        trees
+            .append(&all.iter().collect::<Vec<_>>(), false)
+            .unwrap();
+        let mut seen = 0;
+        trees
+            .for_each_learner_packed(|_, packed| {
+                seen += packed.len();
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, all.len());
+        let mut visits = 0;
+        let err = trees
+            .for_each_learner_packed(|_, _| {
+                visits += 1;
+                if visits == 2 {
+                    return Err(Error::Storage("stop".into()));
+                }
+                Ok(())
+            })
+            .unwrap_err();
+        assert_eq!(err.to_string(), "storage failure: stop");
+        assert_eq!(visits, 2);
     }
 }

@@ -300,7 +300,7 @@ mod tests {
         );
     }
 
-    /// A format-2 folder opens as format 3: its version-1 mastery records
+    /// A format-2 folder opens in the current format: its version-1 mastery records
     /// read as they are, a rewrite uses the new encoding.
     #[test]
     fn a_format_2_folder_reads_its_records_and_writes_new_ones() {
