@@ -182,7 +182,7 @@ mod tests {
         let config = sled::Config::new()
             .path(dir.path().join("sled"))
             .segment_size(512 * 1024);
-        let err = open_sled(dir.path(), config).err().expect("refused");
+        let err = open_sled(dir.path(), config).expect_err("refused");
         let text = err.to_string();
         assert!(matches!(err, Error::FailedPrecondition(_)), "{text}");
         assert!(text.contains("written by a newer release"), "{text}");
