@@ -273,9 +273,11 @@ fn attempt(n: u64) -> pb::Attempt {
 }
 
 /// Sends attempts `from..to` in batches with [`INGEST_CALLERS`] callers;
-/// returns attempts per second. Attempts are interleaved over learners
-/// the way many learners answering at once would send them: batch `b`
-/// takes every learner's next attempt in a window of 500 learners.
+/// returns attempts per second. Attempts go in store order: a batch of
+/// 500 holds 10 learners' 50 consecutive attempts each (a learner's whole
+/// history in one call, so each learner's block and mastery record are
+/// written about once; live learners answering one attempt at a time
+/// rewrite them more often).
 async fn ingest(channels: &[AuthChannel], from: u64, to: u64) -> f64 {
     let start = Instant::now();
     let batches = (to - from).div_ceil(BATCH);

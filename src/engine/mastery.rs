@@ -400,6 +400,15 @@ impl Engine {
     }
 
     fn apply_retraction(&self, ids: &[String]) -> Result<(usize, BTreeSet<String>)> {
+        // An id given twice (two voidings of one statement in a batch) is
+        // one attempt: removed once, counted once.
+        let mut seen = BTreeSet::new();
+        let ids: Vec<String> = ids
+            .iter()
+            .filter(|id| seen.insert(id.as_str()))
+            .cloned()
+            .collect();
+        let ids = ids.as_slice();
         let read = |ids: &[String]| -> Result<Vec<Attempt>> {
             ids.iter()
                 .filter_map(|id| self.store.attempt(id).transpose())
@@ -557,6 +566,28 @@ mod tests {
     use crate::domain::mastery::test_attempt as attempt;
     use crate::engine::testing::{answers_of_l_on_s, engine, skill_s_and_learner_l};
     use crate::store::Store;
+
+    /// A retraction naming an attempt twice removes it once, reports one
+    /// removal and leaves the learner's other attempts findable.
+    #[tokio::test]
+    async fn an_attempt_retracted_twice_in_one_call_is_removed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        skill_s_and_learner_l(&engine, vec![]).await;
+        let batch = vec![attempt("a1", 1, true), attempt("a2", 2, false)];
+        engine.record_attempts(batch.clone()).await.unwrap();
+        let removed = engine
+            .retract_attempts(&["a1".to_string(), "a1".to_string()])
+            .await
+            .unwrap();
+        assert_eq!(removed, 1);
+        assert_eq!(engine.store.attempt("a1").unwrap(), None);
+        assert_eq!(
+            engine.store.attempt("a2").unwrap().as_ref(),
+            Some(&batch[1])
+        );
+        assert_eq!(answers_of_l_on_s(&engine), 1);
+    }
 
     /// Rows reach sled after the reply, by plain inserts: a crash may leave
     /// sled with part of a logged batch (here the attempt row of `a2`

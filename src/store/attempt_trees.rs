@@ -269,22 +269,21 @@ impl AttemptTrees {
                 new.retain(|a| !held.contains(&a.attempt_id));
             }
             new.sort_by(|a, b| (a.occurred_at, &a.attempt_id).cmp(&(b.occurred_at, &b.attempt_id)));
-            let (mut n, mut block) =
-                match self.blocks.scan_prefix(block_prefix(learner)).next_back() {
-                    Some(entry) => {
-                        let (key, value) = entry?;
-                        let shown = display_block(&key);
-                        let n = parse_block_key(&key).map(|(_, n)| n).ok_or_else(|| {
-                            Error::Corrupt {
+            let (mut n, mut block) = match self.last_block(learner)? {
+                Some((key, value)) => {
+                    let shown = display_block(&key);
+                    let n =
+                        parse_block_key(&key)
+                            .map(|(_, n)| n)
+                            .ok_or_else(|| Error::Corrupt {
                                 tree: BLOCKS,
                                 key: shown.clone(),
                                 reason: "malformed key".into(),
-                            }
-                        })?;
-                        (n, compact::decode_block(BLOCKS, &shown, &value)?)
-                    }
-                    None => (0, Vec::new()),
-                };
+                            })?;
+                    (n, compact::decode_block(BLOCKS, &shown, &value)?)
+                }
+                None => (0, Vec::new()),
+            };
             new.retain(|a| !block.iter().any(|p| p.attempt_id == a.attempt_id));
             let mut size = compact::encode_block(&block).len();
             let mut dirty = false;
@@ -311,6 +310,21 @@ impl AttemptTrees {
             }
         }
         Ok(())
+    }
+
+    /// A learner's last block (highest number), raw. A forward scan of
+    /// the learner's few keys: sled 0.34's reverse scan (`next_back`, also
+    /// behind `get_lt`) seeks its end from the root, then again for the
+    /// predecessor, copying a leaf each time (it cost three quarters of an
+    /// apply in the attempt index, see `attempt_index.rs`); point reads by
+    /// number would stop at a gap a retraction left (an emptied block is
+    /// removed).
+    fn last_block(&self, learner: &str) -> Result<Option<(sled::IVec, sled::IVec)>> {
+        let mut last = None;
+        for entry in self.blocks.scan_prefix(block_prefix(learner)) {
+            last = Some(entry?);
+        }
+        Ok(last)
     }
 
     /// A learner's mastery record, decoded (empty if none).
@@ -417,34 +431,120 @@ impl AttemptTrees {
     }
 
     /// Visits every learner's stored attempts as the blocks hold them (ids
-    /// interned), in learner id order, one learner in memory at a time.
+    /// interned), in learner id order. A second thread scans and decodes
+    /// the blocks up to [`READ_AHEAD`] attempts ahead of `visit` (at least
+    /// one learner, however many attempts it has): the fit's training set
+    /// is one scan of every block, and decoding (an attempt id allocated
+    /// per attempt) was half of reading it.
     pub fn for_each_learner_packed(
         &self,
         mut visit: impl FnMut(&str, Vec<Packed>) -> Result<()>,
     ) -> Result<()> {
-        let mut current: Option<(String, Vec<Packed>)> = None;
-        for entry in self.blocks.iter() {
-            let (key, value) = entry?;
-            let shown = display_block(&key);
-            let (learner, _) = parse_block_key(&key).ok_or_else(|| Error::Corrupt {
-                tree: BLOCKS,
-                key: shown.clone(),
-                reason: "malformed key".into(),
-            })?;
-            if current.as_ref().is_none_or(|(l, _)| l != learner) {
-                if let Some((l, attempts)) = current.take() {
-                    visit(&l, attempts)?;
-                }
-                current = Some((learner.to_string(), Vec::new()));
+        let (send, receive) = std::sync::mpsc::channel();
+        let ahead = Ahead::default();
+        std::thread::scope(|scope| {
+            let blocks = &self.blocks;
+            let ahead = &ahead;
+            std::thread::Builder::new()
+                .name("spoc-block-scan".into())
+                .spawn_scoped(scope, move || {
+                    // A send fails once the visitor stopped: nothing to do.
+                    let _ = scan_learners(blocks, |learner, packed| {
+                        ahead.reserve(packed.len())?;
+                        send.send(Ok((learner, packed)))
+                            .map_err(|_| Error::Storage("scan abandoned".into()))
+                    })
+                    .map_err(|err| send.send(Err(err)));
+                })
+                .map_err(|err| Error::Storage(format!("cannot start the block scan: {err}")))?;
+            // The scan stops waiting once the visitor stops, whatever the
+            // reason (an error, a panic).
+            let _stop = StopOnDrop(ahead);
+            for next in receive {
+                let (learner, packed) = next?;
+                ahead.release(packed.len());
+                visit(&learner, packed)?;
             }
-            let (_, attempts) = current.as_mut().expect("set above");
-            attempts.extend(compact::decode_block(BLOCKS, &shown, &value)?);
+            Ok(())
+        })
+    }
+}
+
+/// Decoded attempts that may wait for the visitor of
+/// [`AttemptTrees::for_each_learner_packed`]: about 130 bytes each decoded
+/// (the struct, its id and skill list), so about 0.5 MiB; bounded by
+/// attempts rather than learners, as one learner may hold thousands.
+const READ_AHEAD: usize = 4096;
+
+/// The attempts decoded and not yet visited, and whether the visitor
+/// stopped.
+#[derive(Default)]
+struct Ahead {
+    held: std::sync::Mutex<(usize, bool)>,
+    changed: std::sync::Condvar,
+}
+
+impl Ahead {
+    /// Waits until `n` more attempts fit in [`READ_AHEAD`] (or none wait);
+    /// an error once the visitor stopped.
+    fn reserve(&self, n: usize) -> Result<()> {
+        let mut held = self.held.lock().expect("read-ahead lock");
+        while held.0 > 0 && held.0 + n > READ_AHEAD && !held.1 {
+            held = self.changed.wait(held).expect("read-ahead lock");
         }
-        if let Some((l, attempts)) = current {
-            visit(&l, attempts)?;
+        if held.1 {
+            return Err(Error::Storage("scan abandoned".into()));
         }
+        held.0 += n;
         Ok(())
     }
+
+    /// `n` attempts left the queue.
+    fn release(&self, n: usize) {
+        self.held.lock().expect("read-ahead lock").0 -= n;
+        self.changed.notify_all();
+    }
+}
+
+/// Marks the visitor stopped when dropped.
+struct StopOnDrop<'a>(&'a Ahead);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.0.held.lock() {
+            held.1 = true;
+        }
+        self.0.changed.notify_all();
+    }
+}
+
+/// Every learner's decoded blocks, in key order, one learner at a time.
+fn scan_learners(
+    blocks: &sled::Tree,
+    mut visit: impl FnMut(String, Vec<Packed>) -> Result<()>,
+) -> Result<()> {
+    let mut current: Option<(String, Vec<Packed>)> = None;
+    for entry in blocks.iter() {
+        let (key, value) = entry?;
+        let shown = || display_block(&key);
+        let (learner, _) = parse_block_key(&key).ok_or_else(|| Error::Corrupt {
+            tree: BLOCKS,
+            key: shown(),
+            reason: "malformed key".into(),
+        })?;
+        if current.as_ref().is_none_or(|(l, _)| l != learner) {
+            if let Some((l, attempts)) = current.take() {
+                visit(l, attempts)?;
+            }
+            current = Some((learner.to_string(), Vec::new()));
+        }
+        let (_, attempts) = current.as_mut().expect("set above");
+        attempts.extend(compact::decode_block(BLOCKS, &shown(), &value)?);
+    }
+    if let Some((l, attempts)) = current {
+        visit(l, attempts)?;
+    }
+    Ok(())
 }
 
 /// The observation a block entry carries, at its position.
@@ -515,5 +615,50 @@ mod tests {
                 + trees.learner_attempts("l2").unwrap().len(),
             all.len()
         );
+    }
+
+    /// The read-ahead holds back the scan past [`READ_AHEAD`] attempts and
+    /// lets it go when the visitor stops early: every attempt is visited
+    /// once, and a visitor's error ends the scan (no hang).
+    #[test]
+    fn the_read_ahead_scan_visits_all_and_stops_with_the_visitor() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let trees = AttemptTrees::open(&db).unwrap();
+        let learners = 12;
+        let all: Vec<Attempt> = (0..READ_AHEAD + 900)
+            .map(|i| {
+                attempt(
+                    &format!("att-{i:05}"),
+                    &format!("l{}", i % learners),
+                    i as i64,
+                    "a",
+                )
+            })
+            .collect();
+        trees.intern(&all).unwrap();
+        trees
+            .append(&all.iter().collect::<Vec<_>>(), false)
+            .unwrap();
+        let mut seen = 0;
+        trees
+            .for_each_learner_packed(|_, packed| {
+                seen += packed.len();
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, all.len());
+        let mut visits = 0;
+        let err = trees
+            .for_each_learner_packed(|_, _| {
+                visits += 1;
+                if visits == 2 {
+                    return Err(Error::Storage("stop".into()));
+                }
+                Ok(())
+            })
+            .unwrap_err();
+        assert_eq!(err.to_string(), "storage failure: stop");
+        assert_eq!(visits, 2);
     }
 }

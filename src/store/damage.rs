@@ -35,6 +35,20 @@ pub fn open_sled(dir: &Path, config: sled::Config) -> Result<sled::Db> {
     QUIET.with(|q| q.set(false));
     match opened {
         Ok(Ok(db)) => Ok(db),
+        // Settings fixed at creation (segment size, compression, sled's
+        // on-disk version) differ: not damage, a folder this build cannot
+        // open (an older release on a folder a newer one created).
+        Ok(Err(sled::Error::Unsupported(said)))
+            if said.contains("across restarts") || said.contains("pagecache version") =>
+        {
+            Err(Error::FailedPrecondition(format!(
+                "the store {} was written by a newer release or with other sled settings \
+                 ({said}); this release cannot open it: run the release that wrote it, or \
+                 restore the backup taken before upgrading (OPERATIONS.md, \"Store format \
+                 and migration\")",
+                path.display()
+            )))
+        }
         Ok(Err(err @ (sled::Error::Corruption { .. } | sled::Error::Unsupported(_)))) => {
             Err(Error::Corrupt {
                 tree: "sled",
@@ -152,4 +166,26 @@ pub fn mark_in_file(dir: &Path, generation: u64) -> Result<()> {
     out.sync_all().map_err(fail)?;
     std::fs::rename(&tmp, &file).map_err(fail)?;
     super::backup::sync_parent(&file).map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder sled created with other settings than this build's (here
+    /// its segment size) is named as written by a newer release or with
+    /// other settings, not as damage.
+    #[test]
+    fn other_sled_settings_are_not_reported_as_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(super::super::Store::open(dir.path()).unwrap());
+        let config = sled::Config::new()
+            .path(dir.path().join("sled"))
+            .segment_size(512 * 1024);
+        let err = open_sled(dir.path(), config).expect_err("refused");
+        let text = err.to_string();
+        assert!(matches!(err, Error::FailedPrecondition(_)), "{text}");
+        assert!(text.contains("written by a newer release"), "{text}");
+        assert!(text.contains("io buffer size"), "{text}");
+    }
 }

@@ -29,7 +29,7 @@ pub struct TreeFootprint {
 pub fn footprint(dir: &Path) -> Result<(Vec<TreeFootprint>, u64)> {
     let db = super::damage::open_sled(
         dir,
-        super::sled_config(dir, &super::budget::MemoryBudget::from_mb(128)),
+        super::sled_config(dir, &super::budget::MemoryBudget::from_mb(128))?,
     )?;
     let mut trees = Vec::new();
     for name in db.tree_names() {

@@ -5,7 +5,7 @@
 //! the postcard encoding of the domain type; the four ingestion trees
 //! (`ids`, `attempt_blocks`, `attempt_index`, `learner_mastery`) use the
 //! compact encodings of [`super::compact`] instead, many attempts or
-//! states to a key (store format 2 and 3; format 1, one `attempts`,
+//! states to a key (store format 2 to 4; format 1, one `attempts`,
 //! `observations` and `mastery` row each, is migrated at open by
 //! [`super::migrate`]). Ids never contain a NUL byte
 //! (validated at the edge), so `0x00` separates the parts of composite keys
@@ -22,7 +22,7 @@
 //! | `program_members` | program id `00` learner id                            | `Enrolment` (index)    |
 //! | `ids`           | kind (`l`, `i`, `s`) `01` number (`u32` BE) / kind `02` | the id / the next number to assign: interned learner, item and skill ids (`interner.rs`) |
 //! | `attempt_blocks` | learner id `00` block number (`u32` BE)                | compact block of the learner's attempts, up to ~1 KiB (`compact.rs`): the observation index too |
-//! | `attempt_index` | bucket (`u32` BE, 2^20 of them) page (`u32` BE)         | compact page of (fingerprint `u32`, learner number) entries of hashed attempt ids (`attempt_index.rs`) |
+//! | `attempt_index` | bucket (`u32` BE, 2^20 of them) page (`u32` BE)         | compact page of (fingerprint `u16` BE, learner number varint) entries of hashed attempt ids, version 2 (format 3's version-1 pages, `u32` fingerprints, are read as they are; `attempt_index.rs`) |
 //! | `learner_mastery` | learner id                                            | compact record of the learner's `MasteryState`s by skill number (belief as log-odds) |
 //! | `migration_skipped` | old tree name `00` old key                           | the format-1 row verbatim that the migration could not decode (`migrate.rs`; damage for `spoc verify`) |
 //! | `meta`          | `b"mastery_basis"`                                      | `MasteryBasis` (filter and parameters the `learner_mastery` states were computed with) |
@@ -97,8 +97,11 @@ use crate::domain::learner::Micros;
 /// layout is refused at open rather than misread, one of format 1 or 2 is
 /// migrated (`migrate.rs`). Format 3 writes mastery records of
 /// [`super::compact::STATES_VERSION`] 2, which a format-2 release cannot
-/// read; it reads format 2's records as they are.
-pub const FORMAT_VERSION: u32 = 3;
+/// read; it reads format 2's records as they are. Format 4 writes attempt
+/// index pages of [`super::attempt_index::PAGE_VERSION`] 2 (16-bit
+/// fingerprints), which a format-3 release cannot read; it reads format
+/// 3's pages as they are.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The oldest format a snapshot or a data folder may have: older ones
 /// are migrated at open.

@@ -88,32 +88,39 @@ impl Store {
         mut visit: impl FnMut(&str, &str, i64, &str, &str, Observation) -> Result<()>,
     ) -> Result<()> {
         self.settle()?;
-        // Blocks as they are (ids interned): names are looked up once per
-        // row, shared, instead of three strings allocated per attempt.
+        // Blocks as they are (ids interned): each number's name is looked
+        // up once per scan, instead of three strings allocated per attempt
+        // or a lookup in the shared interner per row.
+        let mut skills = NameCache::new(interner::Kind::Skill);
+        let mut items = NameCache::new(interner::Kind::Item);
         self.ingested.for_each_learner_packed(|learner, packed| {
-            let mut rows: Vec<(Arc<str>, &compact::Packed)> = Vec::with_capacity(packed.len());
             for p in &packed {
                 for n in &p.skills {
-                    rows.push((
-                        self.ingested.name_in(learner, interner::Kind::Skill, *n)?,
-                        p,
-                    ));
+                    skills.fill(&self.ingested, learner, *n)?;
+                }
+                items.fill(&self.ingested, learner, p.item)?;
+            }
+            let mut rows: Vec<(&str, &compact::Packed)> = Vec::with_capacity(packed.len());
+            for p in &packed {
+                for n in &p.skills {
+                    rows.push((skills.get(*n), p));
                 }
             }
-            rows.sort_by(|(s1, a1), (s2, a2)| {
+            let order = |(s1, a1): &(&str, &compact::Packed),
+                         (s2, a2): &(&str, &compact::Packed)| {
                 (s1, a1.occurred_at, &a1.attempt_id).cmp(&(s2, a2.occurred_at, &a2.attempt_id))
-            });
+            };
+            if !rows.is_sorted_by(|a, b| order(a, b).is_le()) {
+                rows.sort_by(order);
+            }
             rows.dedup_by(|(s1, a1), (s2, a2)| s1 == s2 && a1.attempt_id == a2.attempt_id);
             for (skill, p) in rows {
-                let item = self
-                    .ingested
-                    .name_in(learner, interner::Kind::Item, p.item)?;
                 visit(
                     learner,
-                    &skill,
+                    skill,
                     p.occurred_at,
                     &p.attempt_id,
-                    &item,
+                    items.get(p.item),
                     Observation {
                         correct: p.correct,
                         score: p.score,
@@ -266,5 +273,78 @@ impl Store {
     pub(crate) fn mastery_written<'a>(&self, learners: impl IntoIterator<Item = &'a str> + Clone) {
         self.mastery_cache.evict(learners.clone());
         self.state_cache.evict(learners);
+    }
+}
+
+/// The names of one kind of interned number met in a scan, by number.
+struct NameCache {
+    kind: interner::Kind,
+    names: Vec<Option<Arc<str>>>,
+}
+
+impl NameCache {
+    fn new(kind: interner::Kind) -> Self {
+        Self {
+            kind,
+            names: Vec::new(),
+        }
+    }
+
+    /// Looks up `n`'s name if not yet known; an unknown number is damage
+    /// in `learner`'s blocks. The name is looked up before the table
+    /// grows: a damaged block's huge number is refused, not allocated for.
+    fn fill(&mut self, trees: &AttemptTrees, learner: &str, n: u32) -> Result<()> {
+        let i = n as usize;
+        if self.names.get(i).is_some_and(Option::is_some) {
+            return Ok(());
+        }
+        let name = trees.name_in(learner, self.kind, n)?;
+        if self.names.len() <= i {
+            self.names.resize(i + 1, None);
+        }
+        self.names[i] = Some(name);
+        Ok(())
+    }
+
+    /// The name of `n`, filled before.
+    fn get(&self, n: u32) -> &str {
+        self.names[n as usize].as_deref().expect("filled before")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A damaged block naming a huge unknown number is reported as damage
+    /// by a fit's scan, instead of sizing the name table after it.
+    #[test]
+    fn a_huge_unknown_number_in_a_block_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for (item, skills) in [(0xFFFF_FFF0, vec![]), (0, vec![0xFFFF_FFF0])] {
+            let block = compact::encode_block(&[compact::Packed {
+                attempt_id: "att-1".into(),
+                item,
+                skills,
+                correct: true,
+                score: None,
+                occurred_at: 1,
+                time_spent_ms: 0,
+            }]);
+            store
+                .ingested
+                .blocks
+                .insert(attempt_trees::block_key("l", 0), block)
+                .unwrap();
+            let err = store
+                .for_each_observation(|_, _, _, _, _, _| Ok(()))
+                .unwrap_err();
+            assert!(
+                matches!(&err, Error::Corrupt { tree, key, .. }
+                    if *tree == attempt_trees::BLOCKS && key == "l"),
+                "{err:?}"
+            );
+        }
     }
 }

@@ -7,7 +7,8 @@
 //! (learner, skill): 658 bytes on disk per attempt, mostly sled's cost per
 //! key. Format 2 packs them (`attempt_trees.rs`); format 3 writes
 //! smaller mastery records and reads format 2 as it is (only the version
-//! is rewritten). The migration reads the
+//! is rewritten); format 4 likewise writes smaller attempt index pages
+//! (16-bit fingerprints) and reads format 3's. The migration reads the
 //! format-1 trees in chunks, writes the format-2 trees, flushes, and only
 //! then records format 2 and drops the old trees: a migration stopped
 //! halfway leaves format 1 in `meta` and is started again from the
@@ -77,12 +78,14 @@ pub fn open_current(db: &sled::Db) -> Result<AttemptTrees> {
     };
     match version {
         1 => migrate_from_1(db, &meta),
-        2 => {
-            // Format 3 only writes mastery records in a smaller encoding
-            // and reads format 2's as they are: nothing to rewrite.
+        2 | 3 => {
+            // Formats 3 and 4 only write mastery records (3) and attempt
+            // index pages (4) in smaller encodings and read the older ones
+            // as they are: nothing to rewrite.
             meta.insert(FORMAT_VERSION_KEY, &FORMAT_VERSION.to_be_bytes())?;
             tracing::info!(
-                "store format 2 is now format {FORMAT_VERSION} (smaller mastery records)"
+                "store format {version} is now format {FORMAT_VERSION} (smaller mastery records \
+                 and attempt index pages)"
             );
             drop_old_trees(db)?;
             AttemptTrees::open(db)
@@ -226,7 +229,8 @@ mod tests {
     fn format_1_folder(dir: &std::path::Path) {
         let db = super::super::damage::open_sled(
             dir,
-            super::super::sled_config(dir, &super::super::budget::MemoryBudget::from_mb(64)),
+            super::super::sled_config(dir, &super::super::budget::MemoryBudget::from_mb(64))
+                .unwrap(),
         )
         .unwrap();
         db.open_tree("meta")
@@ -296,7 +300,7 @@ mod tests {
         );
     }
 
-    /// A format-2 folder opens as format 3: its version-1 mastery records
+    /// A format-2 folder opens in the current format: its version-1 mastery records
     /// read as they are, a rewrite uses the new encoding.
     #[test]
     fn a_format_2_folder_reads_its_records_and_writes_new_ones() {
@@ -316,7 +320,8 @@ mod tests {
                 super::super::sled_config(
                     dir.path(),
                     &super::super::budget::MemoryBudget::from_mb(64),
-                ),
+                )
+                .unwrap(),
             )
             .unwrap();
             db.open_tree("meta")
@@ -347,7 +352,8 @@ mod tests {
         drop(store);
         let db = super::super::damage::open_sled(
             dir.path(),
-            super::super::sled_config(dir.path(), &super::super::budget::MemoryBudget::from_mb(64)),
+            super::super::sled_config(dir.path(), &super::super::budget::MemoryBudget::from_mb(64))
+                .unwrap(),
         )
         .unwrap();
         let meta = db.open_tree("meta").unwrap();

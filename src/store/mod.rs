@@ -166,7 +166,7 @@ impl Store {
         private::open_private(dir)?;
         // A panic or damage is reported naming the file; a sled that lost
         // flushed writes is refused (`damage.rs`).
-        let db = damage::open_sled(dir, sled_config(dir, &budget))?;
+        let db = damage::open_sled(dir, sled_config(dir, &budget)?)?;
         let generation = damage::check_generation(dir, &db)?;
         // An older layout is migrated here, before anything reads it
         // (`migrate.rs`); a newer one is refused.
@@ -310,16 +310,74 @@ fn page<T: Serialize + serde::de::DeserializeOwned>(
     Ok((rows.into_iter().map(|(_, v)| v).collect(), next))
 }
 
-/// How the store opens sled in `dir/sled`, its cache sized from `budget`.
-pub(crate) fn sled_config(dir: &Path, budget: &budget::MemoryBudget) -> sled::Config {
+/// How the store opens sled in `dir/sled`, its cache sized from `budget`;
+/// refused when the folder's segment size is unknown ([`segment_size`]).
+pub(crate) fn sled_config(dir: &Path, budget: &budget::MemoryBudget) -> Result<sled::Config> {
     // Throughput mode and no timer flush: durability comes from the
     // write-ahead log and explicit flushes (checkpoints, group commit),
     // so sled's own 500 ms flush would only add write amplification.
-    sled::Config::new()
-        .path(dir.join("sled"))
+    let path = dir.join("sled");
+    Ok(sled::Config::new()
+        .segment_size(segment_size(&path)?)
+        .path(path)
         .cache_capacity(budget.sled_cache_bytes())
         .mode(sled::Mode::HighThroughput)
-        .flush_every_ms(None)
+        .flush_every_ms(None))
+}
+
+/// sled's log segment size for a new data folder, in place of sled's
+/// 512 KiB (16 MiB is sled's largest). sled frees a segment once at most
+/// half of it is live, and ingestion rewrites small values all over the
+/// store (an attempt index page per attempt): in small segments the live
+/// pages of every segment stay above half for long, in large ones the
+/// dead fragments pool. The scale bench's write pattern straight on sled
+/// (3M attempts, one run each): 512 KiB 204 bytes on disk per attempt,
+/// 128 KiB 209, 2 MiB 195, 8 MiB 177, 16 MiB 168, resident memory within
+/// 235 to 252 MiB for all (see BENCHMARKS.md).
+pub const SEGMENT_BYTES: usize = 16 << 20;
+
+/// The segment size of the sled folder `path`: the one its `conf` file
+/// records (sled refuses to open a folder with another; folders created
+/// before [`SEGMENT_BYTES`] keep 512 KiB), else, for a new folder (no
+/// data in `db`), [`SEGMENT_BYTES`]. A folder with data but no readable
+/// `conf` is refused: sled would write a new `conf` and read the log at
+/// the wrong segment boundaries (its recovery may then truncate it).
+fn segment_size(path: &Path) -> Result<usize> {
+    let conf = path.join("conf");
+    let recorded = match std::fs::read(&conf) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).lines().find_map(|line| {
+            line.strip_prefix("segment_size: ")?
+                .trim()
+                .parse::<usize>()
+                .ok()
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::Storage(format!("{}: {e}", conf.display()))),
+    };
+    if let Some(size) = recorded {
+        return Ok(size);
+    }
+    let db = path.join("db");
+    let has_data = match std::fs::metadata(&db) {
+        Ok(meta) => meta.len() > 0,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(Error::Storage(format!("{}: {e}", db.display()))),
+    };
+    if has_data {
+        return Err(Error::Corrupt {
+            tree: "sled",
+            key: conf.display().to_string(),
+            reason: format!(
+                "sled's conf file is missing or unreadable while {} holds data: the \
+                 folder's log segment size is unknown and opening it with another \
+                 would misread the log. The folder is left as it is; restore the \
+                 data folder from the last backup (OPERATIONS.md, \"Backup and \
+                 restore\")",
+                db.display()
+            ),
+        });
+    }
+    Ok(SEGMENT_BYTES)
 }
 
 fn transaction_error(err: sled::transaction::TransactionError<()>) -> Error {
@@ -342,6 +400,99 @@ impl From<sled::Error> for Error {
                 Error::Unavailable(format!("disk full: {err}; retry in a few seconds"))
             }
             _ => Error::Storage(err.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new folder gets [`SEGMENT_BYTES`]; one sled created with its
+    /// default 512 KiB (every folder before it) opens with that size kept.
+    #[test]
+    fn segment_size_is_new_for_new_folders_and_kept_for_old_ones() {
+        let fresh = tempfile::tempdir().unwrap();
+        drop(Store::open(fresh.path()).unwrap());
+        assert_eq!(
+            segment_size(&fresh.path().join("sled")).unwrap(),
+            SEGMENT_BYTES
+        );
+
+        let old = tempfile::tempdir().unwrap();
+        private::open_private(old.path()).unwrap();
+        let db = sled::Config::new()
+            .path(old.path().join("sled"))
+            .open()
+            .unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let store = Store::open(old.path()).unwrap();
+        store
+            .put_learner(&Learner {
+                id: "l".into(),
+                company_id: "c".into(),
+                language: String::new(),
+                time_zone: String::new(),
+                display_name: String::new(),
+            })
+            .unwrap();
+        drop(store);
+        assert_eq!(segment_size(&old.path().join("sled")).unwrap(), 512 * 1024);
+        assert!(Store::open(old.path()).unwrap().has_learner("l").unwrap());
+    }
+
+    /// Every file of `dir` and its bytes.
+    fn files(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+        let mut out = std::collections::BTreeMap::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(files(&path));
+            } else {
+                out.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+        out
+    }
+
+    /// A folder whose sled `db` holds data but whose `conf` is gone (or
+    /// too short for sled to read) is refused, naming the conf and the
+    /// restore section, and left byte for byte as it was; `spoc verify`
+    /// reports it as damage.
+    #[test]
+    fn a_folder_with_data_and_no_sled_conf_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let conf = dir.path().join("sled").join("conf");
+        assert!(
+            std::fs::metadata(dir.path().join("sled").join("db"))
+                .unwrap()
+                .len()
+                > 0
+        );
+        for damage in [None, Some(&b"12345678"[..])] {
+            let _ = std::fs::remove_file(&conf);
+            if let Some(bytes) = damage {
+                std::fs::write(&conf, bytes).unwrap();
+            }
+            let before = files(dir.path());
+            let err = Store::open(dir.path()).err().expect("refused");
+            let text = err.to_string();
+            assert!(matches!(err, Error::Corrupt { .. }), "{text}");
+            assert!(text.contains("sled's conf file is missing"), "{text}");
+            assert!(text.contains("OPERATIONS.md"), "{text}");
+            assert!(text.contains("Backup and restore"), "{text}");
+            assert_eq!(files(dir.path()), before, "bytes untouched");
+            let report = verify::verify(dir.path()).unwrap();
+            assert!(
+                report
+                    .findings
+                    .iter()
+                    .any(|f| f.what.contains("sled's conf file is missing")),
+                "{:?}",
+                report.findings
+            );
         }
     }
 }

@@ -79,10 +79,9 @@ pub fn verify(dir: &Path) -> std::result::Result<Report, Unreadable> {
     }
     let mut report = Report::default();
     check_log(dir, &mut report).map_err(|e| Unreadable(e.to_string()))?;
-    let db = match super::damage::open_sled(
-        dir,
-        super::sled_config(dir, &super::budget::MemoryBudget::default()),
-    ) {
+    let opened = super::sled_config(dir, &super::budget::MemoryBudget::default())
+        .and_then(|config| super::damage::open_sled(dir, config));
+    let db = match opened {
         Ok(db) => db,
         Err(err @ Error::Corrupt { .. }) => {
             report.findings.push(Finding {
@@ -91,11 +90,12 @@ pub fn verify(dir: &Path) -> std::result::Result<Report, Unreadable> {
             });
             return Ok(report);
         }
-        Err(err) => {
+        Err(err @ Error::Storage(_)) => {
             return Err(Unreadable(format!(
                 "{err} (is a server running on this folder? stop it first)"
             )));
         }
+        Err(err) => return Err(Unreadable(err.to_string())),
     };
     if let Err(err) = super::damage::check_generation(dir, &db) {
         report.findings.push(Finding {
@@ -611,7 +611,8 @@ mod tests {
         {
             let db = super::super::damage::open_sled(
                 dir,
-                super::super::sled_config(dir, &super::super::budget::MemoryBudget::default()),
+                super::super::sled_config(dir, &super::super::budget::MemoryBudget::default())
+                    .unwrap(),
             )
             .unwrap();
             for name in &trees {
