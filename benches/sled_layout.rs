@@ -22,15 +22,8 @@ use std::time::Instant;
 
 use spoc_engine::store::attempt_index;
 
-/// The value of `--name N`, or `default`.
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+use common::arg;
 
 /// Resident memory of this process in MiB.
 fn rss_mib() -> u64 {
