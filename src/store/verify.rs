@@ -199,37 +199,15 @@ fn read_tree(name: &str, tree: &sled::Tree, trees: &mut Trees, report: &mut Repo
     report.trees.insert(name.to_string(), count);
 }
 
-/// Decodes one entry of tree `name` (the `count`-th) with its type, and
-/// keeps what the cross-tree checks need.
-fn decode_entry(
+/// One entry of the attempt trees (blocks, mastery records, index, ids),
+/// decoded and kept for the cross-checks; `None` for another tree.
+fn decode_attempt_entry(
     name: &str,
     key: &[u8],
     value: &[u8],
-    count: usize,
     trees: &mut Trees,
-    report: &mut Report,
-) -> Result<()> {
-    use crate::domain as d;
-    let tree_name: &'static str = static_name(name);
-    macro_rules! decode {
-        ($t:ty) => {
-            codec::decode::<$t>(tree_name, key, value)
-        };
-    }
-    match name {
-        "skills" => decode!(d::catalog::Skill).map(drop),
-        "modules" => decode!(d::catalog::Module).map(drop),
-        "items" => decode!(d::catalog::Item).map(drop),
-        "learners" => decode!(d::learner::Learner).map(|l| {
-            trees.learners.insert(l.id);
-        }),
-        "programs" => decode!(d::learner::Program).map(drop),
-        "enrolments" => decode!(d::learner::Enrolment).map(|e| {
-            trees.enrolments.insert((e.learner_id, e.program_id));
-        }),
-        "program_members" => decode!(d::learner::Enrolment).map(|e| {
-            trees.members.insert((e.learner_id, e.program_id));
-        }),
+) -> Option<Result<()>> {
+    let result = match name {
         attempt_trees::BLOCKS => {
             let shown = display_block(key);
             parse_block_key(key)
@@ -269,6 +247,45 @@ fn decode_entry(
             if let Some((tag, n, id)) = entry {
                 trees.ids.insert((tag, n), id);
             }
+        }),
+        _ => return None,
+    };
+    Some(result)
+}
+
+/// Decodes one entry of tree `name` (the `count`-th) with its type, and
+/// keeps what the cross-tree checks need.
+fn decode_entry(
+    name: &str,
+    key: &[u8],
+    value: &[u8],
+    count: usize,
+    trees: &mut Trees,
+    report: &mut Report,
+) -> Result<()> {
+    use crate::domain as d;
+    if let Some(result) = decode_attempt_entry(name, key, value, trees) {
+        return result;
+    }
+    let tree_name: &'static str = static_name(name);
+    macro_rules! decode {
+        ($t:ty) => {
+            codec::decode::<$t>(tree_name, key, value)
+        };
+    }
+    match name {
+        "skills" => decode!(d::catalog::Skill).map(drop),
+        "modules" => decode!(d::catalog::Module).map(drop),
+        "items" => decode!(d::catalog::Item).map(drop),
+        "learners" => decode!(d::learner::Learner).map(|l| {
+            trees.learners.insert(l.id);
+        }),
+        "programs" => decode!(d::learner::Program).map(drop),
+        "enrolments" => decode!(d::learner::Enrolment).map(|e| {
+            trees.enrolments.insert((e.learner_id, e.program_id));
+        }),
+        "program_members" => decode!(d::learner::Enrolment).map(|e| {
+            trees.members.insert((e.learner_id, e.program_id));
         }),
         "activities" | "learner_activity" => decode!(d::activity::StoredActivity).map(drop),
         "recommended" | "retracted" => decode!(d::learner::Micros).map(drop),
