@@ -10,9 +10,22 @@ use tonic::Code;
 /// Where the fixture's events begin: a little over 16 minutes ago, so that
 /// every event of the fixture (15 minutes of them) is in the past when the
 /// reports are read, and each learner's latest is live news for the alert
-/// rules (less than 15 minutes old).
+/// rules (less than 15 minutes old). The report counts ISO weeks, so when
+/// those 15 minutes would straddle Monday 00:00 UTC (a run just after
+/// midnight on a Monday) they end a minute before it instead: the latest
+/// events are then up to 18 minutes old, a history load whose alerts come
+/// once it settles, which the test waits for anyway.
 fn base() -> i64 {
-    t0() - 400
+    const WEEK: i64 = 7 * 86_400;
+    // 1970-01-05, a Monday, is 4 days after the epoch.
+    const FIRST_MONDAY: i64 = 4 * 86_400;
+    let start = t0() - 400;
+    let next_monday = (start - FIRST_MONDAY).div_euclid(WEEK) * WEEK + FIRST_MONDAY + WEEK;
+    if start + 900 >= next_monday {
+        next_monday - 960
+    } else {
+        start
+    }
 }
 
 /// The UTC date of `seconds`, and the ISO week with its Monday.
