@@ -315,6 +315,10 @@ impl Engine {
         if stored.as_ref() == Some(&wanted) {
             return Ok(());
         }
+        if stored.is_none() && self.store.mastery_learners()?.is_empty() {
+            // A new store: nothing to recompute, only the basis to record.
+            return self.store.put_mastery_basis(&wanted);
+        }
         tracing::info!(
             stored = ?stored,
             model = %id,
