@@ -131,6 +131,13 @@ impl Strata {
         self.weight[k] += weight;
         self.sum[k] += weight * delta;
     }
+
+    fn merge(&mut self, other: &Strata) {
+        for k in 0..PATTERNS {
+            self.weight[k] += other.weight[k];
+            self.sum[k] += other.sum[k];
+        }
+    }
 }
 
 /// The index of a pattern of `right` right and `wrong` wrong answers before
@@ -323,13 +330,18 @@ struct Pool {
 }
 
 impl Pool {
+    /// Adds a whole stored pair.
     fn add(&mut self, effect: &ModuleEffect) {
         self.weight += effect.weight;
         self.sum += effect.sum;
-        for k in 0..PATTERNS {
-            self.strata.add(k, effect.strata.weight[k], 0.0);
-            self.strata.sum[k] += effect.strata.sum[k];
-        }
+        self.strata.merge(&effect.strata);
+    }
+
+    /// Adds one outcome, as the pair it came with took it.
+    fn observe(&mut self, added: Observed) {
+        self.weight += added.weight;
+        self.sum += added.weight * added.delta;
+        self.strata.add(added.pattern, added.weight, added.delta);
     }
 
     /// The value added of `effect` adjusted for the patterns it was taken
@@ -370,10 +382,10 @@ impl Effects {
             .entry(skill.to_string())
             .or_default();
         if let Some(added) = effect.observe(evidence, threshold) {
-            let pool = self.by_skill.entry(skill.to_string()).or_default();
-            pool.weight += added.weight;
-            pool.sum += added.weight * added.delta;
-            pool.strata.add(added.pattern, added.weight, added.delta);
+            self.by_skill
+                .entry(skill.to_string())
+                .or_default()
+                .observe(added);
         }
         effect
     }
