@@ -9,17 +9,6 @@ use serde_json::Value;
 use spoc_engine::api::pb;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// The binary with `SPOC_ADDR` pointing at `server`.
-fn spoc(server: &TestServer, args: &[&str]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_spoc"));
-    cmd.args(args)
-        .env("SPOC_ADDR", server.addr.to_string())
-        .env("SPOC_API_KEY", &server.admin_key)
-        .env_remove("SPOC_TLS_CA")
-        .kill_on_drop(true);
-    cmd
-}
-
 /// Runs to the end and checks it succeeded.
 async fn ok(cmd: &mut tokio::process::Command) -> Output {
     let out = cmd.output().await.expect("run spoc");

@@ -397,6 +397,35 @@ pub async fn seed(server: &TestServer) {
         .expect("upsert program");
 }
 
+/// The mastery of `learner` on `skills` (every skill of the learner's
+/// programs when empty), as GetMastery returns it (the call must succeed).
+pub async fn mastery_of(
+    client: &mut pb::mastery_service_client::MasteryServiceClient<AuthChannel>,
+    learner: &str,
+    skills: &[&str],
+) -> pb::GetMasteryResponse {
+    client
+        .get_mastery(pb::GetMasteryRequest {
+            learner_id: learner.into(),
+            skill_ids: skills.iter().map(|s| s.to_string()).collect(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("mastery of {learner}: {e}"))
+        .into_inner()
+}
+
+/// The `spoc` binary with `SPOC_ADDR` pointing at `server`, with its admin
+/// key.
+pub fn spoc(server: &TestServer, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_spoc"));
+    cmd.args(args)
+        .env("SPOC_ADDR", server.addr.to_string())
+        .env("SPOC_API_KEY", &server.admin_key)
+        .env_remove("SPOC_TLS_CA")
+        .kill_on_drop(true);
+    cmd
+}
+
 /// BKT by hand with the shipped defaults, for checking served values.
 pub fn hand_bkt(answers: &[bool]) -> f64 {
     let (prior, learn, guess, slip) = (0.2, 0.15, 0.2, 0.1);
