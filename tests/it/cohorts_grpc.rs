@@ -579,7 +579,10 @@ async fn unknown_and_invalid_ids_are_refused() {
     assert_eq!(field_of(&err), "target_cohort_id");
     let err = c.move_learner(move_to("excel", "", "x")).await.unwrap_err();
     assert_eq!(field_of(&err), "learner_id");
-    let err = c.assign_late_enrolment(late_request("", "l00")).await.unwrap_err();
+    let err = c
+        .assign_late_enrolment(late_request("", "l00"))
+        .await
+        .unwrap_err();
     assert_eq!(field_of(&err), "program_id");
     let err = c
         .list_cohorts(pb::ListCohortsRequest {

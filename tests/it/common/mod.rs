@@ -34,6 +34,32 @@ pub fn authed(channel: Channel, key: Option<&str>) -> AuthChannel {
     InterceptedService::new(channel, bearer)
 }
 
+/// Learner `id` of company "c" speaking `language`, as the engine takes it.
+pub fn engine_learner(id: &str, language: &str) -> spoc_engine::domain::learner::Learner {
+    spoc_engine::domain::learner::Learner {
+        id: id.into(),
+        company_id: "c".into(),
+        language: language.into(),
+        time_zone: String::new(),
+        display_name: String::new(),
+    }
+}
+
+/// Program `id` over `skills` as the engine takes it: undated, with the
+/// default rules.
+pub fn engine_program(id: &str, skills: Vec<String>) -> spoc_engine::domain::learner::Program {
+    spoc_engine::domain::learner::Program {
+        external_ids: Vec::new(),
+        id: id.into(),
+        name: id.to_uppercase(),
+        skill_ids: skills,
+        cohort_rules: Default::default(),
+        start_date: None,
+        end_date: None,
+        risk_rules: Default::default(),
+    }
+}
+
 /// The first admin key that `spoc serve` wrote in `dir`.
 pub fn admin_key_in(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("admin-key"))
@@ -385,16 +411,22 @@ pub async fn seed(server: &TestServer) {
         .programs()
         .await
         .upsert_program(pb::UpsertProgramRequest {
-            program: Some(pb::Program {
-                id: "excel".into(),
-                name: "Excel for analysts".into(),
-                skill_ids: vec!["a".into(), "b".into(), "c".into()],
-                cohort_rules: None,
-                ..Default::default()
-            }),
+            program: Some(excel_program()),
         })
         .await
         .expect("upsert program");
+}
+
+/// The program [`seed`] stores: "excel" over skills a, b and c, with no
+/// dates and the default cohort rules.
+pub fn excel_program() -> pb::Program {
+    pb::Program {
+        id: "excel".into(),
+        name: "Excel for analysts".into(),
+        skill_ids: vec!["a".into(), "b".into(), "c".into()],
+        cohort_rules: None,
+        ..Default::default()
+    }
 }
 
 /// The mastery of `learner` on `skills` (every skill of the learner's
