@@ -241,8 +241,7 @@ async fn published_alerts_survive_sigkill() {
             pb::catalog_service_client::CatalogServiceClient::new(channel.clone())
                 .import_catalog(pb::ImportCatalogRequest {
                     skills: vec![skill("a", &[])],
-                    modules: vec![],
-                    items: vec![],
+                    ..Default::default()
                 })
                 .await
                 .unwrap();

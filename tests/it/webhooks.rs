@@ -248,17 +248,7 @@ impl Hooked {
     }
 
     async fn metric(&self, name: &str) -> u64 {
-        let text = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap()
-            .get(format!("http://{}/metrics", self.http))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics_text(self.http).await;
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .unwrap_or_else(|| panic!("no {name} in /metrics"))
@@ -566,12 +556,7 @@ async fn filters_and_the_creating_keys_scope_decide_what_is_delivered() {
     let cohorts = pb::cohort_service_client::CohortServiceClient::new(
         server.channel(&server.admin_key).await,
     )
-    .form_cohorts(pb::FormCohortsRequest {
-        program_id: "excel".into(),
-        objective: 0,
-        seed: 1,
-        dry_run: false,
-    })
+    .form_cohorts(form_seed_1("excel"))
     .await
     .expect("form cohorts")
     .into_inner()

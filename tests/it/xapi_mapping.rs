@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::common::{AuthChannel, http1, skill};
-use axum::body::Bytes;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use spoc_engine::api::pb;
@@ -96,9 +95,7 @@ impl Stack {
     }
 
     async fn metrics(&self) -> String {
-        let response = http1(self.http, "GET", "/metrics", &[], Bytes::new()).await;
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        String::from_utf8_lossy(&bytes).into_owned()
+        crate::common::metrics_text(self.http).await
     }
 
     /// Attempts recorded for a learner on a skill.

@@ -493,21 +493,21 @@ impl TestServer {
             .into_inner()
     }
 
+    /// Forms and stores the cohorts of `program` (balanced, seed 1; the
+    /// call must succeed).
+    pub async fn form_cohorts(&self, program: &str) -> pb::FormCohortsResponse {
+        self.cohorts()
+            .await
+            .form_cohorts(form_seed_1(program))
+            .await
+            .expect("form cohorts")
+            .into_inner()
+    }
+
     /// Forms and stores the cohorts of `program` (balanced, seed 1), which
     /// must come out as one cohort; its id.
     pub async fn form_one_cohort(&self, program: &str) -> String {
-        let formed = self
-            .cohorts()
-            .await
-            .form_cohorts(pb::FormCohortsRequest {
-                program_id: program.into(),
-                objective: 0,
-                seed: 1,
-                dry_run: false,
-            })
-            .await
-            .expect("form cohorts")
-            .into_inner();
+        let formed = self.form_cohorts(program).await;
         assert_eq!(formed.cohorts.len(), 1);
         formed.cohorts[0].id.clone()
     }
@@ -573,6 +573,16 @@ impl TestServer {
             .await
             .unwrap()
             .into_inner()
+    }
+}
+
+/// A request to form and store the cohorts of `program` with the default
+/// (balanced) objective and seed 1.
+pub fn form_seed_1(program: &str) -> pb::FormCohortsRequest {
+    pb::FormCohortsRequest {
+        program_id: program.into(),
+        seed: 1,
+        ..Default::default()
     }
 }
 
@@ -762,6 +772,20 @@ pub async fn http1(
         )
         .await
         .expect("response")
+}
+
+/// The Prometheus text that the HTTP listener at `addr` serves on
+/// `/metrics`.
+pub async fn metrics_text(addr: SocketAddr) -> String {
+    use http_body_util::BodyExt;
+    let response = http1(addr, "GET", "/metrics", &[], axum::body::Bytes::new()).await;
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("metrics body")
+        .to_bytes();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Asserts that a command succeeded, showing its stderr otherwise.
