@@ -353,20 +353,8 @@ async fn report_and_model_fit() {
     let mut attempts = Vec::new();
     for l in 0..8 {
         let id = format!("l{l}");
-        learners
-            .upsert_learner(pb::UpsertLearnerRequest {
-                learner: Some(learner(&id, &format!("co{}", l % 3))),
-            })
-            .await
-            .unwrap();
-        learners
-            .enroll_learner(pb::EnrollLearnerRequest {
-                enrolled_at: None,
-                learner_id: id.clone(),
-                program_id: "excel".into(),
-            })
-            .await
-            .unwrap();
+        let company = format!("co{}", l % 3);
+        add_enrolled(&mut learners, learner(&id, &company), "excel").await;
         for t in 0..12 {
             let correct = (t * 7 + l) % 3 != 0 || t > 6;
             attempts.push(attempt(

@@ -314,20 +314,7 @@ async fn world(channel: AuthChannel, programs: &[&str], learners: usize) {
             .expect("program");
         for n in 0..learners {
             let id = format!("{program}-l{n:04}");
-            learner_client
-                .upsert_learner(pb::UpsertLearnerRequest {
-                    learner: Some(learner(&id, "acme")),
-                })
-                .await
-                .expect("learner");
-            learner_client
-                .enroll_learner(pb::EnrollLearnerRequest {
-                    learner_id: id,
-                    program_id: program.to_string(),
-                    enrolled_at: None,
-                })
-                .await
-                .expect("enrol");
+            add_enrolled(&mut learner_client, learner(&id, "acme"), program).await;
         }
     }
 }

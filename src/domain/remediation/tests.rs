@@ -6,17 +6,7 @@ use super::effects::{EffectEvidence, Effects};
 use super::record::shrink;
 use super::*;
 use crate::domain::catalog::Item;
-
-fn skill(id: &str, prereqs: &[&str]) -> (String, Skill) {
-    (
-        id.to_string(),
-        Skill {
-            id: id.to_string(),
-            name: id.to_uppercase(),
-            prerequisite_ids: prereqs.iter().map(|s| s.to_string()).collect(),
-        },
-    )
-}
+use crate::domain::catalog::test_skill as skill;
 
 fn module(id: &str, skills: &[&str], format: Format, minutes: u32, language: &str) -> Module {
     Module {

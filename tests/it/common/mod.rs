@@ -446,6 +446,30 @@ pub async fn mastery_of(
         .into_inner()
 }
 
+/// Upserts `learner` through `client` and enrols it in `program`, now
+/// (the calls must succeed).
+pub async fn add_enrolled(
+    client: &mut pb::learner_service_client::LearnerServiceClient<AuthChannel>,
+    learner: pb::Learner,
+    program: &str,
+) {
+    let learner_id = learner.id.clone();
+    client
+        .upsert_learner(pb::UpsertLearnerRequest {
+            learner: Some(learner),
+        })
+        .await
+        .expect("upsert learner");
+    client
+        .enroll_learner(pb::EnrollLearnerRequest {
+            enrolled_at: None,
+            learner_id,
+            program_id: program.into(),
+        })
+        .await
+        .expect("enrol");
+}
+
 /// The `spoc` binary with `SPOC_ADDR` pointing at `server`, with its admin
 /// key.
 pub fn spoc(server: &TestServer, args: &[&str]) -> tokio::process::Command {
