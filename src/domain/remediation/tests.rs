@@ -152,12 +152,8 @@ fn only_the_fringe_is_recommended_by_gain_per_minute() {
     );
     assert!((first.expected_gain - 0.8 * untried(0.15)).abs() < 1e-12);
     assert_eq!(first.target, Target::ProgramSkill);
-    assert!(
-        first.reason.contains("skill 'B' at 0.20, below 0.95")
-            && first.reason.contains("its prerequisite 'A' is mastered"),
-        "{}",
-        first.reason
-    );
+    assert_says(&first.reason, "skill 'B' at 0.20, below 0.95");
+    assert_says(&first.reason, "its prerequisite 'A' is mastered");
     assert!(r.shortfall.is_some(), "asked 10, got 3");
 }
 
