@@ -28,7 +28,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -121,18 +121,8 @@ async fn main() {
         .unwrap()
         .port();
     let server = Server(
-        Command::new(env!("CARGO_BIN_EXE_spoc"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--http-listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(temp.path())
+        common::spoc_serve(port, temp.path())
             .args(["--max-in-flight", &max_in_flight.to_string()])
-            .env(
-                "RUST_LOG",
-                std::env::var("SPOC_BENCH_LOG").unwrap_or_else(|_| "error".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn spoc serve"),
     );

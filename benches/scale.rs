@@ -29,7 +29,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::{AuthChannel, arg, paced};
@@ -71,18 +71,8 @@ impl Server {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_spoc"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--http-listen", "127.0.0.1:0"])
+        let child = common::spoc_serve(port, dir)
             .args(["--memory-mb", &memory_mb.to_string()])
-            .arg("--data-dir")
-            .arg(dir)
-            .env(
-                "RUST_LOG",
-                std::env::var("SPOC_BENCH_LOG").unwrap_or_else(|_| "error".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn spoc serve");
         Self { child, port }

@@ -168,40 +168,41 @@ impl ApiStack {
         max_in_flight: usize,
         mastery: M,
     ) -> Self {
+        // Every service but the backup one decodes requests of up to
+        // MAX_MESSAGE_BYTES.
+        macro_rules! bounded {
+            ($server:ident, $service:expr) => {
+                $server::new($service).max_decoding_message_size(MAX_MESSAGE_BYTES)
+            };
+        }
         let services = Services::default()
-            .add(
-                AdminServiceServer::new(AdminApi::new(engine.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            )
-            .add(
-                CatalogServiceServer::new(CatalogApi::new(engine.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            )
-            .add(
-                LearnerServiceServer::new(LearnerApi::new(engine.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            )
-            .add(
-                ProgramServiceServer::new(ProgramApi::new(engine.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            )
-            .add(MasteryServiceServer::new(mastery).max_decoding_message_size(MAX_MESSAGE_BYTES))
-            .add(
-                RemediationServiceServer::new(RemediationApi::new(engine.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            )
-            .add(
-                CohortServiceServer::new(CohortApi::new(engine.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            )
-            .add(
-                AlertServiceServer::new(AlertApi::new(engine.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            )
-            .add(
-                ReportServiceServer::new(ReportApi::new(engine.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            )
+            .add(bounded!(AdminServiceServer, AdminApi::new(engine.clone())))
+            .add(bounded!(
+                CatalogServiceServer,
+                CatalogApi::new(engine.clone())
+            ))
+            .add(bounded!(
+                LearnerServiceServer,
+                LearnerApi::new(engine.clone())
+            ))
+            .add(bounded!(
+                ProgramServiceServer,
+                ProgramApi::new(engine.clone())
+            ))
+            .add(bounded!(MasteryServiceServer, mastery))
+            .add(bounded!(
+                RemediationServiceServer,
+                RemediationApi::new(engine.clone())
+            ))
+            .add(bounded!(
+                CohortServiceServer,
+                CohortApi::new(engine.clone())
+            ))
+            .add(bounded!(AlertServiceServer, AlertApi::new(engine.clone())))
+            .add(bounded!(
+                ReportServiceServer,
+                ReportApi::new(engine.clone())
+            ))
             .add(BackupServiceServer::new(BackupApi::new(engine.clone())));
         Self {
             engine,

@@ -209,6 +209,25 @@ pub fn learner(id: String, company: String) -> pb::Learner {
     }
 }
 
+/// `spoc serve` as a child process on `port` (HTTP on any free port), its
+/// data in `dir`, logging at `SPOC_BENCH_LOG` (default `error`) to this
+/// bench's stderr: add the bench's own flags, then spawn.
+pub fn spoc_serve(port: u16, dir: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_spoc"));
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--http-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir)
+        .env(
+            "RUST_LOG",
+            std::env::var("SPOC_BENCH_LOG").unwrap_or_else(|_| "error".into()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    command
+}
+
 /// A numeric option `--name N` from the command line.
 pub fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();

@@ -49,13 +49,13 @@ impl CatalogService for CatalogApi {
             page_size,
             page_token,
         } = request.into_inner();
-        let limit = check::page_size("page_size", page_size)?;
-        let scope = "ListSkills";
-        let after = check::page_token("page_token", &page_token, scope)?;
-        let (skills, next) = self.engine.list_skills(after.as_deref(), limit)?;
+        let (skills, next_page_token) =
+            check::page_of("ListSkills", page_size, &page_token, |after, limit| {
+                self.engine.list_skills(after, limit)
+            })?;
         Ok(Response::new(pb::ListSkillsResponse {
-            skills: skills.into_iter().map(Into::into).collect(),
-            next_page_token: check::next_page_token(next, scope),
+            skills,
+            next_page_token,
         }))
     }
 
@@ -85,13 +85,13 @@ impl CatalogService for CatalogApi {
             page_size,
             page_token,
         } = request.into_inner();
-        let limit = check::page_size("page_size", page_size)?;
-        let scope = "ListModules";
-        let after = check::page_token("page_token", &page_token, scope)?;
-        let (modules, next) = self.engine.list_modules(after.as_deref(), limit)?;
+        let (modules, next_page_token) =
+            check::page_of("ListModules", page_size, &page_token, |after, limit| {
+                self.engine.list_modules(after, limit)
+            })?;
         Ok(Response::new(pb::ListModulesResponse {
-            modules: modules.into_iter().map(Into::into).collect(),
-            next_page_token: check::next_page_token(next, scope),
+            modules,
+            next_page_token,
         }))
     }
 
@@ -187,13 +187,13 @@ impl CatalogService for CatalogApi {
             page_size,
             page_token,
         } = request.into_inner();
-        let limit = check::page_size("page_size", page_size)?;
-        let scope = "ListItems";
-        let after = check::page_token("page_token", &page_token, scope)?;
-        let (items, next) = self.engine.list_items(after.as_deref(), limit)?;
+        let (items, next_page_token) =
+            check::page_of("ListItems", page_size, &page_token, |after, limit| {
+                self.engine.list_items(after, limit)
+            })?;
         Ok(Response::new(pb::ListItemsResponse {
-            items: items.into_iter().map(Into::into).collect(),
-            next_page_token: check::next_page_token(next, scope),
+            items,
+            next_page_token,
         }))
     }
 

@@ -55,13 +55,13 @@ impl ProgramService for ProgramApi {
             page_size,
             page_token,
         } = request.into_inner();
-        let limit = check::page_size("page_size", page_size)?;
-        let scope = "ListPrograms";
-        let after = check::page_token("page_token", &page_token, scope)?;
-        let (programs, next) = self.engine.list_programs(after.as_deref(), limit)?;
+        let (programs, next_page_token) =
+            check::page_of("ListPrograms", page_size, &page_token, |after, limit| {
+                self.engine.list_programs(after, limit)
+            })?;
         Ok(Response::new(pb::ListProgramsResponse {
-            programs: programs.into_iter().map(Into::into).collect(),
-            next_page_token: check::next_page_token(next, scope),
+            programs,
+            next_page_token,
         }))
     }
 }

@@ -14,6 +14,26 @@ use crate::error::{Error, Result};
 pub use crate::domain::paging::{next_page_token, page_size, page_token};
 pub use crate::domain::validate::*;
 
+/// One page of the list `scope` (its RPC name, then its filters joined by
+/// NUL: see [`page_token`]): checks `size` and `token` (fields
+/// `page_size`, `page_token`), asks `fetch` for at most `size` entries after
+/// the token's key, and returns them converted, with the token of the next
+/// page.
+pub fn page_of<T, P: From<T>>(
+    scope: &str,
+    size: i32,
+    token: &str,
+    fetch: impl FnOnce(Option<&[u8]>, usize) -> Result<(Vec<T>, Option<Vec<u8>>)>,
+) -> Result<(Vec<P>, String)> {
+    let limit = page_size("page_size", size)?;
+    let after = page_token("page_token", token, scope)?;
+    let (entries, next) = fetch(after.as_deref(), limit)?;
+    Ok((
+        entries.into_iter().map(P::from).collect(),
+        next_page_token(next, scope),
+    ))
+}
+
 /// A required event time: a valid timestamp, then
 /// [`event_micros`](crate::domain::validate::event_micros).
 pub fn event_time(

@@ -176,15 +176,16 @@ fn map(
                 .map_err(|s| describe("mapping the activity", &s).into())
         })
         .map_err(|e: BoxError| e)?;
-    match format {
-        OutputFormat::Json => output::print_json(&serde_json::json!({
+    output::outcome(
+        format,
+        serde_json::json!({
             "replayed": reply.replayed,
             "still_waiting": reply.still_waiting,
-        })),
-        OutputFormat::Table => output::emit(format!(
+        }),
+        format!(
             "replayed {} waiting statements; {} still waiting\n",
             reply.replayed, reply.still_waiting
-        )),
-    }
+        ),
+    );
     Ok(())
 }

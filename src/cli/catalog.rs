@@ -95,16 +95,17 @@ fn import(args: ImportArgs) -> Result<(), BoxError> {
                 .map_err(|s| describe("importing the catalog", &s).into())
         })
         .map_err(|e: BoxError| e)?;
-    match args.format {
-        OutputFormat::Json => output::print_json(&serde_json::json!({
+    output::outcome(
+        args.format,
+        serde_json::json!({
             "items_upserted": reply.items_upserted,
             "modules_upserted": reply.modules_upserted,
-        })),
-        OutputFormat::Table => output::emit(format!(
+        }),
+        format!(
             "imported {} items and {} modules\n",
             reply.items_upserted, reply.modules_upserted
-        )),
-    }
+        ),
+    );
     Ok(())
 }
 

@@ -230,19 +230,20 @@ pub fn export_cohorts(args: ExportArgs) -> Result<(), BoxError> {
     })?;
     std::fs::write(&args.output, text)
         .map_err(|e| format!("cannot write {}: {e}", args.output.display()))?;
-    match args.format {
-        OutputFormat::Json => output::print_json(&serde_json::json!({
+    output::outcome(
+        args.format,
+        serde_json::json!({
             "program_id": args.program,
             "output": args.output.display().to_string(),
             "cohorts": cohorts,
             "learners": learners,
-        })),
-        OutputFormat::Table => output::emit(format!(
+        }),
+        format!(
             "exported {learners} learners in {cohorts} cohorts of program {:?} to {}",
             args.program,
             args.output.display()
-        )),
-    }
+        ),
+    );
     Ok(())
 }
 

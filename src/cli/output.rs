@@ -86,6 +86,14 @@ pub fn print_json(value: &serde_json::Value) {
     emit(serde_json::to_string_pretty(value).expect("JSON values always serialize"));
 }
 
+/// Prints what a command did: `json` for scripts, or `line` for people.
+pub fn outcome(format: OutputFormat, json: serde_json::Value, line: impl std::fmt::Display) {
+    match format {
+        OutputFormat::Json => print_json(&json),
+        OutputFormat::Table => emit(line),
+    }
+}
+
 /// Whether progress should be drawn (stderr is a terminal).
 fn draws() -> bool {
     std::io::stderr().is_terminal()

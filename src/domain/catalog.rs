@@ -246,20 +246,24 @@ pub fn ancestors(skills: &BTreeMap<String, Skill>, skill_id: &str) -> BTreeSet<S
     seen
 }
 
+/// Skill `id` (named in capitals) with `prereqs`, keyed by its id as in
+/// the catalog maps: the skill unit tests across the crate build on.
+#[cfg(test)]
+pub(crate) fn test_skill(id: &str, prereqs: &[&str]) -> (String, Skill) {
+    (
+        id.to_string(),
+        Skill {
+            id: id.to_string(),
+            name: id.to_uppercase(),
+            prerequisite_ids: prereqs.iter().map(|s| s.to_string()).collect(),
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_skill as skill;
     use super::*;
-
-    fn skill(id: &str, prereqs: &[&str]) -> (String, Skill) {
-        (
-            id.to_string(),
-            Skill {
-                id: id.to_string(),
-                name: id.to_uppercase(),
-                prerequisite_ids: prereqs.iter().map(|s| s.to_string()).collect(),
-            },
-        )
-    }
 
     #[test]
     fn dag_is_accepted() {

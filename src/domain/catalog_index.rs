@@ -168,17 +168,7 @@ pub fn primary_subtag(tag: &str) -> &str {
 mod tests {
     use super::*;
     use crate::domain::catalog::Format;
-
-    fn skill(id: &str, prereqs: &[&str]) -> (String, Skill) {
-        (
-            id.into(),
-            Skill {
-                id: id.into(),
-                name: id.into(),
-                prerequisite_ids: prereqs.iter().map(|s| s.to_string()).collect(),
-            },
-        )
-    }
+    use crate::domain::catalog::test_skill as skill;
 
     fn module(id: &str, skills: &[&str], language: &str) -> Module {
         Module {

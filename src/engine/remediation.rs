@@ -1,9 +1,11 @@
 //! Module activity and next-module recommendations.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::Engine;
 use crate::domain::activity::{Activity, ActivityKind, StoredActivity, outcomes};
+use crate::domain::learner::{Learner, Program};
 use crate::domain::remediation::{PolicyConfig, RecommendInput, Recommendations, recommend};
 use crate::error::{Error, Result};
 use crate::store::wal::WalRecord;
@@ -153,7 +155,8 @@ impl Engine {
         count: usize,
         exclude: &BTreeSet<String>,
     ) -> Result<Recommendations> {
-        let answer = self.rank_next(learner_id, program_id, count, exclude)?;
+        let (learner, program) = self.recommendable(learner_id, program_id)?;
+        let answer = self.rank_next(&learner, &program, count, exclude)?;
         self.note_recommended(learner_id, &answer);
         Ok(answer)
     }
@@ -167,7 +170,8 @@ impl Engine {
         program_id: &str,
         count: usize,
     ) -> Result<Recommendations> {
-        self.rank_next(learner_id, program_id, count, &BTreeSet::new())
+        let (learner, program) = self.recommendable(learner_id, program_id)?;
+        self.rank_next(&learner, &program, count, &BTreeSet::new())
     }
 
     /// A learner's latest `limit` module events (started and completed),
@@ -188,14 +192,10 @@ impl Engine {
         Ok(events.split_off(skip))
     }
 
-    /// The ranking of [`Engine::recommend_next`].
-    fn rank_next(
-        &self,
-        learner_id: &str,
-        program_id: &str,
-        count: usize,
-        exclude: &BTreeSet<String>,
-    ) -> Result<Recommendations> {
+    /// The learner and the program, when modules can be recommended to the
+    /// one in the other: both exist, the learner is enrolled and has a
+    /// language.
+    fn recommendable(&self, learner_id: &str, program_id: &str) -> Result<(Learner, Arc<Program>)> {
         let learner = self.learner(learner_id)?;
         let program = self.program(program_id)?;
         // As GetCertification: a program the learner does not follow has
@@ -213,6 +213,19 @@ impl Engine {
                  UpsertLearner with a language first"
             )));
         }
+        Ok((learner, program))
+    }
+
+    /// The ranking of [`Engine::recommend_next`] for a learner and a
+    /// program it is [`recommendable`](Engine::recommendable) in.
+    fn rank_next(
+        &self,
+        learner: &Learner,
+        program: &Program,
+        count: usize,
+        exclude: &BTreeSet<String>,
+    ) -> Result<Recommendations> {
+        let learner_id = learner.id.as_str();
         let catalog = self.catalog();
         let params = self.params();
         let mastery = self.store.learner_p_mastered(learner_id)?;

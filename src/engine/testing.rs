@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::{Engine, EngineConfig, params::ParamSet};
 use crate::domain::catalog::{Module, Skill};
-use crate::domain::learner::Learner;
+use crate::domain::learner::{CohortRules, Learner, Program};
 use crate::store::Store;
 
 /// An engine on `dir` with the default parameters.
@@ -44,6 +44,20 @@ pub(crate) fn learner(id: &str) -> Learner {
         language: String::new(),
         time_zone: String::new(),
         display_name: String::new(),
+    }
+}
+
+/// Program `id` over `skills`, undated, with the default rules.
+pub(crate) fn program(id: &str, skills: &[&str]) -> Program {
+    Program {
+        external_ids: Vec::new(),
+        id: id.into(),
+        name: id.to_uppercase(),
+        skill_ids: skills.iter().map(|s| s.to_string()).collect(),
+        cohort_rules: CohortRules::default(),
+        start_date: None,
+        end_date: None,
+        risk_rules: Default::default(),
     }
 }
 

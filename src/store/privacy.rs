@@ -339,48 +339,45 @@ impl Store {
 
     /// The cohorts listing `learner` as a member, with their keys.
     fn cohorts_of(&self, learner: &str) -> Result<Vec<(Vec<u8>, StoredCohort)>> {
-        let table: Table<StoredCohort> = self.table("cohorts")?;
-        Ok(table
-            .scan(b"")?
-            .into_iter()
-            .filter(|(_, c)| c.has_member(learner) || c.members.iter().any(|m| m == learner))
-            .collect())
+        self.entries_where("cohorts", |c: &StoredCohort| {
+            c.has_member(learner) || c.members.iter().any(|m| m == learner)
+        })
     }
 
     /// The learner's alerts (every status), with their keys.
     fn alerts_of(&self, learner: &str) -> Result<Vec<(Vec<u8>, Alert)>> {
-        let table: Table<Alert> = self.table("alerts")?;
-        Ok(table
-            .scan(b"")?
-            .into_iter()
-            .filter(|(_, a)| a.learner_id == learner)
-            .collect())
+        self.entries_where("alerts", |a: &Alert| a.learner_id == learner)
     }
 
     /// The waiting xAPI statements whose actor is the learner, with their
     /// keys (a statement that no longer parses names nobody).
     fn unresolved_of(&self, learner: &str) -> Result<Vec<(Vec<u8>, Unresolved)>> {
-        let table: Table<Unresolved> = self.table(UNRESOLVED)?;
-        Ok(table
-            .scan(b"")?
-            .into_iter()
-            .filter(|(_, u)| {
-                serde_json::from_str(&u.raw)
-                    .ok()
-                    .and_then(|json| parse_one(&json, "statement", crate::clock::now_micros()).ok())
-                    .and_then(|parsed| actor_learner(&parsed.statement.actor))
-                    .is_some_and(|who| who.id == learner)
-            })
-            .collect())
+        self.entries_where(UNRESOLVED, |u: &Unresolved| {
+            serde_json::from_str(&u.raw)
+                .ok()
+                .and_then(|json| parse_one(&json, "statement", crate::clock::now_micros()).ok())
+                .and_then(|parsed| actor_learner(&parsed.statement.actor))
+                .is_some_and(|who| who.id == learner)
+        })
     }
 
     /// The alert log entries about the learner, with their keys.
     fn alert_log_of(&self, learner: &str) -> Result<Vec<(Vec<u8>, Alert)>> {
-        let table: Table<Alert> = self.table("alert_log")?;
+        self.entries_where("alert_log", |a: &Alert| a.learner_id == learner)
+    }
+
+    /// The entries of tree `tree` that `keep` selects, with their keys (a
+    /// scan of the whole tree).
+    fn entries_where<T: Serialize + serde::de::DeserializeOwned>(
+        &self,
+        tree: &'static str,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<Vec<(Vec<u8>, T)>> {
+        let table: Table<T> = self.table(tree)?;
         Ok(table
             .scan(b"")?
             .into_iter()
-            .filter(|(_, a)| a.learner_id == learner)
+            .filter(|(_, v)| keep(v))
             .collect())
     }
 }

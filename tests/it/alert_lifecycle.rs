@@ -439,12 +439,9 @@ async fn behind_schedule_replaces_predicted_dropout_for_existing_filters() {
         .await
         .upsert_program(pb::UpsertProgramRequest {
             program: Some(pb::Program {
-                id: "excel".into(),
-                name: "Excel for analysts".into(),
-                skill_ids: vec!["a".into(), "b".into(), "c".into()],
                 start_date: at(now() - 30 * DAY),
                 end_date: at(now() + 10 * DAY),
-                ..Default::default()
+                ..excel_program()
             }),
         })
         .await

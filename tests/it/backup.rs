@@ -97,20 +97,7 @@ async fn start_writers(
                     .push((id, who.into(), skill.into(), correct, t));
                 if i % 5 == 0 {
                     let id = format!("x{w}-{i}");
-                    learners
-                        .upsert_learner(pb::UpsertLearnerRequest {
-                            learner: Some(learner(&id, "initech")),
-                        })
-                        .await
-                        .expect("upsert learner");
-                    learners
-                        .enroll_learner(pb::EnrollLearnerRequest {
-                            enrolled_at: None,
-                            learner_id: id.clone(),
-                            program_id: "excel".into(),
-                        })
-                        .await
-                        .expect("enrol");
+                    add_enrolled(&mut learners, learner(&id, "initech"), "excel").await;
                     acked.lock().await.learners.push(id);
                 }
                 i += 1;

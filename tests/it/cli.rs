@@ -9,17 +9,6 @@ use serde_json::Value;
 use spoc_engine::api::pb;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// The binary with `SPOC_ADDR` pointing at `server`.
-fn spoc(server: &TestServer, args: &[&str]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_spoc"));
-    cmd.args(args)
-        .env("SPOC_ADDR", server.addr.to_string())
-        .env("SPOC_API_KEY", &server.admin_key)
-        .env_remove("SPOC_TLS_CA")
-        .kill_on_drop(true);
-    cmd
-}
-
 /// Runs to the end and checks it succeeded.
 async fn ok(cmd: &mut tokio::process::Command) -> Output {
     let out = cmd.output().await.expect("run spoc");
@@ -364,20 +353,8 @@ async fn report_and_model_fit() {
     let mut attempts = Vec::new();
     for l in 0..8 {
         let id = format!("l{l}");
-        learners
-            .upsert_learner(pb::UpsertLearnerRequest {
-                learner: Some(learner(&id, &format!("co{}", l % 3))),
-            })
-            .await
-            .unwrap();
-        learners
-            .enroll_learner(pb::EnrollLearnerRequest {
-                enrolled_at: None,
-                learner_id: id.clone(),
-                program_id: "excel".into(),
-            })
-            .await
-            .unwrap();
+        let company = format!("co{}", l % 3);
+        add_enrolled(&mut learners, learner(&id, &company), "excel").await;
         for t in 0..12 {
             let correct = (t * 7 + l) % 3 != 0 || t > 6;
             attempts.push(attempt(

@@ -8,6 +8,8 @@
 use crate::common::*;
 use spoc_engine::api::pb;
 
+type Cohorts = pb::cohort_service_client::CohortServiceClient<AuthChannel>;
+
 fn form(program: &str, seed: u64) -> pb::FormCohortsRequest {
     pb::FormCohortsRequest {
         program_id: program.into(),
@@ -15,6 +17,38 @@ fn form(program: &str, seed: u64) -> pb::FormCohortsRequest {
         seed,
         dry_run: false,
     }
+}
+
+/// The cohorts of `program` formed (balanced) with `seed`; the call must
+/// succeed.
+async fn formation(cohorts: &mut Cohorts, program: &str, seed: u64) -> pb::FormCohortsResponse {
+    cohorts
+        .form_cohorts(form(program, seed))
+        .await
+        .expect("form cohorts")
+        .into_inner()
+}
+
+/// Locks cohort `id` (the call must succeed).
+async fn lock(cohorts: &mut Cohorts, id: &str) {
+    cohorts
+        .lock_cohort(pb::LockCohortRequest {
+            cohort_id: id.into(),
+            locked: true,
+        })
+        .await
+        .expect("lock cohort");
+}
+
+/// 60 `fr` learners of six companies in program "p", formed into two
+/// cohorts (seed 1): a cohort client and the formation.
+async fn two_cohorts(server: &TestServer) -> (Cohorts, pb::FormCohortsResponse) {
+    let staff = people("l", 60, 6, "fr");
+    seed_cohort_program(server, "p", None, &staff).await;
+    let mut cohorts = server.cohorts().await;
+    let first = formation(&mut cohorts, "p", 1).await;
+    assert_eq!(first.cohorts.len(), 2);
+    (cohorts, first)
 }
 
 /// 30 `fr` learners and one `fr-BE`: the `fr-BE` learner is served `fr`
@@ -50,23 +84,9 @@ async fn regional_tags_share_cohorts_with_their_language() {
 #[tokio::test]
 async fn a_move_into_a_locked_cohort_is_kept() {
     let server = TestServer::start().await;
-    let staff = people("l", 60, 6, "fr");
-    seed_cohort_program(&server, "p", None, &staff).await;
-    let mut cohorts = server.cohorts().await;
-    let first = cohorts
-        .form_cohorts(form("p", 1))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(first.cohorts.len(), 2);
+    let (mut cohorts, first) = two_cohorts(&server).await;
     let (kept, other) = (&first.cohorts[0], &first.cohorts[1]);
-    cohorts
-        .lock_cohort(pb::LockCohortRequest {
-            cohort_id: kept.id.clone(),
-            locked: true,
-        })
-        .await
-        .unwrap();
+    lock(&mut cohorts, &kept.id).await;
     // A member of another company than most: the company cap still holds.
     let mover = other.learner_ids[0].clone();
     let moved = cohorts
@@ -81,11 +101,7 @@ async fn a_move_into_a_locked_cohort_is_kept() {
     let target = moved.target.unwrap();
     assert!(target.locked);
     assert!(target.learner_ids.contains(&mover));
-    let second = cohorts
-        .form_cohorts(form("p", 2))
-        .await
-        .unwrap()
-        .into_inner();
+    let second = formation(&mut cohorts, "p", 2).await;
     let again = second.cohorts.iter().find(|c| c.id == kept.id).unwrap();
     assert!(again.locked);
     assert_eq!(again.learner_ids, target.learner_ids);
@@ -102,11 +118,7 @@ async fn learners_who_fit_no_cohort_are_returned_unplaced() {
     staff.push(learner_in("ute", "co2", "de", "Europe/Berlin"));
     seed_cohort_program(&server, "p", None, &staff).await;
     let mut cohorts = server.cohorts().await;
-    let formed = cohorts
-        .form_cohorts(form("p", 1))
-        .await
-        .unwrap()
-        .into_inner();
+    let formed = formation(&mut cohorts, "p", 1).await;
     let placed: usize = formed.cohorts.iter().map(|c| c.learner_ids.len()).sum();
     assert_eq!(placed, 30);
     let ids: Vec<&str> = formed
@@ -186,11 +198,7 @@ async fn a_learner_change_that_breaks_a_cohort_is_flagged_then_repaired() {
     let staff = people("l", 30, 5, "fr");
     seed_cohort_program(&server, "p", None, &staff).await;
     let mut cohorts = server.cohorts().await;
-    let formed = cohorts
-        .form_cohorts(form("p", 1))
-        .await
-        .unwrap()
-        .into_inner();
+    let formed = formation(&mut cohorts, "p", 1).await;
     assert_eq!(formed.cohorts.len(), 1);
     let id = formed.cohorts[0].id.clone();
     assert!(formed.cohorts[0].violations.is_empty());
@@ -218,11 +226,7 @@ async fn a_learner_change_that_breaks_a_cohort_is_flagged_then_repaired() {
     assert!(spread.message.contains("UTC+09:00"), "{}", spread.message);
     assert_eq!(list(&server, "p").await[0].violations, cohort.violations);
 
-    let again = cohorts
-        .form_cohorts(form("p", 2))
-        .await
-        .unwrap()
-        .into_inner();
+    let again = formation(&mut cohorts, "p", 2).await;
     assert!(again.cohorts.iter().all(|c| c.violations.is_empty()));
     assert_eq!(again.unplaced.len(), 1);
     assert_eq!(again.unplaced[0].learner_id, "l00");
@@ -249,11 +253,7 @@ async fn a_tighter_company_share_is_flagged_on_every_cohort_it_breaks() {
         .collect();
     seed_cohort_program(&server, "p", None, &staff).await;
     let mut cohorts = server.cohorts().await;
-    let formed = cohorts
-        .form_cohorts(form("p", 1))
-        .await
-        .unwrap()
-        .into_inner();
+    let formed = formation(&mut cohorts, "p", 1).await;
     assert_eq!(formed.cohorts.len(), 2);
 
     edit_program(&server, "p", |p| {
@@ -293,23 +293,9 @@ async fn a_tighter_company_share_is_flagged_on_every_cohort_it_breaks() {
 #[tokio::test]
 async fn a_locked_cohort_that_breaks_tightened_rules_is_kept_and_flagged() {
     let server = TestServer::start().await;
-    let staff = people("l", 60, 6, "fr");
-    seed_cohort_program(&server, "p", None, &staff).await;
-    let mut cohorts = server.cohorts().await;
-    let first = cohorts
-        .form_cohorts(form("p", 1))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(first.cohorts.len(), 2);
+    let (mut cohorts, first) = two_cohorts(&server).await;
     let kept = first.cohorts[0].id.clone();
-    cohorts
-        .lock_cohort(pb::LockCohortRequest {
-            cohort_id: kept.clone(),
-            locked: true,
-        })
-        .await
-        .unwrap();
+    lock(&mut cohorts, &kept).await;
 
     edit_program(&server, "p", |p| {
         p.cohort_rules.get_or_insert_default().max_size = Some(25);
@@ -399,17 +385,9 @@ async fn the_time_zone_spread_holds_over_the_program_dates() {
     .await;
     let mut cohorts = server.cohorts().await;
 
-    let winter = cohorts
-        .form_cohorts(form("winter", 1))
-        .await
-        .unwrap()
-        .into_inner();
+    let winter = formation(&mut cohorts, "winter", 1).await;
     assert_eq!(winter.cohorts.len(), 1, "3 h apart all winter");
-    let summer = cohorts
-        .form_cohorts(form("summer", 1))
-        .await
-        .unwrap()
-        .into_inner();
+    let summer = formation(&mut cohorts, "summer", 1).await;
     assert_eq!(summer.cohorts.len(), 2, "4 h apart all summer");
     for c in &summer.cohorts {
         let london = c.learner_ids.iter().filter(|l| l.as_str() < "l20").count();
@@ -431,11 +409,7 @@ async fn the_time_zone_spread_holds_over_the_program_dates() {
         "{}",
         v.message
     );
-    let again = cohorts
-        .form_cohorts(form("winter", 2))
-        .await
-        .unwrap()
-        .into_inner();
+    let again = formation(&mut cohorts, "winter", 2).await;
     assert_eq!(again.cohorts.len(), 2);
     assert!(again.cohorts.iter().all(|c| c.violations.is_empty()));
 }

@@ -40,6 +40,23 @@ fn form(program: &str, seed: u64, dry_run: bool) -> pb::FormCohortsRequest {
 }
 
 /// Membership of cohorts, for comparing partitions.
+/// A request to move `learner` of `program` into cohort `target`.
+fn move_to(program: &str, learner: &str, target: &str) -> pb::MoveLearnerRequest {
+    pb::MoveLearnerRequest {
+        program_id: program.into(),
+        learner_id: learner.into(),
+        target_cohort_id: target.into(),
+    }
+}
+
+/// A request to place `learner`, enrolled late in `program`.
+fn late_request(program: &str, learner: &str) -> pb::AssignLateEnrolmentRequest {
+    pb::AssignLateEnrolmentRequest {
+        program_id: program.into(),
+        learner_id: learner.into(),
+    }
+}
+
 fn partition(cohorts: &[pb::Cohort]) -> BTreeMap<String, Vec<String>> {
     cohorts
         .iter()
@@ -283,11 +300,7 @@ async fn late_enrolments_and_moves_keep_the_constraints() {
     let en = formed.cohorts.iter().find(|c| c.language == "en").unwrap();
     assert_eq!(fr.len(), 3);
 
-    let mv = |learner: &str, target: &str| pb::MoveLearnerRequest {
-        program_id: "p".into(),
-        learner_id: learner.into(),
-        target_cohort_id: target.into(),
-    };
+    let mv = |learner: &str, target: &str| move_to("p", learner, target);
     // A valid move: 16/16 -> 15/17.
     let mover = fr[0].learner_ids[0].clone();
     let moved = cohorts
@@ -334,10 +347,7 @@ async fn late_enrolments_and_moves_keep_the_constraints() {
             .await
             .unwrap();
     }
-    let assign = |learner: &str| pb::AssignLateEnrolmentRequest {
-        program_id: "p".into(),
-        learner_id: learner.into(),
-    };
+    let assign = |learner: &str| late_request("p", learner);
     let err = cohorts
         .assign_late_enrolment(assign("late-fr"))
         .await
@@ -511,19 +521,13 @@ async fn unknown_and_invalid_ids_are_refused() {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     let err = c
-        .assign_late_enrolment(pb::AssignLateEnrolmentRequest {
-            program_id: "excel".into(),
-            learner_id: "ghost".into(),
-        })
+        .assign_late_enrolment(late_request("excel", "ghost"))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     // Before any formation, placing is a precondition failure.
     let err = c
-        .assign_late_enrolment(pb::AssignLateEnrolmentRequest {
-            program_id: "excel".into(),
-            learner_id: "l00".into(),
-        })
+        .assign_late_enrolment(late_request("excel", "l00"))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
@@ -535,20 +539,12 @@ async fn unknown_and_invalid_ids_are_refused() {
 
     c.form_cohorts(form("excel", 1, false)).await.unwrap();
     let err = c
-        .move_learner(pb::MoveLearnerRequest {
-            program_id: "excel".into(),
-            learner_id: "l00".into(),
-            target_cohort_id: "excel/v9/c001".into(),
-        })
+        .move_learner(move_to("excel", "l00", "excel/v9/c001"))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     let err = c
-        .move_learner(pb::MoveLearnerRequest {
-            program_id: "excel".into(),
-            learner_id: "ghost".into(),
-            target_cohort_id: "excel/v1/c001".into(),
-        })
+        .move_learner(move_to("excel", "ghost", "excel/v1/c001"))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
@@ -577,28 +573,14 @@ async fn unknown_and_invalid_ids_are_refused() {
         .unwrap_err();
     assert_eq!(field_of(&err), "cohort_id");
     let err = c
-        .move_learner(pb::MoveLearnerRequest {
-            program_id: "excel".into(),
-            learner_id: "l00".into(),
-            target_cohort_id: String::new(),
-        })
+        .move_learner(move_to("excel", "l00", ""))
         .await
         .unwrap_err();
     assert_eq!(field_of(&err), "target_cohort_id");
-    let err = c
-        .move_learner(pb::MoveLearnerRequest {
-            program_id: "excel".into(),
-            learner_id: String::new(),
-            target_cohort_id: "x".into(),
-        })
-        .await
-        .unwrap_err();
+    let err = c.move_learner(move_to("excel", "", "x")).await.unwrap_err();
     assert_eq!(field_of(&err), "learner_id");
     let err = c
-        .assign_late_enrolment(pb::AssignLateEnrolmentRequest {
-            program_id: String::new(),
-            learner_id: "l00".into(),
-        })
+        .assign_late_enrolment(late_request("", "l00"))
         .await
         .unwrap_err();
     assert_eq!(field_of(&err), "program_id");
@@ -641,18 +623,14 @@ async fn csv_import_and_export_through_the_binary() {
         csv.push_str(&format!("u{i:02},co{},fr,Europe/Paris,\"x, y\"\n", i % 5));
     }
     std::fs::write(&input, &csv).unwrap();
-    let spoc = |args: &[&str]| {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_spoc"));
-        cmd.args(args)
-            .env("SPOC_ADDR", server.addr.to_string())
-            .env("SPOC_API_KEY", &server.admin_key);
-        cmd
-    };
-    let out = spoc(&["learners", "import", "--program", "excel", "--input"])
-        .arg(&input)
-        .output()
-        .await
-        .unwrap();
+    let out = spoc(
+        &server,
+        &["learners", "import", "--program", "excel", "--input"],
+    )
+    .arg(&input)
+    .output()
+    .await
+    .unwrap();
     crate::common::assert_success(&out);
     let enrolled = server.enrolments("excel").await;
     assert_eq!(enrolled.enrolments.len(), 40);
@@ -664,11 +642,14 @@ async fn csv_import_and_export_through_the_binary() {
         "learner_id,company_id,language,timezone\nz1,co1,fr,Mars/Base\n",
     )
     .unwrap();
-    let out = spoc(&["learners", "import", "--program", "excel", "--input"])
-        .arg(&bad)
-        .output()
-        .await
-        .unwrap();
+    let out = spoc(
+        &server,
+        &["learners", "import", "--program", "excel", "--input"],
+    )
+    .arg(&bad)
+    .output()
+    .await
+    .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -676,11 +657,14 @@ async fn csv_import_and_export_through_the_binary() {
         "{stderr}"
     );
     // An unknown program is named.
-    let out = spoc(&["learners", "import", "--program", "nope", "--input"])
-        .arg(&input)
-        .output()
-        .await
-        .unwrap();
+    let out = spoc(
+        &server,
+        &["learners", "import", "--program", "nope", "--input"],
+    )
+    .arg(&input)
+    .output()
+    .await
+    .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"));
 
@@ -692,11 +676,14 @@ async fn csv_import_and_export_through_the_binary() {
         .unwrap()
         .into_inner();
     let output = dir.path().join("cohorts.csv");
-    let out = spoc(&["cohorts", "export", "--program", "excel", "--output"])
-        .arg(&output)
-        .output()
-        .await
-        .unwrap();
+    let out = spoc(
+        &server,
+        &["cohorts", "export", "--program", "excel", "--output"],
+    )
+    .arg(&output)
+    .output()
+    .await
+    .unwrap();
     crate::common::assert_success(&out);
     let text = std::fs::read_to_string(&output).unwrap();
     let mut lines = text.lines();

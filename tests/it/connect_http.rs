@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::common::{AuthChannel, Spoc, authed, connect_when_up, free_addr, hand_bkt, t0};
+use crate::common::{
+    AuthChannel, Spoc, authed, connect_when_up, free_addr, hand_bkt, mastery_of, t0,
+};
 use axum::body::Bytes;
 use base64::Engine as _;
 use http_body_util::BodyExt;
@@ -75,6 +77,15 @@ impl Served {
             headers.push(("authorization", &bearer));
         }
         post(self.http, path, &headers, body.to_string()).await
+    }
+
+    /// A unary Connect call in protobuf with `key`: `body` as sent.
+    async fn proto(&self, key: &str, path: &str, body: impl Into<Bytes>) -> Reply {
+        let headers = [
+            ("content-type", "application/proto"),
+            ("authorization", &format!("Bearer {key}")),
+        ];
+        post(self.http, path, &headers, body).await
     }
 }
 
@@ -304,16 +315,13 @@ async fn unary_calls_in_json_and_protobuf_answer_what_grpc_answers() {
         learner_id: "ann".into(),
         skill_ids: vec!["a".into(), "b".into()],
     };
-    let reply = post(
-        served.http,
-        "/spoc.v1.MasteryService/GetMastery",
-        &[
-            ("content-type", "application/proto"),
-            ("authorization", &format!("Bearer {lms}")),
-        ],
-        request.encode_to_vec(),
-    )
-    .await;
+    let reply = served
+        .proto(
+            &lms,
+            "/spoc.v1.MasteryService/GetMastery",
+            request.encode_to_vec(),
+        )
+        .await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.content_type, "application/proto");
     let over_connect = pb::GetMasteryResponse::decode(reply.body.clone()).unwrap();
@@ -433,34 +441,28 @@ async fn errors_carry_connect_codes_and_the_field_in_details() {
     );
 
     // Not found, with its ResourceInfo; a protobuf call's error is JSON too.
-    let reply = post(
-        served.http,
-        "/spoc.v1.LearnerService/GetLearner",
-        &[
-            ("content-type", "application/proto"),
-            ("authorization", &format!("Bearer {key}")),
-        ],
-        pb::GetLearnerRequest {
-            learner_id: "nobody".into(),
-        }
-        .encode_to_vec(),
-    )
-    .await;
+    let nobody = pb::GetLearnerRequest {
+        learner_id: "nobody".into(),
+    };
+    let reply = served
+        .proto(
+            key,
+            "/spoc.v1.LearnerService/GetLearner",
+            nobody.encode_to_vec(),
+        )
+        .await;
     let error = reply.error(404, "not_found");
     assert_eq!(error["details"][0]["type"], "google.rpc.ResourceInfo");
     assert_eq!(error["details"][0]["debug"]["resourceName"], "nobody");
 
     // Bytes that are no protobuf message: gRPC's INVALID_ARGUMENT.
-    let reply = post(
-        served.http,
-        "/spoc.v1.LearnerService/GetLearner",
-        &[
-            ("content-type", "application/proto"),
-            ("authorization", &format!("Bearer {key}")),
-        ],
-        vec![0x0a, 0x05, b'a'],
-    )
-    .await;
+    let reply = served
+        .proto(
+            key,
+            "/spoc.v1.LearnerService/GetLearner",
+            vec![0x0a, 0x05, b'a'],
+        )
+        .await;
     reply.error(400, "invalid_argument");
 
     // Unknown procedures; the protocol's own refusals.
@@ -490,22 +492,17 @@ async fn errors_carry_connect_codes_and_the_field_in_details() {
             ("connect-timeout-ms", timeout),
         ]
     };
-    let reply = post(
-        served.http,
-        "/spoc.v1.CatalogService/ListSkills",
-        &headers("2", "1000"),
-        "{}",
-    )
-    .await;
-    reply.error(400, "invalid_argument");
-    let reply = post(
-        served.http,
-        "/spoc.v1.CatalogService/ListSkills",
-        &headers("1", "-5"),
-        "{}",
-    )
-    .await;
-    reply.error(400, "invalid_argument");
+    // An unknown protocol version; a negative timeout.
+    for (version, timeout) in [("2", "1000"), ("1", "-5")] {
+        let reply = post(
+            served.http,
+            "/spoc.v1.CatalogService/ListSkills",
+            &headers(version, timeout),
+            "{}",
+        )
+        .await;
+        reply.error(400, "invalid_argument");
+    }
     let reply = post(
         served.http,
         "/spoc.v1.CatalogService/ListSkills",
@@ -821,14 +818,9 @@ async fn a_real_connect_client_calls_the_engine() {
     );
     let seen: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
 
-    let mastery = pb::mastery_service_client::MasteryServiceClient::new(served.channel(&lms).await)
-        .get_mastery(pb::GetMasteryRequest {
-            learner_id: "ann".into(),
-            skill_ids: vec!["a".into()],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut client =
+        pb::mastery_service_client::MasteryServiceClient::new(served.channel(&lms).await);
+    let mastery = mastery_of(&mut client, "ann", &["a"]).await;
     assert_eq!(
         seen["pMasteredA"].as_f64().unwrap(),
         mastery.skills[0].p_mastered

@@ -135,6 +135,29 @@ async fn one_cohort(server: &TestServer, program: &str, prefix: &str) -> String 
     server.form_one_cohort(program).await
 }
 
+/// Posts the manager's move form with a session's `cookie` and `csrf`
+/// token: `learner` of program "big" into cohort `target`.
+async fn post_move(
+    console: &Console,
+    cookie: &str,
+    csrf: &str,
+    learner: &str,
+    target: &str,
+) -> reqwest::Response {
+    client()
+        .post(console.url("/console/program/move"))
+        .header("cookie", cookie)
+        .form(&[
+            ("csrf", csrf),
+            ("program", "big"),
+            ("learner", learner),
+            ("target", target),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
 /// An HTTP client that does not follow redirects nor keep cookies: the
 /// test carries them by hand, to see each one.
 fn client() -> reqwest::Client {
@@ -944,19 +967,7 @@ async fn a_manager_moves_a_learner_between_cohorts() {
         ..Default::default()
     };
     seed_cohort_program(&console.server, "big", Some(rules), &people).await;
-    let formed = console
-        .server
-        .cohorts()
-        .await
-        .form_cohorts(pb::FormCohortsRequest {
-            program_id: "big".into(),
-            objective: 0,
-            seed: 1,
-            dry_run: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let formed = console.server.form_cohorts("big").await;
     assert_eq!(formed.cohorts.len(), 2);
     let (from, to) = (&formed.cohorts[0], &formed.cohorts[1]);
     let learner = from.learner_ids[0].clone();
@@ -972,53 +983,20 @@ async fn a_manager_moves_a_learner_between_cohorts() {
         .await
         .unwrap();
     assert!(page.contains("id=\"move-learner\""), "{page}");
-    let moved = client()
-        .post(console.url("/console/program/move"))
-        .header("cookie", &cookie)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("program", "big"),
-            ("learner", learner.as_str()),
-            ("target", to.id.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let moved = post_move(&console, &cookie, &csrf, learner.as_str(), to.id.as_str()).await;
     assert_eq!(moved.status(), 303);
     let target = console.server.cohort(&to.id).await;
     assert!(target.learner_ids.contains(&learner), "{target:?}");
 
     // Ids are checked as over gRPC: an oversized one is a 400 naming it.
     let long = "x".repeat(300);
-    let refused = client()
-        .post(console.url("/console/program/move"))
-        .header("cookie", &cookie)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("program", "big"),
-            ("learner", long.as_str()),
-            ("target", from.id.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let refused = post_move(&console, &cookie, &csrf, long.as_str(), from.id.as_str()).await;
     assert_eq!(refused.status(), 400);
     let page = refused.text().await.unwrap();
     assert!(page.contains("learner"), "{page}");
 
     // A trainer key has no manager pages.
     let (cookie, csrf) = sign_in(&console, &console.trainer).await;
-    let refused = client()
-        .post(console.url("/console/program/move"))
-        .header("cookie", &cookie)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("program", "big"),
-            ("learner", learner.as_str()),
-            ("target", from.id.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let refused = post_move(&console, &cookie, &csrf, learner.as_str(), from.id.as_str()).await;
     assert_eq!(refused.status(), 403);
 }

@@ -241,8 +241,7 @@ async fn published_alerts_survive_sigkill() {
             pb::catalog_service_client::CatalogServiceClient::new(channel.clone())
                 .import_catalog(pb::ImportCatalogRequest {
                     skills: vec![skill("a", &[])],
-                    modules: vec![],
-                    items: vec![],
+                    ..Default::default()
                 })
                 .await
                 .unwrap();
@@ -259,20 +258,7 @@ async fn published_alerts_survive_sigkill() {
                 .unwrap();
         }
         let mut learners = pb::learner_service_client::LearnerServiceClient::new(channel.clone());
-        learners
-            .upsert_learner(pb::UpsertLearnerRequest {
-                learner: Some(learner(&learner_id, "co")),
-            })
-            .await
-            .unwrap();
-        learners
-            .enroll_learner(pb::EnrollLearnerRequest {
-                learner_id: learner_id.clone(),
-                program_id: "p".into(),
-                enrolled_at: None,
-            })
-            .await
-            .unwrap();
+        add_enrolled(&mut learners, learner(&learner_id, "co"), "p").await;
         let after = seen.last().map_or(0, |a| a.sequence);
         let mut stream = watch_program_p(&channel, after).await;
         // Three failures on one skill raise a blocking point.

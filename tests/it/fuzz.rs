@@ -692,14 +692,7 @@ async fn bad_batches_are_refused_whole_over_grpc() {
         assert_eq!(status.code(), bad.code(), "{status:?}");
         assert_field_named(&status, &field);
     }
-    let got = mastery
-        .get_mastery(pb::GetMasteryRequest {
-            learner_id: "alice".into(),
-            skill_ids: vec!["a".into()],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let got = mastery_of(&mut mastery, "alice", &["a"]).await;
     assert_eq!(
         got.skills[0].attempt_count, 0,
         "nothing of a refused batch is stored"

@@ -39,14 +39,7 @@ async fn wrong_answers_after_a_long_run_of_right_ones_bring_mastery_down() {
         assert!(p <= previous, "answer {k}: {p} > {previous}");
         previous = p;
     }
-    let got = mastery
-        .get_mastery(pb::GetMasteryRequest {
-            learner_id: "ann".into(),
-            skill_ids: vec!["a".into()],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let got = mastery_of(&mut mastery, "ann", &["a"]).await;
     let now = got.skills[0].p_mastered;
     // Wrong answers pull it to where learning balances them (0.17 here).
     assert!(now < 0.2, "{now}");

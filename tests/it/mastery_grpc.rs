@@ -186,14 +186,7 @@ async fn attempts_update_mastery_like_hand_computed_bkt() {
     assert!((reply.mastery[1].p_mastered - hand_bkt(&[true])).abs() < 1e-9);
 
     // GetMastery covers the program's skills, attempted or not.
-    let got = mastery
-        .get_mastery(pb::GetMasteryRequest {
-            learner_id: "alice".into(),
-            skill_ids: vec![],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let got = mastery_of(&mut mastery, "alice", &[]).await;
     assert_eq!(got.mastery_threshold, 0.95);
     let a = got.skills.iter().find(|m| m.skill_id == "a").unwrap();
     assert!((a.p_mastered - expected).abs() < 1e-9);
@@ -252,14 +245,7 @@ async fn duplicate_attempt_ids_and_all_or_nothing_batches() {
         "{}",
         err.message()
     );
-    let state = mastery
-        .get_mastery(pb::GetMasteryRequest {
-            learner_id: "bob".into(),
-            skill_ids: vec!["a".into()],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let state = mastery_of(&mut mastery, "bob", &["a"]).await;
     assert_eq!(
         state.skills[0].attempt_count, 1,
         "the good attempt of a refused batch is not stored"
@@ -356,14 +342,7 @@ async fn out_of_order_attempts_give_the_time_ordered_posterior() {
             .await
             .unwrap();
     }
-    let got = mastery
-        .get_mastery(pb::GetMasteryRequest {
-            learner_id: "alice".into(),
-            skill_ids: vec!["a".into()],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let got = mastery_of(&mut mastery, "alice", &["a"]).await;
     let expected = hand_bkt(&[false, false, true, true]);
     assert!((got.skills[0].p_mastered - expected).abs() < 1e-9);
     assert!((got.skills[0].p_mastered - hand_bkt(&[true, true, false, false])).abs() > 1e-3);
@@ -403,16 +382,7 @@ async fn restart_keeps_everything() {
     assert_eq!(skill.prerequisite_ids, ["b"]);
     let enrolments = server.enrolments("excel").await;
     assert_eq!(enrolments.enrolments.len(), 1);
-    let after = server
-        .mastery()
-        .await
-        .get_mastery(pb::GetMasteryRequest {
-            learner_id: "alice".into(),
-            skill_ids: vec!["a".into()],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let after = mastery_of(&mut server.mastery().await, "alice", &["a"]).await;
     assert_eq!(after.skills[0].p_mastered, before.mastery[0].p_mastered);
     assert_eq!(after.skills[0].attempt_count, 1);
     server.stop().await;
@@ -440,19 +410,13 @@ async fn every_rpc_refuses_empty_and_unknown_ids() {
                 stringify!($call),
                 err.message()
             );
+            err
         }};
         // The message and the BadRequest detail name the field that held
         // the bad id.
         ($call:expr, $code:expr, $field:expr) => {{
-            let err = $call.await.expect_err(stringify!($call));
+            let err = expect_code!($call, $code);
             assert_field_named(&err, $field);
-            assert_eq!(
-                err.code(),
-                $code,
-                "{}: {}",
-                stringify!($call),
-                err.message()
-            );
             assert!(
                 err.message().starts_with(&format!("{}: ", $field))
                     || err.message().starts_with(&format!("invalid {}: ", $field)),
@@ -677,6 +641,22 @@ async fn health_and_reflection_list_every_service() {
     use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
 
+    // The first answer of the stream that `request` opens on `client`
+    // (v1alpha and v1 clients are different types with the same method).
+    macro_rules! first_reply {
+        ($client:expr, $request:expr) => {
+            $client
+                .server_reflection_info(tokio_stream::iter(vec![$request]))
+                .await
+                .unwrap()
+                .into_inner()
+                .message()
+                .await
+                .unwrap()
+                .expect("a reflection response")
+        };
+    }
+
     let server = TestServer::start().await;
     let channel = server.channel().await;
     let health = HealthClient::new(channel.clone())
@@ -695,16 +675,7 @@ async fn health_and_reflection_list_every_service() {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut stream = V1Alpha::new(channel.clone())
-        .server_reflection_info(tokio_stream::iter(vec![request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let response = stream
-        .message()
-        .await
-        .unwrap()
-        .expect("a reflection response");
+    let response = first_reply!(V1Alpha::new(channel.clone()), request);
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
         panic!("unexpected reflection response");
     };
@@ -729,16 +700,7 @@ async fn health_and_reflection_list_every_service() {
             "spoc.v1.MasteryService".into(),
         )),
     };
-    let mut stream = V1::new(channel)
-        .server_reflection_info(tokio_stream::iter(vec![request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let response = stream
-        .message()
-        .await
-        .unwrap()
-        .expect("a reflection response");
+    let response = first_reply!(V1::new(channel), request);
     assert!(
         matches!(response.message_response, Some(V1Response::FileDescriptorResponse(ref f)) if !f.file_descriptor_proto.is_empty())
     );

@@ -33,6 +33,24 @@ fn assert_token_refused(status: &tonic::Status, reason: &str) {
     );
 }
 
+/// The token of the second page of skills, one skill a page (there must be
+/// one).
+async fn second_skills_page_token(
+    catalog: &mut pb::catalog_service_client::CatalogServiceClient<AuthChannel>,
+) -> String {
+    let token = catalog
+        .list_skills(pb::ListSkillsRequest {
+            page_size: 1,
+            page_token: String::new(),
+        })
+        .await
+        .expect("list skills")
+        .into_inner()
+        .next_page_token;
+    assert!(!token.is_empty());
+    token
+}
+
 const OTHER_LIST: &str = "was issued for another list or filter";
 const NOT_ISSUED: &str = "is not a token returned by a previous call";
 
@@ -139,16 +157,7 @@ async fn a_token_of_one_list_is_refused_by_another() {
     let server = TestServer::start().await;
     seed(&server).await;
     let mut catalog = server.catalog().await;
-    let first = catalog
-        .list_skills(pb::ListSkillsRequest {
-            page_size: 1,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let token = first.next_page_token;
-    assert!(!token.is_empty());
+    let token = second_skills_page_token(&mut catalog).await;
 
     let err = catalog
         .list_modules(pb::ListModulesRequest {
@@ -291,15 +300,7 @@ async fn tokens_never_issued_are_refused() {
         assert_token_refused(&err, NOT_ISSUED);
     }
     // A token of the server, truncated or with one character changed.
-    let token = catalog
-        .list_skills(pb::ListSkillsRequest {
-            page_size: 1,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .next_page_token;
+    let token = second_skills_page_token(&mut catalog).await;
     let mut changed = token.clone().into_bytes();
     changed[3] = if changed[3] == b'A' { b'B' } else { b'A' };
     let changed = String::from_utf8(changed).unwrap();
@@ -410,15 +411,7 @@ async fn unresolved_statements_page_with_bound_tokens() {
         .import_catalog(crate::common::skills_a_b())
         .await
         .unwrap();
-    let skills_token = catalog
-        .list_skills(pb::ListSkillsRequest {
-            page_size: 1,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .next_page_token;
+    let skills_token = second_skills_page_token(&mut catalog).await;
     for (token, reason) in [
         (skills_token.as_str(), OTHER_LIST),
         ("ffff", NOT_ISSUED),

@@ -35,6 +35,17 @@ async fn seed_enrolled(server: &TestServer) {
         .expect("enrol alice");
 }
 
+/// A request for `count` recommendations to `learner` in `program`,
+/// excluding nothing.
+fn recommend(learner: &str, program: &str, count: i32) -> pb::RecommendNextRequest {
+    pb::RecommendNextRequest {
+        learner_id: learner.into(),
+        program_id: program.into(),
+        count,
+        exclude_module_ids: vec![],
+    }
+}
+
 /// A beginner is sent to the root skill's module with a reason in words;
 /// once a and b are mastered, the missing content for c is said, not hidden.
 #[tokio::test]
@@ -42,12 +53,7 @@ async fn recommends_the_ready_skill_and_reports_missing_content() {
     let server = TestServer::start().await;
     seed_enrolled(&server).await;
     let mut remediation = server.remediation().await;
-    let ask = pb::RecommendNextRequest {
-        learner_id: "alice".into(),
-        program_id: "excel".into(),
-        count: 3,
-        exclude_module_ids: vec![],
-    };
+    let ask = recommend("alice", "excel", 3);
     let first = remediation
         .recommend_next(ask.clone())
         .await
@@ -103,19 +109,13 @@ async fn unknown_ids_and_bad_counts_are_refused() {
     let server = TestServer::start().await;
     seed_enrolled(&server).await;
     let mut remediation = server.remediation().await;
-    let request = |learner: &str, program: &str, count| pb::RecommendNextRequest {
-        learner_id: learner.into(),
-        program_id: program.into(),
-        count,
-        exclude_module_ids: vec![],
-    };
     for (req, code) in [
-        (request("zz", "excel", 1), Code::NotFound),
-        (request("alice", "zz", 1), Code::NotFound),
-        (request("", "excel", 1), Code::InvalidArgument),
-        (request("alice", "", 1), Code::InvalidArgument),
-        (request("alice", "excel", -1), Code::InvalidArgument),
-        (request("alice", "excel", 51), Code::InvalidArgument),
+        (recommend("zz", "excel", 1), Code::NotFound),
+        (recommend("alice", "zz", 1), Code::NotFound),
+        (recommend("", "excel", 1), Code::InvalidArgument),
+        (recommend("alice", "", 1), Code::InvalidArgument),
+        (recommend("alice", "excel", -1), Code::InvalidArgument),
+        (recommend("alice", "excel", 51), Code::InvalidArgument),
     ] {
         let err = remediation.recommend_next(req.clone()).await.unwrap_err();
         assert_eq!(err.code(), code, "{req:?}: {}", err.message());
@@ -123,7 +123,7 @@ async fn unknown_ids_and_bad_counts_are_refused() {
     // One rule for "not enrolled" (AIP-193: the state forbids it):
     // RecommendNext and GetCertification agree.
     let err = remediation
-        .recommend_next(request("bob", "excel", 1))
+        .recommend_next(recommend("bob", "excel", 1))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
@@ -198,12 +198,7 @@ async fn activity_is_idempotent_and_steers_the_policy() {
         .await
         .unwrap();
     let mut remediation = server.remediation().await;
-    let ask = pb::RecommendNextRequest {
-        learner_id: "alice".into(),
-        program_id: "excel".into(),
-        count: 2,
-        exclude_module_ids: vec![],
-    };
+    let ask = recommend("alice", "excel", 2);
     let before = remediation
         .recommend_next(ask.clone())
         .await
@@ -217,22 +212,17 @@ async fn activity_is_idempotent_and_steers_the_policy() {
         pb::ActivityKind::Completed,
         1_700_000_000,
     );
-    let reply = remediation
-        .record_activity(pb::RecordActivityRequest {
-            activities: vec![done.clone()],
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!((reply.recorded, reply.duplicates), (1, 0));
-    let reply = remediation
-        .record_activity(pb::RecordActivityRequest {
-            activities: vec![done.clone()],
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!((reply.recorded, reply.duplicates), (0, 1));
+    // Recorded once, then a duplicate.
+    for expected in [(1, 0), (0, 1)] {
+        let reply = remediation
+            .record_activity(pb::RecordActivityRequest {
+                activities: vec![done.clone()],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((reply.recorded, reply.duplicates), expected);
+    }
     let mut changed = done;
     changed.kind = pb::ActivityKind::Started as i32;
     let err = remediation
@@ -284,7 +274,6 @@ async fn recommended_modules_feed_the_started_share_signal() {
     use spoc_engine::clock::now_micros;
     use spoc_engine::domain::activity::{Activity, ActivityKind};
     use spoc_engine::domain::catalog::{Format, Module, Skill};
-    use spoc_engine::domain::learner::{CohortRules, Learner, Program};
 
     let dir = tempfile::tempdir().unwrap();
     let (engine, _) = crate::common::engine_in(dir.path());
@@ -307,26 +296,11 @@ async fn recommended_modules_feed_the_started_share_signal() {
         .await
         .unwrap();
     engine
-        .upsert_learner(Learner {
-            id: "l".into(),
-            company_id: "c".into(),
-            language: "fr".into(),
-            time_zone: String::new(),
-            display_name: String::new(),
-        })
+        .upsert_learner(crate::common::engine_learner("l", "fr"))
         .await
         .unwrap();
     let program = engine
-        .upsert_program(Program {
-            external_ids: Vec::new(),
-            id: "p".into(),
-            name: "P".into(),
-            skill_ids: vec!["a".into()],
-            cohort_rules: CohortRules::default(),
-            start_date: None,
-            end_date: None,
-            risk_rules: Default::default(),
-        })
+        .upsert_program(crate::common::engine_program("p", vec!["a".into()]))
         .await
         .unwrap();
     let enrolment = engine.enroll("l", "p").await.unwrap();
@@ -415,12 +389,7 @@ async fn certification_asks_diagnostic_items_then_certifies() {
         })
         .await
         .expect("record activity");
-    let ask = pb::RecommendNextRequest {
-        learner_id: "alice".into(),
-        program_id: "excel".into(),
-        count: 5,
-        exclude_module_ids: vec![],
-    };
+    let ask = recommend("alice", "excel", 5);
     let answer = remediation
         .recommend_next(ask.clone())
         .await

@@ -398,36 +398,35 @@ async fn spoc_report_writes_the_file_from_a_running_service() {
     let server = TestServer::start().await;
     let cohort = fixture(&server).await;
     let dir = tempfile::tempdir().unwrap();
-    let spoc = |args: &[&str]| {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_spoc"));
-        cmd.args(args)
-            .env("SPOC_ADDR", server.addr.to_string())
-            .env("SPOC_API_KEY", &server.admin_key);
-        cmd
-    };
     let html = dir.path().join("report.html");
-    let out = spoc(&["report", "--program", "p", "--cohort", &cohort, "--output"])
-        .arg(&html)
-        .output()
-        .await
-        .unwrap();
+    let out = spoc(
+        &server,
+        &["report", "--program", "p", "--cohort", &cohort, "--output"],
+    )
+    .arg(&html)
+    .output()
+    .await
+    .unwrap();
     crate::common::assert_success(&out);
     let text = std::fs::read_to_string(&html).unwrap();
     assert!(text.starts_with("<!DOCTYPE html>") && text.contains("<svg"));
 
     let csv = dir.path().join("report.csv");
-    let out = spoc(&["report", "--program", "p", "--format", "csv", "--output"])
-        .arg(&csv)
-        .output()
-        .await
-        .unwrap();
+    let out = spoc(
+        &server,
+        &["report", "--program", "p", "--format", "csv", "--output"],
+    )
+    .arg(&csv)
+    .output()
+    .await
+    .unwrap();
     crate::common::assert_success(&out);
     let text = std::fs::read_to_string(&csv).unwrap();
     assert!(text.contains("summary,p,Program p,learners,15"), "{text}");
 
     // A refused call writes nothing and says why.
     let missing = dir.path().join("missing.html");
-    let out = spoc(&["report", "--program", "nope", "--output"])
+    let out = spoc(&server, &["report", "--program", "nope", "--output"])
         .arg(&missing)
         .output()
         .await

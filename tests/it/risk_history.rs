@@ -3,10 +3,11 @@
 //! labelled by whether they stopped within 21 days (stopping) and whether
 //! they completed the program (behind schedule).
 
+use crate::common::{engine_learner, engine_program};
 use spoc_engine::clock::now_micros;
 use spoc_engine::domain::activity::{Activity, ActivityKind};
 use spoc_engine::domain::catalog::{Format, Module, Skill};
-use spoc_engine::domain::learner::{CohortRules, Learner, Program};
+use spoc_engine::domain::learner::Program;
 use spoc_engine::domain::mastery::Attempt;
 use spoc_engine::domain::risk::LinearModel;
 use spoc_engine::domain::risk::model::Sample;
@@ -45,27 +46,16 @@ async fn ended_programs_give_labelled_samples_that_train_a_model() {
     let start = end - 40 * DAY;
     engine
         .upsert_program(Program {
-            external_ids: Vec::new(),
-            id: "p".into(),
-            name: "P".into(),
-            skill_ids: (0..4).map(|i| format!("a{i}")).collect(),
-            cohort_rules: CohortRules::default(),
             start_date: Some(start),
             end_date: Some(end),
-            risk_rules: Default::default(),
+            ..engine_program("p", (0..4).map(|i| format!("a{i}")).collect())
         })
         .await
         .unwrap();
     for l in 0..60 {
         let id = format!("l{l}");
         engine
-            .upsert_learner(Learner {
-                id: id.clone(),
-                company_id: "c".into(),
-                language: "fr".into(),
-                time_zone: String::new(),
-                display_name: String::new(),
-            })
+            .upsert_learner(engine_learner(&id, "fr"))
             .await
             .unwrap();
         engine.enroll(&id, "p").await.unwrap();

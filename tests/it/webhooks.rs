@@ -248,17 +248,7 @@ impl Hooked {
     }
 
     async fn metric(&self, name: &str) -> u64 {
-        let text = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap()
-            .get(format!("http://{}/metrics", self.http))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics_text(self.http).await;
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .unwrap_or_else(|| panic!("no {name} in /metrics"))
@@ -324,20 +314,7 @@ async fn world(channel: AuthChannel, programs: &[&str], learners: usize) {
             .expect("program");
         for n in 0..learners {
             let id = format!("{program}-l{n:04}");
-            learner_client
-                .upsert_learner(pb::UpsertLearnerRequest {
-                    learner: Some(learner(&id, "acme")),
-                })
-                .await
-                .expect("learner");
-            learner_client
-                .enroll_learner(pb::EnrollLearnerRequest {
-                    learner_id: id,
-                    program_id: program.to_string(),
-                    enrolled_at: None,
-                })
-                .await
-                .expect("enrol");
+            add_enrolled(&mut learner_client, learner(&id, "acme"), program).await;
         }
     }
 }
@@ -566,12 +543,7 @@ async fn filters_and_the_creating_keys_scope_decide_what_is_delivered() {
     let cohorts = pb::cohort_service_client::CohortServiceClient::new(
         server.channel(&server.admin_key).await,
     )
-    .form_cohorts(pb::FormCohortsRequest {
-        program_id: "excel".into(),
-        objective: 0,
-        seed: 1,
-        dry_run: false,
-    })
+    .form_cohorts(form_seed_1("excel"))
     .await
     .expect("form cohorts")
     .into_inner()

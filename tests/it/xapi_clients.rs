@@ -43,6 +43,7 @@ fn node_clients() -> Option<&'static Path> {
         for file in [
             "package.json",
             "package-lock.json",
+            "env.js",
             "send_tincanjs.js",
             "send_xapijs.js",
         ] {

@@ -8,10 +8,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::common::{AuthChannel, skill};
-use axum::body::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use crate::common::{AuthChannel, http1, skill};
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use spoc_engine::api::pb;
 use tokio::sync::watch;
@@ -78,40 +76,26 @@ impl Stack {
     }
 
     async fn post(&self, body: &Value) -> (u16, String) {
-        let stream = tokio::net::TcpStream::connect(self.http).await.unwrap();
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let request = hyper::Request::builder()
-            .method("POST")
-            .uri("/xapi/statements")
-            .header("host", self.http.to_string())
-            .header("authorization", &self.bearer)
-            .header("x-experience-api-version", "1.0.3")
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
-            .unwrap();
-        let response = sender.send_request(request).await.unwrap();
+        let headers = [
+            ("authorization", self.bearer.as_str()),
+            ("x-experience-api-version", "1.0.3"),
+            ("content-type", "application/json"),
+        ];
+        let response = http1(
+            self.http,
+            "POST",
+            "/xapi/statements",
+            &headers,
+            body.to_string(),
+        )
+        .await;
         let status = response.status().as_u16();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8_lossy(&bytes).into_owned())
     }
 
     async fn metrics(&self) -> String {
-        let stream = tokio::net::TcpStream::connect(self.http).await.unwrap();
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let request = hyper::Request::builder()
-            .uri("/metrics")
-            .header("host", self.http.to_string())
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let response = sender.send_request(request).await.unwrap();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        String::from_utf8_lossy(&bytes).into_owned()
+        crate::common::metrics_text(self.http).await
     }
 
     /// Attempts recorded for a learner on a skill.
@@ -227,6 +211,16 @@ fn traffic() -> Vec<(Value, bool)> {
         "name": {"en": "Which join keeps unmatched rows?"},
         "interactionType": "choice", "correctResponsesPattern": ["left"]}});
     let segments = "https://w3id.org/xapi/video/extensions/played-segments";
+    let problem = activity(
+        EDX_PROBLEM,
+        "http://adlnet.gov/expapi/activities/cmi.interaction",
+        "Problem 1",
+    );
+    let video = activity(
+        EDX_VIDEO,
+        "https://w3id.org/xapi/video/activity-type/video",
+        "Joins video",
+    );
     vec![
         // Moodle: module viewed, attempt started and viewed, a question
         // answered (no success: scored from the pattern), the attempt
@@ -316,11 +310,7 @@ fn traffic() -> Vec<(Value, bool)> {
         (
             edx(
                 "https://w3id.org/xapi/acrossx/verbs/evaluated",
-                activity(
-                    EDX_PROBLEM,
-                    "http://adlnet.gov/expapi/activities/cmi.interaction",
-                    "Problem 1",
-                ),
+                problem.clone(),
                 json!({"success": true, "score": {"raw": 1, "min": 0, "max": 1, "scaled": 1.0}}),
             ),
             true,
@@ -328,11 +318,7 @@ fn traffic() -> Vec<(Value, bool)> {
         (
             edx(
                 "https://w3id.org/xapi/acrossx/verbs/evaluated",
-                activity(
-                    EDX_PROBLEM,
-                    "http://adlnet.gov/expapi/activities/cmi.interaction",
-                    "Problem 1",
-                ),
+                problem.clone(),
                 json!({"success": false, "score": {"raw": 0, "min": 0, "max": 0}}),
             ),
             true,
@@ -340,11 +326,7 @@ fn traffic() -> Vec<(Value, bool)> {
         (
             edx(
                 "https://w3id.org/xapi/video/verbs/played",
-                activity(
-                    EDX_VIDEO,
-                    "https://w3id.org/xapi/video/activity-type/video",
-                    "Joins video",
-                ),
+                video.clone(),
                 json!({"extensions": {"https://w3id.org/xapi/video/extensions/time": 0}}),
             ),
             true,
@@ -352,11 +334,7 @@ fn traffic() -> Vec<(Value, bool)> {
         (
             edx(
                 "https://w3id.org/xapi/video/verbs/paused",
-                activity(
-                    EDX_VIDEO,
-                    "https://w3id.org/xapi/video/activity-type/video",
-                    "Joins video",
-                ),
+                video.clone(),
                 json!({"extensions": {segments: "0[.]95.5"}}),
             ),
             true,
@@ -364,11 +342,7 @@ fn traffic() -> Vec<(Value, bool)> {
         (
             edx(
                 &adl("completed"),
-                activity(
-                    EDX_VIDEO,
-                    "https://w3id.org/xapi/video/activity-type/video",
-                    "Joins video",
-                ),
+                video.clone(),
                 json!({"completion": true}),
             ),
             true,
@@ -590,6 +564,20 @@ async fn real_lms_traffic_has_its_effect_once_each_activity_is_mapped() {
     let _ = stack.stop.send(true);
 }
 
+/// A five-minute English video module `id` on skill "sql", known to the
+/// LMS by `external_ids`.
+fn sql_video(id: &str, external_ids: &[&str]) -> pb::Module {
+    pb::Module {
+        id: id.into(),
+        title: id.to_uppercase(),
+        skill_ids: vec!["sql".into()],
+        format: pb::ModuleFormat::Video as i32,
+        duration_minutes: 5,
+        language: "en".into(),
+        external_ids: external_ids.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
 #[tokio::test]
 async fn mapping_errors_name_the_field() {
     let stack = Stack::start().await;
@@ -597,15 +585,7 @@ async fn mapping_errors_name_the_field() {
     catalog
         .import_catalog(pb::ImportCatalogRequest {
             skills: vec![skill("sql", &[])],
-            modules: vec![pb::Module {
-                id: "m1".into(),
-                title: "M1".into(),
-                skill_ids: vec!["sql".into()],
-                format: pb::ModuleFormat::Video as i32,
-                duration_minutes: 5,
-                language: "en".into(),
-                external_ids: vec!["https://lms/mod/1".into()],
-            }],
+            modules: vec![sql_video("m1", &["https://lms/mod/1"])],
             items: vec![],
         })
         .await
@@ -629,15 +609,7 @@ async fn mapping_errors_name_the_field() {
     // Another module cannot take the same external id.
     let err = catalog
         .upsert_module(pb::UpsertModuleRequest {
-            module: Some(pb::Module {
-                id: "m2".into(),
-                title: "M2".into(),
-                skill_ids: vec!["sql".into()],
-                format: pb::ModuleFormat::Video as i32,
-                duration_minutes: 5,
-                language: "en".into(),
-                external_ids: vec!["https://lms/mod/2".into(), "https://lms/mod/1".into()],
-            }),
+            module: Some(sql_video("m2", &["https://lms/mod/2", "https://lms/mod/1"])),
         })
         .await
         .unwrap_err();

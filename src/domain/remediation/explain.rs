@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::beliefs::Beliefs;
 use super::record::SkillRecord;
-use super::{RecommendInput, Scored, Target};
+use super::{Candidate, Scored, Target};
 use crate::domain::catalog::Skill;
 
 /// Names a skill for a trainer: its name, or its id when unknown.
@@ -70,47 +70,38 @@ fn prerequisites_mastered(skills: &BTreeMap<String, Skill>, skill: &str) -> Stri
     }
 }
 
-/// The reason of a module recommendation: why its skill, then what the
-/// module brings.
+/// What were tried on each skill, as the reasons read it.
+type Records<'a> = BTreeMap<&'a str, SkillRecord<'a>>;
+
+/// The reason of a module recommendation for candidate `cand`: why its
+/// skill, then what the module brings. The request is the one `beliefs`
+/// were drawn from.
 pub(super) fn explain_module(
-    input: &RecommendInput<'_>,
     beliefs: &Beliefs<'_>,
+    records: &Records<'_>,
     scored: &Scored<'_>,
-    target: Target,
-    for_skills: &[&str],
-    records: &BTreeMap<&str, SkillRecord<'_>>,
-    reteach: bool,
+    cand: &Candidate<'_>,
 ) -> String {
-    let mut text = why_the_skill(
-        input,
-        beliefs,
-        scored.primary,
-        target,
-        for_skills,
-        records,
-        reteach,
-    );
-    text.push_str(&what_the_module_brings(input, beliefs, scored, records));
+    let mut text = why_the_skill(beliefs, records, scored.primary, cand);
+    text.push_str(&what_the_module_brings(beliefs, records, scored));
     text
 }
 
 /// Why `primary` is worked on: where the learner stands on it (or, for a
 /// prerequisite review, what did not improve), and what it is needed for.
 fn why_the_skill(
-    input: &RecommendInput<'_>,
     beliefs: &Beliefs<'_>,
+    records: &Records<'_>,
     primary: &str,
-    target: Target,
-    for_skills: &[&str],
-    records: &BTreeMap<&str, SkillRecord<'_>>,
-    reteach: bool,
+    cand: &Candidate<'_>,
 ) -> String {
-    let skills = input.skills;
+    let input = beliefs.input;
+    let (skills, for_skills) = (input.skills, cand.for_skills.as_slice());
     let p = shown(beliefs.p(primary), input.threshold);
-    match target {
+    match cand.target {
         Target::PrerequisiteReview => {
             let resisting: Vec<String> = for_skills.iter().map(|s| quoted(skills, s)).collect();
-            let why = if reteach {
+            let why = if cand.reteach {
                 "a check of it did not explain it, so it is taught again"
             } else {
                 "the bank has no item to check it, so it is taught again"
@@ -140,7 +131,7 @@ fn why_the_skill(
                 ),
             };
             t.push_str(&prerequisites_mastered(skills, primary));
-            if target == Target::DeepPrerequisite {
+            if cand.target == Target::DeepPrerequisite {
                 let needed: Vec<String> = for_skills.iter().map(|s| quoted(skills, s)).collect();
                 t.push_str(&format!(
                     "; needed first for program skill{} {}",
@@ -158,11 +149,11 @@ fn why_the_skill(
 /// the formats that failed before, and why a failed or other-language
 /// module is given.
 fn what_the_module_brings(
-    input: &RecommendInput<'_>,
     beliefs: &Beliefs<'_>,
+    records: &Records<'_>,
     scored: &Scored<'_>,
-    records: &BTreeMap<&str, SkillRecord<'_>>,
 ) -> String {
+    let input = beliefs.input;
     let skills = input.skills;
     let primary = scored.primary;
     let mut text = String::new();
@@ -231,7 +222,7 @@ fn what_the_module_brings(
 }
 
 /// The longest failure streak among `skills`.
-fn streak(records: &BTreeMap<&str, SkillRecord<'_>>, skills: &[&str]) -> u32 {
+fn streak(records: &Records<'_>, skills: &[&str]) -> u32 {
     skills
         .iter()
         .map(|s| records.get(s).map_or(0, |r| r.streak))
@@ -239,18 +230,18 @@ fn streak(records: &BTreeMap<&str, SkillRecord<'_>>, skills: &[&str]) -> u32 {
         .unwrap_or(0)
 }
 
-/// The reason of a diagnostic check on a review or a doubtful skill.
+/// The reason of a diagnostic check of `skill`, candidate `cand` (a
+/// review or a doubtful skill).
 pub(super) fn explain_diagnostic(
-    input: &RecommendInput<'_>,
     beliefs: &Beliefs<'_>,
+    records: &Records<'_>,
     skill: &str,
-    target: Target,
-    for_skills: &[&str],
-    records: &BTreeMap<&str, SkillRecord<'_>>,
+    cand: &Candidate<'_>,
 ) -> String {
-    let skills = input.skills;
+    let input = beliefs.input;
+    let (skills, for_skills) = (input.skills, cand.for_skills.as_slice());
     let p = shown(beliefs.p(skill), input.threshold);
-    match (target, beliefs.doubtful.get(skill)) {
+    match (cand.target, beliefs.doubtful.get(skill)) {
         (Target::PrerequisiteReview, _) => {
             let resisting: Vec<String> = for_skills.iter().map(|s| quoted(skills, s)).collect();
             format!(
@@ -273,12 +264,8 @@ pub(super) fn explain_diagnostic(
 }
 
 /// The reason of a certification check.
-pub(super) fn explain_certification(
-    input: &RecommendInput<'_>,
-    beliefs: &Beliefs<'_>,
-    skill: &str,
-    joint: f64,
-) -> String {
+pub(super) fn explain_certification(beliefs: &Beliefs<'_>, skill: &str, joint: f64) -> String {
+    let input = beliefs.input;
     let evidence = input.evidence.get(skill);
     let have = evidence.map_or(0, |e| e.items.len());
     let fresh = evidence.map_or(0, |e| {

@@ -406,7 +406,7 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
     });
     for m in &modules {
         let cand = &candidates[m.primary];
-        out.push(module_recommendation(input, &beliefs, m, cand, &records));
+        out.push(module_recommendation(&beliefs, m, cand, &records));
     }
     // Bands first (reviews, program skills, deep), checks before modules
     // within a band: the sort is stable.
@@ -480,8 +480,7 @@ fn checks<'a>(
             continue;
         }
         if let Some(items) = diagnostic_items(input, s, input.config.diagnostic_items) {
-            let reason =
-                explain_diagnostic(input, beliefs, s, cand.target, &cand.for_skills, records);
+            let reason = explain_diagnostic(beliefs, records, s, cand);
             out.push(diagnostic(input, beliefs, s, cand.target, items, reason));
             checked.insert(s);
         }
@@ -491,21 +490,12 @@ fn checks<'a>(
 
 /// A scored module as a recommendation, with its reason.
 fn module_recommendation(
-    input: &RecommendInput<'_>,
     beliefs: &Beliefs<'_>,
     m: &Scored<'_>,
     cand: &Candidate<'_>,
     records: &BTreeMap<&str, SkillRecord<'_>>,
 ) -> Recommendation {
-    let reason = explain_module(
-        input,
-        beliefs,
-        m,
-        cand.target,
-        &cand.for_skills,
-        records,
-        cand.reteach,
-    );
+    let reason = explain_module(beliefs, records, m, cand);
     Recommendation {
         kind: Kind::Module,
         module_id: m.module.id.clone(),
@@ -734,7 +724,7 @@ fn certify(input: &RecommendInput<'_>, beliefs: &Beliefs<'_>) -> Recommendations
         .take(input.count)
         .filter_map(|&(missing, _, s)| {
             let items = diagnostic_items(input, s, missing.max(1))?;
-            let reason = explain::explain_certification(input, beliefs, s, joint);
+            let reason = explain::explain_certification(beliefs, s, joint);
             Some(diagnostic(
                 input,
                 beliefs,

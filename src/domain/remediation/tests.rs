@@ -6,17 +6,7 @@ use super::effects::{EffectEvidence, Effects};
 use super::record::shrink;
 use super::*;
 use crate::domain::catalog::Item;
-
-fn skill(id: &str, prereqs: &[&str]) -> (String, Skill) {
-    (
-        id.to_string(),
-        Skill {
-            id: id.to_string(),
-            name: id.to_uppercase(),
-            prerequisite_ids: prereqs.iter().map(|s| s.to_string()).collect(),
-        },
-    )
-}
+use crate::domain::catalog::test_skill as skill;
 
 fn module(id: &str, skills: &[&str], format: Format, minutes: u32, language: &str) -> Module {
     Module {
@@ -28,6 +18,18 @@ fn module(id: &str, skills: &[&str], format: Format, minutes: u32, language: &st
         duration_minutes: minutes,
         language: language.to_string(),
     }
+}
+
+/// Asserts that `reason` says `words`, showing the reason otherwise.
+#[track_caller]
+fn assert_says(reason: &str, words: &str) {
+    assert!(reason.contains(words), "{words:?} not in {reason:?}");
+}
+
+/// Asserts that `reason` does not say `words`.
+#[track_caller]
+fn assert_lacks(reason: &str, words: &str) {
+    assert!(!reason.contains(words), "{words:?} in {reason:?}");
 }
 
 /// Owns everything a [`RecommendInput`] borrows.
@@ -150,12 +152,8 @@ fn only_the_fringe_is_recommended_by_gain_per_minute() {
     );
     assert!((first.expected_gain - 0.8 * untried(0.15)).abs() < 1e-12);
     assert_eq!(first.target, Target::ProgramSkill);
-    assert!(
-        first.reason.contains("skill 'B' at 0.20, below 0.95")
-            && first.reason.contains("its prerequisite 'A' is mastered"),
-        "{}",
-        first.reason
-    );
+    assert_says(&first.reason, "skill 'B' at 0.20, below 0.95");
+    assert_says(&first.reason, "its prerequisite 'A' is mastered");
     assert!(r.shortfall.is_some(), "asked 10, got 3");
 }
 
@@ -168,13 +166,7 @@ fn nothing_ready_goes_down_to_the_deepest_unmastered_prerequisite() {
     let r = case.run();
     assert_eq!(ids(&r), ["ma"]);
     assert_eq!(r.items[0].target, Target::DeepPrerequisite);
-    assert!(
-        r.items[0]
-            .reason
-            .contains("needed first for program skill 'C'"),
-        "{}",
-        r.items[0].reason
-    );
+    assert_says(&r.items[0].reason, "needed first for program skill 'C'");
     // Once a is mastered, b is next, never c.
     case.mastery.insert("a".into(), 0.99);
     assert_eq!(ids(&case.run()), ["mb1", "mb2"]);
@@ -198,11 +190,7 @@ fn fitted_module_rate_and_multi_skill_modules_change_the_rank() {
         (r.items[0].expected_gain - 2.0 * 0.8 * untried(0.15)).abs() < 1e-12,
         "c is not ready: no gain"
     );
-    assert!(
-        r.items[0].reason.contains("also teaches 'D'"),
-        "{}",
-        r.items[0].reason
-    );
+    assert_says(&r.items[0].reason, "also teaches 'D'");
 }
 
 #[test]
@@ -269,18 +257,8 @@ fn failures_shrink_a_module_harmonically_not_to_nothing() {
     case.failed("md-long", "d", 0.18, 0.18);
     let r = case.run();
     assert_eq!(ids(&r), ["md-v", "md-long"]);
-    assert!(
-        r.items[1]
-            .reason
-            .contains("repeated although it just failed"),
-        "{}",
-        r.items[1].reason
-    );
-    assert!(
-        !r.items[0].reason.contains("repeated"),
-        "{}",
-        r.items[0].reason
-    );
+    assert_says(&r.items[1].reason, "repeated although it just failed");
+    assert_lacks(&r.items[0].reason, "repeated");
 }
 
 #[test]
@@ -290,13 +268,7 @@ fn the_only_module_is_repeated_with_a_reason() {
     case.failed("md", "d", 0.2, 0.18);
     let r = case.run();
     assert_eq!(ids(&r), ["md"]);
-    assert!(
-        r.items[0]
-            .reason
-            .contains("repeated although it just failed"),
-        "{}",
-        r.items[0].reason
-    );
+    assert_says(&r.items[0].reason, "repeated although it just failed");
 }
 
 #[test]
@@ -309,11 +281,7 @@ fn a_skill_that_keeps_resisting_triggers_a_prerequisite_review() {
     let r = case.run();
     assert_eq!(r.items[0].module_id, "ma", "no item on a: a module checks");
     assert_eq!(r.items[0].target, Target::PrerequisiteReview);
-    assert!(
-        r.items[0].reason.contains("re-teaching prerequisite 'A'"),
-        "{}",
-        r.items[0].reason
-    );
+    assert_says(&r.items[0].reason, "re-teaching prerequisite 'A'");
     // With items on a in the bank, a few questions check it instead.
     case.items = bank(&[("a", 4)]);
     let r = case.run();
@@ -325,11 +293,7 @@ fn a_skill_that_keeps_resisting_triggers_a_prerequisite_review() {
     assert_eq!(check.item_ids.len(), 3);
     assert_eq!(check.duration_minutes, 3);
     assert!(check.module_id.is_empty() && check.expected_gain == 0.0);
-    assert!(
-        check.reason.contains("checking prerequisite 'A'"),
-        "{}",
-        check.reason
-    );
+    assert_says(&check.reason, "checking prerequisite 'A'");
     case.items.clear();
     // After the review the streak restarts.
     case.history.push(ModuleOutcome {
@@ -463,11 +427,7 @@ fn certification_needs_answers_on_distinct_items_since_the_latest_module() {
     }
     let d = r.items.iter().find(|i| i.skill_id == "d").unwrap();
     assert_eq!(d.item_ids, ["d-i0", "d-i1"], "a bank of 2 needs only 2");
-    assert!(
-        d.reason.contains("0 answers on distinct items"),
-        "{}",
-        d.reason
-    );
+    assert_says(&d.reason, "0 answers on distinct items");
     // Two answers on b are one short; c and d are done.
     case.evidence.insert("b".into(), answered("b", 2));
     case.evidence.insert("c".into(), answered("c", 3));
@@ -624,11 +584,9 @@ fn a_just_failed_module_is_repeated_when_the_only_alternative_teaches_less() {
     let r = case.run();
     let b: Vec<_> = r.items.iter().filter(|i| i.skill_id == "b").collect();
     assert_eq!(b[0].module_id, "mb1", "{r:?}");
-    assert!(
-        b[0].reason
-            .contains("repeated although it just failed: no other module in 'en' that the learner has not failed teaches it as well"),
-        "{}",
-        b[0].reason
+    assert_says(
+        &b[0].reason,
+        "repeated although it just failed: no other module in 'en' that the learner has not failed teaches it as well",
     );
     // Had the population seen nothing of mb2, it would be tried instead.
     let mut fresh = Case::new();
@@ -689,12 +647,9 @@ fn a_skill_mastered_while_its_prerequisite_was_not_is_re_checked() {
     let r = case.run();
     assert_eq!(r.status, Status::Recommending);
     assert_eq!(r.items[0].skill_id, "b", "{:?}", ids(&r));
-    assert!(
-        r.items[0]
-            .reason
-            .contains("skill 'B' at 0.98 does not count as mastered: its answers came before its prerequisite 'A' was learnt"),
-        "{}",
-        r.items[0].reason
+    assert_says(
+        &r.items[0].reason,
+        "skill 'B' at 0.98 does not count as mastered: its answers came before its prerequisite 'A' was learnt",
     );
     // Ranked as unobserved: the gain is the prior's.
     assert!((r.items[0].expected_gain - 0.8 * untried(0.15)).abs() < 1e-12);
@@ -705,12 +660,9 @@ fn a_skill_mastered_while_its_prerequisite_was_not_is_re_checked() {
         (r.items[0].kind, r.items[0].skill_id.as_str()),
         (Kind::Diagnostic, "b")
     );
-    assert!(
-        r.items[0]
-            .reason
-            .contains("came before its prerequisite 'A' was learnt"),
-        "{}",
-        r.items[0].reason
+    assert_says(
+        &r.items[0].reason,
+        "came before its prerequisite 'A' was learnt",
     );
     case.items.clear();
     // A newer module on b clears the doubt.

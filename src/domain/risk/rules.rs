@@ -476,17 +476,13 @@ fn behind_schedule(
         reason.push_str(&format!("; mainly {}", words.join(", ")));
     }
     reason.push(')');
-    let mut signals = base.clone();
-    signals.insert(EPISODE_SINCE.into(), 0.0);
-    Some(AlertDraft {
-        kind: AlertKind::BehindSchedule,
+    Some(model_draft(
+        AlertKind::BehindSchedule,
         severity,
-        urgency: p,
+        p,
         reason,
-        skill_id: None,
-        since: 0,
-        signals,
-    })
+        base,
+    ))
 }
 
 fn stopping_draft(
@@ -507,17 +503,30 @@ fn stopping_draft(
     if !words.is_empty() {
         reason.push_str(&format!(": {}", words.join(", ")));
     }
+    Some(model_draft(AlertKind::Stopping, severity, p, reason, base))
+}
+
+/// An alert of one of the two models, `p` its probability: urgent as `p`,
+/// about no one skill, with the model's features as its signals, a new
+/// episode.
+fn model_draft(
+    kind: AlertKind,
+    severity: Severity,
+    p: f64,
+    reason: String,
+    base: &Features,
+) -> AlertDraft {
     let mut signals = base.clone();
     signals.insert(EPISODE_SINCE.into(), 0.0);
-    Some(AlertDraft {
-        kind: AlertKind::Stopping,
+    AlertDraft {
+        kind,
         severity,
         urgency: p,
         reason,
         skill_id: None,
         since: 0,
         signals,
-    })
+    }
 }
 
 /// The two features pushing hardest towards the model's target, in words.

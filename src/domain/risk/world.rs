@@ -115,52 +115,66 @@ impl WorldParams {
 
 /// The worlds the shipped models are trained on: three parameter sets.
 pub fn training_worlds(learners: usize) -> Vec<WorldParams> {
-    let mut a = WorldParams::base("train-a", 101);
-    a.learners = learners;
-    let mut b = WorldParams::base("train-b", 202);
-    b.learners = learners;
-    b.drift = 0.3;
-    b.hazard_base = -4.8;
-    b.rhythm_spread = 0.6;
-    b.drift_days = 14.0;
-    let mut c = WorldParams::base("train-c", 303);
-    c.learners = learners;
-    c.weeks = 10;
-    c.sessions_per_week = 2.2;
-    c.hazard_failures = 0.4;
-    c.slow_share = 0.2;
-    vec![a, b, c]
+    vec![
+        WorldParams {
+            learners,
+            ..WorldParams::base("train-a", 101)
+        },
+        WorldParams {
+            learners,
+            drift: 0.3,
+            hazard_base: -4.8,
+            rhythm_spread: 0.6,
+            drift_days: 14.0,
+            ..WorldParams::base("train-b", 202)
+        },
+        WorldParams {
+            learners,
+            weeks: 10,
+            sessions_per_week: 2.2,
+            hazard_failures: 0.4,
+            slow_share: 0.2,
+            ..WorldParams::base("train-c", 303)
+        },
+    ]
 }
 
 /// Worlds no shipped model saw, with other parameters (other seeds, a
 /// shorter and a longer program, calmer and more volatile motivation,
 /// more pauses): what the alert evaluation reports on.
 pub fn held_out_worlds(learners: usize) -> Vec<WorldParams> {
-    let mut d = WorldParams::base("held-out-d", 404);
-    d.learners = learners;
-    d.drift = 0.16;
-    d.hazard_base = -5.3;
-    d.sessions_per_week = 3.0;
-    d.fade = 0.07;
-    d.drift_days = 25.0;
-    let mut e = WorldParams::base("held-out-e", 505);
-    e.learners = learners;
-    e.weeks = 6;
-    e.units = 10;
-    e.drift = 0.28;
-    e.rhythm_spread = 0.35;
-    e.pause_share = 0.15;
-    e.slow_share = 0.1;
-    let mut f = WorldParams::base("held-out-f", 606);
-    f.learners = learners;
-    f.weeks = 9;
-    f.hazard_motivation = 1.2;
-    f.hazard_failures = 0.15;
-    f.abrupt = 0.002;
-    f.recover = 0.05;
-    f.rhythm_spread = 0.55;
-    f.slow_share = 0.2;
-    vec![d, e, f]
+    vec![
+        WorldParams {
+            learners,
+            drift: 0.16,
+            hazard_base: -5.3,
+            sessions_per_week: 3.0,
+            fade: 0.07,
+            drift_days: 25.0,
+            ..WorldParams::base("held-out-d", 404)
+        },
+        WorldParams {
+            learners,
+            weeks: 6,
+            units: 10,
+            drift: 0.28,
+            rhythm_spread: 0.35,
+            pause_share: 0.15,
+            slow_share: 0.1,
+            ..WorldParams::base("held-out-e", 505)
+        },
+        WorldParams {
+            learners,
+            weeks: 9,
+            hazard_motivation: 1.2,
+            hazard_failures: 0.15,
+            abrupt: 0.002,
+            recover: 0.05,
+            rhythm_spread: 0.55,
+            slow_share: 0.2,
+            ..WorldParams::base("held-out-f", 606)
+        },
+    ]
 }
 
 /// How a learner behaves (never sent to the engine).

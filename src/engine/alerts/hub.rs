@@ -680,9 +680,8 @@ fn pass_loop(engine: Weak<Engine>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::learner::{CohortRules, Program};
     use crate::domain::mastery::test_attempt;
-    use crate::engine::testing::{engine, learner, skill_s_and_learner_l};
+    use crate::engine::testing::{engine, learner, program, skill_s_and_learner_l};
 
     /// Program `p` over skill `s`, and `learners` learners `l0`, `l1`...
     /// enrolled in it, each with three failures on `s` a minute ago (a
@@ -690,19 +689,7 @@ mod tests {
     async fn blocked_learners(engine: &Engine, learners: usize) {
         engine.set_alert_budget(0);
         skill_s_and_learner_l(engine, vec![]).await;
-        engine
-            .upsert_program(Program {
-                external_ids: Vec::new(),
-                id: "p".into(),
-                name: "P".into(),
-                skill_ids: vec!["s".into()],
-                cohort_rules: CohortRules::default(),
-                start_date: None,
-                end_date: None,
-                risk_rules: Default::default(),
-            })
-            .await
-            .unwrap();
+        engine.upsert_program(program("p", &["s"])).await.unwrap();
         for n in 0..learners {
             let id = format!("l{n}");
             engine.upsert_learner(learner(&id)).await.unwrap();

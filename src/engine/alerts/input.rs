@@ -173,7 +173,6 @@ mod tests {
     use crate::domain::activity::Activity;
     use crate::domain::catalog::{Format, Module, Skill};
     use crate::domain::completion::CompletionPlan;
-    use crate::domain::learner::CohortRules;
     use crate::domain::mastery::Attempt;
     use crate::domain::pauses::{Pause, pause_id};
     use crate::domain::risk::training::{
@@ -181,7 +180,7 @@ mod tests {
     };
     use crate::domain::risk::world::{EventKind, WorldParams, generate};
     use crate::domain::risk::{features, signals::MICROS_PER_DAY};
-    use crate::engine::testing::{engine, learner};
+    use crate::engine::testing::{engine, learner, program};
 
     /// The engine reads a learner from its store exactly as the models were
     /// trained on: a simulated world's events, stored through the engine
@@ -228,14 +227,10 @@ mod tests {
             .unwrap();
         engine
             .upsert_program(Program {
-                external_ids: Vec::new(),
-                id: "w".into(),
-                name: "W".into(),
                 skill_ids: world.units.iter().map(|u| u.skill.clone()).collect(),
-                cohort_rules: CohortRules::default(),
                 start_date: Some(world.starts_at + shift),
                 end_date: Some(world.ends_at + shift),
-                risk_rules: Default::default(),
+                ..program("w", &[])
             })
             .await
             .unwrap();

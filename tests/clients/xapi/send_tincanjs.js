@@ -4,15 +4,7 @@
 // unless every call reports success; prints {"client", "answers"} last.
 "use strict";
 const TinCan = require("tincanjs");
-
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
-const endpoint = env("XAPI_ENDPOINT");
-const learner = env("XAPI_LEARNER");
-const item = env("XAPI_ITEM");
+const { env, endpoint, learner, item } = require("./env");
 
 const tincan = new TinCan({
   recordStores: [

@@ -7,15 +7,7 @@
 "use strict";
 const crypto = require("crypto");
 const XAPI = require("@xapi/xapi");
-
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
-const endpoint = env("XAPI_ENDPOINT");
-const learner = env("XAPI_LEARNER");
-const item = env("XAPI_ITEM");
+const { env, endpoint, learner, item } = require("./env");
 const auth = XAPI.toBasicAuth(env("XAPI_USERNAME"), env("XAPI_PASSWORD"));
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
 

@@ -34,6 +34,32 @@ pub fn authed(channel: Channel, key: Option<&str>) -> AuthChannel {
     InterceptedService::new(channel, bearer)
 }
 
+/// Learner `id` of company "c" speaking `language`, as the engine takes it.
+pub fn engine_learner(id: &str, language: &str) -> spoc_engine::domain::learner::Learner {
+    spoc_engine::domain::learner::Learner {
+        id: id.into(),
+        company_id: "c".into(),
+        language: language.into(),
+        time_zone: String::new(),
+        display_name: String::new(),
+    }
+}
+
+/// Program `id` over `skills` as the engine takes it: undated, with the
+/// default rules.
+pub fn engine_program(id: &str, skills: Vec<String>) -> spoc_engine::domain::learner::Program {
+    spoc_engine::domain::learner::Program {
+        external_ids: Vec::new(),
+        id: id.into(),
+        name: id.to_uppercase(),
+        skill_ids: skills,
+        cohort_rules: Default::default(),
+        start_date: None,
+        end_date: None,
+        risk_rules: Default::default(),
+    }
+}
+
 /// The first admin key that `spoc serve` wrote in `dir`.
 pub fn admin_key_in(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("admin-key"))
@@ -385,16 +411,75 @@ pub async fn seed(server: &TestServer) {
         .programs()
         .await
         .upsert_program(pb::UpsertProgramRequest {
-            program: Some(pb::Program {
-                id: "excel".into(),
-                name: "Excel for analysts".into(),
-                skill_ids: vec!["a".into(), "b".into(), "c".into()],
-                cohort_rules: None,
-                ..Default::default()
-            }),
+            program: Some(excel_program()),
         })
         .await
         .expect("upsert program");
+}
+
+/// The program [`seed`] stores: "excel" over skills a, b and c, with no
+/// dates and the default cohort rules.
+pub fn excel_program() -> pb::Program {
+    pb::Program {
+        id: "excel".into(),
+        name: "Excel for analysts".into(),
+        skill_ids: vec!["a".into(), "b".into(), "c".into()],
+        cohort_rules: None,
+        ..Default::default()
+    }
+}
+
+/// The mastery of `learner` on `skills` (every skill of the learner's
+/// programs when empty), as GetMastery returns it (the call must succeed).
+pub async fn mastery_of(
+    client: &mut pb::mastery_service_client::MasteryServiceClient<AuthChannel>,
+    learner: &str,
+    skills: &[&str],
+) -> pb::GetMasteryResponse {
+    client
+        .get_mastery(pb::GetMasteryRequest {
+            learner_id: learner.into(),
+            skill_ids: skills.iter().map(|s| s.to_string()).collect(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("mastery of {learner}: {e}"))
+        .into_inner()
+}
+
+/// Upserts `learner` through `client` and enrols it in `program`, now
+/// (the calls must succeed).
+pub async fn add_enrolled(
+    client: &mut pb::learner_service_client::LearnerServiceClient<AuthChannel>,
+    learner: pb::Learner,
+    program: &str,
+) {
+    let learner_id = learner.id.clone();
+    client
+        .upsert_learner(pb::UpsertLearnerRequest {
+            learner: Some(learner),
+        })
+        .await
+        .expect("upsert learner");
+    client
+        .enroll_learner(pb::EnrollLearnerRequest {
+            enrolled_at: None,
+            learner_id,
+            program_id: program.into(),
+        })
+        .await
+        .expect("enrol");
+}
+
+/// The `spoc` binary with `SPOC_ADDR` pointing at `server`, with its admin
+/// key.
+pub fn spoc(server: &TestServer, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_spoc"));
+    cmd.args(args)
+        .env("SPOC_ADDR", server.addr.to_string())
+        .env("SPOC_API_KEY", &server.admin_key)
+        .env_remove("SPOC_TLS_CA")
+        .kill_on_drop(true);
+    cmd
 }
 
 /// BKT by hand with the shipped defaults, for checking served values.
@@ -432,21 +517,21 @@ impl TestServer {
             .into_inner()
     }
 
+    /// Forms and stores the cohorts of `program` (balanced, seed 1; the
+    /// call must succeed).
+    pub async fn form_cohorts(&self, program: &str) -> pb::FormCohortsResponse {
+        self.cohorts()
+            .await
+            .form_cohorts(form_seed_1(program))
+            .await
+            .expect("form cohorts")
+            .into_inner()
+    }
+
     /// Forms and stores the cohorts of `program` (balanced, seed 1), which
     /// must come out as one cohort; its id.
     pub async fn form_one_cohort(&self, program: &str) -> String {
-        let formed = self
-            .cohorts()
-            .await
-            .form_cohorts(pb::FormCohortsRequest {
-                program_id: program.into(),
-                objective: 0,
-                seed: 1,
-                dry_run: false,
-            })
-            .await
-            .expect("form cohorts")
-            .into_inner();
+        let formed = self.form_cohorts(program).await;
         assert_eq!(formed.cohorts.len(), 1);
         formed.cohorts[0].id.clone()
     }
@@ -512,6 +597,16 @@ impl TestServer {
             .await
             .unwrap()
             .into_inner()
+    }
+}
+
+/// A request to form and store the cohorts of `program` with the default
+/// (balanced) objective and seed 1.
+pub fn form_seed_1(program: &str) -> pb::FormCohortsRequest {
+    pb::FormCohortsRequest {
+        program_id: program.into(),
+        seed: 1,
+        ..Default::default()
     }
 }
 
@@ -701,6 +796,20 @@ pub async fn http1(
         )
         .await
         .expect("response")
+}
+
+/// The Prometheus text that the HTTP listener at `addr` serves on
+/// `/metrics`.
+pub async fn metrics_text(addr: SocketAddr) -> String {
+    use http_body_util::BodyExt;
+    let response = http1(addr, "GET", "/metrics", &[], axum::body::Bytes::new()).await;
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("metrics body")
+        .to_bytes();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Asserts that a command succeeded, showing its stderr otherwise.

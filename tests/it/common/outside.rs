@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use spoc_engine::api::pb;
 
-use super::{AuthChannel, Spoc, authed, connect_when_up, free_addr, skill};
+use super::{AuthChannel, Spoc, authed, connect_when_up, free_addr, mastery_of, skill};
 
 /// The skill every item of [`Served::start`] tests.
 pub const SKILL: &str = "xapi-clients";
@@ -95,14 +95,8 @@ impl Served {
 
 /// (P(mastered), attempt count) of `learner` on `skill`.
 pub async fn mastery(channel: AuthChannel, learner: &str, skill: &str) -> (f64, i32) {
-    let reply = pb::mastery_service_client::MasteryServiceClient::new(channel)
-        .get_mastery(pb::GetMasteryRequest {
-            learner_id: learner.into(),
-            skill_ids: vec![skill.into()],
-        })
-        .await
-        .unwrap_or_else(|e| panic!("mastery of {learner}: {e}"))
-        .into_inner();
+    let mut client = pb::mastery_service_client::MasteryServiceClient::new(channel);
+    let reply = mastery_of(&mut client, learner, &[skill]).await;
     let skill = &reply.skills[0];
     (skill.p_mastered, skill.attempt_count)
 }
