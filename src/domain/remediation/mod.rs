@@ -38,9 +38,10 @@
 //! 5. **Ask a question when the doubt is the problem.** Knowledge states are
 //!    closed under prerequisites, so a skill that counted as mastered while
 //!    a prerequisite had to be (re)learnt after it is doubtful; and after
-//!    [`PolicyConfig::review_after_failures`] failures in a row on a skill,
-//!    its weakest prerequisite is suspect (three lucky guesses block
-//!    learning for good). Both are checked with diagnostic items from the
+//!    [`PolicyConfig::review_after_failures`] modules on a skill without
+//!    progress (no new high of its P(mastered): with noisy answers P goes
+//!    up and down while the skill stays put), its weakest prerequisite is
+//!    suspect (three lucky guesses block learning for good). Both are checked with diagnostic items from the
 //!    catalog's item bank (a [`Kind::Diagnostic`] recommendation with the
 //!    item ids and their minutes), not with whole modules; without items in
 //!    the bank a module does the check.
@@ -109,8 +110,9 @@ pub struct PolicyConfig {
     /// population had shown to teach less (a third of the near-useless
     /// modules served in `spoc simulate`'s irt world).
     pub module_failure_penalty: f64,
-    /// Consecutive failures on a skill after which its weakest prerequisite
-    /// is re-checked first; `0` disables prerequisite reviews.
+    /// Modules on a skill without progress (see `record`) after which its
+    /// weakest prerequisite is re-checked first; `0` disables prerequisite
+    /// reviews.
     pub review_after_failures: u32,
     /// Answers on distinct items since a skill's latest module it needs
     /// before the program is certified (fewer when its bank is smaller).

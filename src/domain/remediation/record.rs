@@ -1,5 +1,6 @@
 //! What the learner's own history says about a skill: failures per module
-//! and format, the module that just failed, the streak of failures.
+//! and format, the module that just failed, the streak of modules without
+//! progress.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +15,9 @@ pub(super) struct SkillRecord<'h> {
     pub(super) module_failures: BTreeMap<&'h str, u32>,
     /// The module of the latest entry on this skill, when it failed.
     pub(super) just_failed: Option<&'h str>,
-    /// Failures since the last success or review of a prerequisite.
+    /// Modules without progress (the skill neither reached the threshold
+    /// nor a level above any it had reached) since it last progressed or a
+    /// prerequisite was last taught.
     pub(super) streak: u32,
 }
 
@@ -45,49 +48,54 @@ fn failed(change: &SkillChange, config: &PolicyConfig, threshold: f64) -> bool {
     change.after - change.before < config.min_progress && change.after < threshold
 }
 
-/// Reads the history for one skill, newest entries deciding the streak.
+/// Reads the history for one skill. The streak starts after a
+/// prerequisite of it was last taught (a review restarts the count).
 pub(super) fn record<'h>(input: &RecommendInput<'h>, skill: &str) -> SkillRecord<'h> {
     let mut rec = SkillRecord::default();
     let prereqs: &[String] = input
         .skills
         .get(skill)
         .map_or(&[], |s| s.prerequisite_ids.as_slice());
-    let mut streak_open = true;
-    let mut latest_seen = false;
-    for entry in input.history.iter().rev() {
-        let change = entry.changes.iter().find(|c| c.skill_id == skill);
-        let Some(change) = change else {
-            if entry
-                .changes
-                .iter()
-                .any(|c| prereqs.iter().any(|q| q == &c.skill_id))
-            {
-                streak_open = false;
-            }
+    let streak_from = input
+        .history
+        .iter()
+        .rposition(|entry| {
+            !entry.changes.iter().any(|c| c.skill_id == skill)
+                && entry
+                    .changes
+                    .iter()
+                    .any(|c| prereqs.iter().any(|q| q == &c.skill_id))
+        })
+        .map_or(0, |at| at + 1);
+    // The highest P(mastered) the skill has reached within the streak's
+    // span: with noisy answers P moves up and down while the skill stays
+    // where it is, so only a level not reached before counts as progress
+    // (a rise back to where it was would restart the count forever).
+    let mut high: Option<f64> = None;
+    for (at, entry) in input.history.iter().enumerate() {
+        let Some(change) = entry.changes.iter().find(|c| c.skill_id == skill) else {
             continue;
         };
         let fail = failed(change, &input.config, input.threshold);
-        if !latest_seen {
-            latest_seen = true;
-            if fail {
-                rec.just_failed = Some(entry.module_id.as_str());
-            }
-        }
+        rec.just_failed = fail.then_some(entry.module_id.as_str());
         if fail {
-            if streak_open {
-                rec.streak += 1;
-            }
             *rec.module_failures
                 .entry(entry.module_id.as_str())
                 .or_default() += 1;
-            if let Some(at) = input.index.module(&entry.module_id) {
+            if let Some(m) = input.index.module(&entry.module_id) {
                 *rec.format_failures
-                    .entry(input.modules[at].format)
+                    .entry(input.modules[m].format)
                     .or_default() += 1;
             }
-        } else {
-            streak_open = false;
         }
+        if at < streak_from {
+            continue;
+        }
+        let best = high.unwrap_or(change.before);
+        let progressed =
+            change.after >= input.threshold || change.after >= best + input.config.min_progress;
+        high = Some(best.max(change.after));
+        rec.streak = if progressed { 0 } else { rec.streak + 1 };
     }
     rec
 }

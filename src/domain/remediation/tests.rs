@@ -272,6 +272,24 @@ fn the_only_module_is_repeated_with_a_reason() {
 }
 
 #[test]
+fn answers_that_only_bring_a_skill_back_up_are_no_progress() {
+    let mut case = Case::new();
+    case.program = vec!["b".into()];
+    // P falls, comes back up by more than `min_progress` but not to where it
+    // was, falls again: three modules without progress, a review.
+    case.failed("mb1", "b", 0.6, 0.3);
+    case.failed("mb1", "b", 0.3, 0.45);
+    case.failed("mb1", "b", 0.45, 0.3);
+    let r = case.run();
+    assert_eq!(r.items[0].target, Target::PrerequisiteReview, "{r:?}");
+    // A level above any reached before is progress: no review yet.
+    case.history[1].changes[0].after = 0.7;
+    case.history[2].changes[0].before = 0.7;
+    let r = case.run();
+    assert_eq!(r.items[0].target, Target::ProgramSkill, "{r:?}");
+}
+
+#[test]
 fn a_skill_that_keeps_resisting_triggers_a_prerequisite_review() {
     let mut case = Case::new();
     case.program = vec!["b".into()];
