@@ -18,9 +18,14 @@ pub type Features = BTreeMap<String, f64>;
 /// Days of recent progress the projected pace looks at.
 pub const PACE_WINDOW_DAYS: f64 = 21.0;
 
+/// Days ahead the stopping question looks ("stops within the next 21
+/// days"): the horizon features say how much of it the program's calendar
+/// still holds.
+pub const STOP_HORIZON_DAYS: f64 = 21.0;
+
 /// Every feature [`features`] computes, beyond [`LearnerSignals::NAMES`]:
 /// what a model file may name.
-pub const EXTRA_FEATURE_NAMES: [&str; 21] = [
+pub const EXTRA_FEATURE_NAMES: [&str; 23] = [
     // Engagement against the learner's own habit (see `engagement`).
     "days_away",
     "log_days_away",
@@ -43,6 +48,8 @@ pub const EXTRA_FEATURE_NAMES: [&str; 21] = [
     "done_share",
     "recent_units",
     "projected_gap",
+    "horizon_days",
+    "log_horizon_days",
     // Plain observables.
     "days_enrolled",
 ];
@@ -102,6 +109,18 @@ pub fn pace(input: &SignalInput) -> Pace {
     }
 }
 
+/// Days of the next [`STOP_HORIZON_DAYS`] before the program's end (all of
+/// them without a calendar): a learner cannot stop a program that has
+/// ended, so the chance of a stop within the horizon shrinks with what is
+/// left of it, whatever the program's length.
+pub fn horizon_days(input: &SignalInput) -> f64 {
+    let calendar = &input.calendar;
+    if calendar.ends_at <= calendar.starts_at {
+        return STOP_HORIZON_DAYS;
+    }
+    ((calendar.ends_at - input.now) as f64 / MICROS_PER_DAY as f64).clamp(0.0, STOP_HORIZON_DAYS)
+}
+
 /// Computes every feature of one learner. Pure and deterministic.
 pub fn features(input: &SignalInput) -> Features {
     features_of(input, &signals(input), &engagement(input))
@@ -110,6 +129,7 @@ pub fn features(input: &SignalInput) -> Features {
 /// [`features`] from signals and engagement already computed.
 pub fn features_of(input: &SignalInput, s: &LearnerSignals, e: &Engagement) -> Features {
     let p = pace(input);
+    let horizon = horizon_days(input);
     let mut out = s.to_map();
     let days_enrolled = ((input.now - input.enrolled_at) as f64 / MICROS_PER_DAY as f64).max(0.0);
     for (name, value) in [
@@ -133,6 +153,8 @@ pub fn features_of(input: &SignalInput, s: &LearnerSignals, e: &Engagement) -> F
         ("done_share", p.done_share),
         ("recent_units", f64::from(p.recent_units)),
         ("projected_gap", p.projected_gap),
+        ("horizon_days", horizon),
+        ("log_horizon_days", horizon.ln_1p()),
         ("days_enrolled", days_enrolled),
     ] {
         out.insert(name.to_string(), value);
@@ -168,6 +190,21 @@ mod tests {
         let p = pace(&input(35, &[1, 2]));
         assert_eq!(p.recent_units, 0);
         assert!((p.projected_gap - 0.8).abs() < 1e-12, "{p:?}");
+    }
+
+    #[test]
+    fn the_horizon_is_what_the_calendar_holds_of_the_next_21_days() {
+        // A 40-day program: all 21 days ahead on day 10, 6 on day 34,
+        // none after the end; without a calendar, all of them.
+        assert_eq!(horizon_days(&input(10, &[])), 21.0);
+        assert_eq!(horizon_days(&input(34, &[])), 6.0);
+        assert_eq!(horizon_days(&input(45, &[])), 0.0);
+        let mut open = input(34, &[]);
+        open.calendar.ends_at = 0;
+        assert_eq!(horizon_days(&open), 21.0);
+        let f = features(&input(34, &[]));
+        assert_eq!(f["horizon_days"], 6.0);
+        assert!((f["log_horizon_days"] - 7f64.ln()).abs() < 1e-12);
     }
 
     #[test]

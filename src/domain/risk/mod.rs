@@ -52,6 +52,12 @@ mod tests {
             m.coefficients[m.features.iter().position(|x| x == f).unwrap()]
         };
         assert!(at(&a.stopping, "log_days_away") > 0.0, "{:?}", a.stopping);
+        // Less of the horizon left in the program, fewer stops within it.
+        assert!(
+            at(&a.stopping, "log_horizon_days") > 0.0,
+            "{:?}",
+            a.stopping
+        );
         assert!(
             at(&a.behind_schedule, "pace_gap") > 0.0,
             "{:?}",

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::engagement::{Engagement, engagement};
-use super::features::{Features, features_of, pace};
+use super::features::{Features, STOP_HORIZON_DAYS, features_of, pace};
 use super::model::{LinearModel, RiskModels};
 use super::signals::{MICROS_PER_DAY, SignalInput, failure_streaks, mastery_falls, signals};
 use crate::domain::learner::Micros;
@@ -529,13 +529,20 @@ fn model_draft(
     }
 }
 
-/// The two features pushing hardest towards the model's target, in words.
+/// Features a model reads for context, never named as a reason: how much
+/// of the stopping question's horizon the calendar still holds scales the
+/// risk (a learner cannot stop a program that has ended) but says nothing
+/// a trainer could act on.
+pub const CONTEXT_FEATURES: [&str; 2] = ["horizon_days", "log_horizon_days"];
+
+/// The two features pushing hardest towards the model's target, in words
+/// ([`CONTEXT_FEATURES`] left out).
 fn main_factors(model: &LinearModel, features: &Features) -> Vec<String> {
     let mut factors: Vec<(usize, f64)> = model
         .contributions(features)
         .into_iter()
         .enumerate()
-        .filter(|(_, c)| *c > 0.0)
+        .filter(|(i, c)| *c > 0.0 && !CONTEXT_FEATURES.contains(&model.features[*i].as_str()))
         .collect();
     factors.sort_by(|a, b| b.1.total_cmp(&a.1));
     let mut words: Vec<String> = Vec::new();
@@ -589,6 +596,12 @@ fn describe(name: &str, f: &Features) -> String {
         "done_share" => format!("{:.0}% of the units done", v("done_share") * 100.0),
         "elapsed_share" => format!("{:.0}% of the calendar gone", v("elapsed_share") * 100.0),
         "days_inactive" => format!("{:.0} days inactive", v("days_inactive")),
+        "horizon_days" | "log_horizon_days" if v("horizon_days") >= STOP_HORIZON_DAYS => {
+            "3 weeks or more of the program left".to_string()
+        }
+        "horizon_days" | "log_horizon_days" => {
+            format!("{:.0} days of the program left", v("horizon_days"))
+        }
         "days_enrolled" => format!("{:.0} days since enrolment", v("days_enrolled")),
         "sessions" => format!("{:.0} sessions so far", v("sessions")),
         "recent_sessions" => format!("{:.0} sessions in the last 14 days", v("recent_sessions")),
@@ -935,6 +948,52 @@ mod tests {
             assess(&input, &RiskThresholds::default(), Some(&m))
                 .drafts
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_horizon_scales_the_stopping_risk_but_is_never_a_reason() {
+        // Falling time spent, and a model where the horizon left weighs
+        // more than the trend: the reason names the trend only.
+        let mut input = learner(30, Vec::new());
+        for day in 0..21 {
+            input
+                .module_events
+                .push((NOV_1 + day * DAY + 36_000_000_000, 3_600_000));
+        }
+        for day in 21..30 {
+            input
+                .module_events
+                .push((NOV_1 + day * DAY + 36_000_000_000, 600_000));
+        }
+        let stop = LinearModel {
+            features: vec!["time_trend".into(), "log_horizon_days".into()],
+            means: vec![0.0, 2.0],
+            scales: vec![1.0, 1.0],
+            coefficients: vec![-0.5, 3.0],
+            ..one_feature("time_trend", 0.0)
+        };
+        let m = models(stop, one_feature("pace_gap", 10.0));
+        let a = assess(&input, &RiskThresholds::default(), Some(&m));
+        assert_eq!(a.signals["horizon_days"], 21.0);
+        let contributions = m.stopping.contributions(&a.signals);
+        assert!(contributions[1] > contributions[0], "{contributions:?}");
+        let d = &a.drafts[0];
+        assert_eq!(d.kind, AlertKind::Stopping);
+        assert!(
+            d.reason.contains("time spent down") && !d.reason.contains("program left"),
+            "{}",
+            d.reason
+        );
+        // Near the program's end the same learner is at lower risk.
+        input.now = NOV_1 + 50 * DAY;
+        input.module_events.retain(|(at, _)| *at < NOV_1 + 30 * DAY);
+        let late = assess(&input, &RiskThresholds::default(), Some(&m));
+        assert!((late.signals["horizon_days"] - 6.0).abs() < 1e-9);
+        assert!(late.signals["stopping_risk"] < a.signals["stopping_risk"]);
+        assert_eq!(
+            describe("log_horizon_days", &late.signals),
+            "6 days of the program left"
         );
     }
 

@@ -25,18 +25,20 @@ use crate::domain::reports::quantile;
 use crate::error::Result;
 
 /// The stopping question's horizon: "stops within the next 21 days".
-pub const STOP_HORIZON_DAYS: f64 = 21.0;
+pub const STOP_HORIZON_DAYS: f64 = super::features::STOP_HORIZON_DAYS;
 
 /// What the stopping model reads: engagement against the learner's own
 /// habit (time away over their usual gap, their last gap, trends of time
-/// spent and sessions against their own past) and the baseline's absolute
+/// spent and sessions against their own past), the baseline's absolute
 /// observables beside them (days inactive, sessions and minutes of the
 /// last two weeks, pace, sessions so far, days enrolled, the current
-/// failure run, recent success). Relative figures alone lost to the
-/// baseline on worlds of even rhythms, where absolute figures carry the
-/// signal; with both, the model is at least the baseline on every world
-/// left out (BENCHMARKS.md).
-pub const STOPPING_FEATURES: [&str; 13] = [
+/// failure run, recent success), and how much of the 21-day horizon the
+/// program's calendar still holds (`log_horizon_days`: nobody stops a
+/// program that has ended, so the same signs mean less risk in its last
+/// weeks, whatever its length). Relative figures alone lost to the
+/// baseline on worlds of even rhythms; the horizon was chosen by leaving
+/// each training world out in turn (BENCHMARKS.md).
+pub const STOPPING_FEATURES: [&str; 14] = [
     "log_gap_ratio",
     "time_trend",
     "session_trend",
@@ -50,6 +52,7 @@ pub const STOPPING_FEATURES: [&str; 13] = [
     "recent_minutes",
     "pace_gap",
     "log_last_gap_ratio",
+    "log_horizon_days",
 ];
 
 /// What the behind-schedule model reads: pace against the calendar.
@@ -319,6 +322,34 @@ mod tests {
             assert!(input.module_events.iter().all(|(t, _)| *t < at));
             assert!(input.pauses.iter().all(|(s, _)| *s <= at));
         }
+    }
+
+    #[test]
+    fn the_shipped_model_file_reads_the_horizon_and_the_previous_one_still_loads() {
+        let shipped = RiskModels::from_json(include_str!("../../../models/risk.json")).unwrap();
+        let names: Vec<&str> = shipped
+            .stopping
+            .features
+            .iter()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(names, STOPPING_FEATURES);
+        // The file of the previous version (version 2, the same layout,
+        // no horizon feature) loads and scores as before.
+        let mut previous = shipped.clone();
+        let h = names.iter().position(|f| *f == "log_horizon_days").unwrap();
+        for v in [
+            &mut previous.stopping.means,
+            &mut previous.stopping.scales,
+            &mut previous.stopping.coefficients,
+        ] {
+            v.remove(h);
+        }
+        previous.stopping.features.remove(h);
+        let back = RiskModels::from_json(&previous.to_json()).unwrap();
+        assert_eq!(back, previous);
+        let x = Features::from([("days_away".to_string(), 9.0)]);
+        assert!(back.stopping.predict(&x) > 0.0);
     }
 
     /// The design can fail here: on worlds it never saw, the stopping
