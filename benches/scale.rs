@@ -5,11 +5,20 @@
 //! server's alone) and grows its store in steps: per step, new learners,
 //! then attempts in batches of 500 (8 callers), then a paced load of
 //! GetMastery and RecommendNext (1,000 calls/s each, latency counted from
-//! when each call was due), then a restart. Printed per step: stored
-//! attempts, learners, server RSS (now, high-water mark, and just after
-//! the restart, before any call), bytes on disk
-//! per attempt, batched ingest rate, p50/p99 of both calls, restart time to
-//! healthy. At the end: FitModel on the whole store (with batched ingestion
+//! when each call was due), then, at some steps, a restart. Printed per
+//! step: stored attempts, learners, server RSS (now, high-water mark, and
+//! just after the restart, before any call), bytes on disk per attempt,
+//! batched ingest rate, p50/p99 of both calls, restart time to healthy
+//! (`-` where the step did not restart).
+//!
+//! Restarts (`--restart-every K`): by default the server restarts after
+//! the first step and after the last only, as the outside check that filed
+//! issue 20 did: one server then ingests the whole store, so RSS and HWM
+//! include what builds up over hours of ingestion (a restart empties the
+//! caches and the allocator's free pages, and flatters memory). `K` > 0
+//! restarts after every K-th step and after the last (`1`: after every
+//! step, the bench's shape before); `0` after the last step only. The last
+//! step always restarts, to time the restart on the whole store. At the end: FitModel on the whole store (with batched ingestion
 //! going on beside it) and FormCohorts for a program of up to 20,000
 //! learners.
 //!
@@ -17,7 +26,11 @@
 //! cargo bench --bench scale                          # 10M attempts, 200k learners, steps of 1M
 //! cargo bench --bench scale -- --attempts 2000000 --step 500000
 //! cargo bench --bench scale -- --memory-mb 512 --paced-seconds 5 --fit 0
+//! cargo bench --bench scale -- --attempts 4000000 --restart-every 1
 //! ```
+//!
+//! `SPOC_BENCH_MEM=1` adds, per step, where the server's resident memory
+//! is (`/proc/<pid>/smaps_rollup`: anonymous and file-backed).
 //!
 //! Learners grow with attempts (50 attempts each, 30 skills, one skill per
 //! attempt): 10M attempts make 200k learners. The generator runs on the
@@ -50,6 +63,50 @@ const INGEST_CALLERS: u64 = 8;
 const PROGRAM_LEARNERS: u64 = 20_000;
 /// Connections of the generator.
 const CONNECTIONS: usize = 8;
+
+/// When the server restarts between steps (`--restart-every`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restarts {
+    /// After the first step and the last (the default: one long-running
+    /// server, like the outside check).
+    FirstAndLast,
+    /// After every K-th step and the last; 0: after the last only.
+    Every(u64),
+}
+
+impl Restarts {
+    /// From `--restart-every K`, or the default when absent.
+    fn from_args() -> Self {
+        let args: Vec<String> = std::env::args().collect();
+        match args.iter().position(|a| a == "--restart-every") {
+            None => Self::FirstAndLast,
+            Some(i) => Self::Every(
+                args.get(i + 1)
+                    .and_then(|v| v.parse().ok())
+                    .expect("--restart-every takes a number of steps (0: after the last only)"),
+            ),
+        }
+    }
+
+    /// Whether the server restarts after step `step` (1-based) of `steps`.
+    fn after(self, step: u64, steps: u64) -> bool {
+        step == steps
+            || match self {
+                Self::FirstAndLast => step == 1,
+                Self::Every(k) => k > 0 && step % k == 0,
+            }
+    }
+
+    /// How the header names the shape.
+    fn describe(self) -> String {
+        match self {
+            Self::FirstAndLast => "restart after the first step and the last".into(),
+            Self::Every(0) => "restart after the last step only".into(),
+            Self::Every(1) => "restart after every step".into(),
+            Self::Every(k) => format!("restart after every {k} steps and the last"),
+        }
+    }
+}
 
 /// The server process; killed when dropped.
 struct Server {
@@ -122,6 +179,26 @@ impl Server {
                     .and_then(|v| v.parse::<f64>().ok())
             })
             .map_or(f64::NAN, |kib| kib / 1024.0)
+    }
+
+    /// Resident memory by kind, from `/proc/<pid>/smaps_rollup`, in MiB:
+    /// `Rss`, `Anonymous` (heap: allocator, caches, sled's pages) and
+    /// what is file-backed (the binary, sled's files mapped by the kernel).
+    fn smaps(&self) -> String {
+        let text = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+                .map_or(f64::NAN, |kib| kib / 1024.0)
+        };
+        let (rss, anon) = (field("Rss:"), field("Anonymous:"));
+        format!(
+            "Rss {rss:.0} MiB: anonymous {anon:.0}, file-backed {:.0}",
+            rss - anon
+        )
     }
 
     /// Stops the server gracefully (SIGTERM) and waits for it.
@@ -310,6 +387,9 @@ async fn main() {
     let paced_seconds = arg("--paced-seconds", 5);
     let rate = arg("--rate", 1_000);
     let fit = arg("--fit", 1) == 1;
+    let restarts = Restarts::from_args();
+    let smaps = std::env::var("SPOC_BENCH_MEM").is_ok_and(|v| v == "1");
+    let steps = total.div_ceil(step);
     let dir = match std::env::var("SPOC_SCALE_DIR") {
         Ok(path) => {
             std::fs::create_dir_all(&path).unwrap();
@@ -323,8 +403,9 @@ async fn main() {
     let mut channels = server.channels(&data).await;
     setup_catalog(&channels).await;
     println!(
-        "scale: {total} attempts in steps of {step}, {} learners, {SKILLS} skills, batches of {BATCH} ({INGEST_CALLERS} callers), --memory-mb {memory_mb}, paced {rate}/s x {paced_seconds} s",
-        total / ATTEMPTS_PER_LEARNER
+        "scale: {total} attempts in steps of {step}, {} learners, {SKILLS} skills, batches of {BATCH} ({INGEST_CALLERS} callers), --memory-mb {memory_mb}, paced {rate}/s x {paced_seconds} s, {}",
+        total / ATTEMPTS_PER_LEARNER,
+        restarts.describe()
     );
     println!(
         "{:>11} {:>9} {:>8} {:>8} {:>8} {:>9} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9}",
@@ -391,20 +472,32 @@ async fn main() {
         let (gm, rn) = tokio::join!(get_mastery, recommend);
         let rss = server.mib("VmRSS:");
         let hwm = server.mib("VmHWM:");
+        let memory = smaps.then(|| server.smaps());
 
         // Restart: a graceful stop (the checkpoint puts everything in
         // sled), then the time from spawn to SERVING.
-        server.stop();
-        let bytes = disk_bytes(&data);
-        let started = Instant::now();
-        server = Server::start(&data, memory_mb);
-        channels = server.channels(&data).await;
-        let restart = started.elapsed().as_secs_f64();
-        // What the restarted server holds before any call: sled's page
-        // table and the engine's start state, without the caches.
-        let rss_restarted = server.mib("VmRSS:");
+        let step_number = done.div_ceil(step);
+        let (bytes, restarted) = if restarts.after(step_number, steps) {
+            server.stop();
+            let bytes = disk_bytes(&data);
+            let started = Instant::now();
+            server = Server::start(&data, memory_mb);
+            channels = server.channels(&data).await;
+            let restart = started.elapsed().as_secs_f64();
+            // What the restarted server holds before any call: sled's page
+            // table and the engine's start state, without the caches.
+            (bytes, Some((server.mib("VmRSS:"), restart)))
+        } else {
+            // The folder as the running server left it: sled's log and
+            // the write-ahead log since the last checkpoint included.
+            (disk_bytes(&data), None)
+        };
+        let (rss_restarted, restart) = restarted
+            .map_or(("-".to_string(), "-".to_string()), |(r, s)| {
+                (format!("{r:.0}"), format!("{s:.2}"))
+            });
         println!(
-            "{:>11} {:>9} {:>8.0} {:>8.0} {:>8.0} {:>9.0} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2}",
+            "{:>11} {:>9} {:>8.0} {:>8.0} {:>8} {:>9.0} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9}",
             done,
             learners_to,
             rss,
@@ -418,6 +511,9 @@ async fn main() {
             rn.ms(0.99),
             restart
         );
+        if let Some(memory) = memory {
+            println!("{:>11} {memory}", "");
+        }
     }
 
     if fit {

@@ -19,14 +19,22 @@
 //! `cargo bench --bench sled_layout`: about 135 MiB at 3M attempts).
 //!
 //! sled counts its cache in serialized bytes and holds more in memory for
-//! them: 2.1 times `cache_capacity` under mimalloc (the same bench at 3M
-//! attempts: 178, 222 and 264 MiB resident with 20, 40 and 60 MiB of
-//! cache), so its share below is what it really holds, and
-//! `cache_capacity` is that share / 2.1.
+//! them: 3.5 times `cache_capacity` in the server (measured on a server
+//! that ingested 3M attempts of the scale bench without a restart: RSS
+//! 152, 199 and 183 MiB lower at 1M, 2M and 3M attempts with a 4 MiB
+//! `cache_capacity` than with 61 MiB, i.e. 2.7 to 3.5 bytes per byte; the
+//! worst is kept). So its share below is what it really holds, and
+//! `cache_capacity` is that share / 3.5 ([`SLED_RESIDENT_TENTHS`]). An
+//! earlier figure, 2.1, came from sled alone under the same writes
+//! (`cargo bench --bench sled_layout`), without the server's reads.
+//!
+//! Also outside every share, in the headroom: sled's I/O buffers, one log
+//! segment each (16 MiB for new folders, `SEGMENT_BYTES` in `mod.rs`),
+//! of which one fills while the previous one is written: up to 32 MiB.
 //!
 //! | share | what                                                   |
 //! |-------|--------------------------------------------------------|
-//! | 25%   | sled's page cache (`cache_capacity` 25% / 2.1)         |
+//! | 25%   | sled's page cache (`cache_capacity` 25% / 3.5)         |
 //! | 10%   | P(mastered) vectors (`mastery_cache.rs`)               |
 //! | 6%    | last mastery state per (learner, skill) (`state_cache.rs`) |
 //! | 6%    | observation histories of late pairs (`engine/history.rs`) |
@@ -38,7 +46,13 @@
 //! Before these figures were measured, sled had 20% as `cache_capacity`
 //! (about 42% really held) and the waiting rows 10%: the server peaked at
 //! 633 to 692 MiB between 3M and 5M attempts at the default 512
-//! (BENCHMARKS.md, issue 20).
+//! (BENCHMARKS.md, issue 20). With 25% / 2.1 (61 MiB of `cache_capacity`,
+//! about 210 MiB really held), a server that ingested without restarts
+//! reached 560 MiB at 2M attempts.
+
+/// Bytes sled holds in memory per ten bytes of `cache_capacity` (35: 3.5
+/// per byte, measured in the server, see the module doc).
+pub const SLED_RESIDENT_TENTHS: u64 = 35;
 
 /// Default of `--memory-mb`.
 pub const DEFAULT_MB: u64 = 512;
@@ -94,9 +108,9 @@ impl MemoryBudget {
     }
 
     /// sled's `cache_capacity` in bytes: its share over what sled holds
-    /// per byte it counts (2.1, see the module doc).
+    /// per byte it counts ([`SLED_RESIDENT_TENTHS`]).
     pub fn sled_cache_bytes(&self) -> u64 {
-        self.bytes * 25 / 100 * 10 / 21
+        self.bytes * 25 / 100 * 10 / SLED_RESIDENT_TENTHS
     }
 
     /// Skill entries the P(mastered) vectors may hold in all.
@@ -136,6 +150,30 @@ const PURGE_DELAY_MS: std::ffi::c_long = 10;
 unsafe extern "C" {
     fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
     fn mi_option_get(option: std::ffi::c_int) -> std::ffi::c_long;
+}
+
+/// Logs the process's resident memory and the rows waiting for sled
+/// (debug, every 10 s from the checkpoint thread). Enabled with
+/// `RUST_LOG=spoc_engine::store::budget=debug`: how an operator sees the
+/// budget hold on a long-running server.
+pub(crate) fn report(waiting_rows: usize) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    tracing::debug!(
+        resident_mib = resident_bytes().map(|b| b / (1024 * 1024)),
+        waiting_rows,
+        "memory"
+    );
+}
+
+/// The process's resident memory in bytes (`/proc/self/statm`), if known.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
 }
 
 /// Makes the allocator return freed memory to the OS after 10 ms instead
@@ -182,7 +220,7 @@ mod tests {
         );
         assert_eq!(MemoryBudget::from_mb(1).mb(), MIN_MB);
         let b = default;
-        let shared = b.sled_cache_bytes() * 21 / 10
+        let shared = b.sled_cache_bytes() * SLED_RESIDENT_TENTHS / 10
             + b.mastery_vector_entries() as u64 * VECTOR_ENTRY_BYTES
             + b.cached_states() as u64 * STATE_BYTES
             + b.history_observations() as u64 * OBSERVATION_BYTES
@@ -193,5 +231,31 @@ mod tests {
         // within a small factor (65,536 learners of ~10 skills, 2^18 states).
         assert!(b.mastery_vector_entries() > 600_000);
         assert!(b.cached_states() > 150_000);
+    }
+
+    /// The figure the memory log reports is the process's own (a test
+    /// process holds at least its binary and this buffer, touched).
+    #[test]
+    fn resident_memory_is_read_from_the_process() {
+        let touched = vec![1u8; 8 << 20];
+        let resident = resident_bytes().expect("/proc/self/statm");
+        assert!(resident >= 8 << 20, "{resident}");
+        assert_eq!(touched.iter().map(|&b| u64::from(b)).sum::<u64>(), 8 << 20);
+    }
+
+    /// sled's `cache_capacity` is its 25% share over what sled really
+    /// holds per byte counted: about 36.6 MiB of the default 512, i.e.
+    /// 128 MiB resident (it was 61 MiB, about 210 MiB resident).
+    #[test]
+    fn sled_gets_its_share_of_resident_memory_not_of_counted_bytes() {
+        let b = MemoryBudget::default();
+        let resident = b.sled_cache_bytes() * SLED_RESIDENT_TENTHS / 10;
+        let share = b.bytes / 4;
+        assert!(
+            resident <= share && share - resident < 16,
+            "{resident} of {share}"
+        );
+        assert_eq!(b.sled_cache_bytes() >> 20, 36);
+        assert_eq!(MemoryBudget::from_mb(1024).sled_cache_bytes() >> 20, 73);
     }
 }

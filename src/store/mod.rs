@@ -74,6 +74,10 @@ pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// of one burst per checkpoint that would delay the log's syncs.
 pub const APPLY_EVERY: Duration = Duration::from_millis(100);
 
+/// How often the resident memory is logged (debug, target
+/// `spoc_engine::store::budget`).
+const MEMORY_REPORT_EVERY: Duration = Duration::from_secs(10);
+
 /// A page of results and the key to continue after, if more follow.
 pub type Page<T> = (Vec<T>, Option<Vec<u8>>);
 
@@ -191,10 +195,15 @@ impl Store {
             .name("spoc-checkpoint".into())
             .spawn(move || {
                 let mut last_checkpoint = std::time::Instant::now();
+                let mut last_report = std::time::Instant::now();
                 while !background.stop.load(Ordering::SeqCst) {
                     std::thread::park_timeout(APPLY_EVERY);
                     if background.stop.load(Ordering::SeqCst) {
                         break;
+                    }
+                    if last_report.elapsed() >= MEMORY_REPORT_EVERY {
+                        last_report = std::time::Instant::now();
+                        budget::report(background.behind.waiting());
                     }
                     if last_checkpoint.elapsed() < CHECKPOINT_EVERY {
                         if let Err(err) = background.settle() {
