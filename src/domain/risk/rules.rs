@@ -912,21 +912,23 @@ mod tests {
         assert_eq!(t.history_days, 7.0);
     }
 
+    /// A learner of 30 days: three weeks of daily hour-long sessions, then
+    /// 10-minute ones.
+    fn slowing_down() -> SignalInput {
+        let mut input = learner(30, Vec::new());
+        for day in 0..30 {
+            let minutes = if day < 21 { 60 } else { 10 };
+            input
+                .module_events
+                .push((NOV_1 + day * DAY + 36_000_000_000, minutes * 60_000));
+        }
+        input
+    }
+
     #[test]
     fn the_stopping_model_raises_with_its_reasons_and_a_pause_silences_it() {
         // Stopping risk from the time trend alone: sigmoid(-2 x trend).
-        let mut input = learner(30, Vec::new());
-        // Three weeks of daily hour-long sessions, then 10-minute ones.
-        for day in 0..21 {
-            input
-                .module_events
-                .push((NOV_1 + day * DAY + 36_000_000_000, 3_600_000));
-        }
-        for day in 21..30 {
-            input
-                .module_events
-                .push((NOV_1 + day * DAY + 36_000_000_000, 600_000));
-        }
+        let mut input = slowing_down();
         let stop = LinearModel {
             coefficients: vec![-2.0],
             ..one_feature("time_trend", 0.0)
@@ -955,17 +957,7 @@ mod tests {
     fn the_horizon_scales_the_stopping_risk_but_is_never_a_reason() {
         // Falling time spent, and a model where the horizon left weighs
         // more than the trend: the reason names the trend only.
-        let mut input = learner(30, Vec::new());
-        for day in 0..21 {
-            input
-                .module_events
-                .push((NOV_1 + day * DAY + 36_000_000_000, 3_600_000));
-        }
-        for day in 21..30 {
-            input
-                .module_events
-                .push((NOV_1 + day * DAY + 36_000_000_000, 600_000));
-        }
+        let mut input = slowing_down();
         let stop = LinearModel {
             features: vec!["time_trend".into(), "log_horizon_days".into()],
             means: vec![0.0, 2.0],
