@@ -600,4 +600,9 @@ async fn main() {
             t.value_bytes as f64 / attempts
         );
     }
+    // SPOC_SCALE_KEEP=1: the folder stays, to look at a grown store
+    // (restart it with `spoc serve --data-dir`, `spoc verify` it).
+    if std::env::var("SPOC_SCALE_KEEP").is_ok_and(|v| v == "1") {
+        println!("data folder kept: {}", dir.keep().join("data").display());
+    }
 }
