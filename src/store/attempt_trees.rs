@@ -376,23 +376,26 @@ impl AttemptTrees {
             .ids
             .get(Kind::Learner, learner)
             .map_or(0, |number| self.hints.get(number));
-        if hint > 0 {
-            let prefix = block_prefix(learner);
-            let mut last = None;
-            for entry in self.blocks.range(block_key(learner, hint)..) {
-                let (key, value) = entry?;
-                if !key.starts_with(&prefix) {
-                    break;
-                }
-                last = Some((key, value));
-            }
-            if last.is_some() {
-                return Ok(last);
-            }
+        match self.last_block_from(learner, hint)? {
+            None if hint > 0 => self.last_block_from(learner, 0),
+            found => Ok(found),
         }
+    }
+
+    /// The learner's highest block numbered `from` or more.
+    fn last_block_from(
+        &self,
+        learner: &str,
+        from: u32,
+    ) -> Result<Option<(sled::IVec, sled::IVec)>> {
+        let prefix = block_prefix(learner);
         let mut last = None;
-        for entry in self.blocks.scan_prefix(block_prefix(learner)) {
-            last = Some(entry?);
+        for entry in self.blocks.range(block_key(learner, from)..) {
+            let (key, value) = entry?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            last = Some((key, value));
         }
         Ok(last)
     }
