@@ -148,8 +148,9 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
         .into());
     }
     let engine = open_engine(&args, webhooks)?;
+    let data_dir = args.data_dir.clone();
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         let http_listener = tokio::net::TcpListener::bind(args.http_listen).await?;
         tracing::info!(
@@ -204,8 +205,19 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
         http?;
         engine.store().flush()?;
         tracing::info!("stopped; store flushed");
-        Ok(())
-    })
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    });
+    // The runtime's tasks hold the engine: dropping them closes the store.
+    drop(runtime);
+    served?;
+    // So that the next start does not replay the whole log (`page_table`).
+    match crate::store::page_table::refresh(&data_dir) {
+        Ok(took) => tracing::info!(seconds = took.as_secs_f64(), "sled snapshot written"),
+        Err(err) => {
+            tracing::warn!(%err, "sled snapshot not written; the next start replays the log")
+        }
+    }
+    Ok(())
 }
 
 /// Refuses numeric options out of their range.

@@ -35,6 +35,7 @@ pub mod mastery_cache;
 pub mod migrate;
 pub mod models;
 pub mod outbox;
+pub mod page_table;
 pub mod pauses;
 pub mod privacy;
 pub mod private;

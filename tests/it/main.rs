@@ -44,6 +44,7 @@ mod privacy_grpc;
 mod ralph;
 mod remediation;
 mod reports_grpc;
+mod restart;
 mod risk_history;
 mod store_format;
 mod tls;

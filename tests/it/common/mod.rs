@@ -871,6 +871,16 @@ impl Spoc {
         Spoc(child)
     }
 
+    /// SIGTERM, then waits for the process to exit; asserts it stopped
+    /// cleanly.
+    pub fn stop(mut self) {
+        // SAFETY: kill(2) on our own child's pid; no memory is touched.
+        let sent = unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        assert_eq!(sent, 0, "SIGTERM not sent");
+        let status = self.0.wait().expect("wait");
+        assert!(status.success(), "spoc serve stopped with {status}");
+    }
+
     /// SIGKILL: no shutdown hook, no final flush.
     pub fn kill(mut self) {
         self.0.kill().expect("kill");
