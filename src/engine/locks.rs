@@ -23,7 +23,15 @@ impl StripedLocks {
         }
     }
 
-    fn index(&self, id: &str) -> usize {
+    /// How many stripes there are.
+    pub fn stripes(&self) -> usize {
+        self.stripes.len()
+    }
+
+    /// The stripe `id` locks: callers that work through many ids (a
+    /// recomputation) group them by stripe so that their groups do not
+    /// wait for each other.
+    pub fn stripe_of(&self, id: &str) -> usize {
         let mut hasher = DefaultHasher::new();
         id.hash(&mut hasher);
         (hasher.finish() % self.stripes.len() as u64) as usize
@@ -32,7 +40,7 @@ impl StripedLocks {
     /// Locks the stripes of every id, in stripe order so that two callers
     /// with overlapping sets cannot deadlock.
     pub fn lock_all<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> Vec<MutexGuard<'_, ()>> {
-        let mut indices: Vec<usize> = ids.into_iter().map(|id| self.index(id)).collect();
+        let mut indices: Vec<usize> = ids.into_iter().map(|id| self.stripe_of(id)).collect();
         indices.sort_unstable();
         indices.dedup();
         indices

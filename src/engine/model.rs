@@ -329,13 +329,14 @@ impl Engine {
     }
 
     /// Replays every (learner, skill) with `params`, [`RECOMPUTE_GROUP`]
-    /// learners at a time under their locks, on up to
+    /// learners of one lock stripe at a time under that stripe, on up to
     /// [`RECOMPUTE_THREADS`] threads: one read of a learner's attempts and
     /// of their mastery record for all their skills, one write (and one
     /// apply of the waiting ingestion rows) per group.
     fn recompute_mastery(&self, params: &ParamSet) -> Result<()> {
         let learners = self.store.mastery_learners()?;
-        let groups: Vec<&[String]> = learners.chunks(RECOMPUTE_GROUP).collect();
+        let locks = &self.learner_locks;
+        let groups = stripe_groups(learners, locks.stripes(), |l| locks.stripe_of(l));
         let next = std::sync::atomic::AtomicUsize::new(0);
         let failed = std::sync::atomic::AtomicBool::new(false);
         let now = now_micros();
@@ -392,6 +393,43 @@ impl Engine {
     }
 }
 
+/// `learners` in groups of at most [`RECOMPUTE_GROUP`] that each lock a
+/// single stripe (`stripe_of` among `stripes`), ordered round-robin over
+/// the stripes so that threads taking consecutive groups lock different
+/// stripes. Groups of learners taken in list order locked about 30 of the
+/// 256 stripes each: two threads' groups nearly always shared one, so the
+/// second thread waited out the first's whole group (3M attempts: one
+/// thread of two blocked in every sample of the recomputation).
+fn stripe_groups(
+    learners: Vec<String>,
+    stripes: usize,
+    stripe_of: impl Fn(&str) -> usize,
+) -> Vec<Vec<String>> {
+    let mut by_stripe: Vec<Vec<String>> = vec![Vec::new(); stripes.max(1)];
+    for learner in learners {
+        let stripe = stripe_of(&learner);
+        by_stripe[stripe].push(learner);
+    }
+    let mut chunks: Vec<_> = by_stripe
+        .into_iter()
+        .map(|learners| {
+            let mut learners = learners.into_iter().peekable();
+            std::iter::from_fn(move || {
+                learners.peek()?;
+                Some(learners.by_ref().take(RECOMPUTE_GROUP).collect::<Vec<_>>())
+            })
+        })
+        .collect();
+    let mut groups = Vec::new();
+    loop {
+        let before = groups.len();
+        groups.extend(chunks.iter_mut().filter_map(Iterator::next));
+        if groups.len() == before {
+            return groups;
+        }
+    }
+}
+
 /// The basis of states computed with `params` under model `id`: only the
 /// per-skill parameters enter the digest (module learn rates serve
 /// remediation, not mastery).
@@ -411,6 +449,35 @@ mod tests {
     use super::*;
     use crate::domain::mastery::{Attempt, test_attempt as attempt};
     use crate::engine::testing::{engine, skill_s_and_learner_l};
+
+    #[test]
+    fn recompute_groups_lock_one_stripe_each_and_neighbours_differ() {
+        let learners: Vec<String> = (0..5_000).map(|n| format!("learner-{n}")).collect();
+        let locks = crate::engine::locks::StripedLocks::new(256);
+        let groups = stripe_groups(learners.clone(), 256, |l| locks.stripe_of(l));
+        let mut seen: Vec<String> = groups.iter().flatten().cloned().collect();
+        seen.sort();
+        let mut all = learners;
+        all.sort();
+        assert_eq!(seen, all, "every learner once");
+        let stripe = |g: &Vec<String>| {
+            let stripes: std::collections::BTreeSet<usize> =
+                g.iter().map(|l| locks.stripe_of(l)).collect();
+            assert_eq!(stripes.len(), 1, "a group locks one stripe");
+            stripes.into_iter().next().unwrap()
+        };
+        assert!(
+            groups
+                .iter()
+                .all(|g| !g.is_empty() && g.len() <= RECOMPUTE_GROUP)
+        );
+        // 5,000 learners over 256 stripes: about 20 a stripe, so most
+        // stripes make one group; consecutive groups never share a stripe
+        // while more than one stripe is left.
+        for pair in groups.windows(2) {
+            assert_ne!(stripe(&pair[0]), stripe(&pair[1]));
+        }
+    }
 
     /// A recomputation rewrites every state: the next attempt folds into
     /// the new state, not into the one ingestion kept in memory before
