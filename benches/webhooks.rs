@@ -67,16 +67,8 @@ async fn main() {
             let (seen, key) = (seen.clone(), key.clone());
             async move {
                 let at = Instant::now();
-                let header = |name: &str| {
-                    headers
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_string()
-                };
-                let (id, signed) = (header("webhook-id"), header("webhook-signature"));
-                let timestamp: i64 = header("webhook-timestamp").parse().unwrap_or(0);
-                let valid = signature::verify(&key.lock().unwrap(), &id, timestamp, &body, &signed);
+                let signed = signature::Headers::read(|name| headers.get(name)?.to_str().ok());
+                let valid = signed.verify(&key.lock().unwrap(), &body);
                 let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                 if let Some(learner) = event["data"]["learnerId"].as_str() {
                     seen.lock()

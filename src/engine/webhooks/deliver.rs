@@ -409,9 +409,9 @@ async fn post(
         .unwrap_or(HeaderValue::from_static("application/json"));
     let mut reply = client
         .post(url)
-        .header("webhook-id", &message.id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
+        .header(signature::ID_HEADER, &message.id)
+        .header(signature::TIMESTAMP_HEADER, timestamp.to_string())
+        .header(signature::SIGNATURE_HEADER, signature)
         .header(CONTENT_TYPE, content_type)
         .body(message.body.clone())
         .send()
