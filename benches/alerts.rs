@@ -19,22 +19,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{BenchServer, Figures, arg, max_rss_mb};
+use common::{BenchServer, Figures, arg, max_rss_mb, now};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use spoc_engine::api::pb;
 use tokio_stream::StreamExt;
 
 const SKILLS: usize = 5;
-
-/// The wall clock in seconds: live answers are dated now (answers older
-/// than 15 minutes are a bulk load, evaluated once it ends).
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .as_secs() as i64
-}
 
 fn attempt(id: String, learner: String, skill: usize, correct: bool, at: i64) -> pb::Attempt {
     common::attempt(
@@ -182,7 +173,7 @@ async fn main() {
             let id = format!("probe-{probe}");
             probe += 1;
             attempts.extend(
-                (0..3).map(|k| attempt(format!("{id}-{k}"), id.clone(), 0, false, now() + k)),
+                (0..3).map(|k| attempt(format!("{id}-{k}"), id.clone(), 0, false, now() - 3 + k)),
             );
             probe_id = Some(id);
         }

@@ -18,19 +18,12 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{BenchServer, Figures, arg};
+use common::{BenchServer, Figures, arg, now};
 use spoc_engine::api::pb;
 use spoc_engine::domain::access::{Principal, Role, Scope};
 use spoc_engine::http::console::i18n::Lang;
 use spoc_engine::http::console::session::Signed;
 use spoc_engine::http::console::{manager, render, trainer};
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 #[tokio::main]
 async fn main() {

@@ -15,16 +15,16 @@ use super::convert::timestamp;
 use super::pb;
 use super::validate as check;
 use crate::domain::risk::Severity;
-use crate::domain::webhooks::{DeadLetter, Delivery, Format};
+use crate::domain::webhooks::{DeadLetter, Delivery, Format, SubscriptionSpec};
 use crate::engine::Engine;
 use crate::engine::webhooks::{
-    DEFAULT_DIGEST_HOUR, MAX_FILTER_IDS, MAX_URL_BYTES, NewSubscription, SubscriptionView,
+    DEFAULT_DIGEST_HOUR, MAX_FILTER_IDS, MAX_URL_BYTES, SubscriptionView,
 };
 use crate::error::{Error, Result};
 use crate::offload;
 
 /// The fields of a `CreateSubscriptionRequest`, checked.
-pub fn new_subscription(r: &pb::CreateSubscriptionRequest) -> Result<NewSubscription> {
+pub fn new_subscription(r: &pb::CreateSubscriptionRequest) -> Result<SubscriptionSpec> {
     if r.url.is_empty() {
         return Err(Error::invalid("url", "must not be empty"));
     }
@@ -50,7 +50,7 @@ pub fn new_subscription(r: &pb::CreateSubscriptionRequest) -> Result<NewSubscrip
     let min_severity = severity("min_severity", r.min_severity)?;
     let delivery = delivery(r)?;
     let format = format(r.format)?;
-    Ok(NewSubscription {
+    Ok(SubscriptionSpec {
         url: r.url.clone(),
         program_ids,
         cohort_ids,
@@ -160,16 +160,17 @@ fn severity(field: &str, value: i32) -> Result<Option<Severity>> {
 impl From<SubscriptionView> for pb::Subscription {
     fn from(view: SubscriptionView) -> Self {
         let s = view.subscription;
-        let (digest_hour, digest_time_zone) = match &s.delivery {
+        let spec = &s.spec;
+        let (digest_hour, digest_time_zone) = match &spec.delivery {
             Delivery::Immediate => (None, String::new()),
             Delivery::DailyDigest { hour, time_zone } => (Some(*hour as u32), time_zone.clone()),
         };
         Self {
             id: s.id.clone(),
-            url: s.url.clone(),
-            program_ids: s.program_ids.clone(),
-            cohort_ids: s.cohort_ids.clone(),
-            kinds: s
+            url: spec.url.clone(),
+            program_ids: spec.program_ids.clone(),
+            cohort_ids: spec.cohort_ids.clone(),
+            kinds: spec
                 .kinds
                 .iter()
                 .filter_map(|name| {
@@ -179,22 +180,22 @@ impl From<SubscriptionView> for pb::Subscription {
                 })
                 .map(|k| pb::AlertKind::from(k) as i32)
                 .collect(),
-            min_severity: s
+            min_severity: spec
                 .min_severity
                 .map_or(pb::AlertSeverity::Unspecified, pb::AlertSeverity::from)
                 as i32,
-            delivery: match s.delivery {
+            delivery: match spec.delivery {
                 Delivery::Immediate => pb::SubscriptionDelivery::Immediate,
                 Delivery::DailyDigest { .. } => pb::SubscriptionDelivery::DailyDigest,
             } as i32,
-            format: match s.format {
+            format: match spec.format {
                 Format::CloudEvents => pb::SubscriptionFormat::Cloudevents,
                 Format::Slack => pb::SubscriptionFormat::Slack,
                 Format::Teams => pb::SubscriptionFormat::Teams,
             } as i32,
             digest_hour,
             digest_time_zone,
-            description: s.description.clone(),
+            description: spec.description.clone(),
             created_at: Some(timestamp(s.created_at)),
             created_by_key_id: s.key_id.clone(),
             active: view.active,

@@ -24,14 +24,16 @@ impl Engine {
             .ok_or_else(|| Error::not_found("learner", id))
     }
 
-    /// A page of learners, optionally of one company.
+    /// A page of learners in id order, optionally of one company.
     pub fn list_learners(
         &self,
         company: Option<&str>,
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Page<Learner>> {
-        self.store.list_learners(company, after, limit)
+        self.store.list_learners(after, limit, |learner| {
+            company.is_none_or(|company| learner.company_id == company)
+        })
     }
 
     /// Creates or replaces a program; its skills must exist. Returns once

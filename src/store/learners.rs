@@ -52,43 +52,16 @@ impl Store {
         }
     }
 
-    /// A page of learners in id order, optionally of one company.
-    ///
-    /// The company filter scans learners in id order; pages stay bounded by
-    /// `limit` results but may read past non-matching learners.
+    /// A page of the learners `keep` takes, in id order: the scan reads
+    /// past the others, so a page is bounded by `limit` results, not by the
+    /// learners read.
     pub fn list_learners(
         &self,
-        company: Option<&str>,
         after: Option<&[u8]>,
         limit: usize,
+        keep: impl Fn(&Learner) -> bool,
     ) -> Result<Page<Learner>> {
-        let Some(company) = company else {
-            return page(&self.learners, b"", after, limit);
-        };
-        let start = after.map(|a| {
-            let mut s = a.to_vec();
-            s.push(0);
-            s
-        });
-        let mut out = Vec::new();
-        let mut last_key = None;
-        let range = match start {
-            Some(start) => self.learners.tree.range(start..),
-            None => self.learners.tree.range::<&[u8], _>(..),
-        };
-        for entry in range {
-            let (key, bytes) = entry?;
-            let learner: Learner = codec::decode(self.learners.name, &key, &bytes)?;
-            if learner.company_id != company {
-                continue;
-            }
-            if out.len() == limit {
-                return Ok((out, last_key));
-            }
-            last_key = Some(key.to_vec());
-            out.push(learner);
-        }
-        Ok((out, None))
+        page_where(&self.learners, b"", after, limit, keep)
     }
 
     /// One program.

@@ -311,7 +311,18 @@ fn page<T: Serialize + serde::de::DeserializeOwned>(
     after: Option<&[u8]>,
     limit: usize,
 ) -> Result<Page<T>> {
-    let (rows, more) = table.page(prefix, after, limit)?;
+    page_where(table, prefix, after, limit, |_| true)
+}
+
+/// [`page`] of only the values `keep` takes ([`Table::page_where`]).
+fn page_where<T: Serialize + serde::de::DeserializeOwned>(
+    table: &Table<T>,
+    prefix: &[u8],
+    after: Option<&[u8]>,
+    limit: usize,
+    keep: impl Fn(&T) -> bool,
+) -> Result<Page<T>> {
+    let (rows, more) = table.page_where(prefix, after, limit, keep)?;
     let next = if more {
         rows.last().map(|(key, _)| key.clone())
     } else {

@@ -591,7 +591,6 @@ mod tests {
     fn subscription(id: &str) -> Subscription {
         Subscription {
             id: id.into(),
-            url: "https://example.com".into(),
             key_name: "k".into(),
             role: Role::Manager,
             scope: Scope::All,
@@ -599,6 +598,74 @@ mod tests {
             secret: vec![0; 32],
             ..crate::domain::webhooks::tests_support::subscription()
         }
+    }
+
+    /// A subscription stored before `SubscriptionSpec` grouped its fields
+    /// (one flat struct) is the same bytes as one stored now: postcard
+    /// writes a nested struct's fields in place. Every field is set (a
+    /// digest, filters, a severity) so that none encodes as a bare zero.
+    #[test]
+    fn subscriptions_keep_the_flat_layout_on_disk() {
+        use crate::domain::risk::Severity;
+        use crate::domain::webhooks::{Delivery, Format};
+
+        #[derive(serde::Serialize)]
+        struct Flat {
+            id: String,
+            url: String,
+            program_ids: Vec<String>,
+            cohort_ids: Vec<String>,
+            kinds: Vec<String>,
+            min_severity: Option<Severity>,
+            delivery: Delivery,
+            format: Format,
+            description: String,
+            created_at: Micros,
+            key_id: String,
+            key_name: String,
+            role: Role,
+            scope: Scope,
+            from_sequence: u64,
+            secret: Vec<u8>,
+        }
+
+        let mut s = subscription("sub_00000000000000ff");
+        s.spec.url = "https://hooks.example.com/spoc".into();
+        s.spec.program_ids = vec!["excel".into(), "word".into()];
+        s.spec.cohort_ids = vec!["excel/v1/c001".into()];
+        s.spec.kinds = vec!["inactivity".into()];
+        s.spec.min_severity = Some(Severity::Warning);
+        s.spec.delivery = Delivery::DailyDigest {
+            hour: 7,
+            time_zone: "Europe/Paris".into(),
+        };
+        s.spec.format = Format::Teams;
+        s.spec.description = "trainers".into();
+        s.created_at = 1_700_000_000_000_000;
+        s.from_sequence = 42;
+        let spec = s.spec.clone();
+        let flat = Flat {
+            id: s.id.clone(),
+            url: spec.url,
+            program_ids: spec.program_ids,
+            cohort_ids: spec.cohort_ids,
+            kinds: spec.kinds,
+            min_severity: spec.min_severity,
+            delivery: spec.delivery,
+            format: spec.format,
+            description: spec.description,
+            created_at: s.created_at,
+            key_id: s.key_id.clone(),
+            key_name: s.key_name.clone(),
+            role: s.role,
+            scope: s.scope.clone(),
+            from_sequence: s.from_sequence,
+            secret: s.secret.clone(),
+        };
+        let old = codec::encode(&flat);
+        assert_eq!(codec::encode(&s), old);
+        let read: Subscription = codec::decode(SUBSCRIPTIONS, b"k", &old).unwrap();
+        assert_eq!(read, s);
     }
 
     #[test]

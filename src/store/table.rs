@@ -93,6 +93,19 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<(Rows<T>, bool)> {
+        self.page_where(prefix, after, limit, |_| true)
+    }
+
+    /// [`Table::page`] of only the values `keep` takes: the scan reads past
+    /// the others, so a page is bounded by `limit` results, not by the
+    /// entries read; "more follow" means more that `keep` takes.
+    pub fn page_where(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<(Rows<T>, bool)> {
         let start = match after {
             Some(after) if after >= prefix => {
                 let mut start = after.to_vec();
@@ -108,13 +121,41 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
             if !key.starts_with(prefix) {
                 break;
             }
+            let value = codec::decode(self.name, &key, &bytes)?;
+            if !keep(&value) {
+                continue;
+            }
             if page.len() == limit {
                 more = true;
                 break;
             }
-            let value = codec::decode(self.name, &key, &bytes)?;
             page.push((key.to_vec(), value));
         }
         Ok((page, more))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A filtered page reads past what `keep` refuses, says "more" only
+    /// when a kept value follows, and goes on after its last key.
+    #[test]
+    fn a_filtered_page_counts_only_what_it_keeps() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let table: Table<u32> = Table::open(&db, "numbers").unwrap();
+        for n in 0..10u32 {
+            table.put(format!("k{n}").as_bytes(), &n).unwrap();
+        }
+        let even = |n: &u32| n % 2 == 0;
+        let values = |rows: &Rows<u32>| rows.iter().map(|(_, v)| *v).collect::<Vec<_>>();
+        let (first, more) = table.page_where(b"k", None, 2, even).unwrap();
+        assert_eq!((values(&first), more), (vec![0, 2], true));
+        let after = first.last().map(|(k, _)| k.as_slice());
+        let (rest, more) = table.page_where(b"k", after, 3, even).unwrap();
+        assert_eq!((values(&rest), more), (vec![4, 6, 8], false));
+        let (all, more) = table.page(b"k", None, 10).unwrap();
+        assert_eq!((all.len(), more), (10, false));
     }
 }

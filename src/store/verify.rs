@@ -732,7 +732,7 @@ mod tests {
                 .unwrap();
             let dead = DeadLetter {
                 message: message("msg_b"),
-                url: sub.url.clone(),
+                url: sub.spec.url.clone(),
                 dead_at: 20,
             };
             assert!(

@@ -37,9 +37,8 @@ use tonic::Code;
 /// One request the receiver got.
 #[derive(Debug, Clone)]
 struct Received {
-    id: String,
-    timestamp: i64,
-    signature: String,
+    /// Its signature headers.
+    signed: signature::Headers,
     content_type: String,
     body: Bytes,
     /// The status it answered.
@@ -51,13 +50,7 @@ struct Received {
 impl Received {
     /// Whether its signature verifies with `secret`.
     fn signed_with(&self, secret: &[u8]) -> bool {
-        signature::verify(
-            secret,
-            &self.id,
-            self.timestamp,
-            &self.body,
-            &self.signature,
-        )
+        self.signed.verify(secret, &self.body)
     }
 }
 
@@ -89,13 +82,7 @@ impl Receiver {
             axum::routing::post(move |headers: HeaderMap, body: Bytes| {
                 let state = state.clone();
                 async move {
-                    let header = |name: &str| {
-                        headers
-                            .get(name)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_string()
-                    };
+                    let header = |name: &str| headers.get(name)?.to_str().ok();
                     let refused = state
                         .refuse
                         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -106,10 +93,8 @@ impl Receiver {
                         state.status.load(Ordering::SeqCst)
                     };
                     state.got.lock().unwrap().push(Received {
-                        id: header("webhook-id"),
-                        timestamp: header("webhook-timestamp").parse().unwrap_or(0),
-                        signature: header("webhook-signature"),
-                        content_type: header("content-type"),
+                        signed: signature::Headers::read(header),
+                        content_type: header("content-type").unwrap_or_default().to_string(),
                         body,
                         answered,
                         at: std::time::Instant::now(),
@@ -145,7 +130,7 @@ impl Receiver {
         self.got()
             .into_iter()
             .filter(|r| (200..300).contains(&r.answered))
-            .map(|r| (r.id.clone(), r))
+            .map(|r| (r.signed.id.clone(), r))
             .collect()
     }
 }
@@ -438,7 +423,11 @@ async fn signed_cloud_events_reach_the_receiver_and_verify() {
     let mut seen = BTreeSet::new();
     for (id, r) in &delivered {
         assert!(id.starts_with("msg_"), "{id}");
-        assert!((r.timestamp - now).abs() < 300, "timestamp {}", r.timestamp);
+        assert!(
+            (r.signed.timestamp - now).abs() < 300,
+            "timestamp {}",
+            r.signed.timestamp
+        );
         assert!(r.signed_with(&secret), "signature of {id} does not verify");
         assert!(!r.signed_with(&[0; 32]));
         assert_eq!(
@@ -679,7 +668,7 @@ async fn filters_and_the_creating_keys_scope_decide_what_is_delivered() {
         let event = json(&r.body);
         let alert = alert_of(&event);
         let severity = pb::AlertSeverity::try_from(alert.severity).unwrap();
-        let tag = r.id.clone();
+        let tag = r.signed.id.clone();
         by_tag
             .entry(tag_of(&tag, &[&excel, &critical, &mine, &program]))
             .or_default()
@@ -963,7 +952,7 @@ async fn a_receiver_down_for_a_while_gets_every_event_afterwards() {
         let got = receiver.got();
         let mut failures: HashMap<&str, usize> = HashMap::new();
         for r in &got {
-            *failures.entry(r.id.as_str()).or_default() += 1;
+            *failures.entry(r.signed.id.as_str()).or_default() += 1;
         }
         (failures.len() == 20 && failures.values().all(|n| *n >= 2)).then_some(())
     })
@@ -1174,7 +1163,7 @@ async fn a_receivers_retry_after_is_honoured() {
     let refused = got.iter().find(|r| r.answered == 429).expect("a refusal");
     let again = got
         .iter()
-        .find(|r| r.id == refused.id && r.answered == 200)
+        .find(|r| r.signed.id == refused.signed.id && r.answered == 200)
         .expect("the refused message delivered later");
     let waited = again.at.duration_since(refused.at);
     assert!(
@@ -1183,7 +1172,7 @@ async fn a_receivers_retry_after_is_honoured() {
     );
     let other = got
         .iter()
-        .find(|r| r.id != refused.id && r.answered == 200)
+        .find(|r| r.signed.id != refused.signed.id && r.answered == 200)
         .expect("the other message delivered");
     let held = other.at.duration_since(refused.at);
     assert!(
@@ -1341,7 +1330,7 @@ async fn a_thousand_undelivered_messages_survive_a_kill() {
     fail(channel, &learners("excel", N), 0, 3).await;
     // Every message reached the outbox (each was attempted, and refused).
     eventually("1,000 messages attempted", async || {
-        let ids: BTreeSet<String> = receiver.got().into_iter().map(|r| r.id).collect();
+        let ids: BTreeSet<String> = receiver.got().into_iter().map(|r| r.signed.id).collect();
         (ids.len() == N).then_some(())
     })
     .await;

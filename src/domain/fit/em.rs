@@ -214,27 +214,6 @@ fn estimate(num: f64, den: f64, range: Range, pin: Option<f64>, old: f64) -> f64
 
 const TINY: f64 = f64::MIN_POSITIVE;
 
-/// One E-step over a skill: fills `c` and returns the log-likelihood.
-/// `filt` must hold at least `d.max_len` values.
-pub(crate) fn e_step(
-    d: &SkillData,
-    s: &Shape,
-    th: &Theta,
-    c: &mut Counts,
-    filt: &mut [f64],
-) -> f64 {
-    match (s.v.multilearn, s.v.multigs, s.forgets) {
-        (false, false, false) => e_step_impl::<false, false, false>(d, s, th, c, filt),
-        (false, false, true) => e_step_impl::<false, false, true>(d, s, th, c, filt),
-        (false, true, false) => e_step_impl::<false, true, false>(d, s, th, c, filt),
-        (false, true, true) => e_step_impl::<false, true, true>(d, s, th, c, filt),
-        (true, false, false) => e_step_impl::<true, false, false>(d, s, th, c, filt),
-        (true, false, true) => e_step_impl::<true, false, true>(d, s, th, c, filt),
-        (true, true, false) => e_step_impl::<true, true, false>(d, s, th, c, filt),
-        (true, true, true) => e_step_impl::<true, true, true>(d, s, th, c, filt),
-    }
-}
-
 fn reset(c: &mut Counts) {
     for v in [
         &mut c.init_k,
@@ -249,14 +228,47 @@ fn reset(c: &mut Counts) {
     c.ll = 0.0;
 }
 
+/// What one E-step reads: a skill's data, its shape and the parameters.
+/// Bundled so that the dispatch and the monomorphised kernels share one
+/// short signature; three references, passed by value.
+#[derive(Clone, Copy)]
+pub(crate) struct EStep<'a> {
+    pub data: &'a SkillData,
+    pub shape: &'a Shape,
+    pub theta: &'a Theta,
+}
+
+impl EStep<'_> {
+    /// One E-step over the skill: fills `c` and returns the log-likelihood.
+    /// `filt` must hold at least `data.max_len` values.
+    pub(crate) fn run(self, c: &mut Counts, filt: &mut [f64]) -> f64 {
+        let s = self.shape;
+        match (s.v.multilearn, s.v.multigs, s.forgets) {
+            (false, false, false) => kernel::<false, false, false>(self, c, filt),
+            (false, false, true) => kernel::<false, false, true>(self, c, filt),
+            (false, true, false) => kernel::<false, true, false>(self, c, filt),
+            (false, true, true) => kernel::<false, true, true>(self, c, filt),
+            (true, false, false) => kernel::<true, false, false>(self, c, filt),
+            (true, false, true) => kernel::<true, false, true>(self, c, filt),
+            (true, true, false) => kernel::<true, true, false>(self, c, filt),
+            (true, true, true) => kernel::<true, true, true>(self, c, filt),
+        }
+    }
+}
+
+/// The E-step for one variant: `ML` multilearn, `GS` multigs, `FG`
+/// forgetting, so the classic model pays for none of them.
 #[inline(always)]
-fn e_step_impl<const ML: bool, const GS: bool, const FG: bool>(
-    d: &SkillData,
-    s: &Shape,
-    th: &Theta,
+fn kernel<const ML: bool, const GS: bool, const FG: bool>(
+    step: EStep<'_>,
     c: &mut Counts,
     filt: &mut [f64],
 ) -> f64 {
+    let EStep {
+        data: d,
+        shape: s,
+        theta: th,
+    } = step;
     reset(c);
     let obs = d.obs.as_slice().expect("contiguous");
     let tmpl = d.tmpl.as_slice().expect("contiguous");
@@ -411,7 +423,12 @@ pub(crate) fn run_em(
     let mut trace = Vec::with_capacity(opts.max_iter);
     let mut converged = false;
     for it in 0..opts.max_iter.max(1) {
-        let ll = e_step(d, s, &theta, &mut counts, filt);
+        let ll = EStep {
+            data: d,
+            shape: s,
+            theta: &theta,
+        }
+        .run(&mut counts, filt);
         trace.push(ll);
         if it > 0 && ll - trace[it - 1] < threshold {
             converged = true;
@@ -811,6 +828,19 @@ mod tests {
         c
     }
 
+    /// One E-step from zeroed counts; `ll` of the result is its log-likelihood.
+    fn e_step(d: &SkillData, s: &Shape, th: &Theta) -> Counts {
+        let mut c = s.zero_counts();
+        let step = EStep {
+            data: d,
+            shape: s,
+            theta: th,
+        };
+        let ll = step.run(&mut c, &mut vec![0.0; d.max_len]);
+        assert_eq!(ll, c.ll);
+        c
+    }
+
     fn assert_close(a: &[f64], b: &[f64]) {
         assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(b) {
@@ -837,9 +867,8 @@ mod tests {
             let s = Shape::new(d, v, &Fixed::default());
             let mut rng = ChaCha8Rng::seed_from_u64(u64::from(bits));
             let th = s.random_theta(&mut rng, &Bounds::default(), &Fixed::default());
-            let mut c = s.zero_counts();
-            let mut buf = vec![0.0; d.max_len];
-            let ll = e_step(d, &s, &th, &mut c, &mut buf);
+            let c = e_step(d, &s, &th);
+            let ll = c.ll;
             let bf = brute(d, &s, &th);
             assert!((ll - bf.ll).abs() < 1e-10, "{v:?}: {ll} vs {}", bf.ll);
             assert_close(&c.init_k, &bf.init_k);
@@ -864,8 +893,8 @@ mod tests {
             guess: vec![0.2],
             slip: vec![0.1],
         };
-        let mut c = s.zero_counts();
-        let ll = e_step(d, &s, &th, &mut c, &mut [0.0; 1]);
+        let c = e_step(d, &s, &th);
+        let ll = c.ll;
         let l = 0.3 * 0.9 + 0.7 * 0.2;
         assert!((ll - f64::ln(l)).abs() < 1e-12);
         // Posterior P(known) = 0.27 / 0.41, the value bkt.rs computes.
@@ -901,8 +930,8 @@ mod tests {
             guess: vec![p.guess],
             slip: vec![p.slip],
         };
-        let mut c = s.zero_counts();
-        let ll = e_step(d, &s, &th, &mut c, &mut vec![0.0; d.max_len]);
+        let c = e_step(d, &s, &th);
+        let ll = c.ll;
         let mut known = p.prior_belief();
         let mut want = 0.0;
         for &(correct, _) in &answers {

@@ -50,16 +50,13 @@ pub enum Format {
     Teams,
 }
 
-/// One stored subscription.
-///
-/// It keeps the creating key's id, role and scope (keys never change
-/// scope): deliveries carry only alerts that key may see, and stop once
-/// the key is revoked.
+/// What a subscriber asks for: the target, the filters, when and in
+/// which shape messages go. The API checks each field of a request into
+/// one (the engine then checks what needs the store or the network), and a
+/// [`Subscription`] keeps it as created.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Subscription {
-    /// `sub_` then 16 hexadecimal digits.
-    pub id: String,
-    /// The receiver's URL, as checked at creation.
+pub struct SubscriptionSpec {
+    /// The receiver's URL (in a stored subscription, as checked at creation).
     pub url: String,
     /// Only alerts of these programs (or of `cohort_ids`); both empty:
     /// every alert the key sees.
@@ -79,6 +76,23 @@ pub struct Subscription {
     pub format: Format,
     /// A note for people.
     pub description: String,
+}
+
+/// One stored subscription.
+///
+/// It keeps the creating key's id, role and scope (keys never change
+/// scope): deliveries carry only alerts that key may see, and stop once
+/// the key is revoked.
+///
+/// Stored with postcard, which writes a nested struct's fields in place:
+/// `spec` stays second, so the bytes are those of the earlier flat layout
+/// (id, the spec's fields, then the rest).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    /// `sub_` then 16 hexadecimal digits.
+    pub id: String,
+    /// What the subscriber asked for.
+    pub spec: SubscriptionSpec,
     /// When it was created (server time).
     pub created_at: Micros,
     /// The creating key.
@@ -103,13 +117,14 @@ impl Subscription {
     /// of one of its kinds, severe enough. The creating key's scope is
     /// checked apart ([`Subscription::principal`]), with the engine's facts.
     pub fn wants(&self, alert: &Alert) -> bool {
-        let places = (self.program_ids.is_empty() && self.cohort_ids.is_empty())
-            || self.program_ids.contains(&alert.program_id)
-            || (!alert.cohort_id.is_empty() && self.cohort_ids.contains(&alert.cohort_id));
+        let spec = &self.spec;
+        let places = (spec.program_ids.is_empty() && spec.cohort_ids.is_empty())
+            || spec.program_ids.contains(&alert.program_id)
+            || (!alert.cohort_id.is_empty() && spec.cohort_ids.contains(&alert.cohort_id));
         alert.sequence > self.from_sequence
             && places
-            && (self.kinds.is_empty() || self.kinds.iter().any(|k| k == alert.kind.as_str()))
-            && self.min_severity.is_none_or(|min| alert.severity >= min)
+            && (spec.kinds.is_empty() || spec.kinds.iter().any(|k| k == alert.kind.as_str()))
+            && spec.min_severity.is_none_or(|min| alert.severity >= min)
     }
 
     /// The creating key as a caller, for the scope check of each change.
@@ -124,7 +139,7 @@ impl Subscription {
 
     /// Whether it is a daily digest.
     pub fn is_digest(&self) -> bool {
-        matches!(self.delivery, Delivery::DailyDigest { .. })
+        matches!(self.spec.delivery, Delivery::DailyDigest { .. })
     }
 }
 
@@ -262,14 +277,16 @@ pub(crate) mod tests_support {
     pub(crate) fn subscription() -> Subscription {
         Subscription {
             id: "sub_0123456789abcdef".into(),
-            url: "https://hooks.example.com/x".into(),
-            program_ids: vec![],
-            cohort_ids: vec![],
-            kinds: vec![],
-            min_severity: None,
-            delivery: Delivery::Immediate,
-            format: Format::CloudEvents,
-            description: String::new(),
+            spec: SubscriptionSpec {
+                url: "https://hooks.example.com/x".into(),
+                program_ids: vec![],
+                cohort_ids: vec![],
+                kinds: vec![],
+                min_severity: None,
+                delivery: Delivery::Immediate,
+                format: Format::CloudEvents,
+                description: String::new(),
+            },
             created_at: 0,
             key_id: "k".into(),
             key_name: "K".into(),
@@ -291,22 +308,22 @@ mod tests {
         let mut s = subscription();
         assert!(s.wants(&alert(6)));
         assert!(!s.wants(&alert(5)), "older than the subscription");
-        s.program_ids = vec!["word".into()];
+        s.spec.program_ids = vec!["word".into()];
         assert!(!s.wants(&alert(6)));
-        s.cohort_ids = vec!["excel/v1/c001".into()];
+        s.spec.cohort_ids = vec!["excel/v1/c001".into()];
         assert!(s.wants(&alert(6)), "cohort OR program");
-        s.kinds = vec!["inactivity".into()];
+        s.spec.kinds = vec!["inactivity".into()];
         assert!(!s.wants(&alert(6)));
-        s.kinds.push("blocking_point".into());
+        s.spec.kinds.push("blocking_point".into());
         assert!(s.wants(&alert(6)));
-        s.min_severity = Some(Severity::Critical);
+        s.spec.min_severity = Some(Severity::Critical);
         assert!(!s.wants(&alert(6)));
-        s.min_severity = Some(Severity::Warning);
+        s.spec.min_severity = Some(Severity::Warning);
         assert!(s.wants(&alert(6)));
         let mut no_cohort = alert(7);
         no_cohort.cohort_id.clear();
-        s.program_ids.clear();
-        s.cohort_ids = vec![String::new()];
+        s.spec.program_ids.clear();
+        s.spec.cohort_ids = vec![String::new()];
         assert!(!s.wants(&no_cohort), "an empty cohort id matches no filter");
     }
 

@@ -19,6 +19,15 @@ pub const SECRET_PREFIX: &str = "whsec_";
 /// 64).
 pub const SECRET_BYTES: usize = 32;
 
+/// Header carrying the message id (the same on every attempt).
+pub const ID_HEADER: &str = "webhook-id";
+
+/// Header carrying the attempt's Unix seconds.
+pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
+
+/// Header carrying the signatures ([`sign`]).
+pub const SIGNATURE_HEADER: &str = "webhook-signature";
+
 /// The text form of a secret: `whsec_` then base64.
 pub fn encode_secret(secret: &[u8]) -> String {
     format!("{SECRET_PREFIX}{}", STANDARD.encode(secret))
@@ -62,6 +71,39 @@ pub fn verify(secret: &[u8], id: &str, timestamp: i64, body: &[u8], header: &str
     })
 }
 
+/// The three signature headers of one request, as a receiver reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    /// `webhook-id`; empty when missing.
+    pub id: String,
+    /// `webhook-timestamp`; 0 when missing or not a number.
+    pub timestamp: i64,
+    /// `webhook-signature`; empty when missing.
+    pub signature: String,
+}
+
+impl Headers {
+    /// Reads the headers through `header`, a lookup by name in whatever
+    /// HTTP library the receiver runs (`None` for a missing or non-text
+    /// value), so that this module needs none.
+    pub fn read<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Self {
+        Self {
+            id: header(ID_HEADER).unwrap_or_default().to_string(),
+            timestamp: header(TIMESTAMP_HEADER)
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0),
+            signature: header(SIGNATURE_HEADER).unwrap_or_default().to_string(),
+        }
+    }
+
+    /// Whether `body` came signed with `secret` under these headers
+    /// ([`verify`]; the timestamp's distance from the clock is the
+    /// receiver's to judge).
+    pub fn verify(&self, secret: &[u8], body: &[u8]) -> bool {
+        verify(secret, &self.id, self.timestamp, body, &self.signature)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +130,33 @@ mod tests {
             body,
             &signature
         ));
+    }
+
+    #[test]
+    fn headers_read_through_a_lookup_and_verify() {
+        let secret = [7u8; SECRET_BYTES];
+        let body = b"{}";
+        let sent = [
+            (ID_HEADER, "msg_1".to_string()),
+            (TIMESTAMP_HEADER, "1700000000".to_string()),
+            (
+                SIGNATURE_HEADER,
+                sign(&secret, "msg_1", 1_700_000_000, body),
+            ),
+        ];
+        let lookup = |name: &str| {
+            sent.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let read = Headers::read(lookup);
+        assert_eq!((read.id.as_str(), read.timestamp), ("msg_1", 1_700_000_000));
+        assert!(read.verify(&secret, body));
+        assert!(!read.verify(&secret, b"{ }"));
+        assert!(!read.verify(&[8; SECRET_BYTES], body));
+        let missing = Headers::read(|_| None);
+        assert_eq!(missing, Headers::default());
+        assert!(!missing.verify(&secret, body));
     }
 
     #[test]

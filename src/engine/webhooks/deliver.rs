@@ -288,7 +288,7 @@ async fn attempt(
     let now = now_micros();
     let e = engine.clone();
     let sub_id = subscription.id.clone();
-    let url = subscription.url.clone();
+    let url = subscription.spec.url.clone();
     match outcome {
         Ok(()) => {
             hub.delivered.fetch_add(1, Ordering::Relaxed);
@@ -390,7 +390,7 @@ async fn post(
     message: &Message,
     allow_private: bool,
 ) -> Result<(), Failed> {
-    let url = Url::parse(&subscription.url).map_err(|e| format!("bad URL: {e}"))?;
+    let url = Url::parse(&subscription.spec.url).map_err(|e| format!("bad URL: {e}"))?;
     // The client resolves names through the guard; a literal address it
     // connects to as it is, so it is checked here.
     let literal = match url.host() {
@@ -409,9 +409,9 @@ async fn post(
         .unwrap_or(HeaderValue::from_static("application/json"));
     let mut reply = client
         .post(url)
-        .header("webhook-id", &message.id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
+        .header(signature::ID_HEADER, &message.id)
+        .header(signature::TIMESTAMP_HEADER, timestamp.to_string())
+        .header(signature::SIGNATURE_HEADER, signature)
         .header(CONTENT_TYPE, content_type)
         .body(message.body.clone())
         .send()

@@ -26,7 +26,7 @@ impl Engine {
         let _writes = hub.writes.lock().expect("webhook writes lock");
         let mut sent = 0;
         for s in hub.subscriptions().iter() {
-            let Delivery::DailyDigest { hour, time_zone } = &s.delivery else {
+            let Delivery::DailyDigest { hour, time_zone } = &s.spec.delivery else {
                 continue;
             };
             let slot = schedule::last_slot(at, *hour, time_zone)?;
@@ -45,7 +45,7 @@ impl Engine {
             });
             let message = (!alerts.is_empty()).then(|| {
                 let id = digest_message_id(&s.id, slot);
-                let body = payload::digest(s.format, &id, &alerts, previous, slot, now);
+                let body = payload::digest(s.spec.format, &id, &alerts, previous, slot, now);
                 let mut message = Message::due_now(
                     id,
                     &s.id,

@@ -156,10 +156,10 @@ impl Engine {
                 if !self.sees_row(&s.principal(), &alert.learner_id, &alert.cohort_id)? {
                     continue;
                 }
-                match s.delivery {
+                match s.spec.delivery {
                     Delivery::Immediate => {
                         let id = change_message_id(&s.id, alert.sequence);
-                        let body = payload::change(s.format, &id, alert, now);
+                        let body = payload::change(s.spec.format, &id, alert, now);
                         let mut message = Message::due_now(
                             id,
                             &s.id,

@@ -32,9 +32,10 @@ use tokio::sync::{Notify, watch};
 use super::{Engine, now_micros};
 use crate::domain::access::Principal;
 use crate::domain::learner::Micros;
-use crate::domain::risk::Severity;
 use crate::domain::webhooks::retry::RetryPolicy;
-use crate::domain::webhooks::{DeadLetter, Delivery, Format, Subscription, schedule, signature};
+use crate::domain::webhooks::{
+    DeadLetter, Delivery, Subscription, SubscriptionSpec, schedule, signature,
+};
 use crate::error::{Error, Result};
 use crate::offload;
 use crate::store::outbox::Dropped;
@@ -96,28 +97,6 @@ impl std::fmt::Debug for WebhookOptions {
             .field("digest_check", &self.digest_check)
             .finish_non_exhaustive()
     }
-}
-
-/// A subscription as a caller asked for it, validated field by field by
-/// the API; the engine checks what needs the store or the network.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewSubscription {
-    /// The receiver's URL.
-    pub url: String,
-    /// Program filter.
-    pub program_ids: Vec<String>,
-    /// Cohort filter.
-    pub cohort_ids: Vec<String>,
-    /// Kind filter, by stable name.
-    pub kinds: Vec<String>,
-    /// Severity filter.
-    pub min_severity: Option<Severity>,
-    /// At once or a daily digest.
-    pub delivery: Delivery,
-    /// Body shape.
-    pub format: Format,
-    /// A note for people.
-    pub description: String,
 }
 
 /// A subscription with its delivery state, as listed.
@@ -277,9 +256,9 @@ impl Engine {
     pub async fn create_subscription(
         self: &Arc<Self>,
         who: &Principal,
-        new: NewSubscription,
+        mut spec: SubscriptionSpec,
     ) -> Result<(Subscription, String)> {
-        for (i, program) in new.program_ids.iter().enumerate() {
+        for (i, program) in spec.program_ids.iter().enumerate() {
             if self.store.program(program)?.is_none() {
                 return Err(Error::not_found_at(
                     format!("program_ids[{i}]"),
@@ -288,7 +267,7 @@ impl Engine {
                 ));
             }
         }
-        for (i, cohort) in new.cohort_ids.iter().enumerate() {
+        for (i, cohort) in spec.cohort_ids.iter().enumerate() {
             if self.store.cohort(cohort)?.is_none() {
                 return Err(Error::not_found_at(
                     format!("cohort_ids[{i}]"),
@@ -298,11 +277,13 @@ impl Engine {
             }
         }
         let options = self.webhooks().options();
-        let url = resolve::check_target(&new.url, options.allow_private, options.resolver.as_ref())
-            .await
-            .map_err(|reason| Error::invalid("url", reason))?;
+        spec.url =
+            resolve::check_target(&spec.url, options.allow_private, options.resolver.as_ref())
+                .await
+                .map_err(|reason| Error::invalid("url", reason))?
+                .to_string();
         let now = now_micros();
-        let digest_from = match &new.delivery {
+        let digest_from = match &spec.delivery {
             Delivery::Immediate => None,
             Delivery::DailyDigest { hour, time_zone } => {
                 Some(schedule::last_slot(now, *hour, time_zone)?)
@@ -331,14 +312,7 @@ impl Engine {
             }
             let subscription = Subscription {
                 id: format!("sub_{}", hex(&id)),
-                url: url.to_string(),
-                program_ids: new.program_ids,
-                cohort_ids: new.cohort_ids,
-                kinds: new.kinds,
-                min_severity: new.min_severity,
-                delivery: new.delivery,
-                format: new.format,
-                description: new.description,
+                spec,
                 created_at: now,
                 key_id: who.key_id.clone(),
                 key_name: who.name.clone(),
