@@ -342,6 +342,17 @@ impl Wal {
     /// Makes every record written so far durable, from the calling thread
     /// (earlier segments were synced when they were closed).
     pub fn sync(&self) -> Result<()> {
+        // The group commit may already have synced every record appended
+        // so far: then there is nothing to write. A settle of the waiting
+        // rows calls this once per model-recomputation group, beside
+        // ingestion.
+        let appended = self.shared.appended.load(Ordering::SeqCst);
+        {
+            let w = self.shared.waiters();
+            if w.failed.is_none() && w.done >= appended {
+                return Ok(());
+            }
+        }
         let file = {
             let mut segment = self.shared.segment.lock().expect("wal lock");
             segment
