@@ -33,7 +33,7 @@ pub type History = Arc<Vec<(Position, Observation)>>;
 pub struct Histories {
     /// Observations kept at most, over all pairs (from the memory budget,
     /// `store/budget.rs`).
-    capacity: usize,
+    capacity: crate::store::budget::Capacity,
     inner: Mutex<Inner>,
     /// Whether an entry was ever filled: until then, in-order ingestion
     /// skips the lock.
@@ -62,9 +62,9 @@ impl Default for Histories {
 
 impl Histories {
     /// An empty cache of at most `capacity` observations.
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: impl Into<crate::store::budget::Capacity>) -> Self {
         Self {
-            capacity,
+            capacity: capacity.into(),
             inner: Mutex::default(),
             any: AtomicBool::new(false),
         }
@@ -85,11 +85,11 @@ impl Histories {
     /// Keeps a pair's history as read from the store (sorted, without
     /// duplicates). Caller holds the learner's lock.
     pub fn fill(&self, learner: &str, skill: &str, history: History) {
-        if history.len() > self.capacity / 4 {
+        if history.len() > self.capacity.get() / 4 {
             return; // one pair must not flush everyone else's
         }
         let mut inner = self.lock();
-        if inner.observations + history.len() > self.capacity {
+        if inner.observations + history.len() > self.capacity.get() {
             inner.clear();
         }
         inner.observations += history.len();
@@ -125,7 +125,7 @@ impl Histories {
         }
         let added = history.len() - before;
         inner.observations += added;
-        if inner.observations > self.capacity {
+        if inner.observations > self.capacity.get() {
             inner.clear(); // start over, as a fill would
         }
     }

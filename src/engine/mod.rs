@@ -121,6 +121,10 @@ impl Engine {
         let xapi = xapi::XapiState::new(store.count_unresolved()?, xapi::load_aliases(&store)?);
         // Every engine cache is sized from the store's memory budget.
         let budget = store.budget();
+        let (seen_keys, history) = (
+            store.capacity(budget.seen_keys()),
+            store.capacity(budget.history_observations()),
+        );
         let engine = Self {
             effects,
             access,
@@ -135,9 +139,9 @@ impl Engine {
             catalog_write: Mutex::new(()),
             programs: RwLock::new(HashMap::new()),
             learner_locks: StripedLocks::new(256),
-            known_learners: seen::SeenSet::new(budget.seen_keys()),
-            noted_recommendations: seen::SeenSet::new(budget.seen_keys()),
-            histories: history::Histories::new(budget.history_observations()),
+            known_learners: seen::SeenSet::new(seen_keys.clone()),
+            noted_recommendations: seen::SeenSet::new(seen_keys),
+            histories: history::Histories::new(history),
             recent_erasures: privacy::RecentErasures::default(),
             webhooks,
         };

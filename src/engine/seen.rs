@@ -14,7 +14,7 @@ use parking_lot::{Mutex, MutexGuard};
 /// A set of keys with a size cap.
 pub struct SeenSet {
     inner: Mutex<Inner>,
-    cap: usize,
+    cap: crate::store::budget::Capacity,
 }
 
 #[derive(Default)]
@@ -27,10 +27,10 @@ struct Inner {
 
 impl SeenSet {
     /// An empty set holding at most `cap` keys.
-    pub fn new(cap: usize) -> Self {
+    pub fn new(cap: impl Into<crate::store::budget::Capacity>) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
-            cap,
+            cap: cap.into(),
         }
     }
 
@@ -76,7 +76,7 @@ impl SeenSet {
         if !still_true(&inner) {
             return;
         }
-        if inner.keys.len() >= self.cap {
+        if inner.keys.len() >= self.cap.get() {
             inner.keys.clear();
         }
         inner.keys.insert(key.to_string());

@@ -50,6 +50,9 @@
 //! about 210 MiB really held), a server that ingested without restarts
 //! reached 560 MiB at 2M attempts.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 /// Bytes sled holds in memory per ten bytes of `cache_capacity` (35: 3.5
 /// per byte, measured in the server, see the module doc).
 pub const SLED_RESIDENT_TENTHS: u64 = 35;
@@ -152,17 +155,123 @@ unsafe extern "C" {
     fn mi_option_get(option: std::ffi::c_int) -> std::ffi::c_long;
 }
 
-/// Logs the process's resident memory and the rows waiting for sled
-/// (debug, every 10 s from the checkpoint thread). Enabled with
-/// `RUST_LOG=spoc_engine::store::budget=debug`: how an operator sees the
-/// budget hold on a long-running server.
-pub(crate) fn report(waiting_rows: usize) {
-    if !tracing::enabled!(tracing::Level::DEBUG) {
-        return;
+/// How much of their shares the caches of the store and the engine may
+/// fill now, in percent: feedback from the measured resident memory.
+///
+/// Why: the shares are sized for what the caches hold, but sled's records
+/// of its pages grow with the store outside every share (RSS after a
+/// restart: 128 MiB at 1M attempts, 196 MiB at 10M), so a server that
+/// ingested 10M attempts without a restart reached 614 MiB with the
+/// default 512 (BENCHMARKS.md, issue 20). Every 10 s the checkpoint thread
+/// compares the resident memory with the budget ([`observe`]): over it,
+/// the caches' capacities are cut by [`CUT`] points (down to [`FLOOR`]);
+/// under [`REGROW_BELOW`] percent of it, they grow back by [`REGROW`]. A
+/// cache past its cut capacity starts over at its next insert, which
+/// gives the memory back at once (the allocator purges freed pages after
+/// 10 ms). Cold reads are slower while the caches are cut.
+#[derive(Debug)]
+pub struct Pressure {
+    percent: AtomicUsize,
+}
+
+/// Points cut from the caches' capacities per reading over the budget.
+pub const CUT: usize = 20;
+/// The smallest share of their capacities the caches keep, in percent.
+pub const FLOOR: usize = 10;
+/// Points given back per reading under [`REGROW_BELOW`].
+pub const REGROW: usize = 10;
+/// Resident memory, in percent of the budget, under which the caches grow
+/// back: apart from the cut threshold (100), so that one reading's
+/// regrowth does not undo the last cut at once.
+pub const REGROW_BELOW: u64 = 85;
+
+impl Default for Pressure {
+    fn default() -> Self {
+        Self {
+            percent: AtomicUsize::new(100),
+        }
+    }
+}
+
+impl Pressure {
+    /// The part of `full` a cache may hold now.
+    pub fn allowed(&self, full: usize) -> usize {
+        let percent = self.percent();
+        if percent >= 100 {
+            full
+        } else {
+            (full as u128 * percent as u128 / 100) as usize
+        }
+    }
+
+    /// The caches' capacities in force, in percent of their shares.
+    pub fn percent(&self) -> usize {
+        self.percent.load(Ordering::Relaxed)
+    }
+
+    /// One step of feedback: `resident` bytes against `budget`. Returns
+    /// the percent now in force.
+    pub fn adjust(&self, resident: u64, budget: &MemoryBudget) -> usize {
+        let now = self.percent();
+        let next = if resident > budget.bytes {
+            now.saturating_sub(CUT).max(FLOOR)
+        } else if resident < budget.bytes / 100 * REGROW_BELOW {
+            (now + REGROW).min(100)
+        } else {
+            now
+        };
+        self.percent.store(next, Ordering::Relaxed);
+        next
+    }
+}
+
+/// A cache's capacity: its share of the budget in entries, as cut by the
+/// budget's [`Pressure`] while the process is over it.
+#[derive(Debug, Clone)]
+pub struct Capacity {
+    full: usize,
+    pressure: Arc<Pressure>,
+}
+
+impl Capacity {
+    /// `full` entries under `pressure`.
+    pub fn new(full: usize, pressure: Arc<Pressure>) -> Self {
+        Self { full, pressure }
+    }
+
+    /// The entries the cache may hold now.
+    pub fn get(&self) -> usize {
+        self.pressure.allowed(self.full)
+    }
+}
+
+/// A fixed capacity, under no pressure (tests, tools).
+impl From<usize> for Capacity {
+    fn from(full: usize) -> Self {
+        Self::new(full, Arc::default())
+    }
+}
+
+/// Reads the resident memory, moves `pressure` by it (see [`Pressure`]),
+/// and logs both with the rows waiting for sled at debug (every 10 s from
+/// the checkpoint thread; `RUST_LOG=spoc_engine::store::budget=debug`):
+/// how an operator sees the budget hold on a long-running server.
+pub(crate) fn observe(pressure: &Pressure, budget: &MemoryBudget, waiting_rows: usize) {
+    let resident = resident_bytes();
+    let before = pressure.percent();
+    let percent = resident.map_or(before, |r| pressure.adjust(r, budget));
+    if percent != before {
+        tracing::info!(
+            resident_mib = resident.map(|b| b / (1024 * 1024)),
+            budget_mib = budget.mb(),
+            cache_percent = percent,
+            "memory over or back under the budget: caches resized"
+        );
     }
     tracing::debug!(
-        resident_mib = resident_bytes().map(|b| b / (1024 * 1024)),
+        resident_mib = resident.map(|b| b / (1024 * 1024)),
         waiting_rows,
+        cache_percent = percent,
         "memory"
     );
 }
@@ -241,6 +350,33 @@ mod tests {
         let resident = resident_bytes().expect("/proc/self/statm");
         assert!(resident >= 8 << 20, "{resident}");
         assert_eq!(touched.iter().map(|&b| u64::from(b)).sum::<u64>(), 8 << 20);
+    }
+
+    /// Over the budget the caches are cut step by step down to the floor;
+    /// well under it they grow back; in between nothing moves.
+    #[test]
+    fn pressure_cuts_the_caches_over_the_budget_and_gives_back_under_it() {
+        let budget = MemoryBudget::default();
+        let mib = |n: u64| n * 1024 * 1024;
+        let pressure = Arc::new(Pressure::default());
+        let capacity = Capacity::new(1_000, pressure.clone());
+        assert_eq!(capacity.get(), 1_000);
+        assert_eq!(pressure.adjust(mib(600), &budget), 100 - CUT);
+        assert_eq!(capacity.get(), 1_000 * (100 - CUT) / 100);
+        for _ in 0..10 {
+            pressure.adjust(mib(600), &budget);
+        }
+        assert_eq!(pressure.percent(), FLOOR);
+        assert_eq!(capacity.get(), 1_000 * FLOOR / 100);
+        // Between the regrowth line and the budget: held.
+        assert_eq!(pressure.adjust(mib(480), &budget), FLOOR);
+        assert_eq!(pressure.adjust(mib(400), &budget), FLOOR + REGROW);
+        for _ in 0..20 {
+            pressure.adjust(mib(300), &budget);
+        }
+        assert_eq!(capacity.get(), 1_000);
+        // A fixed capacity never moves.
+        assert_eq!(Capacity::from(7).get(), 7);
     }
 
     /// sled's `cache_capacity` is its 25% share over what sled really

@@ -27,7 +27,7 @@ pub struct MasteryCache {
     /// Skill entries kept at most, over all vectors (from the memory
     /// budget, `budget.rs`): counted in entries, not learners, because a
     /// vector's size is its learner's number of skills.
-    capacity: usize,
+    capacity: super::budget::Capacity,
 }
 
 #[derive(Debug, Default)]
@@ -46,11 +46,11 @@ impl Default for MasteryCache {
 impl MasteryCache {
     /// An empty cache of at most `capacity` skill entries; past it the
     /// cache starts over.
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: impl Into<super::budget::Capacity>) -> Self {
         Self {
             vectors: Mutex::default(),
             generation: AtomicU64::new(0),
-            capacity,
+            capacity: capacity.into(),
         }
     }
 
@@ -77,7 +77,7 @@ impl MasteryCache {
         if self.generation.load(Ordering::SeqCst) != generation {
             return;
         }
-        if vectors.entries + vector.len() > self.capacity {
+        if vectors.entries + vector.len() > self.capacity.get() {
             *vectors = Vectors::default();
         }
         vectors.entries += vector.len();

@@ -113,6 +113,8 @@ pub struct Store {
     behind: Arc<WriteBehind>,
     /// What every cache is sized from (`budget.rs`).
     budget: budget::MemoryBudget,
+    /// The budget's feedback on every cache's capacity (`budget.rs`).
+    pressure: Arc<budget::Pressure>,
 }
 
 /// What the background checkpointer shares with the store.
@@ -192,6 +194,8 @@ impl Store {
             stop: AtomicBool::new(false),
         });
         let background = checkpoints.clone();
+        let pressure = Arc::new(budget::Pressure::default());
+        let (felt, budget_copy) = (pressure.clone(), budget);
         let checkpointer = std::thread::Builder::new()
             .name("spoc-checkpoint".into())
             .spawn(move || {
@@ -204,7 +208,7 @@ impl Store {
                     }
                     if last_report.elapsed() >= MEMORY_REPORT_EVERY {
                         last_report = std::time::Instant::now();
-                        budget::report(background.behind.waiting());
+                        budget::observe(&felt, &budget_copy, background.behind.waiting());
                     }
                     if last_checkpoint.elapsed() < CHECKPOINT_EVERY {
                         if let Err(err) = background.settle() {
@@ -240,9 +244,16 @@ impl Store {
             learner_activity: Table::open(&db, "learner_activity")?,
             commit: GroupCommit::start(db.clone()),
             gate: std::sync::RwLock::new(()),
-            mastery_cache: mastery_cache::MasteryCache::new(budget.mastery_vector_entries()),
-            state_cache: state_cache::StateCache::new(budget.cached_states()),
+            mastery_cache: mastery_cache::MasteryCache::new(budget::Capacity::new(
+                budget.mastery_vector_entries(),
+                pressure.clone(),
+            )),
+            state_cache: state_cache::StateCache::new(budget::Capacity::new(
+                budget.cached_states(),
+                pressure.clone(),
+            )),
             budget,
+            pressure,
             db,
         })
     }
@@ -261,6 +272,12 @@ impl Store {
     /// own caches from it.
     pub fn budget(&self) -> budget::MemoryBudget {
         self.budget
+    }
+
+    /// A cache capacity of `full` entries under the budget's feedback: for
+    /// the engine's caches, so that all shrink together.
+    pub fn capacity(&self, full: usize) -> budget::Capacity {
+        budget::Capacity::new(full, self.pressure.clone())
     }
 
     /// Waits until every write made before this call is on disk.

@@ -21,7 +21,7 @@ pub struct StateCache {
     inner: Mutex<Inner>,
     /// States kept at most (from the memory budget, `budget.rs`); past it
     /// the cache starts over.
-    capacity: usize,
+    capacity: super::budget::Capacity,
 }
 
 #[derive(Debug, Default)]
@@ -38,10 +38,10 @@ impl Default for StateCache {
 
 impl StateCache {
     /// An empty cache of at most `capacity` states.
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: impl Into<super::budget::Capacity>) -> Self {
         Self {
             inner: Mutex::default(),
-            capacity,
+            capacity: capacity.into(),
         }
     }
 
@@ -65,7 +65,7 @@ impl StateCache {
                 *kept = state.clone();
                 continue;
             }
-            if inner.states >= self.capacity {
+            if inner.states >= self.capacity.get() {
                 *inner = Inner::default();
             }
             inner
@@ -107,6 +107,30 @@ mod tests {
 
     fn row(learner: &str, skill: &str, p: f64) -> (String, String, MasteryState) {
         (learner.into(), skill.into(), state(p))
+    }
+
+    /// Under the budget's pressure the cache holds a cut of its share:
+    /// past it, it starts over (what gives the memory back).
+    #[test]
+    fn a_cut_capacity_makes_the_cache_start_over_sooner() {
+        let pressure = std::sync::Arc::new(crate::store::budget::Pressure::default());
+        let budget = crate::store::budget::MemoryBudget::default();
+        let cache = StateCache::new(crate::store::budget::Capacity::new(100, pressure.clone()));
+        let fill = |prefix: &str, n: usize| {
+            for i in 0..n {
+                cache.put(&[row(&format!("{prefix}{i}"), "s", 0.1)]);
+            }
+        };
+        fill("l", 60);
+        assert!(cache.get("l0", "s").is_some(), "60 of 100 fit");
+        // Resident memory over the budget: 80, then 60, then 40 of 100.
+        for _ in 0..3 {
+            pressure.adjust(u64::MAX, &budget);
+        }
+        // 90 states would fit the whole share; 40 do not.
+        fill("m", 30);
+        assert!(cache.get("l0", "s").is_none(), "started over past 40");
+        assert!(cache.get("m29", "s").is_some());
     }
 
     #[test]
