@@ -43,6 +43,14 @@
 //! | 6%    | ingested rows waiting for sled before refusing (`write_behind.rs`) |
 //! | 41%   | headroom (see above)                                   |
 //!
+//! The shares are fixed, what lies outside them is not: sled's records of
+//! its pages grow with the store. So the shares of the caches are also a
+//! ceiling that feedback from the measured resident memory lowers while
+//! the process is over the budget ([`Pressure`], [`Capacity`]): every 10 s
+//! the checkpoint thread reads it, and the caches of the store and the
+//! engine shrink or grow back together. sled's cache cannot be resized
+//! once open and keeps its share.
+//!
 //! Before these figures were measured, sled had 20% as `cache_capacity`
 //! (about 42% really held) and the waiting rows 10%: the server peaked at
 //! 633 to 692 MiB between 3M and 5M attempts at the default 512
