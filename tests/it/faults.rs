@@ -16,16 +16,7 @@ async fn serve(dir: &Path) -> (Spoc, AuthChannel) {
 
 /// Skills `a` and `b`, learner `alice`, and `n` acknowledged attempts.
 async fn seed_attempts(channel: &AuthChannel, n: usize) {
-    pb::catalog_service_client::CatalogServiceClient::new(channel.clone())
-        .import_catalog(crate::common::skills_a_b())
-        .await
-        .unwrap();
-    pb::learner_service_client::LearnerServiceClient::new(channel.clone())
-        .upsert_learner(pb::UpsertLearnerRequest {
-            learner: Some(learner("alice", "acme")),
-        })
-        .await
-        .unwrap();
+    seed_alice(channel).await;
     record(channel, 0, n).await;
 }
 

@@ -25,6 +25,18 @@ async fn connect(port: u16, dir: &Path) -> AuthChannel {
     authed(channel, Some(&admin_key_in(dir)))
 }
 
+/// Alice's mastery, as GetMastery answers.
+async fn alice(channel: &AuthChannel) -> pb::GetMasteryResponse {
+    pb::mastery_service_client::MasteryServiceClient::new(channel.clone())
+        .get_mastery(pb::GetMasteryRequest {
+            learner_id: "alice".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_stop_writes_the_snapshot_and_keeps_every_attempt() {
     let temp = tempfile::tempdir().unwrap();
@@ -33,16 +45,7 @@ async fn a_graceful_stop_writes_the_snapshot_and_keeps_every_attempt() {
     let spoc = Spoc::start(dir, ([127, 0, 0, 1], port).into(), "127.0.0.1:0", &[]);
     let channel = connect(port, dir).await;
     let at_start = snapshot_position(dir);
-    pb::catalog_service_client::CatalogServiceClient::new(channel.clone())
-        .import_catalog(skills_a_b())
-        .await
-        .unwrap();
-    pb::learner_service_client::LearnerServiceClient::new(channel.clone())
-        .upsert_learner(pb::UpsertLearnerRequest {
-            learner: Some(learner("alice", "acme")),
-        })
-        .await
-        .unwrap();
+    seed_alice(&channel).await;
     let mut mastery = pb::mastery_service_client::MasteryServiceClient::new(channel.clone());
     for batch in 0..20 {
         let attempts = (0..100)
@@ -62,14 +65,7 @@ async fn a_graceful_stop_writes_the_snapshot_and_keeps_every_attempt() {
             .await
             .unwrap();
     }
-    let before = mastery
-        .get_mastery(pb::GetMasteryRequest {
-            learner_id: "alice".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let before = alice(&channel).await;
     drop((mastery, channel));
     spoc.stop();
 
@@ -81,15 +77,7 @@ async fn a_graceful_stop_writes_the_snapshot_and_keeps_every_attempt() {
 
     let port = free_addr().port();
     let _spoc = Spoc::start(dir, ([127, 0, 0, 1], port).into(), "127.0.0.1:0", &[]);
-    let channel = connect(port, dir).await;
-    let again = pb::mastery_service_client::MasteryServiceClient::new(channel)
-        .get_mastery(pb::GetMasteryRequest {
-            learner_id: "alice".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let again = alice(&connect(port, dir).await).await;
     assert_eq!(again.skills, before.skills);
     let a = again.skills.iter().find(|s| s.skill_id == "a").unwrap();
     assert_eq!(a.attempt_count, 2_000);

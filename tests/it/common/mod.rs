@@ -390,6 +390,21 @@ pub fn skills_a_b() -> pb::ImportCatalogRequest {
     }
 }
 
+/// Skills `a` and `b` ([`skills_a_b`]) and learner `alice` of acme,
+/// through `channel` (a `spoc serve` process or a [`TestServer`]).
+pub async fn seed_alice(channel: &AuthChannel) {
+    pb::catalog_service_client::CatalogServiceClient::new(channel.clone())
+        .import_catalog(skills_a_b())
+        .await
+        .unwrap();
+    pb::learner_service_client::LearnerServiceClient::new(channel.clone())
+        .upsert_learner(pb::UpsertLearnerRequest {
+            learner: Some(learner("alice", "acme")),
+        })
+        .await
+        .unwrap();
+}
+
 /// Seeds the [`small_catalog`], two learners and one program.
 pub async fn seed(server: &TestServer) {
     server
