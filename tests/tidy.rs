@@ -138,11 +138,9 @@ fn the_edges_do_not_wait_for_the_disk() {
     assert_eq!(edges, Vec::<String>::new());
 }
 
-/// Every path into the crate (`use crate::...`, `crate::x::y` in code,
-/// `super::` resolved) points down the layers of ARCHITECTURE.md, and
-/// protobuf types stay at the gRPC edge.
-#[test]
-fn imports_point_down_the_layers() {
+/// What `check` reports of every source file of `src/` (given its path
+/// from the crate root and its whole text), in path order.
+fn reports(check: impl Fn(&str, &str) -> Vec<String>) -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
     rust_files(&root.join("src"), &mut files);
@@ -151,8 +149,17 @@ fn imports_point_down_the_layers() {
     for file in &files {
         let rel = file.strip_prefix(root).unwrap().to_string_lossy();
         let text = std::fs::read_to_string(file).unwrap();
-        found.extend(layers::violations(&rel, &text));
+        found.extend(check(&rel, &text));
     }
+    found
+}
+
+/// Every path into the crate (`use crate::...`, `crate::x::y` in code,
+/// `super::` resolved) points down the layers of ARCHITECTURE.md, and
+/// protobuf types stay at the gRPC edge.
+#[test]
+fn imports_point_down_the_layers() {
+    let found = reports(layers::violations);
     assert!(
         found.is_empty(),
         "imports against the layers:\n{}",
@@ -263,16 +270,7 @@ fn the_layer_check_reports_an_upward_import() {
 /// recovery from a poisoned one.
 #[test]
 fn locks_come_from_parking_lot() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = Vec::new();
-    rust_files(&root.join("src"), &mut files);
-    files.sort();
-    let mut found = Vec::new();
-    for file in &files {
-        let rel = file.strip_prefix(root).unwrap().to_string_lossy();
-        let text = std::fs::read_to_string(file).unwrap();
-        found.extend(locks::std_locks(&rel, &text));
-    }
+    let found = reports(locks::std_locks);
     assert!(
         found.is_empty(),
         "std locks (use parking_lot's):\n{}",
