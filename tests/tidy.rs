@@ -138,11 +138,9 @@ fn the_edges_do_not_wait_for_the_disk() {
     assert_eq!(edges, Vec::<String>::new());
 }
 
-/// Every path into the crate (`use crate::...`, `crate::x::y` in code,
-/// `super::` resolved) points down the layers of ARCHITECTURE.md, and
-/// protobuf types stay at the gRPC edge.
-#[test]
-fn imports_point_down_the_layers() {
+/// What `check` reports of every source file of `src/` (given its path
+/// from the crate root and its whole text), in path order.
+fn reports(check: impl Fn(&str, &str) -> Vec<String>) -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
     rust_files(&root.join("src"), &mut files);
@@ -151,8 +149,17 @@ fn imports_point_down_the_layers() {
     for file in &files {
         let rel = file.strip_prefix(root).unwrap().to_string_lossy();
         let text = std::fs::read_to_string(file).unwrap();
-        found.extend(layers::violations(&rel, &text));
+        found.extend(check(&rel, &text));
     }
+    found
+}
+
+/// Every path into the crate (`use crate::...`, `crate::x::y` in code,
+/// `super::` resolved) points down the layers of ARCHITECTURE.md, and
+/// protobuf types stay at the gRPC edge.
+#[test]
+fn imports_point_down_the_layers() {
+    let found = reports(layers::violations);
     assert!(
         found.is_empty(),
         "imports against the layers:\n{}",
@@ -256,6 +263,119 @@ fn the_layer_check_reports_an_upward_import() {
         report[0].contains("src/store/x.rs:3") && report[0].contains("engine::now_micros"),
         "{report:?}"
     );
+}
+
+/// Locks are `parking_lot`'s, which do not poison (ARCHITECTURE.md,
+/// cross-cutting concerns): one policy, no `expect` on a lock, no
+/// recovery from a poisoned one.
+#[test]
+fn locks_come_from_parking_lot() {
+    let found = reports(locks::std_locks);
+    assert!(
+        found.is_empty(),
+        "std locks (use parking_lot's):\n{}",
+        found.join("\n")
+    );
+}
+
+/// The lock check itself, on sources held in memory: std's locks are
+/// reported however they are named (a plain path, a `use` group over
+/// several lines, nested groups, the `sync` module imported); tokio's
+/// and parking_lot's locks, other std items and comments are not.
+#[test]
+fn the_lock_check_reports_std_locks() {
+    let count = |source: &str| locks::std_locks("src/x.rs", source).len();
+    assert_eq!(count("use std::sync::Mutex;\n"), 1);
+    assert_eq!(count("struct S { gate: std::sync::RwLock<()> }\n"), 1);
+    assert_eq!(
+        count("use std::sync::{\n    Arc, Condvar, Mutex,\n    atomic::AtomicU64,\n};\n"),
+        2
+    );
+    assert_eq!(
+        count("use std::{collections::HashMap, sync::{Arc, RwLockReadGuard}};\n"),
+        1
+    );
+    assert_eq!(
+        count("fn f() -> std::sync::MutexGuard<'static, ()> {}\n"),
+        1
+    );
+    assert_eq!(
+        count("use std::sync::{self, Arc};\nstatic M: sync::Mutex<()> = sync::Mutex::new(());\n"),
+        2
+    );
+    assert_eq!(
+        count(
+            "use std::sync::{Arc, OnceLock, atomic::Ordering};\nuse parking_lot::{Condvar, Mutex};\n\
+             use tokio::sync::Mutex as AsyncMutex;\nstruct S { r: tokio::sync::RwLock<()> }\n\
+             // std::sync::Mutex, once\nconst S: &str = \"std::sync::Condvar\";\n"
+        ),
+        0
+    );
+    // The report names the file, the line and the path.
+    let report = locks::std_locks("src/store/x.rs", "\n\nuse std::sync::Mutex;\n");
+    assert!(
+        report[0].contains("src/store/x.rs:3") && report[0].contains("std::sync::Mutex"),
+        "{report:?}"
+    );
+}
+
+/// Finds std's locks in a source file, with the layer checker's reader.
+mod locks {
+    use super::layers::{blank, tokens, tree};
+
+    /// The lock types of `std::sync` (their guards start the same way).
+    const STD_LOCKS: &[&str] = &["Mutex", "RwLock", "Condvar"];
+
+    /// Every use of a std lock in `source` (of `file`), as
+    /// `file:line: path`.
+    pub fn std_locks(file: &str, source: &str) -> Vec<String> {
+        let tokens = tokens(&blank(source));
+        let is = |i: usize, t: &str| tokens.get(i).is_some_and(|(_, x)| x == t);
+        // Whether the file imports the `sync` module itself, so that
+        // `sync::Mutex` in its code is std's.
+        let mut sync_module = false;
+        let mut found = Vec::new();
+        let mut i = 0;
+        while i < tokens.len() {
+            // `std::...` (or `::std::...`), not the tail of another path.
+            let tail = i >= 2 && is(i - 1, "::") && is_ident(&tokens[i - 2].1);
+            let starts = is(i, "std") && is(i + 1, "::") && !tail;
+            if !starts {
+                i += 1;
+                continue;
+            }
+            let mut paths = Vec::new();
+            let end = tree(&tokens, i + 2, vec!["std".to_string()], &mut paths);
+            for path in paths {
+                if path == ["std", "sync"] {
+                    sync_module = true;
+                }
+                if path.len() > 2 && path[1] == "sync" && is_lock(&path[2]) {
+                    found.push(format!("{file}:{}: {}", tokens[i].0, path.join("::")));
+                }
+            }
+            i = end;
+        }
+        if sync_module {
+            for (i, (line, t)) in tokens.iter().enumerate() {
+                let bare = i == 0 || !is(i - 1, "::");
+                if t == "sync" && bare && is(i + 1, "::") {
+                    if let Some((_, name)) = tokens.get(i + 2).filter(|(_, n)| is_lock(n)) {
+                        found.push(format!("{file}:{line}: std::sync::{name}"));
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    fn is_lock(name: &str) -> bool {
+        STD_LOCKS.iter().any(|lock| name.starts_with(lock))
+    }
+
+    fn is_ident(token: &str) -> bool {
+        token.chars().all(|c| c.is_alphanumeric() || c == '_')
+    }
 }
 
 /// The layer rules and a small reader of Rust paths (comments and
@@ -430,7 +550,7 @@ mod layers {
 
     /// Reads a use tree (or a plain path) from `tokens[at]`, after a
     /// `::`; pushes the full paths; returns the index after it.
-    fn tree(
+    pub(super) fn tree(
         tokens: &[(usize, String)],
         mut at: usize,
         mut prefix: Vec<String>,
@@ -473,7 +593,7 @@ mod layers {
     }
 
     /// Identifiers, `::` and single punctuation, with their line.
-    fn tokens(text: &str) -> Vec<(usize, String)> {
+    pub(super) fn tokens(text: &str) -> Vec<(usize, String)> {
         let chars: Vec<char> = text.chars().collect();
         let mut out = Vec::new();
         let (mut i, mut line) = (0, 1);
@@ -503,7 +623,7 @@ mod layers {
 
     /// `source` with comments, strings and character literals replaced by
     /// spaces (line breaks kept, so that lines still count).
-    fn blank(source: &str) -> String {
+    pub(super) fn blank(source: &str) -> String {
         let c: Vec<char> = source.chars().collect();
         let mut out = String::with_capacity(source.len());
         let keep = |ch: char| if ch == '\n' { '\n' } else { ' ' };

@@ -18,6 +18,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use parking_lot::{Condvar, Mutex};
+
 use super::attempt_index::{self, Slot};
 use super::compact::{self, BLOCK_BYTES, Packed, PackedState};
 use super::interner::{Interner, Kind};
@@ -553,17 +555,17 @@ const READ_AHEAD: usize = 4096;
 /// stopped.
 #[derive(Default)]
 struct Ahead {
-    held: std::sync::Mutex<(usize, bool)>,
-    changed: std::sync::Condvar,
+    held: Mutex<(usize, bool)>,
+    changed: Condvar,
 }
 
 impl Ahead {
     /// Waits until `n` more attempts fit in [`READ_AHEAD`] (or none wait);
     /// an error once the visitor stopped.
     fn reserve(&self, n: usize) -> Result<()> {
-        let mut held = self.held.lock().expect("read-ahead lock");
+        let mut held = self.held.lock();
         while held.0 > 0 && held.0 + n > READ_AHEAD && !held.1 {
-            held = self.changed.wait(held).expect("read-ahead lock");
+            self.changed.wait(&mut held);
         }
         if held.1 {
             return Err(Error::Storage("scan abandoned".into()));
@@ -574,7 +576,7 @@ impl Ahead {
 
     /// `n` attempts left the queue.
     fn release(&self, n: usize) {
-        self.held.lock().expect("read-ahead lock").0 -= n;
+        self.held.lock().0 -= n;
         self.changed.notify_all();
     }
 }
@@ -584,9 +586,7 @@ struct StopOnDrop<'a>(&'a Ahead);
 
 impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
-        if let Ok(mut held) = self.0.held.lock() {
-            held.1 = true;
-        }
+        self.0.held.lock().1 = true;
         self.0.changed.notify_all();
     }
 }

@@ -30,7 +30,8 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Component, Path, PathBuf};
-use std::sync::{RwLockReadGuard, RwLockWriteGuard};
+
+use parking_lot::RwLockReadGuard;
 
 use super::{Store, keys};
 use crate::error::{Error, Result};
@@ -65,11 +66,7 @@ impl Store {
     /// for the duration of the write, so a snapshot never sees half of one
     /// and never sees a write made after a tree it already copied.
     pub(crate) fn write_gate(&self) -> RwLockReadGuard<'_, ()> {
-        self.gate.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn exclusive_gate(&self) -> RwLockWriteGuard<'_, ()> {
-        self.gate.write().unwrap_or_else(|p| p.into_inner())
+        self.gate.read()
     }
 
     /// Writes a consistent snapshot of every tree (and the fitted model
@@ -83,7 +80,7 @@ impl Store {
         out.put(&keys::FORMAT_VERSION.to_le_bytes())?;
         out.put(&SNAPSHOT_VERSION.to_le_bytes())?;
         {
-            let _exclusive = self.exclusive_gate();
+            let _exclusive = self.gate.write();
             self.settle()?;
             let mut names = self.db.tree_names();
             names.sort();

@@ -10,10 +10,11 @@
 //! concurrency in 0.34).
 
 use std::sync::{
-    Arc, Condvar, Mutex,
+    Arc,
     atomic::{AtomicU64, Ordering},
 };
 
+use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
@@ -63,7 +64,7 @@ impl GroupCommit {
         {
             // Take the lock so the notification cannot slip between the
             // flusher's check and its wait.
-            let _guard = self.shared.closed.lock().expect("flusher lock");
+            let _guard = self.shared.closed.lock();
             self.shared.wake.notify_one();
         }
         let mut rx = self.flushed.clone();
@@ -83,7 +84,7 @@ impl GroupCommit {
 
 impl Drop for GroupCommit {
     fn drop(&mut self) {
-        *self.shared.closed.lock().expect("flusher lock") = true;
+        *self.shared.closed.lock() = true;
         self.shared.wake.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -95,9 +96,9 @@ fn flush_loop(db: sled::Db, shared: Arc<Shared>, tx: watch::Sender<Result<u64, S
     let mut done = 0;
     loop {
         {
-            let mut closed = shared.closed.lock().expect("flusher lock");
+            let mut closed = shared.closed.lock();
             while !*closed && shared.requested.load(Ordering::SeqCst) <= done {
-                closed = shared.wake.wait(closed).expect("flusher lock");
+                shared.wake.wait(&mut closed);
             }
             if *closed && shared.requested.load(Ordering::SeqCst) <= done {
                 return;

@@ -10,7 +10,9 @@
 //! an erased learner's entries go, the high-water mark stays.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
 
@@ -140,18 +142,14 @@ impl Interner {
         })
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, [Table; 3]> {
-        self.tables.read().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The number of `id`, if interned.
     pub fn get(&self, kind: Kind, id: &str) -> Option<u32> {
-        self.read()[kind.index()].numbers.get(id).copied()
+        self.tables.read()[kind.index()].numbers.get(id).copied()
     }
 
     /// The id numbered `n`, if any.
     pub fn name(&self, kind: Kind, n: u32) -> Option<Arc<str>> {
-        self.read()[kind.index()]
+        self.tables.read()[kind.index()]
             .names
             .get(n as usize)
             .cloned()
@@ -163,17 +161,17 @@ impl Interner {
         if let Some(n) = self.get(kind, id) {
             return Ok(n);
         }
-        let _assign = self.assign.lock().unwrap_or_else(|p| p.into_inner());
+        let _assign = self.assign.lock();
         if let Some(n) = self.get(kind, id) {
             return Ok(n);
         }
-        let n = self.read()[kind.index()].next;
+        let n = self.tables.read()[kind.index()].next;
         let next = n
             .checked_add(1)
             .ok_or_else(|| Error::Storage(format!("no {kind:?} number left to assign")))?;
         self.tree.insert(next_key(kind), &next.to_be_bytes())?;
         self.tree.insert(reverse_key(kind, n), id.as_bytes())?;
-        let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
+        let mut tables = self.tables.write();
         let table = &mut tables[kind.index()];
         let name: Arc<str> = id.into();
         if table.names.len() <= n as usize {
@@ -196,7 +194,7 @@ impl Interner {
 
     /// Forgets `id` in memory, once its keys are removed from sled.
     pub fn forget(&self, kind: Kind, id: &str) {
-        let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
+        let mut tables = self.tables.write();
         let table = &mut tables[kind.index()];
         if let Some(n) = table.numbers.remove(id) {
             if let Some(slot) = table.names.get_mut(n as usize) {
@@ -212,7 +210,7 @@ impl Interner {
 
     /// Interned ids of `kind`.
     pub fn len(&self, kind: Kind) -> usize {
-        self.read()[kind.index()].numbers.len()
+        self.tables.read()[kind.index()].numbers.len()
     }
 }
 

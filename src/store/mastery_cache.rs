@@ -13,8 +13,10 @@
 //! only if no eviction happened since it started reading.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 
 /// P(mastered) per skill id of one learner.
 pub type MasteryVector = Arc<BTreeMap<String, f64>>;
@@ -56,12 +58,7 @@ impl MasteryCache {
 
     /// The cached vector of `learner`, if any.
     pub fn get(&self, learner: &str) -> Option<MasteryVector> {
-        self.vectors
-            .lock()
-            .expect("mastery cache")
-            .by_learner
-            .get(learner)
-            .cloned()
+        self.vectors.lock().by_learner.get(learner).cloned()
     }
 
     /// The generation to pass to [`MasteryCache::fill`]: read it before
@@ -73,7 +70,7 @@ impl MasteryCache {
     /// Caches what was read from sled since `generation`, unless a write
     /// evicted anything meanwhile.
     pub fn fill(&self, learner: &str, vector: MasteryVector, generation: u64) {
-        let mut vectors = self.vectors.lock().expect("mastery cache");
+        let mut vectors = self.vectors.lock();
         if self.generation.load(Ordering::SeqCst) != generation {
             return;
         }
@@ -88,7 +85,7 @@ impl MasteryCache {
 
     /// Forgets `learners`: call it after their mastery rows were written.
     pub fn evict<'a>(&self, learners: impl IntoIterator<Item = &'a str>) {
-        let mut vectors = self.vectors.lock().expect("mastery cache");
+        let mut vectors = self.vectors.lock();
         self.generation.fetch_add(1, Ordering::SeqCst);
         for learner in learners {
             if let Some(old) = vectors.by_learner.remove(learner) {

@@ -48,10 +48,11 @@ pub mod write_behind;
 pub mod xapi;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
 use crate::domain::activity::{ActivityKind, StoredActivity};
@@ -103,7 +104,7 @@ pub struct Store {
     backlog: Mutex<Vec<WalRecord>>,
     checkpointer: Option<std::thread::JoinHandle<()>>,
     /// Held shared by every write, exclusive by a snapshot (`backup.rs`).
-    gate: std::sync::RwLock<()>,
+    gate: RwLock<()>,
     /// P(mastered) vectors read lately; every write of `mastery` evicts.
     mastery_cache: mastery_cache::MasteryCache,
     /// The last state ingestion wrote per (learner, skill); other writes
@@ -143,7 +144,7 @@ impl Checkpoints {
     /// drops the covered segments. Every record of a closed segment was
     /// applied (to memory) before it was logged, so the settle covers it.
     fn run(&self) -> Result<()> {
-        let _guard = self.running.lock().expect("checkpoint lock");
+        let _guard = self.running.lock();
         let appended = self.wal.appended();
         let keep_from = self.wal.rotate()?;
         self.settle()?;
@@ -243,7 +244,7 @@ impl Store {
             activities: Table::open(&db, "activities")?,
             learner_activity: Table::open(&db, "learner_activity")?,
             commit: GroupCommit::start(db.clone()),
-            gate: std::sync::RwLock::new(()),
+            gate: RwLock::new(()),
             mastery_cache: mastery_cache::MasteryCache::new(budget::Capacity::new(
                 budget.mastery_vector_entries(),
                 pressure.clone(),
@@ -294,7 +295,7 @@ impl Store {
     /// The records the log held at open, for the engine to replay; empty
     /// afterwards.
     pub fn take_backlog(&self) -> Vec<WalRecord> {
-        std::mem::take(&mut *self.backlog.lock().expect("backlog lock"))
+        std::mem::take(&mut *self.backlog.lock())
     }
 
     /// Puts every sled write made so far on disk, blocking (one fsync):

@@ -11,7 +11,8 @@
 //! the write-behind rows, then sled.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+
+use parking_lot::Mutex;
 
 use crate::domain::mastery::MasteryState;
 
@@ -47,14 +48,14 @@ impl StateCache {
 
     /// The state last written for (`learner`, `skill`), if kept.
     pub fn get(&self, learner: &str, skill: &str) -> Option<MasteryState> {
-        let inner = self.inner.lock().expect("state cache");
+        let inner = self.inner.lock();
         inner.learners.get(learner)?.get(skill).cloned()
     }
 
     /// Keeps states just written. Call it under the learners' locks, after
     /// the write succeeded.
     pub fn put(&self, rows: &[(String, String, MasteryState)]) {
-        let mut guard = self.inner.lock().expect("state cache");
+        let mut guard = self.inner.lock();
         let inner = &mut *guard;
         for (learner, skill, state) in rows {
             let kept = inner
@@ -79,7 +80,7 @@ impl StateCache {
 
     /// Forgets `learners`: call it after another writer changed their rows.
     pub fn evict<'a>(&self, learners: impl IntoIterator<Item = &'a str>) {
-        let mut inner = self.inner.lock().expect("state cache");
+        let mut inner = self.inner.lock();
         for learner in learners {
             if let Some(skills) = inner.learners.remove(learner) {
                 inner.states -= skills.len();
@@ -145,7 +146,7 @@ mod tests {
         assert!(cache.get("alice", "s").is_none());
         assert!(cache.get("alice", "t").is_none());
         assert_eq!(cache.get("bob", "s").unwrap().belief.log_odds(), 0.5);
-        assert_eq!(cache.inner.lock().unwrap().states, 1);
+        assert_eq!(cache.inner.lock().states, 1);
     }
 
     #[test]
@@ -156,13 +157,13 @@ mod tests {
             .map(|i| row(&format!("l{}", i % 1000), &format!("s{i}"), 0.1))
             .collect();
         cache.put(&rows);
-        assert_eq!(cache.inner.lock().unwrap().states, CAPACITY);
+        assert_eq!(cache.inner.lock().states, CAPACITY);
         // A state replaced is no new entry: nothing is dropped.
         cache.put(&[row("l0", "s0", 0.3)]);
         assert_eq!(cache.get("l0", "s0").unwrap().belief.log_odds(), 0.3);
-        assert_eq!(cache.inner.lock().unwrap().states, CAPACITY);
+        assert_eq!(cache.inner.lock().states, CAPACITY);
         cache.put(&[row("late", "s", 0.9)]);
-        assert_eq!(cache.inner.lock().unwrap().states, 1);
+        assert_eq!(cache.inner.lock().states, 1);
         assert!(cache.get("l0", "s0").is_none());
         assert_eq!(cache.get("late", "s").unwrap().belief.log_odds(), 0.9);
     }

@@ -33,11 +33,12 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{
-    Arc, Condvar, Mutex, RwLock,
+    Arc,
     atomic::{AtomicU64, Ordering},
 };
 use std::time::{Duration, Instant};
 
+use parking_lot::{Condvar, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -172,14 +173,10 @@ struct Waiters {
 }
 
 impl Shared {
-    fn waiters(&self) -> std::sync::MutexGuard<'_, Waiters> {
-        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Tells every waiting caller that its batch was not written for want
     /// of space (it may be stored later: unknown), without failing the log.
     fn settle_unknown(&self, reason: &str) {
-        let waiting = std::mem::take(&mut self.waiters().waiting);
+        let waiting = std::mem::take(&mut self.waiters.lock().waiting);
         let message = format!(
             "{DISK_FULL}: {reason}; whether the batch is stored is unknown (it is written \
              once space is back, unless the server stops first): free space, then resend it \
@@ -194,7 +191,7 @@ impl Shared {
     /// it settles; an error settles everyone.
     fn synced(&self, outcome: Result<u64, String>) {
         let (settled, result) = {
-            let mut w = self.waiters();
+            let mut w = self.waiters.lock();
             let waiting = std::mem::take(&mut w.waiting);
             // A sync that succeeds after another failed proves nothing
             // (the failed one may have dropped pages): stay failed.
@@ -274,7 +271,7 @@ impl Wal {
     /// [`Wal::wait`]; `None` when nothing is left to log (only erased
     /// learners). Does not wait for the disk.
     pub fn write(&self, record: &WalRecord) -> Result<Option<u64>> {
-        if let Some(reason) = &self.shared.waiters().failed {
+        if let Some(reason) = &self.shared.waiters.lock().failed {
             // A failed sync poisons the log for good: after an fsync error
             // the kernel may have dropped dirty pages, and no later success
             // proves them written (the PostgreSQL "fsyncgate" lesson).
@@ -295,7 +292,7 @@ impl Wal {
             let Some(frame) = self.frame(record, erasures) else {
                 return Ok(None); // only erased learners: nothing to keep
             };
-            let mut segment = self.shared.segment.lock().expect("wal lock");
+            let mut segment = self.shared.segment.lock();
             if self.shared.erasures.load(Ordering::SeqCst) != erasures {
                 continue; // an erasure came in between: filter again
             }
@@ -311,7 +308,7 @@ impl Wal {
             );
         };
         if wake || ticket == self.shared.gather_until.load(Ordering::SeqCst) {
-            let _guard = self.shared.closed.lock().expect("wal lock");
+            let _guard = self.shared.closed.lock();
             self.shared.wake.notify_one();
         }
         Ok(Some(ticket))
@@ -320,7 +317,7 @@ impl Wal {
     /// Waits until the record of `ticket` (and every earlier one) is on disk.
     pub async fn wait(&self, ticket: u64) -> Result<()> {
         let rx = {
-            let mut w = self.shared.waiters();
+            let mut w = self.shared.waiters.lock();
             if let Some(reason) = &w.failed {
                 return Err(Error::Storage(format!("wal sync failed: {reason}")));
             }
@@ -348,13 +345,13 @@ impl Wal {
         // ingestion.
         let appended = self.shared.appended.load(Ordering::SeqCst);
         {
-            let w = self.shared.waiters();
+            let w = self.shared.waiters.lock();
             if w.failed.is_none() && w.done >= appended {
                 return Ok(());
             }
         }
         let file = {
-            let mut segment = self.shared.segment.lock().expect("wal lock");
+            let mut segment = self.shared.segment.lock();
             segment
                 .write_pending(&self.shared.disk)
                 .map_err(|failure| self.fail(failure))?;
@@ -391,7 +388,7 @@ impl Wal {
         let record = if erasures == 0 {
             record
         } else {
-            let erased = self.shared.erased.read().expect("wal erased lock");
+            let erased = self.shared.erased.read();
             filtered = match record {
                 WalRecord::Attempts(batch) => WalRecord::Attempts(
                     batch
@@ -429,34 +426,26 @@ impl Wal {
     /// doc); the caller then checkpoints to delete the segments that may
     /// still hold them.
     pub fn forget_learner(&self, learner: &str) {
-        self.shared
-            .erased
-            .write()
-            .expect("wal erased lock")
-            .insert(learner.to_string());
+        self.shared.erased.write().insert(learner.to_string());
         self.shared.erasures.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Logs `learner`'s entries again: a learner created anew under an
     /// erased id is a new person whose acknowledged writes must be durable.
     pub fn remember_learner(&self, learner: &str) {
-        let erased = self.shared.erased.read().expect("wal erased lock");
+        let erased = self.shared.erased.read();
         if !erased.contains(learner) {
             return;
         }
         drop(erased);
-        self.shared
-            .erased
-            .write()
-            .expect("wal erased lock")
-            .remove(learner);
+        self.shared.erased.write().remove(learner);
     }
 
     /// Syncs and closes the current segment and starts a new one; returns
     /// the new segment's number. Segments below it may be removed once
     /// sled has been flushed.
     pub fn rotate(&self) -> Result<u64> {
-        let mut segment = self.shared.segment.lock().expect("wal lock");
+        let mut segment = self.shared.segment.lock();
         segment
             .write_pending(&self.shared.disk)
             .map_err(|failure| self.fail(failure))?;
@@ -489,7 +478,7 @@ impl Wal {
 
 impl Drop for Wal {
     fn drop(&mut self) {
-        *self.shared.closed.lock().expect("wal lock") = true;
+        *self.shared.closed.lock() = true;
         self.shared.wake.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -522,13 +511,13 @@ fn sync_loop(shared: Arc<Shared>) {
     let mut last_covered = 0;
     loop {
         {
-            let mut closed = shared.closed.lock().expect("wal lock");
+            let mut closed = shared.closed.lock();
             while !*closed && shared.appended.load(Ordering::SeqCst) <= done {
-                closed = shared.wake.wait(closed).expect("wal lock");
+                shared.wake.wait(&mut closed);
             }
             if *closed && shared.appended.load(Ordering::SeqCst) <= done {
                 // Anyone still waiting hears that the log is gone.
-                shared.waiters().waiting.clear();
+                shared.waiters.lock().waiting.clear();
                 return;
             }
             if let Some(target) = gather_target(done, last_covered) {
@@ -541,7 +530,7 @@ fn sync_loop(shared: Arc<Shared>) {
                     let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                         break;
                     };
-                    closed = shared.wake.wait_timeout(closed, left).expect("wal lock").0;
+                    shared.wake.wait_for(&mut closed, left);
                 }
                 shared.gather_until.store(u64::MAX, Ordering::SeqCst);
             }
@@ -551,7 +540,7 @@ fn sync_loop(shared: Arc<Shared>) {
         // adding records meanwhile.
         last_start = Instant::now();
         let taken = {
-            let mut segment = shared.segment.lock().expect("wal lock");
+            let mut segment = shared.segment.lock();
             let target = shared.appended.load(Ordering::SeqCst);
             segment
                 .write_pending(&shared.disk)
@@ -572,7 +561,7 @@ fn sync_loop(shared: Arc<Shared>) {
                     tracing::error!(error = %reason, "disk full: ingestion refused until space is freed");
                 }
                 shared.settle_unknown(&reason);
-                if *shared.closed.lock().expect("wal lock") {
+                if *shared.closed.lock() {
                     return; // stopping: the records were never acknowledged
                 }
                 std::thread::sleep(FULL_RETRY);

@@ -27,7 +27,9 @@
 //! partial write.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use super::attempt_trees::AttemptTrees;
 use crate::domain::bkt::Observation;
@@ -138,14 +140,6 @@ impl WriteBehind {
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Generations> {
-        self.rows.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Generations> {
-        self.rows.write().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Runs `log` (which writes the rows' log record), then adds the rows,
     /// before any applier can take them; if `log` fails nothing is added.
     /// Readers see the rows at once, sled at the next apply.
@@ -155,15 +149,15 @@ impl WriteBehind {
         mastery: Vec<((String, String), MasteryState)>,
         log: impl FnOnce() -> Result<R>,
     ) -> Result<R> {
-        let _order = self.order.read().unwrap_or_else(|p| p.into_inner());
-        if self.read().current.len() > self.max_waiting {
+        let _order = self.order.read();
+        if self.rows.read().current.len() > self.max_waiting {
             return Err(Error::Unavailable(
                 "ingested attempts are not reaching the store (see the server log); retry later"
                     .into(),
             ));
         }
         let logged = log()?;
-        let mut rows = self.write();
+        let mut rows = self.rows.write();
         let current = &mut rows.current;
         for attempt in attempts {
             current.add_attempt(attempt);
@@ -174,7 +168,7 @@ impl WriteBehind {
 
     /// Rows waiting in the generation that takes new writes.
     pub(crate) fn waiting(&self) -> usize {
-        self.read().current.len()
+        self.rows.read().current.len()
     }
 
     /// Whether so many rows wait that the writer should apply them itself
@@ -185,7 +179,7 @@ impl WriteBehind {
 
     /// A waiting attempt; `None` means "ask sled".
     pub(crate) fn attempt(&self, id: &str) -> Option<Attempt> {
-        let rows = self.read();
+        let rows = self.rows.read();
         rows.current
             .attempts
             .get(id)
@@ -195,7 +189,7 @@ impl WriteBehind {
 
     /// A waiting mastery state; `None` means "ask sled".
     pub(crate) fn mastery(&self, learner: &str, skill: &str) -> Option<MasteryState> {
-        let rows = self.read();
+        let rows = self.rows.read();
         let key = (learner.to_string(), skill.to_string());
         rows.current
             .mastery
@@ -211,7 +205,7 @@ impl WriteBehind {
         learner: &str,
         skill: &str,
     ) -> Vec<(Position, Observation)> {
-        let rows = self.read();
+        let rows = self.rows.read();
         let mut out = Vec::new();
         rows.applying.observations(learner, skill, &mut out);
         rows.current.observations(learner, skill, &mut out);
@@ -220,7 +214,7 @@ impl WriteBehind {
 
     /// Waiting attempts of a learner; read before sled, as above.
     pub(crate) fn attempts_of(&self, learner: &str) -> Vec<Attempt> {
-        let rows = self.read();
+        let rows = self.rows.read();
         let mut out = Vec::new();
         for generation in [&*rows.applying, &rows.current] {
             for id in generation.by_learner.get(learner).into_iter().flatten() {
@@ -233,7 +227,7 @@ impl WriteBehind {
     /// Waiting mastery states of a learner by skill; read before sled, as
     /// above.
     pub(crate) fn mastery_of(&self, learner: &str) -> BTreeMap<String, MasteryState> {
-        let rows = self.read();
+        let rows = self.rows.read();
         let mut out = BTreeMap::new();
         rows.applying.states(learner, &mut out);
         rows.current.states(learner, &mut out);
@@ -256,15 +250,15 @@ impl WriteBehind {
         sync_log: impl FnOnce() -> Result<()>,
         write: impl FnOnce() -> Result<T>,
     ) -> Result<T> {
-        let _apply = self.apply.lock().unwrap_or_else(|p| p.into_inner());
+        let _apply = self.apply.lock();
         self.settle_locked(sync_log)?;
         write()
     }
 
     fn settle_locked(&self, sync_log: impl FnOnce() -> Result<()>) -> Result<()> {
         let generation = {
-            let _order = self.order.write().unwrap_or_else(|p| p.into_inner());
-            let mut rows = self.write();
+            let _order = self.order.write();
+            let mut rows = self.rows.write();
             if rows.current.is_empty() {
                 return Ok(());
             }
@@ -283,12 +277,12 @@ impl WriteBehind {
         };
         let outcome = sync_log().and_then(|()| self.write_to_sled(&generation));
         if outcome.is_ok() {
-            self.write().applying = Arc::default();
+            self.rows.write().applying = Arc::default();
         } else {
             // Keep the rows readable and retry them with the next apply:
             // merge them back under anything newer.
             drop(generation);
-            let mut rows = self.write();
+            let mut rows = self.rows.write();
             let failed = std::mem::take(&mut rows.applying);
             let newer = std::mem::take(&mut rows.current);
             let mut merged = Arc::try_unwrap(failed).unwrap_or_else(|shared| (*shared).clone());

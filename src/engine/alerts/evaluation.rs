@@ -68,7 +68,7 @@ impl Engine {
     /// budget first; offers new alerts last, most urgent first. CPU-heavy:
     /// runs on a thread of its own.
     pub fn evaluate_all_alerts(&self) -> Result<usize> {
-        let _pass = self.hub().pass_lock.lock().expect("pass lock");
+        let _pass = self.hub().pass_lock.lock();
         let _busy = self.hub().busy();
         let now = now_micros();
         let (programs, _) = self.store.list_programs(None, usize::MAX)?;
@@ -111,10 +111,10 @@ impl Engine {
                 );
             }
         }
-        *self.hub().medians.write().expect("medians lock") = medians;
+        *self.hub().medians.write() = medians;
         {
             let active = self.store.all_active_alerts()?;
-            let mut budget = self.hub().budget.lock().expect("budget lock");
+            let mut budget = self.hub().budget.lock();
             budget.rebuild(&active);
             budget.set_sizes(sizes);
         }
@@ -227,7 +227,7 @@ impl Engine {
             })?;
         let (_, median) = self.cohort_and_median(&program.id, learner)?;
         let input = self.signal_input(&program, enrolment, now, median)?;
-        let models = self.hub().model.read().expect("model lock").clone();
+        let models = self.hub().model.read().clone();
         Ok(assess(
             &input,
             &thresholds(&program.risk_rules),
@@ -247,7 +247,6 @@ impl Engine {
             .hub()
             .medians
             .read()
-            .expect("medians lock")
             .get(&(program.to_string(), cohort.clone()))
             .copied()
             .unwrap_or(0);
@@ -265,7 +264,7 @@ impl Engine {
         if enrolments.is_empty() {
             return Ok(Evaluated::Done(Vec::new()));
         }
-        let models = self.hub().model.read().expect("model lock").clone();
+        let models = self.hub().model.read().clone();
         let _guard = self.hub().locks.lock_all([learner]);
         if !self.store.has_learner(learner)? {
             return Ok(Evaluated::Done(Vec::new())); // erased since the enrolments were read
@@ -306,7 +305,7 @@ impl Engine {
             let seat = Cell::new(false);
             let reconciled = reconcile(&active, verdict, &cohort, &closed, |draft| {
                 mode != Mode::Pass && {
-                    let mut budget = self.hub().budget.lock().expect("budget lock");
+                    let mut budget = self.hub().budget.lock();
                     let taken = budget.take_seat(&group, learner, draft, true);
                     seat.set(taken);
                     taken
@@ -326,7 +325,7 @@ impl Engine {
                     });
                 }
             }
-            self.hub().budget.lock().expect("budget lock").set_waiting(
+            self.hub().budget.lock().set_waiting(
                 &program.id,
                 &cohort,
                 learner,
@@ -343,11 +342,7 @@ impl Engine {
                 publication,
             );
             if written.is_err() && seat.get() {
-                self.hub()
-                    .budget
-                    .lock()
-                    .expect("budget lock")
-                    .give_back(&group, learner);
+                self.hub().budget.lock().give_back(&group, learner);
             }
             written?;
         }
@@ -367,7 +362,7 @@ impl Engine {
         }
         let group: Group = (w.program.clone(), w.cohort.clone());
         let taken = {
-            let mut budget = self.hub().budget.lock().expect("budget lock");
+            let mut budget = self.hub().budget.lock();
             let taken = budget.take_seat(&group, &w.learner, &w.draft, false);
             let digest = (!taken).then_some(&w.draft);
             budget.set_waiting(&w.program, &w.cohort, &w.learner, digest, now);
@@ -386,25 +381,14 @@ impl Engine {
             Publication::WithGroup,
         );
         if written.is_err() {
-            self.hub()
-                .budget
-                .lock()
-                .expect("budget lock")
-                .give_back(&group, &w.learner);
+            self.hub().budget.lock().give_back(&group, &w.learner);
         }
         written
     }
 
     /// Counts the learners of a group for the budget when no pass has yet.
     fn count_group(&self, group: &Group) -> Result<()> {
-        if self
-            .hub()
-            .budget
-            .lock()
-            .expect("budget lock")
-            .size(group)
-            .is_some()
-        {
+        if self.hub().budget.lock().size(group).is_some() {
             return Ok(());
         }
         let members = self.cohort_members(&group.0, false)?;
@@ -417,7 +401,7 @@ impl Engine {
         } else {
             members.values().filter(|c| **c == group.1).count()
         };
-        let mut budget = self.hub().budget.lock().expect("budget lock");
+        let mut budget = self.hub().budget.lock();
         if !budget.loaded {
             budget.rebuild(&self.store.all_active_alerts()?);
         }

@@ -13,10 +13,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use parking_lot::{Condvar, Mutex, RwLock};
 use tokio::sync::{broadcast, watch};
 
 use super::super::locks::StripedLocks;
@@ -146,23 +147,19 @@ impl Engine {
 
     /// Replaces the alert models (`None` turns model alerts off).
     pub fn set_risk_model(&self, model: Option<RiskModels>) {
-        *self.hub().model.write().expect("model lock") = model.map(Arc::new);
+        *self.hub().model.write() = model.map(Arc::new);
     }
 
     /// Sets the budget: open alerts per 25 learners of a group (0: no
     /// budget). Takes effect at the next seat taken.
     pub fn set_alert_budget(&self, per_25: u32) {
-        self.hub().budget.lock().expect("budget lock").per_25 = per_25;
+        self.hub().budget.lock().per_25 = per_25;
     }
 
     /// The drafts waiting for room in a program (or one of its cohorts),
     /// most urgent first: the digest.
     pub fn alert_digest(&self, program: &str, cohort: Option<&str>) -> Vec<super::DigestEntry> {
-        self.hub()
-            .budget
-            .lock()
-            .expect("budget lock")
-            .digest(program, cohort)
+        self.hub().budget.lock().digest(program, cohort)
     }
 
     /// Open alerts and budget of a cohort of a program, or of the whole
@@ -172,7 +169,7 @@ impl Engine {
         program: &str,
         cohort: Option<&str>,
     ) -> (usize, Option<usize>) {
-        let budget = self.hub().budget.lock().expect("budget lock");
+        let budget = self.hub().budget.lock();
         match cohort {
             Some(c) => budget.usage(&(program.to_string(), c.to_string())),
             None => budget.program_usage(program),
@@ -183,7 +180,7 @@ impl Engine {
     /// held by a bulk load, no round or pass running.
     pub fn alerts_idle(&self) -> bool {
         let hub = self.hub();
-        let queue = hub.pending.lock().expect("pending lock");
+        let queue = hub.pending.lock();
         queue.learners.is_empty()
             && queue.held.is_empty()
             && queue.last_backfill.is_none()
@@ -194,7 +191,7 @@ impl Engine {
     /// end; `backfill` says this touch belongs to one. Whether the learner
     /// was held.
     pub(super) fn hold_if_loading(&self, learner: &str, backfill: bool) -> bool {
-        let mut queue = self.hub().pending.lock().expect("pending lock");
+        let mut queue = self.hub().pending.lock();
         if backfill {
             queue.last_backfill = Some(Instant::now());
             queue.hold_started.get_or_insert_with(Instant::now);
@@ -209,12 +206,7 @@ impl Engine {
 
     /// Whether a bulk load is arriving (the periodic pass waits).
     fn loading(&self) -> bool {
-        self.hub()
-            .pending
-            .lock()
-            .expect("pending lock")
-            .last_backfill
-            .is_some()
+        self.hub().pending.lock().last_backfill.is_some()
     }
 
     /// Ends the current bulk load if it settled (or held too long): forgets
@@ -222,7 +214,7 @@ impl Engine {
     /// Whether it ended.
     fn end_load_if_settled(&self) -> bool {
         let quiet = Duration::from_millis(self.hub().load_settle_ms.load(Ordering::SeqCst));
-        let mut queue = self.hub().pending.lock().expect("pending lock");
+        let mut queue = self.hub().pending.lock();
         let settled = queue.last_backfill.is_some_and(|t| t.elapsed() >= quiet)
             || queue.hold_started.is_some_and(|t| t.elapsed() >= MAX_HOLD);
         if settled {
@@ -258,7 +250,7 @@ impl Engine {
 
     /// The latest alert sequence number.
     pub fn alert_sequence(&self) -> u64 {
-        self.hub().sequence.lock().expect("sequence lock").last
+        self.hub().sequence.lock().last
     }
 
     /// Follows every alert change, for in-process consumers (webhook
@@ -275,7 +267,7 @@ impl Engine {
     /// The latest alert sequence on disk: what a log reader may read up
     /// to; later changes are published on the channel once flushed.
     pub fn durable_alert_sequence(&self) -> u64 {
-        self.hub().sequence.lock().expect("sequence lock").durable()
+        self.hub().sequence.lock().durable()
     }
 
     /// Runs `erase` while the learner's alert evaluations are held off,
@@ -292,19 +284,15 @@ impl Engine {
         let out = erase();
         hub.sequence
             .lock()
-            .expect("sequence lock")
             .unpublished
             .retain(|a| a.learner_id != learner);
         {
-            let mut queue = hub.pending.lock().expect("pending lock");
+            let mut queue = hub.pending.lock();
             queue.learners.remove(learner);
             queue.held.remove(learner);
         }
-        hub.cohorts.lock().expect("cohort cache lock").clear();
-        hub.budget
-            .lock()
-            .expect("budget lock")
-            .forget_learner(learner);
+        hub.cohorts.lock().clear();
+        hub.budget.lock().forget_learner(learner);
         if let Err(err) = self.store.erase_alert_state(learner) {
             tracing::error!(error = %err, learner, "erasing pauses and episodes failed");
         }
@@ -315,7 +303,7 @@ impl Engine {
     /// Never blocks on evaluation: a set insert and a wake-up.
     pub fn alerts_touched<'a>(&self, learners: impl IntoIterator<Item = &'a str>) {
         let hub = self.hub();
-        let mut pending = hub.pending.lock().expect("pending lock");
+        let mut pending = hub.pending.lock();
         for learner in learners {
             if !pending.learners.contains(learner) {
                 pending.learners.insert(learner.to_string());
@@ -333,7 +321,7 @@ impl Engine {
     /// Starts the evaluation thread and the periodic pass (the first pass
     /// runs at once). Idempotent.
     pub fn start_alerts(self: &Arc<Self>) -> Result<()> {
-        let mut threads = self.hub().threads.lock().expect("threads lock");
+        let mut threads = self.hub().threads.lock();
         if !threads.is_empty() {
             return Ok(());
         }
@@ -360,7 +348,7 @@ impl Engine {
         let hub = self.hub();
         hub.stop.store(true, Ordering::SeqCst);
         let _ = hub.stopped.send(true);
-        let _pending = hub.pending.lock().expect("pending lock");
+        let _pending = hub.pending.lock();
         hub.wake.notify_all();
     }
 
@@ -369,7 +357,7 @@ impl Engine {
     pub fn stop_alerts(&self) {
         self.signal_alerts_stop();
         let hub = self.hub();
-        let threads = std::mem::take(&mut *hub.threads.lock().expect("threads lock"));
+        let threads = std::mem::take(&mut *hub.threads.lock());
         for thread in threads {
             thread.thread().unpark();
             let _ = thread.join();
@@ -388,7 +376,7 @@ impl Engine {
         build: impl FnOnce(&mut dyn FnMut() -> u64) -> Vec<Alert>,
     ) -> Result<Vec<Alert>> {
         let hub = self.hub();
-        let mut sequence_state = hub.sequence.lock().expect("sequence lock");
+        let mut sequence_state = hub.sequence.lock();
         let mut next = sequence_state.last;
         let alerts = build(&mut || {
             next += 1;
@@ -401,7 +389,7 @@ impl Engine {
         sequence_state.last = next;
         sequence_state.unpublished.extend(alerts.iter().cloned());
         {
-            let mut budget = hub.budget.lock().expect("budget lock");
+            let mut budget = hub.budget.lock();
             for a in &alerts {
                 budget.record(a);
             }
@@ -425,7 +413,7 @@ impl Engine {
 
     /// Flushes and publishes the changes committed but not published yet.
     pub(super) fn publish_pending(&self) -> Result<()> {
-        let mut sequence_state = self.hub().sequence.lock().expect("sequence lock");
+        let mut sequence_state = self.hub().sequence.lock();
         self.publish(&mut sequence_state)
     }
 
@@ -448,16 +436,8 @@ impl Engine {
     /// changed, so that the next alert names the learner's new cohort (and
     /// reaches that cohort's trainer) at once.
     pub(crate) fn forget_cohort_members(&self, program: &str) {
-        self.hub()
-            .cohorts
-            .lock()
-            .expect("cohort cache lock")
-            .remove(program);
-        self.hub()
-            .budget
-            .lock()
-            .expect("budget lock")
-            .forget_sizes(program);
+        self.hub().cohorts.lock().remove(program);
+        self.hub().budget.lock().forget_sizes(program);
     }
 
     /// The learner → cohort map of a program, read again when older than
@@ -469,7 +449,7 @@ impl Engine {
     ) -> Result<HashMap<String, String>> {
         let hub = self.hub();
         if !fresh {
-            let cache = hub.cohorts.lock().expect("cohort cache lock");
+            let cache = hub.cohorts.lock();
             if let Some(map) = cache.get(program) {
                 if map.read_at.elapsed() < COHORT_CACHE_TTL {
                     return Ok(map.members.clone());
@@ -482,7 +462,7 @@ impl Engine {
                 members.insert(learner, cohort.id.clone());
             }
         }
-        hub.cohorts.lock().expect("cohort cache lock").insert(
+        hub.cohorts.lock().insert(
             program.to_string(),
             CohortMap {
                 read_at: Instant::now(),
@@ -576,14 +556,10 @@ fn evaluation_loop(engine: Weak<Engine>) {
         };
         let hub = strong.hub();
         let (batch, busy) = {
-            let mut pending = hub.pending.lock().expect("pending lock");
+            let mut pending = hub.pending.lock();
             if pending.learners.is_empty() && !hub.stop.load(Ordering::SeqCst) {
                 pending.waiting = true;
-                pending = hub
-                    .wake
-                    .wait_timeout(pending, Duration::from_millis(200))
-                    .expect("pending lock")
-                    .0;
+                hub.wake.wait_for(&mut pending, Duration::from_millis(200));
                 pending.waiting = false;
             }
             if hub.stop.load(Ordering::SeqCst) {
@@ -724,11 +700,11 @@ mod tests {
         assert_eq!(seen.len(), learners, "one blocking point each");
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "in sequence order");
         assert_eq!(
-            engine.hub().sequence.lock().unwrap().durable(),
+            engine.hub().sequence.lock().durable(),
             *seen.last().unwrap()
         );
         assert!(
-            engine.hub().sequence.lock().unwrap().unpublished.is_empty(),
+            engine.hub().sequence.lock().unpublished.is_empty(),
             "nothing left waiting"
         );
     }
@@ -748,7 +724,7 @@ mod tests {
             .unwrap();
         let mut watcher = engine.hub().sender.subscribe();
         engine.erase_learner("l0").unwrap();
-        let waiting = engine.hub().sequence.lock().unwrap().unpublished.len();
+        let waiting = engine.hub().sequence.lock().unpublished.len();
         assert_eq!(waiting, 0, "published before the erasure");
         let mut seen = Vec::new();
         while let Ok(alert) = watcher.try_recv() {

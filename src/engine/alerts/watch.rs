@@ -77,7 +77,7 @@ impl Engine {
             // lock, so they describe one moment.
             let engine = self.clone();
             let (latest, active) = offload::blocking(async move {
-                let mut sequence_state = engine.hub().sequence.lock().expect("sequence lock");
+                let mut sequence_state = engine.hub().sequence.lock();
                 // Only durable changes may be shown: publish what waits.
                 engine.publish(&mut sequence_state)?;
                 engine
@@ -109,12 +109,7 @@ impl Engine {
                         // Read after subscribing (and off the runtime: a
                         // flush may hold the lock): a change past this
                         // bound is published later, so the channel brings it.
-                        let through = engine
-                            .hub()
-                            .sequence
-                            .lock()
-                            .expect("sequence lock")
-                            .durable();
+                        let through = engine.hub().sequence.lock().durable();
                         engine
                             .store
                             .alert_changes_after(from, through, CATCH_UP_BATCH)

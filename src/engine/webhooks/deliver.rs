@@ -11,10 +11,11 @@
 //! instead of at each message's next retry.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use tokio::sync::{Notify, watch};
@@ -133,7 +134,7 @@ pub(super) async fn run(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
             }
         };
         let now = now_micros();
-        let idle = in_flight.lock().expect("in flight lock").keys.is_empty();
+        let idle = in_flight.lock().keys.is_empty();
         let timer = match next_due {
             Some(due) if due > now => Duration::from_micros((due - now) as u64),
             // More due with nothing in flight: the read stopped at dropped
@@ -160,7 +161,7 @@ async fn take_due(
     engine: &Arc<Engine>,
     in_flight: &Arc<Mutex<InFlight>>,
 ) -> Result<(Vec<OutboxRow>, Option<Micros>)> {
-    let free = MAX_IN_FLIGHT.saturating_sub(in_flight.lock().expect("in flight lock").keys.len());
+    let free = MAX_IN_FLIGHT.saturating_sub(in_flight.lock().keys.len());
     if free == 0 {
         return Ok((Vec::new(), None));
     }
@@ -170,7 +171,7 @@ async fn take_due(
         let now = now_micros();
         // A copy: finishing deliveries must not wait for the scan.
         let (keys, full): (HashSet<Vec<u8>>, HashSet<String>) = {
-            let flying = flying.lock().expect("in flight lock");
+            let flying = flying.lock();
             let full = flying
                 .per_subscription
                 .iter()
@@ -200,7 +201,6 @@ async fn take_due(
             }
             let flying_now = flying
                 .lock()
-                .expect("in flight lock")
                 .per_subscription
                 .get(&message.subscription_id)
                 .copied()
@@ -238,7 +238,7 @@ fn start(
         return;
     };
     {
-        let mut flying = in_flight.lock().expect("in flight lock");
+        let mut flying = in_flight.lock();
         flying.keys.insert(key.clone());
         *flying
             .per_subscription
@@ -258,7 +258,7 @@ fn start(
             tracing::error!(error = %err, subscription = %sub_id, "recording a webhook attempt failed");
         }
         {
-            let mut flying = in_flight.lock().expect("in flight lock");
+            let mut flying = in_flight.lock();
             flying.keys.remove(&key);
             if let Some(n) = flying.per_subscription.get_mut(&sub_id) {
                 *n -= 1;
@@ -292,7 +292,7 @@ async fn attempt(
     match outcome {
         Ok(()) => {
             hub.delivered.fetch_add(1, Ordering::Relaxed);
-            let was_failing = hub.failing.lock().expect("failing lock").remove(&sub_id);
+            let was_failing = hub.failing.lock().remove(&sub_id);
             let moved = offload::blocking(async move {
                 e.store.remove_message(&key)?;
                 // Not before what the receiver asked of a refused one.
@@ -317,7 +317,7 @@ async fn attempt(
                 now.saturating_add(i64::try_from(wait.as_micros()).unwrap_or(i64::MAX))
             });
             {
-                let mut failing = hub.failing.lock().expect("failing lock");
+                let mut failing = hub.failing.lock();
                 let entry = failing.entry(sub_id.clone()).or_insert(0);
                 *entry = (*entry).max(not_before);
             }

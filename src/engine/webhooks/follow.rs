@@ -127,7 +127,7 @@ impl Engine {
     /// position fanned out, in one transaction; wakes the worker.
     fn fan_out(&self, changes: Vec<Arc<Alert>>, end: u64) -> Result<()> {
         let hub: &WebhookHub = self.webhooks();
-        let _writes = hub.writes.lock().expect("webhook writes lock");
+        let _writes = hub.writes.lock();
         let subscriptions = hub.subscriptions();
         let now = now_micros();
         let mut batch = FanOut {

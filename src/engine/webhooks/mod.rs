@@ -23,10 +23,11 @@ mod follow;
 pub mod resolve;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Notify, watch};
 
 use super::{Engine, now_micros};
@@ -193,7 +194,7 @@ impl WebhookHub {
     }
 
     fn options(&self) -> WebhookOptions {
-        self.options.read().expect("webhook options lock").clone()
+        self.options.read().clone()
     }
 
     /// When a new message of `subscription` may go: `now`, or later while
@@ -202,16 +203,12 @@ impl WebhookHub {
     fn due_for(&self, subscription: &str, now: Micros) -> Micros {
         self.failing
             .lock()
-            .expect("failing lock")
             .get(subscription)
             .map_or(now, |&not_before| not_before.max(now))
     }
 
     fn subscriptions(&self) -> Arc<Vec<Arc<Subscription>>> {
-        self.subscriptions
-            .read()
-            .expect("subscriptions lock")
-            .clone()
+        self.subscriptions.read().clone()
     }
 
     fn subscription(&self, id: &str) -> Option<Arc<Subscription>> {
@@ -222,7 +219,7 @@ impl WebhookHub {
     }
 
     fn replace_subscriptions(&self, update: impl FnOnce(&mut Vec<Arc<Subscription>>)) {
-        let mut guard = self.subscriptions.write().expect("subscriptions lock");
+        let mut guard = self.subscriptions.write();
         let mut all = guard.as_ref().clone();
         update(&mut all);
         all.sort_by(|a, b| a.id.cmp(&b.id));
@@ -245,7 +242,7 @@ impl Engine {
     /// attempts started from now on (the worker rebuilds its client).
     pub fn set_webhook_options(&self, options: WebhookOptions) {
         let hub = self.webhooks();
-        *hub.options.write().expect("webhook options lock") = options;
+        *hub.options.write() = options;
         hub.options_version.fetch_add(1, Ordering::SeqCst);
         hub.wake.notify_one();
     }
@@ -297,7 +294,7 @@ impl Engine {
         let who = who.clone();
         let subscription = offload::blocking(async move {
             let hub = engine.webhooks();
-            let _writes = hub.writes.lock().expect("webhook writes lock");
+            let _writes = hub.writes.lock();
             let all = hub.subscriptions();
             if all.len() >= MAX_SUBSCRIPTIONS {
                 return Err(Error::FailedPrecondition(format!(
@@ -385,14 +382,14 @@ impl Engine {
     /// wait for the disk.
     fn delete_subscription_locked(&self, who: &Principal, id: &str) -> Result<Dropped> {
         let hub = self.webhooks();
-        let _writes = hub.writes.lock().expect("webhook writes lock");
+        let _writes = hub.writes.lock();
         match hub.subscription(id) {
             Some(s) if owns(who, &s) => {}
             _ => return Err(Error::not_found("subscription", id)),
         }
         hub.replace_subscriptions(|all| all.retain(|s| s.id != id));
         let dropped = self.store.delete_subscription(id)?.unwrap_or_default();
-        hub.failing.lock().expect("failing lock").remove(id);
+        hub.failing.lock().remove(id);
         tracing::info!(subscription = %id, "webhook subscription deleted");
         Ok(dropped)
     }
@@ -473,7 +470,7 @@ impl Engine {
             return Ok(());
         }
         hub.stop.send_replace(false);
-        let mut tasks = hub.tasks.lock().expect("webhook tasks lock");
+        let mut tasks = hub.tasks.lock();
         tasks.push(tokio::spawn(follow::run(
             self.clone(),
             hub.stop.subscribe(),
@@ -497,7 +494,7 @@ impl Engine {
     pub async fn webhooks_stopped(&self) {
         let hub = self.webhooks();
         self.stop_webhooks();
-        let tasks = std::mem::take(&mut *hub.tasks.lock().expect("webhook tasks lock"));
+        let tasks = std::mem::take(&mut *hub.tasks.lock());
         for task in tasks {
             let _ = task.await;
         }
@@ -508,7 +505,7 @@ impl Engine {
     /// an erased learner (GDPR); fan-outs are held off meanwhile, and skip
     /// learners the store no longer holds.
     pub(crate) fn erase_webhook_rows(&self, learner: &str) -> Result<u64> {
-        let _writes = self.webhooks().writes.lock().expect("webhook writes lock");
+        let _writes = self.webhooks().writes.lock();
         self.store.erase_webhook_rows(learner)
     }
 
