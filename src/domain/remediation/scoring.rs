@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::beliefs::Beliefs;
-use super::effects::{ModuleEffect, Posterior, uniform};
+use super::effects::{ModuleEffect, Posterior, prior_rate, uniform};
 use super::record::{SkillRecord, shrink};
 use super::{Candidate, RecommendInput, Target};
 use crate::domain::catalog::Module;
@@ -73,16 +73,12 @@ impl<'a> Scoring<'_, 'a> {
         self.matches(m) || (self.input.allow_language_fallback && !self.in_language.contains(s))
     }
 
-    /// What is known of `module`'s rate on `s`, the fitted (or skill) rate
-    /// as its prior.
+    /// What is known of `module`'s rate on `s`, its fitted rate shrunk
+    /// toward the skill's (`effects::prior_rate`) as its prior.
     fn posterior_of(&self, module: &str, s: &str) -> Posterior {
         let params = self.beliefs.params(s);
-        let prior = self
-            .input
-            .module_learn_rates
-            .get(module)
-            .copied()
-            .unwrap_or(params.learn);
+        let fitted = self.input.module_learn_rates.get(module).copied();
+        let prior = prior_rate(fitted, params.learn);
         self.input
             .effects
             .posterior(module, s, prior, params.guess, params.slip)
