@@ -412,24 +412,22 @@ fn stripe_groups(
         let stripe = stripe_of(&learner);
         by_stripe[stripe].push(learner);
     }
-    let mut chunks: Vec<_> = by_stripe
-        .into_iter()
-        .map(|learners| {
-            let mut learners = learners.into_iter().peekable();
-            std::iter::from_fn(move || {
-                learners.peek()?;
-                Some(learners.by_ref().take(RECOMPUTE_GROUP).collect::<Vec<_>>())
-            })
-        })
-        .collect();
-    let mut groups = Vec::new();
-    loop {
-        let before = groups.len();
-        groups.extend(chunks.iter_mut().filter_map(Iterator::next));
-        if groups.len() == before {
-            return groups;
+    // Round k holds the k-th group of every stripe, in stripe order.
+    let mut rounds: Vec<Vec<Vec<String>>> = Vec::new();
+    for learners in by_stripe {
+        let mut learners = learners.into_iter();
+        for k in 0.. {
+            let group: Vec<String> = learners.by_ref().take(RECOMPUTE_GROUP).collect();
+            if group.is_empty() {
+                break;
+            }
+            if rounds.len() == k {
+                rounds.push(Vec::new());
+            }
+            rounds[k].push(group);
         }
     }
+    rounds.into_iter().flatten().collect()
 }
 
 /// The basis of states computed with `params` under model `id`: only the
@@ -454,7 +452,7 @@ mod tests {
 
     #[test]
     fn recompute_groups_lock_one_stripe_each_and_neighbours_differ() {
-        let learners: Vec<String> = (0..5_000).map(|n| format!("learner-{n}")).collect();
+        let learners: Vec<String> = (0..50_000).map(|n| format!("learner-{n}")).collect();
         let locks = crate::engine::locks::StripedLocks::new(256);
         let groups = stripe_groups(learners.clone(), 256, |l| locks.stripe_of(l));
         let mut seen: Vec<String> = groups.iter().flatten().cloned().collect();
@@ -473,9 +471,10 @@ mod tests {
                 .iter()
                 .all(|g| !g.is_empty() && g.len() <= RECOMPUTE_GROUP)
         );
-        // 5,000 learners over 256 stripes: about 20 a stripe, so most
-        // stripes make one group; consecutive groups never share a stripe
-        // while more than one stripe is left.
+        // 50,000 learners over 256 stripes: about 195 a stripe, two
+        // groups each, taken a round of all stripes at a time; consecutive
+        // groups never share a stripe.
+        assert!(groups.len() >= 2 * 256, "{} groups", groups.len());
         for pair in groups.windows(2) {
             assert_ne!(stripe(&pair[0]), stripe(&pair[1]));
         }
