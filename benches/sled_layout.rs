@@ -5,9 +5,11 @@
 //!
 //! The writes are those of `benches/scale.rs` applied by the write-behind:
 //! per batch of 500 attempts (10 learners of 50), a learner record each,
-//! the 500 attempt index entries (the real pages, `store/attempt_index.rs`),
-//! then each learner's block and mastery record (values of their measured
-//! sizes, 850 and 610 bytes), a flush every 100 batches.
+//! the 500 attempt index entries (the real index file beside sled,
+//! `store/attempt_index.rs`, counted in the bytes on disk), then each
+//! learner's block and mastery record (values of their measured sizes,
+//! 850 and 610 bytes), a flush every 100 batches (and a sync of the
+//! index).
 //!
 //! ```text
 //! cargo bench --bench sled_layout                                  # 3M attempts, this release's settings
@@ -20,7 +22,7 @@
 
 use std::time::Instant;
 
-use spoc_engine::store::attempt_index;
+use spoc_engine::store::attempt_index::{self, AttemptIndex, Entry};
 
 mod common;
 use common::arg;
@@ -55,7 +57,7 @@ fn main() {
         .open()
         .unwrap();
     let learners = db.open_tree("learners").unwrap();
-    let index = db.open_tree("attempt_index").unwrap();
+    let index = AttemptIndex::open(dir.path(), 0, || Ok(Vec::new())).unwrap();
     let blocks = db.open_tree("attempt_blocks").unwrap();
     let mastery = db.open_tree("learner_mastery").unwrap();
     println!(
@@ -75,9 +77,9 @@ fn main() {
         }
         if with_index {
             let entries: Vec<_> = (done..done + 500)
-                .map(|n| (attempt_index::slot(&format!("a{n:09}")), (n / 50) as u32))
+                .map(|n| Entry::new(&format!("a{n:09}"), (n / 50) as u32))
                 .collect();
-            attempt_index::add(&index, &entries).unwrap();
+            index.add(&entries).unwrap();
         }
         for l in first_learner..first_learner + 10 {
             let mut key = format!("learner-{l:07}").into_bytes();
@@ -90,10 +92,12 @@ fn main() {
         }
         done += 500;
         if done % 50_000 == 0 {
+            index.sync(done).unwrap();
             db.flush().unwrap();
         }
         if done % 1_000_000 == 0 {
-            let bytes = std::fs::metadata(dir.path().join("db")).unwrap().len();
+            let size = |name: &str| std::fs::metadata(dir.path().join(name)).map_or(0, |m| m.len());
+            let bytes = size("db") + size(attempt_index::FILE);
             println!(
                 "{done:>11} attempts: {:>6.1} bytes/attempt on disk, RSS {:>4} MiB, {:>7.0} attempts/s",
                 bytes as f64 / done as f64,

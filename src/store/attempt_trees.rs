@@ -1,7 +1,8 @@
 //! The ingestion trees of store format 2: attempts packed in per-learner
-//! blocks (`attempt_blocks`), the attempt id index (`attempt_index`), and
-//! one mastery record per learner (`learner_mastery`), ids interned
-//! (`ids`). Encodings in `compact.rs`, the index in `attempt_index.rs`.
+//! blocks (`attempt_blocks`) and one mastery record per learner
+//! (`learner_mastery`), ids interned (`ids`), and beside them the attempt
+//! id index (a file of its own since format 5). Encodings in `compact.rs`,
+//! the index in `attempt_index.rs`.
 //!
 //! A learner's blocks are keyed `learner 00 n` (`u32` big-endian); new
 //! attempts are appended to the last block until it reaches
@@ -20,7 +21,7 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::attempt_index::{self, Slot};
+use super::attempt_index::{AttemptIndex, Entry};
 use super::compact::{self, BLOCK_BYTES, Packed, PackedState};
 use super::interner::{Interner, Kind};
 use super::keys::SEP;
@@ -28,9 +29,12 @@ use crate::domain::bkt::Observation;
 use crate::domain::mastery::{Attempt, MasteryState, Position};
 use crate::error::{Error, Result};
 
+/// Rows to write: (key, new value, or `None` to remove the key).
+pub type Rewrites = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
 /// Tree of attempt blocks.
 pub const BLOCKS: &str = "attempt_blocks";
-/// Tree of the attempt id index.
+/// Tree of the attempt id index up to store format 4 (a file since).
 pub const INDEX: &str = "attempt_index";
 /// Tree of per-learner mastery records.
 pub const MASTERY: &str = "learner_mastery";
@@ -41,8 +45,8 @@ pub const IDS: &str = "ids";
 pub struct AttemptTrees {
     /// `attempt_blocks`.
     pub blocks: sled::Tree,
-    /// `attempt_index`.
-    pub index: sled::Tree,
+    /// The attempt id index (`attempt-index`).
+    pub index: AttemptIndex,
     /// `learner_mastery`.
     pub mastery: sled::Tree,
     /// Interned ids (`ids`).
@@ -129,14 +133,37 @@ pub fn display_block(key: &[u8]) -> String {
     }
 }
 
+/// The index entry of every attempt in `blocks` (a block of a learner
+/// with no number, damage `spoc verify` reports, gives none).
+fn index_of_blocks(blocks: &sled::Tree, ids: &Interner) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for entry in blocks.iter() {
+        let (key, value) = entry?;
+        let Some(learner) = parse_block_key(&key).and_then(|(l, _)| ids.get(Kind::Learner, l))
+        else {
+            continue;
+        };
+        for p in compact::decode_block(BLOCKS, &display_block(&key), &value)? {
+            out.push(Entry::new(&p.attempt_id, learner));
+        }
+    }
+    Ok(out)
+}
+
 impl AttemptTrees {
-    /// Opens (or creates) the trees of `db` and loads the interned ids.
-    pub fn open(db: &sled::Db) -> Result<Self> {
+    /// Opens (or creates) the trees of `db` and loads the interned ids;
+    /// opens the attempt index of the data folder `dir`, rebuilt from the
+    /// blocks when it is missing, damaged or older than the store's
+    /// checkpoint `generation`.
+    pub fn open(db: &sled::Db, dir: &std::path::Path, generation: u64) -> Result<Self> {
+        let blocks = db.open_tree(BLOCKS)?;
+        let ids = Arc::new(Interner::open(db.open_tree(IDS)?)?);
+        let index = AttemptIndex::open(dir, generation, || index_of_blocks(&blocks, &ids))?;
         Ok(Self {
-            blocks: db.open_tree(BLOCKS)?,
-            index: db.open_tree(INDEX)?,
+            blocks,
+            index,
             mastery: db.open_tree(MASTERY)?,
-            ids: Arc::new(Interner::open(db.open_tree(IDS)?)?),
+            ids,
             hints: LastBlockHints::new(),
         })
     }
@@ -267,7 +294,7 @@ impl AttemptTrees {
 
     /// The stored attempt under `id`, found through the index.
     pub fn find(&self, id: &str) -> Result<Option<Attempt>> {
-        for n in attempt_index::candidates(&self.index, id)? {
+        for n in self.index.candidates(id)? {
             let Some(learner) = self.ids.name(Kind::Learner, n) else {
                 continue; // an erased learner's leftover
             };
@@ -284,12 +311,12 @@ impl AttemptTrees {
     pub fn index_entries<'a>(
         &self,
         attempts: impl IntoIterator<Item = &'a Attempt>,
-    ) -> Result<Vec<(Slot, u32)>> {
+    ) -> Result<Vec<Entry>> {
         attempts
             .into_iter()
             .map(|a| {
-                Ok((
-                    attempt_index::slot(&a.attempt_id),
+                Ok(Entry::new(
+                    &a.attempt_id,
                     self.number(Kind::Learner, &a.learner_id)?,
                 ))
             })
@@ -303,7 +330,8 @@ impl AttemptTrees {
     /// which may have written some blocks) one any block holds: appending
     /// is then idempotent, as the inserts of format 1 were.
     pub fn append(&self, attempts: &[&Attempt], retry: bool) -> Result<()> {
-        attempt_index::add(&self.index, &self.index_entries(attempts.iter().copied())?)?;
+        self.index
+            .add(&self.index_entries(attempts.iter().copied())?)?;
         let mut by_learner: BTreeMap<&str, Vec<&Attempt>> = BTreeMap::new();
         for a in attempts {
             by_learner.entry(&a.learner_id).or_default().push(a);
@@ -652,7 +680,7 @@ mod tests {
     fn appends_roll_over_stay_findable_and_are_idempotent() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let trees = AttemptTrees::open(&db).unwrap();
+        let trees = AttemptTrees::open(&db, dir.path(), 0).unwrap();
         let all: Vec<Attempt> = (0..300)
             .map(|i| {
                 attempt(
@@ -697,7 +725,7 @@ mod tests {
     fn a_stale_last_block_hint_never_misplaces_an_append() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let trees = AttemptTrees::open(&db).unwrap();
+        let trees = AttemptTrees::open(&db, dir.path(), 0).unwrap();
         let all: Vec<Attempt> = (0..400)
             .map(|i| attempt(&format!("att-{i:05}"), "l1", i as i64 * 7, "a"))
             .collect();
@@ -764,7 +792,7 @@ mod tests {
     fn the_read_ahead_scan_visits_all_and_stops_with_the_visitor() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let trees = AttemptTrees::open(&db).unwrap();
+        let trees = AttemptTrees::open(&db, dir.path(), 0).unwrap();
         let learners = 12;
         let all: Vec<Attempt> = (0..READ_AHEAD + 900)
             .map(|i| {

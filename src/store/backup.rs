@@ -247,6 +247,11 @@ fn restore_into(path: &Path, dir: &Path) -> Result<()> {
         t.apply_batch(batch)?;
     }
     store.flush()?;
+    drop(store);
+    // The attempt index is not in a snapshot: derived from the blocks, it
+    // is built from them when the restored store is first opened.
+    let index = dir.join(super::attempt_index::FILE);
+    std::fs::remove_file(&index).map_err(|e| io_error(&index, e))?;
     Ok(())
 }
 

@@ -2,10 +2,10 @@
 //! value type, in one place.
 //!
 //! Values are encoded by [`super::codec`]: one format-version byte followed by
-//! the postcard encoding of the domain type; the four ingestion trees
-//! (`ids`, `attempt_blocks`, `attempt_index`, `learner_mastery`) use the
+//! the postcard encoding of the domain type; the three ingestion trees
+//! (`ids`, `attempt_blocks`, `learner_mastery`) use the
 //! compact encodings of [`super::compact`] instead, many attempts or
-//! states to a key (store format 2 to 4; format 1, one `attempts`,
+//! states to a key (store format 2 to 5; format 1, one `attempts`,
 //! `observations` and `mastery` row each, is migrated at open by
 //! [`super::migrate`]). Ids never contain a NUL byte
 //! (validated at the edge), so `0x00` separates the parts of composite keys
@@ -22,7 +22,6 @@
 //! | `program_members` | program id `00` learner id                            | `Enrolment` (index)    |
 //! | `ids`           | kind (`l`, `i`, `s`) `01` number (`u32` BE) / kind `02` | the id / the next number to assign: interned learner, item and skill ids (`interner.rs`) |
 //! | `attempt_blocks` | learner id `00` block number (`u32` BE)                | compact block of the learner's attempts, up to ~1 KiB (`compact.rs`): the observation index too |
-//! | `attempt_index` | bucket (`u32` BE, 2^20 of them) page (`u32` BE)         | compact page of (fingerprint `u16` BE, learner number varint) entries of hashed attempt ids, version 2 (format 3's version-1 pages, `u32` fingerprints, are read as they are; `attempt_index.rs`) |
 //! | `learner_mastery` | learner id                                            | compact record of the learner's `MasteryState`s by skill number (belief as log-odds) |
 //! | `migration_skipped` | old tree name `00` old key                           | the format-1 row verbatim that the migration could not decode (`migrate.rs`; damage for `spoc verify`) |
 //! | `meta`          | `b"mastery_basis"`                                      | `MasteryBasis` (filter and parameters the `learner_mastery` states were computed with) |
@@ -57,10 +56,16 @@
 //!
 //! Outside sled, `wal/wal-<seq>.log` holds the write-ahead log of ingested
 //! batches (format in `wal.rs`); it is replayed at start and trimmed after
-//! every background checkpoint.
+//! every background checkpoint. `attempt-index` is the attempt id index
+//! (store format 5; a tree, `attempt_index`, in formats 2 to 4): a hash
+//! table of 8-byte slots (32-bit tag of the attempt id, learner number
+//! plus one) after a 4 KiB header, synced at every checkpoint, rebuilt
+//! from `attempt_blocks` when missing, damaged or older than sled
+//! (`attempt_index.rs`). `checkpoint` holds the last checkpoint's
+//! generation (`damage.rs`).
 //!
 //! A learner's `attempt_blocks` are what an out-of-order attempt replays
-//! (read whole, filtered by skill); `attempt_index` finds the learner of
+//! (read whole, filtered by skill); `attempt-index` finds the learner of
 //! an attempt id (candidates, confirmed in the blocks). Ingestion writes
 //! the index, the blocks and `learner_mastery`, in that order, through the
 //! write-behind rows (`write_behind.rs`): logged first, then applied by
@@ -78,9 +83,11 @@
 //! apart). An xAPI batch writes its `xapi_statements`,
 //! `xapi_unresolved` and `xapi_voids` rows in one transaction, after the
 //! attempts and events it produced (`xapi.rs`). A retraction removes an
-//! attempt from its block and its `attempt_index` entry and updates
-//! `learner_mastery` together with its `retracted` tombstone (events: `activities`, `learner_activity`);
-//! ingestion and the write-ahead log replay skip tombstoned ids.
+//! attempt from its block and updates
+//! `learner_mastery` together with its `retracted` tombstone (events: `activities`, `learner_activity`),
+//! then its `attempt-index` entry (an erasure likewise removes the
+//! learner's entries after its transaction); ingestion and the
+//! write-ahead log replay skip tombstoned ids.
 //! The webhook follower writes a batch of alert changes' `webhook_outbox`
 //! messages, `webhook_digest` rows and the `webhook_cursor` position after
 //! them in one transaction (`outbox.rs`), so a crash loses all three
@@ -100,8 +107,10 @@ use crate::domain::learner::Micros;
 /// read; it reads format 2's records as they are. Format 4 writes attempt
 /// index pages of [`super::attempt_index::PAGE_VERSION`] 2 (16-bit
 /// fingerprints), which a format-3 release cannot read; it reads format
-/// 3's pages as they are.
-pub const FORMAT_VERSION: u32 = 4;
+/// 3's pages as they are. Format 5 keeps the attempt index in a file of
+/// its own (`attempt_index.rs`), built from the blocks when a format 2 to
+/// 4 store is opened; a format-4 release refuses it.
+pub const FORMAT_VERSION: u32 = 5;
 
 /// The oldest format a snapshot or a data folder may have: older ones
 /// are migrated at open.

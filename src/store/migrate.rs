@@ -22,6 +22,8 @@
 //! reports as damage until an operator restores the rows from a backup and
 //! removes the entries.
 
+use std::path::Path;
+
 use super::attempt_trees::{self, AttemptTrees};
 use super::codec;
 use super::keys::{self, FORMAT_VERSION, FORMAT_VERSION_KEY};
@@ -60,8 +62,9 @@ fn skip(skipped: &sled::Tree, tree: &str, key: &[u8], value: &[u8], err: &Error)
 }
 
 /// Checks the format version of `db`, writes it on a new store, migrates
-/// an older one, and opens the ingestion trees.
-pub fn open_current(db: &sled::Db) -> Result<AttemptTrees> {
+/// an older one, and opens the ingestion trees and the attempt index of
+/// the data folder `dir` (at checkpoint `generation`).
+pub fn open_current(db: &sled::Db, dir: &Path, generation: u64) -> Result<AttemptTrees> {
     let meta = db.open_tree("meta")?;
     let version = match meta.get(FORMAT_VERSION_KEY)? {
         None => {
@@ -77,22 +80,27 @@ pub fn open_current(db: &sled::Db) -> Result<AttemptTrees> {
             })?,
     };
     match version {
-        1 => migrate_from_1(db, &meta),
-        2 | 3 => {
-            // Formats 3 and 4 only write mastery records (3) and attempt
+        1 => migrate_from_1(db, &meta, dir, generation),
+        2..=4 => {
+            // Formats 3 and 4 only wrote mastery records (3) and attempt
             // index pages (4) in smaller encodings and read the older ones
-            // as they are: nothing to rewrite.
+            // as they are; format 5 keeps the attempt index in a file of
+            // its own, built here from the blocks (`attempt_index.rs`),
+            // and synced before the old tree goes.
+            let trees = AttemptTrees::open(db, dir, generation)?;
+            trees.index.sync(generation)?;
             meta.insert(FORMAT_VERSION_KEY, &FORMAT_VERSION.to_be_bytes())?;
             tracing::info!(
-                "store format {version} is now format {FORMAT_VERSION} (smaller mastery records \
-                 and attempt index pages)"
+                attempts = trees.index.len(),
+                "store format {version} is now format {FORMAT_VERSION} (the attempt index in a \
+                 file of its own)"
             );
             drop_old_trees(db)?;
-            AttemptTrees::open(db)
+            Ok(trees)
         }
         FORMAT_VERSION => {
             drop_old_trees(db)?;
-            AttemptTrees::open(db)
+            AttemptTrees::open(db, dir, generation)
         }
         other => Err(Error::Corrupt {
             tree: "meta",
@@ -106,10 +114,10 @@ pub fn open_current(db: &sled::Db) -> Result<AttemptTrees> {
 }
 
 /// Drops the format-1 trees left by a migration stopped after it recorded
-/// format 2.
+/// format 2, and the attempt index tree of formats 2 to 4.
 fn drop_old_trees(db: &sled::Db) -> Result<()> {
     let names = db.tree_names();
-    for old in OLD_TREES {
+    for old in OLD_TREES.iter().chain([&attempt_trees::INDEX]) {
         if names.iter().any(|n| n.as_ref() == old.as_bytes()) {
             db.drop_tree(old)?;
         }
@@ -118,7 +126,12 @@ fn drop_old_trees(db: &sled::Db) -> Result<()> {
 }
 
 /// Rewrites the format-1 ingestion trees of `db` in format 2.
-fn migrate_from_1(db: &sled::Db, meta: &sled::Tree) -> Result<AttemptTrees> {
+fn migrate_from_1(
+    db: &sled::Db,
+    meta: &sled::Tree,
+    dir: &Path,
+    generation: u64,
+) -> Result<AttemptTrees> {
     let started = std::time::Instant::now();
     for name in [
         attempt_trees::BLOCKS,
@@ -128,7 +141,9 @@ fn migrate_from_1(db: &sled::Db, meta: &sled::Tree) -> Result<AttemptTrees> {
     ] {
         db.drop_tree(name)?;
     }
-    let trees = AttemptTrees::open(db)?;
+    let trees = AttemptTrees::open(db, dir, generation)?;
+    // A migration started again finds the entries of the first try.
+    trees.index.rebuild(Vec::new())?;
     let skipped = db.open_tree(SKIPPED)?;
     skipped.clear()?;
     let mut damaged = 0usize;
@@ -204,6 +219,7 @@ fn migrate_from_1(db: &sled::Db, meta: &sled::Tree) -> Result<AttemptTrees> {
         write(&previous, &mut states)?;
     }
     db.flush()?;
+    trees.index.sync(generation)?;
     meta.insert(FORMAT_VERSION_KEY, &FORMAT_VERSION.to_be_bytes())?;
     drop_old_trees(db)?;
     db.flush()?;
@@ -300,6 +316,74 @@ mod tests {
         );
     }
 
+    /// A format-4 folder (the attempt index a tree) opens in format 5:
+    /// the index file is built from the blocks, attempts are found by id
+    /// alone, and the old tree is gone.
+    #[test]
+    fn a_format_4_folder_gets_its_attempt_index_built_from_the_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut other = test_attempt("b1", 2, false);
+        other.learner_id = "m".into();
+        let attempts = [test_attempt("a1", 1, true), other];
+        let sled_dir = || {
+            super::super::damage::open_sled(
+                dir.path(),
+                super::super::sled_config(
+                    dir.path(),
+                    &super::super::budget::MemoryBudget::from_mb(64),
+                )
+                .unwrap(),
+            )
+            .unwrap()
+        };
+        {
+            let db = sled_dir();
+            db.open_tree("meta")
+                .unwrap()
+                .insert(FORMAT_VERSION_KEY, &4u32.to_be_bytes())
+                .unwrap();
+            let trees = AttemptTrees::open(&db, dir.path(), 0).unwrap();
+            trees.intern(&attempts).unwrap();
+            trees
+                .append(&attempts.iter().collect::<Vec<_>>(), false)
+                .unwrap();
+            db.open_tree(attempt_trees::INDEX)
+                .unwrap()
+                .insert([0u8; 8], vec![2u8])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        std::fs::remove_file(dir.path().join(super::super::attempt_index::FILE)).unwrap();
+        let store = super::super::Store::open(dir.path()).unwrap();
+        for a in &attempts {
+            assert_eq!(store.attempt(&a.attempt_id).unwrap().as_ref(), Some(a));
+        }
+        assert_eq!(store.attempt("c1").unwrap(), None);
+        drop(store);
+        {
+            let db = sled_dir();
+            let meta = db.open_tree("meta").unwrap();
+            assert_eq!(
+                meta.get(FORMAT_VERSION_KEY).unwrap().unwrap().as_ref(),
+                FORMAT_VERSION.to_be_bytes()
+            );
+            assert!(
+                !db.tree_names()
+                    .iter()
+                    .any(|n| n.as_ref() == attempt_trees::INDEX.as_bytes())
+            );
+        }
+        // (Learners and mastery rows this test did not write are found
+        // missing; the index is whole.)
+        let report = super::super::verify::verify(dir.path()).unwrap();
+        assert_eq!(report.findings.len(), 4, "{:?}", report.findings);
+        assert!(
+            report.findings.iter().all(|f| !f.what.contains("index")),
+            "{:?}",
+            report.findings
+        );
+    }
+
     /// A format-2 folder opens in the current format: its version-1 mastery records
     /// read as they are, a rewrite uses the new encoding.
     #[test]
@@ -328,7 +412,7 @@ mod tests {
                 .unwrap()
                 .insert(FORMAT_VERSION_KEY, &2u32.to_be_bytes())
                 .unwrap();
-            let trees = AttemptTrees::open(&db).unwrap();
+            let trees = AttemptTrees::open(&db, dir.path(), 0).unwrap();
             trees.intern(&[test_attempt("a1", 1, true)]).unwrap();
             // Version 1 of the record, as format 2 wrote it.
             let mut v1 = vec![super::super::compact::COMPACT_VERSION, 1];

@@ -143,6 +143,8 @@ impl Checkpoints {
     /// Rotates the log, applies the waiting rows to sled, flushes sled and
     /// drops the covered segments. Every record of a closed segment was
     /// applied (to memory) before it was logged, so the settle covers it.
+    /// The attempt index is not synced here (`attempt_index.rs` says why
+    /// it need not be), only by [`Store::flush`].
     fn run(&self) -> Result<()> {
         let _guard = self.running.lock();
         let appended = self.wal.appended();
@@ -178,7 +180,7 @@ impl Store {
         let generation = damage::check_generation(dir, &db)?;
         // An older layout is migrated here, before anything reads it
         // (`migrate.rs`); a newer one is refused.
-        let ingested = Arc::new(migrate::open_current(&db)?);
+        let ingested = Arc::new(migrate::open_current(&db, dir, generation)?);
         let (wal, backlog) = Wal::open(&dir.join("wal"))?;
         let behind = Arc::new(WriteBehind::bounded(
             ingested.clone(),
@@ -306,9 +308,13 @@ impl Store {
         Ok(())
     }
 
-    /// Flushes sled and trims the log; used after a replay and at shutdown.
+    /// Flushes sled, trims the log and syncs the attempt index at the
+    /// checkpoint's generation; used after a replay and at shutdown.
     pub fn flush(&self) -> Result<()> {
-        self.checkpoints.run()
+        self.checkpoints.run()?;
+        self.ingested
+            .index
+            .sync(self.checkpoints.generation.load(Ordering::SeqCst))
     }
 }
 

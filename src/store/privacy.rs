@@ -5,13 +5,14 @@
 //! (`learners`, `enrolments`, `attempt_blocks`, `learner_mastery`,
 //! `learner_activity`, `recommended`, `alert_active`), under keys found
 //! through those (`activities` by id, `program_members` by program, the
-//! learner's number in `ids`, and the `attempt_index` pages holding their
-//! attempts' entries, rewritten without them), and inside values that list them
+//! learner's number in `ids`), and inside values that list them
 //! (`cohorts` member lists, `alerts` and the append-only `alert_log`), and
 //! in the xAPI statements still waiting for the catalog (`xapi_unresolved`,
 //! matched by their actor).
 //! [`Store::erase_learner`] removes or rewrites all of it in one sled
-//! transaction. Alert log entries are not removed but redacted (learner,
+//! transaction, then the attempts' entries in the attempt index (a file,
+//! `attempt_index.rs`, holding a hash of each attempt id and the
+//! learner's number). Alert log entries are not removed but redacted (learner,
 //! cohort, reason, figures and notes blanked): the sequence numbers stay,
 //! so a watcher resuming from a sequence number never sees a gap reused.
 //!
@@ -26,7 +27,7 @@ use sled::Transactional;
 use super::interner::Kind;
 use super::table::Table;
 use super::xapi::UNRESOLVED;
-use super::{Store, attempt_index, codec, keys};
+use super::{Store, codec, keys};
 use crate::domain::activity::StoredActivity;
 use crate::domain::alerts::{Alert, AlertStatus, ClosedEpisode};
 use crate::domain::cohorts::records::StoredCohort;
@@ -205,7 +206,7 @@ impl Store {
         let removals = self.removals(learner)?;
         let t = &self.ingested;
         let attempts = t.learner_attempts(learner)?;
-        let index_pages = attempt_index::without(&t.index, &t.index_entries(&attempts)?)?;
+        let index = t.index_entries(&attempts)?;
         let block_keys = keys_under(&t.blocks, &keys::prefix(&[learner]))?;
 
         // Values rewritten without the learner, re-read inside the
@@ -227,7 +228,6 @@ impl Store {
         trees.push(&cohorts);
         trees.push(&log);
         trees.push(&t.blocks);
-        trees.push(&t.index);
         let now = crate::clock::now_micros();
         let erased = trees
             .as_slice()
@@ -241,19 +241,12 @@ impl Store {
                     }
                 }
                 let (cohort_view, log_view) = (&views[removals.len()], &views[removals.len() + 1]);
-                let (block_view, index_view) =
-                    (&views[removals.len() + 2], &views[removals.len() + 3]);
+                let block_view = &views[removals.len() + 2];
                 for key in &block_keys {
                     block_view.remove(key.as_slice())?;
                 }
                 // An attempt and its index entry count one each.
                 erased.removed += 2 * attempts.len() as u64;
-                for (key, value) in &index_pages {
-                    match value {
-                        Some(value) => index_view.insert(key.as_slice(), value.as_slice())?,
-                        None => index_view.remove(key.as_slice())?,
-                    };
-                }
                 for key in &cohort_keys {
                     let Some(bytes) = cohort_view.get(key.as_slice())? else {
                         continue;
@@ -277,8 +270,11 @@ impl Store {
             .map_err(|e| match e {
                 sled::transaction::TransactionError::Abort(err) => err,
                 sled::transaction::TransactionError::Storage(err) => err.into(),
-            });
-        Ok(Some(erased?))
+            })?;
+        // After the blocks: entries left by a crash in between name a
+        // number no block holds any more, candidates never confirmed.
+        t.index.remove(&index)?;
+        Ok(Some(erased))
     }
 
     /// The records of `learner` an erasure removes, tree by tree (the

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::attempt_index::{self, Slot};
+use super::attempt_index::{self, Entry};
 use super::attempt_trees::{self, display_block, parse_block_key};
 use super::codec;
 use super::compact::{self, Packed, PackedState};
@@ -97,12 +97,16 @@ pub fn verify(dir: &Path) -> std::result::Result<Report, Unreadable> {
         }
         Err(err) => return Err(Unreadable(err.to_string())),
     };
-    if let Err(err) = super::damage::check_generation(dir, &db) {
-        report.findings.push(Finding {
-            place: dir.join("sled").display().to_string(),
-            what: err.to_string(),
-        });
-    }
+    let generation = match super::damage::check_generation(dir, &db) {
+        Ok(generation) => Some(generation),
+        Err(err) => {
+            report.findings.push(Finding {
+                place: dir.join("sled").display().to_string(),
+                what: err.to_string(),
+            });
+            None
+        }
+    };
     let mut trees = Trees::default();
     for name in db.tree_names() {
         let name = String::from_utf8_lossy(&name).into_owned();
@@ -112,12 +116,13 @@ pub fn verify(dir: &Path) -> std::result::Result<Report, Unreadable> {
         let tree = db.open_tree(&name).map_err(|e| Unreadable(e.to_string()))?;
         read_tree(&name, &tree, &mut trees, &mut report);
     }
-    let format_1 = db
+    let format = db
         .open_tree("meta")
         .ok()
         .and_then(|meta| meta.get(keys::FORMAT_VERSION_KEY).ok().flatten())
-        .is_some_and(|v| v.as_ref() == 1u32.to_be_bytes());
-    if format_1 {
+        .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
+        .map(u32::from_be_bytes);
+    if format == Some(1) {
         report.notes.push(
             "store format 1 (before compact attempts): the next start migrates it; attempts, \
              index and mastery are checked after that (start and stop the server, then verify \
@@ -132,6 +137,7 @@ pub fn verify(dir: &Path) -> std::result::Result<Report, Unreadable> {
             report.logged
         ));
     } else {
+        check_index(dir, format, generation, &mut trees, &mut report);
         check_ingestion(&trees, &mut report);
     }
     check_enrolments(&trees, &mut report);
@@ -146,8 +152,8 @@ struct Trees {
     blocks: Vec<(String, String, Packed)>,
     /// Mastery records: (learner, packed states).
     records: Vec<(String, Vec<PackedState>)>,
-    /// Index entries: (slot, learner number).
-    index: BTreeSet<(Slot, u32)>,
+    /// The attempt index's entries, sorted (`None`: not checked).
+    index: Option<Vec<Entry>>,
     /// Interned ids: (kind tag, number) to id.
     ids: BTreeMap<(u8, u32), String>,
     enrolments: BTreeSet<(String, String)>,
@@ -229,20 +235,9 @@ fn decode_attempt_entry(
             compact::decode_states(attempt_trees::MASTERY, &learner, value)
                 .map(|states| trees.records.push((learner, states)))
         }
-        attempt_trees::INDEX => attempt_index::decode(key, value).map(|entries| {
-            if let Some(bucket) = key.get(..4) {
-                let bucket = u32::from_be_bytes([bucket[0], bucket[1], bucket[2], bucket[3]]);
-                for (fingerprint, learner) in entries {
-                    trees.index.insert((
-                        Slot {
-                            bucket,
-                            fingerprint,
-                        },
-                        learner,
-                    ));
-                }
-            }
-        }),
+        // The index tree of formats 2 to 4, dropped by the next start
+        // once it has built the index file from the blocks.
+        attempt_trees::INDEX => Ok(()),
         attempt_trees::IDS => read_id(key, value).map(|entry| {
             if let Some((tag, n, id)) = entry {
                 trees.ids.insert((tag, n), id);
@@ -378,6 +373,56 @@ fn read_id(key: &[u8], value: &[u8]) -> Result<Option<(u8, u32, String)>> {
     }
 }
 
+/// The attempt index file's structure; its entries are kept for
+/// [`check_blocks`] unless it is older than sled's checkpoint (the next
+/// start rebuilds it then, as it does a damaged one).
+fn check_index(
+    dir: &Path,
+    format: Option<u32>,
+    generation: Option<u64>,
+    trees: &mut Trees,
+    report: &mut Report,
+) {
+    if let Some(old) = format.filter(|f| *f < 5) {
+        report.notes.push(format!(
+            "store format {old}: the next start builds the attempt index file from the attempt \
+             blocks; it is checked after that"
+        ));
+        return;
+    }
+    let place = dir.join(attempt_index::FILE).display().to_string();
+    let rebuilt = "remove the file: the next start rebuilds it from the attempt blocks";
+    if !dir.join(attempt_index::FILE).exists() {
+        // A restored folder, or one whose index was removed: not damage.
+        report.notes.push(format!(
+            "{place} does not exist: the next start builds it from the attempt blocks"
+        ));
+        return;
+    }
+    match attempt_index::check(dir) {
+        Err(reason) => report.findings.push(Finding {
+            place,
+            what: format!("{reason} (the next start rebuilds it from the attempt blocks)"),
+        }),
+        Ok(checked) => {
+            for (slot, what) in checked.problems.iter().take(20) {
+                report.findings.push(Finding {
+                    place: format!("{place}, slot {slot}"),
+                    what: format!("{what} ({rebuilt})"),
+                });
+            }
+            if generation.is_some_and(|g| checked.generation < g) {
+                report.notes.push(format!(
+                    "{place} is older than the store's last checkpoint: the next start \
+                     rebuilds it from the attempt blocks"
+                ));
+            } else {
+                trees.index = Some(checked.entries);
+            }
+        }
+    }
+}
+
 /// Attempt blocks, their index, the interned ids and mastery agree;
 /// attempts name existing learners.
 fn check_ingestion(t: &Trees, report: &mut Report) {
@@ -414,12 +459,19 @@ fn check_blocks(t: &Trees, report: &mut Report) -> Observations {
                 what: format!("learner {learner} does not exist"),
             });
         }
-        match number_of.get(&(b'l', learner.as_str())) {
-            Some(n) if t.index.contains(&(attempt_index::slot(&p.attempt_id), *n)) => {}
-            _ => report.findings.push(Finding {
-                place: place.clone(),
-                what: format!("attempt {} is not in attempt_index", p.attempt_id),
-            }),
+        let number = number_of.get(&(b'l', learner.as_str()));
+        if let Some(index) = &t.index {
+            match number {
+                Some(n) if index.binary_search(&Entry::new(&p.attempt_id, *n)).is_ok() => {}
+                _ => report.findings.push(Finding {
+                    place: place.clone(),
+                    what: format!(
+                        "attempt {} is not in the attempt index (the next start rebuilds it \
+                         if the file is removed)",
+                        p.attempt_id
+                    ),
+                }),
+            }
         }
         if name(b'i', p.item).is_none() {
             report.findings.push(Finding {

@@ -319,8 +319,8 @@ mod tests {
         behind.attempt(id).is_some() || behind.trees.find(id).unwrap().is_some()
     }
 
-    fn trees(db: &sled::Db) -> Arc<AttemptTrees> {
-        Arc::new(AttemptTrees::open(db).unwrap())
+    fn trees(db: &sled::Db, dir: &std::path::Path) -> Arc<AttemptTrees> {
+        Arc::new(AttemptTrees::open(db, dir, 0).unwrap())
     }
 
     fn logged(
@@ -339,7 +339,7 @@ mod tests {
     fn rows_stay_visible_while_they_move_to_sled() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let behind = Arc::new(WriteBehind::new(trees(&db)));
+        let behind = Arc::new(WriteBehind::new(trees(&db, dir.path())));
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let applier = {
             let (behind, done) = (behind.clone(), done.clone());
@@ -407,7 +407,7 @@ mod tests {
     fn a_failed_apply_keeps_the_rows() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let behind = WriteBehind::new(trees(&db));
+        let behind = WriteBehind::new(trees(&db, dir.path()));
         logged(&behind, vec![attempt("a")], vec![]);
         let failed = behind.settle(|| Err(Error::Storage("log sync failed".into())));
         assert!(failed.is_err());

@@ -14,8 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
+use super::attempt_trees::Rewrites;
 use super::table::{Rows, Table};
-use super::{Store, attempt_index, codec, compact, keys, transaction_error};
+use super::{Store, codec, compact, keys, transaction_error};
 use crate::domain::activity::StoredActivity;
 use crate::domain::learner::Micros;
 use crate::domain::mastery::{Attempt, MasteryState};
@@ -216,7 +217,7 @@ impl Store {
             let removed: BTreeSet<&str> = attempts.iter().map(|a| a.attempt_id.as_str()).collect();
             let learners: BTreeSet<&str> = attempts.iter().map(|a| a.learner_id.as_str()).collect();
             // (key, new value or None to remove), per tree.
-            let mut blocks: attempt_index::Rewrites = Vec::new();
+            let mut blocks: Rewrites = Vec::new();
             for learner in learners {
                 for (key, packed) in t.learner_blocks(learner)? {
                     let kept: Vec<_> = packed
@@ -231,13 +232,13 @@ impl Store {
                 }
             }
             // One index entry per attempt, however often it is named:
-            // `without` removes one entry per entry given, and a second
-            // would be another attempt's sharing the slot.
+            // `remove` takes one copy per entry given, and a second would
+            // be another attempt's with the same tag.
             let mut seen = BTreeSet::new();
             let unique = attempts
                 .iter()
                 .filter(|a| seen.insert(a.attempt_id.as_str()));
-            let index = attempt_index::without(&t.index, &t.index_entries(unique)?)?;
+            let index = t.index_entries(unique)?;
             let mut changes: BTreeMap<&str, Vec<(&str, Option<&MasteryState>)>> = BTreeMap::new();
             for (learner, skill, state) in mastery {
                 changes
@@ -245,20 +246,16 @@ impl Store {
                     .or_default()
                     .push((skill.as_str(), state.as_ref()));
             }
-            let mut records: attempt_index::Rewrites = Vec::new();
+            let mut records: Rewrites = Vec::new();
             for (learner, changes) in changes {
                 records.push((
                     learner.as_bytes().to_vec(),
                     t.changed_record(learner, &changes)?,
                 ));
             }
-            (&t.blocks, &t.index, &t.mastery, &retracted.tree)
-                .transaction(|(block_tree, index_tree, mastery_tree, tomb_tree)| {
-                    for (tree, rows) in [
-                        (block_tree, &blocks),
-                        (index_tree, &index),
-                        (mastery_tree, &records),
-                    ] {
+            (&t.blocks, &t.mastery, &retracted.tree)
+                .transaction(|(block_tree, mastery_tree, tomb_tree)| {
+                    for (tree, rows) in [(block_tree, &blocks), (mastery_tree, &records)] {
                         for (key, value) in rows {
                             match value {
                                 Some(value) => tree.insert(key.as_slice(), value.as_slice())?,
@@ -271,7 +268,10 @@ impl Store {
                     }
                     Ok(())
                 })
-                .map_err(transaction_error)
+                .map_err(transaction_error)?;
+            // After the blocks: an entry left by a crash in between is a
+            // candidate the blocks no longer confirm.
+            t.index.remove(&index)
         });
         // Evicted whatever the outcome: a cache refills, a stale one lies.
         self.mastery_written(mastery.iter().map(|(learner, _, _)| learner.as_str()));
@@ -325,8 +325,8 @@ mod tests {
     use crate::domain::mastery::test_attempt;
 
     /// An attempt named twice takes one index entry with it: a second
-    /// entry in its slot (another attempt of the learner whose id shares
-    /// the slot, written here by hand) stays.
+    /// copy of its entry (another attempt of the learner whose id shares
+    /// the tag, written here by hand) stays.
     #[test]
     fn an_attempt_named_twice_removes_one_index_entry() {
         let dir = tempfile::tempdir().unwrap();
@@ -336,16 +336,8 @@ mod tests {
         store.settle().unwrap();
         let t = &store.ingested;
         let entry = t.index_entries([&a1]).unwrap()[0];
-        let held = || {
-            let pages = attempt_index::pages(&t.index, entry.0.bucket).unwrap();
-            let wanted = (entry.0.fingerprint, entry.1);
-            pages
-                .iter()
-                .flat_map(|(_, entries)| entries)
-                .filter(|e| **e == wanted)
-                .count()
-        };
-        attempt_index::add(&t.index, &[entry]).unwrap();
+        let held = || t.index.copies(entry).unwrap();
+        t.index.add(&[entry]).unwrap();
         assert_eq!(held(), 2);
         store
             .retract_attempts(&["a1".into(), "a1".into()], &[a1.clone(), a1], &[], 5)

@@ -88,10 +88,9 @@ proptest! {
         decode_as::<domain::cohorts::records::StoredCohort>(&bytes)?;
         decode_as::<domain::cohorts::records::FormationRecord>(&bytes)?;
         decode_as::<domain::alerts::Alert>(&bytes)?;
-        // The compact ingestion values (store formats 2 and 3).
+        // The compact ingestion values (store formats 2 to 5).
         let _ = spoc_engine::store::compact::decode_block("fuzz", "k", &bytes);
         let _ = spoc_engine::store::compact::decode_states("fuzz", "k", &bytes);
-        let _ = spoc_engine::store::attempt_index::decode(b"k", &bytes);
         decode_as::<spoc_engine::store::wal::WalRecord>(&bytes)?;
         decode_as::<String>(&bytes)?;
         decode_as::<i64>(&bytes)?;
