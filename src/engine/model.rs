@@ -228,7 +228,9 @@ impl Engine {
             .iter()
             .map(|m| (m.id.as_str(), m.skill_ids.as_slice()))
             .collect();
-        let mut dataset = Dataset::new();
+        // One row per attempt and skill: the attempt count is the size
+        // when attempts test one skill each, as most do.
+        let mut dataset = Dataset::with_capacity(self.store.attempt_count() as usize);
         let mut completed: Vec<(i64, String)> = Vec::new();
         let mut current_learner = String::new();
         // The current (learner, skill) pair and the time of its previous

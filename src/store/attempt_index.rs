@@ -584,11 +584,11 @@ fn scan(
 }
 
 /// Writes a new table holding `entries` (sorted here) at `path`, sized at
-/// most half full.
+/// most 5/8 full (midway to the 3/4 that doubles it).
 fn lay_out(path: &Path, entries: &mut [Entry], generation: u64) -> Result<Table> {
     entries.sort_unstable();
     let mut bits = MIN_BITS;
-    while (entries.len() as u64) * 2 > 1u64 << bits && bits < 32 {
+    while (entries.len() as u64) * 8 > 5 * (1u64 << bits) && bits < 32 {
         bits += 1;
     }
     let slots: Vec<u64> = entries.iter().map(|e| e.0).collect();

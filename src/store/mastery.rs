@@ -18,6 +18,12 @@ impl Store {
         }
     }
 
+    /// About how many attempts are stored: the attempt index's entries
+    /// (an attempt whose entry a crash left twice counts twice).
+    pub fn attempt_count(&self) -> u64 {
+        self.ingested.index.len()
+    }
+
     /// Applies every waiting ingestion row to sled: call it before reading
     /// the ingestion trees directly.
     pub(crate) fn settle(&self) -> Result<()> {

@@ -329,13 +329,13 @@ impl Rows {
                     .map_err(|_| format!("timestamp `{t}` is not an integer (Unix seconds)"))?,
             ),
         };
-        let attempt = Attempt {
-            learner: intern_cached(&mut ds.learners, &mut last.user, user),
-            skill: intern_cached(&mut ds.skills, &mut last.skill, skill),
-            template: template.map(|t| ds.templates.intern(t)),
-            group: group.map(|g| ds.groups.intern(g)),
+        let attempt = Attempt::new(
+            intern_cached(&mut ds.learners, &mut last.user, user),
+            intern_cached(&mut ds.skills, &mut last.skill, skill),
+            template.map(|t| ds.templates.intern(t)),
+            group.map(|g| ds.groups.intern(g)),
             correct,
-        };
+        );
         if let Some(t) = timestamp {
             ds.saw_timestamp(t);
         }
@@ -385,10 +385,10 @@ mod tests {
         let a = ds.attempts();
         // Sorted by order_id: u2@5, u1@10, u1@20.
         assert_eq!(ds.learner_name(a[0].learner), "u2");
-        assert_eq!(a[0].template, None);
+        assert_eq!(a[0].template(), None);
         assert_eq!(ds.skill_name(a[1].skill), "Add, subtract");
         assert!(!a[1].correct && a[2].correct);
-        assert_eq!(ds.template_name(a[1].template.unwrap()), "t2");
+        assert_eq!(ds.template_name(a[1].template().unwrap()), "t2");
     }
 
     #[test]

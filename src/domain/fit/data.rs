@@ -55,21 +55,55 @@ impl Interner {
 
 /// One stored attempt, with its names already interned by the [`Dataset`].
 ///
-/// Kept `Copy` and small because a fit may hold a million of them.
+/// Kept `Copy` and small (20 bytes) because a fit may hold ten million of
+/// them: the optional ids are stored with [`NONE_ID`] for "none" rather
+/// than as `Option<u32>` (8 bytes each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attempt {
     /// Learner id (see [`Dataset::learner_name`]).
     pub learner: u32,
     /// Skill id (see [`Dataset::skill_name`]).
     pub skill: u32,
-    /// Module / item template id, when known (see [`Dataset::template_name`]).
-    /// Drives the per-template learn rate (multilearn) and the per-item
-    /// guess/slip (multigs), as pyBKT's `template_id` column does.
-    pub template: Option<u32>,
-    /// Group id (company, cohort), when known: drives per-group priors.
-    pub group: Option<u32>,
+    template: u32,
+    group: u32,
     /// Whether the answer was right.
     pub correct: bool,
+}
+
+/// The stored form of an absent template or group id (interned ids stay
+/// far below it).
+const NONE_ID: u32 = u32::MAX;
+
+impl Attempt {
+    /// An attempt of interned ids.
+    pub fn new(
+        learner: u32,
+        skill: u32,
+        template: Option<u32>,
+        group: Option<u32>,
+        correct: bool,
+    ) -> Self {
+        Self {
+            learner,
+            skill,
+            template: template.unwrap_or(NONE_ID),
+            group: group.unwrap_or(NONE_ID),
+            correct,
+        }
+    }
+
+    /// Module / item template id, when known (see
+    /// [`Dataset::template_name`]). Drives the per-template learn rate
+    /// (multilearn) and the per-item guess/slip (multigs), as pyBKT's
+    /// `template_id` column does.
+    pub fn template(&self) -> Option<u32> {
+        (self.template != NONE_ID).then_some(self.template)
+    }
+
+    /// Group id (company, cohort), when known: drives per-group priors.
+    pub fn group(&self) -> Option<u32> {
+        (self.group != NONE_ID).then_some(self.group)
+    }
 }
 
 /// An attempt as a caller describes it, by names; see [`Dataset::push`].
@@ -112,17 +146,27 @@ impl Dataset {
         Self::default()
     }
 
+    /// An empty dataset with room for `rows` attempts, so that one read
+    /// of a known size allocates its rows once (a growing vector holds
+    /// twice its rows for a moment, each time it grows).
+    pub fn with_capacity(rows: usize) -> Self {
+        Self {
+            attempts: Vec::with_capacity(rows),
+            ..Self::default()
+        }
+    }
+
     /// Appends an attempt. Attempts of one learner must be pushed in the
     /// order they happened (attempts of different learners may interleave):
     /// BKT is a sequence model, and the order is all it knows of time.
     pub fn push(&mut self, record: AttemptRecord<'_>) {
-        let attempt = Attempt {
-            learner: self.learners.intern(record.learner),
-            skill: self.skills.intern(record.skill),
-            template: record.template.map(|t| self.templates.intern(t)),
-            group: record.group.map(|g| self.groups.intern(g)),
-            correct: record.correct,
-        };
+        let attempt = Attempt::new(
+            self.learners.intern(record.learner),
+            self.skills.intern(record.skill),
+            record.template.map(|t| self.templates.intern(t)),
+            record.group.map(|g| self.groups.intern(g)),
+            record.correct,
+        );
         if let Some(t) = record.timestamp {
             self.saw_timestamp(t);
         }
@@ -343,10 +387,10 @@ impl SkillData {
                 }
                 starts.push(k as u32);
                 prev_learner = a.learner;
-                let gkey = a.group.map_or(none_g, |g| g as usize);
+                let gkey = a.group().map_or(none_g, |g| g as usize);
                 if group_map[gkey] == u32::MAX {
                     group_map[gkey] = group_names.len() as u32;
-                    group_names.push(a.group);
+                    group_names.push(a.group());
                     group_count.push(0.0);
                 }
                 let g = group_map[gkey];
@@ -357,10 +401,10 @@ impl SkillData {
                 let prev_t: u32 = *tmpl.last().expect("sequence has a previous attempt");
                 tmpl_trans[prev_t as usize] += 1.0;
             }
-            let tkey = a.template.map_or(none_t, |t| t as usize);
+            let tkey = a.template().map_or(none_t, |t| t as usize);
             if tmpl_map[tkey] == u32::MAX {
                 tmpl_map[tkey] = tmpl_names.len() as u32;
-                tmpl_names.push(a.template);
+                tmpl_names.push(a.template());
                 tmpl_count.push(0.0);
                 tmpl_correct.push(0.0);
                 tmpl_trans.push(0.0);

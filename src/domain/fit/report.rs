@@ -183,8 +183,8 @@ pub fn predict(model: &FittedModel, ds: &Dataset) -> Vec<f64> {
     ds.attempts()
         .iter()
         .map(|a| {
-            let template = a.template.map(|t| ds.template_name(t));
-            let group = a.group.map(|g| ds.group_name(g));
+            let template = a.template().map(|t| ds.template_name(t));
+            let group = a.group().map(|g| ds.group_name(g));
             let p = skills[a.skill as usize]
                 .map_or_else(BktParams::default, |m| m.params_for(template, group));
             let known = state

@@ -177,8 +177,8 @@ fn quote(s: &str) -> String {
 /// `template_id` / `group_id` columns when any row has one.
 pub fn write_csv(ds: &Dataset, out: impl Write) -> io::Result<()> {
     let mut out = io::BufWriter::new(out);
-    let has_t = ds.attempts().iter().any(|a| a.template.is_some());
-    let has_g = ds.attempts().iter().any(|a| a.group.is_some());
+    let has_t = ds.attempts().iter().any(|a| a.template().is_some());
+    let has_g = ds.attempts().iter().any(|a| a.group().is_some());
     write!(out, "order_id,user_id,skill_name,correct")?;
     if has_t {
         write!(out, ",template_id")?;
@@ -197,11 +197,11 @@ pub fn write_csv(ds: &Dataset, out: impl Write) -> io::Result<()> {
             u8::from(a.correct)
         )?;
         if has_t {
-            let t = a.template.map(|t| quote(ds.template_name(t)));
+            let t = a.template().map(|t| quote(ds.template_name(t)));
             write!(out, ",{}", t.unwrap_or_default())?;
         }
         if has_g {
-            let g = a.group.map(|g| quote(ds.group_name(g)));
+            let g = a.group().map(|g| quote(ds.group_name(g)));
             write!(out, ",{}", g.unwrap_or_default())?;
         }
         writeln!(out)?;
@@ -226,7 +226,7 @@ pub fn write_assistments_csv(ds: &Dataset, out: impl Write) -> io::Result<()> {
     for (i, a) in ds.attempts().iter().enumerate() {
         let n = i as u64;
         let skill = a.skill;
-        let template = a.template.map_or(30_000 + skill, |t| 40_000 + t);
+        let template = a.template().map_or(30_000 + skill, |t| 40_000 + t);
         writeln!(
             out,
             "{order},{assignment},{user},{assistment},{problem},1,{correct},1,{ms},tutor,\
