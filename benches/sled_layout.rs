@@ -22,7 +22,7 @@
 
 use std::time::Instant;
 
-use spoc_engine::store::attempt_index::{self, AttemptIndex, Entry};
+use spoc_engine::store::attempt_index::{self, AttemptIndex};
 
 mod common;
 use common::arg;
@@ -57,7 +57,8 @@ fn main() {
         .open()
         .unwrap();
     let learners = db.open_tree("learners").unwrap();
-    let index = AttemptIndex::open(dir.path(), 0, || Ok(Vec::new())).unwrap();
+    let index = AttemptIndex::open(dir.path(), 0, |_| Ok(Vec::new())).unwrap();
+    let key = index.key();
     let blocks = db.open_tree("attempt_blocks").unwrap();
     let mastery = db.open_tree("learner_mastery").unwrap();
     println!(
@@ -77,7 +78,7 @@ fn main() {
         }
         if with_index {
             let entries: Vec<_> = (done..done + 500)
-                .map(|n| Entry::new(&format!("a{n:09}"), (n / 50) as u32))
+                .map(|n| key.entry(&format!("a{n:09}"), (n / 50) as u32))
                 .collect();
             index.add(&entries).unwrap();
         }

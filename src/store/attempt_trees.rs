@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::attempt_index::{AttemptIndex, Entry};
+use super::attempt_index::{AttemptIndex, Entry, Key};
 use super::compact::{self, BLOCK_BYTES, Packed, PackedState};
 use super::interner::{Interner, Kind};
 use super::keys::SEP;
@@ -133,9 +133,9 @@ pub fn display_block(key: &[u8]) -> String {
     }
 }
 
-/// The index entry of every attempt in `blocks` (a block of a learner
-/// with no number, damage `spoc verify` reports, gives none).
-fn index_of_blocks(blocks: &sled::Tree, ids: &Interner) -> Result<Vec<Entry>> {
+/// The index entry under `key` of every attempt in `blocks` (a block of
+/// a learner with no number, damage `spoc verify` reports, gives none).
+fn index_of_blocks(blocks: &sled::Tree, ids: &Interner, hash: Key) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     for entry in blocks.iter() {
         let (key, value) = entry?;
@@ -144,7 +144,7 @@ fn index_of_blocks(blocks: &sled::Tree, ids: &Interner) -> Result<Vec<Entry>> {
             continue;
         };
         for p in compact::decode_block(BLOCKS, &display_block(&key), &value)? {
-            out.push(Entry::new(&p.attempt_id, learner));
+            out.push(hash.entry(&p.attempt_id, learner));
         }
     }
     Ok(out)
@@ -158,7 +158,7 @@ impl AttemptTrees {
     pub fn open(db: &sled::Db, dir: &std::path::Path, generation: u64) -> Result<Self> {
         let blocks = db.open_tree(BLOCKS)?;
         let ids = Arc::new(Interner::open(db.open_tree(IDS)?)?);
-        let index = AttemptIndex::open(dir, generation, || index_of_blocks(&blocks, &ids))?;
+        let index = AttemptIndex::open(dir, generation, |key| index_of_blocks(&blocks, &ids, key))?;
         Ok(Self {
             blocks,
             index,
@@ -312,14 +312,10 @@ impl AttemptTrees {
         &self,
         attempts: impl IntoIterator<Item = &'a Attempt>,
     ) -> Result<Vec<Entry>> {
+        let key = self.index.key();
         attempts
             .into_iter()
-            .map(|a| {
-                Ok(Entry::new(
-                    &a.attempt_id,
-                    self.number(Kind::Learner, &a.learner_id)?,
-                ))
-            })
+            .map(|a| Ok(key.entry(&a.attempt_id, self.number(Kind::Learner, &a.learner_id)?)))
             .collect()
     }
 

@@ -252,6 +252,7 @@ fn restore_into(path: &Path, dir: &Path) -> Result<()> {
     // is built from them when the restored store is first opened.
     let index = dir.join(super::attempt_index::FILE);
     std::fs::remove_file(&index).map_err(|e| io_error(&index, e))?;
+    sync_parent(&index).map_err(|e| io_error(&index, e))?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! The compact encodings of the ingestion trees (store format 2): attempt
-//! blocks, per-learner mastery records and attempt index pages.
+//! blocks and per-learner mastery records (and, in formats 2 to 4, the
+//! attempt index pages).
 //!
 //! Why not the codec's postcard of the domain types: sled's cost is per
 //! key, not per byte (about 140 bytes on disk per small key here), and an
@@ -14,7 +15,7 @@ use crate::domain::bkt::Belief;
 use crate::domain::mastery::{MasteryState, Position};
 use crate::error::{Error, Result};
 
-/// Version byte in front of every compact value (blocks, index pages;
+/// Version byte in front of every compact value (blocks;
 /// mastery records have their own, [`STATES_VERSION`]).
 pub const COMPACT_VERSION: u8 = 1;
 

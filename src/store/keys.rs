@@ -59,7 +59,9 @@
 //! every background checkpoint. `attempt-index` is the attempt id index
 //! (store format 5; a tree, `attempt_index`, in formats 2 to 4): a hash
 //! table of 8-byte slots (32-bit tag of the attempt id, learner number
-//! plus one) after a 4 KiB header, synced at every checkpoint, rebuilt
+//! plus one) after a 4 KiB header, synced at a flush (a stop, after the
+//! log's replay, after an erasure), its header naming the machine's boot
+//! while unsynced, rebuilt
 //! from `attempt_blocks` when missing, damaged or older than sled
 //! (`attempt_index.rs`). `checkpoint` holds the last checkpoint's
 //! generation (`damage.rs`).
@@ -104,10 +106,9 @@ use crate::domain::learner::Micros;
 /// layout is refused at open rather than misread, one of format 1 or 2 is
 /// migrated (`migrate.rs`). Format 3 writes mastery records of
 /// [`super::compact::STATES_VERSION`] 2, which a format-2 release cannot
-/// read; it reads format 2's records as they are. Format 4 writes attempt
-/// index pages of [`super::attempt_index::PAGE_VERSION`] 2 (16-bit
-/// fingerprints), which a format-3 release cannot read; it reads format
-/// 3's pages as they are. Format 5 keeps the attempt index in a file of
+/// read; it reads format 2's records as they are. Format 4 wrote attempt
+/// index pages with 16-bit fingerprints, which a format-3 release cannot
+/// read. Format 5 keeps the attempt index in a file of
 /// its own (`attempt_index.rs`), built from the blocks when a format 2 to
 /// 4 store is opened; a format-4 release refuses it.
 pub const FORMAT_VERSION: u32 = 5;

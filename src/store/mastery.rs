@@ -31,7 +31,7 @@ impl Store {
     }
 
     /// Settles, then runs `write` with no apply of waiting rows in between:
-    /// for writes that rewrite blocks, index pages or mastery records.
+    /// for writes that rewrite blocks or mastery records.
     pub(crate) fn exclusive<T>(&self, write: impl FnOnce() -> Result<T>) -> Result<T> {
         self.behind.exclusive(|| self.checkpoints.wal.sync(), write)
     }

@@ -143,7 +143,7 @@ fn migrate_from_1(
     }
     let trees = AttemptTrees::open(db, dir, generation)?;
     // A migration started again finds the entries of the first try.
-    trees.index.rebuild(Vec::new())?;
+    trees.index.clear()?;
     let skipped = db.open_tree(SKIPPED)?;
     skipped.clear()?;
     let mut damaged = 0usize;

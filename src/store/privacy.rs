@@ -186,8 +186,8 @@ impl Store {
     /// to make the erasure durable and trim the write-ahead log.
     pub fn erase_learner(&self, learner: &str) -> Result<Option<Erased>> {
         let _gate = self.write_gate();
-        // No apply of waiting rows meanwhile: the index pages rewritten
-        // here are shared with other learners' attempts.
+        // No apply of waiting rows meanwhile: the blocks and records
+        // read here are rewritten from what was read.
         let erased = self.exclusive(|| self.erase_settled(learner));
         // Evicted whatever the outcome: a cache refills, a stale one lies.
         self.mastery_written([learner]);
@@ -271,14 +271,17 @@ impl Store {
                 sled::transaction::TransactionError::Abort(err) => err,
                 sled::transaction::TransactionError::Storage(err) => err.into(),
             })?;
-        // After the blocks: entries left by a crash in between name a
-        // number no block holds any more, candidates never confirmed.
-        t.index.remove(&index)?;
+        // After the blocks: entries left behind (a crash in between, a
+        // failed write, logged) name a number no block holds any more,
+        // candidates never confirmed; the erasure has happened either way.
+        if let Err(err) = t.index.remove(&index) {
+            tracing::warn!(error = %err, "an erased learner's index entries left in place");
+        }
         Ok(Some(erased))
     }
 
     /// The records of `learner` an erasure removes, tree by tree (the
-    /// attempts, their blocks and index pages apart).
+    /// attempts, their blocks and index entries apart).
     fn removals(&self, learner: &str) -> Result<Vec<(sled::Tree, Vec<Vec<u8>>)>> {
         let prefix = keys::prefix(&[learner]);
         // (tree, keys to remove)

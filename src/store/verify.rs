@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::attempt_index::{self, Entry};
+use super::attempt_index::{self, Entry, Key};
 use super::attempt_trees::{self, display_block, parse_block_key};
 use super::codec;
 use super::compact::{self, Packed, PackedState};
@@ -152,8 +152,9 @@ struct Trees {
     blocks: Vec<(String, String, Packed)>,
     /// Mastery records: (learner, packed states).
     records: Vec<(String, Vec<PackedState>)>,
-    /// The attempt index's entries, sorted (`None`: not checked).
-    index: Option<Vec<Entry>>,
+    /// The attempt index's hash key and entries, sorted (`None`: not
+    /// checked).
+    index: Option<(Key, Vec<Entry>)>,
     /// Interned ids: (kind tag, number) to id.
     ids: BTreeMap<(u8, u32), String>,
     enrolments: BTreeSet<(String, String)>,
@@ -399,27 +400,26 @@ fn check_index(
         ));
         return;
     }
-    match attempt_index::check(dir) {
+    match attempt_index::check(dir, generation.unwrap_or(0)) {
         Err(reason) => report.findings.push(Finding {
             place,
             what: format!("{reason} (the next start rebuilds it from the attempt blocks)"),
         }),
-        Ok(checked) => {
-            for (slot, what) in checked.problems.iter().take(20) {
-                report.findings.push(Finding {
-                    place: format!("{place}, slot {slot}"),
-                    what: format!("{what} ({rebuilt})"),
-                });
+        Ok(checked) => match checked.stale {
+            // As a start decides: such a file is not used.
+            Some(why) => report.notes.push(format!(
+                "{place}: {why}: the next start rebuilds it from the attempt blocks"
+            )),
+            None => {
+                for (slot, what) in checked.problems.iter().take(20) {
+                    report.findings.push(Finding {
+                        place: format!("{place}, slot {slot}"),
+                        what: format!("{what} ({rebuilt})"),
+                    });
+                }
+                trees.index = Some((checked.key, checked.entries));
             }
-            if generation.is_some_and(|g| checked.generation < g) {
-                report.notes.push(format!(
-                    "{place} is older than the store's last checkpoint: the next start \
-                     rebuilds it from the attempt blocks"
-                ));
-            } else {
-                trees.index = Some(checked.entries);
-            }
-        }
+        },
     }
 }
 
@@ -460,9 +460,9 @@ fn check_blocks(t: &Trees, report: &mut Report) -> Observations {
             });
         }
         let number = number_of.get(&(b'l', learner.as_str()));
-        if let Some(index) = &t.index {
+        if let Some((key, index)) = &t.index {
             match number {
-                Some(n) if index.binary_search(&Entry::new(&p.attempt_id, *n)).is_ok() => {}
+                Some(n) if index.binary_search(&key.entry(&p.attempt_id, *n)).is_ok() => {}
                 _ => report.findings.push(Finding {
                     place: place.clone(),
                     what: format!(

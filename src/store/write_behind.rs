@@ -243,8 +243,8 @@ impl WriteBehind {
     }
 
     /// Settles, then runs `write` before any other apply: for writers that
-    /// rewrite values an apply also rewrites (blocks, mastery records,
-    /// index pages: retraction, erasure, recomputation).
+    /// rewrite values an apply also rewrites (blocks, mastery records:
+    /// retraction, erasure, recomputation).
     pub(crate) fn exclusive<T>(
         &self,
         sync_log: impl FnOnce() -> Result<()>,

@@ -269,9 +269,13 @@ impl Store {
                     Ok(())
                 })
                 .map_err(transaction_error)?;
-            // After the blocks: an entry left by a crash in between is a
-            // candidate the blocks no longer confirm.
-            t.index.remove(&index)
+            // After the blocks: an entry left behind (a crash in between,
+            // a failed write, logged) is a candidate the blocks no longer
+            // confirm, and the retraction has happened either way.
+            if let Err(err) = t.index.remove(&index) {
+                tracing::warn!(error = %err, "retracted attempts' index entries left in place");
+            }
+            Ok(())
         });
         // Evicted whatever the outcome: a cache refills, a stale one lies.
         self.mastery_written(mastery.iter().map(|(learner, _, _)| learner.as_str()));
