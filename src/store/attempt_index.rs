@@ -144,18 +144,7 @@ pub struct AttemptIndex {
 /// The open file and what its header says.
 struct Table {
     file: File,
-    bits: u32,
-    /// Entries held.
-    live: u64,
-    /// Checkpoint generation of the last sync.
-    generation: u64,
-    /// Whether the header's count is that of the slots (no write since
-    /// the last sync).
-    clean: bool,
-    /// The machine's boot the writes since the last sync were made in.
-    boot: u64,
-    /// The hash's key.
-    key: Key,
+    head: Header,
     /// Slot writes since open (a sync marks the file synced only if none
     /// came while it flushed).
     writes: u64,
@@ -163,7 +152,7 @@ struct Table {
 
 impl Table {
     fn slots(&self) -> u64 {
-        (1u64 << self.bits) + TAIL
+        (1u64 << self.head.bits) + TAIL
     }
 
     /// Reads `n` slots from `from` (fewer at the end of the table).
@@ -210,7 +199,7 @@ impl Table {
         entry: Entry,
         stop: impl Fn(u64) -> bool,
     ) -> Result<(u64, Vec<u64>)> {
-        let from = entry.home(self.bits);
+        let from = entry.home(self.head.bits);
         let mut run = Vec::new();
         loop {
             let next = from + run.len() as u64;
@@ -241,7 +230,7 @@ impl Table {
         run.insert(at, entry.0);
         run.truncate(empty + 1);
         self.write_backward(path, from + at as u64, &run[at..])?;
-        self.live += 1;
+        self.head.live += 1;
         self.writes += 1;
         Ok(true)
     }
@@ -260,7 +249,7 @@ impl Table {
             let window = self.read(path, pos, WINDOW)?;
             let mut done = window.is_empty();
             for slot in window {
-                if slot == 0 || Entry(slot).home(self.bits) >= pos {
+                if slot == 0 || Entry(slot).home(self.head.bits) >= pos {
                     done = true;
                     break;
                 }
@@ -275,7 +264,7 @@ impl Table {
         // a write that stops halfway leaves an entry twice, never none.
         shifted.push(0);
         self.write(path, from + at as u64, &shifted)?;
-        self.live -= 1;
+        self.head.live -= 1;
         self.writes += 1;
         Ok(())
     }
@@ -284,12 +273,12 @@ impl Table {
         let mut h = [0u8; HEADER_BYTES];
         h[..8].copy_from_slice(MAGIC);
         h[8..12].copy_from_slice(&VERSION.to_le_bytes());
-        h[12..16].copy_from_slice(&self.bits.to_le_bytes());
-        h[16..24].copy_from_slice(&self.live.to_le_bytes());
-        h[24..32].copy_from_slice(&self.generation.to_le_bytes());
-        h[32..36].copy_from_slice(&u32::from(self.clean).to_le_bytes());
-        h[36..44].copy_from_slice(&self.boot.to_le_bytes());
-        h[44..52].copy_from_slice(&self.key.0.to_le_bytes());
+        h[12..16].copy_from_slice(&self.head.bits.to_le_bytes());
+        h[16..24].copy_from_slice(&self.head.live.to_le_bytes());
+        h[24..32].copy_from_slice(&self.head.generation.to_le_bytes());
+        h[32..36].copy_from_slice(&u32::from(self.head.clean).to_le_bytes());
+        h[36..44].copy_from_slice(&self.head.boot.to_le_bytes());
+        h[44..52].copy_from_slice(&self.head.key.0.to_le_bytes());
         let crc = crc32fast::hash(&h[..52]);
         h[52..].copy_from_slice(&crc.to_le_bytes());
         h
@@ -304,9 +293,9 @@ impl Table {
     /// Before the first write after a sync: marks the header unsynced,
     /// with this boot, durably (one flush, while nothing else is dirty).
     fn dirty(&mut self, path: &Path) -> Result<()> {
-        if self.clean {
-            self.clean = false;
-            self.boot = boot_id();
+        if self.head.clean {
+            self.head.clean = false;
+            self.head.boot = boot_id();
             self.write_header(path)?;
             self.file.sync_data().map_err(|e| io(path, e))?;
         }
@@ -314,13 +303,20 @@ impl Table {
     }
 }
 
-/// What a header says, checked.
+/// What a header says.
+#[derive(Clone, Copy)]
 struct Header {
     bits: u32,
+    /// Entries held.
     live: u64,
+    /// Checkpoint generation of the last sync.
     generation: u64,
+    /// Whether the count is that of the slots (no write since the last
+    /// sync).
     clean: bool,
+    /// The machine's boot the writes since the last sync were made in.
     boot: u64,
+    /// The hash's key.
     key: Key,
 }
 
@@ -428,20 +424,15 @@ impl AttemptIndex {
                 let stale = h.stale(generation);
                 let mut table = Table {
                     file,
-                    bits: h.bits,
-                    live: h.live,
-                    generation: h.generation,
-                    clean: h.clean,
-                    boot: h.boot,
-                    key: h.key,
+                    head: h,
                     writes: 0,
                 };
                 let stale = match stale {
-                    None if !table.clean => {
+                    None if !table.head.clean => {
                         // Unsynced: recount, and look for damage while
                         // reading every slot anyway.
                         let (live, problems) = scan(&table, &path, |_| ())?;
-                        table.live = live;
+                        table.head.live = live;
                         problems
                             .into_iter()
                             .next()
@@ -483,13 +474,13 @@ impl AttemptIndex {
 
     /// The hash key entries are made with.
     pub fn key(&self) -> Key {
-        self.table.read().key
+        self.table.read().head.key
     }
 
     /// The learner numbers that may hold `attempt_id` (to be confirmed).
     pub fn candidates(&self, attempt_id: &str) -> Result<Vec<u32>> {
         let table = self.table.read();
-        let tag = table.key.tag(attempt_id);
+        let tag = table.head.key.tag(attempt_id);
         let probe = Entry((u64::from(tag) << 32) | u64::from(u32::MAX));
         let (_, run) = table.run_until(&self.path, probe, |s| s == 0)?;
         let mut out = Vec::new();
@@ -514,7 +505,7 @@ impl AttemptIndex {
         let mut table = self.table.write();
         table.dirty(&self.path)?;
         for &entry in entries {
-            if (table.live + 1) * 4 > (1u64 << table.bits) * 3 {
+            if (table.head.live + 1) * 4 > (1u64 << table.head.bits) * 3 {
                 self.grow(&mut table)?;
             }
             while !table.insert(&self.path, entry)? {
@@ -554,8 +545,8 @@ impl AttemptIndex {
         if table.writes != writes {
             return Ok(()); // still unsynced: the next flush marks it
         }
-        table.generation = generation;
-        table.clean = true;
+        table.head.generation = generation;
+        table.head.clean = true;
         table.write_header(&self.path)?;
         table.file.sync_data().map_err(|e| io(&self.path, e))
     }
@@ -563,7 +554,7 @@ impl AttemptIndex {
     /// Removes every entry (a migration starting over).
     pub fn clear(&self) -> Result<()> {
         let mut table = self.table.write();
-        let generation = table.generation;
+        let generation = table.head.generation;
         let writes = table.writes + 1;
         *table = lay_out(&self.path, &mut [], generation, Key::random())?;
         table.writes = writes;
@@ -580,7 +571,7 @@ impl AttemptIndex {
 
     /// Entries held.
     pub fn len(&self) -> u64 {
-        self.table.read().live
+        self.table.read().head.live
     }
 
     /// Whether no entry is held.
@@ -592,7 +583,7 @@ impl AttemptIndex {
     /// from 8M to 16M slots, holding the lock).
     fn grow(&self, table: &mut Table) -> Result<()> {
         let started = std::time::Instant::now();
-        let mut bits = table.bits;
+        let mut bits = table.head.bits;
         let grown = loop {
             bits += 1;
             if bits > 32 {
@@ -613,13 +604,18 @@ impl AttemptIndex {
                 from += CHUNK as u64;
                 Some(chunk)
             });
-            if let Some(grown) = write_table(&self.path, bits, table.generation, table.key, source)?
-            {
+            if let Some(grown) = write_table(
+                &self.path,
+                bits,
+                table.head.generation,
+                table.head.key,
+                source,
+            )? {
                 break grown;
             }
         };
         tracing::info!(
-            entries = grown.live,
+            entries = grown.head.live,
             slots = 1u64 << bits,
             seconds = started.elapsed().as_secs_f64(),
             "attempt index doubled"
@@ -649,7 +645,7 @@ fn scan(
                 continue;
             }
             let entry = Entry(slot);
-            let home = entry.home(table.bits);
+            let home = entry.home(table.head.bits);
             let problem = if entry.learner().is_none() {
                 Some("an entry with no learner")
             } else if home > at {
@@ -726,12 +722,14 @@ fn write_table(
     };
     let mut table = Table {
         file,
-        bits,
-        live: 0,
-        generation,
-        clean: true,
-        boot: 0,
-        key,
+        head: Header {
+            bits,
+            live: 0,
+            generation,
+            clean: true,
+            boot: 0,
+            key,
+        },
         writes: 0,
     };
     let slots = table.slots();
@@ -761,7 +759,7 @@ fn write_table(
             out.resize((at - start) as usize, 0);
             out.push(slot);
             next = at + 1;
-            table.live += 1;
+            table.head.live += 1;
         }
     }
     table.write(&tmp, start, &out)?;
@@ -824,12 +822,7 @@ pub fn check(dir: &Path, generation: u64) -> std::result::Result<Checked, String
     let h = read_header(&file)?;
     let table = Table {
         file,
-        bits: h.bits,
-        live: h.live,
-        generation: h.generation,
-        clean: h.clean,
-        boot: h.boot,
-        key: h.key,
+        head: h,
         writes: 0,
     };
     let mut entries = Vec::new();
@@ -943,14 +936,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let index = open(dir.path());
         index.add(&crowded).unwrap();
-        assert!(index.table.read().bits > MIN_BITS);
+        assert!(index.table.read().head.bits > MIN_BITS);
         for e in &crowded {
             assert_eq!(index.copies(*e).unwrap(), 1);
         }
         drop(index);
         let other = tempfile::tempdir().unwrap();
         let index = AttemptIndex::open(other.path(), 0, |_| Ok(crowded.clone())).unwrap();
-        assert!(index.table.read().bits > MIN_BITS);
+        assert!(index.table.read().head.bits > MIN_BITS);
         assert_eq!(index.len(), 9_000);
         assert!(check(other.path(), 0).unwrap().problems.is_empty());
     }
@@ -991,7 +984,7 @@ mod tests {
         index.add(&[index.key().entry("lost?", 7)]).unwrap();
         {
             let mut table = index.table.write();
-            table.boot ^= 1;
+            table.head.boot ^= 1;
             table.write_header(&index.path).unwrap();
         }
         drop(index);
