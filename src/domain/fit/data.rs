@@ -51,6 +51,11 @@ impl Interner {
     pub(crate) fn len(&self) -> usize {
         self.names.len()
     }
+
+    /// Every name, by id.
+    pub(crate) fn names(&self) -> &[String] {
+        &self.names
+    }
 }
 
 /// One stored attempt, with its names already interned by the [`Dataset`].
