@@ -372,7 +372,7 @@ async fn serve_stack_with(
     engine.webhooks_stopped().await;
     engine.stop_alerts();
 
-    engine.store().flush()?;
+    engine.store().flush_at_stop()?;
     Ok(())
 }
 

@@ -203,7 +203,7 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Syn
         let (grpc, http) = tokio::join!(grpc, http);
         grpc?;
         http?;
-        engine.store().flush()?;
+        engine.store().flush_at_stop()?;
         tracing::info!("stopped; store flushed");
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
     });

@@ -166,7 +166,7 @@ pub async fn serve_with_options(
         .merge(connect::routes(&stack))
         .merge(console::routes(engine.clone(), console));
     accept_loop(listener, app, shutdown).await;
-    engine.store().flush()?;
+    engine.store().flush_at_stop()?;
     Ok(())
 }
 

@@ -39,8 +39,8 @@
 //! Entries are written before their attempts' blocks, with `pwrite`: once
 //! written they are in the kernel's page cache, which outlives the
 //! process. So the header records whether the file was synced since its
-//! last write (at a flush of the store: a stop, after the log's replay,
-//! after an erasure; [`AttemptIndex::sync`], with sled's checkpoint
+//! last write (at a stop, `Store::flush_at_stop`, and after a migration;
+//! [`AttemptIndex::sync`], with sled's checkpoint
 //! generation, the slots flushed before the header says so) and, if not,
 //! the boot of the machine that wrote it (marked durably before the first
 //! write). At open, a synced file at sled's
@@ -530,8 +530,7 @@ impl AttemptIndex {
 
     /// Makes every entry written so far durable and, if nothing was
     /// written while it flushed, records the file as synced at checkpoint
-    /// `generation` (`Store::flush`: at a stop, after the log's replay,
-    /// after an erasure; and after a migration). The slots are flushed
+    /// `generation` (at a stop, and after a migration). The slots are flushed
     /// before the header says so, and outside the lock, so that lookups
     /// and ingestion go on meanwhile.
     pub fn sync(&self, generation: u64) -> Result<()> {

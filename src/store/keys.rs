@@ -59,9 +59,8 @@
 //! every background checkpoint. `attempt-index` is the attempt id index
 //! (store format 5; a tree, `attempt_index`, in formats 2 to 4): a hash
 //! table of 8-byte slots (32-bit tag of the attempt id, learner number
-//! plus one) after a 4 KiB header, synced at a flush (a stop, after the
-//! log's replay, after an erasure), its header naming the machine's boot
-//! while unsynced, rebuilt
+//! plus one) after a 4 KiB header, synced at a stop, its header naming
+//! the machine's boot while unsynced, rebuilt
 //! from `attempt_blocks` when missing, damaged or older than sled
 //! (`attempt_index.rs`). `checkpoint` holds the last checkpoint's
 //! generation (`damage.rs`).
