@@ -225,6 +225,8 @@ struct Parsed {
     names: Names,
     span: Option<(i64, i64)>,
     lines: usize,
+    /// Bytes of the chunk.
+    bytes: usize,
     /// (0-based line in the chunk, reason).
     error: Option<(usize, String)>,
 }
@@ -253,6 +255,7 @@ fn parse_chunk(chunk: &[u8], cols: &Columns) -> Parsed {
         names: Names::default(),
         span: None,
         lines: 0,
+        bytes: chunk.len(),
         error: None,
     };
     let mut record = Record::default();
@@ -323,9 +326,9 @@ impl Merger {
             });
         }
         if let (Some(bytes), 0) = (self.bytes, self.next) {
-            // Rows expected from the first chunk's bytes per row.
-            let per_row = (p.rows.attempts.len().max(1) as u64, p.lines.max(1) as u64);
-            let estimate = bytes.saturating_mul(per_row.0) / per_row.1.max(1);
+            // Rows expected from the first chunk's rows per byte.
+            let rows_in = p.rows.attempts.len() as u64;
+            let estimate = bytes.saturating_mul(rows_in) / (p.bytes as u64).max(1);
             let estimate = (estimate + estimate / 10).min(1 << 32) as usize;
             rows.attempts
                 .reserve(estimate.saturating_sub(rows.attempts.len()));
@@ -677,8 +680,14 @@ mod tests {
             ));
         }
         assert!(csv.len() as u64 > 2 * CHUNK_BYTES);
-        let ds = read_csv(csv.as_bytes()).unwrap();
+        let ds = read_csv_sized(csv.as_bytes(), Some(csv.len() as u64)).unwrap();
         assert_eq!(ds.len(), rows);
+        // Room for the rows the size implies, a tenth more, not more.
+        assert!(
+            ds.capacity() >= rows && ds.capacity() <= rows * 12 / 10,
+            "{}",
+            ds.capacity()
+        );
         assert_eq!(ds.num_learners(), 997);
         assert_eq!(ds.num_skills(), 13);
         // Row 200,000 has the smallest order_id: sorted first.

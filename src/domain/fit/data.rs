@@ -189,6 +189,12 @@ impl Dataset {
         self.attempts = attempts;
     }
 
+    /// Rows the dataset has room for (tests of the sizing).
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.attempts.capacity()
+    }
+
     /// All attempts, in insertion order.
     pub fn attempts(&self) -> &[Attempt] {
         &self.attempts
