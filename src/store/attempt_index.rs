@@ -408,49 +408,7 @@ impl AttemptIndex {
     ) -> Result<Self> {
         let path = dir.join(FILE);
         let _ = std::fs::remove_file(temporary(&path));
-        let opened = match OpenOptions::new().read(true).write(true).open(&path) {
-            Ok(file) => match read_header(&file) {
-                Ok(h) => Some((file, h)),
-                Err(reason) => {
-                    tracing::warn!(file = %path.display(), %reason, "the attempt index is damaged: rebuilt from the attempt blocks");
-                    None
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io(&path, e)),
-        };
-        let table = match opened {
-            Some((file, h)) => {
-                let stale = h.stale(generation);
-                let mut table = Table {
-                    file,
-                    head: h,
-                    writes: 0,
-                };
-                let stale = match stale {
-                    None if !table.head.clean => {
-                        // Unsynced: recount, and look for damage while
-                        // reading every slot anyway.
-                        let (live, problems) = scan(&table, &path, |_| ())?;
-                        table.head.live = live;
-                        problems
-                            .into_iter()
-                            .next()
-                            .map(|(slot, what)| format!("slot {slot}: {what}"))
-                    }
-                    other => other,
-                };
-                match stale {
-                    None => Some(table),
-                    Some(reason) => {
-                        tracing::warn!(file = %path.display(), %reason, "the attempt index is rebuilt from the attempt blocks");
-                        None
-                    }
-                }
-            }
-            None => None,
-        };
-        let table = match table {
+        let table = match reopen(&path, generation)? {
             Some(table) => table,
             None => {
                 let started = std::time::Instant::now();
@@ -586,10 +544,7 @@ impl AttemptIndex {
         let grown = loop {
             bits += 1;
             if bits > 32 {
-                return Err(Error::Storage(format!(
-                    "{}: the attempt index is full (2^32 slots)",
-                    self.path.display()
-                )));
+                return Err(full(&self.path));
             }
             let slots = table.slots();
             let old = &*table;
@@ -624,6 +579,46 @@ impl AttemptIndex {
         table.writes = writes;
         table.dirty(&self.path)
     }
+}
+
+/// The file at `path`, if a store at checkpoint `generation` may use it
+/// (why not is logged: it is rebuilt then).
+fn reopen(path: &Path, generation: u64) -> Result<Option<Table>> {
+    let file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(path, e)),
+    };
+    let reason = match read_header(&file) {
+        Err(reason) => format!("damaged: {reason}"),
+        Ok(head) => match head.stale(generation) {
+            Some(reason) => reason,
+            None if head.clean => {
+                return Ok(Some(Table {
+                    file,
+                    head,
+                    writes: 0,
+                }));
+            }
+            None => {
+                // Unsynced in this boot: recount, and look for damage
+                // while reading every slot anyway.
+                let mut table = Table {
+                    file,
+                    head,
+                    writes: 0,
+                };
+                let (live, problems) = scan(&table, path, |_| ())?;
+                let Some((slot, what)) = problems.into_iter().next() else {
+                    table.head.live = live;
+                    return Ok(Some(table));
+                };
+                format!("slot {slot}: {what}")
+            }
+        },
+    };
+    tracing::warn!(file = %path.display(), %reason, "the attempt index is rebuilt from the attempt blocks");
+    Ok(None)
 }
 
 /// Reads every slot of a table, handing each entry to `visit`: the
@@ -684,10 +679,7 @@ fn lay_out(path: &Path, entries: &mut [Entry], generation: u64, key: Key) -> Res
             return Ok(table);
         }
         if bits == 32 {
-            return Err(Error::Storage(format!(
-                "{}: the attempt index is full (2^32 slots)",
-                path.display()
-            )));
+            return Err(full(path));
         }
         bits += 1;
     }
@@ -791,6 +783,14 @@ fn allocate(file: &File, len: u64) -> std::io::Result<()> {
 /// Where a table is written before it replaces the index.
 fn temporary(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{FILE}.tmp"))
+}
+
+/// A table that cannot double any more.
+fn full(path: &Path) -> Error {
+    Error::Storage(format!(
+        "{}: the attempt index is full (2^32 slots)",
+        path.display()
+    ))
 }
 
 fn io(path: &Path, err: std::io::Error) -> Error {
