@@ -375,8 +375,8 @@ fn read_id(key: &[u8], value: &[u8]) -> Result<Option<(u8, u32, String)>> {
 }
 
 /// The attempt index file's structure; its entries are kept for
-/// [`check_blocks`] unless it is older than sled's checkpoint (the next
-/// start rebuilds it then, as it does a damaged one).
+/// [`check_blocks`] unless the next start would rebuild the file rather
+/// than use it (`attempt_index::Checked::stale`).
 fn check_index(
     dir: &Path,
     format: Option<u32>,

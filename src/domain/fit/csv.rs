@@ -176,8 +176,7 @@ pub fn read_csv_sized(input: impl Read, bytes: Option<u64>) -> Result<Dataset, C
                     sent += 1;
                 }
             }
-            let ready = done_rx.try_iter().collect::<Vec<_>>();
-            if let Err(e) = merger.take(ready, &mut ds, &mut rows) {
+            if let Err(e) = merger.take(done_rx.try_iter(), &mut ds, &mut rows) {
                 break Err(e);
             }
         };
