@@ -9,7 +9,7 @@ use super::pb::{self, mastery_service_server::MasteryService};
 use super::validate as check;
 use crate::clock::now_micros;
 use crate::engine::Engine;
-use crate::engine::model::{ActiveModel, FitRequest, FitState, module_learn_rates};
+use crate::engine::model::{ActiveModel, FitRequest, FitState};
 use crate::error::Error;
 use crate::offload;
 
@@ -138,7 +138,7 @@ fn model_message(active: ActiveModel, state: FitState) -> pb::Model {
     message.attempts = fitted.data.attempts as i64;
     message.learners = fitted.data.learners as i64;
     message.fit_seconds = fitted.fit_seconds;
-    message.module_learn_rates = module_learn_rates(&fitted).into_iter().collect();
+    message.module_learn_rates = fitted.module_learn_rates().into_iter().collect();
     message.skills = fitted
         .skills
         .iter()

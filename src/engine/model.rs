@@ -20,9 +20,7 @@ use super::Engine;
 use super::params::ParamSet;
 use crate::clock::now_micros;
 use crate::domain::activity::ActivityKind;
-use crate::domain::fit::{
-    AttemptRecord, Dataset, FitOptions, FittedModel, NONE_KEY, Variants, build_model,
-};
+use crate::domain::fit::{AttemptRecord, Dataset, FitOptions, FittedModel, Variants, build_model};
 use crate::domain::mastery::FILTER_VERSION;
 use crate::error::{Error, Result};
 use crate::store::models::MasteryBasis;
@@ -109,28 +107,9 @@ impl ParamSet {
             version: 1,
             default: base.default,
             skills,
-            modules: module_learn_rates(fitted),
+            modules: fitted.module_learn_rates(),
         }
     }
-}
-
-/// Per module, the mean of its fitted learn rates over the skills it was
-/// seen with (multilearn fits; empty otherwise).
-pub fn module_learn_rates(fitted: &FittedModel) -> BTreeMap<String, f64> {
-    let mut rates: BTreeMap<String, (f64, usize)> = BTreeMap::new();
-    for skill in fitted.skills.values() {
-        for (module, rate) in &skill.learns {
-            if module != NONE_KEY {
-                let entry = rates.entry(module.clone()).or_default();
-                entry.0 += rate;
-                entry.1 += 1;
-            }
-        }
-    }
-    rates
-        .into_iter()
-        .map(|(m, (sum, n))| (m, sum / n as f64))
-        .collect()
 }
 
 impl Engine {
@@ -185,17 +164,13 @@ impl Engine {
         let started = std::time::Instant::now();
         let dataset = self.training_set(&request)?;
         let read = started.elapsed().as_secs_f64();
-        let options = FitOptions {
-            variants: Variants {
-                forgets: request.forgets,
-                multilearn: request.multilearn,
-                multigs: request.multigs,
-                multiprior: false,
-            },
-            restarts: request.restarts,
-            seed: request.seed,
-            ..FitOptions::default()
+        let variants = Variants {
+            forgets: request.forgets,
+            multilearn: request.multilearn,
+            multigs: request.multigs,
+            multiprior: false,
         };
+        let options = FitOptions::for_mastery(variants, request.restarts, request.seed);
         let fitted = build_model(&dataset, &options, request.folds, request.seed)
             .map_err(|e| Error::FailedPrecondition(format!("fit failed: {e}")))?;
         let id = self.store.save_model(&fitted, now_micros() / 1000)?;

@@ -89,6 +89,28 @@ pub struct FittedModel {
     pub fit_seconds: f64,
 }
 
+impl FittedModel {
+    /// Per module, the mean of its fitted learn rates over the skills it
+    /// was seen with (multilearn fits; empty otherwise): what the policy
+    /// reads as the module's prior rate.
+    pub fn module_learn_rates(&self) -> BTreeMap<String, f64> {
+        let mut rates: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+        for skill in self.skills.values() {
+            for (module, rate) in &skill.learns {
+                if module != NONE_KEY {
+                    let entry = rates.entry(module.clone()).or_default();
+                    entry.0 += rate;
+                    entry.1 += 1;
+                }
+            }
+        }
+        rates
+            .into_iter()
+            .map(|(m, (sum, n))| (m, sum / n as f64))
+            .collect()
+    }
+}
+
 fn name_of(ds: &Dataset, id: Option<u32>, table: fn(&Dataset, u32) -> &str) -> String {
     id.map_or_else(|| NONE_KEY.to_owned(), |i| table(ds, i).to_owned())
 }
@@ -415,6 +437,7 @@ fn write_table(model: &FittedModel, out: &mut impl Write) -> std::io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::fit::AttemptRecord;
     use crate::domain::fit::synth::{SynthSpec, generate, write_csv};
 
     fn csv(spec: &SynthSpec) -> Vec<u8> {
@@ -441,6 +464,47 @@ mod tests {
             }
             _ => assert_eq!(a, b),
         }
+    }
+
+    /// Learners of graded ability (each answers right with their own
+    /// probability, from 0.3 to 0.95): data BKT can only approximate, where
+    /// its likelihood favours explaining knowledge as guessing. The mastery
+    /// bounds keep the fit out of that corner; pyBKT's bounds do not.
+    #[test]
+    fn mastery_bounds_keep_guess_and_slip_plausible() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut ds = Dataset::new();
+        for l in 0..400 {
+            let learner = format!("u{l}");
+            let ability: f64 = rng.random_range(0.3..0.95);
+            for skill in ["a", "b"] {
+                for _ in 0..12 {
+                    ds.push(AttemptRecord {
+                        learner: &learner,
+                        skill,
+                        correct: rng.random_bool(ability),
+                        template: None,
+                        group: None,
+                        timestamp: None,
+                    });
+                }
+            }
+        }
+        let wide = fit(&ds, &FitOptions::default()).unwrap();
+        assert!(
+            wide.skills.values().any(|s| s.params.guess > 0.3),
+            "the test needs data that pulls the guess up: {:?}",
+            wide.skills
+        );
+        let options = FitOptions::for_mastery(Variants::default(), 5, 42);
+        let bounded = fit(&ds, &options).unwrap();
+        for (skill, model) in &bounded.skills {
+            let p = model.params;
+            assert!(p.guess <= 0.3 + 1e-9, "{skill}: {p:?}");
+            assert!(p.slip <= 0.1 + 1e-9, "{skill}: {p:?}");
+        }
+        assert!(bounded.log_likelihood <= wide.log_likelihood + 1e-6);
     }
 
     #[test]

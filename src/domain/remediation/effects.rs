@@ -52,7 +52,9 @@ pub const PRIOR_STRENGTH: f64 = 2.0;
 /// `spoc simulate --refit-every 50` over three sets of ten seeds of the
 /// non-BKT world and one of the BKT world (BENCHMARKS.md, issue 18):
 /// better than the whole fitted rate on every figure of every set, and
-/// than the skill's rate alone (the fit ignored) on most.
+/// than the skill's rate alone (the fit ignored) on most. (Chosen while the
+/// simulator's refit fitted module rates alone; not re-chosen since it runs
+/// the engine's whole fit.)
 pub const FITTED_RATE_WEIGHT: f64 = 0.5;
 
 /// The prior learn rate of a module on a skill of learn rate

@@ -22,10 +22,11 @@
 //! reached (the learner is then *censored*).
 //!
 //! Learners are served in cohorts of [`SimOptions::refit_every`]; before
-//! each cohort the per-module learn rates are fitted on the adaptive runs of
-//! the learners already served and handed to the adaptive policy, as the
-//! engine's fitted model is in production (see [`population`]). The other
-//! policies use no rates, so cohorts change nothing for them.
+//! each cohort the engine's model is fitted on the adaptive runs of the
+//! learners already served, as `FitModel` fits it in production, and both
+//! its per-skill parameters (for mastery) and its per-module learn rates
+//! (for ranking) are handed to the adaptive policy (see [`population`]).
+//! The other policies use neither, so cohorts change nothing for them.
 //!
 //! Everything is drawn from [`rand_chacha::ChaCha8Rng`] streams derived from
 //! the seed: the world on one stream, each learner on its own stream, and
@@ -37,7 +38,7 @@
 //!
 //! Module map: [`world`] builds the catalog and the hidden learners,
 //! [`policies`] the three policies compared, [`run`] the LMS loop,
-//! [`population`] the fit of per-module rates and [`report`] the figures.
+//! [`population`] the engine's fit and [`report`] the figures.
 //!
 //! A dropout behaviour (for training an at-risk model) is meant to plug into
 //! [`run::run_learner`]: the loop already returns a per-learner
@@ -152,11 +153,12 @@ fn simulate_seed(options: &SimOptions) -> Vec<Outcomes> {
     };
     let mut outcomes: Vec<Outcomes> = Vec::with_capacity(options.learners);
     let mut traces: Vec<population::Trace> = Vec::new();
-    let mut rates = std::collections::BTreeMap::new();
+    let mut fitted = population::Fitted::default();
+    let none = population::Fitted::default();
     let mut effects = Effects::default();
     for start in (0..options.learners).step_by(cohort) {
         if options.refit_every > 0 && start > 0 {
-            rates = population::fit_module_rates(&world, &traces);
+            fitted = population::fit_engine_model(&world, &traces, options.seed);
         }
         let end = (start + cohort).min(options.learners);
         let learners: Vec<_> = (start..end).map(|i| world.learner(options, i)).collect();
@@ -164,7 +166,7 @@ fn simulate_seed(options: &SimOptions) -> Vec<Outcomes> {
         for (i, learner) in (start..end).zip(&learners) {
             let mut trace = population::Trace::default();
             let population = run::Population {
-                rates: &rates,
+                fitted: &fitted,
                 effects: &mut effects,
             };
             let outcome = run::run_learner(
@@ -190,7 +192,7 @@ fn simulate_seed(options: &SimOptions) -> Vec<Outcomes> {
                     .iter()
                     .map(|&kind| {
                         let population = run::Population {
-                            rates: &rates,
+                            fitted: &none,
                             effects: &mut unused,
                         };
                         run::run_learner(&world, learner, kind, options, i, population, None)

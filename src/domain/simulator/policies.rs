@@ -104,6 +104,9 @@ pub struct View<'a> {
     /// Per-module learn rates fitted on the learners served before (see
     /// [`super::population`]); empty for the first cohort.
     pub rates: &'a BTreeMap<String, f64>,
+    /// The engine's BKT parameters per skill id from the same fit; empty
+    /// before it (the defaults).
+    pub params: &'a BTreeMap<String, BktParams>,
     /// What modules did for the learners served before (adaptive only).
     pub effects: &'a Effects,
     /// Seed of the adaptive policy's draws for this request.
@@ -127,7 +130,7 @@ pub enum Action {
 
 impl View<'_> {
     fn with_input<T>(&self, count: usize, f: impl FnOnce(&RecommendInput<'_>) -> T) -> T {
-        let (params, exclude) = (BTreeMap::new(), BTreeSet::new());
+        let exclude = BTreeSet::new();
         let input = RecommendInput {
             skills: &self.world.skills,
             modules: &self.world.modules,
@@ -136,7 +139,7 @@ impl View<'_> {
             mastery: self.mastery,
             threshold: self.options.threshold,
             default_params: BktParams::default(),
-            skill_params: &params,
+            skill_params: self.params,
             module_learn_rates: self.rates,
             effects: self.effects,
             evidence: self.lms.evidence,

@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::SimOptions;
 use super::policies::{Action, LmsView, Policy, PolicyKind, View};
-use super::population::{Step, Trace};
+use super::population::{Answer, Fitted, Trace};
 use super::world::{
     FORGET_PER_MINUTE, LEARNER_STREAM, MASTERY_THETA, MAX_FORGET, SimLearner, World, WorldKind, rng,
 };
@@ -107,12 +107,19 @@ struct Session<'a> {
     /// The latest answers per skill index (at most [`EVIDENCE_ANSWERS`]).
     recent: Vec<Vec<bool>>,
     minutes: u32,
-    engine: BktParams,
+    /// The engine's BKT parameters per skill id (fitted ones, if any;
+    /// defaults otherwise).
+    params: &'a BTreeMap<String, BktParams>,
 }
 
 impl<'a> Session<'a> {
     /// A learner at their starting abilities, unknown to the engine.
-    fn new(world: &'a World, learner: &'a SimLearner, options: &'a SimOptions) -> Self {
+    fn new(
+        world: &'a World,
+        learner: &'a SimLearner,
+        options: &'a SimOptions,
+        params: &'a BTreeMap<String, BktParams>,
+    ) -> Self {
         let n = world.skill_ids.len();
         Session {
             world,
@@ -127,8 +134,16 @@ impl<'a> Session<'a> {
             evidence: BTreeMap::new(),
             recent: vec![Vec::new(); n],
             minutes: 0,
-            engine: BktParams::default(),
+            params,
         }
+    }
+
+    /// The engine's BKT parameters of skill `s`.
+    fn bkt(&self, s: usize) -> BktParams {
+        self.params
+            .get(&self.world.skill_ids[s])
+            .copied()
+            .unwrap_or_default()
     }
 
     /// The LMS's final exam on every program skill, the same for every
@@ -173,30 +188,35 @@ impl<'a> Session<'a> {
             }
         }
         let picked: Vec<(usize, usize)> = picked.into_iter().map(|k| (s, k)).collect();
-        let correct = self.ask(&picked, rng);
-        if let Some(t) = trace.as_deref_mut() {
-            t.push(
-                s,
-                Step {
-                    module,
-                    correct,
-                    items: picked.len() as u32,
-                },
-            );
-        }
-        correct
+        self.ask(&picked, rng, module, trace)
     }
 
     /// Asks the given items, updating beliefs and evidence; counts their
-    /// minutes; returns the right answers.
-    fn ask(&mut self, items: &[(usize, usize)], rng: &mut ChaCha8Rng) -> u32 {
+    /// minutes; records the answers into `trace`, crediting `module` (just
+    /// done) with the first answer on each skill; returns the right answers.
+    fn ask(
+        &mut self,
+        items: &[(usize, usize)],
+        rng: &mut ChaCha8Rng,
+        module: Option<u32>,
+        trace: &mut Recorder<'_>,
+    ) -> u32 {
         let mut correct = 0;
-        for &(s, k) in items {
+        for (i, &(s, k)) in items.iter().enumerate() {
             let id = &self.world.skill_ids[s];
             let right = self.world.answer(self.learner, s, k, self.theta[s], rng);
             correct += u32::from(right);
-            let belief = self.engine.update(
-                self.mastery.belief(id, &self.engine),
+            if let Some(t) = trace.as_deref_mut() {
+                let first = items[..i].iter().all(|&(other, _)| other != s);
+                t.answers.push(Answer {
+                    skill: s as u32,
+                    correct: right,
+                    module: module.filter(|_| first),
+                });
+            }
+            let params = self.bkt(s);
+            let belief = params.update(
+                self.mastery.belief(id, &params),
                 Observation {
                     correct: right,
                     score: None,
@@ -262,12 +282,13 @@ impl<'a> Session<'a> {
             // The learner's level: the latest answers before it.
             self.evidence.remove(&id);
             let level = self.level(s);
+            let params = self.bkt(s);
             let before = self
                 .mastery
                 .p
                 .get(&id)
                 .copied()
-                .unwrap_or_else(|| self.mastery.belief(&id, &self.engine).p_known());
+                .unwrap_or_else(|| self.mastery.belief(&id, &params).p_known());
             let correct = self.quiz(s, options.quiz_items, rng, Some(m as u32), trace);
             self.last_passed[s] = Some(self.passed(correct, options.quiz_items));
             if let Some(effects) = effects.as_deref_mut() {
@@ -282,8 +303,8 @@ impl<'a> Session<'a> {
                         wrong_before: level.1,
                         right: correct,
                         wrong: asked - correct,
-                        guess: self.engine.guess,
-                        slip: self.engine.slip,
+                        guess: params.guess,
+                        slip: params.slip,
                         weight: 1.0,
                     },
                     options.threshold,
@@ -317,13 +338,13 @@ impl<'a> Session<'a> {
     }
 }
 
-/// What the population has taught the engine so far: the per-module rates
-/// of the last fit and the module effects, which the run of an adaptive
-/// learner updates as the engine does (each module credited with the quiz
-/// after it).
+/// What the population has taught the engine so far: the last fit (its
+/// per-module rates and per-skill parameters) and the module effects, which
+/// the run of an adaptive learner updates as the engine does (each module
+/// credited with the quiz after it).
 pub struct Population<'a> {
-    /// Fitted per-module rates (empty before the first fit).
-    pub rates: &'a BTreeMap<String, f64>,
+    /// The last fit (empty before the first).
+    pub fitted: &'a Fitted,
     /// Module effects, updated live.
     pub effects: &'a mut Effects,
 }
@@ -342,13 +363,13 @@ pub fn run_learner(
     population: Population<'_>,
     mut trace: Recorder<'_>,
 ) -> LearnerOutcome {
-    let Population { rates, effects } = population;
+    let Population { fitted, effects } = population;
     // Another stream than the learner's generation, shared by all policies.
     let mut rng = rng(
         options.seed ^ 0x5eed_5eed_5eed_5eed,
         LEARNER_STREAM + index as u64,
     );
-    let mut session = Session::new(world, learner, options);
+    let mut session = Session::new(world, learner, options, &fitted.params);
     let mut policy = Policy::new(kind);
     let mut out = LearnerOutcome {
         minutes: 0,
@@ -381,7 +402,8 @@ pub fn run_learner(
             mastery: &session.mastery.p,
             history: &session.history[start..],
             options,
-            rates,
+            rates: &fitted.rates,
+            params: &fitted.params,
             effects,
             seed: (index as u64) << 24
                 ^ u64::from(out.recommendations) << 8
@@ -415,7 +437,7 @@ pub fn run_learner(
             Action::Items(items) => {
                 exam_passed = false;
                 out.diagnostic_items += items.len() as u32;
-                session.ask(&items, &mut rng);
+                session.ask(&items, &mut rng, None, &mut trace);
                 let spent = session.minutes - before;
                 let practised: Vec<usize> = items.iter().map(|(s, _)| *s).collect();
                 session.forget(spent, &practised);
