@@ -37,6 +37,30 @@ fn synthetic_attempts(learners: usize) -> Vec<pb::Attempt> {
     out
 }
 
+/// Attempts of `learners` learners of graded ability on skills a and b
+/// (each answers right with their own probability, 0.3 to 0.95, 12
+/// answers per skill): data where BKT's likelihood favours explaining
+/// knowledge as guessing (pyBKT's bounds give a guess above 0.3 on it).
+fn graded_attempts(learners: usize) -> Vec<pb::Attempt> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let mut out = Vec::new();
+    for l in 0..learners {
+        let ability: f64 = rng.random_range(0.3..0.95);
+        for skill in ["a", "b"] {
+            for t in 0..12 {
+                out.push(attempt(
+                    &format!("{l}-{skill}-{t}"),
+                    &format!("l{l}"),
+                    &[skill],
+                    rng.random_bool(ability),
+                    1_700_000_000 + t,
+                ));
+            }
+        }
+    }
+    out
+}
+
 async fn wait_for_fit(
     client: &mut pb::mastery_service_client::MasteryServiceClient<crate::common::AuthChannel>,
 ) -> pb::Model {
@@ -394,4 +418,51 @@ async fn p_mastered_l0_a(
         .into_inner()
         .skills[0]
         .p_mastered
+}
+
+/// FitModel's parameters decide mastery, so it fits within the
+/// plausibility bounds (guess at most 0.3, slip at most 0.1) even where
+/// the data pull the guess up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fit_model_keeps_guess_and_slip_plausible() {
+    let server = TestServer::start().await;
+    seed(&server).await;
+    let mut learners = server.learners().await;
+    for l in 0..400 {
+        learners
+            .upsert_learner(pb::UpsertLearnerRequest {
+                learner: Some(learner(&format!("l{l}"), "acme")),
+            })
+            .await
+            .unwrap();
+    }
+    let mut mastery = server.mastery().await;
+    for chunk in graded_attempts(400).chunks(1000) {
+        mastery
+            .record_attempts(pb::RecordAttemptsRequest {
+                attempts: chunk.to_vec(),
+            })
+            .await
+            .unwrap();
+    }
+    mastery
+        .fit_model(pb::FitModelRequest {
+            seed: 42,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let model = wait_for_fit(&mut mastery).await;
+    assert_eq!(
+        model.fit_state,
+        pb::FitState::Succeeded as i32,
+        "error: {}",
+        model.error
+    );
+    assert_eq!(model.skills.len(), 2, "{:?}", model.skills);
+    for skill in &model.skills {
+        assert!(skill.guess <= 0.3 + 1e-9, "{skill:?}");
+        assert!(skill.slip <= 0.1 + 1e-9, "{skill:?}");
+    }
+    server.stop().await;
 }
