@@ -263,20 +263,41 @@ pub struct Posterior {
     sd: f64,
 }
 
-/// Smallest rate a draw or a mean returns: a module is never worth exactly
-/// nothing (the ranking still needs an order).
+/// Scale of the floor under a rate: estimates below it are squeezed
+/// towards zero but keep their order (see [`soft_floor`]).
 const FLOOR: f64 = 0.005;
 
+/// A rate from an estimate that may be zero or negative: positive, at most
+/// 1, the estimate itself above a few [`FLOOR`]s, and increasing
+/// everywhere (`FLOOR · ln(1 + e^(x / FLOOR))`).
+///
+/// Why not a plain clamp at the floor: when every module of a skill teaches
+/// almost nobody (a content gap in a language, `spoc simulate --world bkt
+/// --seed 60`), every estimate fell under the floor, all modules tied, and
+/// per minute the shortest won: a 10-minute near-useless module was served
+/// to one learner 587 times while a 14-minute module that taught three
+/// times as often never was. Kept in order, the weaker ones fall under a
+/// third of the best and stop being served.
+fn soft_floor(x: f64) -> f64 {
+    let x = finite_or(x, 0.0);
+    let rate = if x > 40.0 * FLOOR {
+        x
+    } else {
+        FLOOR * (x / FLOOR).exp().ln_1p()
+    };
+    rate.clamp(f64::MIN_POSITIVE, 1.0)
+}
+
 impl Posterior {
-    /// The estimated learn rate, in [0.005, 1].
+    /// The estimated learn rate, in (0, 1] (see [`soft_floor`]).
     pub fn mean(&self) -> f64 {
-        self.mean.clamp(FLOOR, 1.0)
+        soft_floor(self.mean)
     }
 
     /// The rate at cumulative probability `u` of the (normal) posterior,
-    /// clamped to [0.005, 1]: a posterior draw when `u` is uniform.
+    /// in (0, 1]: a posterior draw when `u` is uniform.
     pub fn sample(&self, u: f64) -> f64 {
-        (self.mean + self.sd * normal_quantile(u)).clamp(FLOOR, 1.0)
+        soft_floor(self.mean + self.sd * normal_quantile(u))
     }
 }
 
@@ -502,6 +523,27 @@ mod tests {
 
     fn rate(e: &ModuleEffect) -> f64 {
         e.posterior(0.15, 0.2, 0.1).mean()
+    }
+
+    /// Two modules that leave learners worse than their level (a content
+    /// gap): both estimates are under the floor, and the one that hurts
+    /// less still ranks higher, by more than the factor of three that
+    /// stops a module being served.
+    #[test]
+    fn estimates_under_the_floor_keep_their_order() {
+        let (mut weak, mut useless) = (ModuleEffect::default(), ModuleEffect::default());
+        for i in 0..300 {
+            // The same level before (1 of 3); after, weak gives one right
+            // answer in three and useless one in four.
+            weak.observe(&evidence((1, 2), 1, 2), 0.95);
+            useless.observe(&evidence((1, 2), u32::from(i % 4 == 0), 1), 0.95);
+        }
+        let (w, u) = (rate(&weak), rate(&useless));
+        assert!(w > 0.0 && u > 0.0, "{w} {u}");
+        assert!(w < FLOOR && u < w / 3.0, "weak {w}, useless {u}");
+        assert!((soft_floor(0.3) - 0.3).abs() < 1e-12, "no change above");
+        assert_eq!(soft_floor(5.0), 1.0);
+        assert!(soft_floor(-10.0) > 0.0);
     }
 
     #[test]
