@@ -75,6 +75,44 @@ async fn wait_for_fit(
     .await
 }
 
+/// Starts a fit with `request` and waits for it to succeed.
+async fn fit_to_success(
+    client: &mut pb::mastery_service_client::MasteryServiceClient<crate::common::AuthChannel>,
+    request: pb::FitModelRequest,
+) -> pb::Model {
+    client.fit_model(request).await.unwrap();
+    let model = wait_for_fit(client).await;
+    assert_eq!(
+        model.fit_state,
+        pb::FitState::Succeeded as i32,
+        "error: {}",
+        model.error
+    );
+    model
+}
+
+/// Enrols learners `l0` .. `l{learners - 1}` and records `attempts`.
+async fn record(channel: AuthChannel, learners: usize, attempts: &[pb::Attempt]) {
+    let mut client = pb::learner_service_client::LearnerServiceClient::new(channel.clone());
+    for l in 0..learners {
+        client
+            .upsert_learner(pb::UpsertLearnerRequest {
+                learner: Some(learner(&format!("l{l}"), "acme")),
+            })
+            .await
+            .unwrap();
+    }
+    let mut mastery = pb::mastery_service_client::MasteryServiceClient::new(channel);
+    for chunk in attempts.chunks(1000) {
+        mastery
+            .record_attempts(pb::RecordAttemptsRequest {
+                attempts: chunk.to_vec(),
+            })
+            .await
+            .unwrap();
+    }
+}
+
 /// A fit on stored attempts recovers the generating parameters roughly,
 /// reports cross-validated metrics, recomputes mastery with the new
 /// parameters, and is loaded again after a restart.
@@ -95,23 +133,7 @@ async fn fit_model_activates_and_survives_restart() {
         err.message()
     );
 
-    let mut learners = server.learners().await;
-    for l in 0..150 {
-        learners
-            .upsert_learner(pb::UpsertLearnerRequest {
-                learner: Some(learner(&format!("l{l}"), "acme")),
-            })
-            .await
-            .unwrap();
-    }
-    for chunk in synthetic_attempts(150).chunks(1000) {
-        mastery
-            .record_attempts(pb::RecordAttemptsRequest {
-                attempts: chunk.to_vec(),
-            })
-            .await
-            .unwrap();
-    }
+    record(server.channel().await, 150, &synthetic_attempts(150)).await;
     let before = p_mastered_l0_a(&mut mastery).await;
 
     let started = mastery
@@ -313,24 +335,8 @@ async fn model_activation_survives_sigkill() {
         .import_catalog(crate::common::skills_a_b())
         .await
         .unwrap();
-    let mut learners = pb::learner_service_client::LearnerServiceClient::new(channel.clone());
-    for l in 0..LEARNERS {
-        learners
-            .upsert_learner(pb::UpsertLearnerRequest {
-                learner: Some(learner(&format!("l{l}"), "acme")),
-            })
-            .await
-            .unwrap();
-    }
+    record(channel.clone(), LEARNERS, &attempts).await;
     let mut mastery = pb::mastery_service_client::MasteryServiceClient::new(channel.clone());
-    for chunk in attempts.chunks(1000) {
-        mastery
-            .record_attempts(pb::RecordAttemptsRequest {
-                attempts: chunk.to_vec(),
-            })
-            .await
-            .unwrap();
-    }
 
     // Kill point 1: the fitted model is in force, its activation running.
     let fit = pb::FitModelRequest {
@@ -375,22 +381,16 @@ async fn model_activation_survives_sigkill() {
     );
 
     // Kill point 2: right after SUCCEEDED (a second fit, another model).
-    mastery
-        .fit_model(pb::FitModelRequest {
+    let model = fit_to_success(
+        &mut mastery,
+        pb::FitModelRequest {
             restarts: 2,
             seed: 2,
             forgets: true,
             ..Default::default()
-        })
-        .await
-        .unwrap();
-    let model = wait_for_fit(&mut mastery).await;
-    assert_eq!(
-        model.fit_state,
-        pb::FitState::Succeeded as i32,
-        "{}",
-        model.error
-    );
+        },
+    )
+    .await;
     assert_ne!(model.model_id, loaded);
     let before = served_mastery(channel.clone(), LEARNERS).await;
     spoc.kill();
@@ -427,38 +427,13 @@ async fn p_mastered_l0_a(
 async fn fit_model_keeps_guess_and_slip_plausible() {
     let server = TestServer::start().await;
     seed(&server).await;
-    let mut learners = server.learners().await;
-    for l in 0..400 {
-        learners
-            .upsert_learner(pb::UpsertLearnerRequest {
-                learner: Some(learner(&format!("l{l}"), "acme")),
-            })
-            .await
-            .unwrap();
-    }
+    record(server.channel().await, 400, &graded_attempts(400)).await;
     let mut mastery = server.mastery().await;
-    for chunk in graded_attempts(400).chunks(1000) {
-        mastery
-            .record_attempts(pb::RecordAttemptsRequest {
-                attempts: chunk.to_vec(),
-            })
-            .await
-            .unwrap();
-    }
-    mastery
-        .fit_model(pb::FitModelRequest {
-            seed: 42,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let model = wait_for_fit(&mut mastery).await;
-    assert_eq!(
-        model.fit_state,
-        pb::FitState::Succeeded as i32,
-        "error: {}",
-        model.error
-    );
+    let request = pb::FitModelRequest {
+        seed: 42,
+        ..Default::default()
+    };
+    let model = fit_to_success(&mut mastery, request).await;
     assert_eq!(model.skills.len(), 2, "{:?}", model.skills);
     for skill in &model.skills {
         assert!(skill.guess <= 0.3 + 1e-9, "{skill:?}");
