@@ -8,6 +8,7 @@ use super::convert;
 use super::pb::{self, mastery_service_server::MasteryService};
 use super::validate as check;
 use crate::clock::now_micros;
+use crate::domain::fit::Bounds;
 use crate::engine::Engine;
 use crate::engine::model::{ActiveModel, FitRequest, FitState};
 use crate::error::Error;
@@ -90,7 +91,10 @@ impl MasteryService for MasteryApi {
             folds,
             restarts,
             seed,
+            max_guess,
+            max_slip,
         } = request.into_inner();
+        let defaults = Bounds::for_mastery();
         self.engine.start_fit(FitRequest {
             folds: count_or_five("folds", folds, 20)?,
             restarts: count_or_five("restarts", restarts, 50)?,
@@ -98,6 +102,8 @@ impl MasteryService for MasteryApi {
             multilearn,
             multigs,
             seed,
+            max_guess: bound_or("max_guess", max_guess, defaults.guess.1)?,
+            max_slip: bound_or("max_slip", max_slip, defaults.slip.1)?,
         })?;
         let (active, state) = self.engine.model();
         Ok(Response::new(model_message(active, state)))
@@ -156,6 +162,20 @@ fn model_message(active: ActiveModel, state: FitState) -> pb::Model {
 }
 
 /// A count the caller may leave at 0 for the default of 5, at most `max`.
+/// An upper bound of guess or slip: `default` when absent, else in
+/// (0, 0.5) (at 0.5 and above a right answer stops being evidence of
+/// knowing).
+fn bound_or(field: &str, value: Option<f64>, default: f64) -> Result<f64, Error> {
+    match value {
+        None => Ok(default),
+        Some(v) if v > 0.0 && v < 0.5 => Ok(v),
+        Some(v) => Err(Error::invalid(
+            field,
+            format!("must be above 0 and below 0.5, got {v}"),
+        )),
+    }
+}
+
 fn count_or_five(field: &str, value: i32, max: i32) -> Result<usize, Error> {
     match value {
         0 => Ok(5),

@@ -46,6 +46,14 @@ pub struct FitArgs {
     /// Seed of the restarts and folds.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Upper bound of every fitted guess, below 0.5 (the service's 0.3
+    /// when absent; raise it for true/false items).
+    #[arg(long)]
+    pub max_guess: Option<f64>,
+    /// Upper bound of every fitted slip, below 0.5 (the service's 0.1
+    /// when absent).
+    #[arg(long)]
+    pub max_slip: Option<f64>,
     /// Start the fit and return at once, without waiting.
     #[arg(long)]
     pub no_wait: bool,
@@ -84,6 +92,8 @@ fn fit(args: FitArgs) -> Result<(), BoxError> {
         folds: args.folds,
         restarts: args.restarts,
         seed: args.seed,
+        max_guess: args.max_guess,
+        max_slip: args.max_slip,
     };
     let (client, no_wait) = (args.client.clone(), args.no_wait);
     let model = runtime()?.block_on(async move {

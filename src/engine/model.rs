@@ -37,7 +37,7 @@ const RECOMPUTE_GROUP: usize = 128;
 const RECOMPUTE_THREADS: usize = 2;
 
 /// What a caller asks of a fit (pyBKT's variants and EM settings).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FitRequest {
     /// Fit P(F).
     pub forgets: bool,
@@ -52,6 +52,10 @@ pub struct FitRequest {
     pub restarts: usize,
     /// Seed of the restarts and the fold split.
     pub seed: u64,
+    /// Upper bound of every fitted guess (see [`Bounds::for_mastery`]).
+    pub max_guess: f64,
+    /// Upper bound of every fitted slip.
+    pub max_slip: f64,
 }
 
 /// State of the last fit job.
@@ -170,7 +174,9 @@ impl Engine {
             multigs: request.multigs,
             multiprior: false,
         };
-        let options = FitOptions::for_mastery(variants, request.restarts, request.seed);
+        let mut options = FitOptions::for_mastery(variants, request.restarts, request.seed);
+        options.bounds.guess.1 = request.max_guess;
+        options.bounds.slip.1 = request.max_slip;
         let fitted = build_model(&dataset, &options, request.folds, request.seed)
             .map_err(|e| Error::FailedPrecondition(format!("fit failed: {e}")))?;
         let id = self.store.save_model(&fitted, now_micros() / 1000)?;

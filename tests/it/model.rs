@@ -232,7 +232,26 @@ async fn fit_options_are_validated() {
             },
             "multigs",
         ),
-    ] {
+    ]
+    .into_iter()
+    .chain([0.5, 0.0, -0.1, f64::NAN].into_iter().flat_map(|bad| {
+        [
+            (
+                pb::FitModelRequest {
+                    max_guess: Some(bad),
+                    ..Default::default()
+                },
+                "max_guess",
+            ),
+            (
+                pb::FitModelRequest {
+                    max_slip: Some(bad),
+                    ..Default::default()
+                },
+                "max_slip",
+            ),
+        ]
+    })) {
         let err = mastery.fit_model(request).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
         assert!(err.message().contains(field), "{}", err.message());
@@ -422,7 +441,7 @@ async fn p_mastered_l0_a(
 
 /// FitModel's parameters decide mastery, so it fits within the
 /// plausibility bounds (guess at most 0.3, slip at most 0.1) even where
-/// the data pull the guess up.
+/// the data pull the guess up; a caller may raise them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fit_model_keeps_guess_and_slip_plausible() {
     let server = TestServer::start().await;
@@ -438,6 +457,23 @@ async fn fit_model_keeps_guess_and_slip_plausible() {
     for skill in &model.skills {
         assert!(skill.guess <= 0.3 + 1e-9, "{skill:?}");
         assert!(skill.slip <= 0.1 + 1e-9, "{skill:?}");
+    }
+    // A caller whose items are true/false raises the bounds.
+    let request = pb::FitModelRequest {
+        seed: 42,
+        max_guess: Some(0.49),
+        max_slip: Some(0.3),
+        ..Default::default()
+    };
+    let model = fit_to_success(&mut mastery, request).await;
+    assert!(
+        model.skills.iter().any(|s| s.guess > 0.3),
+        "{:?}",
+        model.skills
+    );
+    for skill in &model.skills {
+        assert!(skill.guess <= 0.49 + 1e-9, "{skill:?}");
+        assert!(skill.slip <= 0.3 + 1e-9, "{skill:?}");
     }
     server.stop().await;
 }
