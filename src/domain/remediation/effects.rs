@@ -54,7 +54,7 @@ pub const PRIOR_STRENGTH: f64 = 2.0;
 /// better than the whole fitted rate on every figure of every set, and
 /// than the skill's rate alone (the fit ignored) on most. Checked again
 /// once the simulator ran the engine's whole fit (irt and bkt, seeds
-/// 42-51): halfway still as good as or better than 0 and 1 on most figures.
+/// 42-51): halfway still best on minutes, near-useless and useful share.
 pub const FITTED_RATE_WEIGHT: f64 = 0.5;
 
 /// The prior learn rate of a module on a skill of learn rate
