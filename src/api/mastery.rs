@@ -161,7 +161,6 @@ fn model_message(active: ActiveModel, state: FitState) -> pb::Model {
     message
 }
 
-/// A count the caller may leave at 0 for the default of 5, at most `max`.
 /// An upper bound of guess or slip: `default` when absent, else in
 /// (0, 0.5) (at 0.5 and above a right answer stops being evidence of
 /// knowing).
@@ -176,6 +175,7 @@ fn bound_or(field: &str, value: Option<f64>, default: f64) -> Result<f64, Error>
     }
 }
 
+/// A count the caller may leave at 0 for the default of 5, at most `max`.
 fn count_or_five(field: &str, value: i32, max: i32) -> Result<usize, Error> {
     match value {
         0 => Ok(5),

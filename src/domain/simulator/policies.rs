@@ -2,8 +2,8 @@
 //!
 //! * **adaptive**: the production policy,
 //!   [`crate::domain::remediation::recommend`], asked for one
-//!   recommendation, with what production has (the fitted per-module learn
-//!   rates, see [`super::population`]).
+//!   recommendation, with what production has (the engine's fit: per-skill
+//!   parameters and per-module learn rates, see [`super::population`]).
 //! * **every_module**: what a typical course does. Skills in topological
 //!   order of the prerequisite graph (ties by id), and for each skill every
 //!   module in the learner's language, in catalog order, once. When the
@@ -30,6 +30,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::SimOptions;
+use super::population::Fitted;
 use super::world::World;
 use crate::domain::bkt::BktParams;
 use crate::domain::remediation::effects::Effects;
@@ -101,12 +102,10 @@ pub struct View<'a> {
     pub history: &'a [ModuleOutcome],
     /// Options of the run (threshold, policy constants).
     pub options: &'a SimOptions,
-    /// Per-module learn rates fitted on the learners served before (see
-    /// [`super::population`]); empty for the first cohort.
-    pub rates: &'a BTreeMap<String, f64>,
-    /// The engine's BKT parameters per skill id from the same fit; empty
-    /// before it (the defaults).
-    pub params: &'a BTreeMap<String, BktParams>,
+    /// The engine's fit of the learners served before (see
+    /// [`super::population`]): per-skill parameters and per-module rates,
+    /// empty for the first cohort (the defaults).
+    pub fitted: &'a Fitted,
     /// What modules did for the learners served before (adaptive only).
     pub effects: &'a Effects,
     /// Seed of the adaptive policy's draws for this request.
@@ -139,8 +138,8 @@ impl View<'_> {
             mastery: self.mastery,
             threshold: self.options.threshold,
             default_params: BktParams::default(),
-            skill_params: self.params,
-            module_learn_rates: self.rates,
+            skill_params: &self.fitted.params,
+            module_learn_rates: &self.fitted.rates,
             effects: self.effects,
             evidence: self.lms.evidence,
             language: self.language,

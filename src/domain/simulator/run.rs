@@ -402,8 +402,7 @@ pub fn run_learner(
             mastery: &session.mastery.p,
             history: &session.history[start..],
             options,
-            rates: &fitted.rates,
-            params: &fitted.params,
+            fitted,
             effects,
             seed: (index as u64) << 24
                 ^ u64::from(out.recommendations) << 8
