@@ -258,8 +258,9 @@ impl Engine {
         items: bool,
     ) -> Result<BTreeMap<String, SkillEvidence>> {
         let mut out = BTreeMap::new();
-        for skill in skills {
-            let observations = self.store.observations(learner, skill)?;
+        let skills: Vec<&str> = skills.into_iter().collect();
+        let all = self.store.observations_of_skills(learner, &skills)?;
+        for (skill, observations) in skills.into_iter().zip(all) {
             if observations.is_empty() {
                 continue;
             }

@@ -278,14 +278,40 @@ impl AttemptTrees {
 
     /// The stored observations of a (learner, skill), unsorted.
     pub fn observations(&self, learner: &str, skill: &str) -> Result<Vec<(Position, Observation)>> {
-        let Some(skill) = self.ids.get(Kind::Skill, skill) else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
+        Ok(self.observations_of_skills(learner, &[skill])?.remove(0))
+    }
+
+    /// The stored observations of a learner on each of `skills` (one list
+    /// per skill, in the order given, each unsorted): one read of the
+    /// learner's blocks for all of them, where a read per skill decodes
+    /// every block again.
+    pub fn observations_of_skills(
+        &self,
+        learner: &str,
+        skills: &[&str],
+    ) -> Result<Vec<Vec<(Position, Observation)>>> {
+        let numbers: Vec<Option<u32>> = skills
+            .iter()
+            .map(|s| self.ids.get(Kind::Skill, s))
+            .collect();
+        let mut out = vec![Vec::new(); skills.len()];
+        if numbers.iter().all(Option::is_none) {
+            return Ok(out);
+        }
         for (_, packed) in self.learner_blocks(learner)? {
             for p in packed {
-                if p.skills.contains(&skill) {
-                    out.push(observation(p));
+                let wanted: Vec<usize> = numbers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| n.is_some_and(|n| p.skills.contains(&n)))
+                    .map(|(i, _)| i)
+                    .collect();
+                if let Some((&last, rest)) = wanted.split_last() {
+                    let row = observation(p);
+                    for &i in rest {
+                        out[i].push(row.clone());
+                    }
+                    out[last].push(row);
                 }
             }
         }
@@ -712,6 +738,46 @@ mod tests {
                 + trees.learner_attempts("l2").unwrap().len(),
             all.len()
         );
+    }
+
+    /// One read for several skills gives, per skill in the order asked,
+    /// what a read of that skill alone gives: an attempt testing two of
+    /// them is in both lists, a skill never seen has none.
+    #[test]
+    fn observations_of_several_skills_match_one_read_per_skill() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let trees = AttemptTrees::open(&db, dir.path(), 0).unwrap();
+        let all: Vec<Attempt> = (0..120)
+            .map(|i| {
+                let mut a = attempt(&format!("att-{i:05}"), ["l1", "l2"][i % 2], i as i64, "a");
+                a.skill_ids = match i % 3 {
+                    0 => vec!["a".into()],
+                    1 => vec!["a".into(), "b".into()],
+                    _ => vec!["b".into(), "c".into()],
+                };
+                a
+            })
+            .collect();
+        trees.intern(&all).unwrap();
+        for chunk in all.chunks(25) {
+            trees
+                .append(&chunk.iter().collect::<Vec<_>>(), false)
+                .unwrap();
+        }
+        let asked = ["b", "never", "a", "c"];
+        let together = trees.observations_of_skills("l1", &asked).unwrap();
+        assert_eq!(together.len(), asked.len());
+        for (skill, rows) in asked.iter().zip(&together) {
+            let expected = all
+                .iter()
+                .filter(|a| a.learner_id == "l1" && a.skill_ids.iter().any(|s| s == skill))
+                .count();
+            assert_eq!(rows.len(), expected, "skill {skill}");
+            assert_eq!(rows, &trees.observations("l1", skill).unwrap());
+        }
+        assert!(together[1].is_empty());
+        assert!(together[0].len() > 20 && together[2].len() > 20);
     }
 
     /// The last block is found from the remembered hint, and a stale hint

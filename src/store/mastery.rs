@@ -38,14 +38,30 @@ impl Store {
 
     /// Every stored observation of one (learner, skill), in time order.
     pub fn observations(&self, learner: &str, skill: &str) -> Result<Vec<(Position, Observation)>> {
-        let waiting = self.behind.observations_of(learner, skill);
-        let mut rows: BTreeMap<Position, Observation> = self
-            .ingested
-            .observations(learner, skill)?
-            .into_iter()
+        Ok(self.observations_of_skills(learner, &[skill])?.remove(0))
+    }
+
+    /// [`Store::observations`] of each of `skills`, in the order given: one
+    /// read of the learner's attempts for all of them.
+    pub fn observations_of_skills(
+        &self,
+        learner: &str,
+        skills: &[&str],
+    ) -> Result<Vec<Vec<(Position, Observation)>>> {
+        let waiting: Vec<_> = skills
+            .iter()
+            .map(|skill| self.behind.observations_of(learner, skill))
             .collect();
-        rows.extend(waiting);
-        Ok(rows.into_iter().collect())
+        let stored = self.ingested.observations_of_skills(learner, skills)?;
+        Ok(stored
+            .into_iter()
+            .zip(waiting)
+            .map(|(stored, waiting)| {
+                let mut rows: BTreeMap<Position, Observation> = stored.into_iter().collect();
+                rows.extend(waiting);
+                rows.into_iter().collect()
+            })
+            .collect())
     }
 
     /// Every stored observation of a learner by skill, each in time order:
