@@ -385,7 +385,7 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
 
     // Checks first: a review or a doubtful skill is asked about when the
     // bank has items on it; the rest is taught.
-    let (mut out, checked) = checks(input, &beliefs, &candidates, &records);
+    let (checks, checked) = checks(input, &beliefs, &candidates, &records);
     let scored = score_modules(input, &beliefs, &candidates, &records, &checked);
     // Deep prerequisites only when no ready program skill can be taught.
     let any_ready = scored
@@ -406,14 +406,31 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
             .then(b.score.total_cmp(&a.score))
             .then(a.module.id.cmp(&b.module.id))
     });
-    for m in &modules {
-        let cand = &candidates[m.primary];
-        out.push(module_recommendation(&beliefs, m, cand, &records));
-    }
     // Bands first (reviews, program skills, deep), checks before modules
-    // within a band: the sort is stable.
-    out.sort_by_key(|r| r.target);
-    out.truncate(input.count);
+    // within a band (the sort is stable). Only the modules kept are
+    // explained: formatting every candidate's reason took a tenth of a
+    // call (`cargo bench --bench recommend`, profiled).
+    let mut order: Vec<(Target, usize)> = checks
+        .iter()
+        .map(|r| r.target)
+        .chain(modules.iter().map(|m| m.target))
+        .enumerate()
+        .map(|(i, target)| (target, i))
+        .collect();
+    order.sort_by_key(|(target, _)| *target);
+    order.truncate(input.count);
+    let mut checks: Vec<Option<Recommendation>> = checks.into_iter().map(Some).collect();
+    let mut out: Vec<Recommendation> = Vec::with_capacity(order.len());
+    for (_, i) in order {
+        match checks.get_mut(i) {
+            Some(check) => out.extend(check.take()),
+            None => {
+                let m = &modules[i - checks.len()];
+                let cand = &candidates[m.primary];
+                out.push(module_recommendation(&beliefs, m, cand, &records));
+            }
+        }
+    }
 
     let status = if out.is_empty() {
         Status::NoContent
