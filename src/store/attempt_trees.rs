@@ -276,11 +276,6 @@ impl AttemptTrees {
         Ok(out)
     }
 
-    /// The stored observations of a (learner, skill), unsorted.
-    pub fn observations(&self, learner: &str, skill: &str) -> Result<Vec<(Position, Observation)>> {
-        Ok(self.observations_of_skills(learner, &[skill])?.remove(0))
-    }
-
     /// The stored observations of a learner on each of `skills` (one list
     /// per skill, in the order given, each unsorted): one read of the
     /// learner's blocks for all of them, where a read per skill decodes
@@ -696,13 +691,20 @@ mod tests {
         }
     }
 
+    /// Attempt trees over a new sled in a temporary folder (kept alive by
+    /// the returned guard).
+    fn open_trees() -> (tempfile::TempDir, AttemptTrees) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let trees = AttemptTrees::open(&db, dir.path(), 0).unwrap();
+        (dir, trees)
+    }
+
     /// Blocks roll over past their size, every attempt is found by id and
     /// by (learner, skill), and appending again adds nothing.
     #[test]
     fn appends_roll_over_stay_findable_and_are_idempotent() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let trees = AttemptTrees::open(&db, dir.path(), 0).unwrap();
+        let (_dir, trees) = open_trees();
         let all: Vec<Attempt> = (0..300)
             .map(|i| {
                 attempt(
@@ -728,7 +730,8 @@ mod tests {
             .iter()
             .filter(|a| a.learner_id == "l1" && a.skill_ids[0] == "a")
             .count();
-        assert_eq!(trees.observations("l1", "a").unwrap().len(), l1_a);
+        let l1 = trees.observations_of_skills("l1", &["a"]).unwrap();
+        assert_eq!(l1[0].len(), l1_a);
         // A failed apply's rows applied again: nothing doubles.
         trees.append(&all.iter().collect::<Vec<_>>(), true).unwrap();
         let last = all.last().unwrap();
@@ -745,9 +748,7 @@ mod tests {
     /// them is in both lists, a skill never seen has none.
     #[test]
     fn observations_of_several_skills_match_one_read_per_skill() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let trees = AttemptTrees::open(&db, dir.path(), 0).unwrap();
+        let (_dir, trees) = open_trees();
         let all: Vec<Attempt> = (0..120)
             .map(|i| {
                 let mut a = attempt(&format!("att-{i:05}"), ["l1", "l2"][i % 2], i as i64, "a");
@@ -774,7 +775,8 @@ mod tests {
                 .filter(|a| a.learner_id == "l1" && a.skill_ids.iter().any(|s| s == skill))
                 .count();
             assert_eq!(rows.len(), expected, "skill {skill}");
-            assert_eq!(rows, &trees.observations("l1", skill).unwrap());
+            let alone = trees.observations_of_skills("l1", &[skill]).unwrap();
+            assert_eq!(rows, &alone[0]);
         }
         assert!(together[1].is_empty());
         assert!(together[0].len() > 20 && together[2].len() > 20);
@@ -785,9 +787,7 @@ mod tests {
     /// back to the whole prefix: appends keep going to the real last block.
     #[test]
     fn a_stale_last_block_hint_never_misplaces_an_append() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let trees = AttemptTrees::open(&db, dir.path(), 0).unwrap();
+        let (_dir, trees) = open_trees();
         let all: Vec<Attempt> = (0..400)
             .map(|i| attempt(&format!("att-{i:05}"), "l1", i as i64 * 7, "a"))
             .collect();
@@ -852,9 +852,7 @@ mod tests {
     /// once, and a visitor's error ends the scan (no hang).
     #[test]
     fn the_read_ahead_scan_visits_all_and_stops_with_the_visitor() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let trees = AttemptTrees::open(&db, dir.path(), 0).unwrap();
+        let (_dir, trees) = open_trees();
         let learners = 12;
         let all: Vec<Attempt> = (0..READ_AHEAD + 900)
             .map(|i| {
