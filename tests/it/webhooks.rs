@@ -988,7 +988,11 @@ async fn a_receiver_down_for_a_while_gets_every_event_afterwards() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_past_the_retry_window_become_dead_letters() {
     let receiver = Receiver::start(500).await;
-    let server = Hooked::start(local_options(fast_retries(Duration::from_millis(800)))).await;
+    // Two seconds: every message must fail at least twice before the
+    // window closes, also when a loaded machine delays its first attempt
+    // or the failing receiver holds its siblings back (800 ms was flaky
+    // under load).
+    let server = Hooked::start(local_options(fast_retries(Duration::from_secs(2)))).await;
     world(server.channel(&server.admin_key).await, &["excel"], 3).await;
     let mut client = server.alerts().await;
     let sub = client
