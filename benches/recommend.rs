@@ -220,6 +220,8 @@ async fn main() {
     let (mut diagnostic, mut modules) = (0usize, 0usize);
     let mut rounds: Vec<f64> = Vec::new();
     for _ in 0..3 {
+        // The counts of the last round are printed.
+        (diagnostic, modules) = (0, 0);
         let t0 = Instant::now();
         for i in 0..n {
             let req = request(i);

@@ -294,20 +294,23 @@ impl AttemptTrees {
             return Ok(out);
         }
         for (_, packed) in self.learner_blocks(learner)? {
-            for p in packed {
-                let wanted: Vec<usize> = numbers
+            for mut p in packed {
+                let skills = std::mem::take(&mut p.skills);
+                let mut wanted = numbers
                     .iter()
                     .enumerate()
-                    .filter(|(_, n)| n.is_some_and(|n| p.skills.contains(&n)))
-                    .map(|(i, _)| i)
-                    .collect();
-                if let Some((&last, rest)) = wanted.split_last() {
-                    let row = observation(p);
-                    for &i in rest {
-                        out[i].push(row.clone());
-                    }
-                    out[last].push(row);
+                    .filter(|(_, n)| n.is_some_and(|n| skills.contains(&n)))
+                    .map(|(i, _)| i);
+                let Some(mut at) = wanted.next() else {
+                    continue;
+                };
+                // A copy for every list but the last, which takes the row.
+                let row = observation(p);
+                for next in wanted {
+                    out[at].push(row.clone());
+                    at = next;
                 }
+                out[at].push(row);
             }
         }
         Ok(out)
