@@ -8,10 +8,26 @@ use crate::domain::catalog::{Module, Skill};
 use crate::domain::learner::{CohortRules, Learner, Program};
 use crate::store::Store;
 
-/// An engine on `dir` with the default parameters.
+/// An engine on `dir` with the default parameters. A test that reopens
+/// `dir` after dropping an engine may find sled's lock still held for a
+/// moment (the dropped engine's threads let go of the store as they
+/// stop): the open waits for it, a few seconds at most.
 pub(crate) fn engine(dir: &Path) -> Engine {
+    let started = std::time::Instant::now();
+    let store = loop {
+        match Store::open(dir) {
+            Ok(store) => break store,
+            Err(err)
+                if err.to_string().contains("could not acquire lock")
+                    && started.elapsed() < std::time::Duration::from_secs(10) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(err) => panic!("cannot open the store: {err}"),
+        }
+    };
     Engine::new(
-        Store::open(dir).unwrap(),
+        store,
         EngineConfig {
             mastery_threshold: 0.95,
             params: ParamSet::load(None).unwrap(),
