@@ -48,10 +48,7 @@ impl Store {
         learner: &str,
         skills: &[&str],
     ) -> Result<Vec<Vec<(Position, Observation)>>> {
-        let waiting: Vec<_> = skills
-            .iter()
-            .map(|skill| self.behind.observations_of(learner, skill))
-            .collect();
+        let waiting = self.behind.observations_of(learner, skills);
         let stored = self.ingested.observations_of_skills(learner, skills)?;
         Ok(stored
             .into_iter()

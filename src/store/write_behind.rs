@@ -75,12 +75,20 @@ impl Rows {
         self.mastery.extend(newer.mastery);
     }
 
-    /// The observations of (learner, skill) among these rows.
-    fn observations(&self, learner: &str, skill: &str, out: &mut Vec<(Position, Observation)>) {
+    /// The observations of a learner on each of `skills` among these rows,
+    /// added to the list of that skill in `out` (same order as `skills`).
+    fn observations(
+        &self,
+        learner: &str,
+        skills: &[&str],
+        out: &mut [Vec<(Position, Observation)>],
+    ) {
         for id in self.by_learner.get(learner).into_iter().flatten() {
             if let Some(a) = self.attempts.get(id) {
-                if a.skill_ids.iter().any(|s| s == skill) {
-                    out.push((a.position(), a.observation()));
+                for (skill, list) in skills.iter().zip(out.iter_mut()) {
+                    if a.skill_ids.iter().any(|s| s == skill) {
+                        list.push((a.position(), a.observation()));
+                    }
                 }
             }
         }
@@ -198,17 +206,18 @@ impl WriteBehind {
             .cloned()
     }
 
-    /// Waiting observations of (learner, skill), unsorted. Read these
-    /// *before* sled: a row that leaves memory meanwhile is in sled by then.
+    /// Waiting observations of a learner on each of `skills` (one list per
+    /// skill, in the order given, each unsorted). Read these *before* sled:
+    /// a row that leaves memory meanwhile is in sled by then.
     pub(crate) fn observations_of(
         &self,
         learner: &str,
-        skill: &str,
-    ) -> Vec<(Position, Observation)> {
+        skills: &[&str],
+    ) -> Vec<Vec<(Position, Observation)>> {
         let rows = self.rows.read();
-        let mut out = Vec::new();
-        rows.applying.observations(learner, skill, &mut out);
-        rows.current.observations(learner, skill, &mut out);
+        let mut out = vec![Vec::new(); skills.len()];
+        rows.applying.observations(learner, skills, &mut out);
+        rows.current.observations(learner, skills, &mut out);
         out
     }
 
