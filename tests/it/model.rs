@@ -102,15 +102,7 @@ async fn record(channel: AuthChannel, learners: usize, attempts: &[pb::Attempt])
             .await
             .unwrap();
     }
-    let mut mastery = pb::mastery_service_client::MasteryServiceClient::new(channel);
-    for chunk in attempts.chunks(1000) {
-        mastery
-            .record_attempts(pb::RecordAttemptsRequest {
-                attempts: chunk.to_vec(),
-            })
-            .await
-            .unwrap();
-    }
+    record_in_batches(channel, attempts).await;
 }
 
 /// A fit on stored attempts recovers the generating parameters roughly,

@@ -314,15 +314,7 @@ async fn fail(channel: AuthChannel, learners: &[String], from: usize, n: usize) 
                 .map(move |k| attempt(&format!("{l}-{k}"), l, &["a"], false, t0() + k as i64))
         })
         .collect();
-    let mut client = pb::mastery_service_client::MasteryServiceClient::new(channel);
-    for batch in attempts.chunks(1000) {
-        client
-            .record_attempts(pb::RecordAttemptsRequest {
-                attempts: batch.to_vec(),
-            })
-            .await
-            .expect("record attempts");
-    }
+    record_in_batches(channel, &attempts).await;
 }
 
 /// The blocking-point alerts, once `expected` of them exist.

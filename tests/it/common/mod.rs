@@ -461,6 +461,20 @@ pub async fn mastery_of(
         .into_inner()
 }
 
+/// Records `attempts` through RecordAttempts in batches of 1,000, the
+/// largest a request takes (the calls must succeed).
+pub async fn record_in_batches(channel: AuthChannel, attempts: &[pb::Attempt]) {
+    let mut client = pb::mastery_service_client::MasteryServiceClient::new(channel);
+    for batch in attempts.chunks(1000) {
+        client
+            .record_attempts(pb::RecordAttemptsRequest {
+                attempts: batch.to_vec(),
+            })
+            .await
+            .expect("record attempts");
+    }
+}
+
 /// Upserts `learner` through `client` and enrols it in `program`, now
 /// (the calls must succeed).
 pub async fn add_enrolled(
