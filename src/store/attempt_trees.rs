@@ -703,6 +703,16 @@ mod tests {
         (dir, trees)
     }
 
+    /// Appends `attempts` (interned already) `batch` at a time, as
+    /// ingestion does.
+    fn append_in_batches(trees: &AttemptTrees, attempts: &[Attempt], batch: usize) {
+        for chunk in attempts.chunks(batch) {
+            trees
+                .append(&chunk.iter().collect::<Vec<_>>(), false)
+                .unwrap();
+        }
+    }
+
     /// Blocks roll over past their size, every attempt is found by id and
     /// by (learner, skill), and appending again adds nothing.
     #[test]
@@ -719,11 +729,7 @@ mod tests {
             })
             .collect();
         trees.intern(&all).unwrap();
-        for chunk in all.chunks(40) {
-            trees
-                .append(&chunk.iter().collect::<Vec<_>>(), false)
-                .unwrap();
-        }
+        append_in_batches(&trees, &all, 40);
         assert!(trees.learner_blocks("l1").unwrap().len() > 1, "rolled over");
         for a in all.iter().step_by(13) {
             assert_eq!(trees.find(&a.attempt_id).unwrap().as_ref(), Some(a));
@@ -764,11 +770,7 @@ mod tests {
             })
             .collect();
         trees.intern(&all).unwrap();
-        for chunk in all.chunks(25) {
-            trees
-                .append(&chunk.iter().collect::<Vec<_>>(), false)
-                .unwrap();
-        }
+        append_in_batches(&trees, &all, 25);
         let asked = ["b", "never", "a", "c"];
         let together = trees.observations_of_skills("l1", &asked).unwrap();
         assert_eq!(together.len(), asked.len());
@@ -795,11 +797,7 @@ mod tests {
             .map(|i| attempt(&format!("att-{i:05}"), "l1", i as i64 * 7, "a"))
             .collect();
         trees.intern(&all).unwrap();
-        for chunk in all[..300].chunks(30) {
-            trees
-                .append(&chunk.iter().collect::<Vec<_>>(), false)
-                .unwrap();
-        }
+        append_in_batches(&trees, &all[..300], 30);
         let numbers = |t: &AttemptTrees| -> Vec<u32> {
             t.blocks
                 .scan_prefix(block_prefix("l1"))
