@@ -450,3 +450,86 @@ async fn certification_asks_diagnostic_items_then_certifies() {
     );
     assert!(done.recommendations.is_empty());
 }
+
+/// A skill one right answer short of the threshold, whose parameters are
+/// its own (here from a parameter file, as after FitModel), is confirmed
+/// with two items of the bank rather than taught again; with the default
+/// parameters the same answers get a module.
+#[tokio::test]
+async fn a_calibrated_skill_one_answer_short_is_asked_not_taught() {
+    let mut params = spoc_engine::engine::params::ParamSet::load(None).expect("shipped params");
+    let calibrated = spoc_engine::domain::bkt::BktParams {
+        guess: 0.15,
+        slip: 0.1,
+        ..params.default
+    };
+    params.skills.insert("a".into(), calibrated);
+    for (server, calibrated) in [
+        (TestServer::start().await, false),
+        (TestServer::start_with_params(params).await, true),
+    ] {
+        seed_enrolled(&server).await;
+        let items: Vec<pb::Item> = (0..4)
+            .map(|k| pb::Item {
+                id: format!("a-q{k}"),
+                skill_ids: vec!["a".into()],
+                ..Default::default()
+            })
+            .collect();
+        server
+            .catalog()
+            .await
+            .upsert_items(pb::UpsertItemsRequest { items })
+            .await
+            .expect("upsert items");
+        // Two right answers: P(a) 0.93 with guess 0.15 (0.89 with the
+        // defaults), one right answer from 0.95 either way.
+        let answers = (0..2)
+            .map(|i| attempt(&format!("a{i}"), "alice", &["a"], true, t0() + i))
+            .collect();
+        server
+            .mastery()
+            .await
+            .record_attempts(pb::RecordAttemptsRequest { attempts: answers })
+            .await
+            .expect("record answers");
+        let answer = server
+            .remediation()
+            .await
+            .recommend_next(recommend("alice", "excel", 1))
+            .await
+            .unwrap()
+            .into_inner();
+        let first = &answer.recommendations[0];
+        assert_eq!(first.skill_id, "a", "{answer:?}");
+        assert!(
+            first.p_mastered > 0.85 && first.p_mastered < 0.95,
+            "{first:?}"
+        );
+        if calibrated {
+            assert_eq!(
+                first.kind,
+                pb::RecommendationKind::Diagnostic as i32,
+                "{first:?}"
+            );
+            assert_eq!(first.item_ids.len(), 2, "{first:?}");
+            assert!(first.item_ids.iter().all(|i| i.starts_with("a-q")));
+            assert!(first.module_id.is_empty());
+            assert!(
+                first
+                    .reason
+                    .contains("right answers would show it mastered"),
+                "{}",
+                first.reason
+            );
+        } else {
+            assert_eq!(
+                first.kind,
+                pb::RecommendationKind::Module as i32,
+                "{first:?}"
+            );
+            assert_eq!(first.module_id, "m-a");
+        }
+        server.stop().await;
+    }
+}

@@ -256,9 +256,11 @@ pub(super) fn explain_diagnostic(
             quoted(skills, skill),
             quoted(skills, q)
         ),
+        // Not a doubt: a calibrated skill one right answer short.
         _ => format!(
-            "checking skill {} (at {p}) with a few questions",
-            quoted(skills, skill)
+            "checking skill {} (at {p}, mastered from {}) with a few questions: right answers would show it mastered, in less time than a module",
+            quoted(skills, skill),
+            input.threshold
         ),
     }
 }

@@ -41,10 +41,13 @@
 //!    [`PolicyConfig::review_after_failures`] modules on a skill without
 //!    progress (no new high of its P(mastered): with noisy answers P goes
 //!    up and down while the skill stays put), its weakest prerequisite is
-//!    suspect (three lucky guesses block learning for good). Both are checked with diagnostic items from the
-//!    catalog's item bank (a [`Kind::Diagnostic`] recommendation with the
-//!    item ids and their minutes), not with whole modules; without items in
-//!    the bank a module does the check.
+//!    suspect (three lucky guesses block learning for good). And a skill
+//!    whose own (fitted or configured) parameters say one right answer
+//!    would carry it to the threshold is confirmed rather than taught again
+//!    ([`PolicyConfig::confirm_items`]). All are checked with diagnostic
+//!    items from the catalog's item bank (a [`Kind::Diagnostic`]
+//!    recommendation with the item ids and their minutes), not with whole
+//!    modules; without items in the bank a module does the check.
 //! 6. **Certify only what is known.** [`Status::AllMastered`] means every
 //!    program skill is mastered, each on at least
 //!    [`PolicyConfig::certify_items`] answers on distinct items since its
@@ -119,6 +122,12 @@ pub struct PolicyConfig {
     pub certify_items: u32,
     /// Items asked by one diagnostic recommendation (at most).
     pub diagnostic_items: u32,
+    /// Items asked, instead of a module, on a skill one right answer short
+    /// of the threshold whose parameters were calibrated (see
+    /// [`near_threshold`]); `0` always teaches. Two, not one: a learner who
+    /// guesses at 0.3 passes one item by luck a third of the time, two
+    /// less than a tenth.
+    pub confirm_items: u32,
     /// Learner minutes one diagnostic item takes.
     pub item_minutes: f64,
     /// Minutes added to every module's duration for the check after it
@@ -145,6 +154,7 @@ impl Default for PolicyConfig {
             review_after_failures: 3,
             certify_items: 3,
             diagnostic_items: 3,
+            confirm_items: 2,
             item_minutes: 1.0,
             check_minutes: 3.0,
             explore: true,
@@ -495,16 +505,43 @@ fn checks<'a>(
     for (&s, cand) in candidates {
         let doubt = (cand.target == Target::PrerequisiteReview && !cand.reteach)
             || beliefs.doubtful.contains_key(s);
-        if !doubt {
+        let count = if doubt {
+            input.config.diagnostic_items
+        } else if cand.target != Target::PrerequisiteReview && near_threshold(beliefs, s) {
+            input.config.confirm_items
+        } else {
             continue;
-        }
-        if let Some(items) = diagnostic_items(input, s, input.config.diagnostic_items) {
+        };
+        if let Some(items) = diagnostic_items(input, s, count) {
             let reason = explain_diagnostic(beliefs, records, s, cand);
             out.push(diagnostic(input, beliefs, s, cand.target, items, reason));
             checked.insert(s);
         }
     }
     (out, checked)
+}
+
+/// Whether `skill` is below the threshold by less than one right answer
+/// moves it, and its parameters are its own (fitted or configured), not the
+/// defaults: then a couple of items settle it for a minute each where a
+/// module costs tens. A learner just taught who slipped once in the quiz
+/// after the module, or placement answers one short, was otherwise sent a
+/// module on a skill already known (`spoc simulate`, bkt world: one module
+/// in fourteen, at P 0.85–0.95). Only calibrated skills: with the defaults'
+/// guess of 0.2 on items that learners guess right more often (the irt
+/// world: 0.36), the right answers were lucky often enough to send learners
+/// on with a half-known skill, and every figure got worse.
+fn near_threshold(beliefs: &Beliefs<'_>, skill: &str) -> bool {
+    let input = beliefs.input;
+    let Some(params) = input.skill_params.get(skill) else {
+        return false;
+    };
+    let p = beliefs.p(skill);
+    if !(p > 0.0 && p < input.threshold) {
+        return false;
+    }
+    let per_right = ((1.0 - params.slip) / params.guess.max(0.01)).ln();
+    (p / (1.0 - p)).ln() + per_right >= beliefs::threshold_log_odds(input.threshold)
 }
 
 /// A scored module as a recommendation, with its reason.

@@ -427,6 +427,48 @@ fn answered(skill: &str, n: usize) -> SkillEvidence {
 }
 
 #[test]
+fn a_calibrated_skill_one_right_answer_short_is_confirmed_not_taught() {
+    let mut case = Case::new();
+    case.program = vec!["b".into()];
+    case.items = bank(&[("b", 4)]);
+    // Guess 0.15, slip 0.1: one right answer multiplies the odds by 6, so
+    // 0.8 (odds 4) is one answer from 0.95 (odds 19) and 0.7 is not.
+    let calibrated = BktParams {
+        guess: 0.15,
+        slip: 0.1,
+        ..BktParams::default()
+    };
+    case.mastery.insert("b".into(), 0.8);
+    // With the defaults' parameters the skill is taught: they are not
+    // calibrated for its items.
+    assert_eq!(case.run().items[0].kind, Kind::Module);
+    case.params.insert("b".into(), calibrated);
+    let r = case.run();
+    let check = &r.items[0];
+    assert_eq!(
+        (check.kind, check.target, check.skill_id.as_str()),
+        (Kind::Diagnostic, Target::ProgramSkill, "b"),
+        "{r:?}"
+    );
+    assert_eq!(check.item_ids.len(), 2);
+    assert_eq!(check.duration_minutes, 2);
+    assert_says(&check.reason, "right answers would show it mastered");
+    assert!(
+        r.items[1..]
+            .iter()
+            .all(|i| i.kind == Kind::Module && i.skill_id != "b"),
+        "no module on the skill being checked: {r:?}"
+    );
+    // Further from the threshold, a module.
+    case.mastery.insert("b".into(), 0.7);
+    assert_eq!(case.run().items[0].kind, Kind::Module);
+    // Off when the config says so.
+    case.mastery.insert("b".into(), 0.8);
+    case.config.confirm_items = 0;
+    assert_eq!(case.run().items[0].kind, Kind::Module);
+}
+
+#[test]
 fn certification_needs_answers_on_distinct_items_since_the_latest_module() {
     let mut case = Case::new();
     case.items = bank(&[("b", 5), ("c", 5), ("d", 2)]);
