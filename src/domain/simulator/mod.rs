@@ -237,6 +237,8 @@ mod tests {
         assert_ne!(a, c);
     }
 
+    /// The keys are contracts: `adaptive`, `fixed` and `random_ready` from
+    /// issue 3, `mastery_learning` from issue 18.
     #[test]
     fn json_has_exactly_the_promised_shape() {
         let report = simulate(&SimOptions {
@@ -252,7 +254,7 @@ mod tests {
             names,
             [
                 "adaptive",
-                "every_module",
+                "fixed",
                 "mastery_learning",
                 "mastery_learning_all",
                 "random_ready"
@@ -287,7 +289,7 @@ mod tests {
             refit_every: 0,
             ..small(3)
         });
-        for name in ["mastery_learning", "every_module", "random_ready"] {
+        for name in ["mastery_learning", "fixed", "random_ready"] {
             assert_eq!(with.policies[name], without.policies[name], "{name}");
         }
         assert_ne!(with.policies["adaptive"], without.policies["adaptive"]);
