@@ -1,6 +1,7 @@
 //! `spoc cohorts ...`: form a program's cohorts through a running service
-//! (`form`), write them out (`export`, in `learners.rs`), or form cohorts
-//! offline from a CSV that carries mastery itself (`form-offline`).
+//! (`form --program P`), write them out (`export`, in `learners.rs`), or
+//! form cohorts offline from a CSV that carries mastery itself (`form
+//! --input F --output F`, issue 4's command, also `form-offline`).
 
 use std::path::PathBuf;
 
@@ -17,23 +18,37 @@ use crate::domain::cohorts::{
 #[derive(Debug, Subcommand)]
 pub enum CohortsCommand {
     /// Form a program's cohorts in a running service (CohortService) and
-    /// print them with their balance report.
+    /// print them with their balance report (`--program`); or, with
+    /// `--input`, split the learners of a CSV offline as `form-offline`
+    /// does.
     Form(ServiceFormArgs),
     /// Write a program's current cohorts from a running service as
     /// `learner_id,cohort_id`.
     Export(super::learners::ExportArgs),
     /// Split learners from a CSV (mastery columns included) into cohorts
-    /// and write `learner_id,cohort_id`, without a service.
+    /// and write `learner_id,cohort_id`, without a service (the same as
+    /// `form --input`).
     #[command(name = "form-offline", alias = "form-csv")]
     FormOffline(FormArgs),
 }
 
-/// Options of `spoc cohorts form`.
+/// Smallest cohort by default (offline).
+const DEFAULT_MIN: usize = 15;
+/// Largest cohort by default (offline).
+const DEFAULT_MAX: usize = 50;
+/// Largest share of one company in a cohort by default (offline).
+const DEFAULT_COMPANY_CAP: f64 = 0.3;
+/// Largest spread of UTC offsets in a cohort by default, hours (offline).
+const DEFAULT_TZ_SPREAD: f64 = 3.0;
+
+/// Options of `spoc cohorts form`: `--program` against a running service,
+/// or `--input` (and the offline flags) without one. Both forms are
+/// contracts: issue 4 spells the offline one, issue 7 the other.
 #[derive(Debug, Args)]
 pub struct ServiceFormArgs {
     /// The program whose enrolled learners are split into cohorts.
-    #[arg(long)]
-    pub program: String,
+    #[arg(long, required_unless_present = "input", conflicts_with = "input")]
+    pub program: Option<String>,
     /// What to optimise.
     #[arg(long, value_enum, default_value_t = ObjectiveArg::Balanced)]
     pub objective: ObjectiveArg,
@@ -41,17 +56,37 @@ pub struct ServiceFormArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Compute and print, but store nothing.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "input")]
     pub dry_run: bool,
-    /// Also write the cohorts as `learner_id,cohort_id` to this file.
+    /// Also write the cohorts as `learner_id,cohort_id` to this file
+    /// (offline: where to write them, required).
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// Tables for people or JSON for scripts.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
-    /// The offline mode's flag: pointed to `spoc cohorts form-offline`.
-    #[arg(long, hide = true)]
+    /// Offline: a CSV with header `learner_id,company_id,language,timezone,`
+    /// then one mastery column per skill; no service is called.
+    #[arg(long)]
     pub input: Option<PathBuf>,
+    /// Offline: smallest cohort (15..50; default 15).
+    #[arg(long)]
+    pub min: Option<usize>,
+    /// Offline: largest cohort (min..50; default 50).
+    #[arg(long)]
+    pub max: Option<usize>,
+    /// Offline: largest share of one company in a cohort (default 0.3).
+    #[arg(long)]
+    pub company_cap: Option<f64>,
+    /// Offline: largest spread of UTC offsets in a cohort, hours (default 3).
+    #[arg(long)]
+    pub max_tz_spread: Option<f64>,
+    /// Offline: number of cohorts wanted (default: sizes near (min+max)/2).
+    #[arg(long)]
+    pub cohorts: Option<usize>,
+    /// Offline: allow cohorts that mix languages.
+    #[arg(long)]
+    pub mixed_languages: bool,
     /// Where the service listens, and the key.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -78,16 +113,16 @@ pub struct FormArgs {
     #[arg(long)]
     pub output: PathBuf,
     /// Smallest cohort (15..50).
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = DEFAULT_MIN)]
     pub min: usize,
     /// Largest cohort (min..50).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = DEFAULT_MAX)]
     pub max: usize,
     /// Largest share of one company in a cohort, in (0, 1].
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = DEFAULT_COMPANY_CAP)]
     pub company_cap: f64,
     /// Largest spread of UTC offsets in a cohort, in hours.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = DEFAULT_TZ_SPREAD)]
     pub max_tz_spread: f64,
     /// Number of cohorts wanted (default: sizes near (min+max)/2).
     #[arg(long)]
@@ -106,7 +141,10 @@ pub struct FormArgs {
 /// Runs a cohorts subcommand.
 pub fn run(command: CohortsCommand) -> Result<(), BoxError> {
     match command {
-        CohortsCommand::Form(args) => form_in_service(args),
+        CohortsCommand::Form(args) => match args.input.clone() {
+            Some(input) => form(offline(args, input)?),
+            None => form_in_service(args),
+        },
         CohortsCommand::Export(args) => super::learners::export_cohorts(args),
         CohortsCommand::FormOffline(args) => form(args),
     }
@@ -116,11 +154,28 @@ pub fn run(command: CohortsCommand) -> Result<(), BoxError> {
 /// searches), then the cohorts and the balance report; the CSV is written
 /// only when the call succeeded.
 fn form_in_service(args: ServiceFormArgs) -> Result<(), BoxError> {
-    if args.input.is_some() {
-        return Err("--input belongs to the offline mode: use `spoc cohorts form-offline --input F --output F` (same flags), or `spoc cohorts form --program P` against a running service".into());
+    let program = args
+        .program
+        .clone()
+        .ok_or("--program (or --input for the offline mode) is required")?;
+    // The offline flags are refused here, not by clap: its `requires` is
+    // not checked beside `--program`, which conflicts with `--input`.
+    let offline_only = [
+        ("--min", args.min.is_some()),
+        ("--max", args.max.is_some()),
+        ("--company-cap", args.company_cap.is_some()),
+        ("--max-tz-spread", args.max_tz_spread.is_some()),
+        ("--cohorts", args.cohorts.is_some()),
+        ("--mixed-languages", args.mixed_languages),
+    ];
+    if let Some((flag, _)) = offline_only.iter().find(|(_, set)| *set) {
+        return Err(format!(
+            "{flag} belongs to the offline mode (--input F --output F); a service forms cohorts with the program's own rules"
+        )
+        .into());
     }
     let request = pb::FormCohortsRequest {
-        program_id: args.program.clone(),
+        program_id: program.clone(),
         objective: match args.objective {
             ObjectiveArg::Balanced => pb::CohortObjective::Balanced,
             ObjectiveArg::Leveled => pb::CohortObjective::Leveled,
@@ -128,7 +183,6 @@ fn form_in_service(args: ServiceFormArgs) -> Result<(), BoxError> {
         seed: args.seed,
         dry_run: args.dry_run,
     };
-    let program = args.program.clone();
     let response = runtime()?.block_on(async move {
         let mut client = Service::connect(&args.client).await?.cohorts();
         let spinner = output::spinner(&format!("forming the cohorts of {program}"));
@@ -307,6 +361,24 @@ pub fn balance_text(q: &pb::CohortQualityReport) -> String {
 }
 
 /// `spoc cohorts form-offline`: read, form, write; the report on stderr.
+/// `spoc cohorts form --input F`: the offline options, defaults filled in.
+fn offline(args: ServiceFormArgs, input: PathBuf) -> Result<FormArgs, BoxError> {
+    Ok(FormArgs {
+        input,
+        output: args
+            .output
+            .ok_or("--output is required with --input: where to write learner_id,cohort_id")?,
+        min: args.min.unwrap_or(DEFAULT_MIN),
+        max: args.max.unwrap_or(DEFAULT_MAX),
+        company_cap: args.company_cap.unwrap_or(DEFAULT_COMPANY_CAP),
+        max_tz_spread: args.max_tz_spread.unwrap_or(DEFAULT_TZ_SPREAD),
+        cohorts: args.cohorts,
+        mixed_languages: args.mixed_languages,
+        objective: args.objective,
+        seed: args.seed,
+    })
+}
+
 fn form(args: FormArgs) -> Result<(), BoxError> {
     let input = std::fs::File::open(&args.input)
         .map_err(|e| format!("cannot open {}: {e}", args.input.display()))?;

@@ -59,7 +59,8 @@ async fn first_open_alert(server: &TestServer, program: &str) -> pb::Alert {
 /// forms through CohortService (JSON cohorts and balance report, optional
 /// CSV) and `cohorts export` writes what the server holds; a dry run in
 /// table form prints the balance report and stores nothing; the offline
-/// mode keeps its flags under `form-offline`.
+/// mode is `cohorts form --input F --output F` with issue 4's flags, also
+/// named `form-offline`, and its flags are refused beside `--program`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_form_and_export_cohorts() {
     let server = TestServer::start().await;
@@ -173,7 +174,7 @@ async fn import_form_and_export_cohorts() {
     let listed = server.program_cohorts("excel").await;
     assert_eq!(listed.version, 1, "a dry run stores nothing");
 
-    // The offline mode: its flags, under its own name.
+    // The offline mode: issue 4's command, then under its own name.
     let offline_in = dir.path().join("offline.csv");
     let mut csv = String::from("learner_id,company_id,language,timezone,sql,excel\n");
     for i in 0..40 {
@@ -185,22 +186,38 @@ async fn import_form_and_export_cohorts() {
         ));
     }
     std::fs::write(&offline_in, csv).unwrap();
-    let offline_out = dir.path().join("offline-out.csv");
-    ok(spoc(
-        &server,
-        &["cohorts", "form-offline", "--min", "15", "--input"],
-    )
-    .arg(&offline_in)
-    .arg("--output")
-    .arg(&offline_out))
-    .await;
-    assert_eq!(
-        std::fs::read_to_string(&offline_out)
-            .unwrap()
-            .lines()
-            .count(),
-        41
-    );
+    for command in ["form", "form-offline"] {
+        let offline_out = dir.path().join(format!("{command}-out.csv"));
+        let out = ok(spoc(
+            &server,
+            &[
+                "cohorts",
+                command,
+                "--min",
+                "15",
+                "--max",
+                "50",
+                "--company-cap",
+                "0.3",
+                "--max-tz-spread",
+                "3",
+                "--objective",
+                "leveled",
+                "--seed",
+                "7",
+                "--input",
+            ],
+        )
+        .arg(&offline_in)
+        .arg("--output")
+        .arg(&offline_out))
+        .await;
+        let written = std::fs::read_to_string(&offline_out).unwrap();
+        assert_eq!(written.lines().next(), Some("learner_id,cohort_id"));
+        assert_eq!(written.lines().count(), 41, "{command}: {written}");
+        let report = String::from_utf8_lossy(&out.stderr);
+        assert!(!report.trim().is_empty(), "{command}: a report on stderr");
+    }
     let err = fails(
         spoc(
             &server,
@@ -209,7 +226,15 @@ async fn import_form_and_export_cohorts() {
         .arg(&offline_in),
     )
     .await;
-    assert!(err.contains("form-offline"), "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
+    let err = fails(&mut spoc(
+        &server,
+        &["cohorts", "form", "--program", "excel", "--min", "15"],
+    ))
+    .await;
+    assert!(err.contains("--input"), "offline flags need --input: {err}");
+    let err = fails(spoc(&server, &["cohorts", "form", "--input"]).arg(&offline_in)).await;
+    assert!(err.contains("--output"), "{err}");
     server.stop().await;
 }
 
