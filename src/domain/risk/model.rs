@@ -50,6 +50,12 @@ pub struct LinearModel {
 pub struct RiskModels {
     /// File layout version ([`MODEL_FORMAT_VERSION`]).
     pub version: u32,
+    /// The held-out AUC of the completion model (`behind_schedule`), at
+    /// the top of the file: issue 5's single model, "will not complete the
+    /// program", put it there, and tools read it there. Always that model's
+    /// `auc` ([`RiskModels::new`]; filled in when a file lacks it).
+    #[serde(default = "missing_auc")]
+    pub auc: f64,
     /// P(the learner does not complete the program by its end).
     pub behind_schedule: LinearModel,
     /// P(the learner stops within the next 21 days).
@@ -186,7 +192,22 @@ impl LinearModel {
     }
 }
 
+/// A file without the top-level `auc` (written before it came back).
+fn missing_auc() -> f64 {
+    f64::NAN
+}
+
 impl RiskModels {
+    /// The two models as one file of the current version.
+    pub fn new(behind_schedule: LinearModel, stopping: LinearModel) -> Self {
+        Self {
+            version: MODEL_FORMAT_VERSION,
+            auc: behind_schedule.auc,
+            behind_schedule,
+            stopping,
+        }
+    }
+
     /// Checks both models and the version.
     pub fn validate(&self) -> Result<()> {
         if self.version != MODEL_FORMAT_VERSION {
@@ -201,7 +222,17 @@ impl RiskModels {
             ));
         }
         self.behind_schedule.validate("behind_schedule")?;
-        self.stopping.validate("stopping")
+        self.stopping.validate("stopping")?;
+        if self.auc.to_bits() != self.behind_schedule.auc.to_bits() {
+            return Err(Error::invalid(
+                "auc",
+                format!(
+                    "{} is not behind_schedule.auc ({}): the top-level auc is the completion model's",
+                    self.auc, self.behind_schedule.auc
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Parses and validates a model file.
@@ -217,13 +248,15 @@ impl RiskModels {
         if version.version != MODEL_FORMAT_VERSION {
             let placeholder = RiskModels {
                 version: version.version,
-                behind_schedule: empty_model(),
-                stopping: empty_model(),
+                ..RiskModels::new(empty_model(), empty_model())
             };
             placeholder.validate()?;
         }
-        let models: RiskModels =
+        let mut models: RiskModels =
             serde_json::from_str(text).map_err(|e| Error::invalid("risk model", e.to_string()))?;
+        if models.auc.is_nan() {
+            models.auc = models.behind_schedule.auc;
+        }
         models.validate()?;
         Ok(models)
     }
@@ -507,11 +540,7 @@ mod tests {
     #[test]
     fn json_round_trip_and_validation() {
         let m = train(&samples(200), &FEATURES, "stops", &TrainOptions::default()).unwrap();
-        let models = RiskModels {
-            version: MODEL_FORMAT_VERSION,
-            behind_schedule: m.clone(),
-            stopping: m.clone(),
-        };
+        let models = RiskModels::new(m.clone(), m.clone());
         let back = RiskModels::from_json(&models.to_json()).unwrap();
         let x = Features::from([("days_away".to_string(), 9.0)]);
         assert!((back.stopping.predict(&x) - m.predict(&x)).abs() < 1e-12);

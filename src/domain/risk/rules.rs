@@ -634,7 +634,7 @@ pub fn day_month(at: Micros) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::model::{MODEL_FORMAT_VERSION, TrainingInfo};
+    use super::super::model::TrainingInfo;
     use super::super::signals::tests_support::quiet_learner;
     use super::super::signals::{ProgramCalendar, SkillAttempt};
     use super::*;
@@ -709,11 +709,7 @@ mod tests {
     }
 
     fn models(stopping: LinearModel, behind: LinearModel) -> RiskModels {
-        RiskModels {
-            version: MODEL_FORMAT_VERSION,
-            behind_schedule: behind,
-            stopping,
-        }
+        RiskModels::new(behind, stopping)
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! absolute observables) that every model is compared with.
 
 use super::features::{Features, features};
-use super::model::{LinearModel, MODEL_FORMAT_VERSION, RiskModels, Sample, TrainOptions, train};
+use super::model::{LinearModel, RiskModels, Sample, TrainOptions, train};
 use super::signals::{MICROS_PER_DAY, ProgramCalendar, SignalInput, trace_mastery};
 use super::world::{EventKind, World, WorldLearner, WorldParams, generate};
 use crate::domain::bkt::{BktParams, Observation};
@@ -266,21 +266,20 @@ pub fn train_on(set: &TrainingSet, seed: u64, source: &str) -> Result<RiskModels
         source: source.to_string(),
         ..TrainOptions::default()
     };
-    Ok(RiskModels {
-        version: MODEL_FORMAT_VERSION,
-        behind_schedule: train(
+    Ok(RiskModels::new(
+        train(
             &set.behind_schedule,
             &BEHIND_SCHEDULE_FEATURES,
             "does not complete the program by its end",
             &options,
         )?,
-        stopping: train(
+        train(
             &set.stopping,
             &STOPPING_FEATURES,
             "stops within 21 days",
             &options,
         )?,
-    })
+    ))
 }
 
 /// The baseline of the stopping question on the same data: a plain
@@ -350,6 +349,28 @@ mod tests {
         assert_eq!(back, previous);
         let x = Features::from([("days_away".to_string(), 9.0)]);
         assert!(back.stopping.predict(&x) > 0.0);
+    }
+
+    /// Issue 5's contract: the file's held-out AUC is a top-level `auc`,
+    /// the completion model's; a file written without it still loads, and
+    /// one whose `auc` says something else is refused, naming the field.
+    #[test]
+    fn the_model_file_carries_its_auc_at_the_top() {
+        let text = include_str!("../../../models/risk.json");
+        let raw: serde_json::Value = serde_json::from_str(text).unwrap();
+        let shipped = RiskModels::from_json(text).unwrap();
+        assert_eq!(raw["auc"].as_f64(), Some(shipped.behind_schedule.auc));
+        assert!(shipped.auc > 0.8, "{}", shipped.auc);
+        let mut without = raw.clone();
+        without.as_object_mut().unwrap().remove("auc");
+        let back = RiskModels::from_json(&without.to_string()).unwrap();
+        assert_eq!(back, shipped);
+        let mut wrong = raw;
+        wrong["auc"] = serde_json::json!(0.99);
+        let err = RiskModels::from_json(&wrong.to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auc") && err.contains("0.99"), "{err}");
     }
 
     /// The design can fail here: on worlds it never saw, the stopping
