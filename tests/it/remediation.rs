@@ -35,6 +35,26 @@ async fn seed_enrolled(server: &TestServer) {
         .expect("enrol alice");
 }
 
+/// Four items in the bank on each of `skills`, `{skill}-q0` to `-q3`.
+async fn add_items(server: &TestServer, skills: &[&str]) {
+    let items: Vec<pb::Item> = skills
+        .iter()
+        .flat_map(|s| {
+            (0..4).map(move |k| pb::Item {
+                id: format!("{s}-q{k}"),
+                skill_ids: vec![s.to_string()],
+                ..Default::default()
+            })
+        })
+        .collect();
+    server
+        .catalog()
+        .await
+        .upsert_items(pb::UpsertItemsRequest { items })
+        .await
+        .expect("upsert items");
+}
+
 /// A request for `count` recommendations to `learner` in `program`,
 /// excluding nothing.
 fn recommend(learner: &str, program: &str, count: i32) -> pb::RecommendNextRequest {
@@ -337,22 +357,7 @@ async fn recommended_modules_feed_the_started_share_signal() {
 async fn certification_asks_diagnostic_items_then_certifies() {
     let server = TestServer::start().await;
     seed_enrolled(&server).await;
-    let items: Vec<pb::Item> = ["a", "b", "c"]
-        .iter()
-        .flat_map(|s| {
-            (0..4).map(move |k| pb::Item {
-                id: format!("{s}-q{k}"),
-                skill_ids: vec![s.to_string()],
-                ..Default::default()
-            })
-        })
-        .collect();
-    server
-        .catalog()
-        .await
-        .upsert_items(pb::UpsertItemsRequest { items })
-        .await
-        .expect("upsert items");
+    add_items(&server, &["a", "b", "c"]).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -469,19 +474,7 @@ async fn a_calibrated_skill_one_answer_short_is_asked_not_taught() {
         (TestServer::start_with_params(params).await, true),
     ] {
         seed_enrolled(&server).await;
-        let items: Vec<pb::Item> = (0..4)
-            .map(|k| pb::Item {
-                id: format!("a-q{k}"),
-                skill_ids: vec!["a".into()],
-                ..Default::default()
-            })
-            .collect();
-        server
-            .catalog()
-            .await
-            .upsert_items(pb::UpsertItemsRequest { items })
-            .await
-            .expect("upsert items");
+        add_items(&server, &["a"]).await;
         // Two right answers: P(a) 0.93 with guess 0.15 (0.89 with the
         // defaults), one right answer from 0.95 either way.
         let answers = (0..2)
