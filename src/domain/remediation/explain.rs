@@ -231,7 +231,7 @@ fn streak(records: &Records<'_>, skills: &[&str]) -> u32 {
 }
 
 /// The reason of a diagnostic check of `skill`, candidate `cand` (a
-/// review or a doubtful skill).
+/// review, a doubtful skill, or a ready one a right answer short).
 pub(super) fn explain_diagnostic(
     beliefs: &Beliefs<'_>,
     records: &Records<'_>,

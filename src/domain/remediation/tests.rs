@@ -431,16 +431,23 @@ fn a_calibrated_skill_one_right_answer_short_is_confirmed_not_taught() {
     let mut case = Case::new();
     case.program = vec!["b".into()];
     case.items = bank(&[("b", 4)]);
+    case.evidence.insert(
+        "b".into(),
+        SkillEvidence {
+            items: BTreeSet::new(),
+            recent: vec![(1, true), (2, true)],
+        },
+    );
     // Guess 0.15, slip 0.1: one right answer multiplies the odds by 6, so
-    // 0.8 (odds 4) is one answer from 0.95 (odds 19) and 0.7 is not.
+    // 0.85 (odds 5.7) is one answer from 0.95 (odds 19) and 0.7 is not.
     let calibrated = BktParams {
         guess: 0.15,
         slip: 0.1,
         ..BktParams::default()
     };
-    case.mastery.insert("b".into(), 0.8);
-    // With the defaults' parameters the skill is taught: they are not
-    // calibrated for its items.
+    case.mastery.insert("b".into(), 0.85);
+    // With the defaults' parameters (one right answer would carry 0.85
+    // over too) the skill is taught: they are not calibrated for its items.
     assert_eq!(case.run().items[0].kind, Kind::Module);
     case.params.insert("b".into(), calibrated);
     let r = case.run();
@@ -459,13 +466,58 @@ fn a_calibrated_skill_one_right_answer_short_is_confirmed_not_taught() {
             .all(|i| i.kind == Kind::Module && i.skill_id != "b"),
         "no module on the skill being checked: {r:?}"
     );
+    // Asked again after an answer, other items come first.
+    let first = check.item_ids.clone();
+    case.evidence.get_mut("b").unwrap().recent.push((3, true));
+    assert_ne!(case.run().items[0].item_ids, first);
+    // Two wrong answers since its latest module: confirmations did not
+    // settle it, so it is taught (the check cannot come back forever).
+    let recent = &mut case.evidence.get_mut("b").unwrap().recent;
+    recent.extend([(4, false), (5, true), (6, false)]);
+    assert_eq!(case.run().items[0].kind, Kind::Module);
+    case.evidence.get_mut("b").unwrap().recent.truncate(4);
     // Further from the threshold, a module.
     case.mastery.insert("b".into(), 0.7);
     assert_eq!(case.run().items[0].kind, Kind::Module);
+    case.mastery.insert("b".into(), 0.85);
+    // A bank of one item: a module (one item is too easy a guess).
+    case.items = bank(&[("b", 1)]);
+    assert_eq!(case.run().items[0].kind, Kind::Module);
+    case.items = bank(&[("b", 4)]);
     // Off when the config says so.
-    case.mastery.insert("b".into(), 0.8);
     case.config.confirm_items = 0;
     assert_eq!(case.run().items[0].kind, Kind::Module);
+}
+
+#[test]
+fn a_deep_prerequisite_is_taught_not_confirmed() {
+    // c needs b, which is below the threshold and outside the program: b
+    // is a deep prerequisite, taught when nothing is ready.
+    let mut case = Case::new();
+    case.program = vec!["c".into()];
+    case.items = bank(&[("b", 4)]);
+    case.mastery.insert("b".into(), 0.85);
+    case.params.insert(
+        "b".into(),
+        BktParams {
+            guess: 0.15,
+            slip: 0.1,
+            ..BktParams::default()
+        },
+    );
+    case.evidence.insert(
+        "b".into(),
+        SkillEvidence {
+            items: BTreeSet::new(),
+            recent: vec![(1, true), (2, true)],
+        },
+    );
+    let r = case.run();
+    assert_eq!(
+        (r.items[0].kind, r.items[0].target),
+        (Kind::Module, Target::DeepPrerequisite),
+        "{r:?}"
+    );
 }
 
 #[test]
