@@ -62,12 +62,12 @@ pub struct ServiceFormArgs {
     /// (offline: where to write them, required).
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// Tables for people or JSON for scripts.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    /// Tables for people or JSON for scripts (with `--program`).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, conflicts_with = "input")]
     pub format: OutputFormat,
     /// Offline: a CSV with header `learner_id,company_id,language,timezone,`
     /// then one mastery column per skill; no service is called.
-    #[arg(long)]
+    #[arg(long, requires = "output")]
     pub input: Option<PathBuf>,
     /// Offline: smallest cohort (15..50; default 15).
     #[arg(long)]
@@ -360,7 +360,6 @@ pub fn balance_text(q: &pb::CohortQualityReport) -> String {
     )
 }
 
-/// `spoc cohorts form-offline`: read, form, write; the report on stderr.
 /// `spoc cohorts form --input F`: the offline options, defaults filled in.
 fn offline(args: ServiceFormArgs, input: PathBuf) -> Result<FormArgs, BoxError> {
     Ok(FormArgs {
@@ -379,6 +378,8 @@ fn offline(args: ServiceFormArgs, input: PathBuf) -> Result<FormArgs, BoxError> 
     })
 }
 
+/// `spoc cohorts form-offline` (or `form --input`): read, form, write;
+/// the report on stderr.
 fn form(args: FormArgs) -> Result<(), BoxError> {
     let input = std::fs::File::open(&args.input)
         .map_err(|e| format!("cannot open {}: {e}", args.input.display()))?;

@@ -218,6 +218,11 @@ async fn import_form_and_export_cohorts() {
         let report = String::from_utf8_lossy(&out.stderr);
         assert!(!report.trim().is_empty(), "{command}: a report on stderr");
     }
+    assert_eq!(
+        std::fs::read(dir.path().join("form-out.csv")).unwrap(),
+        std::fs::read(dir.path().join("form-offline-out.csv")).unwrap(),
+        "one command under two names"
+    );
     let err = fails(
         spoc(
             &server,
@@ -235,6 +240,14 @@ async fn import_form_and_export_cohorts() {
     assert!(err.contains("--input"), "offline flags need --input: {err}");
     let err = fails(spoc(&server, &["cohorts", "form", "--input"]).arg(&offline_in)).await;
     assert!(err.contains("--output"), "{err}");
+    let err = fails(
+        spoc(&server, &["cohorts", "form", "--format", "json", "--input"])
+            .arg(&offline_in)
+            .arg("--output")
+            .arg(dir.path().join("unused.csv")),
+    )
+    .await;
+    assert!(err.contains("cannot be used with"), "{err}");
     server.stop().await;
 }
 
