@@ -384,9 +384,15 @@ impl Store {
     }
 
     /// Brings every message of `subscription` due after `now` forward to
-    /// `now` (its receiver answered again: the backlog goes at once);
-    /// returns how many moved.
-    pub fn expedite_messages(&self, subscription: &str, now: Micros) -> Result<usize> {
+    /// `now` (its receiver answered again: the backlog goes at once), but
+    /// those whose key `skip` names (in flight: moved, they would be read
+    /// due again); returns how many moved.
+    pub fn expedite_messages(
+        &self,
+        subscription: &str,
+        now: Micros,
+        skip: impl Fn(&[u8]) -> bool,
+    ) -> Result<usize> {
         let _gate = self.write_gate();
         let outbox = self.outbox_table()?;
         let start = (now.max(0) as u64 + 1).to_be_bytes();
@@ -394,7 +400,7 @@ impl Store {
         let mut moved = 0;
         for entry in outbox.tree.range(start..) {
             let (key, bytes) = entry?;
-            if key_subscription(&key) != subscription.as_bytes() {
+            if key_subscription(&key) != subscription.as_bytes() || skip(&key) {
                 continue;
             }
             let mut message: Message = codec::decode(OUTBOX, &key, &bytes)?;
@@ -712,8 +718,10 @@ mod tests {
         assert_eq!(store.outbox_sizes().unwrap(), (2, 1));
         assert_eq!(store.pending_messages().unwrap()["sub_a"], 2);
         assert_eq!(store.dead_letter_counts().unwrap()["sub_a"], 1);
-        // The receiver is back: everything later comes forward.
-        assert_eq!(store.expedite_messages("sub_a", 250).unwrap(), 2);
+        // The receiver is back: everything later comes forward, but what
+        // the caller says is in flight.
+        assert_eq!(store.expedite_messages("sub_a", 250, |_| true).unwrap(), 0);
+        assert_eq!(store.expedite_messages("sub_a", 250, |_| false).unwrap(), 2);
         let (due, next) = store.due_messages(250, |_| false, 10).unwrap();
         assert_eq!(due.len(), 2);
         assert_eq!(next, None);

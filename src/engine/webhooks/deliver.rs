@@ -62,11 +62,41 @@ pub(super) fn client(options: &WebhookOptions) -> Result<reqwest::Client> {
         .map_err(|e| Error::Storage(format!("cannot build the webhook HTTP client: {e}")))
 }
 
-/// Deliveries in flight: their outbox keys, and a count per subscription.
+/// Deliveries in flight (or reserved by [`take_due`] for their start):
+/// their messages, as their outbox keys without the due time (which a
+/// re-keying changes, see [`message_of`]), and a count per subscription.
 #[derive(Default)]
 struct InFlight {
-    keys: HashSet<Vec<u8>>,
+    messages: HashSet<Vec<u8>>,
     per_subscription: HashMap<String, usize>,
+}
+
+impl InFlight {
+    /// Counts the message at `key`, of `subscription`, in flight.
+    fn enter(&mut self, key: &[u8], subscription: &str) {
+        self.messages.insert(message_of(key).to_vec());
+        *self
+            .per_subscription
+            .entry(subscription.to_string())
+            .or_default() += 1;
+    }
+
+    /// The message at `key`, of `subscription`, is no longer in flight.
+    fn leave(&mut self, key: &[u8], subscription: &str) {
+        self.messages.remove(message_of(key));
+        if let Some(n) = self.per_subscription.get_mut(subscription) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_subscription.remove(subscription);
+            }
+        }
+    }
+}
+
+/// A message's identity in its outbox key: the subscription and the id,
+/// without the due time in front (see `store/outbox.rs`).
+fn message_of(key: &[u8]) -> &[u8] {
+    key.get(8..).unwrap_or_default()
 }
 
 /// Runs until `stop` turns true.
@@ -134,7 +164,7 @@ pub(super) async fn run(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
             }
         };
         let now = now_micros();
-        let idle = in_flight.lock().keys.is_empty();
+        let idle = in_flight.lock().messages.is_empty();
         let timer = match next_due {
             Some(due) if due > now => Duration::from_micros((due - now) as u64),
             // More due with nothing in flight: the read stopped at dropped
@@ -155,22 +185,24 @@ pub(super) async fn run(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     while attempts.join_next().await.is_some() {}
 }
 
-/// The due messages that may start now, within the limits; and when the
-/// next one is due.
+/// The due messages that may start now, within the limits, counted in
+/// flight; and when the next one is due.
 async fn take_due(
     engine: &Arc<Engine>,
     in_flight: &Arc<Mutex<InFlight>>,
 ) -> Result<(Vec<OutboxRow>, Option<Micros>)> {
-    let free = MAX_IN_FLIGHT.saturating_sub(in_flight.lock().keys.len());
+    let free = MAX_IN_FLIGHT.saturating_sub(in_flight.lock().messages.len());
     if free == 0 {
         return Ok((Vec::new(), None));
     }
     let e = engine.clone();
     let flying = in_flight.clone();
     offload::blocking(async move {
+        let hub = e.webhooks();
+        let _picking = hub.picking.lock();
         let now = now_micros();
         // A copy: finishing deliveries must not wait for the scan.
-        let (keys, full): (HashSet<Vec<u8>>, HashSet<String>) = {
+        let (messages, full): (HashSet<Vec<u8>>, HashSet<String>) = {
             let flying = flying.lock();
             let full = flying
                 .per_subscription
@@ -178,17 +210,18 @@ async fn take_due(
                 .filter(|(_, n)| **n >= PER_SUBSCRIPTION)
                 .map(|(s, _)| s.clone())
                 .collect();
-            (flying.keys.clone(), full)
+            (flying.messages.clone(), full)
         };
         let (rows, next_due) = e.store.due_messages(
             now,
-            |key| keys.contains(key) || subscription_of(key).is_some_and(|s| full.contains(s)),
+            |key| {
+                messages.contains(message_of(key))
+                    || subscription_of(key).is_some_and(|s| full.contains(s))
+            },
             free,
         )?;
         let mut taken = Vec::with_capacity(rows.len());
-        let mut counts: HashMap<String, usize> = HashMap::new();
         for (key, message) in rows {
-            let hub = e.webhooks();
             let Some(subscription) = hub.subscription(&message.subscription_id) else {
                 // Its subscription was deleted while it was in flight.
                 e.store.remove_message(&key)?;
@@ -199,17 +232,16 @@ async fn take_due(
                 e.store.remove_message(&key)?;
                 continue;
             }
+            let mut flying = flying.lock();
             let flying_now = flying
-                .lock()
                 .per_subscription
                 .get(&message.subscription_id)
                 .copied()
                 .unwrap_or(0);
-            let count = counts.entry(message.subscription_id.clone()).or_default();
-            if flying_now + *count >= PER_SUBSCRIPTION {
+            if flying_now >= PER_SUBSCRIPTION {
                 continue;
             }
-            *count += 1;
+            flying.enter(&key, &message.subscription_id);
             taken.push((key, message));
         }
         Ok((taken, next_due))
@@ -234,17 +266,11 @@ fn start(
     key: Vec<u8>,
     message: Message,
 ) {
+    // Counted in flight by `take_due`.
     let Some(subscription) = engine.webhooks().subscription(&message.subscription_id) else {
+        in_flight.lock().leave(&key, &message.subscription_id);
         return;
     };
-    {
-        let mut flying = in_flight.lock();
-        flying.keys.insert(key.clone());
-        *flying
-            .per_subscription
-            .entry(message.subscription_id.clone())
-            .or_default() += 1;
-    }
     let (engine, client, in_flight, done) = (
         engine.clone(),
         client.clone(),
@@ -253,20 +279,19 @@ fn start(
     );
     attempts.spawn(async move {
         let sub_id = message.subscription_id.clone();
-        let outcome = attempt(&engine, &client, &subscription, key.clone(), message).await;
+        let outcome = attempt(
+            &engine,
+            &client,
+            &subscription,
+            &in_flight,
+            key.clone(),
+            message,
+        )
+        .await;
         if let Err(err) = outcome {
             tracing::error!(error = %err, subscription = %sub_id, "recording a webhook attempt failed");
         }
-        {
-            let mut flying = in_flight.lock();
-            flying.keys.remove(&key);
-            if let Some(n) = flying.per_subscription.get_mut(&sub_id) {
-                *n -= 1;
-                if *n == 0 {
-                    flying.per_subscription.remove(&sub_id);
-                }
-            }
-        }
+        in_flight.lock().leave(&key, &sub_id);
         done.notify_one();
     });
 }
@@ -276,6 +301,7 @@ async fn attempt(
     engine: &Arc<Engine>,
     client: &reqwest::Client,
     subscription: &Subscription,
+    in_flight: &Arc<Mutex<InFlight>>,
     key: Vec<u8>,
     mut message: Message,
 ) -> Result<()> {
@@ -293,11 +319,20 @@ async fn attempt(
         Ok(()) => {
             hub.delivered.fetch_add(1, Ordering::Relaxed);
             let was_failing = hub.failing.lock().remove(&sub_id);
+            let in_flight = in_flight.clone();
             let moved = offload::blocking(async move {
                 e.store.remove_message(&key)?;
                 // Not before what the receiver asked of a refused one.
                 if let Some(not_before) = was_failing {
-                    return e.store.expedite_messages(&sub_id, now.max(not_before));
+                    // Not the ones in flight, nor any the worker is taking
+                    // (`picking`): moved, they would be taken again.
+                    let _picking = e.webhooks().picking.lock();
+                    let flying = in_flight.lock().messages.clone();
+                    return e
+                        .store
+                        .expedite_messages(&sub_id, now.max(not_before), |k| {
+                            flying.contains(message_of(k))
+                        });
                 }
                 Ok(0)
             })

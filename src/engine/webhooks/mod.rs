@@ -148,6 +148,12 @@ pub struct WebhookHub {
     /// not): at the next success their backlog is brought forward to now,
     /// or to that time.
     failing: Mutex<HashMap<String, Micros>>,
+    /// Held by the delivery worker from reading due messages to counting
+    /// them in flight, and by the re-keying of a subscription's waiting
+    /// messages when its receiver answers again: a message read due is not
+    /// moved to a new key before it is in flight, where a second read would
+    /// find it and deliver it twice.
+    picking: Mutex<()>,
     delivered: AtomicU64,
     retried: AtomicU64,
     dead_lettered: AtomicU64,
@@ -183,6 +189,7 @@ impl WebhookHub {
             writes: Mutex::new(()),
             wake: Notify::new(),
             failing: Mutex::new(HashMap::new()),
+            picking: Mutex::new(()),
             delivered: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
