@@ -254,9 +254,8 @@ impl Engine {
         } else {
             // Checks of doubtful skills and prerequisite reviews look at the
             // answers on the skills of recent modules and their
-            // prerequisites; a confirmation (a ready skill a right answer
-            // short), at those of the program's skills.
-            let mut skills: BTreeSet<&str> = program.skill_ids.iter().map(String::as_str).collect();
+            // prerequisites.
+            let mut skills: BTreeSet<&str> = BTreeSet::new();
             for done in &completed {
                 for (skill, _) in &done.mastery_before {
                     skills.insert(skill);

@@ -31,17 +31,6 @@ pub(super) fn latest_module_at(input: &RecommendInput<'_>) -> i64 {
     input.history.last().map_or(i64::MIN, |h| h.completed_at)
 }
 
-/// When the learner's latest module on `skill` was completed (`i64::MIN`
-/// for a skill never taught in the history).
-pub(super) fn latest_module_on(input: &RecommendInput<'_>, skill: &str) -> i64 {
-    input
-        .history
-        .iter()
-        .rev()
-        .find(|h| h.changes.iter().any(|c| c.skill_id == skill))
-        .map_or(i64::MIN, |h| h.completed_at)
-}
-
 /// The log-odds the threshold stands for.
 pub(super) fn threshold_log_odds(threshold: f64) -> f64 {
     let t = threshold.clamp(0.5, 0.999_999);

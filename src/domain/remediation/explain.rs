@@ -231,7 +231,7 @@ fn streak(records: &Records<'_>, skills: &[&str]) -> u32 {
 }
 
 /// The reason of a diagnostic check of `skill`, candidate `cand` (a
-/// review, a doubtful skill, or a ready one a right answer short).
+/// review or a doubtful skill).
 pub(super) fn explain_diagnostic(
     beliefs: &Beliefs<'_>,
     records: &Records<'_>,
@@ -256,11 +256,9 @@ pub(super) fn explain_diagnostic(
             quoted(skills, skill),
             quoted(skills, q)
         ),
-        // Not a doubt: a calibrated skill one right answer short.
         _ => format!(
-            "checking skill {} (at {p}, mastered from {}) with a few questions: right answers would show it mastered, in less time than a module",
-            quoted(skills, skill),
-            input.threshold
+            "checking skill {} (at {p}) with a few questions",
+            quoted(skills, skill)
         ),
     }
 }

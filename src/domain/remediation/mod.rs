@@ -41,13 +41,10 @@
 //!    [`PolicyConfig::review_after_failures`] modules on a skill without
 //!    progress (no new high of its P(mastered): with noisy answers P goes
 //!    up and down while the skill stays put), its weakest prerequisite is
-//!    suspect (three lucky guesses block learning for good). And a ready
-//!    program skill whose own (fitted or configured) parameters say one
-//!    right answer would carry it to the threshold is confirmed rather
-//!    than taught again ([`PolicyConfig::confirm_items`]). All are checked with diagnostic
-//!    items from the catalog's item bank (a [`Kind::Diagnostic`]
-//!    recommendation with the item ids and their minutes), not with whole
-//!    modules; without items in the bank a module does the check.
+//!    suspect (three lucky guesses block learning for good). Both are checked with diagnostic items from the
+//!    catalog's item bank (a [`Kind::Diagnostic`] recommendation with the
+//!    item ids and their minutes), not with whole modules; without items in
+//!    the bank a module does the check.
 //! 6. **Certify only what is known.** [`Status::AllMastered`] means every
 //!    program skill is mastered, each on at least
 //!    [`PolicyConfig::certify_items`] answers on distinct items since its
@@ -122,12 +119,6 @@ pub struct PolicyConfig {
     pub certify_items: u32,
     /// Items asked by one diagnostic recommendation (at most).
     pub diagnostic_items: u32,
-    /// Items asked, instead of a module, on a skill one right answer short
-    /// of the threshold whose parameters were calibrated (see
-    /// [`near_threshold`]); `0` always teaches. Two, not one: a learner who
-    /// guesses at 0.3 passes one item by luck a third of the time, two
-    /// less than a tenth.
-    pub confirm_items: u32,
     /// Learner minutes one diagnostic item takes.
     pub item_minutes: f64,
     /// Minutes added to every module's duration for the check after it
@@ -154,7 +145,6 @@ impl Default for PolicyConfig {
             review_after_failures: 3,
             certify_items: 3,
             diagnostic_items: 3,
-            confirm_items: 2,
             item_minutes: 1.0,
             check_minutes: 3.0,
             explore: true,
@@ -202,11 +192,6 @@ impl SkillEvidence {
     /// Answers given after `time`.
     pub fn answers_after(&self, time: i64) -> usize {
         self.recent.iter().filter(|(t, _)| *t > time).count()
-    }
-
-    /// Wrong answers given after `time`.
-    pub fn wrong_after(&self, time: i64) -> usize {
-        self.recent.iter().filter(|(t, r)| *t > time && !r).count()
     }
 
     /// Log-odds that the skill is mastered from the answers after `time`
@@ -398,8 +383,8 @@ pub fn recommend(input: &RecommendInput<'_>) -> Result<Recommendations> {
         candidates.keys().map(|&s| (s, record(input, s))).collect();
     add_reviews(input, &beliefs, &mut candidates, &mut records);
 
-    // Checks first: a review, a doubtful skill or one a right answer short
-    // is asked about when the bank has items on it; the rest is taught.
+    // Checks first: a review or a doubtful skill is asked about when the
+    // bank has items on it; the rest is taught.
     let (checks, checked) = checks(input, &beliefs, &candidates, &records);
     let scored = score_modules(input, &beliefs, &candidates, &records, &checked);
     // Deep prerequisites only when no ready program skill can be taught.
@@ -497,9 +482,8 @@ fn candidates_of(fringe: &Fringe) -> BTreeMap<&str, Candidate<'_>> {
     candidates
 }
 
-/// The diagnostic checks: a review to check (not reteach), a doubtful
-/// skill, or a ready skill to confirm ([`near_threshold`]), when the bank
-/// has items on it; with the skills so checked.
+/// The diagnostic checks: a review to check (not reteach) or a doubtful
+/// skill, when the bank has items on it; with the skills so checked.
 fn checks<'a>(
     input: &RecommendInput<'a>,
     beliefs: &Beliefs<'a>,
@@ -511,56 +495,16 @@ fn checks<'a>(
     for (&s, cand) in candidates {
         let doubt = (cand.target == Target::PrerequisiteReview && !cand.reteach)
             || beliefs.doubtful.contains_key(s);
-        let count = if doubt {
-            input.config.diagnostic_items
-        } else if cand.target == Target::ProgramSkill && near_threshold(beliefs, s) {
-            input.config.confirm_items
-        } else {
+        if !doubt {
             continue;
-        };
-        // A confirmation needs its two items: one alone is too easy a guess.
-        let items = diagnostic_items(input, s, count)
-            .filter(|items| doubt || items.len() >= count as usize);
-        if let Some(items) = items {
+        }
+        if let Some(items) = diagnostic_items(input, s, input.config.diagnostic_items) {
             let reason = explain_diagnostic(beliefs, records, s, cand);
             out.push(diagnostic(input, beliefs, s, cand.target, items, reason));
             checked.insert(s);
         }
     }
     (out, checked)
-}
-
-/// Whether ready `skill` is below the threshold by less than one right
-/// answer moves it, and its parameters are its own (fitted or configured), not the
-/// defaults: then a couple of items settle it for a minute each where a
-/// module costs tens. A learner just taught who slipped once in the quiz
-/// after the module, or placement answers one short, was otherwise sent a
-/// module on a skill already known (`spoc simulate`, bkt world: one module
-/// in fourteen, at P 0.85–0.95). Only calibrated skills: with the defaults'
-/// guess of 0.2 on items that learners guess right more often (the irt
-/// world: 0.36), the right answers were lucky often enough to send learners
-/// on with a half-known skill, and every figure got worse.
-///
-/// At most one wrong answer since the skill's latest module (ever, for a
-/// skill never taught), or the check could come back forever: right and
-/// wrong answers in turn, with a learning step after each, inch P up
-/// without crossing. Two right answers cross, so a confirmation that did
-/// not holds a wrong one, and after at most two the skill is taught.
-fn near_threshold(beliefs: &Beliefs<'_>, skill: &str) -> bool {
-    let input = beliefs.input;
-    let (Some(params), Some(evidence)) = (input.skill_params.get(skill), input.evidence.get(skill))
-    else {
-        return false;
-    };
-    if evidence.wrong_after(beliefs::latest_module_on(input, skill)) > 1 {
-        return false;
-    }
-    let p = beliefs.p(skill);
-    if !(p > 0.0 && p < input.threshold) {
-        return false;
-    }
-    let per_right = ((1.0 - params.slip) / params.guess.max(0.01)).ln();
-    (p / (1.0 - p)).ln() + per_right >= beliefs::threshold_log_odds(input.threshold)
 }
 
 /// A scored module as a recommendation, with its reason.
@@ -685,18 +629,12 @@ fn diagnostic_items(input: &RecommendInput<'_>, skill: &str, count: u32) -> Opti
     if bank.is_empty() || count == 0 {
         return None;
     }
-    let evidence = input.evidence.get(skill);
-    let seen = evidence.map(|e| &e.items);
-    // A new order after every answer on the skill: a check asked again
-    // (the caller may not know which items were answered) asks others.
-    let salt = evidence
-        .and_then(|e| e.recent.last())
-        .map_or(0, |(at, _)| *at as u64);
+    let seen = input.evidence.get(skill).map(|e| &e.items);
     let mut order: Vec<(bool, u64, &String)> = bank
         .iter()
         .map(|id| {
             let answered = seen.is_some_and(|s| s.contains(id));
-            let draw = (uniform(input.seed ^ salt, id) * (1u64 << 53) as f64) as u64;
+            let draw = (uniform(input.seed, id) * (1u64 << 53) as f64) as u64;
             (answered, draw, id)
         })
         .collect();

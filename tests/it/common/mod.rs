@@ -72,19 +72,13 @@ pub fn admin_key_in(dir: &Path) -> String {
 /// store's first admin key (written there, as `spoc serve` does, on a new
 /// store only; read from `dir/admin-key` otherwise).
 pub fn engine_in(dir: &Path) -> (Arc<Engine>, String) {
-    engine_with(dir, ParamSet::load(None).expect("shipped params"))
-}
-
-/// [`engine_in`] with the BKT parameters `params` (as `spoc serve
-/// --bkt-params` loads them).
-fn engine_with(dir: &Path, params: ParamSet) -> (Arc<Engine>, String) {
     let store = Store::open(dir).expect("open store");
     let engine = Arc::new(
         Engine::new(
             store,
             EngineConfig {
                 mastery_threshold: 0.95,
-                params,
+                params: ParamSet::load(None).expect("shipped params"),
             },
         )
         .expect("engine"),
@@ -178,26 +172,13 @@ impl TestServer {
         server
     }
 
-    /// Starts a server on a fresh temporary store with the BKT parameters
-    /// `params` in force.
-    pub async fn start_with_params(params: ParamSet) -> Self {
-        let temp = tempfile::tempdir().expect("temp dir");
-        let mut server = Self::serve_with(temp.path(), ServeOptions::default(), params).await;
-        server._temp = Some(temp);
-        server
-    }
-
     /// Starts a server on the store in `dir` (which may hold data).
     pub async fn start_in(dir: &Path) -> Self {
         Self::serve(dir, ServeOptions::default()).await
     }
 
     async fn serve(dir: &Path, options: ServeOptions) -> Self {
-        Self::serve_with(dir, options, ParamSet::load(None).expect("shipped params")).await
-    }
-
-    async fn serve_with(dir: &Path, options: ServeOptions, params: ParamSet) -> Self {
-        let (engine, admin_key) = engine_with(dir, params);
+        let (engine, admin_key) = engine_in(dir);
         let handle = engine.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
