@@ -221,6 +221,7 @@ async fn take_due(
             free,
         )?;
         let mut taken = Vec::with_capacity(rows.len());
+        let mut counts: HashMap<String, usize> = HashMap::new();
         for (key, message) in rows {
             let Some(subscription) = hub.subscription(&message.subscription_id) else {
                 // Its subscription was deleted while it was in flight.
@@ -232,17 +233,24 @@ async fn take_due(
                 e.store.remove_message(&key)?;
                 continue;
             }
-            let mut flying = flying.lock();
             let flying_now = flying
+                .lock()
                 .per_subscription
                 .get(&message.subscription_id)
                 .copied()
                 .unwrap_or(0);
-            if flying_now >= PER_SUBSCRIPTION {
+            let count = counts.entry(message.subscription_id.clone()).or_default();
+            if flying_now + *count >= PER_SUBSCRIPTION {
                 continue;
             }
-            flying.enter(&key, &message.subscription_id);
+            *count += 1;
             taken.push((key, message));
+        }
+        // Counted in flight only once nothing above can fail: a message
+        // counted and never started would never be delivered.
+        let mut flying = flying.lock();
+        for (key, message) in &taken {
+            flying.enter(key, &message.subscription_id);
         }
         Ok((taken, next_due))
     })
