@@ -69,24 +69,9 @@ pub struct ServiceFormArgs {
     /// then one mastery column per skill; no service is called.
     #[arg(long, requires = "output")]
     pub input: Option<PathBuf>,
-    /// Offline: smallest cohort (15..50; default 15).
-    #[arg(long)]
-    pub min: Option<usize>,
-    /// Offline: largest cohort (min..50; default 50).
-    #[arg(long)]
-    pub max: Option<usize>,
-    /// Offline: largest share of one company in a cohort (default 0.3).
-    #[arg(long)]
-    pub company_cap: Option<f64>,
-    /// Offline: largest spread of UTC offsets in a cohort, hours (default 3).
-    #[arg(long)]
-    pub max_tz_spread: Option<f64>,
-    /// Offline: number of cohorts wanted (default: sizes near (min+max)/2).
-    #[arg(long)]
-    pub cohorts: Option<usize>,
-    /// Offline: allow cohorts that mix languages.
-    #[arg(long)]
-    pub mixed_languages: bool,
+    /// Offline: the rules of the cohorts.
+    #[command(flatten)]
+    pub offline: OfflineRules,
     /// Where the service listens, and the key.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -112,30 +97,67 @@ pub struct FormArgs {
     /// Where to write `learner_id,cohort_id`.
     #[arg(long)]
     pub output: PathBuf,
-    /// Smallest cohort (15..50).
-    #[arg(long, default_value_t = DEFAULT_MIN)]
-    pub min: usize,
-    /// Largest cohort (min..50).
-    #[arg(long, default_value_t = DEFAULT_MAX)]
-    pub max: usize,
-    /// Largest share of one company in a cohort, in (0, 1].
-    #[arg(long, default_value_t = DEFAULT_COMPANY_CAP)]
-    pub company_cap: f64,
-    /// Largest spread of UTC offsets in a cohort, in hours.
-    #[arg(long, default_value_t = DEFAULT_TZ_SPREAD)]
-    pub max_tz_spread: f64,
-    /// Number of cohorts wanted (default: sizes near (min+max)/2).
-    #[arg(long)]
-    pub cohorts: Option<usize>,
-    /// Allow cohorts that mix languages.
-    #[arg(long)]
-    pub mixed_languages: bool,
+    /// The rules of the cohorts.
+    #[command(flatten)]
+    pub rules: OfflineRules,
     /// What to optimise.
     #[arg(long, value_enum, default_value_t = ObjectiveArg::Balanced)]
     pub objective: ObjectiveArg,
     /// Seed: the same seed gives the same cohorts.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+}
+
+/// The offline mode's cohort rules, shared by `form --input` and
+/// `form-offline`; a flag not given takes its default.
+#[derive(Debug, Args)]
+pub struct OfflineRules {
+    /// Smallest cohort (15..50; default 15).
+    #[arg(long)]
+    pub min: Option<usize>,
+    /// Largest cohort (min..50; default 50).
+    #[arg(long)]
+    pub max: Option<usize>,
+    /// Largest share of one company in a cohort, in (0, 1] (default 0.3).
+    #[arg(long)]
+    pub company_cap: Option<f64>,
+    /// Largest spread of UTC offsets in a cohort, in hours (default 3).
+    #[arg(long)]
+    pub max_tz_spread: Option<f64>,
+    /// Number of cohorts wanted (default: sizes near (min+max)/2).
+    #[arg(long)]
+    pub cohorts: Option<usize>,
+    /// Allow cohorts that mix languages.
+    #[arg(long)]
+    pub mixed_languages: bool,
+}
+
+impl OfflineRules {
+    /// The constraints, defaults filled in.
+    fn constraints(&self) -> CohortConstraints {
+        CohortConstraints {
+            min_size: self.min.unwrap_or(DEFAULT_MIN),
+            max_size: self.max.unwrap_or(DEFAULT_MAX),
+            max_company_share: self.company_cap.unwrap_or(DEFAULT_COMPANY_CAP),
+            single_language: !self.mixed_languages,
+            max_tz_spread_hours: self.max_tz_spread.unwrap_or(DEFAULT_TZ_SPREAD),
+            target_cohorts: self.cohorts,
+        }
+    }
+
+    /// The first flag given, if any (refused beside `--program`).
+    fn first_given(&self) -> Option<&'static str> {
+        [
+            ("--min", self.min.is_some()),
+            ("--max", self.max.is_some()),
+            ("--company-cap", self.company_cap.is_some()),
+            ("--max-tz-spread", self.max_tz_spread.is_some()),
+            ("--cohorts", self.cohorts.is_some()),
+            ("--mixed-languages", self.mixed_languages),
+        ]
+        .into_iter()
+        .find_map(|(flag, given)| given.then_some(flag))
+    }
 }
 
 /// Runs a cohorts subcommand.
@@ -160,15 +182,7 @@ fn form_in_service(args: ServiceFormArgs) -> Result<(), BoxError> {
         .ok_or("--program (or --input for the offline mode) is required")?;
     // The offline flags are refused here, not by clap: its `requires` is
     // not checked beside `--program`, which conflicts with `--input`.
-    let offline_only = [
-        ("--min", args.min.is_some()),
-        ("--max", args.max.is_some()),
-        ("--company-cap", args.company_cap.is_some()),
-        ("--max-tz-spread", args.max_tz_spread.is_some()),
-        ("--cohorts", args.cohorts.is_some()),
-        ("--mixed-languages", args.mixed_languages),
-    ];
-    if let Some((flag, _)) = offline_only.iter().find(|(_, set)| *set) {
+    if let Some(flag) = args.offline.first_given() {
         return Err(format!(
             "{flag} belongs to the offline mode (--input F --output F); a service forms cohorts with the program's own rules"
         )
@@ -360,19 +374,14 @@ pub fn balance_text(q: &pb::CohortQualityReport) -> String {
     )
 }
 
-/// `spoc cohorts form --input F`: the offline options, defaults filled in.
+/// `spoc cohorts form --input F` as the `form-offline` it is.
 fn offline(args: ServiceFormArgs, input: PathBuf) -> Result<FormArgs, BoxError> {
     Ok(FormArgs {
         input,
         output: args
             .output
             .ok_or("--output is required with --input: where to write learner_id,cohort_id")?,
-        min: args.min.unwrap_or(DEFAULT_MIN),
-        max: args.max.unwrap_or(DEFAULT_MAX),
-        company_cap: args.company_cap.unwrap_or(DEFAULT_COMPANY_CAP),
-        max_tz_spread: args.max_tz_spread.unwrap_or(DEFAULT_TZ_SPREAD),
-        cohorts: args.cohorts,
-        mixed_languages: args.mixed_languages,
+        rules: args.offline,
         objective: args.objective,
         seed: args.seed,
     })
@@ -385,14 +394,7 @@ fn form(args: FormArgs) -> Result<(), BoxError> {
         .map_err(|e| format!("cannot open {}: {e}", args.input.display()))?;
     let mut output = Vec::new();
     let options = OfflineOptions {
-        constraints: CohortConstraints {
-            min_size: args.min,
-            max_size: args.max,
-            max_company_share: args.company_cap,
-            single_language: !args.mixed_languages,
-            max_tz_spread_hours: args.max_tz_spread,
-            target_cohorts: args.cohorts,
-        },
+        constraints: args.rules.constraints(),
         objective: match args.objective {
             ObjectiveArg::Balanced => Objective::Balanced,
             ObjectiveArg::Leveled => Objective::Leveled,
