@@ -1000,3 +1000,92 @@ async fn a_manager_moves_a_learner_between_cohorts() {
     let refused = post_move(&console, &cookie, &csrf, learner.as_str(), from.id.as_str()).await;
     assert_eq!(refused.status(), 403);
 }
+
+/// A learner whose skills all look mastered, with no answer since their
+/// latest module, is asked questions of the bank before certification:
+/// the learner page names those questions where a module would be.
+#[tokio::test]
+async fn a_learner_page_names_the_questions_a_check_asks() {
+    let console = Console::start(ConsoleOptions::default()).await;
+    let mut catalog = console.server.catalog().await;
+    catalog
+        .upsert_module(pb::UpsertModuleRequest {
+            module: Some(module("m-a", &["a"], pb::ModuleFormat::Video, 10)),
+        })
+        .await
+        .unwrap();
+    let items: Vec<pb::Item> = ["a", "b", "c"]
+        .iter()
+        .flat_map(|s| {
+            (0..4).map(move |k| pb::Item {
+                id: format!("{s}-q{k}"),
+                skill_ids: vec![s.to_string()],
+                ..Default::default()
+            })
+        })
+        .collect();
+    catalog
+        .upsert_items(pb::UpsertItemsRequest { items })
+        .await
+        .unwrap();
+    let start = t0() - 3_600;
+    let answers: Vec<pb::Attempt> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .flat_map(|(k, s)| {
+            (0..8).map(move |i| {
+                attempt(
+                    &format!("{s}{i}"),
+                    "l01",
+                    &[s],
+                    true,
+                    start + (k * 10 + i) as i64,
+                )
+            })
+        })
+        .collect();
+    console
+        .server
+        .mastery()
+        .await
+        .record_attempts(pb::RecordAttemptsRequest { attempts: answers })
+        .await
+        .unwrap();
+    console
+        .server
+        .remediation()
+        .await
+        .record_activity(pb::RecordActivityRequest {
+            activities: vec![activity("done", "l01", "m-a", true, start + 100, 10)],
+        })
+        .await
+        .unwrap();
+
+    let (cookie, _) = sign_in(&console, &console.trainer).await;
+    let page = client()
+        .get(console.url("/console/learner?id=l01&program=excel"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    let questions = page
+        .split("<td>Questions: ")
+        .skip(1)
+        .map(|row| row.split("</td>").next().unwrap().to_string())
+        .collect::<Vec<_>>();
+    assert!(!questions.is_empty(), "no questions on the page:\n{page}");
+    for asked in &questions {
+        assert!(
+            asked
+                .split(", ")
+                .all(|id| ["a-q", "b-q", "c-q"].iter().any(|p| id.starts_with(p))),
+            "questions of the bank: {asked}"
+        );
+    }
+    assert!(
+        page.contains("before the program is certified"),
+        "the reason is shown:\n{page}"
+    );
+}

@@ -55,6 +55,7 @@ fn demo_runs_on_a_fresh_folder_and_shows_everything() {
     let loaded = &summary["loaded"];
     assert_eq!(loaded["skills"], 30);
     assert_eq!(loaded["modules"], 120);
+    assert_eq!(loaded["items"], 240, "eight bank questions per skill");
     assert_eq!(loaded["learners"], 600);
     assert_eq!(loaded["companies"], 12);
     assert_eq!(loaded["programs"], 2);
@@ -92,6 +93,19 @@ fn demo_runs_on_a_fresh_folder_and_shows_everything() {
         for m in modules {
             assert!(!m["reason"].as_str().unwrap().is_empty(), "{m}");
             assert!(stdout.contains(m["reason"].as_str().unwrap()));
+            // A module, or questions of the skill's bank.
+            let items = m["item_ids"].as_array().unwrap();
+            match m["kind"].as_str().unwrap() {
+                "module" => {
+                    assert!(items.is_empty() && !m["module_id"].as_str().unwrap().is_empty())
+                }
+                "diagnostic" => assert!(items.iter().all(|i| {
+                    i.as_str()
+                        .unwrap()
+                        .starts_with(&format!("{}-q", m["skill_id"].as_str().unwrap()))
+                })),
+                other => panic!("unknown kind {other:?}: {m}"),
+            }
         }
     }
 

@@ -27,7 +27,7 @@ pub async fn catalog_and_programs(service: &Service, world: &DemoWorld) -> Resul
         .import_catalog(pb::ImportCatalogRequest {
             skills: world.skills.iter().cloned().map(Into::into).collect(),
             modules: world.modules.iter().cloned().map(Into::into).collect(),
-            items: Vec::new(),
+            items: world.items.iter().cloned().map(Into::into).collect(),
         })
         .await
         .map_err(|s| describe("importing the catalog", &s))?;

@@ -87,6 +87,8 @@ pub struct Loaded {
     pub skills: usize,
     /// Modules in the catalog.
     pub modules: usize,
+    /// Questions in the catalog's item bank.
+    pub items: usize,
     /// Module formats present.
     pub formats: usize,
     /// Primary language subtags of the modules.
@@ -127,12 +129,16 @@ pub struct ProgramSummary {
     pub response: pb::FormCohortsResponse,
 }
 
-/// One recommended module.
+/// One recommendation: a module, or questions of the bank.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecommendedModule {
-    /// Module id.
+    /// `module` or `diagnostic` (questions, not teaching).
+    pub kind: &'static str,
+    /// Module id (empty for questions).
     pub module_id: String,
-    /// Module title.
+    /// The questions to ask (diagnostic only).
+    pub item_ids: Vec<String>,
+    /// Module title, or what the questions are for.
     pub title: String,
     /// Format name.
     pub format: String,
@@ -169,7 +175,7 @@ pub struct LearnerRecommendations {
     pub skills: usize,
     /// Open alerts of the learner, as reasons.
     pub alerts: Vec<String>,
-    /// The modules, best first.
+    /// The modules (or bank questions to answer), best first.
     pub modules: Vec<RecommendedModule>,
 }
 
@@ -514,6 +520,7 @@ fn loaded(
     Loaded {
         skills: world.skills.len(),
         modules: world.modules.len(),
+        items: world.items.len(),
         formats: formats.len(),
         languages: languages.into_iter().collect(),
         programs: world.programs.len(),
@@ -668,97 +675,134 @@ async fn write_reports(
 }
 
 /// Three learners worth showing, each with their next three modules: one
-/// progressing steadily, one struggling (with an open alert when there is
-/// one), one French speaker of the other program.
+/// progressing steadily (with at least a third of the program mastered in
+/// the engine's eyes when any such learner has something to do: the LMS
+/// moves a learner on at two right answers of three, the engine wants more),
+/// one struggling (with an open alert when there is one), one French speaker
+/// of the other program.
 async fn recommendations(
     service: &Service,
     world: &DemoWorld,
     alerts: &BTreeMap<String, Vec<String>>,
 ) -> Result<Vec<LearnerRecommendations>, BoxError> {
-    type Pick = (&'static str, fn(&world::DemoLearner, bool) -> bool);
+    type Pick = (&'static str, fn(&world::DemoLearner, bool) -> bool, f64);
     let slots: [Pick; 3] = [
-        ("progressing steadily", |l, alerted| {
-            !alerted
-                && l.persona == Persona::Steady
-                && l.program_id == "excel-essentials"
-                && l.learner.language == "en"
-        }),
-        ("struggling, with an open alert", |l, alerted| {
-            l.persona == Persona::Struggling && l.program_id == "data-analysis" && alerted
-        }),
-        ("French speaker, slower pace", |l, _| {
-            l.persona == Persona::Slow
-                && l.program_id == "data-analysis"
-                && l.learner.language == "fr"
-        }),
+        (
+            "progressing steadily",
+            |l, alerted| {
+                !alerted
+                    && l.persona == Persona::Steady
+                    && l.program_id == "excel-essentials"
+                    && l.learner.language == "en"
+            },
+            1.0 / 3.0,
+        ),
+        (
+            "struggling, with an open alert",
+            |l, alerted| {
+                l.persona == Persona::Struggling && l.program_id == "data-analysis" && alerted
+            },
+            0.0,
+        ),
+        (
+            "French speaker, slower pace",
+            |l, _| {
+                l.persona == Persona::Slow
+                    && l.program_id == "data-analysis"
+                    && l.learner.language == "fr"
+            },
+            0.0,
+        ),
     ];
     let titles: BTreeMap<&str, &str> = world
         .modules
         .iter()
         .map(|m| (m.id.as_str(), m.title.as_str()))
         .collect();
-    let mut out = Vec::new();
-    for (profile, fits) in slots {
+    let mut out: Vec<LearnerRecommendations> = Vec::new();
+    for (profile, fits, least_mastered) in slots {
+        // The first candidate with something to do and enough mastered;
+        // failing that, the first with something to do.
+        let mut fallback: Option<LearnerRecommendations> = None;
         for l in candidates(world, alerts, fits) {
-            if out
-                .iter()
-                .any(|r: &LearnerRecommendations| r.learner_id == l.learner.id)
-            {
+            if out.iter().any(|r| r.learner_id == l.learner.id) {
                 continue;
             }
-            let reply = service
-                .remediation()
-                .recommend_next(pb::RecommendNextRequest {
-                    learner_id: l.learner.id.clone(),
-                    program_id: l.program_id.clone(),
-                    count: 3,
-                    exclude_module_ids: Vec::new(),
-                })
-                .await
-                .map_err(|s| describe(&format!("recommendations for {:?}", l.learner.id), &s))?
-                .into_inner();
-            if reply.recommendations.is_empty() {
+            let Some(shown) =
+                learner_recommendations(service, world, alerts, &titles, l, profile).await?
+            else {
                 continue;
+            };
+            if shown.mastered as f64 >= least_mastered * shown.skills as f64 {
+                fallback = Some(shown);
+                break;
             }
-            let program = world
-                .programs
-                .iter()
-                .find(|p| p.id == l.program_id)
-                .expect("learners follow demo programs");
-            let mastery = service
-                .mastery()
-                .get_mastery(pb::GetMasteryRequest {
-                    learner_id: l.learner.id.clone(),
-                    skill_ids: program.skill_ids.clone(),
-                })
-                .await
-                .map_err(|s| describe(&format!("mastery of {:?}", l.learner.id), &s))?
-                .into_inner();
-            out.push(LearnerRecommendations {
-                learner_id: l.learner.id.clone(),
-                display_name: l.learner.display_name.clone(),
-                company: world
-                    .companies
-                    .get(&l.learner.company_id)
-                    .cloned()
-                    .unwrap_or_default(),
-                language: l.learner.language.clone(),
-                time_zone: l.learner.time_zone.clone(),
-                program_id: l.program_id.clone(),
-                profile: profile.to_string(),
-                mastered: mastery.skills.iter().filter(|s| s.mastered).count(),
-                skills: program.skill_ids.len(),
-                alerts: alerts.get(&l.learner.id).cloned().unwrap_or_default(),
-                modules: reply
-                    .recommendations
-                    .iter()
-                    .map(|r| recommended_module(r, &titles))
-                    .collect(),
-            });
-            break;
+            fallback.get_or_insert(shown);
         }
+        out.extend(fallback);
     }
     Ok(out)
+}
+
+/// One learner's next three recommendations and mastery, as the demo shows
+/// them; `None` when there is nothing to recommend.
+async fn learner_recommendations(
+    service: &Service,
+    world: &DemoWorld,
+    alerts: &BTreeMap<String, Vec<String>>,
+    titles: &BTreeMap<&str, &str>,
+    l: &world::DemoLearner,
+    profile: &str,
+) -> Result<Option<LearnerRecommendations>, BoxError> {
+    let reply = service
+        .remediation()
+        .recommend_next(pb::RecommendNextRequest {
+            learner_id: l.learner.id.clone(),
+            program_id: l.program_id.clone(),
+            count: 3,
+            exclude_module_ids: Vec::new(),
+        })
+        .await
+        .map_err(|s| describe(&format!("recommendations for {:?}", l.learner.id), &s))?
+        .into_inner();
+    if reply.recommendations.is_empty() {
+        return Ok(None);
+    }
+    let program = world
+        .programs
+        .iter()
+        .find(|p| p.id == l.program_id)
+        .expect("learners follow demo programs");
+    let mastery = service
+        .mastery()
+        .get_mastery(pb::GetMasteryRequest {
+            learner_id: l.learner.id.clone(),
+            skill_ids: program.skill_ids.clone(),
+        })
+        .await
+        .map_err(|s| describe(&format!("mastery of {:?}", l.learner.id), &s))?
+        .into_inner();
+    Ok(Some(LearnerRecommendations {
+        learner_id: l.learner.id.clone(),
+        display_name: l.learner.display_name.clone(),
+        company: world
+            .companies
+            .get(&l.learner.company_id)
+            .cloned()
+            .unwrap_or_default(),
+        language: l.learner.language.clone(),
+        time_zone: l.learner.time_zone.clone(),
+        program_id: l.program_id.clone(),
+        profile: profile.to_string(),
+        mastered: mastery.skills.iter().filter(|s| s.mastered).count(),
+        skills: program.skill_ids.len(),
+        alerts: alerts.get(&l.learner.id).cloned().unwrap_or_default(),
+        modules: reply
+            .recommendations
+            .iter()
+            .map(|r| recommended_module(r, titles))
+            .collect(),
+    }))
 }
 
 /// The first 20 learners that fit a profile (everyone if none does),
@@ -783,13 +827,20 @@ fn candidates<'a>(
 
 /// A recommendation as the demo prints it, titled from the catalog.
 fn recommended_module(r: &pb::Recommendation, titles: &BTreeMap<&str, &str>) -> RecommendedModule {
+    let diagnostic = r.kind == pb::RecommendationKind::Diagnostic as i32;
     RecommendedModule {
+        kind: if diagnostic { "diagnostic" } else { "module" },
         module_id: r.module_id.clone(),
-        title: titles
-            .get(r.module_id.as_str())
-            .copied()
-            .unwrap_or("")
-            .to_string(),
+        item_ids: r.item_ids.clone(),
+        title: if diagnostic {
+            format!("questions {}", r.item_ids.join(", "))
+        } else {
+            titles
+                .get(r.module_id.as_str())
+                .copied()
+                .unwrap_or("")
+                .to_string()
+        },
         format: output::enum_name(
             pb::ModuleFormat::try_from(r.format)
                 .unwrap_or_default()

@@ -43,8 +43,9 @@ fn loaded(out: &mut String, s: &DemoSummary) {
     section(out, "1. A demo world, loaded through the gRPC API");
     let _ = writeln!(
         out,
-        "catalog: {} skills with prerequisites, {} modules in {} formats and {} languages ({})",
+        "catalog: {} skills with prerequisites and {} bank questions, {} modules in {} formats and {} languages ({})",
         l.skills,
+        l.items,
         l.modules,
         l.formats,
         l.languages.len(),
@@ -94,16 +95,28 @@ fn recommendations(out: &mut String, s: &DemoSummary) {
             let _ = writeln!(out, "  open alert: {a}");
         }
         for (i, m) in r.modules.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "  {}. {} {} ({}, {} min)\n     {}",
-                i + 1,
-                m.module_id,
-                m.title,
-                m.format,
-                m.minutes,
-                m.reason
-            );
+            let _ = if m.item_ids.is_empty() {
+                writeln!(
+                    out,
+                    "  {}. {} {} ({}, {} min)\n     {}",
+                    i + 1,
+                    m.module_id,
+                    m.title,
+                    m.format,
+                    m.minutes,
+                    m.reason
+                )
+            } else {
+                writeln!(
+                    out,
+                    "  {}. {} on {} ({} min)\n     {}",
+                    i + 1,
+                    m.title,
+                    m.skill_id,
+                    m.minutes,
+                    m.reason
+                )
+            };
         }
         out.push('\n');
     }

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::domain::catalog::{Format, Module, Skill};
+use crate::domain::catalog::{Format, Item, Module, Skill};
 use crate::domain::learner::{CohortRules, Learner, Micros, Program, RiskRules};
 use crate::domain::remediation::language_matches;
 use crate::domain::risk::signals::MICROS_PER_DAY;
@@ -201,6 +201,9 @@ pub struct DemoWorld {
     pub skills: Vec<Skill>,
     /// The catalog's modules.
     pub modules: Vec<Module>,
+    /// The catalog's item bank: [`ITEM_BANK`] questions per skill, the ones
+    /// the answers are on (so that checks and certification ask items).
+    pub items: Vec<Item>,
     /// The two programs.
     pub programs: Vec<Program>,
     /// Company id → display name.
@@ -313,9 +316,11 @@ pub fn generate(options: &DemoOptions) -> DemoWorld {
         .enumerate()
         .map(|(i, c)| (i, c.2))
         .collect();
+    let items = item_bank(&skills);
     let mut out = DemoWorld {
         skills,
         modules,
+        items,
         programs: Vec::new(),
         companies: COMPANIES
             .iter()
@@ -412,6 +417,28 @@ fn catalog(world: &World, ids: &[String]) -> (Vec<Skill>, Vec<Module>) {
         })
         .collect();
     (skills, modules)
+}
+
+/// [`ITEM_BANK`] questions on each skill, `{skill}-q0` upwards: the ids the
+/// answers carry ([`Play::attempt`]).
+fn item_bank(skills: &[Skill]) -> Vec<Item> {
+    skills
+        .iter()
+        .flat_map(|skill| {
+            (0..ITEM_BANK).map(move |k| Item {
+                id: item_id(&skill.id, k),
+                skill_ids: vec![skill.id.clone()],
+                title: format!("{}: question {}", skill.name, k + 1),
+                external_ids: Vec::new(),
+                pass_mark: None,
+            })
+        })
+        .collect()
+}
+
+/// The id of question `k` of `skill`'s bank.
+fn item_id(skill: &str, k: u32) -> String {
+    format!("{skill}-q{k}")
 }
 
 /// The demo's programs, all started at `start`.
@@ -760,7 +787,7 @@ impl Play<'_> {
         DemoAttempt {
             id: format!("{}-a{:04}", self.learner.id, self.attempts),
             learner_id: self.learner.id.clone(),
-            item_id: format!("{skill_id}-q{}", self.rng.random_range(0..ITEM_BANK)),
+            item_id: item_id(&skill_id, self.rng.random_range(0..ITEM_BANK)),
             skill_id,
             correct,
             at,

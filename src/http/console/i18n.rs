@@ -238,6 +238,7 @@ pub const MESSAGES: &[(&str, &str, &str)] = &[
         "Rien à recommander :",
     ),
     ("why", "Why", "Pourquoi"),
+    ("questions", "Questions", "Questions"),
     (
         "mastery_history",
         "Mastery over time",

@@ -537,8 +537,11 @@ pub fn learner_context(
                     .items
                     .into_iter()
                     .map(|r| {
+                        // A diagnostic names the bank's questions to ask,
+                        // not a module.
                         context! {
                             module => r.module_id,
+                            items => r.item_ids,
                             skill => r.skill_id,
                             minutes => r.duration_minutes,
                             reason => r.reason,
