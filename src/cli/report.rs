@@ -1,5 +1,5 @@
 //! `spoc report`: fetch a cohort or program report from a running service
-//! and write it as a self-contained HTML page or a CSV table.
+//! and write it as a self-contained HTML page, a CSV table or JSON.
 //!
 //! The service computes and renders the report (`ReportService`), so the
 //! file is exactly what any other client would get.
@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use super::client::{BoxError, ClientArgs, Service, describe, runtime};
 use super::output::{self, OutputFormat};
 use crate::api::pb;
+use crate::http::connect::schema::message_to_json;
 
 /// The file format of `spoc report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -19,6 +20,9 @@ pub enum ReportFormatArg {
     Html,
     /// One CSV table, `section,id,name,metric,value`.
     Csv,
+    /// The report's fields for scripts: the `spoc.v1.Report` message in
+    /// proto3 JSON (the Connect endpoint's names), every field written.
+    Json,
 }
 
 /// Options of `spoc report`.
@@ -51,6 +55,8 @@ pub fn run(args: ReportArgs) -> Result<(), BoxError> {
     let format = match args.format {
         ReportFormatArg::Html => pb::ReportFormat::Html,
         ReportFormatArg::Csv => pb::ReportFormat::Csv,
+        // The structured fields only; the file is written from them.
+        ReportFormatArg::Json => pb::ReportFormat::Unspecified,
     } as i32;
     let (program, cohort) = (args.program.clone(), args.cohort.clone());
     let response = runtime()?.block_on(async move {
@@ -74,11 +80,19 @@ pub fn run(args: ReportArgs) -> Result<(), BoxError> {
         };
         Ok::<_, BoxError>(response.into_inner())
     })?;
-    std::fs::write(&args.output, &response.rendered)
-        .map_err(|e| format!("cannot write {}: {e}", args.output.display()))?;
     let Some(r) = response.report else {
-        return Ok(());
+        return Err("the service sent no report".into());
     };
+    let file = match args.format {
+        ReportFormatArg::Json => {
+            let mut json = message_to_json("spoc.v1.Report", &r)?;
+            json.push(b'\n');
+            json
+        }
+        ReportFormatArg::Html | ReportFormatArg::Csv => response.rendered.into_bytes(),
+    };
+    std::fs::write(&args.output, file)
+        .map_err(|e| format!("cannot write {}: {e}", args.output.display()))?;
     let raised: u32 = r.alerts.as_ref().map_or(0, |a| a.raised);
     let resolved: u32 = r.alerts.as_ref().map_or(0, |a| a.resolved);
     match args.summary {

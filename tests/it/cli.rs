@@ -430,6 +430,30 @@ async fn report_and_model_fit() {
             .unwrap()
             .starts_with("<!DOCTYPE html>")
     );
+    // `--format json`: the file holds the report's fields in proto3 JSON,
+    // zeros written out.
+    let file = dir.path().join("report.json");
+    ok(spoc(
+        &server,
+        &[
+            "report",
+            "--program",
+            "excel",
+            "--format",
+            "json",
+            "--output",
+        ],
+    )
+    .arg(&file))
+    .await;
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(report["scopeId"], "excel", "{report}");
+    assert_eq!(report["learnerCount"], 8, "{report}");
+    assert_eq!(report["completedCount"], 0, "{report}");
+    let competence = report["competence"].as_array().unwrap();
+    assert_eq!(competence.len(), 3, "{report}");
+    assert_eq!(competence[2]["learnerCount"], 0, "{report}");
 
     let out = ok(&mut spoc(
         &server,

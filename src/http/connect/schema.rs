@@ -160,6 +160,24 @@ fn proto_to_json(output: &MessageDescriptor, message: &[u8]) -> Result<Vec<u8>, 
         .map_err(|e| Status::internal(format!("cannot write {} as JSON: {e}", output.name())))
 }
 
+/// A message of ours (`full_name`, e.g. `spoc.v1.Report`) in proto3 JSON
+/// with the Connect endpoint's field names, every field written (defaults
+/// included, so that a script reading a file need not know proto3's
+/// defaults).
+pub fn message_to_json<M: prost::Message>(full_name: &str, message: &M) -> Result<Vec<u8>, String> {
+    let descriptor = self::message(full_name).ok_or_else(|| format!("no message {full_name}"))?;
+    let decoded = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
+        .map_err(|e| format!("not a valid {full_name}: {e}"))?;
+    let mut writer = serde_json::Serializer::pretty(Vec::new());
+    decoded
+        .serialize_with_options(
+            &mut writer,
+            &SerializeOptions::new().skip_default_fields(false),
+        )
+        .map_err(|e| format!("cannot write {full_name} as JSON: {e}"))?;
+    Ok(writer.into_inner())
+}
+
 /// `message` in canonical proto3 JSON (default values left out).
 pub fn to_json(message: &DynamicMessage) -> Result<Vec<u8>, serde_json::Error> {
     let mut writer = serde_json::Serializer::new(Vec::new());
