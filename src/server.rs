@@ -86,13 +86,23 @@ impl Default for ServeOptions {
     }
 }
 
-/// Accepted connections with TCP_NODELAY: a unary reply is several HTTP/2
-/// frames, and Nagle's algorithm would hold the last ones back for a
-/// delayed ACK (40 ms per call, measured).
 /// Longest a client may take over its TLS handshake: a connection that
 /// opens and sends nothing is closed then, instead of holding its slot.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Every connection is pinged this often (HTTP/2 PING) and closed when the
+/// ping is not answered within [`PING_TIMEOUT`]: a client gone without
+/// closing (a half-open connection) would otherwise hold its `WatchAlerts`
+/// stream, and the stream's place in the alert hub, until the kernel gives
+/// up, about 15 minutes.
+pub const PING_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How long a ping may go unanswered (see [`PING_INTERVAL`]).
+pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Accepted connections with TCP_NODELAY: a unary reply is several HTTP/2
+/// frames, and Nagle's algorithm would hold the last ones back for a
+/// delayed ACK (40 ms per call, measured).
 fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
@@ -361,6 +371,8 @@ async fn serve_stack_with(
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .max_concurrent_streams(CONCURRENCY_PER_CONNECTION as u32)
         .timeout(REQUEST_TIMEOUT)
+        .http2_keepalive_interval(Some(PING_INTERVAL))
+        .http2_keepalive_timeout(Some(PING_TIMEOUT))
         .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
         .layer(stack.front().into_inner())
         .add_routes(stack.routes.clone())

@@ -176,6 +176,26 @@ pub async fn serve_with_options(
 /// have their own limit (`limits::BODY_READ_TIMEOUT`).
 pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long data written to a connection may stay unacknowledged before
+/// the kernel gives the connection up (TCP_USER_TIMEOUT, Linux). A browser
+/// that went away without closing (a lid shut, a network change) leaves a
+/// half-open connection, and its console event stream holds one of the
+/// session's stream slots until the kernel's retransmissions give up,
+/// about 15 minutes by default. The stream's keep-alive every 15 s is data
+/// the peer must acknowledge, so a dead peer is now found within about a
+/// minute.
+pub const UNACKNOWLEDGED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// Socket options of an accepted connection: TCP_NODELAY (a reply is
+/// written in pieces, and Nagle's algorithm would hold the last one back
+/// for a delayed ACK) and [`UNACKNOWLEDGED_TIMEOUT`]. Best effort: a
+/// connection is served without them rather than refused.
+fn tune(tcp: &tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    #[cfg(target_os = "linux")]
+    let _ = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(UNACKNOWLEDGED_TIMEOUT));
+}
+
 /// Accepts connections and serves `app` on each (HTTP/1.1 with
 /// [`HEADER_READ_TIMEOUT`]) until `shutdown`; then lets every connection
 /// finish its request in flight and returns. `axum::serve` has no header
@@ -207,9 +227,7 @@ async fn accept_loop(
             },
             () = &mut shutdown => break,
         };
-        // TCP_NODELAY: a reply is written in pieces, and Nagle's algorithm
-        // would hold the last one back for a delayed ACK.
-        let _ = tcp.set_nodelay(true);
+        tune(&tcp);
         let service = TowerToHyperService::new(app.clone().map_request(
             |r: axum::http::Request<hyper::body::Incoming>| r.map(axum::body::Body::new),
         ));
@@ -238,4 +256,31 @@ async fn accept_loop(
     let mut all_closed = all_closed;
     // Resolves once every connection task dropped its sender.
     let _ = all_closed.recv().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Accepted connections get TCP_NODELAY and the bound on
+    /// unacknowledged data (a browser gone without closing is found within
+    /// a minute, and its console stream's slot freed).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn accepted_connections_give_up_on_a_silent_peer() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (tcp, _) = accepted.unwrap();
+        let before = socket2::SockRef::from(&tcp).tcp_user_timeout().unwrap();
+        assert_eq!(before, None, "the kernel's default");
+        tune(&tcp);
+        assert!(tcp.nodelay().unwrap());
+        assert_eq!(
+            socket2::SockRef::from(&tcp).tcp_user_timeout().unwrap(),
+            Some(UNACKNOWLEDGED_TIMEOUT)
+        );
+        drop(client);
+    }
 }
