@@ -21,7 +21,8 @@ pub enum ReportFormatArg {
     /// One CSV table, `section,id,name,metric,value`.
     Csv,
     /// The report's fields for scripts: the `spoc.v1.Report` message in
-    /// proto3 JSON (the Connect endpoint's names), every field written.
+    /// proto3 JSON (the Connect endpoint's names), zeros and empty lists
+    /// written out.
     Json,
 }
 

@@ -177,7 +177,10 @@ pub async fn serve_with_options(
 pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long data written to a connection may stay unacknowledged before
-/// the kernel gives the connection up (TCP_USER_TIMEOUT, Linux). A browser
+/// the kernel gives the connection up (TCP_USER_TIMEOUT, Linux; since
+/// Linux 5.11 also a receive window left shut that long: a client that
+/// stops reading mid-reply is cut off too, which for a server is as
+/// good). A browser
 /// that went away without closing (a lid shut, a network change) leaves a
 /// half-open connection, and its console event stream holds one of the
 /// session's stream slots until the kernel's retransmissions give up,

@@ -99,11 +99,14 @@ fn demo_runs_on_a_fresh_folder_and_shows_everything() {
                 "module" => {
                     assert!(items.is_empty() && !m["module_id"].as_str().unwrap().is_empty())
                 }
-                "diagnostic" => assert!(items.iter().all(|i| {
-                    i.as_str()
-                        .unwrap()
-                        .starts_with(&format!("{}-q", m["skill_id"].as_str().unwrap()))
-                })),
+                "diagnostic" => assert!(
+                    !items.is_empty()
+                        && items.iter().all(|i| {
+                            i.as_str()
+                                .unwrap()
+                                .starts_with(&format!("{}-q", m["skill_id"].as_str().unwrap()))
+                        })
+                ),
                 other => panic!("unknown kind {other:?}: {m}"),
             }
         }

@@ -685,7 +685,8 @@ async fn recommendations(
     world: &DemoWorld,
     alerts: &BTreeMap<String, Vec<String>>,
 ) -> Result<Vec<LearnerRecommendations>, BoxError> {
-    type Pick = (&'static str, fn(&world::DemoLearner, bool) -> bool, f64);
+    // (profile, who fits, thirds of the program mastered at least)
+    type Pick = (&'static str, fn(&world::DemoLearner, bool) -> bool, usize);
     let slots: [Pick; 3] = [
         (
             "progressing steadily",
@@ -695,14 +696,14 @@ async fn recommendations(
                     && l.program_id == "excel-essentials"
                     && l.learner.language == "en"
             },
-            1.0 / 3.0,
+            1,
         ),
         (
             "struggling, with an open alert",
             |l, alerted| {
                 l.persona == Persona::Struggling && l.program_id == "data-analysis" && alerted
             },
-            0.0,
+            0,
         ),
         (
             "French speaker, slower pace",
@@ -711,37 +712,72 @@ async fn recommendations(
                     && l.program_id == "data-analysis"
                     && l.learner.language == "fr"
             },
-            0.0,
+            0,
         ),
     ];
     let titles: BTreeMap<&str, &str> = world
         .modules
         .iter()
         .map(|m| (m.id.as_str(), m.title.as_str()))
+        .chain(
+            world
+                .skills
+                .iter()
+                .map(|s| (s.id.as_str(), s.name.as_str())),
+        )
         .collect();
     let mut out: Vec<LearnerRecommendations> = Vec::new();
-    for (profile, fits, least_mastered) in slots {
-        // The first candidate with something to do and enough mastered;
-        // failing that, the first with something to do.
-        let mut fallback: Option<LearnerRecommendations> = None;
-        for l in candidates(world, alerts, fits) {
-            if out.iter().any(|r| r.learner_id == l.learner.id) {
-                continue;
+    for (profile, fits, thirds) in slots {
+        // RecommendNext notes what it recommends (an at-risk signal), so it
+        // is asked only of the learners shown: first those with enough
+        // mastered (GetMastery only reads), then anyone who fits.
+        let pool: Vec<&world::DemoLearner> = candidates(world, alerts, fits)
+            .into_iter()
+            .filter(|l| !out.iter().any(|r| r.learner_id == l.learner.id))
+            .collect();
+        let mut enough = Vec::new();
+        for &l in &pool {
+            let (mastered, skills) = mastered_of(service, world, l).await?;
+            if 3 * mastered >= thirds * skills {
+                enough.push(l);
             }
-            let Some(shown) =
+        }
+        for l in enough.into_iter().chain(pool) {
+            if let Some(shown) =
                 learner_recommendations(service, world, alerts, &titles, l, profile).await?
-            else {
-                continue;
-            };
-            if shown.mastered as f64 >= least_mastered * shown.skills as f64 {
-                fallback = Some(shown);
+            {
+                out.push(shown);
                 break;
             }
-            fallback.get_or_insert(shown);
         }
-        out.extend(fallback);
     }
     Ok(out)
+}
+
+/// The program skills `l` has mastered, of how many.
+async fn mastered_of(
+    service: &Service,
+    world: &DemoWorld,
+    l: &world::DemoLearner,
+) -> Result<(usize, usize), BoxError> {
+    let program = world
+        .programs
+        .iter()
+        .find(|p| p.id == l.program_id)
+        .expect("learners follow demo programs");
+    let mastery = service
+        .mastery()
+        .get_mastery(pb::GetMasteryRequest {
+            learner_id: l.learner.id.clone(),
+            skill_ids: program.skill_ids.clone(),
+        })
+        .await
+        .map_err(|s| describe(&format!("mastery of {:?}", l.learner.id), &s))?
+        .into_inner();
+    Ok((
+        mastery.skills.iter().filter(|s| s.mastered).count(),
+        program.skill_ids.len(),
+    ))
 }
 
 /// One learner's next three recommendations and mastery, as the demo shows
@@ -768,20 +804,7 @@ async fn learner_recommendations(
     if reply.recommendations.is_empty() {
         return Ok(None);
     }
-    let program = world
-        .programs
-        .iter()
-        .find(|p| p.id == l.program_id)
-        .expect("learners follow demo programs");
-    let mastery = service
-        .mastery()
-        .get_mastery(pb::GetMasteryRequest {
-            learner_id: l.learner.id.clone(),
-            skill_ids: program.skill_ids.clone(),
-        })
-        .await
-        .map_err(|s| describe(&format!("mastery of {:?}", l.learner.id), &s))?
-        .into_inner();
+    let (mastered, skills) = mastered_of(service, world, l).await?;
     Ok(Some(LearnerRecommendations {
         learner_id: l.learner.id.clone(),
         display_name: l.learner.display_name.clone(),
@@ -794,8 +817,8 @@ async fn learner_recommendations(
         time_zone: l.learner.time_zone.clone(),
         program_id: l.program_id.clone(),
         profile: profile.to_string(),
-        mastered: mastery.skills.iter().filter(|s| s.mastered).count(),
-        skills: program.skill_ids.len(),
+        mastered,
+        skills,
         alerts: alerts.get(&l.learner.id).cloned().unwrap_or_default(),
         modules: reply
             .recommendations
@@ -825,7 +848,8 @@ fn candidates<'a>(
     candidates
 }
 
-/// A recommendation as the demo prints it, titled from the catalog.
+/// A recommendation as the demo prints it, titled from the catalog
+/// (`titles`: module and skill ids to titles and names).
 fn recommended_module(r: &pb::Recommendation, titles: &BTreeMap<&str, &str>) -> RecommendedModule {
     let diagnostic = r.kind == pb::RecommendationKind::Diagnostic as i32;
     RecommendedModule {
@@ -833,7 +857,11 @@ fn recommended_module(r: &pb::Recommendation, titles: &BTreeMap<&str, &str>) -> 
         module_id: r.module_id.clone(),
         item_ids: r.item_ids.clone(),
         title: if diagnostic {
-            format!("questions {}", r.item_ids.join(", "))
+            let skill = titles
+                .get(r.skill_id.as_str())
+                .copied()
+                .unwrap_or(&r.skill_id);
+            format!("questions on {skill}: {}", r.item_ids.join(", "))
         } else {
             titles
                 .get(r.module_id.as_str())

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::DemoSummary;
+use super::{DemoSummary, RecommendedModule};
 use crate::cli::{alerts, cohorts, output};
 
 /// A section title, underlined.
@@ -15,7 +15,6 @@ fn section(out: &mut String, title: &str) {
 /// reports.
 pub fn render(s: &DemoSummary) -> String {
     let mut out = String::new();
-    section(&mut out, "1. A demo world, loaded through the gRPC API");
     loaded(&mut out, s);
     section(
         &mut out,
@@ -95,30 +94,25 @@ fn recommendations(out: &mut String, s: &DemoSummary) {
             let _ = writeln!(out, "  open alert: {a}");
         }
         for (i, m) in r.modules.iter().enumerate() {
-            let _ = if m.item_ids.is_empty() {
-                writeln!(
-                    out,
-                    "  {}. {} {} ({}, {} min)\n     {}",
-                    i + 1,
-                    m.module_id,
-                    m.title,
-                    m.format,
-                    m.minutes,
-                    m.reason
-                )
-            } else {
-                writeln!(
-                    out,
-                    "  {}. {} on {} ({} min)\n     {}",
-                    i + 1,
-                    m.title,
-                    m.skill_id,
-                    m.minutes,
-                    m.reason
-                )
-            };
+            out.push_str(&recommendation_lines(i + 1, m));
         }
         out.push('\n');
+    }
+}
+
+/// One recommendation, numbered `rank`: a module with its id, title,
+/// format and minutes, or the bank's questions; the reason below.
+fn recommendation_lines(rank: usize, m: &RecommendedModule) -> String {
+    if m.kind == "diagnostic" {
+        format!(
+            "  {rank}. {} ({} min)\n     {}\n",
+            m.title, m.minutes, m.reason
+        )
+    } else {
+        format!(
+            "  {rank}. {} {} ({}, {} min)\n     {}\n",
+            m.module_id, m.title, m.format, m.minutes, m.reason
+        )
     }
 }
 
@@ -206,4 +200,55 @@ pub fn serving(s: &DemoSummary) -> String {
         learner.0, learner.1
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recommended(
+        kind: &'static str,
+        module_id: &str,
+        items: &[&str],
+        title: &str,
+    ) -> RecommendedModule {
+        RecommendedModule {
+            kind,
+            module_id: module_id.into(),
+            item_ids: items.iter().map(|i| i.to_string()).collect(),
+            title: title.into(),
+            format: "quiz".into(),
+            minutes: 2,
+            skill_id: "pivot-tables".into(),
+            p_mastered: 0.97,
+            reason: "checking skill 'Pivot tables'".into(),
+        }
+    }
+
+    /// A module shows its id, title and format; questions show what they
+    /// are on and their ids, never an empty module id.
+    #[test]
+    fn modules_and_questions_print_each_their_own_way() {
+        let module = recommendation_lines(
+            1,
+            &recommended("module", "m007", &[], "Video: Pivot tables"),
+        );
+        assert_eq!(
+            module,
+            "  1. m007 Video: Pivot tables (quiz, 2 min)\n     checking skill 'Pivot tables'\n"
+        );
+        let questions = recommendation_lines(
+            2,
+            &recommended(
+                "diagnostic",
+                "",
+                &["pivot-tables-q1", "pivot-tables-q5"],
+                "questions on Pivot tables: pivot-tables-q1, pivot-tables-q5",
+            ),
+        );
+        assert_eq!(
+            questions,
+            "  2. questions on Pivot tables: pivot-tables-q1, pivot-tables-q5 (2 min)\n     checking skill 'Pivot tables'\n"
+        );
+    }
 }

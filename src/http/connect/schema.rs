@@ -161,9 +161,9 @@ fn proto_to_json(output: &MessageDescriptor, message: &[u8]) -> Result<Vec<u8>, 
 }
 
 /// A message of ours (`full_name`, e.g. `spoc.v1.Report`) in proto3 JSON
-/// with the Connect endpoint's field names, every field written (defaults
-/// included, so that a script reading a file need not know proto3's
-/// defaults).
+/// with the Connect endpoint's field names, every scalar and list written
+/// (defaults included, so that a script reading a file need not know
+/// proto3's defaults; a message field left unset stays out).
 pub fn message_to_json<M: prost::Message>(full_name: &str, message: &M) -> Result<Vec<u8>, String> {
     let descriptor = self::message(full_name).ok_or_else(|| format!("no message {full_name}"))?;
     let decoded = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())

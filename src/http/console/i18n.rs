@@ -240,6 +240,11 @@ pub const MESSAGES: &[(&str, &str, &str)] = &[
     ("why", "Why", "Pourquoi"),
     ("questions", "Questions", "Questions"),
     (
+        "module_or_questions",
+        "Module or questions",
+        "Module ou questions",
+    ),
+    (
         "mastery_history",
         "Mastery over time",
         "Maîtrise au fil du temps",
