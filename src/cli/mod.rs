@@ -10,12 +10,14 @@ pub mod demo;
 pub mod enrol;
 pub mod eval_alerts;
 pub mod fit;
+pub mod in_process;
 pub mod learners;
 pub mod model;
 pub mod output;
 pub mod report;
 pub mod serve;
 pub mod simulate;
+pub mod simulate_grpc;
 pub mod train_risk;
 pub mod verify;
 
@@ -42,6 +44,10 @@ pub enum Command {
     Fit(fit::FitArgs),
     /// Compare remediation policies on synthetic learners.
     Simulate(simulate::SimulateArgs),
+    /// Play the simulator's learners through a service started in process
+    /// (every decision by RecommendNext over gRPC), beside `simulate`'s
+    /// adaptive figures on the same learners.
+    SimulateGrpc(simulate_grpc::SimulateGrpcArgs),
     /// Cohorts of a program: form and export through a running service, or
     /// form offline from a CSV.
     #[command(subcommand)]
@@ -62,7 +68,8 @@ pub enum Command {
     /// xAPI activities nothing maps yet: list them, map one, ignore one.
     #[command(subcommand)]
     Activities(activities::ActivitiesCommand),
-    /// Write a cohort or program report (HTML or CSV) from a running service.
+    /// Write a cohort or program report (HTML, CSV or JSON) from a running
+    /// service.
     Report(report::ReportArgs),
     /// Train the alert models (behind schedule, stopping) on simulated
     /// cohort worlds or a data folder's history (models/risk.json).
@@ -85,7 +92,10 @@ pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The demo prints for people: only warnings and errors unless asked.
     init_logging(
-        if matches!(cli.command, Command::Demo(_) | Command::EvalAlerts(_)) {
+        if matches!(
+            cli.command,
+            Command::Demo(_) | Command::EvalAlerts(_) | Command::SimulateGrpc(_)
+        ) {
             "warn"
         } else {
             "info"
@@ -96,6 +106,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Fit(args) => fit::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::SimulateGrpc(args) => simulate_grpc::run(args),
         Command::Cohorts(command) => cohorts::run(command),
         Command::Learners(command) => learners::run(command),
         Command::Alerts(command) => alerts::run(command),

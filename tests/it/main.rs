@@ -46,6 +46,7 @@ mod remediation;
 mod reports_grpc;
 mod restart;
 mod risk_history;
+mod simulate_grpc;
 mod store_format;
 mod tls;
 mod webhooks;

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use super::client::{BoxError, ClientArgs, Service};
+use super::client::BoxError;
+use super::in_process::InProcess;
 use super::output::{self, OutputFormat};
 use crate::api::pb;
 use crate::domain::risk::evaluation::{Figures, Seen, figures};
@@ -34,10 +35,8 @@ use crate::domain::risk::world::{
 };
 use crate::domain::risk::{AlertKind, LinearModel};
 use crate::engine::alerts::DEFAULT_ALERTS_PER_25;
-use crate::engine::params::ParamSet;
-use crate::engine::{DEFAULT_MASTERY_THRESHOLD, Engine, EngineConfig, now_micros};
+use crate::engine::{Engine, now_micros};
 use crate::offload;
-use crate::store::Store;
 
 /// Which worlds to evaluate on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -196,32 +195,12 @@ async fn snapshot(
     dir: &std::path::Path,
 ) -> Result<SnapshotFigures, BoxError> {
     let started = Instant::now();
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
-    }
-    std::fs::create_dir_all(dir)?;
-    let engine = Arc::new(Engine::new(
-        Store::open(dir)?,
-        EngineConfig {
-            mastery_threshold: DEFAULT_MASTERY_THRESHOLD,
-            params: ParamSet::load(None)?,
-        },
-    )?);
-    engine.bootstrap_admin_key(dir)?;
-    let key = std::fs::read_to_string(dir.join(crate::engine::access::ADMIN_KEY_FILE))?
-        .trim()
-        .to_string();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::server::serve(engine.clone(), listener, async {
-        let _ = stopped.await;
-    }));
+    let running = InProcess::start(dir).await?;
     let outcome = async {
-        let service = Service::connect(&ClientArgs::new(address.to_string(), Some(key))).await?;
+        let (engine, service) = (&running.engine, &running.service);
         let cut = world.day(day);
         let shift = now_micros() - cut;
-        let events = load::snapshot(&service, world, cut, shift).await?;
+        let events = load::snapshot(service, world, cut, shift).await?;
         // The engine evaluates the load once it ends (a few seconds
         // without history arriving).
         let deadline = Instant::now() + Duration::from_secs(600);
@@ -233,17 +212,16 @@ async fn snapshot(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let alerts =
-            super::alerts::list_all(&service, pb::ListAlertsRequest::default(), None).await?;
+            super::alerts::list_all(service, pb::ListAlertsRequest::default(), None).await?;
         let resolved = alerts
             .iter()
             .filter(|a| a.status == pb::AlertStatus::Resolved as i32)
             .count();
-        let seen = observe(&engine, world, cut, &alerts, baseline).await?;
+        let seen = observe(engine, world, cut, &alerts, baseline).await?;
         Ok((events, resolved, seen))
     }
     .await;
-    let _ = stop.send(());
-    let _ = server.await;
+    running.stop().await;
     let (events, resolved, seen) = outcome?;
     Ok(SnapshotFigures {
         world: world.params.name.clone(),

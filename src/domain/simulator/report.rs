@@ -72,7 +72,10 @@ fn share(part: u64, whole: u64) -> f64 {
 }
 
 /// Summarises one policy: `(index of the learner in its seed, outcome)`.
-fn summarise_one(options: &SimOptions, outcomes: &[(usize, LearnerOutcome)]) -> PolicyReport {
+pub(crate) fn summarise_one(
+    options: &SimOptions,
+    outcomes: &[(usize, LearnerOutcome)],
+) -> PolicyReport {
     let cap = f64::from(options.max_minutes);
     let mut minutes: Vec<f64> = outcomes
         .iter()

@@ -8,9 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use super::SimOptions;
 use super::policies::{Action, LmsView, Policy, PolicyKind, View};
 use super::population::{Answer, Fitted, Trace};
-use super::world::{
-    FORGET_PER_MINUTE, LEARNER_STREAM, MASTERY_THETA, MAX_FORGET, SimLearner, World, WorldKind, rng,
-};
+use super::world::{LEARNER_STREAM, MASTERY_THETA, SimLearner, World, rng};
 use crate::domain::bkt::{Belief, BktParams, Observation};
 use crate::domain::remediation::effects::{EVIDENCE_ANSWERS, EffectEvidence, Effects};
 use crate::domain::remediation::{ModuleOutcome, SkillChange, SkillEvidence};
@@ -239,20 +237,15 @@ impl<'a> Session<'a> {
         correct
     }
 
-    /// Forgetting (IRT world): every skill not practised during the last
-    /// `minutes` loses ability, down to its starting level.
+    /// Forgetting over the last `minutes` (see [`World::forget`]).
     fn forget(&mut self, minutes: u32, practised: &[usize]) {
-        if self.world.kind != WorldKind::Irt {
-            return;
-        }
-        for (s, theta) in self.theta.iter_mut().enumerate() {
-            let best = &mut self.best[s];
-            *best = best.max(*theta);
-            let floor = self.learner.theta[s].max(*best - MAX_FORGET);
-            if *theta > floor && !practised.contains(&s) {
-                *theta = (*theta - FORGET_PER_MINUTE * f64::from(minutes)).max(floor);
-            }
-        }
+        self.world.forget(
+            self.learner,
+            &mut self.theta,
+            &mut self.best,
+            minutes,
+            practised,
+        );
     }
 
     /// Plays module `m`: its minutes, what it teaches, the LMS's quiz on

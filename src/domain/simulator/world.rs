@@ -399,6 +399,31 @@ impl World {
         }
     }
 
+    /// Forgetting (IRT world): every skill not in `practised` loses ability
+    /// over `minutes`, down to the learner's starting level and never more
+    /// than [`MAX_FORGET`] below the best reached (`best`, kept up to date
+    /// here). Nothing is forgotten in the BKT world.
+    pub fn forget(
+        &self,
+        learner: &SimLearner,
+        theta: &mut [f64],
+        best: &mut [f64],
+        minutes: u32,
+        practised: &[usize],
+    ) {
+        if self.kind != WorldKind::Irt {
+            return;
+        }
+        for (s, theta) in theta.iter_mut().enumerate() {
+            let best = &mut best[s];
+            *best = best.max(*theta);
+            let floor = learner.theta[s].max(*best - MAX_FORGET);
+            if *theta > floor && !practised.contains(&s) {
+                *theta = (*theta - FORGET_PER_MINUTE * f64::from(minutes)).max(floor);
+            }
+        }
+    }
+
     /// A skill the learner could profit from: not truly mastered, every
     /// prerequisite truly mastered.
     pub fn learnable(&self, s: usize, theta: &[f64]) -> bool {
