@@ -1014,20 +1014,7 @@ async fn a_learner_page_names_the_questions_a_check_asks() {
         })
         .await
         .unwrap();
-    let items: Vec<pb::Item> = ["a", "b", "c"]
-        .iter()
-        .flat_map(|s| {
-            (0..4).map(move |k| pb::Item {
-                id: format!("{s}-q{k}"),
-                skill_ids: vec![s.to_string()],
-                ..Default::default()
-            })
-        })
-        .collect();
-    catalog
-        .upsert_items(pb::UpsertItemsRequest { items })
-        .await
-        .unwrap();
+    add_items(&console.server, &["a", "b", "c"]).await;
     let start = t0() - 3_600;
     let answers: Vec<pb::Attempt> = ["a", "b", "c"]
         .iter()

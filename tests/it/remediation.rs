@@ -35,26 +35,6 @@ async fn seed_enrolled(server: &TestServer) {
         .expect("enrol alice");
 }
 
-/// Four items in the bank on each of `skills`, `{skill}-q0` to `-q3`.
-async fn add_items(server: &TestServer, skills: &[&str]) {
-    let items: Vec<pb::Item> = skills
-        .iter()
-        .flat_map(|s| {
-            (0..4).map(move |k| pb::Item {
-                id: format!("{s}-q{k}"),
-                skill_ids: vec![s.to_string()],
-                ..Default::default()
-            })
-        })
-        .collect();
-    server
-        .catalog()
-        .await
-        .upsert_items(pb::UpsertItemsRequest { items })
-        .await
-        .expect("upsert items");
-}
-
 /// A request for `count` recommendations to `learner` in `program`,
 /// excluding nothing.
 fn recommend(learner: &str, program: &str, count: i32) -> pb::RecommendNextRequest {

@@ -956,3 +956,23 @@ pub async fn catalog_snapshot(
     assert!(skills.next_page_token.is_empty() && modules.next_page_token.is_empty());
     (skills.skills, modules.modules, items.items)
 }
+
+/// Four items in the bank on each of `skills`, `{skill}-q0` to `-q3`.
+pub async fn add_items(server: &TestServer, skills: &[&str]) {
+    let items: Vec<pb::Item> = skills
+        .iter()
+        .flat_map(|s| {
+            (0..4).map(move |k| pb::Item {
+                id: format!("{s}-q{k}"),
+                skill_ids: vec![s.to_string()],
+                ..Default::default()
+            })
+        })
+        .collect();
+    server
+        .catalog()
+        .await
+        .upsert_items(pb::UpsertItemsRequest { items })
+        .await
+        .expect("upsert items");
+}
