@@ -30,10 +30,14 @@ use crate::domain::simulator::report::{PolicyReport, summarise_one};
 use crate::domain::simulator::run::{End, FAR_BELOW, LearnerOutcome};
 use crate::domain::simulator::world::{LEARNER_STREAM, MASTERY_THETA, SimLearner, rng};
 use crate::domain::simulator::{PolicyKind, SimOptions, World, WorldKind, simulate};
-use crate::engine::now_micros;
 
 /// The program every simulated learner follows.
 const PROGRAM: &str = "simulated";
+
+/// Learner minute 0 of every learner (2025-01-06T00:00:00Z): a fixed
+/// calendar, so that the service's draws (seeded by the learner and the
+/// time of their latest module) and the report are the same on every run.
+const START: Micros = 1_736_121_600_000_000;
 
 /// Options of `spoc simulate-grpc`.
 #[derive(Debug, Args)]
@@ -260,8 +264,7 @@ impl<'a> Play<'a> {
             theta: learner.theta.clone(),
             best: learner.theta.clone(),
             minutes: 0,
-            // Every learner's history ends before now, whatever its length.
-            start: now_micros() - Micros::from(options.max_minutes + 1_000) * 60_000_000,
+            start: START,
             sent: 0,
             // The in-process run's stream of this learner.
             rng: rng(
