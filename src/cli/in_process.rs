@@ -14,6 +14,9 @@ use crate::engine::params::ParamSet;
 use crate::engine::{DEFAULT_MASTERY_THRESHOLD, Engine, EngineConfig};
 use crate::store::Store;
 
+/// The file that marks a scratch folder as this module's to wipe.
+pub const MARKER: &str = ".spoc-scratch";
+
 /// The running service: its engine (for what no RPC shows, such as
 /// whether the alert evaluation is idle) and an admin client.
 pub struct InProcess {
@@ -26,14 +29,27 @@ pub struct InProcess {
 }
 
 impl InProcess {
-    /// Starts a service on `dir`, which is wiped first (it must be the
-    /// caller's own scratch folder), with the shipped models and the
-    /// default threshold, on an ephemeral loopback port.
+    /// Starts a service on `dir` with the shipped models and the default
+    /// threshold, on an ephemeral loopback port. `dir` is a scratch folder:
+    /// one left by an earlier start (it holds [`MARKER`]) is wiped, an
+    /// empty or missing one is used, anything else is refused untouched.
     pub async fn start(dir: &Path) -> Result<Self, BoxError> {
         if dir.exists() {
+            let empty = std::fs::read_dir(dir)?.next().is_none();
+            if !empty && !dir.join(MARKER).exists() {
+                return Err(format!(
+                    "refusing to wipe {}: it is not an empty folder nor one this command made",
+                    dir.display()
+                )
+                .into());
+            }
             std::fs::remove_dir_all(dir)?;
         }
         std::fs::create_dir_all(dir)?;
+        std::fs::write(
+            dir.join(MARKER),
+            "a scratch folder of spoc; wiped on the next run\n",
+        )?;
         let engine = Arc::new(Engine::new(
             Store::open(dir)?,
             EngineConfig {

@@ -7,7 +7,8 @@ use serde_json::Value;
 /// On a small BKT world the service takes every learner to true mastery,
 /// as the in-process policy does, with about as many modules; the JSON has
 /// both columns with `spoc simulate`'s fields, the same on a second run;
-/// the scratch folder is removed afterwards.
+/// the scratch folder is removed afterwards, and a folder it did not make
+/// is refused untouched.
 #[test]
 fn the_service_plays_the_simulated_learners_as_the_policy_does() {
     let temp = tempfile::tempdir().unwrap();
@@ -60,4 +61,19 @@ fn the_service_plays_the_simulated_learners_as_the_policy_does() {
     );
     assert!(g > 0.0 && (g - l).abs() <= l / 3.0, "{g} vs {l}: {report}");
     assert!(!scratch.exists(), "the scratch folder is removed");
+
+    // A folder it did not make is refused, untouched.
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::write(scratch.join("data"), "keep me").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spoc"))
+        .args(["simulate-grpc", "--learners", "1", "--data-dir"])
+        .arg(&scratch)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing"));
+    assert_eq!(
+        std::fs::read_to_string(scratch.join("data")).unwrap(),
+        "keep me"
+    );
 }
