@@ -163,9 +163,10 @@ pub async fn evaluate(args: &EvalAlertsArgs) -> Result<Evaluation, BoxError> {
             }
             progress(&format!("{} day {day}", p.name));
             let dir = work.join(format!("{}-day{day}", p.name));
-            let s = snapshot(&world, day, &baseline, &dir).await;
+            // Removed once measured (a failed snapshot leaves its marked
+            // scratch folder; a folder that is not one is never touched).
+            let s = snapshot(&world, day, &baseline, &dir).await?;
             let _ = std::fs::remove_dir_all(&dir);
-            let s = s?;
             seen.extend(s.seen.iter().cloned());
             snapshots.push(s);
         }
