@@ -14,7 +14,6 @@
 //! would see and `spoc simulate` would not.
 
 use clap::Args;
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
@@ -27,7 +26,7 @@ use crate::api::convert::timestamp;
 use crate::api::pb;
 use crate::domain::learner::Micros;
 use crate::domain::simulator::report::{PolicyReport, summarise_one};
-use crate::domain::simulator::run::{End, FAR_BELOW, LearnerOutcome};
+use crate::domain::simulator::run::{End, FAR_BELOW, LearnerOutcome, quiz_passed};
 use crate::domain::simulator::world::{LEARNER_STREAM, MASTERY_THETA, SimLearner, rng};
 use crate::domain::simulator::{PolicyKind, SimOptions, World, WorldKind, simulate};
 
@@ -54,7 +53,8 @@ pub struct SimulateGrpcArgs {
     /// Learners between two `FitModel` calls (multilearn); 0: never.
     #[arg(long, default_value_t = 0)]
     pub refit_every: usize,
-    /// Scratch folder of the service (wiped first and removed after).
+    /// Scratch folder of the service (removed after; a folder this command
+    /// did not make is refused untouched).
     #[arg(long, default_value = "spoc-simulate-grpc")]
     pub data_dir: std::path::PathBuf,
     /// Output: aligned tables, or `{"through_grpc": {...}, "in_process": {...}}`.
@@ -353,7 +353,7 @@ impl<'a> Play<'a> {
                 for &s in &program {
                     let items = self.options.quiz_items;
                     let right = self.quiz(s, items, &mut answers);
-                    exam_passed &= 3 * right >= 2 * items;
+                    exam_passed &= quiz_passed(right, items);
                 }
                 self.send_answers(service, answers).await?;
                 let spent = self.minutes - before;
@@ -432,15 +432,8 @@ impl<'a> Play<'a> {
     /// `count` distinct items of skill `s`'s bank (as the in-process LMS
     /// draws them); returns the right answers.
     fn quiz(&mut self, s: usize, count: u32, answers: &mut Vec<pb::Attempt>) -> u32 {
-        let bank = self.world.bank[s].len();
-        let mut picked: Vec<usize> = Vec::new();
-        while picked.len() < (count as usize).min(bank) {
-            let k = self.rng.random_range(0..bank);
-            if !picked.contains(&k) {
-                picked.push(k);
-            }
-        }
-        picked
+        self.world
+            .quiz_items(s, count, &mut self.rng)
             .into_iter()
             .map(|k| u32::from(self.ask(s, k, answers)))
             .sum()

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::SimOptions;
@@ -177,15 +176,12 @@ impl<'a> Session<'a> {
         module: Option<u32>,
         trace: &mut Recorder<'_>,
     ) -> u32 {
-        let bank = self.world.bank[s].len();
-        let mut picked: Vec<usize> = Vec::new();
-        while picked.len() < (count as usize).min(bank) {
-            let k = rng.random_range(0..bank);
-            if !picked.contains(&k) {
-                picked.push(k);
-            }
-        }
-        let picked: Vec<(usize, usize)> = picked.into_iter().map(|k| (s, k)).collect();
+        let picked: Vec<(usize, usize)> = self
+            .world
+            .quiz_items(s, count, rng)
+            .into_iter()
+            .map(|k| (s, k))
+            .collect();
         self.ask(&picked, rng, module, trace)
     }
 
@@ -327,8 +323,13 @@ impl<'a> Session<'a> {
     }
 
     fn passed(&self, correct: u32, items: u32) -> bool {
-        3 * correct >= 2 * items
+        quiz_passed(correct, items)
     }
+}
+
+/// The LMS's pass mark of a quiz or exam on one skill: two thirds right.
+pub fn quiz_passed(correct: u32, items: u32) -> bool {
+    3 * correct >= 2 * items
 }
 
 /// What the population has taught the engine so far: the last fit (its

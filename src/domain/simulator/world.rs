@@ -399,6 +399,20 @@ impl World {
         }
     }
 
+    /// `count` distinct items of skill `s`'s bank (all of them when it is
+    /// smaller), drawn as the LMS's quizzes draw them.
+    pub fn quiz_items(&self, s: usize, count: u32, rng: &mut ChaCha8Rng) -> Vec<usize> {
+        let bank = self.bank[s].len();
+        let mut picked: Vec<usize> = Vec::new();
+        while picked.len() < (count as usize).min(bank) {
+            let k = rng.random_range(0..bank);
+            if !picked.contains(&k) {
+                picked.push(k);
+            }
+        }
+        picked
+    }
+
     /// Forgetting (IRT world): every skill not in `practised` loses ability
     /// over `minutes`, down to the learner's starting level and never more
     /// than [`MAX_FORGET`] below the best reached (`best`, kept up to date
