@@ -8,10 +8,13 @@
 //! models put in force by `FitModel`. Whether the two agree is what this
 //! command measures: the same world and learners, the adaptive policy only,
 //! every decision taken by `RecommendNext` on a service started in process
-//! (a fresh scratch folder, loopback), beside the in-process figures. A gap
-//! between the two columns is a divergence between the simulator and the
-//! service, which the held-out evaluation (driving the service)
-//! would see and `spoc simulate` would not.
+//! (a fresh scratch folder, loopback), beside the in-process figures.
+//! Without a fit both columns are equal (`remediation::history` builds the
+//! policy's view for both, and events are timed alike); a gap is a
+//! divergence between the simulator and the service, which the issue's
+//! held-out evaluation (driving the service) would see and `spoc simulate`
+//! would not. With `--refit-every` the fits differ (the simulator's of its
+//! own record, the service's of what it stored).
 
 use clap::Args;
 use rand_chacha::ChaCha8Rng;
@@ -26,17 +29,14 @@ use crate::api::convert::timestamp;
 use crate::api::pb;
 use crate::domain::learner::Micros;
 use crate::domain::simulator::report::{PolicyReport, summarise_one};
-use crate::domain::simulator::run::{End, FAR_BELOW, LearnerOutcome, quiz_passed};
+use crate::domain::simulator::run::{
+    End, FAR_BELOW, LearnerOutcome, START, learner_id, quiz_passed,
+};
 use crate::domain::simulator::world::{LEARNER_STREAM, MASTERY_THETA, SimLearner, rng};
 use crate::domain::simulator::{PolicyKind, SimOptions, World, WorldKind, simulate};
 
 /// The program every simulated learner follows.
 const PROGRAM: &str = "simulated";
-
-/// Learner minute 0 of every learner (2025-01-06T00:00:00Z): a fixed
-/// calendar, so that the service's draws (seeded by the learner and the
-/// time of their latest module) and the report are the same on every run.
-const START: Micros = 1_736_121_600_000_000;
 
 /// Options of `spoc simulate-grpc`.
 #[derive(Debug, Args)]
@@ -241,8 +241,6 @@ struct Play<'a> {
     theta: Vec<f64>,
     best: Vec<f64>,
     minutes: u32,
-    /// Learner minute 0, on the service's clock.
-    start: Micros,
     /// Events sent so far (ids, and a microsecond apart within a minute).
     sent: u64,
     rng: ChaCha8Rng,
@@ -260,11 +258,10 @@ impl<'a> Play<'a> {
             world,
             learner,
             options,
-            id: format!("l{index:05}"),
+            id: learner_id(index),
             theta: learner.theta.clone(),
             best: learner.theta.clone(),
             minutes: 0,
-            start: START,
             sent: 0,
             // The in-process run's stream of this learner.
             rng: rng(
@@ -295,7 +292,7 @@ impl<'a> Play<'a> {
             [Enrolment {
                 learner,
                 program_id: PROGRAM.into(),
-                enrolled_at: Some(timestamp(self.start)),
+                enrolled_at: Some(timestamp(START)),
             }],
             || {},
         )
@@ -482,7 +479,7 @@ impl<'a> Play<'a> {
     /// The service's time of the learner's current minute (events a
     /// microsecond apart keep their order within a minute).
     fn now(&self) -> Micros {
-        self.start + Micros::from(self.minutes) * 60_000_000 + self.sent as Micros
+        START + Micros::from(self.minutes) * 60_000_000 + self.sent as Micros
     }
 
     fn forget(&mut self, minutes: u32, practised: &[usize]) {

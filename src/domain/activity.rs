@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::learner::Micros;
-use super::remediation::{ModuleOutcome, SkillChange};
+use super::remediation::{ModuleOutcome, SkillChange, fill_after};
 
 /// What happened to a module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,38 +46,27 @@ pub struct StoredActivity {
 
 /// Turns a learner's completed modules (oldest first) into the outcomes the
 /// remediation policy reads: for each module and skill, P(mastered) before
-/// it, and after it — the next snapshot of that skill, or `current` for the
-/// latest one.
+/// it, and after it (see [`fill_after`]: the next snapshot of that skill,
+/// or `current` for the latest one).
 pub fn outcomes(completed: &[StoredActivity], current: impl Fn(&str) -> f64) -> Vec<ModuleOutcome> {
-    completed
+    let mut history: Vec<ModuleOutcome> = completed
         .iter()
-        .enumerate()
-        .map(|(i, done)| ModuleOutcome {
+        .map(|done| ModuleOutcome {
             module_id: done.activity.module_id.clone(),
             completed_at: done.activity.occurred_at,
             changes: done
                 .mastery_before
                 .iter()
-                .map(|(skill, before)| {
-                    let after = completed[i + 1..]
-                        .iter()
-                        .find_map(|later| {
-                            later
-                                .mastery_before
-                                .iter()
-                                .find(|(s, _)| s == skill)
-                                .map(|(_, p)| *p)
-                        })
-                        .unwrap_or_else(|| current(skill));
-                    SkillChange {
-                        skill_id: skill.clone(),
-                        before: *before,
-                        after,
-                    }
+                .map(|(skill, before)| SkillChange {
+                    skill_id: skill.clone(),
+                    before: *before,
+                    after: *before,
                 })
                 .collect(),
         })
-        .collect()
+        .collect();
+    fill_after(&mut history, current);
+    history
 }
 
 #[cfg(test)]

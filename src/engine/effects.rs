@@ -20,18 +20,17 @@ use super::Engine;
 use crate::domain::activity::StoredActivity;
 use crate::domain::learner::Micros;
 use crate::domain::mastery::Attempt;
-use crate::domain::remediation::SkillEvidence;
 use crate::domain::remediation::effects::{
     EVIDENCE_ANSWERS, EffectEvidence, Effects, ModuleEffect,
+};
+use crate::domain::remediation::{
+    AnswerSeen, EVIDENCE_DEPTH, ModuleOutcome, SkillEvidence, latest_module_on,
 };
 use crate::error::Result;
 use crate::store::Store;
 
 /// Open windows kept per learner (the oldest go first).
 pub const WINDOWS_PER_LEARNER: usize = 8;
-
-/// Answers read back per skill when gathering a learner's evidence.
-const EVIDENCE_DEPTH: usize = 16;
 
 /// A completed module waiting for the answers on one of its skills.
 #[derive(Debug, Clone)]
@@ -246,50 +245,29 @@ impl Engine {
         Ok(())
     }
 
-    /// What the learner answered on each of `skills`: the latest answers
-    /// (times and correctness) and, with `items`, the distinct items since
-    /// the latest completed module teaching the skill (`completed`, oldest
-    /// first), which cost one read per answer and only certification needs.
-    pub(crate) fn skill_evidence<'a>(
+    /// What the learner answered on every skill they answered (see
+    /// [`SkillEvidence::from_answers`]), with `history` (their latest
+    /// modules, oldest first) telling which answers came after each skill's
+    /// latest module.
+    pub(crate) fn learner_evidence(
         &self,
         learner: &str,
-        skills: impl IntoIterator<Item = &'a str>,
-        completed: &[StoredActivity],
-        items: bool,
+        history: &[ModuleOutcome],
     ) -> Result<BTreeMap<String, SkillEvidence>> {
-        let mut out = BTreeMap::new();
-        let skills: Vec<&str> = skills.into_iter().collect();
-        let all = self.store.observations_of_skills(learner, &skills)?;
-        for (skill, observations) in skills.into_iter().zip(all) {
-            if observations.is_empty() {
-                continue;
-            }
-            let mut evidence = SkillEvidence::default();
-            let start = observations.len().saturating_sub(EVIDENCE_DEPTH);
-            evidence.recent = observations[start..]
-                .iter()
-                .map(|(at, obs)| (at.occurred_at, obs.correct))
-                .collect();
-            if items {
-                let since = completed
+        let answers = self.store.learner_answers(learner)?;
+        Ok(answers
+            .into_iter()
+            .map(|(skill, rows)| {
+                let tail = &rows[rows.len().saturating_sub(EVIDENCE_DEPTH)..];
+                let seen: Vec<AnswerSeen<'_>> = tail
                     .iter()
-                    .rev()
-                    .find(|done| done.mastery_before.iter().any(|(s, _)| s == skill))
-                    .map_or(Micros::MIN, |done| done.activity.occurred_at);
-                let fresh = observations
-                    .iter()
-                    .rev()
-                    .take_while(|(at, _)| at.occurred_at > since)
-                    .take(EVIDENCE_DEPTH);
-                for (at, _) in fresh {
-                    if let Some(attempt) = self.store.attempt(&at.attempt_id)? {
-                        evidence.items.insert(attempt.item_id);
-                    }
-                }
-            }
-            out.insert(skill.to_string(), evidence);
-        }
-        Ok(out)
+                    .map(|a| (a.at.occurred_at, a.observation.correct, &*a.item_id))
+                    .collect();
+                let evidence =
+                    SkillEvidence::from_answers(&seen, latest_module_on(history, &skill));
+                (skill, evidence)
+            })
+            .collect())
     }
 }
 

@@ -6,12 +6,11 @@ use std::sync::Arc;
 use super::Engine;
 use crate::domain::activity::{Activity, ActivityKind, StoredActivity, outcomes};
 use crate::domain::learner::{Learner, Program};
-use crate::domain::remediation::{PolicyConfig, RecommendInput, Recommendations, recommend};
+use crate::domain::remediation::{
+    HISTORY_DEPTH, PolicyConfig, RecommendInput, Recommendations, draw_seed, recommend,
+};
 use crate::error::{Error, Result};
 use crate::store::wal::WalRecord;
-
-/// How many completed modules the policy looks back on.
-pub const HISTORY_DEPTH: usize = 20;
 
 /// What `record_activity` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,34 +237,8 @@ impl Engine {
                 .copied()
                 .unwrap_or_else(|| params.for_skill(skill).prior)
         });
-        // Certification counts answers since each skill's latest module;
-        // read them only when every program skill looks mastered.
+        let evidence = self.learner_evidence(learner_id, &history)?;
         let threshold = self.mastery_threshold();
-        let looks_mastered = program.skill_ids.iter().all(|s| {
-            mastery
-                .get(s)
-                .copied()
-                .unwrap_or_else(|| params.for_skill(s).prior)
-                >= threshold
-        });
-        let evidence = if looks_mastered {
-            let skills = program.skill_ids.iter().map(String::as_str);
-            self.skill_evidence(learner_id, skills, &completed, true)?
-        } else {
-            // Checks of doubtful skills and prerequisite reviews look at the
-            // answers on the skills of recent modules and their
-            // prerequisites.
-            let mut skills: BTreeSet<&str> = BTreeSet::new();
-            for done in &completed {
-                for (skill, _) in &done.mastery_before {
-                    skills.insert(skill);
-                    if let Some(s) = catalog.skills.get(skill) {
-                        skills.extend(s.prerequisite_ids.iter().map(String::as_str));
-                    }
-                }
-            }
-            self.skill_evidence(learner_id, skills, &completed, false)?
-        };
         let effects = self.effects.read();
         let answer = recommend(&RecommendInput {
             skills: &catalog.skills,
@@ -284,7 +257,7 @@ impl Engine {
             count,
             exclude,
             allow_language_fallback: false,
-            seed: draw_seed(learner_id, &completed),
+            seed: draw_seed(learner_id, &history, &evidence),
             config: PolicyConfig::default(),
         })?;
         drop(effects);
@@ -323,19 +296,4 @@ impl Engine {
             }
         }
     }
-}
-
-/// The seed of the policy's draws for a learner: stable while nothing
-/// changes (the same question gets the same answer), new after each module.
-fn draw_seed(learner: &str, completed: &[StoredActivity]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let last = completed.last().map_or(0, |d| d.activity.occurred_at);
-    for b in learner
-        .bytes()
-        .chain(last.to_le_bytes())
-        .chain((completed.len() as u64).to_le_bytes())
-    {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }

@@ -7,6 +7,17 @@ use std::sync::Arc;
 
 use super::*;
 
+/// One stored answer of a learner on a skill, with its item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// Where it sits in the learner's timeline.
+    pub at: Position,
+    /// Whether right (and its partial credit).
+    pub observation: Observation,
+    /// The item answered.
+    pub item_id: Arc<str>,
+}
+
 impl Store {
     // ---- attempts and mastery -----------------------------------------
 
@@ -67,34 +78,64 @@ impl Store {
         &self,
         learner: &str,
     ) -> Result<BTreeMap<String, Vec<(Position, Observation)>>> {
+        Ok(self
+            .learner_answers(learner)?
+            .into_iter()
+            .map(|(skill, rows)| {
+                let rows = rows.into_iter().map(|a| (a.at, a.observation)).collect();
+                (skill, rows)
+            })
+            .collect())
+    }
+
+    /// [`Store::learner_observations`] with the item of each answer: what
+    /// the remediation policy reads (which items a check already asked).
+    pub fn learner_answers(&self, learner: &str) -> Result<BTreeMap<String, Vec<Answer>>> {
         let waiting = self.behind.attempts_of(learner);
-        let mut by_skill: BTreeMap<String, BTreeMap<Position, Observation>> = BTreeMap::new();
-        // Stored attempts as the blocks hold them: no names but the skills'.
+        let mut by_skill: BTreeMap<String, BTreeMap<Position, (Observation, Arc<str>)>> =
+            BTreeMap::new();
+        // Stored attempts as the blocks hold them: no names but the skills'
+        // and the item's, shared with the interner.
         for p in self.ingested.learner_packed(learner)? {
             let skills = p.skills.clone();
+            let item = self
+                .ingested
+                .name_in(learner, interner::Kind::Item, p.item)?;
             let (position, observation) = attempt_trees::observation(p);
             for n in skills {
                 let skill = self.ingested.name_in(learner, interner::Kind::Skill, n)?;
+                let row = (observation, item.clone());
                 match by_skill.get_mut(&*skill) {
-                    Some(rows) => rows.insert(position.clone(), observation),
+                    Some(rows) => rows.insert(position.clone(), row),
                     None => by_skill
                         .entry(skill.to_string())
                         .or_default()
-                        .insert(position.clone(), observation),
+                        .insert(position.clone(), row),
                 };
             }
         }
         for attempt in waiting {
+            let item: Arc<str> = Arc::from(attempt.item_id.as_str());
             for skill in &attempt.skill_ids {
                 by_skill
                     .entry(skill.clone())
                     .or_default()
-                    .insert(attempt.position(), attempt.observation());
+                    .insert(attempt.position(), (attempt.observation(), item.clone()));
             }
         }
         Ok(by_skill
             .into_iter()
-            .map(|(skill, rows)| (skill, rows.into_iter().collect()))
+            .map(|(skill, rows)| {
+                let rows = rows
+                    .into_iter()
+                    .map(|(at, (observation, item_id))| Answer {
+                        at,
+                        observation,
+                        item_id,
+                    })
+                    .collect();
+                (skill, rows)
+            })
             .collect())
     }
 

@@ -67,6 +67,8 @@ use table::Table;
 use wal::{Wal, WalRecord};
 use write_behind::WriteBehind;
 
+pub use mastery::Answer;
+
 /// How often sled is flushed in the background so that the write-ahead log
 /// can be trimmed.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);

@@ -65,6 +65,7 @@ mod beliefs;
 pub mod effects;
 mod explain;
 mod fringe;
+mod history;
 mod record;
 mod scoring;
 
@@ -77,6 +78,10 @@ use self::effects::{Effects, uniform};
 use self::explain::{explain_diagnostic, explain_module, join_names, quoted};
 use self::fringe::fringe_of;
 pub use self::fringe::{Fringe, fringe};
+pub use self::history::{
+    AnswerSeen, EVIDENCE_DEPTH, HISTORY_DEPTH, ModuleOutcome, SkillChange, SkillEvidence,
+    draw_seed, fill_after, latest_module_on,
+};
 use self::record::{SkillRecord, record};
 use self::scoring::{Scored, score_modules};
 use super::bkt::BktParams;
@@ -149,68 +154,6 @@ impl Default for PolicyConfig {
             check_minutes: 3.0,
             explore: true,
         }
-    }
-}
-
-/// How one skill moved during one module the learner did: the evidence the
-/// policy uses to tell that a module "failed".
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SkillChange {
-    /// The skill.
-    pub skill_id: String,
-    /// P(mastered) just before the module.
-    pub before: f64,
-    /// P(mastered) after the module and its quiz.
-    pub after: f64,
-}
-
-/// One module the learner did recently, with what it did to mastery.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModuleOutcome {
-    /// The module done.
-    pub module_id: String,
-    /// When it was completed (any clock shared with
-    /// [`SkillEvidence::recent`]).
-    pub completed_at: i64,
-    /// The skills it targeted, with P(mastered) before and after.
-    pub changes: Vec<SkillChange>,
-}
-
-/// What the learner answered on one skill: the distinct items since its
-/// latest module (or ever, for a skill never taught), and the latest
-/// answers whatever the module, for checks and certification.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SkillEvidence {
-    /// Distinct items answered since the skill's latest module.
-    pub items: BTreeSet<String>,
-    /// The latest answers on the skill, oldest first: when (the clock of
-    /// [`ModuleOutcome::completed_at`]) and whether right.
-    pub recent: Vec<(i64, bool)>,
-}
-
-impl SkillEvidence {
-    /// Answers given after `time`.
-    pub fn answers_after(&self, time: i64) -> usize {
-        self.recent.iter().filter(|(t, _)| *t > time).count()
-    }
-
-    /// Log-odds that the skill is mastered from the answers after `time`
-    /// alone (an even prior, no learning between answers): what they say
-    /// whatever the belief accumulated before.
-    pub fn log_odds_after(&self, time: i64, params: &BktParams) -> f64 {
-        let g = params.guess.clamp(0.01, 0.99);
-        let s = params.slip.clamp(0.01, 0.99);
-        self.recent
-            .iter()
-            .filter(|(t, _)| *t > time)
-            .map(|(_, right)| {
-                if *right {
-                    ((1.0 - s) / g).ln()
-                } else {
-                    (s / (1.0 - g)).ln()
-                }
-            })
-            .sum()
     }
 }
 

@@ -9,18 +9,27 @@ use super::policies::{Action, LmsView, Policy, PolicyKind, View};
 use super::population::{Answer, Fitted, Trace};
 use super::world::{LEARNER_STREAM, MASTERY_THETA, SimLearner, World, rng};
 use crate::domain::bkt::{Belief, BktParams, Observation};
+use crate::domain::learner::Micros;
 use crate::domain::remediation::effects::{EVIDENCE_ANSWERS, EffectEvidence, Effects};
-use crate::domain::remediation::{ModuleOutcome, SkillChange, SkillEvidence};
+use crate::domain::remediation::{
+    AnswerSeen, EVIDENCE_DEPTH, HISTORY_DEPTH, ModuleOutcome, SkillChange, SkillEvidence,
+    draw_seed, fill_after, latest_module_on,
+};
 
 /// Ability below which a certified skill counts as falsely certified (the
 /// issue's "truly far below mastery"); half an ability unit.
 pub const FAR_BELOW: f64 = MASTERY_THETA - 0.5;
 
-/// Answer times kept per skill (what the engine reads back).
-const ANSWER_TIMES: usize = 16;
+/// Learner minute 0 of every learner on the engine's clock
+/// (2025-01-06T00:00:00Z): events are timed as `spoc simulate-grpc` sends
+/// them to the service, so that the policy's view (and the seed of its
+/// draws) is the same both ways.
+pub const START: Micros = 1_736_121_600_000_000;
 
-/// Most recent modules passed to the policy (what an LMS would keep).
-const HISTORY_WINDOW: usize = 40;
+/// The id of the learner at `index` (as the service knows them).
+pub fn learner_id(index: usize) -> String {
+    format!("l{index:05}")
+}
 
 /// The engine's view of one learner: P(mastered) per skill id, what the
 /// policies read, and the beliefs behind it (log-odds, so that mastery can
@@ -97,13 +106,18 @@ struct Session<'a> {
     /// [`MAX_FORGET`] below it).
     best: Vec<f64>,
     mastery: Tracked,
+    /// Modules done, oldest first (`after` is filled when the policy
+    /// reads them).
     history: Vec<ModuleOutcome>,
     placement_passed: Vec<bool>,
     last_passed: Vec<Option<bool>>,
-    evidence: BTreeMap<String, SkillEvidence>,
-    /// The latest answers per skill index (at most [`EVIDENCE_ANSWERS`]).
-    recent: Vec<Vec<bool>>,
+    /// The latest answers per skill index (at most [`EVIDENCE_DEPTH`]):
+    /// when, whether right, which item of the skill's bank.
+    answers: Vec<Vec<(Micros, bool, usize)>>,
     minutes: u32,
+    /// Events so far (answers and module completions): they are a
+    /// microsecond apart within a minute on the engine's clock.
+    sent: u64,
     /// The engine's BKT parameters per skill id (fitted ones, if any;
     /// defaults otherwise).
     params: &'a BTreeMap<String, BktParams>,
@@ -128,9 +142,9 @@ impl<'a> Session<'a> {
             history: Vec::new(),
             placement_passed: vec![false; n],
             last_passed: vec![None; n],
-            evidence: BTreeMap::new(),
-            recent: vec![Vec::new(); n],
+            answers: vec![Vec::new(); n],
             minutes: 0,
+            sent: 0,
             params,
         }
     }
@@ -218,19 +232,50 @@ impl<'a> Session<'a> {
             );
             self.mastery.set(id, belief);
             self.minutes += self.options.minutes_per_item;
-            let recent = &mut self.recent[s];
-            recent.push(right);
-            if recent.len() > EVIDENCE_ANSWERS as usize {
-                recent.remove(0);
-            }
-            let evidence = self.evidence.entry(id.clone()).or_default();
-            evidence.items.insert(self.world.bank[s][k].id.clone());
-            evidence.recent.push((i64::from(self.minutes), right));
-            if evidence.recent.len() > ANSWER_TIMES {
-                evidence.recent.remove(0);
+            let at = self.event();
+            let answers = &mut self.answers[s];
+            answers.push((at, right, k));
+            if answers.len() > EVIDENCE_DEPTH {
+                answers.remove(0);
             }
         }
         correct
+    }
+
+    /// The time of an event of the current minute, on the engine's clock.
+    fn event(&mut self) -> Micros {
+        let at = START + Micros::from(self.minutes) * 60_000_000 + self.sent as Micros;
+        self.sent += 1;
+        at
+    }
+
+    /// What the engine reads of the learner: its latest modules (with what
+    /// they left) and the answers per skill since them.
+    fn view(&self) -> (Vec<ModuleOutcome>, BTreeMap<String, SkillEvidence>) {
+        let start = self.history.len().saturating_sub(HISTORY_DEPTH);
+        let mut history = self.history[start..].to_vec();
+        fill_after(&mut history, |id| {
+            self.mastery
+                .p
+                .get(id)
+                .copied()
+                .unwrap_or_else(|| self.bkt(self.world.skill_index[id]).prior)
+        });
+        let mut evidence = BTreeMap::new();
+        for (s, answers) in self.answers.iter().enumerate() {
+            if answers.is_empty() {
+                continue;
+            }
+            let bank = &self.world.bank[s];
+            let seen: Vec<AnswerSeen<'_>> = answers
+                .iter()
+                .map(|&(at, right, k)| (at, right, bank[k].id.as_str()))
+                .collect();
+            let id = &self.world.skill_ids[s];
+            let latest = latest_module_on(&history, id);
+            evidence.insert(id.clone(), SkillEvidence::from_answers(&seen, latest));
+        }
+        (history, evidence)
     }
 
     /// Forgetting over the last `minutes` (see [`World::forget`]).
@@ -265,11 +310,11 @@ impl<'a> Session<'a> {
         out.useless += u32::from(world.useless[m]);
         self.minutes += module.duration_minutes;
         world.teach(self.learner, m, &mut self.theta, rng);
+        let completed_at = self.event();
         let mut changes = Vec::with_capacity(skills.len());
         for &s in skills {
             let id = world.skill_ids[s].clone();
             // The learner's level: the latest answers before it.
-            self.evidence.remove(&id);
             let level = self.level(s);
             let params = self.bkt(s);
             let before = self
@@ -300,26 +345,29 @@ impl<'a> Session<'a> {
                 );
             }
             changes.push(SkillChange {
-                after: self.mastery.p[&id],
                 skill_id: id,
                 before,
+                after: before,
             });
         }
         self.history.push(ModuleOutcome {
             module_id: module.id.clone(),
-            completed_at: i64::from(self.minutes),
+            completed_at,
             changes,
         });
-        if self.history.len() > 4 * HISTORY_WINDOW {
-            let drop = self.history.len() - HISTORY_WINDOW;
+        if self.history.len() > 4 * HISTORY_DEPTH {
+            let drop = self.history.len() - HISTORY_DEPTH;
             self.history.drain(..drop);
         }
     }
 
-    /// (right, wrong) among the latest answers on skill `s`.
+    /// (right, wrong) among the latest [`EVIDENCE_ANSWERS`] answers on
+    /// skill `s`.
     fn level(&self, s: usize) -> (u32, u32) {
-        let right = self.recent[s].iter().filter(|r| **r).count() as u32;
-        (right, self.recent[s].len() as u32 - right)
+        let answers = &self.answers[s];
+        let latest = &answers[answers.len().saturating_sub(EVIDENCE_ANSWERS as usize)..];
+        let right = latest.iter().filter(|(_, r, _)| *r).count() as u32;
+        (right, latest.len() as u32 - right)
     }
 
     fn passed(&self, correct: u32, items: u32) -> bool {
@@ -389,22 +437,20 @@ pub fn run_learner(
             out.end = End::Capped;
             break;
         }
-        let start = session.history.len().saturating_sub(HISTORY_WINDOW);
+        let (history, evidence) = session.view();
         let view = View {
             world,
             language: &learner.language,
             mastery: &session.mastery.p,
-            history: &session.history[start..],
+            history: &history,
             options,
             fitted,
             effects,
-            seed: (index as u64) << 24
-                ^ u64::from(out.recommendations) << 8
-                ^ u64::from(out.diagnostic_items),
+            seed: draw_seed(&learner_id(index), &history, &evidence),
             lms: LmsView {
                 placement_passed: &session.placement_passed,
                 last_passed: &session.last_passed,
-                evidence: &session.evidence,
+                evidence: &evidence,
             },
         };
         let action = policy.next(&view, &mut rng);
