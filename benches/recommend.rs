@@ -9,7 +9,9 @@
 //! `--learners N` (10000), `--rate N` calls/s (2000), `--seconds N` (5),
 //! `--clients N` closed-loop callers for the maximum rate (64),
 //! `--engine-calls N` calls per round of the engine-only measurement (20000,
-//! three rounds; raise it to attach a profiler to that phase).
+//! three rounds; raise it to attach a profiler to that phase), `--answers N`
+//! answers after each completed module (3; a long course's learner has
+//! hundreds, all of which the policy's evidence reads).
 
 // A bench is a measuring tool: a failure may panic.
 #![allow(clippy::unwrap_used)]
@@ -91,6 +93,7 @@ async fn main() {
     let rate = arg("--rate", 2000);
     let seconds = arg("--seconds", 5);
     let clients = arg("--clients", 64) as usize;
+    let answers = arg("--answers", 3) as usize;
     let server = BenchServer::start(4).await;
     let channels = server.channels.clone();
     let ch = channels[0].clone();
@@ -142,7 +145,8 @@ async fn main() {
             .unwrap();
         // Learners are spread over the graph: the first k skills, each
         // after a completed module in the learner's language, then three
-        // answers (odd learners get one wrong), so that RecommendNext reads
+        // answers (`--answers`; odd learners get the second wrong), so that
+        // RecommendNext reads
         // module outcomes and recent answers as it does in production.
         let depth = l % 12;
         for k in 0..depth {
@@ -163,11 +167,11 @@ async fn main() {
                 }),
                 time_spent: None,
             });
-            for r in 0..3 {
+            for r in 0..answers {
                 pending.push(common::attempt(
                     format!("{id}-{k}-{r}"),
                     id.clone(),
-                    format!("item-s{skill}-{r}"),
+                    format!("item-s{skill}-{}", r % 6),
                     format!("s{skill}"),
                     r != 1 || l % 2 == 0,
                     at + 1 + r as i64,
@@ -181,12 +185,15 @@ async fn main() {
                 })
                 .await
                 .unwrap();
-            mastery
-                .record_attempts(pb::RecordAttemptsRequest {
-                    attempts: std::mem::take(&mut pending),
-                })
-                .await
-                .unwrap();
+            // At most 1,000 attempts per call.
+            for chunk in std::mem::take(&mut pending).chunks(1000) {
+                mastery
+                    .record_attempts(pb::RecordAttemptsRequest {
+                        attempts: chunk.to_vec(),
+                    })
+                    .await
+                    .unwrap();
+            }
         }
     }
     if !pending.is_empty() {
@@ -194,10 +201,14 @@ async fn main() {
             .record_activity(pb::RecordActivityRequest { activities })
             .await
             .unwrap();
-        mastery
-            .record_attempts(pb::RecordAttemptsRequest { attempts: pending })
-            .await
-            .unwrap();
+        for chunk in pending.chunks(1000) {
+            mastery
+                .record_attempts(pb::RecordAttemptsRequest {
+                    attempts: chunk.to_vec(),
+                })
+                .await
+                .unwrap();
+        }
     }
     println!(
         "seeded {learners} learners, {SKILLS} skills, {} modules in {:.1} s",
