@@ -364,6 +364,65 @@ mod tests {
         assert_eq!(engine.effects.read().get("ms", "s"), Some(&effect));
     }
 
+    /// Every answered skill has its evidence, with the items answered since
+    /// its latest module, whatever its mastery: a check on an unmastered
+    /// skill (a doubt, a prerequisite review) asks other items than the last
+    /// one did. (The service once read items only when every program skill
+    /// looked mastered, and re-asked the same ones.)
+    #[tokio::test]
+    async fn evidence_names_the_items_of_every_answered_skill() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = testing::engine(dir.path());
+        testing::skill_s_and_learner_l(&engine, vec![module("ms", "s")]).await;
+        let t = 1_700_000_000_000_000;
+        let answer = |id: &str, item: &str, at: Micros, correct: bool| Attempt {
+            item_id: item.into(),
+            ..test_attempt(id, at, correct)
+        };
+        engine
+            .record_attempts(vec![
+                answer("a1", "i1", t, false),
+                answer("a2", "i2", t + 1, true),
+            ])
+            .await
+            .unwrap();
+        engine
+            .record_activity(vec![completed("e1", "ms", t + 10)])
+            .await
+            .unwrap();
+        engine
+            .record_attempts(vec![answer("a3", "i3", t + 20, false)])
+            .await
+            .unwrap();
+        let p = engine.store.learner_p_mastered("l").unwrap()["s"];
+        assert!(p < engine.mastery_threshold(), "s unmastered: {p}");
+        let history = [ModuleOutcome {
+            module_id: "ms".into(),
+            completed_at: t + 10,
+            changes: Vec::new(),
+        }];
+        let ever = engine.learner_evidence("l", &[]).unwrap();
+        let items: Vec<&str> = ever["s"].items.iter().map(String::as_str).collect();
+        assert_eq!(items, ["i1", "i2", "i3"]);
+        assert_eq!(
+            ever["s"].recent,
+            [(t, false), (t + 1, true), (t + 20, false)]
+        );
+        // A module on another skill does not make s's answers old.
+        assert_eq!(engine.learner_evidence("l", &history).unwrap(), ever);
+        let taught = [ModuleOutcome {
+            changes: vec![crate::domain::remediation::SkillChange {
+                skill_id: "s".into(),
+                before: 0.2,
+                after: 0.2,
+            }],
+            ..history[0].clone()
+        }];
+        let since = engine.learner_evidence("l", &taught).unwrap();
+        let items: Vec<&str> = since["s"].items.iter().map(String::as_str).collect();
+        assert_eq!(items, ["i3"]);
+    }
+
     #[tokio::test]
     async fn two_modules_before_the_same_answers_share_the_credit() {
         let dir = tempfile::tempdir().unwrap();
