@@ -2,7 +2,7 @@
 //! write-behind rows and the write-ahead log) and its readers, over the
 //! compact trees of `attempt_trees.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::*;
@@ -92,51 +92,51 @@ impl Store {
     /// the remediation policy reads (which items a check already asked).
     pub fn learner_answers(&self, learner: &str) -> Result<BTreeMap<String, Vec<Answer>>> {
         let waiting = self.behind.attempts_of(learner);
-        let mut by_skill: BTreeMap<String, BTreeMap<Position, (Observation, Arc<str>)>> =
-            BTreeMap::new();
-        // Stored attempts as the blocks hold them: no names but the skills'
-        // and the item's, shared with the interner.
-        for p in self.ingested.learner_packed(learner)? {
-            let skills = p.skills.clone();
-            let item = self
+        // Stored attempts as the blocks hold them, by interned skill number:
+        // each skill's name is looked up once, the item's is shared with the
+        // interner, and rows are sorted once per skill (blocks are nearly in
+        // time order already).
+        let mut by_number: HashMap<u32, Vec<Answer>> = HashMap::new();
+        for mut p in self.ingested.learner_packed(learner)? {
+            let skills = std::mem::take(&mut p.skills);
+            let item_id = self
                 .ingested
                 .name_in(learner, interner::Kind::Item, p.item)?;
-            let (position, observation) = attempt_trees::observation(p);
-            for n in skills {
-                let skill = self.ingested.name_in(learner, interner::Kind::Skill, n)?;
-                let row = (observation, item.clone());
-                match by_skill.get_mut(&*skill) {
-                    Some(rows) => rows.insert(position.clone(), row),
-                    None => by_skill
-                        .entry(skill.to_string())
-                        .or_default()
-                        .insert(position.clone(), row),
-                };
+            let (at, observation) = attempt_trees::observation(p);
+            let row = Answer {
+                at,
+                observation,
+                item_id,
+            };
+            if let Some((last, others)) = skills.split_last() {
+                for n in others {
+                    by_number.entry(*n).or_default().push(row.clone());
+                }
+                by_number.entry(*last).or_default().push(row);
             }
+        }
+        let mut by_skill: BTreeMap<String, Vec<Answer>> = BTreeMap::new();
+        for (n, rows) in by_number {
+            let skill = self.ingested.name_in(learner, interner::Kind::Skill, n)?;
+            by_skill.entry(skill.to_string()).or_default().extend(rows);
         }
         for attempt in waiting {
-            let item: Arc<str> = Arc::from(attempt.item_id.as_str());
+            let item_id: Arc<str> = Arc::from(attempt.item_id.as_str());
             for skill in &attempt.skill_ids {
-                by_skill
-                    .entry(skill.clone())
-                    .or_default()
-                    .insert(attempt.position(), (attempt.observation(), item.clone()));
+                by_skill.entry(skill.clone()).or_default().push(Answer {
+                    at: attempt.position(),
+                    observation: attempt.observation(),
+                    item_id: item_id.clone(),
+                });
             }
         }
-        Ok(by_skill
-            .into_iter()
-            .map(|(skill, rows)| {
-                let rows = rows
-                    .into_iter()
-                    .map(|(at, (observation, item_id))| Answer {
-                        at,
-                        observation,
-                        item_id,
-                    })
-                    .collect();
-                (skill, rows)
-            })
-            .collect())
+        for rows in by_skill.values_mut() {
+            // Stable: an attempt both waiting and already stored (being
+            // applied) keeps one row, the same either way.
+            rows.sort_by(|a, b| a.at.cmp(&b.at));
+            rows.dedup_by(|later, earlier| later.at == earlier.at);
+        }
+        Ok(by_skill)
     }
 
     /// Visits every stored observation in (learner, skill, time, attempt
