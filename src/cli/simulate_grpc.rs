@@ -9,12 +9,11 @@
 //! command measures: the same world and learners, the adaptive policy only,
 //! every decision taken by `RecommendNext` on a service started in process
 //! (a fresh scratch folder, loopback), beside the in-process figures.
-//! Without a fit both columns are equal (`remediation::history` builds the
-//! policy's view for both, and events are timed alike); a gap is a
-//! divergence between the simulator and the service, which the issue's
-//! held-out evaluation (driving the service) would see and `spoc simulate`
-//! would not. With `--refit-every` the fits differ (the simulator's of its
-//! own record, the service's of what it stored).
+//! Both columns are equal, with or without `--refit-every`
+//! (`remediation::history` builds the policy's view for both, events are
+//! timed alike, and both fit the same data); a gap is a divergence between
+//! the simulator and the service, which the held-out evaluation
+//! (driving the service) would see and `spoc simulate` would not.
 
 use clap::Args;
 use rand_chacha::ChaCha8Rng;
@@ -88,12 +87,20 @@ pub fn run(args: SimulateGrpcArgs) -> Result<(), BoxError> {
         ..SimOptions::default()
     };
     let runtime = tokio::runtime::Runtime::new()?;
-    let through_grpc = runtime.block_on(through_grpc(&options, &args.data_dir))?;
+    let mut through_grpc = runtime.block_on(through_grpc(&options, &args.data_dir))?;
     let _ = std::fs::remove_dir_all(&args.data_dir);
-    let in_process = simulate(&options)
-        .policies
+    let mut policies = simulate(&options).policies;
+    let in_process = policies
         .remove(PolicyKind::Adaptive.name())
         .ok_or("the simulation has no adaptive policy")?;
+    // Against the same learners' mastery-learning baseline (in process: it
+    // asks the service nothing).
+    through_grpc.median_vs_mastery_learning = policies
+        .get(PolicyKind::MasteryLearning.name())
+        .filter(|base| base.median_minutes > 0.0)
+        .map_or(0.0, |base| {
+            through_grpc.median_minutes / base.median_minutes - 1.0
+        });
     let comparison = Comparison {
         through_grpc,
         in_process,
@@ -111,8 +118,13 @@ fn table(c: &Comparison) -> String {
     let pct = |x: f64| format!("{:.1} %", 100.0 * x);
     // (label, figure, whether a share)
     type Row = (&'static str, fn(&PolicyReport) -> f64, bool);
-    let rows: [Row; 8] = [
+    let rows: [Row; 9] = [
         ("median minutes", |r| r.median_minutes, false),
+        (
+            "median vs mastery learning",
+            |r| r.median_vs_mastery_learning,
+            true,
+        ),
         ("p90 minutes", |r| r.p90_minutes, false),
         ("reached true mastery", |r| r.mastered_share, true),
         ("false certification", |r| r.false_certification_rate, true),
