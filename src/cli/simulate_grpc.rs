@@ -29,7 +29,7 @@ use crate::api::pb;
 use crate::domain::learner::Micros;
 use crate::domain::simulator::report::{PolicyReport, summarise_one};
 use crate::domain::simulator::run::{
-    End, FAR_BELOW, LearnerOutcome, START, learner_id, quiz_passed,
+    End, FAR_BELOW, LearnerOutcome, START, event_time, learner_id, quiz_passed,
 };
 use crate::domain::simulator::world::{LEARNER_STREAM, MASTERY_THETA, SimLearner, rng};
 use crate::domain::simulator::{PolicyKind, SimOptions, World, WorldKind, simulate};
@@ -253,7 +253,7 @@ struct Play<'a> {
     theta: Vec<f64>,
     best: Vec<f64>,
     minutes: u32,
-    /// Events sent so far (ids, and a microsecond apart within a minute).
+    /// Events sent so far (their ids, and their times: [`event_time`]).
     sent: u64,
     rng: ChaCha8Rng,
     out: LearnerOutcome,
@@ -488,10 +488,9 @@ impl<'a> Play<'a> {
         Ok(())
     }
 
-    /// The service's time of the learner's current minute (events a
-    /// microsecond apart keep their order within a minute).
+    /// The service's time of the next event (see [`event_time`]).
     fn now(&self) -> Micros {
-        START + Micros::from(self.minutes) * 60_000_000 + self.sent as Micros
+        event_time(self.minutes, self.sent)
     }
 
     fn forget(&mut self, minutes: u32, practised: &[usize]) {

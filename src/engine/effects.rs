@@ -374,6 +374,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = testing::engine(dir.path());
         testing::skill_s_and_learner_l(&engine, vec![module("ms", "s")]).await;
+        let b = Skill {
+            id: "b".into(),
+            name: "B".into(),
+            prerequisite_ids: vec![],
+        };
+        engine
+            .import_catalog(vec![b], vec![module("mb", "b")])
+            .await
+            .unwrap();
         let t = 1_700_000_000_000_000;
         let answer = |id: &str, item: &str, at: Micros, correct: bool| Attempt {
             item_id: item.into(),
@@ -383,6 +392,7 @@ mod tests {
             .record_attempts(vec![
                 answer("a1", "i1", t, false),
                 answer("a2", "i2", t + 1, true),
+                on("b", "b1", t + 5, true),
             ])
             .await
             .unwrap();
@@ -396,11 +406,15 @@ mod tests {
             .unwrap();
         let p = engine.store.learner_p_mastered("l").unwrap()["s"];
         assert!(p < engine.mastery_threshold(), "s unmastered: {p}");
-        let history = [ModuleOutcome {
-            module_id: "ms".into(),
+        let module_on = |skill: &str| ModuleOutcome {
+            module_id: format!("m{skill}"),
             completed_at: t + 10,
-            changes: Vec::new(),
-        }];
+            changes: vec![crate::domain::remediation::SkillChange {
+                skill_id: skill.into(),
+                before: 0.2,
+                after: 0.2,
+            }],
+        };
         let ever = engine.learner_evidence("l", &[]).unwrap();
         let items: Vec<&str> = ever["s"].items.iter().map(String::as_str).collect();
         assert_eq!(items, ["i1", "i2", "i3"]);
@@ -408,19 +422,58 @@ mod tests {
             ever["s"].recent,
             [(t, false), (t + 1, true), (t + 20, false)]
         );
-        // A module on another skill does not make s's answers old.
-        assert_eq!(engine.learner_evidence("l", &history).unwrap(), ever);
-        let taught = [ModuleOutcome {
-            changes: vec![crate::domain::remediation::SkillChange {
-                skill_id: "s".into(),
-                before: 0.2,
-                after: 0.2,
-            }],
-            ..history[0].clone()
-        }];
-        let since = engine.learner_evidence("l", &taught).unwrap();
+        // Skill b, answered once and never taught, has its evidence too.
+        assert_eq!(ever["b"].recent, [(t + 5, true)]);
+        assert_eq!(ever["b"].items.len(), 1);
+        // A module on b makes b's answer old, not s's.
+        let on_b = engine.learner_evidence("l", &[module_on("b")]).unwrap();
+        assert_eq!(on_b["s"], ever["s"]);
+        assert!(on_b["b"].items.is_empty() && on_b["b"].recent.len() == 1);
+        let since = engine.learner_evidence("l", &[module_on("s")]).unwrap();
         let items: Vec<&str> = since["s"].items.iter().map(String::as_str).collect();
         assert_eq!(items, ["i3"]);
+    }
+
+    /// The store's answers per skill merge rows already in sled with rows
+    /// still waiting in memory, in time order, once each, an attempt on two
+    /// skills under both, each with its item.
+    #[tokio::test]
+    async fn answers_merge_stored_and_waiting_rows_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = testing::engine(dir.path());
+        testing::skill_s_and_learner_l(&engine, vec![module("ms", "s")]).await;
+        let b = Skill {
+            id: "b".into(),
+            name: "B".into(),
+            prerequisite_ids: vec![],
+        };
+        engine.import_catalog(vec![b], Vec::new()).await.unwrap();
+        let t = 1_700_000_000_000_000;
+        let answer = |id: &str, at: Micros, skills: &[&str]| Attempt {
+            item_id: format!("item-{id}"),
+            skill_ids: skills.iter().map(|s| s.to_string()).collect(),
+            ..test_attempt(id, at, true)
+        };
+        let early = vec![answer("a2", t + 2, &["s"]), answer("a0", t, &["b", "s"])];
+        engine.record_attempts(early.clone()).await.unwrap();
+        engine.store.settle().unwrap();
+        // Waiting rows: one before the stored ones, one after, and a resend.
+        let late = vec![answer("a1", t + 1, &["s"]), answer("a3", t + 3, &["b"])];
+        engine.record_attempts(late).await.unwrap();
+        engine.record_attempts(early).await.unwrap();
+        let answers = engine.store.learner_answers("l").unwrap();
+        let rows = |skill: &str| -> Vec<(String, i64, String)> {
+            answers[skill]
+                .iter()
+                .map(|a| {
+                    let id = a.at.attempt_id.clone();
+                    (id, a.at.occurred_at - t, a.item_id.to_string())
+                })
+                .collect()
+        };
+        let row = |id: &str, dt: i64| (id.to_string(), dt, format!("item-{id}"));
+        assert_eq!(rows("s"), [row("a0", 0), row("a1", 1), row("a2", 2)]);
+        assert_eq!(rows("b"), [row("a0", 0), row("a3", 3)]);
     }
 
     #[tokio::test]

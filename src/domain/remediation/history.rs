@@ -77,7 +77,9 @@ pub fn latest_module_on(history: &[ModuleOutcome], skill: &str) -> Option<i64> {
 /// answers whatever the module, for checks and certification.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SkillEvidence {
-    /// Distinct items answered since the skill's latest module.
+    /// Distinct items among the latest answers (at most
+    /// [`EVIDENCE_DEPTH`]) given since the skill's latest module in the
+    /// history read (all of them when it holds none).
     pub items: BTreeSet<String>,
     /// The latest answers on the skill, oldest first: when (the clock of
     /// [`ModuleOutcome::completed_at`]) and whether right.
@@ -140,14 +142,15 @@ pub fn draw_seed(
     evidence: &BTreeMap<String, SkillEvidence>,
 ) -> u64 {
     let last_module = history.last().map_or(0, |d| d.completed_at);
-    let last_answer = evidence
-        .values()
-        .filter_map(|e| e.recent.last().map(|(at, _)| *at))
-        .max()
-        .unwrap_or(0);
     let mut h = fnv1a(learner_id);
-    for x in [last_module as u64, history.len() as u64, last_answer as u64] {
+    for x in [last_module as u64, history.len() as u64] {
         h = splitmix(h ^ x);
+    }
+    // Every answer read, not just the latest time: an answer given at the
+    // same instant as the previous one (a batch, whole seconds) still
+    // shifts a skill's latest answers.
+    for (at, right) in evidence.values().flat_map(|e| &e.recent) {
+        h = splitmix(h ^ (*at as u64) ^ u64::from(*right) << 63);
     }
     h
 }
@@ -210,17 +213,27 @@ mod tests {
     #[test]
     fn the_seed_changes_with_a_module_or_an_answer_only() {
         let history = vec![done("m1", 10, &[("a", 0.2)])];
-        let mut evidence = BTreeMap::new();
-        evidence.insert(
-            "a".to_string(),
-            SkillEvidence::from_answers(&[(11, true, "i1")], Some(10)),
-        );
+        let evidence_of = |answers: &[AnswerSeen<'_>]| {
+            let mut evidence = BTreeMap::new();
+            let a = SkillEvidence::from_answers(answers, Some(10));
+            evidence.insert("a".to_string(), a);
+            evidence
+        };
+        let evidence = evidence_of(&[(11, true, "i1")]);
         let seed = draw_seed("l", &history, &evidence);
-        assert_eq!(seed, draw_seed("l", &history, &evidence));
+        // Nothing new: the same seed (a rebuilt view included).
+        assert_eq!(
+            seed,
+            draw_seed("l", &history.clone(), &evidence_of(&[(11, true, "i1")]))
+        );
         assert_ne!(seed, draw_seed("k", &history, &evidence));
-        let later = SkillEvidence::from_answers(&[(11, true, "i1"), (12, false, "i2")], Some(10));
-        evidence.insert("a".to_string(), later);
-        assert_ne!(seed, draw_seed("l", &history, &evidence));
-        assert_ne!(seed, draw_seed("l", &[], &BTreeMap::new()));
+        // A module alone.
+        let more = vec![history[0].clone(), done("m2", 20, &[("b", 0.2)])];
+        assert_ne!(seed, draw_seed("l", &more, &evidence));
+        // An answer alone, also at the same instant as the previous one.
+        let later = evidence_of(&[(11, true, "i1"), (12, false, "i2")]);
+        assert_ne!(seed, draw_seed("l", &history, &later));
+        let same_time = evidence_of(&[(11, true, "i1"), (11, true, "i2")]);
+        assert_ne!(seed, draw_seed("l", &history, &same_time));
     }
 }

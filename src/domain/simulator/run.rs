@@ -26,6 +26,13 @@ pub const FAR_BELOW: f64 = MASTERY_THETA - 0.5;
 /// draws) is the same both ways.
 pub const START: Micros = 1_736_121_600_000_000;
 
+/// The time on the engine's clock of the event numbered `sent` (events so
+/// far in the learner's run) at learner minute `minutes`: the running count
+/// added in microseconds keeps events in order within a minute.
+pub fn event_time(minutes: u32, sent: u64) -> Micros {
+    START + Micros::from(minutes) * 60_000_000 + sent as Micros
+}
+
 /// The id of the learner at `index` (as the service knows them).
 pub fn learner_id(index: usize) -> String {
     format!("l{index:05}")
@@ -115,8 +122,7 @@ struct Session<'a> {
     /// when, whether right, which item of the skill's bank.
     answers: Vec<Vec<(Micros, bool, usize)>>,
     minutes: u32,
-    /// Events so far (answers and module completions): they are a
-    /// microsecond apart within a minute on the engine's clock.
+    /// Events so far (answers and module completions), see [`event_time`].
     sent: u64,
     /// The engine's BKT parameters per skill id (fitted ones, if any;
     /// defaults otherwise).
@@ -244,7 +250,7 @@ impl<'a> Session<'a> {
 
     /// The time of an event of the current minute, on the engine's clock.
     fn event(&mut self) -> Micros {
-        let at = START + Micros::from(self.minutes) * 60_000_000 + self.sent as Micros;
+        let at = event_time(self.minutes, self.sent);
         self.sent += 1;
         at
     }
