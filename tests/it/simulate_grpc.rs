@@ -41,8 +41,8 @@ fn differences(report: &Value) -> Vec<(String, Value, Value)> {
 /// it takes exactly the decisions of the in-process policy (the engine and
 /// the simulator build the policy's view with the same functions, from the
 /// same events on the same clock, and fit the same data), so both columns
-/// agree to the last figure, in both worlds, with a `FitModel` in between
-/// too; the JSON has `spoc simulate`'s fields, the same on a second run;
+/// agree to the last figure, in both worlds (the bkt run with a `FitModel`
+/// in between); the JSON has `spoc simulate`'s fields, the same on a second run;
 /// the scratch folder is removed afterwards, and a folder it did not make
 /// is refused untouched.
 #[test]
