@@ -364,16 +364,9 @@ mod tests {
         assert_eq!(engine.effects.read().get("ms", "s"), Some(&effect));
     }
 
-    /// Every answered skill has its evidence, with the items answered since
-    /// its latest module, whatever its mastery: a check on an unmastered
-    /// skill (a doubt, a prerequisite review) asks other items than the last
-    /// one did. (The service once read items only when every program skill
-    /// looked mastered, and re-asked the same ones.)
-    #[tokio::test]
-    async fn evidence_names_the_items_of_every_answered_skill() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = testing::engine(dir.path());
-        testing::skill_s_and_learner_l(&engine, vec![module("ms", "s")]).await;
+    /// Skill `s` taught by `ms`, learner `l`, and skill `b` taught by `mb`.
+    async fn skills_s_and_b(engine: &Engine) {
+        testing::skill_s_and_learner_l(engine, vec![module("ms", "s")]).await;
         let b = Skill {
             id: "b".into(),
             name: "B".into(),
@@ -383,6 +376,18 @@ mod tests {
             .import_catalog(vec![b], vec![module("mb", "b")])
             .await
             .unwrap();
+    }
+
+    /// Every answered skill has its evidence, with the items answered since
+    /// its latest module, whatever its mastery: a check on an unmastered
+    /// skill (a doubt, a prerequisite review) asks other items than the last
+    /// one did. (The service once read items only when every program skill
+    /// looked mastered, and re-asked the same ones.)
+    #[tokio::test]
+    async fn evidence_names_the_items_of_every_answered_skill() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = testing::engine(dir.path());
+        skills_s_and_b(&engine).await;
         let t = 1_700_000_000_000_000;
         let answer = |id: &str, item: &str, at: Micros, correct: bool| Attempt {
             item_id: item.into(),
@@ -441,13 +446,7 @@ mod tests {
     async fn answers_merge_stored_and_waiting_rows_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let engine = testing::engine(dir.path());
-        testing::skill_s_and_learner_l(&engine, vec![module("ms", "s")]).await;
-        let b = Skill {
-            id: "b".into(),
-            name: "B".into(),
-            prerequisite_ids: vec![],
-        };
-        engine.import_catalog(vec![b], Vec::new()).await.unwrap();
+        skills_s_and_b(&engine).await;
         let t = 1_700_000_000_000_000;
         let answer = |id: &str, at: Micros, skills: &[&str]| Attempt {
             item_id: format!("item-{id}"),
