@@ -79,7 +79,7 @@ impl Store {
         learner: &str,
     ) -> Result<BTreeMap<String, Vec<(Position, Observation)>>> {
         Ok(self
-            .learner_answers(learner)?
+            .learner_rows(learner, false)?
             .into_iter()
             .map(|(skill, rows)| {
                 let rows = rows.into_iter().map(|a| (a.at, a.observation)).collect();
@@ -91,6 +91,13 @@ impl Store {
     /// [`Store::learner_observations`] with the item of each answer: what
     /// the remediation policy reads (which items a check already asked).
     pub fn learner_answers(&self, learner: &str) -> Result<BTreeMap<String, Vec<Answer>>> {
+        self.learner_rows(learner, true)
+    }
+
+    /// The rows of both readers above; without `items` every row names the
+    /// empty item (no look-up per row for readers that drop it).
+    fn learner_rows(&self, learner: &str, items: bool) -> Result<BTreeMap<String, Vec<Answer>>> {
+        let no_item: Arc<str> = Arc::from("");
         let waiting = self.behind.attempts_of(learner);
         // Stored attempts as the blocks hold them, by interned skill number:
         // each skill's name is looked up once, the item's is shared with the
@@ -99,9 +106,12 @@ impl Store {
         let mut by_number: HashMap<u32, Vec<Answer>> = HashMap::new();
         for mut p in self.ingested.learner_packed(learner)? {
             let skills = std::mem::take(&mut p.skills);
-            let item_id = self
-                .ingested
-                .name_in(learner, interner::Kind::Item, p.item)?;
+            let item_id = if items {
+                self.ingested
+                    .name_in(learner, interner::Kind::Item, p.item)?
+            } else {
+                no_item.clone()
+            };
             let (at, observation) = attempt_trees::observation(p);
             let row = Answer {
                 at,
@@ -121,7 +131,11 @@ impl Store {
             by_skill.entry(skill.to_string()).or_default().extend(rows);
         }
         for attempt in waiting {
-            let item_id: Arc<str> = Arc::from(attempt.item_id.as_str());
+            let item_id: Arc<str> = if items {
+                Arc::from(attempt.item_id.as_str())
+            } else {
+                no_item.clone()
+            };
             for skill in &attempt.skill_ids {
                 by_skill.entry(skill.clone()).or_default().push(Answer {
                     at: attempt.position(),
