@@ -7,7 +7,9 @@
 //! module (`domain::remediation::effects`). Only answers on the module's own
 //! skills, given after it, count: an answer on skill B after a module on
 //! skill A credits nothing to A. When several modules on a skill were done
-//! before the same answers, each is credited with a share (`1 / k`).
+//! before the same answers, each is credited with a share (`1 / k`). A
+//! module's `tried_by` counts learners: only a learner's first go at it
+//! (the store is asked when the window opens).
 //!
 //! Windows live in memory (a restart forgets the few open ones; the
 //! population keeps bringing evidence), at most [`WINDOWS_PER_LEARNER`] per
@@ -41,6 +43,8 @@ struct Window {
     /// (right, wrong) among the latest answers before the module.
     level: (u32, u32),
     completed_at: Micros,
+    /// Whether the learner had not completed the module before.
+    first_go: bool,
     right: u32,
     wrong: u32,
 }
@@ -91,6 +95,7 @@ struct Closed {
     skill: String,
     before: f64,
     level: (u32, u32),
+    first_go: bool,
     right: u32,
     wrong: u32,
     weight: f64,
@@ -111,6 +116,7 @@ fn close(list: &mut Vec<Window>, skill: &str, force: bool, out: &mut Vec<Closed>
             skill: w.skill.clone(),
             before: w.before,
             level: w.level,
+            first_go: w.first_go,
             right: w.right,
             wrong: w.wrong,
             weight: 1.0 / k,
@@ -129,6 +135,11 @@ impl Engine {
             if event.kind != crate::domain::activity::ActivityKind::Completed {
                 continue;
             }
+            let first_go = !self.store.completed_before(
+                &event.learner_id,
+                &event.module_id,
+                event.occurred_at,
+            )?;
             for (skill, before) in &done.mastery_before {
                 let observations = self.store.observations(&event.learner_id, skill)?;
                 let (earlier, later): (Vec<_>, Vec<_>) = observations
@@ -151,6 +162,7 @@ impl Engine {
                     before: *before,
                     level,
                     completed_at: event.occurred_at,
+                    first_go,
                     right,
                     wrong,
                 };
@@ -234,6 +246,7 @@ impl Engine {
                     guess: p.guess,
                     slip: p.slip,
                     weight: c.weight,
+                    first_go: c.first_go,
                 };
                 let effect = table.observe(&c.module, &c.skill, &evidence, threshold);
                 changed.insert((c.module, c.skill), effect.clone());
@@ -362,6 +375,42 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(engine.effects.read().get("ms", "s"), Some(&effect));
+    }
+
+    /// A learner's second go at a module is evidence, not a second learner
+    /// in `tried`; a completion of another module, or a start of this one,
+    /// does not make a go a second one.
+    #[tokio::test]
+    async fn a_second_go_at_a_module_is_not_a_second_learner() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = testing::engine(dir.path());
+        skills_s_and_b(&engine).await;
+        let t = 1_700_000_000_000_000;
+        let wrong = |from: Micros, tag: &str| -> Vec<Attempt> {
+            (0..3)
+                .map(|i| on("s", &format!("{tag}{i}"), from + i, false))
+                .collect()
+        };
+        let mut started = completed("e0", "ms", t - 10);
+        started.kind = ActivityKind::Started;
+        engine
+            .record_activity(vec![started, completed("e1", "mb", t - 5)])
+            .await
+            .unwrap();
+        engine
+            .record_activity(vec![completed("e2", "ms", t)])
+            .await
+            .unwrap();
+        engine.record_attempts(wrong(t + 10, "a")).await.unwrap();
+        let first = engine.effects.read().get("ms", "s").cloned().unwrap();
+        assert_eq!((first.tried, first.weight), (1, 1.0));
+        engine
+            .record_activity(vec![completed("e3", "ms", t + 50)])
+            .await
+            .unwrap();
+        engine.record_attempts(wrong(t + 60, "b")).await.unwrap();
+        let effect = engine.effects.read().get("ms", "s").cloned().unwrap();
+        assert_eq!((effect.tried, effect.moved, effect.weight), (1, 0, 2.0));
     }
 
     /// Skill `s` taught by `ms`, learner `l`, and skill `b` taught by `mb`.

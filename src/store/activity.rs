@@ -3,6 +3,8 @@
 
 use sled::Transactional;
 
+use crate::domain::learner::Micros;
+
 use super::*;
 
 impl Store {
@@ -63,5 +65,22 @@ impl Store {
         }
         out.reverse();
         Ok(out)
+    }
+
+    /// Whether `learner` completed `module` before `before`: a module's
+    /// `tried` counts a learner's first go only. Reads the learner's events
+    /// up to that time, newest first, until one is found.
+    pub fn completed_before(&self, learner: &str, module: &str, before: Micros) -> Result<bool> {
+        let start = keys::prefix(&[learner]);
+        let end = keys::learner_activity(learner, before, "");
+        for entry in self.learner_activity.tree.range(start..end).rev() {
+            let (key, bytes) = entry?;
+            let event: StoredActivity = codec::decode(self.learner_activity.name, &key, &bytes)?;
+            let a = &event.activity;
+            if a.kind == ActivityKind::Completed && a.module_id == module {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }

@@ -106,6 +106,7 @@ mod tests {
             guess: 0.2,
             slip: 0.1,
             weight: 1.0,
+            first_go: true,
         };
         effect.observe(&evidence, 0.95);
         let table = store.table::<ModuleEffect>(TREE).unwrap();

@@ -97,6 +97,9 @@ pub struct EffectEvidence {
     /// Weight of this evidence in (0, 1]: `1 / k` when `k` modules on the
     /// skill were done before the same answers (each gets a share).
     pub weight: f64,
+    /// Whether this is the learner's first go at the module: `tried` and
+    /// `moved` count learners, not goes.
+    pub first_go: bool,
 }
 
 impl EffectEvidence {
@@ -123,9 +126,9 @@ impl EffectEvidence {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModuleEffect {
     /// Learners who did the module while the skill was unmastered and then
-    /// answered on it.
+    /// answered on it, each counted at their first go.
     pub tried: u32,
-    /// Of whom passed the answers after it.
+    /// Of whom passed the answers after that first go.
     pub moved: u32,
     /// Weighted count of value-added observations.
     pub weight: f64,
@@ -200,8 +203,10 @@ impl ModuleEffect {
         if after == 0 || weight == 0.0 || p >= threshold {
             return None;
         }
-        self.tried += 1;
-        self.moved += u32::from(e.passed());
+        if e.first_go {
+            self.tried += 1;
+            self.moved += u32::from(e.passed());
+        }
         let delta = f64::from(e.right) / f64::from(after) - e.level_before();
         self.weight += weight;
         self.sum += weight * delta;
@@ -292,6 +297,13 @@ impl Posterior {
     /// The estimated learn rate, in (0, 1] (see [`soft_floor`]).
     pub fn mean(&self) -> f64 {
         soft_floor(self.mean)
+    }
+
+    /// Whether the rate at cumulative probability `u` of the posterior is
+    /// above zero, before any floor: with a small `u`, whether the module
+    /// credibly teaches at all.
+    pub fn above_zero_at(&self, u: f64) -> bool {
+        self.mean + self.sd * normal_quantile(u) > 0.0
     }
 
     /// The rate at cumulative probability `u` of the (normal) posterior,
@@ -518,6 +530,7 @@ mod tests {
             guess: 0.2,
             slip: 0.1,
             weight: 1.0,
+            first_go: true,
         }
     }
 
@@ -622,6 +635,45 @@ mod tests {
         );
         assert!(normal_quantile(0.975) > 1.959 && normal_quantile(0.975) < 1.961);
         assert!(normal_quantile(0.001) < -3.09 && normal_quantile(0.001) > -3.1);
+    }
+
+    /// One learner failing a module fifteen times is one learner in
+    /// `tried`, though every go is evidence.
+    #[test]
+    fn tried_counts_learners_not_goes() {
+        let mut effect = ModuleEffect::default();
+        for go in 0..15 {
+            let failed = EffectEvidence {
+                first_go: go == 0,
+                ..evidence((0, 3), 0, 3)
+            };
+            effect.observe(&failed, 0.95);
+        }
+        let passed = EffectEvidence {
+            first_go: false,
+            ..evidence((0, 3), 3, 0)
+        };
+        effect.observe(&passed, 0.95);
+        assert_eq!((effect.tried, effect.moved, effect.weight), (1, 0, 16.0));
+        effect.observe(&evidence((0, 3), 3, 0), 0.95);
+        assert_eq!((effect.tried, effect.moved), (2, 1));
+    }
+
+    /// A posterior credibly above zero, one that is not, one below.
+    #[test]
+    fn a_module_teaches_when_its_lower_bound_is_above_zero() {
+        let mut good = ModuleEffect::default();
+        let mut none = ModuleEffect::default();
+        for _ in 0..60 {
+            good.observe(&evidence((0, 3), 2, 1), 0.95);
+            // Right as often as before: no value added.
+            none.observe(&evidence((1, 2), 1, 2), 0.95);
+        }
+        let at = |e: &ModuleEffect| e.posterior(0.15, 0.2, 0.1);
+        assert!(at(&good).above_zero_at(0.025));
+        assert!(!at(&none).above_zero_at(0.025));
+        assert!(at(&none).above_zero_at(0.999));
+        assert!(!at(&ModuleEffect::default()).above_zero_at(0.025));
     }
 
     #[test]

@@ -16,7 +16,8 @@ use crate::domain::hashing::fnv1a;
 /// Quantile of a module's rate taken as its optimistic bound: it must reach
 /// a third of the best module of the skill for the module to be served at
 /// all, and the estimate of a module that just failed for it to count as
-/// an alternative.
+/// an alternative. One minus it is the pessimistic bound: above zero, the
+/// module credibly teaches.
 const USELESS_BOUND: f64 = 0.975;
 
 /// One module scored for the learner.
@@ -58,6 +59,9 @@ struct Scoring<'s, 'a> {
     /// Per candidate skill, the best estimated rate among the modules the
     /// learner could do.
     best_rate: BTreeMap<&'a str, f64>,
+    /// Candidate skills with a module the learner could do that credibly
+    /// teaches (the lower bound of its rate is above zero).
+    teaching: BTreeSet<&'a str>,
 }
 
 impl<'a> Scoring<'_, 'a> {
@@ -107,7 +111,8 @@ impl<'a> Scoring<'_, 'a> {
         })
     }
 
-    /// Fills `best_rate` from the modules the learner could do.
+    /// Fills `best_rate` and `teaching` from the modules the learner could
+    /// do.
     fn find_best_rates(
         &mut self,
         reachable: &[usize],
@@ -123,7 +128,11 @@ impl<'a> Scoring<'_, 'a> {
             for &s in index.module_skills(at) {
                 let s = index.skill_id(s);
                 if candidates.contains_key(s) && self.usable(at, s) {
-                    let mean = self.posterior_of(id, s).mean();
+                    let post = self.posterior_of(id, s);
+                    if post.above_zero_at(1.0 - USELESS_BOUND) {
+                        self.teaching.insert(s);
+                    }
+                    let mean = post.mean();
                     let best = best_rate.entry(s).or_insert(0.0);
                     *best = best.max(mean);
                 }
@@ -134,7 +143,21 @@ impl<'a> Scoring<'_, 'a> {
 
     /// A module credibly far below the best of skill `s` (its optimistic
     /// bound under a third of it): it works for nobody and is not served.
+    ///
+    /// Only when some module of the skill credibly teaches: a third of
+    /// nothing is nothing. When every estimate is near or below zero (the
+    /// learners at hand are blocked, or one learner's failures sank a
+    /// module early), the estimates sit under the rate's floor, where the
+    /// comparison only says "a little lower" and wrote off modules that
+    /// work. In `spoc simulate --world irt --seed 63`, a 22-minute podcast
+    /// that teaches was written off after one learner's failures, and an
+    /// 8-minute near-useless video, the shortest, was served 64,111 times:
+    /// 47.5% of all modules served (4.7% with this rule; mastery 91.6% →
+    /// 99.0%).
     fn useless(&self, module: &str, s: &str) -> bool {
+        if !self.teaching.contains(s) {
+            return false;
+        }
         self.posterior_of(module, s).sample(USELESS_BOUND)
             < self.best_rate.get(s).map_or(0.0, |b| b / 3.0)
     }
@@ -226,6 +249,7 @@ pub(super) fn score_modules<'a>(
         language: primary_subtag(input.language).to_ascii_lowercase(),
         in_language: BTreeSet::new(),
         best_rate: BTreeMap::new(),
+        teaching: BTreeSet::new(),
     };
     let mut reachable: Vec<usize> = Vec::new();
     let mut any_language: BTreeSet<&str> = BTreeSet::new();

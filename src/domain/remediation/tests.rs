@@ -545,6 +545,7 @@ fn an_untried_module_gets_tried_and_a_useless_one_stops_being_served() {
                 guess: 0.2,
                 slip: 0.1,
                 weight: 1.0,
+                first_go: true,
             },
             DEFAULT_THRESHOLD,
         );
@@ -584,7 +585,46 @@ fn outcome(before: (u32, u32), right: u32) -> EffectEvidence {
         guess: 0.2,
         slip: 0.1,
         weight: 1.0,
+        first_go: true,
     }
+}
+
+/// A module far below the best of its skill is written off only when the
+/// best credibly teaches: under the rate's floor "a third of the best" is
+/// no comparison, and a working module sunk by a few early failures would
+/// leave a near-useless one served forever (`spoc simulate --world irt
+/// --seed 63`).
+#[test]
+fn nothing_is_written_off_while_no_module_of_the_skill_teaches() {
+    let mut case = Case::new();
+    case.program = vec!["d".into()];
+    case.modules
+        .push(module("md-ex", &["d"], Format::Exercise, 30, "en"));
+    // md: as many right after as before (no value added, 300 learners);
+    // md-ex: ten learners, none right after.
+    for _ in 0..300 {
+        case.effects
+            .observe("md", "d", &outcome((1, 2), 1), DEFAULT_THRESHOLD);
+    }
+    for _ in 0..10 {
+        case.effects
+            .observe("md-ex", "d", &outcome((1, 2), 0), DEFAULT_THRESHOLD);
+    }
+    let listed = |case: &Case| -> Vec<String> {
+        case.run()
+            .items
+            .iter()
+            .filter(|i| i.skill_id == "d")
+            .map(|i| i.module_id.clone())
+            .collect()
+    };
+    assert_eq!(listed(&case), ["md", "md-ex"]);
+    // Once md is seen to teach, md-ex is credibly far below it: gone.
+    for _ in 0..300 {
+        case.effects
+            .observe("md", "d", &outcome((1, 2), 3), DEFAULT_THRESHOLD);
+    }
+    assert_eq!(listed(&case), ["md"]);
 }
 
 #[test]

@@ -124,6 +124,8 @@ struct Session<'a> {
     minutes: u32,
     /// Events so far (answers and module completions), see [`event_time`].
     sent: u64,
+    /// Whether each module was done (`tried_by` counts first goes).
+    done: Vec<bool>,
     /// The engine's BKT parameters per skill id (fitted ones, if any;
     /// defaults otherwise).
     params: &'a BTreeMap<String, BktParams>,
@@ -151,6 +153,7 @@ impl<'a> Session<'a> {
             answers: vec![Vec::new(); n],
             minutes: 0,
             sent: 0,
+            done: vec![false; world.modules.len()],
             params,
         }
     }
@@ -346,6 +349,7 @@ impl<'a> Session<'a> {
                         guess: params.guess,
                         slip: params.slip,
                         weight: 1.0,
+                        first_go: !self.done[m],
                     },
                     options.threshold,
                 );
@@ -356,6 +360,7 @@ impl<'a> Session<'a> {
                 after: before,
             });
         }
+        self.done[m] = true;
         self.history.push(ModuleOutcome {
             module_id: module.id.clone(),
             completed_at,
