@@ -132,7 +132,9 @@ impl Engine {
         let mut closed = Vec::new();
         for done in fresh {
             let event = &done.activity;
-            if event.kind != crate::domain::activity::ActivityKind::Completed {
+            if event.kind != crate::domain::activity::ActivityKind::Completed
+                || done.mastery_before.is_empty()
+            {
                 continue;
             }
             let first_go = !self.store.completed_before(
