@@ -318,6 +318,14 @@ mod tests {
         }
     }
 
+    /// Records learner `l`'s completion of `module` at `at`.
+    async fn complete(engine: &Engine, id: &str, module: &str, at: Micros) {
+        engine
+            .record_activity(vec![completed(id, module, at)])
+            .await
+            .unwrap();
+    }
+
     fn on(skill: &str, id: &str, at: Micros, correct: bool) -> Attempt {
         Attempt {
             skill_ids: vec![skill.into()],
@@ -342,10 +350,7 @@ mod tests {
             .await
             .unwrap();
         let t = 1_700_000_000_000_000;
-        engine
-            .record_activity(vec![completed("e1", "ms", t)])
-            .await
-            .unwrap();
+        complete(&engine, "e1", "ms", t).await;
         // Answers on b after a module on s: nothing for ms.
         let on_b: Vec<Attempt> = (0..3)
             .map(|i| on("b", &format!("b{i}"), t + 10 + i, true))
@@ -368,10 +373,7 @@ mod tests {
         drop(engine);
         let engine = testing::engine(dir.path());
         assert_eq!(engine.effects.read().get("ms", "s"), Some(&effect));
-        engine
-            .record_activity(vec![completed("e2", "ms", t + 100)])
-            .await
-            .unwrap();
+        complete(&engine, "e2", "ms", t + 100).await;
         engine
             .record_attempts(vec![on("s", "late", t + 50, false)])
             .await
@@ -399,17 +401,11 @@ mod tests {
             .record_activity(vec![started, completed("e1", "mb", t - 5)])
             .await
             .unwrap();
-        engine
-            .record_activity(vec![completed("e2", "ms", t)])
-            .await
-            .unwrap();
+        complete(&engine, "e2", "ms", t).await;
         engine.record_attempts(wrong(t + 10, "a")).await.unwrap();
         let first = engine.effects.read().get("ms", "s").cloned().unwrap();
         assert_eq!((first.tried, first.weight), (1, 1.0));
-        engine
-            .record_activity(vec![completed("e3", "ms", t + 50)])
-            .await
-            .unwrap();
+        complete(&engine, "e3", "ms", t + 50).await;
         engine.record_attempts(wrong(t + 60, "b")).await.unwrap();
         let effect = engine.effects.read().get("ms", "s").cloned().unwrap();
         assert_eq!((effect.tried, effect.moved, effect.weight), (1, 0, 2.0));
@@ -452,10 +448,7 @@ mod tests {
             ])
             .await
             .unwrap();
-        engine
-            .record_activity(vec![completed("e1", "ms", t + 10)])
-            .await
-            .unwrap();
+        complete(&engine, "e1", "ms", t + 10).await;
         engine
             .record_attempts(vec![answer("a3", "i3", t + 20, false)])
             .await
